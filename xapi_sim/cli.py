@@ -1,0 +1,98 @@
+"""``xapi-sim`` command line. ``xapi-sim serve`` is a contract harnesses rely on: keep it stable.
+
+    xapi-sim serve [--scenario FILE] [--bind ADDR] [--port N] [--user NAME] [--password PW]
+                   [--seed N] [--ready-file PATH] [--tls-cert FILE --tls-key FILE]
+                   [--auth-delay SECONDS]
+"""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+
+DEFAULT_PORT = 8080
+DEFAULT_USER = "root"
+DEFAULT_PASSWORD = "xenroot"
+
+
+def _serve_parser(sub):
+    p = sub.add_parser("serve", help="start a simulated pool and serve XAPI on every host")
+    p.add_argument("--scenario", metavar="FILE",
+                   help="scenario file (TOML, or JSON of the same shape); default: built-in")
+    p.add_argument("--bind", default="127.0.0.1", metavar="ADDR",
+                   help="address of the first host; on loopback the others take the next "
+                        "addresses (127.0.0.2, ...) on the same port (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, metavar="N",
+                   help=f"port every host listens on; 0 = any free port (default {DEFAULT_PORT})")
+    p.add_argument("--user", default=DEFAULT_USER, help="root user name (default root)")
+    p.add_argument("--password", default=DEFAULT_PASSWORD,
+                   help=f"root password every host accepts (default {DEFAULT_PASSWORD})")
+    p.add_argument("--seed", type=int, default=None,
+                   help="make every UUID and ref reproducible from run to run")
+    p.add_argument("--ready-file", metavar="PATH",
+                   help="once every host listens, atomically write a JSON description here")
+    p.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate")
+    p.add_argument("--tls-key", metavar="FILE", help="private key for --tls-cert")
+    p.add_argument("--auth-delay", type=float, default=0.0, metavar="SECONDS",
+                   help="delay before SESSION_AUTHENTICATION_FAILED (XAPI waits 5 s; default 0)")
+    return p
+
+
+def serve(args) -> int:
+    from . import scenario as scn_mod
+    from .server import Simulator
+
+    try:
+        scn = scn_mod.load(args.scenario) if args.scenario else scn_mod.default()
+    except scn_mod.ScenarioError as e:
+        print(f"xapi-sim: {e}", file=sys.stderr)
+        return 2
+    if bool(args.tls_cert) != bool(args.tls_key):
+        print("xapi-sim: --tls-cert and --tls-key go together", file=sys.stderr)
+        return 2
+    world = scn_mod.build(scn, seed=args.seed, user=args.user, password=args.password,
+                          auth_failure_delay=args.auth_delay)
+    try:
+        sim = Simulator(world, bind=args.bind, port=args.port, tls_cert=args.tls_cert,
+                        tls_key=args.tls_key).start()
+    except OSError as e:
+        print(f"xapi-sim: cannot listen on {args.bind}:{args.port}: {e.strerror}",
+              file=sys.stderr)
+        return 1
+    desc = sim.describe()
+    print(f"xapi-sim: {len(desc['hosts'])} hosts from {scn.source}")
+    print(f"{'HOST':<12} {'POOL':<12} {'ROLE':<8} URL")
+    for h in desc["hosts"]:
+        print(f"{h['name_label']:<12} {h['pool'] or '-':<12} "
+              f"{'master' if h['master'] else 'member':<8} {h['url']}")
+    print(f"login: {args.user} / {args.password}    (Ctrl-C to stop)", flush=True)
+    if args.ready_file:
+        sim.write_ready_file(args.ready_file)
+    stop = threading.Event()
+
+    def on_signal(signum, frame):
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    while not stop.wait(0.5):
+        pass
+    sim.stop()
+    print("xapi-sim: stopped", flush=True)
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="xapi-sim", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    _serve_parser(sub)
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return serve(args)
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,309 @@
+"""Method resolution and XAPI's fixed check order for every call.
+
+Mirrors xen-api ``ocaml/idl/ocaml_backend/gen_server.ml`` (``operation``) and
+``ocaml/xapi/server_helpers.ml``: strip ``Async.``; match ``Class.msg`` or ``Class_msg``;
+parameter count (before the session, counts excluding the session); unmarshal every argument;
+session check (``SESSION_INVALID``, ``HOST_IS_SLAVE`` on a member); async mode; removed
+messages (``MESSAGE_REMOVED``); then the operation. Unknown names with parameters go down the
+extension path: the first parameter is session-checked before ``MESSAGE_METHOD_UNKNOWN``.
+
+Generic messages (getters, setters, map/set edits, records, ``get_all*``, ``get_by_*``,
+implicit create/destroy) are built from the datamodel; behaviour modules register custom
+handlers with ``@api("Class.msg")`` and win over the generic ones.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+from . import where
+from .datamodel import NO_ASYNC_CLASSES, NO_GET_ALL, NULL_REF, Message, Schema
+from .errors import Failure, internal
+from .wire import xmlrpc
+from .wire.values import convert
+
+REGISTRY: dict = {}          # "Class.msg" -> handler(call, *args)
+CONTROL: dict = {}           # "sim.x" -> (handler(call, *args), number of params incl. session)
+# Messages whose trailing parameters have defaults: wire name -> mandatory count (with session).
+OPTIONAL_TAIL = {"session.login_with_password": 2}
+# Messages callable without a session (first parameter is not a session ref).
+SESSIONLESS = {"session.login_with_password", "session.slave_local_login_with_password"}
+
+
+def api(*names):
+    """Register a hand-written handler for one or more wire names."""
+    def deco(fn):
+        for n in names:
+            REGISTRY[n] = fn
+        return fn
+    return deco
+
+
+def control(name, nparams):
+    """Register a control-API (``sim.*``) handler taking ``nparams`` (session included)."""
+    def deco(fn):
+        CONTROL[name] = (fn, nparams)
+        return fn
+    return deco
+
+
+class Call:
+    """What a handler knows about the call: world, local host, pool, session, task."""
+
+    __slots__ = ("world", "host", "pool", "db", "session", "name", "task", "message")
+
+    def __init__(self, world, host, name, message=None):
+        self.world = world
+        self.host = host
+        self.pool = host.pool
+        self.db = host.pool.db
+        self.session = None
+        self.name = name
+        self.task = None
+        self.message = message
+
+    def check_cancelled(self):
+        """Raise TASK_CANCELLED if a ``task.cancel`` reached this call's task."""
+        if self.task:
+            row = self.db.tables["task"].get(self.task)
+            if row is not None and "cancel" in row["current_operations"].values():
+                raise Failure("TASK_CANCELLED", self.task)
+
+
+class Bare:
+    """A result sent without the Status envelope over XML-RPC (system.listMethods)."""
+
+    def __init__(self, value):
+        self.value = value
+
+
+def _check_utf8(v):
+    if isinstance(v, str):
+        try:
+            v.encode("utf-8")
+        except UnicodeEncodeError:
+            raise Failure("INVALID_VALUE", "Invalid UTF-8 string in parameter",
+                          v.encode("utf-8", "replace").decode("utf-8")) from None
+    elif isinstance(v, list):
+        for x in v:
+            _check_utf8(x)
+    elif isinstance(v, dict):
+        for k, x in v.items():
+            _check_utf8(k)
+            _check_utf8(x)
+
+
+def async_capable(m: Message) -> bool:
+    """XAPI gives an async mode to custom messages and create/destroy (§5), never to
+    getters, setters, records, nor to messages of session, event, task, data_source, blob."""
+    if m.cls in NO_ASYNC_CLASSES:
+        return False
+    return not m.implicit or m.name in ("create", "destroy")
+
+
+class Dispatcher:
+    def __init__(self, world):
+        self.world = world
+        self._generic_cache = {}
+
+    # -- entry point ---------------------------------------------------------------------
+    def dispatch(self, host, method: str, params: list):
+        """Run one call arriving at ``host``'s endpoint; returns the value or raises Failure."""
+        _check_utf8(params)
+        is_async = method.startswith("Async.")
+        name = method[6:] if is_async else method
+        if name.startswith("InternalAsync."):
+            is_async, name = True, name[len("InternalAsync."):]
+        if name == "system.listMethods":
+            return Bare(self.list_methods(host))
+        if name.startswith("system.isAlive"):
+            return params[0] if params else ""
+        if name in CONTROL:
+            return self._control(host, name, params)
+        schema: Schema = host.pool.schema
+        msg = schema.message(name)
+        if msg is None:
+            if params:
+                self.check_session(host, params[0])
+            raise Failure("MESSAGE_METHOD_UNKNOWN", name)
+        wire = msg.wire_name
+        nparams = len(msg.params)
+        mandatory = OPTIONAL_TAIL.get(wire, nparams)
+        takes_session = wire not in SESSIONLESS and msg.takes_session
+        adjust = 1 if takes_session else 0
+        if len(params) < mandatory or (mandatory == nparams and len(params) != nparams):
+            raise Failure("MESSAGE_PARAMETER_COUNT_MISMATCH", wire, mandatory - adjust,
+                          len(params) - adjust)
+        params = params[:nparams]
+        args = [convert(p.type, v) for p, v in zip(msg.params, params)]
+        call = Call(self.world, host, wire, msg)
+        if takes_session:
+            call.session = self.check_session(host, args[0])
+            args = args[1:]
+        if is_async and not async_capable(msg):
+            raise Failure("Fault", f"No async mode for this operation (rpc: {wire})")
+        if msg.removed:
+            raise Failure("MESSAGE_REMOVED")
+        handler = REGISTRY.get(wire) or self.generic(msg)
+        if is_async:
+            return self.world_tasks().run_async(call, handler, args, "Async." + wire)
+        if async_capable(msg) and not msg.implicit:
+            return self.world_tasks().run_sync(call, handler, args, wire)
+        return handler(call, *args)
+
+    def world_tasks(self):
+        from .classes.task import Tasks  # local: tasks registers handlers at import
+        return Tasks.of(self.world)
+
+    # -- sessions ------------------------------------------------------------------------
+    def check_session(self, host, ref):
+        """``Session_check.check``: SESSION_INVALID, then HOST_IS_SLAVE on a pool member."""
+        if not isinstance(ref, str):
+            ref = str(ref)
+        row = host.pool.db.tables["session"].get(ref)
+        if row is None:
+            raise Failure("SESSION_INVALID", ref)
+        if not host.is_master and not row["pool"]:
+            raise Failure("HOST_IS_SLAVE", host.pool.master.address)
+        return ref
+
+    # -- control API ---------------------------------------------------------------------
+    def _control(self, host, name, params):
+        fn, n = CONTROL[name]
+        if len(params) != n:
+            raise Failure("MESSAGE_PARAMETER_COUNT_MISMATCH", name, n - 1, len(params) - 1)
+        found = self.world.find_session(params[0]) if isinstance(params[0], str) else None
+        if found is None:
+            raise Failure("SESSION_INVALID", str(params[0]))
+        call = Call(self.world, host, name)
+        call.session = params[0]
+        return fn(call, *params[1:])
+
+    # -- introspection -------------------------------------------------------------------
+    def list_methods(self, host):
+        """Every synchronous wire name this endpoint serves (no Async., no sim.*)."""
+        schema = host.pool.schema
+        out = []
+        for cname, c in schema.classes.items():
+            for mname, m in c.messages.items():
+                out.append(f"{cname}.{mname}")
+        out.append("system.listMethods")
+        return out
+
+    # -- generic messages ----------------------------------------------------------------
+    def generic(self, msg: Message):
+        key = (id(msg), msg.wire_name)
+        fn = self._generic_cache.get(key)
+        if fn is None:
+            fn = self._generic_cache[key] = _make_generic(msg)
+        return fn
+
+
+def _make_generic(msg: Message):
+    cls, name = msg.cls, msg.name
+
+    if name == "get_record":
+        return lambda call, ref: call.db.get(cls, ref)
+    if name == "get_by_uuid":
+        return lambda call, uuid: call.db.by_uuid(cls, uuid)
+    if name == "get_by_name_label":
+        return lambda call, label: call.db.by_label(cls, label)
+    if name == "get_all":
+        return lambda call: call.db.refs(cls)
+    if name == "get_all_records":
+        return lambda call: dict(call.db.rows(cls))
+    if name in ("get_all_records_where", "get_all_where"):
+        records = name == "get_all_records_where"
+
+        def where_fn(call, expr):
+            try:
+                tree = where.parse(expr)
+                rows = [(r, row) for r, row in call.db.rows(cls) if where.evaluate(tree, row)]
+            except where.WhereError as e:
+                raise Failure("INVALID_VALUE", expr, str(e)) from None
+            return dict(rows) if records else [r for r, _ in rows]
+        return where_fn
+    if name == "create" and msg.implicit:
+        return _generic_create(cls)
+    if name == "destroy" and msg.implicit:
+        def destroy(call, ref):
+            call.db.remove(cls, ref)
+        return destroy
+
+    fields = None
+
+    def field_of(prefix):
+        nonlocal fields
+        fname = name[len(prefix):]
+        return fname
+
+    if name.startswith("get_"):
+        f = field_of("get_")
+        return lambda call, ref: call.db.get(cls, ref)[f]
+    if name.startswith("set_"):
+        f = field_of("set_")
+
+        def setter(call, ref, value):
+            call.db.get(cls, ref)
+            call.db.set(cls, ref, f, value)
+        return setter
+    if name.startswith("add_to_"):
+        f = field_of("add_to_")
+
+        def add_to(call, ref, key, value):
+            with call.db.lock:
+                row = call.db.get(cls, ref)
+                if key in row[f]:
+                    raise Failure("MAP_DUPLICATE_KEY", cls, f, row.get("uuid", ref), key)
+                call.db.set(cls, ref, f, {**row[f], key: value})
+        return add_to
+    if name.startswith("remove_from_"):
+        f = field_of("remove_from_")
+
+        def remove_from(call, ref, key):
+            with call.db.lock:
+                row = call.db.get(cls, ref)
+                if key in row[f]:
+                    m = dict(row[f])
+                    del m[key]
+                    call.db.set(cls, ref, f, m)
+        return remove_from
+    if name.startswith("add_"):
+        f = field_of("add_")
+
+        def add(call, ref, value):
+            with call.db.lock:
+                row = call.db.get(cls, ref)
+                if value not in row[f]:
+                    call.db.set(cls, ref, f, row[f] + [value])
+        return add
+    if name.startswith("remove_"):
+        f = field_of("remove_")
+
+        def remove(call, ref, value):
+            with call.db.lock:
+                row = call.db.get(cls, ref)
+                if value in row[f]:
+                    call.db.set(cls, ref, f, [v for v in row[f] if v != value])
+        return remove
+
+    def not_implemented(call, *args):
+        raise Failure("NOT_IMPLEMENTED", msg.wire_name)
+    return not_implemented
+
+
+def _generic_create(cls):
+    """``<class>.create(record)``: StaticRO+RW fields; defaults may be omitted
+    (``gen_server.ml`` from_ctor_record, ``Dispatcher_FieldNotFound`` otherwise)."""
+    def create(call, record):
+        c = call.db.schema.classes[cls]
+        fields = {}
+        for f in c.fields.values():
+            if f.qualifier not in ("RW", "RO/constructor"):
+                continue
+            if f.name in record:
+                fields[f.name] = convert(f.type, record[f.name])
+            elif not f.has_default:
+                raise internal(f'Server_helpers.Dispatcher_FieldNotFound("{f.name}")')
+        return call.world.new_row(call.db, cls, **fields)
+    return create

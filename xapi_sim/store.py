@@ -1,0 +1,221 @@
+"""The database of one pool: rows, indexes, relations, generations and change order.
+
+Mirrors xen-api ``ocaml/database/db_cache_types.ml``: one generation counter bumped by every
+write; each row remembers when it was created and last modified; deletions are kept in a
+bounded list ("not guaranteed to remember all events"); both ends of a one-to-many relation
+are kept in step (``update_one_to_many``), so setting ``VM.resident_on`` is also a change of
+the two hosts' ``resident_VMs``.
+
+Rows are copy-on-write: a write replaces the row dict (and never mutates a container held
+by a row), so a reader may take a row reference under the lock and encode it afterwards.
+Only this module mutates rows.
+"""
+from __future__ import annotations
+
+import collections
+import threading
+
+from .datamodel import NULL_REF, Schema
+from .errors import Failure, handle_invalid
+
+# (one-side class, set field) <-> (many-side class, ref field): ocaml/idl/datamodel.ml all_relations
+RELATIONS = [
+    ("host", "resident_VMs", "VM", "resident_on"),
+    ("host", "host_CPUs", "host_cpu", "host"),
+    ("task", "subtasks", "task", "subtask_of"),
+    ("VM", "snapshots", "VM", "snapshot_of"),
+    ("VM", "children", "VM", "parent"),
+]
+
+DELETED_KEEP = 100_000
+
+
+class Database:
+    """One pool's database. All methods are thread-safe; ``cond`` wakes event waiters."""
+
+    def __init__(self, schema: Schema):
+        self.schema = schema
+        self.lock = threading.RLock()
+        self.cond = threading.Condition(self.lock)
+        self.gen = 0
+        self.tables: dict[str, dict] = {c: {} for c in schema.classes}
+        self.uuids: dict[str, dict] = {c: {} for c in schema.classes}
+        self.labels: dict[str, dict] = {c: {} for c in schema.classes}
+        self.changed: dict[str, dict] = {c: {} for c in schema.classes}  # ref -> gen, oldest first
+        self.created: dict[str, dict] = {c: {} for c in schema.classes}
+        self.deleted: collections.deque = collections.deque(maxlen=DELETED_KEEP)
+        self._rel_many = {}   # (many cls, ref field) -> (one cls, set field)
+        self._rel_one = {}    # (one cls, set field) -> (many cls, ref field)
+        for one, sfield, many, rfield in RELATIONS:
+            if one in schema.classes and many in schema.classes:
+                self._rel_many[(many, rfield)] = (one, sfield)
+                self._rel_one[(one, sfield)] = (many, rfield)
+        self.listeners = []   # callables(cls, ref, op) run under the lock after each change
+
+    # -- reading -------------------------------------------------------------------------
+    def get(self, cls: str, ref: str) -> dict:
+        """The row of ``ref`` or HANDLE_INVALID [cls, ref]."""
+        row = self.tables[cls].get(ref)
+        if row is None:
+            raise handle_invalid(cls, ref)
+        return row
+
+    def exists(self, cls: str, ref: str) -> bool:
+        return ref in self.tables.get(cls, ())
+
+    def field(self, cls: str, ref: str, name: str):
+        return self.get(cls, ref)[name]
+
+    def by_uuid(self, cls: str, uuid: str) -> str:
+        ref = self.uuids[cls].get(uuid)
+        if ref is None:
+            raise Failure("UUID_INVALID", cls, uuid)
+        return ref
+
+    def by_label(self, cls: str, label: str) -> list:
+        return list(self.labels[cls].get(label, ()))
+
+    def refs(self, cls: str) -> list:
+        with self.lock:
+            return list(self.tables[cls])
+
+    def rows(self, cls: str) -> list:
+        """[(ref, row)] snapshot, cheap thanks to copy-on-write rows."""
+        with self.lock:
+            return list(self.tables[cls].items())
+
+    def count(self, cls: str) -> int:
+        return len(self.tables[cls])
+
+    # -- writing -------------------------------------------------------------------------
+    def _touch(self, cls, ref, op):
+        self.gen += 1
+        ch = self.changed[cls]
+        ch.pop(ref, None)
+        if op == "del":
+            self.deleted.append((self.gen, cls, ref))
+        else:
+            ch[ref] = self.gen
+        for fn in self.listeners:
+            fn(cls, ref, op)
+
+    def add(self, cls: str, ref: str, row: dict) -> str:
+        """Insert a complete row (``row`` must hold every field of the class)."""
+        with self.cond:
+            if ref in self.tables[cls]:
+                raise Failure("INTERNAL_ERROR", f"duplicate ref {ref}")
+            self.tables[cls][ref] = row
+            uuid = row.get("uuid")
+            if uuid:
+                self.uuids[cls][uuid] = ref
+            if "name_label" in row:
+                self.labels[cls].setdefault(row["name_label"], set()).add(ref)
+            self._touch(cls, ref, "add")
+            self.created[cls][ref] = self.gen
+            for (many, rfield), (one, sfield) in self._rel_many.items():
+                if many == cls and row.get(rfield, NULL_REF) != NULL_REF:
+                    self._link(one, row[rfield], sfield, ref, True)
+            self.cond.notify_all()
+        return ref
+
+    def _link(self, cls, ref, sfield, member, add):
+        row = self.tables[cls].get(ref)
+        if row is None:
+            return
+        cur = row[sfield]
+        if add and member not in cur:
+            new = cur + [member]
+        elif not add and member in cur:
+            new = [m for m in cur if m != member]
+        else:
+            return
+        row = dict(row)
+        row[sfield] = new
+        self.tables[cls][ref] = row
+        self._touch(cls, ref, "mod")
+
+    def update(self, cls: str, ref: str, **changes) -> dict:
+        """Set several fields of one row in one change; returns the new row."""
+        with self.cond:
+            old = self.get(cls, ref)
+            row = dict(old)
+            row.update(changes)
+            self.tables[cls][ref] = row
+            if "name_label" in changes and old.get("name_label") != row["name_label"]:
+                labels = self.labels[cls]
+                s = labels.get(old["name_label"])
+                if s:
+                    s.discard(ref)
+                    if not s:
+                        del labels[old["name_label"]]
+                labels.setdefault(row["name_label"], set()).add(ref)
+            self._touch(cls, ref, "mod")
+            for name in changes:
+                rel = self._rel_many.get((cls, name))
+                if rel and old[name] != row[name]:
+                    self._link(rel[0], old[name], rel[1], ref, False)
+                    self._link(rel[0], row[name], rel[1], ref, True)
+            self.cond.notify_all()
+            return row
+
+    def set(self, cls: str, ref: str, name: str, value):
+        return self.update(cls, ref, **{name: value})
+
+    def remove(self, cls: str, ref: str):
+        with self.cond:
+            row = self.get(cls, ref)
+            del self.tables[cls][ref]
+            self.created[cls].pop(ref, None)
+            uuid = row.get("uuid")
+            if uuid:
+                self.uuids[cls].pop(uuid, None)
+            if "name_label" in row:
+                s = self.labels[cls].get(row["name_label"])
+                if s:
+                    s.discard(ref)
+                    if not s:
+                        del self.labels[cls][row["name_label"]]
+            self._touch(cls, ref, "del")
+            for (many, rfield), (one, sfield) in self._rel_many.items():
+                if many == cls:
+                    self._link(one, row.get(rfield, NULL_REF), sfield, ref, False)
+            self.cond.notify_all()
+            return row
+
+    def bump(self, cls: str, ref: str):
+        """Record an artificial modification (event.inject)."""
+        with self.cond:
+            self.get(cls, ref)
+            self._touch(cls, ref, "mod")
+            self.cond.notify_all()
+
+    # -- events --------------------------------------------------------------------------
+    def changes_since(self, gen: int, classes=None):
+        """[(gen, cls, ref, op)] of rows changed after ``gen``; one entry per object.
+
+        Mirrors xapi_event.ml ``collect_events``: rows created after the token are ``add``,
+        otherwise ``mod``; deleted rows are ``del`` (unless created and deleted since).
+        Cost is proportional to the number of changes, not to the table sizes.
+        """
+        out = []
+        with self.lock:
+            for cls in (classes if classes is not None else self.tables):
+                ch = self.changed.get(cls)
+                if not ch:
+                    continue
+                created = self.created[cls]
+                for ref in reversed(ch):
+                    g = ch[ref]
+                    if g <= gen:
+                        break
+                    out.append((g, cls, ref, "add" if created.get(ref, 0) > gen else "mod"))
+            for g, cls, ref in reversed(self.deleted):
+                if g <= gen:
+                    break
+                if classes is None or cls in classes:
+                    out.append((g, cls, ref, "del"))
+        out.sort()
+        return out
+
+    def valid_ref_counts(self) -> dict:
+        return {c.lower(): len(t) for c, t in self.tables.items()}

@@ -1,0 +1,1 @@
+"""Wire codecs (pure: bytes in, bytes out) and the HTTP shell."""

@@ -1,0 +1,92 @@
+"""JSON-RPC 1.0 / 2.0 envelopes as XAPI serves them on ``/jsonrpc`` (pure).
+
+Mirrors ``mirage/ocaml-rpc`` ``jsonrpc.ml`` and ``ocaml/xapi/api_server.ml`` jsoncallback:
+``"jsonrpc": "2.0"`` selects v2, no member selects v1, anything else is malformed; ``id``
+must be an integer or a string; v2 success has no ``error`` member; v2 errors are
+``{"code": 1, "message": CODE, "data": [params]}``; v1 errors are arrays.
+"""
+from __future__ import annotations
+
+import json
+import math
+
+MAX_DEPTH = 64
+
+
+class JsonRpcParseError(ValueError):
+    """Malformed request: answered with HTTP 500 (``Jsonrpc.Malformed_method_request``)."""
+
+
+def _depth_ok(v, depth=0):
+    stack = [(v, 0)]
+    while stack:
+        x, d = stack.pop()
+        if d > MAX_DEPTH:
+            return False
+        if isinstance(x, dict):
+            stack.extend((y, d + 1) for y in x.values())
+        elif isinstance(x, list):
+            stack.extend((y, d + 1) for y in x)
+    return True
+
+
+def decode_call(body: bytes):
+    """Bytes -> (version, id, method, params); raises JsonRpcParseError."""
+    try:
+        req = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise JsonRpcParseError(f"{type(e).__name__}: {e}") from None
+    if not isinstance(req, dict):
+        raise JsonRpcParseError("request is not an object")
+    if "jsonrpc" in req:
+        if req["jsonrpc"] != "2.0":
+            raise JsonRpcParseError("unknown jsonrpc version")
+        version = 2
+    else:
+        version = 1
+    method = req.get("method")
+    if not isinstance(method, str):
+        raise JsonRpcParseError("method must be a string")
+    rid = req.get("id")
+    if rid is None or isinstance(rid, bool) or not isinstance(rid, (int, str)):
+        raise JsonRpcParseError("id must be an integer or a string")
+    params = req.get("params")
+    if version == 1:
+        if not isinstance(params, list):
+            raise JsonRpcParseError("params must be an array")
+    elif params is None:
+        params = []
+    elif isinstance(params, dict):
+        params = [params]
+    elif not isinstance(params, list):
+        raise JsonRpcParseError("params must be an array or an object")
+    if not _depth_ok(params):
+        raise JsonRpcParseError("params nested too deeply")
+    return version, rid, method, params
+
+
+def _clean(v):
+    # JSON has no NaN/inf literals; XAPI's encoder would emit them bare, which clients reject.
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)
+    raise TypeError(f"cannot encode {type(v).__name__}")
+
+
+def _dumps(obj) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False,
+                      default=_clean).encode("utf-8")
+
+
+def encode_success(version: int, rid, value) -> bytes:
+    value = "" if value is None else value
+    if version == 2:
+        return _dumps({"jsonrpc": "2.0", "result": value, "id": rid})
+    return _dumps({"result": value, "error": None, "id": rid})
+
+
+def encode_failure(version: int, rid, description: list) -> bytes:
+    code, params = str(description[0]), [str(p) for p in description[1:]]
+    if version == 2:
+        return _dumps({"jsonrpc": "2.0", "error": {"code": 1, "message": code, "data": params},
+                       "id": rid})
+    return _dumps({"result": None, "error": [code, *params], "id": rid})

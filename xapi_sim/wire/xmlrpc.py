@@ -1,0 +1,188 @@
+"""XAPI's XML-RPC dialect (pure). Mirrors ``mirage/ocaml-rpc`` ``src/lib/xmlrpc.ml`` as XAPI
+drives it: compact single-line output, untyped strings for strings *and* int64, ``<double>``
+with ``%.16g``, ``<dateTime.iso8601>`` with a trailing ``Z``, Status/Value envelopes and never
+a ``<fault>``. Input is parsed with defusedxml (no DTDs, entities or external references).
+"""
+from __future__ import annotations
+
+import base64
+import math
+from xml.etree.ElementTree import ParseError
+
+from defusedxml import ElementTree as SafeET
+from defusedxml.common import DefusedXmlException
+
+from ..datamodel import Timestamp
+from .values import I4
+
+MAX_DEPTH = 64
+
+
+class XmlRpcParseError(ValueError):
+    """An unparseable request body: answered with HTTP 500 (``Xmlrpc.Parse_error``)."""
+
+
+def _value(node, depth):
+    if depth > MAX_DEPTH:
+        raise XmlRpcParseError("value nested too deeply")
+    children = list(node)
+    if not children:
+        return node.text or ""
+    if len(children) != 1:
+        raise XmlRpcParseError("value with several children")
+    c = children[0]
+    tag, text = c.tag, (c.text or "").strip()
+    if tag == "string":
+        return c.text or ""
+    if tag in ("int", "i4", "i8"):
+        try:
+            return int(text)
+        except ValueError:
+            raise XmlRpcParseError(f"bad int {text!r}") from None
+    if tag == "boolean":
+        return text == "1"
+    if tag == "double":
+        try:
+            return float(text)
+        except ValueError:
+            raise XmlRpcParseError(f"bad double {text!r}") from None
+    if tag == "dateTime.iso8601":
+        return Timestamp(text)
+    if tag == "base64":
+        try:
+            return base64.b64decode(text)
+        except ValueError:
+            raise XmlRpcParseError("bad base64") from None
+    if tag == "nil":
+        return None
+    if tag == "array":
+        data = c.find("data")
+        if data is None:
+            raise XmlRpcParseError("array without data")
+        return [_value(v, depth + 1) for v in data.findall("value")]
+    if tag == "struct":
+        out = {}
+        for m in c.findall("member"):
+            name, val = m.find("name"), m.find("value")
+            if name is None or val is None:
+                raise XmlRpcParseError("bad struct member")
+            out[name.text or ""] = _value(val, depth + 1)
+        return out
+    raise XmlRpcParseError(f"unknown value type {tag}")
+
+
+def decode_call(body: bytes):
+    """Bytes of a ``<methodCall>`` -> (method name, [params]); raises XmlRpcParseError."""
+    try:
+        root = SafeET.fromstring(body, forbid_dtd=True, forbid_entities=True,
+                                 forbid_external=True)
+    except (ParseError, DefusedXmlException, ValueError, RecursionError) as e:
+        raise XmlRpcParseError(f"{type(e).__name__}: {e}") from None
+    if root.tag != "methodCall":
+        raise XmlRpcParseError("not a methodCall")
+    name = root.find("methodName")
+    params = root.find("params")
+    if name is None or params is None:
+        raise XmlRpcParseError("methodCall needs methodName and params")
+    out = []
+    for p in params.findall("param"):
+        v = p.find("value")
+        if v is None:
+            raise XmlRpcParseError("param without value")
+        try:
+            out.append(_value(v, 0))
+        except RecursionError:
+            raise XmlRpcParseError("value nested too deeply") from None
+    return (name.text or "").strip(), out
+
+
+_ESC = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"})
+_CTRL = {i: None for i in range(0x20) if i not in (9, 10, 13)}
+_NEEDS = frozenset('&<>"') | frozenset(chr(i) for i in _CTRL)
+
+
+def escape(s: str) -> str:
+    if _NEEDS.isdisjoint(s):
+        return s
+    return s.translate(_CTRL).translate(_ESC)
+
+
+def _enc(v, out):
+    t = type(v)
+    if t is str:
+        out.append("<value>")
+        out.append(escape(v))
+        out.append("</value>")
+    elif t is dict:
+        out.append("<value><struct>")
+        for k, x in v.items():
+            out.append("<member><name>")
+            out.append(k if type(k) is str else str(k))
+            out.append("</name>")
+            _enc(x, out)
+            out.append("</member>")
+        out.append("</struct></value>")
+    elif t is list or t is tuple:
+        out.append("<value><array><data>")
+        for x in v:
+            _enc(x, out)
+        out.append("</data></array></value>")
+    elif t is bool:
+        out.append("<value><boolean>1</boolean></value>" if v else
+                   "<value><boolean>0</boolean></value>")
+    elif t is int:
+        out.append(f"<value>{v}</value>")
+    elif t is float:
+        out.append(f"<value><double>{_double(v)}</double></value>")
+    elif t is Timestamp:
+        out.append(f"<value><dateTime.iso8601>{v}</dateTime.iso8601></value>")
+    elif t is I4:
+        out.append(f"<value><i4>{int(v)}</i4></value>")
+    elif v is None:
+        out.append("<value></value>")
+    elif isinstance(v, str):
+        _enc(str(v), out)
+    else:
+        _enc(str(v), out)
+
+
+def _double(f: float) -> str:
+    if math.isnan(f):
+        return "nan"
+    if math.isinf(f):
+        return "inf" if f > 0 else "-inf"
+    return "%.16g" % f
+
+
+def encode_value(v) -> str:
+    """One XML-RPC ``<value>`` for ``v`` (also the text of ``task.result``)."""
+    out = []
+    _enc(v, out)
+    return "".join(out)
+
+
+_HEAD = '<?xml version="1.0"?><methodResponse><params><param>'
+_TAIL = "</param></params></methodResponse>"
+
+
+def encode_success(v) -> bytes:
+    out = [_HEAD, "<value><struct><member><name>Status</name><value>Success</value></member>"
+                  "<member><name>Value</name>"]
+    _enc("" if v is None else v, out)
+    out.append("</member></struct></value>")
+    out.append(_TAIL)
+    return "".join(out).encode("utf-8")
+
+
+def encode_failure(description: list) -> bytes:
+    out = [_HEAD, "<value><struct><member><name>Status</name><value>Failure</value></member>"
+                  "<member><name>ErrorDescription</name>"]
+    _enc([str(x) for x in description], out)
+    out.append("</member></struct></value>")
+    out.append(_TAIL)
+    return "".join(out).encode("utf-8")
+
+
+def encode_bare(v) -> bytes:
+    """A response without the Status envelope (only ``system.listMethods``)."""
+    return (_HEAD + encode_value(v) + _TAIL).encode("utf-8")
