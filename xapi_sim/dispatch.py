@@ -25,7 +25,11 @@ from .wire.values import convert
 REGISTRY: dict = {}          # "Class.msg" -> handler(call, *args)
 CONTROL: dict = {}           # "sim.x" -> (handler(call, *args), number of params incl. session)
 # Messages whose trailing parameters have defaults: wire name -> mandatory count (with session).
-OPTIONAL_TAIL = {"session.login_with_password": 2}
+OPTIONAL_TAIL = {"session.login_with_password": 2,
+                 # parameters added after Dundee carry defaults (datamodel param_release),
+                 # so Dundee-era clients calling with the old arity are accepted
+                 "host.evacuate": 2, "VM.migrate_send": 6, "VM.assert_can_migrate": 6,
+                 "VM.snapshot": 3}
 # Messages callable without a session (first parameter is not a session ref).
 SESSIONLESS = {"session.login_with_password", "session.slave_local_login_with_password"}
 

@@ -152,7 +152,7 @@ def feature_names(featureset: Sequence[int]) -> list:
 
 
 def dependents(names: Iterable[str]) -> frozenset:
-    """Every feature that transitively depends on one of ``names`` (Xen gen-cpuid.py)."""
+    """Features transitively depending on ``names`` (Xen gen-cpuid.py; cpu-featuresets §1.1)."""
     out: set = set()
     todo = list(names)
     while todo:
@@ -247,14 +247,14 @@ def _compat(ctx: _Ctx, rule: dict, base_compat: frozenset) -> set:
 def _policy(ctx: _Ctx, kind: str, guest: str) -> tuple:
     """(xen part, compat part, copy-word-2 flag) of the era's ``kind``/``guest`` policy."""
     rule = ctx.era[kind][guest]
+    no_hvm = guest == "hvm" and not ctx.hvm_capable   # Xen offers HVM guests nothing
     if "based_on" in rule:
         base_xen, base_compat, base_copy = _policy(ctx, rule["based_on"], guest)
         names = _masked(ctx, base_xen, rule["mask"]) if "mask" in rule else set(base_xen)
     else:
         base_compat, base_copy = frozenset(), False
-        hvm_blind = guest == "hvm" and not ctx.hvm_capable
-        names = set() if hvm_blind else _masked(ctx, ctx.host, rule["mask"])
-    if not (guest == "hvm" and not ctx.hvm_capable):
+        names = set() if no_hvm else _masked(ctx, ctx.host, rule["mask"])
+    if not no_hvm:
         names = _xen_adjust(ctx, rule, names)
     names = _sanitise(names)
     compat = _compat(ctx, rule, base_compat)
