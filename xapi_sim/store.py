@@ -189,6 +189,29 @@ class Database:
             self._touch(cls, ref, "mod")
             self.cond.notify_all()
 
+    def upgrade_schema(self, schema: Schema):
+        """Move the database to a newer release's schema (the upgraded master's xapi):
+        new tables appear, rows gain the new fields at their defaults."""
+        with self.cond:
+            for cname, c in schema.classes.items():
+                for d in (self.tables, self.uuids, self.labels, self.changed, self.created):
+                    d.setdefault(cname, {})
+                defaults = c.defaults()
+                for ref, row in list(self.tables[cname].items()):
+                    missing = {k: v for k, v in defaults.items() if k not in row}
+                    if missing:
+                        new = dict(row)
+                        for k, v in missing.items():
+                            new[k] = v.copy() if isinstance(v, (list, dict)) else v
+                        self.tables[cname][ref] = new
+                        self._touch(cname, ref, "mod")
+            self.schema = schema
+            for one, sfield, many, rfield in RELATIONS:
+                if one in schema.classes and many in schema.classes:
+                    self._rel_many[(many, rfield)] = (one, sfield)
+                    self._rel_one[(one, sfield)] = (many, rfield)
+            self.cond.notify_all()
+
     # -- events --------------------------------------------------------------------------
     def changes_since(self, gen: int, classes=None):
         """[(gen, cls, ref, op)] of rows changed after ``gen``; one entry per object.

@@ -49,7 +49,8 @@ class Hardware:
     sockets: int = 1
     cpus_per_socket: int = 8
     memory: int = 64 * GiB
-    mask: str | None = None   # pre-Dundee set_cpu_features mask (6.5 SP1 pools)
+    mask: tuple | None = None   # pre-Dundee set_cpu_features mask (6.5 SP1 pools)
+    overrides: dict = attrs.Factory(dict)  # test hook: verbatim vendor/features_pv/features_hvm
 
     @property
     def cpu_count(self) -> int:
@@ -126,6 +127,8 @@ class World:
         self.lock = threading.RLock()
         self.on_host_added = []   # callbacks(host) -- the server starts listeners here
         self.building = False     # scenario construction: a steady state, so no alerts
+        self.join_restart_delay = 0.0  # seconds before a joiner's first start as a member
+        self.simulator = None
 
     # -- lookups -------------------------------------------------------------------------
     def host_by_name(self, name: str) -> HostRuntime:
@@ -190,6 +193,8 @@ class World:
         master.pool = pool
         self.pools.append(pool)
         self._create_templates(pool)
+        self.new_row(db, "network", name_label="Pool-wide network associated with eth0",
+                     bridge="xenbr0", MTU=1500, other_config={"automatic": "true"})
         return pool
 
     def add_member(self, pool: PoolRuntime, name_label, version=products.DEFAULT_VERSION,
@@ -276,6 +281,8 @@ class World:
             info = cpus.host_cpu_info(h.hw.cpu, h.hw.hidden_features, sockets=h.hw.sockets,
                                       cpus_per_socket=h.hw.cpus_per_socket, release=release,
                                       **({"mask": h.hw.mask} if release == "cream" else {}))
+            if h.hw.overrides and release != "cream":
+                info.update(h.hw.overrides)
             row = db.get("host", h.ref)
             old = row["cpu_info"]
             enable = not h.disabled_until_reboot or system_boot
@@ -342,6 +349,78 @@ class World:
     def add_message(self, db, name, priority, body, cls, obj_uuid):
         return self.new_row(db, "message", name=name, priority=priority, cls=cls,
                             obj_uuid=obj_uuid, timestamp=now_ts(), body=body)
+
+    # -- power and membership ------------------------------------------------------------
+    def host_down(self, h: HostRuntime, state="down"):
+        """The host stops (shutdown, or a crash): not live, its endpoint stops answering.
+        The pool level is *not* recomputed (§4: an offline host keeps holding it down)."""
+        db = h.db
+        with db.lock:
+            row = db.get("host", h.ref)
+            db.update("host_metrics", row["metrics"], live=False, last_updated=now_ts())
+            db.set("host", h.ref, "enabled", False)
+            h.state = state
+            h.domid_seq = 0
+        sim = getattr(self, "simulator", None)
+        if sim is not None:
+            sim.unlisten(h)
+
+    def host_boot(self, h: HostRuntime):
+        """Power on: the endpoint answers again and a full xapi start runs (system boot)."""
+        sim = getattr(self, "simulator", None)
+        if sim is not None:
+            sim.listen(h)
+        h.state = "up"
+        h.disabled_until_reboot = False
+        self.xapi_start(h, system_boot=True)
+
+    def forget_host(self, h: HostRuntime):
+        """Delete a host's records from its pool (Host.destroy / eject) and recompute the
+        pool level, as Dundee's ``create_pool_cpuinfo`` call sites do (§4, §5.3)."""
+        pool, db = h.pool, h.db
+        with db.lock:
+            row = db.get("host", h.ref)
+            for r in list(row["host_CPUs"]):
+                db.remove("host_cpu", r)
+            for vm, vrow in self.resident_vms(h, include_dom0=True):
+                if vrow["is_control_domain"]:
+                    if db.exists("VM_metrics", vrow["metrics"]):
+                        db.remove("VM_metrics", vrow["metrics"])
+                    db.remove("VM", vm)
+            for vm, vrow in db.rows("VM"):
+                if vrow["affinity"] == h.ref:
+                    db.set("VM", vm, "affinity", NULL_REF)
+            if db.exists("host_metrics", row["metrics"]):
+                db.remove("host_metrics", row["metrics"])
+            db.remove("host", h.ref)
+            h.pool = None
+            self.recompute_pool_cpu_info(pool)
+        return row
+
+    def install(self, h: HostRuntime, product):
+        """Install another release on ``h`` and boot it (sim.host_install, the upgrade ISO).
+        When the master moves to a newer release its database takes the new schema."""
+        with self.lock:
+            self.host_down(h)
+            h.product = product
+            if h.is_master and product.release != h.db.schema.release:
+                h.db.upgrade_schema(Schema.for_release(product.release))
+            self.host_boot(h)
+
+    def rejoin_as_standalone(self, h: HostRuntime):
+        """After eject: the host reboots as the master of a new pool of its own (review §11)."""
+        with self.lock:
+            pool = self._new_pool(h)
+            self._create_host_rows(pool, h)
+            h.domid_seq = 0
+        self.xapi_start(h, system_boot=True)
+
+    def remove_host(self, h: HostRuntime):
+        """Forget a host entirely (Host.destroy): its endpoint goes away too."""
+        sim = self.simulator
+        if sim is not None:
+            sim.unlisten(h)
+        self.hosts.pop(h.ref, None)
 
     # -- host bookkeeping ----------------------------------------------------------------
     def resident_vms(self, h: HostRuntime, include_dom0=False):

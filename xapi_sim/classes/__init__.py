@@ -2,4 +2,5 @@
 
 Importing this package registers every handler with ``dispatch.api``.
 """
-from . import event, host, pool, session, sim, task, vm  # noqa: F401
+from . import (event, host, host_lifecycle, pool, pool_join, session, sim, task,  # noqa: F401
+               vm, vm_lifecycle)
