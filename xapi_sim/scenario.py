@@ -330,9 +330,19 @@ def _pre_dundee_masks(members) -> dict:
     common = physical[0]
     for f in physical[1:]:
         common = tuple(a & b for a, b in zip(common, f))
-    if all(f == common for f in physical):
-        return {}
-    return {s.name_label: common for s in members}
+    masks = {}
+    for s, f in zip(members, physical):
+        if f == common:
+            continue
+        try:
+            cpus.check_mask(s.cpu, common, s.hidden_features)
+        except (cpus.CpuMaskingError, ValueError) as e:
+            raise ScenarioError(
+                f"pool with host {s.name_label!r}: XenServer 6.5 pools need identical CPU "
+                f"features and this {s.cpu} cannot be masked down to the common level "
+                f"({e})") from None
+        masks[s.name_label] = common
+    return masks
 
 
 def _place_vm(world, scn, i, v: VmSpec, runtime, domids):

@@ -311,8 +311,8 @@ class World:
             self.update_host_memory(h)
             self.recompute_pool_cpu_info(h.pool)
             self.update_host_allowed_operations(h)
-            if h.is_master:
-                self.detect_rolling_upgrade(h.pool)
+            # the master's periodic DB GC pass; run at every start so the flag follows at once
+            self.detect_rolling_upgrade(h.pool)
 
     def recompute_pool_cpu_info(self, pool: PoolRuntime):
         """``create_pool_cpuinfo`` (Dundee §4): intersection over every host record, alert."""
@@ -338,13 +338,19 @@ class World:
             differ = any(row["software_version"].get("platform_version", "0.0.0") != master_v
                          for _, row in db.rows("host"))
             oc = db.get("pool", pool.ref)["other_config"]
-            if differ and "rolling_upgrade_in_progress" not in oc:
+            if differ == ("rolling_upgrade_in_progress" in oc):
+                return
+            if differ:
                 db.set("pool", pool.ref, "other_config",
                        {**oc, "rolling_upgrade_in_progress": "true"})
-            elif not differ and "rolling_upgrade_in_progress" in oc:
+            else:
                 oc = dict(oc)
                 del oc["rolling_upgrade_in_progress"]
                 db.set("pool", pool.ref, "other_config", oc)
+            # VM allowed_operations follow the RPU "Miami" list while the flag is set
+            from .classes.vm_lifecycle import refresh_allowed
+            for vm in db.refs("VM"):
+                refresh_allowed(None, vm, world=self, db=db, pool=pool)
 
     def add_message(self, db, name, priority, body, cls, obj_uuid):
         return self.new_row(db, "message", name=name, priority=priority, cls=cls,

@@ -44,7 +44,11 @@ def _checks(call, vm, row, dest_h, options):
         raise Failure("VM_BAD_POWER_STATE", vm, "halted", row["power_state"].lower())
     if not dst_row["enabled"]:
         raise Failure("HOST_DISABLED", dest_h.ref)
-    if not force:
+    if not force and "cpu_info" not in call.db.schema.classes["pool"].fields:
+        reason = _v1_check(row, dst_row["cpu_info"])
+        if reason:
+            raise Failure("VM_INCOMPATIBLE_WITH_THIS_HOST", vm, dest_h.ref, reason)
+    elif not force:
         try:
             reason = policy.check_vm_compatible(row["power_state"], row["last_boot_CPU_flags"],
                                                 c.is_hvm(row), dst_row["cpu_info"])
@@ -56,6 +60,25 @@ def _checks(call, vm, row, dest_h, options):
     free = dest_h.world.host_free_memory(dest_h)
     if row["power_state"] in ("Running", "Paused") and need > free:
         raise Failure("HOST_NOT_ENOUGH_FREE_MEMORY", need, free)
+
+
+def _v1_check(row, dest_info):
+    """A pre-Dundee (6.5 SP1) source runs levelling v1 (§12): the VM's 4-word set must be a
+    subset of the destination host's old-style ``features`` (which Dundee hosts publish for
+    exactly this), vendors equal; live migrations only."""
+    if row["power_state"] not in ("Running", "Paused"):
+        return None
+    flags = row["last_boot_CPU_flags"]
+    if "vendor" in flags and flags["vendor"] != dest_info.get("vendor"):
+        return policy.REASON_VENDOR
+    try:
+        vm_words = featureset.parse_oldstyle(flags.get("features", ""))
+        host_words = featureset.parse_oldstyle(dest_info.get("features", ""))
+    except featureset.InvalidFeatureString:
+        return None
+    if any(v & ~h for v, h in zip(vm_words, host_words)):
+        return policy.REASON_FEATURES
+    return None
 
 
 def assert_can_migrate_cross_pool(call, vm, row, dest, options):
