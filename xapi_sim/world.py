@@ -441,12 +441,10 @@ class World:
     def update_host_memory(self, h: HostRuntime):
         db = h.db
         with db.lock:
+            # resident VMs come from the host's resident_VMs relation: no table scan
             used = sum(row["memory_static_max"] for _, row in self.resident_vms(h, True))
-            sched = sum(row["memory_static_max"] for _, row in db.rows("VM")
-                        if row["scheduled_to_be_resident_on"] == h.ref
-                        and row["resident_on"] != h.ref)
             hrow = db.get("host", h.ref)
-            free = max(0, h.hw.memory - HOST_OVERHEAD - used - sched)
+            free = max(0, h.hw.memory - HOST_OVERHEAD - used)
             db.update("host_metrics", hrow["metrics"], memory_total=h.hw.memory,
                       memory_free=free)
 

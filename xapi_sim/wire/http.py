@@ -38,6 +38,14 @@ class HostServer(ThreadingHTTPServer):
         self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         super().__init__(addr, Handler)
 
+    def server_bind(self):
+        # HTTPServer.server_bind resolves its own name with getfqdn (a slow reverse lookup
+        # per listener); the name is never used here.
+        import socketserver
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = host, port
+
     def get_request(self):
         sock, addr = super().get_request()
         if self.ssl_context is not None:
