@@ -87,6 +87,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="xapi-sim", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
+    sub.add_parser("bench", help="run the benchmarks (see scripts/bench.py)", add_help=False)
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv and argv[0] == "bench":
+        from .bench import main as bench_main
+        return bench_main(argv[1:])
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve(args)

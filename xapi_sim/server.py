@@ -109,7 +109,7 @@ class Simulator:
     def cli_handler(self):
         try:
             from .cli_server import handle_cli
-        except ImportError:
+        except Exception:  # noqa: BLE001 -- the API must serve even if the CLI cannot load
             return None
         return handle_cli
 
