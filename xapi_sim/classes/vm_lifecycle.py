@@ -13,6 +13,8 @@ RPU rules, the order of checks in ``pool_migrate``) and ``xapi_vm_migrate.ml``:
 * ``migrate_send``/``assert_can_migrate`` intra-pool: version must not decrease (even outside
   an RPU), CPU check unless forced, ``assert_can_boot_here``.
 * ``assert_can_boot_here`` and ``get_possible_hosts`` do no CPU check in Dundee.
+* ``checkpoint`` records a Suspended snapshot carrying the VM's flags; ``revert`` gives the VM
+  the snapshot's power state and flags (§8).
 """
 from __future__ import annotations
 
@@ -331,6 +333,62 @@ def get_possible_hosts(call, vm):
                 continue
             out.append(h)
         return out
+
+
+# -- checkpoints and revert (spec §8: snapshots copy last_boot_CPU_flags; a revert to a
+# checkpoint makes the VM Suspended with the checkpoint's flags) ----------------------------
+
+_SNAPSHOT_OPS = ["revert", "destroy", "export", "clone", "copy"]
+
+
+def _snapshot_record(call, vm, row, new_name, power_state):
+    """``Xapi_vm_snapshot``/``Xapi_vm_clone.copy_vm_record``: a copy of the VM record marked
+    as a snapshot of ``vm``. ``last_boot_CPU_flags`` is copied (it is not in ``do_not_copy``,
+    §8); device and snapshot-tree sets start empty; snapshots are templates."""
+    db, world = call.db, call.world
+    ts = now_ts()
+    metrics = world.new_row(db, "VM_metrics", memory_actual=0, VCPUs_number=0,
+                            start_time=ts, install_time=ts, last_updated=ts)
+    vm_class = db.schema.classes["VM"]
+    fields = {k: v for k, v in row.items()
+              if k != "uuid" and not (vm_class.fields[k].type.kind == "set"
+                                      and vm_class.fields[k].type.elem is not None
+                                      and vm_class.fields[k].type.elem.kind == "ref")}
+    fields.update(name_label=new_name, is_a_template=True, is_a_snapshot=True,
+                  snapshot_of=vm, snapshot_time=ts, power_state=power_state,
+                  resident_on=NULL_REF, scheduled_to_be_resident_on=NULL_REF, domid=-1,
+                  metrics=metrics, current_operations={}, parent=NULL_REF,
+                  guest_metrics=NULL_REF, allowed_operations=list(_SNAPSHOT_OPS),
+                  last_boot_CPU_flags=dict(row["last_boot_CPU_flags"]))
+    return world.new_row(db, "VM", **fields)
+
+
+@api("VM.checkpoint")
+def checkpoint(call, vm, new_name):
+    """A snapshot with the memory image: a Suspended snapshot carrying the VM's flags. The
+    VM itself keeps running on its host with its flags unchanged."""
+    with call.db.lock:
+        row = _get(call, vm)
+        c.vm_op_allowed(call, vm, row, "checkpoint")
+        return _snapshot_record(call, vm, row, new_name, "Suspended")
+
+
+@api("VM.revert")
+def revert(call, snapshot):
+    """Revert the snapshot's VM to it: a live VM's domain is destroyed, then the VM takes
+    the snapshot's power state (Suspended for a checkpoint) and its ``last_boot_CPU_flags``
+    (§8), so the next resume is checked against the checkpoint's flags."""
+    with call.db.lock:
+        srow = _get(call, snapshot)
+        vm = srow["snapshot_of"]
+        if not srow["is_a_snapshot"] or not call.db.exists("VM", vm):
+            raise Failure("OPERATION_NOT_ALLOWED", "revert is only allowed on a snapshot")
+        row = _get(call, vm)
+        if row["current_operations"]:
+            cur = next(iter(row["current_operations"].items()))
+            raise Failure("OTHER_OPERATION_IN_PROGRESS", "VM", vm, cur[1], cur[0])
+        state = "Suspended" if srow["power_state"] == "Suspended" else "Halted"
+        _set_power(call, vm, state, last_boot_CPU_flags=dict(srow["last_boot_CPU_flags"]))
 
 
 @api("VM.destroy")
