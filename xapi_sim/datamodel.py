@@ -212,6 +212,14 @@ NO_EVENTS = {"session", "user", "event", "data_source", "sr_stat", "probe_result
 NO_ASYNC_CLASSES = {"session", "event", "task", "data_source", "blob"}
 
 
+# Qualifiers that changed after the releases we emulate: xenapi.json has HEAD's.
+# VM.last_boot_CPU_flags was DynamicRO until 2019 (07b0fd4d50, quebec); levelling spec §1.3.
+_QUALIFIER_BEFORE = {
+    ("VM", "last_boot_CPU_flags"): {r: "RO/runtime" for r in
+                                    RELEASES[:RELEASES.index("quebec")]},
+}
+
+
 def _available(since, removed, release_idx):
     if since is None or RELEASE_INDEX.get(since, 10 ** 6) > release_idx:
         return False
@@ -234,6 +242,7 @@ class Schema:
                         removed and RELEASE_INDEX[removed] <= idx):
                     continue
                 t = parse_type(ty)
+                qual = _QUALIFIER_BEFORE.get((cname, name), {}).get(release, qual)
                 fields[name] = Field(name, t, qual, default_value(t, default), default is not None)
             messages = {}
             for name, params, result, implicit, since, dep, removed, errors in c["messages"]:

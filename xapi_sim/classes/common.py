@@ -156,10 +156,6 @@ def choose_host(call, vm_ref, vm_row, cpu_check):
             if aff in ok:
                 return aff
             return max(ok, key=lambda r: call.world.host_free_memory(call.world.host(r)))
-        if not memory:
-            break
-        if cpu_check is False:
-            break   # start placement: a memory failure is final
     raise Failure("NO_HOSTS_AVAILABLE")
 
 

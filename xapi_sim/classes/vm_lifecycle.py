@@ -109,6 +109,7 @@ def start(call, vm, start_paused=False, force=False):
         c.vm_op_allowed(call, vm, row, "start")
         c.assert_vm_limits(vm, row)
         host = c.choose_host(call, vm, row, cpu_check=False)
+        c.assert_can_boot_here(call, vm, row, host)   # the host-side memory check
         _boot(call, vm, host, start_paused)
 
 
@@ -162,15 +163,13 @@ def clean_reboot(call, vm):
 
 @api("VM.hard_reboot")
 def hard_reboot(call, vm):
-    """dundee-lcm 10507df4b3: a Halted VM is started (taking the pool level); Suspended is
-    VM_BAD_POWER_STATE [vm, "running", "suspended"]."""
+    """Running or Paused only (``allowed_power_states``): Halted is VM_BAD_POWER_STATE;
+    Suspended is VM_BAD_POWER_STATE [vm, "running", "suspended"] as in dundee-lcm. (That
+    branch's full start applies only to a VM found Halted mid-operation, which cannot
+    happen here: operations are atomic.)"""
     with call.db.lock:
         row = _get(call, vm)
         c.assert_not_template(vm, row)
-        if row["power_state"] == "Halted":
-            c.assert_vm_limits(vm, row)
-            _boot(call, vm, c.choose_host(call, vm, row, cpu_check=False), False)
-            return
         if row["power_state"] == "Suspended":
             raise Failure("VM_BAD_POWER_STATE", vm, "running", "suspended")
         c.vm_op_allowed(call, vm, row, "hard_reboot")
@@ -217,6 +216,7 @@ def resume(call, vm, start_paused=False, force=False):
         row = _get(call, vm)
         c.vm_op_allowed(call, vm, row, "resume")
         host = c.choose_host(call, vm, row, cpu_check=True)
+        c.assert_can_boot_here(call, vm, row, host)   # the host-side memory check
         _resume_here(call, vm, host, start_paused, force)
 
 
