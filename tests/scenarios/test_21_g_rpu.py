@@ -333,3 +333,15 @@ def test_install_preconditions(w):
     assert fail(p.sim, "host_install", p.host("o1"), "7.0.0") == \
         ["HOST_HAS_RESIDENT_VMS", p.host("o1")]
     assert fail(p.sim, "host_install", p.host("o1"), "9.9.9")[0] == "INVALID_VALUE"
+
+
+def test_21_46_snapshot_still_works_during_rpu(w):
+    """Dundee: the Miami list is informational; VM.snapshot is not refused during RPU."""
+    p = Pool(w, "m")
+    p.install("m")
+    p.relogin("m")
+    vm = p.vm("vm1")
+    assert "snapshot" not in p.x.VM.get_allowed_operations(vm)
+    snap = p.x.VM.snapshot(vm, "during-rpu")
+    assert p.x.VM.get_is_a_snapshot(snap) and p.x.VM.get_snapshot_of(snap) == vm
+    assert p.x.VM.get_last_boot_CPU_flags(snap) == p.x.VM.get_last_boot_CPU_flags(vm)

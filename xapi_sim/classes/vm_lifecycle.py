@@ -373,6 +373,55 @@ def checkpoint(call, vm, new_name):
         return _snapshot_record(call, vm, row, new_name, "Suspended")
 
 
+@api("VM.snapshot")
+def snapshot(call, vm, new_name, ignore_vdis=None):
+    """A disk-only snapshot (Halted, a template), copying the VM's flags. In Dundee it is
+    allowed during an RPU even though it is off the Miami list (§21 46)."""
+    with call.db.lock:
+        row = _get(call, vm)
+        c.assert_not_template(vm, row)
+        if row["current_operations"]:
+            cur = next(iter(row["current_operations"].items()))
+            raise Failure("OTHER_OPERATION_IN_PROGRESS", "VM", vm, cur[1], cur[0])
+        return _snapshot_record(call, vm, row, new_name, "Halted")
+
+
+def _copy_vm(call, vm, new_name):
+    """``Xapi_vm_clone``: a new Halted VM from a Halted or Suspended VM or template; the
+    flags are copied (§8)."""
+    db, world = call.db, call.world
+    row = _get(call, vm)
+    if row["power_state"] not in ("Halted", "Suspended"):
+        raise Failure("VM_BAD_POWER_STATE", vm, "halted, suspended", row["power_state"].lower())
+    ts = now_ts()
+    metrics = world.new_row(db, "VM_metrics", memory_actual=0, VCPUs_number=0,
+                            start_time=ts, install_time=ts, last_updated=ts)
+    vm_class = db.schema.classes["VM"]
+    fields = {k: v for k, v in row.items()
+              if k != "uuid" and not (vm_class.fields[k].type.kind == "set"
+                                      and vm_class.fields[k].type.elem is not None
+                                      and vm_class.fields[k].type.elem.kind == "ref")}
+    fields.update(name_label=new_name, is_a_template=row["is_a_template"],
+                  is_default_template=False, is_a_snapshot=False, snapshot_of=NULL_REF,
+                  power_state="Halted", resident_on=NULL_REF, domid=-1, metrics=metrics,
+                  current_operations={}, parent=vm, guest_metrics=NULL_REF,
+                  scheduled_to_be_resident_on=NULL_REF,
+                  other_config={k: v for k, v in row["other_config"].items()
+                                if k != "default_template"},
+                  last_boot_CPU_flags=dict(row["last_boot_CPU_flags"]))
+    ref = world.new_row(db, "VM", **fields)
+    refresh_allowed(call, ref)
+    return ref
+
+
+@api("VM.clone")
+def clone(call, vm, new_name):
+    with call.db.lock:
+        if _get(call, vm)["is_control_domain"]:
+            raise Failure("OPERATION_NOT_ALLOWED", "This operation is not allowed on dom0")
+        return _copy_vm(call, vm, new_name)
+
+
 @api("VM.revert")
 def revert(call, snapshot):
     """Revert the snapshot's VM to it: a live VM's domain is destroyed, then the VM takes
