@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -36,7 +37,39 @@ def _serve_parser(sub):
     p.add_argument("--tls-key", metavar="FILE", help="private key for --tls-cert")
     p.add_argument("--auth-delay", type=float, default=0.0, metavar="SECONDS",
                    help="delay before SESSION_AUTHENTICATION_FAILED (XAPI waits 5 s; default 0)")
+    p.add_argument("--state-dir", metavar="DIR",
+                   help="keep the world durable here: every acknowledged change survives a "
+                        "crash; a directory holding a world resumes it")
     return p
+
+
+def _export_parser(sub):
+    p = sub.add_parser("export", help="write a world as a scenario file that loads back")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--state-dir", metavar="DIR", help="the world kept in this state dir")
+    src.add_argument("--scenario", metavar="FILE", help="a scenario file (round trip)")
+    p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    return p
+
+
+def export(args) -> int:
+    from . import persist
+    from . import scenario as scn_mod
+    try:
+        if args.state_dir:
+            world, _ = persist.load(args.state_dir)
+        else:
+            world = scn_mod.build(scn_mod.load(args.scenario), seed=0)
+    except (persist.StateError, scn_mod.ScenarioError) as e:
+        print(f"xapi-sim: {e}", file=sys.stderr)
+        return 2
+    text = scn_mod.export_toml(world)
+    if args.output:
+        with open(args.output, "w") as fh:
+            fh.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0
 
 
 def serve(args) -> int:
@@ -51,11 +84,36 @@ def serve(args) -> int:
     if bool(args.tls_cert) != bool(args.tls_key):
         print("xapi-sim: --tls-cert and --tls-key go together", file=sys.stderr)
         return 2
-    world = scn_mod.build(scn, seed=args.seed, user=args.user, password=args.password,
-                          auth_failure_delay=args.auth_delay)
+    journal = None
+    if args.state_dir:
+        from . import persist
+        os.makedirs(args.state_dir, exist_ok=True)
+        if persist.exists(args.state_dir):
+            try:
+                world, replayed = persist.load(args.state_dir, auth_failure_delay=args.auth_delay)
+            except persist.StateError as e:
+                print(f"xapi-sim: {e}", file=sys.stderr)
+                return 2
+            print(f"xapi-sim: resuming the world kept in {args.state_dir} "
+                  f"({replayed} journal entries replayed)"
+                  + ("; --scenario only seeds an empty state dir, ignored" if args.scenario
+                     else ""))
+        else:
+            world = scn_mod.build(scn, seed=args.seed, user=args.user, password=args.password,
+                                  auth_failure_delay=args.auth_delay)
+            print(f"xapi-sim: new state dir {args.state_dir}, seeded from {scn.source}")
+        journal = persist.Journal(world, args.state_dir)
+        journal.attach_all()
+        journal.write_snapshot()
+    else:
+        world = scn_mod.build(scn, seed=args.seed, user=args.user, password=args.password,
+                              auth_failure_delay=args.auth_delay)
     try:
         sim = Simulator(world, bind=args.bind, port=args.port, tls_cert=args.tls_cert,
-                        tls_key=args.tls_key).start()
+                        tls_key=args.tls_key)
+        if journal is not None:
+            sim.make_durable(journal)
+        sim.start()
     except OSError as e:
         print(f"xapi-sim: cannot listen on {args.bind}:{args.port}: {e.strerror}",
               file=sys.stderr)
@@ -66,7 +124,7 @@ def serve(args) -> int:
     for h in desc["hosts"]:
         print(f"{h['name_label']:<12} {h['pool'] or '-':<12} "
               f"{'master' if h['master'] else 'member':<8} {h['url']}")
-    print(f"login: {args.user} / {args.password}    (Ctrl-C to stop)", flush=True)
+    print(f"login: {world.user} / {world.password}    (Ctrl-C to stop)", flush=True)
     if args.ready_file:
         sim.write_ready_file(args.ready_file)
     stop = threading.Event()
@@ -79,6 +137,9 @@ def serve(args) -> int:
     while not stop.wait(0.5):
         pass
     sim.stop()
+    if journal is not None:
+        journal.sync()
+        journal.close()
     print("xapi-sim: stopped", flush=True)
     return 0
 
@@ -87,6 +148,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="xapi-sim", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
+    _export_parser(sub)
     sub.add_parser("bench", help="run the benchmarks (see scripts/bench.py)", add_help=False)
     if argv is None:
         argv = sys.argv[1:]
@@ -96,6 +158,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve(args)
+    if args.command == "export":
+        return export(args)
     parser.error(f"unknown command {args.command}")
     return 2
 

@@ -13,6 +13,7 @@ handlers with ``@api("Class.msg")`` and win over the generic ones.
 """
 from __future__ import annotations
 
+import re
 import threading
 import time
 
@@ -20,7 +21,7 @@ from . import where
 from .datamodel import NO_ASYNC_CLASSES, NO_GET_ALL, NULL_REF, Message, Schema
 from .errors import Failure, internal
 from .wire import xmlrpc
-from .wire.values import convert
+from .wire.values import convert, rpc_to_string
 
 REGISTRY: dict = {}          # "Class.msg" -> handler(call, *args)
 CONTROL: dict = {}           # "sim.x" -> (handler(call, *args), number of params incl. session)
@@ -81,20 +82,34 @@ class Bare:
         self.value = value
 
 
-def _check_utf8(v):
+# Characters XAPI's parameter check refuses: invalid UTF-8 (undecodable bytes reach us as
+# lone surrogates), UCS non-characters (U+FDD0..U+FDEF, U+nFFFE, U+nFFFF) and the control
+# characters XML forbids (below 0x20 except tab, LF, CR).
+_BAD_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufdd0-\ufdef" +
+                        "".join(chr(p * 0x10000 + 0xfffe) + chr(p * 0x10000 + 0xffff)
+                                for p in range(17)) + "]")
+
+
+def _utf8_ok(v) -> bool:
     if isinstance(v, str):
-        try:
-            v.encode("utf-8")
-        except UnicodeEncodeError:
+        return _BAD_CHARS.search(v) is None
+    if isinstance(v, list):
+        return all(_utf8_ok(x) for x in v)
+    if isinstance(v, dict):
+        return all(_utf8_ok(k) and _utf8_ok(x) for k, x in v.items())
+    if isinstance(v, (bytes, bytearray)):
+        return _utf8_ok(bytes(v).decode("utf-8", "surrogateescape"))
+    return True
+
+
+def _check_utf8(params):
+    """Step 0 of every call (``gen_server.ml`` dispatch_call, Dundee): each parameter's
+    ``Rpc.to_string`` rendering must pass ``Encodings.UTF8_XML.is_valid``, else
+    ``INVALID_VALUE ["Invalid UTF-8 string in parameter", rendering]``."""
+    for p in params:
+        if not _utf8_ok(p):
             raise Failure("INVALID_VALUE", "Invalid UTF-8 string in parameter",
-                          v.encode("utf-8", "replace").decode("utf-8")) from None
-    elif isinstance(v, list):
-        for x in v:
-            _check_utf8(x)
-    elif isinstance(v, dict):
-        for k, x in v.items():
-            _check_utf8(k)
-            _check_utf8(x)
+                          rpc_to_string(p))
 
 
 def async_capable(m: Message) -> bool:
@@ -220,11 +235,18 @@ def _make_generic(msg: Message):
         records = name == "get_all_records_where"
 
         def where_fn(call, expr):
+            # Parse errors: Db_filter.Expression_error -> INVALID_VALUE [expr, exn text];
+            # an unknown column: DBCache_NotFound ("missing field", f, "") -> INTERNAL_ERROR
+            # ["missing field", f, ""] (ocaml/xapi/exnHelper.ml error_of_exn).
             try:
                 tree = where.parse(expr)
-                rows = [(r, row) for r, row in call.db.rows(cls) if where.evaluate(tree, row)]
             except where.WhereError as e:
                 raise Failure("INVALID_VALUE", expr, str(e)) from None
+            try:
+                rows = [(r, row) for r, row in call.db.rows(cls)
+                        if where.evaluate(tree, row, r, cls)]
+            except where.MissingField as e:
+                raise Failure("INTERNAL_ERROR", "missing field", e.name, "") from None
             return dict(rows) if records else [r for r, _ in rows]
         return where_fn
     if name == "create" and msg.implicit:
@@ -258,7 +280,11 @@ def _make_generic(msg: Message):
             with call.db.lock:
                 row = call.db.get(cls, ref)
                 if key in row[f]:
-                    raise Failure("MAP_DUPLICATE_KEY", cls, f, row.get("uuid", ref), key)
+                    # db_cache_impl.ml process_structured_field_locked raises
+                    # Duplicate_key (table, DB column name, objref, key): the third parameter
+                    # is the object's *ref* (ocaml/database/database_test.ml checks exactly
+                    # that), the field is the DB column (``HVM__boot_params``).
+                    raise Failure("MAP_DUPLICATE_KEY", cls, where.db_name(cls, f), ref, key)
                 call.db.set(cls, ref, f, {**row[f], key: value})
         return add_to
     if name.startswith("remove_from_"):

@@ -402,3 +402,55 @@ def boot_flags(world, host, is_hvm) -> dict:
         return policy.vm_boot_flags(db.get("pool", host.pool.ref)["cpu_info"], is_hvm)
     info = db.get("host", host.ref)["cpu_info"]
     return {"vendor": info["vendor"], "features": info["features"]}
+
+
+# -- export ---------------------------------------------------------------------------------
+
+def _toml_str(v: str) -> str:
+    return json.dumps(v, ensure_ascii=False)
+
+
+def _size(n: int) -> str:
+    for unit, f in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n % f == 0:
+            return f'"{n // f}{unit}"'
+    return str(n)
+
+
+def export_toml(world: World) -> str:
+    """The world as a scenario file that loads back to an equivalent world (hosts with their
+    hardware, pools, VMs with their power states, placement and UUIDs)."""
+    out = ["# Exported by xapi-sim: loads back with `xapi-sim serve --scenario FILE`.", ""]
+    for h in world.hosts.values():
+        if h.pool is None:
+            continue
+        hw = h.next_hw or h.hw
+        out += ["[[host]]", f"name_label = {_toml_str(h.name_label)}",
+                f"cpu = {_toml_str(hw.cpu)}", f"version = {_toml_str(h.product.version)}",
+                f"sockets = {hw.sockets}", f"cpus_per_socket = {hw.cpus_per_socket}",
+                f"memory = {_size(hw.memory)}"]
+        if hw.hidden_features:
+            out.append("hidden_features = [" + ", ".join(_toml_str(f) for f in
+                                                       hw.hidden_features) + "]")
+        out += [f"uuid = {_toml_str(h.uuid)}", ""]
+    for p in world.pools:
+        members = [h for h in p.hosts() if h is not p.master]
+        name = p.db.get("pool", p.ref)["name_label"]
+        if not members and not name:
+            continue
+        out += ["[[pool]]", f"name_label = {_toml_str(name)}",
+                f"master = {_toml_str(p.master.name_label)}",
+                "members = [" + ", ".join(_toml_str(h.name_label) for h in members) + "]", ""]
+    for p in world.pools:
+        for ref, row in p.db.rows("VM"):
+            if row["is_a_template"] or row["is_control_domain"] or row["is_a_snapshot"]:
+                continue
+            host = row["resident_on"] if row["resident_on"] != NULL_REF else row["affinity"]
+            out += ["[[vm]]", f"name_label = {_toml_str(row['name_label'])}",
+                    f"domain_type = {_toml_str('hvm' if row['HVM_boot_policy'] else 'pv')}",
+                    f"power_state = {_toml_str(row['power_state'])}"]
+            if host in world.hosts and world.hosts[host].pool is p:
+                out.append(f"host = {_toml_str(world.hosts[host].name_label)}")
+            out += [f"vcpus = {row['VCPUs_max']}", f"memory = {_size(row['memory_static_max'])}",
+                    f"uuid = {_toml_str(row['uuid'])}", ""]
+    return "\n".join(out)

@@ -44,8 +44,16 @@ class Simulator:
     # -- listeners -----------------------------------------------------------------------
     def start(self):
         for h in list(self.world.hosts.values()):
-            self.listen(h)
+            if h.state == "up" and h.pool is not None:
+                self.listen(h)
         return self
+
+    def make_durable(self, journal):
+        """Journal every call's changes before its reply (``--state-dir``)."""
+        from .persist import DurableDispatcher, start_flusher
+        self.dispatcher = DurableDispatcher(self.dispatcher, journal)
+        self.journal = journal
+        self._flusher = start_flusher(journal)
 
     def _alias_mode(self):
         try:
@@ -114,9 +122,16 @@ class Simulator:
         return handle_cli
 
     def stop(self):
-        for ref in list(self.servers):
-            srv, t = self.servers.pop(ref)
-            srv.shutdown()
+        with self.lock:
+            entries = list(self.servers.values())
+            self.servers.clear()
+        # shut the listeners down in parallel: each shutdown() waits up to one poll interval
+        waits = [threading.Thread(target=srv.shutdown, daemon=True) for srv, _ in entries]
+        for t in waits:
+            t.start()
+        for t in waits:
+            t.join()
+        for srv, _ in entries:
             srv.server_close()
 
     # -- description ---------------------------------------------------------------------

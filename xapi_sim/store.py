@@ -93,7 +93,9 @@ class Database:
         ch = self.changed[cls]
         ch.pop(ref, None)
         if op == "del":
-            self.deleted.append((self.gen, cls, ref))
+            # remember when the row was born: xapi_event.ml collect_events drops the
+            # deletion of an object created after the token (created <= last_generation)
+            self.deleted.append((self.gen, cls, ref, self.created[cls].pop(ref, 0)))
         else:
             ch[ref] = self.gen
         for fn in self.listeners:
@@ -165,7 +167,6 @@ class Database:
         with self.cond:
             row = self.get(cls, ref)
             del self.tables[cls][ref]
-            self.created[cls].pop(ref, None)
             uuid = row.get("uuid")
             if uuid:
                 self.uuids[cls].pop(uuid, None)
@@ -216,9 +217,10 @@ class Database:
     def changes_since(self, gen: int, classes=None):
         """[(gen, cls, ref, op)] of rows changed after ``gen``; one entry per object.
 
-        Mirrors xapi_event.ml ``collect_events``: rows created after the token are ``add``,
-        otherwise ``mod``; deleted rows are ``del`` (unless created and deleted since).
-        Cost is proportional to the number of changes, not to the table sizes.
+        Mirrors xapi_event.ml ``collect_events``: rows created after the token are ``add``
+        (at their creation generation), otherwise ``mod``; deleted rows are ``del`` (unless
+        created and deleted since). Cost is proportional to the number of changes, not to
+        the table sizes.
         """
         out = []
         with self.lock:
@@ -231,11 +233,16 @@ class Database:
                     g = ch[ref]
                     if g <= gen:
                         break
-                    out.append((g, cls, ref, "add" if created.get(ref, 0) > gen else "mod"))
-            for g, cls, ref in reversed(self.deleted):
+                    born = created.get(ref, 0)
+                    if born > gen:
+                        out.append((born, cls, ref, "add"))
+                    else:
+                        out.append((g, cls, ref, "mod"))
+            # every row is born at a generation >= 1: from 0 no deletion can qualify
+            for g, cls, ref, born in (reversed(self.deleted) if gen > 0 else ()):
                 if g <= gen:
                     break
-                if classes is None or cls in classes:
+                if born <= gen and (classes is None or cls in classes):
                     out.append((g, cls, ref, "del"))
         out.sort()
         return out

@@ -1,55 +1,149 @@
 """The ``get_all_records_where`` expression language (pure).
 
 Mirrors xen-api ``ocaml/database/db_filter_lex.mll`` / ``db_filter_parse.mly`` /
-``db_filter.ml``: values are ``"literal"`` or ``field "dbname"``; expressions are
-``v = v``, ``e and e``, ``e or e`` (equal precedence, left-associative), ``not e``, ``true``,
-``false`` and parentheses. Comparison is string equality on the database string form;
-namespaced field names use a double underscore (``name__label``).
+``db_filter.ml`` / ``db_cache_impl.ml`` (find_refs_with_filter_internal):
+
+* Lexing (ocamllex): blanks are space, tab and newline only; the keywords ``true``, ``false``,
+  ``field``, ``and``, ``or``, ``not`` are matched as plain prefixes (there is no identifier
+  rule, so ``notfalse`` lexes as ``not false`` and ``andy`` as ``and`` then a bad ``y``);
+  literals are ``"..."`` without escapes. Anything else raises
+  ``Failure("lexing: empty token")``.
+* Parsing (ocamlyacc): ``v = v``, ``e and e``, ``e or e`` (``%left LAND LOR``: equal
+  precedence, left-associative), ``not e``, ``true``, ``false``, parentheses. ``%right LNOT``
+  is declared *before* ``%left LAND LOR``, so ``not`` has the lower precedence: its operand
+  extends over any following ``and``/``or`` (``not a and b`` is ``not (a and b)``). A syntax
+  error raises ``Parsing.Parse_error``. Tokens are read lazily, as the generated parser does,
+  so whichever of a syntax or a lexing error comes first in the text is the one reported.
+* Evaluation: string equality on the database string form of each field; fields are named by
+  their DB column name (namespaces joined with ``__``: ``name__label``,
+  ``memory__static_max``, ``HVM__boot_params``); ``_ref`` is the row's reference. A column the
+  table does not have raises ``Db_exn.DBCache_NotFound ("missing field", name, "")``, which
+  XAPI reports as ``INTERNAL_ERROR ["missing field", name, ""]`` (``exnHelper.ml``).
 """
 from __future__ import annotations
 
-import re
-
 from .datamodel import Timestamp
 
-_TOKEN = re.compile(r'\s*(?:(?P<lit>"[^"]*")|(?P<word>[A-Za-z_]+)|(?P<sym>[=()]))')
+PARSE_ERROR = "Parsing.Parse_error"
+LEX_ERROR = 'Failure("lexing: empty token")'
+
+_KEYWORDS = ("true", "false", "field", "and", "or", "not")
+_BLANKS = " \t\n"
 
 
 class WhereError(ValueError):
-    pass
+    """A bad expression: XAPI's ``INVALID_VALUE [expr, str(self)]``."""
 
 
-def _tokens(text):
-    pos, out = 0, []
-    text = text.rstrip()
-    while pos < len(text):
-        m = _TOKEN.match(text, pos)
-        if not m:
-            raise WhereError("Parsing.Parse_error")
-        pos = m.end()
-        if m.group("lit") is not None:
-            out.append(("lit", m.group("lit")[1:-1]))
-        elif m.group("word") is not None:
-            out.append(("kw", m.group("word")))
-        else:
-            out.append(("sym", m.group("sym")))
-    return out
+class MissingField(LookupError):
+    """A field the table does not have: ``INTERNAL_ERROR ["missing field", name, ""]``."""
+
+    def __init__(self, name):
+        super().__init__(name)
+        self.name = name
+
+
+# -- DB column names -----------------------------------------------------------------------
+# Namespaced fields (``namespace ~name:...`` in ocaml/idl/datamodel*.ml); their DB column is
+# the full name joined with "__" (``Escaping.escape_id``). ``name/label`` and
+# ``name/description`` are namespaced in every class that has them.
+_NAMESPACES = {
+    "host": {"memory": ("overhead",),
+             "API_version": ("major", "minor", "vendor", "vendor_implementation")},
+    "host_metrics": {"memory": ("total", "free")},
+    "VM": {"memory": ("overhead", "target", "static_max", "dynamic_max", "dynamic_min",
+                      "static_min"),
+           "VCPUs": ("params", "max", "at_startup"),
+           "actions": ("after_softreboot", "after_shutdown", "after_reboot", "after_crash"),
+           "PV": ("bootloader", "kernel", "ramdisk", "args", "bootloader_args",
+                  "legacy_args"),
+           "HVM": ("boot_policy", "boot_params", "shadow_multiplier")},
+    "VM_metrics": {"memory": ("actual",),
+                   "VCPUs": ("number", "utilisation", "CPU", "params", "flags")},
+    "VIF": {"qos": ("algorithm_type", "algorithm_params", "supported_algorithms")},
+    "VBD": {"qos": ("algorithm_type", "algorithm_params", "supported_algorithms")},
+    "VIF_metrics": {"io": ("read_kbs", "write_kbs")},
+    "VBD_metrics": {"io": ("read_kbs", "write_kbs")},
+    "PIF_metrics": {"io": ("read_kbs", "write_kbs")},
+}
+_COMMON = {"name": ("label", "description")}
+_DB_OF_WIRE: dict = {}   # class -> {wire name: db name} (namespaced fields only)
+_WIRE_OF_DB: dict = {}   # class -> {db name: wire name}
+
+
+def _tables(cls):
+    t = _DB_OF_WIRE.get(cls)
+    if t is None:
+        t = {}
+        for ns, members in {**_COMMON, **_NAMESPACES.get(cls, {})}.items():
+            for m in members:
+                t[f"{ns}_{m}"] = f"{ns}__{m}"
+        _DB_OF_WIRE[cls] = t
+        _WIRE_OF_DB[cls] = {d: w for w, d in t.items()}
+    return t, _WIRE_OF_DB[cls]
+
+
+def db_name(cls: str, wire: str) -> str:
+    """The DB column name of wire field ``wire`` of class ``cls`` (``name_label`` -> ``name__label``)."""
+    return _tables(cls)[0].get(wire, wire)
+
+
+def wire_name(cls: str, db: str) -> str | None:
+    """The wire field of DB column ``db``, or None for a column name the class lacks."""
+    d2w, w2d = _tables(cls)
+    if db in w2d:
+        return w2d[db]
+    if db in d2w:       # a namespaced field spelled with one underscore: not a column
+        return None
+    return db
+
+
+# -- lexing and parsing --------------------------------------------------------------------
+
+class _Lexer:
+    def __init__(self, text: str):
+        self.text = text
+        self.pos = 0
+
+    def next(self):
+        t, p, n = self.text, self.pos, len(self.text)
+        while p < n and t[p] in _BLANKS:
+            p += 1
+        if p >= n:
+            self.pos = p
+            return ("eof", None)
+        c = t[p]
+        if c in "=()":
+            self.pos = p + 1
+            return ("sym", c)
+        if c == '"':
+            q = t.find('"', p + 1)
+            if q < 0:
+                raise WhereError(LEX_ERROR)
+            self.pos = q + 1
+            return ("lit", t[p + 1:q])
+        for kw in _KEYWORDS:
+            if t.startswith(kw, p):
+                self.pos = p + len(kw)
+                return ("kw", kw)
+        raise WhereError(LEX_ERROR)
 
 
 def parse(text: str):
-    """Parse an expression into a nested tuple tree; raises WhereError."""
-    toks = _tokens(text)
-    pos = 0
+    """Parse an expression into a nested tuple tree; raises WhereError (text = OCaml exn)."""
+    lexer = _Lexer(text)
+    look = []
 
     def peek():
-        return toks[pos] if pos < len(toks) else (None, None)
+        if not look:
+            look.append(lexer.next())
+        return look[0]
 
     def take(kind=None, val=None):
-        nonlocal pos
         t = peek()
-        if t[0] is None or (kind and t[0] != kind) or (val and t[1] != val):
-            raise WhereError("Parsing.Parse_error")
-        pos += 1
+        if t[0] == "eof" or (kind and t[0] != kind) or (val and t[1] != val):
+            raise WhereError(PARSE_ERROR)
+        look.pop()
         return t
 
     def value():
@@ -60,13 +154,10 @@ def parse(text: str):
         if t == ("kw", "field"):
             take()
             return ("field", take("lit")[1])
-        raise WhereError("Parsing.Parse_error")
+        raise WhereError(PARSE_ERROR)
 
-    def atom():
+    def primary():
         t = peek()
-        if t == ("kw", "not"):
-            take()
-            return ("not", atom())
         if t == ("kw", "true"):
             take()
             return ("true",)
@@ -83,16 +174,46 @@ def parse(text: str):
         return ("eq", left, value())
 
     def expr():
-        e = atom()
+        if peek() == ("kw", "not"):
+            take()
+            return ("not", expr())      # LNOT has the lowest precedence: takes the rest
+        e = primary()
         while peek() in (("kw", "and"), ("kw", "or")):
             op = take()[1]
-            e = (op, e, atom())
+            if peek() == ("kw", "not"):
+                take()
+                return (op, e, ("not", expr()))
+            e = (op, e, primary())
         return e
 
     tree = expr()
-    if pos != len(toks):
-        raise WhereError("Parsing.Parse_error")
+    if peek()[0] != "eof":
+        raise WhereError(PARSE_ERROR)
     return tree
+
+
+def to_text(tree) -> str:
+    """An expression text that parses back to ``tree`` (fully parenthesised)."""
+    kind = tree[0]
+    if kind in ("true", "false"):
+        return kind
+    if kind == "not":
+        return f"(not {to_text(tree[1])})"
+    if kind in ("and", "or"):
+        return f"({to_text(tree[1])} {kind} {to_text(tree[2])})"
+
+    def val(v):
+        return f'"{v[1]}"' if v[0] == "lit" else f'field "{v[1]}"'
+    return f"({val(tree[1])}={val(tree[2])})"
+
+
+# -- evaluation ----------------------------------------------------------------------------
+
+def _sexpr_escape(s: str) -> str:
+    # ocaml/libs/sexpr/sExpr.ml escape_buf: backslash and single quote are escaped
+    if "\\" in s or "'" in s:
+        return s.replace("\\", "\\\\").replace("'", "\\'")
+    return s
 
 
 def db_string(value) -> str:
@@ -104,32 +225,36 @@ def db_string(value) -> str:
     if isinstance(value, (int, str, Timestamp)):
         return str(value)
     if isinstance(value, list):
-        return "(" + " ".join(f"'{db_string(v)}'" for v in value) + ")"
+        return "(" + " ".join(f"'{_sexpr_escape(db_string(v))}'" for v in value) + ")"
     if isinstance(value, dict):
-        return "(" + " ".join(f"('{k}' '{db_string(v)}')" for k, v in value.items()) + ")"
+        return "(" + " ".join(f"('{_sexpr_escape(db_string(k))}' "
+                              f"'{_sexpr_escape(db_string(v))}')"
+                              for k, v in value.items()) + ")"
     return str(value)
 
 
-def evaluate(tree, row: dict) -> bool:
-    """Evaluate a parsed tree against a row (wire field names; ``__`` maps to ``_``)."""
+def evaluate(tree, row: dict, ref: str = "", cls: str = "") -> bool:
+    """Evaluate a parsed tree against a row of class ``cls`` (fields by DB column name)."""
     kind = tree[0]
     if kind == "true":
         return True
     if kind == "false":
         return False
     if kind == "not":
-        return not evaluate(tree[1], row)
+        return not evaluate(tree[1], row, ref, cls)
     if kind == "and":
-        return evaluate(tree[1], row) and evaluate(tree[2], row)
+        return evaluate(tree[1], row, ref, cls) and evaluate(tree[2], row, ref, cls)
     if kind == "or":
-        return evaluate(tree[1], row) or evaluate(tree[2], row)
-    return _value(tree[1], row) == _value(tree[2], row)
+        return evaluate(tree[1], row, ref, cls) or evaluate(tree[2], row, ref, cls)
+    return _value(tree[1], row, ref, cls) == _value(tree[2], row, ref, cls)
 
 
-def _value(v, row):
+def _value(v, row, ref, cls):
     if v[0] == "lit":
         return v[1]
-    name = v[1].replace("__", "_")
-    if name not in row:
-        raise WhereError(f"Db_exn.DBCache_NotFound(\"missing field\", \"{v[1]}\", \"\")")
+    if v[1] == "_ref":
+        return ref
+    name = wire_name(cls, v[1])
+    if name is None or name not in row:
+        raise MissingField(v[1])
     return db_string(row[name])

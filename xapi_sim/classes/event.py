@@ -10,6 +10,7 @@ behind.
 """
 from __future__ import annotations
 
+import re
 import time
 
 from ..datamodel import NO_EVENTS
@@ -26,17 +27,22 @@ def token_of(gen: int) -> str:
     return f"{gen:020d},{0:020d}"
 
 
+_OCAML_INT = re.compile(r"-?(?:0[xX][0-9a-fA-F][0-9a-fA-F_]*|0[oO][0-7][0-7_]*|"
+                        r"0[bB][01][01_]*|[0-9][0-9_]*)\Z")
+
+
 def parse_token(token: str) -> int:
+    """xapi_event.ml ``Token.of_string``: ``""`` is the beginning (generation 0); otherwise
+    exactly two ``Int64.of_string`` numbers separated by a comma, else
+    EVENT_FROM_TOKEN_PARSE_FAILURE [token]."""
     if token == "":
-        return -1
+        return 0
     parts = token.split(",")
-    try:
-        if len(parts) == 2:
-            return int(parts[0])
-        if len(parts) == 1:
-            return int(parts[0])
-    except ValueError:
-        pass
+    if len(parts) == 2 and all(_OCAML_INT.match(p) for p in parts):
+        body = parts[0].replace("_", "")
+        sign = -1 if body.startswith("-") else 1
+        body = body.lstrip("-")
+        return sign * (int(body, 0) if body[:2].lower() in ("0x", "0o", "0b") else int(body))
     raise Failure("EVENT_FROM_TOKEN_PARSE_FAILURE", token)
 
 
@@ -71,22 +77,13 @@ def _event(db, gen, cls, ref, op, legacy=False):
 
 
 def _collect(db, since, names, objs):
+    """Events after generation ``since`` (xapi_event.ml collect_events): from the beginning
+    (token ``""`` = 0) every live object is an ``add`` at its creation generation."""
     classes = names | set(objs)
     out = []
-    if since < 0:
-        with db.lock:
-            gen = db.gen
-            for cls in classes:
-                for ref, row in db.tables[cls].items():
-                    if cls in names or ref in objs.get(cls, ()):
-                        out.append({"id": str(db.changed[cls].get(ref, 0)), "timestamp": "0.0",
-                                    "class": cls.lower(), "operation": "add", "ref": ref,
-                                    "snapshot": row})
-        return out, gen
     with db.lock:
         gen = db.gen
-        changes = db.changes_since(since, classes)
-        for g, cls, ref, op in changes:
+        for g, cls, ref, op in db.changes_since(since, classes):
             if cls not in names and ref not in objs.get(cls, ()):
                 continue
             ev = _event(db, g, cls, ref, op)
@@ -102,11 +99,11 @@ def event_from(call, classes, token, timeout):
     names, objs = _subscriptions(db, classes)
     deadline = time.monotonic() + max(0.0, min(float(timeout), MAX_TIMEOUT))
     only_tasks = names <= {"task"} and not objs
-    if since >= 0 and not only_tasks:
+    if not only_tasks:
         time.sleep(EVENT_FROM_DELAY)
     while True:
         events, gen = _collect(db, since, names, objs)
-        if events or since < 0:
+        if events:
             break
         with db.cond:
             if call.session not in db.tables["session"]:

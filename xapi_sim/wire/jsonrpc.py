@@ -32,9 +32,12 @@ def _depth_ok(v, depth=0):
 
 def decode_call(body: bytes):
     """Bytes -> (version, id, method, params); raises JsonRpcParseError."""
+    # Yojson copies string bytes without validating UTF-8, so XAPI answers invalid UTF-8 in
+    # a parameter with INVALID_VALUE (dispatch's parameter check), not with a parse error:
+    # undecodable bytes are carried as lone surrogates until that check.
     try:
-        req = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        req = json.loads(body.decode("utf-8", "surrogateescape"))
+    except (ValueError, RecursionError) as e:
         raise JsonRpcParseError(f"{type(e).__name__}: {e}") from None
     if not isinstance(req, dict):
         raise JsonRpcParseError("request is not an object")
@@ -73,8 +76,10 @@ def _clean(v):
 
 
 def _dumps(obj) -> bytes:
+    # "replace": a string carrying undecodable input (echoed in an error) must not break
+    # the reply
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False,
-                      default=_clean).encode("utf-8")
+                      default=_clean).encode("utf-8", "replace")
 
 
 def encode_success(version: int, rid, value) -> bytes:

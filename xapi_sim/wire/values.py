@@ -19,28 +19,73 @@ class I4(int):
 
 
 def rpc_to_string(v) -> str:
-    """rpclib's ``Rpc.to_string`` rendering, used in its type-error messages."""
+    """rpclib's ``Rpc.to_string`` rendering, used in its type-error messages and in the
+    ``INVALID_VALUE`` of the UTF-8 check (``mirage/ocaml-rpc`` ``src/lib/rpc.ml``: arrays are
+    ``[a;b]``, structs ``{k:v;k2:v2}``, floats ``%g``)."""
     if isinstance(v, bool):
         return f"B({'true' if v else 'false'})"
     if isinstance(v, int):
         return f"I({v})"
     if isinstance(v, float):
-        return f"F({v:g})"
+        return f"F({_g(v)})"
     if isinstance(v, Timestamp):
         return f"D({v})"
     if isinstance(v, str):
         return f"S({v})"
     if isinstance(v, (bytes, bytearray)):
-        return f"B64({v.decode('latin-1')})"
+        return f"B64({bytes(v).decode('utf-8', 'surrogateescape')})"
     if isinstance(v, list):
-        return "[" + ", ".join(rpc_to_string(x) for x in v) + "]"
+        return "[" + ";".join(rpc_to_string(x) for x in v) + "]"
     if isinstance(v, dict):
-        return "{" + ", ".join(f"{k}: {rpc_to_string(x)}" for k, x in v.items()) + "}"
+        return "{" + ";".join(f"{k}:{rpc_to_string(x)}" for k, x in v.items()) + "}"
     return "N"
 
 
+def _g(f: float) -> str:
+    # OCaml's %g prints nan/inf/-inf like C
+    if f != f:
+        return "nan"
+    if f in (float("inf"), float("-inf")):
+        return "inf" if f > 0 else "-inf"
+    return f"{f:g}"
+
+
+def ocaml_escaped(s: str) -> str:
+    """OCaml's ``String.escaped`` (what ``%S`` and ``Printexc.to_string`` use for the text of
+    ``Failure``): backslash, double quote, ``\\n \\t \\r \\b`` escaped, every other byte outside
+    32..126 as ``\\ddd`` (so non-ASCII UTF-8 text shows as decimal byte escapes)."""
+    if all(" " <= c <= "~" and c not in '"\\' for c in s):
+        return s
+    out = []
+    try:
+        raw = s.encode("utf-8", "surrogateescape")    # undecodable input bytes, as received
+    except UnicodeEncodeError:
+        raw = s.encode("utf-8", "surrogatepass")
+    for b in raw:
+        c = chr(b)
+        if c == '"':
+            out.append('\\"')
+        elif c == "\\":
+            out.append("\\\\")
+        elif c == "\n":
+            out.append("\\n")
+        elif c == "\t":
+            out.append("\\t")
+        elif c == "\r":
+            out.append("\\r")
+        elif c == "\b":
+            out.append("\\b")
+        elif 32 <= b <= 126:
+            out.append(c)
+        else:
+            out.append(f"\\{b:03d}")
+    return "".join(out)
+
+
 def _expected(what: str, v):
-    return ocaml_failure(f"Expected {what}, got '{rpc_to_string(v)}'")
+    # rpc.ml: failwith (sprintf "Expected %s, got '%s'" ...), printed by Printexc.to_string
+    # as Failure("...") with OCaml string escaping (%S)
+    return ocaml_failure(ocaml_escaped(f"Expected {what}, got '{rpc_to_string(v)}'"))
 
 
 def convert(ty: Type, v):
@@ -57,6 +102,10 @@ def convert(ty: Type, v):
             try:
                 return int(v, 10)
             except ValueError:
+                # rpc.ml int64_of_rpc: String s -> Int64.of_string s. Before OCaml 4.03
+                # (ocaml/ocaml dee24a9, PR#6560) its failure was Failure "int_of_string",
+                # and Dundee's xapi was built with 4.02 (today's xapi says
+                # "Int64.of_string").
                 raise ocaml_failure("int_of_string") from None
         raise _expected("int64", v)
     if k == "float":

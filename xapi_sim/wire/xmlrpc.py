@@ -58,6 +58,8 @@ def _value(node, depth):
     if tag == "array":
         data = c.find("data")
         if data is None:
+            if len(c) == 0:
+                return []   # rpclib's empty_tag: <array/> is an empty array
             raise XmlRpcParseError("array without data")
         return [_value(v, depth + 1) for v in data.findall("value")]
     if tag == "struct":
@@ -171,7 +173,7 @@ def encode_success(v) -> bytes:
     _enc("" if v is None else v, out)
     out.append("</member></struct></value>")
     out.append(_TAIL)
-    return "".join(out).encode("utf-8")
+    return "".join(out).encode("utf-8", "replace")
 
 
 def encode_failure(description: list) -> bytes:
@@ -180,9 +182,9 @@ def encode_failure(description: list) -> bytes:
     _enc([str(x) for x in description], out)
     out.append("</member></struct></value>")
     out.append(_TAIL)
-    return "".join(out).encode("utf-8")
+    return "".join(out).encode("utf-8", "replace")
 
 
 def encode_bare(v) -> bytes:
     """A response without the Status envelope (only ``system.listMethods``)."""
-    return (_HEAD + encode_value(v) + _TAIL).encode("utf-8")
+    return (_HEAD + encode_value(v) + _TAIL).encode("utf-8", "replace")
