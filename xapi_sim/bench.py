@@ -29,7 +29,6 @@ import tempfile
 import threading
 import time
 import xmlrpc.client
-from http.server import ThreadingHTTPServer
 from socketserver import ThreadingMixIn
 from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
 

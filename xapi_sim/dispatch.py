@@ -14,13 +14,10 @@ handlers with ``@api("Class.msg")`` and win over the generic ones.
 from __future__ import annotations
 
 import re
-import threading
-import time
 
 from . import where
-from .datamodel import NO_ASYNC_CLASSES, NO_GET_ALL, NULL_REF, Message, Schema
+from .datamodel import NO_ASYNC_CLASSES, Message, Schema
 from .errors import Failure, internal
-from .wire import xmlrpc
 from .wire.values import convert, rpc_to_string
 
 REGISTRY: dict = {}          # "Class.msg" -> handler(call, *args)
@@ -256,12 +253,16 @@ def _make_generic(msg: Message):
             call.db.remove(cls, ref)
         return destroy
 
-    fields = None
+    def not_implemented(call, *args):
+        raise Failure("NOT_IMPLEMENTED", msg.wire_name)
+
+    if not msg.implicit:
+        # a custom message whose name merely looks like an accessor (SR.get_supported_types,
+        # pool.get_license_state): not a field, and not modelled here
+        return not_implemented
 
     def field_of(prefix):
-        nonlocal fields
-        fname = name[len(prefix):]
-        return fname
+        return name[len(prefix):]
 
     if name.startswith("get_"):
         f = field_of("get_")
@@ -316,9 +317,6 @@ def _make_generic(msg: Message):
                 if value in row[f]:
                     call.db.set(cls, ref, f, [v for v in row[f] if v != value])
         return remove
-
-    def not_implemented(call, *args):
-        raise Failure("NOT_IMPLEMENTED", msg.wire_name)
     return not_implemented
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import threading
 
-from ..datamodel import NULL_REF
 from ..dispatch import api
 from ..errors import Failure
 from . import common as c
@@ -30,7 +29,7 @@ def _software_tuple(sv: dict):
 
 def _pre_join_checks(call, master, force):
     """``Xapi_pool.pre_join_checks`` in Dundee's order (review §2)."""
-    world, joiner = call.world, call.host
+    joiner = call.host
     jdb, mdb = joiner.db, master.db
     # 4. not joining itself
     if master.pool is joiner.pool:
@@ -158,7 +157,6 @@ def eject(call, host):
         for vm, row in world.resident_vms(h):
             if row["power_state"] != "Halted":
                 raise Failure("OPERATION_NOT_ALLOWED", "VM resident on host")
-        hw, product = h.hw, h.product
         world.forget_host(h)
         # reset-and-reboot: master of a new pool with a fresh database, same uuid
         world.rejoin_as_standalone(h)
