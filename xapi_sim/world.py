@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid as uuid_mod
 
 import attrs
 
@@ -195,6 +196,11 @@ class World:
         self._create_templates(pool)
         self.new_row(db, "network", name_label="Pool-wide network associated with eth0",
                      bridge="xenbr0", MTU=1500, other_config={"automatic": "true"})
+        for name, desc in _ROLES:
+            # XAPI's roles are static (rbac_static.ml): the same refs and uuids everywhere
+            uid = str(uuid_mod.uuid5(uuid_mod.NAMESPACE_URL, "xapi-role:" + name))
+            self.new_row(db, "role", ref="OpaqueRef:" + uid, uuid=uid, name_label=name,
+                         name_description=desc, subroles=[])
         return pool
 
     def add_member(self, pool: PoolRuntime, name_label, version=products.DEFAULT_VERSION,
@@ -481,6 +487,21 @@ _RESTRICTIONS = {"restrict_vswitch_controller": "false", "restrict_lab": "false"
 
 _CAPABILITIES = ("xen-3.0-x86_64", "xen-3.0-x86_32p", "hvm-3.0-x86_32", "hvm-3.0-x86_32p",
                  "hvm-3.0-x86_64")
+
+_ROLES = (
+    ("pool-admin", "The Pool Administrator role has full access to all features and "
+                   "settings, including accessing Dom0 and managing subjects, roles and "
+                   "external authentication"),
+    ("pool-operator", "The Pool Operator role manages host- and pool-wide resources, "
+                      "including setting up storage, creating resource pools and managing "
+                      "patches, high availability (HA) and workload balancing (WLB)"),
+    ("vm-power-admin", "The VM Power Administrator role has full access to VM and template "
+                       "management and can choose where to start VMs and use the dynamic "
+                       "memory control and VM snapshot features"),
+    ("vm-admin", "The VM Administrator role can manage VMs and templates"),
+    ("vm-operator", "The VM Operator role can use VMs and interact with VM consoles"),
+    ("read-only", "The Read-Only role can log in with basic read-only access"),
+)
 
 _TEMPLATES = (
     ("Windows Server 2012 R2 (64-bit)", True),
