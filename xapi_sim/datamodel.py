@@ -181,12 +181,18 @@ class ClassSchema:
     messages: dict    # name -> Message
 
     def defaults(self) -> dict:
-        """A fresh record of every field at its default (mutable containers copied)."""
-        out = {}
-        for f in self.fields.values():
-            d = f.default
-            out[f.name] = d.copy() if isinstance(d, (list, dict)) else d
-        return out
+        """A fresh record of every field at its default.
+
+        Default containers are shared between rows: rows are copy-on-write and no code
+        mutates a container held by a row (store.py), so sharing is safe and makes bulk
+        creation cheap."""
+        t = _TEMPLATES.get(id(self))
+        if t is None:
+            t = _TEMPLATES[id(self)] = {f.name: f.default for f in self.fields.values()}
+        return dict(t)
+
+
+_TEMPLATES: dict = {}
 
 
 def _load():

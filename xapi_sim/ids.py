@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import random
 import threading
-import uuid as _uuid
 
 
 class Ids:
@@ -18,7 +17,10 @@ class Ids:
     def uuid(self) -> str:
         with self._lock:
             bits = self._rng.getrandbits(128)
-        return str(_uuid.UUID(int=bits, version=4))
+        # RFC 4122 version 4 / variant bits, as uuid.UUID(int=..., version=4) sets them
+        bits = (bits & ~(0xF000 << 64) | (4 << 76)) & ~(0xC000 << 48) | (0x8000 << 48)
+        h = "%032x" % bits
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
     def ref(self) -> str:
         return "OpaqueRef:" + self.uuid()

@@ -312,9 +312,9 @@ def build(scn: Scenario, seed=None, user="root", password="xenroot", **world_kw)
     for pool in world.pools:
         for h in [pool.master] + [h for h in pool.hosts() if h is not pool.master]:
             world.xapi_start(h)
-    domids = {}
+    domids, load = {}, {}
     for i, v in enumerate(scn.vms):
-        _place_vm(world, scn, i, v, runtime, domids)
+        _place_vm(world, scn, i, v, runtime, domids, load)
     for h in world.hosts.values():
         world.update_host_memory(h)
     world.building = False
@@ -345,8 +345,8 @@ def _pre_dundee_masks(members) -> dict:
     return masks
 
 
-def _place_vm(world, scn, i, v: VmSpec, runtime, domids):
-    entry = attrs.asdict(v)
+def _place_vm(world, scn, i, v: VmSpec, runtime, domids, load):
+    entry = {"name_label": v.name_label}
     host = runtime[v.host] if v.host else next(iter(runtime.values()))
     pool = host.pool
     db = pool.db
@@ -356,11 +356,14 @@ def _place_vm(world, scn, i, v: VmSpec, runtime, domids):
         flags = boot_flags(world, host, is_hvm)
     resident = host.ref if v.power_state in ("Running", "Paused") else NULL_REF
     if resident != NULL_REF:
-        used = len(world.resident_vms(host))
+        # running count and free memory tracked here; host_metrics are written once at the end
+        if host.ref not in load:
+            load[host.ref] = [len(world.resident_vms(host)), world.host_free_memory(host)]
+        used, free = load[host.ref]
         if used >= MAX_VMS_PER_HOST:
             raise _err(scn.source, "vm", i, entry, "host",
                        f"host {host.name_label!r} already runs {MAX_VMS_PER_HOST} VMs")
-        if world.host_free_memory(host) < v.memory:
+        if free < v.memory:
             raise _err(scn.source, "vm", i, entry, "memory",
                        f"host {host.name_label!r} has not enough free memory")
         if v.vcpus > host.hw.cpu_count:
@@ -391,7 +394,9 @@ def _place_vm(world, scn, i, v: VmSpec, runtime, domids):
         actions_after_crash="restart", metrics=metrics, last_boot_CPU_flags=flags,
         other_config={}, domain_type=v.domain_type,
         allowed_operations=allowed_operations(v.power_state))
-    world.update_host_memory(host)
+    if resident != NULL_REF:
+        load[host.ref][0] += 1
+        load[host.ref][1] -= v.memory
 
 
 def boot_flags(world, host, is_hvm) -> dict:
