@@ -87,7 +87,9 @@ class Simulator:
                 return srv, addr
         port = self.port if not self.servers else 0
         srv = http.bind_server(self.bind, port, h, self.dispatcher, self.ssl_context)
-        return srv, f"{self.bind}:{srv.server_address[1]}"
+        # an unspecified bind address (0.0.0.0) is not an address clients can use
+        adv = "127.0.0.1" if self.bind in ("0.0.0.0", "") else self.bind
+        return srv, f"{adv}:{srv.server_address[1]}"
 
     def listen(self, h):
         with self.lock:
