@@ -132,18 +132,12 @@ def clean_shutdown(call, vm):
         _set_power(call, vm, "Halted")
 
 
-@api("VM.hard_shutdown")
+@api("VM.hard_shutdown", "VM.shutdown")
 def hard_shutdown(call, vm):
+    """``VM.shutdown`` (clean, falling back to hard) ends the same way: Halted, any
+    suspend image dropped."""
     with call.db.lock:
         c.vm_op_allowed(call, vm, _get(call, vm), "hard_shutdown")
-        _set_power(call, vm, "Halted", suspend_VDI=NULL_REF)
-
-
-@api("VM.shutdown")
-def shutdown(call, vm):
-    with call.db.lock:
-        row = _get(call, vm)
-        c.vm_op_allowed(call, vm, row, "hard_shutdown")
         _set_power(call, vm, "Halted", suspend_VDI=NULL_REF)
 
 
