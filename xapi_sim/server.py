@@ -103,9 +103,7 @@ class Simulator:
                                  name=f"listener-{h.name_label}", daemon=True)
             t.start()
             self.servers[h.ref] = (srv, t)
-        db = h.db
-        if db.exists("host", h.ref) and db.get("host", h.ref)["address"] != h.address:
-            db.set("host", h.ref, "address", h.address)
+        self.world.set_host_address(h, h.address)
 
     def unlisten(self, h):
         with self.lock:

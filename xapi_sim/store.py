@@ -22,6 +22,8 @@ from .errors import Failure, handle_invalid
 RELATIONS = [
     ("host", "resident_VMs", "VM", "resident_on"),
     ("host", "host_CPUs", "host_cpu", "host"),
+    ("host", "PIFs", "PIF", "host"),
+    ("network", "PIFs", "PIF", "network"),
     ("task", "subtasks", "task", "subtask_of"),
     ("VM", "snapshots", "VM", "snapshot_of"),
     ("VM", "children", "VM", "parent"),

@@ -242,6 +242,7 @@ class World:
                           "iscsi_iqn": f"iqn.2016-05.com.example:{h.uuid[:8]}"},
             bios_strings={"bios-vendor": "Xen", "system-manufacturer": "xapi-sim"},
             allowed_operations=[], current_operations={})
+        self._create_management_pif(db, h)
         dom0_metrics = self.new_row(db, "VM_metrics", memory_actual=DOM0_MEMORY,
                                     VCPUs_number=min(8, h.hw.cpu_count), start_time=now_ts(),
                                     install_time=now_ts(), last_updated=now_ts())
@@ -256,6 +257,38 @@ class World:
             actions_after_shutdown="destroy", actions_after_reboot="restart",
             actions_after_crash="restart", last_boot_CPU_flags={},
             other_config={"storage_driver_domain": "OpaqueRef:NULL"}, allowed_operations=[])
+
+    def pool_network(self, db) -> str:
+        """The pool's management network (``xenbr0``)."""
+        for ref, row in db.rows("network"):
+            if row["bridge"] == "xenbr0":
+                return ref
+        raise Failure("INTERNAL_ERROR", "no management network")
+
+    def _create_management_pif(self, db, h: HostRuntime):
+        """eth0 of the host: physical, attached, the management interface, on xenbr0."""
+        mac = ":".join(f"{int(h.uuid[i:i + 2], 16):02x}" for i in range(0, 12, 2))
+        mac = "02" + mac[2:]
+        self.new_row(db, "PIF", device="eth0", network=self.pool_network(db), host=h.ref,
+                     MAC=mac, MTU=1500, VLAN=-1, physical=True, currently_attached=True,
+                     ip_configuration_mode="Static", IP=h.address_for_url, netmask="255.0.0.0",
+                     gateway="", DNS="", management=True, managed=True,
+                     other_config={}, properties={}, capabilities=[])
+
+    def set_host_address(self, h: HostRuntime, address: str):
+        """Record where the host listens: host.address and its management PIF's IP."""
+        h.address = address
+        db = h.db
+        with db.lock:
+            if not db.exists("host", h.ref):
+                return
+            row = db.get("host", h.ref)
+            if row["address"] != address:
+                db.set("host", h.ref, "address", address)
+            for pif in row["PIFs"]:
+                if db.get("PIF", pif)["management"] and db.get("PIF", pif)["IP"] != \
+                        h.address_for_url:
+                    db.set("PIF", pif, "IP", h.address_for_url)
 
     def _create_templates(self, pool: PoolRuntime):
         for name, hvm in _TEMPLATES:
@@ -394,6 +427,8 @@ class World:
             row = db.get("host", h.ref)
             for r in list(row["host_CPUs"]):
                 db.remove("host_cpu", r)
+            for r in list(row["PIFs"]):
+                db.remove("PIF", r)
             for vm, vrow in self.resident_vms(h, include_dom0=True):
                 if vrow["is_control_domain"]:
                     if db.exists("VM_metrics", vrow["metrics"]):

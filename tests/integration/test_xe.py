@@ -34,12 +34,19 @@ GOLDEN = pathlib.Path(__file__).resolve().parent.parent / "golden" / "xe"
 UPDATE = os.environ.get("XE_GOLDEN_UPDATE") == "1"
 TIMESTAMP = re.compile(r"\b(?!19700101T00:00:00Z)\d{8}T\d{2}:\d{2}:\d{2}Z")
 
-# seeded default scenario (seed=1)
-POOL = "35bf992d-c9e9-4616-a12e-7696a6cecc1b"
-XS1 = "1e2feb89-414c-443c-9027-c4d1c386bbc4"
-XS3 = "bcfbb050-acab-4a6b-869d-4bd8b3fa7aa7"
-XS4 = "0326324d-fb69-4ffb-ba18-90c78092b4d4"
-WEB1 = "6e671698-1e83-4596-b646-9fabf59cd100"
+
+
+def _seeded_uuids():
+    """UUIDs of the seeded default scenario (seed=1), read from a build of it."""
+    from xapi_sim import scenario
+    w = scenario.build(scenario.default(), seed=1)
+    db = w.pools[0].db
+    vm = db.get("VM", db.by_label("VM", "web1")[0])["uuid"]
+    return (db.get("pool", w.pools[0].ref)["uuid"], w.host_by_name("xs1").uuid,
+            w.host_by_name("xs3").uuid, w.host_by_name("xs4").uuid, vm)
+
+
+POOL, XS1, XS3, XS4, WEB1 = _seeded_uuids()
 
 
 # -- helpers ---------------------------------------------------------------------------------

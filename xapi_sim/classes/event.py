@@ -3,14 +3,21 @@
 ``event.from(classes, token, timeout)``: token ``""`` returns every object of the subscribed
 classes as ``add`` with a snapshot; a later token returns one event per object changed since
 (``add``/``mod``/``del``, no snapshot on ``del``), blocking on the pool database's condition
-variable until something changes or the timeout passes. Tokens are XAPI's two zero-padded
-20-digit decimals. The legacy ``register``/``next``/``unregister`` API keeps a per-session
-position and raises ``EVENTS_LOST`` when a registrant falls more than ``QUEUE_LIMIT`` events
-behind.
+variable until something changes or the timeout passes (every waiter sleeps on the same
+condition and ``notify_all`` wakes them all at once: no polling). Tokens are XAPI's two
+zero-padded 20-digit decimals. ``valid_ref_counts`` counts the rows of every *database* table
+(``xapi_event.ml`` folds over the DB's table set), so classes XAPI keeps outside its database
+(``event``, ``message``, ``data_source``, ...) have no entry. Message events carry the id
+``"0"`` (they come from a separate generation counter in XAPI).
+
+The legacy ``register``/``next``/``unregister`` API keeps a per-session position in the
+world's change stream; XAPI's queue is bounded, so a registrant that falls more than
+``EventQueues.queue_limit`` changes behind gets ``EVENTS_LOST`` and must register again.
 """
 from __future__ import annotations
 
 import re
+import threading
 import time
 
 from ..datamodel import NO_EVENTS
@@ -21,6 +28,21 @@ from ..wire.values import I4
 EVENT_FROM_DELAY = 0.05     # xapi_globs event_from_delay: batching before/between polls
 QUEUE_LIMIT = 10_000         # legacy event.next: pending events before EVENTS_LOST
 MAX_TIMEOUT = 3600.0
+
+# Classes with ``in_db:false`` in the datamodel: no database table, so no valid_ref_counts
+# entry (messages live in XAPI's message store, not in the database).
+NOT_IN_DB = {"event", "data_source", "auth", "sr_stat", "probe_result", "vdi_nbd_server_info",
+             "message", "diagnostics"}
+# Tables that exist in XAPI's database but stay empty: roles are static (rbac_static.ml,
+# xapi_role.ml answers role.get_all* from the static list), so XAPI counts 0 rows.
+EMPTY_IN_XAPI = {"role"}
+
+
+def valid_ref_counts(db) -> dict:
+    """``valid_ref_counts`` of an event.from reply: lower-case table -> live rows (``<i4>``)."""
+    with db.lock:
+        return {c.lower(): I4(0 if c in EMPTY_IN_XAPI else len(t))
+                for c, t in db.tables.items() if c not in NOT_IN_DB}
 
 
 def token_of(gen: int) -> str:
@@ -66,7 +88,9 @@ def _subscriptions(db, classes):
 
 
 def _event(db, gen, cls, ref, op, legacy=False):
-    ev = {"id": str(gen), "timestamp": f"{time.time():.0f}." if legacy else "0.0",
+    # message events come from XAPI's message store with id 0 (xapi_event.ml from_inner)
+    eid = "0" if cls == "message" and not legacy else str(gen)
+    ev = {"id": eid, "timestamp": f"{time.time():.0f}." if legacy else "0.0",
           "class": cls.lower(), "operation": op, "ref": ref}
     if op != "del":
         row = db.tables[cls].get(ref)
@@ -118,8 +142,7 @@ def event_from(call, classes, token, timeout):
         if time.monotonic() >= deadline:
             events, gen = _collect(db, since, names, objs)
             break
-    counts = {c: I4(n) for c, n in db.valid_ref_counts().items()}
-    return {"events": events, "valid_ref_counts": counts, "token": token_of(gen)}
+    return {"events": events, "valid_ref_counts": valid_ref_counts(db), "token": token_of(gen)}
 
 
 @api("event.get_current_id")
@@ -140,57 +163,75 @@ def inject(call, cls, ref):
 
 # -- legacy API ----------------------------------------------------------------------------
 
-def _registrations(world):
-    regs = getattr(world, "_event_regs", None)
-    if regs is None:
-        regs = world._event_regs = {}
-    return regs
+class EventQueues:
+    """Legacy ``event.next`` registrations of one world (created on first use).
+
+    ``queue_limit``: how many changes a registrant may fall behind before ``EVENTS_LOST``
+    (XAPI bounds its queue; every database write is one queued event there).
+    """
+
+    def __init__(self):
+        self.regs: dict = {}          # session ref -> {"classes": set, "pos": generation}
+        self.queue_limit = QUEUE_LIMIT
+        self.lock = threading.Lock()
+
+    @classmethod
+    def of(cls, world) -> "EventQueues":
+        q = getattr(world, "_event_queues", None)
+        if q is None:
+            with world.lock:
+                q = getattr(world, "_event_queues", None)
+                if q is None:
+                    q = world._event_queues = cls()
+        return q
 
 
 @api("event.register")
 def register(call, classes):
-    regs = _registrations(call.world)
+    q = EventQueues.of(call.world)
     with call.db.lock:
-        reg = regs.get(call.session)
+        reg = q.regs.get(call.session)
         if reg is None:
-            reg = regs[call.session] = {"classes": set(), "pos": call.db.gen}
+            reg = q.regs[call.session] = {"classes": set(), "pos": call.db.gen}
         reg["classes"].update(classes)
 
 
 @api("event.unregister")
 def unregister(call, classes):
-    regs = _registrations(call.world)
-    reg = regs.get(call.session)
-    if reg is not None:
-        reg["classes"].difference_update(classes)
+    q = EventQueues.of(call.world)
+    with call.db.lock:
+        reg = q.regs.get(call.session)
+        if reg is not None:
+            reg["classes"].difference_update(classes)
 
 
 @api("event.next")
 def event_next(call):
-    regs = _registrations(call.world)
-    reg = regs.get(call.session)
-    if reg is None:
-        raise Failure("SESSION_NOT_REGISTERED", call.session)
+    q = EventQueues.of(call.world)
     db = call.db
+    with db.cond:
+        if q.regs.get(call.session) is None:
+            raise Failure("SESSION_NOT_REGISTERED", call.session)
     while True:
-        names, objs = _subscriptions(db, reg["classes"])
         with db.cond:
-            changes = db.changes_since(reg["pos"], names | set(objs))
-            if len(changes) > QUEUE_LIMIT:
-                del regs[call.session]
+            reg = q.regs.get(call.session)
+            if reg is None:   # unregistered meanwhile (another connection of the session)
+                raise Failure("SESSION_NOT_REGISTERED", call.session)
+            if db.gen - reg["pos"] > q.queue_limit:
+                del q.regs[call.session]
                 raise Failure("EVENTS_LOST")
+            names, objs = _subscriptions(db, reg["classes"])
             out = []
-            for g, cls, ref, op in changes:
+            for g, cls, ref, op in db.changes_since(reg["pos"], names | set(objs)):
                 if cls in names or ref in objs.get(cls, ()):
                     ev = _event(db, g, cls, ref, op, legacy=True)
                     if ev is not None:
                         out.append(ev)
+            reg["pos"] = db.gen
             if out:
-                reg["pos"] = db.gen
                 return out
             if call.session not in db.tables["session"]:
                 raise Failure("SESSION_INVALID", call.session)
-            reg["pos"] = db.gen
             db.cond.wait(30.0)
         if call.session not in db.tables["session"]:
             raise Failure("SESSION_INVALID", call.session)

@@ -88,6 +88,7 @@ def _merge(world, joiner, pool):
     old_pool = joiner.pool
     with jdb.lock, mdb.lock:
         hrow = dict(jdb.get("host", joiner.ref))
+        hrow_pifs = list(hrow["PIFs"])
         moved_vms = []
         for vm, row in jdb.rows("VM"):
             if row["is_a_template"] and not row["is_control_domain"]:
@@ -96,8 +97,13 @@ def _merge(world, joiner, pool):
         metrics = hrow["metrics"]
         mdb.add("host_metrics", metrics, dict(jdb.get("host_metrics", metrics)))
         # Xapi_host.create on the master: a fresh record, cpu_info = {} until first start
-        hrow.update(cpu_info={}, resident_VMs=[], host_CPUs=[], enabled=False)
+        hrow.update(cpu_info={}, resident_VMs=[], host_CPUs=[], PIFs=[], enabled=False)
         mdb.add("host", joiner.ref, hrow)
+        net = world.pool_network(mdb)
+        for pif in hrow_pifs:
+            prow = dict(jdb.get("PIF", pif))
+            prow["network"] = net
+            mdb.add("PIF", pif, prow)
         for vm, row in moved_vms:
             if jdb.exists("VM_metrics", row["metrics"]):
                 mdb.add("VM_metrics", row["metrics"], dict(jdb.get("VM_metrics", row["metrics"])))
