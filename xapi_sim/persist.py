@@ -347,3 +347,6 @@ def _rebuild(world, lay, pools):
     byref = {p.ref: p for p in world.pools}
     for hd in lay["hosts"]:
         world.hosts[hd["ref"]].pool = byref.get(hd["pool"])
+    for h in world.hosts.values():
+        if h.pool is not None and h.db.exists("host", h.ref):
+            world.update_host_memory(h)

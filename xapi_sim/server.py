@@ -16,6 +16,7 @@ import tempfile
 import threading
 
 from . import classes  # noqa: F401  -- registers every handler
+from .classes.cross_pool import import_metadata
 from .dispatch import Dispatcher
 from .wire import http
 
@@ -46,6 +47,9 @@ class Simulator:
         for h in list(self.world.hosts.values()):
             if h.state == "up" and h.pool is not None:
                 self.listen(h)
+        # xapi's periodic DB GC pass: finished tasks time out (classes/task.py)
+        from .classes.task import Tasks
+        Tasks.of(self.world).start_gc()
         return self
 
     def make_durable(self, journal):
@@ -99,6 +103,7 @@ class Simulator:
             h.port = srv.server_address[1]
             h.address = address
             srv.cli_handler = self.cli_handler
+            srv.http_handlers = {"/import_metadata": import_metadata}
             t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.2},
                                  name=f"listener-{h.name_label}", daemon=True)
             t.start()
@@ -122,6 +127,8 @@ class Simulator:
         return handle_cli
 
     def stop(self):
+        from .classes.task import Tasks
+        Tasks.of(self.world).stop_gc()
         with self.lock:
             entries = list(self.servers.values())
             self.servers.clear()

@@ -225,8 +225,8 @@ class World:
     def _create_host_rows(self, pool: PoolRuntime, h: HostRuntime):
         db = pool.db
         metrics = self.new_row(db, "host_metrics", memory_total=h.hw.memory,
-                               memory_free=h.hw.memory - DOM0_MEMORY - HOST_OVERHEAD,
                                live=False, last_updated=now_ts())
+        h.memory_free = h.hw.memory - DOM0_MEMORY - HOST_OVERHEAD
         self.new_row(
             db, "host", ref=h.ref, uuid=h.uuid, name_label=h.name_label,
             name_description="Default install", hostname=h.name_label, address=h.address,
@@ -486,12 +486,23 @@ class World:
             used = sum(row["memory_static_max"] for _, row in self.resident_vms(h, True))
             hrow = db.get("host", h.ref)
             free = max(0, h.hw.memory - HOST_OVERHEAD - used)
-            db.update("host_metrics", hrow["metrics"], memory_total=h.hw.memory,
-                      memory_free=free)
+            h.memory_free = free
+            # host_metrics.memory_free was removed from the API in tampa (6.1): the field
+            # is written only where the pool's release still has it
+            changes = {"memory_total": h.hw.memory}
+            if "memory_free" in db.schema.classes["host_metrics"].fields:
+                changes["memory_free"] = free
+            m = db.get("host_metrics", hrow["metrics"])
+            if any(m.get(k) != v for k, v in changes.items()):
+                db.update("host_metrics", hrow["metrics"], **changes)
 
     def host_free_memory(self, h: HostRuntime) -> int:
-        db = h.db
-        return db.get("host_metrics", db.get("host", h.ref)["metrics"])["memory_free"]
+        """What ``host.compute_free_memory`` answers: memory not used by resident domains."""
+        free = getattr(h, "memory_free", None)
+        if free is None:
+            self.update_host_memory(h)
+            free = h.memory_free
+        return free
 
     def is_live(self, h: HostRuntime) -> bool:
         db = h.db

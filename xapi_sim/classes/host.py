@@ -18,3 +18,15 @@ def get_server_localtime(call, host):
     """Local time without a timezone designator, as XAPI sends it."""
     call.db.get("host", host)
     return Timestamp(time.strftime("%Y%m%dT%H:%M:%S", time.localtime()))
+
+
+@api("host.compute_free_memory")
+def compute_free_memory(call, host):
+    """Memory not used by resident domains (xapi_host.ml compute_free_memory)."""
+    call.db.get("host", host)
+    return call.world.host_free_memory(call.world.host(host))
+
+
+@api("host.compute_memory_overhead")
+def compute_memory_overhead(call, host):
+    return call.db.get("host", host)["memory_overhead"]

@@ -10,6 +10,7 @@ without being read; idle connections time out.
 from __future__ import annotations
 
 import socket
+import urllib.parse
 import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -176,7 +177,18 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         self._error(404, "not found")
 
-    do_PUT = do_GET
+    def do_PUT(self):
+        """Non-RPC HTTP handlers the server registers (``PUT /import_metadata``, used by a
+        source pool to hand a migrating VM over, as XAPI's pools do)."""
+        path, _, query = self.path.partition("?")
+        handler = getattr(self.server, "http_handlers", {}).get(path)
+        if handler is None:
+            return self._error(404, "not found")
+        body = self._read_body()
+        if body is None:
+            return
+        status, ctype, out = handler(self.server.host, urllib.parse.parse_qs(query), body)
+        self._send(status, ctype, out)
 
     def _call(self, method, params):
         """(ok, value) or (False, failure description) for one API call."""
