@@ -192,6 +192,16 @@ def test_unsubscribed_changes_do_not_wake_or_appear(fx):
     assert out["events"] == []
 
 
+def _finished_task(fx):
+    """An Async task that has finished (it fails at once: the VM does not exist)."""
+    task = fx.Async.VM.clean_shutdown("OpaqueRef:00000000-0000-4000-8000-00000000dead")
+    deadline = time.monotonic() + 5
+    while fx.task.get_status(task) == "pending":
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    return task
+
+
 def test_add_and_del_of_a_task(fx):
     # (no task exists: from the start, nothing to report, so it blocks until the timeout)
     token = event_from(fx, ["task"], "", 0.05)["token"]
@@ -201,19 +211,27 @@ def test_add_and_del_of_a_task(fx):
     assert (ev["operation"], ev["ref"], ev["class"]) == ("add", task, "task")
     assert ev["snapshot"]["name_label"] == "label"
     assert ev["snapshot"]["status"] == "pending"
+    # destroying a pending task only marks it (xapi_task.ml destroy): a mod, no del
     fx.task.destroy(task)
+    out = event_from(fx, ["task"], out["token"], 5.0)
+    (ev,) = out["events"]
+    assert (ev["operation"], ev["ref"]) == ("mod", task)
+    assert list(ev["snapshot"]["current_operations"].values()) == ["destroy"]
+    # a finished task is removed at once: a del without snapshot
+    done = _finished_task(fx)
+    out = event_from(fx, ["task"], out["token"], 5.0)
+    assert [e["ref"] for e in out["events"]] == [done]
+    fx.task.destroy(done)
     out2 = event_from(fx, ["task"], out["token"], 5.0)
     (ev,) = out2["events"]
-    assert (ev["operation"], ev["ref"]) == ("del", task)
+    assert (ev["operation"], ev["ref"]) == ("del", done)
     assert list(ev) == ["id", "timestamp", "class", "operation", "ref"]   # no snapshot
 
 
 def test_created_and_destroyed_between_calls_is_not_reported(fx):
     """xapi_event.ml collect_events drops deletions of objects created after the token."""
-    # (no task exists: from the start, nothing to report, so it blocks until the timeout)
     token = event_from(fx, ["task"], "", 0.05)["token"]
-    task = fx.task.create("ephemeral", "")
-    fx.task.destroy(task)
+    fx.task.destroy(_finished_task(fx))
     out = event_from(fx, ["task"], token, 0.3)
     assert out["events"] == []
 

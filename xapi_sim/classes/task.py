@@ -1,34 +1,75 @@
-"""Tasks and ``Async.`` calls. Mirrors xen-api ``ocaml/xapi/taskHelper.ml`` and
-``server_helpers.ml`` ``do_dispatch``: an ``Async.X.y`` call creates a task named with the full
-wire name, replies with its ref at once and runs the operation on a worker thread; the task's
-``result`` is an XML-RPC value fragment, ``error_info`` is ``[code, params...]``. Synchronous
-calls of async-capable messages get a transient task too (add/del events, as in XAPI).
-Finished tasks are garbage-collected after ``completed_task_timeout`` (3900 s), pending ones
-after 86400 s.
+"""Tasks and ``Async.`` calls. Mirrors xen-api ``ocaml/xapi/taskHelper.ml``, ``xapi_task.ml``,
+``server_helpers.ml`` ``do_dispatch`` and ``db_gc_util.ml`` ``timeout_tasks``.
+
+* An ``Async.X.y`` call creates a task named with the full wire name, replies with its ref at
+  once and runs the operation on a worker thread; the task's ``result`` is an XML-RPC value
+  fragment, ``error_info`` is ``[code, params...]``; ``TASK_CANCELLED`` ends it ``cancelled``.
+  Synchronous calls of async-capable messages get a transient task too (add/del events).
+* A task is created with ``allowed_operations = []`` (``TaskHelper.make``); while an operation
+  runs in xenopsd it is cancellable (``register_task`` sets ``[cancel]``).
+* ``task.cancel`` records ``cancel`` in ``current_operations`` (replacing the map) and asks the
+  backend to stop; a simulated operation notices it, stops, and raises ``TASK_CANCELLED``.
+  Nothing else happens to a task no operation is bound to (XAPI "falls back to polling").
+* ``task.destroy`` removes a finished task; a pending one only gets ``destroy`` in its
+  ``current_operations`` and the GC removes it once it has finished.
+* The GC pass (``timeout_tasks``, every ``gc_interval`` seconds on a thread the simulator
+  starts) removes finished tasks marked for destruction, tasks finished more than
+  ``completed_timeout`` (3900 s) ago, tasks pending for more than ``pending_timeout``
+  (86400 s) whose progress did not move since the previous pass, and the oldest finished
+  tasks beyond ``max_tasks`` (200). Ages come from the task's ``created``/``finished``
+  fields against ``clock()`` (wall time), so tests can move the clock.
+
+Simulated durations: ``Tasks.operation_seconds`` (default 0, i.e. instantaneous) makes the VM
+power operations decorated with :func:`timed` take that long, with the VM showing the
+operation in ``current_operations``, the task progressing in ``progress_steps`` steps, and
+``task.cancel`` stopping it before its effect (the VM stays as it was).
 """
 from __future__ import annotations
 
+import calendar
+import functools
 import threading
 import time
 
 from ..datamodel import EPOCH_TS, NULL_REF
-from ..dispatch import api
+from ..dispatch import REGISTRY, api
 from ..errors import Failure, internal
 from ..wire import xmlrpc
 
-COMPLETED_TASK_TIMEOUT = 3900.0
-PENDING_TASK_TIMEOUT = 86400.0
+COMPLETED_TASK_TIMEOUT = 3900.0   # xapi_globs completed_task_timeout (65 min)
+PENDING_TASK_TIMEOUT = 86400.0    # xapi_globs pending_task_timeout (24 h)
+MAX_TASKS = 200                   # xapi_globs max_tasks
+GC_INTERVAL = 30.0                # xapi_globs db_GC_TIMER: one DB GC pass every 30 s
+COMPLETED = ("success", "failure", "cancelled")
+
+
+def _epoch(ts: str) -> float:
+    """Seconds since the epoch of a ``YYYYMMDDTHH:MM:SSZ`` datetime (XAPI's Date.to_float)."""
+    try:
+        return float(calendar.timegm(time.strptime(str(ts).rstrip("Z"), "%Y%m%dT%H:%M:%S")))
+    except ValueError:
+        return 0.0
 
 
 class Tasks:
-    """The task machinery of one world (created on first use)."""
+    """The task machinery of one world (created on first use), with its tunables."""
 
     def __init__(self, world):
         self.world = world
-        self.running: dict = {}   # task ref -> thread
-        self.finished_at: dict = {}
-        self.created_at: dict = {}
+        self.running: dict = {}          # task ref -> worker thread (Async calls)
+        self.cancel_events: dict = {}    # task ref -> Event set by task.cancel
         self.lock = threading.Lock()
+        # -- tunables (tests change them on a live world) --
+        self.completed_timeout = COMPLETED_TASK_TIMEOUT
+        self.pending_timeout = PENDING_TASK_TIMEOUT
+        self.max_tasks = MAX_TASKS
+        self.clock = time.time
+        self.operation_seconds = 0.0     # simulated duration of @timed operations
+        self.progress_steps = 10
+        self._gc_interval = GC_INTERVAL
+        self._probation: dict = {}       # task uuid -> progress at the previous GC pass
+        self._gc_stop = None
+        self._gc_wake = threading.Event()
 
     @classmethod
     def of(cls, world) -> "Tasks":
@@ -40,32 +81,30 @@ class Tasks:
                     t = world._tasks = cls(world)
         return t
 
+    # -- lifecycle -----------------------------------------------------------------------
     def create(self, call, label, description="") -> str:
+        """``TaskHelper.make``: pending, progress 0, not (yet) cancellable."""
         from ..world import now_ts
-        ref = call.world.new_row(
+        return call.world.new_row(
             call.db, "task", name_label=label, name_description=description, created=now_ts(),
             finished=EPOCH_TS, status="pending", progress=0.0, type="<none/>", result="",
-            error_info=[], resident_on=call.pool.master.ref, allowed_operations=["cancel"],
+            error_info=[], resident_on=call.pool.master.ref, allowed_operations=[],
             current_operations={}, other_config={}, subtask_of=NULL_REF, backtrace="()")
-        self.created_at[ref] = time.monotonic()
-        return ref
 
     def complete(self, db, ref, result=None, failure: Failure | None = None):
+        """``TaskHelper.complete`` / ``failed``: only a pending task changes."""
         from ..world import now_ts
         with db.lock:
             row = db.tables["task"].get(ref)
-            if row is None:
+            if row is None or row["status"] != "pending":
                 return
             if failure is None:
-                db.update("task", ref, status="success", progress=1.0, finished=now_ts(),
-                          result=xmlrpc.encode_value(result), allowed_operations=[])
+                db.update("task", ref, allowed_operations=[], finished=now_ts(), progress=1.0,
+                          result=xmlrpc.encode_value(result), status="success")
             else:
                 status = "cancelled" if failure.code == "TASK_CANCELLED" else "failure"
-                db.update("task", ref, status=status, progress=1.0, finished=now_ts(),
-                          error_info=failure.description, allowed_operations=[])
-            self.finished_at[ref] = time.monotonic()
-            if "destroy" in row["current_operations"].values():
-                db.remove("task", ref)
+                db.update("task", ref, progress=1.0, error_info=failure.description,
+                          finished=now_ts(), allowed_operations=[], status=status)
 
     def _invoke(self, call, handler, args):
         try:
@@ -80,12 +119,17 @@ class Tasks:
         call.task = ref
 
         def work():
-            result, failure = self._invoke(call, handler, args)
-            self.complete(call.db, ref, result, failure)
-            self.running.pop(ref, None)
+            try:
+                result, failure = self._invoke(call, handler, args)
+                self.complete(call.db, ref, result, failure)
+            finally:
+                with self.lock:
+                    self.running.pop(ref, None)
+                    self.cancel_events.pop(ref, None)
 
         t = threading.Thread(target=work, name=label, daemon=True)
-        self.running[ref] = t
+        with self.lock:
+            self.running[ref] = t
         t.start()
         return ref
 
@@ -95,32 +139,191 @@ class Tasks:
         try:
             result, failure = self._invoke(call, handler, args)
         finally:
-            if call.db.exists("task", ref):
-                call.db.remove("task", ref)
-            self.created_at.pop(ref, None)
+            with self.lock:
+                self.cancel_events.pop(ref, None)
+            with call.db.lock:
+                if call.db.exists("task", ref):
+                    call.db.remove("task", ref)
         if failure is not None:
             raise failure
         return result
 
-    def gc(self, now=None):
-        """Destroy tasks finished more than 3900 s ago / pending for more than a day."""
-        now = time.monotonic() if now is None else now
+    # -- cancellation --------------------------------------------------------------------
+    def cancel_event(self, ref) -> threading.Event:
+        with self.lock:
+            ev = self.cancel_events.get(ref)
+            if ev is None:
+                ev = self.cancel_events[ref] = threading.Event()
+            return ev
+
+    def request_cancel(self, ref):
+        with self.lock:
+            ev = self.cancel_events.get(ref)
+        if ev is not None:
+            ev.set()
+
+    # -- garbage collection --------------------------------------------------------------
+    @property
+    def gc_interval(self) -> float:
+        return self._gc_interval
+
+    @gc_interval.setter
+    def gc_interval(self, value: float):
+        self._gc_interval = float(value)
+        self._gc_wake.set()   # the GC thread re-reads its interval at once
+
+    def gc(self, now: float | None = None):
+        """One ``Db_gc_util.timeout_tasks`` pass over every pool of the world."""
+        now = self.clock() if now is None else now
+        oldest_completed = now - self.completed_timeout
+        oldest_pending = now - self.pending_timeout
+        probation = {}
         for p in list(self.world.pools):
             db = p.db
             with db.lock:
-                for ref, row in list(db.tables["task"].items()):
-                    if row["status"] != "pending":
-                        done = self.finished_at.get(ref)
-                        if done is None:
-                            self.finished_at[ref] = now
-                        elif now - done > COMPLETED_TASK_TIMEOUT:
-                            db.remove("task", ref)
-                            self.finished_at.pop(ref, None)
+                rows = db.rows("task")
+                completed = [(r, t) for r, t in rows if t["status"] in COMPLETED]
+                pending = [(r, t) for r, t in rows if t["status"] not in COMPLETED]
+                # finished tasks someone destroyed while they were pending: kill at once
+                destroyable = [(r, t) for r, t in completed
+                               if "destroy" in t["current_operations"].values()]
+                gcable = [(r, t) for r, t in completed
+                          if "destroy" not in t["current_operations"].values()]
+                completed_old = [(r, t) for r, t in gcable
+                                 if _epoch(t["finished"]) < oldest_completed]
+                completed_young = [(r, t) for r, t in gcable
+                                   if _epoch(t["finished"]) >= oldest_completed]
+                pending_old = [(r, t) for r, t in pending
+                               if _epoch(t["created"]) < oldest_pending]
+                pending_young = [(r, t) for r, t in pending
+                                 if _epoch(t["created"]) >= oldest_pending]
+                # an old pending task survives a pass if its progress moved since the last
+                pending_old_hung, pending_old_run = [], []
+                for r, t in pending_old:
+                    before = self._probation.get(t["uuid"])
+                    if before is None or t["progress"] - before > 0:
+                        pending_old_run.append((r, t))
                     else:
-                        made = self.created_at.setdefault(ref, now)
-                        if now - made > PENDING_TASK_TIMEOUT:
-                            db.remove("task", ref)
+                        pending_old_hung.append((r, t))
+                    probation[t["uuid"]] = t["progress"]
+                young = pending_old_run + pending_young + completed_young
+                unlucky = []
+                overflow = len(young) - self.max_tasks
+                if overflow > 0:
+                    done = sorted(((r, t) for r, t in young if t["status"] in COMPLETED),
+                                  key=lambda rt: _epoch(rt[1]["finished"]))
+                    unlucky = done[:overflow]
+                for r, _ in destroyable + pending_old_hung + completed_old + unlucky:
+                    if db.exists("task", r):
+                        db.remove("task", r)
+        self._probation = probation
 
+    def start_gc(self):
+        """Start the periodic GC thread (``Simulator.start``); idempotent."""
+        with self.lock:
+            if self._gc_stop is not None:
+                return
+            stop = self._gc_stop = threading.Event()
+        threading.Thread(target=self._gc_loop, args=(stop,), name="task-gc",
+                         daemon=True).start()
+
+    def stop_gc(self):
+        with self.lock:
+            stop, self._gc_stop = self._gc_stop, None
+        if stop is not None:
+            stop.set()
+            self._gc_wake.set()
+
+    def _gc_loop(self, stop):
+        while not stop.is_set():
+            woken = self._gc_wake.wait(self._gc_interval)
+            if stop.is_set():
+                return
+            if woken:                # interval changed (or stop): wait afresh
+                self._gc_wake.clear()
+                continue
+            try:
+                self.gc()
+            except Exception:  # noqa: BLE001 -- the GC must never die
+                pass
+
+
+# -- simulated long-running operations -------------------------------------------------------
+
+def timed(op):
+    """Give a VM operation XAPI's xenopsd shape when ``Tasks.operation_seconds`` > 0.
+
+    Only when the decorated function is the handler of the call being dispatched (not when
+    another operation calls it, e.g. ``host.evacuate`` migrating VMs) and the operation's
+    own first checks pass (otherwise the handler runs at once and reports its error exactly
+    as without a duration): the VM shows ``{task: op}`` in ``current_operations`` (so other
+    operations get ``OTHER_OPERATION_IN_PROGRESS``), the task becomes cancellable and its
+    progress moves in steps; ``task.cancel`` stops it with ``TASK_CANCELLED [task]`` before
+    any effect. Then the handler runs as usual (all checks, then the effect, atomically).
+    With the default of 0 seconds nothing of this happens.
+    """
+    def deco(fn):
+        @functools.wraps(fn)
+        def wrapper(call, vm, *args, **kw):
+            tasks = Tasks.of(call.world)
+            secs = tasks.operation_seconds
+            if secs <= 0 or REGISTRY.get(call.name) is not wrapper or not call.task:
+                return fn(call, vm, *args, **kw)
+            from . import common as c
+            from .vm_lifecycle import refresh_allowed
+            db, task = call.db, call.task
+            with db.lock:
+                try:
+                    _prechecks(c, call, vm, op)
+                except Failure:
+                    return fn(call, vm, *args, **kw)
+                db.set("VM", vm, "current_operations", {task: op})
+                refresh_allowed(call, vm)
+                if db.exists("task", task):   # TaskHelper.register_task: cancellable
+                    db.set("task", task, "allowed_operations", ["cancel"])
+            cancelled = tasks.cancel_event(task)
+
+            def release():
+                if db.exists("VM", vm):
+                    db.set("VM", vm, "current_operations", {})
+                    refresh_allowed(call, vm)
+                if db.exists("task", task):   # unregister_task: not cancellable any more
+                    db.set("task", task, "allowed_operations", [])
+
+            steps = max(1, int(tasks.progress_steps))
+            for i in range(1, steps + 1):
+                if cancelled.wait(secs / steps) or _cancelling(db, task):
+                    with db.lock:
+                        release()
+                    raise Failure("TASK_CANCELLED", task)
+                if i < steps and db.exists("task", task):
+                    db.set("task", task, "progress", round(i / steps, 4))
+            with db.lock:
+                release()
+                return fn(call, vm, *args, **kw)
+        return wrapper
+    return deco
+
+
+def _prechecks(c, call, vm, op):
+    """What ``message_forwarding.ml`` checks before the operation is handed to xenopsd
+    (allowed operation; for a start also the placement). A failure here lets the handler
+    run at once and report it exactly as it would without a duration."""
+    row = call.db.get("VM", vm)
+    c.vm_op_allowed(call, vm, row, op)
+    if op == "start":
+        c.assert_vm_limits(vm, row)
+        host = c.choose_host(call, vm, row, cpu_check=False)
+        c.assert_can_boot_here(call, vm, row, host)
+
+
+def _cancelling(db, task) -> bool:
+    """``TaskHelper.is_cancelling``: ``cancel`` in the task's current_operations."""
+    row = db.tables["task"].get(task)
+    return row is not None and "cancel" in row["current_operations"].values()
+
+
+# -- the task class --------------------------------------------------------------------------
 
 @api("task.create")
 def task_create(call, label, description):
@@ -129,29 +332,25 @@ def task_create(call, label, description):
 
 @api("task.destroy")
 def task_destroy(call, ref):
-    """Destroying a pending task only marks it; it goes when it completes (xapi_task.ml)."""
+    """``Xapi_task.destroy``: a finished task goes; a pending one is only marked
+    (``current_operations["task"] = destroy``) and the GC removes it once finished."""
     with call.db.lock:
         row = call.db.get("task", ref)
-        tasks = Tasks.of(call.world)
-        if row["status"] == "pending" and ref in tasks.running:
-            call.db.set("task", ref, "current_operations",
-                        {**row["current_operations"], call.session: "destroy"})
-        else:
+        if row["status"] in COMPLETED:
             call.db.remove("task", ref)
+        else:
+            call.db.set("task", ref, "current_operations",
+                        {**row["current_operations"], "task": "destroy"})
 
 
 @api("task.cancel")
 def task_cancel(call, ref):
+    """``Xapi_task.cancel``: record ``cancel`` (keyed by this call's own task id) and ask the
+    backend to cancel. No status check: cancelling a finished task changes nothing else."""
     with call.db.lock:
-        row = call.db.get("task", ref)
-        if row["status"] != "pending":
-            raise Failure("OPERATION_NOT_ALLOWED", "task is not pending")
-        tasks = Tasks.of(call.world)
-        if ref in tasks.running:
-            call.db.set("task", ref, "current_operations",
-                        {**row["current_operations"], ref: "cancel"})
-        else:
-            tasks.complete(call.db, ref, failure=Failure("TASK_CANCELLED", ref))
+        call.db.get("task", ref)
+        call.db.set("task", ref, "current_operations", {call.world.ids.ref(): "cancel"})
+    Tasks.of(call.world).request_cancel(ref)
 
 
 def _set(field):
@@ -161,6 +360,7 @@ def _set(field):
     return setter
 
 
+# Added after Dundee (falcon and later); registered for schemas that have them.
 api("task.set_status")(_set("status"))
 api("task.set_progress")(_set("progress"))
 api("task.set_result")(_set("result"))

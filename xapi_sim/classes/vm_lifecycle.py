@@ -25,6 +25,7 @@ from ..scenario import boot_flags
 from ..vm_states import allowed_operations
 from ..world import now_ts
 from . import common as c
+from .task import timed
 
 # The "Miami" list that VM allowed_operations are intersected with during an RPU (§13):
 # informational only in Dundee.
@@ -103,6 +104,7 @@ def _get(call, vm_ref):
 
 
 @api("VM.start")
+@timed("start")
 def start(call, vm, start_paused=False, force=False):
     with call.db.lock:
         row = _get(call, vm)
@@ -126,6 +128,7 @@ def start_on(call, vm, host, start_paused=False, force=False):
 
 
 @api("VM.clean_shutdown")
+@timed("clean_shutdown")
 def clean_shutdown(call, vm):
     with call.db.lock:
         c.vm_op_allowed(call, vm, _get(call, vm), "clean_shutdown")
@@ -133,6 +136,7 @@ def clean_shutdown(call, vm):
 
 
 @api("VM.hard_shutdown", "VM.shutdown")
+@timed("hard_shutdown")
 def hard_shutdown(call, vm):
     """``VM.shutdown`` (clean, falling back to hard) ends the same way: Halted, any
     suspend image dropped."""
@@ -148,6 +152,7 @@ def _reboot(call, vm):
 
 
 @api("VM.clean_reboot")
+@timed("clean_reboot")
 def clean_reboot(call, vm):
     """Flags untouched: xenopsd reboots from cached metadata (§7)."""
     with call.db.lock:
@@ -156,6 +161,7 @@ def clean_reboot(call, vm):
 
 
 @api("VM.hard_reboot")
+@timed("hard_reboot")
 def hard_reboot(call, vm):
     """Running or Paused only (``allowed_power_states``): Halted is VM_BAD_POWER_STATE;
     Suspended is VM_BAD_POWER_STATE [vm, "running", "suspended"] as in dundee-lcm. (That
@@ -171,6 +177,7 @@ def hard_reboot(call, vm):
 
 
 @api("VM.suspend")
+@timed("suspend")
 def suspend(call, vm):
     with call.db.lock:
         c.vm_op_allowed(call, vm, _get(call, vm), "suspend")
