@@ -206,8 +206,13 @@ def _resume_here(call, vm, host, start_paused, force):
     if not force:
         c.check_cpu(call, vm, row, host)
     c.update_cpu_flags(call, vm, host)
+    extra = {}
+    if "cpu_info" not in call.db.schema.classes["pool"].fields:
+        # pre-Dundee message forwarding re-based a resumed VM on its host (§6 contrast)
+        extra["last_boot_CPU_flags"] = boot_flags(call.world, call.world.host(host),
+                                                  c.is_hvm(row))
     _set_power(call, vm, "Paused" if start_paused else "Running", host,
-               domid=_next_domid(call.world, host))
+               domid=_next_domid(call.world, host), **extra)
 
 
 @api("VM.resume")
