@@ -338,6 +338,9 @@ def task_destroy(call, ref):
         row = call.db.get("task", ref)
         if row["status"] in COMPLETED:
             call.db.remove("task", ref)
+        elif "task" in row["current_operations"]:
+            # Db.Task.add_to_current_operations on a key already there (a second destroy)
+            raise Failure("MAP_DUPLICATE_KEY", "task", "current_operations", ref, "task")
         else:
             call.db.set("task", ref, "current_operations",
                         {**row["current_operations"], "task": "destroy"})
