@@ -216,6 +216,10 @@ NO_EVENTS = {"session", "user", "event", "data_source", "sr_stat", "probe_result
              "vdi_nbd_server_info", "auth", "secret", "role"}
 # Messages of these classes never get an Async. form (no_async_messages_for).
 NO_ASYNC_CLASSES = {"session", "event", "task", "data_source", "blob"}
+# Custom messages declared ``~flags:[`Session]`` (no async mode); xenapi.json lacks the flag,
+# so scripts/derive_no_async.py reads it from xen-api's ocaml/idl/datamodel*.ml.
+with resources.files("xapi_sim").joinpath("data/no_async.json").open("rb") as _fh:
+    NO_ASYNC: dict = {cls: frozenset(names) for cls, names in json.load(_fh).items()}
 
 
 # Qualifiers that changed after the releases we emulate: xenapi.json has HEAD's.

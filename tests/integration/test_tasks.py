@@ -64,7 +64,11 @@ def _dummy(ty):
 
 
 def _expects_async(m) -> bool:
-    """§5: custom messages and create/destroy, never for session/event/task/data_source/blob."""
+    """§5: custom messages and create/destroy, never for session/event/task/data_source/blob,
+    nor for custom messages declared ``~flags:[`Session]`` (data/no_async.json)."""
+    from xapi_sim.datamodel import NO_ASYNC
+    if m.name in NO_ASYNC.get(m.cls, ()):
+        return False
     return m.cls not in NO_ASYNC_CLASSES and (not m.implicit or m.name in ("create", "destroy"))
 
 
