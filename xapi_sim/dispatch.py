@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 
 from . import where
-from .datamodel import NO_ASYNC_CLASSES, Message, Schema
+from .datamodel import NO_ASYNC, NO_ASYNC_CLASSES, Message, Schema
 from .errors import Failure, internal
 from .wire.values import convert, rpc_to_string
 
@@ -112,7 +112,7 @@ def _check_utf8(params):
 def async_capable(m: Message) -> bool:
     """XAPI gives an async mode to custom messages and create/destroy (§5), never to
     getters, setters, records, nor to messages of session, event, task, data_source, blob."""
-    if m.cls in NO_ASYNC_CLASSES:
+    if m.cls in NO_ASYNC_CLASSES or m.name in NO_ASYNC.get(m.cls, ()):
         return False
     return not m.implicit or m.name in ("create", "destroy")
 
