@@ -37,6 +37,9 @@ def _serve_parser(sub):
     p.add_argument("--tls-key", metavar="FILE", help="private key for --tls-cert")
     p.add_argument("--auth-delay", type=float, default=0.0, metavar="SECONDS",
                    help="delay before SESSION_AUTHENTICATION_FAILED (XAPI waits 5 s; default 0)")
+    p.add_argument("--allow-remote-migration", action="store_true",
+                   help="let VM.migrate_send reach destination pools on other machines "
+                        "(default: other xapi-sim processes on loopback only)")
     p.add_argument("--state-dir", metavar="DIR",
                    help="keep the world durable here: every acknowledged change survives a "
                         "crash; a directory holding a world resumes it")
@@ -108,6 +111,7 @@ def serve(args) -> int:
     else:
         world = scn_mod.build(scn, seed=args.seed, user=args.user, password=args.password,
                               auth_failure_delay=args.auth_delay)
+    world.allow_remote_migration = args.allow_remote_migration
     try:
         sim = Simulator(world, bind=args.bind, port=args.port, tls_cert=args.tls_cert,
                         tls_key=args.tls_key)

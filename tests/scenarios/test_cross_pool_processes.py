@@ -132,3 +132,17 @@ def test_remote_errors_come_back(two_processes):
         src.VM.migrate_send(vm, gone, True, {}, {}, {})
     assert e.value.details == ["VM_MIGRATE_CONTACT_REMOTE_SERVICE_FAILED"]
     assert src.VM.get_by_name_label("mover") == [vm]     # nothing moved
+
+
+def test_remote_destination_must_be_loopback_by_default():
+    """A dest map is client input: the server does not connect off this machine unless
+    started with --allow-remote-migration (the address here is never contacted)."""
+    from xapi_sim.testing import running_world
+    with running_world(seed=3) as w:
+        x = login(w.master_url())
+        vm = x.VM.get_by_name_label("web1")[0]
+        dest = {"master": "http://10.255.255.1/", "host": "OpaqueRef:x",
+                "session_id": "OpaqueRef:y", "SM": "", "xenops": ""}
+        with pytest.raises(XenAPI.Failure) as e:
+            x.VM.assert_can_migrate(vm, dest, True, {}, {}, {})
+        assert e.value.details == ["VM_MIGRATE_CONTACT_REMOTE_SERVICE_FAILED"]

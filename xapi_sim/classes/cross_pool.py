@@ -17,6 +17,7 @@ metadata stream), after which the VM leaves the source pool.
 from __future__ import annotations
 
 import http.client
+import ipaddress
 import json
 import urllib.parse
 import xmlrpc.client
@@ -52,13 +53,18 @@ class _LocalDest:
 class _RemoteDest:
     """A destination host served by another process: XAPI calls with the dest session."""
 
-    def __init__(self, dest):
+    def __init__(self, world, dest):
         self.url = dest.get("master", "")
         self.session = dest.get("session_id", "")
         self.ref = dest.get("host", "")
         if not self.url.startswith(("http://", "https://")):
             raise Failure("VM_MIGRATE_CONTACT_REMOTE_SERVICE_FAILED")
-        self.proxy = xmlrpc.client.ServerProxy(self.url, allow_none=True)
+        if not _allowed_remote(world, self.url):
+            raise Failure("VM_MIGRATE_CONTACT_REMOTE_SERVICE_FAILED")
+        try:
+            self.proxy = xmlrpc.client.ServerProxy(self.url, allow_none=True)
+        except (OSError, ValueError) as e:    # e.g. "http://[::1/": not a usable URL
+            raise Failure("VM_MIGRATE_CONTACT_REMOTE_SERVICE_FAILED") from e
         row = self._call("host.get_record", self.ref)
         self.software_version, self.enabled = row["software_version"], row["enabled"]
         self.cpu_info = row["cpu_info"]
@@ -70,10 +76,16 @@ class _RemoteDest:
             for part in method.split("."):
                 fn = getattr(fn, part)
             res = fn(self.session, *args)
-        except (OSError, xmlrpc.client.Error) as e:
+        except (OSError, ValueError, http.client.HTTPException, xmlrpc.client.Error) as e:
+            # unreachable, a bad port in the URL, not an XML-RPC server
             raise Failure("VM_MIGRATE_CONTACT_REMOTE_SERVICE_FAILED") from e
-        if res.get("Status") != "Success":
-            raise Failure(*res.get("ErrorDescription", ["INTERNAL_ERROR", "remote"]))
+        if not isinstance(res, dict):         # an XML-RPC server, but not a XAPI
+            raise Failure("VM_MIGRATE_CONTACT_REMOTE_SERVICE_FAILED")
+        if res.get("Status") != "Success" or "Value" not in res:
+            desc = res.get("ErrorDescription")
+            if not isinstance(desc, list) or not desc:
+                desc = ["INTERNAL_ERROR", "remote"]
+            raise Failure(*desc)
         return res["Value"]
 
     def land(self, vm, row, metrics):
@@ -111,7 +123,25 @@ def _dest(call, dest):
     dest = dest or {}
     if dest.get("host", "") in call.world.hosts:
         return _LocalDest(call, dest)
-    return _RemoteDest(dest)
+    return _RemoteDest(call.world, dest)
+
+
+def _allowed_remote(world, url) -> bool:
+    """Remote destinations are other xapi-sim processes on this machine (loopback) unless
+    the world allows any address (``xapi-sim serve --allow-remote-migration``): a ``dest``
+    map is client input, and the server must not be steered to arbitrary hosts."""
+    if getattr(world, "allow_remote_migration", False):
+        return True
+    try:
+        host = urllib.parse.urlsplit(url).hostname or ""
+    except ValueError:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _checks(call, vm, row, d, options):
