@@ -3,4 +3,4 @@
 Importing this package registers every handler with ``dispatch.api``.
 """
 from . import (event, host, host_lifecycle, pool, pool_join, session, sim, task,  # noqa: F401
-               vm, vm_lifecycle)
+               vm, vm_config, vm_lifecycle)
