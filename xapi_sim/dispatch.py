@@ -161,6 +161,12 @@ class Dispatcher:
         if msg.removed:
             raise Failure("MESSAGE_REMOVED")
         handler = REGISTRY.get(wire) or self.generic(msg)
+        faults = getattr(self.world, "_faults", None)
+        if faults is not None and faults.rules:
+            # injected faults (sim.fault_add): after every check, before the operation;
+            # for Async calls inside the task
+            from .faults import wrap
+            handler = wrap(faults, handler, method)
         if is_async:
             return self.world_tasks().run_async(call, handler, args, "Async." + wire)
         if async_capable(msg) and not msg.implicit:
@@ -176,11 +182,15 @@ class Dispatcher:
         """``Session_check.check``: SESSION_INVALID, then HOST_IS_SLAVE on a pool member."""
         if not isinstance(ref, str):
             ref = str(ref)
-        row = host.pool.db.tables["session"].get(ref)
+        db = host.pool.db
+        row = db.tables["session"].get(ref)
         if row is None:
             raise Failure("SESSION_INVALID", ref)
         if not host.is_master and not row["pool"]:
             raise Failure("HOST_IS_SLAVE", host.pool.master.address)
+        if host.is_master:
+            from .classes.session import touch   # the master refreshes last_active
+            touch(self.world, db, ref, row)
         return ref
 
     # -- control API ---------------------------------------------------------------------
@@ -193,6 +203,10 @@ class Dispatcher:
             raise Failure("SESSION_INVALID", str(params[0]))
         call = Call(self.world, host, name)
         call.session = params[0]
+        faults = getattr(self.world, "_faults", None)
+        if faults is not None and faults.rules:
+            from .faults import wrap
+            fn = wrap(faults, fn, name)
         return fn(call, *params[1:])
 
     # -- introspection -------------------------------------------------------------------

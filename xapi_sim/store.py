@@ -53,6 +53,7 @@ class Database:
                 self._rel_many[(many, rfield)] = (one, sfield)
                 self._rel_one[(one, sfield)] = (many, rfield)
         self.listeners = []   # callables(cls, ref, op) run under the lock after each change
+        self._owned = {}      # (cls, ref, set field) -> (list in the row, its members)
 
     # -- reading -------------------------------------------------------------------------
     def get(self, cls: str, ref: str) -> dict:
@@ -123,19 +124,35 @@ class Database:
         return ref
 
     def _link(self, cls, ref, sfield, member, add):
+        """Keep the one-to-many side (``host.resident_VMs``) in step, in O(1).
+
+        The relation's list is owned by the store and grown in place (with a membership
+        set beside it), so a host with thousands of residents costs no list or row copies.
+        This is the one exception to copy-on-write: a reader holding an older row may see
+        the newer membership, never a broken list. Any other write of the field replaces
+        the list, and ownership is taken again on the next link."""
         row = self.tables[cls].get(ref)
         if row is None:
             return
-        cur = row[sfield]
-        if add and member not in cur:
-            new = cur + [member]
-        elif not add and member in cur:
-            new = [m for m in cur if m != member]
+        key = (cls, ref, sfield)
+        owned = self._owned.get(key)
+        if owned is None or owned[0] is not row[sfield]:
+            lst = list(row[sfield])
+            owned = self._owned[key] = (lst, set(lst))
+            row = dict(row)
+            row[sfield] = lst
+            self.tables[cls][ref] = row
+        lst, members = owned
+        if add:
+            if member in members:
+                return
+            lst.append(member)
+            members.add(member)
         else:
-            return
-        row = dict(row)
-        row[sfield] = new
-        self.tables[cls][ref] = row
+            if member not in members:
+                return
+            lst.remove(member)
+            members.discard(member)
         self._touch(cls, ref, "mod")
 
     def update(self, cls: str, ref: str, **changes) -> dict:
@@ -169,6 +186,9 @@ class Database:
         with self.cond:
             row = self.get(cls, ref)
             del self.tables[cls][ref]
+            for (one, sfield) in self._rel_one:
+                if one == cls:
+                    self._owned.pop((cls, ref, sfield), None)
             uuid = row.get("uuid")
             if uuid:
                 self.uuids[cls].pop(uuid, None)

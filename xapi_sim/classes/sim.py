@@ -11,7 +11,9 @@ from ..dispatch import control
 from ..errors import Failure
 from ..levelling import cpus, featureset
 from ..scenario import ScenarioError, _host as _parse_host_spec
-from ..world import Hardware
+from ..world import MAX_PCPUS_PER_HOST, GiB, Hardware
+
+MAX_HOST_MEMORY = 64 << 40   # a sanity bound (int64-safe), not a product limit
 
 _HW_KEYS = {"cpu", "hidden_features", "sockets", "cpus_per_socket", "memory",
             "features_pv", "features_hvm", "vendor"}
@@ -71,14 +73,34 @@ def host_set_hardware(call, host, changes):
                 except featureset.InvalidFeatureString as e:
                     raise Failure("INVALID_VALUE", k, str(e)) from None
             overrides[k] = v
+    # the same bounds as a scenario [[host]] (scenario.py): a host the next xapi start
+    # cannot build must be refused here, not staged
+    sockets = _int_in(changes, "sockets", base.sockets, 1, 16)
+    cps = _int_in(changes, "cpus_per_socket", base.cpus_per_socket, 1, MAX_PCPUS_PER_HOST)
+    if sockets * cps > MAX_PCPUS_PER_HOST:
+        raise Failure("INVALID_VALUE", "cpus_per_socket", f"{sockets * cps} pCPUs exceed the "
+                      f"limit of {MAX_PCPUS_PER_HOST} per host")
     try:
-        sockets = int(changes.get("sockets", base.sockets))
-        cps = int(changes.get("cpus_per_socket", base.cpus_per_socket))
         from ..scenario import parse_size
         memory = parse_size(changes.get("memory", base.memory))
-    except (TypeError, ValueError) as e:
-        raise Failure("INVALID_VALUE", "changes", str(e)) from None
+    except (TypeError, ValueError, OverflowError) as e:
+        raise Failure("INVALID_VALUE", "memory", str(e)) from None
+    if not 2 * GiB <= memory <= MAX_HOST_MEMORY:
+        raise Failure("INVALID_VALUE", "memory", "a host has between 2GiB and 64TiB")
     h.next_hw = Hardware(cpu, tuple(hidden), sockets, cps, memory, base.mask, overrides)
+
+
+def _int_in(changes, key, default, lo, hi):
+    v = changes.get(key, default)
+    if isinstance(v, str):
+        try:
+            v = int(v, 10)
+        except ValueError:
+            raise Failure("INVALID_VALUE", key, f"expected an integer, got {v!r}") from None
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+        raise Failure("INVALID_VALUE", key, f"expected an integer from {lo} to {hi}, "
+                      f"got {v!r}")
+    return v
 
 
 @control("sim.add_host", 2)
@@ -153,3 +175,31 @@ def vm_set_flags(call, vm, flags):
                                               for k, v in flags.items()):
         raise Failure("INVALID_VALUE", "flags", str(flags))
     pool.db.set("VM", vm, "last_boot_CPU_flags", dict(flags))
+
+
+# -- injected faults (xapi_sim/faults.py) ---------------------------------------------------
+
+@control("sim.fault_add", 2)
+def fault_add(call, rule):
+    """Add a fault rule (see docs/control-api.md): calls matching its method, class, object
+    and host fail with its XAPI error (and/or wait its delay), with its probability, at
+    most ``count`` times. Returns the rule id."""
+    from ..faults import Faults
+    return Faults.of(call.world).add(rule)
+
+
+@control("sim.fault_list", 1)
+def fault_list(call):
+    """Every rule with its hit counts (``hits``: calls failed or delayed; ``seen``: calls
+    that matched, before the probability draw)."""
+    from ..faults import Faults
+    return Faults.of(call.world).list()
+
+
+@control("sim.fault_clear", 2)
+def fault_clear(call, rule_id):
+    """Remove one rule by id, or every rule with ``""``."""
+    from ..faults import Faults
+    if not isinstance(rule_id, str):
+        raise Failure("INVALID_VALUE", "id", str(rule_id))
+    Faults.of(call.world).clear(rule_id)

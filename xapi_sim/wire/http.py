@@ -5,21 +5,32 @@ Mirrors ``ocaml/libs/http-lib/http_svr.ml`` as clients see it: XML-RPC on every 
 work), JSON-RPC on ``/jsonrpc``, the thin-CLI protocol on ``/cli``; HTTP 200 for every API
 result, HTTP 500 with ``connection: close`` for unparseable bodies; lower-case headers;
 keep-alive unless the client asks to close. Bodies above ``MAX_BODY`` are refused with 413
-without being read; idle connections time out.
+without being read.
+
+Slow and stalled clients cannot hold a connection thread for long: a connection waiting for
+its next request is closed after the idle timeout (``IDLE_TIMEOUT``), and once a request has
+begun its head and body must arrive within the request timeout (``REQUEST_TIMEOUT``), however
+slowly the bytes trickle in. Both can be set per world (``world.idle_timeout``,
+``world.request_timeout``) or per listener (``HostServer.idle_timeout``/``request_timeout``);
+they are read when a connection is accepted. At most ``MAX_CONNECTIONS`` connections are
+served at once per listener; more wait in the accept queue.
 """
 from __future__ import annotations
 
+import io
 import socket
-import urllib.parse
 import ssl
 import threading
+import time
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from ..errors import Failure, internal
 from . import jsonrpc, xmlrpc
 
 MAX_BODY = 16 * 1024 * 1024
-IDLE_TIMEOUT = 300.0
+IDLE_TIMEOUT = 300.0       # seconds a connection may wait for its next request
+REQUEST_TIMEOUT = 60.0     # seconds to receive a request's head and body once it has begun
 MAX_CONNECTIONS = 512
 
 _COMMON = (b"cache-control: no-cache, no-store\r\n"
@@ -31,6 +42,8 @@ class HostServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128
+    idle_timeout = None        # per-listener overrides of the world's / module's timeouts
+    request_timeout = None
 
     def __init__(self, addr, host, dispatcher, ssl_context=None):
         self.host = host
@@ -38,6 +51,14 @@ class HostServer(ThreadingHTTPServer):
         self.ssl_context = ssl_context
         self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         super().__init__(addr, Handler)
+
+    def timeouts(self):
+        """(idle, request) timeouts in seconds for a new connection."""
+        world = getattr(self.host, "world", None)
+        idle = self.idle_timeout or getattr(world, "idle_timeout", None) or IDLE_TIMEOUT
+        req = self.request_timeout or getattr(world, "request_timeout", None) or \
+            REQUEST_TIMEOUT
+        return float(idle), float(req)
 
     def server_bind(self):
         # HTTPServer.server_bind resolves its own name with getfqdn (a slow reverse lookup
@@ -68,7 +89,7 @@ class HostServer(ThreadingHTTPServer):
     def process_request_thread(self, request, client_address):
         try:
             if self.ssl_context is not None:
-                request.settimeout(IDLE_TIMEOUT)
+                request.settimeout(self.timeouts()[1])
                 request.do_handshake()
             super().process_request_thread(request, client_address)
         except (OSError, ssl.SSLError):
@@ -80,6 +101,29 @@ class HostServer(ThreadingHTTPServer):
         pass  # a client that vanished is not our error; never print tracebacks
 
 
+class _DeadlineReader(io.RawIOBase):
+    """The socket as seen by ``rfile``: each receive waits at most the idle timeout, and
+    while a request is being read, no longer than what is left of its deadline."""
+
+    def __init__(self, sock, idle):
+        self.sock = sock
+        self.idle = idle
+        self.deadline = None
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        wait = self.idle
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("request not received in time")
+            wait = min(wait, left)
+        self.sock.settimeout(wait)
+        return self.sock.recv_into(b)
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "xapi"
@@ -89,8 +133,42 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, fmt, *args):
         pass
 
+    def setup(self):
+        self.timeout, self.request_timeout = self.server.timeouts()
+        super().setup()
+        self.rfile.close()          # the makefile() reader: replaced by a deadline-aware one
+        self._reader = _DeadlineReader(self.connection, self.timeout)
+        self.rfile = io.BufferedReader(self._reader)
+
+    def handle_one_request(self):
+        # wait (idle timeout) for the first byte of the next request, then give the whole
+        # request -- head and body -- REQUEST_TIMEOUT to arrive
+        self._reader.deadline = None
+        try:
+            if not self.rfile.peek(1):
+                self.close_connection = True
+                return
+        except OSError:     # idle timeout, reset
+            self.close_connection = True
+            return
+        self._reader.deadline = time.monotonic() + self.request_timeout
+        try:
+            super().handle_one_request()
+        except OSError:     # timed out or reset while reading the head
+            self.close_connection = True
+
+    def _request_read(self):
+        """The request is in: replies and long calls are not bound by its deadline."""
+        self._reader.deadline = None
+        try:
+            self.connection.settimeout(self.timeout)
+        except OSError:
+            pass
+
     # -- plumbing ------------------------------------------------------------------------
     def _send(self, status: bytes, ctype: bytes, body: bytes, close=False):
+        if self._reader.deadline is not None:
+            self._request_read()
         if close:
             self.close_connection = True
         head = (b"HTTP/1.1 " + status + b"\r\ncontent-type: " + ctype +
@@ -128,19 +206,37 @@ class Handler(BaseHTTPRequestHandler):
         if n > MAX_BODY:
             self._error(413, f"body of {n} bytes exceeds the limit of {MAX_BODY}")
             return None
-        data = self.rfile.read(n)
+        try:
+            data = self.rfile.read(n)
+        except OSError:     # timed out or reset mid-body
+            self.close_connection = True
+            return None
         if len(data) != n:
             self.close_connection = True
             return None
+        self._request_read()
         return data
 
     def _read_chunked(self):
+        try:
+            body = self._read_chunks()
+        except OSError:     # timed out or reset mid-body
+            self.close_connection = True
+            return None
+        if body is not None:
+            self._request_read()
+        return body
+
+    def _read_chunks(self):
         parts, total = [], 0
         while True:
             line = self.rfile.readline(1024)
             try:
                 size = int(line.split(b";")[0].strip(), 16)
             except ValueError:
+                self._error(400, "bad chunk")
+                return None
+            if size < 0:
                 self._error(400, "bad chunk")
                 return None
             if size == 0:
@@ -151,7 +247,11 @@ class Handler(BaseHTTPRequestHandler):
             if total > MAX_BODY:
                 self._error(413, f"body exceeds the limit of {MAX_BODY}")
                 return None
-            parts.append(self.rfile.read(size))
+            part = self.rfile.read(size)
+            if len(part) != size:
+                self.close_connection = True
+                return None
+            parts.append(part)
             self.rfile.readline(1024)
 
     # -- methods -------------------------------------------------------------------------
@@ -187,7 +287,10 @@ class Handler(BaseHTTPRequestHandler):
         body = self._read_body()
         if body is None:
             return
-        status, ctype, out = handler(self.server.host, urllib.parse.parse_qs(query), body)
+        try:
+            status, ctype, out = handler(self.server.host, urllib.parse.parse_qs(query), body)
+        except Exception as e:  # noqa: BLE001 -- never drop the connection without a reply
+            return self._error(500, f"{type(e).__name__}: {e}")
         self._send(status, ctype, out)
 
     def _call(self, method, params):
@@ -206,12 +309,15 @@ class Handler(BaseHTTPRequestHandler):
             return self._error(500, f"Xmlrpc.Parse_error({e})")
         ok, value = self._call(method, params)
         from ..dispatch import Bare
-        if ok and isinstance(value, Bare):
-            out = xmlrpc.encode_bare(value.value)
-        elif ok:
-            out = xmlrpc.encode_success(value)
-        else:
-            out = xmlrpc.encode_failure(value)
+        try:
+            if ok and isinstance(value, Bare):
+                out = xmlrpc.encode_bare(value.value)
+            elif ok:
+                out = xmlrpc.encode_success(value)
+            else:
+                out = xmlrpc.encode_failure(value)
+        except Exception as e:  # noqa: BLE001 -- a value we cannot encode is our bug
+            out = xmlrpc.encode_failure(internal(f"{type(e).__name__}: {e}").description)
         self._send(b"200 OK", b"text/xml", out)
 
     def _jsonrpc(self, body):
@@ -221,11 +327,15 @@ class Handler(BaseHTTPRequestHandler):
             return self._error(500, f"Jsonrpc.Malformed_method_request({e})")
         ok, value = self._call(method, params)
         from ..dispatch import Bare
-        if ok:
-            out = jsonrpc.encode_success(version, rid,
-                                         value.value if isinstance(value, Bare) else value)
-        else:
-            out = jsonrpc.encode_failure(version, rid, value)
+        try:
+            if ok:
+                out = jsonrpc.encode_success(version, rid,
+                                             value.value if isinstance(value, Bare) else value)
+            else:
+                out = jsonrpc.encode_failure(version, rid, value)
+        except Exception as e:  # noqa: BLE001 -- a value we cannot encode is our bug
+            out = jsonrpc.encode_failure(version, rid,
+                                         internal(f"{type(e).__name__}: {e}").description)
         self._send(b"200 OK", b"application/json", out)
 
     def _cli(self):
@@ -233,6 +343,7 @@ class Handler(BaseHTTPRequestHandler):
         body = self._read_body()
         if body is None:
             return
+        self._request_read()    # the thin-CLI exchange continues interactively
         self.close_connection = True
         if handler is None:
             return self._error(404, "no cli")
