@@ -294,7 +294,8 @@ class World:
         for name, hvm in _TEMPLATES:
             self.new_row(
                 pool.db, "VM", name_label=name, is_a_template=True, is_default_template=True,
-                power_state="Halted", memory_static_max=2 * GiB, memory_dynamic_max=2 * GiB,
+                power_state="Halted", domid=-1, memory_static_max=2 * GiB,
+                memory_dynamic_max=2 * GiB,
                 memory_dynamic_min=2 * GiB, memory_static_min=1 * GiB, VCPUs_max=1,
                 VCPUs_at_startup=1, HVM_boot_policy="BIOS order" if hvm else "",
                 HVM_boot_params={"order": "cdn"} if hvm else {},
@@ -403,20 +404,35 @@ class World:
         with db.lock:
             row = db.get("host", h.ref)
             db.update("host_metrics", row["metrics"], live=False, last_updated=now_ts())
-            db.set("host", h.ref, "enabled", False)
+            if state == "down":
+                # a clean shutdown disables the host; a crash only stops it being live
+                # (Dundee's check_host_liveness)
+                db.set("host", h.ref, "enabled", False)
             h.state = state
-            h.domid_seq = 0
         sim = getattr(self, "simulator", None)
         if sim is not None:
             sim.unlisten(h)
 
     def host_boot(self, h: HostRuntime):
-        """Power on: the endpoint answers again and a full xapi start runs (system boot)."""
+        """Power on: the endpoint answers again and a full xapi start runs (system boot).
+        VMs the database still shows resident (the host died under them) are resynced as
+        xenopsd no longer knows them: Halted, not resident (xapi_xenops.ml
+        ``xapi_vms_not_in_xenopsd``)."""
         sim = getattr(self, "simulator", None)
         if sim is not None:
             sim.listen(h)
         h.state = "up"
         h.disabled_until_reboot = False
+        db = h.db
+        with db.lock:
+            from .classes.vm_lifecycle import refresh_allowed
+            for vm, row in self.resident_vms(h):
+                db.update("VM", vm, power_state="Halted", resident_on=NULL_REF,
+                          scheduled_to_be_resident_on=NULL_REF, domid=-1)
+                if db.exists("VM_metrics", row["metrics"]):
+                    db.update("VM_metrics", row["metrics"], memory_actual=0, VCPUs_number=0)
+                refresh_allowed(None, vm, world=self, db=db, pool=h.pool)
+            h.domid_seq = 0
         self.xapi_start(h, system_boot=True)
 
     def forget_host(self, h: HostRuntime):

@@ -96,8 +96,6 @@ def test_power_on_brings_the_host_back_through_a_normal_boot(lab, wire):
     assert x.VM.get_resident_on(batch1) == h["xs2"]
 
 
-@pytest.mark.xfail(strict=True, reason="world.host_boot does not resync the VMs that were "
-                   "resident on the host when it died (reported to the lead engineer)")
 def test_vms_of_a_crashed_host_are_halted_when_it_boots_again(lab):
     w, s, x, h = lab
     web2 = x.VM.get_by_name_label("web2")[0]
@@ -107,8 +105,6 @@ def test_vms_of_a_crashed_host_are_halted_when_it_boots_again(lab):
     assert x.VM.get_resident_on(web2) == "OpaqueRef:NULL"
 
 
-@pytest.mark.xfail(strict=True, reason="VM operations are not forwarded to the resident "
-                   "host, so a dead host does not refuse them with HOST_OFFLINE (reported)")
 def test_operations_on_vms_of_a_dead_host_fail_with_host_offline(lab):
     w, s, x, h = lab
     web2 = x.VM.get_by_name_label("web2")[0]

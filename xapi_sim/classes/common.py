@@ -159,8 +159,19 @@ def choose_host(call, vm_ref, vm_row, cpu_check):
     raise Failure("NO_HOSTS_AVAILABLE")
 
 
+def assert_resident_host_live(call, vm_row):
+    """Operations on a running VM are forwarded to its host: a dead one gives
+    HOST_OFFLINE [host] (message_forwarding.ml ``do_op_on`` / ``check_live``)."""
+    host = vm_row["resident_on"]
+    if host != NULL_REF and call.db.exists("host", host):
+        h = call.world.host(host)
+        if h.state != "up" or not call.world.is_live(h):
+            raise Failure("HOST_OFFLINE", host)
+
+
 def vm_op_allowed(call, vm_ref, vm_row, op):
     assert_not_template(vm_ref, vm_row)
+    assert_resident_host_live(call, vm_row)
     if vm_row["current_operations"]:
         cur = next(iter(vm_row["current_operations"].items()))
         raise Failure("OTHER_OPERATION_IN_PROGRESS", "VM", vm_ref, cur[1], cur[0])

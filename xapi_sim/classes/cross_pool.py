@@ -66,9 +66,17 @@ class _RemoteDest:
         except (OSError, ValueError) as e:    # e.g. "http://[::1/": not a usable URL
             raise Failure("VM_MIGRATE_CONTACT_REMOTE_SERVICE_FAILED") from e
         row = self._call("host.get_record", self.ref)
+        if not isinstance(row, dict) or not all(
+                isinstance(row.get(k), t) for k, t in (("software_version", dict),
+                                                        ("enabled", bool),
+                                                        ("cpu_info", dict))):
+            raise Failure("VM_MIGRATE_CONTACT_REMOTE_SERVICE_FAILED")   # not a XAPI host
         self.software_version, self.enabled = row["software_version"], row["enabled"]
         self.cpu_info = row["cpu_info"]
-        self.memory_free = int(self._call("host.compute_free_memory", self.ref))
+        try:
+            self.memory_free = int(self._call("host.compute_free_memory", self.ref))
+        except (TypeError, ValueError):
+            raise Failure("VM_MIGRATE_CONTACT_REMOTE_SERVICE_FAILED") from None
 
     def _call(self, method, *args):
         try:

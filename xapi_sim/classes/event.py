@@ -185,6 +185,11 @@ class EventQueues:
                     q = world._event_queues = cls()
         return q
 
+    def on_session_deleted(self, ref):
+        """``Xapi_event.on_session_deleted``: a logged-out session's registration goes."""
+        with self.lock:
+            self.regs.pop(ref, None)
+
 
 @api("event.register")
 def register(call, classes):
@@ -210,6 +215,8 @@ def event_next(call):
     q = EventQueues.of(call.world)
     db = call.db
     with db.cond:
+        if call.session not in db.tables["session"]:
+            raise Failure("SESSION_INVALID", call.session)
         if q.regs.get(call.session) is None:
             raise Failure("SESSION_NOT_REGISTERED", call.session)
     while True:

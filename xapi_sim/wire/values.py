@@ -12,6 +12,9 @@ from ..datamodel import ENUMS, ENUMS_LOWER, Timestamp, Type
 from ..errors import Failure, ocaml_failure
 
 
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+
 class I4(int):
     """An int the XML codec must emit as ``<i4>`` (only event.from's valid_ref_counts)."""
 
@@ -97,10 +100,15 @@ def convert(ty: Type, v):
         raise _expected("string", v)
     if k == "int":
         if isinstance(v, int) and not isinstance(v, bool):
+            if not _INT64_MIN <= v <= _INT64_MAX:
+                raise ocaml_failure("int_of_string")   # outside OCaml's int64
             return v
         if isinstance(v, str):
             try:
-                return int(v, 10)
+                n = int(v, 10)
+                if not _INT64_MIN <= n <= _INT64_MAX:
+                    raise ValueError(v)
+                return n
             except ValueError:
                 # rpc.ml int64_of_rpc: String s -> Int64.of_string s. Before OCaml 4.03
                 # (ocaml/ocaml dee24a9, PR#6560) its failure was Failure "int_of_string",
