@@ -19,6 +19,7 @@ asserted anywhere). Figures:
 from __future__ import annotations
 
 import argparse
+import gc
 import http.client
 import json
 import os
@@ -45,8 +46,11 @@ def _timeit(fn, n):
 
 
 def _best(fn, repeat=3):
+    """Best of ``repeat`` runs, each after a full GC so one measurement does not pay for the
+    garbage of the previous one."""
     out = []
     for _ in range(repeat):
+        gc.collect()
         t = time.perf_counter()
         fn()
         out.append(time.perf_counter() - t)

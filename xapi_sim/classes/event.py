@@ -41,8 +41,13 @@ EMPTY_IN_XAPI = {"role"}
 def valid_ref_counts(db) -> dict:
     """``valid_ref_counts`` of an event.from reply: lower-case table -> live rows (``<i4>``)."""
     with db.lock:
-        return {c.lower(): I4(0 if c in EMPTY_IN_XAPI else len(t))
-                for c, t in db.tables.items() if c not in NOT_IN_DB}
+        memo = getattr(db, "_counts_memo", None)
+        if memo is not None and memo[0] == db.gen:
+            return memo[1]          # shared by every waiter woken at this generation
+        counts = {c.lower(): I4(0 if c in EMPTY_IN_XAPI else len(t))
+                  for c, t in db.tables.items() if c not in NOT_IN_DB}
+        db._counts_memo = (db.gen, counts)
+        return counts
 
 
 def token_of(gen: int) -> str:
@@ -107,12 +112,20 @@ def _collect(db, since, names, objs):
     out = []
     with db.lock:
         gen = db.gen
+        # many clients waiting on the same token and subscription wake together: the
+        # batch is computed once per database generation and shared (read-only)
+        key = (since, gen, frozenset(names), frozenset((c, frozenset(r))
+                                                       for c, r in objs.items()))
+        memo = getattr(db, "_event_memo", None)
+        if memo is not None and memo[0] == key:
+            return memo[1], gen
         for g, cls, ref, op in db.changes_since(since, classes):
             if cls not in names and ref not in objs.get(cls, ()):
                 continue
             ev = _event(db, g, cls, ref, op)
             if ev is not None:
                 out.append(ev)
+        db._event_memo = (key, out)
     return out, gen
 
 
