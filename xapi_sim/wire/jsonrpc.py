@@ -76,10 +76,9 @@ def _clean(v):
 
 
 def _dumps(obj) -> bytes:
-    # "replace": a string carrying undecodable input (echoed in an error) must not break
-    # the reply
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False,
-                      default=_clean).encode("utf-8", "replace")
+    # ASCII output (non-ASCII as \u escapes): valid JSON for every client, a plain copy to
+    # bytes, and a string carrying undecodable input (echoed in an error) cannot break it
+    return json.dumps(obj, separators=(",", ":"), default=_clean).encode("ascii")
 
 
 def encode_success(version: int, rid, value) -> bytes:
@@ -90,7 +89,9 @@ def encode_success(version: int, rid, value) -> bytes:
 
 
 def encode_failure(version: int, rid, description: list) -> bytes:
-    code, params = str(description[0]), [str(p) for p in description[1:]]
+    # an echoed undecodable input (a lone surrogate) goes out as "?", never as a bare
+    # surrogate escape that strict clients reject
+    code, *params = [str(p).encode("utf-8", "replace").decode("utf-8") for p in description]
     if version == 2:
         return _dumps({"jsonrpc": "2.0", "error": {"code": 1, "message": code, "data": params},
                        "id": rid})
