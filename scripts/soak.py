@@ -107,6 +107,9 @@ class Stats:
         self.counts = collections.Counter()
         self.lat = collections.defaultdict(list)
         self.problems = []
+        # host power-ons so far: a host that died and boots again resyncs its VMs to Halted
+        # (xapi_xenops.ml), a legitimate change nobody acknowledged
+        self.host_boots = 0
 
     def record(self, op, outcome, seconds):
         with self.lock:
@@ -162,6 +165,7 @@ class Client(threading.Thread):
         self.n = 0
         self.session = None
         self.power = None                # the VM's power state as acknowledged
+        self.power_boots = 0             # stats.host_boots when self.power was learnt
         self.oc = {}                     # VM other_config key -> value or None (absent)
         self.pool_oc = {}                # our pool other_config keys -> value or None
         self.desc = None                 # VM name_description
@@ -212,8 +216,11 @@ class Client(threading.Thread):
         elif r < 0.85:
             call(self.stats, s, "host.get_all_records")
         else:
+            uuid = self.uuid()
+            if not uuid:
+                return          # the uuid read itself failed (an injected fault)
             ok, recs = call(self.stats, s, "VM.get_all_records_where",
-                            f'field "uuid" = "{self.uuid()}"')
+                            f'field "uuid" = "{uuid}"')
             if ok and set(recs) != {self.vm}:
                 self.stats.problem(f"client {self.idx}: get_all_records_where found {list(recs)}")
 
@@ -246,7 +253,9 @@ class Client(threading.Thread):
         v = f"client {self.idx} write {self.n}"
         ok, _ = call(self.stats, self.session, "VM.set_name_description", self.vm, v)
         if ok is None:
-            self.maybe[("desc", "")] = self.maybe.get(("desc", ""), {self.desc}) | {v}
+            # never written yet means the VM still has its initial, empty description
+            prev = self.desc if self.desc is not None else ""
+            self.maybe[("desc", "")] = self.maybe.get(("desc", ""), {prev}) | {v}
         elif ok:
             self.desc = v
             self.maybe.pop(("desc", ""), None)
@@ -258,6 +267,7 @@ class Client(threading.Thread):
             if not ok:
                 return
             self.power = p
+            self.power_boots = self.stats.host_boots
         before = self.power
         if before == "Halted":
             op, args, after = "VM.start", (self.vm, False, False), "Running"
@@ -276,6 +286,7 @@ class Client(threading.Thread):
                     return
                 targets = [h for h in self.hosts if h != here]
                 args = (self.vm, self.rng.choice(targets), {})
+        boots = self.stats.host_boots
         ok, err = call(self.stats, s, op, *args)
         if ok is None:
             self.power = None                     # in doubt: read it again next time
@@ -286,12 +297,18 @@ class Client(threading.Thread):
             return
         if not ok2:
             return
-        if ok and now != after:
+        if ok and now != after and not self._resynced(after, now, boots):
             self.stats.problem(f"client {self.idx}: {op} acknowledged but the VM is {now}")
         if ok is False and now != before:
             self.stats.problem(f"client {self.idx}: {op} failed with {err} but the VM went "
                                f"from {before} to {now}")
         self.power = now
+        self.power_boots = self.stats.host_boots
+
+    def _resynced(self, acknowledged, actual, since_boots) -> bool:
+        """A running VM found Halted after some host booted again since: the resync."""
+        return (acknowledged in ("Running", "Paused") and actual == "Halted"
+                and self.stats.host_boots > since_boots)
 
     # -- checks --
     def check_record(self, rec):
@@ -322,7 +339,8 @@ class Client(threading.Thread):
             check("pool", key, pool_rec["other_config"].get(key), v)
         if self.desc is not None or ("desc", "") in self.maybe:
             check("desc", "", vm_rec["name_description"], self.desc)
-        if self.power is not None and vm_rec["power_state"] != self.power:
+        if self.power is not None and vm_rec["power_state"] != self.power \
+                and not self._resynced(self.power, vm_rec["power_state"], self.power_boots):
             bad.append(f"client {self.idx}: VM is {vm_rec['power_state']}, acknowledged "
                        f"{self.power}")
         return bad
@@ -506,6 +524,8 @@ class Chaos(threading.Thread):
         for ref, (p, when) in list(self.crashed.items()):
             if now >= when:
                 ok, _ = self.do(p, "host power-on", "sim.host_power_on", ref)
+                if ok is not False:
+                    self.stats.host_boots += 1    # even in doubt, it may have booted
                 if ok or ok is False:
                     del self.crashed[ref]
         r = self.rng.random()
@@ -554,6 +574,7 @@ class Chaos(threading.Thread):
             self.do(p, "faults cleared", "sim.fault_clear", "")
         for ref, (p, _) in list(self.crashed.items()):
             self.do(p, "host power-on", "sim.host_power_on", ref)
+            self.stats.host_boots += 1
         self.crashed.clear()
         self.rules.clear()
         for s in self.sessions.values():
@@ -783,6 +804,7 @@ def main(argv=None):
                     m = s.xenapi.host.get_metrics(h)
                     if not s.xenapi.host_metrics.get_live(m):
                         s.xenapi_request("sim.host_power_on", (h,))
+                        stats.host_boots += 1
                         chaos.actions["host power-on"] += 1
                 close(s)
         time.sleep(0.3)

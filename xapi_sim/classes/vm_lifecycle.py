@@ -347,19 +347,28 @@ def get_possible_hosts(call, vm):
 _SNAPSHOT_OPS = ["revert", "destroy", "export", "clone", "copy"]
 
 
-def _snapshot_record(call, vm, row, new_name, power_state):
-    """``Xapi_vm_snapshot``/``Xapi_vm_clone.copy_vm_record``: a copy of the VM record marked
-    as a snapshot of ``vm``. ``last_boot_CPU_flags`` is copied (it is not in ``do_not_copy``,
-    §8); device and snapshot-tree sets start empty; snapshots are templates."""
+def _copied_fields(call, row):
+    """``Xapi_vm_clone.copy_vm_record``: the fields a copy of ``row`` inherits (not the
+    uuid, not the ref sets -- devices, snapshots, children), a fresh metrics row, a time."""
     db, world = call.db, call.world
     ts = now_ts()
     metrics = world.new_row(db, "VM_metrics", memory_actual=0, VCPUs_number=0,
                             start_time=ts, install_time=ts, last_updated=ts)
     vm_class = db.schema.classes["VM"]
-    fields = {k: v for k, v in row.items()
-              if k != "uuid" and not (vm_class.fields[k].type.kind == "set"
-                                      and vm_class.fields[k].type.elem is not None
-                                      and vm_class.fields[k].type.elem.kind == "ref")}
+
+    def ref_set(k):
+        t = vm_class.fields[k].type
+        return t.kind == "set" and t.elem is not None and t.elem.kind == "ref"
+    fields = {k: v for k, v in row.items() if k != "uuid" and not ref_set(k)}
+    return fields, metrics, ts
+
+
+def _snapshot_record(call, vm, row, new_name, power_state):
+    """``Xapi_vm_snapshot``/``Xapi_vm_clone.copy_vm_record``: a copy of the VM record marked
+    as a snapshot of ``vm``. ``last_boot_CPU_flags`` is copied (it is not in ``do_not_copy``,
+    §8); device and snapshot-tree sets start empty; snapshots are templates."""
+    db, world = call.db, call.world
+    fields, metrics, ts = _copied_fields(call, row)
     fields.update(name_label=new_name, is_a_template=True, is_a_snapshot=True,
                   snapshot_of=vm, snapshot_time=ts, power_state=power_state,
                   resident_on=NULL_REF, scheduled_to_be_resident_on=NULL_REF, domid=-1,
@@ -399,14 +408,7 @@ def _copy_vm(call, vm, new_name):
     row = _get(call, vm)
     if row["power_state"] not in ("Halted", "Suspended"):
         raise Failure("VM_BAD_POWER_STATE", vm, "halted, suspended", row["power_state"].lower())
-    ts = now_ts()
-    metrics = world.new_row(db, "VM_metrics", memory_actual=0, VCPUs_number=0,
-                            start_time=ts, install_time=ts, last_updated=ts)
-    vm_class = db.schema.classes["VM"]
-    fields = {k: v for k, v in row.items()
-              if k != "uuid" and not (vm_class.fields[k].type.kind == "set"
-                                      and vm_class.fields[k].type.elem is not None
-                                      and vm_class.fields[k].type.elem.kind == "ref")}
+    fields, metrics, _ = _copied_fields(call, row)
     fields.update(name_label=new_name, is_a_template=row["is_a_template"],
                   is_default_template=False, is_a_snapshot=False, snapshot_of=NULL_REF,
                   power_state="Halted", resident_on=NULL_REF, domid=-1, metrics=metrics,
