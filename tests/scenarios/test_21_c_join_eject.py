@@ -229,3 +229,35 @@ def test_21_23_login_on_slave(lab):
     with L.fails("HOST_IS_SLAVE", master_addr):
         L.join("n_intel", "xs2")
     assert L.ref("n_intel") not in x.host.get_all()
+
+
+def test_join_ends_the_joiners_own_sessions():
+    """The joiner's toolstack restarts as a member: sessions opened on it end, and an
+    event.from blocked on one returns SESSION_INVALID instead of waiting out its timeout."""
+    import threading
+    import time as _time
+    import xmlrpc.client
+
+    from xapi_sim.testing import running_world
+    with running_world(seed=8) as w:
+        s4 = XenAPI.Session(w.url("xs4"))
+        s4.xenapi.login_with_password("root", "xenroot")
+        raw = xmlrpc.client.ServerProxy(w.url("xs4"))
+        sess = raw.session.login_with_password("root", "xenroot")["Value"]
+        tok = getattr(raw.event, "from")(sess, ["vm"], "", 0.0)["Value"]["token"]
+        got = {}
+
+        def wait():
+            t0 = _time.monotonic()
+            proxy = xmlrpc.client.ServerProxy(w.url("xs4"))
+            got["reply"] = getattr(proxy.event, "from")(sess, ["vm"], tok, 30.0)
+            got["t"] = _time.monotonic() - t0
+
+        th = threading.Thread(target=wait)
+        th.start()
+        _time.sleep(0.5)
+        s4.xenapi.pool.join(w.host("xs1").address, "root", "xenroot")
+        th.join(10)
+        assert not th.is_alive() and got["t"] < 10
+        assert got["reply"] == {"Status": "Failure", "ErrorDescription": ["SESSION_INVALID",
+                                                                         sess]}

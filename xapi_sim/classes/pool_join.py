@@ -114,7 +114,11 @@ def _merge(world, joiner, pool):
         if old_pool in world.pools:
             world.pools.remove(old_pool)
     with jdb.cond:
-        jdb.cond.notify_all()   # wake event waiters on the dropped database
+        # the joiner's xapi restarts as a member: its own sessions are gone (sessions are
+        # not persisted), so calls and event waits on them end with SESSION_INVALID
+        for ref in list(jdb.tables["session"]):
+            jdb.remove("session", ref)
+        jdb.cond.notify_all()
 
 
 def _join(call, master_address, master_username, master_password, force):
