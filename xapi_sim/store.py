@@ -54,6 +54,15 @@ class Database:
                 self._rel_one[(one, sfield)] = (many, rfield)
         self.listeners = []   # callables(cls, ref, op) run under the lock after each change
         self._owned = {}      # (cls, ref, set field) -> (list in the row, its members)
+        # long-polls wait on this; a write sets it and puts a fresh one in place, so waking
+        # waiters do not queue on the database lock (event.from)
+        self.changed_event = threading.Event()
+
+    def _wake(self):
+        """Wake everything waiting for a change (called with the lock held)."""
+        ev, self.changed_event = self.changed_event, threading.Event()
+        ev.set()
+        self.cond.notify_all()
 
     # -- reading -------------------------------------------------------------------------
     def get(self, cls: str, ref: str) -> dict:
@@ -120,7 +129,7 @@ class Database:
             for (many, rfield), (one, sfield) in self._rel_many.items():
                 if many == cls and row.get(rfield, NULL_REF) != NULL_REF:
                     self._link(one, row[rfield], sfield, ref, True)
-            self.cond.notify_all()
+            self._wake()
         return ref
 
     def _link(self, cls, ref, sfield, member, add):
@@ -176,7 +185,7 @@ class Database:
                 if rel and old[name] != row[name]:
                     self._link(rel[0], old[name], rel[1], ref, False)
                     self._link(rel[0], row[name], rel[1], ref, True)
-            self.cond.notify_all()
+            self._wake()
             return row
 
     def set(self, cls: str, ref: str, name: str, value):
@@ -202,7 +211,7 @@ class Database:
             for (many, rfield), (one, sfield) in self._rel_many.items():
                 if many == cls:
                     self._link(one, row.get(rfield, NULL_REF), sfield, ref, False)
-            self.cond.notify_all()
+            self._wake()
             return row
 
     def bump(self, cls: str, ref: str):
@@ -210,7 +219,7 @@ class Database:
         with self.cond:
             self.get(cls, ref)
             self._touch(cls, ref, "mod")
-            self.cond.notify_all()
+            self._wake()
 
     def upgrade_schema(self, schema: Schema):
         """Move the database to a newer release's schema (the upgraded master's xapi):
@@ -233,7 +242,7 @@ class Database:
                 if one in schema.classes and many in schema.classes:
                     self._rel_many[(many, rfield)] = (one, sfield)
                     self._rel_one[(one, sfield)] = (many, rfield)
-            self.cond.notify_all()
+            self._wake()
 
     # -- events --------------------------------------------------------------------------
     def changes_since(self, gen: int, classes=None):

@@ -40,10 +40,10 @@ EMPTY_IN_XAPI = {"role"}
 
 def valid_ref_counts(db) -> dict:
     """``valid_ref_counts`` of an event.from reply: lower-case table -> live rows (``<i4>``)."""
+    memo = getattr(db, "_counts_memo", None)
+    if memo is not None and memo[0] == db.gen:
+        return memo[1]          # shared by every waiter woken at this generation (no lock)
     with db.lock:
-        memo = getattr(db, "_counts_memo", None)
-        if memo is not None and memo[0] == db.gen:
-            return memo[1]          # shared by every waiter woken at this generation
         counts = {c.lower(): I4(0 if c in EMPTY_IN_XAPI else len(t))
                   for c, t in db.tables.items() if c not in NOT_IN_DB}
         db._counts_memo = (db.gen, counts)
@@ -110,15 +110,16 @@ def _collect(db, since, names, objs):
     (token ``""`` = 0) every live object is an ``add`` at its creation generation."""
     classes = names | set(objs)
     out = []
+    # many clients waiting on the same token and subscription wake together: the batch is
+    # computed once per database generation and shared (read-only), without the lock
+    sub = (frozenset(names), frozenset((c, frozenset(r)) for c, r in objs.items()))
+    gen = db.gen
+    memo = getattr(db, "_event_memo", None)
+    if memo is not None and memo[0] == (since, gen, sub):
+        return memo[1], gen
     with db.lock:
         gen = db.gen
-        # many clients waiting on the same token and subscription wake together: the
-        # batch is computed once per database generation and shared (read-only)
-        key = (since, gen, frozenset(names), frozenset((c, frozenset(r))
-                                                       for c, r in objs.items()))
-        memo = getattr(db, "_event_memo", None)
-        if memo is not None and memo[0] == key:
-            return memo[1], gen
+        key = (since, gen, sub)
         for g, cls, ref, op in db.changes_since(since, classes):
             if cls not in names and ref not in objs.get(cls, ()):
                 continue
@@ -142,14 +143,14 @@ def event_from(call, classes, token, timeout):
         events, gen = _collect(db, since, names, objs)
         if events:
             break
-        with db.cond:
-            if call.session not in db.tables["session"]:
-                raise Failure("SESSION_INVALID", call.session)
-            if db.gen == gen:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                db.cond.wait(left)
+        changed = db.changed_event      # taken before the check: no lost wake-up
+        if call.session not in db.tables["session"]:
+            raise Failure("SESSION_INVALID", call.session)
+        if db.gen == gen:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            changed.wait(left)
         if call.session not in db.tables["session"]:
             raise Failure("SESSION_INVALID", call.session)
         if time.monotonic() >= deadline:
