@@ -459,27 +459,27 @@ def _maybe(fn, default):
     return get
 
 
+def _linked_record(ctx, cls, ref_of):
+    """A lazily fetched, cached record of a linked object (``xm ()`` / ``xgm ()`` in
+    records.ml), or None if it cannot be read (records.ml: "with _ -> None")."""
+    cache = []
+
+    def get():
+        if not cache:
+            try:
+                cache.append(ctx.call(f"{cls}.get_record", ref_of()))
+            except Exception:   # noqa: BLE001
+                cache.append(None)
+        return cache[0]
+    return get
+
+
 def vm_record(ctx, ref, row=None) -> Record:
     rec = Record(ctx, "VM", ref, row)
     B = _Builder(rec)
     x = B.x
-    cache = {}
-
-    def metrics():
-        if "m" not in cache:
-            try:
-                cache["m"] = ctx.call("VM_metrics.get_record", x()["metrics"])
-            except Exception:   # noqa: BLE001 -- records.ml: "with _ -> None"
-                cache["m"] = None
-        return cache["m"]
-
-    def guest():
-        if "g" not in cache:
-            try:
-                cache["g"] = ctx.call("VM_guest_metrics.get_record", x()["guest_metrics"])
-            except Exception:   # noqa: BLE001
-                cache["g"] = None
-        return cache["g"]
+    metrics = _linked_record(ctx, "VM_metrics", lambda: x()["metrics"])
+    guest = _linked_record(ctx, "VM_guest_metrics", lambda: x()["guest_metrics"])
 
     def mf(f, render, default=R.NID):
         return _maybe(lambda: None if metrics() is None else render(metrics().get(f)), default)
@@ -675,15 +675,7 @@ def host_record(ctx, ref, row=None) -> Record:
     rec = Record(ctx, "host", ref, row)
     B = _Builder(rec)
     x = B.x
-    cache = {}
-
-    def metrics():
-        if "m" not in cache:
-            try:
-                cache["m"] = ctx.call("host_metrics.get_record", x()["metrics"])
-            except Exception:   # noqa: BLE001
-                cache["m"] = None
-        return cache["m"]
+    metrics = _linked_record(ctx, "host_metrics", lambda: x()["metrics"])
 
     def mf(f, render):
         return _maybe(lambda: None if metrics() is None else render(metrics().get(f, 0)), R.NID)
