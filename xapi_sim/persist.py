@@ -86,7 +86,9 @@ def layout(world) -> dict:
         "pools": [{"ref": p.ref, "master": p.master.ref, "release": p.db.schema.release}
                   for p in world.pools],
         "hosts": [{"ref": h.ref, "uuid": h.uuid, "name_label": h.name_label,
-                   "version": h.product.version, "hw": _hw(h.hw), "next_hw": _hw(h.next_hw),
+                   "version": h.product.version,
+                   "build_number": h.product.software_version_map("")["build_number"],
+                   "hw": _hw(h.hw), "next_hw": _hw(h.next_hw),
                    "pool": h.pool.ref if h.pool else None, "state": h.state,
                    "address": h.address, "port": h.port, "started_once": h.started_once,
                    "disabled_until_reboot": h.disabled_until_reboot}
@@ -333,7 +335,8 @@ def _rebuild(world, lay, pools):
         dbs[pref] = db
     for hd in lay["hosts"]:
         h = HostRuntime(world, hd["ref"], hd["uuid"], hd["name_label"],
-                        products.product(hd["version"]), _unhw(hd["hw"]))
+                        products.product(hd["version"], hd.get("build_number")),
+                        _unhw(hd["hw"]))
         h.next_hw = _unhw(hd["next_hw"])
         h.state = hd["state"]
         h.address = hd["address"]

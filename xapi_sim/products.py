@@ -58,9 +58,17 @@ PRODUCTS = {
 DEFAULT_VERSION = "7.0.0"
 
 
-def product(version: str) -> Product:
+def product(version: str, build_number: str | None = None) -> Product:
+    """The release a host runs; ``build_number`` overrides the build it reports (a host
+    with a hotfix or a different build: pool.join's software check compares it)."""
     try:
-        return PRODUCTS[version]
+        p = PRODUCTS[version]
     except KeyError:
         raise ValueError(f"unknown product version {version!r} (known: "
                          f"{', '.join(sorted(PRODUCTS))})") from None
+    if build_number is None or build_number == dict(p.software_version)["build_number"]:
+        return p
+    sv = tuple((k, build_number if k == "build_number" else
+                v.replace(dict(p.software_version)["build_number"], build_number)
+                if k == "xs:main" else v) for k, v in p.software_version)
+    return attrs.evolve(p, software_version=sv)

@@ -59,6 +59,7 @@ class HostSpec:
     memory: int = 64 * GiB
     hidden_features: tuple = ()
     uuid: str | None = None
+    build_number: str | None = None
 
     def hardware(self, mask=None) -> Hardware:
         return Hardware(self.cpu, self.hidden_features, self.sockets, self.cpus_per_socket,
@@ -94,7 +95,7 @@ class Scenario:
 # -- loading --------------------------------------------------------------------------------
 
 _HOST_KEYS = {"name_label", "cpu", "version", "sockets", "cpus_per_socket", "memory",
-              "hidden_features", "uuid"}
+              "hidden_features", "uuid", "build_number"}
 _POOL_KEYS = {"name_label", "master", "members"}
 _VM_KEYS = {"name_label", "domain_type", "power_state", "host", "vcpus", "memory", "uuid"}
 
@@ -235,7 +236,8 @@ def _host(source, i, e) -> HostSpec:
         except ValueError as ex:
             raise _err(source, "host", i, e, "hidden_features", str(ex)) from None
     uuid = _need_str(source, "host", i, e, "uuid")
-    return HostSpec(name, cpu, version, sockets, cps, memory, tuple(hidden), uuid)
+    build = _need_str(source, "host", i, e, "build_number")
+    return HostSpec(name, cpu, version, sockets, cps, memory, tuple(hidden), uuid, build)
 
 
 def _pool(source, i, e, names) -> PoolSpec:
@@ -299,16 +301,18 @@ def build(scn: Scenario, seed=None, user="root", password="xenroot", **world_kw)
         masks = _pre_dundee_masks(members)
         m = byname[p.master]
         runtime[m.name_label] = world.add_standalone_host(
-            m.name_label, m.version, m.hardware(masks.get(m.name_label)), m.uuid, p.name_label)
+            m.name_label, m.version, m.hardware(masks.get(m.name_label)), m.uuid, p.name_label,
+            m.build_number)
         pool = runtime[m.name_label].pool
         for n in p.members:
             s = byname[n]
-            runtime[n] = world.add_member(pool, n, s.version, s.hardware(masks.get(n)), s.uuid)
+            runtime[n] = world.add_member(pool, n, s.version, s.hardware(masks.get(n)), s.uuid,
+                                          s.build_number)
         pooled.update((p.master, *p.members))
     for s in scn.hosts:
         if s.name_label not in pooled:
             runtime[s.name_label] = world.add_standalone_host(
-                s.name_label, s.version, s.hardware(), s.uuid)
+                s.name_label, s.version, s.hardware(), s.uuid, build_number=s.build_number)
     for pool in world.pools:
         for h in [pool.master] + [h for h in pool.hosts() if h is not pool.master]:
             world.xapi_start(h)
@@ -437,6 +441,10 @@ def export_toml(world: World) -> str:
         if hw.hidden_features:
             out.append("hidden_features = [" + ", ".join(_toml_str(f) for f in
                                                        hw.hidden_features) + "]")
+        build = h.product.software_version_map(h.name_label)["build_number"]
+        if build != products.product(h.product.version).software_version_map("")[
+                "build_number"]:
+            out.append(f"build_number = {_toml_str(build)}")
         out += [f"uuid = {_toml_str(h.uuid)}", ""]
     for p in world.pools:
         members = [h for h in p.hosts() if h is not p.master]

@@ -172,9 +172,10 @@ class World:
         return db.add(table, ref, row)
 
     def add_standalone_host(self, name_label, version=products.DEFAULT_VERSION,
-                            hardware: Hardware | None = None, uuid=None, pool_name=""):
+                            hardware: Hardware | None = None, uuid=None, pool_name="",
+                            build_number=None):
         """Create a host that is the master of its own pool of one (as after install)."""
-        prod = products.product(version)
+        prod = products.product(version, build_number)
         cpus.model(hardware.cpu)  # validate early
         with self.lock:
             h = HostRuntime(self, self.ids.ref(), uuid or self.ids.uuid(), name_label, prod,
@@ -204,9 +205,9 @@ class World:
         return pool
 
     def add_member(self, pool: PoolRuntime, name_label, version=products.DEFAULT_VERSION,
-                   hardware: Hardware | None = None, uuid=None):
+                   hardware: Hardware | None = None, uuid=None, build_number=None):
         """Create a host directly as a member of ``pool`` (scenario building)."""
-        prod = products.product(version)
+        prod = products.product(version, build_number)
         cpus.model(hardware.cpu)
         with self.lock:
             h = HostRuntime(self, self.ids.ref(), uuid or self.ids.uuid(), name_label, prod,

@@ -119,7 +119,8 @@ def add_host(call, spec):
         raise Failure("INVALID_VALUE", "name_label", f"a host named {hs.name_label!r} exists")
     except KeyError:
         pass
-    h = world.add_standalone_host(hs.name_label, hs.version, hs.hardware(), hs.uuid)
+    h = world.add_standalone_host(hs.name_label, hs.version, hs.hardware(), hs.uuid,
+                                  build_number=hs.build_number)
     if world.simulator is not None:
         world.simulator.listen(h)
     world.xapi_start(h)
