@@ -1214,47 +1214,37 @@ def with_specified_database(ctx):
 
 # -- selectors -------------------------------------------------------------------------------
 
+def _select(ctx, cls, record, key, params, ignore):
+    """``Cli_operations.select_vms``/``select_hosts``: ``key=<uuid>`` names one object; a
+    value that is not a uuid, or no ``key``, filters every record by the parameters."""
+    def do_filter(ps):
+        allrecs = ctx.call(f"{cls}.get_all_records_where", "true")
+        records = [record(ctx, r, row) for r, row in allrecs.items()]
+        for k, v in ps:
+            if _stem(k) in STDPARAMS + ignore:
+                continue
+            records = filter_records(records, k, v)
+        return records
+
+    if ctx.has(key):
+        try:
+            return [record(ctx, ctx.call(f"{cls}.get_by_uuid", ctx.get(key)))]
+        except Exception:   # noqa: BLE001 -- "with _ -> do_filter"
+            return do_filter([("name-label", v) if k == key else (k, v) for k, v in params])
+    return do_filter(params)
+
+
 def select_vms(ctx, ignore, include_control=False, include_template=False):
     params = list(ctx.params)
     if not include_control:
         params = [("is-control-domain", "false")] + params
     if not include_template:
         params = [("is-a-template", "false")] + params
-
-    def do_filter(ps):
-        allrecs = ctx.call("VM.get_all_records_where", "true")
-        records = [vm_record(ctx, r, row) for r, row in allrecs.items()]
-        for k, v in ps:
-            if _stem(k) in STDPARAMS + ignore:
-                continue
-            records = filter_records(records, k, v)
-        return records
-
-    if ctx.has("vm"):
-        try:
-            return [vm_record(ctx, ctx.call("VM.get_by_uuid", ctx.get("vm")))]
-        except Exception:   # noqa: BLE001 -- "with _ -> do_filter"
-            return do_filter([("name-label", v) if k == "vm" else (k, v) for k, v in params])
-    return do_filter(params)
+    return _select(ctx, "VM", vm_record, "vm", params, ignore)
 
 
 def select_hosts(ctx, ignore):
-    def do_filter(ps):
-        allrecs = ctx.call("host.get_all_records_where", "true")
-        records = [host_record(ctx, r, row) for r, row in allrecs.items()]
-        for k, v in ps:
-            if _stem(k) in STDPARAMS + ignore:
-                continue
-            records = filter_records(records, k, v)
-        return records
-
-    if ctx.has("host"):
-        try:
-            return [host_record(ctx, ctx.call("host.get_by_uuid", ctx.get("host")))]
-        except Exception:   # noqa: BLE001
-            return do_filter([("name-label", v) if k == "host" else (k, v)
-                              for k, v in ctx.params])
-    return do_filter(ctx.params)
+    return _select(ctx, "host", host_record, "host", list(ctx.params), ignore)
 
 
 def get_host_by_name_or_id(ctx, name) -> Record:

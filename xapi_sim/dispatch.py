@@ -18,6 +18,7 @@ import re
 from . import where
 from .datamodel import NO_ASYNC, NO_ASYNC_CLASSES, Message, Schema
 from .errors import Failure, internal
+from .faults import Faults
 from .wire.values import convert, rpc_to_string
 
 REGISTRY: dict = {}          # "Class.msg" -> handler(call, *args)
@@ -161,7 +162,7 @@ class Dispatcher:
         if msg.removed:
             raise Failure("MESSAGE_REMOVED")
         handler = REGISTRY.get(wire) or self.generic(msg)
-        faults = getattr(self.world, "_faults", None)
+        faults = self.world.existing_service(Faults)
         if faults is not None and faults.rules:
             # injected faults (sim.fault_add): after every check, before the operation;
             # for Async calls inside the task
@@ -203,7 +204,7 @@ class Dispatcher:
             raise Failure("SESSION_INVALID", str(params[0]))
         call = Call(self.world, host, name)
         call.session = params[0]
-        faults = getattr(self.world, "_faults", None)
+        faults = self.world.existing_service(Faults)
         if faults is not None and faults.rules:
             from .faults import wrap
             fn = wrap(faults, fn, name)

@@ -184,13 +184,7 @@ class Faults:
 
     @classmethod
     def of(cls, world) -> "Faults":
-        f = getattr(world, "_faults", None)
-        if f is None:
-            with world.lock:
-                f = getattr(world, "_faults", None)
-                if f is None:
-                    f = world._faults = cls(world)
-        return f
+        return world.service(cls)
 
     # -- control API -------------------------------------------------------------------
     def add(self, spec) -> str:

@@ -125,19 +125,22 @@ class Journal:
     # -- recording -----------------------------------------------------------------------
     def attach_all(self):
         with self.lock:
-            for p in self.world.pools:
-                if id(p.db) not in self.attached:
-                    self.attached.add(id(p.db))
-                    self._attach_unlocked(p)
+            self._attach_new_unlocked(record_rows=False)
+
+    def _attach_new_unlocked(self, record_rows):
+        """Listen to every pool database not seen yet; ``record_rows``: a database created
+        since the last sync also has all of its rows recorded."""
+        for p in self.world.pools:
+            if id(p.db) not in self.attached:
+                self.attached.add(id(p.db))
+                self._attach_unlocked(p)
+                if record_rows:
+                    self._add_pool_rows_unlocked(p)
 
     def sync(self):
         """Write and fsync everything changed since the last sync (called before replies)."""
         with self.lock:
-            for p in self.world.pools:
-                if id(p.db) not in self.attached:
-                    self.attached.add(id(p.db))
-                    self._attach_unlocked(p)
-                    self._add_pool_rows_unlocked(p)
+            self._attach_new_unlocked(record_rows=True)
             lay = layout(self.world)
             if not self.pending and lay == self.last_layout:
                 return

@@ -130,6 +130,22 @@ class World:
         self.building = False     # scenario construction: a steady state, so no alerts
         self.join_restart_delay = 0.0  # seconds before a joiner's first start as a member
         self.simulator = None
+        self._services: dict = {}
+
+    def service(self, cls):
+        """The world's one instance of a subsystem class (tasks, faults, event queues),
+        made on first use with ``cls(world)``: no module-level state."""
+        svc = self._services.get(cls)
+        if svc is None:
+            with self.lock:
+                svc = self._services.get(cls)
+                if svc is None:
+                    svc = self._services[cls] = cls(self)
+        return svc
+
+    def existing_service(self, cls):
+        """The instance if it was ever made, else None (a cheap check on hot paths)."""
+        return self._services.get(cls)
 
     # -- lookups -------------------------------------------------------------------------
     def host_by_name(self, name: str) -> HostRuntime:

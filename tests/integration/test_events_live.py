@@ -284,3 +284,19 @@ def test_fifty_waiters_are_woken_by_one_change_without_busy_waiting(fresh_world,
         (ev,) = r["Value"]["events"]
         assert ev["snapshot"]["name_description"] == "wake up, all fifty"
     assert max(elapsed) < 10
+
+
+def test_logout_drops_the_legacy_event_registration():
+    """``Xapi_event.on_session_deleted``: a logged-out session leaves no registration."""
+    import XenAPI as _X
+
+    from xapi_sim.classes.event import EventQueues
+    from xapi_sim.testing import running_world
+    with running_world(seed=3) as w:
+        s = _X.Session(w.master_url())
+        s.xenapi.login_with_password("root", "xenroot")
+        s.xenapi.event.register(["vm"])
+        queues = w.world.service(EventQueues)
+        assert s._session in queues.regs
+        s.xenapi.session.logout()
+        assert s._session not in queues.regs

@@ -184,20 +184,14 @@ class EventQueues:
     (XAPI bounds its queue; every database write is one queued event there).
     """
 
-    def __init__(self):
+    def __init__(self, world=None):
         self.regs: dict = {}          # session ref -> {"classes": set, "pos": generation}
         self.queue_limit = QUEUE_LIMIT
         self.lock = threading.Lock()
 
     @classmethod
     def of(cls, world) -> "EventQueues":
-        q = getattr(world, "_event_queues", None)
-        if q is None:
-            with world.lock:
-                q = getattr(world, "_event_queues", None)
-                if q is None:
-                    q = world._event_queues = cls()
-        return q
+        return world.service(cls)
 
     def on_session_deleted(self, ref):
         """``Xapi_event.on_session_deleted``: a logged-out session's registration goes."""

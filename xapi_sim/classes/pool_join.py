@@ -20,6 +20,7 @@ import threading
 from ..dispatch import api
 from ..errors import Failure
 from . import common as c
+from .session import destroy_session
 
 
 def _software_tuple(sv: dict):
@@ -117,8 +118,7 @@ def _merge(world, joiner, pool):
         # the joiner's xapi restarts as a member: its own sessions are gone (sessions are
         # not persisted), so calls and event waits on them end with SESSION_INVALID
         for ref in list(jdb.tables["session"]):
-            jdb.remove("session", ref)
-        jdb.cond.notify_all()
+            destroy_session(world, jdb, ref)
 
 
 def _join(call, master_address, master_username, master_password, force):

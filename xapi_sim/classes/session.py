@@ -34,6 +34,7 @@ import time
 
 from ..datamodel import NULL_REF
 from ..dispatch import api
+from .event import EventQueues
 from ..errors import Failure
 
 # xapi_globs.ml (Dundee and HEAD)
@@ -47,15 +48,15 @@ DB_GC_TIMER = 30.0                         # db_gc.ml: seconds between GC passes
 _use_seq = itertools.count(1)
 
 
-def _state(world):
+class SessionState(dict):
     """Per-world bookkeeping: last use order of each session, time of the last full pass."""
-    st = getattr(world, "_session_state", None)
-    if st is None:
-        with world.lock:
-            st = getattr(world, "_session_state", None)
-            if st is None:
-                st = world._session_state = {"use": {}, "last_gc": None}
-    return st
+
+    def __init__(self, world):
+        super().__init__(use={}, last_gc=None)
+
+
+def _state(world):
+    return world.service(SessionState)
 
 
 @api("session.login_with_password")
@@ -176,10 +177,9 @@ def destroy_session(world, db, ref):
         _state(world)["use"].pop(ref, None)
         if db.exists("session", ref):
             db.remove("session", ref)
-        queues = getattr(world, "_event_queues", None)
-        hook = getattr(queues, "on_session_deleted", None)
-        if hook is not None:
-            hook(ref)
+        queues = world.existing_service(EventQueues)
+        if queues is not None:
+            queues.on_session_deleted(ref)
         db.cond.notify_all()
 
 

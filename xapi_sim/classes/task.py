@@ -73,13 +73,7 @@ class Tasks:
 
     @classmethod
     def of(cls, world) -> "Tasks":
-        t = getattr(world, "_tasks", None)
-        if t is None:
-            with world.lock:
-                t = getattr(world, "_tasks", None)
-                if t is None:
-                    t = world._tasks = cls(world)
-        return t
+        return world.service(cls)
 
     # -- lifecycle -----------------------------------------------------------------------
     def create(self, call, label, description="") -> str:
