@@ -263,12 +263,12 @@ class Client(threading.Thread):
     def vm_op(self):
         s = self.session
         if self.power is None:
+            read_boots = self.stats.host_boots     # taken before the read it qualifies
             ok, p = call(self.stats, s, "VM.get_power_state", self.vm)
             if not ok:
                 return
-            self.power = p
-            self.power_boots = self.stats.host_boots
-        before = self.power
+            self.power, self.power_boots = p, read_boots
+        before, before_boots = self.power, self.power_boots
         if before == "Halted":
             op, args, after = "VM.start", (self.vm, False, False), "Running"
         elif before == "Suspended":
@@ -291,6 +291,7 @@ class Client(threading.Thread):
         if ok is None:
             self.power = None                     # in doubt: read it again next time
             return
+        read_boots = self.stats.host_boots
         ok2, now = call(self.stats, s, "VM.get_power_state", self.vm)
         if ok2 is None:
             self.power = None
@@ -299,11 +300,10 @@ class Client(threading.Thread):
             return
         if ok and now != after and not self._resynced(after, now, boots):
             self.stats.problem(f"client {self.idx}: {op} acknowledged but the VM is {now}")
-        if ok is False and now != before:
+        if ok is False and now != before and not self._resynced(before, now, before_boots):
             self.stats.problem(f"client {self.idx}: {op} failed with {err} but the VM went "
                                f"from {before} to {now}")
-        self.power = now
-        self.power_boots = self.stats.host_boots
+        self.power, self.power_boots = now, read_boots
 
     def _resynced(self, acknowledged, actual, since_boots) -> bool:
         """A running VM found Halted after some host booted again since: the resync."""
@@ -523,9 +523,11 @@ class Chaos(threading.Thread):
         now = time.monotonic()
         for ref, (p, when) in list(self.crashed.items()):
             if now >= when:
+                # counted before and after the call: the resync happens inside it, so a
+                # state read while it runs is older than the second count
+                self.stats.host_boots += 1
                 ok, _ = self.do(p, "host power-on", "sim.host_power_on", ref)
-                if ok is not False:
-                    self.stats.host_boots += 1    # even in doubt, it may have booted
+                self.stats.host_boots += 1
                 if ok or ok is False:
                     del self.crashed[ref]
         r = self.rng.random()
@@ -573,6 +575,7 @@ class Chaos(threading.Thread):
         for p in range(len(self.urls)):
             self.do(p, "faults cleared", "sim.fault_clear", "")
         for ref, (p, _) in list(self.crashed.items()):
+            self.stats.host_boots += 1
             self.do(p, "host power-on", "sim.host_power_on", ref)
             self.stats.host_boots += 1
         self.crashed.clear()
@@ -803,6 +806,7 @@ def main(argv=None):
                 for h in members:
                     m = s.xenapi.host.get_metrics(h)
                     if not s.xenapi.host_metrics.get_live(m):
+                        stats.host_boots += 1
                         s.xenapi_request("sim.host_power_on", (h,))
                         stats.host_boots += 1
                         chaos.actions["host power-on"] += 1
