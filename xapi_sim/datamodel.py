@@ -298,3 +298,34 @@ class Schema:
                 if m:
                     return m
         return None
+
+
+# -- fields the row builders set that some releases lack (data/release_fields.json) ----------
+
+with resources.files("xapi_sim").joinpath("data/release_fields.json").open("rb") as _fh:
+    RELEASE_FIELDS: frozenset = frozenset(json.load(_fh)["fields"])
+
+
+def field_lifecycle(cls: str, name: str) -> tuple | None:
+    """(since, removed) of a field in any release, or None if the datamodel never had it."""
+    c = _RAW["classes"].get(cls)
+    if c is None:
+        return None
+    for fname, _ty, _qual, _default, since, removed in c["fields"]:
+        if fname == name:
+            return since, removed
+    return None
+
+
+def absent_in_release(cls: str, name: str, release: str) -> bool:
+    """True when ``cls.name`` is listed in ``data/release_fields.json`` (a field the row
+    builders set where it exists) and ``release`` does not have it; any other unknown
+    field is a bug the caller refuses."""
+    if f"{cls}.{name}" not in RELEASE_FIELDS:
+        return False
+    life = field_lifecycle(cls, name)
+    if life is None:
+        return False
+    since, removed = life
+    idx = RELEASE_INDEX[release]
+    return not _available(since, removed, idx) or bool(removed and RELEASE_INDEX[removed] <= idx)

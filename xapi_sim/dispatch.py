@@ -13,13 +13,18 @@ handlers with ``@api("Class.msg")`` and win over the generic ones.
 """
 from __future__ import annotations
 
+import logging
 import re
 
 from . import where
 from .datamodel import NO_ASYNC, NO_ASYNC_CLASSES, Message, Schema
 from .errors import Failure, internal
 from .faults import Faults
+from .store import LockOrderConflict
 from .wire.values import convert, rpc_to_string
+
+log = logging.getLogger(__name__)
+MAX_ORDER_RETRIES = 8
 
 REGISTRY: dict = {}          # "Class.msg" -> handler(call, *args)
 CONTROL: dict = {}           # "sim.x" -> (handler(call, *args), number of params incl. session)
@@ -71,6 +76,28 @@ class Call:
             row = self.db.tables["task"].get(self.task)
             if row is not None and "cancel" in row["current_operations"].values():
                 raise Failure("TASK_CANCELLED", self.task)
+
+
+def run_transaction(world, fn, call, args):
+    """Run one call's behaviour as one transaction over every pool database it touches:
+    its writes are published (journaled, turned into events) when it returns, and rolled
+    back entirely if it raises. A lock-order conflict (store.py) rolls back and runs the
+    call again with the databases it needed locked in order up front."""
+    txm = world.txm
+    prelock: set = set()
+    for _ in range(MAX_ORDER_RETRIES):
+        txn = None
+        try:
+            with txm.transaction() as txn:
+                txn.prelock = prelock
+                return fn(call, *args)
+        except LockOrderConflict as e:
+            if txn is not None and txn.checkpoints:
+                # part of the call is committed: running it again would repeat that part
+                log.error("lock-order conflict after a checkpoint in %s", call.name)
+                raise internal("lock order conflict") from None
+            prelock = prelock | e.held | {e.db}
+    raise internal("lock order conflict")
 
 
 class Bare:
@@ -172,7 +199,7 @@ class Dispatcher:
             return self.world_tasks().run_async(call, handler, args, "Async." + wire)
         if async_capable(msg) and not msg.implicit:
             return self.world_tasks().run_sync(call, handler, args, wire)
-        return handler(call, *args)
+        return run_transaction(self.world, handler, call, args)
 
     def world_tasks(self):
         from .classes.task import Tasks  # local: tasks registers handlers at import
@@ -208,7 +235,7 @@ class Dispatcher:
         if faults is not None and faults.rules:
             from .faults import wrap
             fn = wrap(faults, fn, name)
-        return fn(call, *params[1:])
+        return run_transaction(self.world, fn, call, params[1:])
 
     # -- introspection -------------------------------------------------------------------
     def list_methods(self, host):

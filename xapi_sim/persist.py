@@ -18,11 +18,15 @@ is written and the journal emptied. Sessions and tasks are not persisted (XAPI's
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 
 from .datamodel import Schema, Timestamp
+from .errors import Failure
 from .store import Database
+
+log = logging.getLogger(__name__)
 
 FORMAT = "xapi-sim-state"
 VERSION = 1
@@ -108,115 +112,149 @@ def _fsync_dir(path):
 
 
 class Journal:
-    """Records every row change of every pool database of a world and makes it durable."""
+    """Makes every committed transaction of a world durable before it becomes visible.
+
+    A commit hook of the world's transaction manager (``store.Transactions.hooks``): with
+    the databases of the transaction still locked, the rows it changed (and the world's
+    layout when that changed) are written as one line and fsync'd. A failed write cuts the
+    journal back to its last good offset and raises, so the transaction rolls back and the
+    call answers an error: nothing is ever visible that is not on disk. Databases are
+    tracked by object (``Database`` hashes by its creation order), never by ``id()``.
+    Lock order: database locks, then ``self.lock``; the journal never takes a database
+    lock while holding its own.
+    """
 
     def __init__(self, world, state_dir):
         self.world = world
         self.dir = state_dir
         self.path = os.path.join(state_dir, "journal.jsonl")
+        self.next_path = os.path.join(state_dir, "journal.next.jsonl")
         self.snapshot_path = os.path.join(state_dir, "state.json")
         self.lock = threading.Lock()
-        self.pending: dict = {}       # (pool ref, cls, ref) -> op
         self.last_layout = None
-        self.attached = set()
         self.fh = None
         self.lines = 0
+        self.good_offset = 0
+        self.attached = False
 
     # -- recording -----------------------------------------------------------------------
     def attach_all(self):
-        with self.lock:
-            self._attach_new_unlocked(record_rows=False)
+        """Start journaling every commit of the world (idempotent)."""
+        if not self.attached:
+            self.attached = True
+            self.world.txm.hooks.append(self.on_commit)
 
-    def _attach_new_unlocked(self, record_rows):
-        """Listen to every pool database not seen yet; ``record_rows``: a database created
-        since the last sync also has all of its rows recorded."""
+    def _pool_of(self, db):
         for p in self.world.pools:
-            if id(p.db) not in self.attached:
-                self.attached.add(id(p.db))
-                self._attach_unlocked(p)
-                if record_rows:
-                    self._add_pool_rows_unlocked(p)
+            if p.db is db:
+                return p
+        return None
 
-    def sync(self):
-        """Write and fsync everything changed since the last sync (called before replies)."""
-        with self.lock:
-            self._attach_new_unlocked(record_rows=True)
-            lay = layout(self.world)
-            if not self.pending and lay == self.last_layout:
-                return
-            pending, self.pending = self.pending, {}
-            pools = {}
-            dbs = {id(p.db): p for p in self.world.pools}
-            for (dbid, cls, ref), (db, op) in pending.items():
-                p = dbs.get(dbid)
-                if p is None:
-                    continue   # a database dropped by pool.join: its rows moved or died
-                entry = pools.setdefault(p.ref, {"release": p.db.schema.release, "rows": []})
+    def on_commit(self, txn):
+        """The commit hook: one line for the transaction, written before it is published."""
+        pools = {}
+        for db, touches in txn.changes().items():
+            p = self._pool_of(db)
+            if p is None:
+                continue   # a database dropped by pool.join: its rows moved or died
+            rows = {}
+            for cls, ref, _op in touches:
+                if cls not in NOT_PERSISTED:
+                    rows[(cls, ref)] = None
+            if not rows:
+                continue
+            entry = pools.setdefault(p.ref, {"release": db.schema.release, "rows": []})
+            for cls, ref in rows:
                 row = db.tables.get(cls, {}).get(ref)
                 if row is None:
                     entry["rows"].append(["del", cls, ref])
                 else:
                     entry["rows"].append(["put", cls, ref, enc(row)])
+        self._write(pools)
+
+    def sync_layout(self):
+        """Journal a change of the world's layout that came with no row change (new
+        hardware for the next boot). The layout is read with every pool locked, so no
+        call is half-way through changing it."""
+        with self.world.txm.transaction() as txn:
+            txn.lock(*[p.db for p in self.world.pools])
+            self._write({})
+
+    def _write(self, pools):
+        lay = layout(self.world)
+        with self.lock:
+            if self.fh is None:
+                return
+            if not pools and lay == self.last_layout:
+                return
             line = {"layout": lay if lay != self.last_layout else None, "pools": pools}
-            self.last_layout = lay
             data = (json.dumps(line, separators=(",", ":")) + "\n").encode()
-            self.fh.write(data)
+            try:
+                self.fh.write(data)
+                self.fh.flush()
+                os.fsync(self.fh.fileno())
+            except OSError as e:
+                self._cut_back()
+                log.error("journal write failed: %s", e)
+                raise Failure("INTERNAL_ERROR", f"state journal write failed: {e}") from None
+            self.good_offset = self.fh.tell()
+            self.last_layout = lay
+            self.lines += 1
+            size = self.good_offset
+        if size > COMPACT_BYTES:
+            self.world.txm.current().after.append(self.compact)
+
+    def _cut_back(self):
+        """Truncate the journal to the end of its last good line."""
+        try:
+            self.fh.seek(self.good_offset)
+            self.fh.truncate(self.good_offset)
             self.fh.flush()
             os.fsync(self.fh.fileno())
-            self.lines += 1
-            size = self.fh.tell()
-        if size > COMPACT_BYTES:
-            self.compact()
+        except (OSError, ValueError):
+            log.exception("could not cut the journal back to %d", self.good_offset)
 
-    def _attach_unlocked(self, pool):
-        db = pool.db
-
-        def on_change(cls, ref, op, db=db):
-            if cls in NOT_PERSISTED:
-                return
-            with self.lock:
-                self.pending[(id(db), cls, ref)] = (db, op)
-        db.listeners.append(on_change)
-
-    def _add_pool_rows_unlocked(self, pool):
-        """A database created since the last sync: record all of its rows."""
-        db = pool.db
-        for cls, table in db.tables.items():
-            if cls in NOT_PERSISTED:
-                continue
-            for ref in table:
-                self.pending[(id(db), cls, ref)] = (db, "put")
+    def sync(self):
+        """Kept for callers from before the commit hook: journals a pending layout."""
+        self.sync_layout()
 
     # -- snapshot ------------------------------------------------------------------------
     def write_snapshot(self):
-        """Atomically write the full world to state.json and empty the journal."""
+        """Atomically write the full world to state.json and start an empty journal.
+
+        The world is copied with every pool locked (memory only); the files are written
+        after the locks are released. Commits made meanwhile go to ``journal.next.jsonl``,
+        which replaces the journal once the snapshot is in place. Replaying the old journal
+        on the new snapshot is harmless (its last values are the snapshot's), so every
+        crash point loads correctly."""
         world = self.world
-        with self.lock:
-            pools = {}
-            for p in world.pools:
-                with p.db.lock:
-                    pools[p.ref] = {
-                        "release": p.db.schema.release,
-                        "tables": {cls: {ref: enc(row) for ref, row in t.items()}
-                                   for cls, t in p.db.tables.items()
-                                   if cls not in NOT_PERSISTED and t}}
+        with world.txm.transaction() as txn:
+            txn.lock(*[p.db for p in world.pools])
+            pools = {p.ref: {"release": p.db.schema.release,
+                             "tables": {cls: {ref: enc(row) for ref, row in t.items()}
+                                        for cls, t in p.db.tables.items()
+                                        if cls not in NOT_PERSISTED and t}}
+                     for p in world.pools}
             snap = {"format": FORMAT, "version": VERSION, "layout": layout(world),
                     "pools": pools}
-            tmp = self.snapshot_path + ".tmp"
-            with open(tmp, "w") as fh:
-                json.dump(snap, fh, separators=(",", ":"))
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.snapshot_path)
+            with self.lock:
+                old = self.fh
+                self.fh = open(self.next_path, "wb")
+                self.good_offset = 0
+                self.last_layout = snap["layout"]
+                self.lines = 0
+        if old is not None:
+            old.close()
+        tmp = self.snapshot_path + ".tmp"
+        with open(tmp, "w") as fh:
+            json.dump(snap, fh, separators=(",", ":"))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.snapshot_path)
+        _fsync_dir(self.dir)
+        with self.lock:
+            os.replace(self.next_path, self.path)
             _fsync_dir(self.dir)
-            if self.fh is not None:
-                self.fh.close()
-            self.fh = open(self.path, "wb")
-            os.fsync(self.fh.fileno())
-            _fsync_dir(self.dir)
-            self.pending.clear()
-            self.last_layout = snap["layout"]
-            self.lines = 0
 
     def compact(self):
         self.write_snapshot()
@@ -231,7 +269,8 @@ class Journal:
 # -- loading --------------------------------------------------------------------------------
 
 class DurableDispatcher:
-    """Wraps a Dispatcher: every call's changes are journaled and fsync'd before its reply."""
+    """Wraps a Dispatcher: a layout change a call made without a row change is journaled
+    before its reply (row changes are journaled at commit)."""
 
     def __init__(self, dispatcher, journal):
         self.inner = dispatcher
@@ -242,24 +281,10 @@ class DurableDispatcher:
         try:
             return self.inner.dispatch(host, method, params)
         finally:
-            self.journal.sync()
+            self.journal.sync_layout()
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
-
-
-def start_flusher(journal, interval=0.2):
-    """Background syncs for changes made after a reply (Async tasks, delayed joins)."""
-    stop = threading.Event()
-
-    def run():
-        while not stop.wait(interval):
-            try:
-                journal.sync()
-            except (OSError, ValueError):
-                pass
-    threading.Thread(target=run, name="journal-flusher", daemon=True).start()
-    return stop
 
 
 class StateError(ValueError):
@@ -289,33 +314,42 @@ def load(state_dir, **world_kw):
                                    for cls, t in p["tables"].items()})
              for pref, p in snap["pools"].items()}
     replayed = 0
-    jpath = os.path.join(state_dir, "journal.jsonl")
-    if os.path.exists(jpath):
-        with open(jpath, "rb") as fh:
-            for raw in fh:
-                try:
-                    line = json.loads(raw)
-                except ValueError:
-                    break   # a torn last line: that call was never acknowledged
-                if not raw.endswith(b"\n"):
-                    break
-                if line.get("layout"):
-                    lay = line["layout"]
-                for pref, entry in line["pools"].items():
-                    release, tables = pools.setdefault(pref, (entry["release"], {}))
-                    pools[pref] = (entry["release"], tables)
-                    for item in entry["rows"]:
-                        if item[0] == "del":
-                            tables.get(item[1], {}).pop(item[2], None)
-                        else:
-                            tables.setdefault(item[1], {})[item[2]] = dec(item[3])
-                replayed += 1
+    for jname in ("journal.jsonl", "journal.next.jsonl"):
+        replayed += _replay(os.path.join(state_dir, jname), pools, lay_box := [lay])
+        lay = lay_box[0]
     kw = dict(world_kw)
     kw.setdefault("user", lay["user"])
     kw.setdefault("password", lay["password"])
     world = World(seed=None, **kw)
     _rebuild(world, lay, pools)
     return world, replayed
+
+
+def _replay(jpath, pools, lay_box):
+    """Apply one journal file to ``pools``; ``lay_box[0]`` is the layout, updated."""
+    replayed = 0
+    if not os.path.exists(jpath):
+        return 0
+    with open(jpath, "rb") as fh:
+        for raw in fh:
+            try:
+                line = json.loads(raw)
+            except ValueError:
+                break   # a torn last line: that call was never acknowledged
+            if not raw.endswith(b"\n"):
+                break
+            if line.get("layout"):
+                lay_box[0] = line["layout"]
+            for pref, entry in line["pools"].items():
+                release, tables = pools.setdefault(pref, (entry["release"], {}))
+                pools[pref] = (entry["release"], tables)
+                for item in entry["rows"]:
+                    if item[0] == "del":
+                        tables.get(item[1], {}).pop(item[2], None)
+                    else:
+                        tables.setdefault(item[1], {})[item[2]] = dec(item[3])
+            replayed += 1
+    return replayed
 
 
 def _rebuild(world, lay, pools):
@@ -325,7 +359,7 @@ def _rebuild(world, lay, pools):
     dbs = {}
     for pref, p in live_pools.items():
         release, tables = pools.get(pref, (p["release"], {}))
-        db = Database(Schema.for_release(p["release"]))
+        db = Database(Schema.for_release(p["release"]), world.txm)
         # hosts first so relation back-references find their rows
         order = sorted(tables, key=lambda c: (c != "host", c))
         for cls in order:
@@ -335,6 +369,8 @@ def _rebuild(world, lay, pools):
                 full = db.schema.classes[cls].defaults()
                 full.update({k: v for k, v in row.items() if k in full})
                 db.add(cls, ref, full)
+        # set fields of relations follow their ref fields, whatever the journal held
+        db.rebuild_relations()
         dbs[pref] = db
     for hd in lay["hosts"]:
         h = HostRuntime(world, hd["ref"], hd["uuid"], hd["name_label"],

@@ -54,10 +54,9 @@ class Simulator:
 
     def make_durable(self, journal):
         """Journal every call's changes before its reply (``--state-dir``)."""
-        from .persist import DurableDispatcher, start_flusher
+        from .persist import DurableDispatcher
         self.dispatcher = DurableDispatcher(self.dispatcher, journal)
         self.journal = journal
-        self._flusher = start_flusher(journal)
 
     def _alias_mode(self):
         try:

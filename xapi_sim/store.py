@@ -1,25 +1,71 @@
-"""The database of one pool: rows, indexes, relations, generations and change order.
+"""The database of one pool: rows, indexes, relations, generations, change order, and the
+transactions every write goes through.
 
 Mirrors xen-api ``ocaml/database/db_cache_types.ml``: one generation counter bumped by every
 write; each row remembers when it was created and last modified; deletions are kept in a
-bounded list ("not guaranteed to remember all events"); both ends of a one-to-many relation
-are kept in step (``update_one_to_many``), so setting ``VM.resident_on`` is also a change of
-the two hosts' ``resident_VMs``.
+bounded list ("not guaranteed to remember all events"); both ends of every one-to-many
+relation of ``all_relations`` (``ocaml/idl/datamodel.ml``; ``data/relations.json``) are kept
+in step (``update_one_to_many``), so setting ``VBD.VM`` is also a change of the VM's
+``VBDs``.
+
+Transactions (xapi has none; the simulator needs them so a failed call changes nothing):
+every write happens inside a :class:`Txn` owned by one thread. A transaction takes the lock
+of each database it touches when it first touches it and keeps it until it ends, so its
+writes are isolated from other writers. Rows are written in place, remembered for undo;
+generations, change order, deletions and wake-ups are applied only at commit, so events and
+the journal (a commit hook) see committed transactions only. Any exception rolls every
+database of the transaction back, row for row. ``checkpoint()`` commits what a call has done
+so far and releases its locks before a slow part (a wait, a simulated duration, network
+I/O): nothing slow ever runs under a database lock.
+
+Lock discipline: databases are ordered by creation. A transaction may block on a database
+lock only when it holds no later database; otherwise it tries for ``ORDER_WAIT`` seconds and
+raises :class:`LockOrderConflict`, which the dispatcher answers by rolling back and running
+the call again with every database it needs locked in order up front. Deadlock is therefore
+impossible between database locks; ``World.lock`` is a leaf lock (no database lock is ever
+taken under it).
 
 Rows are copy-on-write: a write replaces the row dict (and never mutates a container held
-by a row), so a reader may take a row reference under the lock and encode it afterwards.
-Only this module mutates rows.
+by a row, except a relation's member list the store owns), so a reader may take a row
+reference and encode it afterwards. Only this module mutates rows.
 """
 from __future__ import annotations
 
 import collections
+import itertools
+import json
+import logging
 import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from importlib import resources
+from typing import Any
 
 from .datamodel import NULL_REF, Schema
 from .errors import Failure, handle_invalid
 
-# (one-side class, set field) <-> (many-side class, ref field): ocaml/idl/datamodel.ml all_relations
-RELATIONS = [
+log = logging.getLogger(__name__)
+
+Row = dict[str, Any]
+Change = tuple[str, str, str]          # (class, ref, "add" | "mod" | "del")
+
+DELETED_KEEP = 100_000
+ORDER_WAIT = 0.05                     # seconds an out-of-order lock request may wait
+
+
+def _load_relations() -> list[tuple[str, str, str, str]]:
+    """(one-side class, set field, many-side class, ref field) from ``data/relations.json``."""
+    try:
+        text = resources.files("xapi_sim").joinpath("data/relations.json").read_text()
+    except FileNotFoundError:
+        return []
+    data = json.loads(text)
+    items = data["relations"] if isinstance(data, dict) else data
+    return [(r["one"], r["set_field"], r["many"], r["ref_field"]) for r in items]
+
+
+# The seven relations every release has, kept whatever relations.json says.
+_CORE_RELATIONS = [
     ("host", "resident_VMs", "VM", "resident_on"),
     ("host", "host_CPUs", "host_cpu", "host"),
     ("host", "PIFs", "PIF", "host"),
@@ -28,44 +74,301 @@ RELATIONS = [
     ("VM", "snapshots", "VM", "snapshot_of"),
     ("VM", "children", "VM", "parent"),
 ]
+RELATIONS = list(dict.fromkeys(_CORE_RELATIONS + _load_relations()))
 
-DELETED_KEEP = 100_000
+_db_order = itertools.count(1)
+
+
+class LockOrderConflict(Exception):
+    """A transaction needed ``db`` while holding a later database and could not get it at
+    once: roll back and run again with the locks taken in order (``Txn.prelock``)."""
+
+    def __init__(self, db: "Database", held: Iterable["Database"] = ()):
+        super().__init__(f"lock order conflict on database {db.order}")
+        self.db = db
+        self.held = set(held)
+
+
+class _DbTxn:
+    """What one transaction did to one database: undo data and the changes to publish."""
+
+    __slots__ = ("before", "links", "touches")
+
+    def __init__(self) -> None:
+        self.before: dict[tuple[str, str], Row | None] = {}
+        self.links: list[tuple[str, str, str, str, bool]] = []
+        self.touches: list[Change] = []
+
+
+class Txn:
+    """One thread's transaction over one or more databases."""
+
+    def __init__(self, manager: "Transactions"):
+        self.manager = manager
+        self.states: dict[Database, _DbTxn] = {}
+        self.depth = 0
+        self.checkpoints = 0
+        self.prelock: set[Database] = set()
+        self.on_rollback: list[Callable[[], None]] = []
+        self.after: list[Callable[[], None]] = []
+
+    # -- locking -------------------------------------------------------------------------
+    def acquire(self, db: "Database") -> _DbTxn:
+        st = self.states.get(db)
+        if st is not None:
+            return st
+        if self.prelock and not self.states:
+            for d in sorted(self.prelock | {db}, key=lambda d: d.order):
+                d._mutex.acquire()
+                self.states[d] = _DbTxn()
+            return self.states[db]
+        if any(d.order > db.order for d in self.states):
+            if not db._mutex.acquire(timeout=ORDER_WAIT):
+                raise LockOrderConflict(db, self.states)
+        else:
+            db._mutex.acquire()
+        st = self.states[db] = _DbTxn()
+        return st
+
+    def lock(self, *dbs: "Database") -> None:
+        """Take the locks of ``dbs`` in order now (a section that touches several pools)."""
+        for db in sorted(set(dbs), key=lambda d: d.order):
+            self.acquire(db)
+
+    def holds(self, db: "Database") -> bool:
+        return db in self.states
+
+    def changes(self) -> dict["Database", list[Change]]:
+        return {db: st.touches for db, st in self.states.items() if st.touches}
+
+    # -- ending --------------------------------------------------------------------------
+    def commit(self) -> None:
+        """Run the commit hooks (the journal), then publish: generations, change order,
+        wake-ups. A hook that raises rolls the whole transaction back."""
+        try:
+            if any(st.touches for st in self.states.values()) or self.manager.always_hook:
+                for hook in list(self.manager.hooks):
+                    hook(self)
+        except BaseException:
+            self.rollback()
+            raise
+        for db, st in self.states.items():
+            if st.touches:
+                db._publish(st)
+        self.on_rollback.clear()
+        self._release()
+
+    def rollback(self) -> None:
+        for db, st in self.states.items():
+            try:
+                db._undo(st)
+            except Exception:  # noqa: BLE001 -- keep undoing the others, and say so
+                log.exception("rollback of database %s failed", db.order)
+        for fn in reversed(self.on_rollback):
+            try:
+                fn()
+            except Exception:  # noqa: BLE001
+                log.exception("rollback action failed")
+        self.on_rollback.clear()
+        self._release()
+
+    def _release(self) -> None:
+        states, self.states = self.states, {}
+        for db in states:
+            db._mutex.release()
+
+
+class Transactions:
+    """The transaction manager shared by a world's databases: the current transaction of
+    each thread and the commit hooks (the durable journal)."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self.hooks: list[Callable[[Txn], None]] = []
+        self.always_hook = False   # run hooks even for transactions with no row change
+
+    def current(self) -> Txn | None:
+        return getattr(self._local, "txn", None)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Txn]:
+        """Begin a transaction, or join the thread's current one. The outermost exit
+        commits, or rolls back if an exception leaves it."""
+        txn = self.current()
+        if txn is None:
+            txn = self._local.txn = Txn(self)
+        txn.depth += 1
+        try:
+            yield txn
+        except BaseException:
+            txn.depth -= 1
+            if txn.depth == 0:
+                self._local.txn = None
+                txn.rollback()
+                self._run_after(txn)
+            raise
+        txn.depth -= 1
+        if txn.depth == 0:
+            self._local.txn = None
+            try:
+                txn.commit()
+            finally:
+                self._run_after(txn)
+
+    @staticmethod
+    def _run_after(txn: Txn) -> None:
+        after, txn.after = txn.after, []
+        for fn in after:
+            fn()
+
+    def checkpoint(self) -> None:
+        """Commit what the current transaction has done and release its locks; it goes on
+        (later writes take the locks again). Call before anything slow."""
+        txn = self.current()
+        if txn is not None and txn.states:
+            txn.checkpoints += 1
+            txn.commit()
+
+    def on_rollback(self, fn: Callable[[], None]) -> None:
+        """Undo a change outside the database (runtime state) if the transaction fails."""
+        txn = self.current()
+        if txn is not None:
+            txn.on_rollback.append(fn)
+
+
+class _DbLock:
+    """``with db.lock:`` joins (or begins) the thread's transaction and takes the database's
+    lock for the rest of that transaction."""
+
+    __slots__ = ("db",)
+
+    def __init__(self, db: "Database"):
+        self.db = db
+
+    def __enter__(self) -> Txn:
+        txm = self.db.txm
+        txn = txm.current()
+        if txn is None:
+            txn = txm._local.txn = Txn(txm)
+        txn.depth += 1
+        try:
+            txn.acquire(self.db)
+        except BaseException:
+            self._exit(txn, True)
+            raise
+        return txn
+
+    def __exit__(self, et: Any, ev: Any, tb: Any) -> None:
+        txn = self.db.txm.current()
+        assert txn is not None
+        self._exit(txn, et is not None)
+
+    def _exit(self, txn: Txn, failed: bool) -> None:
+        txn.depth -= 1
+        if txn.depth == 0:
+            txm = self.db.txm
+            txm._local.txn = None
+            try:
+                if failed:
+                    txn.rollback()
+                else:
+                    txn.commit()
+            finally:
+                txm._run_after(txn)
+
+
+class _DbCond(_DbLock):
+    """``db.cond``: the lock, plus a wait that never sleeps holding it."""
+
+    __slots__ = ()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Commit and release (``checkpoint``), then wait for the next committed change."""
+        ev = self.db.changed_event
+        self.db.txm.checkpoint()
+        return ev.wait(timeout)
+
+    def notify_all(self) -> None:
+        """Waiters are woken when a transaction commits; nothing to do here."""
 
 
 class Database:
-    """One pool's database. All methods are thread-safe; ``cond`` wakes event waiters."""
+    """One pool's database. Thread-safe; every write is part of a transaction."""
 
-    def __init__(self, schema: Schema):
+    def __init__(self, schema: Schema, txm: Transactions | None = None):
         self.schema = schema
-        self.lock = threading.RLock()
-        self.cond = threading.Condition(self.lock)
+        self.txm = txm if txm is not None else Transactions()
+        self.order = next(_db_order)
+        self._mutex = threading.Lock()
+        self.lock = _DbLock(self)
+        self.cond = _DbCond(self)
         self.gen = 0
-        self.tables: dict[str, dict] = {c: {} for c in schema.classes}
-        self.uuids: dict[str, dict] = {c: {} for c in schema.classes}
-        self.labels: dict[str, dict] = {c: {} for c in schema.classes}
-        self.changed: dict[str, dict] = {c: {} for c in schema.classes}  # ref -> gen, oldest first
-        self.created: dict[str, dict] = {c: {} for c in schema.classes}
+        self.tables: dict[str, dict[str, Row]] = {c: {} for c in schema.classes}
+        self.uuids: dict[str, dict[str, str]] = {c: {} for c in schema.classes}
+        self.labels: dict[str, dict[str, set[str]]] = {c: {} for c in schema.classes}
+        self.changed: dict[str, dict[str, int]] = {c: {} for c in schema.classes}
+        self.created: dict[str, dict[str, int]] = {c: {} for c in schema.classes}
         self.deleted: collections.deque = collections.deque(maxlen=DELETED_KEEP)
-        self._rel_many = {}   # (many cls, ref field) -> (one cls, set field)
-        self._rel_one = {}    # (one cls, set field) -> (many cls, ref field)
-        for one, sfield, many, rfield in RELATIONS:
-            if one in schema.classes and many in schema.classes:
-                self._rel_many[(many, rfield)] = (one, sfield)
-                self._rel_one[(one, sfield)] = (many, rfield)
-        self.listeners = []   # callables(cls, ref, op) run under the lock after each change
-        self._owned = {}      # (cls, ref, set field) -> (list in the row, its members)
-        # long-polls wait on this; a write sets it and puts a fresh one in place, so waking
+        self._rel_many: dict[tuple[str, str], tuple[str, str]] = {}
+        self._rel_one: dict[tuple[str, str], tuple[str, str]] = {}
+        self._set_relations()
+        self._owned: dict[tuple[str, str, str], tuple[list, set]] = {}
+        # long-polls wait on this; a commit sets it and puts a fresh one in place, so waking
         # waiters do not queue on the database lock (event.from)
         self.changed_event = threading.Event()
 
-    def _wake(self):
-        """Wake everything waiting for a change (called with the lock held)."""
-        ev, self.changed_event = self.changed_event, threading.Event()
-        ev.set()
-        self.cond.notify_all()
+    def __hash__(self) -> int:
+        return self.order
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    def _set_relations(self) -> None:
+        classes = self.schema.classes
+        for one, sfield, many, rfield in RELATIONS:
+            if one in classes and many in classes and sfield in classes[one].fields and \
+                    rfield in classes[many].fields:
+                self._rel_many[(many, rfield)] = (one, sfield)
+                self._rel_one[(one, sfield)] = (many, rfield)
+        self._set_fields: dict[str, list[str]] = {}
+        for (one, sfield) in self._rel_one:
+            self._set_fields.setdefault(one, []).append(sfield)
+
+    def relations(self) -> list[tuple[str, str, str, str]]:
+        """The relations this database keeps: (one cls, set field, many cls, ref field)."""
+        return [(one, sf, many, rf) for (many, rf), (one, sf) in self._rel_many.items()]
+
+    def transaction(self) -> _DbLock:
+        """``with db.transaction():`` -- the same as ``with db.lock:``."""
+        return self.lock
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """A consistent, committed view for a multi-row read (an event batch): the lock is
+        held for the block only, not joined to the thread's transaction. A transaction
+        that already holds the lock reads its own writes."""
+        txn = self.txm.current()
+        local = self.txm._local
+        reading = getattr(local, "reading", None)
+        if reading is None:
+            reading = local.reading = set()
+        if (txn is not None and txn.holds(self)) or self in reading:
+            yield
+            return
+        if txn is not None and any(d.order > self.order for d in txn.states):
+            if not self._mutex.acquire(timeout=ORDER_WAIT):
+                raise LockOrderConflict(self, txn.states)
+        else:
+            self._mutex.acquire()
+        reading.add(self)
+        try:
+            yield
+        finally:
+            reading.discard(self)
+            self._mutex.release()
 
     # -- reading -------------------------------------------------------------------------
-    def get(self, cls: str, ref: str) -> dict:
+    def get(self, cls: str, ref: str) -> Row:
         """The row of ``ref`` or HANDLE_INVALID [cls, ref]."""
         row = self.tables[cls].get(ref)
         if row is None:
@@ -75,7 +378,7 @@ class Database:
     def exists(self, cls: str, ref: str) -> bool:
         return ref in self.tables.get(cls, ())
 
-    def field(self, cls: str, ref: str, name: str):
+    def field(self, cls: str, ref: str, name: str) -> Any:
         return self.get(cls, ref)[name]
 
     def by_uuid(self, cls: str, uuid: str) -> str:
@@ -84,55 +387,80 @@ class Database:
             raise Failure("UUID_INVALID", cls, uuid)
         return ref
 
-    def by_label(self, cls: str, label: str) -> list:
+    def by_label(self, cls: str, label: str) -> list[str]:
         return list(self.labels[cls].get(label, ()))
 
-    def refs(self, cls: str) -> list:
-        with self.lock:
-            return list(self.tables[cls])
+    def refs(self, cls: str) -> list[str]:
+        return list(self.tables[cls])
 
-    def rows(self, cls: str) -> list:
+    def rows(self, cls: str) -> list[tuple[str, Row]]:
         """[(ref, row)] snapshot, cheap thanks to copy-on-write rows."""
-        with self.lock:
-            return list(self.tables[cls].items())
+        return list(self.tables[cls].items())
 
     def count(self, cls: str) -> int:
         return len(self.tables[cls])
 
-    # -- writing -------------------------------------------------------------------------
-    def _touch(self, cls, ref, op):
-        self.gen += 1
-        ch = self.changed[cls]
-        ch.pop(ref, None)
-        if op == "del":
-            # remember when the row was born: xapi_event.ml collect_events drops the
-            # deletion of an object created after the token (created <= last_generation)
-            self.deleted.append((self.gen, cls, ref, self.created[cls].pop(ref, 0)))
-        else:
-            ch[ref] = self.gen
-        for fn in self.listeners:
-            fn(cls, ref, op)
+    # -- validation ----------------------------------------------------------------------
+    def _check_fields(self, cls: str, names: Iterable[str]) -> None:
+        fields = self.schema.classes[cls].fields
+        unknown = [n for n in names if n not in fields]
+        if unknown:
+            log.error("refused unknown field(s) %s of %s", unknown, cls, stack_info=True)
+            raise Failure("INTERNAL_ERROR",
+                          f"unknown field(s) {', '.join(sorted(unknown))} of class {cls} "
+                          f"in release {self.schema.release}")
 
-    def add(self, cls: str, ref: str, row: dict) -> str:
-        """Insert a complete row (``row`` must hold every field of the class)."""
-        with self.cond:
+    # -- writing (inside the thread's transaction) ----------------------------------------
+    def _remember(self, st: _DbTxn, cls: str, ref: str) -> None:
+        key = (cls, ref)
+        if key not in st.before:
+            st.before[key] = self.tables[cls].get(ref)
+
+    def _index(self, cls: str, ref: str, row: Row | None, add: bool) -> None:
+        if row is None:
+            return
+        uuid = row.get("uuid")
+        if uuid:
+            if add:
+                self.uuids[cls][uuid] = ref
+            elif self.uuids[cls].get(uuid) == ref:
+                del self.uuids[cls][uuid]
+        if "name_label" in row:
+            labels = self.labels[cls]
+            if add:
+                labels.setdefault(row["name_label"], set()).add(ref)
+            else:
+                s = labels.get(row["name_label"])
+                if s is not None:
+                    s.discard(ref)
+                    if not s:
+                        del labels[row["name_label"]]
+
+    def add(self, cls: str, ref: str, row: Row) -> str:
+        """Insert a complete row (``row`` must hold every field of the class, no other)."""
+        with self.lock as txn:
+            st = txn.acquire(self)
             if ref in self.tables[cls]:
                 raise Failure("INTERNAL_ERROR", f"duplicate ref {ref}")
+            missing = self.schema.classes[cls].fields.keys() - row.keys()
+            if missing:
+                raise Failure("INTERNAL_ERROR", f"row of {cls} lacks {sorted(missing)}")
+            self._check_fields(cls, row)
+            self._remember(st, cls, ref)
+            set_fields = self._set_fields.get(cls)
+            if set_fields and any(row[f] for f in set_fields):
+                # the store keeps these: they fill as rows pointing here are added
+                row = {**row, **{f: [] for f in set_fields}}
             self.tables[cls][ref] = row
-            uuid = row.get("uuid")
-            if uuid:
-                self.uuids[cls][uuid] = ref
-            if "name_label" in row:
-                self.labels[cls].setdefault(row["name_label"], set()).add(ref)
-            self._touch(cls, ref, "add")
-            self.created[cls][ref] = self.gen
+            self._index(cls, ref, row, True)
+            st.touches.append((cls, ref, "add"))
             for (many, rfield), (one, sfield) in self._rel_many.items():
                 if many == cls and row.get(rfield, NULL_REF) != NULL_REF:
-                    self._link(one, row[rfield], sfield, ref, True)
-            self._wake()
+                    self._link(st, one, row[rfield], sfield, ref, True)
         return ref
 
-    def _link(self, cls, ref, sfield, member, add):
+    def _link(self, st: _DbTxn, cls: str, ref: str, sfield: str, member: str,
+              add: bool) -> None:
         """Keep the one-to-many side (``host.resident_VMs``) in step, in O(1).
 
         The relation's list is owned by the store and grown in place (with a membership
@@ -143,6 +471,7 @@ class Database:
         row = self.tables[cls].get(ref)
         if row is None:
             return
+        self._remember(st, cls, ref)
         key = (cls, ref, sfield)
         owned = self._owned.get(key)
         if owned is None or owned[0] is not row[sfield]:
@@ -162,99 +491,140 @@ class Database:
                 return
             lst.remove(member)
             members.discard(member)
-        self._touch(cls, ref, "mod")
+        st.links.append((cls, ref, sfield, member, add))
+        st.touches.append((cls, ref, "mod"))
 
-    def update(self, cls: str, ref: str, **changes) -> dict:
+    def update(self, cls: str, ref: str, **changes: Any) -> Row:
         """Set several fields of one row in one change; returns the new row."""
-        with self.cond:
+        with self.lock as txn:
+            st = txn.acquire(self)
             old = self.get(cls, ref)
+            self._check_fields(cls, changes)
+            for name in self._set_fields.get(cls, ()):
+                if name in changes and sorted(changes[name]) != sorted(old[name]):
+                    raise Failure("INTERNAL_ERROR", f"{cls}.{name} is kept by the store "
+                                  f"(set {self._rel_one[(cls, name)][0]}."
+                                  f"{self._rel_one[(cls, name)][1]} instead)")
+            self._remember(st, cls, ref)
             row = dict(old)
             row.update(changes)
             self.tables[cls][ref] = row
             if "name_label" in changes and old.get("name_label") != row["name_label"]:
-                labels = self.labels[cls]
-                s = labels.get(old["name_label"])
-                if s:
-                    s.discard(ref)
-                    if not s:
-                        del labels[old["name_label"]]
-                labels.setdefault(row["name_label"], set()).add(ref)
-            self._touch(cls, ref, "mod")
+                self._index(cls, ref, {"name_label": old["name_label"]}, False)
+                self._index(cls, ref, {"name_label": row["name_label"]}, True)
+            st.touches.append((cls, ref, "mod"))
             for name in changes:
                 rel = self._rel_many.get((cls, name))
                 if rel and old[name] != row[name]:
-                    self._link(rel[0], old[name], rel[1], ref, False)
-                    self._link(rel[0], row[name], rel[1], ref, True)
-            self._wake()
+                    self._link(st, rel[0], old[name], rel[1], ref, False)
+                    self._link(st, rel[0], row[name], rel[1], ref, True)
             return row
 
-    def set(self, cls: str, ref: str, name: str, value):
+    def set(self, cls: str, ref: str, name: str, value: Any) -> Row:
         return self.update(cls, ref, **{name: value})
 
-    def remove(self, cls: str, ref: str):
-        with self.cond:
+    def remove(self, cls: str, ref: str) -> Row:
+        with self.lock as txn:
+            st = txn.acquire(self)
             row = self.get(cls, ref)
+            self._remember(st, cls, ref)
             del self.tables[cls][ref]
             for (one, sfield) in self._rel_one:
                 if one == cls:
                     self._owned.pop((cls, ref, sfield), None)
-            uuid = row.get("uuid")
-            if uuid:
-                self.uuids[cls].pop(uuid, None)
-            if "name_label" in row:
-                s = self.labels[cls].get(row["name_label"])
-                if s:
-                    s.discard(ref)
-                    if not s:
-                        del self.labels[cls][row["name_label"]]
-            self._touch(cls, ref, "del")
+            self._index(cls, ref, row, False)
+            st.touches.append((cls, ref, "del"))
             for (many, rfield), (one, sfield) in self._rel_many.items():
                 if many == cls:
-                    self._link(one, row.get(rfield, NULL_REF), sfield, ref, False)
-            self._wake()
+                    self._link(st, one, row.get(rfield, NULL_REF), sfield, ref, False)
             return row
 
-    def bump(self, cls: str, ref: str):
+    def bump(self, cls: str, ref: str) -> None:
         """Record an artificial modification (event.inject)."""
-        with self.cond:
+        with self.lock as txn:
+            st = txn.acquire(self)
             self.get(cls, ref)
-            self._touch(cls, ref, "mod")
-            self._wake()
+            st.touches.append((cls, ref, "mod"))
 
-    def upgrade_schema(self, schema: Schema):
+    def upgrade_schema(self, schema: Schema) -> None:
         """Move the database to a newer release's schema (the upgraded master's xapi):
         new tables appear, rows gain the new fields at their defaults."""
-        with self.cond:
-            for cname, c in schema.classes.items():
+        with self.lock as txn:
+            st = txn.acquire(self)
+            for cname in schema.classes:
                 for d in (self.tables, self.uuids, self.labels, self.changed, self.created):
                     d.setdefault(cname, {})
+            old_schema = self.schema
+            self.schema = schema
+            txn.on_rollback.append(lambda: setattr(self, "schema", old_schema))
+            for cname, c in schema.classes.items():
                 defaults = c.defaults()
                 for ref, row in list(self.tables[cname].items()):
                     missing = {k: v for k, v in defaults.items() if k not in row}
                     if missing:
+                        self._remember(st, cname, ref)
                         new = dict(row)
                         for k, v in missing.items():
                             new[k] = v.copy() if isinstance(v, (list, dict)) else v
                         self.tables[cname][ref] = new
-                        self._touch(cname, ref, "mod")
-            self.schema = schema
-            for one, sfield, many, rfield in RELATIONS:
-                if one in schema.classes and many in schema.classes:
-                    self._rel_many[(many, rfield)] = (one, sfield)
-                    self._rel_one[(one, sfield)] = (many, rfield)
-            self._wake()
+                        st.touches.append((cname, ref, "mod"))
+            self._set_relations()
+
+    # -- commit and rollback (called by Txn with the lock held) --------------------------
+    def _publish(self, st: _DbTxn) -> None:
+        for cls, ref, op in st.touches:
+            self.gen += 1
+            ch = self.changed[cls]
+            ch.pop(ref, None)
+            if op == "del":
+                # remember when the row was born: xapi_event.ml collect_events drops the
+                # deletion of an object created after the token (created <= last_generation)
+                self.deleted.append((self.gen, cls, ref, self.created[cls].pop(ref, 0)))
+            else:
+                ch[ref] = self.gen
+                if op == "add":
+                    self.created[cls][ref] = self.gen
+        ev, self.changed_event = self.changed_event, threading.Event()
+        ev.set()
+
+    def _undo(self, st: _DbTxn) -> None:
+        for cls, ref, sfield, member, add in reversed(st.links):
+            owned = self._owned.get((cls, ref, sfield))
+            if owned is None:
+                continue
+            lst, members = owned
+            if add and member in members:
+                lst.remove(member)
+                members.discard(member)
+            elif not add and member not in members:
+                lst.append(member)
+                members.add(member)
+        for (cls, ref), old in st.before.items():
+            table = self.tables.setdefault(cls, {})
+            self._index(cls, ref, table.get(ref), False)
+            if old is None:
+                table.pop(ref, None)
+            else:
+                table[ref] = old
+                self._index(cls, ref, old, True)
+            for (one, sfield) in self._rel_one:
+                if one == cls:
+                    owned = self._owned.get((cls, ref, sfield))
+                    if owned is not None and (old is None or owned[0] is not old[sfield]):
+                        del self._owned[(cls, ref, sfield)]
 
     # -- events --------------------------------------------------------------------------
-    def changes_since(self, gen: int, classes=None):
+    def changes_since(self, gen: int, classes: Iterable[str] | None = None,
+                      ) -> list[tuple[int, str, str, str]]:
         """[(gen, cls, ref, op)] of rows changed after ``gen``; one entry per object.
 
         Mirrors xapi_event.ml ``collect_events``: rows created after the token are ``add``
         (at their creation generation), otherwise ``mod``; deleted rows are ``del`` (unless
         created and deleted since). Cost is proportional to the number of changes, not to
-        the table sizes.
+        the table sizes. Only committed changes are seen.
         """
         out = []
-        with self.lock:
+        with self.reading():
             for cls in (classes if classes is not None else self.tables):
                 ch = self.changed.get(cls)
                 if not ch:
@@ -278,5 +648,40 @@ class Database:
         out.sort()
         return out
 
-    def valid_ref_counts(self) -> dict:
+    def valid_ref_counts(self) -> dict[str, int]:
         return {c.lower(): len(t) for c, t in self.tables.items()}
+
+    def check_relations(self) -> list[str]:
+        """Every broken relation, as text (empty when the database is consistent): each
+        set field holds exactly the rows whose ref field points at its owner."""
+        problems = []
+        for one, sfield, many, rfield in self.relations():
+            want: dict[str, list[str]] = {}
+            for ref, row in self.tables[many].items():
+                target = row[rfield]
+                if target != NULL_REF and target in self.tables[one]:
+                    want.setdefault(target, []).append(ref)
+            for ref, row in self.tables[one].items():
+                have = row[sfield]
+                if sorted(have) != sorted(want.get(ref, [])):
+                    problems.append(f"{one}.{sfield} of {ref}: {sorted(have)} != "
+                                    f"{sorted(want.get(ref, []))}")
+        return problems
+
+    def rebuild_relations(self) -> None:
+        """Recompute every set field of a relation from its ref fields (after a load)."""
+        with self.lock as txn:
+            st = txn.acquire(self)
+            want: dict[tuple[str, str, str], list[str]] = {}
+            for one, sfield, many, rfield in self.relations():
+                for ref, row in self.tables[many].items():
+                    target = row[rfield]
+                    if target != NULL_REF and target in self.tables[one]:
+                        want.setdefault((one, target, sfield), []).append(ref)
+            for one, sfield, _many, _rfield in self.relations():
+                for ref, row in list(self.tables[one].items()):
+                    members = want.get((one, ref, sfield), [])
+                    if sorted(row[sfield]) != sorted(members):
+                        self._remember(st, one, ref)
+                        self.tables[one][ref] = {**row, sfield: members}
+                        st.touches.append((one, ref, "mod"))

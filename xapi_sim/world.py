@@ -11,18 +11,21 @@ recompute ``pool.cpu_info`` (every start, on any host) and raise the CPU-feature
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid as uuid_mod
 
 import attrs
 
-from . import products
+from . import datamodel, products
 from .datamodel import NULL_REF, Schema, Timestamp
 from .errors import Failure
 from .ids import Ids
 from .levelling import cpus, policy
-from .store import Database
+from .store import Database, Transactions
+
+log = logging.getLogger(__name__)
 
 GiB = 1 << 30
 MiB = 1 << 20
@@ -58,8 +61,33 @@ class Hardware:
         return self.sockets * self.cpus_per_socket
 
 
+_MISSING = object()
+
+
 class HostRuntime:
-    """A simulated host: its endpoint, its running product and hardware, and its state."""
+    """A simulated host: its endpoint, its running product and hardware, and its state.
+
+    Its runtime state is part of the calls' transactions: a change made inside one is
+    undone if the transaction rolls back (``__setattr__`` records the old value)."""
+
+    _TRACKED = frozenset({"state", "pool", "product", "hw", "next_hw", "started_once",
+                          "disabled_until_reboot", "user_disabled", "address", "port",
+                          "memory_free", "domid_seq"})
+
+    def __setattr__(self, name, value):
+        if name in HostRuntime._TRACKED:
+            world = self.__dict__.get("world")
+            txn = world.txm.current() if world is not None else None
+            if txn is not None:
+                old = self.__dict__.get(name, _MISSING)
+                txn.on_rollback.append(lambda: self._restore(name, old))
+        object.__setattr__(self, name, value)
+
+    def _restore(self, name, old):
+        if old is _MISSING:
+            self.__dict__.pop(name, None)
+        else:
+            object.__setattr__(self, name, old)
 
     def __init__(self, world, ref, uuid, name_label, product, hardware):
         self.world = world
@@ -125,7 +153,10 @@ class World:
         self.tls = tls
         self.hosts: dict[str, HostRuntime] = {}
         self.pools: list[PoolRuntime] = []
+        # a leaf lock: it guards the world's dicts and lists only, and no database lock is
+        # ever taken while it is held (store.py's lock discipline)
         self.lock = threading.RLock()
+        self.txm = Transactions()
         self.on_host_added = []   # callbacks(host) -- the server starts listeners here
         self.building = False     # scenario construction: a steady state, so no alerts
         self.join_restart_delay = 0.0  # seconds before a joiner's first start as a member
@@ -176,7 +207,11 @@ class World:
 
     # -- construction --------------------------------------------------------------------
     def new_row(self, db: Database, table: str, **fields) -> str:
-        """Insert a row with every field at its datamodel default except ``fields``."""
+        """Insert a row with every field at its datamodel default except ``fields``.
+
+        A field the pool's release does not have is refused (INTERNAL_ERROR), unless
+        ``data/release_fields.json`` lists it as one the row builders set for the releases
+        that have it (``VM.domain_type`` exists from jura on): then it is left out here."""
         c = db.schema.classes[table]
         row = c.defaults()
         if "uuid" in c.fields:
@@ -185,6 +220,10 @@ class World:
         for k, v in fields.items():
             if k in row:
                 row[k] = v
+            elif not datamodel.absent_in_release(table, k, db.schema.release):
+                log.error("refused unknown field %s.%s", table, k, stack_info=True)
+                raise Failure("INTERNAL_ERROR",
+                              f"unknown field {table}.{k} in release {db.schema.release}")
         return db.add(table, ref, row)
 
     def add_standalone_host(self, name_label, version=products.DEFAULT_VERSION,
@@ -193,23 +232,39 @@ class World:
         """Create a host that is the master of its own pool of one (as after install)."""
         prod = products.product(version, build_number)
         cpus.model(hardware.cpu)  # validate early
-        with self.lock:
-            h = HostRuntime(self, self.ids.ref(), uuid or self.ids.uuid(), name_label, prod,
-                            hardware)
-            self.hosts[h.ref] = h
-            pool = self._new_pool(h, pool_name)
+        h = HostRuntime(self, self.ids.ref(), uuid or self.ids.uuid(), name_label, prod,
+                        hardware)
+        self._register_host(h)
+        pool = self._new_pool(h, pool_name)
+        with pool.db.lock:
             self._create_host_rows(pool, h)
             self.allocate_address(h)
         return h
 
+    def _register_host(self, h: HostRuntime):
+        with self.lock:
+            self.hosts[h.ref] = h
+        self.txm.on_rollback(lambda: self.hosts.pop(h.ref, None))
+
+    def add_pool(self, pool: PoolRuntime):
+        with self.lock:
+            self.pools.append(pool)
+        self.txm.on_rollback(lambda: self.drop_pool(pool))
+
+    def drop_pool(self, pool: PoolRuntime):
+        with self.lock:
+            if pool in self.pools:
+                self.pools.remove(pool)
+        self.txm.on_rollback(lambda: self.add_pool(pool))
+
     def _new_pool(self, master: HostRuntime, name_label="") -> PoolRuntime:
-        db = Database(Schema.for_release(master.product.release))
+        db = Database(Schema.for_release(master.product.release), self.txm)
         ref = self.ids.ref()
         pool = PoolRuntime(db, ref, master)
         self.new_row(db, "pool", ref=ref, name_label=name_label, master=master.ref,
                      other_config={}, allowed_operations=[], restrictions=_RESTRICTIONS)
         master.pool = pool
-        self.pools.append(pool)
+        self.add_pool(pool)
         self._create_templates(pool)
         self.new_row(db, "network", name_label="Pool-wide network associated with eth0",
                      bridge="xenbr0", MTU=1500, other_config={"automatic": "true"})
@@ -225,10 +280,10 @@ class World:
         """Create a host directly as a member of ``pool`` (scenario building)."""
         prod = products.product(version, build_number)
         cpus.model(hardware.cpu)
-        with self.lock:
-            h = HostRuntime(self, self.ids.ref(), uuid or self.ids.uuid(), name_label, prod,
-                            hardware)
-            self.hosts[h.ref] = h
+        h = HostRuntime(self, self.ids.ref(), uuid or self.ids.uuid(), name_label, prod,
+                        hardware)
+        self._register_host(h)
+        with pool.db.lock:
             h.pool = pool
             self._create_host_rows(pool, h)
             self.allocate_address(h)
@@ -438,10 +493,10 @@ class World:
         sim = getattr(self, "simulator", None)
         if sim is not None:
             sim.listen(h)
-        h.state = "up"
-        h.disabled_until_reboot = False
         db = h.db
         with db.lock:
+            h.state = "up"
+            h.disabled_until_reboot = False
             from .classes.vm_lifecycle import refresh_allowed
             for vm, row in self.resident_vms(h):
                 db.update("VM", vm, power_state="Halted", resident_on=NULL_REF,
@@ -480,7 +535,7 @@ class World:
     def install(self, h: HostRuntime, product):
         """Install another release on ``h`` and boot it (sim.host_install, the upgrade ISO).
         When the master moves to a newer release its database takes the new schema."""
-        with self.lock:
+        with h.db.lock:
             self.host_down(h)
             h.product = product
             if h.is_master and product.release != h.db.schema.release:
@@ -489,18 +544,19 @@ class World:
 
     def rejoin_as_standalone(self, h: HostRuntime):
         """After eject: the host reboots as the master of a new pool of its own (review §11)."""
-        with self.lock:
-            pool = self._new_pool(h)
+        pool = self._new_pool(h)
+        with pool.db.lock:
             self._create_host_rows(pool, h)
             h.domid_seq = 0
-        self.xapi_start(h, system_boot=True)
+            self.xapi_start(h, system_boot=True)
 
     def remove_host(self, h: HostRuntime):
         """Forget a host entirely (Host.destroy): its endpoint goes away too."""
         sim = self.simulator
         if sim is not None:
             sim.unlisten(h)
-        self.hosts.pop(h.ref, None)
+        with self.lock:
+            self.hosts.pop(h.ref, None)
 
     # -- host bookkeeping ----------------------------------------------------------------
     def resident_vms(self, h: HostRuntime, include_dom0=False):

@@ -75,16 +75,18 @@ class Fuzz:
         for name, (_, n) in sorted(CONTROL.items()):
             self.methods.append((name, [None] * n, None))
         self.changes = []
-        for p in self.world.pools:
-            p.db.listeners.append(self._record)
+        self.world.txm.hooks.append(self._record)
 
     def login(self):
         return self.d.dispatch(self.master, "session.login_with_password",
                                ["root", "xenroot", "1.0", "fuzz"])
 
-    def _record(self, cls, ref, op):
-        if cls not in NOT_STATE:
-            self.changes.append((cls, ref, op))
+    def _record(self, txn):
+        """A commit hook: every committed row change (rolled-back calls commit nothing)."""
+        for touches in txn.changes().values():
+            for cls, ref, op in touches:
+                if cls not in NOT_STATE:
+                    self.changes.append((cls, ref, op))
 
     def default(self, ty, position):
         """A well-typed, harmless value for a parameter that is not being fuzzed."""

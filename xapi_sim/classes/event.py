@@ -117,7 +117,7 @@ def _collect(db, since, names, objs):
     memo = getattr(db, "_event_memo", None)
     if memo is not None and memo[0] == (since, gen, sub):
         return memo[1], gen
-    with db.lock:
+    with db.reading():
         gen = db.gen
         key = (since, gen, sub)
         for g, cls, ref, op in db.changes_since(since, classes):
@@ -138,6 +138,7 @@ def event_from(call, classes, token, timeout):
     deadline = time.monotonic() + max(0.0, min(float(timeout), MAX_TIMEOUT))
     only_tasks = names <= {"task"} and not objs
     if not only_tasks:
+        call.world.txm.checkpoint()
         time.sleep(EVENT_FROM_DELAY)
     while True:
         events, gen = _collect(db, since, names, objs)
@@ -150,6 +151,7 @@ def event_from(call, classes, token, timeout):
             left = deadline - time.monotonic()
             if left <= 0:
                 break
+            call.world.txm.checkpoint()   # never wait holding a database lock
             changed.wait(left)
         if call.session not in db.tables["session"]:
             raise Failure("SESSION_INVALID", call.session)

@@ -29,12 +29,15 @@ from __future__ import annotations
 import calendar
 import functools
 import threading
+import logging
 import time
 
 from ..datamodel import EPOCH_TS, NULL_REF
-from ..dispatch import REGISTRY, api
+from ..dispatch import REGISTRY, api, run_transaction
 from ..errors import Failure, internal
 from ..wire import xmlrpc
+
+log = logging.getLogger(__name__)
 
 COMPLETED_TASK_TIMEOUT = 3900.0   # xapi_globs completed_task_timeout (65 min)
 PENDING_TASK_TIMEOUT = 86400.0    # xapi_globs pending_task_timeout (24 h)
@@ -102,10 +105,11 @@ class Tasks:
 
     def _invoke(self, call, handler, args):
         try:
-            return handler(call, *args), None
+            return run_transaction(call.world, handler, call, args), None
         except Failure as f:
             return None, f
         except Exception as e:  # never let a bug escape as a traceback
+            log.exception("internal error in %s", call.name)
             return None, internal(f"{type(e).__name__}: {e}")
 
     def run_async(self, call, handler, args, label):
@@ -276,6 +280,8 @@ def timed(op):
                 if db.exists("task", task):   # TaskHelper.register_task: cancellable
                     db.set("task", task, "allowed_operations", ["cancel"])
             cancelled = tasks.cancel_event(task)
+            # the simulated duration runs unlocked: publish the marked operation first
+            call.world.txm.checkpoint()
 
             def release():
                 if db.exists("VM", vm):
@@ -289,9 +295,11 @@ def timed(op):
                 if cancelled.wait(secs / steps) or _cancelling(db, task):
                     with db.lock:
                         release()
+                    call.world.txm.checkpoint()   # the release stands: the failure undoes nothing
                     raise Failure("TASK_CANCELLED", task)
                 if i < steps and db.exists("task", task):
                     db.set("task", task, "progress", round(i / steps, 4))
+                    call.world.txm.checkpoint()
             with db.lock:
                 release()
                 return fn(call, vm, *args, **kw)
