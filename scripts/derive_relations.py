@@ -27,6 +27,7 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DATA = ROOT / "xapi_sim" / "data"
 CONST = re.compile(r'let\s+(_\w+)\s*=\s*"([^"]*)"')
+STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
 END = re.compile(r'\(\s*(_\w+)\s*,\s*"([^"]+)"\s*\)')
 
 NOTES = {
@@ -77,7 +78,7 @@ def git(gitdir, *args):
 
 
 def strip_comments(text):
-    """Drop OCaml comments (which nest)."""
+    """Drop OCaml comments (which nest); string literals outside them are kept whole."""
     out, depth, i = [], 0, 0
     while i < len(text):
         two = text[i:i + 2]
@@ -85,6 +86,11 @@ def strip_comments(text):
             depth, i = depth + 1, i + 2
         elif two == "*)" and depth:
             depth, i = depth - 1, i + 2
+        elif text[i] == '"' and not depth:
+            m = STRING.match(text, i)
+            end = m.end() if m else len(text)
+            out.append(text[i:end])
+            i = end
         else:
             if not depth:
                 out.append(text[i])

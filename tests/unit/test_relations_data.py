@@ -137,6 +137,7 @@ def test_parse_relations_reads_both_list_syntaxes(pairs, new_style):
         pair = f'(_{a}, "{af}"), (_{b}, "{bf}")'
         items.append(comment + (f"({pair})" if new_style else pair))
     body = ("\n  ; " if new_style else ";\n  ").join(items)
-    text = f"{consts}\nlet all_relations =\n  [ (* head *)\n  {body}\n  ]\nlet x = [1]\n"
+    text = ('let doc = "ISO files (*.iso)"\n' + consts
+            + f"\nlet all_relations =\n  [ (* head *)\n  {body}\n  ]\nlet x = [1]\n")
     want = [((a.upper(), af), (b.upper(), bf)) for a, af, b, bf, _ in pairs]
     assert mod.parse_relations([text]) == want
