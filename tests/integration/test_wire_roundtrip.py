@@ -28,7 +28,6 @@ import threading
 import uuid
 
 import pytest
-import XenAPI
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 

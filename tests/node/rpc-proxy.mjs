@@ -31,7 +31,9 @@ const AUTH = { user: 'root', password: 'xenroot' }
 const emit = obj => process.stdout.write(JSON.stringify(obj) + '\n')
 
 async function connect(transport) {
-  const xapi = createClient({ url, auth: AUTH, allowUnauthorized: true, transport, watchEvents: false })
+  const xapi = createClient({
+    url, auth: AUTH, allowUnauthorized: true, transport, watchEvents: false,
+  })
   await xapi.connect()
   return xapi
 }
