@@ -160,8 +160,9 @@ class Dispatcher:
             is_async, name = True, name[len("InternalAsync."):]
         if name == "system.listMethods":
             return Bare(self.list_methods(host))
-        if name.startswith("system.isAlive"):
-            return params[0] if params else ""
+        if name.startswith("system.isAlive:"):
+            from .wire.values import is_alive    # no session; a bounded echo
+            return is_alive(params)
         if name in CONTROL:
             return self._control(host, name, params)
         schema: Schema = host.pool.schema

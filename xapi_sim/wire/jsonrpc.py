@@ -4,6 +4,19 @@ Mirrors ``mirage/ocaml-rpc`` ``jsonrpc.ml`` and ``ocaml/xapi/api_server.ml`` jso
 ``"jsonrpc": "2.0"`` selects v2, no member selects v1, anything else is malformed; ``id``
 must be an integer or a string; v2 success has no ``error`` member; v2 errors are
 ``{"code": 1, "message": CODE, "data": [params]}``; v1 errors are arrays.
+
+Every reply is valid JSON (RFC 8259), which XAPI's is not for non-finite floats: rpclib
+writes ``Float`` with ``Printf "%f"`` in Dundee (``nan``, ``inf``, ``-inf``; ``lib/jsonrpc.ml``
+before ocaml-rpc c15dcf4) and through Yojson's non-standard mode since 2017 (bare ``NaN``,
+``Infinity``, ``-Infinity``; ``src/lib/jsonrpc.ml`` ``rpc_to_json``). Neither is JSON, and a
+strict parser (``JSON.parse`` in Xen Orchestra's client, Python's with ``parse_constant``)
+rejects the whole reply. xapi-sim sends them as the JSON *strings* ``"NaN"``, ``"Infinity"``
+and ``"-Infinity"``: today's XAPI spelling, quoted -- what xen-api's Go SDK rewrites them to
+before decoding (``ocaml/sdk-gen/go/autogen/src/jsonrpc_client.go``
+``convertUnhandledJSONData``), and what JavaScript's ``Number()``, .NET's and Java's double
+parsers, Go's ``strconv.ParseFloat`` and Python's ``float()`` all read back. Requests may
+still carry the bare tokens (Yojson's reader accepts them, and so does ours) or these strings
+(float parameters accept numeric strings, ``values.convert``).
 """
 from __future__ import annotations
 
@@ -68,17 +81,35 @@ def decode_call(body: bytes):
     return version, rid, method, params
 
 
-def _clean(v):
-    # JSON has no NaN/inf literals; XAPI's encoder would emit them bare, which clients reject.
-    if isinstance(v, float) and not math.isfinite(v):
-        return str(v)
-    raise TypeError(f"cannot encode {type(v).__name__}")
+def float_text(f: float) -> str:
+    """The JSON string standing for a non-finite float (see the module docstring)."""
+    if f != f:
+        return "NaN"
+    return "Infinity" if f > 0 else "-Infinity"
+
+
+def _finite(v):
+    """``v`` with every non-finite float (values, and keys should one be a float) replaced by
+    its string; other values are shared, not copied."""
+    if isinstance(v, float):
+        return v if math.isfinite(v) else float_text(v)
+    if isinstance(v, dict):
+        return {_finite(k): _finite(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_finite(x) for x in v]
+    return v
 
 
 def _dumps(obj) -> bytes:
     # ASCII output (non-ASCII as \u escapes): valid JSON for every client, a plain copy to
-    # bytes, and a string carrying undecodable input (echoed in an error) cannot break it
-    return json.dumps(obj, separators=(",", ":"), default=_clean).encode("ascii")
+    # bytes, and a string carrying undecodable input (echoed in an error) cannot break it.
+    # allow_nan=False makes the C encoder refuse NaN/Infinity instead of writing them bare;
+    # only then is the value walked to replace them (non-finite floats are rare).
+    try:
+        return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode("ascii")
+    except ValueError:
+        return json.dumps(_finite(obj), separators=(",", ":"),
+                          allow_nan=False).encode("ascii")
 
 
 def encode_success(version: int, rid, value) -> bytes:

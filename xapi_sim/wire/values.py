@@ -5,11 +5,12 @@ dict, bytes, None) from either codec; ``convert`` checks them against the messag
 parameter types with rpclib's leniency (``mirage/ocaml-rpc`` ``rpc.ml``): int64 accepts ints
 or decimal strings, float accepts ints and numeric strings, bool accepts only booleans, enums
 match case-insensitively. Mismatches give XAPI's ``INTERNAL_ERROR`` with rpclib's text.
+Also the answer to ``system.isAlive:`` (``is_alive``), a bounded echo of a decoded value.
 """
 from __future__ import annotations
 
 from ..datamodel import ENUMS, ENUMS_LOWER, Timestamp, Type
-from ..errors import Failure, ocaml_failure
+from ..errors import Failure, internal, ocaml_failure
 
 
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
@@ -51,6 +52,35 @@ def _g(f: float) -> str:
     if f in (float("inf"), float("-inf")):
         return "inf" if f > 0 else "-inf"
     return f"{f:g}"
+
+
+# The largest RPC body xapi reads (``Xapi_globs.http_limit_max_rpc_size`` in Dundee,
+# ``Constants.http_limit_max_rpc_size`` today; ``ocaml/xapi/api_server.ml`` callback and
+# jsoncallback read the body with it as limit): nothing xapi echoes can be larger.
+MAX_RPC_SIZE = 300 * 1024
+
+
+def is_alive(params: list):
+    """The answer to ``system.isAlive:<anything>`` (any name with that prefix, colon
+    included), XAPI's connection-reuse probe: no session, the first parameter echoed
+    (``ocaml/idl/ocaml_backend/gen_server.ml``: ``Scanf.sscanf func "system.isAlive:%s"``
+    then ``Rpc.success (List.hd __params)``; the caller, ``ocaml/libs/http-lib/
+    xmlrpc_client.ml`` check_reusable, sends one uuid). Without parameters ``List.hd`` fails:
+    ``INTERNAL_ERROR [Failure("hd")]``.
+
+    The echo is bounded as xapi's is: xapi never reads a request body over
+    ``MAX_RPC_SIZE`` bytes, so it never echoes more. A parameter whose rendering exceeds that
+    is refused with ``INTERNAL_ERROR ["Http_svr.Client_requested_size_over_limit"]``, the
+    exception with which xapi refuses such a body (there an HTTP 500, here an API error:
+    the body itself was within the simulator's HTTP limit)."""
+    if not params:
+        raise ocaml_failure("hd")
+    v = params[0]
+    size = len(v.encode("utf-8")) if isinstance(v, str) else \
+        len(rpc_to_string(v).encode("utf-8", "surrogatepass"))
+    if size > MAX_RPC_SIZE:
+        raise internal("Http_svr.Client_requested_size_over_limit")
+    return v
 
 
 def ocaml_escaped(s: str) -> str:

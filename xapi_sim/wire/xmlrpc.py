@@ -1,7 +1,16 @@
 """XAPI's XML-RPC dialect (pure). Mirrors ``mirage/ocaml-rpc`` ``src/lib/xmlrpc.ml`` as XAPI
 drives it: compact single-line output, untyped strings for strings *and* int64, ``<double>``
-with ``%.16g``, ``<dateTime.iso8601>`` with a trailing ``Z``, Status/Value envelopes and never
-a ``<fault>``. Input is parsed with defusedxml (no DTDs, entities or external references).
+with ``%.16g`` (non-finite values as C's printf writes them: ``nan``, ``-nan``, ``inf``,
+``-inf``), ``<dateTime.iso8601>`` with a trailing ``Z``, Status/Value envelopes and never a
+``<fault>``. Input is parsed with defusedxml (no DTDs, entities or external references).
+
+Text is escaped as rpclib's ``encode`` does (``& < > "``; control characters other than tab,
+LF and CR dropped) in *every* text position: string values, struct member names, datetimes.
+rpclib writes member names and datetimes raw, so on a real XAPI one map key such as
+``"a<b"`` in an ``other_config`` makes that object's record, ``get_all_records`` and every
+event batch carrying it unparseable for every XML-RPC client; xapi-sim deliberately does not
+copy that (docs/clients.md, "Marshalling"). CR is written raw, as rpclib does, so XML
+parsers read it as LF (XML end-of-line normalisation).
 """
 from __future__ import annotations
 
@@ -12,7 +21,7 @@ from xml.etree.ElementTree import ParseError
 from defusedxml import ElementTree as SafeET
 from defusedxml.common import DefusedXmlException
 
-from ..datamodel import Timestamp
+from ..datamodel import _RAW as _DATAMODEL, Timestamp
 from .values import I4
 
 MAX_DEPTH = 64
@@ -103,7 +112,20 @@ _CTRL = {i: None for i in range(0x20) if i not in (9, 10, 13)}
 _NEEDS = frozenset('&<>"') | frozenset(chr(i) for i in _CTRL)
 
 
+def _member_names():
+    # "<member><name>NAME</name>" for every field name of every class of the datamodel and
+    # the envelope/event member names, written once: one append per known member instead of
+    # a check, an escape and three appends (the bulk of a get_all_records reply).
+    names = {"Status", "Value", "ErrorDescription", "events", "valid_ref_counts", "token",
+             "id", "timestamp", "class", "operation", "ref", "snapshot"}
+    for c in _DATAMODEL["classes"].values():
+        names.update(f[0] for f in c["fields"])
+    return {n: f"<member><name>{escape(n)}</name>" for n in names}
+
+
 def escape(s: str) -> str:
+    """Text as rpclib's ``encode`` writes it (``&<>"`` escaped, C0 controls but tab/LF/CR
+    dropped), for character data anywhere in a document."""
     if _NEEDS.isdisjoint(s):
         return s
     return s.translate(_CTRL).translate(_ESC)
@@ -118,9 +140,15 @@ def _enc(v, out):
     elif t is dict:
         out.append("<value><struct>")
         for k, x in v.items():
-            out.append("<member><name>")
-            out.append(k if type(k) is str else str(k))
-            out.append("</name>")
+            head = _MEMBER.get(k)
+            if head is None:               # a map key: escaped like any text
+                if type(k) is not str:
+                    k = str(k)
+                out.append("<member><name>")
+                out.append(k if _NEEDS.isdisjoint(k) else escape(k))
+                out.append("</name>")
+            else:                          # a field or envelope name
+                out.append(head)
             _enc(x, out)
             out.append("</member>")
         out.append("</struct></value>")
@@ -137,7 +165,7 @@ def _enc(v, out):
     elif t is float:
         out.append(f"<value><double>{_double(v)}</double></value>")
     elif t is Timestamp:
-        out.append(f"<value><dateTime.iso8601>{v}</dateTime.iso8601></value>")
+        out.append(f"<value><dateTime.iso8601>{escape(v)}</dateTime.iso8601></value>")
     elif t is I4:
         out.append(f"<value><i4>{int(v)}</i4></value>")
     elif v is None:
@@ -148,9 +176,14 @@ def _enc(v, out):
         _enc(str(v), out)
 
 
+_MEMBER = _member_names()
+
+
 def _double(f: float) -> str:
+    # OCaml's Printf "%.16g" is C's printf (caml_format_float): glibc writes a NaN with its
+    # sign bit set as "-nan"; Python's "%g" would say "nan" for both
     if math.isnan(f):
-        return "nan"
+        return "-nan" if math.copysign(1.0, f) < 0 else "nan"
     if math.isinf(f):
         return "inf" if f > 0 else "-inf"
     return "%.16g" % f
