@@ -22,7 +22,7 @@ from dataclasses import dataclass, field as dc_field
 from typing import Callable
 
 from . import cli_render as R
-from . import cliproto
+from .wire import cliproto
 from .errors import Failure
 
 NULL_REF = "OpaqueRef:NULL"

@@ -13,7 +13,7 @@ comma-separated (commas and backslashes escaped), once the command has finished.
 """
 from __future__ import annotations
 
-from . import cliproto
+from .wire import cliproto
 
 NID = "<not in database>"
 UNKNOWN_TIME = "<unknown time>"

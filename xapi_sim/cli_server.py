@@ -20,7 +20,7 @@ import threading
 
 from . import cli_commands as C
 from . import cli_render as R
-from . import cliproto
+from .wire import cliproto
 from .errors import ERRORS, Failure
 
 API_VERSION = "2.5"   # Xapi_globs.api_version_string of XenServer 7.0
