@@ -1,5 +1,6 @@
-"""Pure formatting of the xe server side (cli_printer.ml, record_util.ml, cli_util.ml)."""
-from xapi_sim import cli_render as R
+"""Pure formatting of the xe server side (cli_printer.ml, record_util.ml, cli_util.ml):
+``xapi_sim/xe_server/render.py``."""
+from xapi_sim.xe_server import render as R
 from xapi_sim.wire import cliproto as P
 from xapi_sim.errors import ERRORS
 
