@@ -9,6 +9,18 @@ import time
 from .calls import CONN_ERRORS, call, close, login
 
 
+def _log_in(worker, originator):
+    """Wait for the worker's gate (if any), then log in, retrying while the server is away,
+    until it succeeds or the run stops."""
+    if worker.gate is not None:
+        worker.gate.wait()
+    while worker.session is None and not worker.stop.is_set():
+        try:
+            worker.session = login(worker.url, originator)
+        except CONN_ERRORS:
+            time.sleep(0.2)
+
+
 class Client(threading.Thread):
     """One XenAPI client owning one VM; remembers what the server acknowledged."""
 
@@ -33,13 +45,7 @@ class Client(threading.Thread):
 
     def run(self):
         try:
-            if self.gate is not None:
-                self.gate.wait()
-            while self.session is None and not self.stop.is_set():
-                try:
-                    self.session = login(self.url, f"soak-client-{self.idx}")
-                except CONN_ERRORS:
-                    time.sleep(0.2)
+            _log_in(self, f"soak-client-{self.idx}")
             while not self.stop.is_set():
                 if self.ops_limit is not None and self.n >= self.ops_limit:
                     break
@@ -247,13 +253,7 @@ class Poller(threading.Thread):
 
     def run(self):
         try:
-            if self.gate is not None:
-                self.gate.wait()
-            while self.session is None and not self.stop.is_set():
-                try:
-                    self.session = login(self.url, f"soak-poller-{self.idx}")
-                except CONN_ERRORS:
-                    time.sleep(0.2)
+            _log_in(self, f"soak-poller-{self.idx}")
             while not self.stop.is_set():
                 self.poll(self.timeout)
         except Exception as e:  # noqa: BLE001

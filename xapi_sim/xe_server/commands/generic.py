@@ -49,6 +49,10 @@ class ClassCommands:
         ref = ctx.call(f"{self.cls}.get_by_uuid", uuid)
         return make_record(ctx, self.cls, ref)
 
+    def named_field(self, ctx):
+        """The ``param-name=`` field of the ``uuid=`` object."""
+        return self.record_by_uuid(ctx, ctx.get("uuid")).field(ctx.get("param-name"))
+
     def list(self, ctx):
         with_specified_database(ctx)
         all_recs = all_records(ctx, self.cls)
@@ -67,8 +71,7 @@ class ClassCommands:
 
     def param_get(self, ctx):
         with_specified_database(ctx)
-        rec = self.record_by_uuid(ctx, ctx.get("uuid"))
-        f = rec.field(ctx.get("param-name"))
+        f = self.named_field(ctx)
         if ctx.has("param-key") and f.get_map is not None:
             key = ctx.get("param-key")
             try:
@@ -113,8 +116,7 @@ class ClassCommands:
                     raise CliFailure(f"Parameter {k} must be {_MUST_BE[type(e)]}") from None
 
     def param_add(self, ctx):
-        rec = self.record_by_uuid(ctx, ctx.get("uuid"))
-        f = rec.field(ctx.get("param-name"))
+        f = self.named_field(ctx)
         extra = [(p, v) for p, v in ctx.params
                  if p not in ["uuid", "param-name", "param-key"] + STDPARAMS]
         if f.add_to_set is not None:
@@ -131,8 +133,7 @@ class ClassCommands:
             raise CliFailure("Can only add to parameters of type Set or Map")
 
     def param_remove(self, ctx):
-        rec = self.record_by_uuid(ctx, ctx.get("uuid"))
-        f = rec.field(ctx.get("param-name"))
+        f = self.named_field(ctx)
         key = ctx.get("param-key")
         if f.get_set is not None and f.remove_from_set is not None:
             if key not in f.get_set():
@@ -148,8 +149,7 @@ class ClassCommands:
             raise CliFailure("Can only remove from parameters of type Set or Map")
 
     def param_clear(self, ctx):
-        rec = self.record_by_uuid(ctx, ctx.get("uuid"))
-        f = rec.field(ctx.get("param-name"))
+        f = self.named_field(ctx)
         if f.get_set is not None and f.remove_from_set is not None:
             for m in list(f.get_set()):
                 f.remove_from_set(m)
