@@ -120,7 +120,7 @@ class Simulator:
     @property
     def cli_handler(self):
         try:
-            from .cli_server import handle_cli
+            from .xe_server.handler import handle_cli
         except Exception:  # noqa: BLE001 -- the API must serve even if the CLI cannot load
             return None
         return handle_cli

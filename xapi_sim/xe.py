@@ -26,7 +26,8 @@ import os
 import socket
 import sys
 
-from . import cliproto
+from .wire import cliproto
+from .wire.ocaml import bool_of_string
 
 PROG = "xe"
 
@@ -72,7 +73,7 @@ class Settings:
         elif k == "passwordfile":
             self.passwordfile = v
         elif k == "nossl":
-            self.ssl = not ocaml_bool(v)
+            self.ssl = not bool_of_string(v)
         elif k in ("allow-ssl-legacy", "ciphersuites"):
             pass
         elif k == "debug":
@@ -87,14 +88,6 @@ class Settings:
 def err(text: str):
     sys.stderr.write(text)
     sys.stderr.flush()
-
-
-def ocaml_bool(v: str) -> bool:
-    if v == "true":
-        return True
-    if v == "false":
-        return False
-    raise ValueError("bool_of_string")
 
 
 def parse_port(x: str) -> int:
@@ -222,7 +215,7 @@ def _connect(st: Settings, use_ssl: bool):
     port = st.port_for(use_ssl)
     sock = socket.create_connection((st.server, port))
     if use_ssl:
-        import ssl
+        import ssl   # lazy: most runs are plain (127.0.0.1, --nossl); ssl costs start-up time
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
@@ -253,6 +246,12 @@ class Channel:
 
     def send(self, msg):
         self.write(cliproto.frame(msg))
+
+    def send_blob(self, data: bytes):
+        """A Chunk header, the raw bytes, then End (the answer to Load and Prompt)."""
+        self.send(cliproto.Chunk(len(data)))
+        self.write(data)
+        self.send(cliproto.End())
 
 
 def open_session(st: Settings, args: list):
@@ -313,18 +312,14 @@ def main_loop(st: Settings, ch: Channel, version) -> int:
                 ch.send(cliproto.FAILED)
                 continue
             ch.send(cliproto.OK)
-            ch.send(cliproto.Chunk(len(data)))
-            ch.write(data)
-            ch.send(cliproto.End())
+            ch.send_blob(data)
         elif isinstance(m, cliproto.Prompt):
             line = sys.stdin.buffer.readline()
             if not line:
                 raise LostConnection()
             if line.endswith(b"\n"):
                 line = line[:-1]
-            ch.send(cliproto.Chunk(len(line)))
-            ch.write(line)
-            ch.send(cliproto.End())
+            ch.send_blob(line)
         elif isinstance(m, cliproto.Error):
             sys.stdout.flush()
             err(f"Error code: {m.code}\n")

@@ -1,8 +1,19 @@
-"""The testing toolkit users rely on: the pytest fixture, and the distinct-ports fallback."""
+"""The testing toolkit users rely on: the pytest fixture and plugin, the distinct-ports
+fallback, and what the installed package ships."""
 from __future__ import annotations
+
+import configparser
+import glob
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 import XenAPI
+
+import xapi_sim
 
 from xapi_sim.testing import running_world, xapi_world  # noqa: F401 -- the fixture
 
@@ -40,3 +51,53 @@ def test_non_loopback_bind_falls_back_to_distinct_ports():
         s4.xenapi.login_with_password("root", "xenroot")
         s4.xenapi.pool.join(addrs["xs1"], "root", "xenroot")
         assert len(s.xenapi.host.get_all()) == 4
+
+
+MINIMAL = Path(__file__).resolve().parents[2] / "examples" / "minimal.json"
+
+USER_TEST = f"""
+import XenAPI
+import pytest
+
+
+def test_default(xapi_world):
+    s = XenAPI.Session(xapi_world.master_url())
+    s.xenapi.login_with_password(xapi_world.user, xapi_world.password)
+    assert len(s.xenapi.host.get_all()) == 3
+
+
+@pytest.mark.scenario({str(MINIMAL)!r})
+def test_marker(xapi_world):
+    assert [h.name_label for h in xapi_world.world.hosts.values()] == ["solo"]
+"""
+
+
+@pytest.mark.parametrize("how", ["-p", "pytest_plugins"])
+def test_the_plugin_in_a_project_of_ones_own(tmp_path, how):
+    """A user's project loads ``xapi_sim.testing`` as a plugin (command line or conftest):
+    the fixture works and the ``scenario`` marker is registered (``--strict-markers``)."""
+    (tmp_path / "test_user.py").write_text(textwrap.dedent(USER_TEST))
+    args = [sys.executable, "-m", "pytest", "-q", "--strict-markers", "-p", "no:cacheprovider",
+            "-W", "error::pytest.PytestUnknownMarkWarning", str(tmp_path)]
+    if how == "-p":
+        args[3:3] = ["-p", "xapi_sim.testing"]
+    else:
+        (tmp_path / "conftest.py").write_text('pytest_plugins = ["xapi_sim.testing"]\n')
+    path = [str(Path(xapi_sim.__file__).parents[1]), os.environ.get("PYTHONPATH", "")]
+    r = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in path if p)})
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "2 passed" in r.stdout
+
+
+def test_package_data_covers_every_shipped_file():
+    """setup.cfg's package_data names py.typed and every data file of the package."""
+    root = Path(xapi_sim.__file__).parent
+    cfg = configparser.ConfigParser()
+    cfg.read(root.parent / "setup.cfg")
+    patterns = [p.strip() for p in cfg["options.package_data"]["xapi_sim"].split(",")]
+    shipped = {Path(f) for p in patterns for f in glob.glob(str(root / p))}
+    assert root / "py.typed" in shipped
+    data = {p for p in root.rglob("*") if p.is_file() and p.suffix not in (".py", ".pyc")}
+    assert data <= shipped, sorted(str(p) for p in data - shipped)
+    assert cfg["options"]["packages"].strip() == "find_namespace:"

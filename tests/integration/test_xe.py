@@ -22,8 +22,12 @@ import sys
 import threading
 
 import pytest
+import XenAPI
 
+from xapi_sim import scenario
+from xapi_sim.server import Simulator
 from xapi_sim.testing import running_world
+from xapi_sim.xe_server.commands import TABLE
 
 # The console script installed with this interpreter (skips e.g. a pyenv shim on PATH).
 XE = shutil.which("xe", path=os.path.dirname(sys.executable)) or shutil.which("xe")
@@ -38,7 +42,6 @@ TIMESTAMP = re.compile(r"\b(?!19700101T00:00:00Z)\d{8}T\d{2}:\d{2}:\d{2}Z")
 
 def _seeded_uuids():
     """UUIDs of the seeded default scenario (seed=1), read from a build of it."""
-    from xapi_sim import scenario
     w = scenario.build(scenario.default(), seed=1)
     db = w.pools[0].db
     vm = db.get("VM", db.by_label("VM", "web1")[0])["uuid"]
@@ -417,6 +420,25 @@ def test_usage_and_version(home):
     assert (r.returncode, r.stdout) == (0, "ThinCLI protocol: 0.2\n")
 
 
+def test_a_bug_in_a_command_is_an_internal_error_and_is_logged(fresh, home, monkeypatch,
+                                                               caplog):
+    """An exception XAPI would not raise (a bug of the simulator) reaches the user as
+    INTERNAL_ERROR, as any unexpected OCaml exception does, and the log keeps its traceback."""
+    def broken(ctx):
+        raise KeyError("bug")
+    monkeypatch.setattr(TABLE["host-cpu-info"], "impl", broken)
+    r = xe(fresh, home, "host-cpu-info")
+    assert r.rc == 1
+    assert r.err.endswith("message: INTERNAL_ERROR: [ KeyError: 'bug' ]\n")
+    logged = [rec for rec in caplog.records if rec.name == "xapi_sim.xe_server.handler"]
+    assert len(logged) == 1 and logged[0].exc_info[0] is KeyError
+    assert "host-cpu-info" in logged[0].getMessage()
+    # a modelled error is output only, not logged
+    caplog.clear()
+    assert xe(fresh, home, "vm-param-list uuid=nosuch").rc == 1
+    assert not [rec for rec in caplog.records if rec.name == "xapi_sim.xe_server.handler"]
+
+
 def _serve_once(reply: bytes):
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
@@ -460,9 +482,6 @@ def test_tls(tmp_path, home):
     subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
                     str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=xapi-sim"],
                    check=True, capture_output=True, timeout=60)
-    import XenAPI
-    from xapi_sim import scenario
-    from xapi_sim.server import Simulator
     world = scenario.build(scenario.default(), seed=1)
     sim = Simulator(world, port=0, tls_cert=str(cert), tls_key=str(key)).start()
     try:

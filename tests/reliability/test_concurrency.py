@@ -1,4 +1,5 @@
-"""Concurrent load (issue 7 item 2), a short CI version of scripts/soak.py.
+"""Concurrent load (issue 7 item 2), a short CI version of scripts/soak.py
+(``xapi_sim.testing.soak``).
 
 50 XenAPI clients, each owning a VM of a generated two-pool world, mix reads, writes (map
 edits on their VM and on the shared pool record, name changes) and VM operations (start,
@@ -15,9 +16,10 @@ the idle and request timeouts.
 from __future__ import annotations
 
 import gc
-import importlib.util
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -25,13 +27,10 @@ from pathlib import Path
 import pytest
 import XenAPI
 
-from xapi_sim.testing import running_world
+from xapi_sim.testing import running_world, soak
 from xapi_sim.wire import http as http_mod
 
-SOAK = Path(__file__).resolve().parents[2] / "scripts" / "soak.py"
-_spec = importlib.util.spec_from_file_location("soak", SOAK)
-soak = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(soak)
+SOAK = Path(__file__).resolve().parents[2] / "scripts" / "soak.py"   # the launcher
 
 IDLE, REQUEST = 1.5, 2.5
 
@@ -90,18 +89,9 @@ def one_round(w, seconds, clients_n=50, pollers_n=50, seed=0):
         t.join(max(0.1, 20 - (time.monotonic() - t0)))
     hung = [t.name for t in clients + pollers if t.is_alive()]
     assert not hung, f"deadlock or hang: {hung[:5]} still running after 20 s"
-    problems = list(stats.problems)
-    for p, url in enumerate(urls):
-        s = soak.login(url, "check")
-        problems += soak.check_invariants(s, ["alpha", "beta"][p])
-        soak.close(s)
+    problems = list(stats.problems) + soak.all_invariants(urls)
     problems += soak.verify_clients(urls, clients)
-    records = {}
-    for url in urls:
-        s = soak.login(url, "records")
-        records[url] = s.xenapi.VM.get_all_records()
-        soak.close(s)
-    problems += soak.converge_all(pollers, records)
+    problems += soak.converge_all(pollers, soak.all_vm_records(urls))
     assert not problems, "\n".join(problems[:20])
     return stats, clients, pollers
 
@@ -235,8 +225,6 @@ def test_when_every_connection_slot_is_taken_the_idle_timeout_frees_them(monkeyp
 def test_the_soak_script_runs_and_its_checks_pass(tmp_path):
     """A few seconds of scripts/soak.py (load, faults, crashes, logouts, kill -9 and restart
     from a state dir), so the script cannot rot; long runs are for humans."""
-    import subprocess
-    import sys
     r = subprocess.run([sys.executable, str(SOAK), "--seconds", "3", "--clients", "6",
                         "--pollers", "2", "--state-dir", str(tmp_path / "state")],
                        capture_output=True, text=True, timeout=120)

@@ -3,7 +3,7 @@ import io
 
 import pytest
 
-from xapi_sim import cliproto as P
+from xapi_sim.wire import cliproto as P
 
 
 def hexbytes(s: str) -> bytes:

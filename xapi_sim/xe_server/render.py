@@ -13,12 +13,12 @@ comma-separated (commas and backslashes escaped), once the command has finished.
 """
 from __future__ import annotations
 
-from . import cliproto
+from ..datamodel import NULL_REF
+from ..wire import cliproto
 
 NID = "<not in database>"
 UNKNOWN_TIME = "<unknown time>"
 EXPENSIVE = "<expensive field>"
-NULL_REF = "OpaqueRef:NULL"
 
 
 # -- values -----------------------------------------------------------------------------------

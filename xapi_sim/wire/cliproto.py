@@ -1,7 +1,7 @@
 """Framing of XAPI's thin-CLI protocol (the wire between ``xe`` and ``POST /cli``).
 
 Mirrors xen-api ``cli_protocol.ml`` (protocol 0.2, as Dundee's ``xe`` speaks it). Pure
-functions, bytes in and bytes out; the socket loops live in ``cli_server`` and ``xe``.
+functions, bytes in and bytes out; the socket loops live in ``xe_server.handler`` and ``xe``.
 
 * Greeting: the 27-byte magic ``XenSource thin CLI protocol`` then int32 major, int32 minor.
   The server sends it first (no HTTP status line); the client answers with its own.

@@ -1,21 +1,10 @@
-"""Testing toolkit: start a simulated world on free ports and tear it down.
-
-    from xapi_sim.testing import running_world
-
-    with running_world() as sim:              # the built-in default scenario
-        url = sim.master_url()                # first pool's master
-        session = XenAPI.Session(url); session.xenapi.login_with_password("root", "xenroot")
-
-As a pytest fixture (``pytest -p xapi_sim.testing`` or import ``xapi_world`` in conftest.py)::
-
-    def test_x(xapi_world): ...
-"""
+"""A simulated world served on free ports for the length of a ``with`` block."""
 from __future__ import annotations
 
 import contextlib
 
-from . import scenario as _scenario
-from .server import Simulator
+from .. import scenario as _scenario
+from ..server import Simulator
 
 USER = "root"
 PASSWORD = "xenroot"
@@ -61,18 +50,3 @@ def running_world(scenario=None, seed=0, user=USER, password=PASSWORD, bind="127
         yield RunningWorld(sim)
     finally:
         sim.stop()
-
-
-try:
-    import pytest
-except ImportError:  # pragma: no cover - pytest is only needed for the fixture
-    pytest = None
-
-if pytest is not None:
-    @pytest.fixture
-    def xapi_world(request):
-        """A fresh default world per test; parametrise with ``@pytest.mark.scenario(path)``."""
-        marker = request.node.get_closest_marker("scenario")
-        scn = marker.args[0] if marker else None
-        with running_world(scn) as w:
-            yield w

@@ -1,0 +1,46 @@
+"""The ``xe`` command table: every command's spec and implementation.
+
+The hand-written commands live with their class (``vm.py``, ``host.py``, ``pool.py``,
+``event.py``), each module listing its specs in ``COMMANDS``; ``generic.py`` generates the
+``<class>-list`` / ``-param-*`` commands of every class that has a CLI record. Mirrors
+xen-api Dundee ``cli_frontend.ml`` (``cmdtable_data``) and ``cli_operations.ml``.
+"""
+from __future__ import annotations
+
+from . import event, host, pool, vm
+from .generic import ClassCommands
+from .spec import Cmd
+
+GENERATED = [
+    ClassCommands("pool", "pool", [], ["uuid", "name-label", "name-description", "master",
+                                       "default-SR"]),
+    ClassCommands("vm", "VM", [("is-a-template", "false")], ["name-label", "uuid",
+                                                             "power-state"]),
+    ClassCommands("template", "VM", [("is-a-template", "true"), ("is-a-snapshot", "false")],
+                  ["name-label", "name-description", "uuid"]),
+    ClassCommands("snapshot", "VM", [("is-a-snapshot", "true")],
+                  ["name-label", "name-description", "uuid", "snapshot_of", "snapshot_time"]),
+    ClassCommands("host", "host", [], ["uuid", "name-label", "name-description"]),
+    ClassCommands("host-cpu", "host_cpu", [], ["uuid", "number", "vendor", "speed",
+                                               "utilisation"]),
+    ClassCommands("message", "message", [], []),
+]
+
+
+def _build_table() -> dict:
+    t = {**pool.COMMANDS, **host.COMMANDS, **vm.COMMANDS, **event.COMMANDS}
+    for g in GENERATED:
+        t.update(g.commands())
+    return t
+
+
+# built at import (a few template records): no lazy global for threads to race on
+TABLE = _build_table()
+
+
+def table() -> dict:
+    """Command name -> ``Cmd``."""
+    return TABLE
+
+
+__all__ = ["Cmd", "GENERATED", "TABLE", "table"]
