@@ -20,7 +20,7 @@ import threading
 from ..dispatch import api
 from ..errors import Failure
 from . import common as c
-from .session import destroy_session
+from .session import authenticate, destroy_session
 
 
 def _software_tuple(sv: dict):
@@ -71,15 +71,12 @@ def _pre_join_checks(call, master, force):
     # type) concern objects this simulator does not model: they always pass.
 
 
-def _login_master(call, address, username, password):
-    world = call.world
-    master = world.host_by_address(address)
+def _find_master(call, address):
+    master = call.world.host_by_address(address)
     if master is None or master.state != "up" or master.pool is None:
         raise Failure("JOINING_HOST_CONNECTION_FAILED")
     if not master.is_master:
         raise Failure("HOST_IS_SLAVE", master.pool.master.address)
-    if username != world.user or password != world.password:
-        raise Failure("SESSION_AUTHENTICATION_FAILED", username, "Authentication failure")
     return master
 
 
@@ -123,8 +120,11 @@ def _merge(world, joiner, pool):
 
 def _join(call, master_address, master_username, master_password, force):
     world, joiner = call.world, call.host
+    # Client.Session.login_with_password to the master: its pool's password, and its
+    # failed-login delay, waited before any lock is taken
+    authenticate(world, _find_master(call, master_address), master_username, master_password)
     with world.lock:
-        master = _login_master(call, master_address, master_username, master_password)
+        master = _find_master(call, master_address)
         with master.db.lock, joiner.db.lock:
             _pre_join_checks(call, master, force)
             _merge(world, joiner, master.pool)
@@ -167,6 +167,8 @@ def eject(call, host):
         for vm, row in world.resident_vms(h):
             if row["power_state"] != "Halted":
                 raise Failure("OPERATION_NOT_ALLOWED", "VM resident on host")
+        password = call.pool.password
         world.forget_host(h)
-        # reset-and-reboot: master of a new pool with a fresh database, same uuid
-        world.rejoin_as_standalone(h)
+        # reset-and-reboot: master of a new pool with a fresh database, same uuid; root's
+        # password is the one it had (eject does not touch dom0's /etc/passwd)
+        world.rejoin_as_standalone(h, password)
