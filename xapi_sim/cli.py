@@ -17,7 +17,18 @@ DEFAULT_USER = "root"
 DEFAULT_PASSWORD = "xenroot"
 
 
+def _auth_delay(text):
+    try:
+        v = float(text)
+    except ValueError:
+        v = -1.0
+    if not 0 <= v <= 600:   # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"expected seconds from 0 to 600, got {text!r}")
+    return v
+
+
 def _serve_parser(sub):
+    from .classes.session import AUTH_FAILURE_DELAY   # XAPI's, from xapi_session.ml
     p = sub.add_parser("serve", help="start a simulated pool and serve XAPI on every host")
     p.add_argument("--scenario", metavar="FILE",
                    help="scenario file (TOML, or JSON of the same shape); default: built-in")
@@ -28,15 +39,17 @@ def _serve_parser(sub):
                    help=f"port every host listens on; 0 = any free port (default {DEFAULT_PORT})")
     p.add_argument("--user", default=DEFAULT_USER, help="root user name (default root)")
     p.add_argument("--password", default=DEFAULT_PASSWORD,
-                   help=f"root password every host accepts (default {DEFAULT_PASSWORD})")
+                   help=f"starting root password of every pool; session.change_password "
+                        f"changes one pool's (default {DEFAULT_PASSWORD})")
     p.add_argument("--seed", type=int, default=None,
                    help="make every UUID and ref reproducible from run to run")
     p.add_argument("--ready-file", metavar="PATH",
                    help="once every host listens, atomically write a JSON description here")
     p.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate")
     p.add_argument("--tls-key", metavar="FILE", help="private key for --tls-cert")
-    p.add_argument("--auth-delay", type=float, default=0.0, metavar="SECONDS",
-                   help="delay before SESSION_AUTHENTICATION_FAILED (XAPI waits 5 s; default 0)")
+    p.add_argument("--auth-delay", type=_auth_delay, default=AUTH_FAILURE_DELAY, metavar="SECONDS",
+                   help="wait before SESSION_AUTHENTICATION_FAILED, as XAPI does against "
+                        f"brute force (default {AUTH_FAILURE_DELAY:g}, XAPI's; 0 for tests)")
     p.add_argument("--allow-remote-migration", action="store_true",
                    help="let VM.migrate_send reach destination pools on other machines "
                         "(default: other xapi-sim processes on loopback only)")

@@ -214,6 +214,9 @@ class Dispatcher:
         db = host.pool.db
         row = db.tables["session"].get(ref)
         if row is None:
+            from .classes.session import local_session_valid   # emergency-mode sessions
+            if local_session_valid(self.world, host, ref):
+                return ref
             raise Failure("SESSION_INVALID", ref)
         if not host.is_master and not row["pool"]:
             raise Failure("HOST_IS_SLAVE", host.pool.master.address)

@@ -87,7 +87,8 @@ def layout(world) -> dict:
     """Everything about the world that is not a database row."""
     return {
         "user": world.user, "password": world.password, "seed": world.ids.seed,
-        "pools": [{"ref": p.ref, "master": p.master.ref, "release": p.db.schema.release}
+        "pools": [{"ref": p.ref, "master": p.master.ref, "release": p.db.schema.release,
+                   "password": p.password}
                   for p in world.pools],
         "hosts": [{"ref": h.ref, "uuid": h.uuid, "name_label": h.name_label,
                    "version": h.product.version,
@@ -384,7 +385,9 @@ def _rebuild(world, lay, pools):
         h.disabled_until_reboot = hd["disabled_until_reboot"]
         world.hosts[h.ref] = h
     for pref, p in live_pools.items():
-        pool = PoolRuntime(dbs[pref], pref, world.hosts[p["master"]])
+        # state written before passwords belonged to pools: the world's password
+        pool = PoolRuntime(dbs[pref], pref, world.hosts[p["master"]],
+                           p.get("password", lay["password"]))
         world.pools.append(pool)
     byref = {p.ref: p for p in world.pools}
     for hd in lay["hosts"]:

@@ -105,6 +105,7 @@ class HostRuntime:
         self.started_once = False
         self.disabled_until_reboot = False
         self.user_disabled = False
+        self.xapi_epoch = 0        # xapi starts so far: local sessions die with their xapi
 
     @property
     def url(self) -> str:
@@ -128,10 +129,13 @@ class HostRuntime:
 
 
 class PoolRuntime:
-    def __init__(self, db: Database, ref: str, master: HostRuntime):
+    def __init__(self, db: Database, ref: str, master: HostRuntime, password=None):
         self.db = db
         self.ref = ref
         self.master = master
+        # root's password on every host of the pool (dom0 /etc/passwd, kept in step by
+        # config-file sync; classes/session.py); None: the world's starting password
+        self.password = master.world.password if password is None else password
 
     @property
     def schema(self):
@@ -148,8 +152,8 @@ class World:
                  tls=False):
         self.ids = Ids(seed)
         self.user = user
-        self.password = password
-        self.auth_failure_delay = auth_failure_delay
+        self.password = password    # the starting password of every pool (PoolRuntime.password)
+        self.auth_failure_delay = auth_failure_delay   # seconds (classes/session.py)
         self.tls = tls
         self.hosts: dict[str, HostRuntime] = {}
         self.pools: list[PoolRuntime] = []
@@ -257,10 +261,10 @@ class World:
                 self.pools.remove(pool)
         self.txm.on_rollback(lambda: self.add_pool(pool))
 
-    def _new_pool(self, master: HostRuntime, name_label="") -> PoolRuntime:
+    def _new_pool(self, master: HostRuntime, name_label="", password=None) -> PoolRuntime:
         db = Database(Schema.for_release(master.product.release), self.txm)
         ref = self.ids.ref()
-        pool = PoolRuntime(db, ref, master)
+        pool = PoolRuntime(db, ref, master, password)
         self.new_row(db, "pool", ref=ref, name_label=name_label, master=master.ref,
                      other_config={}, allowed_operations=[], restrictions=_RESTRICTIONS)
         master.pool = pool
@@ -420,6 +424,7 @@ class World:
             db.update("host_metrics", row["metrics"], live=True, last_updated=now_ts())
             h.state = "up"
             h.started_once = True
+            h.xapi_epoch += 1
             self.update_host_memory(h)
             self.recompute_pool_cpu_info(h.pool)
             self.update_host_allowed_operations(h)
@@ -542,9 +547,10 @@ class World:
                 h.db.upgrade_schema(Schema.for_release(product.release))
             self.host_boot(h)
 
-    def rejoin_as_standalone(self, h: HostRuntime):
-        """After eject: the host reboots as the master of a new pool of its own (review §11)."""
-        pool = self._new_pool(h)
+    def rejoin_as_standalone(self, h: HostRuntime, password=None):
+        """After eject: the host reboots as the master of a new pool of its own (review §11),
+        keeping root's ``password`` (eject leaves dom0's /etc/passwd alone)."""
+        pool = self._new_pool(h, password=password)
         with pool.db.lock:
             self._create_host_rows(pool, h)
             h.domid_seq = 0

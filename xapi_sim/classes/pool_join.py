@@ -20,7 +20,7 @@ import threading
 from ..dispatch import api
 from ..errors import Failure
 from . import common as c
-from .session import destroy_session
+from .session import authenticate, destroy_session
 
 
 def _software_tuple(sv: dict):
@@ -71,15 +71,12 @@ def _pre_join_checks(call, master, force):
     # type) concern objects this simulator does not model: they always pass.
 
 
-def _login_master(call, address, username, password):
-    world = call.world
-    master = world.host_by_address(address)
+def _find_master(call, address):
+    master = call.world.host_by_address(address)
     if master is None or master.state != "up" or master.pool is None:
         raise Failure("JOINING_HOST_CONNECTION_FAILED")
     if not master.is_master:
         raise Failure("HOST_IS_SLAVE", master.pool.master.address)
-    if username != world.user or password != world.password:
-        raise Failure("SESSION_AUTHENTICATION_FAILED", username, "Authentication failure")
     return master
 
 
@@ -112,8 +109,7 @@ def _merge(world, joiner, pool):
             new["snapshots"], new["children"] = [], []
             mdb.add("VM", vm, new)
         joiner.pool = pool
-        if old_pool in world.pools:
-            world.pools.remove(old_pool)
+        world.drop_pool(old_pool)
     with jdb.cond:
         # the joiner's xapi restarts as a member: its own sessions are gone (sessions are
         # not persisted), so calls and event waits on them end with SESSION_INVALID
@@ -123,11 +119,15 @@ def _merge(world, joiner, pool):
 
 def _join(call, master_address, master_username, master_password, force):
     world, joiner = call.world, call.host
-    with world.lock:
-        master = _login_master(call, master_address, master_username, master_password)
-        with master.db.lock, joiner.db.lock:
-            _pre_join_checks(call, master, force)
-            _merge(world, joiner, master.pool)
+    # Client.Session.login_with_password to the master: its pool's password, and its
+    # failed-login delay, waited before any lock is taken
+    authenticate(world, _find_master(call, master_address), master_username, master_password)
+    master = _find_master(call, master_address)
+    # both pools' locks, taken in the store's order (store.py lock discipline)
+    world.txm.current().lock(master.db, joiner.db)
+    master = _find_master(call, master_address)   # re-checked under the locks
+    _pre_join_checks(call, master, force)
+    _merge(world, joiner, master.pool)
     _restart_as_member(world, joiner)
 
 
@@ -156,7 +156,7 @@ def join_force(call, master_address, master_username, master_password):
 @api("pool.eject")
 def eject(call, host):
     world = call.world
-    with world.lock, call.db.lock:
+    with call.db.lock:
         h = c.runtime_host(call, host)
         if h.state != "up" or not world.is_live(h):
             raise Failure("HOST_OFFLINE", host)
@@ -167,6 +167,8 @@ def eject(call, host):
         for vm, row in world.resident_vms(h):
             if row["power_state"] != "Halted":
                 raise Failure("OPERATION_NOT_ALLOWED", "VM resident on host")
+        password = call.pool.password
         world.forget_host(h)
-        # reset-and-reboot: master of a new pool with a fresh database, same uuid
-        world.rejoin_as_standalone(h)
+        # reset-and-reboot: master of a new pool with a fresh database, same uuid; root's
+        # password is the one it had (eject does not touch dom0's /etc/passwd)
+        world.rejoin_as_standalone(h, password)

@@ -1,8 +1,39 @@
-"""Sessions. Mirrors xen-api ``ocaml/xapi/xapi_session.ml``: ``login_with_password`` checks the
-root credentials (after ``HOST_IS_SLAVE`` on a pool member, before any password check), a
-wrong password gives ``SESSION_AUTHENTICATION_FAILED [uname, "Authentication failure"]``
-after a deliberate delay (5 s in XAPI; ``World.auth_failure_delay`` here); logout destroys
-the session row and wakes any event wait on it.
+"""Sessions. Mirrors xen-api ``ocaml/xapi/xapi_session.ml`` (Dundee tag v1.9.81; unchanged in
+these respects at HEAD).
+
+Passwords belong to a pool. Root's password lives in dom0's /etc/passwd of each host; a member
+fetches the master's copy at every start (``dbsync.ml`` ``resync_dom0_config_files``) and
+when told to (``Xapi_host.request_config_file_sync``), so every host of a pool has the
+pool's password. Here it is ``PoolRuntime.password``:
+
+* ``login_with_password``: ``HOST_IS_SLAVE [master address]`` on a member, before any
+  password check; then the local superuser check (PAM) against the pool's password. PAM is
+  called with ``PAM_DISALLOW_NULL_AUTHTOK`` (``ocaml/auth/xa_auth.c``), so an empty password
+  never logs in. A failure waits ``some_seconds = 5.0`` (``thread_delay_and_raise_error``, "to
+  avoid someone brute-forcing the password") and raises ``SESSION_AUTHENTICATION_FAILED
+  [uname, "Authentication failure"]`` (``pam_strerror(PAM_AUTH_ERR)``). The wait here is
+  ``World.auth_failure_delay`` (``xapi-sim serve --auth-delay``, default ``AUTH_FAILURE_DELAY``
+  = 5 s; 0 in the Python toolkit), slept in the failing call's own thread with no lock held.
+* ``change_password(old_pwd, new_pwd)``: ``old_pwd`` is *not* checked (CA-13567, the check
+  is commented out; HEAD says ``ignore old_pwd``); a session without ``is_local_superuser``
+  gets ``USER_IS_NOT_LOCAL_SUPERUSER [msg]``; PAM's refusal ``CHANGE_PASSWORD_REJECTED
+  [msg]`` (modelled: an empty password). The new password is written on this host and
+  synced to every host of *its* pool -- a standalone host is a pool of its own.
+* ``slave_local_login_with_password`` (emergency mode, any host, master or member): the same
+  check against this host's copy of the pool password, no ``HOST_IS_SLAVE``. XAPI adds no
+  delay of its own there (PAM's own failure delay applies on a real host); xapi-sim waits
+  ``auth_failure_delay`` too, so this is no brute-force side door. The session is kept in
+  that host's xapi memory (``Xapi_local_session``), not in the database, and is accepted by
+  the session check on that host only, until its xapi restarts.
+* ``pool.join`` logs in to the master with the master pool's password; afterwards the joiner
+  has that password. ``pool.eject`` leaves /etc/passwd alone: the ejected host keeps the
+  password of the pool it left. ``World.password`` (``--password``) only seeds new pools.
+
+Failed logins are counted per pool (``AuthStats``, ``sim.auth_stats``). A 7.0 host keeps no
+such count: XAPI's ``AuthFail`` statistics and hourly ``FAILED_LOGIN_ATTEMPTS`` alert came in
+2020 (CP-34472, v1.289.0).
+
+Logout destroys the session row and wakes any event wait on it.
 
 Session limits and eviction mirror the "Sessions" pass of XAPI's database GC (Dundee
 ``ocaml/xapi/db_gc.ml`` ``timeout_sessions``/``timeout_sessions_common``, unchanged at HEAD
@@ -29,7 +60,11 @@ to sessions here (``session.tasks`` is always empty), so every session is dispos
 """
 from __future__ import annotations
 
+import collections
 import itertools
+import logging
+import math
+import threading
 import time
 
 from ..datamodel import NULL_REF
@@ -44,6 +79,16 @@ MAX_SESSIONS_PER_ORIGINATOR = 500
 MAX_SESSIONS_PER_USER_NAME = 500
 INACTIVE_SESSION_TIMEOUT = 86400.0         # inactive_session_timeout
 DB_GC_TIMER = 30.0                         # db_gc.ml: seconds between GC passes
+# xapi_session.ml login_with_password, thread_delay_and_raise_error: some_seconds = 5.0
+AUTH_FAILURE_DELAY = 5.0
+AUTH_FAILURE = "Authentication failure"    # pam_strerror(PAM_AUTH_ERR)
+# pam_strerror(PAM_AUTHTOK_ERR): the password stack refusing a new password
+CHANGE_PASSWORD_REFUSED = "Authentication token manipulation error"
+# Xapi_local_session keeps every local session until xapi restarts; a bound of our own keeps
+# a flood of emergency logins from growing memory (the oldest of a host goes first)
+MAX_LOCAL_SESSIONS_PER_HOST = 500
+
+log = logging.getLogger(__name__)
 
 _use_seq = itertools.count(1)
 
@@ -59,16 +104,116 @@ def _state(world):
     return world.service(SessionState)
 
 
+# -- authentication -------------------------------------------------------------------------
+
+class AuthStats:
+    """Failed logins per pool since the world started (in memory, like sessions): how many,
+    when the last one was and for which user name. One lock, held only to count."""
+
+    def __init__(self, world):
+        self.lock = threading.Lock()
+        self.pools: dict = {}      # pool ref -> [failed, last_failure (epoch s), last user]
+
+    def record(self, pool, uname):
+        now = time.time()
+        with self.lock:
+            entry = self.pools.get(pool.ref)
+            if entry is None:
+                entry = self.pools[pool.ref] = [0, 0.0, ""]
+            entry[0] += 1
+            entry[1] = now
+            entry[2] = uname
+
+    def snapshot(self, world) -> dict:
+        """``{pool ref: {name_label, master, failed, last_failure, last_user}}`` for every
+        pool of the world (a pool dissolved by ``pool.join`` is gone with its count)."""
+        with self.lock:
+            counts = {ref: list(e) for ref, e in self.pools.items()}
+        out = {}
+        for p in list(world.pools):
+            failed, last, user = counts.get(p.ref, (0, 0.0, ""))
+            row = p.db.tables["pool"].get(p.ref) or {}
+            out[p.ref] = {"name_label": row.get("name_label", ""), "master": p.master.ref,
+                          "failed": failed, "last_failure": last, "last_user": user}
+        return out
+
+
+def credentials_ok(world, pool, uname, pwd) -> bool:
+    """The local superuser check: root's name and the pool's password, never empty."""
+    return uname == world.user and pwd != "" and pwd == pool.password
+
+
+def authenticate(world, host, uname, pwd):
+    """Check ``uname``/``pwd`` against the password of ``host``'s pool. On failure: count it,
+    wait ``world.auth_failure_delay`` in this thread (no lock is held: other clients' logins
+    go on) and raise ``SESSION_AUTHENTICATION_FAILED [uname, "Authentication failure"]``."""
+    pool = host.pool
+    if credentials_ok(world, pool, uname, pwd):
+        return
+    world.service(AuthStats).record(pool, uname)
+    log.info("failed login as %r on pool %s (host %s)", uname, pool.ref, host.name_label)
+    delay = world.auth_failure_delay
+    if delay and 0 < delay < math.inf:
+        world.txm.checkpoint()   # never sleep holding a database lock
+        time.sleep(delay)
+    raise Failure("SESSION_AUTHENTICATION_FAILED", uname, AUTH_FAILURE)
+
+
 @api("session.login_with_password")
 def login_with_password(call, uname, pwd, version="1.1", originator=""):
     host, world = call.host, call.world
     if not host.is_master:
         raise Failure("HOST_IS_SLAVE", host.pool.master.address)
-    if uname != world.user or pwd != world.password:
-        if world.auth_failure_delay:
-            time.sleep(world.auth_failure_delay)
-        raise Failure("SESSION_AUTHENTICATION_FAILED", uname, "Authentication failure")
+    authenticate(world, host, uname, pwd)
     return create_session(call, uname, originator)
+
+
+# -- local sessions (emergency mode) --------------------------------------------------------
+
+class LocalSessions:
+    """``Xapi_local_session``: sessions held in one host's xapi memory, valid on that host
+    while the xapi that made them runs (``HostRuntime.xapi_epoch``)."""
+
+    def __init__(self, world):
+        self.lock = threading.Lock()
+        self.hosts: dict = {}      # host ref -> (xapi epoch, OrderedDict of session refs)
+
+    def create(self, world, host) -> str:
+        ref = world.ids.ref()
+        with self.lock:
+            epoch, refs = self.hosts.get(host.ref, (None, None))
+            if epoch != host.xapi_epoch:
+                refs = collections.OrderedDict()
+                self.hosts[host.ref] = (host.xapi_epoch, refs)
+            refs[ref] = True
+            while len(refs) > MAX_LOCAL_SESSIONS_PER_HOST:
+                refs.popitem(last=False)
+        return ref
+
+    def valid(self, host, ref) -> bool:
+        with self.lock:
+            epoch, refs = self.hosts.get(host.ref, (None, None))
+            return (refs is not None and ref in refs and epoch == host.xapi_epoch
+                    and host.state == "up")
+
+    def destroy(self, host, ref) -> bool:
+        with self.lock:
+            _, refs = self.hosts.get(host.ref, (None, None))
+            return refs is not None and refs.pop(ref, None) is not None
+
+
+def local_session_valid(world, host, ref) -> bool:
+    """The session check's ``is_local_session`` (``Session_check.check``, first test)."""
+    local = world.existing_service(LocalSessions)
+    return local is not None and local.valid(host, ref)
+
+
+@api("session.slave_local_login_with_password")
+def slave_local_login_with_password(call, uname, pwd):
+    """Emergency-mode login on any host: only the local superuser, against this host's copy
+    of its pool's password (CP-696); no ``HOST_IS_SLAVE``."""
+    authenticate(call.world, call.host, uname, pwd)
+    return call.world.service(LocalSessions).create(call.world, call.host)
 
 
 def create_session(call, uname, originator="", pool=False):
@@ -185,14 +330,26 @@ def destroy_session(world, db, ref):
 
 @api("session.logout", "session.local_logout")
 def logout(call):
+    local = call.world.existing_service(LocalSessions)
+    if local is not None and local.destroy(call.host, call.session):
+        return
     destroy_session(call.world, call.db, call.session)
 
 
 @api("session.change_password")
 def change_password(call, old_pwd, new_pwd):
-    if old_pwd != call.world.password:
-        raise Failure("SESSION_AUTHENTICATION_FAILED", call.world.user, "Authentication failure")
-    call.world.password = new_pwd
+    """Root's new password for every host of the pool this session's host is in (the
+    change on this host, then ``request_config_file_sync`` to the others). ``old_pwd`` is
+    ignored, as in XAPI (CA-13567)."""
+    row = call.db.tables["session"].get(call.session)
+    if row is None:   # a local session has no row: Db.Session.get_is_local_superuser fails
+        raise Failure("HANDLE_INVALID", "session", call.session)
+    if not row["is_local_superuser"]:
+        raise Failure("USER_IS_NOT_LOCAL_SUPERUSER",
+                      f"Failed to change password for user {call.world.user}")
+    if new_pwd == "":
+        raise Failure("CHANGE_PASSWORD_REJECTED", CHANGE_PASSWORD_REFUSED)
+    call.pool.password = new_pwd
 
 
 @api("session.get_all_subject_identifiers")

@@ -204,3 +204,14 @@ def fault_clear(call, rule_id):
     if not isinstance(rule_id, str):
         raise Failure("INVALID_VALUE", "id", str(rule_id))
     Faults.of(call.world).clear(rule_id)
+
+
+# -- authentication (xapi_sim/classes/session.py) ------------------------------------------
+
+@control("sim.auth_stats", 1)
+def auth_stats(call):
+    """Failed logins per pool since the world started: ``{pool ref: {name_label, master,
+    failed, last_failure, last_user}}`` (``last_failure``: seconds since the epoch, 0 if
+    none). Every pool of the world has an entry."""
+    from .session import AuthStats
+    return call.world.service(AuthStats).snapshot(call.world)
