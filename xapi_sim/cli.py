@@ -2,11 +2,13 @@
 
     xapi-sim serve [--scenario FILE] [--bind ADDR] [--port N] [--user NAME] [--password PW]
                    [--seed N] [--ready-file PATH] [--tls-cert FILE --tls-key FILE]
-                   [--auth-delay SECONDS]
+                   [--auth-delay SECONDS] [--state-dir DIR] [--log-level LEVEL]
+                   [--log-file FILE]
 """
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
@@ -56,7 +58,30 @@ def _serve_parser(sub):
     p.add_argument("--state-dir", metavar="DIR",
                    help="keep the world durable here: every acknowledged change survives a "
                         "crash; a directory holding a world resumes it")
+    p.add_argument("--log-level", default="WARNING", type=_log_level, metavar="LEVEL",
+                   help="DEBUG, INFO, WARNING (default) or ERROR: internal errors are "
+                        "logged with their traceback")
+    p.add_argument("--log-file", metavar="FILE",
+                   help="append the log here instead of standard error")
     return p
+
+
+def _log_level(text):
+    level = logging.getLevelName(text.upper())
+    if not isinstance(level, int):
+        raise argparse.ArgumentTypeError(f"expected DEBUG, INFO, WARNING or ERROR, got {text!r}")
+    return level
+
+
+def setup_logging(level, log_file=None):
+    """The ``xapi_sim`` logger: every module logs to it (``logging.getLogger(__name__)``)."""
+    handler = logging.FileHandler(log_file) if log_file else logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s [%(threadName)s] %(message)s"))
+    logger = logging.getLogger("xapi_sim")
+    logger.handlers[:] = [handler]
+    logger.setLevel(level)
+    logger.propagate = False
 
 
 def _export_parser(sub):
@@ -91,6 +116,13 @@ def export(args) -> int:
 def serve(args) -> int:
     from . import scenario as scn_mod
     from .server import Simulator
+
+    try:
+        setup_logging(args.log_level, args.log_file)
+    except OSError as e:
+        print(f"xapi-sim: cannot open the log file {args.log_file}: {e.strerror}",
+              file=sys.stderr)
+        return 2
 
     try:
         scn = scn_mod.load(args.scenario) if args.scenario else scn_mod.default()

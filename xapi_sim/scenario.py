@@ -25,7 +25,7 @@ from .datamodel import NULL_REF
 from .levelling import cpus, policy
 from .vm_states import POWER_STATES, allowed_operations
 from .world import (MAX_PCPUS_PER_HOST, MAX_VCPUS_PER_VM, MAX_VM_MEMORY, MAX_VMS_PER_HOST,
-                    GiB, Hardware, World, now_ts)
+                    GiB, Hardware, World)
 
 
 class ScenarioError(ValueError):
@@ -377,7 +377,7 @@ def _place_vm(world, scn, i, v: VmSpec, runtime, domids, load):
     if resident != NULL_REF:
         domid = domids.get(host.ref, 0) + 1
         domids[host.ref] = domid
-    ts = now_ts()
+    ts = world.clock.now_ts()
     metrics = world.new_row(db, "VM_metrics", memory_actual=v.memory if domid > 0 else 0,
                             VCPUs_number=v.vcpus if domid > 0 else 0,
                             VCPUs_utilisation={}, VCPUs_CPU={}, VCPUs_params={},

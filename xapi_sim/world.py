@@ -19,7 +19,8 @@ import uuid as uuid_mod
 import attrs
 
 from . import datamodel, products
-from .datamodel import NULL_REF, Schema, Timestamp
+from .clock import Clock
+from .datamodel import NULL_REF, Schema
 from .errors import Failure
 from .ids import Ids
 from .levelling import cpus, policy
@@ -38,10 +39,6 @@ MAX_VCPUS_PER_VM = 32
 MAX_VM_MEMORY = 1536 * GiB
 MAX_PCPUS_PER_HOST = 512
 MAX_VMS_PER_HOST = 1000
-
-
-def now_ts() -> Timestamp:
-    return Timestamp(time.strftime("%Y%m%dT%H:%M:%SZ", time.gmtime()))
 
 
 @attrs.define
@@ -161,6 +158,7 @@ class World:
         # ever taken while it is held (store.py's lock discipline)
         self.lock = threading.RLock()
         self.txm = Transactions()
+        self.clock = Clock()   # injectable: tasks, sessions, events and messages read it
         self.on_host_added = []   # callbacks(host) -- the server starts listeners here
         self.building = False     # scenario construction: a steady state, so no alerts
         self.join_restart_delay = 0.0  # seconds before a joiner's first start as a member
@@ -301,7 +299,7 @@ class World:
     def _create_host_rows(self, pool: PoolRuntime, h: HostRuntime):
         db = pool.db
         metrics = self.new_row(db, "host_metrics", memory_total=h.hw.memory,
-                               live=False, last_updated=now_ts())
+                               live=False, last_updated=self.clock.now_ts())
         h.memory_free = h.hw.memory - DOM0_MEMORY - HOST_OVERHEAD
         self.new_row(
             db, "host", ref=h.ref, uuid=h.uuid, name_label=h.name_label,
@@ -320,8 +318,8 @@ class World:
             allowed_operations=[], current_operations={})
         self._create_management_pif(db, h)
         dom0_metrics = self.new_row(db, "VM_metrics", memory_actual=DOM0_MEMORY,
-                                    VCPUs_number=min(8, h.hw.cpu_count), start_time=now_ts(),
-                                    install_time=now_ts(), last_updated=now_ts())
+                                    VCPUs_number=min(8, h.hw.cpu_count), start_time=self.clock.now_ts(),
+                                    install_time=self.clock.now_ts(), last_updated=self.clock.now_ts())
         self.new_row(
             db, "VM", name_label=f"Control domain on host: {h.name_label}",
             name_description="The domain which manages physical devices and manages other domains",
@@ -421,7 +419,7 @@ class World:
                 db.remove("host_cpu", r)
             for cpu_row in cpus.host_cpu_rows(info):
                 self.new_row(db, "host_cpu", host=h.ref, **cpu_row)
-            db.update("host_metrics", row["metrics"], live=True, last_updated=now_ts())
+            db.update("host_metrics", row["metrics"], live=True, last_updated=self.clock.now_ts())
             h.state = "up"
             h.started_once = True
             h.xapi_epoch += 1
@@ -471,7 +469,7 @@ class World:
 
     def add_message(self, db, name, priority, body, cls, obj_uuid):
         return self.new_row(db, "message", name=name, priority=priority, cls=cls,
-                            obj_uuid=obj_uuid, timestamp=now_ts(), body=body)
+                            obj_uuid=obj_uuid, timestamp=self.clock.now_ts(), body=body)
 
     # -- power and membership ------------------------------------------------------------
     def host_down(self, h: HostRuntime, state="down"):
@@ -480,7 +478,7 @@ class World:
         db = h.db
         with db.lock:
             row = db.get("host", h.ref)
-            db.update("host_metrics", row["metrics"], live=False, last_updated=now_ts())
+            db.update("host_metrics", row["metrics"], live=False, last_updated=self.clock.now_ts())
             if state == "down":
                 # a clean shutdown disables the host; a crash only stops it being live
                 # (Dundee's check_host_liveness)

@@ -189,3 +189,33 @@ def test_cli_rejects_tls_cert_without_key(tmp_path):
                         "--tls-cert", os.devnull],
                        capture_output=True, text=True, timeout=30)
     assert p.returncode == 2
+
+
+def test_log_options_write_internal_errors_with_their_traceback(tmp_path):
+    """``serve --log-level/--log-file``: the task GC's failures are logged, not swallowed."""
+    import logging
+
+    from xapi_sim import cli
+    log_file = tmp_path / "sim.log"
+    cli.setup_logging(logging.INFO, str(log_file))
+    try:
+        logger = logging.getLogger("xapi_sim.classes.task")
+        try:
+            raise RuntimeError("boom")
+        except RuntimeError:
+            logger.exception("task GC pass failed")
+    finally:
+        for h in logging.getLogger("xapi_sim").handlers:
+            h.close()
+        logging.getLogger("xapi_sim").handlers[:] = []
+        logging.getLogger("xapi_sim").propagate = True
+    text = log_file.read_text()
+    assert "task GC pass failed" in text and "Traceback" in text and "RuntimeError: boom" in text
+
+
+def test_bad_log_level_is_refused():
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "xapi_sim", "serve", "--log-level", "LOUD"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "expected DEBUG, INFO, WARNING or ERROR" in r.stderr

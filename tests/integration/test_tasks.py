@@ -388,7 +388,7 @@ def test_the_gc_thread_runs_periodically(fresh_world, login):
     wait_done(x, task)
     token = event_from(x, ["task"], "", 0.05)["token"]
     tasks = Tasks.of(fresh_world.world)
-    tasks.clock = lambda: time.time() + 3901
+    fresh_world.world.clock.advance(3901)   # the world's one clock
     tasks.gc_interval = 0.05
     out = event_from(x, ["task"], token, 5.0)
     assert [(e["operation"], e["ref"]) for e in out["events"]] == [("del", task)]
@@ -399,3 +399,25 @@ def test_stop_ends_the_gc_thread():
         tasks = Tasks.of(w.world)
         assert tasks._gc_stop is not None
     assert tasks._gc_stop is None
+
+
+def test_a_failing_gc_pass_is_logged_with_its_traceback(caplog):
+    """The GC thread never dies, and never swallows an error silently."""
+    import logging
+
+    from xapi_sim import scenario
+    world = scenario.build(scenario.default(), seed=3)
+    tasks = Tasks.of(world)
+
+    def broken(now=None):
+        raise RuntimeError("gc exploded")
+    tasks.gc = broken
+    tasks.gc_interval = 0.02
+    with caplog.at_level(logging.ERROR, logger="xapi_sim"):
+        tasks.start_gc()
+        deadline = time.monotonic() + 5
+        while "task GC pass failed" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.02)
+        tasks.stop_gc()
+    rec = [r for r in caplog.records if r.getMessage() == "task GC pass failed"]
+    assert rec and rec[0].exc_info and "gc exploded" in str(rec[0].exc_info[1])

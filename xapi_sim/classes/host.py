@@ -1,23 +1,20 @@
 """host: clocks and simple queries (lifecycle and levelling live in ``host_lifecycle.py``)."""
 from __future__ import annotations
 
-import time
-
-from ..datamodel import Timestamp
 from ..dispatch import api
 
 
 @api("host.get_servertime")
 def get_servertime(call, host):
     call.db.get("host", host)
-    return Timestamp(time.strftime("%Y%m%dT%H:%M:%SZ", time.gmtime()))
+    return call.world.clock.now_ts()
 
 
 @api("host.get_server_localtime")
 def get_server_localtime(call, host):
     """Local time without a timezone designator, as XAPI sends it."""
     call.db.get("host", host)
-    return Timestamp(time.strftime("%Y%m%dT%H:%M:%S", time.localtime()))
+    return call.world.clock.local_ts()
 
 
 @api("host.compute_free_memory")

@@ -112,10 +112,11 @@ class AuthStats:
 
     def __init__(self, world):
         self.lock = threading.Lock()
+        self.clock = world.clock
         self.pools: dict = {}      # pool ref -> [failed, last_failure (epoch s), last user]
 
     def record(self, pool, uname):
-        now = time.time()
+        now = self.clock.time()
         with self.lock:
             entry = self.pools.get(pool.ref)
             if entry is None:
@@ -217,9 +218,8 @@ def slave_local_login_with_password(call, uname, pwd):
 
 
 def create_session(call, uname, originator="", pool=False):
-    from ..world import now_ts
-    ts = now_ts()
     world, db = call.world, call.db
+    ts = world.clock.now_ts()
     ref = world.new_row(
         db, "session", this_host=call.host.ref, this_user=NULL_REF, last_active=ts,
         pool=pool, other_config={}, is_local_superuser=True, subject=NULL_REF,
@@ -265,8 +265,7 @@ def _evict(world, db, rows, limit, now):
     ones beyond ``limit``. ``rows`` is [(ref, row)]. Returns the refs destroyed."""
     use = _state(world)["use"]
     # last_active is YYYYMMDDTHH:MM:SSZ: string order is time order
-    threshold = time.strftime("%Y%m%dT%H:%M:%SZ",
-                              time.gmtime(max(0.0, now - INACTIVE_SESSION_TIMEOUT)))
+    threshold = world.clock.ts_of(max(0.0, now - INACTIVE_SESSION_TIMEOUT))
     young, old = [], []
     for ref, row in rows:
         (young if str(row["last_active"]) > threshold else old).append((ref, row))
@@ -283,13 +282,13 @@ def _trim_group(world, db, group):
         rows = [(r, row) for r, row in db.tables["session"].items() if group_of(row) == group]
         if len(rows) <= limit:
             return []
-        return _evict(world, db, rows, limit, time.time())
+        return _evict(world, db, rows, limit, world.clock.time())
 
 
 def gc_sessions(world, now=None) -> list:
     """One "Sessions" pass of XAPI's DB GC over every pool database: the inactivity
     timeout and the per-group limits. Returns the refs destroyed."""
-    now = time.time() if now is None else now
+    now = world.clock.time() if now is None else now
     gone = []
     for p in list(world.pools):
         db = p.db
@@ -305,9 +304,8 @@ def gc_sessions(world, now=None) -> list:
 def touch(world, db, ref, row):
     """The session check's refresh of ``last_active`` (the master sets it on every call;
     its resolution is one second, so at most one write per session per second)."""
-    from ..world import now_ts
     _state(world)["use"][ref] = next(_use_seq)
-    ts = now_ts()
+    ts = world.clock.now_ts()
     if row["last_active"] != ts:
         with db.lock:
             if ref in db.tables["session"]:

@@ -17,7 +17,7 @@
   ``completed_timeout`` (3900 s) ago, tasks pending for more than ``pending_timeout``
   (86400 s) whose progress did not move since the previous pass, and the oldest finished
   tasks beyond ``max_tasks`` (200). Ages come from the task's ``created``/``finished``
-  fields against ``clock()`` (wall time), so tests can move the clock.
+  fields against the world's clock (``world.clock``), so tests can move it.
 
 Simulated durations: ``Tasks.operation_seconds`` (default 0, i.e. instantaneous) makes the VM
 power operations decorated with :func:`timed` take that long, with the VM showing the
@@ -66,7 +66,6 @@ class Tasks:
         self.completed_timeout = COMPLETED_TASK_TIMEOUT
         self.pending_timeout = PENDING_TASK_TIMEOUT
         self.max_tasks = MAX_TASKS
-        self.clock = time.time
         self.operation_seconds = 0.0     # simulated duration of @timed operations
         self.progress_steps = 10
         self._gc_interval = GC_INTERVAL
@@ -81,27 +80,25 @@ class Tasks:
     # -- lifecycle -----------------------------------------------------------------------
     def create(self, call, label, description="") -> str:
         """``TaskHelper.make``: pending, progress 0, not (yet) cancellable."""
-        from ..world import now_ts
         return call.world.new_row(
-            call.db, "task", name_label=label, name_description=description, created=now_ts(),
+            call.db, "task", name_label=label, name_description=description, created=self.world.clock.now_ts(),
             finished=EPOCH_TS, status="pending", progress=0.0, type="<none/>", result="",
             error_info=[], resident_on=call.pool.master.ref, allowed_operations=[],
             current_operations={}, other_config={}, subtask_of=NULL_REF, backtrace="()")
 
     def complete(self, db, ref, result=None, failure: Failure | None = None):
         """``TaskHelper.complete`` / ``failed``: only a pending task changes."""
-        from ..world import now_ts
         with db.lock:
             row = db.tables["task"].get(ref)
             if row is None or row["status"] != "pending":
                 return
             if failure is None:
-                db.update("task", ref, allowed_operations=[], finished=now_ts(), progress=1.0,
+                db.update("task", ref, allowed_operations=[], finished=self.world.clock.now_ts(), progress=1.0,
                           result=xmlrpc.encode_value(result), status="success")
             else:
                 status = "cancelled" if failure.code == "TASK_CANCELLED" else "failure"
                 db.update("task", ref, progress=1.0, error_info=failure.description,
-                          finished=now_ts(), allowed_operations=[], status=status)
+                          finished=self.world.clock.now_ts(), allowed_operations=[], status=status)
 
     def _invoke(self, call, handler, args):
         try:
@@ -172,7 +169,7 @@ class Tasks:
 
     def gc(self, now: float | None = None):
         """One ``Db_gc_util.timeout_tasks`` pass over every pool of the world."""
-        now = self.clock() if now is None else now
+        now = self.world.clock.time() if now is None else now
         oldest_completed = now - self.completed_timeout
         oldest_pending = now - self.pending_timeout
         probation = {}
@@ -242,8 +239,8 @@ class Tasks:
                 continue
             try:
                 self.gc()
-            except Exception:  # noqa: BLE001 -- the GC must never die
-                pass
+            except Exception:  # noqa: BLE001 -- the GC must never die, but says why
+                log.exception("task GC pass failed")
 
 
 # -- simulated long-running operations -------------------------------------------------------

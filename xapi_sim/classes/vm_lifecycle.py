@@ -23,7 +23,6 @@ from ..dispatch import api
 from ..errors import Failure
 from ..scenario import boot_flags
 from ..vm_states import allowed_operations
-from ..world import now_ts
 from . import common as c
 from .task import timed
 
@@ -73,7 +72,7 @@ def _set_power(call, vm_ref, power_state, host_ref=NULL_REF, **extra):
     db.update("VM", vm_ref, **changes)
     m = row["metrics"]
     if db.exists("VM_metrics", m):
-        mchanges = {"last_updated": now_ts()}
+        mchanges = {"last_updated": call.world.clock.now_ts()}
         if live:
             mchanges.update(memory_actual=row["memory_target"] or row["memory_static_max"],
                             VCPUs_number=row["VCPUs_at_startup"])
@@ -96,7 +95,7 @@ def _boot(call, vm_ref, host_ref, paused):
                domid=_next_domid(call.world, host_ref), last_boot_CPU_flags=flags)
     m = row["metrics"]
     if call.db.exists("VM_metrics", m):
-        call.db.set("VM_metrics", m, "start_time", now_ts())
+        call.db.set("VM_metrics", m, "start_time", call.world.clock.now_ts())
 
 
 def _get(call, vm_ref):
@@ -351,7 +350,7 @@ def _copied_fields(call, row):
     """``Xapi_vm_clone.copy_vm_record``: the fields a copy of ``row`` inherits (not the
     uuid, not the ref sets -- devices, snapshots, children), a fresh metrics row, a time."""
     db, world = call.db, call.world
-    ts = now_ts()
+    ts = call.world.clock.now_ts()
     metrics = world.new_row(db, "VM_metrics", memory_actual=0, VCPUs_number=0,
                             start_time=ts, install_time=ts, last_updated=ts)
     vm_class = db.schema.classes["VM"]
