@@ -24,8 +24,9 @@ from . import products
 from .datamodel import NULL_REF
 from .levelling import cpus, policy
 from .vm_states import POWER_STATES, allowed_operations
-from .world import (MAX_PCPUS_PER_HOST, MAX_VCPUS_PER_VM, MAX_VM_MEMORY, MAX_VMS_PER_HOST,
-                    GiB, Hardware, World)
+from .runtime import (MAX_PCPUS_PER_HOST, MAX_VCPUS_PER_VM, MAX_VM_MEMORY, MAX_VMS_PER_HOST,
+                      GiB, Hardware)
+from .world import World
 
 
 class ScenarioError(ValueError):

@@ -11,7 +11,7 @@ from ..dispatch import control
 from ..errors import Failure
 from ..levelling import cpus, featureset
 from ..scenario import ScenarioError, _host as _parse_host_spec
-from ..world import MAX_PCPUS_PER_HOST, GiB, Hardware
+from ..runtime import MAX_PCPUS_PER_HOST, GiB, Hardware
 
 MAX_HOST_MEMORY = 64 << 40   # a sanity bound (int64-safe), not a product limit
 

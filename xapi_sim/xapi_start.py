@@ -1,0 +1,233 @@
+"""The xapi start routine and host power: boot-time recalculation, shutdown and crash,
+forgetting a host, installing another release, memory accounting.
+
+``xapi_start`` mirrors what Dundee's ``xapi.ml`` startup and ``dbsync_slave.ml`` do for
+levelling: rewrite ``host.cpu_info`` from the current hardware, recreate ``host_cpu`` rows,
+refresh ``software_version``/API version, mark the host live, recompute ``pool.cpu_info``
+(every start, on any host) and raise the CPU-feature alerts. Mixed into :class:`world.World`.
+"""
+from __future__ import annotations
+
+from .datamodel import NULL_REF, Schema
+from .levelling import cpus, policy
+from .runtime import HOST_OVERHEAD, HostRuntime, PoolRuntime
+
+
+class XapiLifecycle:
+    """Host lifecycle for :class:`world.World`."""
+
+    def rolling_upgrade_in_progress(self, pool: PoolRuntime) -> bool:
+        return "rolling_upgrade_in_progress" in pool.db.get("pool", pool.ref)["other_config"]
+
+    def xapi_start(self, h: HostRuntime, system_boot: bool = True):
+        """One xapi start of ``h``: the Dundee startup sequence for levelling (spec §3, §4)."""
+        db = h.db
+        with db.lock:
+            if h.next_hw is not None:
+                h.hw, h.next_hw = h.next_hw, None
+            release = h.product.release
+            info = cpus.host_cpu_info(h.hw.cpu, h.hw.hidden_features, sockets=h.hw.sockets,
+                                      cpus_per_socket=h.hw.cpus_per_socket, release=release,
+                                      **({"mask": h.hw.mask} if release == "cream" else {}))
+            if h.hw.overrides and release != "cream":
+                info.update(h.hw.overrides)
+            row = db.get("host", h.ref)
+            old = row["cpu_info"]
+            enable = not h.disabled_until_reboot or system_boot
+            if system_boot:
+                h.disabled_until_reboot = False
+            changes = dict(cpu_info=info, software_version=h.product.software_version_map(
+                               h.name_label),
+                           API_version_major=h.product.api_major,
+                           API_version_minor=h.product.api_minor, address=h.address)
+            if enable:
+                changes["enabled"] = True
+                h.user_disabled = False
+            db.update("host", h.ref, **changes)
+            rpu = self.rolling_upgrade_in_progress(h.pool)
+            if release != "cream" and not rpu and not self.building:
+                alert = policy.host_alert(old, info)
+                if alert:
+                    self.add_message(db, *alert, "Host", h.uuid)
+            for r in list(db.get("host", h.ref)["host_CPUs"]):
+                db.remove("host_cpu", r)
+            for cpu_row in cpus.host_cpu_rows(info):
+                self.new_row(db, "host_cpu", host=h.ref, **cpu_row)
+            db.update("host_metrics", row["metrics"], live=True, last_updated=self.clock.now_ts())
+            h.state = "up"
+            h.started_once = True
+            h.xapi_epoch += 1
+            self.update_host_memory(h)
+            self.recompute_pool_cpu_info(h.pool)
+            self.update_host_allowed_operations(h)
+            # the master's periodic DB GC pass; run at every start so the flag follows at once
+            self.detect_rolling_upgrade(h.pool)
+
+    def recompute_pool_cpu_info(self, pool: PoolRuntime):
+        """``create_pool_cpuinfo`` (Dundee §4): intersection over every host record, alert."""
+        db = pool.db
+        if "cpu_info" not in db.schema.classes["pool"].fields:
+            return   # pre-Dundee pools have no pool.cpu_info
+        with db.lock:
+            infos = [row["cpu_info"] for _, row in db.rows("host")]
+            new = policy.pool_cpu_info(infos)
+            prow = db.get("pool", pool.ref)
+            old = prow["cpu_info"]
+            db.update("pool", pool.ref, cpu_info=new)
+            alert = policy.pool_alert(old, new, n_hosts=len(infos),
+                                      rpu_in_progress=self.rolling_upgrade_in_progress(pool))
+            if alert and not self.building:
+                self.add_message(db, *alert, "Pool", prow["uuid"])
+
+    def detect_rolling_upgrade(self, pool: PoolRuntime):
+        """``Db_gc.detect_rolling_upgrade``: flag the pool while platform versions differ."""
+        db = pool.db
+        with db.lock:
+            master_v = pool.master.product.platform_version
+            differ = any(row["software_version"].get("platform_version", "0.0.0") != master_v
+                         for _, row in db.rows("host"))
+            oc = db.get("pool", pool.ref)["other_config"]
+            if differ == ("rolling_upgrade_in_progress" in oc):
+                return
+            if differ:
+                db.set("pool", pool.ref, "other_config",
+                       {**oc, "rolling_upgrade_in_progress": "true"})
+            else:
+                oc = dict(oc)
+                del oc["rolling_upgrade_in_progress"]
+                db.set("pool", pool.ref, "other_config", oc)
+            # VM allowed_operations follow the RPU "Miami" list while the flag is set
+            from .classes.vm_lifecycle import refresh_allowed
+            for vm in db.refs("VM"):
+                refresh_allowed(None, vm, world=self, db=db, pool=pool)
+
+    def host_down(self, h: HostRuntime, state="down"):
+        """The host stops (shutdown, or a crash): not live, its endpoint stops answering.
+        The pool level is *not* recomputed (§4: an offline host keeps holding it down)."""
+        db = h.db
+        with db.lock:
+            row = db.get("host", h.ref)
+            db.update("host_metrics", row["metrics"], live=False, last_updated=self.clock.now_ts())
+            if state == "down":
+                # a clean shutdown disables the host; a crash only stops it being live
+                # (Dundee's check_host_liveness)
+                db.set("host", h.ref, "enabled", False)
+            h.state = state
+        sim = getattr(self, "simulator", None)
+        if sim is not None:
+            sim.unlisten(h)
+
+    def host_boot(self, h: HostRuntime):
+        """Power on: the endpoint answers again and a full xapi start runs (system boot).
+        VMs the database still shows resident (the host died under them) are resynced as
+        xenopsd no longer knows them: Halted, not resident (xapi_xenops.ml
+        ``xapi_vms_not_in_xenopsd``)."""
+        sim = getattr(self, "simulator", None)
+        if sim is not None:
+            sim.listen(h)
+        db = h.db
+        with db.lock:
+            h.state = "up"
+            h.disabled_until_reboot = False
+            from .classes.vm_lifecycle import refresh_allowed
+            for vm, row in self.resident_vms(h):
+                db.update("VM", vm, power_state="Halted", resident_on=NULL_REF,
+                          scheduled_to_be_resident_on=NULL_REF, domid=-1)
+                if db.exists("VM_metrics", row["metrics"]):
+                    db.update("VM_metrics", row["metrics"], memory_actual=0, VCPUs_number=0)
+                refresh_allowed(None, vm, world=self, db=db, pool=h.pool)
+            h.domid_seq = 0
+        self.xapi_start(h, system_boot=True)
+
+    def forget_host(self, h: HostRuntime):
+        """Delete a host's records from its pool (Host.destroy / eject) and recompute the
+        pool level, as Dundee's ``create_pool_cpuinfo`` call sites do (§4, §5.3)."""
+        pool, db = h.pool, h.db
+        with db.lock:
+            row = db.get("host", h.ref)
+            for r in list(row["host_CPUs"]):
+                db.remove("host_cpu", r)
+            for r in list(row["PIFs"]):
+                db.remove("PIF", r)
+            for vm, vrow in self.resident_vms(h, include_dom0=True):
+                if vrow["is_control_domain"]:
+                    if db.exists("VM_metrics", vrow["metrics"]):
+                        db.remove("VM_metrics", vrow["metrics"])
+                    db.remove("VM", vm)
+            for vm, vrow in db.rows("VM"):
+                if vrow["affinity"] == h.ref:
+                    db.set("VM", vm, "affinity", NULL_REF)
+            if db.exists("host_metrics", row["metrics"]):
+                db.remove("host_metrics", row["metrics"])
+            db.remove("host", h.ref)
+            h.pool = None
+            self.recompute_pool_cpu_info(pool)
+        return row
+
+    def install(self, h: HostRuntime, product):
+        """Install another release on ``h`` and boot it (sim.host_install, the upgrade ISO).
+        When the master moves to a newer release its database takes the new schema."""
+        with h.db.lock:
+            self.host_down(h)
+            h.product = product
+            if h.is_master and product.release != h.db.schema.release:
+                h.db.upgrade_schema(Schema.for_release(product.release))
+            self.host_boot(h)
+
+    def rejoin_as_standalone(self, h: HostRuntime, password=None):
+        """After eject: the host reboots as the master of a new pool of its own (review §11),
+        keeping root's ``password`` (eject leaves dom0's /etc/passwd alone)."""
+        pool = self._new_pool(h, password=password)
+        with pool.db.lock:
+            self._create_host_rows(pool, h)
+            h.domid_seq = 0
+            self.xapi_start(h, system_boot=True)
+
+    def resident_vms(self, h: HostRuntime, include_dom0=False):
+        db = h.db
+        out = []
+        for r in db.get("host", h.ref)["resident_VMs"]:
+            row = db.tables["VM"].get(r)
+            if row is not None and (include_dom0 or not row["is_control_domain"]):
+                out.append((r, row))
+        return out
+
+    def update_host_memory(self, h: HostRuntime):
+        db = h.db
+        with db.lock:
+            # resident VMs come from the host's resident_VMs relation: no table scan
+            used = sum(row["memory_static_max"] for _, row in self.resident_vms(h, True))
+            hrow = db.get("host", h.ref)
+            free = max(0, h.hw.memory - HOST_OVERHEAD - used)
+            h.memory_free = free
+            # host_metrics.memory_free was removed from the API in tampa (6.1): the field
+            # is written only where the pool's release still has it
+            changes = {"memory_total": h.hw.memory}
+            if "memory_free" in db.schema.classes["host_metrics"].fields:
+                changes["memory_free"] = free
+            m = db.get("host_metrics", hrow["metrics"])
+            if any(m.get(k) != v for k, v in changes.items()):
+                db.update("host_metrics", hrow["metrics"], **changes)
+
+    def host_free_memory(self, h: HostRuntime) -> int:
+        """What ``host.compute_free_memory`` answers: memory not used by resident domains."""
+        free = getattr(h, "memory_free", None)
+        if free is None:
+            self.update_host_memory(h)
+            free = h.memory_free
+        return free
+
+    def is_live(self, h: HostRuntime) -> bool:
+        db = h.db
+        return db.get("host_metrics", db.get("host", h.ref)["metrics"])["live"]
+
+    def update_host_allowed_operations(self, h: HostRuntime):
+        db = h.db
+        row = db.get("host", h.ref)
+        ops = ["provision", "evacuate", "vm_start", "vm_resume", "vm_migrate"]
+        if not row["enabled"]:
+            ops += ["reboot", "shutdown"]
+        if row["current_operations"]:
+            ops = []
+        if sorted(ops) != sorted(row["allowed_operations"]):
+            db.set("host", h.ref, "allowed_operations", ops)
