@@ -1,17 +1,30 @@
-"""Checks shared by the VM and host lifecycle: "can this VM run on that host", placement.
+"""Checks shared by the VM and host lifecycle: operations, "can this VM run on that host",
+placement.
 
 Mirrors xen-api Dundee ``ocaml/xapi/xapi_vm_helpers.ml`` (``assert_can_boot_here``,
-``vm_can_run_on_host``, ``choose_host_for_vm``), ``cpuid_helpers.ml``
-(``assert_vm_is_compatible``, ``update_cpu_flags``) and the RPU version rules of
-``helpers.ml`` / ``message_forwarding.ml``.
+``vm_can_run_on_host``, ``choose_host_for_vm``, ``with_vm_operation``), ``cpuid_helpers.ml``
+(``assert_vm_is_compatible``, ``update_cpu_flags``), the RPU version rules of
+``helpers.ml`` / ``message_forwarding.ml``, and how xapi runs an operation on an object
+(``Helpers.retry_with_global_lock``, ``with_vm_operation``, ``with_host_operation``): the
+rules themselves are the pure ``xapi_sim.checks`` modules; this module gathers their facts
+from the database, refreshes ``allowed_operations`` and marks ``current_operations``.
 """
 from __future__ import annotations
 
+import contextlib
+import logging
+import time
+
+from ..checks import host as host_checks
+from ..checks import pool as pool_checks
+from ..checks import vm as vm_checks
+from ..checks.operations import OTHER_OPERATION_IN_PROGRESS, added, removed
 from ..datamodel import NULL_REF
 from ..errors import Failure, internal
 from ..levelling import featureset, policy
-from ..vm_states import expected_states
 from ..world import MAX_VCPUS_PER_VM, MAX_VM_MEMORY, MAX_VMS_PER_HOST
+
+log = logging.getLogger(__name__)
 
 
 def is_hvm(vm_row) -> bool:
@@ -21,21 +34,6 @@ def is_hvm(vm_row) -> bool:
 
 def power(vm_row) -> str:
     return vm_row["power_state"]
-
-
-def assert_power(vm_ref, vm_row, op):
-    """VM_BAD_POWER_STATE [vm, expected, actual] unless ``op`` is valid in the VM's state."""
-    from ..vm_states import VALID_IN
-    if vm_row["power_state"] not in VALID_IN[op]:
-        raise Failure("VM_BAD_POWER_STATE", vm_ref, expected_states(op),
-                      vm_row["power_state"].lower())
-
-
-def assert_not_template(vm_ref, vm_row):
-    if vm_row["is_a_template"]:
-        raise Failure("VM_IS_TEMPLATE", vm_ref)
-    if vm_row["is_control_domain"]:
-        raise Failure("OPERATION_NOT_ALLOWED", "This operation is not allowed on dom0")
 
 
 def runtime_host(call, host_ref):
@@ -169,13 +167,307 @@ def assert_resident_host_live(call, vm_row):
             raise Failure("HOST_OFFLINE", host)
 
 
-def vm_op_allowed(call, vm_ref, vm_row, op):
-    assert_not_template(vm_ref, vm_row)
-    assert_resident_host_live(call, vm_row)
-    if vm_row["current_operations"]:
-        cur = next(iter(vm_row["current_operations"].items()))
-        raise Failure("OTHER_OPERATION_IN_PROGRESS", "VM", vm_ref, cur[1], cur[0])
-    assert_power(vm_ref, vm_row, op)
 
+# -- operations on objects: facts, checks, allowed_operations, current_operations ---------
+
+class OperationPolicy:
+    """How one world runs operation checks (``World.service``; tests change it live).
+
+    * ``max_wait``: how long an operation refused with ``OTHER_OPERATION_IN_PROGRESS``
+      waits for the others to finish before that error is returned. xapi retries under
+      ``Helpers.Policy.standard``: up to 2 hours (``max_total_wait = 3600 * 2``), waking
+      every 1-20 s; the simulator wakes on every database change instead.
+    * ``assume_guest_tools``: the simulator runs no guest OS, so a VM whose
+      ``guest_metrics`` names no row is judged as if its guest ran XenServer 7.0 PV tools
+      (drivers reported): HVM guests can then be shut down cleanly, suspended and migrated,
+      as in a lab where tools are installed. False applies Dundee's rules to a guest
+      without drivers (``VM_LACKS_FEATURE_*``, ``VM_MISSING_PV_DRIVERS``).
+    """
+
+    def __init__(self, world):
+        self.max_wait = 7200.0
+        self.assume_guest_tools = True
+
+    @classmethod
+    def of(cls, world) -> "OperationPolicy":
+        return world.service(cls)
+
+
+# What a XenServer 7.0 guest agent reports (used only when assume_guest_tools holds).
+SIMULATED_GUEST_TOOLS = {
+    "PV_drivers_version": {"major": "7", "minor": "0", "micro": "0", "build": "125"},
+    "other": {"feature-shutdown": "1", "feature-poweroff": "1", "feature-reboot": "1",
+              "feature-suspend": "1", "feature-vcpu-hotplug": "1"},
+    "can_use_hotplug_vbd": "unspecified", "can_use_hotplug_vif": "unspecified"}
+
+
+def _pool_row(db):
+    for ref, row in db.tables["pool"].items():
+        return ref, row
+    return NULL_REF, None
+
+
+def rpu_in_progress(db) -> bool:
+    """``Helpers.rolling_upgrade_in_progress``: the pool's other_config flag."""
+    _, row = _pool_row(db)
+    return row is not None and "rolling_upgrade_in_progress" in row["other_config"]
+
+
+def _valid(db, cls, ref) -> bool:
+    """``Db.is_valid_ref``."""
+    return cls in db.tables and ref in db.tables[cls]
+
+
+def vm_facts(world, db, row) -> dict:
+    """``Xapi_vm_lifecycle.get_info``: what check_operation_error needs beyond the row."""
+    gm = db.tables["VM_guest_metrics"].get(row["guest_metrics"]) \
+        if "VM_guest_metrics" in db.tables else None
+    if gm is None and OperationPolicy.of(world).assume_guest_tools:
+        gm = SIMULATED_GUEST_TOOLS
+    _, prow = _pool_row(db)
+    oc = prow["other_config"] if prow is not None else {}
+    resets = []
+    for vbd in row.get("VBDs") or ():
+        vbd_row = db.tables["VBD"].get(vbd) if "VBD" in db.tables else None
+        vdi = db.tables["VDI"].get(vbd_row["VDI"]) if vbd_row is not None else None
+        if vdi is not None:
+            smc = vdi["sm_config"]
+            resets.append((smc.get("on_boot") == "reset", vm_checks.bool_of_assoc("caching", smc)))
+    return dict(guest_metrics=gm,
+                clone_suspended_vm_enabled=oc.get("allow_clone_suspended_vm") == "true",
+                vdis_reset_and_caching=resets,
+                appliance_valid=_valid(db, "VM_appliance", row.get("appliance", NULL_REF)),
+                protection_policy_valid=_valid(db, "VMPP",
+                                               row.get("protection_policy", NULL_REF)))
+
+
+def host_facts(db, row) -> dict:
+    """The facts of ``Xapi_host_helpers.valid_operations`` from the database."""
+    metrics = db.tables["host_metrics"].get(row["metrics"])
+    plugged = []
+    for _, pbd in db.tables.get("PBD", {}).items():
+        if pbd["currently_attached"] and pbd["SR"] not in plugged:
+            plugged.append(pbd["SR"])
+    clustered = [sr for sr in plugged
+                 if db.tables["SR"].get(sr, {}).get("clustered", False)]
+    down = any(not m["live"] for _, m in db.tables["host_metrics"].items())
+    recovering = [t["name_description"] for _, t in db.tables["task"].items()
+                  if t["name_label"] == "SR Recovering" and t["name_description"] in clustered]
+    return dict(live=None if metrics is None else metrics["live"], power_on_plugin=True,
+                plugged_clustered_srs=clustered, hosts_down=down, recovering_tasks=recovering)
+
+
+def operation_error(world, db, cls, ref, op, strict=True):
+    """The class's ``check_operation_error`` for the row in ``db`` (HANDLE_INVALID if none)."""
+    row = db.get(cls, ref)
+    if cls == "VM":
+        return vm_checks.check_operation_error(ref, row, op, strict=strict,
+                                               **vm_facts(world, db, row))
+    if cls == "host":
+        return host_checks.check_operation_error(ref, row, op, **host_facts(db, row))
+    if cls == "pool":
+        return pool_checks.check_operation_error(ref, row, op)
+    raise ValueError(f"no operation checks wired for {cls}")
+
+
+def allowed_operations(world, db, cls, ref) -> list:
+    """The class's ``update_allowed_operations`` value for the row in ``db``."""
+    row = db.get(cls, ref)
+    if cls == "VM":
+        return vm_checks.allowed_operations(ref, row, rpu=rpu_in_progress(db),
+                                            **vm_facts(world, db, row))
+    if cls == "host":
+        return host_checks.allowed_operations(ref, row, rpu=rpu_in_progress(db),
+                                              **host_facts(db, row))
+    if cls == "pool":
+        return pool_checks.allowed_operations(ref, row)
+    raise ValueError(f"no operation checks wired for {cls}")
+
+
+def refresh_allowed(world, db, cls, ref):
+    """``update_allowed_operations``: write the value if it changed (no-op if ``ref`` is
+    gone)."""
+    with db.lock:
+        if ref not in db.tables[cls]:
+            return
+        ops = allowed_operations(world, db, cls, ref)
+        if ops != db.tables[cls][ref]["allowed_operations"]:
+            db.set(cls, ref, "allowed_operations", ops)
+
+
+def refresh_vm_allowed(world, db, vm_ref):
+    refresh_allowed(world, db, "VM", vm_ref)
+
+
+def refresh_host_allowed(world, h):
+    """``Xapi_host_helpers.update_allowed_operations`` for a HostRuntime."""
+    refresh_allowed(world, h.db, "host", h.ref)
+
+
+def refresh_pool_allowed(world, db):
+    ref, _ = _pool_row(db)
+    if ref != NULL_REF:
+        refresh_allowed(world, db, "pool", ref)
+
+
+def refresh_all_allowed(world, db):
+    """``Cancel_tasks.update_all_allowed_operations`` (xapi start): VMs, hosts, pool."""
+    with db.lock:
+        for cls in ("VM", "host"):
+            for ref in list(db.tables[cls]):
+                refresh_allowed(world, db, cls, ref)
+        refresh_pool_allowed(world, db)
+
+
+def assert_operation_valid(call, cls, ref, op, strict=True):
+    """``assert_operation_valid``: raise the class check's error, if any."""
+    err = operation_error(call.world, call.db, cls, ref, op, strict)
+    if err is not None:
+        raise Failure(err[0], *err[1])
+
+
+def _check_waiting(call, cls, ref, op, strict, wait):
+    """``Helpers.retry``: while the check says ``OTHER_OPERATION_IN_PROGRESS``, wait for
+    the database to change (releasing its lock) and check again, until the policy's
+    ``max_wait``; TASK_CANCELLED if the caller's task is cancelled meanwhile."""
+    db = call.db
+    deadline = None
+    while True:
+        err = operation_error(call.world, db, cls, ref, op, strict)
+        if err is None or err[0] != OTHER_OPERATION_IN_PROGRESS or not wait:
+            return err
+        call.check_cancelled()
+        now = time.monotonic()
+        if deadline is None:
+            deadline = now + OperationPolicy.of(call.world).max_wait
+        if now >= deadline:
+            return err
+        db.cond.wait(min(deadline - now, 1.0))
+
+
+# message_forwarding.ml VM.hard_shutdown / VM.hard_reboot: ``cancel ~ops`` right after
+# with_vm_operation's entry, then wait for those tasks.
+CANCEL_ON_ENTRY = {
+    "hard_shutdown": ("clean_shutdown", "clean_reboot", "hard_reboot", "pool_migrate",
+                      "call_plugin", "suspend"),
+    "hard_reboot": ("clean_shutdown", "clean_reboot", "pool_migrate", "call_plugin",
+                    "suspend"),
+}
+
+
+def _cancel_and_wait(call, vm_ref, key, ops):
+    from .task import Tasks
+    db = call.db
+    victims = [t for t, op in db.get("VM", vm_ref)["current_operations"].items()
+               if op in ops and t != key]
+    if not victims:
+        return
+    tasks = Tasks.of(call.world)
+    for t in victims:
+        if db.exists("task", t):    # Client.Task.cancel
+            db.set("task", t, "current_operations", {call.world.ids.ref(): "cancel"})
+        tasks.request_cancel(t)
+    deadline = time.monotonic() + OperationPolicy.of(call.world).max_wait
+    while True:                     # wait_for_tasks: until none is pending
+        pending = [t for t in victims
+                   if t in db.tables["task"] and db.tables["task"][t]["status"] == "pending"]
+        left = deadline - time.monotonic()
+        if not pending or left <= 0:
+            return
+        db.cond.wait(min(left, 1.0))
+
+
+class Operation:
+    """An operation admitted on an object (what ``begin_operation`` returns).
+
+    :meth:`mark` writes ``current_operations[key] = op`` and refreshes
+    ``allowed_operations``; xapi does that as soon as the check passes. A handler whose
+    body runs atomically under the database lock calls it once its own checks have passed
+    (just before its first write), so that a refused call changes nothing (this
+    simulator's rule); a long operation (``task.timed``) is marked at once and shows for
+    its whole duration."""
+
+    __slots__ = ("call", "cls", "ref", "op", "key", "marked", "recorded")
+
+    def __init__(self, call, cls, ref, op, key):
+        self.call, self.cls, self.ref, self.op, self.key = call, cls, ref, op, key
+        self.marked = False
+        self.recorded = False
+
+    def mark(self):
+        """``add_to_current_operations`` + ``update_allowed_operations`` (a host during a
+        rolling upgrade records only Miami operations); for VM hard_shutdown/hard_reboot,
+        cancel the operations they override and wait for them."""
+        if self.marked:
+            return
+        call, db = self.call, self.call.db
+        with db.lock:
+            row = db.get(self.cls, self.ref)
+            self.recorded = self.cls != "host" or \
+                host_checks.records_operation(self.op, rpu_in_progress(db))
+            if self.recorded:
+                db.set(self.cls, self.ref, "current_operations",
+                       added(row["current_operations"], self.key, self.op))
+            self.marked = True
+            refresh_allowed(call.world, db, self.cls, self.ref)
+            if self.cls == "VM" and self.op in CANCEL_ON_ENTRY:
+                _cancel_and_wait(call, self.ref, self.key, CANCEL_ON_ENTRY[self.op])
+
+
+def begin_operation(call, cls, ref, op, *, strict=True, wait=True, key=None,
+                    mark=True) -> Operation:
+    """The entry of ``with_vm_operation`` / ``with_host_operation``: the class's check
+    (waiting out operations it may not run with), then -- unless ``mark`` is False --
+    :meth:`Operation.mark`."""
+    db = call.db
+    key = key or call.task or call.world.ids.ref()
+    with db.lock:
+        err = _check_waiting(call, cls, ref, op, strict, wait)
+        if err is not None:
+            raise Failure(err[0], *err[1])
+        token = Operation(call, cls, ref, op, key)
+        if mark:
+            try:
+                token.mark()
+            except BaseException:
+                end_operation(call, token, succeeded=False)
+                raise
+        return token
+
+
+def end_operation(call, token: Operation, succeeded=True):
+    """The exit: remove this call's entry and refresh ``allowed_operations`` (if the object
+    still exists). An operation refused before it was marked writes nothing."""
+    if not token.marked:
+        if succeeded:
+            refresh_allowed(call.world, call.db, token.cls, token.ref)
+        return
+    db = call.db
+    with db.lock:
+        row = db.tables[token.cls].get(token.ref)
+        if row is None:
+            return
+        if token.recorded and token.key in row["current_operations"]:
+            db.set(token.cls, token.ref, "current_operations",
+                   removed(row["current_operations"], token.key))
+        refresh_allowed(call.world, db, token.cls, token.ref)
+
+
+@contextlib.contextmanager
+def with_operation(call, cls, ref, op, *, strict=True, wait=True):
+    """``with_vm_operation`` / ``with_host_operation``: ``assert_operation_valid``
+    (retried while other operations exclude this one), then the body, which calls
+    ``token.mark()`` once its own checks pass; afterwards the entry is removed and
+    ``allowed_operations`` refreshed, whatever happened (``Pervasiveext.finally``)."""
+    token = begin_operation(call, cls, ref, op, strict=strict, wait=wait, mark=False)
+    succeeded = False
+    try:
+        yield token
+        succeeded = True
+    finally:
+        try:
+            end_operation(call, token, succeeded)
+        except Exception:  # noqa: BLE001 -- xapi ignores errors of the clean-up (try ... with _)
+            log.exception("clearing %s %s of %s %s", token.op, token.key, cls, ref)
 
 NULL = NULL_REF

@@ -170,3 +170,5 @@ def eject(call, host):
         world.forget_host(h)
         # reset-and-reboot: master of a new pool with a fresh database, same uuid
         world.rejoin_as_standalone(h)
+        # its xapi start refreshes every allowed_operations (Cancel_tasks)
+        c.refresh_all_allowed(world, h.db)
