@@ -313,3 +313,26 @@ def test_many_threads_timed_operations(fresh_world, login):
                      "HOST_NOT_ENOUGH_FREE_MEMORY", "VM_INCOMPATIBLE_WITH_THIS_HOST",
                      "TASK_CANCELLED"}
     _consistent(login(fresh_world.master_url()).xenapi)
+
+
+def test_operations_of_tasks_that_no_longer_exist_do_not_block(lab):
+    """After a restart from --state-dir a journal may hold an operation's mark, but tasks
+    are not persisted: like xapi's start (``Helpers.cancel_tasks``), an entry whose task
+    does not exist is dropped instead of being waited for."""
+    w, x, vms = lab
+    from xapi_sim.classes.common import refresh_all_allowed
+    db = w.world.pools[0].db
+    web1, web2 = vms["web1"], vms["web2"]
+    with db.lock:
+        db.set("VM", web1, "current_operations", {"OpaqueRef:gone": "clean_shutdown"})
+        db.set("VM", web2, "current_operations", {"OpaqueRef:gone2": "suspend"})
+    OperationPolicy.of(w.world).max_wait = 30.0
+    t0 = time.monotonic()
+    x.VM.clean_reboot(web1)
+    assert time.monotonic() - t0 < 5
+    assert x.VM.get_current_operations(web1) == {}
+    assert check(x, web2, "clean_reboot") == \
+        ["OTHER_OPERATION_IN_PROGRESS", "VM.suspend", web2]   # the check itself reports it
+    refresh_all_allowed(w.world, db)
+    assert x.VM.get_current_operations(web2) == {}
+    assert "clean_reboot" in x.VM.get_allowed_operations(web2)

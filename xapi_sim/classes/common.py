@@ -187,6 +187,9 @@ class OperationPolicy:
     def __init__(self, world):
         self.max_wait = 7200.0
         self.assume_guest_tools = True
+        # (id(db), class, ref, key) of the operations this process has marked and not yet
+        # ended, never taken for stale ones (guarded by that database's lock)
+        self.live: set = set()
 
     @classmethod
     def of(cls, world) -> "OperationPolicy":
@@ -311,8 +314,12 @@ def refresh_pool_allowed(world, db):
 
 
 def refresh_all_allowed(world, db):
-    """``Cancel_tasks.update_all_allowed_operations`` (xapi start): VMs, hosts, pool."""
+    """What xapi's start does (``Cancel_tasks``): drop operations of tasks that no longer
+    exist, then ``update_all_allowed_operations`` for VMs, hosts and the pool."""
     with db.lock:
+        for cls in ("VM", "host", "pool"):
+            for ref in list(db.tables[cls]):
+                drop_stale_operations(world, db, cls, ref)
         for cls in ("VM", "host"):
             for ref in list(db.tables[cls]):
                 refresh_allowed(world, db, cls, ref)
@@ -326,6 +333,23 @@ def assert_operation_valid(call, cls, ref, op, strict=True):
         raise Failure(err[0], *err[1])
 
 
+def drop_stale_operations(world, db, cls, ref) -> bool:
+    """``Helpers.cancel_tasks`` as xapi's start runs it (``Cancel_tasks``): entries of
+    ``current_operations`` whose task does not exist are dropped. Tasks are not persisted,
+    so after a restart from ``--state-dir`` every entry a journal caught is stale. Entries
+    of operations this process is running are kept. Returns whether anything changed."""
+    row = db.tables[cls].get(ref)
+    if row is None or not row["current_operations"]:
+        return False
+    live = OperationPolicy.of(world).live
+    keep = {k: v for k, v in row["current_operations"].items()
+            if k in db.tables["task"] or (id(db), cls, ref, k) in live}
+    if len(keep) == len(row["current_operations"]):
+        return False
+    db.set(cls, ref, "current_operations", keep)
+    return True
+
+
 def _check_waiting(call, cls, ref, op, strict, wait):
     """``Helpers.retry``: while the check says ``OTHER_OPERATION_IN_PROGRESS``, wait for
     the database to change (releasing its lock) and check again, until the policy's
@@ -334,6 +358,10 @@ def _check_waiting(call, cls, ref, op, strict, wait):
     deadline = None
     while True:
         err = operation_error(call.world, db, cls, ref, op, strict)
+        if err is not None and err[0] == OTHER_OPERATION_IN_PROGRESS and \
+                drop_stale_operations(call.world, db, cls, ref):
+            refresh_allowed(call.world, db, cls, ref)
+            continue
         if err is None or err[0] != OTHER_OPERATION_IN_PROGRESS or not wait:
             return err
         call.check_cancelled()
@@ -408,6 +436,7 @@ class Operation:
             if self.recorded:
                 db.set(self.cls, self.ref, "current_operations",
                        added(row["current_operations"], self.key, self.op))
+                OperationPolicy.of(call.world).live.add((id(db), self.cls, self.ref, self.key))
             self.marked = True
             refresh_allowed(call.world, db, self.cls, self.ref)
             if self.cls == "VM" and self.op in CANCEL_ON_ENTRY:
@@ -447,9 +476,12 @@ def end_operation(call, token: Operation, succeeded=True):
         row = db.tables[token.cls].get(token.ref)
         if row is None:
             return
-        if token.recorded and token.key in row["current_operations"]:
-            db.set(token.cls, token.ref, "current_operations",
-                   removed(row["current_operations"], token.key))
+        if token.recorded:
+            OperationPolicy.of(call.world).live.discard((id(db), token.cls, token.ref,
+                                                         token.key))
+            if token.key in row["current_operations"]:
+                db.set(token.cls, token.ref, "current_operations",
+                       removed(row["current_operations"], token.key))
         refresh_allowed(call.world, db, token.cls, token.ref)
 
 
