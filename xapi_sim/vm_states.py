@@ -8,6 +8,8 @@ the scenario loader.
 """
 from __future__ import annotations
 
+import functools
+
 from .checks import vm as vm_checks
 from .datamodel import NULL_REF
 
@@ -20,12 +22,17 @@ _TOOLS = {"PV_drivers_version": {"major": "7", "minor": "0", "micro": "0", "buil
 def allowed_operations(power_state: str, is_template=False, is_control_domain=False,
                        rpu=False) -> list:
     """The ``allowed_operations`` xapi computes for an ordinary VM in ``power_state``."""
+    return list(_allowed(power_state, bool(is_template), bool(is_control_domain), bool(rpu)))
+
+
+@functools.lru_cache(maxsize=None)
+def _allowed(power_state, is_template, is_control_domain, rpu) -> tuple:
     row = {"power_state": power_state, "current_operations": {},
            "is_a_template": is_template, "is_a_snapshot": False,
            "is_control_domain": is_control_domain, "other_config": {},
            "blocked_operations": {}, "HVM_boot_policy": "", "attached_PCIs": [], "VGPUs": [],
            "appliance": NULL_REF, "protection_policy": NULL_REF}
-    return vm_checks.allowed_operations(NULL_REF, row, rpu=rpu, guest_metrics=_TOOLS)
+    return tuple(vm_checks.allowed_operations(NULL_REF, row, rpu=rpu, guest_metrics=_TOOLS))
 
 
 def expected_states(op: str) -> str:

@@ -268,12 +268,16 @@ def timed(op):
             db, task = call.db, call.task
             with db.lock:
                 # the handler's first check is this one: its failure is the handler's
-                token = c.begin_operation(call, "VM", vm, op, key=task)
+                token = c.begin_operation(call, "VM", vm, op, key=task, mark=False)
                 try:
                     _prechecks(c, call, vm, op)
                 except Failure:
-                    c.end_operation(call, token)
                     return fn(call, vm, *args, **kw)
+                try:
+                    token.mark()
+                except BaseException:
+                    c.end_operation(call, token, succeeded=False)
+                    raise
                 if db.exists("task", task):   # TaskHelper.register_task: cancellable
                     db.set("task", task, "allowed_operations", ["cancel"])
             cancelled = tasks.cancel_event(task)
