@@ -18,7 +18,7 @@ import time
 from ..checks import host as host_checks
 from ..checks import pool as pool_checks
 from ..checks import vm as vm_checks
-from ..checks.operations import OTHER_OPERATION_IN_PROGRESS, added, removed
+from ..checks.operations import OTHER_OPERATION_IN_PROGRESS, added, removed, setify
 from ..datamodel import NULL_REF
 from ..errors import Failure, internal
 from ..levelling import featureset, policy
@@ -247,10 +247,8 @@ def vm_facts(world, db, row) -> dict:
 def host_facts(db, row) -> dict:
     """The facts of ``Xapi_host_helpers.valid_operations`` from the database."""
     metrics = db.tables["host_metrics"].get(row["metrics"])
-    plugged = []
-    for _, pbd in db.tables.get("PBD", {}).items():
-        if pbd["currently_attached"] and pbd["SR"] not in plugged:
-            plugged.append(pbd["SR"])
+    plugged = setify(pbd["SR"] for _, pbd in db.tables.get("PBD", {}).items()
+                     if pbd["currently_attached"])       # Helpers.get_all_plugged_srs
     clustered = [sr for sr in plugged
                  if db.tables["SR"].get(sr, {}).get("clustered", False)]
     down = any(not m["live"] for _, m in db.tables["host_metrics"].items())
