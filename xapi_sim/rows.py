@@ -122,8 +122,7 @@ class RowBuilders:
                           "viridian": "true" if "Windows" in name else "false"},
                 actions_after_shutdown="destroy", actions_after_reboot="restart",
                 actions_after_crash="restart", user_version=1,
-                other_config={"default_template": "true"},
-                allowed_operations=["clone", "copy", "export", "provision", "destroy"])
+                other_config={"default_template": "true"})
 
     # -- xapi start (boot-time recalculation) --------------------------------------------
 

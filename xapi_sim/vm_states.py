@@ -1,59 +1,41 @@
-"""VM power states and the operations each allows (pure; the h11 style of one table).
+"""VM power states, and ``allowed_operations`` of a plain VM in one (pure).
 
-Mirrors the power-state part of xen-api ``ocaml/xapi/xapi_vm_lifecycle.ml``
-(``check_operation_error``): which operations are valid in which power state, and the
-lower-case state names used in ``VM_BAD_POWER_STATE [vm, expected, actual]``.
+The operation rules live in :mod:`xapi_sim.checks.vm` (xen-api Dundee
+``xapi_vm_lifecycle.ml``); this module only answers "what would ``allowed_operations`` be
+for an ordinary VM (not a template, snapshot or control domain, nothing in progress, guest
+tools reported) in this power state" for code that builds VMs without a full row, such as
+the scenario loader.
 """
 from __future__ import annotations
 
+import functools
+
+from .checks import vm as vm_checks
+from .datamodel import NULL_REF
+
 POWER_STATES = ("Halted", "Paused", "Running", "Suspended")
 
-# operation -> power states it is valid in
-VALID_IN = {
-    "start": ("Halted",),
-    "start_on": ("Halted",),
-    "clean_shutdown": ("Running",),
-    "hard_shutdown": ("Running", "Paused", "Suspended"),
-    "clean_reboot": ("Running",),
-    "hard_reboot": ("Running", "Paused"),
-    "suspend": ("Running",),
-    "resume": ("Suspended",),
-    "resume_on": ("Suspended",),
-    "pause": ("Running",),
-    "unpause": ("Paused",),
-    "pool_migrate": ("Running", "Paused"),
-    "migrate_send": ("Halted", "Running", "Paused", "Suspended"),
-    "clone": ("Halted", "Suspended"),
-    "copy": ("Halted", "Suspended"),
-    "snapshot": ("Halted", "Running", "Paused", "Suspended"),
-    "checkpoint": ("Running", "Paused"),
-    "export": ("Halted", "Suspended"),
-    "destroy": ("Halted", "Suspended"),
-    "make_into_template": ("Halted",),
-    "provision": ("Halted",),
-    "changing_VCPUs": ("Halted",),
-    "changing_VCPUs_live": ("Running", "Paused"),
-    "changing_static_range": ("Halted",),
-    "changing_dynamic_range": ("Halted", "Running", "Paused"),
-    "changing_shadow_memory": ("Halted",),
-    "changing_shadow_memory_live": ("Running",),
-    "send_sysrq": ("Running",),
-    "send_trigger": ("Running",),
-}
-
-CONTROL_DOMAIN_OPS = ()
+_TOOLS = {"PV_drivers_version": {"major": "7", "minor": "0", "micro": "0", "build": "125"},
+          "other": {}}
 
 
 def allowed_operations(power_state: str, is_template=False, is_control_domain=False,
-                       busy=False) -> list:
-    """The ``allowed_operations`` XAPI shows for a VM in ``power_state``."""
-    if is_control_domain or busy:
-        return []
-    if is_template:
-        return ["clone", "copy", "export", "provision", "destroy"]
-    return [op for op, states in VALID_IN.items() if power_state in states]
+                       rpu=False) -> list:
+    """The ``allowed_operations`` xapi computes for an ordinary VM in ``power_state``."""
+    return list(_allowed(power_state, bool(is_template), bool(is_control_domain), bool(rpu)))
+
+
+@functools.lru_cache(maxsize=None)
+def _allowed(power_state, is_template, is_control_domain, rpu) -> tuple:
+    row = {"power_state": power_state, "current_operations": {},
+           "is_a_template": is_template, "is_a_snapshot": False,
+           "is_control_domain": is_control_domain, "other_config": {},
+           "blocked_operations": {}, "HVM_boot_policy": "", "attached_PCIs": [], "VGPUs": [],
+           "appliance": NULL_REF, "protection_policy": NULL_REF}
+    return tuple(vm_checks.allowed_operations(NULL_REF, row, rpu=rpu, guest_metrics=_TOOLS))
 
 
 def expected_states(op: str) -> str:
-    """The comma-separated lower-case list XAPI puts in VM_BAD_POWER_STATE's ``expected``."""
-    return ", ".join(s.lower() for s in VALID_IN.get(op, ()))
+    """The comma-separated lower-case list XAPI puts in VM_BAD_POWER_STATE's ``expected``
+    (for operations whose allowed states do not depend on the VM)."""
+    return vm_checks.expected_states({"is_a_snapshot": False}, op)

@@ -8,6 +8,7 @@ refresh ``software_version``/API version, mark the host live, recompute ``pool.c
 """
 from __future__ import annotations
 
+from . import allowed
 from .datamodel import NULL_REF, Schema
 from .levelling import cpus, policy
 from .runtime import HOST_OVERHEAD, HostRuntime, PoolRuntime
@@ -62,6 +63,10 @@ class XapiLifecycle:
             self.update_host_allowed_operations(h)
             # the master's periodic DB GC pass; run at every start so the flag follows at once
             self.detect_rolling_upgrade(h.pool)
+            if h.is_master:
+                # xapi's start on the master (Cancel_tasks): stale operations go, and every
+                # allowed_operations is recomputed by the checks
+                allowed.refresh_all_allowed(self, db)
 
     def recompute_pool_cpu_info(self, pool: PoolRuntime):
         """``create_pool_cpuinfo`` (Dundee §4): intersection over every host record, alert."""
@@ -97,9 +102,8 @@ class XapiLifecycle:
                 del oc["rolling_upgrade_in_progress"]
                 db.set("pool", pool.ref, "other_config", oc)
             # VM allowed_operations follow the RPU "Miami" list while the flag is set
-            from .classes.vm_lifecycle import refresh_allowed
             for vm in db.refs("VM"):
-                refresh_allowed(None, vm, world=self, db=db, pool=pool)
+                allowed.refresh_vm_allowed(self, db, vm)
 
     def host_down(self, h: HostRuntime, state="down"):
         """The host stops (shutdown, or a crash): not live, its endpoint stops answering.
@@ -129,13 +133,12 @@ class XapiLifecycle:
         with db.lock:
             h.state = "up"
             h.disabled_until_reboot = False
-            from .classes.vm_lifecycle import refresh_allowed
             for vm, row in self.resident_vms(h):
                 db.update("VM", vm, power_state="Halted", resident_on=NULL_REF,
                           scheduled_to_be_resident_on=NULL_REF, domid=-1)
                 if db.exists("VM_metrics", row["metrics"]):
                     db.update("VM_metrics", row["metrics"], memory_actual=0, VCPUs_number=0)
-                refresh_allowed(None, vm, world=self, db=db, pool=h.pool)
+                allowed.refresh_vm_allowed(self, db, vm)
             h.domid_seq = 0
         self.xapi_start(h, system_boot=True)
 
@@ -222,12 +225,5 @@ class XapiLifecycle:
         return db.get("host_metrics", db.get("host", h.ref)["metrics"])["live"]
 
     def update_host_allowed_operations(self, h: HostRuntime):
-        db = h.db
-        row = db.get("host", h.ref)
-        ops = ["provision", "evacuate", "vm_start", "vm_resume", "vm_migrate"]
-        if not row["enabled"]:
-            ops += ["reboot", "shutdown"]
-        if row["current_operations"]:
-            ops = []
-        if sorted(ops) != sorted(row["allowed_operations"]):
-            db.set("host", h.ref, "allowed_operations", ops)
+        """``Xapi_host_helpers.update_allowed_operations`` (rules in ``checks/host.py``)."""
+        allowed.refresh_host_allowed(self, h)

@@ -238,21 +238,50 @@ def test_a_long_operation_progresses_through_events(slow_world, login):
     assert x.VM.get_power_state(vm) == "Running"
 
 
-def test_other_operations_wait_their_turn(slow_world, login):
-    x = login(slow_world.master_url()).xenapi
-    vm = x.VM.get_by_name_label("web1")[0]
-    task = x.Async.VM.clean_shutdown(vm)
+def _wait_for_current_operations(x, vm):
     deadline = time.monotonic() + 5
     while not x.VM.get_current_operations(vm):
         assert time.monotonic() < deadline
         time.sleep(0.01)
+
+
+def test_other_operations_wait_their_turn(slow_world, login):
+    """xen-api Dundee: an operation the running one excludes (``is_allowed_concurrently``)
+    is refused with ``OTHER_OPERATION_IN_PROGRESS ["VM.<op>", vm]``, which
+    ``Helpers.retry_with_global_lock`` catches and retries: the call waits its turn and
+    then meets the new state (here the VM is Halted)."""
+    x = login(slow_world.master_url()).xenapi
+    vm = x.VM.get_by_name_label("web1")[0]
+    task = x.Async.VM.clean_shutdown(vm)
+    _wait_for_current_operations(x, vm)
+    assert x.VM.get_current_operations(vm) == {task: "clean_shutdown"}
+    # only the hard operations may run alongside a clean shutdown
+    assert x.VM.get_allowed_operations(vm) == ["hard_reboot", "hard_shutdown"]
     with pytest.raises(XenAPI.Failure) as e:
-        x.VM.hard_shutdown(vm)
-    assert e.value.details == ["OTHER_OPERATION_IN_PROGRESS", "VM", vm, "clean_shutdown", task]
-    assert "clean_shutdown" not in x.VM.get_allowed_operations(vm)
+        x.VM.assert_operation_valid(vm, "clean_reboot")        # the check itself, at once
+    assert e.value.details == ["OTHER_OPERATION_IN_PROGRESS", "VM.clean_shutdown", vm]
+    with pytest.raises(XenAPI.Failure) as e:
+        x.VM.clean_reboot(vm)                                  # waits, then sees Halted
+    assert e.value.details == ["VM_BAD_POWER_STATE", vm, "running", "halted"]
     assert wait_done(x, task)["status"] == "success"
     assert x.VM.get_power_state(vm) == "Halted"
     assert x.VM.get_current_operations(vm) == {}
+
+
+def test_hard_shutdown_cancels_a_clean_shutdown(slow_world, login):
+    """message_forwarding.ml ``hard_shutdown``: allowed alongside a clean shutdown
+    (``is_allowed_concurrently``), it cancels it (``cancel ~ops:[clean_shutdown; ...]``) and
+    then halts the VM."""
+    x = login(slow_world.master_url()).xenapi
+    vm = x.VM.get_by_name_label("web1")[0]
+    task = x.Async.VM.clean_shutdown(vm)
+    _wait_for_current_operations(x, vm)
+    assert x.VM.hard_shutdown(vm) == ""
+    rec = wait_done(x, task)
+    assert (rec["status"], rec["error_info"]) == ("cancelled", ["TASK_CANCELLED", task])
+    assert x.VM.get_power_state(vm) == "Halted"
+    assert x.VM.get_current_operations(vm) == {}
+    assert "start" in x.VM.get_allowed_operations(vm)
 
 
 def test_cancel_stops_the_operation_before_its_effect(slow_world, login):

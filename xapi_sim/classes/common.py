@@ -1,17 +1,32 @@
-"""Checks shared by the VM and host lifecycle: "can this VM run on that host", placement.
+"""Checks shared by the VM and host lifecycle: operations, "can this VM run on that host",
+placement.
 
 Mirrors xen-api Dundee ``ocaml/xapi/xapi_vm_helpers.ml`` (``assert_can_boot_here``,
-``vm_can_run_on_host``, ``choose_host_for_vm``), ``cpuid_helpers.ml``
-(``assert_vm_is_compatible``, ``update_cpu_flags``) and the RPU version rules of
-``helpers.ml`` / ``message_forwarding.ml``.
+``vm_can_run_on_host``, ``choose_host_for_vm``, ``with_vm_operation``), ``cpuid_helpers.ml``
+(``assert_vm_is_compatible``, ``update_cpu_flags``), the RPU version rules of
+``helpers.ml`` / ``message_forwarding.ml``, and how xapi runs an operation on an object
+(``Helpers.retry_with_global_lock``, ``with_vm_operation``, ``with_host_operation``): the
+rules themselves are the pure ``xapi_sim.checks`` modules; this module gathers their facts
+from the database, refreshes ``allowed_operations`` and marks ``current_operations``.
 """
 from __future__ import annotations
 
+import contextlib
+import logging
+import time
+
+from ..checks import host as host_checks
+from ..checks.operations import OTHER_OPERATION_IN_PROGRESS, added, removed
 from ..datamodel import NULL_REF
 from ..errors import Failure, internal
 from ..levelling import featureset, policy
-from ..vm_states import expected_states
-from ..world import MAX_VCPUS_PER_VM, MAX_VM_MEMORY, MAX_VMS_PER_HOST
+from ..allowed import (SIMULATED_GUEST_TOOLS, OperationPolicy,  # noqa: F401 -- used by classes
+                       allowed_operations, drop_stale_operations, host_facts, operation_error,
+                       refresh_all_allowed, refresh_allowed, refresh_host_allowed,
+                       refresh_pool_allowed, refresh_vm_allowed, rpu_in_progress, vm_facts)
+from ..runtime import MAX_VCPUS_PER_VM, MAX_VM_MEMORY, MAX_VMS_PER_HOST
+
+log = logging.getLogger(__name__)
 
 
 def is_hvm(vm_row) -> bool:
@@ -21,21 +36,6 @@ def is_hvm(vm_row) -> bool:
 
 def power(vm_row) -> str:
     return vm_row["power_state"]
-
-
-def assert_power(vm_ref, vm_row, op):
-    """VM_BAD_POWER_STATE [vm, expected, actual] unless ``op`` is valid in the VM's state."""
-    from ..vm_states import VALID_IN
-    if vm_row["power_state"] not in VALID_IN[op]:
-        raise Failure("VM_BAD_POWER_STATE", vm_ref, expected_states(op),
-                      vm_row["power_state"].lower())
-
-
-def assert_not_template(vm_ref, vm_row):
-    if vm_row["is_a_template"]:
-        raise Failure("VM_IS_TEMPLATE", vm_ref)
-    if vm_row["is_control_domain"]:
-        raise Failure("OPERATION_NOT_ALLOWED", "This operation is not allowed on dom0")
 
 
 def runtime_host(call, host_ref):
@@ -169,13 +169,166 @@ def assert_resident_host_live(call, vm_row):
             raise Failure("HOST_OFFLINE", host)
 
 
-def vm_op_allowed(call, vm_ref, vm_row, op):
-    assert_not_template(vm_ref, vm_row)
-    assert_resident_host_live(call, vm_row)
-    if vm_row["current_operations"]:
-        cur = next(iter(vm_row["current_operations"].items()))
-        raise Failure("OTHER_OPERATION_IN_PROGRESS", "VM", vm_ref, cur[1], cur[0])
-    assert_power(vm_ref, vm_row, op)
 
+# -- operations on objects: facts, checks, allowed_operations, current_operations ---------
+
+def assert_operation_valid(call, cls, ref, op, strict=True):
+    """``assert_operation_valid``: raise the class check's error, if any."""
+    err = operation_error(call.world, call.db, cls, ref, op, strict)
+    if err is not None:
+        raise Failure(err[0], *err[1])
+
+
+def _check_waiting(call, cls, ref, op, strict, wait):
+    """``Helpers.retry``: while the check says ``OTHER_OPERATION_IN_PROGRESS``, wait for
+    the database to change (releasing its lock) and check again, until the policy's
+    ``max_wait``; TASK_CANCELLED if the caller's task is cancelled meanwhile."""
+    db = call.db
+    deadline = None
+    while True:
+        err = operation_error(call.world, db, cls, ref, op, strict)
+        if err is not None and err[0] == OTHER_OPERATION_IN_PROGRESS and \
+                drop_stale_operations(call.world, db, cls, ref):
+            refresh_allowed(call.world, db, cls, ref)
+            continue
+        if err is None or err[0] != OTHER_OPERATION_IN_PROGRESS or not wait:
+            return err
+        call.check_cancelled()
+        now = time.monotonic()
+        if deadline is None:
+            deadline = now + OperationPolicy.of(call.world).max_wait
+        if now >= deadline:
+            return err
+        db.cond.wait(min(deadline - now, 1.0))
+
+
+# message_forwarding.ml VM.hard_shutdown / VM.hard_reboot: ``cancel ~ops`` right after
+# with_vm_operation's entry, then wait for those tasks.
+CANCEL_ON_ENTRY = {
+    "hard_shutdown": ("clean_shutdown", "clean_reboot", "hard_reboot", "pool_migrate",
+                      "call_plugin", "suspend"),
+    "hard_reboot": ("clean_shutdown", "clean_reboot", "pool_migrate", "call_plugin",
+                    "suspend"),
+}
+
+
+def _cancel_and_wait(call, vm_ref, key, ops):
+    from .task import Tasks
+    db = call.db
+    victims = [t for t, op in db.get("VM", vm_ref)["current_operations"].items()
+               if op in ops and t != key]
+    if not victims:
+        return
+    tasks = Tasks.of(call.world)
+    for t in victims:
+        if db.exists("task", t):    # Client.Task.cancel
+            db.set("task", t, "current_operations", {call.world.ids.ref(): "cancel"})
+        tasks.request_cancel(t)
+    deadline = time.monotonic() + OperationPolicy.of(call.world).max_wait
+    while True:                     # wait_for_tasks: until none is pending
+        pending = [t for t in victims
+                   if t in db.tables["task"] and db.tables["task"][t]["status"] == "pending"]
+        left = deadline - time.monotonic()
+        if not pending or left <= 0:
+            return
+        db.cond.wait(min(left, 1.0))
+
+
+class Operation:
+    """An operation admitted on an object (what ``begin_operation`` returns).
+
+    :meth:`mark` writes ``current_operations[key] = op`` and refreshes
+    ``allowed_operations``; xapi does that as soon as the check passes. A handler whose
+    body runs atomically under the database lock calls it once its own checks have passed
+    (just before its first write), so that a refused call changes nothing (this
+    simulator's rule); a long operation (``task.timed``) is marked at once and shows for
+    its whole duration."""
+
+    __slots__ = ("call", "cls", "ref", "op", "key", "marked", "recorded")
+
+    def __init__(self, call, cls, ref, op, key):
+        self.call, self.cls, self.ref, self.op, self.key = call, cls, ref, op, key
+        self.marked = False
+        self.recorded = False
+
+    def mark(self):
+        """``add_to_current_operations`` + ``update_allowed_operations`` (a host during a
+        rolling upgrade records only Miami operations); for VM hard_shutdown/hard_reboot,
+        cancel the operations they override and wait for them."""
+        if self.marked:
+            return
+        call, db = self.call, self.call.db
+        with db.lock:
+            row = db.get(self.cls, self.ref)
+            self.recorded = self.cls != "host" or \
+                host_checks.records_operation(self.op, rpu_in_progress(db))
+            if self.recorded:
+                db.set(self.cls, self.ref, "current_operations",
+                       added(row["current_operations"], self.key, self.op))
+                OperationPolicy.of(call.world).live.add((db, self.cls, self.ref, self.key))
+            self.marked = True
+            refresh_allowed(call.world, db, self.cls, self.ref)
+            if self.cls == "VM" and self.op in CANCEL_ON_ENTRY:
+                _cancel_and_wait(call, self.ref, self.key, CANCEL_ON_ENTRY[self.op])
+
+
+def begin_operation(call, cls, ref, op, *, strict=True, wait=True, key=None,
+                    mark=True) -> Operation:
+    """The entry of ``with_vm_operation`` / ``with_host_operation``: the class's check
+    (waiting out operations it may not run with), then -- unless ``mark`` is False --
+    :meth:`Operation.mark`."""
+    db = call.db
+    key = key or call.task or call.world.ids.ref()
+    with db.lock:
+        err = _check_waiting(call, cls, ref, op, strict, wait)
+        if err is not None:
+            raise Failure(err[0], *err[1])
+        token = Operation(call, cls, ref, op, key)
+        if mark:
+            try:
+                token.mark()
+            except BaseException:
+                end_operation(call, token, succeeded=False)
+                raise
+        return token
+
+
+def end_operation(call, token: Operation, succeeded=True):
+    """The exit: remove this call's entry and refresh ``allowed_operations`` (if the object
+    still exists). An operation refused before it was marked writes nothing."""
+    if not token.marked:
+        if succeeded:
+            refresh_allowed(call.world, call.db, token.cls, token.ref)
+        return
+    db = call.db
+    with db.lock:
+        row = db.tables[token.cls].get(token.ref)
+        if row is None:
+            return
+        if token.recorded:
+            OperationPolicy.of(call.world).live.discard((db, token.cls, token.ref,
+                                                         token.key))
+            if token.key in row["current_operations"]:
+                db.set(token.cls, token.ref, "current_operations",
+                       removed(row["current_operations"], token.key))
+        refresh_allowed(call.world, db, token.cls, token.ref)
+
+
+@contextlib.contextmanager
+def with_operation(call, cls, ref, op, *, strict=True, wait=True):
+    """``with_vm_operation`` / ``with_host_operation``: ``assert_operation_valid``
+    (retried while other operations exclude this one), then the body, which calls
+    ``token.mark()`` once its own checks pass; afterwards the entry is removed and
+    ``allowed_operations`` refreshed, whatever happened (``Pervasiveext.finally``)."""
+    token = begin_operation(call, cls, ref, op, strict=strict, wait=wait, mark=False)
+    succeeded = False
+    try:
+        yield token
+        succeeded = True
+    finally:
+        try:
+            end_operation(call, token, succeeded)
+        except Exception:  # noqa: BLE001 -- xapi ignores errors of the clean-up (try ... with _)
+            log.exception("clearing %s %s of %s %s", token.op, token.key, cls, ref)
 
 NULL = NULL_REF

@@ -205,15 +205,11 @@ def _v1_check(row, dest_info):
 
 
 def assert_can_migrate_cross_pool(call, vm, row, dest, options):
-    c.assert_not_template(vm, row)
     _checks(call, vm, row, _dest(call, dest), options)
 
 
 def migrate_send_cross_pool(call, vm, row, dest, live, options):
-    c.assert_not_template(vm, row)
-    if row["current_operations"]:
-        op = next(iter(row["current_operations"].items()))
-        raise Failure("OTHER_OPERATION_IN_PROGRESS", "VM", vm, op[1], op[0])
+    """The caller holds the VM's ``migrate_send`` operation (its checks are done)."""
     d = _dest(call, dest)
     _checks(call, vm, row, d, options)
     src_db, world = call.db, call.world

@@ -3,9 +3,14 @@
 Mirrors xen-api Dundee ``ocaml/xapi/xapi_host.ml``, ``xapi_host_helpers.ml`` and
 ``message_forwarding.ml`` as re-checked in the levelling review (§10, §11 there):
 
-* ``reboot``/``shutdown`` need the host disabled (``HOST_NOT_DISABLED []``) and live
-  (``HOST_OFFLINE``); VMs still running are handled as the OS shutdown hook does
-  (evacuate what can move, shut down the rest). A reboot runs a full xapi start.
+* ``reboot``/``shutdown``/``evacuate`` run as host operations (``with_host_operation``):
+  the host's ``valid_operations`` (``xapi_sim/checks/host.py``: operations in progress,
+  ``HOST_NOT_DISABLED []`` for reboot/shutdown) refuses them or marks them in
+  ``current_operations`` (during a rolling upgrade only evacuate is recorded); then the
+  host must be live (``HOST_OFFLINE``). ``disable``/``enable`` refresh the host's
+  ``allowed_operations``. For reboot/shutdown, VMs still running are handled as the OS
+  shutdown hook does (evacuate what can move, shut down the rest). A reboot runs a full
+  xapi start.
 * ``restart_agent`` runs a xapi start (toolstack restart): ``cpu_info`` and the pool level
   are recomputed; a host disabled by the API comes back enabled.
 * ``enable``: ``HOST_STILL_BOOTING`` before the first start, ``HOST_DISABLED_UNTIL_REBOOT``.
@@ -36,7 +41,7 @@ def disable(call, host):
         h, row = _host(call, host)
         call.db.set("host", host, "enabled", False)
         h.user_disabled = True
-        call.world.update_host_allowed_operations(h)
+        c.refresh_host_allowed(call.world, h)
 
 
 @api("host.enable")
@@ -53,14 +58,16 @@ def enable(call, host):
             changes["other_config"] = {k: v for k, v in oc.items() if k != "MAINTENANCE_MODE"}
         call.db.update("host", host, **changes)
         h.user_disabled = False
-        call.world.update_host_allowed_operations(h)
+        c.refresh_host_allowed(call.world, h)
 
 
 def evacuation_plan(call, host):
     """{vm: target host} or {vm: Failure}: Dundee ``compute_evacuation_plan_no_wlb``.
 
     Targets are other live, enabled hosts of equal or higher version with memory for the
-    VM (memory is accounted as VMs are planned); the CPU is not considered.
+    VM (memory is accounted as VMs are planned); the CPU is not considered. A VM whose
+    ``pool_migrate`` check fails (``get_operation_error ~strict:true``: a Paused VM, an
+    operation in progress...) gets that error instead of its placement.
     """
     world = call.world
     h = world.host(host)
@@ -88,6 +95,10 @@ def evacuation_plan(call, host):
         t = max(ok, key=lambda r: free[r])
         free[t] -= need
         plan[vm] = t
+    for vm in plan:
+        err = c.operation_error(world, call.db, "VM", vm, "pool_migrate", strict=True)
+        if err is not None:
+            plan[vm] = Failure(err[0], *err[1])
     return plan
 
 
@@ -109,12 +120,13 @@ def get_vms_which_prevent_evacuation(call, self):
                 if isinstance(f, Failure)}
 
 
-def _execute_plan(call, host):
+def _execute_plan(call, host, op):
     from .vm_lifecycle import pool_migrate
     plan = evacuation_plan(call, host)
     for vm, target in plan.items():
         if isinstance(target, Failure):
             raise target
+    op.mark()
     for vm, target in plan.items():
         pool_migrate(call, vm, target, {})
 
@@ -123,9 +135,10 @@ def _execute_plan(call, host):
 def evacuate(call, host, network=NULL_REF, evacuate_batch_size=0):
     with call.db.lock:
         h, row = _host(call, host)
-        if not _live(call, h):
-            raise Failure("HOST_OFFLINE", host)
-        _execute_plan(call, host)
+        with c.with_operation(call, "host", host, "evacuate") as op:
+            if not _live(call, h):
+                raise Failure("HOST_OFFLINE", host)
+            _execute_plan(call, host, op)
 
 
 def _stop_vms(call, h):
@@ -143,33 +156,29 @@ def _stop_vms(call, h):
         _set_power(call, vm, "Halted")
 
 
-def _assert_can_power_off(call, h, row):
-    if row["current_operations"]:
-        op = next(iter(row["current_operations"].items()))
-        raise Failure("OTHER_OPERATION_IN_PROGRESS", "host", h.ref, op[1], op[0])
-    if row["enabled"]:
-        raise Failure("HOST_NOT_DISABLED")
-    if not _live(call, h):
-        raise Failure("HOST_OFFLINE", h.ref)
-
-
 @api("host.reboot")
 def reboot(call, host):
     with call.db.lock:
         h, row = _host(call, host)
-        _assert_can_power_off(call, h, row)
-        _stop_vms(call, h)
-        call.world.host_down(h)
-        call.world.host_boot(h)
+        with c.with_operation(call, "host", host, "reboot") as op:
+            if not _live(call, h):                  # do_op_on the host
+                raise Failure("HOST_OFFLINE", h.ref)
+            op.mark()
+            _stop_vms(call, h)
+            call.world.host_down(h)
+            call.world.host_boot(h)
 
 
 @api("host.shutdown")
 def shutdown(call, host):
     with call.db.lock:
         h, row = _host(call, host)
-        _assert_can_power_off(call, h, row)
-        _stop_vms(call, h)
-        call.world.host_down(h)
+        with c.with_operation(call, "host", host, "shutdown") as op:
+            if not _live(call, h):
+                raise Failure("HOST_OFFLINE", h.ref)
+            op.mark()
+            _stop_vms(call, h)
+            call.world.host_down(h)
 
 
 @api("host.restart_agent")

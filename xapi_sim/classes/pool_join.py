@@ -172,3 +172,5 @@ def eject(call, host):
         # reset-and-reboot: master of a new pool with a fresh database, same uuid; root's
         # password is the one it had (eject does not touch dom0's /etc/passwd)
         world.rejoin_as_standalone(h, password)
+        # its xapi start refreshes every allowed_operations (Cancel_tasks)
+        c.refresh_all_allowed(world, h.db)

@@ -251,11 +251,12 @@ def timed(op):
     Only when the decorated function is the handler of the call being dispatched (not when
     another operation calls it, e.g. ``host.evacuate`` migrating VMs) and the operation's
     own first checks pass (otherwise the handler runs at once and reports its error exactly
-    as without a duration): the VM shows ``{task: op}`` in ``current_operations`` (so other
-    operations get ``OTHER_OPERATION_IN_PROGRESS``), the task becomes cancellable and its
-    progress moves in steps; ``task.cancel`` stops it with ``TASK_CANCELLED [task]`` before
-    any effect. Then the handler runs as usual (all checks, then the effect, atomically).
-    With the default of 0 seconds nothing of this happens.
+    as without a duration): the VM shows ``{task: op}`` in ``current_operations`` for the
+    duration (``common.begin_operation``, which waits while another operation excludes this
+    one and cancels what a hard shutdown/reboot overrides), the task becomes cancellable
+    and its progress moves in steps; ``task.cancel`` stops it with ``TASK_CANCELLED [task]``
+    before any effect. Then the handler runs as usual (all checks, then the effect,
+    atomically). With the default of 0 seconds nothing of this happens.
     """
     def deco(fn):
         @functools.wraps(fn)
@@ -265,15 +266,19 @@ def timed(op):
             if secs <= 0 or REGISTRY.get(call.name) is not wrapper or not call.task:
                 return fn(call, vm, *args, **kw)
             from . import common as c
-            from .vm_lifecycle import refresh_allowed
             db, task = call.db, call.task
             with db.lock:
+                # the handler's first check is this one: its failure is the handler's
+                token = c.begin_operation(call, "VM", vm, op, key=task, mark=False)
                 try:
                     _prechecks(c, call, vm, op)
                 except Failure:
                     return fn(call, vm, *args, **kw)
-                db.set("VM", vm, "current_operations", {task: op})
-                refresh_allowed(call, vm)
+                try:
+                    token.mark()
+                except BaseException:
+                    c.end_operation(call, token, succeeded=False)
+                    raise
                 if db.exists("task", task):   # TaskHelper.register_task: cancellable
                     db.set("task", task, "allowed_operations", ["cancel"])
             cancelled = tasks.cancel_event(task)
@@ -281,9 +286,7 @@ def timed(op):
             call.world.txm.checkpoint()
 
             def release():
-                if db.exists("VM", vm):
-                    db.set("VM", vm, "current_operations", {})
-                    refresh_allowed(call, vm)
+                c.end_operation(call, token)
                 if db.exists("task", task):   # unregister_task: not cancellable any more
                     db.set("task", task, "allowed_operations", [])
 
@@ -305,12 +308,11 @@ def timed(op):
 
 
 def _prechecks(c, call, vm, op):
-    """What ``message_forwarding.ml`` checks before the operation is handed to xenopsd
-    (allowed operation; for a start also the placement). A failure here lets the handler
-    run at once and report it exactly as it would without a duration."""
-    row = call.db.get("VM", vm)
-    c.vm_op_allowed(call, vm, row, op)
+    """What message forwarding checks before handing a start to xenopsd: the placement.
+    A failure here lets the handler run at once and report it exactly as it would without
+    a duration."""
     if op == "start":
+        row = call.db.get("VM", vm)
         c.assert_vm_limits(vm, row)
         host = c.choose_host(call, vm, row, cpu_check=False)
         c.assert_can_boot_here(call, vm, row, host)

@@ -1,93 +1,137 @@
-"""VM configuration setters with XAPI's checks (``xapi_vm.ml``, ``xapi_vm_helpers.ml``).
+"""VM configuration setters with XAPI's checks (``message_forwarding.ml``, ``xapi_vm.ml``,
+``xapi_vm_helpers.ml``, ``xapi_vm_memory_constraints.ml``, Dundee).
 
-Static settings (vCPU count, memory limits, boot policy...) change only while the VM is
-Halted (``VM_BAD_POWER_STATE [vm, "halted", actual]``); memory must keep
-``static_min <= dynamic_min <= dynamic_max <= static_max``
-(``MEMORY_CONSTRAINT_VIOLATION``); ``VCPUs_at_startup <= VCPUs_max``.
+The setters message forwarding wraps in ``with_vm_operation`` run the VM's operation check
+(``xapi_sim/checks/vm.py``) first, so the power state they need comes from
+``allowed_power_states``:
+
+* ``set_memory_limits`` -- ``changing_memory_limits`` (Halted);
+* ``set_memory_static_range`` and ``set_memory_static_min``/``_max`` --
+  ``changing_static_range`` (Halted);
+* ``set_memory_dynamic_range`` and ``set_memory_dynamic_min``/``_max`` --
+  ``changing_dynamic_range`` (Halted or Running);
+* ``set_VCPUs_max`` -- ``changing_VCPUs`` (Halted);
+* ``set_HVM_shadow_multiplier`` -- ``changing_shadow_memory`` (Halted);
+* ``set_is_a_template true`` -- ``make_into_template`` (Halted).
+
+Memory must keep ``static_min <= dynamic_min <= dynamic_max <= static_max``
+(``MEMORY_CONSTRAINT_VIOLATION``, DMC being licensed); vCPU counts must keep
+``0 < VCPUs_at_startup <= VCPUs_max`` (``INVALID_VALUE``). ``set_VCPUs_at_startup`` has no
+power-state check in Dundee.
 """
 from __future__ import annotations
 
 from ..dispatch import api
 from ..errors import Failure
+from . import common as c
+
+MEMORY_ORDER = ("Memory limits must satisfy: "
+                "static_min \u2264 dynamic_min \u2264 dynamic_max \u2264 static_max")
+VCPU_ORDER = "VCPU values must satisfy: 0 < VCPUs_at_startup \u2264 VCPUs_max"
 
 
-def _halted(call, vm):
-    row = call.db.get("VM", vm)
-    if row["power_state"] != "Halted":
-        raise Failure("VM_BAD_POWER_STATE", vm, "halted", row["power_state"].lower())
-    return row
-
-
-def _memory(call, vm, **changes):
-    with call.db.lock:
-        row = _halted(call, vm)
+def _memory(call, vm, op, **changes):
+    with call.db.lock, c.with_operation(call, "VM", vm, op) as token:
+        row = call.db.get("VM", vm)
         new = {k: changes.get(k, row[k]) for k in ("memory_static_min", "memory_dynamic_min",
                                                      "memory_dynamic_max", "memory_static_max")}
         if not (0 <= new["memory_static_min"] <= new["memory_dynamic_min"]
                 <= new["memory_dynamic_max"] <= new["memory_static_max"]):
-            raise Failure("MEMORY_CONSTRAINT_VIOLATION",
-                          "Memory limits must satisfy: static_min <= dynamic_min <= "
-                          "dynamic_max <= static_max")
+            raise Failure("MEMORY_CONSTRAINT_VIOLATION", MEMORY_ORDER)
+        if "memory_dynamic_min" in changes and op != "changing_static_range":
+            changes["memory_target"] = changes["memory_dynamic_min"]
+        token.mark()
         call.db.update("VM", vm, **changes)
 
 
 @api("VM.set_memory_limits")
 def set_memory_limits(call, self, static_min, static_max, dynamic_min, dynamic_max):
-    _memory(call, self, memory_static_min=static_min, memory_static_max=static_max,
-            memory_dynamic_min=dynamic_min, memory_dynamic_max=dynamic_max)
+    _memory(call, self, "changing_memory_limits", memory_static_min=static_min,
+            memory_static_max=static_max, memory_dynamic_min=dynamic_min,
+            memory_dynamic_max=dynamic_max)
 
 
 @api("VM.set_memory_static_range")
 def set_memory_static_range(call, self, min, max):  # noqa: A002 -- XAPI's parameter names
-    _memory(call, self, memory_static_min=min, memory_static_max=max)
+    _memory(call, self, "changing_static_range", memory_static_min=min, memory_static_max=max)
 
 
 @api("VM.set_memory_dynamic_range")
 def set_memory_dynamic_range(call, self, min, max):  # noqa: A002
-    _memory(call, self, memory_dynamic_min=min, memory_dynamic_max=max)
+    _memory(call, self, "changing_dynamic_range", memory_dynamic_min=min,
+            memory_dynamic_max=max)
 
 
-def _mem_setter(field):
+def _mem_setter(field, op):
     def setter(call, self, value):
-        _memory(call, self, **{field: value})
+        _memory(call, self, op, **{field: value})
     return setter
 
 
-for _f in ("static_min", "static_max", "dynamic_min", "dynamic_max"):
-    api(f"VM.set_memory_{_f}")(_mem_setter(f"memory_{_f}"))
+for _f, _op in (("static_min", "changing_static_range"), ("static_max", "changing_static_range"),
+                ("dynamic_min", "changing_dynamic_range"),
+                ("dynamic_max", "changing_dynamic_range")):
+    api(f"VM.set_memory_{_f}")(_mem_setter(f"memory_{_f}", _op))
 
 
 @api("VM.set_VCPUs_max")
 def set_vcpus_max(call, self, value):
-    with call.db.lock:
-        row = _halted(call, self)
-        if value < 1:
-            raise Failure("VM_NO_VCPUS", self)
-        if value < row["VCPUs_at_startup"]:
-            raise Failure("VALUE_NOT_SUPPORTED", "VCPUs_max", str(value),
-                          "VCPUs_max must be >= VCPUs_at_startup")
+    with call.db.lock, c.with_operation(call, "VM", self, "changing_VCPUs") as token:
+        row = call.db.get("VM", self)
+        if value < 1 or value < row["VCPUs_at_startup"]:
+            raise Failure("INVALID_VALUE", VCPU_ORDER, str(value))
+        token.mark()
         call.db.set("VM", self, "VCPUs_max", value)
 
 
 @api("VM.set_VCPUs_at_startup")
 def set_vcpus_at_startup(call, self, value):
     with call.db.lock:
-        row = _halted(call, self)
-        if value < 1:
-            raise Failure("VM_NO_VCPUS", self)
-        if value > row["VCPUs_max"]:
-            raise Failure("VALUE_NOT_SUPPORTED", "VCPUs_at_startup", str(value),
-                          "VCPUs_at_startup must be <= VCPUs_max")
+        row = call.db.get("VM", self)
+        if value < 1 or value > row["VCPUs_max"]:
+            raise Failure("INVALID_VALUE", VCPU_ORDER, str(value))
         call.db.set("VM", self, "VCPUs_at_startup", value)
+
+
+def _string_of_float(v) -> str:
+    """OCaml ``string_of_float`` (``%.12g``, a trailing "." when integral)."""
+    text = "%.12g" % float(v)
+    return text + "." if text.lstrip("-").isdigit() else text
+
+
+@api("VM.set_HVM_shadow_multiplier")
+def set_hvm_shadow_multiplier(call, self, value):
+    with call.db.lock, c.with_operation(call, "VM", self, "changing_shadow_memory") as token:
+        call.db.get("VM", self)
+        if value < 1.0:
+            raise Failure("INVALID_VALUE", "multiplier", _string_of_float(value))
+        token.mark()
+        call.db.set("VM", self, "HVM_shadow_multiplier", value)
+
+
+@api("VM.set_is_a_template")
+def set_is_a_template(call, self, value):
+    """``true`` is the ``make_into_template`` operation (ha_always_run cleared);
+    ``false`` ("install time") only stamps ``VM_metrics.install_time``. Neither refreshes
+    ``allowed_operations`` beyond what the operation does (as xapi)."""
+    with call.db.lock:
+        row = call.db.get("VM", self)
+        if value:
+            with c.with_operation(call, "VM", self, "make_into_template") as token:
+                token.mark()
+                call.db.update("VM", self, ha_always_run=False, is_a_template=True)
+            return
+        if call.db.exists("VM_metrics", row["metrics"]):
+            call.db.set("VM_metrics", row["metrics"], "install_time", call.world.clock.now_ts())
+        call.db.set("VM", self, "is_a_template", False)
 
 
 def _setter(field, halted_only):
     def setter(call, self, value):
         with call.db.lock:
-            if halted_only:
-                _halted(call, self)
-            else:
-                call.db.get("VM", self)
+            row = call.db.get("VM", self)
+            if halted_only and row["power_state"] != "Halted":
+                raise Failure("VM_BAD_POWER_STATE", self, "halted", row["power_state"].lower())
             call.db.set("VM", self, field, value)
     return setter
 
@@ -97,5 +141,4 @@ def _setter(field, halted_only):
 for _f in ("actions_after_crash", "order", "start_delay", "shutdown_delay", "ha_always_run",
            "ha_restart_priority"):
     api(f"VM.set_{_f}")(_setter(_f, halted_only=False))
-for _f in ("HVM_shadow_multiplier", "has_vendor_device"):
-    api(f"VM.set_{_f}")(_setter(_f, halted_only=True))
+api("VM.set_has_vendor_device")(_setter("has_vendor_device", halted_only=True))

@@ -3,51 +3,43 @@
 Mirrors xen-api Dundee ``ocaml/xapi/xapi_vm.ml``, ``message_forwarding.ml`` (host choice,
 RPU rules, the order of checks in ``pool_migrate``) and ``xapi_vm_migrate.ml``:
 
+* every operation runs inside :func:`~.common.with_operation` (``with_vm_operation``): the
+  VM's ``check_operation_error`` (``xapi_sim/checks/vm.py``) refuses it or marks it in
+  ``current_operations`` and refreshes ``allowed_operations`` at entry and exit. The checks
+  message forwarding makes *before* that (RPU direction and host version, CPU check of
+  ``pool_migrate``) come first, as there.
 * ``start``/``start_on`` overwrite ``last_boot_CPU_flags`` with the pool level (pool vendor,
   ``features_hvm`` if ``HVM_boot_policy <> ""`` else ``features_pv``); no CPU check.
 * reboots keep the flags (a hard_reboot that finds the VM Halted does a full start).
 * ``resume`` places with the CPU filter (``force`` ignored); ``resume_on`` checks the host
   unless forced; both run the post-move update (§11).
-* ``pool_migrate``: RPU direction, then CPU check unless ``options:force=true``, then power
-  state, then the move, then the post-move update.
+* ``pool_migrate``: RPU direction, then CPU check unless ``options:force=true``, then the
+  operation check (``strict`` unless forced), then the move, then the post-move update.
 * ``migrate_send``/``assert_can_migrate`` intra-pool: version must not decrease (even outside
   an RPU), CPU check unless forced, ``assert_can_boot_here``.
 * ``assert_can_boot_here`` and ``get_possible_hosts`` do no CPU check in Dundee.
 * ``checkpoint`` records a Suspended snapshot carrying the VM's flags; ``revert`` gives the VM
   the snapshot's power state and flags (§8).
+* During a rolling upgrade ``allowed_operations`` are cut to the "Miami" list, but no call
+  is refused for being off it (Dundee: informational only, §21 46).
 """
 from __future__ import annotations
 
+from ..checks import vm as vm_checks
 from ..datamodel import NULL_REF
 from ..dispatch import api
 from ..errors import Failure
 from ..scenario import boot_flags
-from ..vm_states import allowed_operations
 from . import common as c
 from .task import timed
 
-# The "Miami" list that VM allowed_operations are intersected with during an RPU (§13):
-# informational only in Dundee.
-RPU_ALLOWED = {"assert_operation_valid", "changing_memory_live", "changing_shadow_memory_live",
-               "changing_VCPUs_live", "clean_reboot", "clean_shutdown", "clone", "copy", "csvm",
-               "destroy", "export", "get_boot_record", "hard_reboot", "hard_shutdown", "import",
-               "make_into_template", "pause", "pool_migrate", "power_state_reset", "provision",
-               "resume", "resume_on", "send_sysrq", "send_trigger", "start", "start_on",
-               "suspend", "unpause", "update_allowed_operations"}
 
 
 def refresh_allowed(call, vm_ref, world=None, db=None, pool=None):
-    """Recompute a VM's ``allowed_operations`` (``update_allowed_operations``)."""
-    db = db or call.db
-    world = world or call.world
-    pool = pool or call.pool
-    row = db.get("VM", vm_ref)
-    ops = allowed_operations(row["power_state"], row["is_a_template"], row["is_control_domain"],
-                             bool(row["current_operations"]))
-    if world.rolling_upgrade_in_progress(pool):
-        ops = [o for o in ops if o in RPU_ALLOWED]
-    if ops != row["allowed_operations"]:
-        db.set("VM", vm_ref, "allowed_operations", ops)
+    """Recompute a VM's ``allowed_operations`` (``Xapi_vm_lifecycle.
+    update_allowed_operations``; the rules are ``checks/vm.py``). ``pool`` is unused: the
+    rolling-upgrade flag is read from the database's pool row."""
+    c.refresh_vm_allowed(world or call.world, db or call.db, vm_ref)
 
 
 def _next_domid(world, host_ref) -> int:
@@ -102,45 +94,74 @@ def _get(call, vm_ref):
     return call.db.get("VM", vm_ref)
 
 
+def _op(call, vm, op, strict=True):
+    """``with_vm_operation``: the VM's check, then ``current_operations`` for the body."""
+    return c.with_operation(call, "VM", vm, op, strict=strict)
+
+
 @api("VM.start")
 @timed("start")
 def start(call, vm, start_paused=False, force=False):
-    with call.db.lock:
+    with call.db.lock, _op(call, vm, "start") as op:
         row = _get(call, vm)
-        c.vm_op_allowed(call, vm, row, "start")
         c.assert_vm_limits(vm, row)
         host = c.choose_host(call, vm, row, cpu_check=False)
         c.assert_can_boot_here(call, vm, row, host)   # the host-side memory check
+        op.mark()
         _boot(call, vm, host, start_paused)
+
+
+def _assert_not_evacuating(call, host):
+    """message_forwarding.ml ``start_on``: no VM start on a host being evacuated."""
+    if "evacuate" in call.db.get("host", host)["current_operations"].values():
+        raise Failure("HOST_EVACUATE_IN_PROGRESS", host)
 
 
 @api("VM.start_on")
 def start_on(call, vm, host, start_paused=False, force=False):
+    """message_forwarding.ml order: RPU host version, host not evacuating, then the VM's
+    operation check."""
     with call.db.lock:
-        row = _get(call, vm)
+        _get(call, vm)
         call.db.get("host", host)
-        c.vm_op_allowed(call, vm, row, "start_on")
-        c.assert_vm_limits(vm, row)
         c.assert_highest_version(call, host)
-        c.assert_can_boot_here(call, vm, row, host)
-        _boot(call, vm, host, start_paused)
+        _assert_not_evacuating(call, host)
+        with _op(call, vm, "start_on") as op:
+            row = _get(call, vm)
+            c.assert_vm_limits(vm, row)
+            c.assert_can_boot_here(call, vm, row, host)
+            op.mark()
+            _boot(call, vm, host, start_paused)
 
 
 @api("VM.clean_shutdown")
 @timed("clean_shutdown")
 def clean_shutdown(call, vm):
-    with call.db.lock:
-        c.vm_op_allowed(call, vm, _get(call, vm), "clean_shutdown")
+    with call.db.lock, _op(call, vm, "clean_shutdown") as op:
+        c.assert_resident_host_live(call, _get(call, vm))
+        op.mark()
         _set_power(call, vm, "Halted")
 
 
-@api("VM.hard_shutdown", "VM.shutdown")
+@api("VM.hard_shutdown")
 @timed("hard_shutdown")
 def hard_shutdown(call, vm):
-    """``VM.shutdown`` (clean, falling back to hard) ends the same way: Halted, any
-    suspend image dropped."""
-    with call.db.lock:
-        c.vm_op_allowed(call, vm, _get(call, vm), "hard_shutdown")
+    """Cancels the clean operations in progress (message_forwarding.ml ``cancel``), then
+    Halted, any suspend image dropped."""
+    with call.db.lock, _op(call, vm, "hard_shutdown") as op:
+        c.assert_resident_host_live(call, _get(call, vm))
+        op.mark()
+        _set_power(call, vm, "Halted", suspend_VDI=NULL_REF)
+
+
+@api("VM.shutdown")
+@timed("shutdown")
+def shutdown(call, vm):
+    """``VM.shutdown`` (clean, falling back to hard; a Suspended VM just loses its suspend
+    image) ends Halted. Its own operation, ``shutdown``."""
+    with call.db.lock, _op(call, vm, "shutdown") as op:
+        c.assert_resident_host_live(call, _get(call, vm))
+        op.mark()
         _set_power(call, vm, "Halted", suspend_VDI=NULL_REF)
 
 
@@ -154,48 +175,58 @@ def _reboot(call, vm):
 @timed("clean_reboot")
 def clean_reboot(call, vm):
     """Flags untouched: xenopsd reboots from cached metadata (§7)."""
-    with call.db.lock:
-        c.vm_op_allowed(call, vm, _get(call, vm), "clean_reboot")
+    with call.db.lock, _op(call, vm, "clean_reboot") as op:
+        c.assert_resident_host_live(call, _get(call, vm))
+        op.mark()
         _reboot(call, vm)
 
 
 @api("VM.hard_reboot")
 @timed("hard_reboot")
 def hard_reboot(call, vm):
-    """Running or Paused only (``allowed_power_states``): Halted is VM_BAD_POWER_STATE;
-    Suspended is VM_BAD_POWER_STATE [vm, "running", "suspended"] as in dundee-lcm. (That
-    branch's full start applies only to a VM found Halted mid-operation, which cannot
-    happen here: operations are atomic.)"""
-    with call.db.lock:
+    """Running or Paused (``allowed_power_states``): otherwise
+    ``VM_BAD_POWER_STATE [vm, "paused, running", actual]`` from the operation check. It
+    cancels the clean operations in progress; if that left the VM Halted, xapi_vm.ml
+    (dundee-lcm 10507df4b3) does a full start, which takes the pool level (§7)."""
+    with call.db.lock, _op(call, vm, "hard_reboot") as op:
+        c.assert_resident_host_live(call, _get(call, vm))
+        op.mark()                   # cancels the clean operations in progress
         row = _get(call, vm)
-        c.assert_not_template(vm, row)
-        if row["power_state"] == "Suspended":
+        if row["power_state"] == "Halted":
+            c.assert_vm_limits(vm, row)
+            host = c.choose_host(call, vm, row, cpu_check=False)
+            c.assert_can_boot_here(call, vm, row, host)
+            _boot(call, vm, host, False)
+        elif row["power_state"] == "Suspended":
             raise Failure("VM_BAD_POWER_STATE", vm, "running", "suspended")
-        c.vm_op_allowed(call, vm, row, "hard_reboot")
-        _reboot(call, vm)
+        else:
+            _reboot(call, vm)
 
 
 @api("VM.suspend")
 @timed("suspend")
 def suspend(call, vm):
-    with call.db.lock:
-        c.vm_op_allowed(call, vm, _get(call, vm), "suspend")
+    with call.db.lock, _op(call, vm, "suspend") as op:
+        c.assert_resident_host_live(call, _get(call, vm))
+        op.mark()
         _set_power(call, vm, "Suspended")
 
 
 @api("VM.pause")
 def pause(call, vm):
-    with call.db.lock:
+    with call.db.lock, _op(call, vm, "pause") as op:
         row = _get(call, vm)
-        c.vm_op_allowed(call, vm, row, "pause")
+        c.assert_resident_host_live(call, row)
+        op.mark()
         _set_power(call, vm, "Paused", row["resident_on"], domid=row["domid"])
 
 
 @api("VM.unpause")
 def unpause(call, vm):
-    with call.db.lock:
+    with call.db.lock, _op(call, vm, "unpause") as op:
         row = _get(call, vm)
-        c.vm_op_allowed(call, vm, row, "unpause")
+        c.assert_resident_host_live(call, row)
+        op.mark()
         _set_power(call, vm, "Running", row["resident_on"], domid=row["domid"])
 
 
@@ -217,25 +248,30 @@ def _resume_here(call, vm, host, start_paused, force):
 @api("VM.resume")
 def resume(call, vm, start_paused=False, force=False):
     """Placement applies the CPU filter and ignores ``force`` (§8): NO_HOSTS_AVAILABLE."""
-    with call.db.lock:
+    with call.db.lock, _op(call, vm, "resume") as op:
         row = _get(call, vm)
-        c.vm_op_allowed(call, vm, row, "resume")
         host = c.choose_host(call, vm, row, cpu_check=True)
         c.assert_can_boot_here(call, vm, row, host)   # the host-side memory check
-        _resume_here(call, vm, host, start_paused, force)
+        if not force:
+            c.check_cpu(call, vm, row, host)
+        op.mark()
+        _resume_here(call, vm, host, start_paused, True)
 
 
 @api("VM.resume_on")
 def resume_on(call, vm, host, start_paused=False, force=False):
+    """message_forwarding.ml: the RPU host version first, then the operation check."""
     with call.db.lock:
-        row = _get(call, vm)
+        _get(call, vm)
         call.db.get("host", host)
-        c.vm_op_allowed(call, vm, row, "resume_on")
         c.assert_highest_version(call, host)
-        if not force:
-            c.check_cpu(call, vm, row, host)
-        c.assert_can_boot_here(call, vm, row, host)
-        _resume_here(call, vm, host, start_paused, True)
+        with _op(call, vm, "resume_on") as op:
+            row = _get(call, vm)
+            if not force:
+                c.check_cpu(call, vm, row, host)
+            c.assert_can_boot_here(call, vm, row, host)
+            op.mark()
+            _resume_here(call, vm, host, start_paused, True)
 
 
 def _force(options) -> bool:
@@ -251,8 +287,9 @@ def _move(call, vm, dest):
 
 @api("VM.pool_migrate")
 def pool_migrate(call, vm, host, options):
-    """Dundee order: RPU direction, CPU check (unless force), power/operation checks,
-    the move, the post-move flag update."""
+    """Dundee order: RPU direction, CPU check (unless force), the operation check
+    (``strict`` unless forced), the destination's checks, the move, the post-move flag
+    update."""
     with call.db.lock:
         row = _get(call, vm)
         call.db.get("host", host)
@@ -261,9 +298,12 @@ def pool_migrate(call, vm, host, options):
             raise Failure("NOT_SUPPORTED_DURING_UPGRADE")
         if not _force(options):
             c.check_cpu(call, vm, row, host)
-        c.vm_op_allowed(call, vm, row, "pool_migrate")
-        c.assert_can_boot_here(call, vm, row, host)
-        _move(call, vm, host)
+        with _op(call, vm, "pool_migrate", strict=not _force(options)) as op:
+            row = _get(call, vm)
+            c.assert_can_boot_here(call, vm, row, host)
+            c.assert_resident_host_live(call, row)
+            op.mark()
+            _move(call, vm, host)
 
 
 def _intra_pool_dest(call, dest):
@@ -285,34 +325,42 @@ def _migrate_checks(call, vm, row, host, options):
 @api("VM.assert_can_migrate")
 def assert_can_migrate(call, vm, dest, live=False, vdi_map=None, vif_map=None, options=None,
                        vgpu_map=None):
+    """``Xapi_vm_migrate.assert_can_migrate``: no operation check (message forwarding
+    calls it directly)."""
     with call.db.lock:
         row = _get(call, vm)
         host = _intra_pool_dest(call, dest)
         if host is None:
             from .cross_pool import assert_can_migrate_cross_pool
             return assert_can_migrate_cross_pool(call, vm, row, dest, options)
-        c.assert_not_template(vm, row)
         _migrate_checks(call, vm, row, host, options)
 
 
 @api("VM.migrate_send")
 def migrate_send(call, vm, dest, live=False, vdi_map=None, vif_map=None, options=None,
                  vgpu_map=None):
+    """``with_vm_operation migrate_send`` around ``assert_can_migrate`` and the move, for
+    both destinations (message_forwarding.ml)."""
     with call.db.lock:
-        row = _get(call, vm)
-        host = _intra_pool_dest(call, dest)
-        if host is None:
-            from .cross_pool import migrate_send_cross_pool
-            return migrate_send_cross_pool(call, vm, row, dest, live, options)
-        c.vm_op_allowed(call, vm, row, "migrate_send")
-        _migrate_checks(call, vm, row, host, options)
-        if row["power_state"] in ("Running", "Paused"):
-            _move(call, vm, host)
-        else:
-            call.db.set("VM", vm, "affinity", host)
-            if row["power_state"] == "Suspended":
-                c.update_cpu_flags(call, vm, host)
-        return vm
+        _get(call, vm)
+        with _op(call, vm, "migrate_send") as op:
+            row = _get(call, vm)
+            host = _intra_pool_dest(call, dest)
+            if host is None:
+                # (checks and the hand-over happen together there: not marked)
+                from .cross_pool import migrate_send_cross_pool
+                return migrate_send_cross_pool(call, vm, row, dest, live, options)
+            _migrate_checks(call, vm, row, host, options)
+            if row["power_state"] in ("Running", "Paused"):
+                c.assert_resident_host_live(call, row)
+            op.mark()
+            if row["power_state"] in ("Running", "Paused"):
+                _move(call, vm, host)
+            else:
+                call.db.set("VM", vm, "affinity", host)
+                if row["power_state"] == "Suspended":
+                    c.update_cpu_flags(call, vm, host)
+            return vm
 
 
 @api("VM.assert_can_boot_here")
@@ -343,9 +391,6 @@ def get_possible_hosts(call, vm):
 # -- checkpoints and revert (spec §8: snapshots copy last_boot_CPU_flags; a revert to a
 # checkpoint makes the VM Suspended with the checkpoint's flags) ----------------------------
 
-_SNAPSHOT_OPS = ["revert", "destroy", "export", "clone", "copy"]
-
-
 def _copied_fields(call, row):
     """``Xapi_vm_clone.copy_vm_record``: the fields a copy of ``row`` inherits (not the
     uuid, not the ref sets -- devices, snapshots, children), a fresh metrics row, a time."""
@@ -365,25 +410,30 @@ def _copied_fields(call, row):
 def _snapshot_record(call, vm, row, new_name, power_state):
     """``Xapi_vm_snapshot``/``Xapi_vm_clone.copy_vm_record``: a copy of the VM record marked
     as a snapshot of ``vm``. ``last_boot_CPU_flags`` is copied (it is not in ``do_not_copy``,
-    §8); device and snapshot-tree sets start empty; snapshots are templates."""
+    §8); device and snapshot-tree sets start empty; snapshots are templates. Its
+    ``allowed_operations`` come from the checks (``force_state_reset``)."""
     db, world = call.db, call.world
     fields, metrics, ts = _copied_fields(call, row)
     fields.update(name_label=new_name, is_a_template=True, is_a_snapshot=True,
                   snapshot_of=vm, snapshot_time=ts, power_state=power_state,
                   resident_on=NULL_REF, scheduled_to_be_resident_on=NULL_REF, domid=-1,
                   metrics=metrics, current_operations={}, parent=NULL_REF,
-                  guest_metrics=NULL_REF, allowed_operations=list(_SNAPSHOT_OPS),
+                  guest_metrics=NULL_REF, allowed_operations=[],
                   last_boot_CPU_flags=dict(row["last_boot_CPU_flags"]))
-    return world.new_row(db, "VM", **fields)
+    ref = world.new_row(db, "VM", **fields)
+    refresh_allowed(call, ref)
+    return ref
 
 
 @api("VM.checkpoint")
 def checkpoint(call, vm, new_name):
     """A snapshot with the memory image: a Suspended snapshot carrying the VM's flags. The
     VM itself keeps running on its host with its flags unchanged."""
-    with call.db.lock:
+    with call.db.lock, _op(call, vm, "checkpoint") as op:
         row = _get(call, vm)
-        c.vm_op_allowed(call, vm, row, "checkpoint")
+        if row["power_state"] == "Running":      # forward_vm_op to the VM's host
+            c.assert_resident_host_live(call, row)
+        op.mark()
         return _snapshot_record(call, vm, row, new_name, "Suspended")
 
 
@@ -391,28 +441,23 @@ def checkpoint(call, vm, new_name):
 def snapshot(call, vm, new_name, ignore_vdis=None):
     """A disk-only snapshot (Halted, a template), copying the VM's flags. In Dundee it is
     allowed during an RPU even though it is off the Miami list (§21 46)."""
-    with call.db.lock:
-        row = _get(call, vm)
-        c.assert_not_template(vm, row)
-        if row["current_operations"]:
-            cur = next(iter(row["current_operations"].items()))
-            raise Failure("OTHER_OPERATION_IN_PROGRESS", "VM", vm, cur[1], cur[0])
-        return _snapshot_record(call, vm, row, new_name, "Halted")
+    with call.db.lock, _op(call, vm, "snapshot") as op:
+        op.mark()
+        return _snapshot_record(call, vm, _get(call, vm), new_name, "Halted")
 
 
 def _copy_vm(call, vm, new_name):
-    """``Xapi_vm_clone``: a new Halted VM from a Halted or Suspended VM or template; the
-    flags are copied (§8)."""
+    """``Xapi_vm_clone``: a new Halted VM from a Halted VM or template (Suspended too for a
+    snapshot, or with pool ``other_config:allow_clone_suspended_vm``: the operation check
+    decides); the flags are copied (§8)."""
     db, world = call.db, call.world
     row = _get(call, vm)
-    if row["power_state"] not in ("Halted", "Suspended"):
-        raise Failure("VM_BAD_POWER_STATE", vm, "halted, suspended", row["power_state"].lower())
     fields, metrics, _ = _copied_fields(call, row)
     fields.update(name_label=new_name, is_a_template=row["is_a_template"],
                   is_default_template=False, is_a_snapshot=False, snapshot_of=NULL_REF,
                   power_state="Halted", resident_on=NULL_REF, domid=-1, metrics=metrics,
                   current_operations={}, parent=vm, guest_metrics=NULL_REF,
-                  scheduled_to_be_resident_on=NULL_REF,
+                  scheduled_to_be_resident_on=NULL_REF, allowed_operations=[],
                   other_config={k: v for k, v in row["other_config"].items()
                                 if k != "default_template"},
                   last_boot_CPU_flags=dict(row["last_boot_CPU_flags"]))
@@ -423,41 +468,68 @@ def _copy_vm(call, vm, new_name):
 
 @api("VM.clone")
 def clone(call, vm, new_name):
-    with call.db.lock:
-        if _get(call, vm)["is_control_domain"]:
-            raise Failure("OPERATION_NOT_ALLOWED", "This operation is not allowed on dom0")
+    with call.db.lock, _op(call, vm, "clone") as op:
+        op.mark()
         return _copy_vm(call, vm, new_name)
 
 
 @api("VM.revert")
 def revert(call, snapshot):
-    """Revert the snapshot's VM to it: a live VM's domain is destroyed, then the VM takes
-    the snapshot's power state (Suspended for a checkpoint) and its ``last_boot_CPU_flags``
-    (§8), so the next resume is checked against the checkpoint's flags."""
+    """Revert the snapshot's VM to it: ``with_vm_operation`` ``revert`` on the snapshot,
+    then ``reverting`` on the VM; a live VM's domain is destroyed, then the VM takes the
+    snapshot's power state (Suspended for a checkpoint) and its ``last_boot_CPU_flags``
+    (§8), so the next resume is checked against the checkpoint's flags. (xapi recreates a
+    VM whose snapshot_of is gone; the simulator refuses that case.)"""
     with call.db.lock:
-        srow = _get(call, snapshot)
-        vm = srow["snapshot_of"]
-        if not srow["is_a_snapshot"] or not call.db.exists("VM", vm):
-            raise Failure("OPERATION_NOT_ALLOWED", "revert is only allowed on a snapshot")
-        row = _get(call, vm)
-        if row["current_operations"]:
-            cur = next(iter(row["current_operations"].items()))
-            raise Failure("OTHER_OPERATION_IN_PROGRESS", "VM", vm, cur[1], cur[0])
-        state = "Suspended" if srow["power_state"] == "Suspended" else "Halted"
-        _set_power(call, vm, state, last_boot_CPU_flags=dict(srow["last_boot_CPU_flags"]))
+        _get(call, snapshot)
+        with _op(call, snapshot, "revert") as op:
+            srow = _get(call, snapshot)
+            vm = srow["snapshot_of"]
+            if not call.db.exists("VM", vm):
+                raise Failure("OPERATION_NOT_ALLOWED",
+                              "revert of a snapshot whose VM is gone is not simulated")
+            with _op(call, vm, "reverting") as reverting:
+                op.mark()
+                reverting.mark()
+                state = "Suspended" if srow["power_state"] == "Suspended" else "Halted"
+                _set_power(call, vm, state,
+                           last_boot_CPU_flags=dict(srow["last_boot_CPU_flags"]))
 
 
 @api("VM.destroy")
 def destroy(call, self):
-    with call.db.lock:
+    """``with_vm_operation destroy`` (Halted or Suspended; not a default template, not
+    dom0), then ``Xapi_vm.destroy``: children re-parented to the VM's parent, the record
+    and its metrics removed."""
+    with call.db.lock, _op(call, self, "destroy") as op:
+        op.mark()
         row = _get(call, self)
-        if row["is_control_domain"]:
-            raise Failure("OPERATION_NOT_ALLOWED", "This operation is not allowed on dom0")
-        if row["power_state"] not in ("Halted", "Suspended") and not row["is_a_template"]:
-            raise Failure("VM_BAD_POWER_STATE", self, "halted", row["power_state"].lower())
+        for child in list(row["children"]):
+            if call.db.exists("VM", child):
+                call.db.set("VM", child, "parent", row["parent"])
         if call.db.exists("VM_metrics", row["metrics"]):
             call.db.remove("VM_metrics", row["metrics"])
         call.db.remove("VM", self)
+
+
+@api("VM.assert_operation_valid")
+def assert_operation_valid(call, self, op):
+    """``Xapi_vm.assert_operation_valid``: the strict check, at once (no waiting). Values
+    of the enum added after Dundee fail to unmarshal there, as xapi's rpc layer says."""
+    if op not in vm_checks.OPERATIONS:
+        raise Failure("INTERNAL_ERROR", "Rpc.Runtime_error(\"Unhandled pattern when "
+                      f"unmarshalling variant type: found '{op}', expected "
+                      f"{'|'.join(vm_checks.OPERATIONS)}\", S({op}))")
+    with call.db.lock:
+        c.assert_operation_valid(call, "VM", self, op, strict=True)
+
+
+@api("VM.update_allowed_operations")
+def update_allowed_operations(call, self):
+    """``Xapi_vm.update_allowed_operations`` (the VM's; it has no VBDs/VIFs here)."""
+    with call.db.lock:
+        _get(call, self)
+        refresh_allowed(call, self)
 
 
 @api("VM.set_HVM_boot_policy")

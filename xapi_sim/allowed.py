@@ -1,0 +1,186 @@
+"""Operation checks against a pool database: the facts each class's ``check_operation_error``
+needs (``checks/``), ``allowed_operations`` kept up to date (``update_allowed_operations``),
+and the start-time clean-up of ``current_operations`` (``Cancel_tasks``).
+
+At the world layer so that the xapi start routine (``xapi_start.py``) and the API handlers
+(``classes/``) share it; it reads rows and writes ``allowed_operations`` /
+``current_operations`` only.
+"""
+from __future__ import annotations
+
+from .checks import host as host_checks
+from .checks import pool as pool_checks
+from .checks import vm as vm_checks
+from .checks.operations import setify
+from .datamodel import NULL_REF
+
+
+class OperationPolicy:
+    """How one world runs operation checks (``World.service``; tests change it live).
+
+    * ``max_wait``: how long an operation refused with ``OTHER_OPERATION_IN_PROGRESS``
+      waits for the others to finish before that error is returned. xapi retries under
+      ``Helpers.Policy.standard``: up to 2 hours (``max_total_wait = 3600 * 2``), waking
+      every 1-20 s; the simulator wakes on every database change instead.
+    * ``assume_guest_tools``: the simulator runs no guest OS, so a VM whose
+      ``guest_metrics`` names no row is judged as if its guest ran XenServer 7.0 PV tools
+      (drivers reported): HVM guests can then be shut down cleanly, suspended and migrated,
+      as in a lab where tools are installed. False applies Dundee's rules to a guest
+      without drivers (``VM_LACKS_FEATURE_*``, ``VM_MISSING_PV_DRIVERS``).
+    """
+
+    def __init__(self, world):
+        self.max_wait = 7200.0
+        self.assume_guest_tools = True
+        # (db, class, ref, key) of the operations this process has marked and not yet
+        # ended, never taken for stale ones (guarded by that database's lock)
+        self.live: set = set()
+
+    @classmethod
+    def of(cls, world) -> "OperationPolicy":
+        return world.service(cls)
+
+
+# What a XenServer 7.0 guest agent reports (used only when assume_guest_tools holds).
+SIMULATED_GUEST_TOOLS = {
+    "PV_drivers_version": {"major": "7", "minor": "0", "micro": "0", "build": "125"},
+    "other": {"feature-shutdown": "1", "feature-poweroff": "1", "feature-reboot": "1",
+              "feature-suspend": "1", "feature-vcpu-hotplug": "1"},
+    "can_use_hotplug_vbd": "unspecified", "can_use_hotplug_vif": "unspecified"}
+
+
+def _pool_row(db):
+    for ref, row in db.tables["pool"].items():
+        return ref, row
+    return NULL_REF, None
+
+
+def rpu_in_progress(db) -> bool:
+    """``Helpers.rolling_upgrade_in_progress``: the pool's other_config flag."""
+    _, row = _pool_row(db)
+    return row is not None and "rolling_upgrade_in_progress" in row["other_config"]
+
+
+def _valid(db, cls, ref) -> bool:
+    """``Db.is_valid_ref``."""
+    return cls in db.tables and ref in db.tables[cls]
+
+
+def vm_facts(world, db, row) -> dict:
+    """``Xapi_vm_lifecycle.get_info``: what check_operation_error needs beyond the row."""
+    gm = db.tables["VM_guest_metrics"].get(row["guest_metrics"]) \
+        if "VM_guest_metrics" in db.tables else None
+    if gm is None and OperationPolicy.of(world).assume_guest_tools:
+        gm = SIMULATED_GUEST_TOOLS
+    _, prow = _pool_row(db)
+    oc = prow["other_config"] if prow is not None else {}
+    resets = []
+    for vbd in row.get("VBDs") or ():
+        vbd_row = db.tables["VBD"].get(vbd) if "VBD" in db.tables else None
+        vdi = db.tables["VDI"].get(vbd_row["VDI"]) if vbd_row is not None else None
+        if vdi is not None:
+            smc = vdi["sm_config"]
+            resets.append((smc.get("on_boot") == "reset", vm_checks.bool_of_assoc("caching", smc)))
+    return dict(guest_metrics=gm,
+                clone_suspended_vm_enabled=oc.get("allow_clone_suspended_vm") == "true",
+                vdis_reset_and_caching=resets,
+                appliance_valid=_valid(db, "VM_appliance", row.get("appliance", NULL_REF)),
+                protection_policy_valid=_valid(db, "VMPP",
+                                               row.get("protection_policy", NULL_REF)))
+
+
+def host_facts(db, row) -> dict:
+    """The facts of ``Xapi_host_helpers.valid_operations`` from the database."""
+    metrics = db.tables["host_metrics"].get(row["metrics"])
+    plugged = setify(pbd["SR"] for _, pbd in db.tables.get("PBD", {}).items()
+                     if pbd["currently_attached"])       # Helpers.get_all_plugged_srs
+    clustered = [sr for sr in plugged
+                 if db.tables["SR"].get(sr, {}).get("clustered", False)]
+    down = any(not m["live"] for _, m in db.tables["host_metrics"].items())
+    recovering = [t["name_description"] for _, t in db.tables["task"].items()
+                  if t["name_label"] == "SR Recovering" and t["name_description"] in clustered]
+    return dict(live=None if metrics is None else metrics["live"], power_on_plugin=True,
+                plugged_clustered_srs=clustered, hosts_down=down, recovering_tasks=recovering)
+
+
+def operation_error(world, db, cls, ref, op, strict=True):
+    """The class's ``check_operation_error`` for the row in ``db`` (HANDLE_INVALID if none)."""
+    row = db.get(cls, ref)
+    if cls == "VM":
+        return vm_checks.check_operation_error(ref, row, op, strict=strict,
+                                               **vm_facts(world, db, row))
+    if cls == "host":
+        return host_checks.check_operation_error(ref, row, op, **host_facts(db, row))
+    if cls == "pool":
+        return pool_checks.check_operation_error(ref, row, op)
+    raise ValueError(f"no operation checks wired for {cls}")
+
+
+def allowed_operations(world, db, cls, ref) -> list:
+    """The class's ``update_allowed_operations`` value for the row in ``db``."""
+    row = db.get(cls, ref)
+    if cls == "VM":
+        return vm_checks.allowed_operations(ref, row, rpu=rpu_in_progress(db),
+                                            **vm_facts(world, db, row))
+    if cls == "host":
+        return host_checks.allowed_operations(ref, row, rpu=rpu_in_progress(db),
+                                              **host_facts(db, row))
+    if cls == "pool":
+        return pool_checks.allowed_operations(ref, row)
+    raise ValueError(f"no operation checks wired for {cls}")
+
+
+def refresh_allowed(world, db, cls, ref):
+    """``update_allowed_operations``: write the value if it changed (no-op if ``ref`` is
+    gone)."""
+    with db.lock:
+        if ref not in db.tables[cls]:
+            return
+        ops = allowed_operations(world, db, cls, ref)
+        if ops != db.tables[cls][ref]["allowed_operations"]:
+            db.set(cls, ref, "allowed_operations", ops)
+
+
+def refresh_vm_allowed(world, db, vm_ref):
+    refresh_allowed(world, db, "VM", vm_ref)
+
+
+def refresh_host_allowed(world, h):
+    """``Xapi_host_helpers.update_allowed_operations`` for a HostRuntime."""
+    refresh_allowed(world, h.db, "host", h.ref)
+
+
+def refresh_pool_allowed(world, db):
+    ref, _ = _pool_row(db)
+    if ref != NULL_REF:
+        refresh_allowed(world, db, "pool", ref)
+
+
+def refresh_all_allowed(world, db):
+    """What xapi's start does (``Cancel_tasks``): drop operations of tasks that no longer
+    exist, then ``update_all_allowed_operations`` for VMs, hosts and the pool."""
+    with db.lock:
+        for cls in ("VM", "host", "pool"):
+            for ref in list(db.tables[cls]):
+                drop_stale_operations(world, db, cls, ref)
+        for cls in ("VM", "host"):
+            for ref in list(db.tables[cls]):
+                refresh_allowed(world, db, cls, ref)
+        refresh_pool_allowed(world, db)
+
+
+def drop_stale_operations(world, db, cls, ref) -> bool:
+    """``Helpers.cancel_tasks`` as xapi's start runs it (``Cancel_tasks``): entries of
+    ``current_operations`` whose task does not exist are dropped. Tasks are not persisted,
+    so after a restart from ``--state-dir`` every entry a journal caught is stale. Entries
+    of operations this process is running are kept. Returns whether anything changed."""
+    row = db.tables[cls].get(ref)
+    if row is None or not row["current_operations"]:
+        return False
+    live = OperationPolicy.of(world).live
+    keep = {k: v for k, v in row["current_operations"].items()
+            if k in db.tables["task"] or (db, cls, ref, k) in live}
+    if len(keep) == len(row["current_operations"]):
+        return False
+    db.set(cls, ref, "current_operations", keep)
+    return True

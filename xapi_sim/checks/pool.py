@@ -1,0 +1,49 @@
+"""Pool operation checks: xen-api Dundee ``ocaml/xapi/xapi_pool_helpers.ml`` (pure).
+
+Dundee's ``pool_allowed_operations`` has two values, ``ha_enable`` and ``ha_disable``
+(cluster operations, designate_new_master and the update operations came later).
+``valid_operations``, first error wins:
+
+1. ``ha_enable`` in progress: ``HA_ENABLE_IN_PROGRESS []`` for both;
+2. ``ha_disable`` in progress: ``HA_DISABLE_IN_PROGRESS []`` for both;
+3. HA enabled: ``HA_IS_ENABLED []`` for ``ha_enable``, else ``HA_NOT_ENABLED []`` for
+   ``ha_disable``.
+
+There is no rolling-upgrade rule for the pool in Dundee (``Pool.enable_ha`` refuses
+during an RPU in its own body, not here).
+"""
+from __future__ import annotations
+
+from .operations import (POOL_OPERATION_STRINGS, ErrorTable, hashtbl_fold_order,
+                         unknown_operation)
+
+OPERATIONS = ("ha_enable", "ha_disable")
+ALL_OPERATIONS = OPERATIONS
+
+
+def valid_operations(pool_ref: str, row: dict) -> dict:
+    current = [op for _, op in row["current_operations"].items()]
+    t = ErrorTable(ALL_OPERATIONS)
+    if "ha_enable" in current:
+        t.set_errors("HA_ENABLE_IN_PROGRESS", [], ["ha_enable"])
+        t.set_errors("HA_ENABLE_IN_PROGRESS", [], ["ha_disable"])
+    if "ha_disable" in current:
+        t.set_errors("HA_DISABLE_IN_PROGRESS", [], ["ha_enable"])
+        t.set_errors("HA_DISABLE_IN_PROGRESS", [], ["ha_disable"])
+    if row["ha_enabled"]:
+        t.set_errors("HA_IS_ENABLED", [], ["ha_enable"])
+    else:
+        t.set_errors("HA_NOT_ENABLED", [], ["ha_disable"])
+    return t.table
+
+
+def check_operation_error(pool_ref: str, row: dict, op: str):
+    table = valid_operations(pool_ref, row)
+    if op not in table:
+        return unknown_operation("xapi_pool_helpers", POOL_OPERATION_STRINGS.get(op, op))
+    return table[op]
+
+
+def allowed_operations(pool_ref: str, row: dict) -> list:
+    t = valid_operations(pool_ref, row)
+    return [op for op in hashtbl_fold_order(ALL_OPERATIONS) if t[op] is None]

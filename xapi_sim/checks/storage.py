@@ -1,0 +1,373 @@
+"""SR, VDI and VBD operation checks: xen-api Dundee ``xapi_sr_operations.ml``,
+``xapi_vdi.ml``, ``xapi_vbd_helpers.ml`` (pure).
+
+The rows are the store's; ``reserved`` (a VBD field internal to xapi, not in the API) may be
+given as an extra key of a VBD dict. SM capabilities are the names of ``SM.features`` keys
+(``"VDI_CREATE"``, ``"VDI_DELETE"``...) of the SR type's SM record; names unknown to
+Dundee's ``Smint.string_to_capability_table`` are ignored as xapi ignores them.
+"""
+from __future__ import annotations
+
+from . import vm as vm_checks
+from .operations import (OTHER_OPERATION_IN_PROGRESS, SR_OPERATION_STRINGS,
+                         VBD_OPERATION_STRINGS, VDI_OPERATION_STRINGS, ErrorTable,
+                         hashtbl_fold_order, power_to_string, set_difference, setify,
+                         unknown_operation)
+
+# Smint.string_to_capability_table (Dundee)
+CAPABILITIES = ("SR_PROBE", "SR_UPDATE", "SR_SUPPORTS_LOCAL_CACHING", "SR_METADATA",
+                "SR_TRIM", "VDI_CREATE", "VDI_DELETE", "VDI_ATTACH", "VDI_DETACH",
+                "VDI_RESIZE", "VDI_RESIZE_ONLINE", "VDI_CLONE", "VDI_SNAPSHOT",
+                "VDI_ACTIVATE", "VDI_DEACTIVATE", "VDI_UPDATE", "VDI_INTRODUCE",
+                "VDI_GENERATE_CONFIG", "VDI_ATTACH_OFFLINE", "VDI_RESET_ON_BOOT", "SR_STATS")
+
+
+def sm_features(features) -> set:
+    """``features_of_sr_internal``: the known capability names among ``features`` (an
+    ``SM.features`` map or any iterable of names)."""
+    return {f for f in features if f in CAPABILITIES}
+
+
+# -- SR ---------------------------------------------------------------------------------------
+
+# storage_operations in Dundee's datamodel.ml (enum order)
+SR_OPERATIONS = ("scan", "destroy", "forget", "plug", "unplug", "update", "vdi_create",
+                 "vdi_introduce", "vdi_destroy", "vdi_resize", "vdi_clone", "vdi_snapshot",
+                 "pbd_create", "pbd_destroy")
+# Xapi_sr_operations.all_ops (table order)
+SR_ALL_OPERATIONS = ("scan", "destroy", "forget", "plug", "unplug", "vdi_create",
+                     "vdi_destroy", "vdi_resize", "vdi_clone", "vdi_snapshot",
+                     "vdi_introduce", "update", "pbd_create", "pbd_destroy")
+# sm_cap_table: operations the backend must support (vdi_clone is faked by xapi)
+SR_CAPABILITY = {"vdi_create": "VDI_CREATE", "vdi_destroy": "VDI_DELETE",
+                 "vdi_resize": "VDI_RESIZE", "vdi_introduce": "VDI_INTRODUCE",
+                 "update": "SR_UPDATE", "vdi_snapshot": "VDI_SNAPSHOT"}
+SR_SAFE_TO_PARALLELISE = ()
+
+
+def sr_valid_operations(sr_ref: str, row: dict, *, features=(), attached_pbds: bool = False,
+                        managed_vdis: bool = False, cluster_stack_error=None) -> dict:
+    """``Xapi_sr_operations.valid_operations``, rules in xapi's order:
+
+    1. ``check_sm_features``: operations whose capability the SM lacks (the tools SR
+       also loses VDI_CREATE/VDI_DELETE) -> ``SR_OPERATION_NOT_SUPPORTED [sr]``;
+    2. ``check_any_attached_pbds``: a plugged PBD -> ``SR_HAS_PBD [sr]`` for destroy, forget;
+    3. ``check_no_pbds``: no PBD at all -> ``SR_HAS_NO_PBDS [sr]`` for destroy;
+    4. ``check_any_managed_vdis``: a managed non-rrd VDI -> ``SR_NOT_EMPTY []`` for destroy;
+    5. ``check_parallel_ops``: anything in progress ->
+       ``OTHER_OPERATION_IN_PROGRESS ["SR", sr, <op>]`` for every operation;
+    6. ``check_cluster_stack_compatible``: its error for plug.
+
+    Facts: ``features`` (SM capability names), ``attached_pbds`` (a PBD of the SR is
+    currently attached), ``managed_vdis`` (a VDI with ``managed`` and type not ``rrd``),
+    ``cluster_stack_error`` (``Cluster_stack_constraints``' error or None)."""
+    t = ErrorTable(SR_ALL_OPERATIONS)
+    caps = sm_features(features)
+    if row.get("is_tools_sr"):
+        caps -= {"VDI_CREATE", "VDI_DELETE"}
+    t.set_errors("SR_OPERATION_NOT_SUPPORTED", [sr_ref],
+                 [op for op in SR_ALL_OPERATIONS
+                  if op in SR_CAPABILITY and SR_CAPABILITY[op] not in caps])
+    if attached_pbds:
+        t.set_errors("SR_HAS_PBD", [sr_ref], ["destroy", "forget"])
+    if not row["PBDs"]:
+        t.set_errors("SR_HAS_NO_PBDS", [sr_ref], ["destroy"])
+    if managed_vdis:
+        t.set_errors("SR_NOT_EMPTY", [], ["destroy"])
+    current = setify(op for _, op in row["current_operations"].items())
+    if current:
+        t.set_errors(OTHER_OPERATION_IN_PROGRESS,
+                     ["SR", sr_ref, SR_OPERATION_STRINGS[current[0]]],
+                     set_difference(SR_ALL_OPERATIONS, SR_SAFE_TO_PARALLELISE))
+        if not all(op in SR_SAFE_TO_PARALLELISE for op in current):
+            t.set_errors(OTHER_OPERATION_IN_PROGRESS,
+                         ["SR", sr_ref, SR_OPERATION_STRINGS[current[0]]],
+                         SR_SAFE_TO_PARALLELISE)
+    if cluster_stack_error is not None:
+        code, params = cluster_stack_error
+        t.set_errors(code, params, ["plug"])
+    return t.table
+
+
+def sr_check_operation_error(sr_ref: str, row: dict, op: str, **facts):
+    table = sr_valid_operations(sr_ref, row, **facts)
+    if op not in table:
+        return unknown_operation("xapi_sr", SR_OPERATION_STRINGS.get(op, op))
+    return table[op]
+
+
+def sr_allowed_operations(sr_ref: str, row: dict, **facts) -> list:
+    t = sr_valid_operations(sr_ref, row, **facts)
+    return [op for op in hashtbl_fold_order(SR_ALL_OPERATIONS) if t[op] is None]
+
+
+# -- VDI --------------------------------------------------------------------------------------
+
+# vdi_operations in Dundee's datamodel.ml (enum order)
+VDI_OPERATIONS = ("scan", "clone", "copy", "resize", "resize_online", "snapshot", "destroy",
+                  "forget", "update", "force_unlock", "generate_config", "blocked")
+# Xapi_vdi.update_allowed_operations' list
+VDI_UPDATE_ORDER = ("snapshot", "copy", "clone", "destroy", "resize", "update",
+                    "generate_config", "resize_online", "forget")
+_HA_TYPES = ("ha_statefile", "redo_log")
+
+
+def vdi_check_operation_error(vdi_ref: str, row: dict, op: str, *, ha_enabled: bool = False,
+                              sr_type: str = "", sr_is_tools_sr: bool = False,
+                              sr_attached_pbds: bool = True, vbds=(), features=(),
+                              ha_enable_in_progress: bool = False,
+                              ha_disable_in_progress: bool = False):
+    """``Xapi_vdi.check_operation_error`` (Dundee), in its order:
+
+    1. any current operation but ``copy`` -> ``OTHER_OPERATION_IN_PROGRESS ["VDI", vdi]``;
+    2. ``resize`` with no plugged PBD on the SR -> ``SR_HAS_NO_PBDS [sr]``;
+    3. an active (attached or reserved) VBD blocks everything but the "live" operations
+       (snapshot, resize_online, blocked, clone); ``copy`` is blocked by an active RW VBD
+       only -> ``VDI_IN_USE [vdi, op]``;
+    4. a VBD with an operation in progress -> ``OTHER_OPERATION_IN_PROGRESS ["VDI", vdi]``;
+    5. per operation: HA statefile/redo-log and rrd VDIs, physical devices (``udev`` SRs),
+       the tools SR, SM capabilities, sharable and ``on_boot=reset`` snapshots.
+
+    Facts: ``ha_enabled`` (pool), the SR's ``type``/``is_tools_sr``/whether a PBD of it
+    is plugged, ``vbds`` (the VBD rows whose ``VDI`` is this one, with ``reserved`` if
+    known), ``features`` (the SM's capability names), the pool's HA operations in progress.
+    """
+    sr = row["SR"]
+    current = list(row["current_operations"].items())
+    if any(o != "copy" for _, o in current):
+        return (OTHER_OPERATION_IN_PROGRESS, ["VDI", vdi_ref])
+    if not sr_attached_pbds and op == "resize":
+        return ("SR_HAS_NO_PBDS", [sr])
+    vbds = [v for v in vbds if v.get("VDI", vdi_ref) == vdi_ref]
+    active = [v for v in vbds if v["currently_attached"] or v.get("reserved", False)]
+    active_rw = [v for v in active if v["mode"] == "RW"]
+    busy_vbds = [v for v in vbds if v["current_operations"]]
+    live_op = op in ("snapshot", "resize_online", "blocked", "clone")
+    ro_op = live_op or op == "copy"
+    if not live_op and (active_rw if ro_op else active):
+        return ("VDI_IN_USE", [vdi_ref, VDI_OPERATION_STRINGS.get(op, op)])
+    if busy_vbds:
+        return (OTHER_OPERATION_IN_PROGRESS, ["VDI", vdi_ref])
+    caps = sm_features(features)
+    vtype = row["type"]
+    ha_protected = ha_enabled and vtype in _HA_TYPES
+
+    def needs(cap):
+        return None if cap in caps else ("SR_OPERATION_NOT_SUPPORTED", [sr])
+
+    if op == "forget":
+        if ha_protected:
+            return ("HA_IS_ENABLED", [])
+        if vtype == "rrd":
+            return ("VDI_HAS_RRDS", [vdi_ref])
+        return None
+    if op == "destroy":
+        if sr_type == "udev":
+            return ("VDI_IS_A_PHYSICAL_DEVICE", [vdi_ref])
+        if sr_is_tools_sr:
+            return ("SR_OPERATION_NOT_SUPPORTED", [sr])
+        if vtype == "rrd":
+            return ("VDI_HAS_RRDS", [vdi_ref])
+        if ha_protected:
+            return ("HA_IS_ENABLED", [])
+        if vtype in ("ha_statefile", "metadata") and ha_enable_in_progress:
+            return ("HA_ENABLE_IN_PROGRESS", [])
+        if vtype in ("ha_statefile", "metadata") and ha_disable_in_progress:
+            return ("HA_DISABLE_IN_PROGRESS", [])
+        return needs("VDI_DELETE")
+    if op == "resize":
+        return ("HA_IS_ENABLED", []) if ha_protected else needs("VDI_RESIZE")
+    if op == "update":
+        return needs("VDI_UPDATE")
+    if op == "resize_online":
+        return ("HA_IS_ENABLED", []) if ha_protected else needs("VDI_RESIZE_ONLINE")
+    if op == "generate_config":
+        return needs("VDI_GENERATE_CONFIG")
+    if op == "snapshot":
+        if row["sharable"]:
+            return ("VDI_IS_SHARABLE", [vdi_ref])
+        if row["on_boot"] == "reset":
+            return ("VDI_ON_BOOT_MODE_INCOMPATIBLE_WITH_OPERATION", [])
+        if any(o == "copy" for _, o in current):
+            return ("OPERATION_NOT_ALLOWED", ["Snapshot operation not allowed during copy."])
+        return None
+    if op == "copy":
+        if vtype in _HA_TYPES:
+            return ("OPERATION_NOT_ALLOWED",
+                    ["VDI containing HA statefile or redo log cannot be copied (check the "
+                     "VDI's allowed operations)."])
+        return None
+    if op == "clone":
+        return needs("VDI_CLONE")
+    return None
+
+
+def vdi_allowed_operations(vdi_ref: str, row: dict, **facts) -> list:
+    """``update_allowed_operations_internal``: xapi prepends each passing operation, so
+    the result is :data:`VDI_UPDATE_ORDER` reversed."""
+    ok = [op for op in VDI_UPDATE_ORDER
+          if vdi_check_operation_error(vdi_ref, row, op, **facts) is None]
+    ok.reverse()
+    return ok
+
+
+# -- VBD --------------------------------------------------------------------------------------
+
+# vbd_operations in Dundee's datamodel.ml (enum order)
+VBD_OPERATIONS = ("attach", "eject", "insert", "plug", "unplug", "unplug_force", "pause",
+                  "unpause")
+# Xapi_vbd_helpers.all_ops (table order)
+VBD_ALL_OPERATIONS = ("attach", "eject", "unplug", "unplug_force", "insert", "plug", "pause",
+                      "unpause")
+VBD_SAFE_TO_PARALLELISE = ("pause", "unpause")
+_VM_OPS_BLOCKING_HOTPLUG = ("clean_shutdown", "hard_shutdown", "suspend", "pause")
+
+
+def is_system_domain(vm_row) -> bool:
+    """``System_domains.is_system_domain``: the control domain, or
+    ``other_config:is_system_domain`` is exactly "true" (OCaml ``bool_of_string``)."""
+    return vm_row["is_control_domain"] or \
+        (vm_row.get("other_config") or {}).get("is_system_domain") == "true"
+
+
+def _hotplug_errors(t, vm_ref, vm_row, guest_metrics, hvm, field, what, ops):
+    """The PV-driver rule shared by VBD and VIF plug/unplug of a running HVM guest."""
+    if vm_row["power_state"] != "Running" or not hvm:
+        return
+
+    def fallback():
+        if not vm_checks.has_pv_drivers(guest_metrics):
+            t.set_errors("VM_MISSING_PV_DRIVERS", [vm_ref], ops)
+
+    if guest_metrics is None:
+        fallback()
+        return
+    claim = guest_metrics.get(field, "unspecified")
+    if claim == "yes":
+        return
+    if claim == "no":
+        t.set_errors("OPERATION_NOT_ALLOWED", [f"VM states it does not support {what} hotplug."],
+                     ops)
+        return
+    fallback()
+
+
+def _vm_current_op_errors(t, vm_ref, vm_row, ops):
+    for _, op in vm_row["current_operations"].items():
+        if op in _VM_OPS_BLOCKING_HOTPLUG:
+            t.set_errors("OPERATION_NOT_ALLOWED",
+                         [f"Current operation on VM:{vm_ref} is "
+                          f"{vm_checks.operation_to_string(op)}"], ops)
+
+
+def vbd_valid_operations(vbd_ref: str, row: dict, *, vm_row: dict, guest_metrics=None,
+                         hvm: bool | None = None, vdi_row: dict | None = None,
+                         other_vbds=(), expensive_sharing_checks: bool = True) -> dict:
+    """``Xapi_vbd_helpers.valid_operations`` (Dundee), rules in xapi's order:
+
+    1. an operation in progress blocks all but pause/unpause; anything but pause/unpause
+       blocks pause; anything but attach/pause/unpause blocks unpause ->
+       ``OTHER_OPERATION_IN_PROGRESS ["VBD", vbd, <op>]``;
+    2. ``VBD_NOT_UNPLUGGABLE``, ``VBD_NOT_REMOVABLE_MEDIA``, ``VBD_IS_EMPTY`` /
+       ``VBD_NOT_EMPTY``;
+    3. the VM's power state and the device's: ``DEVICE_ALREADY_ATTACHED`` /
+       ``_DETACHED``, else ``VM_BAD_POWER_STATE [vm, "running", actual]`` (pause/unpause
+       stay allowed on a Paused VM);
+    4. the VM shutting down, suspending or pausing -> ``OPERATION_NOT_ALLOWED``;
+    5. a running HVM guest: hotplug needs drivers (``can_use_hotplug_vbd``,
+       ``VM_MISSING_PV_DRIVERS``); CD drives cannot be hotplugged;
+    6. a CD of a Suspended VM: no insert/eject;
+    7. the VDI: ``VDI_NOT_MANAGED``, VDI operations in progress, and (when not attached and
+       ``expensive_sharing_checks``) the sharing rules ``VDI_IN_USE``, ``VDI_READONLY``.
+
+    Facts: ``vm_row`` (the VBD's VM), its ``guest_metrics`` row, ``hvm`` (default
+    :func:`~.vm.booted_hvm`), ``vdi_row`` (None for an empty drive), ``other_vbds`` --
+    ``(vbd_row, vm_row)`` for the VDI's other VBDs (``vbd_row`` may carry ``reserved``)."""
+    vm_ref = row["VM"]
+    current = setify(op for _, op in row["current_operations"].items())
+    t = ErrorTable(VBD_ALL_OPERATIONS)
+    if current:
+        t.set_errors(OTHER_OPERATION_IN_PROGRESS,
+                     ["VBD", vbd_ref, VBD_OPERATION_STRINGS[current[0]]],
+                     set_difference(VBD_ALL_OPERATIONS, VBD_SAFE_TO_PARALLELISE))
+    if not all(op in VBD_SAFE_TO_PARALLELISE for op in current):
+        t.set_errors(OTHER_OPERATION_IN_PROGRESS,
+                     ["VBD", vbd_ref, VBD_OPERATION_STRINGS[current[0]]], ["pause"])
+    if set_difference(current, ("attach",) + VBD_SAFE_TO_PARALLELISE):
+        t.set_errors(OTHER_OPERATION_IN_PROGRESS,
+                     ["VBD", vbd_ref, VBD_OPERATION_STRINGS[current[0]]], ["unpause"])
+    if not row["unpluggable"]:
+        t.set_errors("VBD_NOT_UNPLUGGABLE", [vbd_ref], ["unplug", "unplug_force"])
+    if row["type"] != "CD":
+        t.set_errors("VBD_NOT_REMOVABLE_MEDIA", [vbd_ref], ["insert", "eject"])
+    empty = row["empty"]
+    if empty:
+        t.set_errors("VBD_IS_EMPTY", [vbd_ref], ["eject"])
+    else:
+        t.set_errors("VBD_NOT_EMPTY", [vbd_ref], ["insert"])
+    power = vm_row["power_state"]
+    plugged = row["currently_attached"] or row.get("reserved", False)
+    if power == "Running" and plugged:
+        t.set_errors("DEVICE_ALREADY_ATTACHED", [vbd_ref], ["plug"])
+    elif power == "Running":
+        t.set_errors("DEVICE_ALREADY_DETACHED", [vbd_ref], ["unplug", "unplug_force"])
+    else:
+        bad = ["plug", "unplug", "unplug_force"]
+        if power != "Paused":
+            bad = ["pause", "unpause"] + bad
+        t.set_errors("VM_BAD_POWER_STATE",
+                     [vm_ref, power_to_string("Running"), power_to_string(power)], bad)
+    _vm_current_op_errors(t, vm_ref, vm_row, ["plug", "unplug"])
+    hvm = vm_checks.booted_hvm(vm_row) if hvm is None else hvm
+    if power == "Running" and hvm:
+        plug_ops = ["plug", "unplug", "unplug_force"]
+        _hotplug_errors(t, vm_ref, vm_row, guest_metrics, hvm, "can_use_hotplug_vbd", "VBD",
+                        plug_ops)
+        if row["type"] == "CD":
+            t.set_errors("OPERATION_NOT_ALLOWED",
+                         ["HVM CDROMs cannot be hotplugged/unplugged, only inserted or ejected"],
+                         plug_ops)
+    if row["type"] == "CD" and power == "Suspended":
+        t.set_errors("VM_BAD_POWER_STATE",
+                     [vm_ref, "halted, running", power_to_string("Suspended")],
+                     ["insert", "eject"])
+    if not empty and vdi_row is not None:
+        vdi_ref = row["VDI"]
+        if not vdi_row["managed"]:
+            t.set_errors("VDI_NOT_MANAGED", [vbd_ref], VBD_ALL_OPERATIONS)
+        vdi_current = list(vdi_row["current_operations"].items())
+        if any(o != "copy" for _, o in vdi_current):
+            t.set_errors(OTHER_OPERATION_IN_PROGRESS,
+                         ["VDI", vdi_ref, VDI_OPERATION_STRINGS.get(vdi_current[0][1],
+                                                                    vdi_current[0][1])],
+                         ["attach", "plug", "insert"])
+        if not row["currently_attached"] and expensive_sharing_checks:
+            to_check = [v for v, owner in other_vbds
+                        if owner["power_state"] != "Suspended"
+                        and not is_system_domain(owner)
+                        and (v["currently_attached"] or v.get("reserved", False)
+                             or v["current_operations"])]
+            someone_rw = any(v["mode"] == "RW" for v in to_check)
+            need_write = row["mode"] == "RW"
+            if not vdi_row["sharable"] and not is_system_domain(vm_row) \
+                    and (someone_rw or (need_write and to_check)):
+                t.set_errors("VDI_IN_USE", [vdi_ref], ["attach", "insert", "plug"])
+            if need_write and vdi_row["read_only"]:
+                t.set_errors("VDI_READONLY", [vdi_ref], ["attach", "insert", "plug"])
+    return t.table
+
+
+def vbd_check_operation_error(vbd_ref: str, row: dict, op: str, **facts):
+    """``assert_operation_valid`` (expensive sharing checks on) as a value."""
+    table = vbd_valid_operations(vbd_ref, row, **facts)
+    if op not in table:
+        return unknown_operation("xapi_vbd_helpers", VBD_OPERATION_STRINGS.get(op, op))
+    return table[op]
+
+
+def vbd_allowed_operations(vbd_ref: str, row: dict, **facts) -> list:
+    """``update_allowed_operations``: without the expensive sharing checks (CA-20808)."""
+    facts = dict(facts, expensive_sharing_checks=False)
+    t = vbd_valid_operations(vbd_ref, row, **facts)
+    return [op for op in hashtbl_fold_order(VBD_ALL_OPERATIONS) if t[op] is None]
+

@@ -1,0 +1,354 @@
+"""VM operation checks: xen-api Dundee ``ocaml/xapi/xapi_vm_lifecycle.ml`` (pure).
+
+:func:`check_operation_error` is ``Xapi_vm_lifecycle.check_operation_error``: the first
+error, in xapi's fixed order, of
+
+1. ``blocked_operations`` -> ``OPERATION_BLOCKED [vm, reason]``
+2. the power state (:data:`ALLOWED_POWER_STATES`, ``allowed_power_states``) ->
+   ``VM_BAD_POWER_STATE [vm, expected, actual]`` (``expected`` the allowed states joined by
+   ", " in the table's order, lower case)
+3. operations in progress (:func:`is_allowed_concurrently`) ->
+   ``OTHER_OPERATION_IN_PROGRESS ["VM.<op>", vm]`` (``"VM.{a,b}"`` for several)
+4. templates (``check_template``) -> ``VM_IS_TEMPLATE [vm, op]``
+5. snapshots (``check_snapshot``) -> ``VM_IS_SNAPSHOT [vm, op]``
+6. ``provision`` of a non-template -> ``PROVISION_ONLY_ALLOWED_ON_TEMPLATE []``
+7. ``revert`` of a non-snapshot -> ``REVERT_ONLY_ALLOWED_ON_SNAPSHOT []``
+8. the control domain -> ``OPERATION_NOT_ALLOWED ["Operations on domain 0 are not allowed"]``
+9. guest features of a running HVM guest without PV drivers (``check_op_for_feature``) ->
+   ``VM_LACKS_FEATURE_SHUTDOWN`` / ``_VCPU_HOTPLUG`` / ``_SUSPEND [vm]``
+10. ``snapshot_with_quiesce`` without ``feature-quiesce``/``feature-snapshot`` ->
+    ``VM_SNAPSHOT_WITH_QUIESCE_NOT_SUPPORTED [vm]``
+11. VDIs with ``on_boot=reset`` (and caching) -> ``VDI_ON_BOOT_MODE_INCOMPATIBLE_WITH_OPERATION``
+12. passed-through PCI devices -> ``VM_HAS_PCI_ATTACHED [vm]``
+13. vGPUs -> ``VM_HAS_VGPU [vm]``
+14. appliance membership -> ``VM_IS_PART_OF_AN_APPLIANCE [vm, appliance]``
+15. protection policy -> ``VM_ASSIGNED_TO_PROTECTION_POLICY [vm, policy]``
+16. ``query_services`` on a non-system domain -> ``NOT_SYSTEM_DOMAIN [vm]``
+
+:func:`allowed_operations` is ``update_allowed_operations``: the same check (``strict``)
+for each operation of :data:`UPDATE_ORDER`, kept in xapi's order (it folds the list
+prepending, so the result is reversed), then intersected with the "Miami" list
+(``Xapi_globs.vm_operations_miami``) while a rolling upgrade is in progress. In Dundee that
+intersection is the only rolling-upgrade rule: calls are not refused for being off the list
+(enforcement, ``rpu_allowed_vm_operations``, came in 2017).
+
+Not in Dundee (later xen-api): ``VM_HVM_REQUIRED``, ``check_drivers``/
+``VM_MISSING_PV_DRIVERS`` in this function, the RPU refusal, the 4-parameter
+``OTHER_OPERATION_IN_PROGRESS``.
+"""
+from __future__ import annotations
+
+from ..datamodel import NULL_REF
+from .operations import (OTHER_OPERATION_IN_PROGRESS, intersect, ocaml_int_of_string,
+                         power_to_string)
+
+# The vm_operations enum as Dundee's ocaml/idl/datamodel.ml declares it (its order).
+OPERATIONS = (
+    "snapshot", "clone", "copy", "create_template", "revert", "checkpoint",
+    "snapshot_with_quiesce", "provision", "start", "start_on", "pause", "unpause",
+    "clean_shutdown", "clean_reboot", "hard_shutdown", "power_state_reset", "hard_reboot",
+    "suspend", "csvm", "resume", "resume_on", "pool_migrate", "migrate_send",
+    "get_boot_record", "send_sysrq", "send_trigger", "query_services", "shutdown",
+    "call_plugin", "changing_memory_live", "awaiting_memory_live", "changing_dynamic_range",
+    "changing_static_range", "changing_memory_limits", "changing_shadow_memory",
+    "changing_shadow_memory_live", "changing_VCPUs", "changing_VCPUs_live",
+    "assert_operation_valid", "data_source_op", "update_allowed_operations",
+    "make_into_template", "import", "export", "metadata_export", "reverting", "destroy")
+
+POWER_STATES = ("Halted", "Paused", "Suspended", "Running")   # all_power_states, in order
+
+H, P, S, R = "Halted", "Paused", "Suspended", "Running"
+
+# allowed_power_states: the power states each operation may start in (order as in xapi,
+# which is the order of VM_BAD_POWER_STATE's "expected"). clone/copy: see _power_states.
+ALLOWED_POWER_STATES = {
+    "import": (),
+    **{op: (H,) for op in ("changing_memory_limits", "changing_shadow_memory",
+                           "changing_static_range", "changing_VCPUs", "make_into_template",
+                           "provision", "start", "start_on")},
+    "unpause": (P,),
+    **{op: (S,) for op in ("csvm", "resume", "resume_on")},
+    **{op: (R,) for op in ("awaiting_memory_live", "call_plugin", "clean_reboot",
+                           "clean_shutdown", "changing_memory_live",
+                           "changing_shadow_memory_live", "changing_VCPUs_live",
+                           "data_source_op", "pause", "pool_migrate", "send_sysrq",
+                           "send_trigger", "snapshot_with_quiesce", "suspend")},
+    "changing_dynamic_range": (H, R),
+    "clone": (H,), "copy": (H,),                    # + Suspended, see _power_states
+    **{op: (H, S) for op in ("create_template", "destroy", "export")},
+    "hard_reboot": (P, R),
+    **{op: (P, S, R) for op in ("checkpoint", "get_boot_record", "shutdown",
+                                "hard_shutdown")},
+    "migrate_send": (H, S, R),
+    **{op: POWER_STATES for op in ("assert_operation_valid", "metadata_export",
+                                   "power_state_reset", "revert", "reverting", "snapshot",
+                                   "update_allowed_operations", "query_services")},
+}
+
+# Record_util.vm_operation_table (Dundee): operations missing from it print as
+# "(unknown operation)"; two have odd spellings.
+_OP_STRINGS = {
+    "assert_operation_valid": "assertoperationvalid", "data_source_op": "data_sources_op"}
+_NOT_IN_TABLE = {"create_template", "query_services", "shutdown", "changing_memory_limits",
+                 "changing_VCPUs"}
+
+
+def operation_to_string(op: str) -> str:
+    """``Record_util.vm_operation_to_string``."""
+    if op in _NOT_IN_TABLE:
+        return "(unknown operation)"
+    return _OP_STRINGS.get(op, op)
+
+
+# check_template: what a template allows besides destroy/migrate_send of non-default ones
+TEMPLATE_OPERATIONS = ("changing_dynamic_range", "changing_static_range",
+                       "changing_memory_limits", "changing_shadow_memory", "changing_VCPUs",
+                       "clone", "copy", "export", "metadata_export", "provision")
+# check_snapshot
+SNAPSHOT_OPERATIONS = ("revert", "clone", "copy", "export", "destroy", "hard_shutdown",
+                       "metadata_export")
+# what the control domain may do
+CONTROL_DOMAIN_OPERATIONS = ("data_source_op", "changing_memory_live", "awaiting_memory_live",
+                             "metadata_export", "changing_dynamic_range", "start")
+
+# update_allowed_operations' list
+UPDATE_ORDER = (
+    "snapshot", "copy", "clone", "revert", "checkpoint", "snapshot_with_quiesce", "start",
+    "start_on", "pause", "unpause", "clean_shutdown", "clean_reboot", "hard_shutdown",
+    "hard_reboot", "suspend", "resume", "resume_on", "export", "destroy", "provision",
+    "changing_VCPUs_live", "pool_migrate", "migrate_send", "make_into_template",
+    "changing_static_range", "changing_shadow_memory", "changing_dynamic_range")
+
+# Xapi_globs.vm_operations_miami
+MIAMI = (
+    "assert_operation_valid", "changing_memory_live", "changing_shadow_memory_live",
+    "changing_VCPUs_live", "clean_reboot", "clean_shutdown", "clone", "copy", "csvm",
+    "destroy", "export", "get_boot_record", "hard_reboot", "hard_shutdown", "import",
+    "make_into_template", "pause", "pool_migrate", "power_state_reset", "provision", "resume",
+    "resume_on", "send_sysrq", "send_trigger", "start", "start_on", "suspend", "unpause",
+    "update_allowed_operations")
+
+DEFAULT_TEMPLATE_KEY = "default_template"    # Xapi_globs.default_template_key
+DOM0_MESSAGE = "Operations on domain 0 are not allowed"
+
+
+def bool_of_assoc(key, mapping) -> bool:
+    """``Xapi_vm_lifecycle.bool_of_assoc``: "1" or any case of "true"."""
+    v = mapping.get(key)
+    return v is not None and (v == "1" or v.lower() == "true")
+
+
+def _power_states(row, op, clone_suspended_vm_enabled):
+    if op in ("clone", "copy"):
+        if row["is_a_snapshot"] or clone_suspended_vm_enabled:
+            return (H, S)
+        return (H,)
+    return ALLOWED_POWER_STATES[op]
+
+
+def allowed_power_states(row, op, clone_suspended_vm_enabled=False) -> tuple:
+    """``allowed_power_states``: the states ``op`` may start in."""
+    if op not in ALLOWED_POWER_STATES:
+        raise ValueError(f"not a Dundee vm_operations value: {op!r}")
+    return _power_states(row, op, clone_suspended_vm_enabled)
+
+
+def expected_states(row, op, clone_suspended_vm_enabled=False) -> str:
+    """VM_BAD_POWER_STATE's ``expected``: the allowed states, lower case, ", "-joined."""
+    return ", ".join(power_to_string(s) for s in
+                     allowed_power_states(row, op, clone_suspended_vm_enabled))
+
+
+_LONG_COPIES = ("clone", "copy", "export")
+_BOOT_RECORD = ("get_boot_record",)
+_SNAPSHOT = ("snapshot", "checkpoint")
+# (current operations, new operation) pairs that may run together
+_STATE_MACHINE = ((("snapshot_with_quiesce",), "snapshot"),
+                  (("migrate_send",), "metadata_export"),
+                  (("migrate_send",), "clean_shutdown"),
+                  (("migrate_send",), "clean_reboot"),
+                  (("migrate_send",), "start"),
+                  (("migrate_send",), "start_on"))
+
+
+def is_allowed_concurrently(op: str, current) -> bool:
+    """``is_allowed_concurrently``: may ``op`` start while ``current`` (the operations in
+    progress, in ``current_operations`` order) run? The power state is not considered."""
+    current = list(current)
+
+    def group(ops):
+        return op in ops and all(o in ops for o in current)
+
+    if op == "hard_shutdown":
+        machine = op not in current
+    elif op == "hard_reboot":
+        machine = not any(o in ("hard_shutdown", "hard_reboot") for o in current)
+    else:
+        machine = any(tuple(current) == state and op == transition
+                      for state, transition in _STATE_MACHINE)
+    return group(_LONG_COPIES) or group(_SNAPSHOT) or group(_BOOT_RECORD) or machine
+
+
+def concurrent_operations_error(vm_ref, current_ops):
+    """``report_concurrent_operations_error``: ``["VM." ^ op, vm]``, several as
+    ``"VM.{a,b}"``."""
+    ops = [operation_to_string(op) for _, op in current_ops]
+    text = ops[0] if len(ops) == 1 else "{" + ",".join(ops) + "}"
+    return (OTHER_OPERATION_IN_PROGRESS, ["VM." + text, vm_ref])
+
+
+# -- guest features (Xapi_pv_driver_version, check_op_for_feature) --------------------------
+
+def has_pv_drivers(guest_metrics) -> bool:
+    """``has_pv_drivers (of_guest_metrics gm)``: the guest agent reported a drivers
+    version with integer ``major`` and ``minor`` (and integer ``micro``/``build`` if
+    present). No guest metrics means no drivers."""
+    if guest_metrics is None:
+        return False
+    dv = guest_metrics.get("PV_drivers_version") or {}
+    try:
+        for key in ("major", "minor"):
+            ocaml_int_of_string(dv[key])
+        for key in ("micro", "build"):
+            if key in dv:
+                ocaml_int_of_string(dv[key])
+    except (KeyError, ValueError):
+        return False
+    return True
+
+
+def has_feature(guest_metrics, feature) -> bool:
+    """``has_feature``: ``other`` maps ``feature`` to "1"."""
+    return guest_metrics is not None and (guest_metrics.get("other") or {}).get(feature) == "1"
+
+
+def booted_hvm(row) -> bool:
+    """``Helpers.has_booted_hvm_of_record`` as far as the row tells: not the control
+    domain, and the boot record's ``HVM_boot_policy`` non-empty. xapi falls back to the
+    current record when ``last_booted_record`` does not parse (it is empty here)."""
+    return not row["is_control_domain"] and row["HVM_boot_policy"] != ""
+
+
+def check_op_for_feature(vm_ref, row, guest_metrics, op, strict, hvm):
+    if row["power_state"] != R or not hvm or has_pv_drivers(guest_metrics):
+        return None
+
+    def lacks(feature):
+        return not has_feature(guest_metrics, feature)
+
+    if op == "clean_shutdown" and strict and lacks("feature-shutdown") \
+            and lacks("feature-poweroff"):
+        return ("VM_LACKS_FEATURE_SHUTDOWN", [vm_ref])
+    if op == "clean_reboot" and strict and lacks("feature-shutdown") \
+            and lacks("feature-reboot"):
+        return ("VM_LACKS_FEATURE_SHUTDOWN", [vm_ref])
+    if op == "changing_VCPUs_live" and lacks("feature-vcpu-hotplug"):
+        return ("VM_LACKS_FEATURE_VCPU_HOTPLUG", [vm_ref])
+    if op in ("suspend", "checkpoint", "pool_migrate", "migrate_send") and strict \
+            and lacks("feature-suspend"):
+        return ("VM_LACKS_FEATURE_SUSPEND", [vm_ref])
+    return None
+
+
+# -- the check --------------------------------------------------------------------------
+
+def check_operation_error(vm_ref: str, row: dict, op: str, *, guest_metrics=None,
+                          strict: bool = True, clone_suspended_vm_enabled: bool = False,
+                          vdis_reset_and_caching=(), hvm: bool | None = None,
+                          appliance_valid: bool | None = None,
+                          protection_policy_valid: bool | None = None,
+                          all_vgpus_nvidia: bool = False,
+                          allow_nvidia_vgpu_migration: bool = False):
+    """``Xapi_vm_lifecycle.check_operation_error``: None, or the first ``(code, params)``.
+
+    ``row`` is the VM's row. The facts from other objects:
+
+    * ``guest_metrics`` -- the VM_guest_metrics row (None if ``guest_metrics`` is not a
+      valid ref);
+    * ``clone_suspended_vm_enabled`` -- pool ``other_config:allow_clone_suspended_vm`` is
+      "true" (``Helpers.clone_suspended_vm_enabled``);
+    * ``vdis_reset_and_caching`` -- for each VBD with a VDI: (``on_boot`` is reset,
+      ``sm_config:caching`` true);
+    * ``hvm`` -- the VM booted HVM (default :func:`booted_hvm`);
+    * ``appliance_valid``/``protection_policy_valid`` -- those refs name live objects
+      (default: not NULL);
+    * ``all_vgpus_nvidia``/``allow_nvidia_vgpu_migration`` -- for ``check_vgpu``.
+    """
+    if op not in ALLOWED_POWER_STATES:
+        raise ValueError(f"not a Dundee vm_operations value: {op!r}")
+    power = row["power_state"]
+    current = list(row["current_operations"].items())
+    is_template = row["is_a_template"]
+    is_snapshot = row["is_a_snapshot"]
+
+    blocked = row.get("blocked_operations") or {}
+    if op in blocked:
+        return ("OPERATION_BLOCKED", [vm_ref, blocked[op]])
+    if power not in _power_states(row, op, clone_suspended_vm_enabled):
+        return ("VM_BAD_POWER_STATE",
+                [vm_ref, expected_states(row, op, clone_suspended_vm_enabled),
+                 power_to_string(power)])
+    if current and not is_allowed_concurrently(op, [o for _, o in current]):
+        return concurrent_operations_error(vm_ref, current)
+    if is_template and not is_snapshot:
+        default = bool_of_assoc(DEFAULT_TEMPLATE_KEY, row.get("other_config") or {})
+        if not (op in TEMPLATE_OPERATIONS
+                or (op in ("destroy", "migrate_send") and not default)):
+            return ("VM_IS_TEMPLATE", [vm_ref, operation_to_string(op)])
+    if is_snapshot and op not in SNAPSHOT_OPERATIONS:
+        return ("VM_IS_SNAPSHOT", [vm_ref, operation_to_string(op)])
+    if op == "provision" and not is_template:
+        return ("PROVISION_ONLY_ALLOWED_ON_TEMPLATE", [])
+    if op == "revert" and not is_snapshot:
+        return ("REVERT_ONLY_ALLOWED_ON_SNAPSHOT", [])
+    if row["is_control_domain"] and op not in CONTROL_DOMAIN_OPERATIONS:
+        return ("OPERATION_NOT_ALLOWED", [DOM0_MESSAGE])
+    err = check_op_for_feature(vm_ref, row, guest_metrics, op, strict,
+                               booted_hvm(row) if hvm is None else hvm)
+    if err:
+        return err
+    if op == "snapshot_with_quiesce":
+        other = (guest_metrics or {}).get("other") or {}
+        if guest_metrics is None or not ("feature-quiesce" in other
+                                         or "feature-snapshot" in other):
+            return ("VM_SNAPSHOT_WITH_QUIESCE_NOT_SUPPORTED", [vm_ref])
+    resets = list(vdis_reset_and_caching)
+    if op in ("checkpoint", "snapshot", "suspend", "snapshot_with_quiesce"):
+        if any(reset for reset, _ in resets):
+            return ("VDI_ON_BOOT_MODE_INCOMPATIBLE_WITH_OPERATION", [])
+    elif op == "pool_migrate":
+        if any(reset and caching for reset, caching in resets):
+            return ("VDI_ON_BOOT_MODE_INCOMPATIBLE_WITH_OPERATION", [])
+    if row.get("attached_PCIs") and op in ("suspend", "checkpoint", "pool_migrate",
+                                           "migrate_send"):
+        return ("VM_HAS_PCI_ATTACHED", [vm_ref])
+    if row.get("VGPUs"):
+        if op in ("suspend", "pool_migrate"):
+            if not (all_vgpus_nvidia and allow_nvidia_vgpu_migration):
+                return ("VM_HAS_VGPU", [vm_ref])
+        elif op in ("checkpoint", "migrate_send"):
+            return ("VM_HAS_VGPU", [vm_ref])
+    appliance = row.get("appliance", NULL_REF)
+    if (appliance != NULL_REF if appliance_valid is None else appliance_valid) \
+            and op == "make_into_template":
+        return ("VM_IS_PART_OF_AN_APPLIANCE", [vm_ref, appliance])
+    policy = row.get("protection_policy", NULL_REF)
+    if (policy != NULL_REF if protection_policy_valid is None else protection_policy_valid) \
+            and op == "make_into_template":
+        return ("VM_ASSIGNED_TO_PROTECTION_POLICY", [vm_ref, policy])
+    if op == "query_services" and not bool_of_assoc("is_system_domain",
+                                                    row.get("other_config") or {}):
+        return ("NOT_SYSTEM_DOMAIN", [vm_ref])
+    return None
+
+
+def allowed_operations(vm_ref: str, row: dict, *, rpu: bool = False, **facts) -> list:
+    """``update_allowed_operations``: the operations of :data:`UPDATE_ORDER` whose strict
+    check passes, in xapi's (reversed) order; cut to :data:`MIAMI` during a rolling
+    upgrade. ``facts`` as for :func:`check_operation_error` (``strict`` is forced)."""
+    facts = dict(facts, strict=True)
+    ok = [op for op in UPDATE_ORDER if check_operation_error(vm_ref, row, op, **facts) is None]
+    ok.reverse()
+    if rpu:
+        ok = intersect(ok, MIAMI)
+    return ok
