@@ -138,12 +138,11 @@ def serve(args) -> int:
     for h in desc["hosts"]:
         print(f"{h['name_label']:<12} {h['pool'] or '-':<12} "
               f"{'master' if h['master'] else 'member':<8} {h['http_url']}  {h['https_url']}")
-    certs = args.tls_cert or f"self-signed per host, in {sim.certs.directory}"
-    print(f"TLS certificates: {certs}")
+    print("TLS: " + (f"{args.tls_cert} on every host" if args.tls_cert else
+                     f"a self-signed certificate per host (made at its first TLS client), "
+                     f"in {sim.certs.directory}"))
     print(f"login: {world.user} / {world.password}    (Ctrl-C to stop)", flush=True)
-    warm = sim.warm_tls()
     if args.ready_file:
-        warm.join(30)            # the ready file names certificate files: make them first
         sim.write_ready_file(args.ready_file)
     stop = threading.Event()
 

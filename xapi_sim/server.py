@@ -90,19 +90,6 @@ class Simulator:
             src = self._tls_sources[h.uuid] = tls.TlsSource(self.certs, h.uuid, address)
         return src
 
-    def warm_tls(self):
-        """Make every listening host's certificate now, on a background thread (``serve``
-        does this after the ready file, so a first TLS client does not wait for it)."""
-        def run():
-            for srv in list(self.servers.values()):
-                try:
-                    srv.tls.context()
-                except Exception:  # noqa: BLE001 -- made again on the first TLS client
-                    log.exception("cannot make the certificate of %s", srv.host.name_label)
-        t = threading.Thread(target=run, name="xapi-sim-certs", daemon=True)
-        t.start()
-        return t
-
     def _new_server(self, h, addr, port):
         return http.bind_server(addr, port, h, self.dispatcher)
 
@@ -178,12 +165,10 @@ class Simulator:
                 continue
             prow = h.db.get("pool", h.pool.ref)
             base = f"{h.address_for_url}:{h.port}/"
-            srv = self.servers.get(h.ref)
             hosts.append({"name_label": h.name_label, "uuid": h.uuid, "address": h.address,
                           "url": h.url, "pool": prow["name_label"], "pool_uuid": prow["uuid"],
                           "master": h.is_master, "http_url": "http://" + base,
-                          "https_url": "https://" + base,
-                          "tls_cert": getattr(srv.tls, "path", None) if srv else None})
+                          "https_url": "https://" + base})
         return {"hosts": hosts}
 
     def write_ready_file(self, path):

@@ -19,7 +19,7 @@ from xapi_sim import scenario
 from xapi_sim.testing import running_world
 
 KEYS = {"name_label", "uuid", "address", "url", "pool", "pool_uuid", "master", "http_url",
-        "https_url", "tls_cert"}
+        "https_url"}
 
 
 class Server:

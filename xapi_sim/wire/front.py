@@ -35,6 +35,7 @@ import errno
 import heapq
 import itertools
 import logging
+import select
 import selectors
 import socket
 import ssl
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 
 MAX_WORKERS = 256          # worker threads per front (per simulator)
 WORKER_IDLE = 2.0          # seconds an idle worker thread waits for work before it ends
+WORKER_HOLD = 0.002        # seconds a worker waits for a connection's next request
 LINGER = 2.0               # seconds of lingering close after a closing reply
 RECV_SIZE = 256 * 1024
 TLS_SEND_CHUNK = 64 * 1024
@@ -56,6 +58,8 @@ EMFILE_PAUSE = 0.25
 
 _R, _W = selectors.EVENT_READ, selectors.EVENT_WRITE
 _WANT = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+
+_poll = getattr(select, "poll", None)
 
 # connection states
 SNIFF, TLS_WAIT, HANDSHAKE, HEAD, BODY, BUSY, WRITE, LINGERING, CLOSED = range(9)
@@ -117,6 +121,10 @@ class Workers:
                 fn(*args)
             except Exception:   # noqa: BLE001 -- a job's bug must not end the worker
                 log.exception("worker job failed")
+
+    def backlog(self) -> int:
+        """Jobs waiting for a thread."""
+        return len(self._jobs)
 
     def stop(self):
         """No new jobs; threads end once the queue is empty (not waited for)."""
@@ -206,6 +214,30 @@ class _Writer:
         pass
 
 
+def complete_request(buf: bytearray):
+    """(head, body) of a whole, plainly framed request at the start of ``buf`` (consumed),
+    or None -- incomplete, chunked, ``Expect``-ing, oversized or malformed requests are
+    left in place for the loop, which reads them incrementally and refuses them."""
+    if buf[:1] in (b"\r", b"\n"):
+        return None
+    m = HEAD_END.search(buf)
+    if m is None or m.end() > _http.MAX_HEAD:
+        return None
+    try:
+        head = parse_head(bytes(buf[:m.end()]))
+    except HttpError:
+        return None
+    if head.method not in _http.METHODS or head.chunked or head.expect_continue:
+        return None
+    n = head.length or 0
+    if (head.method in ("POST", "PUT") and head.length is None) or n > _http.MAX_BODY or \
+            len(buf) - m.end() < n:
+        return None
+    body = bytes(buf[m.end():m.end() + n])
+    del buf[:m.end() + n]
+    return head, body
+
+
 class Front:
     """The event loop of one simulator: its listeners, their connections, its workers."""
 
@@ -223,6 +255,7 @@ class Front:
         self._tseq = itertools.count()
         self._listeners = set()
         self._conns = set()
+        self._tls_waiting = {}     # TLS source -> connections waiting for its context
         self._thread = None
         self._running = False
         self._stopped = False
@@ -418,7 +451,7 @@ class Front:
         lst.close()
         for c in list(self._conns):
             if c.listener is lst:
-                if c.state in (BUSY, TLS_WAIT):
+                if c.state == BUSY:
                     c.kill = True
                 else:
                     self._close(c)
@@ -455,6 +488,10 @@ class Front:
                     return
                 continue      # the peer went away before we accepted it
             sock.setblocking(False)
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
             idle, req = lst.timeouts()
             conn = Conn(sock, lst, addr, idle, req)
             lst.nconns += 1
@@ -528,23 +565,31 @@ class Front:
             ctx = tls.ready
             if ctx is not None:
                 return self._tls_begin(conn, ctx)
-            conn.state = TLS_WAIT      # the host's certificate is made on a worker
+            conn.state = TLS_WAIT      # the host's certificate is made on a worker, once
+            waiting = self._tls_waiting.get(tls)
+            if waiting is not None:
+                waiting.append(conn)
+                return
+            self._tls_waiting[tls] = [conn]
             try:
-                self.workers.submit(self._make_context, conn, tls)
+                self.workers.submit(self._make_context, tls)
             except RuntimeError:
-                self._close(conn)
+                self._tls_made(tls, None)
             return
         conn.state = HEAD
         self._read(conn)
 
-    def _make_context(self, conn, tls):      # on a worker
+    def _make_context(self, tls):      # on a worker
         try:
             ctx = tls.context()
         except Exception:  # noqa: BLE001
             log.exception("front %s: cannot make the TLS context", self.name)
             ctx = None
-        if not self._post(lambda: self._tls_begin(conn, ctx)):
-            conn.sock.close()
+        self._post(lambda: self._tls_made(tls, ctx))
+
+    def _tls_made(self, tls, ctx):
+        for conn in self._tls_waiting.pop(tls, ()):
+            self._tls_begin(conn, ctx)
 
     def _tls_begin(self, conn, ctx):
         if conn.state == CLOSED:
@@ -712,23 +757,41 @@ class Front:
 
     # -- on a worker -----------------------------------------------------------------------
     def _serve(self, conn, handler):
-        replied = []
+        """Run requests of ``conn`` on this worker: the handed one, then any next one that
+        arrives complete within ``WORKER_HOLD`` of the reply (a client calling in a loop
+        is served without two thread hand-offs per call)."""
+        while handler is not None:
+            lock = threading.Lock()
+            box = []
+            sync = [True]
 
-        def respond(data, close):
-            if replied:
-                log.error("front %s: a handler responded twice", self.name)
-                return
-            replied.append(True)
-            self._respond(conn, data, close)
-        try:
-            handler.handle(respond)
-        except Exception:  # noqa: BLE001 -- never leave a connection without an answer
-            log.exception("front %s: request handler failed", self.name)
-            if not replied:
-                respond(_http.error_reply(500, "internal error"), True)
+            def respond(data, close, box=box, sync=sync, lock=lock):
+                with lock:
+                    if box:
+                        log.error("front %s: a handler responded twice", self.name)
+                        return
+                    box.append((data, close))
+                    if sync[0]:
+                        return          # answered within handle(): sent below
+                self._respond(conn, data, close)    # answered later, from another thread
+            try:
+                handler.handle(respond)
+            except Exception:  # noqa: BLE001 -- never leave a connection without an answer
+                log.exception("front %s: request handler failed", self.name)
+                with lock:
+                    if not box:
+                        box.append((_http.error_reply(500, "internal error"), True))
+            with lock:
+                sync[0] = False
+                answer = box[0] if box else None
+            if answer is None:
+                return                  # parked: whoever completes it responds
+            handler = self._respond(conn, *answer, hold=True)
 
-    def _respond(self, conn, data, close):
-        """Write what the socket takes now, then give the connection back to the loop."""
+    def _respond(self, conn, data, close, hold=False):
+        """Write what the socket takes now; then either serve the connection's next request
+        on this thread (``hold``: it arrived complete within ``WORKER_HOLD``; returns its
+        handler) or give the connection back to the loop (returns None)."""
         if conn.pending_out and data:
             data = conn.pending_out + data
         conn.pending_out = b""
@@ -745,11 +808,53 @@ class Front:
             except (OSError, ValueError):
                 close, pos = True, len(view)
             rest = view[pos:] if pos < len(view) else b""
+        if hold and not (rest or close or conn.kill or self._stopped) and WORKER_HOLD > 0 \
+                and not self.workers.backlog():
+            nxt = self._next_request(conn)
+            if nxt is not None:
+                return nxt
         if not self._post(lambda: self._replied(conn, rest, close)):
             try:
                 conn.sock.close()
             except OSError:
                 pass
+        return None
+
+    def _next_request(self, conn):
+        """Wait up to ``WORKER_HOLD`` for the connection's next request; its handler if it
+        came whole and needs nothing special (else the loop takes over, buffer intact)."""
+        sock = conn.sock
+        try:
+            if conn.tls and sock.pending():
+                ready = True
+            elif _poll is not None:
+                p = _poll()
+                p.register(sock, select.POLLIN)
+                ready = bool(p.poll(WORKER_HOLD * 1000))
+            else:
+                ready = bool(select.select([sock], [], [], WORKER_HOLD)[0])
+        except (OSError, ValueError):
+            return None
+        if not ready:
+            return None
+        while True:
+            try:
+                data = sock.recv(RECV_SIZE)
+            except _WANT:
+                break
+            except (OSError, ValueError):
+                return None
+            if not data:
+                conn.eof = True
+                return None
+            conn.buf += data
+            if len(conn.buf) > _http.MAX_HEAD:
+                return None
+        got = complete_request(conn.buf)
+        if got is None:
+            return None
+        head, body = got
+        return conn.listener.handler_class(conn.listener, conn, head, body)
 
     # -- back in the loop ------------------------------------------------------------------
     def _replied(self, conn, rest, close):
@@ -845,7 +950,7 @@ class Front:
             lst.close()
         self._listeners.clear()
         for c in list(self._conns):
-            if c.state in (BUSY, TLS_WAIT):
+            if c.state == BUSY:
                 c.kill = True
             else:
                 self._close(c)

@@ -43,7 +43,7 @@ MAX_HEAD = 64 * 1024       # request line and header fields (431 above)
 IDLE_TIMEOUT = 300.0       # seconds a connection may wait for its next request
 REQUEST_TIMEOUT = 60.0     # seconds to receive a request's head and body once it has begun
 MAX_CONNECTIONS = 4096     # per listener; more wait in the accept queue
-ACCEPT_QUEUE = 128
+ACCEPT_QUEUE = 1024      # listen backlog: a burst of connects waits here, not in SYN retries
 
 _COMMON = (b"cache-control: no-cache, no-store\r\n"
            b"access-control-allow-origin: *\r\n"

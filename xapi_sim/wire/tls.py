@@ -7,14 +7,16 @@ millisecond, unlike RSA) and a certificate whose subject alternative name is the
 address -- an IP SAN for an IP, a DNS SAN otherwise -- valid for ten years.
 
 ``CertStore`` keeps them in a directory, one ``<host uuid>.pem`` each (mode 0600, written
-atomically), and reuses a file at the next start when it still names the host's address;
-without a directory it makes a temporary one and removes it on ``cleanup()``. The
-``cryptography`` package is imported only when a certificate has to be made or checked, so
-a start that never sees a TLS client does not pay for it.
+atomically), whose first line -- outside the PEM blocks, ignored by TLS libraries -- names
+the address the certificate was made for. A file naming the host's current address is
+reused at the next start, without parsing the certificate; otherwise a new one is made.
+Without a directory a temporary one is used and removed on ``cleanup()``.
 
-``TlsSource`` is what a listener holds: ``ready`` (an ``SSLContext`` once made, else None)
-and ``context()``, which makes it (blocking: call it from a worker, never the event loop).
-``FixedTls`` is one context for every host (``--tls-cert``/``--tls-key``).
+Nothing is made before a host's first TLS client: ``TlsSource.ready`` is None until
+``context()`` (blocking: called on a worker, never the event loop) has loaded or made the
+host's certificate. So a server that only ever sees plain HTTP does not even import the
+``cryptography`` package. ``FixedTls`` is one context for every host
+(``--tls-cert``/``--tls-key``).
 """
 from __future__ import annotations
 
@@ -71,18 +73,8 @@ def make_pem(address: str, common_name: str | None = None) -> bytes:
                               serialization.NoEncryption()))
 
 
-def pem_names(pem: bytes, address: str) -> bool:
-    """True if the PEM's certificate is valid now and names ``address`` in its SAN."""
-    from cryptography import x509
-    try:
-        cert = x509.load_pem_x509_certificate(pem)
-        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except (ValueError, x509.ExtensionNotFound):
-        return False
-    now = datetime.datetime.now(datetime.timezone.utc)
-    if not (cert.not_valid_before_utc <= now < cert.not_valid_after_utc):
-        return False
-    return san_for(address) in list(sans)
+def _label(host_uuid: str, address: str) -> bytes:
+    return f"xapi-sim certificate of host {host_uuid} for {address}\n".encode()
 
 
 class CertStore:
@@ -107,14 +99,14 @@ class CertStore:
         """The path of a certificate file for the host naming ``address`` (made if the file
         is missing, unreadable or names another address)."""
         path = self.path(host_uuid)
+        label = _label(host_uuid, address)
         try:
             with open(path, "rb") as fh:
-                pem = fh.read()
-            if pem_names(pem, address):
-                return path
+                if fh.readline() == label:
+                    return path
         except OSError:
             pass
-        pem = make_pem(address)
+        pem = label + make_pem(address)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".cert-")
         try:
