@@ -471,6 +471,8 @@ class Front:
 
     def _accept(self, lst):
         for _ in range(ACCEPT_BURST):
+            if lst.closed:
+                return
             if lst.nconns >= _http.MAX_CONNECTIONS:
                 self._pause(lst)
                 lst.full = True
@@ -678,8 +680,6 @@ class Front:
                 conn.scan = len(buf)
                 if conn.eof:
                     return self._close(conn)
-                if not buf:
-                    conn.req_deadline = None
                 return self._reading_deadline(conn)
             if m.end() > H.MAX_HEAD:
                 return self._refuse(conn, HttpError(431, "request head too large"))
@@ -823,6 +823,11 @@ class Front:
     def _next_request(self, conn):
         """Wait up to ``WORKER_HOLD`` for the connection's next request; its handler if it
         came whole and needs nothing special (else the loop takes over, buffer intact)."""
+        if conn.buf:                       # pipelined: the next request may be here
+            got = complete_request(conn.buf)
+            if got is not None:
+                return conn.listener.handler_class(conn.listener, conn, *got)
+            return None
         sock = conn.sock
         try:
             if conn.tls and sock.pending():
@@ -862,7 +867,7 @@ class Front:
             return
         if conn.kill or self._stopped:
             close = True
-        if conn.sock.gettimeout() is not None:   # taken over: back to non-blocking
+        if conn.sock.gettimeout() != 0.0:        # taken over: back to non-blocking
             try:
                 conn.sock.setblocking(False)
             except OSError:
