@@ -156,3 +156,22 @@ def test_listeners_come_and_go_under_load():
         assert wait_for(lambda: w.sim.front.connections() == 0, 5), w.sim.front.connections()
         host, port = xs4.split("//")[1].rstrip("/").rsplit(":", 1)
         socket.create_connection((host, int(port)), timeout=2).close()    # listening again
+
+
+def test_a_light_load_keeps_few_workers():
+    """Idle workers are woken last-idle-first: after a burst, a trickle of jobs is served
+    by one or two threads and the others end."""
+    pool = Workers(max_workers=16, name="t-lifo", idle=0.3)
+    gate = threading.Event()
+    for _ in range(16):
+        pool.submit(gate.wait, 5)
+    assert wait_for(lambda: pool.threads == 16, 5)
+    gate.set()
+    done = []
+    t_end = time.monotonic() + 1.2
+    while time.monotonic() < t_end:            # one short job every 20 ms
+        pool.submit(done.append, 1)
+        time.sleep(0.02)
+    assert pool.threads <= 3, pool.threads
+    assert len(done) > 30
+    pool.stop()

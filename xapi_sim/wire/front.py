@@ -48,7 +48,7 @@ from .httpparse import (HEAD_END, ChunkedDecoder, HttpError, parse_head, skip_em
 log = logging.getLogger(__name__)
 
 MAX_WORKERS = 256          # worker threads per front (per simulator)
-WORKER_IDLE = 2.0          # seconds an idle worker thread waits for work before it ends
+WORKER_IDLE = 0.5          # seconds an idle worker thread waits for work before it ends
 WORKER_HOLD = 0.002        # seconds a worker waits for a connection's next request
 LINGER = 2.0               # seconds of lingering close after a closing reply
 RECV_SIZE = 256 * 1024
@@ -67,16 +67,18 @@ SNIFF, TLS_WAIT, HANDSHAKE, HEAD, BODY, BUSY, WRITE, LINGERING, CLOSED = range(9
 
 class Workers:
     """A bounded pool of daemon threads, grown on demand and shrunk when idle. Daemon
-    threads, so that a worker blocked in a long-poll never holds up interpreter exit."""
+    threads, so that a worker blocked in a long-poll never holds up interpreter exit. Idle
+    workers are woken last-idle-first, so under a light load the same few threads serve and
+    the others time out and end."""
 
     def __init__(self, max_workers=MAX_WORKERS, name="xapi-sim-worker", idle=WORKER_IDLE):
         self.max_workers = max_workers
         self.name = name
         self.idle_seconds = idle
-        self._cv = threading.Condition()
+        self._lock = threading.Lock()
         self._jobs = collections.deque()
+        self._idle = []            # the idle workers' wake-up events, most recent last
         self._threads = 0
-        self._idle = 0
         self._stopped = False
         self._seq = itertools.count(1)
 
@@ -85,42 +87,51 @@ class Workers:
         return self._threads
 
     def submit(self, fn, *args):
-        with self._cv:
+        with self._lock:
             if self._stopped:
                 raise RuntimeError("worker pool stopped")
             self._jobs.append((fn, args))
-            spawn = len(self._jobs) > self._idle and self._threads < self.max_workers
-            if spawn:
+            spawn = False
+            if self._idle:
+                self._idle.pop().set()
+            elif self._threads < self.max_workers:
                 self._threads += 1
-            self._cv.notify()
+                spawn = True
         if spawn:
             t = threading.Thread(target=self._work, name=f"{self.name}-{next(self._seq)}",
                                  daemon=True)
             try:
                 t.start()
             except RuntimeError:     # cannot start a thread: the others take the job
-                with self._cv:
+                with self._lock:
                     self._threads -= 1
                 log.exception("cannot start a worker thread")
 
     def _work(self):
+        wake = threading.Event()
         while True:
-            with self._cv:
-                while not self._jobs and not self._stopped:
-                    self._idle += 1
-                    signalled = self._cv.wait(self.idle_seconds)
-                    self._idle -= 1
-                    if not signalled and not self._jobs:
-                        self._threads -= 1
-                        return
-                if not self._jobs:
+            with self._lock:
+                if self._jobs:
+                    fn, args = self._jobs.popleft()
+                elif self._stopped:
                     self._threads -= 1
                     return
-                fn, args = self._jobs.popleft()
-            try:
-                fn(*args)
-            except Exception:   # noqa: BLE001 -- a job's bug must not end the worker
-                log.exception("worker job failed")
+                else:
+                    wake.clear()
+                    self._idle.append(wake)
+                    fn = None
+            if fn is not None:
+                try:
+                    fn(*args)
+                except Exception:   # noqa: BLE001 -- a job's bug must not end the worker
+                    log.exception("worker job failed")
+                continue
+            if not wake.wait(self.idle_seconds):
+                with self._lock:
+                    if wake in self._idle:         # not claimed meanwhile: end
+                        self._idle.remove(wake)
+                        self._threads -= 1
+                        return
 
     def backlog(self) -> int:
         """Jobs waiting for a thread."""
@@ -128,9 +139,11 @@ class Workers:
 
     def stop(self):
         """No new jobs; threads end once the queue is empty (not waited for)."""
-        with self._cv:
+        with self._lock:
             self._stopped = True
-            self._cv.notify_all()
+            for wake in self._idle:
+                wake.set()
+            self._idle.clear()
 
 
 class Conn:
