@@ -853,7 +853,7 @@ class Front:
                 ready = bool(select.select([sock], [], [], WORKER_HOLD)[0])
         except (OSError, ValueError):
             return None
-        if not ready:
+        if not ready or conn.kill or self._stopped:
             return None
         while True:
             try:
