@@ -835,44 +835,48 @@ class Front:
 
     def _next_request(self, conn):
         """Wait up to ``WORKER_HOLD`` for the connection's next request; its handler if it
-        came whole and needs nothing special (else the loop takes over, buffer intact)."""
+        came whole and needs nothing special (else the loop takes over, buffer intact).
+        A client may send the head and the body in separate writes: keep reading until
+        the request is whole or the time is up."""
         if conn.buf:                       # pipelined: the next request may be here
             got = complete_request(conn.buf)
             if got is not None:
                 return conn.listener.handler_class(conn.listener, conn, *got)
-            return None
         sock = conn.sock
-        try:
-            if conn.tls and sock.pending():
-                ready = True
-            elif _poll is not None:
-                p = _poll()
-                p.register(sock, select.POLLIN)
-                ready = bool(p.poll(WORKER_HOLD * 1000))
-            else:
-                ready = bool(select.select([sock], [], [], WORKER_HOLD)[0])
-        except (OSError, ValueError):
-            return None
-        if not ready or conn.kill or self._stopped:
-            return None
+        deadline = time.monotonic() + WORKER_HOLD
         while True:
+            left = deadline - time.monotonic()
             try:
-                data = sock.recv(RECV_SIZE)
-            except _WANT:
-                break
+                if conn.tls and sock.pending():
+                    ready = True
+                elif left <= 0:
+                    ready = False
+                elif _poll is not None:
+                    p = _poll()
+                    p.register(sock, select.POLLIN)
+                    ready = bool(p.poll(left * 1000))
+                else:
+                    ready = bool(select.select([sock], [], [], left)[0])
             except (OSError, ValueError):
                 return None
-            if not data:
-                conn.eof = True
+            if not ready or conn.kill or self._stopped:
                 return None
-            conn.buf += data
-            if len(conn.buf) > _http.MAX_HEAD:
+            while True:
+                try:
+                    data = sock.recv(RECV_SIZE)
+                except _WANT:
+                    break
+                except (OSError, ValueError):
+                    return None
+                if not data:
+                    conn.eof = True
+                    return None
+                conn.buf += data
+            if len(conn.buf) > _http.MAX_HEAD + _http.MAX_BODY:
                 return None
-        got = complete_request(conn.buf)
-        if got is None:
-            return None
-        head, body = got
-        return conn.listener.handler_class(conn.listener, conn, head, body)
+            got = complete_request(conn.buf)
+            if got is not None:
+                return conn.listener.handler_class(conn.listener, conn, *got)
 
     # -- back in the loop ------------------------------------------------------------------
     def _replied(self, conn, rest, close):
