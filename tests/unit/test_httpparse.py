@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from xapi_sim.wire.httpparse import (HEAD_END, ChunkedDecoder, HttpError, decode_codings,
                                      is_token, parse_head)
 
-TOKEN = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.!#$%&'*+^`|~",
-                min_size=1, max_size=12)
+TOKEN = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                         "-_.!#$%&'*+^`|~", min_size=1, max_size=12)
 VALUE = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7e), max_size=30)
 
 
