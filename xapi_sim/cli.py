@@ -47,7 +47,10 @@ def _serve_parser(sub):
                    help="make every UUID and ref reproducible from run to run")
     p.add_argument("--ready-file", metavar="PATH",
                    help="once every host listens, atomically write a JSON description here")
-    p.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate")
+    p.add_argument("--tls-cert", metavar="FILE",
+                   help="present this certificate on every host (default: a self-signed one "
+                        "per host, made at first start; HTTP and HTTPS share each port "
+                        "either way) and give clients https:// URLs")
     p.add_argument("--tls-key", metavar="FILE", help="private key for --tls-cert")
     p.add_argument("--auth-delay", type=_auth_delay, default=AUTH_FAILURE_DELAY, metavar="SECONDS",
                    help="wait before SESSION_AUTHENTICATION_FAILED, as XAPI does against "
@@ -157,22 +160,32 @@ def serve(args) -> int:
         world = scn_mod.build(scn, seed=args.seed, user=args.user, password=args.password,
                               auth_failure_delay=args.auth_delay)
     world.allow_remote_migration = args.allow_remote_migration
+    _raise_fd_limit()
+    cert_dir = os.path.join(args.state_dir, "certs") if args.state_dir else None
     try:
         sim = Simulator(world, bind=args.bind, port=args.port, tls_cert=args.tls_cert,
-                        tls_key=args.tls_key)
+                        tls_key=args.tls_key, cert_dir=cert_dir)
+    except (OSError, ValueError) as e:     # ssl.SSLError is an OSError
+        print(f"xapi-sim: cannot load --tls-cert/--tls-key: {e}", file=sys.stderr)
+        return 2
+    try:
         if journal is not None:
             sim.make_durable(journal)
         sim.start()
     except OSError as e:
         print(f"xapi-sim: cannot listen on {args.bind}:{args.port}: {e.strerror}",
               file=sys.stderr)
+        sim.stop()
         return 1
     desc = sim.describe()
     print(f"xapi-sim: {len(desc['hosts'])} hosts from {scn.source}")
-    print(f"{'HOST':<12} {'POOL':<12} {'ROLE':<8} URL")
+    print(f"{'HOST':<12} {'POOL':<12} {'ROLE':<8} URLS (HTTP and HTTPS on one port)")
     for h in desc["hosts"]:
         print(f"{h['name_label']:<12} {h['pool'] or '-':<12} "
-              f"{'master' if h['master'] else 'member':<8} {h['url']}")
+              f"{'master' if h['master'] else 'member':<8} {h['http_url']}  {h['https_url']}")
+    print("TLS: " + (f"{args.tls_cert} on every host" if args.tls_cert else
+                     f"a self-signed certificate per host (made at its first TLS client), "
+                     f"in {sim.certs.directory}"))
     print(f"login: {world.user} / {world.password}    (Ctrl-C to stop)", flush=True)
     if args.ready_file:
         sim.write_ready_file(args.ready_file)
@@ -191,6 +204,19 @@ def serve(args) -> int:
         journal.close()
     print("xapi-sim: stopped", flush=True)
     return 0
+
+
+def _raise_fd_limit():
+    """Each connection is a file descriptor, not a thread: let the process hold many
+    (soft RLIMIT_NOFILE up to the hard limit, at most 65536)."""
+    try:
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+        if soft != resource.RLIM_INFINITY and soft < want:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    except (ImportError, ValueError, OSError):
+        pass
 
 
 def main(argv=None) -> int:

@@ -5,37 +5,51 @@ hosts share one port on distinct loopback addresses (127.0.0.1, 127.0.0.2, ... -
 127/8 is local, no setup needed), so ``host.address`` is a bare IP as on a real pool. Where
 that is not possible (another bind address, or aliases refused) every host gets its own port
 on the bind address and ``host.address`` is ``ip:port``.
+
+All listeners of a simulator are served by one HTTP front (``wire/front.py``: a selector
+loop and a bounded worker pool). Every endpoint speaks HTTP and HTTPS on its one port: each
+host presents its own self-signed certificate (``wire/tls.py``), kept in
+``<state dir>/certs/<host uuid>.pem`` with ``--state-dir`` (reused at the next start) and in
+a temporary directory otherwise; ``--tls-cert``/``--tls-key`` give one certificate for all.
+The URLs handed to clients (``host.url``, the ready file's ``url``, ``Host.migrate_receive``'s
+``master``) are ``http://`` as in Dundee (``xapi_host.ml`` ``migrate_receive``), or
+``https://`` when a certificate was given (``world.tls``); the ready file lists both.
 """
 from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 import os
-import ssl
 import tempfile
 import threading
 
 from . import classes  # noqa: F401  -- registers every handler
 from .classes.cross_pool import import_metadata
 from .dispatch import Dispatcher
-from .wire import http
+from .wire import front as front_mod
+from .wire import http, tls
+
+log = logging.getLogger(__name__)
 
 
 class Simulator:
     """A world plus its listeners."""
 
-    def __init__(self, world, bind="127.0.0.1", port=0, tls_cert=None, tls_key=None):
+    def __init__(self, world, bind="127.0.0.1", port=0, tls_cert=None, tls_key=None,
+                 cert_dir=None):
         self.world = world
         self.bind = bind
         self.port = port
         self.dispatcher = Dispatcher(world)
-        self.ssl_context = None
+        self.fixed_tls = None
         if tls_cert:
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            ctx.load_cert_chain(tls_cert, tls_key)
-            self.ssl_context = ctx
+            self.fixed_tls = tls.FixedTls(tls.server_context(tls_cert, tls_key), tls_cert)
             world.tls = True
-        self.servers = {}      # host ref -> (server, thread)
+        self.certs = tls.CertStore(cert_dir)
+        self._tls_sources = {}     # host uuid -> TlsSource
+        self.front = front_mod.Front(name="xapi-sim")
+        self.servers = {}      # host ref -> listener
         self.shared_port = None
         self._next_octet = None
         self.lock = threading.Lock()
@@ -44,6 +58,7 @@ class Simulator:
 
     # -- listeners -----------------------------------------------------------------------
     def start(self):
+        self.front.start()
         for h in list(self.world.hosts.values()):
             if h.state == "up" and h.pool is not None:
                 self.listen(h)
@@ -65,12 +80,23 @@ class Simulator:
             return False
         return ip.version == 4 and ip.is_loopback
 
+    def tls_for(self, h, address):
+        """The TLS source of host ``h`` listening at ``address`` (an IP or a name)."""
+        if self.fixed_tls is not None:
+            return self.fixed_tls
+        src = self._tls_sources.get(h.uuid)
+        if src is None or src.address != address:
+            src = self._tls_sources[h.uuid] = tls.TlsSource(self.certs, h.uuid, address)
+        return src
+
+    def _new_server(self, h, addr, port):
+        return http.bind_server(addr, port, h, self.dispatcher)
+
     def _bind(self, h):
         """Bind a listener for ``h``; returns (server, address)."""
         if h.port and h.address:   # re-listen at the same place (power on after a crash)
             addr = h.address.rsplit(":", 1)[0] if ":" in h.address else h.address
-            return http.bind_server(addr, h.port, h, self.dispatcher, self.ssl_context), \
-                h.address
+            return self._new_server(h, addr, h.port), h.address
         if self._alias_mode():
             if self._next_octet is None:
                 base = ipaddress.ip_address(self.bind)
@@ -80,7 +106,7 @@ class Simulator:
                 self._next_octet += 1
                 port = self.shared_port if self.shared_port is not None else self.port
                 try:
-                    srv = http.bind_server(addr, port, h, self.dispatcher, self.ssl_context)
+                    srv = self._new_server(h, addr, port)
                 except OSError:
                     if self.shared_port is None:
                         raise
@@ -89,7 +115,7 @@ class Simulator:
                     self.shared_port = srv.server_address[1]
                 return srv, addr
         port = self.port if not self.servers else 0
-        srv = http.bind_server(self.bind, port, h, self.dispatcher, self.ssl_context)
+        srv = self._new_server(h, self.bind, port)
         # an unspecified bind address (0.0.0.0) is not an address clients can use
         adv = "127.0.0.1" if self.bind in ("0.0.0.0", "") else self.bind
         return srv, f"{adv}:{srv.server_address[1]}"
@@ -101,21 +127,18 @@ class Simulator:
             srv, address = self._bind(h)
             h.port = srv.server_address[1]
             h.address = address
+            srv.tls = self.tls_for(h, h.address_for_url)
             srv.cli_handler = self.cli_handler
             srv.http_handlers = {"/import_metadata": import_metadata}
-            t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.2},
-                                 name=f"listener-{h.name_label}", daemon=True)
-            t.start()
-            self.servers[h.ref] = (srv, t)
+            self.servers[h.ref] = srv
+        self.front.add_listener(srv)
         self.world.set_host_address(h, h.address)
 
     def unlisten(self, h):
         with self.lock:
-            entry = self.servers.pop(h.ref, None)
-        if entry:
-            srv, t = entry
-            srv.shutdown()
-            srv.server_close()
+            srv = self.servers.pop(h.ref, None)
+        if srv is not None:
+            self.front.remove_listener(srv)
 
     @property
     def cli_handler(self):
@@ -129,16 +152,9 @@ class Simulator:
         from .classes.task import Tasks
         Tasks.of(self.world).stop_gc()
         with self.lock:
-            entries = list(self.servers.values())
             self.servers.clear()
-        # shut the listeners down in parallel: each shutdown() waits up to one poll interval
-        waits = [threading.Thread(target=srv.shutdown, daemon=True) for srv, _ in entries]
-        for t in waits:
-            t.start()
-        for t in waits:
-            t.join()
-        for srv, _ in entries:
-            srv.server_close()
+        self.front.stop()          # closes every listener and connection
+        self.certs.cleanup()       # a temporary certificate directory goes
 
     # -- description ---------------------------------------------------------------------
     def describe(self) -> dict:
@@ -147,9 +163,11 @@ class Simulator:
             if h.pool is None:
                 continue
             prow = h.db.get("pool", h.pool.ref)
+            base = f"{h.address_for_url}:{h.port}/"
             hosts.append({"name_label": h.name_label, "uuid": h.uuid, "address": h.address,
                           "url": h.url, "pool": prow["name_label"], "pool_uuid": prow["uuid"],
-                          "master": h.is_master})
+                          "master": h.is_master, "http_url": "http://" + base,
+                          "https_url": "https://" + base})
         return {"hosts": hosts}
 
     def write_ready_file(self, path):

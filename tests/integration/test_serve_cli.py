@@ -18,7 +18,8 @@ import XenAPI
 from xapi_sim import scenario
 from xapi_sim.testing import running_world
 
-KEYS = {"name_label", "uuid", "address", "url", "pool", "pool_uuid", "master"}
+KEYS = {"name_label", "uuid", "address", "url", "pool", "pool_uuid", "master", "http_url",
+        "https_url"}
 
 
 class Server:
