@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Derive xapi_sim/data/templates/<release>.json: the default VM templates a fresh host of
+"""Derive xapi_sim/data/templates_<release>.json: the default VM templates a fresh host of
 each release carries.
 
 Usage:
@@ -577,7 +577,7 @@ def match(pat, v, binds):
 
 
 def _sprintf(fmt, *args):
-    out, args, i = [], list(args), 0
+    out, args = [], list(args)
     for m in re.finditer(r"%(L?[dsbfi]|%)|[^%]+", fmt):
         s = m.group()
         if s == "%%":
@@ -871,7 +871,7 @@ class Module:
 # --- the template catalogues --------------------------------------------------------------
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-OUT = ROOT / "xapi_sim" / "data" / "templates"
+DATA = ROOT / "xapi_sim" / "data"      # templates_<release>.json
 
 # release -> (kind, revision). "ocaml": xenserver/guest-templates create_templates.ml (the
 # generator xapi's firstboot ran up to 7.0); "json": xenserver/guest-templates-json (7.1 on).
@@ -1181,7 +1181,8 @@ def dump(doc):
 
 def main(argv):
     if argv[1:] == ["--check"]:
-        docs = {p.stem: json.loads(p.read_text()) for p in sorted(OUT.glob("*.json"))}
+        docs = {p.stem.split("_", 1)[1]: json.loads(p.read_text())
+                for p in sorted(DATA.glob("templates_*.json"))}
         problems = check(docs)
         print("\n".join(problems) or
               f"{len(docs)} releases, {sum(len(d['templates']) for d in docs.values())} "
@@ -1192,7 +1193,6 @@ def main(argv):
         return 2
     gt, gtj, xen_api = argv[1:]
     constants = xen_api_constants(xen_api, "dundee-lcm")
-    OUT.mkdir(parents=True, exist_ok=True)
     for release, (kind, rev, why) in RELEASES.items():
         gitdir = gt if kind == "ocaml" else gtj
         sha = git(gitdir, "rev-parse", rev + "^{commit}").strip()
@@ -1208,7 +1208,7 @@ def main(argv):
         problems = check({release: doc})
         if problems:
             raise SystemExit("\n".join(problems))
-        (OUT / f"{release}.json").write_text(dump(doc))
+        (DATA / f"templates_{release}.json").write_text(dump(doc))
         print(f"{release}: {len(temps)} templates from {repo} {rev}")
     return 0
 
