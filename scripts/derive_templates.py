@@ -761,13 +761,15 @@ class Module:
             return env.lookup(e[1])
         if tag == "ctor":
             name = e[1]
-            if "." in name:
+            arg = None if e[2] is None else self.eval(e[2], env)
+            if "." in name:     # Module.Name may be a value the caller supplied
                 try:
                     v = env.lookup(name)
-                    return v if e[2] is None else self.apply(v, [("pos", None, self.eval(e[2], env))])
                 except OcamlError:
-                    pass
-            return Ctor(name, None if e[2] is None else self.eval(e[2], env))
+                    v = None
+                if v is not None:
+                    return v if e[2] is None else self.apply(v, [("pos", None, arg)])
+            return Ctor(name, arg)
         if tag == "app":
             f = self.eval(e[1], env)
             args = [(k, n, self.eval(a, env)) for k, n, a in e[2]]
