@@ -33,7 +33,15 @@ import xmlrpc.client
 from socketserver import ThreadingMixIn
 from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
 
+from . import classes  # noqa: F401  -- registers every handler
+from . import scenario
+from .datamodel import Timestamp
+from .dispatch import Dispatcher
 from .generate import scenario_toml
+from .server import Simulator
+from .testing import running_world
+from .wire import jsonrpc as jcodec
+from .wire import xmlrpc as xcodec
 
 
 # -- helpers --------------------------------------------------------------------------------
@@ -115,7 +123,6 @@ def _call_rate(url, vm, n, clients):
 # -- benchmarks -----------------------------------------------------------------------------
 
 def bench_call_rate(quick):
-    from xapi_sim.testing import running_world
     n = 300 if quick else 3000
     out = {}
     floor_srv, floor_url = stdlib_floor_server()
@@ -139,13 +146,11 @@ def bench_call_rate(quick):
 
 
 def _big_world(vms, hosts=64, pcpus=512):
-    from xapi_sim import scenario
     scn = scenario.loads(scenario_toml(hosts, pcpus, vms), "<bench>")
     return scenario.build(scn, seed=1)
 
 
 def _stringify_ints(v):
-    from xapi_sim.datamodel import Timestamp
     if isinstance(v, bool):
         return v
     if isinstance(v, Timestamp):
@@ -160,11 +165,6 @@ def _stringify_ints(v):
 
 
 def bench_bulk_read(quick, world=None, vms=10_000):
-    from xapi_sim import classes  # noqa: F401
-    from xapi_sim.dispatch import Dispatcher
-    from xapi_sim.server import Simulator
-    from xapi_sim.wire import jsonrpc as jcodec
-    from xapi_sim.wire import xmlrpc as xcodec
     import XenAPI
     world = world or _big_world(vms)
     master = world.pools[0].master
@@ -207,11 +207,8 @@ def bench_bulk_read(quick, world=None, vms=10_000):
 
 
 def bench_events(quick, world=None):
-    from xapi_sim import classes  # noqa: F401
-    from xapi_sim.dispatch import Dispatcher
     waiters = 10 if quick else 50
     rounds = 5 if quick else 20
-    from xapi_sim import scenario
     world = scenario.build(scenario.default(), seed=1)
     d = Dispatcher(world)
     master = world.pools[0].master

@@ -14,6 +14,12 @@ import signal
 import sys
 import threading
 
+from . import persist
+from . import scenario as scn_mod
+from .bench import main as bench_main
+from .server import Simulator
+from .sessions import AUTH_FAILURE_DELAY   # XAPI's, from xapi_session.ml
+
 DEFAULT_PORT = 8080
 DEFAULT_USER = "root"
 DEFAULT_PASSWORD = "xenroot"
@@ -30,7 +36,6 @@ def _auth_delay(text):
 
 
 def _serve_parser(sub):
-    from .classes.session import AUTH_FAILURE_DELAY   # XAPI's, from xapi_session.ml
     p = sub.add_parser("serve", help="start a simulated pool and serve XAPI on every host")
     p.add_argument("--scenario", metavar="FILE",
                    help="scenario file (TOML, or JSON of the same shape); default: built-in")
@@ -97,8 +102,6 @@ def _export_parser(sub):
 
 
 def export(args) -> int:
-    from . import persist
-    from . import scenario as scn_mod
     try:
         if args.state_dir:
             world, _ = persist.load(args.state_dir)
@@ -117,8 +120,6 @@ def export(args) -> int:
 
 
 def serve(args) -> int:
-    from . import scenario as scn_mod
-    from .server import Simulator
 
     try:
         setup_logging(args.log_level, args.log_file)
@@ -137,7 +138,6 @@ def serve(args) -> int:
         return 2
     journal = None
     if args.state_dir:
-        from . import persist
         os.makedirs(args.state_dir, exist_ok=True)
         if persist.exists(args.state_dir):
             try:
@@ -228,7 +228,6 @@ def main(argv=None) -> int:
     if argv is None:
         argv = sys.argv[1:]
     if argv and argv[0] == "bench":
-        from .bench import main as bench_main
         return bench_main(argv[1:])
     args = parser.parse_args(argv)
     if args.command == "serve":

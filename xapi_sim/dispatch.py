@@ -19,12 +19,12 @@ import re
 from . import where
 from .datamodel import NO_ASYNC, NO_ASYNC_CLASSES, Message, Schema
 from .errors import Failure, internal
-from .faults import Faults
-from .store import LockOrderConflict
-from .wire.values import convert, rpc_to_string
+from .faults import Faults, wrap
+from .sessions import local_session_valid, touch
+from .tasks import Tasks, run_transaction
+from .wire.values import convert, is_alive, rpc_to_string
 
 log = logging.getLogger(__name__)
-MAX_ORDER_RETRIES = 8
 
 REGISTRY: dict = {}          # "Class.msg" -> handler(call, *args)
 CONTROL: dict = {}           # "sim.x" -> (handler(call, *args), number of params incl. session)
@@ -76,28 +76,6 @@ class Call:
             row = self.db.tables["task"].get(self.task)
             if row is not None and "cancel" in row["current_operations"].values():
                 raise Failure("TASK_CANCELLED", self.task)
-
-
-def run_transaction(world, fn, call, args):
-    """Run one call's behaviour as one transaction over every pool database it touches:
-    its writes are published (journaled, turned into events) when it returns, and rolled
-    back entirely if it raises. A lock-order conflict (store.py) rolls back and runs the
-    call again with the databases it needed locked in order up front."""
-    txm = world.txm
-    prelock: set = set()
-    for _ in range(MAX_ORDER_RETRIES):
-        txn = None
-        try:
-            with txm.transaction() as txn:
-                txn.prelock = prelock
-                return fn(call, *args)
-        except LockOrderConflict as e:
-            if txn is not None and txn.checkpoints:
-                # part of the call is committed: running it again would repeat that part
-                log.error("lock-order conflict after a checkpoint in %s", call.name)
-                raise internal("lock order conflict") from None
-            prelock = prelock | e.held | {e.db}
-    raise internal("lock order conflict")
 
 
 class Bare:
@@ -161,8 +139,7 @@ class Dispatcher:
         if name == "system.listMethods":
             return Bare(self.list_methods(host))
         if name.startswith("system.isAlive:"):
-            from .wire.values import is_alive    # no session; a bounded echo
-            return is_alive(params)
+            return is_alive(params)   # no session; a bounded echo
         if name in CONTROL:
             return self._control(host, name, params)
         schema: Schema = host.pool.schema
@@ -194,7 +171,6 @@ class Dispatcher:
         if faults is not None and faults.rules:
             # injected faults (sim.fault_add): after every check, before the operation;
             # for Async calls inside the task
-            from .faults import wrap
             handler = wrap(faults, handler, method)
         if is_async:
             return self.world_tasks().run_async(call, handler, args, "Async." + wire)
@@ -203,7 +179,6 @@ class Dispatcher:
         return run_transaction(self.world, handler, call, args)
 
     def world_tasks(self):
-        from .classes.task import Tasks  # local: tasks registers handlers at import
         return Tasks.of(self.world)
 
     # -- sessions ------------------------------------------------------------------------
@@ -214,14 +189,12 @@ class Dispatcher:
         db = host.pool.db
         row = db.tables["session"].get(ref)
         if row is None:
-            from .classes.session import local_session_valid   # emergency-mode sessions
             if local_session_valid(self.world, host, ref):
                 return ref
             raise Failure("SESSION_INVALID", ref)
         if not host.is_master and not row["pool"]:
             raise Failure("HOST_IS_SLAVE", host.pool.master.address)
         if host.is_master:
-            from .classes.session import touch   # the master refreshes last_active
             touch(self.world, db, ref, row)
         return ref
 
@@ -237,7 +210,6 @@ class Dispatcher:
         call.session = params[0]
         faults = self.world.existing_service(Faults)
         if faults is not None and faults.rules:
-            from .faults import wrap
             fn = wrap(faults, fn, name)
         return run_transaction(self.world, fn, call, params[1:])
 

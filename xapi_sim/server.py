@@ -27,6 +27,9 @@ import threading
 from . import classes  # noqa: F401  -- registers every handler
 from .classes.cross_pool import import_metadata
 from .dispatch import Dispatcher
+from .persist import DurableDispatcher
+from .tasks import Tasks
+from .xe_server.handler import handle_cli
 from .wire import front as front_mod
 from .wire import http, tls
 
@@ -63,13 +66,11 @@ class Simulator:
             if h.state == "up" and h.pool is not None:
                 self.listen(h)
         # xapi's periodic DB GC pass: finished tasks time out (classes/task.py)
-        from .classes.task import Tasks
         Tasks.of(self.world).start_gc()
         return self
 
     def make_durable(self, journal):
         """Journal every call's changes before its reply (``--state-dir``)."""
-        from .persist import DurableDispatcher
         self.dispatcher = DurableDispatcher(self.dispatcher, journal)
         self.journal = journal
 
@@ -142,14 +143,9 @@ class Simulator:
 
     @property
     def cli_handler(self):
-        try:
-            from .xe_server.handler import handle_cli
-        except Exception:  # noqa: BLE001 -- the API must serve even if the CLI cannot load
-            return None
         return handle_cli
 
     def stop(self):
-        from .classes.task import Tasks
         Tasks.of(self.world).stop_gc()
         with self.lock:
             self.servers.clear()

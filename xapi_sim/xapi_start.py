@@ -227,3 +227,13 @@ class XapiLifecycle:
     def update_host_allowed_operations(self, h: HostRuntime):
         """``Xapi_host_helpers.update_allowed_operations`` (rules in ``checks/host.py``)."""
         allowed.refresh_host_allowed(self, h)
+
+
+def boot_flags(world, host, is_hvm) -> dict:
+    """The flags VM.start gives in ``host``'s pool: Dundee takes the pool level (§6);
+    before Dundee the message forwarder recorded the host's own ``{vendor, features}``."""
+    db = host.db
+    if "cpu_info" in db.schema.classes["pool"].fields:
+        return policy.vm_boot_flags(db.get("pool", host.pool.ref)["cpu_info"], is_hvm)
+    info = db.get("host", host.ref)["cpu_info"]
+    return {"vendor": info["vendor"], "features": info["features"]}

@@ -13,7 +13,7 @@ import XenAPI
 
 from xapi_sim.checks import vm as vm_checks
 from xapi_sim.classes.common import OperationPolicy
-from xapi_sim.classes.task import Tasks
+from xapi_sim.tasks import Tasks
 
 
 def details(fn, *args):

@@ -19,7 +19,7 @@ import time
 import pytest
 import XenAPI
 
-from xapi_sim.classes.task import Tasks
+from xapi_sim.tasks import Tasks
 from xapi_sim.datamodel import NO_ASYNC_CLASSES, Schema
 from xapi_sim.testing import running_world
 

@@ -22,7 +22,7 @@ import xmlrpc.client
 import pytest
 import XenAPI
 
-from xapi_sim.classes.task import Tasks
+from xapi_sim.tasks import Tasks
 from xapi_sim.testing import running_world
 from xapi_sim.wire import http
 

@@ -21,7 +21,7 @@ import pytest
 import XenAPI
 
 from xapi_sim import cli, persist
-from xapi_sim.classes import session as sess
+from xapi_sim import sessions as sess
 from xapi_sim.testing import running_world
 
 

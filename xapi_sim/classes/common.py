@@ -24,6 +24,7 @@ from ..allowed import (SIMULATED_GUEST_TOOLS, OperationPolicy,  # noqa: F401 -- 
                        allowed_operations, drop_stale_operations, host_facts, operation_error,
                        refresh_all_allowed, refresh_allowed, refresh_host_allowed,
                        refresh_pool_allowed, refresh_vm_allowed, rpu_in_progress, vm_facts)
+from ..tasks import Tasks
 from ..runtime import MAX_VCPUS_PER_VM, MAX_VM_MEMORY, MAX_VMS_PER_HOST
 
 log = logging.getLogger(__name__)
@@ -213,7 +214,6 @@ CANCEL_ON_ENTRY = {
 
 
 def _cancel_and_wait(call, vm_ref, key, ops):
-    from .task import Tasks
     db = call.db
     victims = [t for t, op in db.get("VM", vm_ref)["current_operations"].items()
                if op in ops and t != key]

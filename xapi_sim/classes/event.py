@@ -21,6 +21,7 @@ import threading
 import time
 
 from ..datamodel import NO_EVENTS
+from ..sessions import SESSION_DELETED_HOOKS
 from ..dispatch import api
 from ..errors import Failure
 from ..wire.values import I4
@@ -252,3 +253,13 @@ def event_next(call):
             db.cond.wait(30.0)
         if call.session not in db.tables["session"]:
             raise Failure("SESSION_INVALID", call.session)
+
+
+def _drop_registration(world, ref):
+    """``Xapi_event.on_session_deleted``: a destroyed session's legacy registration goes."""
+    queues = world.existing_service(EventQueues)
+    if queues is not None:
+        queues.on_session_deleted(ref)
+
+
+SESSION_DELETED_HOOKS.append(_drop_registration)

@@ -23,7 +23,9 @@ from __future__ import annotations
 from ..datamodel import NULL_REF
 from ..dispatch import api
 from ..errors import Failure
+from ..sessions import create_session
 from . import common as c
+from .vm_lifecycle import _set_power, pool_migrate
 
 
 def _host(call, ref):
@@ -121,7 +123,6 @@ def get_vms_which_prevent_evacuation(call, self):
 
 
 def _execute_plan(call, host, op):
-    from .vm_lifecycle import pool_migrate
     plan = evacuation_plan(call, host)
     for vm, target in plan.items():
         if isinstance(target, Failure):
@@ -143,7 +144,6 @@ def evacuate(call, host, network=NULL_REF, evacuate_batch_size=0):
 
 def _stop_vms(call, h):
     """The shutdown hook: evacuate what can move, clean-shutdown the rest."""
-    from .vm_lifecycle import _set_power, pool_migrate
     plan = evacuation_plan(call, h.ref)
     for vm, target in plan.items():
         if isinstance(target, Failure):
@@ -207,7 +207,6 @@ def destroy(call, self):
 @api("host.migrate_receive")
 def migrate_receive(call, host, network, options):
     """The ``dest`` map for VM.migrate_send, issued by the destination pool."""
-    from .session import create_session
     with call.db.lock:
         h, row = _host(call, host)
         call.db.get("network", network)

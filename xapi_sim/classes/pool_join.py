@@ -20,7 +20,7 @@ import threading
 from ..dispatch import api
 from ..errors import Failure
 from . import common as c
-from .session import authenticate, destroy_session
+from ..sessions import authenticate, destroy_session
 
 
 def _software_tuple(sv: dict):

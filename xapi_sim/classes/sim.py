@@ -10,7 +10,9 @@ from .. import products
 from ..dispatch import control
 from ..errors import Failure
 from ..levelling import cpus, featureset
-from ..scenario import ScenarioError, _host as _parse_host_spec
+from ..faults import Faults
+from ..scenario_spec import ScenarioError, _host as _parse_host_spec, parse_size
+from ..sessions import AuthStats
 from ..runtime import MAX_PCPUS_PER_HOST, GiB, Hardware
 
 MAX_HOST_MEMORY = 64 << 40   # a sanity bound (int64-safe), not a product limit
@@ -81,7 +83,6 @@ def host_set_hardware(call, host, changes):
         raise Failure("INVALID_VALUE", "cpus_per_socket", f"{sockets * cps} pCPUs exceed the "
                       f"limit of {MAX_PCPUS_PER_HOST} per host")
     try:
-        from ..scenario import parse_size
         memory = parse_size(changes.get("memory", base.memory))
     except (TypeError, ValueError, OverflowError) as e:
         raise Failure("INVALID_VALUE", "memory", str(e)) from None
@@ -185,7 +186,6 @@ def fault_add(call, rule):
     """Add a fault rule (see docs/control-api.md): calls matching its method, class, object
     and host fail with its XAPI error (and/or wait its delay), with its probability, at
     most ``count`` times. Returns the rule id."""
-    from ..faults import Faults
     return Faults.of(call.world).add(rule)
 
 
@@ -193,14 +193,12 @@ def fault_add(call, rule):
 def fault_list(call):
     """Every rule with its hit counts (``hits``: calls failed or delayed; ``seen``: calls
     that matched, before the probability draw)."""
-    from ..faults import Faults
     return Faults.of(call.world).list()
 
 
 @control("sim.fault_clear", 2)
 def fault_clear(call, rule_id):
     """Remove one rule by id, or every rule with ``""``."""
-    from ..faults import Faults
     if not isinstance(rule_id, str):
         raise Failure("INVALID_VALUE", "id", str(rule_id))
     Faults.of(call.world).clear(rule_id)
@@ -213,5 +211,4 @@ def auth_stats(call):
     """Failed logins per pool since the world started: ``{pool ref: {name_label, master,
     failed, last_failure, last_user}}`` (``last_failure``: seconds since the epoch, 0 if
     none). Every pool of the world has an entry."""
-    from .session import AuthStats
     return call.world.service(AuthStats).snapshot(call.world)

@@ -29,7 +29,7 @@ from ..checks import vm as vm_checks
 from ..datamodel import NULL_REF
 from ..dispatch import api
 from ..errors import Failure
-from ..scenario import boot_flags
+from ..xapi_start import boot_flags
 from . import common as c
 from .task import timed
 

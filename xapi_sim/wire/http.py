@@ -32,6 +32,7 @@ import logging
 import socket
 import urllib.parse
 
+from ..dispatch import Bare
 from ..errors import Failure, internal
 from . import jsonrpc, xmlrpc
 from .httpparse import METHODS, REASONS, HttpError, decode_codings  # noqa: F401
@@ -209,7 +210,6 @@ class Handler:
         except xmlrpc.XmlRpcParseError as e:
             return self._error(500, f"Xmlrpc.Parse_error({e})")
         ok, value = self._call(method, params)
-        from ..dispatch import Bare
         try:
             if ok and isinstance(value, Bare):
                 out = xmlrpc.encode_bare(value.value)
@@ -228,7 +228,6 @@ class Handler:
         except jsonrpc.JsonRpcParseError as e:
             return self._error(500, f"Jsonrpc.Malformed_method_request({e})")
         ok, value = self._call(method, params)
-        from ..dispatch import Bare
         try:
             if ok:
                 out = jsonrpc.encode_success(version, rid,
