@@ -370,6 +370,9 @@ master = "d1"
 """
 
 
+TIMEOUT = 1.5       # the source's client timeout in these tests (seconds)
+
+
 class Pair:
     """A source and a destination world, each served in this process on its own
     loopback addresses, so the source migrates to it over the wire (remote path)."""
@@ -377,7 +380,7 @@ class Pair:
     def __init__(self, stack):
         self.src = stack.enter_context(running_world(SRC, seed=21, bind="127.0.6.1"))
         self.dst = stack.enter_context(running_world(DST, seed=22, bind="127.0.7.1"))
-        self.src.world.migration_timeout = 1.0
+        self.src.world.migration_timeout = TIMEOUT
         self.s = XenAPI.Session(self.src.url("s1"))
         self.s.xenapi.login_with_password("root", "xenroot")
         self.t = XenAPI.Session(self.dst.url("d1"))
@@ -466,7 +469,7 @@ def test_an_import_timeout_leaves_exactly_one_copy(pair, when):
     before = pair.vm_row()
     done = threading.Event()
     h = pair.handlers()
-    h["/import_metadata"] = _slow(h["/import_metadata"], 2.0, when, done)
+    h["/import_metadata"] = _slow(h["/import_metadata"], 2 * TIMEOUT, when, done)
     with pytest.raises(XenAPI.Failure) as e:
         pair.migrate()
     assert e.value.details[0] == "VM_MIGRATE_FAILED", e.value.details
@@ -491,7 +494,7 @@ def test_an_unconfirmed_abort_keeps_the_vm_reserved_until_the_destination_answer
 
     def down(host, query, body):
         if not gate.is_set():
-            time.sleep(1.5)            # past the source's timeout: no usable answer
+            time.sleep(2 * TIMEOUT)    # past the source's timeout: no usable answer
             return b"503 Service Unavailable", b"text/plain", b"down"
         return real(host, query, body)
     h["/import_metadata"] = down

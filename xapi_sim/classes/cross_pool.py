@@ -344,6 +344,12 @@ def migrate_send_cross_pool(call, vm, row, dest, live, options):
     return _migrate_remote(call, vm, dest, options)
 
 
+def _assert_live(world, db, vm):
+    """The source database is still a pool's (held locked: a join cannot drop it now)."""
+    if _pool_of(world, db) is None:
+        raise Failure("HANDLE_INVALID", "VM", vm)
+
+
 def _metrics(db, row):
     m = row["metrics"]
     return db.get("VM_metrics", m) if db.exists("VM_metrics", m) else None
@@ -373,6 +379,7 @@ def _migrate_local(call, vm, dest, options):
     txn = world.txm.current()
     if txn is not None and h is not None and h.pool is not None:
         txn.lock(src_db, h.db)
+    _assert_live(world, src_db, vm)
     d = _LocalDest(call, dest)
     row = src_db.get("VM", vm)
     _assert_can_start(vm, row)
@@ -392,6 +399,7 @@ def _migrate_remote(call, vm, dest, options):
     d.connect()                            # read the destination host, no lock held
     key = call.task or world.ids.ref()
     with src_db.lock:                      # phase 1: check again and reserve
+        _assert_live(world, src_db, vm)
         row = src_db.get("VM", vm)
         _assert_can_start(vm, row)
         _checks(call, vm, row, d, options)
