@@ -20,7 +20,7 @@ they were, and an opposite-direction migration cannot deadlock with it.
 XML-RPC with the session from the ``dest`` map to read the destination host, then
 ``PUT /import_metadata`` to hand over the VM (xapi-sim's JSON stand-in for XAPI's XVA
 metadata stream). No database lock is held during any network call, and every call has a
-bounded client timeout (``World.migration_timeout``, default ``REMOTE_TIMEOUT``). In the
+bounded client timeout (``world.migration_timeout`` if set, else ``REMOTE_TIMEOUT``). In the
 order of xen-api ``ocaml/xapi/xapi_vm_migrate.ml`` ``migrate_send'`` (the destination
 imports first, then the source VM is destroyed) and ``message_forwarding.ml``
 (``with_vm_operation ~op:`migrate_send`` marks the VM for the whole call):
