@@ -22,8 +22,9 @@ import logging
 import os
 import threading
 
-from .datamodel import Schema, Timestamp
+from .datamodel import Schema
 from .errors import Failure
+from .rowcodec import dec, enc  # noqa: F401 -- also used by importers of persist
 from .store import Database
 
 log = logging.getLogger(__name__)
@@ -32,35 +33,6 @@ FORMAT = "xapi-sim-state"
 VERSION = 1
 NOT_PERSISTED = {"session", "task"}
 COMPACT_BYTES = 64 << 20
-
-
-# -- value encoding (JSON keeps neither datetimes nor non-string map keys) -----------------
-
-def enc(v):
-    t = type(v)
-    if t is Timestamp:
-        return {"$t": str(v)}
-    if t is dict:
-        if all(type(k) is str for k in v):
-            return {k: enc(x) for k, x in v.items()} if "$t" not in v and "$m" not in v \
-                else {"$m": [[k, enc(x)] for k, x in v.items()]}
-        return {"$m": [[k, enc(x)] for k, x in v.items()]}
-    if t is list or t is tuple:
-        return [enc(x) for x in v]
-    return v
-
-
-def dec(v):
-    t = type(v)
-    if t is dict:
-        if "$t" in v and len(v) == 1:
-            return Timestamp(v["$t"])
-        if "$m" in v and len(v) == 1:
-            return {k: dec(x) for k, x in v["$m"]}
-        return {k: dec(x) for k, x in v.items()}
-    if t is list:
-        return [dec(x) for x in v]
-    return v
 
 
 # -- world layout -------------------------------------------------------------------------
@@ -137,6 +109,9 @@ class Journal:
         self.lines = 0
         self.good_offset = 0
         self.attached = False
+        # one snapshot at a time: two would race on state.json.tmp and journal.next.jsonl,
+        # and an older snapshot renamed over a newer one loses the lines in between
+        self.snapshot_lock = threading.Lock()
 
     # -- recording -----------------------------------------------------------------------
     def attach_all(self):
@@ -171,7 +146,7 @@ class Journal:
                     entry["rows"].append(["del", cls, ref])
                 else:
                     entry["rows"].append(["put", cls, ref, enc(row)])
-        self._write(pools)
+        self._write(pools, txn)
 
     def sync_layout(self):
         """Journal a change of the world's layout that came with no row change (new
@@ -179,9 +154,9 @@ class Journal:
         call is half-way through changing it."""
         with self.world.txm.transaction() as txn:
             txn.lock(*[p.db for p in self.world.pools])
-            self._write({})
+            self._write({}, txn)
 
-    def _write(self, pools):
+    def _write(self, pools, txn):
         lay = layout(self.world)
         with self.lock:
             if self.fh is None:
@@ -203,7 +178,9 @@ class Journal:
             self.lines += 1
             size = self.good_offset
         if size > COMPACT_BYTES:
-            self.world.txm.current().after.append(self.compact)
+            # after the transaction ends (the hook runs with its locks held); the thread's
+            # current transaction is already unset when the outermost commit runs its hooks
+            txn.after.append(self.compact)
 
     def _cut_back(self):
         """Truncate the journal to the end of its last good line."""
@@ -228,6 +205,10 @@ class Journal:
         which replaces the journal once the snapshot is in place. Replaying the old journal
         on the new snapshot is harmless (its last values are the snapshot's), so every
         crash point loads correctly."""
+        with self.snapshot_lock:
+            self._write_snapshot()
+
+    def _write_snapshot(self):
         world = self.world
         with world.txm.transaction() as txn:
             txn.lock(*[p.db for p in world.pools])
@@ -258,7 +239,17 @@ class Journal:
             _fsync_dir(self.dir)
 
     def compact(self):
-        self.write_snapshot()
+        """Snapshot if the journal is still over ``COMPACT_BYTES``; a commit that crossed
+        the threshold while another compaction was under way has nothing left to do."""
+        if not self.snapshot_lock.acquire(blocking=False):
+            return
+        try:
+            with self.lock:
+                big = self.fh is not None and self.good_offset > COMPACT_BYTES
+            if big:
+                self._write_snapshot()
+        finally:
+            self.snapshot_lock.release()
 
     def close(self):
         with self.lock:

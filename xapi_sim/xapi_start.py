@@ -237,3 +237,14 @@ def boot_flags(world, host, is_hvm) -> dict:
         return policy.vm_boot_flags(db.get("pool", host.pool.ref)["cpu_info"], is_hvm)
     info = db.get("host", host.ref)["cpu_info"]
     return {"vendor": info["vendor"], "features": info["features"]}
+
+
+def next_domid(world, host_ref) -> int:
+    """The next domid on a host (domids count up from 1 per host until it reboots)."""
+    h = world.host(host_ref)
+    n = getattr(h, "domid_seq", None)
+    if n is None:
+        n = max([r["domid"] for _, r in world.resident_vms(h)] + [0])
+    n += 1
+    h.domid_seq = n
+    return n

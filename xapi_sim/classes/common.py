@@ -321,14 +321,16 @@ def with_operation(call, cls, ref, op, *, strict=True, wait=True):
     ``token.mark()`` once its own checks pass; afterwards the entry is removed and
     ``allowed_operations`` refreshed, whatever happened (``Pervasiveext.finally``)."""
     token = begin_operation(call, cls, ref, op, strict=strict, wait=wait, mark=False)
-    succeeded = False
     try:
         yield token
-        succeeded = True
-    finally:
+    except BaseException:
         try:
-            end_operation(call, token, succeeded)
+            end_operation(call, token, False)
         except Exception:  # noqa: BLE001 -- xapi ignores errors of the clean-up (try ... with _)
             log.exception("clearing %s %s of %s %s", token.op, token.key, cls, ref)
+        raise
+    # after a success the clean-up is part of the call: if it fails, the call fails and its
+    # transaction rolls back (xapi would leave the entry behind for its start to cancel)
+    end_operation(call, token, True)
 
 NULL = NULL_REF

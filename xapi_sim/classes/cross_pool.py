@@ -9,25 +9,108 @@ destination pool level). On arrival the post-move update (§11) runs against the
 so an old-style or missing featureset is upgraded and extended with that host's words.
 
 The destination may be another pool of the same world or a pool served by another xapi-sim
-process. In the second case the source talks to the destination over the wire as XAPI pools
-do: XML-RPC with the session from the ``dest`` map to read the destination host, then
+process.
+
+**Same world.** Nothing in between is slow, so the whole migration -- checks, landing,
+release of the source -- is one transaction over both pool databases, locked in the store's
+order (``store.py``): a failure anywhere leaves both pools, their events and the journal as
+they were, and an opposite-direction migration cannot deadlock with it.
+
+**Another process.** The source talks to the destination over the wire as XAPI pools do:
+XML-RPC with the session from the ``dest`` map to read the destination host, then
 ``PUT /import_metadata`` to hand over the VM (xapi-sim's JSON stand-in for XAPI's XVA
-metadata stream), after which the VM leaves the source pool.
+metadata stream). No database lock is held during any network call, and every call has a
+bounded client timeout (``world.migration_timeout`` if set, else ``REMOTE_TIMEOUT``). In the
+order of xen-api ``ocaml/xapi/xapi_vm_migrate.ml`` ``migrate_send'`` (the destination
+imports first, then the source VM is destroyed) and ``message_forwarding.ml``
+(``with_vm_operation ~op:`migrate_send`` marks the VM for the whole call):
+
+1. *reserve*: under the source lock the checks run again and the VM gets
+   ``current_operations = {task: migrate_send}`` (so no other operation can start on it);
+   committed (``checkpoint``), lock released;
+2. *land*: ``PUT /import_metadata?...&migration=ID`` -- the destination imports in one
+   transaction of its own; the import is idempotent by migration ID (the same request
+   again answers the VM it landed) and refuses a VM whose ref or uuid it already has;
+3. *release*: the source's VM and its metrics are removed (their own transaction).
+
+Exactly one copy, whatever fails: a refusal from the destination (a definite error: it
+imported nothing) undoes the reservation. An unknown outcome -- timeout, reset, garbage --
+sends ``PUT /import_metadata?...&migration=ID&abort=true``: the destination marks the ID
+aborted (a late import of it is then refused) and destroys what it landed under that ID,
+both decided under one lock against the import, so after a confirmed abort the
+destination has no copy and never will; only then is the reservation undone. If the
+release of the source fails after the landing, the same abort destroys the destination's
+copy: ``migrate_send'``'s cleanup since CA-220505 ("Destroy stale VM record on destination
+pool on failed SXM", 2016-09; the Dundee branch ``dundee-lcm`` left the stale record) -- the
+VM stays on the source. While an abort is unconfirmed (the destination unreachable) the VM
+stays reserved on the source, so it is never usable in two pools, and the
+:class:`Reconciler` asks again in the background until the destination answers.
 """
 from __future__ import annotations
 
+import collections
 import http.client
 import ipaddress
 import json
+import logging
+import ssl
+import threading
+import time
 import urllib.parse
+import uuid
 import xmlrpc.client
 
 from ..datamodel import NULL_REF
 from ..errors import Failure, internal
 from ..levelling import featureset, policy
+from ..rowcodec import dec, enc
+from ..xapi_start import next_domid
 from . import common as c
 
-REMOTE_TIMEOUT = 30.0
+log = logging.getLogger(__name__)
+
+REMOTE_TIMEOUT = 30.0        # seconds: each call to a remote destination (client side)
+RECONCILE_FIRST = 0.5        # seconds before the reconciler asks again, doubling ...
+RECONCILE_MAX_INTERVAL = 5.0  # ... up to this
+RECONCILE_GIVE_UP = 600.0    # then it logs an error and leaves the VM reserved
+IMPORTS_KEEP = 10_000        # migration IDs a destination remembers (landed, aborted)
+
+
+class _Unknown(Exception):
+    """The destination may or may not have done what it was asked (a timeout, a reset after
+    the request was sent, an answer that is not one)."""
+
+
+class _NotSent(_Unknown):
+    """The request never reached the destination (no connection)."""
+
+
+def remote_timeout(world) -> float:
+    return float(getattr(world, "migration_timeout", REMOTE_TIMEOUT))
+
+
+class _TimeoutTransport(xmlrpc.client.Transport):
+    """XML-RPC over HTTP with a bounded timeout on every socket operation."""
+
+    def __init__(self, timeout):
+        super().__init__()
+        self.timeout = timeout
+
+    def make_connection(self, host):
+        conn = super().make_connection(host)
+        conn.timeout = self.timeout
+        return conn
+
+
+class _SafeTimeoutTransport(xmlrpc.client.SafeTransport):
+    def __init__(self, timeout):
+        super().__init__(context=ssl._create_unverified_context())
+        self.timeout = timeout
+
+    def make_connection(self, host):
+        conn = super().make_connection(host)
+        conn.timeout = self.timeout
+        return conn
 
 
 class _LocalDest:
@@ -46,25 +129,32 @@ class _LocalDest:
         self.cpu_info = row["cpu_info"]
         self.memory_free = h.world.host_free_memory(h)
 
-    def land(self, vm, row, metrics):
-        return land(self.h, vm, row, metrics)
-
 
 class _RemoteDest:
-    """A destination host served by another process: XAPI calls with the dest session."""
+    """A destination host served by another process: XAPI calls with the dest session.
+    Constructing it only validates the ``dest`` map; :meth:`connect` reads the host."""
 
     def __init__(self, world, dest):
         self.url = dest.get("master", "")
         self.session = dest.get("session_id", "")
         self.ref = dest.get("host", "")
-        if not self.url.startswith(("http://", "https://")):
+        if not isinstance(self.url, str) or not self.url.startswith(("http://", "https://")):
             raise Failure("VM_MIGRATE_CONTACT_REMOTE_SERVICE_FAILED")
         if not _allowed_remote(world, self.url):
             raise Failure("VM_MIGRATE_CONTACT_REMOTE_SERVICE_FAILED")
+        self.timeout = remote_timeout(world)
         try:
-            self.proxy = xmlrpc.client.ServerProxy(self.url, allow_none=True)
+            u = urllib.parse.urlsplit(self.url)
+            self.hostname, self.port, self.https = u.hostname, u.port, u.scheme == "https"
+            transport = (_SafeTimeoutTransport if self.https else _TimeoutTransport)(
+                self.timeout)
+            self.proxy = xmlrpc.client.ServerProxy(self.url, allow_none=True,
+                                                   transport=transport)
         except (OSError, ValueError) as e:    # e.g. "http://[::1/": not a usable URL
             raise Failure("VM_MIGRATE_CONTACT_REMOTE_SERVICE_FAILED") from e
+
+    def connect(self):
+        """Read the destination host (no lock may be held: this is network I/O)."""
         row = self._call("host.get_record", self.ref)
         if not isinstance(row, dict) or not all(
                 isinstance(row.get(k), t) for k, t in (("software_version", dict),
@@ -85,7 +175,7 @@ class _RemoteDest:
                 fn = getattr(fn, part)
             res = fn(self.session, *args)
         except (OSError, ValueError, http.client.HTTPException, xmlrpc.client.Error) as e:
-            # unreachable, a bad port in the URL, not an XML-RPC server
+            # unreachable, a timeout, a bad port in the URL, not an XML-RPC server
             raise Failure("VM_MIGRATE_CONTACT_REMOTE_SERVICE_FAILED") from e
         if not isinstance(res, dict):         # an XML-RPC server, but not a XAPI
             raise Failure("VM_MIGRATE_CONTACT_REMOTE_SERVICE_FAILED")
@@ -93,45 +183,64 @@ class _RemoteDest:
             desc = res.get("ErrorDescription")
             if not isinstance(desc, list) or not desc:
                 desc = ["INTERNAL_ERROR", "remote"]
-            raise Failure(*desc)
+            raise Failure(*[str(x) for x in desc])
         return res["Value"]
 
-    def land(self, vm, row, metrics):
-        """``PUT /import_metadata`` on the destination master."""
-        from ..persist import enc
-        u = urllib.parse.urlsplit(self.url)
-        q = urllib.parse.urlencode({"session_id": self.session, "host": self.ref})
-        body = json.dumps({"VM": enc(dict(row)), "VM_metrics": enc(dict(metrics or {})),
-                           "ref": vm}).encode()
-        cls = http.client.HTTPSConnection if u.scheme == "https" else http.client.HTTPConnection
-        kw = {}
-        if u.scheme == "https":
-            import ssl
-            kw["context"] = ssl._create_unverified_context()
+    def _put(self, params, body):
+        """``PUT /import_metadata`` on the destination master: (HTTP status, JSON object).
+        Raises :class:`_NotSent` if no connection was made, :class:`_Unknown` if the
+        request may have been acted upon without a usable answer."""
+        q = urllib.parse.urlencode({"session_id": self.session, "host": self.ref, **params})
+        cls = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
+        kw = {"context": ssl._create_unverified_context()} if self.https else {}
         try:
-            conn = cls(u.hostname, u.port, timeout=REMOTE_TIMEOUT, **kw)
+            conn = cls(self.hostname, self.port, timeout=self.timeout, **kw)
+            conn.connect()
+        except (OSError, ValueError, http.client.HTTPException) as e:
+            raise _NotSent(f"{type(e).__name__}: {e}") from e
+        try:
             conn.request("PUT", f"/import_metadata?{q}", body,
                          {"content-type": "application/json"})
             resp = conn.getresponse()
             data = resp.read()
+        except (OSError, ValueError, http.client.HTTPException) as e:
+            raise _Unknown(f"{type(e).__name__}: {e}") from e
+        finally:
             conn.close()
-        except OSError as e:
-            raise Failure("VM_MIGRATE_CONTACT_REMOTE_SERVICE_FAILED") from e
         try:
             answer = json.loads(data)
         except ValueError:
-            raise Failure("VM_MIGRATE_FAILED", vm, "", self.ref, data[:200].decode(
-                "utf-8", "replace")) from None
-        if resp.status != 200:
-            raise Failure(*answer.get("error", ["VM_MIGRATE_FAILED", vm, "", self.ref, ""]))
-        return answer["vm"]
+            answer = None
+        if not isinstance(answer, dict) or resp.status >= 500:
+            raise _Unknown(f"HTTP {resp.status}: {data[:200]!r}")
+        return resp.status, answer
 
+    def land(self, vm, row, metrics, migration):
+        """Phase 2: the destination imports the VM. Returns its ref there; a
+        :class:`Failure` is a refusal (nothing imported), :class:`_Unknown` an unknown
+        outcome."""
+        body = json.dumps({"VM": enc(dict(row)), "VM_metrics": enc(dict(metrics or {})),
+                           "ref": vm}).encode()
+        try:
+            status, answer = self._put({"migration": migration}, body)
+        except _NotSent as e:
+            raise Failure("VM_MIGRATE_CONTACT_REMOTE_SERVICE_FAILED") from e
+        if status == 200:
+            if isinstance(answer.get("vm"), str):
+                return answer["vm"]
+            raise _Unknown(f"no VM in the answer {answer!r:.200}")
+        err = answer.get("error")
+        if not isinstance(err, list) or not err or not all(isinstance(x, str) for x in err):
+            err = ["VM_MIGRATE_FAILED", vm, "", self.ref, f"HTTP {status}"]
+        raise Failure(*err)
 
-def _dest(call, dest):
-    dest = dest or {}
-    if dest.get("host", "") in call.world.hosts:
-        return _LocalDest(call, dest)
-    return _RemoteDest(call.world, dest)
+    def abort(self, migration) -> bool:
+        """Make sure the destination keeps no copy from ``migration`` and never lands one.
+        Returns whether it had one (now destroyed); :class:`_Unknown` if not confirmed."""
+        status, answer = self._put({"migration": migration, "abort": "true"}, b"")
+        if status == 200 and answer.get("aborted") is True:
+            return bool(answer.get("destroyed"))
+        raise _Unknown(f"abort answered HTTP {status}: {answer!r:.200}")
 
 
 def _allowed_remote(world, url) -> bool:
@@ -205,45 +314,309 @@ def _v1_check(row, dest_info):
 
 
 def assert_can_migrate_cross_pool(call, vm, row, dest, options):
-    _checks(call, vm, row, _dest(call, dest), options)
+    dest = dest or {}
+    if dest.get("host", "") in call.world.hosts:
+        d = _LocalDest(call, dest)
+    else:
+        d = _RemoteDest(call.world, dest)
+        call.world.txm.checkpoint()        # nothing written: no lock held over the network
+        d.connect()
+        row = call.db.get("VM", vm)
+    _checks(call, vm, row, d, options)
+
+
+def _assert_can_start(call, vm):
+    """``with_vm_operation``'s check before ``migrate_send`` is marked on the VM (checked
+    again after any moment without the lock: another operation may have begun)."""
+    c.assert_operation_valid(call, "VM", vm, "migrate_send")
 
 
 def migrate_send_cross_pool(call, vm, row, dest, live, options):
-    """The caller holds the VM's ``migrate_send`` operation (its checks are done)."""
-    d = _dest(call, dest)
+    """``VM.migrate_send`` to another pool: one transaction when the destination is a pool
+    of this world, the two-phase protocol when it is another process (module docstring)."""
+    _assert_can_start(call, vm)
+    dest = dest or {}
+    if dest.get("host", "") in call.world.hosts:
+        return _migrate_local(call, vm, dest, options)
+    return _migrate_remote(call, vm, dest, options)
+
+
+def _assert_live(world, db, vm):
+    """The source database is still a pool's (held locked: a join cannot drop it now)."""
+    if _pool_of(world, db) is None:
+        raise Failure("HANDLE_INVALID", "VM", vm)
+
+
+def _metrics(db, row):
+    m = row["metrics"]
+    return db.get("VM_metrics", m) if db.exists("VM_metrics", m) else None
+
+
+def _pool_of(world, db):
+    for p in world.pools:
+        if p.db is db:
+            return p
+    return None
+
+
+def _update_memory(world, db, host_ref):
+    h = world.hosts.get(host_ref)
+    if h is not None and h.pool is not None and h.db is db and db.exists("host", host_ref):
+        world.update_host_memory(h)
+
+
+def _migrate_local(call, vm, dest, options):
+    """Both pools are in this world and nothing in between is slow: the checks, the landing
+    and the release of the source are one transaction over both databases, locked in the
+    store's order (an opposite-direction migration holding the other pool makes this call
+    roll back and run again with both locks taken in order: no deadlock, and a failure
+    anywhere leaves both pools, their events and the journal as they were)."""
+    world, src_db = call.world, call.db
+    h = world.hosts.get(dest["host"])
+    txn = world.txm.current()
+    if txn is not None and h is not None and h.pool is not None:
+        txn.lock(src_db, h.db)
+    _assert_live(world, src_db, vm)
+    d = _LocalDest(call, dest)
+    row = src_db.get("VM", vm)
+    _assert_can_start(call, vm)
     _checks(call, vm, row, d, options)
-    src_db, world = call.db, call.world
-    metrics = row["metrics"]
-    mrow = src_db.get("VM_metrics", metrics) if src_db.exists("VM_metrics", metrics) else None
-    new_ref = d.land(vm, row, mrow)
-    src_host = row["resident_on"]
-    src_db.remove("VM", vm)
-    if mrow is not None:
-        src_db.remove("VM_metrics", metrics)
-    if src_host != NULL_REF and src_db.exists("host", src_host):
-        world.update_host_memory(world.host(src_host))
+    new_ref = land(d.h, vm, row, _metrics(src_db, row))
+    _release_source(world, src_db, vm)
     return new_ref
+
+
+def _migrate_remote(call, vm, dest, options):
+    """The two-phase protocol with a destination in another process (module docstring):
+    reserve on the source, land on the destination with no lock held, release the source;
+    whatever fails or times out, the VM ends in exactly one pool."""
+    world, src_db = call.world, call.db
+    d = _RemoteDest(world, dest)           # the dest map's form only: no I/O yet
+    world.txm.checkpoint()                 # nothing written yet: the source lock goes
+    d.connect()                            # read the destination host, no lock held
+    key = call.task or world.ids.ref()
+    with src_db.lock:                      # phase 1: check again and reserve
+        _assert_live(world, src_db, vm)
+        row = src_db.get("VM", vm)
+        _assert_can_start(call, vm)
+        _checks(call, vm, row, d, options)
+        mrow = _metrics(src_db, row)
+        src_db.set("VM", vm, "current_operations", {key: "migrate_send"})
+        # a live reservation (its task may be gone while the reconciler works): never
+        # taken for a stale entry by the operation checks
+        live = c.OperationPolicy.of(world).live
+        live.add((src_db, "VM", vm, key))
+        world.txm.on_rollback(lambda: live.discard((src_db, "VM", vm, key)))
+        _refresh(world, src_db, vm)
+    world.txm.checkpoint()                 # the reservation is committed
+    migration = str(uuid.uuid4())
+    src_host = row["resident_on"]
+    try:                                   # phase 2: the destination imports
+        new_ref = d.land(vm, row, mrow, migration)
+    except Failure:                        # a refusal: the destination imported nothing
+        _unreserve(world, src_db, vm, key)
+        raise
+    except BaseException as e:             # no answer: it may have imported
+        log.warning("migration %s of %s to %s: %s; aborting it on the destination",
+                    migration, vm, d.url, e)
+        _abort(world, d, src_db, vm, key, migration)
+        if isinstance(e, _Unknown):
+            raise Failure("VM_MIGRATE_FAILED", vm, src_host, d.ref,
+                          f"no answer from the destination ({e}); the VM stays here") from None
+        raise
+    try:                                   # phase 3: the VM leaves the source
+        _section(world, lambda: _release_source(world, src_db, vm))
+    except BaseException:
+        # xapi_vm_migrate.ml (CA-220505): a failure after the import destroys the copy
+        # the destination imported; the VM stays on the source
+        log.exception("migration %s of %s: releasing the source failed after the "
+                      "import; removing the destination's copy", migration, vm)
+        _abort(world, d, src_db, vm, key, migration)
+        raise
+    return new_ref
+
+
+def _section(world, fn):
+    """Run ``fn`` as a committed part of the call's transaction of its own: everything
+    before it is committed first, and if it raises, its writes (only) are rolled back."""
+    txm = world.txm
+    txm.checkpoint()
+    try:
+        fn()
+    except BaseException:
+        txn = txm.current()
+        if txn is not None:
+            txn.rollback()
+        raise
+    txm.checkpoint()
+
+
+def _release_source(world, db, vm):
+    """The source's copy goes: the VM, its metrics, its memory on the host it ran on."""
+    with db.lock:
+        row = db.tables["VM"].get(vm)
+        if row is None:
+            return                         # destroyed meanwhile: nothing left to release
+        if db.exists("VM_metrics", row["metrics"]):
+            db.remove("VM_metrics", row["metrics"])
+        db.remove("VM", vm)
+        _update_memory(world, db, row["resident_on"])
+        live = c.OperationPolicy.of(world).live
+        for entry in [e for e in live if e[0] is db and e[2] == vm]:
+            live.discard(entry)
+
+
+def _unreserve(world, db, vm, key):
+    """Undo the reservation (``with_vm_operation``'s cleanup). If that cannot be committed
+    now, the reconciler tries again."""
+    try:
+        _section(world, lambda: _unreserve_now(world, db, vm, key))
+    except Exception:  # noqa: BLE001 -- logged, and retried in the background
+        log.exception("could not undo the migration reservation of %s; retrying", vm)
+        Reconciler.of(world).add(None, db, vm, key, None)
+
+
+def _abort(world, d, db, vm, key, migration):
+    """Make sure the destination holds no copy, then undo the reservation. Until the
+    destination confirms, the VM stays reserved (so it is never usable in two pools) and
+    the reconciler keeps asking."""
+    try:
+        destroyed = d.abort(migration)
+    except _Unknown as e:
+        log.warning("migration %s of %s: the destination did not confirm the abort (%s); "
+                    "the VM stays reserved until it does", migration, vm, e)
+        Reconciler.of(world).add(d, db, vm, key, migration)
+        return
+    if destroyed:
+        log.info("migration %s of %s: the destination's copy was destroyed", migration, vm)
+    _unreserve(world, db, vm, key)
+
+
+class _Pending:
+    __slots__ = ("dest", "db", "vm", "key", "migration", "deadline", "due", "interval")
+
+    def __init__(self, dest, db, vm, key, migration):
+        now = time.monotonic()
+        self.dest, self.db, self.vm, self.key, self.migration = dest, db, vm, key, migration
+        self.deadline = now + RECONCILE_GIVE_UP
+        self.interval = RECONCILE_FIRST
+        self.due = now + self.interval
+
+
+class Reconciler:
+    """Source side (a world service): migrations whose abort the destination has not
+    confirmed yet, or whose reservation could not be undone. A thread (running only while
+    there is work) asks again with a growing interval, no lock held during the calls; once
+    the destination confirms, the reservation is undone. After ``RECONCILE_GIVE_UP``
+    seconds it gives up, logs an error, and leaves the VM reserved: never usable in two
+    pools."""
+
+    def __init__(self, world):
+        self.world = world
+        self.lock = threading.Lock()
+        self.pending: list[_Pending] = []
+        self.thread = None
+        self.idle = threading.Event()
+        self.idle.set()
+
+    @classmethod
+    def of(cls, world) -> "Reconciler":
+        return world.service(cls)
+
+    def add(self, dest, db, vm, key, migration):
+        with self.lock:
+            self.pending.append(_Pending(dest, db, vm, key, migration))
+            self.idle.clear()
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._run, name="migration-reconciler",
+                                               daemon=True)
+                self.thread.start()
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.pending)
+
+    def wait_idle(self, timeout=None) -> bool:
+        """True once nothing is pending (tests)."""
+        return self.idle.wait(timeout)
+
+    def _run(self):
+        while True:
+            with self.lock:
+                if not self.pending:
+                    self.thread = None
+                    self.idle.set()
+                    return
+                due = min(p.due for p in self.pending)
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(min(delay, RECONCILE_MAX_INTERVAL))
+                continue
+            now = time.monotonic()
+            with self.lock:
+                ready = [p for p in self.pending if p.due <= now]
+            for p in ready:
+                done = self._attempt(p)
+                with self.lock:
+                    if done:
+                        self.pending.remove(p)
+
+    def _attempt(self, p) -> bool:
+        world = self.world
+        try:
+            if p.dest is not None:
+                p.dest.abort(p.migration)
+                p.dest = None              # confirmed: only the reservation is left
+            with world.txm.transaction():
+                _unreserve_now(world, p.db, p.vm, p.key)
+            log.info("migration %s of %s: reconciled", p.migration, p.vm)
+            return True
+        except Exception as e:  # noqa: BLE001 -- _Unknown, or the undo failed: retry
+            now = time.monotonic()
+            if now >= p.deadline:
+                log.error("migration %s of %s: gave up after %g s (%s); the VM stays "
+                          "reserved", p.migration, p.vm, RECONCILE_GIVE_UP, e)
+                return True
+            p.interval = min(p.interval * 2, RECONCILE_MAX_INTERVAL)
+            p.due = now + p.interval
+            return False
+
+
+def _unreserve_now(world, db, vm, key):
+    with db.lock:
+        row = db.tables["VM"].get(vm)
+        c.OperationPolicy.of(world).live.discard((db, "VM", vm, key))
+        if row is not None and key in row["current_operations"]:
+            ops = {k: v for k, v in row["current_operations"].items() if k != key}
+            db.set("VM", vm, "current_operations", ops)
+            _refresh(world, db, vm)
+
+
+def _refresh(world, db, vm):
+    pool = _pool_of(world, db)
+    if pool is not None:
+        c.refresh_vm_allowed(world, db, vm)
 
 
 def land(dest_h, vm, row, metrics):
     """The destination half (``pool_migrate_complete``): create the VM on ``dest_h``, run
-    the post-move flag update against it, account its memory. Returns the VM's ref there."""
-    from .vm_lifecycle import _next_domid, refresh_allowed
+    the post-move flag update against it, account its memory. Returns the VM's ref there.
+    A VM whose ref or uuid the destination already has is refused."""
     world, db = dest_h.world, dest_h.db
     with db.lock:
+        if db.exists("VM", vm) or row.get("uuid") in db.uuids["VM"]:
+            raise Failure("VM_MIGRATE_FAILED", vm, "", dest_h.ref, "VM already exists here")
         mref = row.get("metrics", NULL_REF)
         if metrics and mref != NULL_REF and not db.exists("VM_metrics", mref):
             full = db.schema.classes["VM_metrics"].defaults()
             full.update({k: v for k, v in metrics.items() if k in full})
             db.add("VM_metrics", mref, full)
-        if db.exists("VM", vm):
-            raise Failure("VM_MIGRATE_FAILED", vm, "", dest_h.ref, "VM already exists here")
         running = row["power_state"] in ("Running", "Paused")
         new = db.schema.classes["VM"].defaults()
         new.update({k: v for k, v in row.items() if k in new})
         new.update(resident_on=dest_h.ref if running else NULL_REF, affinity=dest_h.ref,
                    scheduled_to_be_resident_on=NULL_REF, current_operations={},
-                   domid=_next_domid(world, dest_h.ref) if running else -1,
+                   domid=next_domid(world, dest_h.ref) if running else -1,
                    snapshots=[], children=[], snapshot_of=NULL_REF, parent=NULL_REF,
                    consoles=[], VIFs=[], VBDs=[], crash_dumps=[], VGPUs=[],
                    attached_PCIs=[])
@@ -257,14 +630,89 @@ def land(dest_h, vm, row, metrics):
             if upd is not None:
                 db.set("VM", vm, "last_boot_CPU_flags", upd)
         world.update_host_memory(dest_h)
-        refresh_allowed(None, vm, world=world, db=db, pool=dest_h.pool)
+        c.refresh_vm_allowed(world, db, vm)
     return vm
 
 
+# -- the destination side of the wire protocol ------------------------------------------------
+
+class Imports:
+    """The destination's memory of migrations (a world service): the VM each migration ID
+    landed, and the IDs its source aborted. Decisions about one ID are made under
+    ``lock`` (a leaf lock, taken under a database lock, never the other way)."""
+
+    def __init__(self, world):
+        self.lock = threading.Lock()
+        self.landed: collections.OrderedDict = collections.OrderedDict()  # id -> (db, ref)
+        self.aborted: collections.OrderedDict = collections.OrderedDict()  # id -> None
+
+    @classmethod
+    def of(cls, world) -> "Imports":
+        return world.service(cls)
+
+    @staticmethod
+    def _keep(d):
+        while len(d) > IMPORTS_KEEP:
+            d.popitem(last=False)
+
+
+def _import(dest_h, vm, row, metrics, migration):
+    """Land ``vm`` for ``migration`` in one transaction of the destination pool."""
+    world, db = dest_h.world, dest_h.db
+    imports = Imports.of(world)
+    with db.lock as txn:
+        if migration:
+            with imports.lock:
+                prior = imports.landed.get(migration)
+            if prior is not None and prior[0] is db and db.exists("VM", prior[1]):
+                return prior[1]            # the same request again: answered, not repeated
+        ref = land(dest_h, vm, row, metrics)
+        if migration:
+            with imports.lock:
+                if migration in imports.aborted:   # the source gave up on it: roll back
+                    raise Failure("VM_MIGRATE_FAILED", vm, "", dest_h.ref,
+                                  "the migration was aborted by its source")
+                imports.landed[migration] = (db, ref)
+                imports._keep(imports.landed)
+
+            def forget():
+                with imports.lock:
+                    if imports.landed.get(migration) == (db, ref):
+                        del imports.landed[migration]
+            txn.on_rollback.append(forget)
+    return ref
+
+
+def _abort_import(world, migration):
+    """Mark ``migration`` aborted and destroy what it landed. Returns whether there was a
+    copy. Against a concurrent import of the same ID: whichever takes ``Imports.lock``
+    first wins -- the import then refuses, or the abort finds (and, once the import's
+    transaction has committed, destroys) its VM."""
+    imports = Imports.of(world)
+    with imports.lock:
+        imports.aborted[migration] = None
+        imports._keep(imports.aborted)
+        prior = imports.landed.pop(migration, None)
+    if prior is None:
+        return False
+    db, ref = prior
+    with db.lock:
+        row = db.tables["VM"].get(ref)
+        if row is None:
+            return False
+        if db.exists("VM_metrics", row["metrics"]):
+            db.remove("VM_metrics", row["metrics"])
+        db.remove("VM", ref)
+        _update_memory(world, db, row["resident_on"])
+    log.info("migration %s aborted by its source: destroyed the VM %s it landed",
+             migration, ref)
+    return True
+
+
 def import_metadata(host, query, body):
-    """``PUT /import_metadata?session_id=&host=``: receive a migrating VM (remote source).
-    Returns (HTTP status line, content type, body)."""
-    from ..persist import dec
+    """``PUT /import_metadata?session_id=&host=&migration=``: receive a migrating VM from a
+    source in another process; with ``&abort=true``, abort that migration (see the module
+    docstring). Returns (HTTP status line, content type, body)."""
 
     def fail(status, *desc):
         return status, b"application/json", json.dumps({"error": list(desc)}).encode()
@@ -279,6 +727,14 @@ def import_metadata(host, query, body):
     dest_h = host.world.hosts.get(target)
     if dest_h is None or dest_h.pool is not host.pool:
         return fail(b"404 Not Found", "HANDLE_INVALID", "host", target)
+    migration = (query.get("migration") or [""])[0]
+    if (query.get("abort") or [""])[0] == "true":
+        if not migration:
+            return fail(b"400 Bad Request", "INTERNAL_ERROR", "import_metadata: abort of no "
+                        "migration")
+        destroyed = _abort_import(host.world, migration)
+        return b"200 OK", b"application/json", json.dumps(
+            {"aborted": True, "destroyed": destroyed}).encode()
     try:
         doc = json.loads(body)
         row, metrics, ref = dec(doc["VM"]), dec(doc.get("VM_metrics") or {}), doc["ref"]
@@ -287,7 +743,7 @@ def import_metadata(host, query, body):
     except (ValueError, KeyError, TypeError) as e:
         return fail(b"400 Bad Request", "INTERNAL_ERROR", f"import_metadata: {e}")
     try:
-        vm = land(dest_h, ref, row, metrics)
+        vm = _import(dest_h, ref, row, metrics, migration)
     except Failure as f:
         return fail(b"409 Conflict", *f.description)
     return b"200 OK", b"application/json", json.dumps({"vm": vm}).encode()

@@ -29,8 +29,9 @@ from ..checks import vm as vm_checks
 from ..datamodel import NULL_REF
 from ..dispatch import api
 from ..errors import Failure
-from ..xapi_start import boot_flags
+from ..xapi_start import boot_flags, next_domid
 from . import common as c
+from .cross_pool import assert_can_migrate_cross_pool, migrate_send_cross_pool
 from .task import timed
 
 
@@ -40,16 +41,6 @@ def refresh_allowed(call, vm_ref, world=None, db=None, pool=None):
     update_allowed_operations``; the rules are ``checks/vm.py``). ``pool`` is unused: the
     rolling-upgrade flag is read from the database's pool row."""
     c.refresh_vm_allowed(world or call.world, db or call.db, vm_ref)
-
-
-def _next_domid(world, host_ref) -> int:
-    h = world.host(host_ref)
-    n = getattr(h, "domid_seq", None)
-    if n is None:
-        n = max([r["domid"] for _, r in world.resident_vms(h)] + [0])
-    n += 1
-    h.domid_seq = n
-    return n
 
 
 def _set_power(call, vm_ref, power_state, host_ref=NULL_REF, **extra):
@@ -84,7 +75,7 @@ def _boot(call, vm_ref, host_ref, paused):
     row = call.db.get("VM", vm_ref)
     flags = boot_flags(call.world, call.world.host(host_ref), c.is_hvm(row))
     _set_power(call, vm_ref, "Paused" if paused else "Running", host_ref,
-               domid=_next_domid(call.world, host_ref), last_boot_CPU_flags=flags)
+               domid=next_domid(call.world, host_ref), last_boot_CPU_flags=flags)
     m = row["metrics"]
     if call.db.exists("VM_metrics", m):
         call.db.set("VM_metrics", m, "start_time", call.world.clock.now_ts())
@@ -168,7 +159,7 @@ def shutdown(call, vm):
 def _reboot(call, vm):
     row = _get(call, vm)
     host = row["resident_on"]
-    _set_power(call, vm, "Running", host, domid=_next_domid(call.world, host))
+    _set_power(call, vm, "Running", host, domid=next_domid(call.world, host))
 
 
 @api("VM.clean_reboot")
@@ -242,7 +233,7 @@ def _resume_here(call, vm, host, start_paused, force):
         extra["last_boot_CPU_flags"] = boot_flags(call.world, call.world.host(host),
                                                   c.is_hvm(row))
     _set_power(call, vm, "Paused" if start_paused else "Running", host,
-               domid=_next_domid(call.world, host), **extra)
+               domid=next_domid(call.world, host), **extra)
 
 
 @api("VM.resume")
@@ -281,7 +272,7 @@ def _force(options) -> bool:
 
 def _move(call, vm, dest):
     row = _get(call, vm)
-    _set_power(call, vm, row["power_state"], dest, domid=_next_domid(call.world, dest))
+    _set_power(call, vm, row["power_state"], dest, domid=next_domid(call.world, dest))
     c.update_cpu_flags(call, vm, dest)
 
 
@@ -331,7 +322,6 @@ def assert_can_migrate(call, vm, dest, live=False, vdi_map=None, vif_map=None, o
         row = _get(call, vm)
         host = _intra_pool_dest(call, dest)
         if host is None:
-            from .cross_pool import assert_can_migrate_cross_pool
             return assert_can_migrate_cross_pool(call, vm, row, dest, options)
         _migrate_checks(call, vm, row, host, options)
 
@@ -348,7 +338,6 @@ def migrate_send(call, vm, dest, live=False, vdi_map=None, vif_map=None, options
             host = _intra_pool_dest(call, dest)
             if host is None:
                 # (checks and the hand-over happen together there: not marked)
-                from .cross_pool import migrate_send_cross_pool
                 return migrate_send_cross_pool(call, vm, row, dest, live, options)
             _migrate_checks(call, vm, row, host, options)
             if row["power_state"] in ("Running", "Paused"):
