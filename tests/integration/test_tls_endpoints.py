@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from xapi_sim.generate import scenario_toml
 from xapi_sim.testing import running_world
-from xapi_sim.wire import front as front_mod
+from xapi_sim.wire import connection
 from xapi_sim.wire import tls as tls_mod
 
 XE = shutil.which("xe", path=os.path.dirname(sys.executable)) or shutil.which("xe")
@@ -142,12 +142,12 @@ def test_large_replies_reach_slow_tls_and_plain_readers_whole(monkeypatch):
     worker cannot send at once the loop writes as the peer reads (TLS retries the same
     record after a would-block)."""
     writes = []
-    original = front_mod.Front._write
+    original = connection.Conn._write
 
-    def spy(self, conn):
+    def spy(conn):
         writes.append(conn.tls)
-        return original(self, conn)
-    monkeypatch.setattr(front_mod.Front, "_write", spy)
+        return original(conn)
+    monkeypatch.setattr(connection.Conn, "_write", spy)
     with running_world(scenario_toml(2, 8, 1500)) as w:
         url = w.master_url()
         host, port = hostport(url)

@@ -1,0 +1,202 @@
+"""What a worker does with a complete request of the HTTP front: run its handler, write the
+reply, and either serve the connection's next request or give the connection back to the
+loop (``Conn.replied``).
+
+The worker interface is ``handler.handle(respond)``: the handler calls
+``respond(data, close)`` exactly once, from any thread, at any later time -- today it does
+so before ``handle`` returns, so a long-poll (``event.from`` with a timeout) keeps its worker
+thread while it waits; a handler that parks such a call and responds from whatever wakes it
+needs no change here. A handler may instead take the connection over for an interactive
+exchange (``Conn.takeover``: blocking file objects, as the thin-CLI protocol needs) and
+respond ``(None, True)`` when done.
+
+The worker owns the connection from the hand-over until it posts it back, so nothing here
+locks the connection; the loop does not touch it meanwhile.
+"""
+from __future__ import annotations
+
+import logging
+import select
+import threading
+import time
+
+from . import http as _http
+from .httpparse import HEAD_END, HttpError, parse_head
+
+log = logging.getLogger(__name__)
+
+WORKER_HOLD = 0.002        # seconds a worker waits for a connection's next request
+TAKEOVER_READ = 256 * 1024  # what read() of a taken-over connection asks the socket for
+
+_poll = getattr(select, "poll", None)
+
+
+def complete_request(buf: bytearray):
+    """(head, body) of a whole, plainly framed request at the start of ``buf`` (consumed),
+    or None -- incomplete, chunked, ``Expect``-ing, oversized or malformed requests are
+    left in place for the loop, which reads them incrementally and refuses them."""
+    if buf[:1] in (b"\r", b"\n"):
+        return None
+    m = HEAD_END.search(buf)
+    if m is None or m.end() > _http.MAX_HEAD:
+        return None
+    try:
+        head = parse_head(bytes(buf[:m.end()]))
+    except HttpError:
+        return None
+    if head.method not in _http.METHODS or head.chunked or head.expect_continue:
+        return None
+    n = head.length or 0
+    if (head.method in ("POST", "PUT") and head.length is None) or n > _http.MAX_BODY or \
+            len(buf) - m.end() < n:
+        return None
+    body = bytes(buf[m.end():m.end() + n])
+    del buf[:m.end() + n]
+    return head, body
+
+
+def serve(conn, handler):
+    """Run requests of ``conn`` on this worker: the handed one, then any next one that
+    arrives complete within ``WORKER_HOLD`` of the reply (a client calling in a loop
+    is served without two thread hand-offs per call)."""
+    name = conn.front.name
+    while handler is not None:
+        lock = threading.Lock()
+        box = []
+        sync = [True]
+
+        def respond(data, close, box=box, sync=sync, lock=lock):
+            with lock:
+                if box:
+                    log.error("front %s: a handler responded twice", name)
+                    return
+                box.append((data, close))
+                if sync[0]:
+                    return          # answered within handle(): sent below
+            send_reply(conn, data, close)    # answered later, from another thread
+        try:
+            handler.handle(respond)
+        except Exception:  # noqa: BLE001 -- never leave a connection without an answer
+            log.exception("front %s: request handler failed", name)
+            with lock:
+                if not box:
+                    box.append((_http.error_reply(500, "internal error"), True))
+        with lock:
+            sync[0] = False
+            answer = box[0] if box else None
+        if answer is None:
+            return                  # parked: whoever completes it responds
+        handler = send_reply(conn, *answer, hold=True)
+
+
+def send_reply(conn, data, close, hold=False):
+    """Write what the socket takes now; then either serve the connection's next request
+    on this thread (``hold``: it arrived complete within ``WORKER_HOLD``; returns its
+    handler) or give the connection back to the loop (returns None)."""
+    if conn.pending_out and data:
+        data = conn.pending_out + data
+    conn.pending_out = b""
+    rest = b""
+    if data:
+        view = memoryview(data)
+        try:
+            pos = conn.send_some(view)
+        except (OSError, ValueError):
+            close, pos = True, len(view)
+        rest = view[pos:] if pos < len(view) else b""
+    front = conn.front
+    if hold and not (rest or close or conn.kill or front.stopped) and WORKER_HOLD > 0 \
+            and not front.workers.backlog():
+        nxt = next_request(conn)
+        if nxt is not None:
+            return nxt
+    if not front.post(lambda: conn.replied(rest, close)):
+        try:
+            conn.sock.close()
+        except OSError:
+            pass
+    return None
+
+
+def next_request(conn):
+    """Wait up to ``WORKER_HOLD`` for the connection's next request; its handler if it
+    came whole and needs nothing special (else the loop takes over, buffer intact).
+    A client may send the head and the body in separate writes: keep reading until
+    the request is whole or the time is up."""
+    if conn.buf:                       # pipelined: the next request may be here
+        got = complete_request(conn.buf)
+        if got is not None:
+            return conn.handler_for(*got)
+    sock = conn.sock
+    front = conn.front
+    limit = _http.MAX_HEAD + _http.MAX_BODY
+    deadline = time.monotonic() + WORKER_HOLD
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            if conn.tls and sock.pending():
+                ready = True
+            elif left <= 0:
+                ready = False
+            elif _poll is not None:
+                p = _poll()
+                p.register(sock, select.POLLIN)
+                ready = bool(p.poll(left * 1000))
+            else:
+                ready = bool(select.select([sock], [], [], left)[0])
+            if not ready or conn.kill or front.stopped:
+                return None
+            conn.fill(limit)
+        except (OSError, ValueError):
+            return None
+        if conn.eof or len(conn.buf) > limit:
+            return None
+        got = complete_request(conn.buf)
+        if got is not None:
+            return conn.handler_for(*got)
+
+
+class Reader:
+    """A taken-over connection's reading side: what was buffered, then the socket."""
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    def read(self, n=-1):
+        buf = self.conn.buf
+        if buf:
+            take = len(buf) if n is None or n < 0 else min(n, len(buf))
+            out = bytes(buf[:take])
+            del buf[:take]
+            return out
+        if n is None or n < 0:
+            n = TAKEOVER_READ
+        try:
+            return self.conn.sock.recv(n)
+        except OSError:
+            return b""
+
+    def readline(self, limit=-1):
+        out = bytearray()
+        while limit < 0 or len(out) < limit:
+            b = self.read(1)
+            if not b:
+                break
+            out += b
+            if b == b"\n":
+                break
+        return bytes(out)
+
+
+class Writer:
+    """A taken-over connection's writing side (blocking)."""
+
+    def __init__(self, sock):
+        self.sock = sock
+
+    def write(self, data):
+        self.sock.sendall(data)
+        return len(data)
+
+    def flush(self):
+        pass
