@@ -119,6 +119,7 @@ def assert_can_boot_here(call, vm_ref, vm_row, host_ref, cpu_check=False, memory
         raise Failure("HOST_OFFLINE", host_ref)
     if not hrow["enabled"]:
         raise Failure("HOST_DISABLED", host_ref)
+    storage_vm().assert_can_see_srs(call, vm_ref, vm_row, host_ref)
     if cpu_check:
         check_cpu(call, vm_ref, vm_row, host_ref)
     ncpu = int(hrow["cpu_info"].get("cpu_count", "0") or 0)
@@ -133,6 +134,11 @@ def assert_can_boot_here(call, vm_ref, vm_row, host_ref, cpu_check=False, memory
             free = call.world.host_free_memory(h)
             if need > free:
                 raise Failure("HOST_NOT_ENOUGH_FREE_MEMORY", need, free)
+
+
+def storage_vm():
+    from . import storage_vm as module   # storage_vm imports this module
+    return module
 
 
 def choose_host(call, vm_ref, vm_row, cpu_check):
