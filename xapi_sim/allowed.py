@@ -112,6 +112,14 @@ def _sm_features(db, sr_type) -> dict:
     return {}
 
 
+def _sr_row(row) -> dict:
+    """Before Dundee's ``SR.is_tools_sr`` the tools SR was the one tagged
+    ``other_config:xenserver_tools_sr=true`` (``xapi_globs.ml`` ``tools_sr_tag``)."""
+    if "is_tools_sr" not in row and row["other_config"].get("xenserver_tools_sr") == "true":
+        return {**row, "is_tools_sr": True}
+    return row
+
+
 def sr_facts(db, row) -> dict:
     """What ``Xapi_sr_operations.valid_operations`` reads beyond the SR row."""
     pbds = [db.tables["PBD"][p] for p in row["PBDs"] if p in db.tables["PBD"]]
@@ -162,7 +170,8 @@ def operation_error(world, db, cls, ref, op, strict=True):
     """The class's ``check_operation_error`` for the row in ``db`` (HANDLE_INVALID if none)."""
     row = db.get(cls, ref)
     if cls == "SR":
-        return storage_checks.sr_check_operation_error(ref, row, op, **sr_facts(db, row))
+        return storage_checks.sr_check_operation_error(ref, _sr_row(row), op,
+                                                       **sr_facts(db, row))
     if cls == "VDI":
         return storage_checks.vdi_check_operation_error(ref, row, op, **vdi_facts(db, row))
     if cls == "VBD":
@@ -182,11 +191,12 @@ def allowed_operations(world, db, cls, ref) -> list:
     """The class's ``update_allowed_operations`` value for the row in ``db``."""
     row = db.get(cls, ref)
     if cls == "SR":
-        return storage_checks.sr_allowed_operations(ref, row, **sr_facts(db, row))
+        return storage_checks.sr_allowed_operations(ref, _sr_row(row), **sr_facts(db, row))
     if cls == "VDI":
         return storage_checks.vdi_allowed_operations(ref, row, **vdi_facts(db, row))
     if cls == "VBD":
-        return storage_checks.vbd_allowed_operations(ref, row, **vbd_facts(world, db, ref, row))
+        return storage_checks.vbd_allowed_operations(ref, row,
+                                                     **vbd_facts(world, db, ref, row))
     if cls == "VM":
         return vm_checks.allowed_operations(ref, row, rpu=rpu_in_progress(db),
                                             **vm_facts(world, db, row))

@@ -103,8 +103,9 @@ def required_srs(db, vm, vm_row=None) -> list:
         vdis.append(row["suspend_VDI"])
     srs = []
     for vdi in vdis:
-        sr = db.tables["VDI"][vdi]["SR"] if vdi in db.tables["VDI"] else NULL_REF
-        if sr not in srs:
+        # a Suspended VM a scenario built has no image: nothing to see
+        sr = db.tables["VDI"][vdi]["SR"] if vdi in db.tables["VDI"] else None
+        if sr is not None and sr not in srs:
             srs.append(sr)
     return srs
 
