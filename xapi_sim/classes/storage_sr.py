@@ -18,7 +18,6 @@ import re
 
 from .. import catalogue
 from .. import install_storage as store
-from ..datamodel import NULL_REF
 from ..dispatch import api
 from ..errors import Failure, internal
 from ..wire.values import convert

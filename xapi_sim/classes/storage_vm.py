@@ -25,7 +25,6 @@ from __future__ import annotations
 from .. import install_storage as store
 from ..datamodel import NULL_REF
 from ..errors import Failure
-from . import common as c
 from .storage_vbd import new_vbd, refresh_vbd
 from .storage_vdi import copy_vdi, create_vdi, refresh_vdi, remove_vdi, snapshot_vdi
 
@@ -173,7 +172,3 @@ def storage_on_vm_destroy(call, vm) -> None:
         db.remove("VBD", vbd)
         if not row["empty"] and db.exists("VDI", row["VDI"]):
             refresh_vdi(call, row["VDI"])
-
-
-def refresh_after_copy(call, new_vm) -> None:
-    c.refresh_vm_allowed(call.world, call.db, new_vm)
