@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from .checks import host as host_checks
 from .checks import pool as pool_checks
+from .checks import storage as storage_checks
 from .checks import vm as vm_checks
 from .checks.operations import setify
 from .datamodel import NULL_REF
@@ -103,9 +104,79 @@ def host_facts(db, row) -> dict:
                 plugged_clustered_srs=clustered, hosts_down=down, recovering_tasks=recovering)
 
 
+def _sm_features(db, sr_type) -> dict:
+    """``Xapi_sr_operations.features_of_sr``: the SM record of the SR's type."""
+    for _, sm in db.tables["SM"].items():
+        if sm["type"] == sr_type:
+            return sm["features"]
+    return {}
+
+
+def _sr_row(row) -> dict:
+    """Before Dundee's ``SR.is_tools_sr`` the tools SR was the one tagged
+    ``other_config:xenserver_tools_sr=true`` (``xapi_globs.ml`` ``tools_sr_tag``)."""
+    if "is_tools_sr" not in row and row["other_config"].get("xenserver_tools_sr") == "true":
+        return {**row, "is_tools_sr": True}
+    return row
+
+
+def sr_facts(db, row) -> dict:
+    """What ``Xapi_sr_operations.valid_operations`` reads beyond the SR row."""
+    pbds = [db.tables["PBD"][p] for p in row["PBDs"] if p in db.tables["PBD"]]
+    vdis = [db.tables["VDI"][v] for v in row["VDIs"] if v in db.tables["VDI"]]
+    return dict(features=_sm_features(db, row["type"]),
+                attached_pbds=any(p["currently_attached"] for p in pbds),
+                managed_vdis=any(v["managed"] and v["type"] != "rrd" for v in vdis))
+
+
+def vdi_facts(db, row) -> dict:
+    """What ``Xapi_vdi.check_operation_error`` reads beyond the VDI row."""
+    _, prow = _pool_row(db)
+    sr = db.tables["SR"].get(row["SR"])
+    pbds = [db.tables["PBD"][p] for p in (sr["PBDs"] if sr else ()) if p in db.tables["PBD"]]
+    vbds = [db.tables["VBD"][v] for v in row["VBDs"] if v in db.tables["VBD"]]
+    ha_ops = set(prow["current_operations"].values()) if prow is not None else set()
+    return dict(ha_enabled=bool(prow and prow["ha_enabled"]),
+                sr_type=sr["type"] if sr else "",
+                sr_is_tools_sr=bool(sr and (sr.get("is_tools_sr") or
+                                            sr["other_config"].get("xenserver_tools_sr")
+                                            == "true")),
+                sr_attached_pbds=any(p["currently_attached"] for p in pbds),
+                vbds=vbds, features=_sm_features(db, sr["type"]) if sr else {},
+                ha_enable_in_progress="ha_enable" in ha_ops,
+                ha_disable_in_progress="ha_disable" in ha_ops)
+
+
+def vbd_facts(world, db, ref, row) -> dict:
+    """What ``Xapi_vbd_helpers.valid_operations`` reads beyond the VBD row."""
+    vm_row = db.get("VM", row["VM"])
+    gm = db.tables["VM_guest_metrics"].get(vm_row["guest_metrics"])
+    if gm is None and OperationPolicy.of(world).assume_guest_tools:
+        gm = SIMULATED_GUEST_TOOLS
+    vdi_row = None if row["empty"] else db.tables["VDI"].get(row["VDI"])
+    others = []
+    if vdi_row is not None:
+        for v in vdi_row["VBDs"]:
+            other = db.tables["VBD"].get(v)
+            if v == ref or other is None:
+                continue
+            owner = db.tables["VM"].get(other["VM"])
+            if owner is not None:
+                others.append((other, owner))
+    return dict(vm_row=vm_row, guest_metrics=gm, vdi_row=vdi_row, other_vbds=others)
+
+
 def operation_error(world, db, cls, ref, op, strict=True):
     """The class's ``check_operation_error`` for the row in ``db`` (HANDLE_INVALID if none)."""
     row = db.get(cls, ref)
+    if cls == "SR":
+        return storage_checks.sr_check_operation_error(ref, _sr_row(row), op,
+                                                       **sr_facts(db, row))
+    if cls == "VDI":
+        return storage_checks.vdi_check_operation_error(ref, row, op, **vdi_facts(db, row))
+    if cls == "VBD":
+        return storage_checks.vbd_check_operation_error(ref, row, op,
+                                                        **vbd_facts(world, db, ref, row))
     if cls == "VM":
         return vm_checks.check_operation_error(ref, row, op, strict=strict,
                                                **vm_facts(world, db, row))
@@ -119,6 +190,13 @@ def operation_error(world, db, cls, ref, op, strict=True):
 def allowed_operations(world, db, cls, ref) -> list:
     """The class's ``update_allowed_operations`` value for the row in ``db``."""
     row = db.get(cls, ref)
+    if cls == "SR":
+        return storage_checks.sr_allowed_operations(ref, _sr_row(row), **sr_facts(db, row))
+    if cls == "VDI":
+        return storage_checks.vdi_allowed_operations(ref, row, **vdi_facts(db, row))
+    if cls == "VBD":
+        return storage_checks.vbd_allowed_operations(ref, row,
+                                                     **vbd_facts(world, db, ref, row))
     if cls == "VM":
         return vm_checks.allowed_operations(ref, row, rpu=rpu_in_progress(db),
                                             **vm_facts(world, db, row))
@@ -142,7 +220,22 @@ def refresh_allowed(world, db, cls, ref):
 
 
 def refresh_vm_allowed(world, db, vm_ref):
+    """``Xapi_vm.update_allowed_operations``: the VM's, then its VBDs' (their rules read
+    the VM's power state and operations)."""
     refresh_allowed(world, db, "VM", vm_ref)
+    row = db.tables["VM"].get(vm_ref)
+    for vbd in (row["VBDs"] if row is not None else ()):
+        refresh_allowed(world, db, "VBD", vbd)
+
+
+def refresh_storage_allowed(world, db, classes=("SR", "VDI", "VBD")):
+    """``update_allowed_operations`` of every SR, VDI and VBD (after dropping operations of
+    tasks that no longer exist), as xapi's start does."""
+    with db.lock:
+        for cls in classes:
+            for ref in list(db.tables[cls]):
+                drop_stale_operations(world, db, cls, ref)
+                refresh_allowed(world, db, cls, ref)
 
 
 def refresh_host_allowed(world, h):
@@ -167,6 +260,7 @@ def refresh_all_allowed(world, db):
             for ref in list(db.tables[cls]):
                 refresh_allowed(world, db, cls, ref)
         refresh_pool_allowed(world, db)
+        refresh_storage_allowed(world, db)
 
 
 def drop_stale_operations(world, db, cls, ref) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from . import datamodel
+from . import datamodel, install_storage
 from .errors import Failure
 from .runtime import DOM0_MEMORY, GiB, HOST_OVERHEAD, HostRuntime, PoolRuntime
 from .store import Database
@@ -75,6 +75,7 @@ class RowBuilders:
             actions_after_shutdown="destroy", actions_after_reboot="restart",
             actions_after_crash="restart", last_boot_CPU_flags={},
             other_config={"storage_driver_domain": "OpaqueRef:NULL"}, allowed_operations=[])
+        install_storage.install_host(self, pool, h)
 
     def pool_network(self, db) -> str:
         """The pool's management network (``xenbr0``)."""

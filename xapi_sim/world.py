@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import uuid as uuid_mod
 
-from . import products
+from . import install_storage, products
 from .clock import Clock
 from .datamodel import Schema
 from .errors import Failure
@@ -132,6 +132,7 @@ class World(RowBuilders, XapiLifecycle):
         master.pool = pool
         self.add_pool(pool)
         self._create_templates(pool)
+        install_storage.install_pool(self, pool)
         self.new_row(db, "network", name_label="Pool-wide network associated with eth0",
                      bridge="xenbr0", MTU=1500, other_config={"automatic": "true"})
         for name, desc in _ROLES:

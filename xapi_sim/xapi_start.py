@@ -8,7 +8,7 @@ refresh ``software_version``/API version, mark the host live, recompute ``pool.c
 """
 from __future__ import annotations
 
-from . import allowed
+from . import allowed, install_storage
 from .datamodel import NULL_REF, Schema
 from .levelling import cpus, policy
 from .runtime import HOST_OVERHEAD, HostRuntime, PoolRuntime
@@ -163,6 +163,7 @@ class XapiLifecycle:
             if db.exists("host_metrics", row["metrics"]):
                 db.remove("host_metrics", row["metrics"])
             db.remove("host", h.ref)
+            install_storage.collect_garbage(db)   # db_gc.ml: the host's PBDs go
             h.pool = None
             self.recompute_pool_cpu_info(pool)
         return row

@@ -159,11 +159,12 @@ def test_an_evicted_session_wakes_its_event_waiters(world, d):
     time.sleep(0.3)
     for _ in range(500):
         login(d, world, "busy")
+    # (bounds well below the 30 s event timeout, loose enough for a loaded 2-core machine)
     for t in threads:
-        t.join(5)
+        t.join(25)
         assert not t.is_alive()
-    assert out["from"][0] == ["SESSION_INVALID", victim] and out["from"][1] < 5
-    assert out["next"][0] == ["SESSION_INVALID", victim] and out["next"][1] < 5
+    assert out["from"][0] == ["SESSION_INVALID", victim] and out["from"][1] < 25
+    assert out["next"][0] == ["SESSION_INVALID", victim] and out["next"][1] < 25
 
 
 def test_thousands_of_sessions_over_the_wire(fresh_world, wire):

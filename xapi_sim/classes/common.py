@@ -20,6 +20,7 @@ from ..checks.operations import OTHER_OPERATION_IN_PROGRESS, added, removed
 from ..datamodel import NULL_REF
 from ..errors import Failure, internal
 from ..levelling import featureset, policy
+from .. import install_storage
 from ..allowed import (SIMULATED_GUEST_TOOLS, OperationPolicy,  # noqa: F401 -- used by classes
                        allowed_operations, drop_stale_operations, host_facts, operation_error,
                        refresh_all_allowed, refresh_allowed, refresh_host_allowed,
@@ -120,6 +121,7 @@ def assert_can_boot_here(call, vm_ref, vm_row, host_ref, cpu_check=False, memory
         raise Failure("HOST_OFFLINE", host_ref)
     if not hrow["enabled"]:
         raise Failure("HOST_DISABLED", host_ref)
+    install_storage.assert_can_see_srs(call.db, vm_ref, vm_row, host_ref)
     if cpu_check:
         check_cpu(call, vm_ref, vm_row, host_ref)
     ncpu = int(hrow["cpu_info"].get("cpu_count", "0") or 0)

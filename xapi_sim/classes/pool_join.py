@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 
+from .. import install_storage
 from ..dispatch import api
 from ..errors import Failure
 from . import common as c
@@ -108,6 +109,7 @@ def _merge(world, joiner, pool):
             new = dict(row)
             new["snapshots"], new["children"] = [], []
             mdb.add("VM", vm, new)
+        install_storage.on_join(world, jdb, mdb, joiner)
         joiner.pool = pool
         world.drop_pool(old_pool)
     with jdb.cond:

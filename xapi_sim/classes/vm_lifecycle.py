@@ -31,6 +31,7 @@ from ..dispatch import api
 from ..errors import Failure
 from ..xapi_start import boot_flags, next_domid
 from . import common as c
+from . import storage_vm
 from .cross_pool import assert_can_migrate_cross_pool, migrate_send_cross_pool
 from .task import timed
 
@@ -53,6 +54,7 @@ def _set_power(call, vm_ref, power_state, host_ref=NULL_REF, **extra):
     if not live:
         changes["domid"] = -1
     db.update("VM", vm_ref, **changes)
+    storage_vm.on_power_change(call, vm_ref, power_state)
     m = row["metrics"]
     if db.exists("VM_metrics", m):
         mchanges = {"last_updated": call.world.clock.now_ts()}
@@ -142,6 +144,7 @@ def hard_shutdown(call, vm):
     with call.db.lock, _op(call, vm, "hard_shutdown") as op:
         c.assert_resident_host_live(call, _get(call, vm))
         op.mark()
+        storage_vm.drop_suspend_image(call, vm)
         _set_power(call, vm, "Halted", suspend_VDI=NULL_REF)
 
 
@@ -153,6 +156,7 @@ def shutdown(call, vm):
     with call.db.lock, _op(call, vm, "shutdown") as op:
         c.assert_resident_host_live(call, _get(call, vm))
         op.mark()
+        storage_vm.drop_suspend_image(call, vm)
         _set_power(call, vm, "Halted", suspend_VDI=NULL_REF)
 
 
@@ -200,6 +204,7 @@ def suspend(call, vm):
     with call.db.lock, _op(call, vm, "suspend") as op:
         c.assert_resident_host_live(call, _get(call, vm))
         op.mark()
+        storage_vm.write_suspend_image(call, vm)
         _set_power(call, vm, "Suspended")
 
 
@@ -234,6 +239,7 @@ def _resume_here(call, vm, host, start_paused, force):
                                                   c.is_hvm(row))
     _set_power(call, vm, "Paused" if start_paused else "Running", host,
                domid=next_domid(call.world, host), **extra)
+    storage_vm.drop_suspend_image(call, vm)
 
 
 @api("VM.resume")
@@ -396,7 +402,7 @@ def _copied_fields(call, row):
     return fields, metrics, ts
 
 
-def _snapshot_record(call, vm, row, new_name, power_state):
+def _snapshot_record(call, vm, row, new_name, power_state, disk_op="snapshot"):
     """``Xapi_vm_snapshot``/``Xapi_vm_clone.copy_vm_record``: a copy of the VM record marked
     as a snapshot of ``vm``. ``last_boot_CPU_flags`` is copied (it is not in ``do_not_copy``,
     §8); device and snapshot-tree sets start empty; snapshots are templates. Its
@@ -410,6 +416,7 @@ def _snapshot_record(call, vm, row, new_name, power_state):
                   guest_metrics=NULL_REF, allowed_operations=[],
                   last_boot_CPU_flags=dict(row["last_boot_CPU_flags"]))
     ref = world.new_row(db, "VM", **fields)
+    storage_vm.copy_disks(call, vm, ref, disk_op)
     refresh_allowed(call, ref)
     return ref
 
@@ -423,7 +430,7 @@ def checkpoint(call, vm, new_name):
         if row["power_state"] == "Running":      # forward_vm_op to the VM's host
             c.assert_resident_host_live(call, row)
         op.mark()
-        return _snapshot_record(call, vm, row, new_name, "Suspended")
+        return _snapshot_record(call, vm, row, new_name, "Suspended", "checkpoint")
 
 
 @api("VM.snapshot")
@@ -451,6 +458,7 @@ def _copy_vm(call, vm, new_name):
                                 if k != "default_template"},
                   last_boot_CPU_flags=dict(row["last_boot_CPU_flags"]))
     ref = world.new_row(db, "VM", **fields)
+    storage_vm.copy_disks(call, vm, ref, "clone")
     refresh_allowed(call, ref)
     return ref
 
@@ -498,6 +506,7 @@ def destroy(call, self):
                 call.db.set("VM", child, "parent", row["parent"])
         if call.db.exists("VM_metrics", row["metrics"]):
             call.db.remove("VM_metrics", row["metrics"])
+        storage_vm.storage_on_vm_destroy(call, self)
         call.db.remove("VM", self)
 
 
