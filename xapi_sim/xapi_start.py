@@ -8,7 +8,7 @@ refresh ``software_version``/API version, mark the host live, recompute ``pool.c
 """
 from __future__ import annotations
 
-from . import allowed
+from . import allowed, install_network
 from .datamodel import NULL_REF, Schema
 from .levelling import cpus, policy
 from .runtime import HOST_OVERHEAD, HostRuntime, PoolRuntime
@@ -139,6 +139,7 @@ class XapiLifecycle:
                 if db.exists("VM_metrics", row["metrics"]):
                     db.update("VM_metrics", row["metrics"], memory_actual=0, VCPUs_number=0)
                 allowed.refresh_vm_allowed(self, db, vm)
+                install_network.vifs_follow_power(self, db, vm)
             h.domid_seq = 0
         self.xapi_start(h, system_boot=True)
 
@@ -150,8 +151,7 @@ class XapiLifecycle:
             row = db.get("host", h.ref)
             for r in list(row["host_CPUs"]):
                 db.remove("host_cpu", r)
-            for r in list(row["PIFs"]):
-                db.remove("PIF", r)
+            install_network.forget_host_network(db, h.ref)
             for vm, vrow in self.resident_vms(h, include_dom0=True):
                 if vrow["is_control_domain"]:
                     if db.exists("VM_metrics", vrow["metrics"]):
