@@ -2,5 +2,5 @@
 
 Importing this package registers every handler with ``dispatch.api``.
 """
-from . import (event, host, host_lifecycle, pool, pool_join, session, sim, task,  # noqa: F401
-               vm, vm_config, vm_lifecycle)
+from . import (event, host, host_lifecycle, network_misc, network_pif,  # noqa: F401
+               network_vif, pool, pool_join, session, sim, task, vm, vm_config, vm_lifecycle)

@@ -31,6 +31,7 @@ from ..dispatch import api
 from ..errors import Failure
 from ..scenario import boot_flags
 from . import common as c
+from .network_vif import network_on_power_change
 from .task import timed
 
 
@@ -74,6 +75,7 @@ def _set_power(call, vm_ref, power_state, host_ref=NULL_REF, **extra):
             pass
         db.update("VM_metrics", m, **mchanges)
     refresh_allowed(call, vm_ref)
+    network_on_power_change(call, vm_ref)
     for h in {old_host, changes["resident_on"]} - {NULL_REF}:
         if db.exists("host", h):
             world.update_host_memory(world.host(h))
