@@ -288,6 +288,7 @@ def install_host_network(world, db, h) -> None:
     its pool-wide network, all plugged; ``eth0`` the management interface with the host's
     address (static); the pool's host internal management network."""
     ts = world.clock.now_ts()
+    _set_detached(world, h, False)
     for i in range(nic_count(h)):
         device = f"eth{i}"
         net = physical_network(world, db, device)
@@ -346,8 +347,8 @@ def sync_host_address(world, db, host_ref: str) -> None:
     detaches ``host.address`` from the endpoint, which does not move."""
     h = world.hosts.get(host_ref)
     pif = management_pif(db, host_ref)
-    if h is None or pif is None:
-        return
+    if h is None or pif is None or not h.port:
+        return                  # not listening yet: bind_endpoint will set the address
     row = db.get("PIF", pif)
     dynamic = row["ip_configuration_mode"] == "DHCP" if row["primary_address_type"] == "IPv4" \
         else row["ipv6_configuration_mode"] in ("DHCP", "Autoconf")
@@ -355,7 +356,7 @@ def sync_host_address(world, db, host_ref: str) -> None:
     if dynamic and ip != h.address_for_url and row["primary_address_type"] == "IPv4":
         db.set("PIF", pif, "IP", h.address_for_url)       # Helpers.update_pif_address
         ip = h.address_for_url
-    if dynamic and row["primary_address_type"] == "IPv6":
+    if (dynamic and row["primary_address_type"] == "IPv6") or ip == "":
         ip = h.address_for_url
     address = h.address if ip == h.address_for_url else ip
     _set_detached(world, h, ip != h.address_for_url)
