@@ -331,6 +331,30 @@ def bind_endpoint(world, db, h) -> None:
         db.set("PIF", pif, "IP", h.address_for_url)
 
 
+def current_address(db, h) -> str:
+    """What ``host.address`` should show at a xapi start: the endpoint, unless the API moved
+    the management interface to another address."""
+    if getattr(h, "mgmt_detached", False) and db.exists("host", h.ref):
+        return db.get("host", h.ref)["address"]
+    return h.address
+
+
+def start_of_day(world, db, h, system_boot: bool) -> None:
+    """``Xapi_pif.start_of_day_best_effort_bring_up`` at every xapi start: the host's managed
+    PIFs that are not bond slaves and are physical, bond masters or have an IP
+    configuration come up. After a system boot the other PIFs are down until a VM needs
+    their network (``dbsync_slave`` ``sync_pif_currently_attached``)."""
+    for pif in host_pifs(db, h.ref):
+        row = db.get("PIF", pif)
+        wanted = row["managed"] and row["bond_slave_of"] == NULL_REF and (
+            row["physical"] or row["bond_master_of"] or row["ip_configuration_mode"] != "None")
+        if wanted:
+            bring_pif_up(world, db, pif)
+        elif system_boot and row["currently_attached"] and not row["management"] and \
+                row["bond_slave_of"] == NULL_REF:
+            bring_pif_down(db, pif)
+
+
 def management_ip(row: dict) -> str:
     if row["primary_address_type"] == "IPv6":
         for a in row["IPv6"]:

@@ -40,7 +40,8 @@ class XapiLifecycle:
             changes = dict(cpu_info=info, software_version=h.product.software_version_map(
                                h.name_label),
                            API_version_major=h.product.api_major,
-                           API_version_minor=h.product.api_minor, address=h.address)
+                           API_version_minor=h.product.api_minor,
+                           address=install_network.current_address(db, h))
             if enable:
                 changes["enabled"] = True
                 h.user_disabled = False
@@ -55,6 +56,7 @@ class XapiLifecycle:
             for cpu_row in cpus.host_cpu_rows(info):
                 self.new_row(db, "host_cpu", host=h.ref, **cpu_row)
             db.update("host_metrics", row["metrics"], live=True, last_updated=self.clock.now_ts())
+            install_network.start_of_day(self, db, h, system_boot)
             h.state = "up"
             h.started_once = True
             h.xapi_epoch += 1

@@ -390,3 +390,31 @@ def test_cream_reconfigure_checks():
         assert x.PIF.get_ip_configuration_mode(x.Bond.get_master(bond)) == "DHCP"
         for p in w.world.pools:
             assert p.db.check_relations() == []
+
+
+def test_start_of_day_after_a_reboot_and_an_agent_restart(lab):
+    x = lab.x
+    h2 = lab.w.host("h2")
+    eth2 = lab.pif("h2", "eth2")
+    x.PIF.unplug(eth2)
+    vnet = lab.net("v")
+    vlan_pif = x.VLAN.get_untagged_PIF(x.VLAN.create(lab.pif("h2", "eth3"), "40", vnet))
+    eth1 = lab.pif("h2", "eth1")
+    x.PIF.reconfigure_ip(eth1, "Static", "192.168.9.9", "255.255.255.0", "", "")
+    x.host.management_reconfigure(eth1)
+    x.host.disable(h2.ref)
+    x.host.reboot(h2.ref)                              # synchronous in the simulator
+    # physical PIFs are brought up at start of day; a VLAN without IP waits for a VM
+    assert x.PIF.get_currently_attached(eth2)
+    assert not x.PIF.get_currently_attached(vlan_pif)
+    assert x.host.get_address(h2.ref) == "192.168.9.9"
+    x.host.restart_agent(h2.ref)
+    assert x.host.get_address(h2.ref) == "192.168.9.9"
+    vm = [r for r, v in x.VM.get_all_records().items() if v["name_label"] == "pv"][0]
+    x.VM.add_to_other_config(vm, "mac_seed", "s")
+    x.VIF.create({"device": "0", "network": vnet, "VM": vm, "MAC": "", "MTU": "1500",
+                  "other_config": {}, "qos_algorithm_type": "", "qos_algorithm_params": {}})
+    x.VM.hard_shutdown(vm)
+    x.VM.start_on(vm, h2.ref, False, False)
+    assert x.PIF.get_currently_attached(vlan_pif)      # attached for the VM's VIF
+    lab.ok()
