@@ -18,8 +18,11 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from xapi_sim import allowed, scenario
-from xapi_sim import classes  # noqa: F401
+from xapi_sim import (
+    allowed,
+    classes,  # noqa: F401
+    scenario,
+)
 from xapi_sim import install_network as inet
 from xapi_sim.datamodel import NULL_REF
 from xapi_sim.dispatch import Dispatcher
