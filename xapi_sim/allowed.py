@@ -9,6 +9,7 @@ At the world layer so that the xapi start routine (``xapi_start.py``) and the AP
 from __future__ import annotations
 
 from .checks import host as host_checks
+from .checks import network as network_checks
 from .checks import pool as pool_checks
 from .checks import storage as storage_checks
 from .checks import vm as vm_checks
@@ -46,7 +47,8 @@ class OperationPolicy:
 SIMULATED_GUEST_TOOLS = {
     "PV_drivers_version": {"major": "7", "minor": "0", "micro": "0", "build": "125"},
     "other": {"feature-shutdown": "1", "feature-poweroff": "1", "feature-reboot": "1",
-              "feature-suspend": "1", "feature-vcpu-hotplug": "1"},
+              "feature-suspend": "1", "feature-vcpu-hotplug": "1",
+              "feature-static-ip-setting": "1"},
     "can_use_hotplug_vbd": "unspecified", "can_use_hotplug_vif": "unspecified"}
 
 
@@ -166,6 +168,19 @@ def vbd_facts(world, db, ref, row) -> dict:
     return dict(vm_row=vm_row, guest_metrics=gm, vdi_row=vdi_row, other_vbds=others)
 
 
+def vif_facts(world, db, row) -> dict:
+    """What ``Xapi_vif_helpers.valid_operations`` reads beyond the VIF: its VM (HANDLE_INVALID
+    if gone) and the VM's guest metrics. 6.5 SP1's rules (xen-api v1.9.60) had neither the
+    VM-operation rule nor ``can_use_hotplug_vif``: the facts are trimmed to match."""
+    vm_row = db.get("VM", row["VM"])
+    gm = vm_facts(world, db, vm_row)["guest_metrics"]
+    if db.schema.release == "cream":
+        vm_row = {**vm_row, "current_operations": {}}
+        if gm is not None:
+            gm = {k: v for k, v in gm.items() if k != "can_use_hotplug_vif"}
+    return dict(vm_row=vm_row, guest_metrics=gm)
+
+
 def operation_error(world, db, cls, ref, op, strict=True):
     """The class's ``check_operation_error`` for the row in ``db`` (HANDLE_INVALID if none)."""
     row = db.get(cls, ref)
@@ -184,6 +199,9 @@ def operation_error(world, db, cls, ref, op, strict=True):
         return host_checks.check_operation_error(ref, row, op, **host_facts(db, row))
     if cls == "pool":
         return pool_checks.check_operation_error(ref, row, op)
+    if cls == "VIF":
+        return network_checks.vif_check_operation_error(ref, row, op,
+                                                        **vif_facts(world, db, row))
     raise ValueError(f"no operation checks wired for {cls}")
 
 
@@ -205,6 +223,10 @@ def allowed_operations(world, db, cls, ref) -> list:
                                               **host_facts(db, row))
     if cls == "pool":
         return pool_checks.allowed_operations(ref, row)
+    if cls == "VIF":
+        if row["VM"] not in db.tables["VM"]:
+            return []
+        return network_checks.vif_allowed_operations(ref, row, **vif_facts(world, db, row))
     raise ValueError(f"no operation checks wired for {cls}")
 
 
@@ -261,6 +283,16 @@ def refresh_all_allowed(world, db):
                 refresh_allowed(world, db, cls, ref)
         refresh_pool_allowed(world, db)
         refresh_storage_allowed(world, db)
+        refresh_network_allowed(world, db)
+
+
+def refresh_network_allowed(world, db):
+    """``Xapi_vif_helpers.cancel_tasks`` and ``update_allowed_operations`` for every VIF
+    (PIFs and networks have no operation checks in Dundee)."""
+    with db.lock:
+        for ref in list(db.tables["VIF"]):
+            drop_stale_operations(world, db, "VIF", ref)
+            refresh_allowed(world, db, "VIF", ref)
 
 
 def drop_stale_operations(world, db, cls, ref) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from . import datamodel, install_storage
+from . import datamodel, install_network, install_storage
 from .errors import Failure
 from .runtime import DOM0_MEMORY, GiB, HOST_OVERHEAD, HostRuntime, PoolRuntime
 from .store import Database
@@ -85,29 +85,17 @@ class RowBuilders:
         raise Failure("INTERNAL_ERROR", "no management network")
 
     def _create_management_pif(self, db, h: HostRuntime):
-        """eth0 of the host: physical, attached, the management interface, on xenbr0."""
-        mac = ":".join(f"{int(h.uuid[i:i + 2], 16):02x}" for i in range(0, 12, 2))
-        mac = "02" + mac[2:]
-        self.new_row(db, "PIF", device="eth0", network=self.pool_network(db), host=h.ref,
-                     MAC=mac, MTU=1500, VLAN=-1, physical=True, currently_attached=True,
-                     ip_configuration_mode="Static", IP=h.address_for_url, netmask="255.0.0.0",
-                     gateway="", DNS="", management=True, managed=True,
-                     other_config={}, properties={}, capabilities=[])
+        """The host's networking as installed: ``eth0``.. with metrics on the pool-wide
+        networks, ``eth0`` the management interface (``install_network.py``)."""
+        install_network.install_host_network(self, db, h)
 
     def set_host_address(self, h: HostRuntime, address: str):
-        """Record where the host listens: host.address and its management PIF's IP."""
+        """Record where the host listens: host.address and its management PIF's IP (unless
+        the API moved the management interface to another address: install_network.py)."""
         h.address = address
         db = h.db
         with db.lock:
-            if not db.exists("host", h.ref):
-                return
-            row = db.get("host", h.ref)
-            if row["address"] != address:
-                db.set("host", h.ref, "address", address)
-            for pif in row["PIFs"]:
-                if db.get("PIF", pif)["management"] and db.get("PIF", pif)["IP"] != \
-                        h.address_for_url:
-                    db.set("PIF", pif, "IP", h.address_for_url)
+            install_network.bind_endpoint(self, db, h)
 
     def _create_templates(self, pool: PoolRuntime):
         for name, hvm in _TEMPLATES:
@@ -143,7 +131,9 @@ _RESTRICTIONS = {"restrict_vswitch_controller": "false", "restrict_lab": "false"
                  "restrict_xcm": "false", "restrict_vm_memory_introspection": "false",
                  "restrict_pooling": "false", "restrict_xen_motion": "false",
                  "restrict_cpu_masking": "false", "restrict_ha": "false",
-                 "restrict_dmc": "false", "sku_type": "enterprise", "expiry": "20380119T03:14:07Z"}
+                 "restrict_dmc": "false", "restrict_vif_locking": "false",
+                 "restrict_guest_ip_setting": "false",
+                 "sku_type": "enterprise", "expiry": "20380119T03:14:07Z"}
 
 _CAPABILITIES = ("xen-3.0-x86_64", "xen-3.0-x86_32p", "hvm-3.0-x86_32", "hvm-3.0-x86_32p",
                  "hvm-3.0-x86_64")

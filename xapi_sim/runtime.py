@@ -35,6 +35,7 @@ class Hardware:
     memory: int = 64 * GiB
     mask: tuple | None = None   # pre-Dundee set_cpu_features mask (6.5 SP1 pools)
     overrides: dict = attrs.Factory(dict)  # test hook: verbatim vendor/features_pv/features_hvm
+    nics: int = 4               # physical NICs eth0.. (install_network.py)
 
     @property
     def cpu_count(self) -> int:

@@ -133,8 +133,6 @@ class World(RowBuilders, XapiLifecycle):
         self.add_pool(pool)
         self._create_templates(pool)
         install_storage.install_pool(self, pool)
-        self.new_row(db, "network", name_label="Pool-wide network associated with eth0",
-                     bridge="xenbr0", MTU=1500, other_config={"automatic": "true"})
         for name, desc in _ROLES:
             # XAPI's roles are static (rbac_static.ml): the same refs and uuids everywhere
             uid = str(uuid_mod.uuid5(uuid_mod.NAMESPACE_URL, "xapi-role:" + name))

@@ -8,7 +8,7 @@ refresh ``software_version``/API version, mark the host live, recompute ``pool.c
 """
 from __future__ import annotations
 
-from . import allowed, install_storage
+from . import allowed, install_network, install_storage
 from .datamodel import NULL_REF, Schema
 from .levelling import cpus, policy
 from .runtime import HOST_OVERHEAD, HostRuntime, PoolRuntime
@@ -40,7 +40,8 @@ class XapiLifecycle:
             changes = dict(cpu_info=info, software_version=h.product.software_version_map(
                                h.name_label),
                            API_version_major=h.product.api_major,
-                           API_version_minor=h.product.api_minor, address=h.address)
+                           API_version_minor=h.product.api_minor,
+                           address=install_network.current_address(db, h))
             if enable:
                 changes["enabled"] = True
                 h.user_disabled = False
@@ -55,6 +56,7 @@ class XapiLifecycle:
             for cpu_row in cpus.host_cpu_rows(info):
                 self.new_row(db, "host_cpu", host=h.ref, **cpu_row)
             db.update("host_metrics", row["metrics"], live=True, last_updated=self.clock.now_ts())
+            install_network.start_of_day(self, db, h, system_boot)
             h.state = "up"
             h.started_once = True
             h.xapi_epoch += 1
@@ -139,6 +141,7 @@ class XapiLifecycle:
                 if db.exists("VM_metrics", row["metrics"]):
                     db.update("VM_metrics", row["metrics"], memory_actual=0, VCPUs_number=0)
                 allowed.refresh_vm_allowed(self, db, vm)
+                install_network.vifs_follow_power(self, db, vm)
             h.domid_seq = 0
         self.xapi_start(h, system_boot=True)
 
@@ -150,8 +153,7 @@ class XapiLifecycle:
             row = db.get("host", h.ref)
             for r in list(row["host_CPUs"]):
                 db.remove("host_cpu", r)
-            for r in list(row["PIFs"]):
-                db.remove("PIF", r)
+            install_network.forget_host_network(db, h.ref)
             for vm, vrow in self.resident_vms(h, include_dom0=True):
                 if vrow["is_control_domain"]:
                     if db.exists("VM_metrics", vrow["metrics"]):

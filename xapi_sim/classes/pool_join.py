@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 
-from .. import install_storage
+from .. import install_network, install_storage
 from ..dispatch import api
 from ..errors import Failure
 from . import common as c
@@ -70,6 +70,8 @@ def _pre_join_checks(call, master, force):
                 raise Failure("HOSTS_NOT_HOMOGENEOUS", "CPUs differ")
     # 10-16 (shared SRs, PIFs, external auth, licences, network backend, patches, address
     # type) concern objects this simulator does not model: they always pass.
+    # 11. only physical PIFs (no bonds, VLANs or tunnels)
+    install_network.assert_only_physical_pifs(jdb)
 
 
 def _find_master(call, address):
@@ -87,7 +89,6 @@ def _merge(world, joiner, pool):
     old_pool = joiner.pool
     with jdb.lock, mdb.lock:
         hrow = dict(jdb.get("host", joiner.ref))
-        hrow_pifs = list(hrow["PIFs"])
         moved_vms = []
         for vm, row in jdb.rows("VM"):
             if row["is_a_template"] and not row["is_control_domain"]:
@@ -98,11 +99,7 @@ def _merge(world, joiner, pool):
         # Xapi_host.create on the master: a fresh record, cpu_info = {} until first start
         hrow.update(cpu_info={}, resident_VMs=[], host_CPUs=[], PIFs=[], enabled=False)
         mdb.add("host", joiner.ref, hrow)
-        net = world.pool_network(mdb)
-        for pif in hrow_pifs:
-            prow = dict(jdb.get("PIF", pif))
-            prow["network"] = net
-            mdb.add("PIF", pif, prow)
+        netmap = install_network.merge_networks(world, jdb, mdb)
         for vm, row in moved_vms:
             if jdb.exists("VM_metrics", row["metrics"]):
                 mdb.add("VM_metrics", row["metrics"], dict(jdb.get("VM_metrics", row["metrics"])))
@@ -110,6 +107,7 @@ def _merge(world, joiner, pool):
             new["snapshots"], new["children"] = [], []
             mdb.add("VM", vm, new)
         install_storage.on_join(world, jdb, mdb, joiner)
+        install_network.merge_vifs(jdb, mdb, netmap, [vm for vm, _ in moved_vms])
         joiner.pool = pool
         world.drop_pool(old_pool)
     with jdb.cond:

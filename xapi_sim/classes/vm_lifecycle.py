@@ -33,6 +33,7 @@ from ..xapi_start import boot_flags, next_domid
 from . import common as c
 from . import storage_vm
 from .cross_pool import assert_can_migrate_cross_pool, migrate_send_cross_pool
+from .network_vif import network_on_power_change
 from .task import timed
 
 
@@ -67,6 +68,7 @@ def _set_power(call, vm_ref, power_state, host_ref=NULL_REF, **extra):
             pass
         db.update("VM_metrics", m, **mchanges)
     refresh_allowed(call, vm_ref)
+    network_on_power_change(call, vm_ref)
     for h in {old_host, changes["resident_on"]} - {NULL_REF}:
         if db.exists("host", h):
             world.update_host_memory(world.host(h))
