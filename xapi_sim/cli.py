@@ -3,7 +3,9 @@
     xapi-sim serve [--scenario FILE] [--bind ADDR] [--port N] [--user NAME] [--password PW]
                    [--seed N] [--ready-file PATH] [--tls-cert FILE --tls-key FILE]
                    [--auth-delay SECONDS] [--state-dir DIR] [--log-level LEVEL]
-                   [--log-file FILE]
+                   [--log-file FILE] [--allow-remote-migration]
+    xapi-sim export (--state-dir DIR | --scenario FILE) [-o FILE]
+    xapi-sim repair --state-dir DIR
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import threading
 from . import persist
 from . import scenario as scn_mod
 from .bench import main as bench_main
+from .errors import Failure
 from .server import Simulator
 from .sessions import AUTH_FAILURE_DELAY   # XAPI's, from xapi_session.ml
 
@@ -119,6 +122,27 @@ def export(args) -> int:
     return 0
 
 
+def _repair_parser(sub):
+    p = sub.add_parser("repair", help="cut a damaged --state-dir journal at its first bad "
+                                      "line, keeping a backup of the files")
+    p.add_argument("--state-dir", metavar="DIR", required=True,
+                   help="the state dir serve refused to start from")
+    return p
+
+
+def repair(args) -> int:
+    try:
+        done = persist.repair(args.state_dir)
+    except persist.StateError as e:
+        print(f"xapi-sim: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"xapi-sim: {args.state_dir}: repair failed: {e}", file=sys.stderr)
+        return 1
+    print(f"xapi-sim: {done}")
+    return 0
+
+
 def serve(args) -> int:
 
     try:
@@ -138,24 +162,21 @@ def serve(args) -> int:
         return 2
     journal = None
     if args.state_dir:
-        os.makedirs(args.state_dir, exist_ok=True)
-        if persist.exists(args.state_dir):
-            try:
-                world, replayed = persist.load(args.state_dir, auth_failure_delay=args.auth_delay)
-            except persist.StateError as e:
-                print(f"xapi-sim: {e}", file=sys.stderr)
-                return 2
-            print(f"xapi-sim: resuming the world kept in {args.state_dir} "
-                  f"({replayed} journal entries replayed)"
-                  + ("; --scenario only seeds an empty state dir, ignored" if args.scenario
-                     else ""))
+
+        def new_world():
+            return scn_mod.build(scn, seed=args.seed, user=args.user, password=args.password,
+                                 auth_failure_delay=args.auth_delay)
+        try:
+            world, journal, what = persist.open_state(args.state_dir, new_world,
+                                                      auth_failure_delay=args.auth_delay)
+        except persist.StateError as e:
+            print(f"xapi-sim: {e}", file=sys.stderr)
+            return 2
+        if what.startswith("new state dir"):
+            print(f"xapi-sim: {what}, seeded from {scn.source}")
         else:
-            world = scn_mod.build(scn, seed=args.seed, user=args.user, password=args.password,
-                                  auth_failure_delay=args.auth_delay)
-            print(f"xapi-sim: new state dir {args.state_dir}, seeded from {scn.source}")
-        journal = persist.Journal(world, args.state_dir)
-        journal.attach_all()
-        journal.write_snapshot()
+            print(f"xapi-sim: {what}" + ("; --scenario only seeds an empty state dir, ignored"
+                                         if args.scenario else ""))
     else:
         world = scn_mod.build(scn, seed=args.seed, user=args.user, password=args.password,
                               auth_failure_delay=args.auth_delay)
@@ -175,6 +196,12 @@ def serve(args) -> int:
     except OSError as e:
         print(f"xapi-sim: cannot listen on {args.bind}:{args.port}: {e.strerror}",
               file=sys.stderr)
+        sim.stop()
+        return 1
+    except Failure as e:
+        # the journal refused to record where the hosts listen (the disk filled up)
+        print(f"xapi-sim: cannot record the hosts' addresses in {args.state_dir}: "
+              f"{' '.join(e.description)}", file=sys.stderr)
         sim.stop()
         return 1
     desc = sim.describe()
@@ -224,6 +251,7 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
     _export_parser(sub)
+    _repair_parser(sub)
     sub.add_parser("bench", help="run the benchmarks (see scripts/bench.py)", add_help=False)
     if argv is None:
         argv = sys.argv[1:]
@@ -234,6 +262,8 @@ def main(argv=None) -> int:
         return serve(args)
     if args.command == "export":
         return export(args)
+    if args.command == "repair":
+        return repair(args)
     parser.error(f"unknown command {args.command}")
     return 2
 

@@ -1,0 +1,182 @@
+"""Helpers of the ``--state-dir`` tests: an in-process durable world, ``xapi-sim serve`` as a
+child process, and tools to look at (and damage) a state directory."""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zlib
+
+import XenAPI
+
+from xapi_sim import persist, scenario
+from xapi_sim.server import Simulator
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+@contextlib.contextmanager
+def durable_world(state_dir, ops=None, seed=1):
+    """A default world served in-process with its journal in ``state_dir`` (what ``serve
+    --state-dir`` sets up). Yields (simulator, journal)."""
+    world, journal, _ = persist.open_state(
+        str(state_dir), lambda: scenario.build(scenario.default(), seed=seed), ops=ops)
+    sim = Simulator(world, port=0)
+    sim.make_durable(journal)
+    sim.start()
+    try:
+        yield sim, journal
+    finally:
+        sim.stop()
+        journal.close()
+
+
+def reload(state_dir):
+    """The world a restart would find: every write is fsync'd and unbuffered, so the files
+    are what a ``kill -9`` at this instant would leave."""
+    world, _ = persist.load(str(state_dir))
+    return world
+
+
+def login(url, password="xenroot"):
+    s = XenAPI.Session(url)
+    s.xenapi.login_with_password("root", password, "2.5", "statedir-test")
+    return s
+
+
+class Server:
+    """``xapi-sim serve --state-dir`` in a child process (``launcher``: another script run
+    with the same arguments, e.g. the fault launcher)."""
+
+    def __init__(self, state_dir, workdir, *extra, launcher=None, env=None):
+        self.state_dir, self.workdir, self.extra = str(state_dir), str(workdir), extra
+        self.launcher, self.env = launcher, env
+        self.proc = None
+        self.hosts = {}
+        self.out = b""
+
+    def start(self, timeout=30):
+        ready = os.path.join(self.workdir, f"ready-{os.getpid()}-{id(self)}.json")
+        if os.path.exists(ready):
+            os.unlink(ready)
+        head = [sys.executable, self.launcher] if self.launcher else \
+            [sys.executable, "-m", "xapi_sim"]
+        cmd = head + ["serve", "--port", "0", "--auth-delay", "0", "--state-dir",
+                      self.state_dir, "--ready-file", ready, *self.extra]
+        env = dict(os.environ, **(self.env or {}))
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     env=env)
+        deadline = time.monotonic() + timeout
+        while not os.path.exists(ready):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.proc.kill()
+                out = self.proc.stdout.read().decode(errors="replace")
+                raise AssertionError(f"serve did not start: {out}")
+            time.sleep(0.01)
+        with open(ready) as fh:
+            self.hosts = {h["name_label"]: h for h in json.load(fh)["hosts"]}
+        os.unlink(ready)
+        return self
+
+    def url(self, name="xs1"):
+        return self.hosts[name]["url"]
+
+    def kill9(self):
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        self.out += self.proc.stdout.read()
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                rc = self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                raise
+            self.out += self.proc.stdout.read()
+            return rc
+        return self.proc.returncode if self.proc is not None else None
+
+
+def run_cli(*args, timeout=60, preexec_fn=None):
+    """``xapi-sim ARGS`` to completion: (exit status, stdout, stderr lines)."""
+    r = subprocess.run([sys.executable, "-m", "xapi_sim", *args], capture_output=True,
+                       text=True, timeout=timeout, preexec_fn=preexec_fn)
+    return r.returncode, r.stdout, r.stderr.splitlines()
+
+
+def refused(state_dir, command="serve", preexec_fn=None):
+    """Run ``xapi-sim serve|export --state-dir`` expecting a refusal: (status, stderr)."""
+    extra = ["--port", "0"] if command == "serve" else []
+    return run_cli(command, "--state-dir", str(state_dir), *extra, timeout=30,
+                   preexec_fn=preexec_fn)
+
+
+def digest(path) -> dict:
+    """Every file and directory under ``path`` with its SHA-256 and mode (directories: their
+    listing): equal digests mean nothing was touched."""
+    out = {}
+    path = str(path)
+    if os.path.isfile(path):
+        with open(path, "rb") as fh:
+            return {"": (hashlib.sha256(fh.read()).hexdigest(), os.stat(path).st_mode)}
+    for root, dirs, files in os.walk(path):
+        rel = os.path.relpath(root, path)
+        out[rel + "/"] = (sorted(dirs), sorted(files), os.stat(root).st_mode)
+        for f in files:
+            p = os.path.join(root, f)
+            with open(p, "rb") as fh:
+                out[os.path.join(rel, f)] = (hashlib.sha256(fh.read()).hexdigest(),
+                                             os.stat(p).st_mode)
+    return out
+
+
+def lines(path) -> list[bytes]:
+    """The complete lines of a journal file (without their newlines)."""
+    with open(path, "rb") as fh:
+        data = fh.read()
+    return data.split(b"\n")[:-1]
+
+
+def write_lines(path, items: list[bytes], tail=b""):
+    with open(path, "wb") as fh:
+        fh.write(b"".join(x + b"\n" for x in items) + tail)
+
+
+def payload(line: bytes) -> dict:
+    """The JSON of a version 2 journal line (checksum checked)."""
+    crc, body = line[:8], line[9:]
+    assert int(crc, 16) == zlib.crc32(body), line[:80]
+    return json.loads(body)
+
+
+def reframe(obj: dict) -> bytes:
+    """A version 2 line with a good checksum (for lines of the wrong shape)."""
+    return persist.frame(obj)[:-1]
+
+
+def to_v1(state_dir):
+    """Rewrite a version 2 directory as version 1 wrote it: no ``seq``, no checksums."""
+    sp = os.path.join(state_dir, persist.STATE)
+    with open(sp) as fh:
+        snap = json.load(fh)
+    snap["version"] = 1
+    snap.pop("seq", None)
+    snap.pop("supersedes", None)
+    with open(sp, "w") as fh:
+        json.dump(snap, fh, separators=(",", ":"))
+    for name in persist.JOURNALS:
+        p = os.path.join(state_dir, name)
+        if os.path.exists(p):
+            out = []
+            for line in lines(p):
+                obj = payload(line)
+                obj.pop("seq")
+                out.append(json.dumps(obj, separators=(",", ":")).encode())
+            write_lines(p, out)
