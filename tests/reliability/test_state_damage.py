@@ -403,3 +403,12 @@ def test_any_line_content_is_a_state_error_never_a_traceback(kept, junk):
 
 def reframe_bytes(body: bytes) -> bytes:
     return b"%08x %s" % (zlib.crc32(body), body)
+
+
+def test_a_version_1_line_of_the_wrong_shape_is_refused(state):
+    to_v1(str(state))
+    journal = state / "journal.jsonl"
+    items = lines(journal)
+    items[3] = json.dumps({"layout": None, "pools": {"OpaqueRef:p": 5}}).encode()
+    write_lines(journal, items)
+    assert_refused(state, f"{journal} line 4", "wrong shape")
