@@ -412,3 +412,42 @@ def test_a_version_1_line_of_the_wrong_shape_is_refused(state):
     items[3] = json.dumps({"layout": None, "pools": {"OpaqueRef:p": 5}}).encode()
     write_lines(journal, items)
     assert_refused(state, f"{journal} line 4", "wrong shape")
+
+
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.text() |
+                     st.floats(allow_nan=False, allow_infinity=False),
+                     lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(), c,
+                                                                         max_size=4),
+                     max_leaves=25)
+
+
+@settings(max_examples=200, deadline=None)
+@given(body=st.dictionaries(st.text(), _json, max_size=5))
+def test_a_framed_line_reads_back_and_holds_no_newline(body):
+    line = persist.frame(body)
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    assert persist._parse_line(line[:-1], 2) == body
+
+
+_value = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text() |
+    st.text().map(persist.Timestamp),
+    lambda c: st.lists(c, max_size=4) |
+    st.dictionaries(st.text() | st.integers(), c, max_size=4),
+    max_leaves=25)
+
+
+@settings(max_examples=200, deadline=None)
+@given(v=_value)
+def test_values_survive_encoding(v):
+    """Datetimes stay datetimes and map keys keep their type through JSON."""
+    back = persist.dec(json.loads(json.dumps(persist.enc(v))))
+    assert back == v
+
+    def types(x):
+        if isinstance(x, dict):
+            return ("d", sorted((type(k).__name__, repr(k), types(y)) for k, y in x.items()))
+        if isinstance(x, list):
+            return ("l", [types(y) for y in x])
+        return type(x).__name__
+    assert types(back) == types(v)
