@@ -39,9 +39,13 @@ import threading
 import time
 import zlib
 
+from . import products
 from .datamodel import Schema, Timestamp
 from .errors import Failure
+from .levelling import cpus
+from .runtime import Hardware, HostRuntime, PoolRuntime
 from .store import Database
+from .world import World
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +103,6 @@ def _hw(hw):
 
 
 def _unhw(d):
-    from .world import Hardware
     if d is None:
         return None
     return Hardware(d["cpu"], tuple(d["hidden_features"]), d["sockets"], d["cpus_per_socket"],
@@ -713,12 +716,10 @@ def _is_int(v):
 
 
 def _served_releases():
-    from . import products
     return {p.release for p in products.PRODUCTS.values()}
 
 
 def _check_hw(d, where):
-    from .levelling import cpus
     _want(isinstance(d, dict), f"{where}: expected an object, got {_short(d)}")
     for k in ("cpu", "hidden_features", "sockets", "cpus_per_socket", "memory", "mask",
               "overrides"):
@@ -742,7 +743,6 @@ def _check_hw(d, where):
 
 
 def _check_layout(lay, where="layout"):
-    from . import products
     _want(isinstance(lay, dict), f"{where}: expected an object, got {_short(lay)}")
     for k in ("user", "password", "seed", "pools", "hosts"):
         _want(k in lay, f"{where}: no {k!r}")
@@ -1158,7 +1158,6 @@ def load(state_dir, **world_kw):
 
 
 def build_world(s: Scan, state_dir, **world_kw):
-    from .world import World
     lay = s.layout
     kw = dict(world_kw)
     kw.setdefault("user", lay["user"])
@@ -1305,8 +1304,6 @@ def repair(state_dir) -> str:
 
 
 def _rebuild(world, lay, pools):
-    from . import products
-    from .world import HostRuntime, PoolRuntime
     live_pools = {p["ref"]: p for p in lay["pools"]}
     dbs = {}
     for pref, p in live_pools.items():
