@@ -332,6 +332,8 @@ class Journal:
     made outside any database lock) takes every pool's lock first. A failed write cuts the
     journal back to its last good offset and raises XAPI's error, so the transaction rolls
     back and the call answers that error. Lock order: database locks, then ``self.lock``.
+    It must stay the last commit hook: a hook after it that raised would roll back a
+    transaction already journaled.
     """
 
     default_ops: FileOps | None = None     # tests install a FaultyOps for a whole process
