@@ -40,9 +40,10 @@ import time
 import zlib
 
 from . import products
-from .datamodel import Schema, Timestamp
+from .datamodel import Schema
 from .errors import Failure
 from .levelling import cpus
+from .rowcodec import dec, enc  # noqa: F401 -- also used by importers of persist
 from .runtime import Hardware, HostRuntime, PoolRuntime
 from .store import Database
 from .world import World
@@ -60,35 +61,6 @@ JOURNAL_NEXT = "journal.next.jsonl"
 JOURNALS = (JOURNAL, JOURNAL_NEXT)
 HOST_STATES = ("up", "down", "crashed")
 _APPEND = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
-
-
-# -- value encoding (JSON keeps neither datetimes nor non-string map keys) -----------------
-
-def enc(v):
-    t = type(v)
-    if t is Timestamp:
-        return {"$t": str(v)}
-    if t is dict:
-        if all(type(k) is str for k in v):
-            return {k: enc(x) for k, x in v.items()} if "$t" not in v and "$m" not in v \
-                else {"$m": [[k, enc(x)] for k, x in v.items()]}
-        return {"$m": [[k, enc(x)] for k, x in v.items()]}
-    if t is list or t is tuple:
-        return [enc(x) for x in v]
-    return v
-
-
-def dec(v):
-    t = type(v)
-    if t is dict:
-        if "$t" in v and len(v) == 1:
-            return Timestamp(v["$t"])
-        if "$m" in v and len(v) == 1:
-            return {k: dec(x) for k, x in v["$m"]}
-        return {k: dec(x) for k, x in v.items()}
-    if t is list:
-        return [dec(x) for x in v]
-    return v
 
 
 # -- world layout -------------------------------------------------------------------------
@@ -359,7 +331,10 @@ class Journal:
         self._fp = None              # _fingerprint when last_layout was last confirmed
         self.attached = False
         self._compacting = False
-        self._compact_at = COMPACT_BYTES
+        self._compact_at = None      # None: COMPACT_BYTES; later after a failed compaction
+        # one snapshot at a time: two would race on state.json.tmp and journal.next.jsonl,
+        # and an older snapshot renamed over a newer one would lose the lines in between
+        self.snapshot_lock = threading.Lock()
 
     # -- recording -----------------------------------------------------------------------
     def attach_all(self):
@@ -494,9 +469,10 @@ class Journal:
         self.seq = seq
         self.good_offset += len(data)
         self.lines += 1
-        if txn is not None and self.good_offset > self._compact_at and not self._compacting:
+        if txn is not None and self.good_offset > self._threshold() and not self._compacting:
             self._compacting = True
-            txn.after.append(self._compact)
+            # after the transaction ends and its locks are released
+            txn.after.append(self.compact)
 
     def _cut_back(self, strict):
         """Truncate the journal to the end of its last good line (``self.lock`` held). If
@@ -575,6 +551,10 @@ class Journal:
             raise
 
     def start(self, superseded=None):
+        with self.snapshot_lock:
+            self._start(superseded)
+
+    def _start(self, superseded=None):
         """The first snapshot of a run (before the listeners start): state.json at the
         current sequence number, naming the journal files it supersedes (by size and
         SHA-256: a version 1 journal has no sequence numbers), then an empty journal.
@@ -598,6 +578,14 @@ class Journal:
             self.lines = 0
 
     def write_snapshot(self):
+        """A snapshot now (the first one of a run if the journal has not started: ``start``)."""
+        with self.snapshot_lock:
+            if self.fd is None:
+                self._start()
+            else:
+                self._write_snapshot()
+
+    def _write_snapshot(self):
         """Compaction: write the world to state.json and start an empty journal.
 
         The world is copied with every pool locked (memory only) and new lines go to
@@ -633,20 +621,30 @@ class Journal:
                 self.active = self.path
                 _fsync_dir(self.dir)
 
-    def _compact(self):
+    def _threshold(self):
+        return COMPACT_BYTES if self._compact_at is None else self._compact_at
+
+    def compact(self):
+        """Compaction, run after the commit that took the journal past the threshold: a
+        snapshot if the journal is still that big and no other snapshot is under way. A
+        failure is logged and changes nothing (the journal goes on); it is tried again once
+        the journal has grown by another quarter of the threshold."""
+        if not self.snapshot_lock.acquire(blocking=False):
+            self._compacting = False
+            return
         try:
-            self.write_snapshot()
+            with self.lock:
+                big = self.fd is not None and self.good_offset > self._threshold()
+            if big:
+                self._write_snapshot()
+                self._compact_at = None
         except Exception:  # noqa: BLE001 -- a failed compaction loses nothing: say so, go on
             log.exception("state journal: compaction failed; the journal goes on growing "
                           "and compaction is tried again later")
             self._compact_at = self.good_offset + COMPACT_BYTES // 4
-        else:
-            self._compact_at = COMPACT_BYTES
         finally:
             self._compacting = False
-
-    def compact(self):
-        self.write_snapshot()
+            self.snapshot_lock.release()
 
     def close(self):
         with self.lock:
