@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from statedir_kit import (Server, digest, lines, login, payload, refused, reframe,
                           run_cli, to_v1, write_lines)
 from xapi_sim import persist
+from xapi_sim.datamodel import Timestamp
 
 WRITES = 40
 
@@ -431,7 +432,7 @@ def test_a_framed_line_reads_back_and_holds_no_newline(body):
 
 _value = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text() |
-    st.text().map(persist.Timestamp),
+    st.text().map(Timestamp),
     lambda c: st.lists(c, max_size=4) |
     st.dictionaries(st.text() | st.integers(), c, max_size=4),
     max_leaves=25)
