@@ -42,6 +42,7 @@ import zlib
 from . import products
 from .datamodel import Schema
 from .errors import Failure
+from .install_network import DEFAULT_NICS, MAX_NICS
 from .levelling import cpus
 from .rowcodec import dec, enc  # noqa: F401 -- also used by importers of persist
 from .runtime import Hardware, HostRuntime, PoolRuntime
@@ -71,15 +72,16 @@ def _hw(hw):
     return {"cpu": hw.cpu, "hidden_features": list(hw.hidden_features), "sockets": hw.sockets,
             "cpus_per_socket": hw.cpus_per_socket, "memory": hw.memory,
             "mask": list(hw.mask) if hw.mask is not None else None,
-            "overrides": dict(hw.overrides)}
+            "overrides": dict(hw.overrides), "nics": hw.nics}
 
 
 def _unhw(d):
     if d is None:
         return None
+    # state written before hosts had a NIC count has none: the installer's default
     return Hardware(d["cpu"], tuple(d["hidden_features"]), d["sockets"], d["cpus_per_socket"],
                     d["memory"], tuple(d["mask"]) if d["mask"] is not None else None,
-                    dict(d["overrides"]))
+                    dict(d["overrides"]), d.get("nics", DEFAULT_NICS))
 
 
 def layout(world) -> dict:
@@ -740,6 +742,9 @@ def _check_hw(d, where):
     _want(isinstance(d["overrides"], dict) and
           all(isinstance(v, str) for v in d["overrides"].values()),
           f"{where}.overrides: expected an object of strings")
+    nics = d.get("nics", DEFAULT_NICS)
+    _want(_is_int(nics) and 1 <= nics <= MAX_NICS, f"{where}.nics: expected an integer from 1 "
+          f"to {MAX_NICS}, got {_short(nics)}")
 
 
 def _check_layout(lay, where="layout"):

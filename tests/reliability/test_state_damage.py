@@ -452,3 +452,31 @@ def test_values_survive_encoding(v):
             return ("l", [types(y) for y in x])
         return type(x).__name__
     assert types(back) == types(v)
+
+
+def test_hardware_nics_are_kept_and_older_state_takes_the_default(tmp_path):
+    import attrs
+
+    from xapi_sim import scenario
+    world = scenario.build(scenario.default(), seed=2)
+    h = world.host_by_name("xs2")
+    h.hw = attrs.evolve(h.hw, nics=6)
+    d = tmp_path / "s"
+    d.mkdir()
+    journal = persist.Journal(world, str(d))
+    journal.write_snapshot()
+    journal.close()
+    back, _ = persist.load(str(d))
+    assert back.host_by_name("xs2").hw.nics == 6
+    assert back.host_by_name("xs1").hw.nics == 4
+    sp = d / "state.json"
+    snap = json.loads(sp.read_text())
+    for hd in snap["layout"]["hosts"]:
+        del hd["hw"]["nics"]                     # written before hosts had a NIC count
+    sp.write_text(json.dumps(snap))
+    assert persist.load(str(d))[0].host_by_name("xs2").hw.nics == 4
+    snap["layout"]["hosts"][0]["hw"]["nics"] = 0
+    sp.write_text(json.dumps(snap))
+    with pytest.raises(persist.StateError) as e:
+        persist.load(str(d))
+    assert "layout.hosts[0].hw.nics: expected an integer from 1 to 64, got 0" in str(e.value)
