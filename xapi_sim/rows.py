@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 
-from . import datamodel, install_network, install_storage
+from . import catalogue, datamodel, install_network, install_storage
 from .errors import Failure
-from .runtime import DOM0_MEMORY, GiB, HOST_OVERHEAD, HostRuntime, PoolRuntime
+from .runtime import DOM0_MEMORY, HOST_OVERHEAD, HostRuntime, PoolRuntime
 from .store import Database
 
 log = logging.getLogger(__name__)
@@ -98,20 +98,24 @@ class RowBuilders:
             install_network.bind_endpoint(self, db, h)
 
     def _create_templates(self, pool: PoolRuntime):
-        for name, hvm in _TEMPLATES:
-            self.new_row(
-                pool.db, "VM", name_label=name, is_a_template=True, is_default_template=True,
-                power_state="Halted", domid=-1, memory_static_max=2 * GiB,
-                memory_dynamic_max=2 * GiB,
-                memory_dynamic_min=2 * GiB, memory_static_min=1 * GiB, VCPUs_max=1,
-                VCPUs_at_startup=1, HVM_boot_policy="BIOS order" if hvm else "",
-                HVM_boot_params={"order": "cdn"} if hvm else {},
-                PV_bootloader="" if hvm else "eliloader",
-                platform={"nx": "true", "acpi": "1", "apic": "true", "pae": "true",
-                          "viridian": "true" if "Windows" in name else "false"},
-                actions_after_shutdown="destroy", actions_after_reboot="restart",
-                actions_after_crash="restart", user_version=1,
-                other_config={"default_template": "true"})
+        """The release's default templates (``catalogue.templates``; docs/templates.md), as
+        firstboot's ``create_templates`` / the 7.1+ JSON loader leave them: each with a
+        fresh ``other_config:mac_seed`` (``xapi_vm.ml`` ``create`` adds one), a per-pool
+        uuid unless the data fixes it (7.1 on), ``is_default_template`` where the release
+        has the field (from ``other_config:default_template`` if the data predates it).
+        Fields the pool's release lacks are left out (its xapi has no such field)."""
+        db = pool.db
+        vm_fields = db.schema.classes["VM"].fields
+        has_default_flag = "is_default_template" in vm_fields
+        for t in catalogue.templates(db.schema.release):
+            fields = {k: v for k, v in t.items() if k in vm_fields}
+            other = fields.setdefault("other_config", {})
+            other["mac_seed"] = self.ids.uuid()
+            if has_default_flag:
+                fields["is_default_template"] = t.get(
+                    "is_default_template", other.get("default_template") == "true")
+            fields.update(power_state="Halted", domid=-1, is_a_template=True)
+            self.new_row(db, "VM", **fields)
 
     # -- xapi start (boot-time recalculation) --------------------------------------------
 
@@ -153,10 +157,3 @@ _ROLES = (
     ("read-only", "The Read-Only role can log in with basic read-only access"),
 )
 
-_TEMPLATES = (
-    ("Windows Server 2012 R2 (64-bit)", True),
-    ("Windows 10 (64-bit)", True),
-    ("CentOS 7", False),
-    ("Debian Jessie 8.0", False),
-    ("Other install media", True),
-)

@@ -132,7 +132,7 @@ def _place_vm(world, scn, i, v: VmSpec, runtime, domids, host_load):
                   "viridian": "false"},
         actions_after_shutdown="destroy", actions_after_reboot="restart",
         actions_after_crash="restart", metrics=metrics, last_boot_CPU_flags=flags,
-        other_config={}, domain_type=v.domain_type,
+        other_config={"mac_seed": world.ids.uuid()}, domain_type=v.domain_type,
         allowed_operations=allowed_operations(v.power_state))
     if resident != NULL_REF:
         host_load[host.ref][0] += 1

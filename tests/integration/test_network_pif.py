@@ -204,6 +204,7 @@ def test_bond_moves_vlans_and_vifs(lab):
     vnet = lab.net("v")
     vlan = x.VLAN.create(a, "30", vnet)
     vm = [r for r, v in x.VM.get_all_records().items() if v["name_label"] == "pv"][0]
+    x.VM.remove_from_other_config(vm, "mac_seed")  # scenario VMs have one
     x.VM.add_to_other_config(vm, "mac_seed", "seed")
     eth2net = x.PIF.get_network(a)
     vif = x.VIF.create({"device": "0", "network": eth2net, "VM": vm, "MAC": "", "MTU": "1500",
@@ -284,6 +285,7 @@ def test_pif_unplug_plug_forget_scan_introduce(lab):
     h1 = lab.w.host("h1")
     eth3 = lab.pif("h1", "eth3")
     vm = [r for r, v in x.VM.get_all_records().items() if v["name_label"] == "pv"][0]
+    x.VM.remove_from_other_config(vm, "mac_seed")  # scenario VMs have one
     x.VM.add_to_other_config(vm, "mac_seed", "s")
     vif = x.VIF.create({"device": "0", "network": x.PIF.get_network(eth3), "VM": vm, "MAC": "",
                         "MTU": "1500", "other_config": {}, "qos_algorithm_type": "",
@@ -411,6 +413,7 @@ def test_start_of_day_after_a_reboot_and_an_agent_restart(lab):
     x.host.restart_agent(h2.ref)
     assert x.host.get_address(h2.ref) == "192.168.9.9"
     vm = [r for r, v in x.VM.get_all_records().items() if v["name_label"] == "pv"][0]
+    x.VM.remove_from_other_config(vm, "mac_seed")  # scenario VMs have one
     x.VM.add_to_other_config(vm, "mac_seed", "s")
     x.VIF.create({"device": "0", "network": vnet, "VM": vm, "MAC": "", "MTU": "1500",
                   "other_config": {}, "qos_algorithm_type": "", "qos_algorithm_params": {}})

@@ -93,6 +93,7 @@ def lab():
         vms = {r["name_label"]: ref for ref, r in x.VM.get_all_records().items()
                if not r["is_control_domain"] and not r["is_a_template"]}
         for vm in vms.values():
+            x.VM.remove_from_other_config(vm, "mac_seed")  # scenario VMs have one
             x.VM.add_to_other_config(vm, "mac_seed", SEED if vm == vms["hvm"] else SEED2)
         net = x.network.create({"name_label": "n", "name_description": "", "MTU": "0",
                                 "other_config": {}, "tags": ["t"]})

@@ -67,6 +67,8 @@ class Networking(RuleBasedStateMachine):
         self.d = Dispatcher(self.world)
         self.sessions = {}
         for i, v in enumerate(VMS):
+            self._call(self._vm_pool(v), "VM.remove_from_other_config", self._vm_ref(v),
+                       "mac_seed")           # scenario VMs have one already
             self._call(self._vm_pool(v), "VM.add_to_other_config", self._vm_ref(v),
                        "mac_seed", f"seed-{i}")
 

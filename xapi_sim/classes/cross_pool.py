@@ -440,13 +440,27 @@ def _section(world, fn):
 
 
 def _release_source(world, db, vm):
-    """The source's copy goes: the VM, its metrics, its memory on the host it ran on."""
+    """The source's copy goes (``xapi_vm_migrate.ml`` ``migrate_send``: ``Xapi_vm.destroy``
+    of the source VM once the destination has it): the VM, its VBDs, VIFs, metrics and
+    guest metrics, its memory on the host it ran on. Its VDIs stay (storage motion of a
+    ``vdi_map`` is not modelled)."""
     with db.lock:
         row = db.tables["VM"].get(vm)
         if row is None:
             return                         # destroyed meanwhile: nothing left to release
-        if db.exists("VM_metrics", row["metrics"]):
-            db.remove("VM_metrics", row["metrics"])
+        for vbd in list(row["VBDs"]):
+            vrow = db.tables["VBD"].get(vbd)
+            if vrow is None:
+                continue
+            db.remove("VBD", vbd)
+            if not vrow["empty"] and db.exists("VDI", vrow["VDI"]):
+                c.refresh_allowed(world, db, "VDI", vrow["VDI"])
+        for vif in list(row["VIFs"]):
+            if db.exists("VIF", vif):
+                db.remove("VIF", vif)
+        for cls, field in (("VM_metrics", "metrics"), ("VM_guest_metrics", "guest_metrics")):
+            if db.exists(cls, row[field]):
+                db.remove(cls, row[field])
         db.remove("VM", vm)
         _update_memory(world, db, row["resident_on"])
         live = c.OperationPolicy.of(world).live

@@ -33,7 +33,7 @@ from ..xapi_start import boot_flags, next_domid
 from . import common as c
 from . import storage_vm
 from .cross_pool import assert_can_migrate_cross_pool, migrate_send_cross_pool
-from .network_vif import network_on_power_change
+from .network_vif import copy_vif, network_on_power_change
 from .task import timed
 
 
@@ -419,6 +419,9 @@ def _snapshot_record(call, vm, row, new_name, power_state, disk_op="snapshot"):
                   last_boot_CPU_flags=dict(row["last_boot_CPU_flags"]))
     ref = world.new_row(db, "VM", **fields)
     storage_vm.copy_disks(call, vm, ref, disk_op)
+    for vif in list(row["VIFs"]):       # Xapi_vif_helpers.copy ~preserve_mac_address:true
+        if db.exists("VIF", vif):
+            copy_vif(call, vif, ref, preserve_mac=True)
     refresh_allowed(call, ref)
     return ref
 
@@ -444,34 +447,6 @@ def snapshot(call, vm, new_name, ignore_vdis=None):
         return _snapshot_record(call, vm, _get(call, vm), new_name, "Halted")
 
 
-def _copy_vm(call, vm, new_name):
-    """``Xapi_vm_clone``: a new Halted VM from a Halted VM or template (Suspended too for a
-    snapshot, or with pool ``other_config:allow_clone_suspended_vm``: the operation check
-    decides); the flags are copied (§8)."""
-    db, world = call.db, call.world
-    row = _get(call, vm)
-    fields, metrics, _ = _copied_fields(call, row)
-    fields.update(name_label=new_name, is_a_template=row["is_a_template"],
-                  is_default_template=False, is_a_snapshot=False, snapshot_of=NULL_REF,
-                  power_state="Halted", resident_on=NULL_REF, domid=-1, metrics=metrics,
-                  current_operations={}, parent=vm, guest_metrics=NULL_REF,
-                  scheduled_to_be_resident_on=NULL_REF, allowed_operations=[],
-                  other_config={k: v for k, v in row["other_config"].items()
-                                if k != "default_template"},
-                  last_boot_CPU_flags=dict(row["last_boot_CPU_flags"]))
-    ref = world.new_row(db, "VM", **fields)
-    storage_vm.copy_disks(call, vm, ref, "clone")
-    refresh_allowed(call, ref)
-    return ref
-
-
-@api("VM.clone")
-def clone(call, vm, new_name):
-    with call.db.lock, _op(call, vm, "clone") as op:
-        op.mark()
-        return _copy_vm(call, vm, new_name)
-
-
 @api("VM.revert")
 def revert(call, snapshot):
     """Revert the snapshot's VM to it: ``with_vm_operation`` ``revert`` on the snapshot,
@@ -493,23 +468,6 @@ def revert(call, snapshot):
                 state = "Suspended" if srow["power_state"] == "Suspended" else "Halted"
                 _set_power(call, vm, state,
                            last_boot_CPU_flags=dict(srow["last_boot_CPU_flags"]))
-
-
-@api("VM.destroy")
-def destroy(call, self):
-    """``with_vm_operation destroy`` (Halted or Suspended; not a default template, not
-    dom0), then ``Xapi_vm.destroy``: children re-parented to the VM's parent, the record
-    and its metrics removed."""
-    with call.db.lock, _op(call, self, "destroy") as op:
-        op.mark()
-        row = _get(call, self)
-        for child in list(row["children"]):
-            if call.db.exists("VM", child):
-                call.db.set("VM", child, "parent", row["parent"])
-        if call.db.exists("VM_metrics", row["metrics"]):
-            call.db.remove("VM_metrics", row["metrics"])
-        storage_vm.storage_on_vm_destroy(call, self)
-        call.db.remove("VM", self)
 
 
 @api("VM.assert_operation_valid")
