@@ -56,7 +56,7 @@ import attrs
 from defusedxml import ElementTree as SafeET
 from defusedxml.common import DefusedXmlException
 
-from .datamodel import ENUMS, ENUMS_LOWER, NULL_REF, RELEASE_INDEX, Timestamp, Type
+from .datamodel import ENUMS, ENUMS_LOWER, RELEASE_INDEX, Timestamp, Type
 from .where import db_name
 
 # -- schema versions per release (ocaml/idl/datamodel.ml at Dundee; datamodel_common.ml at
@@ -652,10 +652,3 @@ def table_names(schema) -> list[str]:
 
 def persistent(table: str) -> bool:
     return table not in NOT_PERSISTED and table not in STATIC_TABLES
-
-
-__all__ = ["NULL_REF", "NotADatabase", "DbValueError", "DbFile", "RawRow", "TableOut",
-           "read", "write", "encode_row", "from_db", "to_db", "protect", "unprotect",
-           "sexpr_parse", "sexpr_string", "marshal_set", "marshal_map", "unmarshal_set",
-           "unmarshal_map", "release_for_schema", "SCHEMA_VERSIONS", "column_name",
-           "field_of_column", "table_names", "persistent"]

@@ -68,6 +68,7 @@ NOT_LOADED = {"session": "sessions do not outlive xapi (PersistNothing): clients
                          "again",
               "task": "tasks do not outlive xapi (PersistNothing)"}
 DEFAULT_MEMORY = 64 * GiB
+NOT_IN_API = "not in the API datamodel (internal to xapi): kept aside, not served"
 
 # pool_db_backup.ml (CA-18377): during a rolling upgrade the master answers
 # /pool/xmldbdump with the smallest database a Miami host accepts.
@@ -161,7 +162,7 @@ class Playback:
         self.internal: dict = {}      # Database -> {(cls, ref): {column: text}}
 
     @classmethod
-    def of(cls, world) -> "Playback":
+    def of(cls, world) -> Playback:
         return world.service(cls)
 
 
@@ -236,8 +237,8 @@ def _featureset(text: str | None):
 
 def _bits(a, b) -> int:
     n = max(len(a), len(b))
-    return sum(bin(x ^ y).count("1") for x, y in zip(fs.zero_extend(a, n),
-                                                      fs.zero_extend(b, n)))
+    return sum((x ^ y).bit_count()
+               for x, y in zip(fs.zero_extend(a, n), fs.zero_extend(b, n)))
 
 
 def nearest_cpu(info: dict) -> tuple[str, str]:
@@ -353,8 +354,7 @@ def _unknown_column(cls: str | None, table: str, column: str, release: str) -> t
     field = column.replace("__", "_", 1) if "__" in column else column
     life = datamodel.field_lifecycle(cls or table, field)
     if life is None:
-        return field, "not in the API datamodel (internal to xapi): kept aside, not " \
-                      "served", True
+        return field, NOT_IN_API, True
     since, removed = life
     if removed and RELEASE_INDEX.get(removed, 10 ** 6) <= RELEASE_INDEX[release]:
         return field, f"removed in {removed}: dropped", False

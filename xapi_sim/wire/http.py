@@ -38,6 +38,7 @@ import urllib.parse
 from .. import playback, sessions
 from ..dispatch import Bare
 from ..errors import Failure, internal
+from ..tasks import Tasks
 from . import jsonrpc, xmlrpc
 from .httpparse import METHODS, REASONS, HttpError, decode_codings  # noqa: F401
 
@@ -288,14 +289,17 @@ class Handler:
         head = (b"HTTP/1.1 200 OK\r\nconnection: close\r\n"
                 b"cache-control: no-cache, no-store\r\n\r\n")
         pool = host.pool
-        if host.is_master or _rpu_in_progress(pool):
-            try:
-                body = playback.xmldbdump_body(pool)
-            except Exception as e:  # noqa: BLE001 -- a bug: xapi's 500 page, logged
-                log.exception("GET /pool/xmldbdump failed")
-                return self._raw(_xapi_500(_escape(f"{type(e).__name__}: {e}")))
-            return self._raw(head + body)
-        return self._raw(head + _xapi_500("Db_ref.Database_not_in_memory"))
+        with _HandlerTask(host, query, self.headers, "Dumping database as XML") as task:
+            if host.is_master or _rpu_in_progress(pool):
+                try:
+                    body = playback.xmldbdump_body(pool)
+                except Exception as e:  # noqa: BLE001 -- a bug: xapi's 500 page, logged
+                    log.exception("GET /pool/xmldbdump failed")
+                    task.fail(internal(f"{type(e).__name__}: {e}"))
+                    return self._raw(_xapi_500(_escape(f"{type(e).__name__}: {e}")))
+                return self._raw(head + body)
+            task.fail(internal("Db_ref.Database_not_in_memory"))
+            return self._raw(head + _xapi_500("Db_ref.Database_not_in_memory"))
 
     def _raw(self, data: bytes):
         """Send prepared reply bytes and close (xapi's HTTP handlers close after one)."""
@@ -307,6 +311,48 @@ class Handler:
 
 POOL_XML_DB_SYNC = "/pool/xmldbdump"          # Constants.pool_xml_db_sync
 XMLDBDUMP_REALM = "get_pool_xml_db_sync"      # its name in Datamodel.http_actions
+
+
+class _HandlerTask:
+    """The task of ``Xapi_http.with_context``: the client's ``task_id`` (cookie or query)
+    is completed -- ``success`` and progress 1, or ``failure`` with the error -- as
+    ``exec_with_forwarded_task`` does; without one, a task named ``label`` exists for the
+    length of the request (``exec_with_new_task``) and is destroyed after it."""
+
+    def __init__(self, host, query, headers, label):
+        self.world, self.db, self.pool = host.world, host.db, host.pool
+        self.label = label
+        params = _http_params(headers, query)
+        self.ref = next((v for k, v in params if k == "task_id"), None)
+        self.own = self.ref is None
+        self.failure = None
+
+    def fail(self, failure: Failure):
+        self.failure = failure
+
+    def __enter__(self):
+        if self.own:
+            self.ref = Tasks.of(self.world).create(self, self.label)
+        return self
+
+    def __exit__(self, et, ev, tb):
+        failure = self.failure
+        if et is not None and failure is None:
+            failure = ev if isinstance(ev, Failure) else internal(f"{et.__name__}: {ev}")
+        db = self.db
+        try:
+            with db.lock:
+                row = db.tables["task"].get(self.ref)
+                if row is not None and failure is None and row["status"] == "pending":
+                    db.update("task", self.ref, allowed_operations=[], progress=1.0,
+                              finished=self.world.clock.now_ts(), status="success")
+                elif row is not None:
+                    Tasks.of(self.world).complete(db, self.ref, failure=failure)
+                if self.own and db.exists("task", self.ref):
+                    db.remove("task", self.ref)
+        except Exception:  # noqa: BLE001 -- the reply is more important than the task
+            log.exception("could not end the task of an HTTP handler")
+        return False
 
 
 class _UnknownAuth(Exception):
