@@ -64,6 +64,7 @@ log = logging.getLogger(__name__)
 
 MODELLED = {"cream": "6.5.0", "dundee": "7.0.0"}      # release -> products.PRODUCTS key
 CPU_INFO_KEYS = {"cream": cpus.CREAM_KEYS, "dundee": cpus.DUNDEE_KEYS}
+ALL_CPU_INFO_KEYS = tuple(dict.fromkeys(cpus.DUNDEE_KEYS + cpus.CREAM_KEYS))
 NOT_LOADED = {"session": "sessions do not outlive xapi (PersistNothing): clients log in "
                          "again",
               "task": "tasks do not outlive xapi (PersistNothing)"}
@@ -295,7 +296,7 @@ def _valid_override(key: str, value: str) -> bool:
 
 def hardware_for(info: dict, cpu_rows: list, memory_total: int | None,
                  release: str) -> tuple[Hardware, list]:
-    """The Hardware of a recorded host and the notes explaining it."""
+    """The Hardware of a recorded host running ``release``, and the notes explaining it."""
     notes = []
     if not info and cpu_rows:
         r = cpu_rows[0]
@@ -313,8 +314,11 @@ def hardware_for(info: dict, cpu_rows: list, memory_total: int | None,
     if sockets < 1 or sockets > count:
         sockets = 1
     keys = CPU_INFO_KEYS[release]
-    overrides = {k: info[k] for k in keys if k in info and _valid_override(k, info[k])}
-    bad = sorted(k for k in keys if k in info and k not in overrides)
+    # every recorded key either modelled release reports: a host upgraded later (6.5 SP1
+    # -> 7.0) keeps what it recorded of the keys its new release still has
+    overrides = {k: info[k] for k in ALL_CPU_INFO_KEYS
+                 if k in info and _valid_override(k, info[k])}
+    bad = sorted(k for k in ALL_CPU_INFO_KEYS if k in info and k not in overrides)
     if bad:
         notes.append(f"cpu_info {', '.join(bad)}: not a feature string, derived from "
                      f"{cpu} instead")
@@ -591,7 +595,7 @@ def _host_runtime(world, ref, row, rows, release, report, master) -> HostRuntime
     cpu_rows = [r for r, *_x in rows.get("host_cpu", {}).values() if r["host"] == ref]
     mrow = rows.get("host_metrics", {}).get(row["metrics"], (None,))[0]
     memory = mrow["memory_total"] if mrow is not None else None
-    hw, notes = hardware_for(row["cpu_info"], cpu_rows, memory, release)
+    hw, notes = hardware_for(row["cpu_info"], cpu_rows, memory, product.release)
     name = row["name_label"]
     if note:
         report.notes.append(f"host {name!r}: {note}")

@@ -23,8 +23,11 @@ import xmlrpc.client
 
 import pytest
 import XenAPI
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from xapi_sim import datamodel, dbxml, playback
+from xapi_sim.levelling import cpus
 from xapi_sim.datamodel import RELEASE_INDEX, Schema
 from xapi_sim.server import Simulator
 from xapi_sim.world import World
@@ -340,3 +343,158 @@ def test_later_release_runs_as_dundee():
     h = next(iter(world.hosts.values()))
     assert h.db.get("host", h.ref)["name_description"] == "Default install"
     assert h.recorded_address == "192.168.40.21"
+
+
+# -- the pure parts: nearest CPU model, hardware, releases ---------------------------------
+
+@pytest.mark.parametrize("model", sorted(cpus.MODELS))
+@pytest.mark.parametrize("release", ["dundee", "cream"])
+def test_every_catalogue_cpu_is_its_own_nearest(model, release):
+    """A cpu_info the catalogue derives maps back to that model, or to one that reports
+    exactly the same identity and features."""
+    info = cpus.host_cpu_info(model, release=release)
+    got, why = playback.nearest_cpu(info)
+    again = cpus.host_cpu_info(got, release=release)
+    assert got == model or all(again[k] == info[k] for k in
+                               ("vendor", "family", "model", "features", "features_hvm")
+                               if k in info), why
+
+
+@settings(max_examples=80, deadline=None)
+@given(count=st.integers(1, 512), sockets=st.integers(0, 16),
+       keys=st.sets(st.sampled_from(sorted(set(cpus.DUNDEE_KEYS) | set(cpus.CREAM_KEYS)
+                                           | {"features_pv_host", "threads_per_core"}))),
+       release=st.sampled_from(["dundee", "cream"]), memory=st.integers(-1, 1 << 42))
+def test_hardware_for(count, sockets, keys, release, memory):
+    base = cpus.host_cpu_info("Haswell", release="dundee") | \
+        cpus.host_cpu_info("Haswell", release="cream")
+    info = {k: base.get(k, "x") for k in keys}
+    info["cpu_count"], info["socket_count"] = str(count), str(sockets)
+    hw, notes = playback.hardware_for(info, [], memory, release)
+    assert hw.overrides == {k: v for k, v in info.items()
+                            if k in playback.ALL_CPU_INFO_KEYS}
+    assert 1 <= hw.sockets <= max(1, count) and hw.sockets * hw.cpus_per_socket <= count
+    assert hw.memory == (memory if memory > 0 else playback.DEFAULT_MEMORY)
+    extra = sorted(k for k in info if k not in playback.CPU_INFO_KEYS[release])
+    assert bool(extra) == any("not reported by" in n for n in notes)
+
+
+@settings(max_examples=80, deadline=None)
+@given(file_release=st.sampled_from(datamodel.RELEASES) | st.none(),
+       version=st.from_regex(r"[0-9]{1,2}\.[0-9]{1,2}\.[0-9]", fullmatch=True) | st.just(""))
+def test_emulated_release(file_release, version):
+    """Up to cream: cream; from dundee on: dundee; between, or without a manifest, by the
+    product line."""
+    got = playback.emulated_release(file_release, version)
+    if file_release is not None and RELEASE_INDEX[file_release] <= RELEASE_INDEX["cream"]:
+        assert got == "cream"
+    elif file_release is not None and RELEASE_INDEX[file_release] >= RELEASE_INDEX["dundee"]:
+        assert got == "dundee"
+    else:
+        major = int(version.split(".")[0]) if version else 99
+        assert got == ("cream" if major < 7 else "dundee")
+
+
+@pytest.mark.parametrize("pv,cap,exact,want,verbatim", [
+    ("7.0.0", "dundee", False, "7.0.0", True), ("6.5.0", "dundee", False, "6.5.0", True),
+    ("6.0.50", "cream", False, "6.5.0", False), ("8.2.0", "dundee", False, "7.0.0", False),
+    ("7.0.0", "cream", False, "6.5.0", False), ("6.5.0", "dundee", True, "7.0.0", False),
+    ("", "cream", False, "6.5.0", False)])
+def test_product_for(pv, cap, exact, want, verbatim):
+    sv = {"product_version": pv, "build_number": "x1"} if pv else {}
+    p, note = playback.product_for(sv, cap, exact=exact)
+    assert p.version == want and (note is None) == verbatim
+    assert (p.software_version_map("") == sv) == verbatim
+
+
+# -- rolling upgrades -------------------------------------------------------------------------
+
+def test_a_pool_caught_mid_upgrade_stays_mid_upgrade(tmp_path):
+    """A 7.0 master with a 6.5 SP1 member: the member keeps running 6.5 (its recorded
+    software_version and v1 cpu_info), and the pool is in rolling-upgrade mode."""
+    text = (DATA / "dundee-2hosts.xml").read_text()
+    member_sv = ("(('product_version' '6.5.0') ('product_version_text' '6.5') "
+                 "('platform_version' '1.9.0') ('build_number' '90233c') ('xapi' '1.9'))")
+    member_cpu = ("(('cpu_count' '4') ('socket_count' '1') ('vendor' 'GenuineIntel') "
+                  "('speed' '3292.520') ('modelname' 'Intel(R) Xeon(R) CPU E3-1230 V2 @ "
+                  "3.30GHz') ('family' '6') ('model' '58') ('stepping' '9') ('flags' 'fpu') "
+                  "('features' '7fbae3ff-bfebfbff-00000001-28100800') "
+                  "('features_after_reboot' '7fbae3ff-bfebfbff-00000001-28100800') "
+                  "('physical_features' '7fbae3ff-bfebfbff-00000001-28100800') "
+                  "('maskable' 'full'))")
+    head, _, tail = text.partition('<row ref="OpaqueRef:0a7d3f52-1b2c-4d3e-9f40-5a6b7c8d9e02"')
+    row, end, rest = tail.partition("/>")
+    row = row.replace(row[row.index(' cpu_info="'):row.index('" edition=') + 1],
+                      f' cpu_info="{member_cpu}"')
+    row = row[:row.index(' software_version="')] + f' software_version="{member_sv}"' + \
+        row[row.index('" uuid=') + 1:]
+    p = tmp_path / "mid-rpu.xml"
+    p.write_text(head + '<row ref="OpaqueRef:0a7d3f52-1b2c-4d3e-9f40-5a6b7c8d9e02"' + row +
+                 end + rest)
+    with served_file(p) as world:
+        x = session(world).xenapi
+        assert x.pool.get_other_config(x.pool.get_all()[0])["rolling_upgrade_in_progress"] \
+            == "true"
+        member = "OpaqueRef:0a7d3f52-1b2c-4d3e-9f40-5a6b7c8d9e02"
+        assert x.host.get_software_version(member) == recorded_map(member_sv)
+        assert x.host.get_cpu_info(member) == recorded_map(member_cpu)
+        assert world.host(member).product.release == "cream"
+
+
+@contextlib.contextmanager
+def served_file(p):
+    world = World(seed=0, auth_failure_delay=0.0)
+    playback.load(world, str(p))
+    sim = Simulator(world, port=0).start()
+    try:
+        yield world
+    finally:
+        sim.stop()
+
+
+def test_rolling_upgrade_of_the_tampa_pool():
+    """docs/playback.md's walk-through: the Tampa pool (run as 6.5 SP1) upgraded host by host
+    to 7.0, its VMs moved forward and restarted."""
+    with served("tampa-2hosts.xml") as (world, _):
+        p = world.pools[0]
+        s = session(world)
+        x = s.xenapi
+        hosts = {x.host.get_name_label(h): h for h in x.host.get_all()}
+        vms = {r["name_label"]: ref for ref, r in x.VM.get_all_records().items()}
+        master, member = hosts["dt16"], hosts["dt23"]
+        old = "0098e3fd-bfebfbff-00000001-28100800"
+        assert {x.VM.get_last_boot_CPU_flags(vms[n])["features"] for n in
+                ("16local", "16shared", "23local", "23shared")} == {old}
+        # 1. the master first: its local VM stops, the rest moves to the member
+        x.host.disable(master)
+        x.VM.clean_shutdown(vms["16local"])
+        x.host.evacuate(master)
+        s.xenapi_request("sim.host_install", (master, "7.0.0"))
+        s = session(world)
+        x = s.xenapi
+        assert x.pool.get_other_config(p.ref)["rolling_upgrade_in_progress"] == "true"
+        info = x.host.get_cpu_info(master)
+        assert (info["modelname"], info["speed"], info["features"]) == (
+            "Intel(R) Xeon(R) CPU           X3450  @ 2.67GHz", "2660.026", old)
+        assert "maskable" not in info and "features_hvm" in info
+        # 2. VMs move forward only
+        for n in ("23shared", "16shared"):
+            x.VM.pool_migrate(vms[n], master, {})
+            assert len(x.VM.get_last_boot_CPU_flags(vms[n])["features"].split("-")) > 4
+        with pytest.raises(XenAPI.Failure) as e:
+            x.VM.pool_migrate(vms["23shared"], member, {})
+        assert e.value.details[0] == "NOT_SUPPORTED_DURING_UPGRADE"
+        # 3. then the member
+        x.host.disable(member)
+        x.VM.clean_shutdown(vms["23local"])
+        x.host.evacuate(member)
+        s.xenapi_request("sim.host_install", (member, "7.0.0"))
+        assert "rolling_upgrade_in_progress" not in x.pool.get_other_config(p.ref)
+        assert {x.host.get_software_version(h)["product_version"]
+                for h in (master, member)} == {"7.0.0"}
+        # 4. restarted VMs boot with the pool level
+        level = x.pool.get_cpu_info(p.ref)["features_pv"]
+        for n in ("16local", "23local"):
+            x.VM.start(vms[n], False, False)
+            assert x.VM.get_last_boot_CPU_flags(vms[n])["features"] == level
+        assert x.message.get_all() == []
