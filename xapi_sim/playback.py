@@ -56,7 +56,7 @@ from .datamodel import NULL_REF, RELEASE_INDEX, Schema
 from .levelling import cpus
 from .levelling import featureset as fs
 from .rows import _ROLES
-from .runtime import GiB, Hardware, HostRuntime, PoolRuntime
+from .runtime import MAX_PCPUS_PER_HOST, GiB, Hardware, HostRuntime, PoolRuntime
 from .store import Database
 from .world import World
 
@@ -310,6 +310,11 @@ def hardware_for(info: dict, cpu_rows: list, memory_total: int | None,
     cpu, why = nearest_cpu(info)
     notes.append(f"CPU {why}")
     count = _int(info.get("cpu_count")) or len(cpu_rows) or 8
+    if not 1 <= count <= MAX_PCPUS_PER_HOST:
+        notes.append(f"cpu_count {info.get('cpu_count')!r} is not 1 to {MAX_PCPUS_PER_HOST}:"
+                     f" {min(max(count, 1), MAX_PCPUS_PER_HOST)} pCPUs")
+        count = min(max(count, 1), MAX_PCPUS_PER_HOST)
+        info = {k: v for k, v in info.items() if k != "cpu_count"}
     sockets = _int(info.get("socket_count")) or 1
     if sockets < 1 or sockets > count:
         sockets = 1
@@ -447,6 +452,16 @@ def _software_version(row) -> dict:
 def load(world: World, path: str) -> LoadReport:
     """Load the database file ``path`` as a new pool of ``world`` (its hosts boot); returns
     the report. Raises :class:`PlaybackError` (one line) if the file cannot be a pool."""
+    try:
+        return _load(world, path)
+    except PlaybackError:
+        raise
+    except Exception as e:  # a file this loader did not foresee: logged, one line
+        log.exception("loading %s failed", path)
+        raise PlaybackError(f"{path}: cannot be loaded ({type(e).__name__}: {e})") from None
+
+
+def _load(world: World, path: str) -> LoadReport:
     try:
         dbf = dbxml.read(path)
     except dbxml.NotADatabase as e:
