@@ -27,8 +27,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from xapi_sim import datamodel, dbxml, playback
-from xapi_sim.levelling import cpus
 from xapi_sim.datamodel import RELEASE_INDEX, Schema
+from xapi_sim.levelling import cpus
 from xapi_sim.server import Simulator
 from xapi_sim.world import World
 
