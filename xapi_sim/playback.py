@@ -19,6 +19,8 @@ download or ``state.db`` -- with :mod:`dbxml`, and makes it a pool of the world:
   emulated release has and the file lacks get the datamodel's defaults (listed as
   defaulted). No field was renamed between releases (the datamodel's lifecycles record
   additions and removals only), so no rename mapping exists.
+* **Dangling references** are cleared as xapi's master clears them at its start
+  (``Dbsync_master`` and one ``Db_gc`` pass: ``_master_start``), and reported.
 * **Never read:** passwords (``secret.value`` is loaded empty; root's password is
   ``--password``'s), sessions and tasks (xapi persists neither: clients log in again).
   Roles are xapi's static ones (``rbac_static.ml``), added as the simulator models them.
@@ -444,6 +446,103 @@ def _convert(dbf, schema, release, file_release, report):
     return out, internal
 
 
+# -- what a master's start does to a database it loads ---------------------------------------
+
+def _master_start(rows: dict, world, release: str, tally: _Tally) -> None:
+    """Dangling references as xapi's master clears them when it starts on a database:
+    ``Dbsync_master.reset_vms_running_on_missing_hosts`` and
+    ``ensure_vm_metrics_records_exist``, then one pass of the database GC
+    (``Db_gc.single_pass``, Dundee: VDIs, PIFs, VBDs, crashdumps, VIFs, PBDs, VGPUs, PGPUs,
+    host patches, host CPUs, host metrics, consoles, in that order). What goes is reported
+    as not mapped."""
+    def t(cls):
+        return rows.get(cls, {})
+
+    def valid(cls, ref):
+        return ref in t(cls)
+
+    schema = Schema.for_release(release)
+    for ref, (row, *_x) in list(t("VM").items()):
+        if valid("host", row["resident_on"]):
+            continue
+        if row["is_control_domain"]:
+            del rows["VM"][ref]
+            tally.add("VM", "*", "control domain of a host not in the pool: deleted "
+                                 "(Dbsync_master.reset_vms_running_on_missing_hosts)")
+        elif row["power_state"] == "Running":
+            _force_halted(rows, ref, row)
+            tally.add("VM", "power_state", "Running on a host not in the pool: Halted "
+                                           "(Dbsync_master.reset_vms_running_on_missing_hosts)")
+    for ref, (row, *_x) in t("VM").items():
+        if not valid("VM_metrics", row["metrics"]):
+            uid = _derived_uuid("VM_metrics", row["uuid"] or ref)
+            m = schema.classes["VM_metrics"].defaults()
+            m["uuid"] = uid
+            rows.setdefault("VM_metrics", {})["OpaqueRef:" + uid] = (m, 0, 0)
+            row["metrics"] = "OpaqueRef:" + uid
+            tally.add("VM", "metrics", "no VM_metrics row: one made "
+                                       "(Dbsync_master.ensure_vm_metrics_records_exist)")
+
+    def collect(cls, why, dead):
+        for ref in [r for r, (row, *_x) in t(cls).items() if dead(row)]:
+            del rows[cls][ref]
+            tally.add(cls, "*", f"deleted by xapi's database GC ({why})")
+
+    collect("VDI", "gc_VDIs: its SR does not exist", lambda r: not valid("SR", r["SR"]))
+    dead_pifs = [r for r, (row, *_x) in t("PIF").items()
+                 if not (valid("host", row["host"]) and valid("network", row["network"]))]
+    for ref in dead_pifs:
+        row = rows["PIF"].pop(ref)[0]
+        tally.add("PIF", "*", "deleted by xapi's database GC (gc_PIFs: its host or network "
+                              "does not exist)")
+        for cls, key in (("VLAN", "VLAN_master_of"), ("Bond", "bond_master_of"),
+                         ("tunnel", "tunnel_access_PIF_of")):
+            targets = row.get(key, [])
+            for target in (targets if isinstance(targets, list) else [targets]):
+                if t(cls).pop(target, None) is not None:
+                    tally.add(cls, "*", "deleted by xapi's database GC (gc_PIFs: with its "
+                                        "PIF)")
+    for ref, (row, *_x) in list(t("VBD").items()):
+        if valid("VM", row["VM"]) and (valid("VDI", row["VDI"]) or row["empty"]):
+            continue
+        if valid("VM", row["VM"]) and row["type"] == "CD":
+            row.update(VDI=NULL_REF, empty=True)
+            tally.add("VBD", "VDI", "a CD whose VDI does not exist: emptied (gc_VBDs)")
+        else:
+            del rows["VBD"][ref]
+            tally.add("VBD", "*", "deleted by xapi's database GC (gc_VBDs: its VM or VDI "
+                                  "does not exist)")
+    collect("crashdump", "gc_crashdumps: its VM or VDI does not exist",
+            lambda r: not (valid("VM", r["VM"]) and valid("VDI", r["VDI"])))
+    collect("VIF", "gc_VIFs: its VM or network does not exist",
+            lambda r: not (valid("VM", r["VM"]) and valid("network", r["network"])))
+    collect("PBD", "gc_PBDs: its host or SR does not exist",
+            lambda r: not (valid("host", r["host"]) and valid("SR", r["SR"])))
+    collect("VGPU", "gc_VGPUs: its VM or GPU group does not exist",
+            lambda r: not (valid("VM", r["VM"]) and valid("GPU_group", r["GPU_group"])))
+    collect("PGPU", "gc_PGPUs: its host does not exist", lambda r: not valid("host", r["host"]))
+    collect("host_patch", "gc_Host_patches: its host or pool patch does not exist",
+            lambda r: not (valid("host", r["host"]) and valid("pool_patch", r["pool_patch"])))
+    collect("host_cpu", "gc_host_cpus: its host does not exist",
+            lambda r: not valid("host", r["host"]))
+    used = {row["metrics"] for row, *_x in t("host").values()}
+    for ref in [r for r in t("host_metrics") if r not in used]:
+        del rows["host_metrics"][ref]
+        tally.add("host_metrics", "*", "deleted by xapi's database GC (gc_host_metrics: no "
+                                       "host has it)")
+    collect("console", "gc_consoles: its VM does not exist", lambda r: not valid("VM", r["VM"]))
+
+
+def _force_halted(rows, ref, row):
+    """``Xapi_vm_lifecycle.force_state_reset ~value:`Halted`` on loaded rows."""
+    row.update(power_state="Halted", resident_on=NULL_REF,
+               scheduled_to_be_resident_on=NULL_REF, domid=-1, current_operations={})
+    for cls in ("VBD", "VIF"):
+        for r, *_x in rows.get(cls, {}).values():
+            if r["VM"] == ref:
+                r["currently_attached"] = False
+
+
 def _software_version(row) -> dict:
     sv = row.get("software_version")
     return sv if isinstance(sv, dict) else {}
@@ -488,6 +587,10 @@ def _load(world: World, path: str) -> LoadReport:
     rows, internal = _convert(dbf, schema, release, file_release, report)
     _check_collisions(world, path, rows)
     _complete(world, rows, report, release)
+    tally = _Tally()
+    _master_start(rows, world, release, tally)
+    report.unmapped = sorted(report.unmapped + tally.entries(),
+                             key=lambda u: (u.table, u.field, u.reason))
     db = Database(schema, world.txm)
     pool_ref = next(iter(rows["pool"]))
     prow = rows["pool"][pool_ref][0]
