@@ -55,6 +55,7 @@ import attrs
 
 from . import datamodel, dbxml, products
 from .datamodel import NULL_REF, RELEASE_INDEX, Schema
+from .install_network import MAX_NICS
 from .levelling import cpus
 from .levelling import featureset as fs
 from .rows import _ROLES
@@ -297,8 +298,9 @@ def _valid_override(key: str, value: str) -> bool:
 
 
 def hardware_for(info: dict, cpu_rows: list, memory_total: int | None,
-                 release: str) -> tuple[Hardware, list]:
-    """The Hardware of a recorded host running ``release``, and the notes explaining it."""
+                 release: str, nics: int = 4) -> tuple[Hardware, list]:
+    """The Hardware of a recorded host running ``release`` with ``nics`` NICs, and the
+    notes explaining it."""
     notes = []
     if not info and cpu_rows:
         r = cpu_rows[0]
@@ -341,7 +343,7 @@ def hardware_for(info: dict, cpu_rows: list, memory_total: int | None,
     else:
         memory = memory_total
     return Hardware(cpu, (), sockets, max(1, count // sockets), memory, None,
-                    overrides), notes
+                    overrides, nics), notes
 
 
 # -- loading -----------------------------------------------------------------------------
@@ -713,7 +715,11 @@ def _host_runtime(world, ref, row, rows, release, report, master) -> HostRuntime
     cpu_rows = [r for r, *_x in rows.get("host_cpu", {}).values() if r["host"] == ref]
     mrow = rows.get("host_metrics", {}).get(row["metrics"], (None,))[0]
     memory = mrow["memory_total"] if mrow is not None else None
-    hw, notes = hardware_for(row["cpu_info"], cpu_rows, memory, product.release)
+    devices = [r["device"] for r, *_x in rows.get("PIF", {}).values()
+               if r["host"] == ref and r["physical"]]
+    index = [int(d[3:]) for d in devices if d.startswith("eth") and d[3:].isdigit()]
+    nics = min(max(index, default=3) + 1, MAX_NICS)
+    hw, notes = hardware_for(row["cpu_info"], cpu_rows, memory, product.release, nics)
     name = row["name_label"]
     if note:
         report.notes.append(f"host {name!r}: {note}")
