@@ -1,10 +1,12 @@
 """``xapi-sim`` command line. ``xapi-sim serve`` is a contract harnesses rely on: keep it stable.
 
-    xapi-sim serve [--scenario FILE] [--bind ADDR] [--port N] [--user NAME] [--password PW]
-                   [--seed N] [--ready-file PATH] [--tls-cert FILE --tls-key FILE]
-                   [--auth-delay SECONDS] [--state-dir DIR] [--log-level LEVEL]
-                   [--log-file FILE] [--allow-remote-migration]
-    xapi-sim export (--state-dir DIR | --scenario FILE) [-o FILE]
+    xapi-sim serve [--scenario FILE] [--xapi-db FILE ...] [--bind ADDR] [--port N]
+                   [--user NAME] [--password PW] [--seed N] [--ready-file PATH]
+                   [--tls-cert FILE --tls-key FILE] [--auth-delay SECONDS]
+                   [--state-dir DIR] [--log-level LEVEL] [--log-file FILE]
+                   [--allow-remote-migration]
+    xapi-sim export (--state-dir DIR | --scenario FILE | --xapi-db FILE)
+                    [--format scenario|xmldbdump] [--pool NAME] [-o FILE]
     xapi-sim repair --state-dir DIR
 """
 from __future__ import annotations
@@ -16,7 +18,7 @@ import signal
 import sys
 import threading
 
-from . import persist
+from . import persist, playback
 from . import scenario as scn_mod
 from .bench import main as bench_main
 from .errors import Failure
@@ -42,6 +44,10 @@ def _serve_parser(sub):
     p = sub.add_parser("serve", help="start a simulated pool and serve XAPI on every host")
     p.add_argument("--scenario", metavar="FILE",
                    help="scenario file (TOML, or JSON of the same shape); default: built-in")
+    p.add_argument("--xapi-db", action="append", default=[], metavar="FILE",
+                   help="load a real pool's database (a status report's xapi-db.xml, an "
+                        "xmldbdump or state.db) as a pool of the world; repeatable; with "
+                        "--scenario, added to the scenario's world (docs/playback.md)")
     p.add_argument("--bind", default="127.0.0.1", metavar="ADDR",
                    help="address of the first host; on loopback the others take the next "
                         "addresses (127.0.0.2, ...) on the same port (default 127.0.0.1)")
@@ -100,6 +106,14 @@ def _export_parser(sub):
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--state-dir", metavar="DIR", help="the world kept in this state dir")
     src.add_argument("--scenario", metavar="FILE", help="a scenario file (round trip)")
+    src.add_argument("--xapi-db", metavar="FILE",
+                     help="a real pool's database, loaded as `serve --xapi-db` does")
+    p.add_argument("--format", choices=("scenario", "xmldbdump"), default="scenario",
+                   help="a scenario file (default), or one pool's database in xapi's XML "
+                        "format, as GET /pool/xmldbdump serves it")
+    p.add_argument("--pool", metavar="NAME",
+                   help="with --format xmldbdump: the pool (name, uuid or master's name) "
+                        "when the world has several")
     p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
     return p
 
@@ -108,18 +122,39 @@ def export(args) -> int:
     try:
         if args.state_dir:
             world, _ = persist.load(args.state_dir)
+        elif args.xapi_db:
+            world, _ = playback.load_world([args.xapi_db], seed=0)
         else:
             world = scn_mod.build(scn_mod.load(args.scenario), seed=0)
-    except (persist.StateError, scn_mod.ScenarioError) as e:
+        if args.format == "xmldbdump":
+            chunks = playback.dump(playback.find_pool(world, args.pool))
+        else:
+            chunks = [scn_mod.export_toml(world)]
+        if args.output:
+            with open(args.output, "w", encoding="utf-8") as fh:
+                fh.writelines(chunks)
+        else:
+            sys.stdout.writelines(chunks)
+    except (persist.StateError, scn_mod.ScenarioError, playback.PlaybackError) as e:
         print(f"xapi-sim: {e}", file=sys.stderr)
         return 2
-    text = scn_mod.export_toml(world)
-    if args.output:
-        with open(args.output, "w") as fh:
-            fh.write(text)
-    else:
-        sys.stdout.write(text)
+    except OSError as e:
+        print(f"xapi-sim: cannot write {args.output}: {e.strerror}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _build(args, scn):
+    """The world to serve: the scenario's (none when only --xapi-db is given), plus one
+    pool per --xapi-db file. Raises ScenarioError / PlaybackError."""
+    kw = {"seed": args.seed, "user": args.user, "password": args.password,
+          "auth_failure_delay": args.auth_delay}
+    if args.xapi_db and scn is None:
+        return playback.load_world(args.xapi_db, **kw)[0]
+    world = scn_mod.build(scn, **kw)
+    if args.xapi_db:
+        playback.load_world(args.xapi_db, world=world)
+    return world
 
 
 def _repair_parser(sub):
@@ -153,33 +188,36 @@ def serve(args) -> int:
         return 2
 
     try:
-        scn = scn_mod.load(args.scenario) if args.scenario else scn_mod.default()
+        scn = scn_mod.load(args.scenario) if args.scenario else \
+            None if args.xapi_db else scn_mod.default()
     except scn_mod.ScenarioError as e:
         print(f"xapi-sim: {e}", file=sys.stderr)
         return 2
+    source = ", ".join(([scn.source] if scn is not None else []) + args.xapi_db)
     if bool(args.tls_cert) != bool(args.tls_key):
         print("xapi-sim: --tls-cert and --tls-key go together", file=sys.stderr)
         return 2
     journal = None
-    if args.state_dir:
-
-        def new_world():
-            return scn_mod.build(scn, seed=args.seed, user=args.user, password=args.password,
-                                 auth_failure_delay=args.auth_delay)
-        try:
-            world, journal, what = persist.open_state(args.state_dir, new_world,
-                                                      auth_failure_delay=args.auth_delay)
-        except persist.StateError as e:
-            print(f"xapi-sim: {e}", file=sys.stderr)
-            return 2
-        if what.startswith("new state dir"):
-            print(f"xapi-sim: {what}, seeded from {scn.source}")
+    try:
+        if args.state_dir:
+            try:
+                world, journal, what = persist.open_state(
+                    args.state_dir, lambda: _build(args, scn),
+                    auth_failure_delay=args.auth_delay)
+            except persist.StateError as e:
+                print(f"xapi-sim: {e}", file=sys.stderr)
+                return 2
+            if what.startswith("new state dir"):
+                print(f"xapi-sim: {what}, seeded from {source}")
+            else:
+                print(f"xapi-sim: {what}" + (
+                    "; --scenario/--xapi-db only seed an empty state dir, ignored"
+                    if args.scenario or args.xapi_db else ""))
         else:
-            print(f"xapi-sim: {what}" + ("; --scenario only seeds an empty state dir, ignored"
-                                         if args.scenario else ""))
-    else:
-        world = scn_mod.build(scn, seed=args.seed, user=args.user, password=args.password,
-                              auth_failure_delay=args.auth_delay)
+            world = _build(args, scn)
+    except (scn_mod.ScenarioError, playback.PlaybackError) as e:
+        print(f"xapi-sim: {e}", file=sys.stderr)
+        return 2
     world.allow_remote_migration = args.allow_remote_migration
     _raise_fd_limit()
     cert_dir = os.path.join(args.state_dir, "certs") if args.state_dir else None
@@ -205,11 +243,19 @@ def serve(args) -> int:
         sim.stop()
         return 1
     desc = sim.describe()
-    print(f"xapi-sim: {len(desc['hosts'])} hosts from {scn.source}")
+    for line in playback.describe_reports(world):
+        print(line)
+    print(f"xapi-sim: {len(desc['hosts'])} hosts from {source}")
     print(f"{'HOST':<12} {'POOL':<12} {'ROLE':<8} URLS (HTTP and HTTPS on one port)")
     for h in desc["hosts"]:
         print(f"{h['name_label']:<12} {h['pool'] or '-':<12} "
               f"{'master' if h['master'] else 'member':<8} {h['http_url']}  {h['https_url']}")
+    loaded = playback.address_table(world)
+    if loaded:
+        print(f"{'RECORDED ADDRESS':<18} {'HOST':<12} {'POOL':<12} URL")
+        for e in loaded:
+            print(f"{e['recorded_address'] or '-':<18} {e['name_label']:<12} "
+                  f"{e['pool'] or '-':<12} {e['url']}")
     print("TLS: " + (f"{args.tls_cert} on every host" if args.tls_cert else
                      f"a self-signed certificate per host (made at its first TLS client), "
                      f"in {sim.certs.directory}"))

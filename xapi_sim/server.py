@@ -160,10 +160,13 @@ class Simulator:
                 continue
             prow = h.db.get("pool", h.pool.ref)
             base = f"{h.address_for_url}:{h.port}/"
-            hosts.append({"name_label": h.name_label, "uuid": h.uuid, "address": h.address,
-                          "url": h.url, "pool": prow["name_label"], "pool_uuid": prow["uuid"],
-                          "master": h.is_master, "http_url": "http://" + base,
-                          "https_url": "https://" + base})
+            entry = {"name_label": h.name_label, "uuid": h.uuid, "address": h.address,
+                     "url": h.url, "pool": prow["name_label"], "pool_uuid": prow["uuid"],
+                     "master": h.is_master, "http_url": "http://" + base,
+                     "https_url": "https://" + base}
+            if getattr(h, "recorded_address", None) is not None:   # loaded by playback.py
+                entry["recorded_address"] = h.recorded_address
+            hosts.append(entry)
         return {"hosts": hosts}
 
     def write_ready_file(self, path):

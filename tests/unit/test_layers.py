@@ -17,7 +17,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2] / "xapi_sim"
 
 LAYERS = [
     ("foundation", ["datamodel", "errors", "ids", "clock", "where", "products", "catalogue",
-                    "rowcodec",
+                    "rowcodec", "dbxml",
                     "wire", "wire.values", "wire.xmlrpc", "wire.jsonrpc", "wire.cliproto",
                     "wire.ocaml", "wire.httpparse", "__init__"]),
     ("store", ["transactions", "store"]),
@@ -26,7 +26,7 @@ LAYERS = [
                "install_network", "scenario_spec"]),
     ("dispatch", ["faults", "sessions", "tasks", "dispatch"]),
     ("classes", ["classes"]),
-    ("loaders", ["scenario", "persist", "generate"]),
+    ("loaders", ["scenario", "persist", "generate", "playback"]),
     ("front", ["wire.front", "wire.connection", "wire.serving", "wire.workers", "wire.timers",
                "wire.tls", "wire.http", "server", "xe_server", "xe", "cli",
                "bench", "testing", "__main__"]),
