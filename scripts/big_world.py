@@ -30,6 +30,7 @@ def main(argv=None):
             fh.write(text)
         return 0
     import XenAPI
+
     from xapi_sim import scenario
     from xapi_sim.server import Simulator
     t0 = time.perf_counter()

@@ -57,7 +57,8 @@ def main(argv):
 
     OUT.mkdir(parents=True, exist_ok=True)
     dm = {"source": source, "releases": releases, "classes": classes, "enums": enums}
-    (OUT / "datamodel.json").write_text(json.dumps(dm, separators=(",", ":"), sort_keys=False) + "\n")
+    (OUT / "datamodel.json").write_text(json.dumps(dm, separators=(",", ":"), sort_keys=False)
+                                        + "\n")
     errs = {e["code"]: [e["params"], e["doc"]] for e in errors}
     (OUT / "errors.json").write_text(json.dumps(errs, separators=(",", ":"), indent=None) + "\n")
     print(f"wrote {len(classes)} classes, {len(enums)} enums, {len(errs)} errors")

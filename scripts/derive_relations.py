@@ -112,7 +112,7 @@ def parse_relations(texts):
                 i += 1
             body = text[m.end():i - 1]
     ends = [(consts[c], f) for c, f in END.findall(body)]
-    return list(zip(ends[::2], ends[1::2]))
+    return list(zip(ends[::2], ends[1::2], strict=False))
 
 
 def read_rev(gitdir, rev):

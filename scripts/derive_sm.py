@@ -157,7 +157,7 @@ class Sources:
             return [self.eval(e, module) for e in node.elts]
         if isinstance(node, ast.Dict):
             return {self.eval(k, module): self.eval(v, module)
-                    for k, v in zip(node.keys, node.values)}
+                    for k, v in zip(node.keys, node.values, strict=True)}
         if isinstance(node, ast.Name):
             return self.value(module, node.id)
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
@@ -278,7 +278,7 @@ def verify_check(text, fname, anchor, error):
     for i, line in enumerate(lines):
         if re.search(anchor, line):
             for j in range(i, min(i + 12, len(lines))):
-                if re.search(r"XenError\(\s*['\"]%s['\"]" % error, lines[j]):
+                if re.search(rf"XenError\(\s*['\"]{error}['\"]", lines[j]):
                     return j + 1
             raise ValueError(f"{fname}: {error} does not follow {anchor!r}")
     raise ValueError(f"{fname}: {anchor!r} not found")

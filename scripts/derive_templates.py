@@ -37,7 +37,6 @@ import subprocess
 import sys
 
 
-
 class OcamlError(Exception):
     pass
 
@@ -560,10 +559,10 @@ def match(pat, v, binds):
         return v == pat[1]
     if tag == "ptuple":
         return isinstance(v, tuple) and len(v) == len(pat[1]) and \
-            all(match(p, x, binds) for p, x in zip(pat[1], v))
+            all(match(p, x, binds) for p, x in zip(pat[1], v, strict=True))
     if tag == "plist":
         return isinstance(v, list) and len(v) == len(pat[1]) and \
-            all(match(p, x, binds) for p, x in zip(pat[1], v))
+            all(match(p, x, binds) for p, x in zip(pat[1], v, strict=True))
     if tag == "pcons":
         return isinstance(v, list) and v != [] and match(pat[1], v[0], binds) and \
             match(pat[2], v[1:], binds)
@@ -593,8 +592,10 @@ def _sprintf(fmt, *args):
 def _xml_to_string(x):
     """xml-light's ``Xml.to_string``: attributes in order, empty elements as ``<t .../>``."""
     tag, attrs, children = x.arg if isinstance(x, Ctor) else x
-    esc = (lambda s: s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-           .replace('"', "&quot;").replace("'", "&apos;"))
+
+    def esc(s):
+        return (s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+                .replace('"', "&quot;").replace("'", "&apos;"))
     a = "".join(f' {k}="{esc(v)}"' for k, v in attrs)
     if not children:
         return f"<{tag}{a}/>"
@@ -617,7 +618,7 @@ class Module:
                   if t[2] and t[0] == "kw" and t[1] in ("let", "type", "open", "module",
                                                         "exception", "and")]
         starts.append(len(toks) - 1)
-        for a, b in zip(starts, starts[1:]):
+        for a, b in zip(starts, starts[1:], strict=False):
             if toks[a][1] != "let":
                 continue
             item = toks[a:b] + [("eof", None, True)]
@@ -659,10 +660,10 @@ class Module:
     def builtins(self):
         def b(n, arity):
             return lambda fn: Builtin(fn, arity, n)
-        listmap = b("List.map", 2)(lambda f, l: [self.apply(f, [("pos", None, x)]) for x in l])
+        listmap = b("List.map", 2)(lambda f, xs: [self.apply(f, [("pos", None, x)]) for x in xs])
 
-        def listiter(f, l):
-            for x in l:
+        def listiter(f, xs):
+            for x in xs:
                 self.apply(f, [("pos", None, x)])
             return ()
 
@@ -688,18 +689,18 @@ class Module:
             "ignore": b("ignore", 1)(lambda x: ()),
             "fst": b("fst", 1)(lambda x: x[0]),
             "snd": b("snd", 1)(lambda x: x[1]),
-            "List.mem": b("List.mem", 2)(lambda x, l: x in l),
-            "List.mem_assoc": b("List.mem_assoc", 2)(lambda k, l: any(p[0] == k for p in l)),
-            "List.assoc": b("List.assoc", 2)(lambda k, l: next(p[1] for p in l if p[0] == k)),
+            "List.mem": b("List.mem", 2)(lambda x, xs: x in xs),
+            "List.mem_assoc": b("List.mem_assoc", 2)(lambda k, xs: any(p[0] == k for p in xs)),
+            "List.assoc": b("List.assoc", 2)(lambda k, xs: next(p[1] for p in xs if p[0] == k)),
             "List.map": listmap,
             "List.iter": b("List.iter", 2)(listiter),
             "List.filter": b("List.filter", 2)(
-                lambda f, l: [x for x in l if self.apply(f, [("pos", None, x)])]),
-            "List.concat": b("List.concat", 1)(lambda ls: [x for l in ls for x in l]),
-            "List.rev": b("List.rev", 1)(lambda l: l[::-1]),
-            "List.hd": b("List.hd", 1)(lambda l: l[0]),
+                lambda f, xs: [x for x in xs if self.apply(f, [("pos", None, x)])]),
+            "List.concat": b("List.concat", 1)(lambda ls: [x for xs in ls for x in xs]),
+            "List.rev": b("List.rev", 1)(lambda xs: xs[::-1]),
+            "List.hd": b("List.hd", 1)(lambda xs: xs[0]),
             "List.length": b("List.length", 1)(len),
-            "String.concat": b("String.concat", 2)(lambda sep, l: sep.join(l)),
+            "String.concat": b("String.concat", 2)(lambda sep, xs: sep.join(xs)),
             "Printf.sprintf": b("Printf.sprintf", 1)(sprintf),
             "Xml.to_string": b("Xml.to_string", 1)(_xml_to_string),
             "error": b("error", 1)(log), "debug": b("debug", 1)(log),

@@ -118,7 +118,7 @@ class Wire:
         """A methodCall whose params are given as raw ``<value>...</value>`` strings."""
         ps = "".join(f"<param>{v}</param>" for v in raw_values)
         return (f'<?xml version="1.0"?><methodCall><methodName>{method}</methodName>'
-                f"<params>{ps}</params></methodCall>").encode("utf-8")
+                f"<params>{ps}</params></methodCall>").encode()
 
     def xml_reply(self, url, method, *params, path="/"):
         return self.post(url, self.xml_body(method, *params), path)
@@ -177,7 +177,7 @@ class Wire:
             while True:
                 try:
                     b = s.recv(65536)
-                except socket.timeout:
+                except TimeoutError:
                     break
                 if not b:
                     break

@@ -31,10 +31,13 @@ import threading
 import time
 import xmlrpc.client
 from socketserver import ThreadingMixIn
+from typing import Any
 from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
 
-from . import classes  # noqa: F401  -- registers every handler
-from . import scenario
+from . import (
+    classes,  # noqa: F401  -- registers every handler
+    scenario,
+)
 from .datamodel import Timestamp
 from .dispatch import Dispatcher
 from .generate import scenario_toml
@@ -42,7 +45,6 @@ from .server import Simulator
 from .testing import running_world
 from .wire import jsonrpc as jcodec
 from .wire import xmlrpc as xcodec
-
 
 # -- helpers --------------------------------------------------------------------------------
 
@@ -107,7 +109,8 @@ def _call_rate(url, vm, n, clients):
             get(vm)
         out.append(time.perf_counter() - t)
 
-    results, threads = [], []
+    results: list[float] = []
+    threads: list[threading.Thread] = []
     for _ in range(clients):
         th = threading.Thread(target=worker, args=(results,))
         threads.append(th)
@@ -219,16 +222,17 @@ def bench_events(quick, world=None):
     for r in range(rounds):
         tok = d.dispatch(master, "event.from", [sess, ["pool"], "", 0.0])["token"]
         ready = threading.Barrier(waiters + 1)
-        changed_at = {}
+        changed_at: dict[str, float] = {}
 
-        def waiter():
+        def waiter(ready, tok, changed_at):
             ready.wait()
             d.dispatch(master, "event.from", [sess, ["pool"], tok, 30.0])
             done = time.perf_counter()
             with lock:
                 lat.append(done - changed_at["t"])
 
-        ths = [threading.Thread(target=waiter) for _ in range(waiters)]
+        ths = [threading.Thread(target=waiter, args=(ready, tok, changed_at))
+               for _ in range(waiters)]
         for t in ths:
             t.start()
         ready.wait()
@@ -270,6 +274,7 @@ def bench_startup(scenario_path=None):
             cmd += ["--scenario", scenario_path]
         t0 = time.perf_counter()
         p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        assert p.stderr is not None      # a pipe
         try:
             while not os.path.exists(ready):
                 if p.poll() is not None:
@@ -297,7 +302,7 @@ def main(argv=None):
     ap.add_argument("--json", metavar="FILE", default="bench-results.json")
     args = ap.parse_args(argv)
     q = args.quick
-    res = {"mode": "quick" if q else "full", "machine": {"cpus": os.cpu_count(),
+    res: dict[str, Any] = {"mode": "quick" if q else "full", "machine": {"cpus": os.cpu_count(),
                                                          "python": sys.version.split()[0]}}
     t0 = time.perf_counter()
     res["call_rate"] = bench_call_rate(q)

@@ -132,7 +132,7 @@ def validate_sm(where: str, r: dict) -> None:
         raise CatalogueError(f"{where}: configuration is not a string map")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def template_releases() -> tuple:
     """Releases with their own template data, oldest first."""
     names = []
@@ -145,7 +145,7 @@ def template_releases() -> tuple:
     return tuple(sorted(names, key=RELEASE_INDEX.__getitem__))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _templates_of(release: str) -> tuple:
     name = f"templates_{release}.json"
     doc = _read(name)
@@ -161,7 +161,7 @@ def _templates_of(release: str) -> tuple:
     return tuple(doc["templates"])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _sm_doc() -> dict:
     doc = _read("sm.json")
     rels = doc.get("releases") if isinstance(doc, dict) else None
@@ -182,7 +182,7 @@ def _sm_doc() -> dict:
     return rels
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _errors_doc() -> dict:
     doc = _read("sm_errors.json")
     codes = doc.get("codes") if isinstance(doc, dict) else None

@@ -35,18 +35,19 @@ EPOCH_TS = Timestamp(EPOCH)
 
 @attrs.frozen
 class Type:
-    """A parsed datamodel type: kind is one of string/int/float/bool/datetime/ref/enum/set/map/record/void."""
+    """A parsed datamodel type: kind is one of string/int/float/bool/datetime/ref/enum/set/map/
+    record/void."""
 
     kind: str
     name: str = ""          # class of a ref/record, name of an enum
-    elem: "Type | None" = None   # set element, map value
-    key: "Type | None" = None    # map key
+    elem: Type | None = None   # set element, map value
+    key: Type | None = None    # map key
 
 
 _SIMPLE = {"string", "int", "float", "bool", "datetime", "void"}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def parse_type(text: str) -> Type:
     """Parse a datamodel type expression such as ``(string -> VM ref set) map``."""
     t = text.strip()
@@ -279,8 +280,8 @@ class Schema:
         self.lower_names = {c.lower(): c for c in self.classes}
 
     @classmethod
-    @functools.lru_cache(maxsize=None)
-    def for_release(cls, release: str) -> "Schema":
+    @functools.cache
+    def for_release(cls, release: str) -> Schema:
         return cls(release)
 
     def message(self, wire_name: str) -> Message | None:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from . import where
 from .datamodel import NO_ASYNC, NO_ASYNC_CLASSES, Message, Schema
@@ -26,8 +28,11 @@ from .wire.values import convert, is_alive, rpc_to_string
 
 log = logging.getLogger(__name__)
 
-REGISTRY: dict = {}          # "Class.msg" -> handler(call, *args)
-CONTROL: dict = {}           # "sim.x" -> (handler(call, *args), number of params incl. session)
+Handler = Callable[..., Any]     # handler(call, *args) -> the call's result
+_H = TypeVar("_H", bound=Handler)
+
+REGISTRY: dict[str, Handler] = {}                # "Class.msg" -> handler
+CONTROL: dict[str, tuple[Handler, int]] = {}     # "sim.x" -> (handler, params incl. session)
 # Messages whose trailing parameters have defaults: wire name -> mandatory count (with session).
 OPTIONAL_TAIL = {"session.login_with_password": 2,
                  # parameters added after Dundee carry defaults (datamodel param_release),
@@ -38,18 +43,18 @@ OPTIONAL_TAIL = {"session.login_with_password": 2,
 SESSIONLESS = {"session.login_with_password", "session.slave_local_login_with_password"}
 
 
-def api(*names):
+def api(*names: str) -> Callable[[_H], _H]:
     """Register a hand-written handler for one or more wire names."""
-    def deco(fn):
+    def deco(fn: _H) -> _H:
         for n in names:
             REGISTRY[n] = fn
         return fn
     return deco
 
 
-def control(name, nparams):
+def control(name: str, nparams: int) -> Callable[[_H], _H]:
     """Register a control-API (``sim.*``) handler taking ``nparams`` (session included)."""
-    def deco(fn):
+    def deco(fn: _H) -> _H:
         CONTROL[name] = (fn, nparams)
         return fn
     return deco
@@ -157,7 +162,7 @@ class Dispatcher:
             raise Failure("MESSAGE_PARAMETER_COUNT_MISMATCH", wire, mandatory - adjust,
                           len(params) - adjust)
         params = params[:nparams]
-        args = [convert(p.type, v) for p, v in zip(msg.params, params)]
+        args = [convert(p.type, v) for p, v in zip(msg.params, params, strict=False)]
         call = Call(self.world, host, wire, msg)
         if takes_session:
             call.session = self.check_session(host, args[0])
@@ -219,7 +224,7 @@ class Dispatcher:
         schema = host.pool.schema
         out = []
         for cname, c in schema.classes.items():
-            for mname, m in c.messages.items():
+            for mname in c.messages:
                 out.append(f"{cname}.{mname}")
         out.append("system.listMethods")
         return out

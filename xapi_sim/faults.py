@@ -94,6 +94,22 @@ def _text(spec, key):
 class Rule:
     __slots__ = ("id", "method", "cls", "obj", "host", "code", "params", "probability",
                  "count", "delay", "seed", "hits", "seen", "rng", "allow_mismatch")
+    # set by parse_rule (annotations only: the slots hold the values)
+    id: str
+    method: str
+    cls: str
+    obj: str
+    host: str
+    code: str
+    params: tuple[str, ...]
+    probability: float
+    count: int
+    delay: float
+    seed: int | str
+    hits: int
+    seen: int
+    rng: random.Random
+    allow_mismatch: bool
 
     def as_struct(self) -> dict:
         return {"id": self.id, "method": self.method, "class": self.cls, "object": self.obj,
@@ -183,7 +199,7 @@ class Faults:
         self.next_id = 1
 
     @classmethod
-    def of(cls, world) -> "Faults":
+    def of(cls, world) -> Faults:
         return world.service(cls)
 
     # -- control API -------------------------------------------------------------------
@@ -239,7 +255,7 @@ class Faults:
             return [(None, a) for a in args if isinstance(a, str)]
         params = msg.params[1:] if call.session is not None and msg.takes_session \
             else msg.params
-        return [(p.type.name, a) for p, a in zip(params, args)
+        return [(p.type.name, a) for p, a in zip(params, args, strict=False)
                 if p.type.kind == "ref" and isinstance(a, str)]
 
     def _names_object(self, call, refs, args, obj):

@@ -19,7 +19,7 @@ class Ids:
             bits = self._rng.getrandbits(128)
         # RFC 4122 version 4 / variant bits, as uuid.UUID(int=..., version=4) sets them
         bits = (bits & ~(0xF000 << 64) | (4 << 76)) & ~(0xC000 << 48) | (0x8000 << 48)
-        h = "%032x" % bits
+        h = f"{bits:032x}"
         return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
     def ref(self) -> str:

@@ -18,8 +18,19 @@ from . import products
 from .datamodel import NULL_REF
 from .levelling import cpus
 from .runtime import MAX_VMS_PER_HOST
-from .scenario_spec import (HostSpec, PoolSpec, Scenario, ScenarioError,  # noqa: F401
-                            VmSpec, _err, default, from_dict, load, loads, parse_size)
+from .scenario_spec import (  # noqa: F401
+    HostSpec,
+    PoolSpec,
+    Scenario,
+    ScenarioError,
+    VmSpec,
+    _err,
+    default,
+    from_dict,
+    load,
+    loads,
+    parse_size,
+)
 from .vm_states import allowed_operations
 from .world import World
 from .xapi_start import boot_flags
@@ -31,7 +42,7 @@ def build(scn: Scenario, seed=None, user="root", password="xenroot", **world_kw)
     world.building = True
     byname = {h.name_label: h for h in scn.hosts}
     runtime = {}
-    pooled = set()
+    pooled: set[str] = set()
     for p in scn.pools:
         members = [byname[n] for n in (p.master, *p.members)]
         masks = _pre_dundee_masks(members)
@@ -52,7 +63,8 @@ def build(scn: Scenario, seed=None, user="root", password="xenroot", **world_kw)
     for pool in world.pools:
         for h in [pool.master] + [h for h in pool.hosts() if h is not pool.master]:
             world.xapi_start(h)
-    domids, host_load = {}, {}
+    domids: dict[str, int] = {}
+    host_load: dict[str, list[int]] = {}
     for i, v in enumerate(scn.vms):
         _place_vm(world, scn, i, v, runtime, domids, host_load)
     for h in world.hosts.values():
@@ -69,9 +81,9 @@ def _pre_dundee_masks(members) -> dict:
     physical = [cpus.physical_features(s.cpu, s.hidden_features) for s in members]
     common = physical[0]
     for f in physical[1:]:
-        common = tuple(a & b for a, b in zip(common, f))
+        common = tuple(a & b for a, b in zip(common, f, strict=False))
     masks = {}
-    for s, f in zip(members, physical):
+    for s, f in zip(members, physical, strict=True):
         if f == common:
             continue
         try:
@@ -181,7 +193,7 @@ def export_toml(world: World) -> str:
                 f"master = {_toml_str(p.master.name_label)}",
                 "members = [" + ", ".join(_toml_str(h.name_label) for h in members) + "]", ""]
     for p in world.pools:
-        for ref, row in p.db.rows("VM"):
+        for _ref, row in p.db.rows("VM"):
             if row["is_a_template"] or row["is_control_domain"] or row["is_a_snapshot"]:
                 continue
             host = row["resident_on"] if row["resident_on"] != NULL_REF else row["affinity"]

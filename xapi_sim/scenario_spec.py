@@ -141,7 +141,7 @@ def from_dict(data: dict, source="<scenario>") -> Scenario:
         names.add(hosts[-1].name_label)
     if not hosts:
         raise ScenarioError(f"{source}: a scenario needs at least one [[host]]")
-    in_pool = {}
+    in_pool: dict[str, str] = {}
     for i, e in enumerate(_entries(data, "pool", source)):
         p = _pool(source, i, e, names)
         for h in (p.master, *p.members):

@@ -29,9 +29,9 @@ from .classes.cross_pool import import_metadata
 from .dispatch import Dispatcher
 from .persist import DurableDispatcher
 from .tasks import Tasks
-from .xe_server.handler import handle_cli
 from .wire import front as front_mod
 from .wire import http, tls
+from .xe_server.handler import handle_cli
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class Simulator:
         self.world = world
         self.bind = bind
         self.port = port
-        self.dispatcher = Dispatcher(world)
+        self.dispatcher: Dispatcher | DurableDispatcher = Dispatcher(world)
         self.fixed_tls = None
         if tls_cert:
             self.fixed_tls = tls.FixedTls(tls.server_context(tls_cert, tls_key), tls_cert)

@@ -70,9 +70,15 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from .datamodel import NULL_REF
 from .errors import Failure
+from .store import Row
+
+if TYPE_CHECKING:   # annotations only
+    from .world import World
 
 # xapi_globs.ml (Dundee and HEAD)
 MAX_TASKS = 200
@@ -92,7 +98,7 @@ MAX_LOCAL_SESSIONS_PER_HOST = 500
 # Called as hook(world, session ref) when a session row is destroyed (the legacy event
 # queues drop their registration: ``Xapi_event.on_session_deleted``); modules above this
 # layer register here.
-SESSION_DELETED_HOOKS: list = []
+SESSION_DELETED_HOOKS: list[Callable[[World, str], None]] = []
 
 log = logging.getLogger(__name__)
 
@@ -255,7 +261,8 @@ def _evict(world, db, rows, limit, now):
     use = _state(world)["use"]
     # last_active is YYYYMMDDTHH:MM:SSZ: string order is time order
     threshold = world.clock.ts_of(max(0.0, now - INACTIVE_SESSION_TIMEOUT))
-    young, old = [], []
+    young: list[tuple[str, Row]] = []
+    old: list[tuple[str, Row]] = []
     for ref, row in rows:
         (young if str(row["last_active"]) > threshold else old).append((ref, row))
     young.sort(key=lambda rr: (str(rr[1]["last_active"]), use.get(rr[0], 0)), reverse=True)
@@ -282,7 +289,7 @@ def gc_sessions(world, now=None) -> list:
     for p in list(world.pools):
         db = p.db
         with db.lock:
-            groups = {}
+            groups: dict[tuple[str, ...], list[tuple[str, Row]]] = {}
             for ref, row in db.tables["session"].items():
                 groups.setdefault(group_of(row), []).append((ref, row))
             for group, rows in groups.items():

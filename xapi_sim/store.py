@@ -29,8 +29,21 @@ from typing import Any
 
 from .datamodel import NULL_REF, Schema
 from .errors import Failure, handle_invalid
-from .transactions import (ORDER_WAIT, Change, LockOrderConflict, Row,  # noqa: F401
-                           Transactions, Txn, _DbCond, _DbLock, _DbTxn)
+from .transactions import (
+    ORDER_WAIT,
+    Change,
+    LockOrderConflict,
+    Row,
+    Transactions,
+    Txn,
+    _DbCond,
+    _DbLock,
+    _DbTxn,
+)
+
+# The transaction names are re-exported: callers take them from here with the database.
+__all__ = ["DELETED_KEEP", "RELATIONS", "Database", "ORDER_WAIT", "Change", "LockOrderConflict",
+           "Row", "Transactions", "Txn"]
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +92,13 @@ class Database:
         self.labels: dict[str, dict[str, set[str]]] = {c: {} for c in schema.classes}
         self.changed: dict[str, dict[str, int]] = {c: {} for c in schema.classes}
         self.created: dict[str, dict[str, int]] = {c: {} for c in schema.classes}
-        self.deleted: collections.deque = collections.deque(maxlen=DELETED_KEEP)
+        # (generation, class, ref, generation the row was created at)
+        self.deleted: collections.deque[tuple[int, str, str, int]] = \
+            collections.deque(maxlen=DELETED_KEEP)
         self._rel_many: dict[tuple[str, str], tuple[str, str]] = {}
         self._rel_one: dict[tuple[str, str], tuple[str, str]] = {}
         self._set_relations()
-        self._owned: dict[tuple[str, str, str], tuple[list, set]] = {}
+        self._owned: dict[tuple[str, str, str], tuple[list[str], set[str]]] = {}
         # long-polls wait on this; a commit sets it and puts a fresh one in place, so waking
         # waiters do not queue on the database lock (event.from)
         self.changed_event = threading.Event()

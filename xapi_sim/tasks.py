@@ -100,14 +100,15 @@ class Tasks:
         self._gc_wake = threading.Event()
 
     @classmethod
-    def of(cls, world) -> "Tasks":
+    def of(cls, world) -> Tasks:
         return world.service(cls)
 
     # -- lifecycle -----------------------------------------------------------------------
     def create(self, call, label, description="") -> str:
         """``TaskHelper.make``: pending, progress 0, not (yet) cancellable."""
         return call.world.new_row(
-            call.db, "task", name_label=label, name_description=description, created=self.world.clock.now_ts(),
+            call.db, "task", name_label=label, name_description=description,
+            created=self.world.clock.now_ts(),
             finished=EPOCH_TS, status="pending", progress=0.0, type="<none/>", result="",
             error_info=[], resident_on=call.pool.master.ref, allowed_operations=[],
             current_operations={}, other_config={}, subtask_of=NULL_REF, backtrace="()")
@@ -119,7 +120,8 @@ class Tasks:
             if row is None or row["status"] != "pending":
                 return
             if failure is None:
-                db.update("task", ref, allowed_operations=[], finished=self.world.clock.now_ts(), progress=1.0,
+                db.update("task", ref, allowed_operations=[],
+                          finished=self.world.clock.now_ts(), progress=1.0,
                           result=xmlrpc.encode_value(result), status="success")
             else:
                 status = "cancelled" if failure.code == "TASK_CANCELLED" else "failure"

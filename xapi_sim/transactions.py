@@ -40,7 +40,7 @@ class LockOrderConflict(Exception):
     """A transaction needed ``db`` while holding a later database and could not get it at
     once: roll back and run again with the locks taken in order (``Txn.prelock``)."""
 
-    def __init__(self, db: "Database", held: Iterable["Database"] = ()):
+    def __init__(self, db: Database, held: Iterable[Database] = ()):
         super().__init__(f"lock order conflict on database {db.order}")
         self.db = db
         self.held = set(held)
@@ -61,7 +61,7 @@ class _DbTxn:
 class Txn:
     """One thread's transaction over one or more databases."""
 
-    def __init__(self, manager: "Transactions"):
+    def __init__(self, manager: Transactions):
         self.manager = manager
         self.states: dict[Database, _DbTxn] = {}
         self.depth = 0
@@ -71,7 +71,7 @@ class Txn:
         self.after: list[Callable[[], None]] = []
 
     # -- locking -------------------------------------------------------------------------
-    def acquire(self, db: "Database") -> _DbTxn:
+    def acquire(self, db: Database) -> _DbTxn:
         st = self.states.get(db)
         if st is not None:
             return st
@@ -88,15 +88,15 @@ class Txn:
         st = self.states[db] = _DbTxn()
         return st
 
-    def lock(self, *dbs: "Database") -> None:
+    def lock(self, *dbs: Database) -> None:
         """Take the locks of ``dbs`` in order now (a section that touches several pools)."""
         for db in sorted(set(dbs), key=lambda d: d.order):
             self.acquire(db)
 
-    def holds(self, db: "Database") -> bool:
+    def holds(self, db: Database) -> bool:
         return db in self.states
 
-    def changes(self) -> dict["Database", list[Change]]:
+    def changes(self) -> dict[Database, list[Change]]:
         return {db: st.touches for db, st in self.states.items() if st.touches}
 
     # -- ending --------------------------------------------------------------------------
@@ -200,7 +200,7 @@ class _DbLock:
 
     __slots__ = ("db",)
 
-    def __init__(self, db: "Database"):
+    def __init__(self, db: Database):
         self.db = db
 
     def __enter__(self) -> Txn:

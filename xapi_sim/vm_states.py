@@ -25,7 +25,7 @@ def allowed_operations(power_state: str, is_template=False, is_control_domain=Fa
     return list(_allowed(power_state, bool(is_template), bool(is_control_domain), bool(rpu)))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _allowed(power_state, is_template, is_control_domain, rpu) -> tuple:
     row = {"power_state": power_state, "current_operations": {},
            "is_a_template": is_template, "is_a_snapshot": False,

@@ -22,6 +22,8 @@ Mirrors xen-api ``ocaml/database/db_filter_lex.mll`` / ``db_filter_parse.mly`` /
 """
 from __future__ import annotations
 
+from typing import Any
+
 from .datamodel import Timestamp
 
 PARSE_ERROR = "Parsing.Parse_error"
@@ -47,7 +49,7 @@ class MissingField(LookupError):
 # Namespaced fields (``namespace ~name:...`` in ocaml/idl/datamodel*.ml); their DB column is
 # the full name joined with "__" (``Escaping.escape_id``). ``name/label`` and
 # ``name/description`` are namespaced in every class that has them.
-_NAMESPACES = {
+_NAMESPACES: dict[str, dict[str, tuple[str, ...]]] = {
     "host": {"memory": ("overhead",),
              "API_version": ("major", "minor", "vendor", "vendor_implementation")},
     "host_metrics": {"memory": ("total", "free")},
@@ -66,7 +68,7 @@ _NAMESPACES = {
     "VBD_metrics": {"io": ("read_kbs", "write_kbs")},
     "PIF_metrics": {"io": ("read_kbs", "write_kbs")},
 }
-_COMMON = {"name": ("label", "description")}
+_COMMON: dict[str, tuple[str, ...]] = {"name": ("label", "description")}
 _DB_OF_WIRE: dict = {}   # class -> {wire name: db name} (namespaced fields only)
 _WIRE_OF_DB: dict = {}   # class -> {db name: wire name}
 
@@ -84,7 +86,8 @@ def _tables(cls):
 
 
 def db_name(cls: str, wire: str) -> str:
-    """The DB column name of wire field ``wire`` of class ``cls`` (``name_label`` -> ``name__label``)."""
+    """The DB column name of wire field ``wire`` of class ``cls`` (``name_label`` ->
+    ``name__label``)."""
     return _tables(cls)[0].get(wire, wire)
 
 
@@ -132,7 +135,7 @@ class _Lexer:
 def parse(text: str):
     """Parse an expression into a nested tuple tree; raises WhereError (text = OCaml exn)."""
     lexer = _Lexer(text)
-    look = []
+    look: list[tuple[str, Any]] = []
 
     def peek():
         if not look:
@@ -221,7 +224,7 @@ def db_string(value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return "%.16g" % value
+        return f"{value:.16g}"
     if isinstance(value, (int, str, Timestamp)):
         return str(value)
     if isinstance(value, list):

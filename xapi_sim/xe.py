@@ -215,7 +215,7 @@ def _connect(st: Settings, use_ssl: bool):
     port = st.port_for(use_ssl)
     sock = socket.create_connection((st.server, port))
     if use_ssl:
-        import ssl   # lazy: most runs are plain (127.0.0.1, --nossl); ssl costs start-up time
+        import ssl  # lazy: most runs are plain (127.0.0.1, --nossl); ssl costs start-up time
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
@@ -260,7 +260,7 @@ def open_session(st: Settings, args: list):
     attempts = [False] if (localhost or not st.ssl) else [True]
     if localhost and st.ssl:
         attempts.append(True)      # a TLS-only listener closed the plain connection
-    last = None
+    last = ConnectFailure()        # what every attempt closed without a greeting raises
     for use_ssl in attempts:
         sock = _connect(st, use_ssl)
         ch = Channel(sock)

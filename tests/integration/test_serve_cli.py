@@ -49,7 +49,7 @@ class Server:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             out, err = self.proc.communicate()
-            raise AssertionError("server ignored SIGTERM")
+            raise AssertionError("server ignored SIGTERM") from None
         return self.proc.returncode, out, err
 
 

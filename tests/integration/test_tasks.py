@@ -19,8 +19,8 @@ import time
 import pytest
 import XenAPI
 
-from xapi_sim.tasks import Tasks
 from xapi_sim.datamodel import NO_ASYNC_CLASSES, Schema
+from xapi_sim.tasks import Tasks
 from xapi_sim.testing import running_world
 
 NULL = "OpaqueRef:NULL"

@@ -14,7 +14,6 @@ import pytest
 import XenAPI
 
 import xapi_sim
-
 from xapi_sim.testing import running_world, xapi_world  # noqa: F401 -- the fixture
 
 

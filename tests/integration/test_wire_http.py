@@ -317,7 +317,7 @@ def test_too_large_chunked_body_is_413(world, wire, sref):
                 if not b:
                     break
                 reply += b
-        except (socket.timeout, ConnectionResetError):
+        except (TimeoutError, ConnectionResetError):
             pass
     assert reply.startswith(b"HTTP/1.1 413 ")
     assert alive(wire, world.master_url(), sref)

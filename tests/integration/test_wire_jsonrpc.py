@@ -127,7 +127,7 @@ def test_v2_params_object_is_one_struct_param(wire, url):
     {"jsonrpc": "2.0", "method": "system.listMethods", "params": [], "id": [1]},
     {"jsonrpc": "1.0", "method": "system.listMethods", "params": [], "id": 1},
     {"jsonrpc": 2, "method": "system.listMethods", "params": [], "id": 1},
-    {"method": "system.listMethods", "id": 1},                                       # v1 needs params
+    {"method": "system.listMethods", "id": 1},                               # v1 needs params
     {"method": "system.listMethods", "params": {}, "id": 1},
     {"jsonrpc": "2.0", "method": "system.listMethods", "params": "x", "id": 1},
     {"jsonrpc": "2.0", "params": [], "id": 1},                                       # no method

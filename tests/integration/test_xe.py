@@ -479,9 +479,7 @@ def test_tls(tmp_path, home):
     from xapi_sim.wire.tls import make_pem
     cert = key = tmp_path / "cert.pem"
     cert.write_bytes(make_pem("xapi-sim"))
-    import XenAPI
     from xapi_sim import scenario
-    from xapi_sim.server import Simulator
     world = scenario.build(scenario.default(), seed=1)
     sim = Simulator(world, port=0, tls_cert=str(cert), tls_key=str(key)).start()
     try:

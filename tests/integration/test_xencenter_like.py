@@ -20,8 +20,8 @@ import time
 
 import pytest
 import XenAPI
-
 import xencenter_like as xc
+
 from xapi_sim.testing import running_world
 from xapi_sim.wire import http
 
@@ -212,7 +212,7 @@ def test_the_parser_refuses_what_xencenter_refuses(reply, problem):
 
 def test_dates_without_z_would_be_local_time():
     utc, is_utc = xc.parse_date("20240101T12:00:00Z")
-    assert is_utc and utc.tzinfo == datetime.timezone.utc
+    assert is_utc and utc.tzinfo == datetime.UTC
     assert xc.parse_date("20240101T12:00:00")[1] is False
 
 

@@ -89,7 +89,7 @@ def parse_date(text: str):
     for fmt in ("%Y%m%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%SZ"):
         try:
             return datetime.datetime.strptime(text, fmt).replace(
-                tzinfo=datetime.timezone.utc), True
+                tzinfo=datetime.UTC), True
         except ValueError:
             pass
     for fmt in ("%Y%m%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S"):
@@ -346,7 +346,7 @@ class XenCenterLike:
         # 9. SetServerTimeOffset
         t = self.main.call("host.get_servertime", self.session, self.coordinator_ref)
         server_time, self.server_time_is_utc = parse_date(t)
-        self.server_time_offset = (datetime.datetime.now(datetime.timezone.utc) -
+        self.server_time_offset = (datetime.datetime.now(datetime.UTC) -
                                    server_time).total_seconds()
         self._step("host.get_servertime", t)
         # 10. connection_CachePopulated
@@ -362,7 +362,7 @@ class XenCenterLike:
         brand = coordinator["software_version"].get("product_brand")
         if brand not in (BRAND, LEGACY_BRAND):
             out.append(f"product brand {brand!r} is not {BRAND!r}")
-        for ref, h in hosts.items():
+        for h in hosts.values():
             pv = h["software_version"].get("platform_version")
             if pv is None or version_compare(pv, NAPLES_PLATFORM_VERSION) < 0:
                 out.append(f"host {h['name_label']}: platform_version {pv} < "

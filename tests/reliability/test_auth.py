@@ -174,8 +174,8 @@ def test_local_session_is_valid_on_its_host_only_until_xapi_restarts(fresh_world
 
 
 def test_local_sessions_are_bounded_per_host():
-    from xapi_sim.dispatch import Dispatcher
     from xapi_sim import scenario
+    from xapi_sim.dispatch import Dispatcher
     world = scenario.build(scenario.default(), seed=5)
     d = Dispatcher(world)
     xs2 = world.host_by_name("xs2")

@@ -139,7 +139,7 @@ def _closed_within(sock, seconds):
                 return time.monotonic() - t0
     except (ConnectionResetError, BrokenPipeError):
         return time.monotonic() - t0
-    except socket.timeout:
+    except TimeoutError:
         return None
 
 
@@ -173,7 +173,7 @@ def test_slow_and_stalled_clients_cannot_block_others(lab):
                 s.send(bytes([b]))
                 if s.recv(1) == b"":
                     break
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 break

@@ -59,7 +59,7 @@ def test_kill_9_during_writes_loses_nothing_acknowledged(tmp_path):
                     assert oc.get(k) == v, (round_, k)
             stop = threading.Event()
 
-            def writer():
+            def writer(x, vm, pool, round_, stop):
                 i = 0
                 try:
                     while not stop.is_set():
@@ -73,7 +73,7 @@ def test_kill_9_during_writes_loses_nothing_acknowledged(tmp_path):
                 except Exception:     # noqa: BLE001 -- the server died under us
                     return
 
-            t = threading.Thread(target=writer)
+            t = threading.Thread(target=writer, args=(x, vm, pool, round_, stop))
             t.start()
             time.sleep(rng.uniform(0.2, 0.8))
             os.kill(p.pid, signal.SIGKILL)

@@ -238,7 +238,7 @@ def sweep(fuzz, palette, pools):
     get their defaults. Returns the problems found."""
     problems = []
     n = len(palette)
-    for i, (name, types, msg) in enumerate(fuzz.methods):
+    for i, (name, types, _msg) in enumerate(fuzz.methods):
         if name == "event.next":
             continue       # blocks by design until an event arrives
         read_only = READ_ONLY.search(name) is not None and not name.startswith("event.")

@@ -14,8 +14,7 @@ import time
 
 import pytest
 
-from xapi_sim import scenario
-from xapi_sim import sessions
+from xapi_sim import scenario, sessions
 from xapi_sim.dispatch import Dispatcher
 from xapi_sim.errors import Failure
 from xapi_sim.server import Simulator  # noqa: F401  -- registers every handler

@@ -37,7 +37,7 @@ def words(s: str) -> list:
 
 
 def fmt(ws) -> str:
-    return "-".join("%08x" % w for w in ws)
+    return "-".join(f"{w:08x}" for w in ws)
 
 
 def meet(*sets: str) -> str:
@@ -51,7 +51,8 @@ def meet(*sets: str) -> str:
             acc = w
             continue
         n = max(len(acc), len(w))
-        acc = [a & b for a, b in zip(acc + [0] * (n - len(acc)), w + [0] * (n - len(w)))]
+        acc = [a & b for a, b in zip(acc + [0] * (n - len(acc)), w + [0] * (n - len(w)),
+                                     strict=True)]
     return fmt(acc)
 
 

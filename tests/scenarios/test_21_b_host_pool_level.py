@@ -256,7 +256,6 @@ def test_21_14_no_pool_alert_in_one_host_pool(lab):
 name_label = "solo"
 cpu = "Haswell"
 """)
-    x = L.x
     L.mark()
     L.hw("solo", cpu="SandyBridge")
     msgs = L.new_messages()

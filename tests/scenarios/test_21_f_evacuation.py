@@ -1,7 +1,6 @@
 """Spec §21 F (evacuation / placement), Dundee semantics: scenarios 39-40, over the wire."""
 from __future__ import annotations
 
-
 # -- 39 --------------------------------------------------------------------------------------
 
 def test_21_39_dundee_evacuation_fails_mid_way(lab):

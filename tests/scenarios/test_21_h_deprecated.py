@@ -58,7 +58,7 @@ def xe_runner(L, host_name):
         except (OSError, subprocess.SubprocessError):
             pass
     warnings.warn(UserWarning("no working `xe` found: the CLI rendering of §21 scenarios 48/50 "
-                              "was not exercised, only the API values behind it"))
+                              "was not exercised, only the API values behind it"), stacklevel=2)
     return None
 
 

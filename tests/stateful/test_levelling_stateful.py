@@ -16,8 +16,10 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from xapi_sim import classes  # noqa: F401
-from xapi_sim import scenario
+from xapi_sim import (
+    classes,  # noqa: F401
+    scenario,
+)
 from xapi_sim.dispatch import Dispatcher
 from xapi_sim.errors import Failure
 from xapi_sim.levelling import featureset as fs
@@ -269,7 +271,7 @@ class Levelling(RuleBasedStateMachine):
     def residents_stay_in_their_pool(self):
         for p in self.world.pools:
             hosts = set(p.db.refs("host"))
-            for ref, row in p.db.rows("VM"):
+            for _ref, row in p.db.rows("VM"):
                 if row["resident_on"] != "OpaqueRef:NULL":
                     assert row["resident_on"] in hosts
                     assert row["power_state"] in ("Running", "Paused")

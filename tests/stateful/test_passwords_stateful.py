@@ -18,8 +18,10 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from xapi_sim import classes  # noqa: F401
-from xapi_sim import scenario
+from xapi_sim import (
+    classes,  # noqa: F401
+    scenario,
+)
 from xapi_sim.dispatch import Dispatcher
 from xapi_sim.errors import Failure
 

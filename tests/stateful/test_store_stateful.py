@@ -103,9 +103,9 @@ class StoreMachine(RuleBasedStateMachine):
         try:
             with self.db.transaction():
                 for _ in range(n):
-                    data.draw(st.sampled_from([self._move, self._destroy,
-                                               lambda d: self._create(
-                                                   d, d.draw(st.sampled_from(self.classes)))]))(data)
+                    data.draw(st.sampled_from([
+                        self._move, self._destroy,
+                        lambda d: self._create(d, d.draw(st.sampled_from(self.classes)))]))(data)
                 raise Boom()
         except Boom:
             pass

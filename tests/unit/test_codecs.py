@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 from xapi_sim import where
 from xapi_sim.datamodel import Timestamp, parse_type
 from xapi_sim.errors import Failure
-from xapi_sim.wire import jsonrpc, xmlrpc as xr
+from xapi_sim.wire import jsonrpc
+from xapi_sim.wire import xmlrpc as xr
 from xapi_sim.wire.values import I4, convert, ocaml_escaped, rpc_to_string
 
 SETTINGS = settings(max_examples=100, deadline=None,
@@ -64,7 +65,7 @@ def client_view(v):
     if isinstance(v, int):
         return str(v)                      # untyped <value>: a string
     if isinstance(v, float):
-        return float("%.16g" % v)
+        return float(f"{v:.16g}")
     if isinstance(v, list):
         return [client_view(x) for x in v]
     if isinstance(v, dict):
@@ -83,7 +84,7 @@ def server_view(v):
     if isinstance(v, int):
         return str(v)
     if isinstance(v, float):
-        return float("%.16g" % v)
+        return float(f"{v:.16g}")
     if isinstance(v, list):
         return [server_view(x) for x in v]
     if isinstance(v, dict):

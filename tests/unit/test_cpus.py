@@ -292,7 +292,7 @@ def test_cream_mask_is_applied_to_features_only():
     info = cpus.host_cpu_info("Nehalem", release="cream", mask=mask)
     physical = fs.parse_oldstyle(info["physical_features"])
     assert info["features"] == fs.format_oldstyle(
-        tuple(p & m for p, m in zip(physical, fs.parse_oldstyle(mask))))
+        tuple(p & m for p, m in zip(physical, fs.parse_oldstyle(mask), strict=True)))
     assert info["features"] != info["physical_features"]
     assert info["features_after_reboot"] == info["features"]
     assert info["maskable"] == "full"

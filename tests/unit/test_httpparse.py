@@ -10,8 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xapi_sim.wire.httpparse import (HEAD_END, ChunkedDecoder, HttpError, decode_codings,
-                                     is_token, parse_head)
+from xapi_sim.wire.httpparse import (
+    HEAD_END,
+    ChunkedDecoder,
+    HttpError,
+    decode_codings,
+    is_token,
+    parse_head,
+)
 
 TOKEN = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
                          "-_.!#$%&'*+^`|~", min_size=1, max_size=12)

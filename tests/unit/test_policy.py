@@ -5,9 +5,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from xapi_sim.levelling import cpus
+from xapi_sim.levelling import cpus, policy
 from xapi_sim.levelling import featureset as fs
-from xapi_sim.levelling import policy
 from xapi_sim.levelling.policy import REASON_FEATURES, REASON_VENDOR
 
 INTEL, AMD = "GenuineIntel", "AuthenticAMD"

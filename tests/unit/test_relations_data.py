@@ -13,9 +13,10 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from xapi_sim.datamodel import RELEASES, RELEASE_INDEX, Schema, Type
+from xapi_sim.datamodel import RELEASE_INDEX, RELEASES, Schema, Type
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "derive_relations.py"
 DOC = json.loads(resources.files("xapi_sim").joinpath("data/relations.json").read_text())

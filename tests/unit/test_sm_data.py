@@ -10,7 +10,8 @@ import threading
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from xapi_sim import catalogue
 from xapi_sim.catalogue import CatalogueError, validate_sm

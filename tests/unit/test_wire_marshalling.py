@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 from xapi_sim.datamodel import Timestamp
 from xapi_sim.dispatch import _BAD_CHARS
 from xapi_sim.errors import Failure
-from xapi_sim.wire import jsonrpc, xmlrpc as xr
+from xapi_sim.wire import jsonrpc
+from xapi_sim.wire import xmlrpc as xr
 from xapi_sim.wire.values import MAX_RPC_SIZE, is_alive
 
 SETTINGS = settings(max_examples=150, deadline=None,
@@ -57,7 +58,7 @@ def after_xml(v):
     if isinstance(v, int):
         return str(v)
     if isinstance(v, float):
-        return float("%.16g" % v)
+        return float(f"{v:.16g}")
     if isinstance(v, list):
         return [after_xml(x) for x in v]
     return {after_xml(k): after_xml(x) for k, x in v.items()}
@@ -65,7 +66,7 @@ def after_xml(v):
 
 def call_body(encoded_value: str) -> bytes:
     return (f"<methodCall><methodName>m</methodName><params><param>{encoded_value}</param>"
-            f"</params></methodCall>").encode("utf-8")
+            f"</params></methodCall>").encode()
 
 
 # -- XML-RPC: escaping --------------------------------------------------------------------------

@@ -1,9 +1,8 @@
 """Pure formatting of the xe server side (cli_printer.ml, record_util.ml, cli_util.ml):
 ``xapi_sim/xe_server/render.py``."""
-from xapi_sim.xe_server import render as R
-from xapi_sim.wire import cliproto as P
 from xapi_sim.errors import ERRORS
-
+from xapi_sim.wire import cliproto as P
+from xapi_sim.xe_server import render as R
 
 # -- record layout ---------------------------------------------------------------------------
 

@@ -22,8 +22,20 @@ keeps the operations without an error and, during a rolling upgrade, only those 
 """
 from __future__ import annotations
 
-from .operations import (HOST_OPERATION_STRINGS, OTHER_OPERATION_IN_PROGRESS, ErrorTable,
-                         hashtbl_fold_order, intersect, unknown_operation)
+from collections.abc import Iterable
+from typing import Any
+
+from .operations import (
+    HOST_OPERATION_STRINGS,
+    OTHER_OPERATION_IN_PROGRESS,
+    ErrorTable,
+    OpError,
+    Row,
+    Table,
+    hashtbl_fold_order,
+    intersect,
+    unknown_operation,
+)
 
 # host_allowed_operations in Dundee's datamodel.ml (enum order)
 OPERATIONS = ("provision", "evacuate", "shutdown", "reboot", "power_on", "vm_start",
@@ -42,9 +54,9 @@ def operation_to_string(op: str) -> str:
     return HOST_OPERATION_STRINGS[op]
 
 
-def valid_operations(host_ref: str, row: dict, *, live: bool | None,
-                     power_on_plugin: bool = True, plugged_clustered_srs=(),
-                     hosts_down: bool = False, recovering_tasks=()) -> dict:
+def valid_operations(host_ref: str, row: Row, *, live: bool | None,
+                     power_on_plugin: bool = True, plugged_clustered_srs: Iterable[str] = (),
+                     hosts_down: bool = False, recovering_tasks: Iterable[str] = ()) -> Table:
     """``valid_operations``: {op: None or (code, params)} for every host operation.
 
     Facts: ``live`` -- ``host_metrics.live`` (None if the metrics row is missing);
@@ -89,7 +101,7 @@ def valid_operations(host_ref: str, row: dict, *, live: bool | None,
     return t.table
 
 
-def check_operation_error(host_ref: str, row: dict, op: str, **facts):
+def check_operation_error(host_ref: str, row: Row, op: str, **facts: Any) -> OpError | None:
     """``assert_operation_valid`` as a value: None or ``(code, params)``."""
     table = valid_operations(host_ref, row, **facts)
     if op not in table:
@@ -97,7 +109,8 @@ def check_operation_error(host_ref: str, row: dict, op: str, **facts):
     return table[op]
 
 
-def allowed_operations(host_ref: str, row: dict, *, rpu: bool = False, **facts) -> list:
+def allowed_operations(host_ref: str, row: Row, *, rpu: bool = False,
+                       **facts: Any) -> list[str]:
     """``update_allowed_operations`` (xapi's hash-table order; the Miami list only during
     a rolling upgrade)."""
     t = valid_operations(host_ref, row, **facts)

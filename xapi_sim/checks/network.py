@@ -8,11 +8,21 @@ in their bodies, which :func:`pif_check_operation_error` transcribes per message
 from __future__ import annotations
 
 import socket
+from typing import Any
 
 from ..datamodel import NULL_REF
 from . import vm as vm_checks
-from .operations import (OTHER_OPERATION_IN_PROGRESS, VIF_OPERATION_STRINGS, ErrorTable,
-                         hashtbl_fold_order, power_to_string, unknown_operation)
+from .operations import (
+    OTHER_OPERATION_IN_PROGRESS,
+    VIF_OPERATION_STRINGS,
+    ErrorTable,
+    OpError,
+    Row,
+    Table,
+    hashtbl_fold_order,
+    power_to_string,
+    unknown_operation,
+)
 from .storage import _hotplug_errors, _vm_current_op_errors
 
 # -- VIF --------------------------------------------------------------------------------------
@@ -21,8 +31,8 @@ VIF_OPERATIONS = ("attach", "plug", "unplug")     # vif_operations in Dundee's d
 VIF_ALL_OPERATIONS = VIF_OPERATIONS              # Xapi_vif_helpers.all_ops
 
 
-def vif_valid_operations(vif_ref: str, row: dict, *, vm_row: dict, guest_metrics=None,
-                         hvm: bool | None = None) -> dict:
+def vif_valid_operations(vif_ref: str, row: Row, *, vm_row: Row,
+                         guest_metrics: Row | None = None, hvm: bool | None = None) -> Table:
     """``Xapi_vif_helpers.valid_operations`` (Dundee), in order:
 
     1. any operation in progress -> ``OTHER_OPERATION_IN_PROGRESS ["VIF", vif, <op>]`` for
@@ -58,14 +68,14 @@ def vif_valid_operations(vif_ref: str, row: dict, *, vm_row: dict, guest_metrics
     return t.table
 
 
-def vif_check_operation_error(vif_ref: str, row: dict, op: str, **facts):
+def vif_check_operation_error(vif_ref: str, row: Row, op: str, **facts: Any) -> OpError | None:
     table = vif_valid_operations(vif_ref, row, **facts)
     if op not in table:
         return unknown_operation("xapi_vif_helpers", VIF_OPERATION_STRINGS.get(op, op))
     return table[op]
 
 
-def vif_allowed_operations(vif_ref: str, row: dict, **facts) -> list:
+def vif_allowed_operations(vif_ref: str, row: Row, **facts: Any) -> list[str]:
     t = vif_valid_operations(vif_ref, row, **facts)
     return [op for op in hashtbl_fold_order(VIF_ALL_OPERATIONS) if t[op] is None]
 
@@ -102,53 +112,61 @@ def is_valid_cidr(kind: str, cidr: str) -> bool:
     return 0 <= length <= (32 if kind == "ipv4" else 128)
 
 
-def _not_management(ref, row):
+def _not_management(ref: str, row: Row) -> OpError | None:
     if row["management"]:
         return ("PIF_IS_MANAGEMENT_INTERFACE", [ref])
+    return None
 
 
-def _managed(ref, row):
+def _managed(ref: str, row: Row) -> OpError | None:
     if row.get("managed", True) is not True:
         return ("PIF_UNMANAGED", [ref])
+    return None
 
 
-def _no_protection(row, ha_enabled, redo_log_enabled):
+def _no_protection(row: Row, ha_enabled: bool, redo_log_enabled: bool) -> OpError | None:
     if row["currently_attached"]:
         if ha_enabled:
             return ("HA_IS_ENABLED", [])
         if redo_log_enabled:
             return ("REDO_LOG_IS_ENABLED", [])
+    return None
 
 
-def _not_in_bond(ref, row, bond_valid):
+def _not_in_bond(ref: str, row: Row, bond_valid: bool | None) -> OpError | None:
     if bond_valid if bond_valid is not None else row["bond_slave_of"] != NULL_REF:
         return ("PIF_ALREADY_BONDED", [ref])
     if row["bond_master_of"]:
         return ("PIF_ALREADY_BONDED", [ref])
+    return None
 
 
-def _no_vlans(ref, row, allow_forget_of_vlan_pif):
+def _no_vlans(ref: str, row: Row, allow_forget_of_vlan_pif: bool) -> OpError | None:
     if row["VLAN_slave_of"]:
         return ("PIF_VLAN_STILL_EXISTS", [ref])
     if row["VLAN"] != -1 and not allow_forget_of_vlan_pif:
         return ("PIF_VLAN_STILL_EXISTS", [ref])
+    return None
 
 
-def _no_tunnels(ref, row):
+def _no_tunnels(ref: str, row: Row) -> OpError | None:
     if row.get("tunnel_transport_PIF_of"):
         return ("PIF_TUNNEL_STILL_EXISTS", [ref])
     if row.get("tunnel_access_PIF_of"):
         return ("PIF_TUNNEL_STILL_EXISTS", [ref])
+    return None
 
 
-def pif_check_operation_error(pif_ref: str, row: dict, op: str, *, ha_enabled: bool = False,
+def pif_check_operation_error(pif_ref: str, row: Row, op: str, *, ha_enabled: bool = False,
                               redo_log_enabled: bool = False, on_slave: bool = False,
                               bond_valid: bool | None = None,
                               allow_forget_of_vlan_pif: bool = False,
                               host_enabled: bool = True, ha_allow_overcommit: bool = False,
                               protected_vm_on_network: bool = False,
-                              vif_in_use: tuple | None = None, transport_pif=None,
-                              tunnel_access_error=None, args: dict | None = None):
+                              vif_in_use: tuple[str, str] | None = None,
+                              transport_pif: tuple[str, Row] | None = None,
+                              tunnel_access_error: OpError | None = None,
+                              args: dict[str, str] | None = None) -> OpError | None:
     """The preconditions of ``PIF.<op>`` in Dundee's ``xapi_pif.ml``, in body order:
 
     * ``forget``: not the management interface, not bonded, no VLANs (nor a VLAN PIF),

@@ -16,6 +16,17 @@
 """
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable, Mapping
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+# A row as the store holds it (read only here); an operation's error ``(code, params)``;
+# a ``valid_operations`` table: op -> None or its error.
+Row = Mapping[str, Any]
+OpError = tuple[str, list[str]]
+Table = dict[str, OpError | None]
+
 OTHER_OPERATION_IN_PROGRESS = "OTHER_OPERATION_IN_PROGRESS"
 
 # Record_util.power_to_string
@@ -30,15 +41,15 @@ def power_to_string(state: str) -> str:
 class ErrorTable:
     """``valid_operations``' table: op -> None or (code, params); first error wins."""
 
-    def __init__(self, ops):
-        self.table = {op: None for op in ops}
+    def __init__(self, ops: Iterable[str]):
+        self.table: Table = {op: None for op in ops}
 
-    def set_errors(self, code: str, params, ops):
+    def set_errors(self, code: str, params: Iterable[object], ops: Iterable[str]) -> None:
         for op in ops:
             if self.table[op] is None:
                 self.table[op] = (code, [str(p) for p in params])
 
-    def allowed(self) -> list:
+    def allowed(self) -> list[str]:
         """``update_allowed_operations``: the operations without an error, in the order
         xapi's ``Hashtbl.fold (fun k v acc -> if v = None then k :: acc else acc)``
         produces (:func:`hashtbl_fold_order`)."""
@@ -69,7 +80,7 @@ def hash_variant(name: str) -> int:
     return acc - (1 << 31) if acc > 0x3FFFFFFF else acc
 
 
-def _rotl32(x, n):
+def _rotl32(x: int, n: int) -> int:
     return ((x << n) | (x >> (32 - n))) & _M32
 
 
@@ -92,10 +103,10 @@ def caml_hash_int(n: int) -> int:
     return h & 0x3FFFFFFF
 
 
-def hashtbl_fold_order(ops, buckets: int = 16) -> list:
+def hashtbl_fold_order(ops: Iterable[str], buckets: int = 16) -> list[str]:
     """The keys of a ``Hashtbl.create 10`` filled with ``ops`` (in order), as
     ``Hashtbl.fold`` prepending to a list returns them."""
-    table = [[] for _ in range(buckets)]
+    table: list[list[str]] = [[] for _ in range(buckets)]
     for op in ops:
         bucket = table[caml_hash_int(hash_variant(op)) & (buckets - 1)]
         if op not in bucket:
@@ -105,38 +116,38 @@ def hashtbl_fold_order(ops, buckets: int = 16) -> list:
     return walk
 
 
-def unknown_operation(module: str, op_string: str):
+def unknown_operation(module: str, op_string: str) -> OpError:
     """``throw_error``'s answer for an operation the table does not know."""
     return ("INTERNAL_ERROR", [f"{module}.assert_operation_valid unknown operation: {op_string}"])
 
 
-def current_ops(mapping) -> list:
+def current_ops(mapping: Mapping[str, str]) -> list[tuple[str, str]]:
     """A ``current_operations`` map as xapi's ``(task, op)`` list, newest first."""
     return list(mapping.items())
 
 
-def added(mapping, key, op) -> dict:
+def added(mapping: Mapping[str, str], key: str, op: str) -> dict[str, str]:
     """``add_to_current_operations``: the new pair in front (``add_to_map`` prepends)."""
     out = {key: op}
     out.update((k, v) for k, v in mapping.items() if k != key)
     return out
 
 
-def removed(mapping, key) -> dict:
+def removed(mapping: Mapping[str, str], key: str) -> dict[str, str]:
     return {k: v for k, v in mapping.items() if k != key}
 
 
-def setify(xs) -> list:
+def setify(xs: Iterable[T]) -> list[T]:
     """``Listext.List.setify``: duplicates removed, each kept at its last position."""
-    xs = list(xs)
-    return [x for i, x in enumerate(xs) if x not in xs[i + 1:]]
+    items = list(xs)
+    return [x for i, x in enumerate(items) if x not in items[i + 1:]]
 
 
-def intersect(xs, ys) -> list:
+def intersect(xs: Iterable[T], ys: Collection[T]) -> list[T]:
     return [x for x in xs if x in ys]
 
 
-def set_difference(xs, ys) -> list:
+def set_difference(xs: Iterable[T], ys: Collection[T]) -> list[T]:
     return [x for x in xs if x not in ys]
 
 

@@ -14,14 +14,21 @@ during an RPU in its own body, not here).
 """
 from __future__ import annotations
 
-from .operations import (POOL_OPERATION_STRINGS, ErrorTable, hashtbl_fold_order,
-                         unknown_operation)
+from .operations import (
+    POOL_OPERATION_STRINGS,
+    ErrorTable,
+    OpError,
+    Row,
+    Table,
+    hashtbl_fold_order,
+    unknown_operation,
+)
 
 OPERATIONS = ("ha_enable", "ha_disable")
 ALL_OPERATIONS = OPERATIONS
 
 
-def valid_operations(pool_ref: str, row: dict) -> dict:
+def valid_operations(pool_ref: str, row: Row) -> Table:
     current = [op for _, op in row["current_operations"].items()]
     t = ErrorTable(ALL_OPERATIONS)
     if "ha_enable" in current:
@@ -37,13 +44,13 @@ def valid_operations(pool_ref: str, row: dict) -> dict:
     return t.table
 
 
-def check_operation_error(pool_ref: str, row: dict, op: str):
+def check_operation_error(pool_ref: str, row: Row, op: str) -> OpError | None:
     table = valid_operations(pool_ref, row)
     if op not in table:
         return unknown_operation("xapi_pool_helpers", POOL_OPERATION_STRINGS.get(op, op))
     return table[op]
 
 
-def allowed_operations(pool_ref: str, row: dict) -> list:
+def allowed_operations(pool_ref: str, row: Row) -> list[str]:
     t = valid_operations(pool_ref, row)
     return [op for op in hashtbl_fold_order(ALL_OPERATIONS) if t[op] is None]

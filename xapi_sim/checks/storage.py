@@ -8,11 +8,25 @@ Dundee's ``Smint.string_to_capability_table`` are ignored as xapi ignores them.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 from . import vm as vm_checks
-from .operations import (OTHER_OPERATION_IN_PROGRESS, SR_OPERATION_STRINGS,
-                         VBD_OPERATION_STRINGS, VDI_OPERATION_STRINGS, ErrorTable,
-                         hashtbl_fold_order, power_to_string, set_difference, setify,
-                         unknown_operation)
+from .operations import (
+    OTHER_OPERATION_IN_PROGRESS,
+    SR_OPERATION_STRINGS,
+    VBD_OPERATION_STRINGS,
+    VDI_OPERATION_STRINGS,
+    ErrorTable,
+    OpError,
+    Row,
+    Table,
+    hashtbl_fold_order,
+    power_to_string,
+    set_difference,
+    setify,
+    unknown_operation,
+)
 
 # Smint.string_to_capability_table (Dundee)
 CAPABILITIES = ("SR_PROBE", "SR_UPDATE", "SR_SUPPORTS_LOCAL_CACHING", "SR_METADATA",
@@ -22,7 +36,7 @@ CAPABILITIES = ("SR_PROBE", "SR_UPDATE", "SR_SUPPORTS_LOCAL_CACHING", "SR_METADA
                 "VDI_GENERATE_CONFIG", "VDI_ATTACH_OFFLINE", "VDI_RESET_ON_BOOT", "SR_STATS")
 
 
-def sm_features(features) -> set:
+def sm_features(features: Iterable[str]) -> set[str]:
     """``features_of_sr_internal``: the known capability names among ``features`` (an
     ``SM.features`` map or any iterable of names)."""
     return {f for f in features if f in CAPABILITIES}
@@ -42,11 +56,12 @@ SR_ALL_OPERATIONS = ("scan", "destroy", "forget", "plug", "unplug", "vdi_create"
 SR_CAPABILITY = {"vdi_create": "VDI_CREATE", "vdi_destroy": "VDI_DELETE",
                  "vdi_resize": "VDI_RESIZE", "vdi_introduce": "VDI_INTRODUCE",
                  "update": "SR_UPDATE", "vdi_snapshot": "VDI_SNAPSHOT"}
-SR_SAFE_TO_PARALLELISE = ()
+SR_SAFE_TO_PARALLELISE: tuple[str, ...] = ()
 
 
-def sr_valid_operations(sr_ref: str, row: dict, *, features=(), attached_pbds: bool = False,
-                        managed_vdis: bool = False, cluster_stack_error=None) -> dict:
+def sr_valid_operations(sr_ref: str, row: Row, *, features: Iterable[str] = (),
+                        attached_pbds: bool = False, managed_vdis: bool = False,
+                        cluster_stack_error: OpError | None = None) -> Table:
     """``Xapi_sr_operations.valid_operations``, rules in xapi's order:
 
     1. ``check_sm_features``: operations whose capability the SM lacks (the tools SR
@@ -89,14 +104,14 @@ def sr_valid_operations(sr_ref: str, row: dict, *, features=(), attached_pbds: b
     return t.table
 
 
-def sr_check_operation_error(sr_ref: str, row: dict, op: str, **facts):
+def sr_check_operation_error(sr_ref: str, row: Row, op: str, **facts: Any) -> OpError | None:
     table = sr_valid_operations(sr_ref, row, **facts)
     if op not in table:
         return unknown_operation("xapi_sr", SR_OPERATION_STRINGS.get(op, op))
     return table[op]
 
 
-def sr_allowed_operations(sr_ref: str, row: dict, **facts) -> list:
+def sr_allowed_operations(sr_ref: str, row: Row, **facts: Any) -> list[str]:
     t = sr_valid_operations(sr_ref, row, **facts)
     return [op for op in hashtbl_fold_order(SR_ALL_OPERATIONS) if t[op] is None]
 
@@ -112,11 +127,12 @@ VDI_UPDATE_ORDER = ("snapshot", "copy", "clone", "destroy", "resize", "update",
 _HA_TYPES = ("ha_statefile", "redo_log")
 
 
-def vdi_check_operation_error(vdi_ref: str, row: dict, op: str, *, ha_enabled: bool = False,
+def vdi_check_operation_error(vdi_ref: str, row: Row, op: str, *, ha_enabled: bool = False,
                               sr_type: str = "", sr_is_tools_sr: bool = False,
-                              sr_attached_pbds: bool = True, vbds=(), features=(),
+                              sr_attached_pbds: bool = True, vbds: Iterable[Row] = (),
+                              features: Iterable[str] = (),
                               ha_enable_in_progress: bool = False,
-                              ha_disable_in_progress: bool = False):
+                              ha_disable_in_progress: bool = False) -> OpError | None:
     """``Xapi_vdi.check_operation_error`` (Dundee), in its order:
 
     1. any current operation but ``copy`` -> ``OTHER_OPERATION_IN_PROGRESS ["VDI", vdi]``;
@@ -152,7 +168,7 @@ def vdi_check_operation_error(vdi_ref: str, row: dict, op: str, *, ha_enabled: b
     vtype = row["type"]
     ha_protected = ha_enabled and vtype in _HA_TYPES
 
-    def needs(cap):
+    def needs(cap: str) -> OpError | None:
         return None if cap in caps else ("SR_OPERATION_NOT_SUPPORTED", [sr])
 
     if op == "forget":
@@ -202,7 +218,7 @@ def vdi_check_operation_error(vdi_ref: str, row: dict, op: str, *, ha_enabled: b
     return None
 
 
-def vdi_allowed_operations(vdi_ref: str, row: dict, **facts) -> list:
+def vdi_allowed_operations(vdi_ref: str, row: Row, **facts: Any) -> list[str]:
     """``update_allowed_operations_internal``: xapi prepends each passing operation, so
     the result is :data:`VDI_UPDATE_ORDER` reversed."""
     ok = [op for op in VDI_UPDATE_ORDER
@@ -223,19 +239,20 @@ VBD_SAFE_TO_PARALLELISE = ("pause", "unpause")
 _VM_OPS_BLOCKING_HOTPLUG = ("clean_shutdown", "hard_shutdown", "suspend", "pause")
 
 
-def is_system_domain(vm_row) -> bool:
+def is_system_domain(vm_row: Row) -> bool:
     """``System_domains.is_system_domain``: the control domain, or
     ``other_config:is_system_domain`` is exactly "true" (OCaml ``bool_of_string``)."""
     return vm_row["is_control_domain"] or \
         (vm_row.get("other_config") or {}).get("is_system_domain") == "true"
 
 
-def _hotplug_errors(t, vm_ref, vm_row, guest_metrics, hvm, field, what, ops):
+def _hotplug_errors(t: ErrorTable, vm_ref: str, vm_row: Row, guest_metrics: Row | None,
+                    hvm: bool, field: str, what: str, ops: list[str]) -> None:
     """The PV-driver rule shared by VBD and VIF plug/unplug of a running HVM guest."""
     if vm_row["power_state"] != "Running" or not hvm:
         return
 
-    def fallback():
+    def fallback() -> None:
         if not vm_checks.has_pv_drivers(guest_metrics):
             t.set_errors("VM_MISSING_PV_DRIVERS", [vm_ref], ops)
 
@@ -252,7 +269,7 @@ def _hotplug_errors(t, vm_ref, vm_row, guest_metrics, hvm, field, what, ops):
     fallback()
 
 
-def _vm_current_op_errors(t, vm_ref, vm_row, ops):
+def _vm_current_op_errors(t: ErrorTable, vm_ref: str, vm_row: Row, ops: list[str]) -> None:
     for _, op in vm_row["current_operations"].items():
         if op in _VM_OPS_BLOCKING_HOTPLUG:
             t.set_errors("OPERATION_NOT_ALLOWED",
@@ -260,9 +277,11 @@ def _vm_current_op_errors(t, vm_ref, vm_row, ops):
                           f"{vm_checks.operation_to_string(op)}"], ops)
 
 
-def vbd_valid_operations(vbd_ref: str, row: dict, *, vm_row: dict, guest_metrics=None,
-                         hvm: bool | None = None, vdi_row: dict | None = None,
-                         other_vbds=(), expensive_sharing_checks: bool = True) -> dict:
+def vbd_valid_operations(vbd_ref: str, row: Row, *, vm_row: Row,
+                         guest_metrics: Row | None = None, hvm: bool | None = None,
+                         vdi_row: Row | None = None,
+                         other_vbds: Iterable[tuple[Row, Row]] = (),
+                         expensive_sharing_checks: bool = True) -> Table:
     """``Xapi_vbd_helpers.valid_operations`` (Dundee), rules in xapi's order:
 
     1. an operation in progress blocks all but pause/unpause; anything but pause/unpause
@@ -357,7 +376,7 @@ def vbd_valid_operations(vbd_ref: str, row: dict, *, vm_row: dict, guest_metrics
     return t.table
 
 
-def vbd_check_operation_error(vbd_ref: str, row: dict, op: str, **facts):
+def vbd_check_operation_error(vbd_ref: str, row: Row, op: str, **facts: Any) -> OpError | None:
     """``assert_operation_valid`` (expensive sharing checks on) as a value."""
     table = vbd_valid_operations(vbd_ref, row, **facts)
     if op not in table:
@@ -365,7 +384,7 @@ def vbd_check_operation_error(vbd_ref: str, row: dict, op: str, **facts):
     return table[op]
 
 
-def vbd_allowed_operations(vbd_ref: str, row: dict, **facts) -> list:
+def vbd_allowed_operations(vbd_ref: str, row: Row, **facts: Any) -> list[str]:
     """``update_allowed_operations``: without the expensive sharing checks (CA-20808)."""
     facts = dict(facts, expensive_sharing_checks=False)
     t = vbd_valid_operations(vbd_ref, row, **facts)

@@ -38,9 +38,18 @@ Not in Dundee (later xen-api): ``VM_HVM_REQUIRED``, ``check_drivers``/
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
 from ..datamodel import NULL_REF
-from .operations import (OTHER_OPERATION_IN_PROGRESS, intersect, ocaml_int_of_string,
-                         power_to_string)
+from .operations import (
+    OTHER_OPERATION_IN_PROGRESS,
+    OpError,
+    Row,
+    intersect,
+    ocaml_int_of_string,
+    power_to_string,
+)
 
 # The vm_operations enum as Dundee's ocaml/idl/datamodel.ml declares it (its order).
 OPERATIONS = (
@@ -61,7 +70,7 @@ H, P, S, R = "Halted", "Paused", "Suspended", "Running"
 
 # allowed_power_states: the power states each operation may start in (order as in xapi,
 # which is the order of VM_BAD_POWER_STATE's "expected"). clone/copy: see _power_states.
-ALLOWED_POWER_STATES = {
+ALLOWED_POWER_STATES: dict[str, tuple[str, ...]] = {
     "import": (),
     **{op: (H,) for op in ("changing_memory_limits", "changing_shadow_memory",
                            "changing_static_range", "changing_VCPUs", "make_into_template",
@@ -132,13 +141,13 @@ DEFAULT_TEMPLATE_KEY = "default_template"    # Xapi_globs.default_template_key
 DOM0_MESSAGE = "Operations on domain 0 are not allowed"
 
 
-def bool_of_assoc(key, mapping) -> bool:
+def bool_of_assoc(key: str, mapping: Mapping[str, str]) -> bool:
     """``Xapi_vm_lifecycle.bool_of_assoc``: "1" or any case of "true"."""
     v = mapping.get(key)
     return v is not None and (v == "1" or v.lower() == "true")
 
 
-def _power_states(row, op, clone_suspended_vm_enabled):
+def _power_states(row: Row, op: str, clone_suspended_vm_enabled: bool) -> tuple[str, ...]:
     if op in ("clone", "copy"):
         if row["is_a_snapshot"] or clone_suspended_vm_enabled:
             return (H, S)
@@ -146,14 +155,15 @@ def _power_states(row, op, clone_suspended_vm_enabled):
     return ALLOWED_POWER_STATES[op]
 
 
-def allowed_power_states(row, op, clone_suspended_vm_enabled=False) -> tuple:
+def allowed_power_states(row: Row, op: str, clone_suspended_vm_enabled: bool = False,
+                         ) -> tuple[str, ...]:
     """``allowed_power_states``: the states ``op`` may start in."""
     if op not in ALLOWED_POWER_STATES:
         raise ValueError(f"not a Dundee vm_operations value: {op!r}")
     return _power_states(row, op, clone_suspended_vm_enabled)
 
 
-def expected_states(row, op, clone_suspended_vm_enabled=False) -> str:
+def expected_states(row: Row, op: str, clone_suspended_vm_enabled: bool = False) -> str:
     """VM_BAD_POWER_STATE's ``expected``: the allowed states, lower case, ", "-joined."""
     return ", ".join(power_to_string(s) for s in
                      allowed_power_states(row, op, clone_suspended_vm_enabled))
@@ -171,25 +181,25 @@ _STATE_MACHINE = ((("snapshot_with_quiesce",), "snapshot"),
                   (("migrate_send",), "start_on"))
 
 
-def is_allowed_concurrently(op: str, current) -> bool:
+def is_allowed_concurrently(op: str, current: Iterable[str]) -> bool:
     """``is_allowed_concurrently``: may ``op`` start while ``current`` (the operations in
     progress, in ``current_operations`` order) run? The power state is not considered."""
-    current = list(current)
+    running = list(current)
 
-    def group(ops):
-        return op in ops and all(o in ops for o in current)
+    def group(ops: Sequence[str]) -> bool:
+        return op in ops and all(o in ops for o in running)
 
     if op == "hard_shutdown":
-        machine = op not in current
+        machine = op not in running
     elif op == "hard_reboot":
-        machine = not any(o in ("hard_shutdown", "hard_reboot") for o in current)
+        machine = not any(o in ("hard_shutdown", "hard_reboot") for o in running)
     else:
-        machine = any(tuple(current) == state and op == transition
+        machine = any(tuple(running) == state and op == transition
                       for state, transition in _STATE_MACHINE)
     return group(_LONG_COPIES) or group(_SNAPSHOT) or group(_BOOT_RECORD) or machine
 
 
-def concurrent_operations_error(vm_ref, current_ops):
+def concurrent_operations_error(vm_ref: str, current_ops: Iterable[tuple[str, str]]) -> OpError:
     """``report_concurrent_operations_error``: ``["VM." ^ op, vm]``, several as
     ``"VM.{a,b}"``."""
     ops = [operation_to_string(op) for _, op in current_ops]
@@ -199,7 +209,7 @@ def concurrent_operations_error(vm_ref, current_ops):
 
 # -- guest features (Xapi_pv_driver_version, check_op_for_feature) --------------------------
 
-def has_pv_drivers(guest_metrics) -> bool:
+def has_pv_drivers(guest_metrics: Row | None) -> bool:
     """``has_pv_drivers (of_guest_metrics gm)``: the guest agent reported a drivers
     version with integer ``major`` and ``minor`` (and integer ``micro``/``build`` if
     present). No guest metrics means no drivers."""
@@ -217,23 +227,24 @@ def has_pv_drivers(guest_metrics) -> bool:
     return True
 
 
-def has_feature(guest_metrics, feature) -> bool:
+def has_feature(guest_metrics: Row | None, feature: str) -> bool:
     """``has_feature``: ``other`` maps ``feature`` to "1"."""
     return guest_metrics is not None and (guest_metrics.get("other") or {}).get(feature) == "1"
 
 
-def booted_hvm(row) -> bool:
+def booted_hvm(row: Row) -> bool:
     """``Helpers.has_booted_hvm_of_record`` as far as the row tells: not the control
     domain, and the boot record's ``HVM_boot_policy`` non-empty. xapi falls back to the
     current record when ``last_booted_record`` does not parse (it is empty here)."""
     return not row["is_control_domain"] and row["HVM_boot_policy"] != ""
 
 
-def check_op_for_feature(vm_ref, row, guest_metrics, op, strict, hvm):
+def check_op_for_feature(vm_ref: str, row: Row, guest_metrics: Row | None, op: str,
+                         strict: bool, hvm: bool) -> OpError | None:
     if row["power_state"] != R or not hvm or has_pv_drivers(guest_metrics):
         return None
 
-    def lacks(feature):
+    def lacks(feature: str) -> bool:
         return not has_feature(guest_metrics, feature)
 
     if op == "clean_shutdown" and strict and lacks("feature-shutdown") \
@@ -252,13 +263,14 @@ def check_op_for_feature(vm_ref, row, guest_metrics, op, strict, hvm):
 
 # -- the check --------------------------------------------------------------------------
 
-def check_operation_error(vm_ref: str, row: dict, op: str, *, guest_metrics=None,
+def check_operation_error(vm_ref: str, row: Row, op: str, *, guest_metrics: Row | None = None,
                           strict: bool = True, clone_suspended_vm_enabled: bool = False,
-                          vdis_reset_and_caching=(), hvm: bool | None = None,
+                          vdis_reset_and_caching: Iterable[tuple[bool, bool]] = (),
+                          hvm: bool | None = None,
                           appliance_valid: bool | None = None,
                           protection_policy_valid: bool | None = None,
                           all_vgpus_nvidia: bool = False,
-                          allow_nvidia_vgpu_migration: bool = False):
+                          allow_nvidia_vgpu_migration: bool = False) -> OpError | None:
     """``Xapi_vm_lifecycle.check_operation_error``: None, or the first ``(code, params)``.
 
     ``row`` is the VM's row. The facts from other objects:
@@ -342,7 +354,7 @@ def check_operation_error(vm_ref: str, row: dict, op: str, *, guest_metrics=None
     return None
 
 
-def allowed_operations(vm_ref: str, row: dict, *, rpu: bool = False, **facts) -> list:
+def allowed_operations(vm_ref: str, row: Row, *, rpu: bool = False, **facts: Any) -> list[str]:
     """``update_allowed_operations``: the operations of :data:`UPDATE_ORDER` whose strict
     check passes, in xapi's (reversed) order; cut to :data:`MIAMI` during a rolling
     upgrade. ``facts`` as for :func:`check_operation_error` (``strict`` is forced)."""

@@ -14,43 +14,57 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Iterable, Iterator
 
+from .. import install_storage
+from ..allowed import (  # noqa: F401 -- used by classes
+    SIMULATED_GUEST_TOOLS,
+    OperationPolicy,
+    allowed_operations,
+    drop_stale_operations,
+    host_facts,
+    operation_error,
+    refresh_all_allowed,
+    refresh_allowed,
+    refresh_host_allowed,
+    refresh_pool_allowed,
+    refresh_vm_allowed,
+    rpu_in_progress,
+    vm_facts,
+)
 from ..checks import host as host_checks
-from ..checks.operations import OTHER_OPERATION_IN_PROGRESS, added, removed
+from ..checks.operations import OTHER_OPERATION_IN_PROGRESS, OpError, added, removed
 from ..datamodel import NULL_REF
+from ..dispatch import Call
 from ..errors import Failure, internal
 from ..levelling import featureset, policy
-from .. import install_storage
-from ..allowed import (SIMULATED_GUEST_TOOLS, OperationPolicy,  # noqa: F401 -- used by classes
-                       allowed_operations, drop_stale_operations, host_facts, operation_error,
-                       refresh_all_allowed, refresh_allowed, refresh_host_allowed,
-                       refresh_pool_allowed, refresh_vm_allowed, rpu_in_progress, vm_facts)
+from ..runtime import MAX_VCPUS_PER_VM, MAX_VM_MEMORY, MAX_VMS_PER_HOST, HostRuntime
+from ..store import Row
 from ..tasks import Tasks
-from ..runtime import MAX_VCPUS_PER_VM, MAX_VM_MEMORY, MAX_VMS_PER_HOST
 
 log = logging.getLogger(__name__)
 
 
-def is_hvm(vm_row) -> bool:
+def is_hvm(vm_row: Row) -> bool:
     """Dundee decides PV or HVM by ``HVM_boot_policy <> ""`` (Helpers.will_boot_hvm)."""
     return vm_row["HVM_boot_policy"] != ""
 
 
-def power(vm_row) -> str:
+def power(vm_row: Row) -> str:
     return vm_row["power_state"]
 
 
-def runtime_host(call, host_ref):
+def runtime_host(call: Call, host_ref: str) -> HostRuntime:
     """The HostRuntime of a host of the caller's pool (HANDLE_INVALID otherwise)."""
     call.db.get("host", host_ref)
     return call.world.host(host_ref)
 
 
-def platform_version(call, host_ref) -> str:
+def platform_version(call: Call, host_ref: str) -> str:
     return call.db.get("host", host_ref)["software_version"].get("platform_version", "0.0.0")
 
 
-def version_cmp(call, a_ref, b_ref) -> int:
+def version_cmp(call: Call, a_ref: str, b_ref: str) -> int:
     try:
         return policy.compare_platform_versions(platform_version(call, a_ref),
                                                 platform_version(call, b_ref))
@@ -58,13 +72,13 @@ def version_cmp(call, a_ref, b_ref) -> int:
         raise internal(str(e)) from None
 
 
-def rpu(call) -> bool:
+def rpu(call: Call) -> bool:
     return call.world.rolling_upgrade_in_progress(call.pool)
 
 
-def highest_version_hosts(call) -> list:
+def highest_version_hosts(call: Call) -> list[str]:
     refs = call.db.refs("host")
-    best = []
+    best: list[str] = []
     for r in refs:
         if not best or version_cmp(call, r, best[0]) > 0:
             best = [r]
@@ -73,24 +87,25 @@ def highest_version_hosts(call) -> list:
     return best
 
 
-def assert_highest_version(call, host_ref):
+def assert_highest_version(call: Call, host_ref: str) -> None:
     """During RPU, start_on/resume_on need a host of the highest version in the pool."""
     if rpu(call) and host_ref not in highest_version_hosts(call):
         raise Failure("NOT_SUPPORTED_DURING_UPGRADE")
 
 
-def check_cpu(call, vm_ref, vm_row, host_ref):
+def check_cpu(call: Call, vm_ref: str, vm_row: Row, host_ref: str) -> None:
     """``Cpuid_helpers.assert_vm_is_compatible`` against the destination host (§9)."""
     try:
         reason = policy.check_vm_compatible(vm_row["power_state"], vm_row["last_boot_CPU_flags"],
-                                            is_hvm(vm_row), call.db.get("host", host_ref)["cpu_info"])
+                                            is_hvm(vm_row),
+                                            call.db.get("host", host_ref)["cpu_info"])
     except featureset.InvalidFeatureString as e:
         raise internal(f"Cpuid_helpers.InvalidFeatureString(\"{e}\")") from None
     if reason:
         raise Failure("VM_INCOMPATIBLE_WITH_THIS_HOST", vm_ref, host_ref, reason)
 
 
-def update_cpu_flags(call, vm_ref, host_ref):
+def update_cpu_flags(call: Call, vm_ref: str, host_ref: str) -> None:
     """``Cpuid_helpers.update_cpu_flags`` after a migrate/resume (§11)."""
     row = call.db.get("VM", vm_ref)
     try:
@@ -102,7 +117,7 @@ def update_cpu_flags(call, vm_ref, host_ref):
         call.db.set("VM", vm_ref, "last_boot_CPU_flags", new)
 
 
-def assert_vm_limits(vm_ref, vm_row):
+def assert_vm_limits(vm_ref: str, vm_row: Row) -> None:
     """Dundee's configuration limits: 32 vCPUs and 1.5 TiB per VM."""
     if vm_row["VCPUs_max"] > MAX_VCPUS_PER_VM:
         raise Failure("VM_TOO_MANY_VCPUS", vm_ref)
@@ -113,7 +128,8 @@ def assert_vm_limits(vm_ref, vm_row):
                       f"memory_static_max <= {MAX_VM_MEMORY}")
 
 
-def assert_can_boot_here(call, vm_ref, vm_row, host_ref, cpu_check=False, memory=True):
+def assert_can_boot_here(call: Call, vm_ref: str, vm_row: Row, host_ref: str,
+                         cpu_check: bool = False, memory: bool = True) -> None:
     """``Xapi_vm_helpers.assert_can_boot_here`` (Dundee: no CPU check unless asked)."""
     h = runtime_host(call, host_ref)
     hrow = call.db.get("host", host_ref)
@@ -138,7 +154,7 @@ def assert_can_boot_here(call, vm_ref, vm_row, host_ref, cpu_check=False, memory
                 raise Failure("HOST_NOT_ENOUGH_FREE_MEMORY", need, free)
 
 
-def choose_host(call, vm_ref, vm_row, cpu_check):
+def choose_host(call: Call, vm_ref: str, vm_row: Row, cpu_check: bool) -> str:
     """``choose_host_for_vm``: the affinity host if it qualifies, else the qualifying host
     with most free memory; during RPU only highest-version hosts. NO_HOSTS_AVAILABLE if none.
     Placement retries once without the memory check before giving up (resume, §8)."""
@@ -162,7 +178,7 @@ def choose_host(call, vm_ref, vm_row, cpu_check):
     raise Failure("NO_HOSTS_AVAILABLE")
 
 
-def assert_resident_host_live(call, vm_row):
+def assert_resident_host_live(call: Call, vm_row: Row) -> None:
     """Operations on a running VM are forwarded to its host: a dead one gives
     HOST_OFFLINE [host] (message_forwarding.ml ``do_op_on`` / ``check_live``)."""
     host = vm_row["resident_on"]
@@ -175,14 +191,15 @@ def assert_resident_host_live(call, vm_row):
 
 # -- operations on objects: facts, checks, allowed_operations, current_operations ---------
 
-def assert_operation_valid(call, cls, ref, op, strict=True):
+def assert_operation_valid(call: Call, cls: str, ref: str, op: str, strict: bool = True) -> None:
     """``assert_operation_valid``: raise the class check's error, if any."""
     err = operation_error(call.world, call.db, cls, ref, op, strict)
     if err is not None:
         raise Failure(err[0], *err[1])
 
 
-def _check_waiting(call, cls, ref, op, strict, wait):
+def _check_waiting(call: Call, cls: str, ref: str, op: str, strict: bool,
+                   wait: bool) -> OpError | None:
     """``Helpers.retry``: while the check says ``OTHER_OPERATION_IN_PROGRESS``, wait for
     the database to change (releasing its lock) and check again, until the policy's
     ``max_wait``; TASK_CANCELLED if the caller's task is cancelled meanwhile."""
@@ -215,7 +232,7 @@ CANCEL_ON_ENTRY = {
 }
 
 
-def _cancel_and_wait(call, vm_ref, key, ops):
+def _cancel_and_wait(call: Call, vm_ref: str, key: str, ops: Iterable[str]) -> None:
     db = call.db
     victims = [t for t, op in db.get("VM", vm_ref)["current_operations"].items()
                if op in ops and t != key]
@@ -246,14 +263,14 @@ class Operation:
     simulator's rule); a long operation (``task.timed``) is marked at once and shows for
     its whole duration."""
 
-    __slots__ = ("call", "cls", "ref", "op", "key", "marked", "recorded")
+    __slots__ = ("call", "cls", "key", "marked", "op", "recorded", "ref")
 
-    def __init__(self, call, cls, ref, op, key):
+    def __init__(self, call: Call, cls: str, ref: str, op: str, key: str):
         self.call, self.cls, self.ref, self.op, self.key = call, cls, ref, op, key
         self.marked = False
         self.recorded = False
 
-    def mark(self):
+    def mark(self) -> None:
         """``add_to_current_operations`` + ``update_allowed_operations`` (a host during a
         rolling upgrade records only Miami operations); for VM hard_shutdown/hard_reboot,
         cancel the operations they override and wait for them."""
@@ -274,8 +291,8 @@ class Operation:
                 _cancel_and_wait(call, self.ref, self.key, CANCEL_ON_ENTRY[self.op])
 
 
-def begin_operation(call, cls, ref, op, *, strict=True, wait=True, key=None,
-                    mark=True) -> Operation:
+def begin_operation(call: Call, cls: str, ref: str, op: str, *, strict: bool = True,
+                    wait: bool = True, key: str | None = None, mark: bool = True) -> Operation:
     """The entry of ``with_vm_operation`` / ``with_host_operation``: the class's check
     (waiting out operations it may not run with), then -- unless ``mark`` is False --
     :meth:`Operation.mark`."""
@@ -295,7 +312,7 @@ def begin_operation(call, cls, ref, op, *, strict=True, wait=True, key=None,
         return token
 
 
-def end_operation(call, token: Operation, succeeded=True):
+def end_operation(call: Call, token: Operation, succeeded: bool = True) -> None:
     """The exit: remove this call's entry and refresh ``allowed_operations`` (if the object
     still exists). An operation refused before it was marked writes nothing."""
     if not token.marked:
@@ -317,7 +334,8 @@ def end_operation(call, token: Operation, succeeded=True):
 
 
 @contextlib.contextmanager
-def with_operation(call, cls, ref, op, *, strict=True, wait=True):
+def with_operation(call: Call, cls: str, ref: str, op: str, *, strict: bool = True,
+                   wait: bool = True) -> Iterator[Operation]:
     """``with_vm_operation`` / ``with_host_operation``: ``assert_operation_valid``
     (retried while other operations exclude this one), then the body, which calls
     ``token.mark()`` once its own checks pass; afterwards the entry is removed and
@@ -328,7 +346,7 @@ def with_operation(call, cls, ref, op, *, strict=True, wait=True):
     except BaseException:
         try:
             end_operation(call, token, False)
-        except Exception:  # noqa: BLE001 -- xapi ignores errors of the clean-up (try ... with _)
+        except Exception:
             log.exception("clearing %s %s of %s %s", token.op, token.key, cls, ref)
         raise
     # after a success the clean-up is part of the call: if it fails, the call fails and its

@@ -21,9 +21,9 @@ import threading
 import time
 
 from ..datamodel import NO_EVENTS
-from ..sessions import SESSION_DELETED_HOOKS
 from ..dispatch import api
 from ..errors import Failure
+from ..sessions import SESSION_DELETED_HOOKS
 from ..wire.values import I4
 
 EVENT_FROM_DELAY = 0.05     # xapi_globs event_from_delay: batching before/between polls
@@ -77,7 +77,8 @@ def parse_token(token: str) -> int:
 def _subscriptions(db, classes):
     """(set of class names, {class: set(refs)} of single-object subscriptions)."""
     schema = db.schema
-    names, objs = set(), {}
+    names: set[str] = set()
+    objs: dict[str, set[str]] = {}
     for c in classes:
         if c == "*":
             names.update(n for n in schema.classes if n not in NO_EVENTS)
@@ -193,7 +194,7 @@ class EventQueues:
         self.lock = threading.Lock()
 
     @classmethod
-    def of(cls, world) -> "EventQueues":
+    def of(cls, world) -> EventQueues:
         return world.service(cls)
 
     def on_session_deleted(self, ref):

@@ -20,6 +20,8 @@ Mirrors xen-api Dundee ``ocaml/xapi/xapi_host.ml``, ``xapi_host_helpers.ml`` and
 """
 from __future__ import annotations
 
+from typing import Any
+
 from ..datamodel import NULL_REF
 from ..dispatch import api
 from ..errors import Failure
@@ -55,7 +57,7 @@ def enable(call, host):
         if h.disabled_until_reboot:
             raise Failure("HOST_DISABLED_UNTIL_REBOOT", host)
         oc = row["other_config"]
-        changes = {"enabled": True}
+        changes: dict[str, Any] = {"enabled": True}
         if "MAINTENANCE_MODE" in oc:
             changes["other_config"] = {k: v for k, v in oc.items() if k != "MAINTENANCE_MODE"}
         call.db.update("host", host, **changes)
@@ -124,7 +126,7 @@ def get_vms_which_prevent_evacuation(call, self):
 
 def _execute_plan(call, host, op):
     plan = evacuation_plan(call, host)
-    for vm, target in plan.items():
+    for target in plan.values():
         if isinstance(target, Failure):
             raise target
     op.mark()
@@ -152,7 +154,7 @@ def _stop_vms(call, h):
             pool_migrate(call, vm, target, {})
         except Failure:
             pass
-    for vm, row in call.world.resident_vms(h):
+    for vm, _row in call.world.resident_vms(h):
         _set_power(call, vm, "Halted")
 
 

@@ -5,8 +5,13 @@ from __future__ import annotations
 
 from ..dispatch import api
 from ..errors import Failure
-from ..sessions import (CHANGE_PASSWORD_REFUSED, LocalSessions, authenticate,  # noqa: F401
-                        create_session, destroy_session)
+from ..sessions import (  # noqa: F401
+    CHANGE_PASSWORD_REFUSED,
+    LocalSessions,
+    authenticate,
+    create_session,
+    destroy_session,
+)
 
 
 @api("session.login_with_password")

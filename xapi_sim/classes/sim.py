@@ -9,11 +9,12 @@ from __future__ import annotations
 from .. import products
 from ..dispatch import control
 from ..errors import Failure
-from ..levelling import cpus, featureset
 from ..faults import Faults
-from ..scenario_spec import ScenarioError, _host as _parse_host_spec, parse_size
-from ..sessions import AuthStats
+from ..levelling import cpus, featureset
 from ..runtime import MAX_PCPUS_PER_HOST, GiB, Hardware
+from ..scenario_spec import ScenarioError, parse_size
+from ..scenario_spec import _host as _parse_host_spec
+from ..sessions import AuthStats
 
 MAX_HOST_MEMORY = 64 << 40   # a sanity bound (int64-safe), not a product limit
 

@@ -95,7 +95,7 @@ def set_vcpus_at_startup(call, self, value):
 
 def _string_of_float(v) -> str:
     """OCaml ``string_of_float`` (``%.12g``, a trailing "." when integral)."""
-    text = "%.12g" % float(v)
+    text = f"{float(v):.12g}"
     return text + "." if text.lstrip("-").isdigit() else text
 
 

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Any, NotRequired, TypedDict
 
 import attrs
 
@@ -29,13 +30,19 @@ from . import featureset as fs
 
 _DATA_PATH = Path(__file__).resolve().parent.parent / "data" / "cpus.json"
 with open(_DATA_PATH, encoding="utf-8") as _fh:
-    DATA: dict = json.load(_fh)
+    DATA: dict[str, Any] = json.load(_fh)
+
+# A host's ``cpu_info``: a XAPI map(string, string) whose keys depend on the release
+# (DUNDEE_KEYS, CREAM_KEYS), so a plain map rather than a TypedDict.
+CpuInfo = dict[str, str]
+# An era of the catalogue's rule engine (``cpus.json`` "eras"), as loaded.
+Era = dict[str, Any]
 
 COMMON_1D_MASK: int = DATA["common_1d_mask"]
 NUM_WORDS: int = len(DATA["featureset_words"])
-DEPENDENCIES: dict = DATA["dependencies"]
-ERAS: dict = {era["id"]: era for era in DATA["eras"]}
-OBSERVED_OUTPUTS: tuple = tuple(DATA["observed_outputs"])
+DEPENDENCIES: dict[str, list[str]] = DATA["dependencies"]
+ERAS: dict[str, Era] = {era["id"]: era for era in DATA["eras"]}
+OBSERVED_OUTPUTS: tuple[Any, ...] = tuple(DATA["observed_outputs"])
 RELEASES = ("dundee", "cream")
 DUNDEE_KEYS = ("cpu_count", "socket_count", "vendor", "speed", "modelname", "family",
                "model", "stepping", "flags", "features", "features_pv", "features_hvm")
@@ -71,7 +78,7 @@ class Feature:
     name: str
     word: int
     bit: int
-    attrs_by_xen: tuple          # ((xen_version, letters or None), ...); None = unknown
+    attrs_by_xen: tuple[tuple[str, str | None], ...]   # None = unknown to that Xen
     linux: str | None            # /proc/cpuinfo spelling; None = Linux hides it
 
     def attr(self, xen: str) -> str | None:
@@ -91,20 +98,29 @@ class CpuModel:
     modelname: str
     masking: str                 # pre-Dundee cpu_info "maskable": no | base | full
     xen_levelling: str
-    flags: tuple                 # Xen feature names, facts from QEMU's model table
-    host_extra_flags: tuple      # bits real silicon has that the QEMU model leaves out
-    microcode_flags: tuple       # speculation-control bits added by 2018-2019+ microcode
-    speed: str                   # synthetic "cpu MHz" string
-    derived_featuresets: Mapping = attrs.field(eq=False, hash=False, repr=False)
+    flags: tuple[str, ...]             # Xen feature names, facts from QEMU's model table
+    host_extra_flags: tuple[str, ...]  # bits real silicon has that the QEMU model leaves out
+    microcode_flags: tuple[str, ...]   # speculation-control bits added by 2018-2019+ microcode
+    speed: str                         # synthetic "cpu MHz" string
+    derived_featuresets: Mapping[str, Any] = attrs.field(eq=False, hash=False, repr=False)
 
 
-FEATURES: dict = {
+class HostFeaturesets(TypedDict):
+    """``host_featuresets``: the PV/HVM strings, and the ``*_host`` ones after xen-4.7."""
+
+    features_pv: str
+    features_hvm: str
+    features_pv_host: NotRequired[str]
+    features_hvm_host: NotRequired[str]
+
+
+FEATURES: dict[str, Feature] = {
     f["name"]: Feature(f["name"], f["word"], f["bit"], tuple(f["attrs"].items()), f["linux"])
     for f in DATA["features"]
 }
-_BY_POSITION: dict = {(f.word, f.bit): f for f in FEATURES.values()}
+_BY_POSITION: dict[tuple[int, int], Feature] = {(f.word, f.bit): f for f in FEATURES.values()}
 
-MODELS: dict = {
+MODELS: dict[str, CpuModel] = {
     m["name"]: CpuModel(
         name=m["name"], vendor=m["vendor"], family=m["family"], model=m["model"],
         stepping=m["stepping"], modelname=m["modelname"], masking=m["masking"],
@@ -145,15 +161,15 @@ def to_featureset(names: Iterable[str], word_count: int = NUM_WORDS) -> fs.Featu
     return tuple(words[:word_count])
 
 
-def feature_names(featureset: Sequence[int]) -> list:
+def feature_names(featureset: Sequence[int]) -> list[str]:
     """Names of the catalogue features set in ``featureset``, in (word, bit) order (§2.4)."""
     return [f.name for (w, b), f in sorted(_BY_POSITION.items())
             if w < len(featureset) and featureset[w] >> b & 1]
 
 
-def dependents(names: Iterable[str]) -> frozenset:
+def dependents(names: Iterable[str]) -> frozenset[str]:
     """Features transitively depending on ``names`` (Xen gen-cpuid.py; cpu-featuresets §1.1)."""
-    out: set = set()
+    out: set[str] = set()
     todo = list(names)
     while todo:
         for child in DEPENDENCIES.get(todo.pop(), ()):
@@ -164,7 +180,7 @@ def dependents(names: Iterable[str]) -> frozenset:
 
 
 def host_features(model_name: str, hidden_features: Iterable[str] = (),
-                  microcode: bool = False) -> frozenset:
+                  microcode: bool = False) -> frozenset[str]:
     """The host's CPUID feature names: model flags + silicon extras (+ microcode) (§1.1).
 
     ``hidden_features`` (firmware/microcode/Xen command line, e.g. ``["hle", "rtm"]``) are
@@ -184,8 +200,8 @@ def host_features(model_name: str, hidden_features: Iterable[str] = (),
 
 @attrs.frozen
 class _Ctx:
-    era: dict
-    host: frozenset
+    era: Era
+    host: frozenset[str]
     vendor: str
     family: int
     model: int
@@ -201,7 +217,7 @@ def _attr(ctx: _Ctx, name: str) -> str | None:
     return attr
 
 
-def _masked(ctx: _Ctx, names: Iterable[str], mask: str) -> set:
+def _masked(ctx: _Ctx, names: Iterable[str], mask: str) -> set[str]:
     out = set()
     for name in names:
         attr = _attr(ctx, name)
@@ -210,12 +226,12 @@ def _masked(ctx: _Ctx, names: Iterable[str], mask: str) -> set:
     return out
 
 
-def _sanitise(names: set) -> set:
+def _sanitise(names: set[str]) -> set[str]:
     missing = [dep for dep in DEPENDENCIES if dep not in names]
     return names - dependents(missing)
 
 
-def _xen_adjust(ctx: _Ctx, rule: dict, names: set) -> set:
+def _xen_adjust(ctx: _Ctx, rule: dict[str, Any], names: set[str]) -> set[str]:
     """Step 3: the Xen-side additions and removals, in the rule engine's order."""
     host, vendor = ctx.host, ctx.vendor
     names |= set(rule.get("add", ()))
@@ -234,7 +250,7 @@ def _xen_adjust(ctx: _Ctx, rule: dict, names: set) -> set:
     return {n for n in names if _attr(ctx, n) is not None}
 
 
-def _compat(ctx: _Ctx, rule: dict, base_compat: frozenset) -> set:
+def _compat(ctx: _Ctx, rule: dict[str, Any], base_compat: frozenset[str]) -> set[str]:
     """Step 5: XAPI/xenctrl compatibility bits (not sanitised)."""
     names = set(rule.get("compat_add", ()))
     names |= set(rule.get("compat_add_if_host", ())) & ctx.host
@@ -244,7 +260,8 @@ def _compat(ctx: _Ctx, rule: dict, base_compat: frozenset) -> set:
     return names
 
 
-def _policy(ctx: _Ctx, kind: str, guest: str) -> tuple:
+def _policy(ctx: _Ctx, kind: str, guest: str,
+            ) -> tuple[frozenset[str], frozenset[str], bool]:
     """(xen part, compat part, copy-word-2 flag) of the era's ``kind``/``guest`` policy."""
     rule = ctx.era[kind][guest]
     no_hvm = guest == "hvm" and not ctx.hvm_capable   # Xen offers HVM guests nothing
@@ -273,7 +290,7 @@ def _render(ctx: _Ctx, kind: str, guest: str, word_count: int) -> str:
 def host_featuresets(model_name: str, hidden_features: Iterable[str] = (),
                      era: str = "xen-4.7", *, microcode: bool | None = None,
                      word9_backport: bool | None = None, word_count: int | None = None,
-                     hvm_capable: bool = True) -> dict:
+                     hvm_capable: bool = True) -> HostFeaturesets:
     """The host's ``features_pv``/``features_hvm`` (+ ``*_host`` after xen-4.7) strings (§1.1).
 
     Runs the catalogue rule engine for ``era`` (one of ``ERAS``).  ``xen-4.7`` defaults to
@@ -300,7 +317,7 @@ def host_featuresets(model_name: str, hidden_features: Iterable[str] = (),
     host |= set(rules.get("host_synthesized", {}).get(m.vendor, ()))
     ctx = _Ctx(rules, frozenset(host), m.vendor, m.family, m.model, backport, hvm_capable)
     n = default_count if word_count is None else word_count
-    out = {
+    out: HostFeaturesets = {
         "features_pv": _render(ctx, "max", "pv", n),
         "features_hvm": _render(ctx, "max", "hvm", n),
     }
@@ -365,7 +382,7 @@ def cpuinfo_flags(model_name: str, hidden_features: Iterable[str] = (), *,
     if mask is not None:
         ecx, edx, ext_ecx, ext_edx = mask
         keep = (edx, ecx, ext_edx, ext_ecx) + (fs.WORD_MASK,) * (len(pv) - 4)
-        pv = tuple(w & k for w, k in zip(pv, keep))
+        pv = tuple(w & k for w, k in zip(pv, keep, strict=False))
     order = {w: i for i, w in enumerate(_LINUX_WORD_ORDER)}
     present = [FEATURES[n] for n in feature_names(pv)]
     present.sort(key=lambda f: (order.get(f.word, len(order) + f.word), f.bit))
@@ -378,7 +395,7 @@ def host_cpu_info(model_name: str, hidden_features: Iterable[str] = (), sockets:
                   cpus_per_socket: int = 4, threads_per_core: int = 1,
                   release: str = "dundee", *, microcode: bool | None = None,
                   word9_backport: bool = False, mask: Sequence[int] | str | None = None,
-                  hvm_capable: bool = True) -> dict:
+                  hvm_capable: bool = True) -> CpuInfo:
     """A host's ``cpu_info`` map with the release's exact keys, in stored order (§1.1).
 
     ``cpus_per_socket`` counts cores; ``cpu_count = sockets × cores × threads_per_core``.
@@ -394,7 +411,7 @@ def host_cpu_info(model_name: str, hidden_features: Iterable[str] = (), sockets:
             raise ValueError(f"{label} must be a positive integer, not {value!r}")
     hidden = tuple(hidden_features)
     m = model(model_name)
-    info = {
+    info: CpuInfo = {
         "cpu_count": str(sockets * cpus_per_socket * threads_per_core),
         "socket_count": str(sockets),
         "vendor": m.vendor,
@@ -417,7 +434,8 @@ def host_cpu_info(model_name: str, hidden_features: Iterable[str] = (), sockets:
         info["features_hvm"] = sets["features_hvm"]
         return info
     words = check_mask(model_name, mask, hidden) if mask is not None else None
-    current = physical if words is None else tuple(p & w for p, w in zip(physical, words))
+    current = (physical if words is None
+               else tuple(p & w for p, w in zip(physical, words, strict=False)))
     info["flags"] = cpuinfo_flags(model_name, hidden, microcode=microcode, mask=words)
     info["features"] = fs.format_oldstyle(current)
     info["features_after_reboot"] = fs.format_oldstyle(current)
@@ -431,7 +449,7 @@ def _leading_int(value: str) -> int:
     return int(found.group(1)) if found else 0
 
 
-def host_cpu_rows(cpu_info: Mapping[str, str]) -> list:
+def host_cpu_rows(cpu_info: Mapping[str, str]) -> list[dict[str, Any]]:
     """Field values of the host's ``host_cpu`` objects, numbered 0..cpu_count-1 (§1.4)."""
     rows = []
     for number in range(_leading_int(cpu_info.get("cpu_count", "0"))):

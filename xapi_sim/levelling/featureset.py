@@ -11,9 +11,9 @@ lengths are related by zero-extension.  All functions are pure.
 from __future__ import annotations
 
 import re
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
-Featureset = tuple  # tuple[int, ...] of 32-bit words
+Featureset = tuple[int, ...]  # 32-bit words
 
 WORD_MASK = 0xFFFFFFFF
 SEMANTICS = ("dundee", "2018")
@@ -47,7 +47,7 @@ def format(fs: Iterable[int]) -> str:  # noqa: A001 - the spec's name for the pr
     for w in fs:
         if not 0 <= w <= WORD_MASK:
             raise ValueError(f"featureset word out of range: {w!r}")
-        out.append("%08x" % w)
+        out.append(f"{w:08x}")
     return "-".join(out)
 
 
@@ -73,7 +73,7 @@ def intersect(a: Sequence[int], b: Sequence[int]) -> Featureset:
     if not b:
         return a
     n = max(len(a), len(b))
-    return tuple(x & y for x, y in zip(zero_extend(a, n), zero_extend(b, n)))
+    return tuple(x & y for x, y in zip(zero_extend(a, n), zero_extend(b, n), strict=True))
 
 
 def is_equal(a: Sequence[int], b: Sequence[int]) -> bool:
@@ -108,7 +108,8 @@ def is_strict_subset(a: Sequence[int], b: Sequence[int], semantics: str = "dunde
 def diff(a: Sequence[int], b: Sequence[int]) -> Featureset:
     """Bits of ``a`` missing from ``b`` (``a AND NOT b``), zero-extended (§2.2, HEAD)."""
     n = max(len(a), len(b))
-    return tuple(x & ~y & WORD_MASK for x, y in zip(zero_extend(a, n), zero_extend(b, n)))
+    return tuple(x & ~y & WORD_MASK
+                 for x, y in zip(zero_extend(a, n), zero_extend(b, n), strict=True))
 
 
 # --- levelling v1 (old-style, 4-word) format (§2.5, §11) ---------------------------------
@@ -151,7 +152,7 @@ def upgrade_oldstyle(vm_words: Sequence[int], host_set: Sequence[int], is_hvm: b
         return vm
     ecx, edx, ext_ecx, ext_edx = zero_extend(vm, 4)
     host = zero_extend(host_set, 4)
-    return tuple(w & h for w, h in zip((edx, ecx, ext_edx, ext_ecx), host))
+    return tuple(w & h for w, h in zip((edx, ecx, ext_edx, ext_ecx), host, strict=True))
 
 
 def upgrade_vm_features(cur_words: Sequence[int], host_set: Sequence[int], is_hvm: bool,

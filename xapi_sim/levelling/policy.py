@@ -9,9 +9,15 @@ Mirrors xen-api Dundee (27c06009b1): ``Create_misc.create_pool_cpuinfo`` and
 """
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from . import featureset as fs
+
+# ``(lost, gained)`` of a featureset change; an alert ``(message name, priority, body)``;
+# a message kind ``(name, priority)``.
+Change = tuple[bool, bool]
+Alert = tuple[str, int, str]
+_Kind = tuple[str, int]
 
 VENDOR_KEY = "vendor"
 FEATURES_KEY = "features"
@@ -37,7 +43,7 @@ def features_key(is_hvm: bool) -> str:
 
 # --- pool level (§4) ----------------------------------------------------------------------
 
-def pool_cpu_info(host_cpu_infos: Iterable[Mapping[str, str]]) -> dict:
+def pool_cpu_info(host_cpu_infos: Iterable[Mapping[str, str]]) -> dict[str, str]:
     """``pool.cpu_info`` from every host record in DB order, as Dundee computes it (§4).
 
     Hosts lacking any of vendor/cpu_count/socket_count/features_pv/features_hvm are skipped
@@ -70,7 +76,7 @@ def pool_cpu_info(host_cpu_infos: Iterable[Mapping[str, str]]) -> dict:
 # --- alerts (§3, §4, §18) -----------------------------------------------------------------
 
 def features_change(old_str: str | None, new_str: str | None,
-                    semantics: str = "dundee") -> tuple | None:
+                    semantics: str = "dundee") -> Change | None:
     """``(lost, gained)`` between two featureset strings, or None if old is unset or equal (§3).
 
     Both are judged on the intersection: lost = it is a strict subset of old, gained = of
@@ -89,7 +95,7 @@ def features_change(old_str: str | None, new_str: str | None,
             fs.is_strict_subset(meet, new, semantics))
 
 
-def _alert(change: tuple | None, down: tuple, up: tuple, body: str) -> tuple | None:
+def _alert(change: Change | None, down: _Kind, up: _Kind, body: str) -> Alert | None:
     if change is None:
         return None
     lost, gained = change
@@ -99,7 +105,7 @@ def _alert(change: tuple | None, down: tuple, up: tuple, body: str) -> tuple | N
 
 
 def host_alert(old_cpu_info: Mapping[str, str] | None, new_cpu_info: Mapping[str, str],
-               rpu_in_progress: bool = False, semantics: str = "dundee") -> tuple | None:
+               rpu_in_progress: bool = False, semantics: str = "dundee") -> Alert | None:
     """``(name, priority, body)`` of the Host message for a ``features_hvm`` change (§3, §18)."""
     if rpu_in_progress:
         return None
@@ -109,7 +115,7 @@ def host_alert(old_cpu_info: Mapping[str, str] | None, new_cpu_info: Mapping[str
 
 
 def pool_alert(old_pool_cpu_info: Mapping[str, str] | None, new: Mapping[str, str],
-               n_hosts: int, rpu_in_progress: bool, semantics: str = "dundee") -> tuple | None:
+               n_hosts: int, rpu_in_progress: bool, semantics: str = "dundee") -> Alert | None:
     """``(name, priority, body)`` of the Pool message, only with >1 host records, no RPU (§4)."""
     if rpu_in_progress or n_hosts <= 1:
         return None
@@ -120,7 +126,7 @@ def pool_alert(old_pool_cpu_info: Mapping[str, str] | None, new: Mapping[str, st
 
 # --- VM flags (§6, §9, §11) ---------------------------------------------------------------
 
-def vm_boot_flags(pool_cpu_info: Mapping[str, str], is_hvm: bool) -> dict:
+def vm_boot_flags(pool_cpu_info: Mapping[str, str], is_hvm: bool) -> dict[str, str]:
     """``last_boot_CPU_flags`` set by VM.start: pool vendor + pool PV/HVM level (§6).
 
     A pool map lacking a key raises KeyError (xapi's Not_found → INTERNAL_ERROR).
@@ -129,7 +135,8 @@ def vm_boot_flags(pool_cpu_info: Mapping[str, str], is_hvm: bool) -> dict:
             FEATURES_KEY: pool_cpu_info[features_key(is_hvm)]}
 
 
-def _host_view(host_cpu_info: Mapping[str, str], is_hvm: bool) -> tuple | None:
+def _host_view(host_cpu_info: Mapping[str, str], is_hvm: bool,
+               ) -> tuple[str, fs.Featureset] | None:
     key = features_key(is_hvm)
     if VENDOR_KEY not in host_cpu_info or key not in host_cpu_info:
         return None
@@ -162,7 +169,8 @@ def check_vm_compatible(vm_power_state: str, vm_flags: Mapping[str, str], is_hvm
 
 
 def updated_vm_flags(vm_flags: Mapping[str, str], is_hvm: bool,
-                     host_cpu_info: Mapping[str, str], mode: str = "reorder") -> dict | None:
+                     host_cpu_info: Mapping[str, str], mode: str = "reorder",
+                     ) -> dict[str, str] | None:
     """The VM's new ``last_boot_CPU_flags`` after a migrate/resume, None if unchanged (§11).
 
     The features are upgraded/resized to the host; only when their string changes is the
@@ -182,7 +190,7 @@ def updated_vm_flags(vm_flags: Mapping[str, str], is_hvm: bool,
 
 # --- platform versions for RPU (§13) -----------------------------------------------------
 
-def parse_platform_version(version: str | None) -> tuple:
+def parse_platform_version(version: str | None) -> tuple[int, ...]:
     """``"2.0.0"`` → ``(2, 0, 0)``; a missing version counts as ``"0.0.0"`` (§13)."""
     text = "0.0.0" if version is None else version
     try:
@@ -196,12 +204,12 @@ def compare_platform_versions(a: str | None, b: str | None) -> int:
     va, vb = parse_platform_version(a), parse_platform_version(b)
     if len(va) != len(vb):
         raise ValueError("Invalid argument: List.map2")
-    for x, y in zip(va, vb):
+    for x, y in zip(va, vb, strict=True):
         if x != y:
             return -1 if x < y else 1
     return 0
 
 
-def host_platform_version(software_version: Mapping[str, str]) -> tuple:
+def host_platform_version(software_version: Mapping[str, str]) -> tuple[int, ...]:
     """A host's ``software_version["platform_version"]`` parsed, default ``0.0.0`` (§13)."""
     return parse_platform_version(software_version.get("platform_version"))

@@ -25,11 +25,13 @@ from .world import PASSWORD, USER, RunningWorld, running_world
 try:
     import pytest  # noqa: F401 -- optional: only the fixture needs pytest
 except ImportError:  # pragma: no cover - running_world works without pytest
-    pytest = None
+    _HAVE_PYTEST = False
+else:
+    _HAVE_PYTEST = True
 
 __all__ = ["PASSWORD", "USER", "RunningWorld", "running_world"]
 
-if pytest is not None:
+if _HAVE_PYTEST:
     from .pytest_plugin import pytest_configure, xapi_world
 
     __all__ += ["pytest_configure", "xapi_world"]

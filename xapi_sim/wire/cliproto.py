@@ -33,6 +33,10 @@ Example: Print "hello" = ``11 00 00 00 09 00 00 00 00 00 00 00 05 00 00 00 68 65
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable, Iterable
+
+# A stream's read: a file's ``read`` or a socket's ``recv``.
+Read = Callable[[int], bytes]
 
 PREFIX = b"XenSource thin CLI protocol"
 MAJOR = 0
@@ -73,12 +77,12 @@ _RESPONSE_NAMES = {v: k for k, v in _RESPONSE_TAGS.items()}
 
 class _Message:
     __slots__ = ()
-    _fields: tuple = ()
+    _fields: tuple[str, ...] = ()
 
-    def __init__(self, *args, **kw):
+    def __init__(self, *args: object, **kw: object) -> None:
         if len(args) > len(self._fields):
             raise TypeError(f"{type(self).__name__} takes {len(self._fields)} arguments")
-        values = dict(zip(self._fields, args))
+        values = dict(zip(self._fields, args, strict=False))
         for k, v in kw.items():
             if k not in self._fields or k in values:
                 raise TypeError(f"bad argument {k!r}")
@@ -88,48 +92,61 @@ class _Message:
                 raise TypeError(f"missing argument {f!r}")
             object.__setattr__(self, f, values[f])
 
-    def __setattr__(self, k, v):
+    def __setattr__(self, k: str, v: object) -> None:
         raise AttributeError("messages are immutable")
 
-    def _key(self):
+    def _key(self) -> tuple[object, ...]:
         return tuple(getattr(self, f) for f in self._fields)
 
-    def __eq__(self, other):
-        return type(self) is type(other) and self._key() == other._key()
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and isinstance(other, _Message) \
+            and self._key() == other._key()
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return hash((type(self).__name__, self._key()))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(repr(v) for v in self._key())})"
 
 
+# Each class declares its fields' types for the type checker (annotations only: the slots
+# hold the values).
+
 class Print(_Message):
     __slots__ = _fields = ("text",)
+    text: str
 
 
 class PrintStderr(_Message):
     __slots__ = _fields = ("text",)
+    text: str
 
 
 class Debug(_Message):
     __slots__ = _fields = ("text",)
+    text: str
 
 
 class Load(_Message):
     __slots__ = _fields = ("filename",)
+    filename: str
 
 
 class HttpGet(_Message):
     __slots__ = _fields = ("filename", "path")
+    filename: str
+    path: str
 
 
 class HttpPut(_Message):
     __slots__ = _fields = ("filename", "path")
+    filename: str
+    path: str
 
 
 class HttpConnect(_Message):
     __slots__ = _fields = ("path",)
+    path: str
 
 
 class Prompt(_Message):
@@ -138,12 +155,15 @@ class Prompt(_Message):
 
 class Exit(_Message):
     __slots__ = _fields = ("code",)
+    code: int
 
 
 class Error(_Message):
     __slots__ = _fields = ("code", "params")
+    code: str
+    params: tuple[str, ...]
 
-    def __init__(self, code, params=()):
+    def __init__(self, code: str, params: Iterable[str] = ()) -> None:
         super().__init__(code, tuple(params))
 
 
@@ -151,8 +171,9 @@ class Response(_Message):
     """OK, Failed or Wait."""
 
     __slots__ = _fields = ("kind",)
+    kind: str
 
-    def __init__(self, kind):
+    def __init__(self, kind: str) -> None:
         if kind not in _RESPONSE_TAGS:
             raise ValueError(f"unknown response {kind!r}")
         super().__init__(kind)
@@ -162,10 +183,16 @@ class Chunk(_Message):
     """A blob header; ``length`` raw bytes follow the frame on the wire."""
 
     __slots__ = _fields = ("length",)
+    length: int
 
 
 class End(_Message):
     __slots__ = _fields = ()
+
+
+Command = (Print | PrintStderr | Debug | Load | HttpGet | HttpPut | HttpConnect | Prompt | Exit
+           | Error)
+Message = Command | Response | Chunk | End
 
 
 OK = Response("OK")
@@ -181,14 +208,14 @@ def int32(n: int) -> bytes:
     return struct.pack("<I", n)
 
 
-def string(s) -> bytes:
+def string(s: object) -> bytes:
     b = s if isinstance(s, (bytes, bytearray)) else str(s).encode(ENCODING, ERRORS)
     return int32(len(b)) + bytes(b)
 
 
-def strlist(items) -> bytes:
-    items = list(items)
-    return int32(len(items)) + b"".join(string(x) for x in items)
+def strlist(items: Iterable[object]) -> bytes:
+    values = list(items)
+    return int32(len(values)) + b"".join(string(x) for x in values)
 
 
 class _Reader:
@@ -199,7 +226,7 @@ class _Reader:
     def int32(self) -> int:
         if self.pos + 4 > len(self.data):
             raise ProtocolError("truncated integer")
-        (v,) = struct.unpack_from("<i", self.data, self.pos)
+        v: int = struct.unpack_from("<i", self.data, self.pos)[0]
         self.pos += 4
         return v
 
@@ -211,7 +238,7 @@ class _Reader:
         self.pos += n
         return s.decode(ENCODING, ERRORS)
 
-    def strlist(self) -> list:
+    def strlist(self) -> list[str]:
         n = self.int32()
         if n < 0:
             raise ProtocolError("negative list length")
@@ -220,7 +247,7 @@ class _Reader:
 
 # -- messages <-> payloads --------------------------------------------------------------------
 
-def encode_command(c) -> bytes:
+def encode_command(c: Command) -> bytes:
     if isinstance(c, Print):
         return int32(PRINT) + string(c.text)
     if isinstance(c, Debug):
@@ -244,7 +271,7 @@ def encode_command(c) -> bytes:
     raise TypeError(f"not a command: {c!r}")
 
 
-def encode_message(m) -> bytes:
+def encode_message(m: Message) -> bytes:
     """The payload of one message (without the length prefix)."""
     if isinstance(m, Response):
         return int32(RESPONSE) + int32(_RESPONSE_TAGS[m.kind])
@@ -255,13 +282,13 @@ def encode_message(m) -> bytes:
     return int32(COMMAND) + encode_command(m)
 
 
-def frame(m) -> bytes:
+def frame(m: Message) -> bytes:
     """One message as it goes on the wire: int32 payload length, then the payload."""
     payload = encode_message(m)
     return int32(len(payload)) + payload
 
 
-def _decode_command(r: _Reader):
+def _decode_command(r: _Reader) -> Command:
     tag = r.int32()
     if tag == PRINT:
         return Print(r.string())
@@ -289,10 +316,11 @@ def _decode_command(r: _Reader):
     raise ProtocolError(f"unknown command tag {tag}")
 
 
-def decode_message(payload: bytes):
+def decode_message(payload: bytes) -> Message:
     """The message of one payload (the bytes after the length prefix)."""
     r = _Reader(bytes(payload))
     tag = r.int32()
+    m: Message
     if tag == COMMAND:
         m = _decode_command(r)
     elif tag == RESPONSE:
@@ -313,7 +341,7 @@ def decode_message(payload: bytes):
     return m
 
 
-def unframe(data: bytes):
+def unframe(data: bytes) -> tuple[Message, bytes]:
     """(message, rest) from a buffer holding at least one whole frame."""
     if len(data) < 4:
         raise ProtocolError("truncated frame length")
@@ -333,7 +361,7 @@ def greeting(major: int = MAJOR, minor: int = MINOR) -> bytes:
 GREETING_LEN = len(PREFIX) + 8
 
 
-def parse_greeting(data: bytes):
+def parse_greeting(data: bytes) -> tuple[int, int]:
     """(major, minor) from a 35-byte greeting; NotACliServer if the magic is wrong."""
     if data[:len(PREFIX)] != PREFIX or len(data) < GREETING_LEN:
         raise NotACliServer(bytes(data))
@@ -343,7 +371,7 @@ def parse_greeting(data: bytes):
 
 # -- stream helpers ---------------------------------------------------------------------------
 
-def read_exact(read, n: int) -> bytes:
+def read_exact(read: Read, n: int) -> bytes:
     """Read exactly ``n`` bytes with ``read`` (a file's read or a socket's recv);
     fewer bytes at end of stream are returned as they are."""
     buf = bytearray()
@@ -355,7 +383,7 @@ def read_exact(read, n: int) -> bytes:
     return bytes(buf)
 
 
-def read_greeting(read):
+def read_greeting(read: Read) -> tuple[int, int]:
     """Read and parse the peer's greeting from a stream."""
     prefix = read_exact(read, len(PREFIX))
     if prefix != PREFIX:
@@ -366,7 +394,7 @@ def read_greeting(read):
     return parse_greeting(prefix + rest)
 
 
-def read_message(read):
+def read_message(read: Read) -> Message:
     """Read one framed message from a stream; EOFError at a clean end of stream."""
     head = read_exact(read, 4)
     if not head:

@@ -31,6 +31,10 @@ from __future__ import annotations
 
 import re
 import zlib
+from collections.abc import Iterator
+from typing import TypeVar, overload
+
+_D = TypeVar("_D")
 
 MAX_HEADERS = 100          # header fields per request (431 above)
 MAX_CONTENT_LENGTH_DIGITS = 19
@@ -75,16 +79,22 @@ class Headers:
 
     __slots__ = ("_fields",)
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._fields: dict[str, list[str]] = {}
 
-    def add(self, name: str, value: str):
+    def add(self, name: str, value: str) -> None:
         self._fields.setdefault(name, []).append(value)
 
     def all(self, name: str) -> list[str]:
         return self._fields.get(name.lower(), [])
 
-    def get(self, name: str, default=None):
+    @overload
+    def get(self, name: str) -> str | None: ...
+
+    @overload
+    def get(self, name: str, default: _D) -> str | _D: ...
+
+    def get(self, name: str, default: object = None) -> object:
         """The field's values joined as a list (RFC 9110 §5.3), or ``default``."""
         vals = self._fields.get(name.lower())
         return ", ".join(vals) if vals else default
@@ -92,7 +102,7 @@ class Headers:
     def tokens(self, name: str) -> list[str]:
         """The field as a comma-separated list of lower-case tokens (empty elements
         dropped, RFC 9110 §5.6.1)."""
-        out = []
+        out: list[str] = []
         for v in self.all(name):
             for part in v.split(","):
                 part = part.strip(" \t").lower()
@@ -100,10 +110,10 @@ class Headers:
                     out.append(part)
         return out
 
-    def __contains__(self, name):
+    def __contains__(self, name: str) -> bool:
         return name.lower() in self._fields
 
-    def items(self):
+    def items(self) -> Iterator[tuple[str, str]]:
         for k, vals in self._fields.items():
             for v in vals:
                 yield k, v
@@ -115,7 +125,7 @@ class Head:
     __slots__ = ("method", "target", "path", "version", "headers", "keep_alive", "length",
                  "chunked", "codings", "expect_continue")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.method = ""
         self.target = ""          # as sent (origin-form; absolute-form reduced to it)
         self.path = ""            # without the query
@@ -128,7 +138,7 @@ class Head:
         self.expect_continue = False
 
 
-def skip_empty_lines(buf) -> int:
+def skip_empty_lines(buf: bytes | bytearray) -> int:
     """How many leading bytes of ``buf`` are empty lines before a request line (§2.2)."""
     i = 0
     n = len(buf)
@@ -171,7 +181,7 @@ def parse_head(data: bytes) -> Head:
     return h
 
 
-def _request_line(h: Head, line: bytes):
+def _request_line(h: Head, line: bytes) -> None:
     parts = line.split(b" ")
     if len(parts) != 3 or not all(parts):
         raise HttpError(400, "malformed request line")
@@ -207,7 +217,7 @@ def _request_line(h: Head, line: bytes):
     h.path = t.split("?", 1)[0]
 
 
-def _framing(h: Head):
+def _framing(h: Head) -> None:
     hd = h.headers
     if len(hd.all("host")) > 1:
         raise HttpError(400, "more than one Host field")
@@ -225,7 +235,7 @@ def _framing(h: Head):
             raise HttpError(400, "both Transfer-Encoding and Content-Length")
         if h.version == (1, 0):
             raise HttpError(400, "Transfer-Encoding in an HTTP/1.0 request")
-        codings = []
+        codings: list[str] = []
         for item in hd.tokens("transfer-encoding"):
             name = item.split(";", 1)[0].strip(" \t")
             if not is_token(name.encode("latin-1")):
@@ -243,7 +253,7 @@ def _framing(h: Head):
         h.chunked = True
         h.codings = codings[:-1]
     elif cl:
-        values = set()
+        values: set[int] = set()
         for v in cl:
             for part in v.split(","):
                 part = part.strip(" \t")
@@ -312,7 +322,7 @@ class ChunkedDecoder:
                     del buf[:2]
                 elif buf[:1] == b"\n":
                     del buf[:1]
-                elif len(buf) < 2 and buf[:1] in (b"", b"\r"):
+                elif len(buf) < 2 and bytes(buf[:1]) in (b"", b"\r"):
                     return False
                 else:
                     raise HttpError(400, "chunk data not followed by CRLF")

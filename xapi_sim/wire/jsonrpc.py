@@ -22,6 +22,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
+
+from .values import Value
 
 MAX_DEPTH = 64
 
@@ -30,7 +33,7 @@ class JsonRpcParseError(ValueError):
     """Malformed request: answered with HTTP 500 (``Jsonrpc.Malformed_method_request``)."""
 
 
-def _depth_ok(v, depth=0):
+def _depth_ok(v: Value, depth: int = 0) -> bool:
     stack = [(v, 0)]
     while stack:
         x, d = stack.pop()
@@ -43,7 +46,7 @@ def _depth_ok(v, depth=0):
     return True
 
 
-def decode_call(body: bytes):
+def decode_call(body: bytes) -> tuple[int, int | str, str, list[Value]]:
     """Bytes -> (version, id, method, params); raises JsonRpcParseError."""
     # Yojson copies string bytes without validating UTF-8, so XAPI answers invalid UTF-8 in
     # a parameter with INVALID_VALUE (dispatch's parameter check), not with a parse error:
@@ -88,7 +91,7 @@ def float_text(f: float) -> str:
     return "Infinity" if f > 0 else "-Infinity"
 
 
-def _finite(v):
+def _finite(v: Value) -> Value:
     """``v`` with every non-finite float (values, and keys should one be a float) replaced by
     its string; other values are shared, not copied."""
     if isinstance(v, float):
@@ -100,7 +103,7 @@ def _finite(v):
     return v
 
 
-def _dumps(obj) -> bytes:
+def _dumps(obj: Value) -> bytes:
     # ASCII output (non-ASCII as \u escapes): valid JSON for every client, a plain copy to
     # bytes, and a string carrying undecodable input (echoed in an error) cannot break it.
     # allow_nan=False makes the C encoder refuse NaN/Infinity instead of writing them bare;
@@ -112,14 +115,14 @@ def _dumps(obj) -> bytes:
                           allow_nan=False).encode("ascii")
 
 
-def encode_success(version: int, rid, value) -> bytes:
+def encode_success(version: int, rid: int | str, value: Value) -> bytes:
     value = "" if value is None else value
     if version == 2:
         return _dumps({"jsonrpc": "2.0", "result": value, "id": rid})
     return _dumps({"result": value, "error": None, "id": rid})
 
 
-def encode_failure(version: int, rid, description: list) -> bytes:
+def encode_failure(version: int, rid: int | str, description: Sequence[object]) -> bytes:
     # an echoed undecodable input (a lone surrogate) goes out as "?", never as a bare
     # surrogate escape that strict clients reject
     code, *params = [str(p).encode("utf-8", "replace").decode("utf-8") for p in description]

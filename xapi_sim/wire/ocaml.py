@@ -20,21 +20,21 @@ class BadLiteral(ValueError):
 class BadBool(BadLiteral):
     """``bool_of_string`` raising ``Invalid_argument "bool_of_string"``."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__("bool_of_string")
 
 
 class BadInt(BadLiteral):
     """``Int64.of_string`` raising ``Failure "int_of_string"``."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__("int_of_string")
 
 
 class BadFloat(BadLiteral):
     """``float_of_string`` raising ``Failure "float_of_string"``."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__("float_of_string")
 
 

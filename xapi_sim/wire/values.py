@@ -9,11 +9,17 @@ Also the answer to ``system.isAlive:`` (``is_alive``), a bounded echo of a decod
 """
 from __future__ import annotations
 
+from typing import Any
+
 from ..datamodel import ENUMS, ENUMS_LOWER, Timestamp, Type
 from ..errors import Failure, internal, ocaml_failure
 
-
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+# A decoded wire value: str, int, float, bool, Timestamp, list, dict, bytes or None, nested.
+# Any rather than a recursive union: callers narrow it by the datamodel type (``convert``),
+# not by isinstance, and a union would make every such caller cast.
+Value = Any
 
 
 class I4(int):
@@ -22,7 +28,7 @@ class I4(int):
     __slots__ = ()
 
 
-def rpc_to_string(v) -> str:
+def rpc_to_string(v: Value) -> str:
     """rpclib's ``Rpc.to_string`` rendering, used in its type-error messages and in the
     ``INVALID_VALUE`` of the UTF-8 check (``mirage/ocaml-rpc`` ``src/lib/rpc.ml``: arrays are
     ``[a;b]``, structs ``{k:v;k2:v2}``, floats ``%g``)."""
@@ -60,7 +66,7 @@ def _g(f: float) -> str:
 MAX_RPC_SIZE = 300 * 1024
 
 
-def is_alive(params: list):
+def is_alive(params: list[Value]) -> Value:
     """The answer to ``system.isAlive:<anything>`` (any name with that prefix, colon
     included), XAPI's connection-reuse probe: no session, the first parameter echoed
     (``ocaml/idl/ocaml_backend/gen_server.ml``: ``Scanf.sscanf func "system.isAlive:%s"``
@@ -115,13 +121,19 @@ def ocaml_escaped(s: str) -> str:
     return "".join(out)
 
 
-def _expected(what: str, v):
+def _expected(what: str, v: Value) -> Failure:
     # rpc.ml: failwith (sprintf "Expected %s, got '%s'" ...), printed by Printexc.to_string
     # as Failure("...") with OCaml string escaping (%S)
     return ocaml_failure(ocaml_escaped(f"Expected {what}, got '{rpc_to_string(v)}'"))
 
 
-def convert(ty: Type, v):
+def _part(part: Type | None) -> Type:
+    """The element or key type of a set/map (always present for those kinds)."""
+    assert part is not None, "a set or map type without its element or key type"
+    return part
+
+
+def convert(ty: Type, v: Value) -> Value:
     """Convert one decoded wire value to the Python value of datamodel type ``ty``."""
     k = ty.kind
     if k in ("string", "ref"):
@@ -174,13 +186,14 @@ def convert(ty: Type, v):
         raise _expected("enum", v)
     if k == "set":
         if isinstance(v, list):
-            return [convert(ty.elem, x) for x in v]
+            return [convert(_part(ty.elem), x) for x in v]
         raise _expected("array", v)
     if k in ("map", "record"):
         if isinstance(v, dict):
             if k == "record":
                 return dict(v)
-            return {convert(ty.key, key) if ty.key.kind != "int" else int(key):
-                    convert(ty.elem, x) for key, x in v.items()}
+            key_ty, elem_ty = _part(ty.key), _part(ty.elem)
+            return {convert(key_ty, key) if key_ty.kind != "int" else int(key):
+                    convert(elem_ty, x) for key, x in v.items()}
         raise _expected("struct", v)
     return v

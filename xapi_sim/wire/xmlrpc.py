@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import base64
 import math
-from xml.etree.ElementTree import ParseError
+from collections.abc import Sequence
+from xml.etree.ElementTree import Element, ParseError
 
 from defusedxml import ElementTree as SafeET
 from defusedxml.common import DefusedXmlException
 
-from ..datamodel import _RAW as _DATAMODEL, Timestamp
-from .values import I4
+from ..datamodel import _RAW as _DATAMODEL
+from ..datamodel import Timestamp
+from .values import I4, Value
 
 MAX_DEPTH = 64
 
@@ -31,7 +33,7 @@ class XmlRpcParseError(ValueError):
     """An unparseable request body: answered with HTTP 500 (``Xmlrpc.Parse_error``)."""
 
 
-def _value(node, depth):
+def _value(node: Element, depth: int) -> Value:
     if depth > MAX_DEPTH:
         raise XmlRpcParseError("value nested too deeply")
     children = list(node)
@@ -72,7 +74,7 @@ def _value(node, depth):
             raise XmlRpcParseError("array without data")
         return [_value(v, depth + 1) for v in data.findall("value")]
     if tag == "struct":
-        out = {}
+        out: dict[str, Value] = {}
         for m in c.findall("member"):
             name, val = m.find("name"), m.find("value")
             if name is None or val is None:
@@ -82,7 +84,7 @@ def _value(node, depth):
     raise XmlRpcParseError(f"unknown value type {tag}")
 
 
-def decode_call(body: bytes):
+def decode_call(body: bytes) -> tuple[str, list[Value]]:
     """Bytes of a ``<methodCall>`` -> (method name, [params]); raises XmlRpcParseError."""
     try:
         root = SafeET.fromstring(body, forbid_dtd=True, forbid_entities=True,
@@ -95,7 +97,7 @@ def decode_call(body: bytes):
     params = root.find("params")
     if name is None or params is None:
         raise XmlRpcParseError("methodCall needs methodName and params")
-    out = []
+    out: list[Value] = []
     for p in params.findall("param"):
         v = p.find("value")
         if v is None:
@@ -112,7 +114,7 @@ _CTRL = {i: None for i in range(0x20) if i not in (9, 10, 13)}
 _NEEDS = frozenset('&<>"') | frozenset(chr(i) for i in _CTRL)
 
 
-def _member_names():
+def _member_names() -> dict[str, str]:
     # "<member><name>NAME</name>" for every field name of every class of the datamodel and
     # the envelope/event member names, written once: one append per known member instead of
     # a check, an escape and three appends (the bulk of a get_all_records reply).
@@ -131,7 +133,7 @@ def escape(s: str) -> str:
     return s.translate(_CTRL).translate(_ESC)
 
 
-def _enc(v, out):
+def _enc(v: Value, out: list[str]) -> None:
     t = type(v)
     if t is str:
         out.append("<value>")
@@ -186,12 +188,12 @@ def _double(f: float) -> str:
         return "-nan" if math.copysign(1.0, f) < 0 else "nan"
     if math.isinf(f):
         return "inf" if f > 0 else "-inf"
-    return "%.16g" % f
+    return f"{f:.16g}"
 
 
-def encode_value(v) -> str:
+def encode_value(v: Value) -> str:
     """One XML-RPC ``<value>`` for ``v`` (also the text of ``task.result``)."""
-    out = []
+    out: list[str] = []
     _enc(v, out)
     return "".join(out)
 
@@ -200,7 +202,7 @@ _HEAD = '<?xml version="1.0"?><methodResponse><params><param>'
 _TAIL = "</param></params></methodResponse>"
 
 
-def encode_success(v) -> bytes:
+def encode_success(v: Value) -> bytes:
     out = [_HEAD, "<value><struct><member><name>Status</name><value>Success</value></member>"
                   "<member><name>Value</name>"]
     _enc("" if v is None else v, out)
@@ -209,7 +211,7 @@ def encode_success(v) -> bytes:
     return "".join(out).encode("utf-8", "replace")
 
 
-def encode_failure(description: list) -> bytes:
+def encode_failure(description: Sequence[object]) -> bytes:
     out = [_HEAD, "<value><struct><member><name>Status</name><value>Failure</value></member>"
                   "<member><name>ErrorDescription</name>"]
     _enc([str(x) for x in description], out)
@@ -218,6 +220,6 @@ def encode_failure(description: list) -> bytes:
     return "".join(out).encode("utf-8", "replace")
 
 
-def encode_bare(v) -> bytes:
+def encode_bare(v: Value) -> bytes:
     """A response without the Status envelope (only ``system.listMethods``)."""
     return (_HEAD + encode_value(v) + _TAIL).encode("utf-8", "replace")

@@ -6,7 +6,7 @@ print references reads the database directly, as XAPI's ``Ref_index`` does.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from ..datamodel import NULL_REF
 from ..errors import Failure

@@ -25,8 +25,15 @@ from ..wire.ocaml import bool_of_string
 from . import render as R
 from .commands import table
 from .context import Context
-from .errors import (CliFailure, OcamlFailure, ParamNotFound, UnknownCommand, error_commands,
-                     is_modelled, printexc)
+from .errors import (
+    CliFailure,
+    OcamlFailure,
+    ParamNotFound,
+    UnknownCommand,
+    error_commands,
+    is_modelled,
+    printexc,
+)
 from .frontend import parse_commandline, parse_session_and_args
 from .help import help_command
 from .values import cli_bool

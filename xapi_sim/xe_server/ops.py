@@ -15,7 +15,8 @@ from .selectors import select_hosts, select_vms
 
 def do_multiple(ctx, op, records):
     """``op`` on every record; the failures, most recent first, as one MultipleFailure."""
-    fails, results = [], []
+    fails: list[tuple[str, str]] = []
+    results: list[object] = []
     for rec in records:
         try:
             results.append(op(rec))
@@ -113,7 +114,8 @@ def wait_for_task(ctx, task, on_update=None):
 
 def _bar(progress: float) -> str:
     pct = int(progress * 100)
-    return "\r %3d%% %s %s" % (pct, "|/-\\"[pct % 4], "#" * int(progress * 70))
+    spinner = "|/-\\"[pct % 4]
+    return f"\r {pct:3d}% {spinner} {'#' * int(progress * 70)}"
 
 
 def waiter(ctx, task):

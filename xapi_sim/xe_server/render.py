@@ -35,12 +35,12 @@ def int_str(n) -> str:
 
 def float_str(f) -> str:
     """``Records.string_of_float``: three decimals."""
-    return "%.3f" % float(f)
+    return f"{float(f):.3f}"
 
 
 def ocaml_float(f) -> str:
     """OCaml's ``string_of_float`` (``%.12g``, and a trailing dot for integral values)."""
-    s = "%.12g" % float(f)
+    s = f"{float(f):.12g}"
     if "." not in s and "e" not in s and "n" not in s and "i" not in s:
         s += "."
     return s

@@ -35,8 +35,15 @@ from __future__ import annotations
 
 from .calls import CONN_ERRORS, LIVE, Stats, call, close, login, scenario_toml, session
 from .chaos import FAULT_MENU, Chaos
-from .checks import (all_invariants, all_vm_records, check_invariants, converge_all, layout,
-                     snapshot, verify_clients)
+from .checks import (
+                     all_invariants,
+                     all_vm_records,
+                     check_invariants,
+                     converge_all,
+                     layout,
+                     snapshot,
+                     verify_clients,
+)
 from .load import Client, Poller
 from .run import Server, main
 

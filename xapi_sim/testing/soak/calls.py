@@ -85,7 +85,7 @@ class Stats:
 
     def __init__(self):
         self.lock = threading.Lock()
-        self.counts = collections.Counter()
+        self.counts: collections.Counter[tuple[str, str]] = collections.Counter()   # (op, outcome)
         self.lat = collections.defaultdict(list)
         self.problems = []
         # host power-ons so far: a host that died and boots again resyncs its VMs to Halted

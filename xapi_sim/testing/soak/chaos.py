@@ -10,7 +10,6 @@ import xmlrpc.client
 
 from .calls import CONN_ERRORS, call, close, login, session
 
-
 FAULT_MENU = [
     {"method": "VM.start", "code": "NO_HOSTS_AVAILABLE", "probability": 0.3, "count": 20},
     {"method": "VM.pool_migrate", "code": "VM_MIGRATE_FAILED",
@@ -35,7 +34,7 @@ class Chaos(threading.Thread):
         self.sessions = {}
         self.rules = []          # (pool index, rule id)
         self.crashed = {}        # host ref -> (pool index, power-on time)
-        self.actions = collections.Counter()
+        self.actions: collections.Counter[str] = collections.Counter()
         self.paused = threading.Event()
 
     def admin(self, p):

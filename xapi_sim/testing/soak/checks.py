@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import threading
+from typing import Any
 
 from ...datamodel import NULL_REF
 from .calls import LIVE, session
@@ -73,7 +74,7 @@ def layout(urls):
 
 def snapshot(urls):
     """What must survive a restart: every VM's and pool's persistent fields."""
-    out = {}
+    out: dict[str, tuple[Any, ...]] = {}
     for url in urls:
         with session(url, "soak-snapshot") as s:
             x = s.xenapi
@@ -87,7 +88,7 @@ def snapshot(urls):
 
 def converge_all(pollers, records) -> list:
     """``Poller.converged`` for every poller at once (each drains its last events)."""
-    out = [[] for _ in pollers]
+    out: list[list[str]] = [[] for _ in pollers]
 
     def one(i, pl):
         try:
@@ -118,7 +119,7 @@ def verify_clients(urls, clients) -> list:
 def all_invariants(urls, labels=("alpha", "beta")) -> list:
     """``check_invariants`` of every pool (one URL each)."""
     bad = []
-    for url, label in zip(urls, labels):
+    for url, label in zip(urls, labels, strict=False):
         with session(url, "soak-check") as s:
             bad += check_invariants(s, label)
     return bad

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from typing import Any
 
 from .calls import CONN_ERRORS, call, close, login
 
@@ -134,6 +135,7 @@ class Client(threading.Thread):
                 return
             self.power, self.power_boots = p, read_boots
         before, before_boots = self.power, self.power_boots
+        args: tuple[Any, ...]
         if before == "Halted":
             op, args, after = "VM.start", (self.vm, False, False), "Running"
         elif before == "Suspended":
@@ -229,7 +231,10 @@ class Poller(threading.Thread):
         self.finished = False
 
     def poll(self, timeout):
-        fn = (lambda *a: self.session.xenapi_request("event.from", a))
+        def fn(*a):
+            assert self.session is not None, "not logged in"
+            return self.session.xenapi_request("event.from", a)
+
         t0 = time.monotonic()
         ok, res = call(self.stats, self.session, "event.from", ["vm"], self.token, timeout,
                        fn=fn)

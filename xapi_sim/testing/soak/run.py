@@ -15,8 +15,7 @@ import time
 
 from .calls import Stats, scenario_toml
 from .chaos import Chaos
-from .checks import (all_invariants, all_vm_records, converge_all, layout, snapshot,
-                     verify_clients)
+from .checks import all_invariants, all_vm_records, converge_all, layout, snapshot, verify_clients
 from .load import Client, Poller
 
 DESCRIPTION = "Soak xapi-sim: mixed load plus injected faults for a given time, then check " \
@@ -29,7 +28,7 @@ class Server:
     def __init__(self, workdir, scenario_path, state_dir=None, seed=1):
         self.workdir, self.scenario, self.state_dir, self.seed = workdir, scenario_path, \
             state_dir, seed
-        self.proc = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self.hosts = {}
 
     def start(self):
@@ -52,6 +51,7 @@ class Server:
         return self
 
     def kill9(self):
+        assert self.proc is not None, "not started"
         os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
 
@@ -65,6 +65,7 @@ class Server:
 
     def status(self):
         """(threads, resident memory in KiB) of the server process (Linux /proc)."""
+        assert self.proc is not None, "not started"
         try:
             with open(f"/proc/{self.proc.pid}/status") as fh:
                 fields = dict(line.split(":", 1) for line in fh if ":" in line)
@@ -74,6 +75,7 @@ class Server:
 
     def cpu_seconds(self):
         """User + system CPU time of the server process so far (Linux /proc)."""
+        assert self.proc is not None, "not started"
         try:
             with open(f"/proc/{self.proc.pid}/stat") as fh:
                 parts = fh.read().rsplit(")", 1)[1].split()

@@ -44,7 +44,11 @@ def host_get_vms_which_prevent_evacuation(ctx):
     for vm, error in vms.items():
         reason = ",".join(error)
         rec = vm_record(ctx, vm)
-        rec.fields.append(Field("reason", lambda r=reason: r))
+
+        def show_reason(r: str = reason) -> str:
+            return r
+
+        rec.fields.append(Field("reason", show_reason))
         selected = select_fields(ctx, [rec], ["uuid", "name-label", "reason"])[0]
         ctx.printer.table([[f.printed() for f in selected]])
 

@@ -51,7 +51,7 @@ def _user_says_yes(ctx) -> bool:
 def _vdis_lost(ctx, host) -> list:
     """The VDIs of SRs only ``host`` sees (what ejecting it destroys), newest first; every
     lookup that fails is skipped, as XAPI's warning does."""
-    warnings = []
+    warnings: list[str] = []
     try:
         srs = []
         for pbd in ctx.call("host.get_PBDs", host):

@@ -1,8 +1,8 @@
 """What the command table holds for one command (xen-api ``cli_frontend.ml`` ``cmd_spec``)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 
 @dataclass

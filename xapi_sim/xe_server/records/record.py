@@ -7,8 +7,9 @@ lazily, once. The layouts themselves are ``vm.py``, ``host.py``, ``pool.py``, ``
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any
 
 from ...datamodel import NULL_REF
 from ...errors import Failure
@@ -164,7 +165,7 @@ class Builder:
     def linked(self, cls, ref_field):
         """A lazily fetched, cached record of the object ``ref_field`` points to (``xm ()`` /
         ``xgm ()`` in records.ml), or None if it cannot be read ("with _ -> None")."""
-        cache = []
+        cache: list[dict[str, Any] | None] = []
 
         def get():
             if not cache:

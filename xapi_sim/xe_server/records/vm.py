@@ -9,9 +9,16 @@ from ...errors import Failure
 from ...wire.ocaml import bool_of_string, float_of_string
 from .. import render as R
 from ..errors import CliFailure
-from ..values import (bytes_of_string, on_crash_of_string, on_crash_str,
-                      on_normal_exit_of_string, on_normal_exit_str, tristate_str,
-                      vm_op_of_string, vm_op_str)
+from ..values import (
+    bytes_of_string,
+    on_crash_of_string,
+    on_crash_str,
+    on_normal_exit_of_string,
+    on_normal_exit_str,
+    tristate_str,
+    vm_op_of_string,
+    vm_op_str,
+)
 from .record import Builder, Record
 
 
