@@ -14,8 +14,7 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from xapi_sim import classes  # noqa: E402,F401 -- registers every handler
-from xapi_sim import products  # noqa: E402
+from xapi_sim import classes, products  # noqa: E402,F401 -- classes registers every handler
 from xapi_sim.datamodel import Schema  # noqa: E402
 from xapi_sim.dispatch import REGISTRY  # noqa: E402
 

@@ -39,7 +39,7 @@ class OperationPolicy:
         self.live: set = set()
 
     @classmethod
-    def of(cls, world) -> "OperationPolicy":
+    def of(cls, world) -> OperationPolicy:
         return world.service(cls)
 
 

@@ -17,13 +17,14 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Iterable
 
 from . import persist, playback
 from . import scenario as scn_mod
 from .bench import main as bench_main
 from .errors import Failure
 from .server import Simulator
-from .sessions import AUTH_FAILURE_DELAY   # XAPI's, from xapi_session.ml
+from .sessions import AUTH_FAILURE_DELAY  # XAPI's, from xapi_session.ml
 
 DEFAULT_PORT = 8080
 DEFAULT_USER = "root"
@@ -126,6 +127,7 @@ def export(args) -> int:
             world, _ = playback.load_world([args.xapi_db], seed=0)
         else:
             world = scn_mod.build(scn_mod.load(args.scenario), seed=0)
+        chunks: Iterable[str]
         if args.format == "xmldbdump":
             chunks = playback.dump(playback.find_pool(world, args.pool))
         else:
@@ -253,9 +255,9 @@ def serve(args) -> int:
     loaded = playback.address_table(world)
     if loaded:
         print(f"{'RECORDED ADDRESS':<18} {'HOST':<12} {'POOL':<12} URL")
-        for e in loaded:
-            print(f"{e['recorded_address'] or '-':<18} {e['name_label']:<12} "
-                  f"{e['pool'] or '-':<12} {e['url']}")
+        for entry in loaded:
+            print(f"{entry['recorded_address'] or '-':<18} {entry['name_label']:<12} "
+                  f"{entry['pool'] or '-':<12} {entry['url']}")
     print("TLS: " + (f"{args.tls_cert} on every host" if args.tls_cert else
                      f"a self-signed certificate per host (made at its first TLS client), "
                      f"in {sim.certs.directory}"))

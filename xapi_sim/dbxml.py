@@ -266,6 +266,7 @@ def _tokens(text: str) -> Iterator[tuple[str, Any]]:
         if kind == "str":
             yield ("atom", _unescape(text[i + 1:end - 1]))
         elif kind == "weird":
+            assert m is not None
             yield ("atom", m.group(2))
         else:
             yield ("atom", _Sym(text[i:end]))
@@ -336,7 +337,7 @@ def unmarshal_map(text: str) -> list[tuple[str, str]]:
 def _float_text(x: float) -> str:
     if math.isnan(x):
         return "nan"
-    return "%0.18g" % x
+    return f"{x:0.18g}"
 
 
 def to_db(ty: Type, value) -> str:
@@ -349,9 +350,13 @@ def to_db(ty: Type, value) -> str:
     if k == "float":
         return _float_text(float(value))
     if k == "set":
-        return marshal_set(to_db(ty.elem, x) for x in value)
+        assert ty.elem is not None
+        elem = ty.elem
+        return marshal_set(to_db(elem, x) for x in value)
     if k == "map":
-        return marshal_map((to_db(ty.key, a), to_db(ty.elem, b)) for a, b in value.items())
+        assert ty.key is not None and ty.elem is not None
+        kt, vt = ty.key, ty.elem
+        return marshal_map((to_db(kt, a), to_db(vt, b)) for a, b in value.items())
     return str(value)
 
 
@@ -421,7 +426,8 @@ def from_db(ty: Type, text: str, dropped: list | None = None):
             return low
         raise DbValueError(f"{text!r} is not a value of enum {ty.name}")
     if k == "set":
-        out = []
+        assert ty.elem is not None
+        items = []
         for item in unmarshal_set(text):
             try:
                 v = from_db(ty.elem, item, dropped)
@@ -430,9 +436,10 @@ def from_db(ty: Type, text: str, dropped: list | None = None):
                     raise
                 dropped.append(str(e))
                 continue
-            out.append(v)
-        return out
+            items.append(v)
+        return items
     if k == "map":
+        assert ty.key is not None and ty.elem is not None
         out: dict = {}
         for a, b in unmarshal_map(text):
             try:
@@ -538,7 +545,8 @@ def read(source: str | BinaryIO, name: str | None = None) -> DbFile:
                                 if k not in ("ref", "__ctime", "__mtime")}
                         table.append(RawRow(ref, _gen(a.get("__ctime")),
                                             _gen(a.get("__mtime")), cols))
-                table_elem.clear()      # rows are read one by one, never kept as a tree
+                if table_elem is not None:
+                    table_elem.clear()      # rows are read one by one, never kept as a tree
             elif where == ("database", "table"):
                 table = table_elem = None
                 elem.clear()

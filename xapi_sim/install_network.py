@@ -450,7 +450,7 @@ def vifs_follow_power(world, db, vm_ref: str) -> None:
             if vm["resident_on"] != NULL_REF:
                 attach_network_on_host(world, db, row["network"], vm["resident_on"])
         elif power == "Halted":
-            changes = {}
+            changes: dict[str, object] = {}
             if row["currently_attached"]:
                 changes["currently_attached"] = False
             if row["current_operations"]:
@@ -487,7 +487,7 @@ def merge_networks(world, jdb, mdb) -> dict:
                 name_description=net["name_description"], MTU=net["MTU"],
                 other_config=dict(net["other_config"]), tags=list(net["tags"]),
                 bridge=BridgeNames.of(world).choose(mdb, bridges))
-    for pif, row in jdb.rows("PIF"):
+    for _pif, row in jdb.rows("PIF"):
         if not row["physical"]:
             continue
         metrics = NULL_REF

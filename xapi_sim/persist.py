@@ -1034,7 +1034,7 @@ def scan(state_dir) -> Scan:
         offset = 0
         prev = None
 
-        def damage(n, off, reason, rest=()):
+        def damage(n, off, reason, rest=(), i=i, name=name):
             after = sum(1 for r in rest if _frames_ok(r, version))
             for _, d in datas[i + 1:]:
                 after += sum(1 for r in d.split(b"\n")[:-1] if _frames_ok(r, version))
@@ -1164,6 +1164,7 @@ def load(state_dir, **world_kw):
 
 def build_world(s: Scan, state_dir, **world_kw):
     lay = s.layout
+    assert lay is not None
     kw = dict(world_kw)
     kw.setdefault("user", lay["user"])
     kw.setdefault("password", lay["password"])

@@ -140,7 +140,7 @@ class LoadReport:
     def summary(self) -> str:
         n = self.loaded_counts
         written = (f"written by {self.file_release} (schema "
-                   f"{'.'.join(map(str, self.schema_version))})"
+                   f"{'.'.join(map(str, self.schema_version or ()))})"
                    if self.file_release else "of an unknown release (no manifest)")
         return (f"{self.path}: pool {self.pool_name!r} -- {n.get('host', 0)} hosts, "
                 f"{n.get('VM', 0)} VMs, {n.get('SR', 0)} SRs; {written}, emulated as "
@@ -199,7 +199,8 @@ def _version_tuple(version: str) -> tuple:
 def product_for(sv: dict, cap: str, exact: bool = False) -> tuple:
     """(Product, note or None) a host with recorded ``software_version`` runs: the modelled
     product of its product line (up to 6.5: 6.5 SP1; from 7.0: 7.0), never newer than
-    ``cap`` (its pool's release; ``exact``: the pool's master runs ``cap``). The recorded ``software_version`` is kept verbatim when
+    ``cap`` (its pool's release; ``exact``: the pool's master runs ``cap``). The recorded
+    ``software_version`` is kept verbatim when
     the line is the modelled one (any 7.0 or 6.5 build)."""
     pv = sv.get("product_version", "")
     line = _version_tuple(pv) if pv else None
@@ -242,7 +243,7 @@ def _featureset(text: str | None):
 def _bits(a, b) -> int:
     n = max(len(a), len(b))
     return sum((x ^ y).bit_count()
-               for x, y in zip(fs.zero_extend(a, n), fs.zero_extend(b, n)))
+               for x, y in zip(fs.zero_extend(a, n), fs.zero_extend(b, n), strict=True))
 
 
 def nearest_cpu(info: dict) -> tuple[str, str]:
@@ -430,7 +431,7 @@ def _convert(dbf, schema, release, file_release, report):
             if cls == "secret" and row.get("value"):
                 row["value"] = ""
                 unmapped.add(cls, "value", "never read: passwords stay out of playback")
-            for name, f in fields.items():
+            for name, _f in fields.items():
                 if name in present:
                     continue
                 life = datamodel.field_lifecycle(cls, name)
@@ -686,7 +687,7 @@ def _complete(world, rows, report, release):
                             f"{hosts[first][0]['name_label']!r} is the master")
         prow["master"] = first
     metrics = rows.setdefault("host_metrics", {})
-    for ref, (row, *_x) in hosts.items():
+    for _ref, (row, *_x) in hosts.items():
         if row["metrics"] not in metrics:
             uid = _derived_uuid("host_metrics", row["uuid"])
             mref = row["metrics"] if row["metrics"] != NULL_REF else "OpaqueRef:" + uid

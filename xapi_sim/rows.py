@@ -10,7 +10,9 @@ from __future__ import annotations
 import logging
 
 from . import catalogue, datamodel, install_network, install_storage
+from .clock import Clock
 from .errors import Failure
+from .ids import Ids
 from .runtime import DOM0_MEMORY, HOST_OVERHEAD, HostRuntime, PoolRuntime
 from .store import Database
 
@@ -19,6 +21,9 @@ log = logging.getLogger(__name__)
 
 class RowBuilders:
     """Row construction for :class:`world.World` (needs ``ids`` and ``clock``)."""
+
+    ids: Ids
+    clock: Clock
 
     def new_row(self, db: Database, table: str, **fields) -> str:
         """Insert a row with every field at its datamodel default except ``fields``.
@@ -61,9 +66,10 @@ class RowBuilders:
             bios_strings={"bios-vendor": "Xen", "system-manufacturer": "xapi-sim"},
             allowed_operations=[], current_operations={})
         self._create_management_pif(db, h)
+        now = self.clock.now_ts()
         dom0_metrics = self.new_row(db, "VM_metrics", memory_actual=DOM0_MEMORY,
-                                    VCPUs_number=min(8, h.hw.cpu_count), start_time=self.clock.now_ts(),
-                                    install_time=self.clock.now_ts(), last_updated=self.clock.now_ts())
+                                    VCPUs_number=min(8, h.hw.cpu_count), start_time=now,
+                                    install_time=now, last_updated=now)
         self.new_row(
             db, "VM", name_label=f"Control domain on host: {h.name_label}",
             name_description="The domain which manages physical devices and manages other domains",

@@ -51,6 +51,11 @@ class HostRuntime:
     Its runtime state is part of the calls' transactions: a change made inside one is
     undone if the transaction rolls back (``__setattr__`` records the old value)."""
 
+    memory_free: int            # free memory (set by update_host_memory)
+    domid_seq: int              # last domid given on this host since it booted
+    xapi_epoch: int             # counts xapi starts (local sessions end with one)
+    recorded_address: str       # playback: where the host listened in its real pool
+
     _TRACKED = frozenset({"state", "pool", "product", "hw", "next_hw", "started_once",
                           "disabled_until_reboot", "user_disabled", "address", "port",
                           "memory_free", "domid_seq"})
@@ -103,6 +108,7 @@ class HostRuntime:
 
     @property
     def db(self) -> Database:
+        assert self.pool is not None, f"host {self.name_label} is in no pool"
         return self.pool.db
 
     def __repr__(self):

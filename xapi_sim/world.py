@@ -17,15 +17,25 @@ from .datamodel import Schema
 from .errors import Failure
 from .ids import Ids
 from .levelling import cpus
-from .rows import _RESTRICTIONS, _ROLES, RowBuilders
-from .runtime import (DOM0_MEMORY, HOST_OVERHEAD, MAX_PCPUS_PER_HOST,  # noqa: F401 -- re-exported
-                      MAX_VCPUS_PER_VM, MAX_VM_MEMORY, MAX_VMS_PER_HOST, GiB, Hardware,
-                      HostRuntime, MiB, PoolRuntime)
+from .rows import _RESTRICTIONS, _ROLES
+from .runtime import (  # noqa: F401 -- re-exported
+    DOM0_MEMORY,
+    HOST_OVERHEAD,
+    MAX_PCPUS_PER_HOST,
+    MAX_VCPUS_PER_VM,
+    MAX_VM_MEMORY,
+    MAX_VMS_PER_HOST,
+    GiB,
+    Hardware,
+    HostRuntime,
+    MiB,
+    PoolRuntime,
+)
 from .store import Database, Transactions
 from .xapi_start import XapiLifecycle
 
 
-class World(RowBuilders, XapiLifecycle):
+class World(XapiLifecycle):
     """Pools and hosts of one simulation; no module-level state, so worlds can coexist."""
 
     def __init__(self, seed=None, user="root", password="xenroot", auth_failure_delay=0.0,
@@ -97,6 +107,7 @@ class World(RowBuilders, XapiLifecycle):
                             build_number=None):
         """Create a host that is the master of its own pool of one (as after install)."""
         prod = products.product(version, build_number)
+        assert hardware is not None
         cpus.model(hardware.cpu)  # validate early
         h = HostRuntime(self, self.ids.ref(), uuid or self.ids.uuid(), name_label, prod,
                         hardware)
@@ -110,7 +121,11 @@ class World(RowBuilders, XapiLifecycle):
     def _register_host(self, h: HostRuntime):
         with self.lock:
             self.hosts[h.ref] = h
-        self.txm.on_rollback(lambda: self.hosts.pop(h.ref, None))
+        self.txm.on_rollback(lambda: self._unregister_host(h))
+
+    def _unregister_host(self, h: HostRuntime) -> None:
+        with self.lock:
+            self.hosts.pop(h.ref, None)
 
     def add_pool(self, pool: PoolRuntime):
         with self.lock:
@@ -144,6 +159,7 @@ class World(RowBuilders, XapiLifecycle):
                    hardware: Hardware | None = None, uuid=None, build_number=None):
         """Create a host directly as a member of ``pool`` (scenario building)."""
         prod = products.product(version, build_number)
+        assert hardware is not None
         cpus.model(hardware.cpu)
         h = HostRuntime(self, self.ids.ref(), uuid or self.ids.uuid(), name_label, prod,
                         hardware)

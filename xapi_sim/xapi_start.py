@@ -8,14 +8,20 @@ refresh ``software_version``/API version, mark the host live, recompute ``pool.c
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from . import allowed, install_network, install_storage
 from .datamodel import NULL_REF, Schema
 from .levelling import cpus, policy
+from .rows import RowBuilders
 from .runtime import HOST_OVERHEAD, HostRuntime, PoolRuntime
 
 
-class XapiLifecycle:
+class XapiLifecycle(RowBuilders):
     """Host lifecycle for :class:`world.World`."""
+
+    building: bool
+    _new_pool: Callable[..., PoolRuntime]
 
     def rolling_upgrade_in_progress(self, pool: PoolRuntime) -> bool:
         return "rolling_upgrade_in_progress" in pool.db.get("pool", pool.ref)["other_config"]
@@ -48,7 +54,9 @@ class XapiLifecycle:
                 changes["enabled"] = True
                 h.user_disabled = False
             db.update("host", h.ref, **changes)
-            rpu = self.rolling_upgrade_in_progress(h.pool)
+            pool = h.pool
+            assert pool is not None
+            rpu = self.rolling_upgrade_in_progress(pool)
             if release != "cream" and not rpu and not self.building:
                 alert = policy.host_alert(old, info)
                 if alert:
@@ -63,10 +71,10 @@ class XapiLifecycle:
             h.started_once = True
             h.xapi_epoch += 1
             self.update_host_memory(h)
-            self.recompute_pool_cpu_info(h.pool)
+            self.recompute_pool_cpu_info(pool)
             self.update_host_allowed_operations(h)
             # the master's periodic DB GC pass; run at every start so the flag follows at once
-            self.detect_rolling_upgrade(h.pool)
+            self.detect_rolling_upgrade(pool)
             if h.is_master:
                 # xapi's start on the master (Cancel_tasks): stale operations go, and every
                 # allowed_operations is recomputed by the checks
@@ -151,6 +159,7 @@ class XapiLifecycle:
         """Delete a host's records from its pool (Host.destroy / eject) and recompute the
         pool level, as Dundee's ``create_pool_cpuinfo`` call sites do (§4, §5.3)."""
         pool, db = h.pool, h.db
+        assert pool is not None
         with db.lock:
             row = db.get("host", h.ref)
             for r in list(row["host_CPUs"]):

@@ -72,7 +72,7 @@ def _check_fresh_pool(w, x):
     for href, h in hosts.items():
         mine = {pifs[p]["device"]: (p, pifs[p]) for p in h["PIFs"]}
         assert set(mine) == {"eth0", "eth1", "eth2", "eth3"}
-        for dev, (p, r) in mine.items():
+        for dev, (_p, r) in mine.items():
             assert r["host"] == href and r["physical"] and r["currently_attached"]
             assert MAC.match(r["MAC"]), r["MAC"]
             macs.add(r["MAC"])

@@ -82,7 +82,7 @@ def _expected_mac(seed, dev):
         acc = hashlib.md5(acc).digest()
     h2 = hashlib.md5(acc).digest()
     b = [(acc[0] | 2) & ~1, acc[1], acc[2], acc[3], h2[1], h2[2]]
-    return ":".join("%02x" % x for x in b)
+    return ":".join(f"{x:02x}" for x in b)
 
 
 @pytest.fixture

@@ -63,11 +63,11 @@ def test_every_host_has_local_dvd_and_removable_storage(installed):
             assert prec["currently_attached"] is True and prec["SR"] == ref
             owners.add(prec["host"])
         assert owners == pool_hosts
-    for ref, sr in _by_name(x, "DVD drives").items():
+    for _ref, sr in _by_name(x, "DVD drives").items():
         assert sr["name_description"] == "Physical DVD drives"
         assert x.PBD.get_device_config(sr["PBDs"][0]) == {"location": "/dev/xapi/cd"}
         assert sr["sm_config"] == {"type": "cd"}
-    for ref, sr in _by_name(x, "Removable storage").items():
+    for _ref, sr in _by_name(x, "Removable storage").items():
         assert x.PBD.get_device_config(sr["PBDs"][0]) == {"location": "/dev/xapi/block"}
 
 
@@ -122,7 +122,7 @@ def test_sm_records_are_the_releases(installed):
 
 def test_space_is_accounted_and_relations_hold(installed):
     release, w, x = installed
-    for ref, sr in x.SR.get_all_records().items():
+    for _ref, sr in x.SR.get_all_records().items():
         vdis = [x.VDI.get_record(v) for v in sr["VDIs"]]
         assert int(sr["physical_utilisation"]) == sum(int(v["physical_utilisation"])
                                                       for v in vdis)

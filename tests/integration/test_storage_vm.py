@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import pytest
 import XenAPI
+from test_storage_ops import NULL, fails, local_sr, relations_ok, vbd_rec, vdi_rec
 
 from xapi_sim.install_storage import GiB
 from xapi_sim.testing import running_world
-
-from test_storage_ops import NULL, fails, local_sr, relations_ok, vbd_rec, vdi_rec
 
 
 @pytest.fixture

@@ -7,12 +7,11 @@ import re
 
 import pytest
 import XenAPI
+from test_storage_ops import NULL, fails, relations_ok, vbd_rec, vdi_rec
 
 from xapi_sim import catalogue
 from xapi_sim.install_storage import GiB
 from xapi_sim.testing import running_world
-
-from test_storage_ops import NULL, fails, relations_ok, vbd_rec, vdi_rec
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")

@@ -36,8 +36,8 @@ import XenAPI
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from xapi_sim.classes import common as c
 from xapi_sim import dispatch, persist, scenario
+from xapi_sim.classes import common as c
 from xapi_sim.classes import cross_pool
 from xapi_sim.errors import Failure
 from xapi_sim.server import Simulator  # noqa: F401  -- registers every handler
@@ -546,6 +546,7 @@ def test_the_import_is_idempotent_by_migration_and_an_aborted_one_never_lands(pa
     fences any later import of it."""
     import http.client
     import urllib.parse
+
     from xapi_sim.persist import enc
     src_db = pair.src.world.pools[0].db
     row = src_db.get("VM", pair.vm)

@@ -19,8 +19,8 @@ import time
 import xmlrpc.client
 
 import XenAPI
-
 from statedir_kit import Server, login
+
 from xapi_sim import persist
 from xapi_sim.datamodel import NULL_REF
 from xapi_sim.testing.soak.checks import check_invariants
@@ -59,7 +59,7 @@ class Model:
             m.enabled["xs4"] = True
         return m
 
-    def differences(self, seen: "Model") -> list:
+    def differences(self, seen: Model) -> list:
         out = []
         if seen.member != self.member:
             out.append(f"xs4 member={seen.member}, expected {self.member}")
@@ -96,7 +96,7 @@ def observe_world(world) -> tuple[Model, list]:
             if h.state != "up" or not live or len(dom0) != 1:
                 bad.append(f"host {h.name_label}: state {h.state}, live {live}, "
                            f"{len(dom0)} control domains")
-        for ref, row in db.rows("VM"):
+        for _ref, row in db.rows("VM"):
             on = row["resident_on"]
             if row["power_state"] in ("Running", "Paused"):
                 if on == NULL_REF or not db.exists("host", on):
@@ -125,7 +125,7 @@ def observe_wire(srv) -> tuple[Model, list]:
     metrics = x.host_metrics.get_all_records()
     vms = x.VM.get_all_records()
     name = {ref: r["name_label"] for ref, r in hosts.items()}
-    for ref, r in hosts.items():
+    for _ref, r in hosts.items():
         dom0 = [v for v in r["resident_VMs"] if vms[v]["is_control_domain"]]
         if not metrics[r["metrics"]]["live"] or len(dom0) != 1 or \
                 vms[dom0[0]]["power_state"] != "Running":

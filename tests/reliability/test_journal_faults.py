@@ -21,8 +21,8 @@ import threading
 
 import pytest
 import XenAPI
-
 from statedir_kit import HERE, Server, durable_world, lines, login, reload
+
 from xapi_sim import persist
 
 ENOSPC_WRITE = ["INTERNAL_ERROR", 'Unix.Unix_error(Unix.ENOSPC, "write", "")']

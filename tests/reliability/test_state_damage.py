@@ -19,9 +19,19 @@ import zlib
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from statedir_kit import (
+    Server,
+    digest,
+    lines,
+    login,
+    payload,
+    reframe,
+    refused,
+    run_cli,
+    to_v1,
+    write_lines,
+)
 
-from statedir_kit import (Server, digest, lines, login, payload, refused, reframe,
-                          run_cli, to_v1, write_lines)
 from xapi_sim import persist
 from xapi_sim.datamodel import Timestamp
 
@@ -44,13 +54,14 @@ def kept(tmp_path_factory):
         srv.kill9()
     keys = {}
     for n, line in enumerate(lines(state / "journal.jsonl"), 1):
-        for pref, entry in payload(line)["pools"].items():
+        for _pref, entry in payload(line)["pools"].items():
             for item in entry["rows"]:
                 if item[1] == "VM" and item[2] == vm:
                     oc = item[3]["other_config"]
                     new = [k for k in oc if k.startswith("k") and
                            k not in keys.values()]
-                    keys.update({n: k for k in new})
+                    if new:              # the key this write added (the last new one)
+                        keys[n] = new[-1]
     assert len(keys) == WRITES
     return state, vm, keys
 

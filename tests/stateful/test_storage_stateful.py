@@ -6,7 +6,8 @@ from __future__ import annotations
 import threading
 
 import XenAPI
-from hypothesis import settings, strategies as st
+from hypothesis import settings
+from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from xapi_sim import install_storage
@@ -115,7 +116,7 @@ class StorageMachine(RuleBasedStateMachine):
         if not hasattr(self, "w"):
             return
         db = self.w.world.pools[0].db
-        for sr, row in db.rows("SR"):
+        for _sr, row in db.rows("SR"):
             vdis = [db.tables["VDI"][v] for v in row["VDIs"]]
             util, alloc = install_storage.sr_usage(row["type"], vdis)
             assert (row["physical_utilisation"], row["virtual_allocation"]) == (util, alloc)

@@ -91,7 +91,7 @@ def test_float_text(x):
     if math.isnan(x):
         assert s == "nan" and math.isnan(dbxml.from_db(parse_type("float"), s))
     else:
-        assert s == "%0.18g" % x
+        assert s == f"{x:0.18g}"
         assert dbxml.from_db(parse_type("float"), s) == x
 
 

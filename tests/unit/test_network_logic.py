@@ -26,7 +26,7 @@ def _gen_mac_by_hand(dev, seed):
     h2 = hashlib.md5(h1).digest()
     b = [h1[0], h1[1], h1[2], h1[3], h2[1], h2[2]]
     b[0] = (b[0] | 2) & ~1
-    return ":".join("%02x" % x for x in b)
+    return ":".join(f"{x:02x}" for x in b)
 
 
 def test_gen_mac_pinned():
@@ -38,7 +38,7 @@ def test_gen_mac_pinned():
     h2 = hashlib.md5(h1).digest()
     first = (h1[0] | 2) & ~1
     assert inet.gen_mac(0, seed) == ":".join(
-        "%02x" % x for x in (first, h1[1], h1[2], h1[3], h2[1], h2[2]))
+        f"{x:02x}" for x in (first, h1[1], h1[2], h1[3], h2[1], h2[2]))
 
 
 @given(st.integers(0, 40), st.text(max_size=40))

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from xapi_sim import install_storage as s
 from xapi_sim.classes import storage_vbd as d

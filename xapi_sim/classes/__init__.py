@@ -2,6 +2,25 @@
 
 Importing this package registers every handler with ``dispatch.api``.
 """
-from . import (event, host, host_lifecycle, message, network_misc, network_pif,  # noqa: F401
-               network_vif, pool, pool_join, session, sim, storage_sr, storage_vbd,
-               storage_vdi, storage_vm, task, vm, vm_config, vm_lifecycle, vm_provision)
+from . import (  # noqa: F401
+               event,
+               host,
+               host_lifecycle,
+               message,
+               network_misc,
+               network_pif,
+               network_vif,
+               pool,
+               pool_join,
+               session,
+               sim,
+               storage_sr,
+               storage_vbd,
+               storage_vdi,
+               storage_vm,
+               task,
+               vm,
+               vm_config,
+               vm_lifecycle,
+               vm_provision,
+)

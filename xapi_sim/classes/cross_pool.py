@@ -64,8 +64,7 @@ from ..errors import Failure, internal
 from ..levelling import featureset, policy
 from ..rowcodec import enc
 from . import common as c
-from .cross_pool_dest import (_pool_of, _refresh, _update_memory,  # noqa: F401
-                              import_metadata, land)
+from .cross_pool_dest import _pool_of, _refresh, _update_memory, import_metadata, land  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -190,10 +189,16 @@ class _RemoteDest:
         Raises :class:`_NotSent` if no connection was made, :class:`_Unknown` if the
         request may have been acted upon without a usable answer."""
         q = urllib.parse.urlencode({"session_id": self.session, "host": self.ref, **params})
-        cls = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
-        kw = {"context": ssl._create_unverified_context()} if self.https else {}
+        assert self.hostname is not None
         try:
-            conn = cls(self.hostname, self.port, timeout=self.timeout, **kw)
+            conn: http.client.HTTPConnection
+            if self.https:
+                conn = http.client.HTTPSConnection(
+                    self.hostname, self.port, timeout=self.timeout,
+                    context=ssl._create_unverified_context())
+            else:
+                conn = http.client.HTTPConnection(self.hostname, self.port,
+                                                  timeout=self.timeout)
             conn.connect()
         except (OSError, ValueError, http.client.HTTPException) as e:
             raise _NotSent(f"{type(e).__name__}: {e}") from e
@@ -307,19 +312,20 @@ def _v1_check(row, dest_info):
         host_words = featureset.parse_oldstyle(dest_info.get("features", ""))
     except featureset.InvalidFeatureString:
         return None
-    if any(v & ~h for v, h in zip(vm_words, host_words)):
+    if any(v & ~h for v, h in zip(vm_words, host_words, strict=False)):
         return policy.REASON_FEATURES
     return None
 
 
 def assert_can_migrate_cross_pool(call, vm, row, dest, options):
     dest = dest or {}
+    d: _LocalDest | _RemoteDest
     if dest.get("host", "") in call.world.hosts:
         d = _LocalDest(call, dest)
     else:
-        d = _RemoteDest(call.world, dest)
+        remote = d = _RemoteDest(call.world, dest)
         call.world.txm.checkpoint()        # nothing written: no lock held over the network
-        d.connect()
+        remote.connect()
         row = call.db.get("VM", vm)
     _checks(call, vm, row, d, options)
 
@@ -522,7 +528,7 @@ class Reconciler:
         self.idle.set()
 
     @classmethod
-    def of(cls, world) -> "Reconciler":
+    def of(cls, world) -> Reconciler:
         return world.service(cls)
 
     def add(self, dest, db, vm, key, migration):

@@ -88,7 +88,7 @@ class Imports:
         self.aborted: collections.OrderedDict = collections.OrderedDict()  # id -> None
 
     @classmethod
-    def of(cls, world) -> "Imports":
+    def of(cls, world) -> Imports:
         return world.service(cls)
 
     @staticmethod

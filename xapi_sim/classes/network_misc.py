@@ -1,4 +1,5 @@
-"""VLANs, bonds and tunnels: xen-api ``dundee-lcm`` ``xapi_vlan.ml``, ``xapi_pool.ml`` (``create_VLAN``, ``create_VLAN_from_PIF``),
+"""VLANs, bonds and tunnels: xen-api ``dundee-lcm`` ``xapi_vlan.ml``, ``xapi_pool.ml``
+(``create_VLAN``, ``create_VLAN_from_PIF``),
 ``xapi_pif.ml`` (``create_VLAN``, ``destroy``), ``xapi_bond.ml``, ``xapi_tunnel.ml`` and
 ``message_forwarding.ml`` (VLAN, bond and tunnel calls run on the
 PIF's host: ``HOST_OFFLINE`` if it is not live); 6.5 SP1 from xen-api ``v1.9.60``.

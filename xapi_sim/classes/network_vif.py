@@ -248,7 +248,7 @@ for _kind in ("ipv4", "ipv6"):
         api(f"VIF.{_how}_{_kind}_allowed")(_handler)
 
 
-# -- networks (xapi_network.ml, xapi_blob.ml) -------------------------------------------------------------------------------
+# -- networks (xapi_network.ml, xapi_blob.ml) ----------------------------------------------
 
 
 @api("network.create")

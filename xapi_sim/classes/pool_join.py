@@ -20,8 +20,8 @@ import threading
 from .. import install_network, install_storage
 from ..dispatch import api
 from ..errors import Failure
-from . import common as c
 from ..sessions import authenticate, destroy_session
+from . import common as c
 
 
 def _software_tuple(sv: dict):
@@ -42,11 +42,11 @@ def _pre_join_checks(call, master, force):
     if len(jdb.refs("host")) > 1:
         raise Failure("JOINING_HOST_CANNOT_BE_MASTER_OF_OTHER_HOSTS")
     # 6. no Running non-control VM (Paused and Suspended are not counted)
-    for vm, row in jdb.rows("VM"):
+    for _vm, row in jdb.rows("VM"):
         if not row["is_control_domain"] and row["power_state"] == "Running":
             raise Failure("JOINING_HOST_CANNOT_HAVE_RUNNING_VMS")
     # 7. no VM with current operations
-    for vm, row in jdb.rows("VM"):
+    for _vm, row in jdb.rows("VM"):
         if row["current_operations"]:
             raise Failure("JOINING_HOST_CANNOT_HAVE_VMS_WITH_CURRENT_OPERATIONS")
     jrow = jdb.get("host", joiner.ref)
@@ -164,7 +164,7 @@ def eject(call, host):
             raise Failure("HA_IS_ENABLED")
         if h.is_master:
             raise Failure("INTERNAL_ERROR", "Xapi_pool.Cannot_eject_master")
-        for vm, row in world.resident_vms(h):
+        for _vm, row in world.resident_vms(h):
             if row["power_state"] != "Halted":
                 raise Failure("OPERATION_NOT_ALLOWED", "VM resident on host")
         password = call.pool.password

@@ -432,7 +432,7 @@ def sr_probe(call, host, device_config, type, sm_config):
                           "Operation 'sr_probe' not supported by this SR type", "", "")
         check_device_config(call, host, sr_type, device_config, probe=True)
         found = []
-        for sr, row in db.rows("SR"):
+        for _sr, row in db.rows("SR"):
             if row["type"] != sr_type:
                 continue
             for p in row["PBDs"]:

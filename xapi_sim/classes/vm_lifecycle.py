@@ -37,7 +37,6 @@ from .network_vif import copy_vif, network_on_power_change
 from .task import timed
 
 
-
 def refresh_allowed(call, vm_ref, world=None, db=None, pool=None):
     """Recompute a VM's ``allowed_operations`` (``Xapi_vm_lifecycle.
     update_allowed_operations``; the rules are ``checks/vm.py``). ``pool`` is unused: the

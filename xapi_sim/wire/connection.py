@@ -306,11 +306,12 @@ class Conn:
             self.decoder = ChunkedDecoder(H.MAX_BODY) if head.chunked else None
             self.state = BODY
             if head.expect_continue and (head.chunked or head.length) and \
-                    (head.chunked or len(buf) < head.length):
+                    (head.chunked or len(buf) < (head.length or 0)):
                 self._interim(b"HTTP/1.1 100 Continue\r\n\r\n")
                 if self.state == CLOSED:
                     return
         # BODY
+        assert self.head is not None
         head = self.head
         try:
             if self.decoder is not None:
@@ -381,6 +382,7 @@ class Conn:
 
     def _write(self):
         view = self.out
+        assert view is not None
         try:
             pos = self.send_some(view)
         except (OSError, ValueError):

@@ -28,7 +28,7 @@ import threading
 import time
 
 from . import http as _http
-from .connection import BUSY, R, Conn, deadline_current
+from .connection import BUSY, Conn, R, deadline_current
 from .timers import Timers
 from .workers import MAX_WORKERS, Workers
 
@@ -50,7 +50,7 @@ class Front:
         self._wake_w.setblocking(False)
         self.sel.register(self._wake_r, R, None)
         self._wake_pending = False
-        self._cmds = collections.deque()
+        self._cmds: collections.deque = collections.deque()
         self.timers = Timers(deadline_current)
         self._listeners = set()
         self._conns = set()
@@ -87,7 +87,8 @@ class Front:
             return fn()
         deadline = time.monotonic() + timeout
         while not done.wait(0.05):
-            if not self._thread.is_alive():      # the loop ended meanwhile: run it here
+            # the loop ended meanwhile: run it here
+            if self._thread is None or not self._thread.is_alive():
                 self._run_commands()
                 break
             if time.monotonic() > deadline:
@@ -109,7 +110,8 @@ class Front:
             return
         if self._running:
             self.call(self._shutdown)
-            self._thread.join(5)
+            if self._thread is not None:
+                self._thread.join(5)
             self._running = False
             self._run_commands()     # posted after the loop's last pass
         else:

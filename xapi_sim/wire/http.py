@@ -34,6 +34,7 @@ import binascii
 import logging
 import socket
 import urllib.parse
+from collections.abc import Callable
 
 from .. import playback, sessions
 from ..dispatch import Bare
@@ -73,6 +74,10 @@ def error_reply(code: int, text: str) -> bytes:
 def _html(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
+
+
+def _not_bound(data: bytes | None, close: bool) -> None:
+    raise RuntimeError("a handler replied before the front bound its connection")
 
 class HostServer:
     """A simulated host's listening socket and what its requests need (host, dispatcher,
@@ -135,10 +140,10 @@ class Handler:
         self.command = head.method
         self.path = head.target
         self.headers = head.headers
-        self.request_version = "HTTP/%d.%d" % head.version
+        self.request_version = f"HTTP/{head.version[0]}.{head.version[1]}"
         self.client_address = conn.client_address
         self.close_connection = not head.keep_alive
-        self._respond = None
+        self._respond: Callable[[bytes | None, bool], None] = _not_bound
 
     def handle(self, respond):
         self._respond = respond

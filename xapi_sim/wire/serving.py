@@ -62,7 +62,7 @@ def serve(conn, handler):
     name = conn.front.name
     while handler is not None:
         lock = threading.Lock()
-        box = []
+        box: list = []
         sync = [True]
 
         def respond(data, close, box=box, sync=sync, lock=lock):
@@ -86,7 +86,7 @@ def serve(conn, handler):
             answer = box[0] if box else None
         if answer is None:
             return                  # parked: whoever completes it responds
-        handler = send_reply(conn, *answer, hold=True)
+        handler = send_reply(conn, answer[0], answer[1], hold=True)
 
 
 def send_reply(conn, data, close, hold=False):
@@ -96,7 +96,7 @@ def send_reply(conn, data, close, hold=False):
     if conn.pending_out and data:
         data = conn.pending_out + data
     conn.pending_out = b""
-    rest = b""
+    rest: bytes | memoryview = b""
     if data:
         view = memoryview(data)
         try:

@@ -27,7 +27,7 @@ class Workers:
         self.name = name
         self.idle_seconds = idle
         self._lock = threading.Lock()
-        self._jobs = collections.deque()
+        self._jobs: collections.deque = collections.deque()
         self._idle = []            # the idle workers' wake-up events, most recent last
         self._threads = 0
         self._stopped = False
