@@ -1,23 +1,7 @@
-"""Tasks and ``Async.`` calls. Mirrors xen-api ``ocaml/xapi/taskHelper.ml``, ``xapi_task.ml``,
-``server_helpers.ml`` ``do_dispatch`` and ``db_gc_util.ml`` ``timeout_tasks``.
-
-* An ``Async.X.y`` call creates a task named with the full wire name, replies with its ref at
-  once and runs the operation on a worker thread; the task's ``result`` is an XML-RPC value
-  fragment, ``error_info`` is ``[code, params...]``; ``TASK_CANCELLED`` ends it ``cancelled``.
-  Synchronous calls of async-capable messages get a transient task too (add/del events).
-* A task is created with ``allowed_operations = []`` (``TaskHelper.make``); while an operation
-  runs in xenopsd it is cancellable (``register_task`` sets ``[cancel]``).
-* ``task.cancel`` records ``cancel`` in ``current_operations`` (replacing the map) and asks the
-  backend to stop; a simulated operation notices it, stops, and raises ``TASK_CANCELLED``.
-  Nothing else happens to a task no operation is bound to (XAPI "falls back to polling").
-* ``task.destroy`` removes a finished task; a pending one only gets ``destroy`` in its
-  ``current_operations`` and the GC removes it once it has finished.
-* The GC pass (``timeout_tasks``, every ``gc_interval`` seconds on a thread the simulator
-  starts) removes finished tasks marked for destruction, tasks finished more than
-  ``completed_timeout`` (3900 s) ago, tasks pending for more than ``pending_timeout``
-  (86400 s) whose progress did not move since the previous pass, and the oldest finished
-  tasks beyond ``max_tasks`` (200). Ages come from the task's ``created``/``finished``
-  fields against the world's clock (``world.clock``), so tests can move it.
+"""The ``task.*`` messages and simulated operation durations (``timed``). The task machinery
+-- async and sync runs, cancellation, the GC, and XAPI's rules for them (``taskHelper.ml``,
+``xapi_task.ml``, ``db_gc_util.ml``) -- is ``xapi_sim/tasks.py``, whose docstring says what
+the simulator mirrors.
 
 Simulated durations: ``Tasks.operation_seconds`` (default 0, i.e. instantaneous) makes the VM
 power operations decorated with :func:`timed` take that long, with the VM showing the
