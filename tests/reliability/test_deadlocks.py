@@ -333,7 +333,7 @@ def test_journal_compaction_under_eight_writers(monkeypatch):
     """A journal compacted every few KiB while 8 threads write: compaction (a snapshot
     with every pool locked, run after a commit) never deadlocks with writers, and the
     state dir loads back to exactly the live world."""
-    monkeypatch.setattr(persist, "COMPACT_BYTES", 4096)
+    monkeypatch.setattr(persist.journal, "COMPACT_BYTES", 4096)
     state = tempfile.mkdtemp(prefix="xapi-sim-compact-")
     compactions = []
     real = persist.Journal.compact
