@@ -26,7 +26,7 @@ LAYERS = [
                "install_network", "scenario_spec"]),
     ("dispatch", ["faults", "sessions", "tasks", "dispatch"]),
     ("classes", ["classes"]),
-    ("loaders", ["scenario", "persist", "generate", "playback"]),
+    ("loaders", ["scenario", "persist", "generate", "playback_hw", "playback"]),
     ("front", ["wire.front", "wire.connection", "wire.serving", "wire.workers", "wire.timers",
                "wire.tls", "wire.http", "server", "xe_server", "xe", "cli",
                "bench", "testing", "__main__"]),
