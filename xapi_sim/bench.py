@@ -261,7 +261,7 @@ def _peak_rss_mib(pid):
                 if line.startswith("VmHWM:"):
                     return int(line.split()[1]) / 1024
     except OSError:
-        pass
+        pass  # no /proc (not Linux): the peak is simply not reported
     return None
 
 

@@ -291,7 +291,7 @@ def _raise_fd_limit():
         if soft != resource.RLIM_INFINITY and soft < want:
             resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
     except (ImportError, ValueError, OSError):
-        pass
+        pass  # no resource module or a hard limit we may not raise: keep the default
 
 
 def main(argv=None) -> int:

@@ -387,7 +387,7 @@ def _float(text: str) -> float:
     try:
         return float(t)
     except ValueError:
-        pass
+        pass  # not a plain float: the OCaml spellings are tried below
     try:
         return float.fromhex(t)
     except ValueError:

@@ -267,7 +267,7 @@ def open_session(st: Settings, args: list):
         try:
             ch.write(_request(args, st))
         except OSError:
-            pass
+            pass  # the server closed early; its answer (or the missing one) is read next
         first = cliproto.read_exact(ch.read, len(cliproto.PREFIX))
         if not first:
             sock.close()
@@ -361,7 +361,7 @@ def main(argv=None, environ=None) -> int:
             try:
                 ch.sock.close()
             except OSError:
-                pass
+                pass  # the connection is already gone; the exit status is decided
     except Usage:
         status = 0
         usage()
@@ -377,7 +377,7 @@ def main(argv=None, environ=None) -> int:
         try:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         except OSError:
-            pass
+            pass  # stdout is gone: nothing more can be printed anyway
     except socket.gaierror:
         err(f"Host '{st.server}' not found.\n")
     except ConnectFailure:

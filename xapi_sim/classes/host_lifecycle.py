@@ -20,6 +20,7 @@ Mirrors xen-api Dundee ``ocaml/xapi/xapi_host.ml``, ``xapi_host_helpers.ml`` and
 """
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from ..datamodel import NULL_REF
@@ -28,6 +29,8 @@ from ..errors import Failure
 from ..sessions import create_session
 from . import common as c
 from .vm_lifecycle import _set_power, pool_migrate
+
+log = logging.getLogger(__name__)
 
 
 def _host(call, ref):
@@ -152,8 +155,9 @@ def _stop_vms(call, h):
             continue
         try:
             pool_migrate(call, vm, target, {})
-        except Failure:
-            pass
+        except Failure as f:
+            # as xapi's shutdown hook: a VM that cannot move is shut down below instead
+            log.info("%s stays and is shut down: %s", vm, f.description)
     for vm, _row in call.world.resident_vms(h):
         _set_power(call, vm, "Halted")
 

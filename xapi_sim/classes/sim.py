@@ -120,7 +120,7 @@ def add_host(call, spec):
         world.host_by_name(hs.name_label)
         raise Failure("INVALID_VALUE", "name_label", f"a host named {hs.name_label!r} exists")
     except KeyError:
-        pass
+        pass  # no host of that name: the new one may take it
     h = world.add_standalone_host(hs.name_label, hs.version, hs.hardware(), hs.uuid,
                                   build_number=hs.build_number)
     if world.simulator is not None:

@@ -47,7 +47,7 @@ def of_string(hvm: bool, name: str):
     try:
         return of_disk_number(hvm, int(name))
     except ValueError:
-        pass
+        pass  # not a number: try it as a device name below
     m = _LINUX.fullmatch(name)
     if m is None:
         return None

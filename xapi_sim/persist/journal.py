@@ -276,7 +276,7 @@ class Journal:
             try:
                 os.unlink(tmp)
             except OSError:
-                pass
+                pass  # the temporary file never existed; the original error is re-raised
             raise
 
     def start(self, superseded=None):

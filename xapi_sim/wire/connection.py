@@ -129,7 +129,7 @@ class Conn:
             while pos < n:
                 pos += self.sock.send(view[pos:pos + step])
         except WANT:
-            pass
+            pass  # the socket buffer is full: the loop writes the rest later
         return pos
 
     # -- selector and deadline -------------------------------------------------------------
@@ -173,14 +173,14 @@ class Conn:
             try:
                 self.front.sel.unregister(self.sock)
             except (KeyError, ValueError, OSError):
-                pass
+                pass  # already unregistered (or the socket is gone): nothing to undo
             self.events = 0
         self.state = CLOSED
         self.deadline = None
         try:
             self.sock.close()
         except OSError:
-            pass
+            pass  # closing a socket the peer already reset: it is closed either way
         self.front.forget(self)
 
     # -- events ----------------------------------------------------------------------------

@@ -133,7 +133,7 @@ class Front:
             try:
                 self._wake_w.send(b"x")
             except (BlockingIOError, OSError):
-                pass
+                pass  # the wake-up pipe is full: the loop is already due to wake
         return True
 
     # -- the loop --------------------------------------------------------------------------
@@ -167,14 +167,14 @@ class Front:
         try:
             self.sel.close()
         except OSError:
-            pass
+            pass  # stopping: the selector is discarded either way
 
     def _drain_wake(self):
         try:
             while self._wake_r.recv(4096):
                 pass
         except (BlockingIOError, OSError):
-            pass
+            pass  # drained (or the pipe closed at stop): nothing left to read
         self._wake_pending = False
 
     def _run_commands(self):
@@ -230,7 +230,7 @@ class Front:
             try:
                 self.sel.unregister(lst.sock)
             except (KeyError, ValueError, OSError):
-                pass
+                pass  # the listener was already unregistered: pausing twice is harmless
             lst.accepting = False
 
     def _resume(self, lst):
@@ -263,7 +263,7 @@ class Front:
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
-                pass
+                pass  # not a TCP socket (or already reset): no Nagle to switch off
             idle, req = lst.timeouts()
             conn = Conn(sock, self, lst, addr, idle, req)
             lst.nconns += 1

@@ -125,7 +125,7 @@ class HostServer:
             try:
                 self.sock.close()
             except OSError:
-                pass
+                pass  # the peer already closed it: closed either way
 
 
 class Handler:

@@ -114,7 +114,7 @@ def send_reply(conn, data, close, hold=False):
         try:
             conn.sock.close()
         except OSError:
-            pass
+            pass  # the loop has stopped and the peer is gone: closed either way
     return None
 
 

@@ -105,7 +105,7 @@ class CertStore:
                 if fh.readline() == label:
                     return path
         except OSError:
-            pass
+            pass  # no usable kept certificate: a new one is made below
         pem = label + make_pem(address)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".cert-")
@@ -120,7 +120,7 @@ class CertStore:
             try:
                 os.unlink(tmp)
             except OSError:
-                pass
+                pass  # the temporary file never existed; the original error is re-raised
             raise
         return path
 

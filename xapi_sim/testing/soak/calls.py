@@ -55,7 +55,7 @@ def close(s):
     try:
         s._ServerProxy__close()
     except Exception:  # noqa: BLE001
-        pass
+        pass  # closing a connection that is already broken
 
 
 @contextlib.contextmanager
@@ -68,7 +68,7 @@ def session(url, originator):
         try:
             s.xenapi.session.logout()
         except (XenAPI.Failure, xmlrpc.client.Fault, *CONN_ERRORS):
-            pass
+            pass  # best-effort logout: the soak may have killed the server meanwhile
         close(s)
 
 

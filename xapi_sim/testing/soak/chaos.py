@@ -92,7 +92,7 @@ class Chaos(threading.Thread):
                         c.session.handle)
                     self.actions["session logged out"] += 1
                 except CONN_ERRORS:
-                    pass
+                    pass  # the server is down (the chaos killed it): nothing to log out
         else:
             self.do(p, "fault list", "sim.fault_list")
 

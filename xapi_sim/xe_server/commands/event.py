@@ -73,7 +73,7 @@ def event_wait(ctx):
         try:
             ctx.call("event.unregister", classes)
         except Failure:
-            pass
+            pass  # the session ended meanwhile: its registration went with it
 
 
 COMMANDS = {

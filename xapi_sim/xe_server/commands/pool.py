@@ -61,7 +61,7 @@ def _vdis_lost(ctx, host) -> list:
                 if not [o for o in others if o != host]:
                     srs.append(sr)
             except Exception:   # noqa: BLE001
-                pass
+                pass  # xapi_cli.ml ignores PBDs it cannot read ("with _ -> ()")
         for sr in srs:
             try:
                 for vdi in ctx.call("SR.get_VDIs", sr):
@@ -69,9 +69,9 @@ def _vdis_lost(ctx, host) -> list:
                         warnings.insert(0, f"VDI: {ctx.call('VDI.get_uuid', vdi)} "
                                            f"({ctx.call('VDI.get_name_label', vdi)})")
                     except Exception:   # noqa: BLE001
-                        pass
+                        pass  # xapi_cli.ml ignores VDIs it cannot read ("with _ -> ()")
             except Exception:   # noqa: BLE001
-                pass
+                pass  # xapi_cli.ml ignores SRs it cannot read ("with _ -> ()")
     except Exception:   # noqa: BLE001
         warnings = []
     return warnings

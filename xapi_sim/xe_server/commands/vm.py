@@ -203,7 +203,7 @@ def _vm_migrate_sxm(ctx, options):
         try:
             remote.call("session.logout")
         except Failure:
-            pass
+            pass  # best-effort logout of the remote session, as xapi_cli.ml
 
 
 _VM_OP = ["Standard", "Vm_selectors"]
