@@ -32,9 +32,9 @@ from .operations import (
     OpError,
     Row,
     Table,
-    hashtbl_fold_order,
+    allowed_in,
     intersect,
-    unknown_operation,
+    table_error,
 )
 
 # host_allowed_operations in Dundee's datamodel.ml (enum order)
@@ -103,18 +103,15 @@ def valid_operations(host_ref: str, row: Row, *, live: bool | None,
 
 def check_operation_error(host_ref: str, row: Row, op: str, **facts: Any) -> OpError | None:
     """``assert_operation_valid`` as a value: None or ``(code, params)``."""
-    table = valid_operations(host_ref, row, **facts)
-    if op not in table:
-        return unknown_operation("xapi_host_helpers", HOST_OPERATION_STRINGS.get(op, op))
-    return table[op]
+    return table_error(valid_operations(host_ref, row, **facts), op,
+                       "xapi_host_helpers", HOST_OPERATION_STRINGS)
 
 
 def allowed_operations(host_ref: str, row: Row, *, rpu: bool = False,
                        **facts: Any) -> list[str]:
     """``update_allowed_operations`` (xapi's hash-table order; the Miami list only during
     a rolling upgrade)."""
-    t = valid_operations(host_ref, row, **facts)
-    ok = [op for op in hashtbl_fold_order(ALL_OPERATIONS) if t[op] is None]
+    ok = allowed_in(valid_operations(host_ref, row, **facts), ALL_OPERATIONS)
     return intersect(ok, MIAMI) if rpu else ok
 
 

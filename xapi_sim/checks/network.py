@@ -19,9 +19,9 @@ from .operations import (
     OpError,
     Row,
     Table,
-    hashtbl_fold_order,
+    allowed_in,
     power_to_string,
-    unknown_operation,
+    table_error,
 )
 from .storage import _hotplug_errors, _vm_current_op_errors
 
@@ -69,15 +69,12 @@ def vif_valid_operations(vif_ref: str, row: Row, *, vm_row: Row,
 
 
 def vif_check_operation_error(vif_ref: str, row: Row, op: str, **facts: Any) -> OpError | None:
-    table = vif_valid_operations(vif_ref, row, **facts)
-    if op not in table:
-        return unknown_operation("xapi_vif_helpers", VIF_OPERATION_STRINGS.get(op, op))
-    return table[op]
+    return table_error(vif_valid_operations(vif_ref, row, **facts), op,
+                       "xapi_vif_helpers", VIF_OPERATION_STRINGS)
 
 
 def vif_allowed_operations(vif_ref: str, row: Row, **facts: Any) -> list[str]:
-    t = vif_valid_operations(vif_ref, row, **facts)
-    return [op for op in hashtbl_fold_order(VIF_ALL_OPERATIONS) if t[op] is None]
+    return allowed_in(vif_valid_operations(vif_ref, row, **facts), VIF_ALL_OPERATIONS)
 
 
 # -- PIF --------------------------------------------------------------------------------------

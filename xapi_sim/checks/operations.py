@@ -121,6 +121,21 @@ def unknown_operation(module: str, op_string: str) -> OpError:
     return ("INTERNAL_ERROR", [f"{module}.assert_operation_valid unknown operation: {op_string}"])
 
 
+def table_error(table: Mapping[str, OpError | None], op: str, module: str,
+                strings: Mapping[str, str]) -> OpError | None:
+    """``assert_operation_valid`` from a ``valid_operations`` table: the op's entry, or
+    ``throw_error``'s answer for an op the table does not know."""
+    if op not in table:
+        return unknown_operation(module, strings.get(op, op))
+    return table[op]
+
+
+def allowed_in(table: Mapping[str, OpError | None], all_ops: Iterable[str]) -> list[str]:
+    """``update_allowed_operations`` from a ``valid_operations`` table, in xapi's
+    hash-table order."""
+    return [op for op in hashtbl_fold_order(all_ops) if table[op] is None]
+
+
 def current_ops(mapping: Mapping[str, str]) -> list[tuple[str, str]]:
     """A ``current_operations`` map as xapi's ``(task, op)`` list, newest first."""
     return list(mapping.items())

@@ -20,8 +20,8 @@ from .operations import (
     OpError,
     Row,
     Table,
-    hashtbl_fold_order,
-    unknown_operation,
+    allowed_in,
+    table_error,
 )
 
 OPERATIONS = ("ha_enable", "ha_disable")
@@ -45,12 +45,9 @@ def valid_operations(pool_ref: str, row: Row) -> Table:
 
 
 def check_operation_error(pool_ref: str, row: Row, op: str) -> OpError | None:
-    table = valid_operations(pool_ref, row)
-    if op not in table:
-        return unknown_operation("xapi_pool_helpers", POOL_OPERATION_STRINGS.get(op, op))
-    return table[op]
+    return table_error(valid_operations(pool_ref, row), op, "xapi_pool_helpers",
+                       POOL_OPERATION_STRINGS)
 
 
 def allowed_operations(pool_ref: str, row: Row) -> list[str]:
-    t = valid_operations(pool_ref, row)
-    return [op for op in hashtbl_fold_order(ALL_OPERATIONS) if t[op] is None]
+    return allowed_in(valid_operations(pool_ref, row), ALL_OPERATIONS)

@@ -21,11 +21,11 @@ from .operations import (
     OpError,
     Row,
     Table,
-    hashtbl_fold_order,
+    allowed_in,
     power_to_string,
     set_difference,
     setify,
-    unknown_operation,
+    table_error,
 )
 
 # Smint.string_to_capability_table (Dundee)
@@ -105,15 +105,12 @@ def sr_valid_operations(sr_ref: str, row: Row, *, features: Iterable[str] = (),
 
 
 def sr_check_operation_error(sr_ref: str, row: Row, op: str, **facts: Any) -> OpError | None:
-    table = sr_valid_operations(sr_ref, row, **facts)
-    if op not in table:
-        return unknown_operation("xapi_sr", SR_OPERATION_STRINGS.get(op, op))
-    return table[op]
+    return table_error(sr_valid_operations(sr_ref, row, **facts), op,
+                       "xapi_sr", SR_OPERATION_STRINGS)
 
 
 def sr_allowed_operations(sr_ref: str, row: Row, **facts: Any) -> list[str]:
-    t = sr_valid_operations(sr_ref, row, **facts)
-    return [op for op in hashtbl_fold_order(SR_ALL_OPERATIONS) if t[op] is None]
+    return allowed_in(sr_valid_operations(sr_ref, row, **facts), SR_ALL_OPERATIONS)
 
 
 # -- VDI --------------------------------------------------------------------------------------
@@ -378,15 +375,12 @@ def vbd_valid_operations(vbd_ref: str, row: Row, *, vm_row: Row,
 
 def vbd_check_operation_error(vbd_ref: str, row: Row, op: str, **facts: Any) -> OpError | None:
     """``assert_operation_valid`` (expensive sharing checks on) as a value."""
-    table = vbd_valid_operations(vbd_ref, row, **facts)
-    if op not in table:
-        return unknown_operation("xapi_vbd_helpers", VBD_OPERATION_STRINGS.get(op, op))
-    return table[op]
+    return table_error(vbd_valid_operations(vbd_ref, row, **facts), op,
+                       "xapi_vbd_helpers", VBD_OPERATION_STRINGS)
 
 
 def vbd_allowed_operations(vbd_ref: str, row: Row, **facts: Any) -> list[str]:
     """``update_allowed_operations``: without the expensive sharing checks (CA-20808)."""
     facts = dict(facts, expensive_sharing_checks=False)
-    t = vbd_valid_operations(vbd_ref, row, **facts)
-    return [op for op in hashtbl_fold_order(VBD_ALL_OPERATIONS) if t[op] is None]
+    return allowed_in(vbd_valid_operations(vbd_ref, row, **facts), VBD_ALL_OPERATIONS)
 
