@@ -7,6 +7,7 @@ Builds the world from a generated scenario, serves it, and times ``VM.get_all_re
 to end with the real XenAPI client. Prints build time, records, response size and peak RSS.
 ``--write FILE`` only writes the generated scenario (TOML) and exits.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,6 +34,7 @@ def main(argv=None):
 
     from xapi_sim import scenario
     from xapi_sim.server import Simulator
+
     t0 = time.perf_counter()
     scn = scenario.loads(text, "<generated>")
     t1 = time.perf_counter()
@@ -51,10 +53,14 @@ def main(argv=None):
         sim.stop()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"scenario: {args.hosts} hosts x {args.pcpus} pCPUs, {args.vms} VMs")
-    print(f"parse {t1 - t0:.2f}s  build {t2 - t1:.2f}s  listen {t3 - t2:.2f}s  "
-          f"ready {t3 - t0:.2f}s  peak RSS {rss:.0f} MiB")
-    print(f"VM.get_all_records: {len(recs)} records in {t5 - t4:.2f}s end to end; "
-          f"host_cpu objects: {cpus}")
+    print(
+        f"parse {t1 - t0:.2f}s  build {t2 - t1:.2f}s  listen {t3 - t2:.2f}s  "
+        f"ready {t3 - t0:.2f}s  peak RSS {rss:.0f} MiB"
+    )
+    print(
+        f"VM.get_all_records: {len(recs)} records in {t5 - t4:.2f}s end to end; "
+        f"host_cpu objects: {cpus}"
+    )
     return 0
 
 

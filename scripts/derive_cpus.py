@@ -14,6 +14,7 @@ Two things are *added* here rather than copied, and both are documented in the o
   ``LINUX_NAMES`` of the flags whose Linux spelling differs.  ``null`` = Linux hides the flag.
 * ``models[].speed``: a synthetic but deterministic "cpu MHz" string.
 """
+
 from __future__ import annotations
 
 import json
@@ -62,9 +63,9 @@ LINUX_NAMES = {
 # released (9 words); its 2018 hotfix variant with the word-9 backport has 10.
 ERA_WORD_COUNTS = {
     "xen-4.7": 9,
-    "xs-xen4.13-2019": 15,   # the observed XCP-ng 8.0/8.1 length
-    "xs-xen4.13-2021": 18,   # the observed XCP-ng 8.2 length
-    "latest": 19,            # upstream word count
+    "xs-xen4.13-2019": 15,  # the observed XCP-ng 8.0/8.1 length
+    "xs-xen4.13-2021": 18,  # the observed XCP-ng 8.2 length
+    "latest": 19,  # upstream word count
 }
 
 
@@ -97,9 +98,20 @@ def derive(src: dict) -> dict:
         }
         for f in src["features"]
     ]
-    model_keys = ("name", "vendor", "family", "model", "stepping", "modelname", "masking",
-                  "xen_levelling", "flags", "host_extra_flags", "microcode_flags",
-                  "derived_featuresets")
+    model_keys = (
+        "name",
+        "vendor",
+        "family",
+        "model",
+        "stepping",
+        "modelname",
+        "masking",
+        "xen_levelling",
+        "flags",
+        "host_extra_flags",
+        "microcode_flags",
+        "derived_featuresets",
+    )
     models = []
     for m in src["models"]:
         row = {k: m[k] for k in model_keys}
@@ -109,9 +121,13 @@ def derive(src: dict) -> dict:
     for era in src["eras"]:
         if era["id"] not in ERA_WORD_COUNTS:
             continue
-        row = {k: v for k, v in era.items()
-               if not k.endswith("note") and not k.endswith("notes")
-               and k not in ("xapi_cpu_info_keys", "string_layout")}
+        row = {
+            k: v
+            for k, v in era.items()
+            if not k.endswith("note")
+            and not k.endswith("notes")
+            and k not in ("xapi_cpu_info_keys", "string_layout")
+        }
         row["word_count"] = ERA_WORD_COUNTS[era["id"]]
         eras.append(row)
     observed = [
@@ -121,15 +137,15 @@ def derive(src: dict) -> dict:
     return {
         "schema_version": 1,
         "derived_from": "shared/data/cpu-models.json (Xen cpufeatureset.h, QEMU 8.1 CPU "
-                        "models, xapi/xenopsd code, public host reports) by "
-                        "scripts/derive_cpus.py",
+        "models, xapi/xenopsd code, public host reports) by "
+        "scripts/derive_cpus.py",
         "notes": {
             "linux": "features[].linux is the /proc/cpuinfo flag name (null: Linux hides "
-                     "it); from QEMU's property name or Xen's, plus a small override table.",
+            "it); from QEMU's property name or Xen's, plus a small override table.",
             "speed": "models[].speed is synthetic: a deterministic 'cpu MHz' string just "
-                     "under the nominal clock (from the model name when it states one).",
+            "under the nominal clock (from the model name when it states one).",
             "word_count": "eras[].word_count is the default featureset length per era; "
-                          "xen-4.7 also has word_count_with_word9_backport.",
+            "xen-4.7 also has word_count_with_word9_backport.",
         },
         "common_1d_mask": int(src["conventions"]["common_1d_mask"].split(":")[0], 16),
         "featureset_words": [
@@ -155,8 +171,10 @@ def main(argv: list[str]) -> int:
     with open(out_path, "w", encoding="utf-8") as fh:
         json.dump(out, fh, indent=1, sort_keys=False)
         fh.write("\n")
-    print(f"wrote {out_path} ({len(out['features'])} features, {len(out['models'])} models, "
-          f"{len(out['eras'])} eras, {len(out['observed_outputs'])} observed outputs)")
+    print(
+        f"wrote {out_path} ({len(out['features'])} features, {len(out['models'])} models, "
+        f"{len(out['eras'])} eras, {len(out['observed_outputs'])} observed outputs)"
+    )
     return 0
 
 

@@ -8,6 +8,7 @@ messages (params, result, errors, lifecycle), the enums, and the release order.
 
 Usage: python scripts/derive_datamodel.py [SHARED_DATA_DIR]
 """
+
 import json
 import pathlib
 import sys
@@ -48,17 +49,32 @@ def main(argv):
         for m in cls["messages"]:
             ms, md, mr = lifecycle(m["lifecycle"])
             params = [[p["name"], p["type"]] for p in m["params"]]
-            messages.append([m["name"], params, m["result"][0], bool(m["implicit"]),
-                             ms, md, mr, [e["name"] for e in m["errors"]]])
+            messages.append(
+                [
+                    m["name"],
+                    params,
+                    m["result"][0],
+                    bool(m["implicit"]),
+                    ms,
+                    md,
+                    mr,
+                    [e["name"] for e in m["errors"]],
+                ]
+            )
         for e in cls["enums"]:
             enums[e["name"]] = [v["name"] for v in e["values"]]
-        classes[cls["name"]] = {"since": since, "removed": rem, "fields": fields,
-                                "messages": messages}
+        classes[cls["name"]] = {
+            "since": since,
+            "removed": rem,
+            "fields": fields,
+            "messages": messages,
+        }
 
     OUT.mkdir(parents=True, exist_ok=True)
     dm = {"source": source, "releases": releases, "classes": classes, "enums": enums}
-    (OUT / "datamodel.json").write_text(json.dumps(dm, separators=(",", ":"), sort_keys=False)
-                                        + "\n")
+    (OUT / "datamodel.json").write_text(
+        json.dumps(dm, separators=(",", ":"), sort_keys=False) + "\n"
+    )
     errs = {e["code"]: [e["params"], e["doc"]] for e in errors}
     (OUT / "errors.json").write_text(json.dumps(errs, separators=(",", ":"), indent=None) + "\n")
     print(f"wrote {len(classes)} classes, {len(enums)} enums, {len(errs)} errors")

@@ -8,14 +8,16 @@ Usage: python scripts/derive_no_async.py XEN_API_CHECKOUT_OR_DIR_OF_ML_FILES
 Parses each ``let NAME = call ... ()`` binding for ``~name`` and ``~flags``, then each
 ``create_obj ... ~name:<cls> ... ~messages:[...]`` for the bindings a class lists.
 """
+
 import json
 import pathlib
 import re
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-CALL = re.compile(r"let\s+(\w+)\s*=\s*call\b(.*?)\(\)\s*(?=\n\s*(?:let|and|\(\*|end|module|$))",
-                  re.S)
+CALL = re.compile(
+    r"let\s+(\w+)\s*=\s*call\b(.*?)\(\)\s*(?=\n\s*(?:let|and|\(\*|end|module|$))", re.S
+)
 NAME = re.compile(r'~name:"([^"]+)"')
 CLASSNAME = re.compile(r'~name:(?:_(\w+)|"(\w+)")')
 OBJ = re.compile(r"create_obj\b(.*?)~messages:\s*\[(.*?)\]", re.S)
@@ -52,14 +54,38 @@ def main(argv):
         for cls, names in parse(f.read_text()).items():
             found.setdefault(cls, set()).update(names)
     # class names in the datamodel are _vm = "VM", _host = "host", ...
-    consts = {"vm": "VM", "vm_metrics": "VM_metrics", "vm_guest_metrics": "VM_guest_metrics",
-              "sr": "SR", "vdi": "VDI", "vbd": "VBD", "vif": "VIF", "pif": "PIF", "pbd": "PBD",
-              "sm": "SM", "vlan": "VLAN", "bond": "Bond", "vgpu": "VGPU", "pgpu": "PGPU",
-              "pci": "PCI", "vmpp": "VMPP", "vmss": "VMSS", "vm_appliance": "VM_appliance",
-              "dr_task": "DR_task", "lvhd": "LVHD", "gpu_group": "GPU_group",
-              "vgpu_type": "VGPU_type", "vtpm": "VTPM", "pusb": "PUSB", "usb_group": "USB_group",
-              "vusb": "VUSB", "sdn_controller": "SDN_controller", "feature": "Feature",
-              "cluster": "Cluster", "cluster_host": "Cluster_host"}
+    consts = {
+        "vm": "VM",
+        "vm_metrics": "VM_metrics",
+        "vm_guest_metrics": "VM_guest_metrics",
+        "sr": "SR",
+        "vdi": "VDI",
+        "vbd": "VBD",
+        "vif": "VIF",
+        "pif": "PIF",
+        "pbd": "PBD",
+        "sm": "SM",
+        "vlan": "VLAN",
+        "bond": "Bond",
+        "vgpu": "VGPU",
+        "pgpu": "PGPU",
+        "pci": "PCI",
+        "vmpp": "VMPP",
+        "vmss": "VMSS",
+        "vm_appliance": "VM_appliance",
+        "dr_task": "DR_task",
+        "lvhd": "LVHD",
+        "gpu_group": "GPU_group",
+        "vgpu_type": "VGPU_type",
+        "vtpm": "VTPM",
+        "pusb": "PUSB",
+        "usb_group": "USB_group",
+        "vusb": "VUSB",
+        "sdn_controller": "SDN_controller",
+        "feature": "Feature",
+        "cluster": "Cluster",
+        "cluster_host": "Cluster_host",
+    }
     out = {consts.get(c, c): sorted(n) for c, n in sorted(found.items())}
     dest = ROOT / "xapi_sim" / "data" / "no_async.json"
     dest.write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")

@@ -18,6 +18,7 @@ gives); DUNDEE_REV defaults to ``dundee-lcm`` (XenServer 7.0's maintenance branc
 plus build-only commits), HEAD_REV to ``HEAD``. Types, qualifiers and lifecycles come from
 the committed ``xapi_sim/data/datamodel.json``; ``--check`` needs nothing else.
 """
+
 import json
 import pathlib
 import re
@@ -32,56 +33,57 @@ END = re.compile(r'\(\s*(_\w+)\s*,\s*"([^"]+)"\s*\)')
 
 NOTES = {
     "orientation": "xen-api writes each one-to-many pair as (many class, ref field), (one "
-                   "class, set field); the set side is derived: setting the ref field removes "
-                   "the row from the old target's set and adds it to the new one's "
-                   "(db_cache_types.ml set_field/add_row/remove_row), and event.from reports a "
-                   "mod of both targets (eventgen.ml follow_references)",
+    "class, set field); the set side is derived: setting the ref field removes "
+    "the row from the old target's set and adds it to the new one's "
+    "(db_cache_types.ml set_field/add_row/remove_row), and event.from reports a "
+    "mod of both targets (eventgen.ml follow_references)",
     "not_stored": "one-to-many set fields are never persisted: the database rebuilds them from "
-                  "the ref side on load (datamodel_schema.ml 'we always regenerate one-to-many "
-                  "Set(Ref _) fields', db_cache_types.ml reindex); xenapi.json, hence our "
-                  "datamodel.json, carries no persist flag. Exception: a set field declared "
-                  "~ignore_foreign_key:true is persisted (PVS_site.cache_storage, which is "
-                  "also in all_relations and still maintained)",
+    "the ref side on load (datamodel_schema.ml 'we always regenerate one-to-many "
+    "Set(Ref _) fields', db_cache_types.ml reindex); xenapi.json, hence our "
+    "datamodel.json, carries no persist flag. Exception: a set field declared "
+    "~ignore_foreign_key:true is persisted (PVS_site.cache_storage, which is "
+    "also in all_relations and still maintained)",
     "dangling": "a ref to a missing row (e.g. VM.snapshot_of after the VM is destroyed, "
-                "task.subtask_of after the parent task is gone, VM.parent) is kept as is; "
-                "update_one_to_many skips it and deleting the one-side row never clears the "
-                "ref fields pointing at it",
+    "task.subtask_of after the parent task is gone, VM.parent) is kept as is; "
+    "update_one_to_many skips it and deleting the one-side row never clears the "
+    "ref fields pointing at it",
     "set_order": "add_to_set prepends a new member; a set already holding it is unchanged",
     "unrelated_refs": "ref fields without a set partner are not maintained, e.g. "
-                      "VM.scheduled_to_be_resident_on and VM.affinity (host), unlike "
-                      "VM.resident_on <-> host.resident_VMs",
+    "VM.scheduled_to_be_resident_on and VM.affinity (host), unlike "
+    "VM.resident_on <-> host.resident_VMs",
     "commented_out": "xen-api comments out VDI.parent <-> VDI.children, alert.task <-> "
-                     "task.alerts and subject.roles <-> role.subjects",
+    "task.alerts and subject.roles <-> role.subjects",
     "many_to_many": "both ref sets are stored; xen-api updates the first field by hand and "
-                    "update_many_to_many keeps the second in step. VM.VGPUs is one-to-many "
-                    "(VGPU.VM); VM.groups <-> VM_group.VMs (HEAD, not in our datamodel) is "
-                    "many-to-many",
+    "update_many_to_many keeps the second in step. VM.VGPUs is one-to-many "
+    "(VGPU.VM); VM.groups <-> VM_group.VMs (HEAD, not in our datamodel) is "
+    "many-to-many",
     "internal_ends": "some ends are internal_only, so not in xenapi.json nor on the wire, "
-                     "yet the database maintains the published end from them: task.session "
-                     "(session ref) fills session.tasks (published midnight-ride); "
-                     "PCI.attached_VMs (VM ref set, updated by hand) keeps VM.attached_PCIs "
-                     "in step (many-to-many); PCI.physical_function <-> "
-                     "PCI.virtual_functions (HEAD) are both internal",
+    "yet the database maintains the published end from them: task.session "
+    "(session ref) fills session.tasks (published midnight-ride); "
+    "PCI.attached_VMs (VM ref set, updated by hand) keeps VM.attached_PCIs "
+    "in step (many-to-many); PCI.physical_function <-> "
+    "PCI.virtual_functions (HEAD) are both internal",
     "dundee_only_on_db": "VMPP (lifecycle removed at clearwater, still a DB table at Dundee) "
-                         "and VTPM (published only at 22.26.0) are in Dundee's all_relations "
-                         "but not on its wire; VM.protection_policy and VM.VTPMs are",
+    "and VTPM (published only at 22.26.0) are in Dundee's all_relations "
+    "but not on its wire; VM.protection_policy and VM.VTPMs are",
     "placeholders": "(subject.roles, subject.roles) and (role.subroles, role.subroles) pair a "
-                    "field with itself so the Set(Ref _) sanity check (dm_api.ml) passes; both "
-                    "are ~ignore_foreign_key:true, and role getters answer from the static "
-                    "RBAC table (xapi_role.ml), not the database",
+    "field with itself so the Set(Ref _) sanity check (dm_api.ml) passes; both "
+    "are ~ignore_foreign_key:true, and role getters answer from the static "
+    "RBAC table (xapi_role.ml), not the database",
 }
 
 
 def git(gitdir, *args):
-    return subprocess.run(["git", "--git-dir", str(gitdir), *args], check=True,
-                          capture_output=True, text=True).stdout
+    return subprocess.run(
+        ["git", "--git-dir", str(gitdir), *args], check=True, capture_output=True, text=True
+    ).stdout
 
 
 def strip_comments(text):
     """Drop OCaml comments (which nest); string literals outside them are kept whole."""
     out, depth, i = [], 0, 0
     while i < len(text):
-        two = text[i:i + 2]
+        two = text[i : i + 2]
         if two == "(*":
             depth, i = depth + 1, i + 2
         elif two == "*)" and depth:
@@ -110,7 +112,7 @@ def parse_relations(texts):
             while depth:
                 depth += {"[": 1, "]": -1}.get(text[i], 0)
                 i += 1
-            body = text[m.end():i - 1]
+            body = text[m.end() : i - 1]
     ends = [(consts[c], f) for c, f in END.findall(body)]
     return list(zip(ends[::2], ends[1::2], strict=False))
 
@@ -130,9 +132,12 @@ class Model:
         self.fields = {}
         for cname, c in dm["classes"].items():
             for name, ty, qual, _default, since, removed in c["fields"]:
-                lo = max(self.idx.get(since, 10 ** 6), self.idx.get(c["since"], 10 ** 6))
-                hi = min(self.idx.get(removed, 10 ** 6), self.idx.get(c["removed"], 10 ** 6),
-                         len(self.releases))
+                lo = max(self.idx.get(since, 10**6), self.idx.get(c["since"], 10**6))
+                hi = min(
+                    self.idx.get(removed, 10**6),
+                    self.idx.get(c["removed"], 10**6),
+                    len(self.releases),
+                )
                 self.fields[(cname, name)] = (ty, qual, set(range(lo, hi)))
 
     def classify(self, a, b):
@@ -154,9 +159,9 @@ class Model:
         one-to-many a = one end (read-only ``b ref set``), b = many end (``a ref``);
         many-to-many both ``ref set``."""
         (ta, qa, ra), (tb, _, rb) = self.fields[a], self.fields[b]
-        ok = (ta == f"{b[0]} ref set" and
-              (tb == f"{a[0]} ref" and qa.startswith("RO") if one_to_many
-               else tb == f"{a[0]} ref set"))
+        ok = ta == f"{b[0]} ref set" and (
+            tb == f"{a[0]} ref" and qa.startswith("RO") if one_to_many else tb == f"{a[0]} ref set"
+        )
         rel = sorted(ra & rb) if ok else []
         if not rel:
             return None, None
@@ -173,44 +178,61 @@ def derive(dm, dundee, head, revs):
         kind, ends = model.classify(*pair)
         in_dundee = pair in dundee
         if ends is None:
-            out["other"].append({"ends": [".".join(e) for e in pair], "why": kind,
-                                 "dundee": in_dundee, "head": pair in head})
+            out["other"].append(
+                {
+                    "ends": [".".join(e) for e in pair],
+                    "why": kind,
+                    "dundee": in_dundee,
+                    "head": pair in head,
+                }
+            )
             continue
         (c1, f1), (c2, f2) = ends
         if kind == "one-to-many":
             entry = {"one": c1, "set_field": f1, "many": c2, "ref_field": f2}
             since, removed = model.span(*ends, True)
-        else:   # xen-api updates the first field by hand and keeps the second in step
+        else:  # xen-api updates the first field by hand and keeps the second in step
             entry = {"a": c1, "a_field": f1, "b": c2, "b_field": f2}
             since, removed = model.span(*ends, False)
         entry.update(since=since, removed=removed, dundee=in_dundee)
-        at_dundee = since is not None and model.idx[since] <= d_idx and (
-            removed is None or model.idx[removed] > d_idx)
+        at_dundee = (
+            since is not None
+            and model.idx[since] <= d_idx
+            and (removed is None or model.idx[removed] > d_idx)
+        )
         if in_dundee and not at_dundee:
             gone = [".".join(e) for e in ends if d_idx not in model.fields[e][2]]
-            entry["note"] = ("in Dundee's all_relations, but not on our Dundee wire: "
-                             + ", ".join(gone))
+            entry["note"] = "in Dundee's all_relations, but not on our Dundee wire: " + ", ".join(
+                gone
+            )
         elif pair[0] == pair[1]:
             entry["note"] = "a field paired with itself: see notes.placeholders"
         elif at_dundee and not in_dundee:
             entry["note"] = "both ends on our Dundee wire, but not in Dundee's all_relations"
         out["relations" if kind == "one-to-many" else "many_to_many"].append(entry)
-    return {"source": {"repo": "xapi-project/xen-api", **revs, "datamodel": dm["source"]},
-            **out, "notes": NOTES}
+    return {
+        "source": {"repo": "xapi-project/xen-api", **revs, "datamodel": dm["source"]},
+        **out,
+        "notes": NOTES,
+    }
 
 
 def check(doc, dm):
     """Problems with ``doc`` against datamodel.json (empty when it is consistent)."""
     model, bad = Model(dm), []
-    for key, one_to_many, names in (("relations", True, ("one", "set_field", "many", "ref_field")),
-                                    ("many_to_many", False, ("a", "a_field", "b", "b_field"))):
+    for key, one_to_many, names in (
+        ("relations", True, ("one", "set_field", "many", "ref_field")),
+        ("many_to_many", False, ("a", "a_field", "b", "b_field")),
+    ):
         for r in doc[key]:
             a, b = (r[names[0]], r[names[1]]), (r[names[2]], r[names[3]])
             if a not in model.fields or b not in model.fields:
                 bad.append(f"{a}/{b}: an end is not in the datamodel")
             elif (r["since"], r["removed"]) != model.span(a, b, one_to_many):
-                bad.append(f"{a}/{b}: since/removed {r['since']}/{r['removed']}, datamodel "
-                           f"says {model.span(a, b, one_to_many)}")
+                bad.append(
+                    f"{a}/{b}: since/removed {r['since']}/{r['removed']}, datamodel "
+                    f"says {model.span(a, b, one_to_many)}"
+                )
     return bad
 
 
@@ -222,8 +244,9 @@ def dump(doc):
             items, brackets = [json.dumps(x) for x in val], "[]"
         else:
             items, brackets = [f"{json.dumps(k)}: {json.dumps(v)}" for k, v in val.items()], "{}"
-        parts.append(f"{json.dumps(key)}: {brackets[0]}\n  " + ",\n  ".join(items)
-                     + f"\n {brackets[1]}")
+        parts.append(
+            f"{json.dumps(key)}: {brackets[0]}\n  " + ",\n  ".join(items) + f"\n {brackets[1]}"
+        )
     return "{\n " + ",\n ".join(parts) + "\n}\n"
 
 
@@ -245,8 +268,10 @@ def main(argv):
     revs = {"dundee": f"{d_rev} {d_sha}", "head": f"{h_rev} {h_sha}"}
     doc = derive(dm, dundee, head, revs)
     dest.write_text(dump(doc))
-    print(f"wrote {len(doc['relations'])} one-to-many, {len(doc['many_to_many'])} "
-          f"many-to-many, {len(doc['other'])} other relations to {dest}")
+    print(
+        f"wrote {len(doc['relations'])} one-to-many, {len(doc['many_to_many'])} "
+        f"many-to-many, {len(doc['other'])} other relations to {dest}"
+    )
     return 0
 
 

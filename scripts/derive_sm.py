@@ -29,6 +29,7 @@ assignments, following ``module.NAME`` references into sibling files) as sm's
 VDI_DEACTIVATE. SMAPIv3 plugins (gfs2 etc., registered over the message switch) are not in
 this data.
 """
+
 from __future__ import annotations
 
 import ast
@@ -44,33 +45,52 @@ DATA = ROOT / "xapi_sim" / "data"
 
 # release -> (sm rev, xen-api rev, why)
 RELEASES = {
-    "cream": ("v1.9.50", "v1.9.60",
-              "sm v1.9.50 (2015-03-27) and xen-api v1.9.60 (2015-04-04), the last tags before "
-              "XenServer 6.5 SP1 (May 2015); no sm-plugins whitelist yet"),
-    "dundee": ("v1.14.0", "dundee-lcm",
-               "sm v1.14.0 = master as of 2016-04-25 (XenServer 7.0 GA May 2016) plus a "
-               "unit-test fix and the release bump; xen-api dundee-lcm (7.0's branch)"),
-    "ely": ("v1.17.0", "v1.14.6",
-            "sm v1.17.0 (2016-10-19) and xen-api v1.14.6 (2017-02-16, the 1.14-lcm line): "
-            "XenServer 7.1 GA February 2017"),
-    "stockholm": ("v2.30.7", "1.249-lcm",
-                  "sm v2.30.7 (2022-04, the 8.2 maintenance line v2.30.x) and xen-api "
-                  "1.249-lcm (8.2's branch): Citrix Hypervisor 8.2 CU1"),
-    "nile": ("v3.2.12", "24.39-lcm",
-             "sm v3.2.12 (2025-01-06, last of the v3 line) and xen-api 24.39-lcm (2025-01): "
-             "XenServer 8"),
+    "cream": (
+        "v1.9.50",
+        "v1.9.60",
+        "sm v1.9.50 (2015-03-27) and xen-api v1.9.60 (2015-04-04), the last tags before "
+        "XenServer 6.5 SP1 (May 2015); no sm-plugins whitelist yet",
+    ),
+    "dundee": (
+        "v1.14.0",
+        "dundee-lcm",
+        "sm v1.14.0 = master as of 2016-04-25 (XenServer 7.0 GA May 2016) plus a "
+        "unit-test fix and the release bump; xen-api dundee-lcm (7.0's branch)",
+    ),
+    "ely": (
+        "v1.17.0",
+        "v1.14.6",
+        "sm v1.17.0 (2016-10-19) and xen-api v1.14.6 (2017-02-16, the 1.14-lcm line): "
+        "XenServer 7.1 GA February 2017",
+    ),
+    "stockholm": (
+        "v2.30.7",
+        "1.249-lcm",
+        "sm v2.30.7 (2022-04, the 8.2 maintenance line v2.30.x) and xen-api "
+        "1.249-lcm (8.2's branch): Citrix Hypervisor 8.2 CU1",
+    ),
+    "nile": (
+        "v3.2.12",
+        "24.39-lcm",
+        "sm v3.2.12 (2025-01-06, last of the v3 line) and xen-api 24.39-lcm (2025-01): XenServer 8",
+    ),
 }
-ERRORS_RELEASE = "dundee"      # release whose sm the error table and checks come from
+ERRORS_RELEASE = "dundee"  # release whose sm the error table and checks come from
 # xapi maps these SM fault codes to their own errors (sm_exec.ml exec_xmlrpc); any other
 # code n becomes SR_BACKEND_FAILURE_<n> with params ["", reason, stderr].
-SPECIAL = {"16": "SR_DEVICE_IN_USE", "24": "VDI_IN_USE", "38": "(not implemented: xapi "
-           "falls back or reports the operation unsupported)", "39": "SR_NOT_EMPTY",
-           "144": "VDI_MISSING"}
+SPECIAL = {
+    "16": "SR_DEVICE_IN_USE",
+    "24": "VDI_IN_USE",
+    "38": "(not implemented: xapi falls back or reports the operation unsupported)",
+    "39": "SR_NOT_EMPTY",
+    "144": "VDI_MISSING",
+}
 
 
 def git(gitdir, *args):
-    return subprocess.run(["git", "--git-dir", str(gitdir), *args], check=True,
-                          capture_output=True, text=True).stdout
+    return subprocess.run(
+        ["git", "--git-dir", str(gitdir), *args], check=True, capture_output=True, text=True
+    ).stdout
 
 
 def show(gitdir, rev, path):
@@ -78,6 +98,7 @@ def show(gitdir, rev, path):
 
 
 # --- which drivers a host has -------------------------------------------------------------
+
 
 def installed_drivers(makefile):
     """{driver name as installed: source file} from sm's Makefile."""
@@ -104,6 +125,7 @@ def known_capabilities(smint):
 
 
 # --- DRIVER_INFO from the Python sources ----------------------------------------------------
+
 
 def top_level_assignments(src):
     """{NAME: expression source} for top-level ``NAME = expr`` statements (bracket-aware,
@@ -156,8 +178,10 @@ class Sources:
         if isinstance(node, (ast.List, ast.Tuple)):
             return [self.eval(e, module) for e in node.elts]
         if isinstance(node, ast.Dict):
-            return {self.eval(k, module): self.eval(v, module)
-                    for k, v in zip(node.keys, node.values, strict=True)}
+            return {
+                self.eval(k, module): self.eval(v, module)
+                for k, v in zip(node.keys, node.values, strict=True)
+            }
         if isinstance(node, ast.Name):
             return self.value(module, node.id)
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
@@ -170,7 +194,7 @@ class Sources:
 def driver_record(srcs, driver, source_file, known, sort):
     info = srcs.value(source_file[:-3], "DRIVER_INFO")
     caps = list(info["capabilities"])
-    if "ATOMIC_PAUSE" in caps:      # sm util.sr_get_driver_info
+    if "ATOMIC_PAUSE" in caps:  # sm util.sr_get_driver_info
         caps += [c for c in ("VDI_ACTIVATE", "VDI_DEACTIVATE") if c not in caps]
     features = []
     for c in caps:
@@ -188,13 +212,21 @@ def driver_record(srcs, driver, source_file, known, sort):
     config = {}
     for key, desc in info["configuration"]:
         config[key] = desc
-    return {"type": driver.lower(), "name_label": info["name"],
-            "name_description": info["description"], "vendor": info["vendor"],
-            "copyright": info["copyright"], "version": info["driver_version"],
-            "required_api_version": info["required_api_version"],
-            "capabilities": [f[0] for f in features], "features": dict(features),
-            "configuration": config, "driver_filename": f"/opt/xensource/sm/{driver}SR",
-            "required_cluster_stack": [], "other_config": {}}
+    return {
+        "type": driver.lower(),
+        "name_label": info["name"],
+        "name_description": info["description"],
+        "vendor": info["vendor"],
+        "copyright": info["copyright"],
+        "version": info["driver_version"],
+        "required_api_version": info["required_api_version"],
+        "capabilities": [f[0] for f in features],
+        "features": dict(features),
+        "configuration": config,
+        "driver_filename": f"/opt/xensource/sm/{driver}SR",
+        "required_cluster_stack": [],
+        "other_config": {},
+    }
 
 
 def derive_release(sm, xen_api, sm_rev, x_rev):
@@ -218,6 +250,7 @@ def derive_release(sm, xen_api, sm_rev, x_rev):
 
 # --- errors -----------------------------------------------------------------------------------
 
+
 def error_table(xml_text):
     root = ET.fromstring(xml_text)
     out = {}
@@ -234,40 +267,122 @@ def error_table(xml_text):
 # The script verifies each against the source: the anchor regex must match in the file and
 # ``XenError('<name>'`` must follow within 12 lines.
 CHECKS = {
-    "ext": [("device", "missing or empty", "ConfigDeviceMissing", "EXTSR.py",
-             r"not self\.dconf\.has_key\('device'\)"),
-            ("device", "a path that is not valid", "ConfigDeviceInvalid", "EXTSR.py",
-             r"not self\._isvalidpathstring\(dev\)")],
-    "lvm": [("device", "missing or empty", "ConfigDeviceMissing", "LVHDSR.py",
-             r"not self\.dconf\.has_key\('device'\)"),
-            ("device", "a path that is not valid", "ConfigDeviceInvalid", "LVHDSR.py",
-             r"not self\._isvalidpathstring\(dev\)"),
-            ("allocation", "not thick or thin (checked when the SR exists, not on probe)",
-             "InvalidArg", "LVHDSR.py", r"self\.dconf\['allocation'\] in self\.PROVISIONING")],
-    "nfs": [("server", "missing", "ConfigServerMissing", "NFSSR.py",
-             r"not self\.dconf\.has_key\('server'\)"),
-            ("serverpath", "missing (probe, create, attach; a probe first lists the "
-             "server's exports)", "ConfigServerPathMissing", "NFSSR.py",
-             r"def validate_remotepath"),
-            ("serverpath", "a path that is not valid", "ConfigServerPathBad", "NFSSR.py",
-             r"not self\._isvalidpathstring\(self\.dconf\['serverpath'\]\)")],
-    "iso": [("location", "missing", "ConfigLocationMissing", "ISOSR.py",
-             r"not self\.dconf\.has_key\('location'\)"),
-            ("location", "type=cifs without a //server/share or \\\\server\\share "
-             "form, or an NFS location without ':'", "ISOLocationStringError", "ISOSR.py",
-             r"location\.find\(':'\) == -1")],
+    "ext": [
+        (
+            "device",
+            "missing or empty",
+            "ConfigDeviceMissing",
+            "EXTSR.py",
+            r"not self\.dconf\.has_key\('device'\)",
+        ),
+        (
+            "device",
+            "a path that is not valid",
+            "ConfigDeviceInvalid",
+            "EXTSR.py",
+            r"not self\._isvalidpathstring\(dev\)",
+        ),
+    ],
+    "lvm": [
+        (
+            "device",
+            "missing or empty",
+            "ConfigDeviceMissing",
+            "LVHDSR.py",
+            r"not self\.dconf\.has_key\('device'\)",
+        ),
+        (
+            "device",
+            "a path that is not valid",
+            "ConfigDeviceInvalid",
+            "LVHDSR.py",
+            r"not self\._isvalidpathstring\(dev\)",
+        ),
+        (
+            "allocation",
+            "not thick or thin (checked when the SR exists, not on probe)",
+            "InvalidArg",
+            "LVHDSR.py",
+            r"self\.dconf\['allocation'\] in self\.PROVISIONING",
+        ),
+    ],
+    "nfs": [
+        (
+            "server",
+            "missing",
+            "ConfigServerMissing",
+            "NFSSR.py",
+            r"not self\.dconf\.has_key\('server'\)",
+        ),
+        (
+            "serverpath",
+            "missing (probe, create, attach; a probe first lists the server's exports)",
+            "ConfigServerPathMissing",
+            "NFSSR.py",
+            r"def validate_remotepath",
+        ),
+        (
+            "serverpath",
+            "a path that is not valid",
+            "ConfigServerPathBad",
+            "NFSSR.py",
+            r"not self\._isvalidpathstring\(self\.dconf\['serverpath'\]\)",
+        ),
+    ],
+    "iso": [
+        (
+            "location",
+            "missing",
+            "ConfigLocationMissing",
+            "ISOSR.py",
+            r"not self\.dconf\.has_key\('location'\)",
+        ),
+        (
+            "location",
+            "type=cifs without a //server/share or \\\\server\\share "
+            "form, or an NFS location without ':'",
+            "ISOLocationStringError",
+            "ISOSR.py",
+            r"location\.find\(':'\) == -1",
+        ),
+    ],
     "lvmoiscsi": [
-        ("target", "missing or empty", "ConfigTargetMissing", "ISCSISR.py",
-         r"not self\.dconf\.has_key\('target'\)"),
-        ("localIQN", "absent and the host has no other_config:iscsi_iqn",
-         "ConfigISCSIIQNMissing", "ISCSISR.py", r"self\.localIQN = self\.dconf\['localIQN'\]"),
-        ("port", "not a number, or outside 1..65535", "ISCSIPort", "ISCSISR.py",
-         r"self\.port = long\(self\.dconf\['port'\]\)"),
-        ("targetIQN", "missing or empty (after a discovery whose IQNs the error output "
-         "lists)", "ConfigTargetIQNMissing", "ISCSISR.py",
-         r"not self\.dconf\.has_key\('targetIQN'\)"),
-        ("SCSIid", "missing (after listing the target's LUNs)", "ConfigSCSIid",
-         "LVHDoISCSISR.py", r"not self\.dconf\.has_key\('SCSIid'\)")],
+        (
+            "target",
+            "missing or empty",
+            "ConfigTargetMissing",
+            "ISCSISR.py",
+            r"not self\.dconf\.has_key\('target'\)",
+        ),
+        (
+            "localIQN",
+            "absent and the host has no other_config:iscsi_iqn",
+            "ConfigISCSIIQNMissing",
+            "ISCSISR.py",
+            r"self\.localIQN = self\.dconf\['localIQN'\]",
+        ),
+        (
+            "port",
+            "not a number, or outside 1..65535",
+            "ISCSIPort",
+            "ISCSISR.py",
+            r"self\.port = long\(self\.dconf\['port'\]\)",
+        ),
+        (
+            "targetIQN",
+            "missing or empty (after a discovery whose IQNs the error output lists)",
+            "ConfigTargetIQNMissing",
+            "ISCSISR.py",
+            r"not self\.dconf\.has_key\('targetIQN'\)",
+        ),
+        (
+            "SCSIid",
+            "missing (after listing the target's LUNs)",
+            "ConfigSCSIid",
+            "LVHDoISCSISR.py",
+            r"not self\.dconf\.has_key\('SCSIid'\)",
+        ),
+    ],
     "dummy": [],
 }
 
@@ -294,15 +409,22 @@ def derive_errors(sm, sm_rev, doc_sm):
         for key, when, error, fname, anchor in checks:
             line = verify_check(show(sm, sm_rev, f"drivers/{fname}"), fname, anchor, error)
             code = by_name[error]
-            rows.append({"key": key, "when": when, "error": error,
-                         "code": SPECIAL.get(code, f"SR_BACKEND_FAILURE_{code}"),
-                         "text": table[code][1], "source": f"drivers/{fname}:{line}"})
-        types[sr_type] = {"configuration": release_types[sr_type]["configuration"],
-                          "checks": rows}
+            rows.append(
+                {
+                    "key": key,
+                    "when": when,
+                    "error": error,
+                    "code": SPECIAL.get(code, f"SR_BACKEND_FAILURE_{code}"),
+                    "text": table[code][1],
+                    "source": f"drivers/{fname}:{line}",
+                }
+            )
+        types[sr_type] = {"configuration": release_types[sr_type]["configuration"], "checks": rows}
     return table, types
 
 
 # --- output and validation ------------------------------------------------------------------
+
 
 def check_sm(doc):
     problems = []
@@ -311,9 +433,20 @@ def check_sm(doc):
         if len(set(types)) != len(types):
             problems.append(f"{release}: duplicate SM types")
         for r in rel["sm"]:
-            for f in ("type", "name_label", "name_description", "vendor", "copyright",
-                      "version", "required_api_version", "capabilities", "features",
-                      "configuration", "driver_filename", "required_cluster_stack"):
+            for f in (
+                "type",
+                "name_label",
+                "name_description",
+                "vendor",
+                "copyright",
+                "version",
+                "required_api_version",
+                "capabilities",
+                "features",
+                "configuration",
+                "driver_filename",
+                "required_cluster_stack",
+            ):
                 if f not in r:
                     problems.append(f"{release}/{r.get('type')}: no {f}")
             if r.get("capabilities") != list(r.get("features", {})):
@@ -342,8 +475,13 @@ def dump_sm(doc):
         rows = ",\n    ".join(json.dumps(r) for r in rel["sm"])
         head = json.dumps({k: v for k, v in rel.items() if k != "sm"})[:-1]
         parts.append(f'  {json.dumps(release)}: {head}, "sm": [\n    {rows}\n  ]}}')
-    return ('{\n "source": ' + json.dumps(doc["source"]) + ',\n "releases": {\n' +
-            ",\n".join(parts) + "\n }\n}\n")
+    return (
+        '{\n "source": '
+        + json.dumps(doc["source"])
+        + ',\n "releases": {\n'
+        + ",\n".join(parts)
+        + "\n }\n}\n"
+    )
 
 
 def main(argv):
@@ -356,14 +494,16 @@ def main(argv):
         print(__doc__)
         return 2
     sm, xen_api = argv[1:]
-    doc = {"source": {"sm": "xapi-project/sm", "xen_api": "xapi-project/xen-api"},
-           "releases": {}}
+    doc = {"source": {"sm": "xapi-project/sm", "xen_api": "xapi-project/xen-api"}, "releases": {}}
     for release, (sm_rev, x_rev, why) in RELEASES.items():
         records, wl = derive_release(sm, xen_api, sm_rev, x_rev)
         doc["releases"][release] = {
             "sm_rev": f"{sm_rev} {git(sm, 'rev-parse', sm_rev + '^{commit}').strip()}",
             "xen_api_rev": f"{x_rev} {git(xen_api, 'rev-parse', x_rev + '^{commit}').strip()}",
-            "why": why, "whitelist": wl, "sm": records}
+            "why": why,
+            "whitelist": wl,
+            "sm": records,
+        }
         print(f"{release}: {len(records)} SM types: {' '.join(r['type'] for r in records)}")
     problems = check_sm(doc)
     if problems:
@@ -371,14 +511,22 @@ def main(argv):
     (DATA / "sm.json").write_text(dump_sm(doc))
     sm_rev = RELEASES[ERRORS_RELEASE][0]
     table, types = derive_errors(sm, sm_rev, doc["releases"][ERRORS_RELEASE]["sm"])
-    errors = {"source": {"repo": "xapi-project/sm", "release": ERRORS_RELEASE,
-                         "rev": doc["releases"][ERRORS_RELEASE]["sm_rev"],
-                         "codes": "drivers/XE_SR_ERRORCODES.xml",
-                         "checks": "each driver's load() and the helpers it calls; "
-                                   "lvmoiscsi runs the iscsi base driver (ISCSISR.py) first"},
-              "wire": {"other_codes": "SR_BACKEND_FAILURE_<code>, params ['', text, stderr]",
-                       "special": SPECIAL},
-              "codes": table, "types": types}
+    errors = {
+        "source": {
+            "repo": "xapi-project/sm",
+            "release": ERRORS_RELEASE,
+            "rev": doc["releases"][ERRORS_RELEASE]["sm_rev"],
+            "codes": "drivers/XE_SR_ERRORCODES.xml",
+            "checks": "each driver's load() and the helpers it calls; "
+            "lvmoiscsi runs the iscsi base driver (ISCSISR.py) first",
+        },
+        "wire": {
+            "other_codes": "SR_BACKEND_FAILURE_<code>, params ['', text, stderr]",
+            "special": SPECIAL,
+        },
+        "codes": table,
+        "types": types,
+    }
     problems = check_errors(errors)
     if problems:
         raise SystemExit("\n".join(problems))

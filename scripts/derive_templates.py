@@ -28,6 +28,7 @@ JSON loader generates one from 7.1) and per-host fields (uuid of OCaml-era templ
 ``--check`` needs no checkout: every template's disks spec parses, memory and VCPU
 constraints hold, recommendations is a restrictions list, names are unique.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,7 +42,8 @@ class OcamlError(Exception):
     pass
 
 
-TOKEN = re.compile(r"""
+TOKEN = re.compile(
+    r"""
     (?P<ws>\s+)
   | (?P<com>\(\*)
   | (?P<str>"(?:[^"\\]|\\.|\\\n)*")
@@ -49,11 +51,40 @@ TOKEN = re.compile(r"""
   | (?P<num>\d[\d_]*(?:\.\d*)?(?:[eE][-+]?\d+)?[Ll]?|0x[0-9a-fA-F]+[Ll]?)
   | (?P<ident>[A-Za-z_][A-Za-z0-9_']*)
   | (?P<op>\*\*|::|:=|->|<-|<>|<=|>=|\|\||&&|;;|\|>|@@|[-+*/=<>@^|;,()\[\]{}~?:.!`'&$%#])
-""", re.X | re.S)
+""",
+    re.X | re.S,
+)
 
-KEYWORDS = {"let", "in", "rec", "and", "fun", "function", "match", "with", "if", "then",
-            "else", "begin", "end", "type", "open", "module", "exception", "of", "when",
-            "try", "assert", "true", "false", "mod", "not", "struct", "sig", "val"}
+KEYWORDS = {
+    "let",
+    "in",
+    "rec",
+    "and",
+    "fun",
+    "function",
+    "match",
+    "with",
+    "if",
+    "then",
+    "else",
+    "begin",
+    "end",
+    "type",
+    "open",
+    "module",
+    "exception",
+    "of",
+    "when",
+    "try",
+    "assert",
+    "true",
+    "false",
+    "mod",
+    "not",
+    "struct",
+    "sig",
+    "val",
+}
 
 
 def _unescape(body):
@@ -65,17 +96,27 @@ def _unescape(body):
             i += 1
             continue
         n = body[i + 1]
-        if n == "\n":           # backslash-newline: skip the newline and leading blanks
+        if n == "\n":  # backslash-newline: skip the newline and leading blanks
             i += 2
             while i < len(body) and body[i] in " \t":
                 i += 1
             continue
         if n.isdigit():
-            out.append(chr(int(body[i + 1:i + 4])))
+            out.append(chr(int(body[i + 1 : i + 4])))
             i += 4
             continue
-        out.append({"n": "\n", "t": "\t", "r": "\r", "b": "\b", "\\": "\\", '"': '"',
-                    "'": "'", " ": " "}.get(n, "\\" + n))
+        out.append(
+            {
+                "n": "\n",
+                "t": "\t",
+                "r": "\r",
+                "b": "\b",
+                "\\": "\\",
+                '"': '"',
+                "'": "'",
+                " ": " ",
+            }.get(n, "\\" + n)
+        )
         i += 2
     return "".join(out)
 
@@ -86,7 +127,7 @@ def tokenize(text):
     while i < len(text):
         m = TOKEN.match(text, i)
         if not m:
-            raise OcamlError(f"cannot tokenize at {text[i:i + 30]!r}")
+            raise OcamlError(f"cannot tokenize at {text[i : i + 30]!r}")
         kind = m.lastgroup
         if kind == "com":
             depth, j = 1, m.end()
@@ -112,8 +153,9 @@ def tokenize(text):
             val = _unescape(val[1:-1])
         elif kind == "num":
             v = val.rstrip("Ll").replace("_", "")
-            val = float(v) if ("." in v or "e" in v.lower()) and not v.startswith("0x") \
-                else int(v, 0)
+            val = (
+                float(v) if ("." in v or "e" in v.lower()) and not v.startswith("0x") else int(v, 0)
+            )
         elif kind == "ident" and val in KEYWORDS:
             kind = "kw"
         toks.append((kind, val, m.start() == text.rfind("\n", 0, m.start()) + 1))
@@ -124,8 +166,10 @@ def tokenize(text):
 
 # --- values -----------------------------------------------------------------------------
 
+
 class Ctor:
     """A constructor value (``X32``, ``MiB 512``, `` `system``)."""
+
     __slots__ = ("name", "arg")
 
     def __init__(self, name, arg=None):
@@ -165,6 +209,7 @@ class Lazy:
 
 # --- parser (to a small tuple AST) ------------------------------------------------------
 
+
 class Parser:
     def __init__(self, toks):
         self.t, self.i = toks, 0
@@ -187,7 +232,7 @@ class Parser:
             raise OcamlError(f"expected {val!r}, got {v!r} near {self.context()}")
 
     def context(self):
-        return " ".join(str(t[1]) for t in self.t[max(0, self.i - 8):self.i + 8])
+        return " ".join(str(t[1]) for t in self.t[max(0, self.i - 8) : self.i + 8])
 
     # expressions
     def expr(self):
@@ -200,8 +245,9 @@ class Parser:
 
     def _seq_stop(self):
         k, v, _ = self.peek(1)
-        return (k in ("op", "kw") and v in ("]", ")", "}", "end", "in", "|", "with", "done")) \
-            or k == "eof"
+        return (
+            k in ("op", "kw") and v in ("]", ")", "}", "end", "in", "|", "with", "done")
+        ) or k == "eof"
 
     def expr_ns(self):
         """An expression without a top-level sequence (list elements, record fields)."""
@@ -216,8 +262,11 @@ class Parser:
             return ("fun", params, self.expr())
         if self.at("function"):
             self.next()
-            return ("fun", [("pos", None, None, ("pvar", "$arg"))],
-                    ("match", ("var", "$arg"), self.arms()))
+            return (
+                "fun",
+                [("pos", None, None, ("pvar", "$arg"))],
+                ("match", ("var", "$arg"), self.arms()),
+            )
         if self.at("match"):
             self.next()
             scrut = self.expr()
@@ -263,7 +312,7 @@ class Parser:
         params = []
         while not self.at("=", ":"):
             params.append(self.param())
-        if self.at(":"):            # return type annotation: skip to '='
+        if self.at(":"):  # return type annotation: skip to '='
             while not self.at("="):
                 self.next()
         return name, params
@@ -317,10 +366,16 @@ class Parser:
             return ("tuple", items)
         return e
 
-    LEVELS = [(("||", "or"), "right"), (("&&", "&"), "right"),
-              (("=", "<>", "<", ">", "<=", ">=", "==", "!=", "|>", "$"), "left"),
-              (("@", "^"), "right"), (("::",), "right"), (("+", "-"), "left"),
-              (("*", "/", "mod", "%"), "left"), (("**",), "right")]
+    LEVELS = [
+        (("||", "or"), "right"),
+        (("&&", "&"), "right"),
+        (("=", "<>", "<", ">", "<=", ">=", "==", "!=", "|>", "$"), "left"),
+        (("@", "^"), "right"),
+        (("::",), "right"),
+        (("+", "-"), "left"),
+        (("*", "/", "mod", "%"), "left"),
+        (("**",), "right"),
+    ]
 
     def binop(self, level):
         if level == len(self.LEVELS):
@@ -404,7 +459,7 @@ class Parser:
                 self.next()
                 return ("var", op)
             e = self.expr()
-            if self.at(":"):        # type annotation
+            if self.at(":"):  # type annotation
                 depth = 0
                 while depth or not self.at(")"):
                     depth += {"(": 1, ")": -1}.get(self.next()[1], 0)
@@ -419,9 +474,10 @@ class Parser:
             self.next()
             return ("list", items)
         if kind == "op" and val == "{":
-            j = self.i      # a literal starts with ``field =`` or ``Module.field =``
-            while self.t[j][0] == "ident" and self.t[j + 1][1] == "." and \
-                    self.t[j + 2][0] == "ident":
+            j = self.i  # a literal starts with ``field =`` or ``Module.field =``
+            while (
+                self.t[j][0] == "ident" and self.t[j + 1][1] == "." and self.t[j + 2][0] == "ident"
+            ):
                 j += 2
             base = None
             if not (self.t[j][0] == "ident" and self.t[j + 1][1] == "="):
@@ -430,7 +486,7 @@ class Parser:
             fields = []
             while not self.at("}"):
                 name = self.next()[1]
-                while self.at("."):     # Module.field
+                while self.at("."):  # Module.field
                     self.next()
                     name = self.next()[1]
                 self.expect("=")
@@ -492,9 +548,13 @@ class Parser:
 
     def _starts_simple_pattern(self):
         kind, val, _ = self.peek()
-        return kind in ("str", "num", "char") or (kind == "ident" and val[0].islower()) \
-            or (kind == "kw" and val in ("true", "false")) or \
-            (kind == "op" and val in ("(", "[", "`")) or (kind == "ident" and val == "_")
+        return (
+            kind in ("str", "num", "char")
+            or (kind == "ident" and val[0].islower())
+            or (kind == "kw" and val in ("true", "false"))
+            or (kind == "op" and val in ("(", "[", "`"))
+            or (kind == "ident" and val == "_")
+        )
 
     def simple_pattern(self):
         kind, val, _ = self.next()
@@ -534,6 +594,7 @@ class Parser:
 
 # --- evaluation -------------------------------------------------------------------------
 
+
 class Env:
     def __init__(self, vars, parent=None):
         self.vars, self.parent = vars, parent
@@ -558,14 +619,24 @@ def match(pat, v, binds):
     if tag == "pconst":
         return v == pat[1]
     if tag == "ptuple":
-        return isinstance(v, tuple) and len(v) == len(pat[1]) and \
-            all(match(p, x, binds) for p, x in zip(pat[1], v, strict=True))
+        return (
+            isinstance(v, tuple)
+            and len(v) == len(pat[1])
+            and all(match(p, x, binds) for p, x in zip(pat[1], v, strict=True))
+        )
     if tag == "plist":
-        return isinstance(v, list) and len(v) == len(pat[1]) and \
-            all(match(p, x, binds) for p, x in zip(pat[1], v, strict=True))
+        return (
+            isinstance(v, list)
+            and len(v) == len(pat[1])
+            and all(match(p, x, binds) for p, x in zip(pat[1], v, strict=True))
+        )
     if tag == "pcons":
-        return isinstance(v, list) and v != [] and match(pat[1], v[0], binds) and \
-            match(pat[2], v[1:], binds)
+        return (
+            isinstance(v, list)
+            and v != []
+            and match(pat[1], v[0], binds)
+            and match(pat[2], v[1:], binds)
+        )
     if tag == "pctor":
         if not isinstance(v, Ctor) or v.name.split(".")[-1] != pat[1].split(".")[-1]:
             return False
@@ -594,8 +665,14 @@ def _xml_to_string(x):
     tag, attrs, children = x.arg if isinstance(x, Ctor) else x
 
     def esc(s):
-        return (s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-                .replace('"', "&quot;").replace("'", "&apos;"))
+        return (
+            s.replace("&", "&amp;")
+            .replace("<", "&lt;")
+            .replace(">", "&gt;")
+            .replace('"', "&quot;")
+            .replace("'", "&apos;")
+        )
+
     a = "".join(f' {k}="{esc(v)}"' for k, v in attrs)
     if not children:
         return f"<{tag}{a}/>"
@@ -614,9 +691,13 @@ class Module:
         self.globals.vars.update(self.builtins())
         self.globals.vars.update(extra or {})
         toks = tokenize(text)
-        starts = [i for i, t in enumerate(toks)
-                  if t[2] and t[0] == "kw" and t[1] in ("let", "type", "open", "module",
-                                                        "exception", "and")]
+        starts = [
+            i
+            for i, t in enumerate(toks)
+            if t[2]
+            and t[0] == "kw"
+            and t[1] in ("let", "type", "open", "module", "exception", "and")
+        ]
         starts.append(len(toks) - 1)
         for a, b in zip(starts, starts[1:], strict=False):
             if toks[a][1] != "let":
@@ -630,7 +711,7 @@ class Module:
             elif item[j][1] == "(" and item[j + 2][1] == ")":
                 name = item[j + 1][1]
             else:
-                continue        # let () = ... or a pattern binding: not needed
+                continue  # let () = ... or a pattern binding: not needed
             if name not in self.globals.vars or isinstance(self.globals.vars[name], Lazy):
                 self.globals.vars[name] = Lazy(self, item)
 
@@ -648,8 +729,11 @@ class Module:
             body = p.expr()
             if p.peek()[0] != "eof" and not p.at(";;"):
                 raise OcamlError(f"trailing tokens near {p.context()}")
-            lazy.value = (Closure(params, body, self.globals, pat[1]) if params
-                          else self.eval(body, self.globals))
+            lazy.value = (
+                Closure(params, body, self.globals, pat[1])
+                if params
+                else self.eval(body, self.globals)
+            )
             lazy.busy = False
         return lazy.value
 
@@ -660,6 +744,7 @@ class Module:
     def builtins(self):
         def b(n, arity):
             return lambda fn: Builtin(fn, arity, n)
+
         listmap = b("List.map", 2)(lambda f, xs: [self.apply(f, [("pos", None, x)]) for x in xs])
 
         def listiter(f, xs):
@@ -674,6 +759,7 @@ class Module:
         def log(fmt):
             n = _printf_n(fmt)
             return Builtin(lambda *a: (), n, "log") if n else ()
+
         table = {
             "Int64.mul": b("Int64.mul", 2)(lambda a, c: a * c),
             "Int64.add": b("Int64.add", 2)(lambda a, c: a + c),
@@ -695,7 +781,8 @@ class Module:
             "List.map": listmap,
             "List.iter": b("List.iter", 2)(listiter),
             "List.filter": b("List.filter", 2)(
-                lambda f, xs: [x for x in xs if self.apply(f, [("pos", None, x)])]),
+                lambda f, xs: [x for x in xs if self.apply(f, [("pos", None, x)])]
+            ),
             "List.concat": b("List.concat", 1)(lambda ls: [x for xs in ls for x in xs]),
             "List.rev": b("List.rev", 1)(lambda xs: xs[::-1]),
             "List.hd": b("List.hd", 1)(lambda xs: xs[0]),
@@ -703,8 +790,10 @@ class Module:
             "String.concat": b("String.concat", 2)(lambda sep, xs: sep.join(xs)),
             "Printf.sprintf": b("Printf.sprintf", 1)(sprintf),
             "Xml.to_string": b("Xml.to_string", 1)(_xml_to_string),
-            "error": b("error", 1)(log), "debug": b("debug", 1)(log),
-            "info": b("info", 1)(log), "warn": b("warn", 1)(log),
+            "error": b("error", 1)(log),
+            "debug": b("debug", 1)(log),
+            "info": b("info", 1)(log),
+            "warn": b("warn", 1)(log),
             "Ref.null": "OpaqueRef:NULL",
             "Date.never": "19700101T00:00:00Z",
         }
@@ -717,8 +806,8 @@ class Module:
             pos = [a[2] for a in args if a[0] == "pos"]
             if len(pos) < f.arity:
                 return Partial(f, args, None)
-            res = f.fn(*pos[:f.arity])
-            rest = [("pos", None, x) for x in pos[f.arity:]]
+            res = f.fn(*pos[: f.arity])
+            rest = [("pos", None, x) for x in pos[f.arity :]]
             return self.apply(res, rest) if rest else res
         if isinstance(f, Ctor):
             if len(args) != 1:
@@ -763,7 +852,7 @@ class Module:
         if tag == "ctor":
             name = e[1]
             arg = None if e[2] is None else self.eval(e[2], env)
-            if "." in name:     # Module.Name may be a value the caller supplied
+            if "." in name:  # Module.Name may be a value the caller supplied
                 try:
                     v = env.lookup(name)
                 except OcamlError:
@@ -874,38 +963,78 @@ class Module:
 # --- the template catalogues --------------------------------------------------------------
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-DATA = ROOT / "xapi_sim" / "data"      # templates_<release>.json
+DATA = ROOT / "xapi_sim" / "data"  # templates_<release>.json
 
 # release -> (kind, revision). "ocaml": xenserver/guest-templates create_templates.ml (the
 # generator xapi's firstboot ran up to 7.0); "json": xenserver/guest-templates-json (7.1 on).
 RELEASES = {
-    "creedence": ("ocaml", "1851804",
-                  "last commit of the creedence branch merged as 'creedence/master' (XenServer "
-                  "6.5 GA, January 2015)"),
-    "cream": ("ocaml", "5019bcd",
-              "trunk on 2015-04-21 (XenServer 6.5 SP1 GA May 2015): adds Scientific Linux 5/6/7, "
-              "SLED 11 SP3, Windows 10 Preview and the hardware_platform_version field; the tree "
-              "equals 4d5ce2d on the side branch"),
-    "dundee": ("ocaml", "cec25c7",
-               "CA-210995 of 2016-05-13, the last OCaml-generated set (XenServer 7.0 build "
-               "125380c is dated 2016-05-13; the next commits start the JSON rewrite)"),
+    "creedence": (
+        "ocaml",
+        "1851804",
+        "last commit of the creedence branch merged as 'creedence/master' (XenServer "
+        "6.5 GA, January 2015)",
+    ),
+    "cream": (
+        "ocaml",
+        "5019bcd",
+        "trunk on 2015-04-21 (XenServer 6.5 SP1 GA May 2015): adds Scientific Linux 5/6/7, "
+        "SLED 11 SP3, Windows 10 Preview and the hardware_platform_version field; the tree "
+        "equals 4d5ce2d on the side branch",
+    ),
+    "dundee": (
+        "ocaml",
+        "cec25c7",
+        "CA-210995 of 2016-05-13, the last OCaml-generated set (XenServer 7.0 build "
+        "125380c is dated 2016-05-13; the next commits start the JSON rewrite)",
+    ),
     "ely": ("json", "v1.1.1", "tag v1.1.1 = tip of release/ely/staging (XenServer 7.1 GA)"),
-    "stockholm": ("json", "v1.9.4",
-                  "tag v1.9.4 = tip of release/stockholm/lcm (Citrix Hypervisor 8.2 CU1)"),
-    "nile": ("json", "v2.0.16",
-             "tag v2.0.16 = tip of release/xs8 (XenServer 8 as updated today)"),
+    "stockholm": (
+        "json",
+        "v1.9.4",
+        "tag v1.9.4 = tip of release/stockholm/lcm (Citrix Hypervisor 8.2 CU1)",
+    ),
+    "nile": ("json", "v2.0.16", "tag v2.0.16 = tip of release/xs8 (XenServer 8 as updated today)"),
 }
 
 # VM fields a template carries, in the order the JSON lists them.
-FIELDS = ["uuid", "reference_label", "name_label", "name_description", "user_version",
-          "is_a_template", "is_default_template", "memory_static_min", "memory_dynamic_min",
-          "memory_dynamic_max", "memory_static_max", "memory_target", "VCPUs_max",
-          "VCPUs_at_startup", "VCPUs_params", "actions_after_shutdown", "actions_after_reboot",
-          "actions_after_crash", "PV_bootloader", "PV_kernel", "PV_ramdisk", "PV_args",
-          "PV_bootloader_args", "PV_legacy_args", "HVM_boot_policy", "HVM_boot_params",
-          "HVM_shadow_multiplier", "platform", "PCI_bus", "other_config", "recommendations",
-          "blocked_operations", "generation_id", "hardware_platform_version",
-          "has_vendor_device", "domain_type"]
+FIELDS = [
+    "uuid",
+    "reference_label",
+    "name_label",
+    "name_description",
+    "user_version",
+    "is_a_template",
+    "is_default_template",
+    "memory_static_min",
+    "memory_dynamic_min",
+    "memory_dynamic_max",
+    "memory_static_max",
+    "memory_target",
+    "VCPUs_max",
+    "VCPUs_at_startup",
+    "VCPUs_params",
+    "actions_after_shutdown",
+    "actions_after_reboot",
+    "actions_after_crash",
+    "PV_bootloader",
+    "PV_kernel",
+    "PV_ramdisk",
+    "PV_args",
+    "PV_bootloader_args",
+    "PV_legacy_args",
+    "HVM_boot_policy",
+    "HVM_boot_params",
+    "HVM_shadow_multiplier",
+    "platform",
+    "PCI_bus",
+    "other_config",
+    "recommendations",
+    "blocked_operations",
+    "generation_id",
+    "hardware_platform_version",
+    "has_vendor_device",
+    "domain_type",
+]
 MAPS = {"VCPUs_params", "HVM_boot_params", "platform", "other_config", "blocked_operations"}
 
 # Releases whose VM class has is_default_template (falcon on): the JSON loader calls
@@ -915,8 +1044,9 @@ HAS_IS_DEFAULT = {"stockholm", "nile"}
 
 
 def git(gitdir, *args):
-    return subprocess.run(["git", "--git-dir", str(gitdir), *args], check=True,
-                          capture_output=True, text=True).stdout
+    return subprocess.run(
+        ["git", "--git-dir", str(gitdir), *args], check=True, capture_output=True, text=True
+    ).stdout
 
 
 def _amap(pairs, what):
@@ -935,9 +1065,12 @@ def ocaml_templates(gitdir, rev, constants):
     (it needs /opt/xensource/packages/xgt/debian-etch.xgt, which product hosts lack)."""
     text = git(gitdir, "show", f"{rev}:create_templates.ml")
     made = []
-    extra = {"find_or_create_template": Builtin(lambda rec, rpc, s: made.append(rec) or "ref",
-                                                3, "find_or_create_template"),
-             "demo_xgt_template": Builtin(lambda *a: (), 6, "demo_xgt_template")}
+    extra = {
+        "find_or_create_template": Builtin(
+            lambda rec, rpc, s: made.append(rec) or "ref", 3, "find_or_create_template"
+        ),
+        "demo_xgt_template": Builtin(lambda *a: (), 6, "demo_xgt_template"),
+    }
     extra.update({f"Constants.{k}": v for k, v in constants.items()})
     mod = Module(text, extra)
     mod.apply(mod.get("create_all_templates"), [("pos", None, "rpc"), ("pos", None, "s")])
@@ -945,7 +1078,7 @@ def ocaml_templates(gitdir, rev, constants):
     for rec in made:
         t = {}
         for f in FIELDS:
-            v = rec.get("vM_" + f) if f != "uuid" else None    # "Invalid": create ignores it
+            v = rec.get("vM_" + f) if f != "uuid" else None  # "Invalid": create ignores it
             if v is None:
                 continue
             if isinstance(v, Ctor):
@@ -966,28 +1099,63 @@ def xen_api_constants(gitdir, rev):
 # at each revision (platform defaults and the restriction order come from the source itself).
 PLATFORM_DEFAULT = re.compile(
     r"if defaults or '(\w+)' in data:\s*\n\s*self\.(\w+) = '([^']*)' if "
-    r"get_bool_key\(data, '\w+', (True|False)\) else '([^']*)'")
+    r"get_bool_key\(data, '\w+', (True|False)\) else '([^']*)'"
+)
 RESTRICTION_ORDER = re.compile(r"for field, attr in \((.*?)\):", re.S)
 SCALE = {"T": 40, "G": 30, "M": 20, "K": 10}
 # json key -> (restriction field, how the value is written)
 RESTRICTION_KEYS = {
-    "max_memory": ("memory-static-max", "amount"), "vcpus_min": ("vcpus-min", "str"),
-    "vcpus_max": ("vcpus-max", "str"), "has_vendor_device": ("has-vendor-device", "truefalse"),
+    "max_memory": ("memory-static-max", "amount"),
+    "vcpus_min": ("vcpus-min", "str"),
+    "vcpus_max": ("vcpus-max", "str"),
+    "has_vendor_device": ("has-vendor-device", "truefalse"),
     "allow_gpu_passthrough": ("allow-gpu-passthrough", "10"),
-    "allow_vgpu": ("allow-vgpu", "10"), "allow_network_sriov": ("allow-network-sriov", "10"),
-    "supports_bios": ("supports-bios", "yesno"), "supports_uefi": ("supports-uefi", "yesno"),
+    "allow_vgpu": ("allow-vgpu", "10"),
+    "allow_network_sriov": ("allow-network-sriov", "10"),
+    "supports_bios": ("supports-bios", "yesno"),
+    "supports_uefi": ("supports-uefi", "yesno"),
     "supports_secure_boot": ("supports-secure-boot", "yesno"),
 }
-GENERATOR_ONLY = {"derived_from", "min_memory", "max_memory", "vcpus_min", "vcpus_max",
-                  "number_of_vbds", "number_of_vifs", "allow_gpu_passthrough", "allow_vgpu",
-                  "allow_network_sriov", "supports_bios", "supports_uefi",
-                  "supports_secure_boot", "disks", "platform", "other_config",
-                  "has_vendor_device"}
-RECORD_KEYS = {"uuid", "reference_label", "name_label", "name_description", "VCPUs_max",
-               "VCPUs_at_startup", "HVM_boot_policy", "HVM_boot_params", "PV_bootloader",
-               "PV_kernel", "PV_ramdisk", "PV_args", "PV_bootloader_args", "PV_legacy_args",
-               "HVM_shadow_multiplier", "generation_id", "domain_type", "blocked_operations",
-               "user_version"}
+GENERATOR_ONLY = {
+    "derived_from",
+    "min_memory",
+    "max_memory",
+    "vcpus_min",
+    "vcpus_max",
+    "number_of_vbds",
+    "number_of_vifs",
+    "allow_gpu_passthrough",
+    "allow_vgpu",
+    "allow_network_sriov",
+    "supports_bios",
+    "supports_uefi",
+    "supports_secure_boot",
+    "disks",
+    "platform",
+    "other_config",
+    "has_vendor_device",
+}
+RECORD_KEYS = {
+    "uuid",
+    "reference_label",
+    "name_label",
+    "name_description",
+    "VCPUs_max",
+    "VCPUs_at_startup",
+    "HVM_boot_policy",
+    "HVM_boot_params",
+    "PV_bootloader",
+    "PV_kernel",
+    "PV_ramdisk",
+    "PV_args",
+    "PV_bootloader_args",
+    "PV_legacy_args",
+    "HVM_shadow_multiplier",
+    "generation_id",
+    "domain_type",
+    "blocked_operations",
+    "user_version",
+}
 
 
 def amount(text):
@@ -1012,10 +1180,13 @@ class JsonGenerator:
     def __init__(self, gitdir, rev):
         self.gitdir, self.rev = gitdir, rev
         src = git(gitdir, "show", f"{rev}:guesttemplates/blank_template.py")
-        platform_class = src[src.index("class Platform"):src.index("class ", src.index(
-            "class Platform") + 1)]
-        self.platform_defaults = [(k, t == "True", yes, no) for k, attr, yes, t, no
-                                  in PLATFORM_DEFAULT.findall(platform_class)]
+        platform_class = src[
+            src.index("class Platform") : src.index("class ", src.index("class Platform") + 1)
+        ]
+        self.platform_defaults = [
+            (k, t == "True", yes, no)
+            for k, attr, yes, t, no in PLATFORM_DEFAULT.findall(platform_class)
+        ]
         m = RESTRICTION_ORDER.search(src)
         self.order = re.findall(r"\('([\w-]+)', '(\w+)'\)", m.group(1))
         self.skip_empty_map_values = re.search(r"if v3:", src) is not None
@@ -1033,11 +1204,21 @@ class JsonGenerator:
 
     def build(self, fname):
         chain = self.chain(fname)
-        rec = {"user_version": 1, "is_a_template": True, "VCPUs_max": 1, "VCPUs_at_startup": 1,
-               "VCPUs_params": {}, "actions_after_shutdown": "destroy",
-               "actions_after_reboot": "restart", "actions_after_crash": "restart",
-               "PCI_bus": "", "blocked_operations": {}, "generation_id": "",
-               "hardware_platform_version": 0, "has_vendor_device": False}
+        rec = {
+            "user_version": 1,
+            "is_a_template": True,
+            "VCPUs_max": 1,
+            "VCPUs_at_startup": 1,
+            "VCPUs_params": {},
+            "actions_after_shutdown": "destroy",
+            "actions_after_reboot": "restart",
+            "actions_after_crash": "restart",
+            "PCI_bus": "",
+            "blocked_operations": {},
+            "generation_id": "",
+            "hardware_platform_version": 0,
+            "has_vendor_device": False,
+        }
         platform, other, restr = {}, {}, {}
         for depth, data in enumerate(chain):
             root = depth == 0
@@ -1047,36 +1228,57 @@ class JsonGenerator:
             if root:
                 rec["HVM_boot_params"] = {}
                 rec["HVM_shadow_multiplier"] = 1.0
-                for k in ("HVM_boot_policy", "PV_bootloader", "PV_kernel", "PV_ramdisk",
-                          "PV_args", "PV_bootloader_args", "PV_legacy_args"):
+                for k in (
+                    "HVM_boot_policy",
+                    "PV_bootloader",
+                    "PV_kernel",
+                    "PV_ramdisk",
+                    "PV_args",
+                    "PV_bootloader_args",
+                    "PV_legacy_args",
+                ):
                     rec[k] = ""
             for k, v in data.items():
                 if k in RECORD_KEYS:
                     rec[k] = v
             if "min_memory" in data:
                 lo = amount(data["min_memory"])
-                rec.update(memory_static_min=lo, memory_dynamic_min=2 * lo,
-                           memory_dynamic_max=2 * lo, memory_static_max=2 * lo)
+                rec.update(
+                    memory_static_min=lo,
+                    memory_dynamic_min=2 * lo,
+                    memory_dynamic_max=2 * lo,
+                    memory_static_max=2 * lo,
+                )
             for key, default, yes, no in self.platform_defaults:
                 if root or key in data:
                     platform[key] = yes if truthy(data.get(key, default)) else no
             platform.update(data.get("platform", {}))
             if "disks" in data:
                 disks = "".join(
-                    xml_element("disk", {"device": str(i), "size": str(amount(d["size"])),
-                                         "sr": d.get("sr", ""),
-                                         "bootable": "true" if d.get("bootable", True)
-                                         else "false", "type": d.get("type", "system")})
-                    for i, d in enumerate(data["disks"]))
+                    xml_element(
+                        "disk",
+                        {
+                            "device": str(i),
+                            "size": str(amount(d["size"])),
+                            "sr": d.get("sr", ""),
+                            "bootable": "true" if d.get("bootable", True) else "false",
+                            "type": d.get("type", "system"),
+                        },
+                    )
+                    for i, d in enumerate(data["disks"])
+                )
                 other["disks"] = xml_element("provision", {}, disks)
             other.update(data.get("other_config", {}))
             for key, (field, how) in RESTRICTION_KEYS.items():
                 if key in data or (root and key == "has_vendor_device"):
                     v = data.get(key, False)
-                    restr[field] = {"amount": lambda x: str(amount(x)), "str": str,
-                                    "truefalse": lambda x: "true" if truthy(x) else "false",
-                                    "10": lambda x: "1" if truthy(x) else "0",
-                                    "yesno": lambda x: "yes" if truthy(x) else "no"}[how](v)
+                    restr[field] = {
+                        "amount": lambda x: str(amount(x)),
+                        "str": str,
+                        "truefalse": lambda x: "true" if truthy(x) else "false",
+                        "10": lambda x: "1" if truthy(x) else "0",
+                        "yesno": lambda x: "yes" if truthy(x) else "no",
+                    }[how](v)
             for key in ("number_of_vbds", "number_of_vifs"):
                 if key in data:
                     restr[key] = str(data[key])
@@ -1084,11 +1286,15 @@ class JsonGenerator:
             return None
         if "memory_static_min" not in rec:
             raise ValueError(f"{fname}: no min_memory anywhere in its chain")
-        rows = "".join(xml_element("restriction", {"field": f, attr: restr[f]})
-                       for f, attr in self.order if f in restr)
-        rows += "".join(xml_element("restriction", {"property": p.replace("_", "-"),
-                                                    "max": restr.get(p, "")})
-                        for p in ("number_of_vbds", "number_of_vifs"))
+        rows = "".join(
+            xml_element("restriction", {"field": f, attr: restr[f]})
+            for f, attr in self.order
+            if f in restr
+        )
+        rows += "".join(
+            xml_element("restriction", {"property": p.replace("_", "-"), "max": restr.get(p, "")})
+            for p in ("number_of_vbds", "number_of_vifs")
+        )
         rec["recommendations"] = xml_element("restrictions", {}, rows)
         # the loader imports with default_template=false, then sets it true (the platform
         # and other_config maps lose empty values on export from stockholm on)
@@ -1125,8 +1331,11 @@ def parse_disks(spec):
     disks = []
     for d in DISK.finditer(m.group(1)):
         attrs = dict(re.findall(r'(\w+)="([^"]*)"', d.group()))
-        if set(attrs) != {"device", "size", "sr", "bootable", "type"} or \
-                not attrs["size"].isdigit() or attrs["bootable"] not in ("true", "false"):
+        if (
+            set(attrs) != {"device", "size", "sr", "bootable", "type"}
+            or not attrs["size"].isdigit()
+            or attrs["bootable"] not in ("true", "false")
+        ):
             raise ValueError(f"bad disk {d.group()!r}")
         disks.append(dict(attrs, size=int(attrs["size"]), bootable=attrs["bootable"] == "true"))
     return disks
@@ -1135,15 +1344,32 @@ def parse_disks(spec):
 def check_template(t):
     problems = []
     name = t.get("name_label", "?")
-    for f in ("name_label", "name_description", "memory_static_min", "memory_dynamic_min",
-              "memory_dynamic_max", "memory_static_max", "VCPUs_max", "VCPUs_at_startup",
-              "platform", "other_config", "recommendations", "HVM_boot_policy", "PV_bootloader"):
+    for f in (
+        "name_label",
+        "name_description",
+        "memory_static_min",
+        "memory_dynamic_min",
+        "memory_dynamic_max",
+        "memory_static_max",
+        "VCPUs_max",
+        "VCPUs_at_startup",
+        "platform",
+        "other_config",
+        "recommendations",
+        "HVM_boot_policy",
+        "PV_bootloader",
+    ):
         if f not in t:
             problems.append(f"{name}: no {f}")
     if problems:
         return problems
-    if not (0 < t["memory_static_min"] <= t["memory_dynamic_min"] <= t["memory_dynamic_max"]
-            <= t["memory_static_max"]):
+    if not (
+        0
+        < t["memory_static_min"]
+        <= t["memory_dynamic_min"]
+        <= t["memory_dynamic_max"]
+        <= t["memory_static_max"]
+    ):
         problems.append(f"{name}: memory constraints do not hold")
     if not 1 <= t["VCPUs_at_startup"] <= t["VCPUs_max"]:
         problems.append(f"{name}: VCPUs_at_startup > VCPUs_max")
@@ -1152,8 +1378,10 @@ def check_template(t):
             parse_disks(t["other_config"]["disks"])
         except ValueError as e:
             problems.append(f"{name}: {e}")
-    if not re.fullmatch(r"<restrictions>(<restriction( [\w-]+=\"[^\"]*\")+/?>)*</restrictions>",
-                        t["recommendations"].replace(" />", "/>")):
+    if not re.fullmatch(
+        r"<restrictions>(<restriction( [\w-]+=\"[^\"]*\")+/?>)*</restrictions>",
+        t["recommendations"].replace(" />", "/>"),
+    ):
         problems.append(f"{name}: recommendations is not a restrictions list")
     if t["HVM_boot_policy"] and t["PV_bootloader"]:
         problems.append(f"{name}: both HVM and PV boot")
@@ -1184,12 +1412,16 @@ def dump(doc):
 
 def main(argv):
     if argv[1:] == ["--check"]:
-        docs = {p.stem.split("_", 1)[1]: json.loads(p.read_text())
-                for p in sorted(DATA.glob("templates_*.json"))}
+        docs = {
+            p.stem.split("_", 1)[1]: json.loads(p.read_text())
+            for p in sorted(DATA.glob("templates_*.json"))
+        }
         problems = check(docs)
-        print("\n".join(problems) or
-              f"{len(docs)} releases, {sum(len(d['templates']) for d in docs.values())} "
-              f"templates: all valid")
+        print(
+            "\n".join(problems)
+            or f"{len(docs)} releases, {sum(len(d['templates']) for d in docs.values())} "
+            f"templates: all valid"
+        )
         return 1 if problems else 0
     if len(argv) != 4:
         print(__doc__)
@@ -1205,9 +1437,11 @@ def main(argv):
         else:
             temps = JsonGenerator(gitdir, sha).templates(release)
             repo, path = "xenserver/guest-templates-json", "json/*.json"
-        doc = {"release": release,
-               "source": {"repo": repo, "rev": rev, "commit": sha, "path": path, "why": why},
-               "templates": temps}
+        doc = {
+            "release": release,
+            "source": {"repo": repo, "rev": rev, "commit": sha, "path": path, "why": why},
+            "templates": temps,
+        }
         problems = check({release: doc})
         if problems:
             raise SystemExit("\n".join(problems))

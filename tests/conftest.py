@@ -4,6 +4,7 @@ Read-only integration tests share one world per module (``world``); tests that c
 take a fresh one (``fresh_world``). ``wire`` gives raw HTTP/XML-RPC/JSON-RPC helpers for
 what the ``XenAPI`` package cannot send or does not show (envelopes, headers, bad bodies).
 """
+
 from __future__ import annotations
 
 import http.client
@@ -117,8 +118,10 @@ class Wire:
     def xml_raw_body(method, *raw_values):
         """A methodCall whose params are given as raw ``<value>...</value>`` strings."""
         ps = "".join(f"<param>{v}</param>" for v in raw_values)
-        return (f'<?xml version="1.0"?><methodCall><methodName>{method}</methodName>'
-                f"<params>{ps}</params></methodCall>").encode()
+        return (
+            f'<?xml version="1.0"?><methodCall><methodName>{method}</methodName>'
+            f"<params>{ps}</params></methodCall>"
+        ).encode()
 
     def xml_reply(self, url, method, *params, path="/"):
         return self.post(url, self.xml_body(method, *params), path)
@@ -158,8 +161,12 @@ class Wire:
         return json.dumps(req).encode("utf-8")
 
     def json_reply(self, url, method, params=None, version=2, rid=1, path="/jsonrpc"):
-        return self.post(url, self.json_body(method, params, version, rid), path,
-                         {"Content-Type": "application/json"})
+        return self.post(
+            url,
+            self.json_body(method, params, version, rid),
+            path,
+            {"Content-Type": "application/json"},
+        )
 
     def json(self, url, method, params=None, version=2, rid=1):
         r = self.json_reply(url, method, params, version, rid)
@@ -192,9 +199,20 @@ def wire():
 
 def xml_request_bytes(host, body: bytes, path="/", extra=b"", version=b"HTTP/1.1"):
     """A complete HTTP POST request as bytes."""
-    return (b"POST " + path.encode() + b" " + version + b"\r\nHost: " + host.encode() +
-            b"\r\nContent-Type: text/xml\r\nContent-Length: " + str(len(body)).encode() +
-            b"\r\n" + extra + b"\r\n" + body)
+    return (
+        b"POST "
+        + path.encode()
+        + b" "
+        + version
+        + b"\r\nHost: "
+        + host.encode()
+        + b"\r\nContent-Type: text/xml\r\nContent-Length: "
+        + str(len(body)).encode()
+        + b"\r\n"
+        + extra
+        + b"\r\n"
+        + body
+    )
 
 
 @pytest.fixture(scope="session")

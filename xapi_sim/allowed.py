@@ -6,6 +6,7 @@ At the world layer so that the xapi start routine (``xapi_start.py``) and the AP
 (``classes/``) share it; it reads rows and writes ``allowed_operations`` /
 ``current_operations`` only.
 """
+
 from __future__ import annotations
 
 from .checks import host as host_checks
@@ -46,10 +47,17 @@ class OperationPolicy:
 # What a XenServer 7.0 guest agent reports (used only when assume_guest_tools holds).
 SIMULATED_GUEST_TOOLS = {
     "PV_drivers_version": {"major": "7", "minor": "0", "micro": "0", "build": "125"},
-    "other": {"feature-shutdown": "1", "feature-poweroff": "1", "feature-reboot": "1",
-              "feature-suspend": "1", "feature-vcpu-hotplug": "1",
-              "feature-static-ip-setting": "1"},
-    "can_use_hotplug_vbd": "unspecified", "can_use_hotplug_vif": "unspecified"}
+    "other": {
+        "feature-shutdown": "1",
+        "feature-poweroff": "1",
+        "feature-reboot": "1",
+        "feature-suspend": "1",
+        "feature-vcpu-hotplug": "1",
+        "feature-static-ip-setting": "1",
+    },
+    "can_use_hotplug_vbd": "unspecified",
+    "can_use_hotplug_vif": "unspecified",
+}
 
 
 def _pool_row(db):
@@ -71,8 +79,11 @@ def _valid(db, cls, ref) -> bool:
 
 def vm_facts(world, db, row) -> dict:
     """``Xapi_vm_lifecycle.get_info``: what check_operation_error needs beyond the row."""
-    gm = db.tables["VM_guest_metrics"].get(row["guest_metrics"]) \
-        if "VM_guest_metrics" in db.tables else None
+    gm = (
+        db.tables["VM_guest_metrics"].get(row["guest_metrics"])
+        if "VM_guest_metrics" in db.tables
+        else None
+    )
     if gm is None and OperationPolicy.of(world).assume_guest_tools:
         gm = SIMULATED_GUEST_TOOLS
     _, prow = _pool_row(db)
@@ -84,26 +95,35 @@ def vm_facts(world, db, row) -> dict:
         if vdi is not None:
             smc = vdi["sm_config"]
             resets.append((smc.get("on_boot") == "reset", vm_checks.bool_of_assoc("caching", smc)))
-    return dict(guest_metrics=gm,
-                clone_suspended_vm_enabled=oc.get("allow_clone_suspended_vm") == "true",
-                vdis_reset_and_caching=resets,
-                appliance_valid=_valid(db, "VM_appliance", row.get("appliance", NULL_REF)),
-                protection_policy_valid=_valid(db, "VMPP",
-                                               row.get("protection_policy", NULL_REF)))
+    return dict(
+        guest_metrics=gm,
+        clone_suspended_vm_enabled=oc.get("allow_clone_suspended_vm") == "true",
+        vdis_reset_and_caching=resets,
+        appliance_valid=_valid(db, "VM_appliance", row.get("appliance", NULL_REF)),
+        protection_policy_valid=_valid(db, "VMPP", row.get("protection_policy", NULL_REF)),
+    )
 
 
 def host_facts(db, row) -> dict:
     """The facts of ``Xapi_host_helpers.valid_operations`` from the database."""
     metrics = db.tables["host_metrics"].get(row["metrics"])
-    plugged = setify(pbd["SR"] for _, pbd in db.tables.get("PBD", {}).items()
-                     if pbd["currently_attached"])       # Helpers.get_all_plugged_srs
-    clustered = [sr for sr in plugged
-                 if db.tables["SR"].get(sr, {}).get("clustered", False)]
+    plugged = setify(
+        pbd["SR"] for _, pbd in db.tables.get("PBD", {}).items() if pbd["currently_attached"]
+    )  # Helpers.get_all_plugged_srs
+    clustered = [sr for sr in plugged if db.tables["SR"].get(sr, {}).get("clustered", False)]
     down = any(not m["live"] for _, m in db.tables["host_metrics"].items())
-    recovering = [t["name_description"] for _, t in db.tables["task"].items()
-                  if t["name_label"] == "SR Recovering" and t["name_description"] in clustered]
-    return dict(live=None if metrics is None else metrics["live"], power_on_plugin=True,
-                plugged_clustered_srs=clustered, hosts_down=down, recovering_tasks=recovering)
+    recovering = [
+        t["name_description"]
+        for _, t in db.tables["task"].items()
+        if t["name_label"] == "SR Recovering" and t["name_description"] in clustered
+    ]
+    return dict(
+        live=None if metrics is None else metrics["live"],
+        power_on_plugin=True,
+        plugged_clustered_srs=clustered,
+        hosts_down=down,
+        recovering_tasks=recovering,
+    )
 
 
 def _sm_features(db, sr_type) -> dict:
@@ -126,9 +146,11 @@ def sr_facts(db, row) -> dict:
     """What ``Xapi_sr_operations.valid_operations`` reads beyond the SR row."""
     pbds = [db.tables["PBD"][p] for p in row["PBDs"] if p in db.tables["PBD"]]
     vdis = [db.tables["VDI"][v] for v in row["VDIs"] if v in db.tables["VDI"]]
-    return dict(features=_sm_features(db, row["type"]),
-                attached_pbds=any(p["currently_attached"] for p in pbds),
-                managed_vdis=any(v["managed"] and v["type"] != "rrd" for v in vdis))
+    return dict(
+        features=_sm_features(db, row["type"]),
+        attached_pbds=any(p["currently_attached"] for p in pbds),
+        managed_vdis=any(v["managed"] and v["type"] != "rrd" for v in vdis),
+    )
 
 
 def vdi_facts(db, row) -> dict:
@@ -138,15 +160,18 @@ def vdi_facts(db, row) -> dict:
     pbds = [db.tables["PBD"][p] for p in (sr["PBDs"] if sr else ()) if p in db.tables["PBD"]]
     vbds = [db.tables["VBD"][v] for v in row["VBDs"] if v in db.tables["VBD"]]
     ha_ops = set(prow["current_operations"].values()) if prow is not None else set()
-    return dict(ha_enabled=bool(prow and prow["ha_enabled"]),
-                sr_type=sr["type"] if sr else "",
-                sr_is_tools_sr=bool(sr and (sr.get("is_tools_sr") or
-                                            sr["other_config"].get("xenserver_tools_sr")
-                                            == "true")),
-                sr_attached_pbds=any(p["currently_attached"] for p in pbds),
-                vbds=vbds, features=_sm_features(db, sr["type"]) if sr else {},
-                ha_enable_in_progress="ha_enable" in ha_ops,
-                ha_disable_in_progress="ha_disable" in ha_ops)
+    return dict(
+        ha_enabled=bool(prow and prow["ha_enabled"]),
+        sr_type=sr["type"] if sr else "",
+        sr_is_tools_sr=bool(
+            sr and (sr.get("is_tools_sr") or sr["other_config"].get("xenserver_tools_sr") == "true")
+        ),
+        sr_attached_pbds=any(p["currently_attached"] for p in pbds),
+        vbds=vbds,
+        features=_sm_features(db, sr["type"]) if sr else {},
+        ha_enable_in_progress="ha_enable" in ha_ops,
+        ha_disable_in_progress="ha_disable" in ha_ops,
+    )
 
 
 def vbd_facts(world, db, ref, row) -> dict:
@@ -185,23 +210,23 @@ def operation_error(world, db, cls, ref, op, strict=True):
     """The class's ``check_operation_error`` for the row in ``db`` (HANDLE_INVALID if none)."""
     row = db.get(cls, ref)
     if cls == "SR":
-        return storage_checks.sr_check_operation_error(ref, _sr_row(row), op,
-                                                       **sr_facts(db, row))
+        return storage_checks.sr_check_operation_error(ref, _sr_row(row), op, **sr_facts(db, row))
     if cls == "VDI":
         return storage_checks.vdi_check_operation_error(ref, row, op, **vdi_facts(db, row))
     if cls == "VBD":
-        return storage_checks.vbd_check_operation_error(ref, row, op,
-                                                        **vbd_facts(world, db, ref, row))
+        return storage_checks.vbd_check_operation_error(
+            ref, row, op, **vbd_facts(world, db, ref, row)
+        )
     if cls == "VM":
-        return vm_checks.check_operation_error(ref, row, op, strict=strict,
-                                               **vm_facts(world, db, row))
+        return vm_checks.check_operation_error(
+            ref, row, op, strict=strict, **vm_facts(world, db, row)
+        )
     if cls == "host":
         return host_checks.check_operation_error(ref, row, op, **host_facts(db, row))
     if cls == "pool":
         return pool_checks.check_operation_error(ref, row, op)
     if cls == "VIF":
-        return network_checks.vif_check_operation_error(ref, row, op,
-                                                        **vif_facts(world, db, row))
+        return network_checks.vif_check_operation_error(ref, row, op, **vif_facts(world, db, row))
     raise ValueError(f"no operation checks wired for {cls}")
 
 
@@ -213,14 +238,15 @@ def allowed_operations(world, db, cls, ref) -> list:
     if cls == "VDI":
         return storage_checks.vdi_allowed_operations(ref, row, **vdi_facts(db, row))
     if cls == "VBD":
-        return storage_checks.vbd_allowed_operations(ref, row,
-                                                     **vbd_facts(world, db, ref, row))
+        return storage_checks.vbd_allowed_operations(ref, row, **vbd_facts(world, db, ref, row))
     if cls == "VM":
-        return vm_checks.allowed_operations(ref, row, rpu=rpu_in_progress(db),
-                                            **vm_facts(world, db, row))
+        return vm_checks.allowed_operations(
+            ref, row, rpu=rpu_in_progress(db), **vm_facts(world, db, row)
+        )
     if cls == "host":
-        return host_checks.allowed_operations(ref, row, rpu=rpu_in_progress(db),
-                                              **host_facts(db, row))
+        return host_checks.allowed_operations(
+            ref, row, rpu=rpu_in_progress(db), **host_facts(db, row)
+        )
     if cls == "pool":
         return pool_checks.allowed_operations(ref, row)
     if cls == "VIF":
@@ -246,7 +272,7 @@ def refresh_vm_allowed(world, db, vm_ref):
     the VM's power state and operations)."""
     refresh_allowed(world, db, "VM", vm_ref)
     row = db.tables["VM"].get(vm_ref)
-    for vbd in (row["VBDs"] if row is not None else ()):
+    for vbd in row["VBDs"] if row is not None else ():
         refresh_allowed(world, db, "VBD", vbd)
 
 
@@ -304,8 +330,11 @@ def drop_stale_operations(world, db, cls, ref) -> bool:
     if row is None or not row["current_operations"]:
         return False
     live = OperationPolicy.of(world).live
-    keep = {k: v for k, v in row["current_operations"].items()
-            if k in db.tables["task"] or (db, cls, ref, k) in live}
+    keep = {
+        k: v
+        for k, v in row["current_operations"].items()
+        if k in db.tables["task"] or (db, cls, ref, k) in live
+    }
     if len(keep) == len(row["current_operations"]):
         return False
     db.set(cls, ref, "current_operations", keep)

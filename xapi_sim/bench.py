@@ -16,6 +16,7 @@ asserted anywhere). Figures:
 * start-up: time to ready and peak RSS of ``xapi-sim serve`` for the default and big worlds;
 * growth: bulk read and start-up at 1,000 / 10,000 / 50,000 VMs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,6 +48,7 @@ from .wire import jsonrpc as jcodec
 from .wire import xmlrpc as xcodec
 
 # -- helpers --------------------------------------------------------------------------------
+
 
 def _timeit(fn, n):
     t = time.perf_counter()
@@ -80,16 +82,20 @@ class _ThreadedXMLRPC(ThreadingMixIn, SimpleXMLRPCServer):
 
 def stdlib_floor_server():
     """A bare threaded stdlib XML-RPC server answering XAPI's envelope from a dict."""
-    srv = _ThreadedXMLRPC(("127.0.0.1", 0), requestHandler=_KeepAliveHandler,
-                          logRequests=False, allow_none=True)
+    srv = _ThreadedXMLRPC(
+        ("127.0.0.1", 0), requestHandler=_KeepAliveHandler, logRequests=False, allow_none=True
+    )
     state = {"vm": {"power_state": "Running"}}
-    srv.register_function(lambda s: {"Status": "Success", "Value": "OpaqueRef:floor"},
-                          "session.login_with_password")
-    srv.register_function(lambda *a: {"Status": "Success", "Value": "OpaqueRef:floor"},
-                          "session.login_with_password")
-    srv.register_function(lambda s, vm: {"Status": "Success",
-                                         "Value": state["vm"]["power_state"]},
-                          "VM.get_power_state")
+    srv.register_function(
+        lambda s: {"Status": "Success", "Value": "OpaqueRef:floor"}, "session.login_with_password"
+    )
+    srv.register_function(
+        lambda *a: {"Status": "Success", "Value": "OpaqueRef:floor"}, "session.login_with_password"
+    )
+    srv.register_function(
+        lambda s, vm: {"Status": "Success", "Value": state["vm"]["power_state"]},
+        "VM.get_power_state",
+    )
     srv.register_function(lambda s: {"Status": "Success", "Value": ""}, "session.logout")
     t = threading.Thread(target=srv.serve_forever, daemon=True)
     t.start()
@@ -125,6 +131,7 @@ def _call_rate(url, vm, n, clients):
 
 # -- benchmarks -----------------------------------------------------------------------------
 
+
 def bench_call_rate(quick):
     n = 300 if quick else 3000
     out = {}
@@ -132,6 +139,7 @@ def bench_call_rate(quick):
     try:
         with running_world(seed=1) as w:
             import XenAPI
+
             s = XenAPI.Session(w.master_url())
             s.xenapi.login_with_password("root", "xenroot")
             vm = s.xenapi.VM.get_by_name_label("web1")[0]
@@ -139,9 +147,11 @@ def bench_call_rate(quick):
                 per = max(20, n // clients) if clients > 1 else n
                 sim = _call_rate(w.master_url(), vm, per, clients)
                 flo = _call_rate(floor_url, vm, per, clients)
-                out[f"clients_{clients}"] = {"sim_calls_per_s": round(sim),
-                                             "floor_calls_per_s": round(flo),
-                                             "ratio": round(sim / flo, 3)}
+                out[f"clients_{clients}"] = {
+                    "sim_calls_per_s": round(sim),
+                    "floor_calls_per_s": round(flo),
+                    "ratio": round(sim / flo, 3),
+                }
     finally:
         floor_srv.shutdown()
         floor_srv.server_close()
@@ -169,6 +179,7 @@ def _stringify_ints(v):
 
 def bench_bulk_read(quick, world=None, vms=10_000):
     import XenAPI
+
     world = world or _big_world(vms)
     master = world.pools[0].master
     d = Dispatcher(world)
@@ -178,35 +189,49 @@ def bench_bulk_read(quick, world=None, vms=10_000):
     # strings XAPI puts on the wire (conversion not timed), so the floor does less work.
     env = {"Status": "Success", "Value": _stringify_ints(records)}
     rep = 1 if quick else 3
-    server_xml = _best(lambda: xcodec.encode_success(
-        d.dispatch(master, "VM.get_all_records", [sess])), rep)
-    floor_xml = _best(lambda: xmlrpc.client.dumps((env,), methodresponse=True,
-                                                  allow_none=True), rep)
-    server_json = _best(lambda: jcodec.encode_success(
-        2, 1, d.dispatch(master, "VM.get_all_records", [sess])), rep)
+    server_xml = _best(
+        lambda: xcodec.encode_success(d.dispatch(master, "VM.get_all_records", [sess])), rep
+    )
+    floor_xml = _best(
+        lambda: xmlrpc.client.dumps((env,), methodresponse=True, allow_none=True), rep
+    )
+    server_json = _best(
+        lambda: jcodec.encode_success(2, 1, d.dispatch(master, "VM.get_all_records", [sess])), rep
+    )
     floor_json = _best(lambda: json.dumps({"jsonrpc": "2.0", "result": records, "id": 1}), rep)
     sim = Simulator(world, port=0).start()
     try:
         s = XenAPI.Session(master.url)
         s.xenapi.login_with_password("root", "xenroot")
         e2e_xml = _best(lambda: s.xenapi.VM.get_all_records(), 1)
-        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "VM.get_all_records",
-                           "params": [s._session]}).encode()
+        body = json.dumps(
+            {"jsonrpc": "2.0", "id": 1, "method": "VM.get_all_records", "params": [s._session]}
+        ).encode()
 
         def json_call():
             c = http.client.HTTPConnection(master.address_for_url, master.port)
             c.request("POST", "/jsonrpc", body, {"content-type": "application/json"})
             json.loads(c.getresponse().read())
             c.close()
+
         e2e_json = _best(json_call, 1)
     finally:
         sim.stop()
-    return {"vms": len(records),
-            "xml": {"server_s": round(server_xml, 4), "floor_dumps_s": round(floor_xml, 4),
-                    "ratio": round(server_xml / floor_xml, 3), "end_to_end_s": round(e2e_xml, 3)},
-            "json": {"server_s": round(server_json, 4), "floor_dumps_s": round(floor_json, 4),
-                     "ratio": round(server_json / floor_json, 3),
-                     "end_to_end_s": round(e2e_json, 3)}}
+    return {
+        "vms": len(records),
+        "xml": {
+            "server_s": round(server_xml, 4),
+            "floor_dumps_s": round(floor_xml, 4),
+            "ratio": round(server_xml / floor_xml, 3),
+            "end_to_end_s": round(e2e_xml, 3),
+        },
+        "json": {
+            "server_s": round(server_json, 4),
+            "floor_dumps_s": round(floor_json, 4),
+            "ratio": round(server_json / floor_json, 3),
+            "end_to_end_s": round(e2e_json, 3),
+        },
+    }
 
 
 def bench_events(quick, world=None):
@@ -231,12 +256,13 @@ def bench_events(quick, world=None):
             with lock:
                 lat.append(done - changed_at["t"])
 
-        ths = [threading.Thread(target=waiter, args=(ready, tok, changed_at))
-               for _ in range(waiters)]
+        ths = [
+            threading.Thread(target=waiter, args=(ready, tok, changed_at)) for _ in range(waiters)
+        ]
         for t in ths:
             t.start()
         ready.wait()
-        time.sleep(0.2)   # let every waiter block
+        time.sleep(0.2)  # let every waiter block
         changed_at["t"] = time.perf_counter()
         d.dispatch(master, "pool.add_to_other_config", [sess, pool, f"k{r}", "v"])
         for t in ths:
@@ -248,10 +274,13 @@ def bench_events(quick, world=None):
     bs = bd.dispatch(bm, "session.login_with_password", ["root", "xenroot"])
     t = _best(lambda: bd.dispatch(bm, "event.from", [bs, ["*"], "", 0.0]), 1)
     n = len(bd.dispatch(bm, "event.from", [bs, ["*"], "", 0.0])["events"])
-    return {"waiters": waiters, "wakeups": len(lat),
-            "p50_ms": round(statistics.median(lat) * 1000, 2),
-            "p99_ms": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000, 2),
-            "initial_fill": {"objects": n, "seconds": round(t, 3)}}
+    return {
+        "waiters": waiters,
+        "wakeups": len(lat),
+        "p50_ms": round(statistics.median(lat) * 1000, 2),
+        "p99_ms": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000, 2),
+        "initial_fill": {"objects": n, "seconds": round(t, 3)},
+    }
 
 
 def _peak_rss_mib(pid):
@@ -274,7 +303,7 @@ def bench_startup(scenario_path=None):
             cmd += ["--scenario", scenario_path]
         t0 = time.perf_counter()
         p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        assert p.stderr is not None      # a pipe
+        assert p.stderr is not None  # a pipe
         try:
             while not os.path.exists(ready):
                 if p.poll() is not None:
@@ -302,27 +331,35 @@ def main(argv=None):
     ap.add_argument("--json", metavar="FILE", default="bench-results.json")
     args = ap.parse_args(argv)
     q = args.quick
-    res: dict[str, Any] = {"mode": "quick" if q else "full", "machine": {"cpus": os.cpu_count(),
-                                                         "python": sys.version.split()[0]}}
+    res: dict[str, Any] = {
+        "mode": "quick" if q else "full",
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+    }
     t0 = time.perf_counter()
     res["call_rate"] = bench_call_rate(q)
     big_vms = 1000 if q else 10_000
-    res["bulk_read"] = bench_bulk_read(q, vms=big_vms) if not q else \
-        bench_bulk_read(q, _big_world(big_vms, hosts=8, pcpus=16))
+    res["bulk_read"] = (
+        bench_bulk_read(q, vms=big_vms)
+        if not q
+        else bench_bulk_read(q, _big_world(big_vms, hosts=8, pcpus=16))
+    )
     res["events"] = bench_events(q)
     res["startup"] = {"default": bench_startup()}
     if q:
         res["startup"]["small_generated"] = bench_startup_big(200, hosts=4, pcpus=8)
-        res["growth"] = {str(n): {"startup": bench_startup_big(n, hosts=4, pcpus=8)}
-                         for n in (100, 400)}
+        res["growth"] = {
+            str(n): {"startup": bench_startup_big(n, hosts=4, pcpus=8)} for n in (100, 400)
+        }
     else:
         res["startup"]["big"] = bench_startup_big(10_000)
         res["growth"] = {}
         for n in (1000, 10_000, 50_000):
             br = bench_bulk_read(True, vms=n) if n != 10_000 else res["bulk_read"]
-            res["growth"][str(n)] = {"bulk_read_server_s": br["xml"]["server_s"],
-                                     "bulk_read_floor_s": br["xml"]["floor_dumps_s"],
-                                     "startup": bench_startup_big(n)}
+            res["growth"][str(n)] = {
+                "bulk_read_server_s": br["xml"]["server_s"],
+                "bulk_read_floor_s": br["xml"]["floor_dumps_s"],
+                "startup": bench_startup_big(n),
+            }
     res["total_s"] = round(time.perf_counter() - t0, 1)
     with open(args.json, "w") as fh:
         json.dump(res, fh, indent=2)
@@ -331,27 +368,40 @@ def main(argv=None):
 
 
 def _print_table(res):
-    print(f"xapi-sim benchmarks ({res['mode']} mode, {res['machine']['cpus']} CPUs, "
-          f"Python {res['machine']['python']}, {res['total_s']} s)")
+    print(
+        f"xapi-sim benchmarks ({res['mode']} mode, {res['machine']['cpus']} CPUs, "
+        f"Python {res['machine']['python']}, {res['total_s']} s)"
+    )
     for k, v in res["call_rate"].items():
-        print(f"  call rate {k:<11} sim {v['sim_calls_per_s']:>7}/s  floor "
-              f"{v['floor_calls_per_s']:>7}/s  ratio {v['ratio']}")
+        print(
+            f"  call rate {k:<11} sim {v['sim_calls_per_s']:>7}/s  floor "
+            f"{v['floor_calls_per_s']:>7}/s  ratio {v['ratio']}"
+        )
     br = res["bulk_read"]
     for codec in ("xml", "json"):
         v = br[codec]
-        print(f"  bulk read {codec:<4} {br['vms']} VMs: server {v['server_s']}s  floor "
-              f"{v['floor_dumps_s']}s  ratio {v['ratio']}  end-to-end {v['end_to_end_s']}s")
+        print(
+            f"  bulk read {codec:<4} {br['vms']} VMs: server {v['server_s']}s  floor "
+            f"{v['floor_dumps_s']}s  ratio {v['ratio']}  end-to-end {v['end_to_end_s']}s"
+        )
     ev = res["events"]
-    print(f"  events: {ev['waiters']} waiters p50 {ev['p50_ms']} ms  p99 {ev['p99_ms']} ms; "
-          f"initial fill {ev['initial_fill']['objects']} objects in "
-          f"{ev['initial_fill']['seconds']}s")
+    print(
+        f"  events: {ev['waiters']} waiters p50 {ev['p50_ms']} ms  p99 {ev['p99_ms']} ms; "
+        f"initial fill {ev['initial_fill']['objects']} objects in "
+        f"{ev['initial_fill']['seconds']}s"
+    )
     for k, v in res["startup"].items():
         print(f"  start-up {k}: ready {v['ready_s']}s  peak RSS {v['peak_rss_mib']} MiB")
     for n, v in res.get("growth", {}).items():
-        extra = (f" bulk read {v['bulk_read_server_s']}s (floor {v['bulk_read_floor_s']}s)"
-                 if "bulk_read_server_s" in v else "")
-        print(f"  growth {n:>6} VMs: ready {v['startup']['ready_s']}s"
-              f" RSS {v['startup']['peak_rss_mib']} MiB{extra}")
+        extra = (
+            f" bulk read {v['bulk_read_server_s']}s (floor {v['bulk_read_floor_s']}s)"
+            if "bulk_read_server_s" in v
+            else ""
+        )
+        print(
+            f"  growth {n:>6} VMs: ready {v['startup']['ready_s']}s"
+            f" RSS {v['startup']['peak_rss_mib']} MiB{extra}"
+        )
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ Loading is cached per file (``functools.lru_cache``) without a lock: two threads
 the first call may both read and validate the file, which is harmless (the data is
 immutable), and no file I/O ever happens under a lock.
 """
+
 from __future__ import annotations
 
 import copy
@@ -32,8 +33,17 @@ from importlib import resources
 
 from xapi_sim.datamodel import RELEASE_INDEX, RELEASES
 
-__all__ = ["CatalogueError", "templates", "sm_types", "sm_error", "sm_config_checks",
-           "data_release", "parse_disks", "template_releases", "sm_releases"]
+__all__ = [
+    "CatalogueError",
+    "templates",
+    "sm_types",
+    "sm_error",
+    "sm_config_checks",
+    "data_release",
+    "parse_disks",
+    "template_releases",
+    "sm_releases",
+]
 
 
 class CatalogueError(ValueError):
@@ -41,21 +51,43 @@ class CatalogueError(ValueError):
 
 
 _TEMPLATE_FIELDS = {
-    "name_label": str, "name_description": str, "memory_static_min": int,
-    "memory_dynamic_min": int, "memory_dynamic_max": int, "memory_static_max": int,
-    "VCPUs_max": int, "VCPUs_at_startup": int, "platform": dict, "other_config": dict,
-    "recommendations": str, "HVM_boot_policy": str, "HVM_boot_params": dict,
-    "PV_bootloader": str, "PV_args": str, "blocked_operations": dict,
+    "name_label": str,
+    "name_description": str,
+    "memory_static_min": int,
+    "memory_dynamic_min": int,
+    "memory_dynamic_max": int,
+    "memory_static_max": int,
+    "VCPUs_max": int,
+    "VCPUs_at_startup": int,
+    "platform": dict,
+    "other_config": dict,
+    "recommendations": str,
+    "HVM_boot_policy": str,
+    "HVM_boot_params": dict,
+    "PV_bootloader": str,
+    "PV_args": str,
+    "blocked_operations": dict,
 }
 _SM_FIELDS = {
-    "type": str, "name_label": str, "name_description": str, "vendor": str, "copyright": str,
-    "version": str, "required_api_version": str, "capabilities": list, "features": dict,
-    "configuration": dict, "driver_filename": str, "required_cluster_stack": list,
+    "type": str,
+    "name_label": str,
+    "name_description": str,
+    "vendor": str,
+    "copyright": str,
+    "version": str,
+    "required_api_version": str,
+    "capabilities": list,
+    "features": dict,
+    "configuration": dict,
+    "driver_filename": str,
+    "required_cluster_stack": list,
 }
 _DISK = re.compile(r'<disk((?: \w+="[^"]*")+)/>')
 _PROVISION = re.compile(r'<provision>((?:<disk(?: \w+="[^"]*")+/>)*)</provision>')
-_RESTRICTIONS = re.compile(r'<restrictions>(?:<restriction(?: [\w-]+="[^"]*")+ ?/>)*'
-                           r'</restrictions>')
+_RESTRICTIONS = re.compile(
+    r'<restrictions>(?:<restriction(?: [\w-]+="[^"]*")+ ?/>)*'
+    r"</restrictions>"
+)
 
 
 def parse_disks(spec: str) -> list[dict]:
@@ -68,12 +100,22 @@ def parse_disks(spec: str) -> list[dict]:
     disks = []
     for d in _DISK.finditer(m.group(1)):
         attrs = dict(re.findall(r'(\w+)="([^"]*)"', d.group(1)))
-        if set(attrs) != {"device", "size", "sr", "bootable", "type"} or \
-                not attrs["size"].isdigit() or not attrs["device"].isdigit() or \
-                attrs["bootable"] not in ("true", "false"):
+        if (
+            set(attrs) != {"device", "size", "sr", "bootable", "type"}
+            or not attrs["size"].isdigit()
+            or not attrs["device"].isdigit()
+            or attrs["bootable"] not in ("true", "false")
+        ):
             raise ValueError(f"bad disk entry {d.group()!r}")
-        disks.append({"device": attrs["device"], "size": int(attrs["size"]), "sr": attrs["sr"],
-                      "bootable": attrs["bootable"] == "true", "type": attrs["type"]})
+        disks.append(
+            {
+                "device": attrs["device"],
+                "size": int(attrs["size"]),
+                "sr": attrs["sr"],
+                "bootable": attrs["bootable"] == "true",
+                "type": attrs["type"],
+            }
+        )
     return disks
 
 
@@ -101,10 +143,16 @@ def _typed(where, rec, fields):
 def validate_template(where: str, t: dict) -> None:
     """Raise CatalogueError unless ``t`` is a well-formed template record."""
     _typed(where, t, _TEMPLATE_FIELDS)
-    if not (0 < t["memory_static_min"] <= t["memory_dynamic_min"] <= t["memory_dynamic_max"]
-            <= t["memory_static_max"]):
-        raise CatalogueError(f"{where}: memory static_min <= dynamic_min <= dynamic_max <= "
-                             f"static_max does not hold")
+    if not (
+        0
+        < t["memory_static_min"]
+        <= t["memory_dynamic_min"]
+        <= t["memory_dynamic_max"]
+        <= t["memory_static_max"]
+    ):
+        raise CatalogueError(
+            f"{where}: memory static_min <= dynamic_min <= dynamic_max <= static_max does not hold"
+        )
     if not 1 <= t["VCPUs_at_startup"] <= t["VCPUs_max"]:
         raise CatalogueError(f"{where}: VCPUs_at_startup must be in 1..VCPUs_max")
     for m in ("platform", "other_config", "HVM_boot_params", "blocked_operations"):
@@ -125,8 +173,9 @@ def validate_sm(where: str, r: dict) -> None:
     _typed(where, r, _SM_FIELDS)
     if r["capabilities"] != list(r["features"]):
         raise CatalogueError(f"{where}: capabilities differ from the feature names")
-    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1
-               for v in r["features"].values()):
+    if not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in r["features"].values()
+    ):
         raise CatalogueError(f"{where}: feature versions must be ints >= 1")
     if not all(isinstance(v, str) for v in r["configuration"].values()):
         raise CatalogueError(f"{where}: configuration is not a string map")
@@ -149,8 +198,11 @@ def template_releases() -> tuple:
 def _templates_of(release: str) -> tuple:
     name = f"templates_{release}.json"
     doc = _read(name)
-    if not isinstance(doc, dict) or doc.get("release") != release or \
-            not isinstance(doc.get("templates"), list):
+    if (
+        not isinstance(doc, dict)
+        or doc.get("release") != release
+        or not isinstance(doc.get("templates"), list)
+    ):
         raise CatalogueError(f"data/{name}: expected {{release: {release!r}, templates: [...]}}")
     seen = set()
     for i, t in enumerate(doc["templates"]):
@@ -174,8 +226,7 @@ def _sm_doc() -> dict:
             raise CatalogueError(f"data/sm.json: {release} has no sm list")
         types = set()
         for r in rel["sm"]:
-            validate_sm(f"data/sm.json {release}/{r.get('type') if isinstance(r, dict) else r}",
-                        r)
+            validate_sm(f"data/sm.json {release}/{r.get('type') if isinstance(r, dict) else r}", r)
             if r["type"] in types:
                 raise CatalogueError(f"data/sm.json: {release} lists {r['type']} twice")
             types.add(r["type"])
@@ -190,8 +241,11 @@ def _errors_doc() -> dict:
         raise CatalogueError("data/sm_errors.json: expected {codes: {...}, types: {...}}")
     by_name = {}
     for code, entry in codes.items():
-        if not code.isdigit() or not (isinstance(entry, list) and len(entry) == 2 and
-                                      all(isinstance(x, str) and x for x in entry)):
+        if not code.isdigit() or not (
+            isinstance(entry, list)
+            and len(entry) == 2
+            and all(isinstance(x, str) and x for x in entry)
+        ):
             raise CatalogueError(f"data/sm_errors.json: code {code!r} is malformed")
         if entry[0] in by_name:
             raise CatalogueError(f"data/sm_errors.json: {entry[0]} has two codes")
@@ -199,8 +253,9 @@ def _errors_doc() -> dict:
     for sr_type, t in doc["types"].items():
         for c in t.get("checks", []):
             if c.get("error") not in by_name:
-                raise CatalogueError(f"data/sm_errors.json: {sr_type} check raises unknown "
-                                     f"{c.get('error')!r}")
+                raise CatalogueError(
+                    f"data/sm_errors.json: {sr_type} check raises unknown {c.get('error')!r}"
+                )
     return {"by_name": by_name, "types": doc["types"]}
 
 

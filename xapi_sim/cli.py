@@ -1,14 +1,15 @@
 """``xapi-sim`` command line. ``xapi-sim serve`` is a contract harnesses rely on: keep it stable.
 
-    xapi-sim serve [--scenario FILE] [--xapi-db FILE ...] [--bind ADDR] [--port N]
-                   [--user NAME] [--password PW] [--seed N] [--ready-file PATH]
-                   [--tls-cert FILE --tls-key FILE] [--auth-delay SECONDS]
-                   [--state-dir DIR] [--log-level LEVEL] [--log-file FILE]
-                   [--allow-remote-migration]
-    xapi-sim export (--state-dir DIR | --scenario FILE | --xapi-db FILE)
-                    [--format scenario|xmldbdump] [--pool NAME] [-o FILE]
-    xapi-sim repair --state-dir DIR
+xapi-sim serve [--scenario FILE] [--xapi-db FILE ...] [--bind ADDR] [--port N]
+               [--user NAME] [--password PW] [--seed N] [--ready-file PATH]
+               [--tls-cert FILE --tls-key FILE] [--auth-delay SECONDS]
+               [--state-dir DIR] [--log-level LEVEL] [--log-file FILE]
+               [--allow-remote-migration]
+xapi-sim export (--state-dir DIR | --scenario FILE | --xapi-db FILE)
+                [--format scenario|xmldbdump] [--pool NAME] [-o FILE]
+xapi-sim repair --state-dir DIR
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,51 +37,98 @@ def _auth_delay(text):
         v = float(text)
     except ValueError:
         v = -1.0
-    if not 0 <= v <= 600:   # also refuses nan and inf
+    if not 0 <= v <= 600:  # also refuses nan and inf
         raise argparse.ArgumentTypeError(f"expected seconds from 0 to 600, got {text!r}")
     return v
 
 
 def _serve_parser(sub):
     p = sub.add_parser("serve", help="start a simulated pool and serve XAPI on every host")
-    p.add_argument("--scenario", metavar="FILE",
-                   help="scenario file (TOML, or JSON of the same shape); default: built-in")
-    p.add_argument("--xapi-db", action="append", default=[], metavar="FILE",
-                   help="load a real pool's database (a status report's xapi-db.xml, an "
-                        "xmldbdump or state.db) as a pool of the world; repeatable; with "
-                        "--scenario, added to the scenario's world (docs/playback.md)")
-    p.add_argument("--bind", default="127.0.0.1", metavar="ADDR",
-                   help="address of the first host; on loopback the others take the next "
-                        "addresses (127.0.0.2, ...) on the same port (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, metavar="N",
-                   help=f"port every host listens on; 0 = any free port (default {DEFAULT_PORT})")
+    p.add_argument(
+        "--scenario",
+        metavar="FILE",
+        help="scenario file (TOML, or JSON of the same shape); default: built-in",
+    )
+    p.add_argument(
+        "--xapi-db",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="load a real pool's database (a status report's xapi-db.xml, an "
+        "xmldbdump or state.db) as a pool of the world; repeatable; with "
+        "--scenario, added to the scenario's world (docs/playback.md)",
+    )
+    p.add_argument(
+        "--bind",
+        default="127.0.0.1",
+        metavar="ADDR",
+        help="address of the first host; on loopback the others take the next "
+        "addresses (127.0.0.2, ...) on the same port (default 127.0.0.1)",
+    )
+    p.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        metavar="N",
+        help=f"port every host listens on; 0 = any free port (default {DEFAULT_PORT})",
+    )
     p.add_argument("--user", default=DEFAULT_USER, help="root user name (default root)")
-    p.add_argument("--password", default=DEFAULT_PASSWORD,
-                   help=f"starting root password of every pool; session.change_password "
-                        f"changes one pool's (default {DEFAULT_PASSWORD})")
-    p.add_argument("--seed", type=int, default=None,
-                   help="make every UUID and ref reproducible from run to run")
-    p.add_argument("--ready-file", metavar="PATH",
-                   help="once every host listens, atomically write a JSON description here")
-    p.add_argument("--tls-cert", metavar="FILE",
-                   help="present this certificate on every host (default: a self-signed one "
-                        "per host, made at first start; HTTP and HTTPS share each port "
-                        "either way) and give clients https:// URLs")
+    p.add_argument(
+        "--password",
+        default=DEFAULT_PASSWORD,
+        help=f"starting root password of every pool; session.change_password "
+        f"changes one pool's (default {DEFAULT_PASSWORD})",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="make every UUID and ref reproducible from run to run",
+    )
+    p.add_argument(
+        "--ready-file",
+        metavar="PATH",
+        help="once every host listens, atomically write a JSON description here",
+    )
+    p.add_argument(
+        "--tls-cert",
+        metavar="FILE",
+        help="present this certificate on every host (default: a self-signed one "
+        "per host, made at first start; HTTP and HTTPS share each port "
+        "either way) and give clients https:// URLs",
+    )
     p.add_argument("--tls-key", metavar="FILE", help="private key for --tls-cert")
-    p.add_argument("--auth-delay", type=_auth_delay, default=AUTH_FAILURE_DELAY, metavar="SECONDS",
-                   help="wait before SESSION_AUTHENTICATION_FAILED, as XAPI does against "
-                        f"brute force (default {AUTH_FAILURE_DELAY:g}, XAPI's; 0 for tests)")
-    p.add_argument("--allow-remote-migration", action="store_true",
-                   help="let VM.migrate_send reach destination pools on other machines "
-                        "(default: other xapi-sim processes on loopback only)")
-    p.add_argument("--state-dir", metavar="DIR",
-                   help="keep the world durable here: every acknowledged change survives a "
-                        "crash; a directory holding a world resumes it")
-    p.add_argument("--log-level", default="WARNING", type=_log_level, metavar="LEVEL",
-                   help="DEBUG, INFO, WARNING (default) or ERROR: internal errors are "
-                        "logged with their traceback")
-    p.add_argument("--log-file", metavar="FILE",
-                   help="append the log here instead of standard error")
+    p.add_argument(
+        "--auth-delay",
+        type=_auth_delay,
+        default=AUTH_FAILURE_DELAY,
+        metavar="SECONDS",
+        help="wait before SESSION_AUTHENTICATION_FAILED, as XAPI does against "
+        f"brute force (default {AUTH_FAILURE_DELAY:g}, XAPI's; 0 for tests)",
+    )
+    p.add_argument(
+        "--allow-remote-migration",
+        action="store_true",
+        help="let VM.migrate_send reach destination pools on other machines "
+        "(default: other xapi-sim processes on loopback only)",
+    )
+    p.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="keep the world durable here: every acknowledged change survives a "
+        "crash; a directory holding a world resumes it",
+    )
+    p.add_argument(
+        "--log-level",
+        default="WARNING",
+        type=_log_level,
+        metavar="LEVEL",
+        help="DEBUG, INFO, WARNING (default) or ERROR: internal errors are "
+        "logged with their traceback",
+    )
+    p.add_argument(
+        "--log-file", metavar="FILE", help="append the log here instead of standard error"
+    )
     return p
 
 
@@ -94,8 +142,9 @@ def _log_level(text):
 def setup_logging(level, log_file=None):
     """The ``xapi_sim`` logger: every module logs to it (``logging.getLogger(__name__)``)."""
     handler = logging.FileHandler(log_file) if log_file else logging.StreamHandler()
-    handler.setFormatter(logging.Formatter(
-        "%(asctime)s %(levelname)s %(name)s [%(threadName)s] %(message)s"))
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(threadName)s] %(message)s")
+    )
     logger = logging.getLogger("xapi_sim")
     logger.handlers[:] = [handler]
     logger.setLevel(level)
@@ -107,14 +156,22 @@ def _export_parser(sub):
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--state-dir", metavar="DIR", help="the world kept in this state dir")
     src.add_argument("--scenario", metavar="FILE", help="a scenario file (round trip)")
-    src.add_argument("--xapi-db", metavar="FILE",
-                     help="a real pool's database, loaded as `serve --xapi-db` does")
-    p.add_argument("--format", choices=("scenario", "xmldbdump"), default="scenario",
-                   help="a scenario file (default), or one pool's database in xapi's XML "
-                        "format, as GET /pool/xmldbdump serves it")
-    p.add_argument("--pool", metavar="NAME",
-                   help="with --format xmldbdump: the pool (name, uuid or master's name) "
-                        "when the world has several")
+    src.add_argument(
+        "--xapi-db", metavar="FILE", help="a real pool's database, loaded as `serve --xapi-db` does"
+    )
+    p.add_argument(
+        "--format",
+        choices=("scenario", "xmldbdump"),
+        default="scenario",
+        help="a scenario file (default), or one pool's database in xapi's XML "
+        "format, as GET /pool/xmldbdump serves it",
+    )
+    p.add_argument(
+        "--pool",
+        metavar="NAME",
+        help="with --format xmldbdump: the pool (name, uuid or master's name) "
+        "when the world has several",
+    )
     p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
     return p
 
@@ -149,8 +206,12 @@ def export(args) -> int:
 def _build(args, scn):
     """The world to serve: the scenario's (none when only --xapi-db is given), plus one
     pool per --xapi-db file. Raises ScenarioError / PlaybackError."""
-    kw = {"seed": args.seed, "user": args.user, "password": args.password,
-          "auth_failure_delay": args.auth_delay}
+    kw = {
+        "seed": args.seed,
+        "user": args.user,
+        "password": args.password,
+        "auth_failure_delay": args.auth_delay,
+    }
     if args.xapi_db and scn is None:
         return playback.load_world(args.xapi_db, **kw)[0]
     world = scn_mod.build(scn, **kw)
@@ -160,10 +221,17 @@ def _build(args, scn):
 
 
 def _repair_parser(sub):
-    p = sub.add_parser("repair", help="cut a damaged --state-dir journal at its first bad "
-                                      "line, keeping a backup of the files")
-    p.add_argument("--state-dir", metavar="DIR", required=True,
-                   help="the state dir serve refused to start from")
+    p = sub.add_parser(
+        "repair",
+        help="cut a damaged --state-dir journal at its first bad "
+        "line, keeping a backup of the files",
+    )
+    p.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        required=True,
+        help="the state dir serve refused to start from",
+    )
     return p
 
 
@@ -185,13 +253,17 @@ def serve(args) -> int:
     try:
         setup_logging(args.log_level, args.log_file)
     except OSError as e:
-        print(f"xapi-sim: cannot open the log file {args.log_file}: {e.strerror}",
-              file=sys.stderr)
+        print(f"xapi-sim: cannot open the log file {args.log_file}: {e.strerror}", file=sys.stderr)
         return 2
 
     try:
-        scn = scn_mod.load(args.scenario) if args.scenario else \
-            None if args.xapi_db else scn_mod.default()
+        scn = (
+            scn_mod.load(args.scenario)
+            if args.scenario
+            else None
+            if args.xapi_db
+            else scn_mod.default()
+        )
     except scn_mod.ScenarioError as e:
         print(f"xapi-sim: {e}", file=sys.stderr)
         return 2
@@ -204,17 +276,22 @@ def serve(args) -> int:
         if args.state_dir:
             try:
                 world, journal, what = persist.open_state(
-                    args.state_dir, lambda: _build(args, scn),
-                    auth_failure_delay=args.auth_delay)
+                    args.state_dir, lambda: _build(args, scn), auth_failure_delay=args.auth_delay
+                )
             except persist.StateError as e:
                 print(f"xapi-sim: {e}", file=sys.stderr)
                 return 2
             if what.startswith("new state dir"):
                 print(f"xapi-sim: {what}, seeded from {source}")
             else:
-                print(f"xapi-sim: {what}" + (
-                    "; --scenario/--xapi-db only seed an empty state dir, ignored"
-                    if args.scenario or args.xapi_db else ""))
+                print(
+                    f"xapi-sim: {what}"
+                    + (
+                        "; --scenario/--xapi-db only seed an empty state dir, ignored"
+                        if args.scenario or args.xapi_db
+                        else ""
+                    )
+                )
         else:
             world = _build(args, scn)
     except (scn_mod.ScenarioError, playback.PlaybackError) as e:
@@ -224,9 +301,15 @@ def serve(args) -> int:
     _raise_fd_limit()
     cert_dir = os.path.join(args.state_dir, "certs") if args.state_dir else None
     try:
-        sim = Simulator(world, bind=args.bind, port=args.port, tls_cert=args.tls_cert,
-                        tls_key=args.tls_key, cert_dir=cert_dir)
-    except (OSError, ValueError) as e:     # ssl.SSLError is an OSError
+        sim = Simulator(
+            world,
+            bind=args.bind,
+            port=args.port,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            cert_dir=cert_dir,
+        )
+    except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
         print(f"xapi-sim: cannot load --tls-cert/--tls-key: {e}", file=sys.stderr)
         return 2
     try:
@@ -234,14 +317,16 @@ def serve(args) -> int:
             sim.make_durable(journal)
         sim.start()
     except OSError as e:
-        print(f"xapi-sim: cannot listen on {args.bind}:{args.port}: {e.strerror}",
-              file=sys.stderr)
+        print(f"xapi-sim: cannot listen on {args.bind}:{args.port}: {e.strerror}", file=sys.stderr)
         sim.stop()
         return 1
     except Failure as e:
         # the journal refused to record where the hosts listen (the disk filled up)
-        print(f"xapi-sim: cannot record the hosts' addresses in {args.state_dir}: "
-              f"{' '.join(e.description)}", file=sys.stderr)
+        print(
+            f"xapi-sim: cannot record the hosts' addresses in {args.state_dir}: "
+            f"{' '.join(e.description)}",
+            file=sys.stderr,
+        )
         sim.stop()
         return 1
     desc = sim.describe()
@@ -250,17 +335,27 @@ def serve(args) -> int:
     print(f"xapi-sim: {len(desc['hosts'])} hosts from {source}")
     print(f"{'HOST':<12} {'POOL':<12} {'ROLE':<8} URLS (HTTP and HTTPS on one port)")
     for h in desc["hosts"]:
-        print(f"{h['name_label']:<12} {h['pool'] or '-':<12} "
-              f"{'master' if h['master'] else 'member':<8} {h['http_url']}  {h['https_url']}")
+        print(
+            f"{h['name_label']:<12} {h['pool'] or '-':<12} "
+            f"{'master' if h['master'] else 'member':<8} {h['http_url']}  {h['https_url']}"
+        )
     loaded = playback.address_table(world)
     if loaded:
         print(f"{'RECORDED ADDRESS':<18} {'HOST':<12} {'POOL':<12} URL")
         for entry in loaded:
-            print(f"{entry['recorded_address'] or '-':<18} {entry['name_label']:<12} "
-                  f"{entry['pool'] or '-':<12} {entry['url']}")
-    print("TLS: " + (f"{args.tls_cert} on every host" if args.tls_cert else
-                     f"a self-signed certificate per host (made at its first TLS client), "
-                     f"in {sim.certs.directory}"))
+            print(
+                f"{entry['recorded_address'] or '-':<18} {entry['name_label']:<12} "
+                f"{entry['pool'] or '-':<12} {entry['url']}"
+            )
+    print(
+        "TLS: "
+        + (
+            f"{args.tls_cert} on every host"
+            if args.tls_cert
+            else f"a self-signed certificate per host (made at its first TLS client), "
+            f"in {sim.certs.directory}"
+        )
+    )
     print(f"login: {world.user} / {world.password}    (Ctrl-C to stop)", flush=True)
     if args.ready_file:
         sim.write_ready_file(args.ready_file)
@@ -286,6 +381,7 @@ def _raise_fd_limit():
     (soft RLIMIT_NOFILE up to the hard limit, at most 65536)."""
     try:
         import resource
+
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         want = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
         if soft != resource.RLIM_INFINITY and soft < want:

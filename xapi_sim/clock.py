@@ -6,6 +6,7 @@ session expiry) happen without waiting. XAPI writes ``datetime`` fields in UTC a
 ``YYYYMMDDTHH:MM:SSZ`` (``Date.to_string`` in xen-api's ``ocaml/libs/clock``), except
 ``host.get_servertime``'s local-time sibling ``get_server_localtime`` (no ``Z``).
 """
+
 from __future__ import annotations
 
 import threading

@@ -9,6 +9,7 @@ records, defaults, parameter checking -- is driven from here; only behaviour is 
 lifecycle had not started by that release are absent, and messages removed by then answer
 ``MESSAGE_REMOVED``.
 """
+
 from __future__ import annotations
 
 import functools
@@ -33,15 +34,16 @@ EPOCH_TS = Timestamp(EPOCH)
 
 # --- type expressions ------------------------------------------------------------------
 
+
 @attrs.frozen
 class Type:
     """A parsed datamodel type: kind is one of string/int/float/bool/datetime/ref/enum/set/map/
     record/void."""
 
     kind: str
-    name: str = ""          # class of a ref/record, name of an enum
-    elem: Type | None = None   # set element, map value
-    key: Type | None = None    # map key
+    name: str = ""  # class of a ref/record, name of an enum
+    elem: Type | None = None  # set element, map value
+    key: Type | None = None  # map key
 
 
 _SIMPLE = {"string", "int", "float", "bool", "datetime", "void"}
@@ -54,7 +56,7 @@ def parse_type(text: str) -> Type:
     if t in _SIMPLE:
         return Type(t)
     if t.endswith(" map") and t.startswith("("):
-        inner = t[1:-len(" map")].strip()
+        inner = t[1 : -len(" map")].strip()
         assert inner.endswith(")"), text
         inner = inner[:-1]
         depth = 0
@@ -64,7 +66,7 @@ def parse_type(text: str) -> Type:
             elif ch == ")":
                 depth -= 1
             elif inner.startswith(" -> ", i) and depth == 0:
-                return Type("map", key=parse_type(inner[:i]), elem=parse_type(inner[i + 4:]))
+                return Type("map", key=parse_type(inner[:i]), elem=parse_type(inner[i + 4 :]))
         raise ValueError(f"bad map type {text!r}")
     if t.endswith(" set"):
         return Type("set", elem=parse_type(t[:-4]))
@@ -132,6 +134,7 @@ def default_value(ty: Type, text: str | None):
 
 # --- schema ----------------------------------------------------------------------------
 
+
 @attrs.frozen
 class Field:
     """One datamodel field: wire name, type, qualifier (RW, RO/constructor, RO/runtime)."""
@@ -178,8 +181,8 @@ class Message:
 @attrs.frozen
 class ClassSchema:
     name: str
-    fields: dict      # wire name -> Field, in datamodel order
-    messages: dict    # name -> Message
+    fields: dict  # wire name -> Field, in datamodel order
+    messages: dict  # name -> Message
 
     def defaults(self) -> dict:
         """A fresh record of every field at its default.
@@ -210,11 +213,30 @@ ALL_CLASSES = list(_RAW["classes"])
 
 # Classes whose get_all / get_all_records are exposed (ocaml/idl/datamodel.ml
 # expose_get_all_messages_for); others have no get_all* on the wire.
-NO_GET_ALL = {"session", "event", "user", "data_source", "vdi_nbd_server_info", "auth",
-              "sr_stat", "probe_result", "LVHD"}
+NO_GET_ALL = {
+    "session",
+    "event",
+    "user",
+    "data_source",
+    "vdi_nbd_server_info",
+    "auth",
+    "sr_stat",
+    "probe_result",
+    "LVHD",
+}
 # Classes without events (gen_events=false) -- xapi_event.ml never reports them.
-NO_EVENTS = {"session", "user", "event", "data_source", "sr_stat", "probe_result",
-             "vdi_nbd_server_info", "auth", "secret", "role"}
+NO_EVENTS = {
+    "session",
+    "user",
+    "event",
+    "data_source",
+    "sr_stat",
+    "probe_result",
+    "vdi_nbd_server_info",
+    "auth",
+    "secret",
+    "role",
+}
 # Messages of these classes never get an Async. form (no_async_messages_for).
 NO_ASYNC_CLASSES = {"session", "event", "task", "data_source", "blob"}
 # Custom messages declared ``~flags:[`Session]`` (no async mode); xenapi.json lacks the flag,
@@ -226,13 +248,12 @@ with resources.files("xapi_sim").joinpath("data/no_async.json").open("rb") as _f
 # Qualifiers that changed after the releases we emulate: xenapi.json has HEAD's.
 # VM.last_boot_CPU_flags was DynamicRO until 2019 (07b0fd4d50, quebec); levelling spec §1.3.
 _QUALIFIER_BEFORE = {
-    ("VM", "last_boot_CPU_flags"): {r: "RO/runtime" for r in
-                                    RELEASES[:RELEASES.index("quebec")]},
+    ("VM", "last_boot_CPU_flags"): {r: "RO/runtime" for r in RELEASES[: RELEASES.index("quebec")]},
 }
 
 
 def _available(since, removed, release_idx):
-    if since is None or RELEASE_INDEX.get(since, 10 ** 6) > release_idx:
+    if since is None or RELEASE_INDEX.get(since, 10**6) > release_idx:
         return False
     return True
 
@@ -250,7 +271,8 @@ class Schema:
             fields = {}
             for name, ty, qual, default, since, removed in c["fields"]:
                 if not _available(since, removed, idx) or (
-                        removed and RELEASE_INDEX[removed] <= idx):
+                    removed and RELEASE_INDEX[removed] <= idx
+                ):
                     continue
                 t = parse_type(ty)
                 qual = _QUALIFIER_BEFORE.get((cname, name), {}).get(release, qual)
@@ -263,19 +285,39 @@ class Schema:
                 if implicit and gone:
                     continue
                 messages[name] = Message(
-                    cname, name, tuple(Param(p, parse_type(t)) for p, t in params),
-                    parse_type(result), implicit, gone,
-                    bool(dep and RELEASE_INDEX[dep] <= idx), tuple(errors))
+                    cname,
+                    name,
+                    tuple(Param(p, parse_type(t)) for p, t in params),
+                    parse_type(result),
+                    implicit,
+                    gone,
+                    bool(dep and RELEASE_INDEX[dep] <= idx),
+                    tuple(errors),
+                )
             # get_all_records_where / get_all_where are generated but absent from xenapi.json.
             if "get_all_records" in messages:
                 s = Param("session_id", Type("ref", "session"))
                 e = Param("expr", Type("string"))
                 messages["get_all_records_where"] = Message(
-                    cname, "get_all_records_where", (s, e),
-                    messages["get_all_records"].result, True, False, False, ())
+                    cname,
+                    "get_all_records_where",
+                    (s, e),
+                    messages["get_all_records"].result,
+                    True,
+                    False,
+                    False,
+                    (),
+                )
                 messages["get_all_where"] = Message(
-                    cname, "get_all_where", (s, e), Type("set", elem=Type("ref", cname)),
-                    True, False, False, ())
+                    cname,
+                    "get_all_where",
+                    (s, e),
+                    Type("set", elem=Type("ref", cname)),
+                    True,
+                    False,
+                    False,
+                    (),
+                )
             self.classes[cname] = ClassSchema(cname, fields, messages)
         self.lower_names = {c.lower(): c for c in self.classes}
 

@@ -44,6 +44,7 @@ s-expressions may use double quotes (Orlando's ``state.db``), symbols or Xmlm-er
 strings, whitespace between elements is ignored. A file whose root is not ``<database>`` is
 refused with :class:`NotADatabase`.
 """
+
 from __future__ import annotations
 
 import math
@@ -62,20 +63,40 @@ from .where import db_name
 # -- schema versions per release (ocaml/idl/datamodel.ml at Dundee; datamodel_common.ml at
 #    HEAD): the manifest's schema_major_vsn/schema_minor_vsn say which release wrote a file
 SCHEMA_VERSIONS: dict[str, tuple[int, int]] = {
-    "rio": (5, 19), "miami": (5, 35), "orlando": (5, 55), "george": (5, 57),
-    "midnight-ride": (5, 60), "cowley": (5, 61), "boston": (5, 63), "tampa": (5, 66),
-    "clearwater": (5, 67), "vgpu-tech-preview": (5, 68), "vgpu-productisation": (5, 69),
-    "clearwater-felton": (5, 70), "clearwater-whetstone": (5, 71), "creedence": (5, 72),
-    "cream": (5, 73), "indigo": (5, 74), "dundee": (5, 93), "ely": (5, 108),
-    "falcon": (5, 120), "inverness": (5, 133), "jura": (5, 134), "kolkata": (5, 142),
-    "lima": (5, 203), "naples": (5, 400), "quebec": (5, 504), "stockholm": (5, 601),
+    "rio": (5, 19),
+    "miami": (5, 35),
+    "orlando": (5, 55),
+    "george": (5, 57),
+    "midnight-ride": (5, 60),
+    "cowley": (5, 61),
+    "boston": (5, 63),
+    "tampa": (5, 66),
+    "clearwater": (5, 67),
+    "vgpu-tech-preview": (5, 68),
+    "vgpu-productisation": (5, 69),
+    "clearwater-felton": (5, 70),
+    "clearwater-whetstone": (5, 71),
+    "creedence": (5, 72),
+    "cream": (5, 73),
+    "indigo": (5, 74),
+    "dundee": (5, 93),
+    "ely": (5, 108),
+    "falcon": (5, 120),
+    "inverness": (5, 133),
+    "jura": (5, 134),
+    "kolkata": (5, 142),
+    "lima": (5, 203),
+    "naples": (5, 400),
+    "quebec": (5, 504),
+    "stockholm": (5, 601),
     "nile": (5, 775),
 }
 
 # Classes xapi declares ``~persist:PersistNothing`` (Dundee datamodel.ml): their table is
 # written without rows.
-NOT_PERSISTED = frozenset({"session", "task", "event", "message", "data_source", "auth",
-                           "VIF_metrics", "VBD_metrics"})
+NOT_PERSISTED = frozenset(
+    {"session", "task", "event", "message", "data_source", "auth", "VIF_metrics", "VBD_metrics"}
+)
 # Rows xapi never holds in its database: roles are static (rbac_static.ml).
 STATIC_TABLES = frozenset({"role"})
 # Fields declared outside a ``namespace ~name:"name"`` (datamodel.ml: pool's fields), so
@@ -167,6 +188,7 @@ def unprotect(s: str) -> str:
 
 
 # -- s-expressions (SExpr / SExprLexer / SExprParser) ----------------------------------------
+
 
 class _Sym(str):
     """An unquoted symbol (``SExpr.Symbol``)."""
@@ -264,7 +286,7 @@ def _tokens(text: str) -> Iterator[tuple[str, Any]]:
         if end == i:
             raise DbValueError(f"unexpected character {c!r}")
         if kind == "str":
-            yield ("atom", _unescape(text[i + 1:end - 1]))
+            yield ("atom", _unescape(text[i + 1 : end - 1]))
         elif kind == "weird":
             assert m is not None
             yield ("atom", m.group(2))
@@ -325,14 +347,14 @@ def unmarshal_map(text: str) -> list[tuple[str, str]]:
         raise DbValueError(f"not a map: {text[:80]!r}")
     out = []
     for pair in node:
-        if not isinstance(pair, list) or len(pair) != 2 or any(isinstance(x, list)
-                                                               for x in pair):
+        if not isinstance(pair, list) or len(pair) != 2 or any(isinstance(x, list) for x in pair):
             raise DbValueError(f"not a map: {text[:80]!r}")
         out.append((str(pair[0]), str(pair[1])))
     return out
 
 
 # -- typed values (DM_to_String / String_to_DM) ------------------------------------------
+
 
 def _float_text(x: float) -> str:
     if math.isnan(x):
@@ -361,8 +383,10 @@ def to_db(ty: Type, value) -> str:
 
 
 _INT_PREFIXES = {"0x": 16, "0o": 8, "0b": 2, "0u": 10}
-_DATETIME = re.compile(r"\d{8}T\d\d:?\d\d:?\d\d(\.\d+)?(Z|[+-]\d\d(:?\d\d)?)?$|"
-                       r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:?\d\d)?$")
+_DATETIME = re.compile(
+    r"\d{8}T\d\d:?\d\d:?\d\d(\.\d+)?(Z|[+-]\d\d(:?\d\d)?)?$|"
+    r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:?\d\d)?$"
+)
 INT64 = (-(1 << 63), (1 << 63) - 1)
 
 
@@ -456,6 +480,7 @@ def from_db(ty: Type, text: str, dropped: list | None = None):
 
 # -- reading ------------------------------------------------------------------------------
 
+
 @attrs.define
 class RawRow:
     """One ``<row>``: its reference, generations and columns (values unprotected)."""
@@ -470,9 +495,9 @@ class RawRow:
 class DbFile:
     """What a database file holds, uninterpreted."""
 
-    manifest: list           # [(key, value)] in file order
-    tables: dict             # table name -> [RawRow] in file order
-    notes: list              # what the reader skipped, one line each
+    manifest: list  # [(key, value)] in file order
+    tables: dict  # table name -> [RawRow] in file order
+    notes: list  # what the reader skipped, one line each
 
     def manifest_value(self, key: str) -> str | None:
         for k, v in self.manifest:
@@ -482,8 +507,10 @@ class DbFile:
 
     def schema_version(self) -> tuple[int, int] | None:
         try:
-            return (int(self.manifest_value("schema_major_vsn") or ""),
-                    int(self.manifest_value("schema_minor_vsn") or ""))
+            return (
+                int(self.manifest_value("schema_major_vsn") or ""),
+                int(self.manifest_value("schema_minor_vsn") or ""),
+            )
         except ValueError:
             return None
 
@@ -509,7 +536,7 @@ def read(source: str | BinaryIO, name: str | None = None) -> DbFile:
     manifest: list = []
     tables: dict = {}
     skipped: dict = {}
-    path: list = []              # tags of the open elements
+    path: list = []  # tags of the open elements
     table = table_elem = None
     try:
         for event, elem in SafeET.iterparse(source, events=("start", "end")):
@@ -517,8 +544,10 @@ def read(source: str | BinaryIO, name: str | None = None) -> DbFile:
             if event == "start":
                 path.append(tag)
                 if len(path) == 1 and tag != "database":
-                    raise NotADatabase(f"{label}: not an xapi database (its root element "
-                                       f"is <{tag}>, not <database>)")
+                    raise NotADatabase(
+                        f"{label}: not an xapi database (its root element "
+                        f"is <{tag}>, not <database>)"
+                    )
                 if path == ["database", "table"]:
                     tname = elem.get("name")
                     table_elem = elem
@@ -541,12 +570,16 @@ def read(source: str | BinaryIO, name: str | None = None) -> DbFile:
                     if not ref:
                         _count(skipped, "<row> without a ref")
                     else:
-                        cols = {k: unprotect(v) for k, v in a.items()
-                                if k not in ("ref", "__ctime", "__mtime")}
-                        table.append(RawRow(ref, _gen(a.get("__ctime")),
-                                            _gen(a.get("__mtime")), cols))
+                        cols = {
+                            k: unprotect(v)
+                            for k, v in a.items()
+                            if k not in ("ref", "__ctime", "__mtime")
+                        }
+                        table.append(
+                            RawRow(ref, _gen(a.get("__ctime")), _gen(a.get("__mtime")), cols)
+                        )
                 if table_elem is not None:
-                    table_elem.clear()      # rows are read one by one, never kept as a tree
+                    table_elem.clear()  # rows are read one by one, never kept as a tree
             elif where == ("database", "table"):
                 table = table_elem = None
                 elem.clear()
@@ -576,6 +609,7 @@ def _xml_error(e: Exception) -> str:
 
 # -- writing ------------------------------------------------------------------------------
 
+
 def _escape_attr(s: str) -> str:
     """Xmlm's ``out_data`` for an attribute: ``< > & "`` escaped; other control characters
     (tab/LF/CR are already protected) and text no XML parser accepts become U+FFFD."""
@@ -591,8 +625,11 @@ def _escape_attr(s: str) -> str:
                 out.append("&amp;")
             elif c == '"':
                 out.append("&quot;")
-            elif (o < 0x20 and o not in (9, 10, 13)) or 0xD800 <= o <= 0xDFFF or \
-                    o in (0xFFFE, 0xFFFF):
+            elif (
+                (o < 0x20 and o not in (9, 10, 13))
+                or 0xD800 <= o <= 0xDFFF
+                or o in (0xFFFE, 0xFFFF)
+            ):
                 out.append("\ufffd")
             else:
                 out.append(c)
@@ -613,13 +650,16 @@ class TableOut:
     rows: Iterable | None = None
 
 
-def write(schema_version: tuple[int, int], generation: int,
-          tables: Iterable[TableOut]) -> Iterator[str]:
+def write(
+    schema_version: tuple[int, int], generation: int, tables: Iterable[TableOut]
+) -> Iterator[str]:
     """The database as ``Db_xml.To.database`` writes it, in chunks of text."""
     yield '<?xml version="1.0" encoding="UTF-8"?>\n<database><manifest>'
-    yield (f'<pair key="schema_major_vsn" value="{schema_version[0]}"/>'
-           f'<pair key="schema_minor_vsn" value="{schema_version[1]}"/>'
-           f'<pair key="generation_count" value="{int(generation)}"/></manifest>')
+    yield (
+        f'<pair key="schema_major_vsn" value="{schema_version[0]}"/>'
+        f'<pair key="schema_minor_vsn" value="{schema_version[1]}"/>'
+        f'<pair key="generation_count" value="{int(generation)}"/></manifest>'
+    )
     for t in sorted(tables, key=lambda t: t.name.encode()):
         rows = sorted(t.rows, key=lambda r: r[0].encode()) if t.rows is not None else []
         if not rows:
@@ -627,8 +667,12 @@ def write(schema_version: tuple[int, int], generation: int,
             continue
         parts = [f'<table name="{_escape_attr(t.name)}">']
         for ref, ctime, mtime, cols in rows:
-            parts.append("<row" + _attr("ref", ref) + _attr("__ctime", str(ctime)) +
-                         _attr("__mtime", str(mtime)))
+            parts.append(
+                "<row"
+                + _attr("ref", ref)
+                + _attr("__ctime", str(ctime))
+                + _attr("__mtime", str(mtime))
+            )
             for col in sorted(cols, key=str.encode):
                 parts.append(_attr(col, cols[col]))
             parts.append("/>")

@@ -11,6 +11,7 @@ Generic messages (getters, setters, map/set edits, records, ``get_all*``, ``get_
 implicit create/destroy) are built from the datamodel; behaviour modules register custom
 handlers with ``@api("Class.msg")`` and win over the generic ones.
 """
+
 from __future__ import annotations
 
 import logging
@@ -28,35 +29,43 @@ from .wire.values import convert, is_alive, rpc_to_string
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[..., Any]     # handler(call, *args) -> the call's result
+Handler = Callable[..., Any]  # handler(call, *args) -> the call's result
 _H = TypeVar("_H", bound=Handler)
 
-REGISTRY: dict[str, Handler] = {}                # "Class.msg" -> handler
-CONTROL: dict[str, tuple[Handler, int]] = {}     # "sim.x" -> (handler, params incl. session)
+REGISTRY: dict[str, Handler] = {}  # "Class.msg" -> handler
+CONTROL: dict[str, tuple[Handler, int]] = {}  # "sim.x" -> (handler, params incl. session)
 # Messages whose trailing parameters have defaults: wire name -> mandatory count (with session).
-OPTIONAL_TAIL = {"session.login_with_password": 2,
-                 # parameters added after Dundee carry defaults (datamodel param_release),
-                 # so Dundee-era clients calling with the old arity are accepted
-                 "host.evacuate": 2, "VM.migrate_send": 6, "VM.assert_can_migrate": 6,
-                 "VM.snapshot": 3}
+OPTIONAL_TAIL = {
+    "session.login_with_password": 2,
+    # parameters added after Dundee carry defaults (datamodel param_release),
+    # so Dundee-era clients calling with the old arity are accepted
+    "host.evacuate": 2,
+    "VM.migrate_send": 6,
+    "VM.assert_can_migrate": 6,
+    "VM.snapshot": 3,
+}
 # Messages callable without a session (first parameter is not a session ref).
 SESSIONLESS = {"session.login_with_password", "session.slave_local_login_with_password"}
 
 
 def api(*names: str) -> Callable[[_H], _H]:
     """Register a hand-written handler for one or more wire names."""
+
     def deco(fn: _H) -> _H:
         for n in names:
             REGISTRY[n] = fn
         return fn
+
     return deco
 
 
 def control(name: str, nparams: int) -> Callable[[_H], _H]:
     """Register a control-API (``sim.*``) handler taking ``nparams`` (session included)."""
+
     def deco(fn: _H) -> _H:
         CONTROL[name] = (fn, nparams)
         return fn
+
     return deco
 
 
@@ -93,9 +102,11 @@ class Bare:
 # Characters XAPI's parameter check refuses: invalid UTF-8 (undecodable bytes reach us as
 # lone surrogates), UCS non-characters (U+FDD0..U+FDEF, U+nFFFE, U+nFFFF) and the control
 # characters XML forbids (below 0x20 except tab, LF, CR).
-_BAD_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufdd0-\ufdef" +
-                        "".join(chr(p * 0x10000 + 0xfffe) + chr(p * 0x10000 + 0xffff)
-                                for p in range(17)) + "]")
+_BAD_CHARS = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufdd0-\ufdef"
+    + "".join(chr(p * 0x10000 + 0xFFFE) + chr(p * 0x10000 + 0xFFFF) for p in range(17))
+    + "]"
+)
 
 
 def _utf8_ok(v) -> bool:
@@ -116,8 +127,7 @@ def _check_utf8(params):
     ``INVALID_VALUE ["Invalid UTF-8 string in parameter", rendering]``."""
     for p in params:
         if not _utf8_ok(p):
-            raise Failure("INVALID_VALUE", "Invalid UTF-8 string in parameter",
-                          rpc_to_string(p))
+            raise Failure("INVALID_VALUE", "Invalid UTF-8 string in parameter", rpc_to_string(p))
 
 
 def async_capable(m: Message) -> bool:
@@ -140,11 +150,11 @@ class Dispatcher:
         is_async = method.startswith("Async.")
         name = method[6:] if is_async else method
         if name.startswith("InternalAsync."):
-            is_async, name = True, name[len("InternalAsync."):]
+            is_async, name = True, name[len("InternalAsync.") :]
         if name == "system.listMethods":
             return Bare(self.list_methods(host))
         if name.startswith("system.isAlive:"):
-            return is_alive(params)   # no session; a bounded echo
+            return is_alive(params)  # no session; a bounded echo
         if name in CONTROL:
             return self._control(host, name, params)
         schema: Schema = host.pool.schema
@@ -159,8 +169,9 @@ class Dispatcher:
         takes_session = wire not in SESSIONLESS and msg.takes_session
         adjust = 1 if takes_session else 0
         if len(params) < mandatory or (mandatory == nparams and len(params) != nparams):
-            raise Failure("MESSAGE_PARAMETER_COUNT_MISMATCH", wire, mandatory - adjust,
-                          len(params) - adjust)
+            raise Failure(
+                "MESSAGE_PARAMETER_COUNT_MISMATCH", wire, mandatory - adjust, len(params) - adjust
+            )
         params = params[:nparams]
         args = [convert(p.type, v) for p, v in zip(msg.params, params, strict=False)]
         call = Call(self.world, host, wire, msg)
@@ -263,17 +274,21 @@ def _make_generic(msg: Message):
             except where.WhereError as e:
                 raise Failure("INVALID_VALUE", expr, str(e)) from None
             try:
-                rows = [(r, row) for r, row in call.db.rows(cls)
-                        if where.evaluate(tree, row, r, cls)]
+                rows = [
+                    (r, row) for r, row in call.db.rows(cls) if where.evaluate(tree, row, r, cls)
+                ]
             except where.MissingField as e:
                 raise Failure("INTERNAL_ERROR", "missing field", e.name, "") from None
             return dict(rows) if records else [r for r, _ in rows]
+
         return where_fn
     if name == "create" and msg.implicit:
         return _generic_create(cls)
     if name == "destroy" and msg.implicit:
+
         def destroy(call, ref):
             call.db.remove(cls, ref)
+
         return destroy
 
     def not_implemented(call, *args):
@@ -285,7 +300,7 @@ def _make_generic(msg: Message):
         return not_implemented
 
     def field_of(prefix):
-        return name[len(prefix):]
+        return name[len(prefix) :]
 
     if name.startswith("get_"):
         f = field_of("get_")
@@ -296,6 +311,7 @@ def _make_generic(msg: Message):
         def setter(call, ref, value):
             call.db.get(cls, ref)
             call.db.set(cls, ref, f, value)
+
         return setter
     if name.startswith("add_to_"):
         f = field_of("add_to_")
@@ -310,6 +326,7 @@ def _make_generic(msg: Message):
                     # that), the field is the DB column (``HVM__boot_params``).
                     raise Failure("MAP_DUPLICATE_KEY", cls, where.db_name(cls, f), ref, key)
                 call.db.set(cls, ref, f, {**row[f], key: value})
+
         return add_to
     if name.startswith("remove_from_"):
         f = field_of("remove_from_")
@@ -321,6 +338,7 @@ def _make_generic(msg: Message):
                     m = dict(row[f])
                     del m[key]
                     call.db.set(cls, ref, f, m)
+
         return remove_from
     if name.startswith("add_"):
         f = field_of("add_")
@@ -330,6 +348,7 @@ def _make_generic(msg: Message):
                 row = call.db.get(cls, ref)
                 if value not in row[f]:
                     call.db.set(cls, ref, f, row[f] + [value])
+
         return add
     if name.startswith("remove_"):
         f = field_of("remove_")
@@ -339,6 +358,7 @@ def _make_generic(msg: Message):
                 row = call.db.get(cls, ref)
                 if value in row[f]:
                     call.db.set(cls, ref, f, [v for v in row[f] if v != value])
+
         return remove
     return not_implemented
 
@@ -346,6 +366,7 @@ def _make_generic(msg: Message):
 def _generic_create(cls):
     """``<class>.create(record)``: StaticRO+RW fields; defaults may be omitted
     (``gen_server.ml`` from_ctor_record, ``Dispatcher_FieldNotFound`` otherwise)."""
+
     def create(call, record):
         c = call.db.schema.classes[cls]
         fields = {}
@@ -357,4 +378,5 @@ def _generic_create(cls):
             elif not f.has_default:
                 raise internal(f'Server_helpers.Dispatcher_FieldNotFound("{f.name}")')
         return call.world.new_row(call.db, cls, **fields)
+
     return create

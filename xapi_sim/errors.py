@@ -3,13 +3,14 @@
 Codes and parameter names come from the committed ``data/errors.json`` (xen-api
 ``ocaml/xapi-consts/api_errors.ml`` + ``ocaml/idl/datamodel_errors.ml``).
 """
+
 from __future__ import annotations
 
 import json
 from importlib import resources
 
 with resources.files("xapi_sim").joinpath("data/errors.json").open("rb") as _fh:
-    ERRORS: dict = json.load(_fh)   # code -> [param names, doc]
+    ERRORS: dict = json.load(_fh)  # code -> [param names, doc]
 
 
 class Failure(Exception):

@@ -37,6 +37,7 @@ The dispatcher applies the rules after the parameter, session and async-mode che
 before the operation -- for ``Async.`` calls inside the task, which then fails with the
 chosen error, as an RBAC denial does in XAPI.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -48,8 +49,19 @@ import time
 from .errors import ERRORS, Failure
 
 MAX_DELAY = 600.0
-KEYS = ("method", "class", "object", "host", "code", "params", "allow_param_mismatch",
-        "probability", "count", "delay", "seed")
+KEYS = (
+    "method",
+    "class",
+    "object",
+    "host",
+    "code",
+    "params",
+    "allow_param_mismatch",
+    "probability",
+    "count",
+    "delay",
+    "seed",
+)
 PROTECTED = {"session.login_with_password", "session.slave_local_login_with_password"}
 _BACKEND = re.compile(r"SR_BACKEND_FAILURE_\d+\Z")
 _PLACEHOLDER = re.compile(r"\{(self|host|method|arg\d+)\}")
@@ -92,8 +104,23 @@ def _text(spec, key):
 
 
 class Rule:
-    __slots__ = ("id", "method", "cls", "obj", "host", "code", "params", "probability",
-                 "count", "delay", "seed", "hits", "seen", "rng", "allow_mismatch")
+    __slots__ = (
+        "id",
+        "method",
+        "cls",
+        "obj",
+        "host",
+        "code",
+        "params",
+        "probability",
+        "count",
+        "delay",
+        "seed",
+        "hits",
+        "seen",
+        "rng",
+        "allow_mismatch",
+    )
     # set by parse_rule (annotations only: the slots hold the values)
     id: str
     method: str
@@ -112,12 +139,22 @@ class Rule:
     allow_mismatch: bool
 
     def as_struct(self) -> dict:
-        return {"id": self.id, "method": self.method, "class": self.cls, "object": self.obj,
-                "host": self.host, "code": self.code, "params": list(self.params),
-                "allow_param_mismatch": self.allow_mismatch,
-                "probability": float(self.probability), "count": self.count,
-                "delay": float(self.delay), "seed": str(self.seed), "hits": self.hits,
-                "seen": self.seen}
+        return {
+            "id": self.id,
+            "method": self.method,
+            "class": self.cls,
+            "object": self.obj,
+            "host": self.host,
+            "code": self.code,
+            "params": list(self.params),
+            "allow_param_mismatch": self.allow_mismatch,
+            "probability": float(self.probability),
+            "count": self.count,
+            "delay": float(self.delay),
+            "seed": str(self.seed),
+            "hits": self.hits,
+            "seen": self.seen,
+        }
 
 
 def parse_rule(world, spec, rule_id: str) -> Rule:
@@ -139,26 +176,33 @@ def parse_rule(world, spec, rule_id: str) -> Rule:
         raise _bad("allow_param_mismatch", f"expected a bool, got {r.allow_mismatch!r}")
     params = spec.get("params", [])
     if not isinstance(params, list) or not all(
-            isinstance(p, (str, int, float)) and not isinstance(p, bool) for p in params):
+        isinstance(p, (str, int, float)) and not isinstance(p, bool) for p in params
+    ):
         raise _bad("params", f"expected a list of strings, got {params!r}")
     r.params = tuple(str(p) for p in params)
     r.probability = _number(spec, "probability", 1.0, 0.0, 1.0)
-    r.count = _number(spec, "count", 0, 0, 2 ** 62, integer=True)
+    r.count = _number(spec, "count", 0, 0, 2**62, integer=True)
     r.delay = _number(spec, "delay", 0.0, 0.0, MAX_DELAY)
     if r.code:
         names = error_params(r.code)
         if names is None:
             raise _bad("code", f"unknown error code {r.code!r}")
         if len(r.params) != len(names) and not r.allow_mismatch:
-            raise _bad("params", f"{r.code} takes {len(names)} parameter(s) "
-                                 f"[{', '.join(names)}], got {len(r.params)}; set "
-                                 f"allow_param_mismatch to send them anyway")
+            raise _bad(
+                "params",
+                f"{r.code} takes {len(names)} parameter(s) "
+                f"[{', '.join(names)}], got {len(r.params)}; set "
+                f"allow_param_mismatch to send them anyway",
+            )
     elif r.params:
         raise _bad("params", "parameters need a code")
     elif r.delay <= 0:
         raise _bad("rule", "a rule needs a code, a delay, or both")
-    if r.cls and r.cls != "sim" and not any(
-            r.cls.lower() in p.schema.lower_names for p in world.pools):
+    if (
+        r.cls
+        and r.cls != "sim"
+        and not any(r.cls.lower() in p.schema.lower_names for p in world.pools)
+    ):
         raise _bad("class", f"unknown class {r.cls!r}")
     if r.host and _find_host(world, r.host) is None:
         raise _bad("host", f"no host with ref, uuid or name_label {r.host!r}")
@@ -231,8 +275,9 @@ class Faults:
             if name in PROTECTED or name.startswith("sim."):
                 if rule.method != name:
                     return False
-            elif not (fnmatch.fnmatchcase(name, rule.method) or
-                      fnmatch.fnmatchcase(called, rule.method)):
+            elif not (
+                fnmatch.fnmatchcase(name, rule.method) or fnmatch.fnmatchcase(called, rule.method)
+            ):
                 return False
         elif name in PROTECTED or name.startswith("sim."):
             return False
@@ -251,18 +296,20 @@ class Faults:
     def _refs(self, call, args):
         """[(class or None, value)] of the reference-like arguments of a call."""
         msg = call.message
-        if msg is None:   # sim.*: untyped; any string may name a host or a VM
+        if msg is None:  # sim.*: untyped; any string may name a host or a VM
             return [(None, a) for a in args if isinstance(a, str)]
-        params = msg.params[1:] if call.session is not None and msg.takes_session \
-            else msg.params
-        return [(p.type.name, a) for p, a in zip(params, args, strict=False)
-                if p.type.kind == "ref" and isinstance(a, str)]
+        params = msg.params[1:] if call.session is not None and msg.takes_session else msg.params
+        return [
+            (p.type.name, a)
+            for p, a in zip(params, args, strict=False)
+            if p.type.kind == "ref" and isinstance(a, str)
+        ]
 
     def _names_object(self, call, refs, args, obj):
         for cls, ref in refs:
             if ref == obj:
                 return True
-            for c in ((cls,) if cls else ("host", "VM")):
+            for c in (cls,) if cls else ("host", "VM"):
                 db = call.db if cls else self._db_of(c, ref)
                 if db is not None and obj in _names(db, c, ref)[1:]:
                     return True
@@ -319,16 +366,16 @@ class Faults:
 
     @staticmethod
     def _params(rule, call, args):
-        values = {"self": str(args[0]) if args else "", "host": call.host.ref,
-                  "method": call.name}
+        values = {"self": str(args[0]) if args else "", "host": call.host.ref, "method": call.name}
         values.update((f"arg{i}", str(a)) for i, a in enumerate(args))
-        return [_PLACEHOLDER.sub(lambda m: values.get(m.group(1), ""), p)
-                for p in rule.params]
+        return [_PLACEHOLDER.sub(lambda m: values.get(m.group(1), ""), p) for p in rule.params]
 
 
 def wrap(faults: Faults, handler, called: str):
     """``handler`` with the fault rules applied first (inside the task for Async calls)."""
+
     def faulted(call, *args):
         faults.apply(call, called, args)
         return handler(call, *args)
+
     return faulted

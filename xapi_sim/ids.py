@@ -1,4 +1,5 @@
 """Per-world identifiers: one seeded random source, so ``--seed`` fixes every UUID and ref."""
+
 from __future__ import annotations
 
 import os

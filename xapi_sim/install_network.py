@@ -28,6 +28,7 @@ PIF's IP follow it unless the management interface was moved to, or reconfigured
 another address: then ``host.address`` shows that address (as xapi's
 ``on_dom0_networking_change`` would) and the endpoint stays (docs/networking.md).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -51,21 +52,27 @@ MAX_NICS = 64
 NIC_VENDOR = ("8086", "Intel Corporation")
 NIC_DEVICE = ("1521", "I350 Gigabit Network Connection")
 NIC_SPEED = 1000
-NIC_OUI = (0xA0, 0x36, 0x9F)          # an Intel OUI, as I350 ports ship with
+NIC_OUI = (0xA0, 0x36, 0x9F)  # an Intel OUI, as I350 ports ship with
 
 HIMN_NAME = "Host internal management network"
-HIMN_DESCRIPTION = ("Network on which guests will be assigned a private link-local IP "
-                    "address which can be used to talk XenAPI")
+HIMN_DESCRIPTION = (
+    "Network on which guests will be assigned a private link-local IP "
+    "address which can be used to talk XenAPI"
+)
 HIMN_BRIDGE = "xenapi"
-HIMN_OTHER_CONFIG = {"is_guest_installer_network": "true",
-                     "is_host_internal_management_network": "true",
-                     "ip_begin": "169.254.0.1", "ip_end": "169.254.255.254",
-                     "netmask": "255.255.0.0"}
-DEFAULT_PROPERTIES = {"gro": "on"}      # Xapi_pif.default_properties
-VLAN_MAC = "fe:ff:ff:ff:ff:ff"         # Xapi_vlan.vlan_mac
+HIMN_OTHER_CONFIG = {
+    "is_guest_installer_network": "true",
+    "is_host_internal_management_network": "true",
+    "ip_begin": "169.254.0.1",
+    "ip_end": "169.254.255.254",
+    "netmask": "255.255.0.0",
+}
+DEFAULT_PROPERTIES = {"gro": "on"}  # Xapi_pif.default_properties
+VLAN_MAC = "fe:ff:ff:ff:ff:ff"  # Xapi_vlan.vlan_mac
 
 
 # -- pure helpers ---------------------------------------------------------------------------
+
 
 def bridge_naming_convention(device: str) -> str:
     """``Xapi_pif.bridge_naming_convention``: ``ethN`` -> ``xenbrN``, else ``br<device>``."""
@@ -90,9 +97,16 @@ def nic_mac(host_uuid: str, index: int) -> str:
 def nic_metrics(index: int) -> dict:
     """The PIF_metrics fields the monitor fills for NIC ``index``."""
     card, port = divmod(index, 4)
-    return dict(carrier=True, vendor_id=NIC_VENDOR[0], vendor_name=NIC_VENDOR[1],
-                device_id=NIC_DEVICE[0], device_name=NIC_DEVICE[1], speed=NIC_SPEED,
-                duplex=True, pci_bus_path=f"0000:{card + 1:02x}:00.{port}")
+    return dict(
+        carrier=True,
+        vendor_id=NIC_VENDOR[0],
+        vendor_name=NIC_VENDOR[1],
+        device_id=NIC_DEVICE[0],
+        device_name=NIC_DEVICE[1],
+        speed=NIC_SPEED,
+        duplex=True,
+        pci_bus_path=f"0000:{card + 1:02x}:00.{port}",
+    )
 
 
 def mac_from_int_array(octets) -> str:
@@ -121,8 +135,7 @@ _HEX = set("0123456789abcdefABCDEF")
 def is_valid_mac(mac: str) -> bool:
     """``Helpers.is_valid_MAC``: six ``:``-separated groups of exactly two hex digits."""
     parts = mac.split(":")
-    return len(parts) == 6 and all(len(p) == 2 and p[0] in _HEX and p[1] in _HEX
-                                   for p in parts)
+    return len(parts) == 6 and all(len(p) == 2 and p[0] in _HEX and p[1] in _HEX for p in parts)
 
 
 def is_valid_ip(kind: str, address: str) -> bool:
@@ -183,6 +196,7 @@ def ocaml_int(s: str) -> int:
 
 # -- the bridge counter of Xapi_network.create ---------------------------------------------
 
+
 class BridgeNames:
     """``Xapi_network.create``'s ``counter``: a new internal network's bridge is
     ``xapi<counter>``, the counter incremented on every try and never reset while the
@@ -211,6 +225,7 @@ class BridgeNames:
 
 
 # -- reading --------------------------------------------------------------------------------
+
 
 def network_by_bridge(db, bridge: str):
     for ref, row in db.tables["network"].items():
@@ -254,15 +269,24 @@ def feature_enabled(db, restriction: str) -> bool:
 
 # -- installing -----------------------------------------------------------------------------
 
+
 def physical_network(world, db, device: str) -> str:
     """``find_or_create_network``: the pool-wide network of ``device`` (by bridge)."""
     bridge = bridge_naming_convention(device)
     ref = network_by_bridge(db, bridge)
     if ref is None:
-        ref = world.new_row(db, "network", name_label=pool_network_name(device),
-                            name_description="", MTU=1500, bridge=bridge,
-                            other_config={"automatic": "true"}, tags=[], blobs={},
-                            default_locking_mode="unlocked")
+        ref = world.new_row(
+            db,
+            "network",
+            name_label=pool_network_name(device),
+            name_description="",
+            MTU=1500,
+            bridge=bridge,
+            other_config={"automatic": "true"},
+            tags=[],
+            blobs={},
+            default_locking_mode="unlocked",
+        )
     return ref
 
 
@@ -271,10 +295,18 @@ def ensure_himn(world, db) -> str:
     for ref, row in db.tables["network"].items():
         if row["other_config"].get("is_host_internal_management_network") == "true":
             return ref
-    return world.new_row(db, "network", name_label=HIMN_NAME,
-                         name_description=HIMN_DESCRIPTION, MTU=1500, bridge=HIMN_BRIDGE,
-                         other_config=dict(HIMN_OTHER_CONFIG), tags=[], blobs={},
-                         default_locking_mode="unlocked")
+    return world.new_row(
+        db,
+        "network",
+        name_label=HIMN_NAME,
+        name_description=HIMN_DESCRIPTION,
+        MTU=1500,
+        bridge=HIMN_BRIDGE,
+        other_config=dict(HIMN_OTHER_CONFIG),
+        tags=[],
+        blobs={},
+        default_locking_mode="unlocked",
+    )
 
 
 def nic_count(h) -> int:
@@ -293,23 +325,45 @@ def install_host_network(world, db, h) -> None:
     for i in range(nic_count(h)):
         device = f"eth{i}"
         net = physical_network(world, db, device)
-        metrics = world.new_row(db, "PIF_metrics", last_updated=ts, other_config={},
-                                **nic_metrics(i))
+        metrics = world.new_row(
+            db, "PIF_metrics", last_updated=ts, other_config={}, **nic_metrics(i)
+        )
         mgmt = i == 0
         world.new_row(
-            db, "PIF", device=device, network=net, host=h.ref, MAC=nic_mac(h.uuid, i),
-            MTU=1500, VLAN=-1, metrics=metrics, physical=True, currently_attached=True,
+            db,
+            "PIF",
+            device=device,
+            network=net,
+            host=h.ref,
+            MAC=nic_mac(h.uuid, i),
+            MTU=1500,
+            VLAN=-1,
+            metrics=metrics,
+            physical=True,
+            currently_attached=True,
             ip_configuration_mode="Static" if mgmt else "None",
-            IP=h.address_for_url if mgmt else "", netmask="255.0.0.0" if mgmt else "",
-            gateway="", DNS="", bond_slave_of=NULL_REF, VLAN_master_of=NULL_REF,
-            management=mgmt, other_config={}, disallow_unplug=False,
-            ipv6_configuration_mode="None", IPv6=[], ipv6_gateway="",
-            primary_address_type="IPv4", managed=True, properties=dict(DEFAULT_PROPERTIES),
-            capabilities=[])
+            IP=h.address_for_url if mgmt else "",
+            netmask="255.0.0.0" if mgmt else "",
+            gateway="",
+            DNS="",
+            bond_slave_of=NULL_REF,
+            VLAN_master_of=NULL_REF,
+            management=mgmt,
+            other_config={},
+            disallow_unplug=False,
+            ipv6_configuration_mode="None",
+            IPv6=[],
+            ipv6_gateway="",
+            primary_address_type="IPv4",
+            managed=True,
+            properties=dict(DEFAULT_PROPERTIES),
+            capabilities=[],
+        )
     ensure_himn(world, db)
 
 
 # -- the management address -----------------------------------------------------------------
+
 
 def _set_detached(world, h, value: bool) -> None:
     old = getattr(h, "mgmt_detached", False)
@@ -347,12 +401,19 @@ def start_of_day(world, db, h, system_boot: bool) -> None:
     their network (``dbsync_slave`` ``sync_pif_currently_attached``)."""
     for pif in host_pifs(db, h.ref):
         row = db.get("PIF", pif)
-        wanted = row["managed"] and row["bond_slave_of"] == NULL_REF and (
-            row["physical"] or row["bond_master_of"] or row["ip_configuration_mode"] != "None")
+        wanted = (
+            row["managed"]
+            and row["bond_slave_of"] == NULL_REF
+            and (row["physical"] or row["bond_master_of"] or row["ip_configuration_mode"] != "None")
+        )
         if wanted:
             bring_pif_up(world, db, pif)
-        elif system_boot and row["currently_attached"] and not row["management"] and \
-                row["bond_slave_of"] == NULL_REF:
+        elif (
+            system_boot
+            and row["currently_attached"]
+            and not row["management"]
+            and row["bond_slave_of"] == NULL_REF
+        ):
             bring_pif_down(db, pif)
 
 
@@ -373,13 +434,16 @@ def sync_host_address(world, db, host_ref: str) -> None:
     h = world.hosts.get(host_ref)
     pif = management_pif(db, host_ref)
     if h is None or pif is None or not h.port:
-        return                  # not listening yet: bind_endpoint will set the address
+        return  # not listening yet: bind_endpoint will set the address
     row = db.get("PIF", pif)
-    dynamic = row["ip_configuration_mode"] == "DHCP" if row["primary_address_type"] == "IPv4" \
+    dynamic = (
+        row["ip_configuration_mode"] == "DHCP"
+        if row["primary_address_type"] == "IPv4"
         else row["ipv6_configuration_mode"] in ("DHCP", "Autoconf")
+    )
     ip = management_ip(row)
     if dynamic and ip != h.address_for_url and row["primary_address_type"] == "IPv4":
-        db.set("PIF", pif, "IP", h.address_for_url)       # Helpers.update_pif_address
+        db.set("PIF", pif, "IP", h.address_for_url)  # Helpers.update_pif_address
         ip = h.address_for_url
     if (dynamic and row["primary_address_type"] == "IPv6") or ip == "":
         ip = h.address_for_url
@@ -390,6 +454,7 @@ def sync_host_address(world, db, host_ref: str) -> None:
 
 
 # -- plugging -------------------------------------------------------------------------------
+
 
 def bring_pif_up(world, db, pif: str, management: bool = False) -> None:
     """``Nm.bring_pif_up`` as the database sees it: a bond master's slaves go down; an
@@ -431,6 +496,7 @@ def attach_network_on_host(world, db, network: str, host_ref: str) -> None:
 
 # -- VIFs and the VM's power state ----------------------------------------------------------
 
+
 def vifs_follow_power(world, db, vm_ref: str) -> None:
     """After a VM's power state changed: a Running or Paused VM has every VIF plugged and
     its networks attached on its host; a Halted VM's VIFs are detached, unreserved and
@@ -462,6 +528,7 @@ def vifs_follow_power(world, db, vm_ref: str) -> None:
 
 # -- pool join and host removal -------------------------------------------------------------
 
+
 def merge_networks(world, jdb, mdb) -> dict:
     """``Xapi_pool.update_non_vm_metadata`` for networks and PIFs, on the joiner's database
     ``jdb`` into the master's ``mdb``: a physical network or the host internal management
@@ -476,17 +543,31 @@ def merge_networks(world, jdb, mdb) -> dict:
         himn = net["other_config"].get("is_host_internal_management_network") == "true"
         if physical or himn:
             found = network_by_bridge(mdb, net["bridge"])
-            netmap[ref] = found if found is not None else world.new_row(
-                mdb, "network", name_label=net["name_label"],
-                name_description=net["name_description"], MTU=net["MTU"],
-                other_config=dict(net["other_config"]), bridge=net["bridge"])
+            netmap[ref] = (
+                found
+                if found is not None
+                else world.new_row(
+                    mdb,
+                    "network",
+                    name_label=net["name_label"],
+                    name_description=net["name_description"],
+                    MTU=net["MTU"],
+                    other_config=dict(net["other_config"]),
+                    bridge=net["bridge"],
+                )
+            )
         else:
             bridges = [r["bridge"] for _, r in mdb.rows("network")]
             netmap[ref] = world.new_row(
-                mdb, "network", name_label=net["name_label"],
-                name_description=net["name_description"], MTU=net["MTU"],
-                other_config=dict(net["other_config"]), tags=list(net["tags"]),
-                bridge=BridgeNames.of(world).choose(mdb, bridges))
+                mdb,
+                "network",
+                name_label=net["name_label"],
+                name_description=net["name_description"],
+                MTU=net["MTU"],
+                other_config=dict(net["other_config"]),
+                tags=list(net["tags"]),
+                bridge=BridgeNames.of(world).choose(mdb, bridges),
+            )
     for _pif, row in jdb.rows("PIF"):
         if not row["physical"]:
             continue
@@ -495,11 +576,21 @@ def merge_networks(world, jdb, mdb) -> dict:
             m = dict(jdb.get("PIF_metrics", row["metrics"]))
             m.pop("uuid", None)
             metrics = world.new_row(mdb, "PIF_metrics", **m)
-        fields = {k: v for k, v in row.items()
-                  if k not in ("uuid", "bond_master_of", "VLAN_slave_of",
-                               "tunnel_access_PIF_of", "tunnel_transport_PIF_of")}
-        fields.update(network=netmap.get(row["network"], NULL_REF), metrics=metrics,
-                      bond_slave_of=NULL_REF)
+        fields = {
+            k: v
+            for k, v in row.items()
+            if k
+            not in (
+                "uuid",
+                "bond_master_of",
+                "VLAN_slave_of",
+                "tunnel_access_PIF_of",
+                "tunnel_transport_PIF_of",
+            )
+        }
+        fields.update(
+            network=netmap.get(row["network"], NULL_REF), metrics=metrics, bond_slave_of=NULL_REF
+        )
         world.new_row(mdb, "PIF", **fields)
     return netmap
 
@@ -521,8 +612,7 @@ def forget_host_network(db, host_ref: str) -> None:
         row = db.tables["PIF"].get(pif)
         if row is None:
             continue
-        if (row["physical"] or row["bond_master_of"]) and db.exists("PIF_metrics",
-                                                                    row["metrics"]):
+        if (row["physical"] or row["bond_master_of"]) and db.exists("PIF_metrics", row["metrics"]):
             db.remove("PIF_metrics", row["metrics"])
         if db.exists("VLAN", row["VLAN_master_of"]):
             db.remove("VLAN", row["VLAN_master_of"])

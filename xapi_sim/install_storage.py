@@ -34,6 +34,7 @@ SM errors as xapi reports them (``sm_exec.ml``: ``SR_BACKEND_FAILURE_<code>``,
 does (PBDs of a gone host, VDIs of a gone SR, VBDs of a gone VM or VDI), and what a pool
 join copies to the master (``xapi_pool.ml`` ``update_non_vm_metadata``).
 """
+
 from __future__ import annotations
 
 import logging
@@ -48,13 +49,13 @@ MiB = 1024 * 1024
 GiB = 1024 * MiB
 
 # -- what the simulated hardware holds --------------------------------------------------
-LOCAL_DISK = 500_107_862_016            # a 500 GB disk
-DOM0_PARTITIONS = 46 * GiB              # 7.0's root, backup, log, swap and boot partitions
+LOCAL_DISK = 500_107_862_016  # a 500 GB disk
+DOM0_PARTITIONS = 46 * GiB  # 7.0's root, backup, log, swap and boot partitions
 LOCAL_SR_SIZE = (LOCAL_DISK - DOM0_PARTITIONS) // (4 * MiB) * (4 * MiB)
 TOOLS_ISO_SIZE = 57_671_680
-TOOLS_FS_SIZE = 18 * GiB                # dom0's root file system, where the ISOs live
+TOOLS_FS_SIZE = 18 * GiB  # dom0's root file system, where the ISOs live
 CREATE_SIZES = {"nfs": 2 * 1024 * GiB, "lvmoiscsi": 500 * GiB, "iso": 1024 * GiB}
-DEFAULT_CREATE_SIZE = LOCAL_SR_SIZE      # ext/lvm/others on a simulated local disk
+DEFAULT_CREATE_SIZE = LOCAL_SR_SIZE  # ext/lvm/others on a simulated local disk
 
 TOOLS_SR_DIR = "/opt/xensource/packages/iso"
 THICK_TYPES = frozenset({"lvm", "lvmoiscsi", "lvmohba", "lvmofcoe"})
@@ -63,11 +64,11 @@ VHD_TYPES = frozenset({"ext", "nfs", "file", "smb"}) | THICK_TYPES
 # -- sm vhdutil / lvhdutil arithmetic (v1.14.0) ------------------------------------------
 VHD_BLOCK_SIZE = 2 * MiB
 LVM_SIZE_INCREMENT = 4 * MiB
-LVHD_MAX_VDI_SIZE_MB = 2093051          # LVHDVDI.MAX_VDI_SIZE_MB
-FILE_MAX_DISK_MB = 2 * 1024 * 1024      # FileSR.MAX_DISK_MB
+LVHD_MAX_VDI_SIZE_MB = 2093051  # LVHDVDI.MAX_VDI_SIZE_MB
+FILE_MAX_DISK_MB = 2 * 1024 * 1024  # FileSR.MAX_DISK_MB
 FILE_MAX_DISK_METADATA = 4092
-MAX_VHD_SIZE_MB = 2093051               # FileSR.MAX_VHD_SIZE (resize)
-LVHD_MSIZE = 2 * 1024 * 1024 * MiB      # lvhdutil.MSIZE
+MAX_VHD_SIZE_MB = 2093051  # FileSR.MAX_VHD_SIZE (resize)
+LVHD_MSIZE = 2 * 1024 * 1024 * MiB  # lvhdutil.MSIZE
 
 
 def roundup(divisor: int, value: int) -> int:
@@ -94,8 +95,9 @@ def vhd_overhead_bitmap(size: int) -> int:
 
 def lvhd_lv_size(size: int) -> int:
     """``lvhdutil.calcSizeVHDLV``: the LV a fully inflated VHD of ``size`` takes."""
-    return roundup(LVM_SIZE_INCREMENT,
-                   size + vhd_overhead_empty(LVHD_MSIZE) + vhd_overhead_bitmap(size))
+    return roundup(
+        LVM_SIZE_INCREMENT, size + vhd_overhead_empty(LVHD_MSIZE) + vhd_overhead_bitmap(size)
+    )
 
 
 def sm_failure(name: str, opterr: str | None = None, stderr: str = "") -> Failure:
@@ -118,8 +120,10 @@ def new_vdi_size(sr_type: str, size: int) -> tuple[int, int]:
     a file VHD (``FileVDI.create``) rounds to 2 MiB, must stay under 2 TiB with its
     metadata and takes only its empty metadata (thin). Other types keep the size."""
     if size < 0:
-        raise sm_failure("VDISize", "VDI size must be between 1 MB and "
-                         f"{FILE_MAX_DISK_MB - FILE_MAX_DISK_METADATA - 1} MB")
+        raise sm_failure(
+            "VDISize",
+            f"VDI size must be between 1 MB and {FILE_MAX_DISK_MB - FILE_MAX_DISK_METADATA - 1} MB",
+        )
     if is_thick(sr_type):
         if size // MiB > LVHD_MAX_VDI_SIZE_MB:
             raise sm_failure("VDISize", f"VDI size cannot exceed {LVHD_MAX_VDI_SIZE_MB} MB")
@@ -129,8 +133,11 @@ def new_vdi_size(sr_type: str, size: int) -> tuple[int, int]:
         size_mb = roundup(VHD_BLOCK_SIZE, size) // MiB
         full = vhd_overhead_empty(size) + vhd_overhead_bitmap(size)
         if size_mb < 1 or size_mb + full // MiB >= FILE_MAX_DISK_MB:
-            raise sm_failure("VDISize", "VDI size must be between 1 MB and "
-                             f"{FILE_MAX_DISK_MB - FILE_MAX_DISK_METADATA - 1} MB")
+            raise sm_failure(
+                "VDISize",
+                "VDI size must be between 1 MB and "
+                f"{FILE_MAX_DISK_MB - FILE_MAX_DISK_METADATA - 1} MB",
+            )
         size = size_mb * MiB
         return size, vhd_overhead_empty(size)
     return size, size
@@ -164,6 +171,7 @@ def snapshot_utilisation(sr_type: str, size: int) -> int:
 
 
 # -- SR space accounting ----------------------------------------------------------------
+
 
 def sr_usage(sr_type: str, vdis) -> tuple[int, int]:
     """(physical_utilisation, virtual_allocation) of an SR from its VDI rows: LVHD counts
@@ -203,6 +211,7 @@ def ensure_space(db, sr: str, amount: int) -> None:
 
 # -- rows -----------------------------------------------------------------------------
 
+
 def _known(db, cls: str, fields: dict) -> dict:
     """The fields the pool's release has (``is_tools_sr`` and friends are Dundee's)."""
     have = db.schema.classes[cls].fields
@@ -229,17 +238,42 @@ def install_pool(world, pool) -> None:
         new_row(world, db, "SM", **rec)
     brand = "XenServer"
     label, desc = f"{brand} Tools", f"{brand} Tools ISOs"
-    sr = new_row(world, db, "SR", name_label=label, name_description=desc, type="iso",
-                 content_type="iso", shared=True, is_tools_sr=True, sm_config={},
-                 physical_size=TOOLS_FS_SIZE, other_config={
-                     "xensource_internal": "true", "xenserver_tools_sr": "true",
-                     "i18n-key": "xenserver-tools",
-                     "i18n-original-value-name_label": label,
-                     "i18n-original-value-name_description": desc})
-    new_row(world, db, "VDI", name_label="xs-tools.iso", SR=sr, virtual_size=TOOLS_ISO_SIZE,
-            physical_utilisation=TOOLS_ISO_SIZE, type="user", read_only=True,
-            location="xs-tools.iso", managed=True, is_tools_iso=True,
-            sm_config={"xs-tools": "true"}, on_boot="persist")
+    sr = new_row(
+        world,
+        db,
+        "SR",
+        name_label=label,
+        name_description=desc,
+        type="iso",
+        content_type="iso",
+        shared=True,
+        is_tools_sr=True,
+        sm_config={},
+        physical_size=TOOLS_FS_SIZE,
+        other_config={
+            "xensource_internal": "true",
+            "xenserver_tools_sr": "true",
+            "i18n-key": "xenserver-tools",
+            "i18n-original-value-name_label": label,
+            "i18n-original-value-name_description": desc,
+        },
+    )
+    new_row(
+        world,
+        db,
+        "VDI",
+        name_label="xs-tools.iso",
+        SR=sr,
+        virtual_size=TOOLS_ISO_SIZE,
+        physical_utilisation=TOOLS_ISO_SIZE,
+        type="user",
+        read_only=True,
+        location="xs-tools.iso",
+        managed=True,
+        is_tools_iso=True,
+        sm_config={"xs-tools": "true"},
+        on_boot="persist",
+    )
     recompute_sr(db, sr)
 
 
@@ -251,8 +285,16 @@ def tools_sr(db) -> str:
 
 
 def _pbd(world, db, host_ref, sr, device_config) -> str:
-    return new_row(world, db, "PBD", host=host_ref, SR=sr, device_config=device_config,
-                   currently_attached=True, other_config={})
+    return new_row(
+        world,
+        db,
+        "PBD",
+        host=host_ref,
+        SR=sr,
+        device_config=device_config,
+        currently_attached=True,
+        other_config={},
+    )
 
 
 def install_host(world, pool, h) -> None:
@@ -260,46 +302,102 @@ def install_host(world, pool, h) -> None:
     db = pool.db
     sr_type = getattr(h, "local_sr_type", None) or "lvm"
     serial = f"scsi-SATA_xapi-sim_{h.uuid[:8]}"
-    sm_config = {"allocation": "thick", "use_vhd": "true", "devserial": serial} \
-        if sr_type == "lvm" else {"devserial": serial}
-    local = new_row(world, db, "SR", name_label="Local storage", name_description="",
-                    type=sr_type, content_type="user", shared=False, sm_config=sm_config,
-                    physical_size=getattr(h, "local_sr_size", None) or LOCAL_SR_SIZE,
-                    other_config={"i18n-key": "local-storage",
-                                  "i18n-original-value-name_label": "Local storage"})
+    sm_config = (
+        {"allocation": "thick", "use_vhd": "true", "devserial": serial}
+        if sr_type == "lvm"
+        else {"devserial": serial}
+    )
+    local = new_row(
+        world,
+        db,
+        "SR",
+        name_label="Local storage",
+        name_description="",
+        type=sr_type,
+        content_type="user",
+        shared=False,
+        sm_config=sm_config,
+        physical_size=getattr(h, "local_sr_size", None) or LOCAL_SR_SIZE,
+        other_config={
+            "i18n-key": "local-storage",
+            "i18n-original-value-name_label": "Local storage",
+        },
+    )
     _pbd(world, db, h.ref, local, {"device": f"/dev/disk/by-id/{serial}-part3"})
-    removable = new_row(world, db, "SR", name_label="Removable storage", name_description="",
-                        type="udev", content_type="disk", shared=False,
-                        sm_config={"type": "block"}, physical_size=0,
-                        other_config={"i18n-key": "local-hotplug-disk",
-                                      "i18n-original-value-name_label": "Removable storage"})
+    removable = new_row(
+        world,
+        db,
+        "SR",
+        name_label="Removable storage",
+        name_description="",
+        type="udev",
+        content_type="disk",
+        shared=False,
+        sm_config={"type": "block"},
+        physical_size=0,
+        other_config={
+            "i18n-key": "local-hotplug-disk",
+            "i18n-original-value-name_label": "Removable storage",
+        },
+    )
     _pbd(world, db, h.ref, removable, {"location": "/dev/xapi/block"})
-    dvd = new_row(world, db, "SR", name_label="DVD drives",
-                  name_description="Physical DVD drives", type="udev", content_type="iso",
-                  shared=False, sm_config={"type": "cd"}, physical_size=0,
-                  other_config={"i18n-key": "local-hotplug-cd",
-                                "i18n-original-value-name_label": "DVD drives",
-                                "i18n-original-value-name_description": "Physical DVD drives"})
+    dvd = new_row(
+        world,
+        db,
+        "SR",
+        name_label="DVD drives",
+        name_description="Physical DVD drives",
+        type="udev",
+        content_type="iso",
+        shared=False,
+        sm_config={"type": "cd"},
+        physical_size=0,
+        other_config={
+            "i18n-key": "local-hotplug-cd",
+            "i18n-original-value-name_label": "DVD drives",
+            "i18n-original-value-name_description": "Physical DVD drives",
+        },
+    )
     _pbd(world, db, h.ref, dvd, {"location": "/dev/xapi/cd"})
-    new_row(world, db, "VDI", name_label="SCSI 0:0:0:0", name_description="", SR=dvd,
-            virtual_size=0, physical_utilisation=0, type="user", read_only=True,
-            location="/dev/xapi/cd/sr0", managed=True, on_boot="persist",
-            sm_config={"type": "cd", "hotplugged_at": world.clock.now_ts()})
+    new_row(
+        world,
+        db,
+        "VDI",
+        name_label="SCSI 0:0:0:0",
+        name_description="",
+        SR=dvd,
+        virtual_size=0,
+        physical_utilisation=0,
+        type="user",
+        read_only=True,
+        location="/dev/xapi/cd/sr0",
+        managed=True,
+        on_boot="persist",
+        sm_config={"type": "cd", "hotplugged_at": world.clock.now_ts()},
+    )
     tools = tools_sr(db)
     if tools != NULL_REF:
-        _pbd(world, db, h.ref, tools, {"path": TOOLS_SR_DIR, "location": TOOLS_SR_DIR,
-                                       "legacy_mode": "true"})
+        _pbd(
+            world,
+            db,
+            h.ref,
+            tools,
+            {"path": TOOLS_SR_DIR, "location": TOOLS_SR_DIR, "legacy_mode": "true"},
+        )
     for sr in (local, removable, dvd):
         recompute_sr(db, sr)
     db.update("host", h.ref, crash_dump_sr=local, suspend_image_sr=local)
     pool_ref = pool.ref
-    if db.exists("pool", pool_ref) and pool.master is h and \
-            db.get("pool", pool_ref)["default_SR"] == NULL_REF:
-        db.update("pool", pool_ref, default_SR=local, suspend_image_SR=local,
-                  crash_dump_SR=local)
+    if (
+        db.exists("pool", pool_ref)
+        and pool.master is h
+        and db.get("pool", pool_ref)["default_SR"] == NULL_REF
+    ):
+        db.update("pool", pool_ref, default_SR=local, suspend_image_SR=local, crash_dump_SR=local)
 
 
 # -- garbage collection (db_gc.ml) ----------------------------------------------------------
+
 
 def collect_garbage(db) -> None:
     """``Db_gc``: PBDs whose host or SR is gone, VDIs whose SR is gone, VBDs whose VM is
@@ -320,13 +418,17 @@ def collect_garbage(db) -> None:
                 else:
                     db.remove("VBD", ref)
         for ref, row in db.rows("host"):
-            bad = {k: NULL_REF for k in ("crash_dump_sr", "suspend_image_sr")
-                   if row[k] != NULL_REF and not db.exists("SR", row[k])}
+            bad = {
+                k: NULL_REF
+                for k in ("crash_dump_sr", "suspend_image_sr")
+                if row[k] != NULL_REF and not db.exists("SR", row[k])
+            }
             if bad:
                 db.update("host", ref, **bad)
 
 
 # -- pool join (xapi_pool.ml update_non_vm_metadata) ----------------------------------------
+
 
 def on_join(world, jdb, mdb, joiner) -> None:
     """Copy the joiner's storage into the master's database, as ``update_non_vm_metadata``
@@ -349,8 +451,9 @@ def on_join(world, jdb, mdb, joiner) -> None:
             if same:
                 sr_map[sr] = same[0]["SR"]
                 continue
-        new = dict(row, shared=False, PBDs=[], VDIs=[], current_operations={},
-                   allowed_operations=[])
+        new = dict(
+            row, shared=False, PBDs=[], VDIs=[], current_operations={}, allowed_operations=[]
+        )
         mdb.add("SR", sr, new)
         sr_map[sr] = sr
     for pbd, row in jdb.rows("PBD"):
@@ -366,14 +469,28 @@ def on_join(world, jdb, mdb, joiner) -> None:
             vdi_map[vdi] = mdb.uuids["VDI"][row["uuid"]]
             continue
         if target != row["SR"]:
-            same = [v for v in mdb.get("SR", target)["VDIs"]
-                    if mdb.tables["VDI"][v]["location"] == row["location"]]
+            same = [
+                v
+                for v in mdb.get("SR", target)["VDIs"]
+                if mdb.tables["VDI"][v]["location"] == row["location"]
+            ]
             if same:
                 vdi_map[vdi] = same[0]
                 continue
-        mdb.add("VDI", vdi, dict(row, SR=target, VBDs=[], snapshots=[], crash_dumps=[],
-                                 current_operations={}, allowed_operations=[],
-                                 snapshot_of=NULL_REF))
+        mdb.add(
+            "VDI",
+            vdi,
+            dict(
+                row,
+                SR=target,
+                VBDs=[],
+                snapshots=[],
+                crash_dumps=[],
+                current_operations={},
+                allowed_operations=[],
+                snapshot_of=NULL_REF,
+            ),
+        )
         vdi_map[vdi] = vdi
     for vdi, row in jdb.rows("VDI"):
         snap_of = row["snapshot_of"]
@@ -383,20 +500,33 @@ def on_join(world, jdb, mdb, joiner) -> None:
         if not mdb.exists("VM", row["VM"]) or mdb.exists("VBD", vbd):
             continue
         vdi = vdi_map.get(row["VDI"], NULL_REF) if not row["empty"] else NULL_REF
-        mdb.add("VBD", vbd, dict(row, VDI=vdi, empty=row["empty"] or vdi == NULL_REF,
-                                 current_operations={}, allowed_operations=[]))
+        mdb.add(
+            "VBD",
+            vbd,
+            dict(
+                row,
+                VDI=vdi,
+                empty=row["empty"] or vdi == NULL_REF,
+                current_operations={},
+                allowed_operations=[],
+            ),
+        )
     for vm, row in jdb.rows("VM"):
         if mdb.exists("VM", vm) and row["suspend_VDI"] != NULL_REF:
             mdb.update("VM", vm, suspend_VDI=vdi_map.get(row["suspend_VDI"], NULL_REF))
     hrow = jdb.get("host", joiner.ref)
     if mdb.exists("host", joiner.ref):
-        mdb.update("host", joiner.ref, **{k: sr_map.get(hrow[k], NULL_REF)
-                                          for k in ("crash_dump_sr", "suspend_image_sr")})
+        mdb.update(
+            "host",
+            joiner.ref,
+            **{k: sr_map.get(hrow[k], NULL_REF) for k in ("crash_dump_sr", "suspend_image_sr")},
+        )
     for sr in set(sr_map.values()):
         recompute_sr(mdb, sr)
 
 
 # -- what a VM needs of a host's storage (xapi_vm_helpers.ml) ------------------------------
+
 
 def required_srs(db, vm, vm_row=None) -> list:
     row = vm_row or db.get("VM", vm)
@@ -419,8 +549,11 @@ def required_srs(db, vm, vm_row=None) -> list:
 def assert_can_see_srs(db, vm, vm_row, host) -> None:
     """``assert_can_see_SRs``: ``VM_REQUIRES_SR [vm, sr]`` for the first SR the host has
     no plugged PBD for."""
-    seen = {db.tables["PBD"][p]["SR"] for p in db.get("host", host)["PBDs"]
-            if p in db.tables["PBD"] and db.tables["PBD"][p]["currently_attached"]}
+    seen = {
+        db.tables["PBD"][p]["SR"]
+        for p in db.get("host", host)["PBDs"]
+        if p in db.tables["PBD"] and db.tables["PBD"][p]["currently_attached"]
+    }
     for sr in required_srs(db, vm, vm_row):
         if sr not in seen:
             raise Failure("VM_REQUIRES_SR", vm, sr)

@@ -45,6 +45,7 @@ the inverse: every class of the pool's release, columns from the datamodel field
 xapi-internal columns a loaded row brought with it, in ``dbxml.write``'s order; sessions,
 tasks, messages and other ``PersistNothing`` classes without rows, as xapi writes them.
 """
+
 from __future__ import annotations
 
 import logging
@@ -73,9 +74,10 @@ from .world import World
 
 log = logging.getLogger(__name__)
 
-NOT_LOADED = {"session": "sessions do not outlive xapi (PersistNothing): clients log in "
-                         "again",
-              "task": "tasks do not outlive xapi (PersistNothing)"}
+NOT_LOADED = {
+    "session": "sessions do not outlive xapi (PersistNothing): clients log in again",
+    "task": "tasks do not outlive xapi (PersistNothing)",
+}
 NOT_IN_API = "not in the API datamodel (internal to xapi): kept aside, not served"
 
 # pool_db_backup.ml (CA-18377): during a rolling upgrade the master answers
@@ -91,7 +93,8 @@ MINIMAL_MIAMI_DATABASE = (
     'name="task"/><table name="VM" /><table name="crashdump"/><table name="network" />'
     '<table name="PIF" /><table name="host_patch"/><table name="host_crashdump"/><table '
     'name="SM" /><table name="host_cpu" /><table name="VIF" /><table name="session" />'
-    '<table name="PIF_metrics" /></database>')
+    '<table name="PIF_metrics" /></database>'
+)
 
 
 class PlaybackError(ValueError):
@@ -108,8 +111,10 @@ class Unmapped:
     rows: int = 0
 
     def line(self) -> str:
-        return f"{self.table}.{self.field}: {self.reason} ({self.rows} row" \
-               f"{'' if self.rows == 1 else 's'})"
+        return (
+            f"{self.table}.{self.field}: {self.reason} ({self.rows} row"
+            f"{'' if self.rows == 1 else 's'})"
+        )
 
 
 @attrs.define
@@ -128,37 +133,48 @@ class LoadReport:
     path: str
     file_release: str | None
     schema_version: tuple | None
-    release: str                     # the emulated release
+    release: str  # the emulated release
     pool_ref: str = ""
     pool_name: str = ""
-    hosts: list = attrs.Factory(list)          # [LoadedHost]
-    file_counts: dict = attrs.Factory(dict)    # table -> rows in the file
+    hosts: list = attrs.Factory(list)  # [LoadedHost]
+    file_counts: dict = attrs.Factory(dict)  # table -> rows in the file
     loaded_counts: dict = attrs.Factory(dict)  # class -> rows loaded
-    unmapped: list = attrs.Factory(list)       # [Unmapped]
-    defaulted: list = attrs.Factory(list)      # [Unmapped]: fields the file lacked
-    notes: list = attrs.Factory(list)          # hardware, product and other decisions
+    unmapped: list = attrs.Factory(list)  # [Unmapped]
+    defaulted: list = attrs.Factory(list)  # [Unmapped]: fields the file lacked
+    notes: list = attrs.Factory(list)  # hardware, product and other decisions
 
     def unmapped_lines(self) -> list[str]:
         return [u.line() for u in self.unmapped]
 
     def summary(self) -> str:
         n = self.loaded_counts
-        written = (f"written by {self.file_release} (schema "
-                   f"{'.'.join(map(str, self.schema_version or ()))})"
-                   if self.file_release else "of an unknown release (no manifest)")
-        return (f"{self.path}: pool {self.pool_name!r} -- {n.get('host', 0)} hosts, "
-                f"{n.get('VM', 0)} VMs, {n.get('SR', 0)} SRs; {written}, emulated as "
-                f"{self.release} ({MODELLED[self.release]})")
+        written = (
+            f"written by {self.file_release} (schema "
+            f"{'.'.join(map(str, self.schema_version or ()))})"
+            if self.file_release
+            else "of an unknown release (no manifest)"
+        )
+        return (
+            f"{self.path}: pool {self.pool_name!r} -- {n.get('host', 0)} hosts, "
+            f"{n.get('VM', 0)} VMs, {n.get('SR', 0)} SRs; {written}, emulated as "
+            f"{self.release} ({MODELLED[self.release]})"
+        )
 
     def to_json(self) -> dict:
-        return {"path": self.path, "file_release": self.file_release,
-                "schema_version": list(self.schema_version) if self.schema_version else None,
-                "release": self.release, "pool": self.pool_name, "pool_ref": self.pool_ref,
-                "hosts": [attrs.asdict(h) for h in self.hosts],
-                "file_counts": self.file_counts, "loaded_counts": self.loaded_counts,
-                "unmapped": [attrs.asdict(u) for u in self.unmapped],
-                "defaulted": [attrs.asdict(u) for u in self.defaulted],
-                "notes": list(self.notes)}
+        return {
+            "path": self.path,
+            "file_release": self.file_release,
+            "schema_version": list(self.schema_version) if self.schema_version else None,
+            "release": self.release,
+            "pool": self.pool_name,
+            "pool_ref": self.pool_ref,
+            "hosts": [attrs.asdict(h) for h in self.hosts],
+            "file_counts": self.file_counts,
+            "loaded_counts": self.loaded_counts,
+            "unmapped": [attrs.asdict(u) for u in self.unmapped],
+            "defaulted": [attrs.asdict(u) for u in self.defaulted],
+            "notes": list(self.notes),
+        }
 
 
 class Playback:
@@ -167,7 +183,7 @@ class Playback:
 
     def __init__(self, world):
         self.reports: list[LoadReport] = []
-        self.internal: dict = {}      # Database -> {(cls, ref): {column: text}}
+        self.internal: dict = {}  # Database -> {(cls, ref): {column: text}}
 
     @classmethod
     def of(cls, world) -> Playback:
@@ -175,6 +191,7 @@ class Playback:
 
 
 # -- loading -----------------------------------------------------------------------------
+
 
 class _Tally:
     """Unmapped/defaulted entries aggregated by (table, field, reason)."""
@@ -197,7 +214,7 @@ def _unknown_column(cls: str | None, table: str, column: str, release: str) -> t
     if life is None:
         return field, NOT_IN_API, True
     since, removed = life
-    if removed and RELEASE_INDEX.get(removed, 10 ** 6) <= RELEASE_INDEX[release]:
+    if removed and RELEASE_INDEX.get(removed, 10**6) <= RELEASE_INDEX[release]:
         return field, f"removed in {removed}: dropped", False
     return field, f"added in {since}, after {release}: kept aside, not served", False
 
@@ -206,7 +223,7 @@ def _class_reason(table: str, release: str) -> str:
     c = datamodel._RAW["classes"].get(table)
     if c is None:
         return "no such class in the API datamodel: kept aside, not served"
-    if c["removed"] and RELEASE_INDEX.get(c["removed"], 10 ** 6) <= RELEASE_INDEX[release]:
+    if c["removed"] and RELEASE_INDEX.get(c["removed"], 10**6) <= RELEASE_INDEX[release]:
         return f"class removed in {c['removed']}: dropped"
     return f"class added in {c['since']}, after {release}: kept aside, not served"
 
@@ -278,6 +295,7 @@ def _convert(dbf, schema, release, file_release, report):
 
 # -- what a master's start does to a database it loads ---------------------------------------
 
+
 def _master_start(rows: dict, world, release: str, tally: _Tally) -> None:
     """Dangling references as xapi's master clears them when it starts on a database:
     ``Dbsync_master.reset_vms_running_on_missing_hosts`` and
@@ -285,6 +303,7 @@ def _master_start(rows: dict, world, release: str, tally: _Tally) -> None:
     (``Db_gc.single_pass``, Dundee: VDIs, PIFs, VBDs, crashdumps, VIFs, PBDs, VGPUs, PGPUs,
     host patches, host CPUs, host metrics, consoles, in that order). What goes is reported
     as not mapped."""
+
     def t(cls):
         return rows.get(cls, {})
 
@@ -297,12 +316,20 @@ def _master_start(rows: dict, world, release: str, tally: _Tally) -> None:
             continue
         if row["is_control_domain"]:
             del rows["VM"][ref]
-            tally.add("VM", "*", "control domain of a host not in the pool: deleted "
-                                 "(Dbsync_master.reset_vms_running_on_missing_hosts)")
+            tally.add(
+                "VM",
+                "*",
+                "control domain of a host not in the pool: deleted "
+                "(Dbsync_master.reset_vms_running_on_missing_hosts)",
+            )
         elif row["power_state"] == "Running":
             _force_halted(rows, ref, row)
-            tally.add("VM", "power_state", "Running on a host not in the pool: Halted "
-                                           "(Dbsync_master.reset_vms_running_on_missing_hosts)")
+            tally.add(
+                "VM",
+                "power_state",
+                "Running on a host not in the pool: Halted "
+                "(Dbsync_master.reset_vms_running_on_missing_hosts)",
+            )
     for ref, (row, *_x) in t("VM").items():
         if not valid("VM_metrics", row["metrics"]):
             uid = _derived_uuid("VM_metrics", row["uuid"] or ref)
@@ -310,8 +337,11 @@ def _master_start(rows: dict, world, release: str, tally: _Tally) -> None:
             m["uuid"] = uid
             rows.setdefault("VM_metrics", {})["OpaqueRef:" + uid] = (m, 0, 0)
             row["metrics"] = "OpaqueRef:" + uid
-            tally.add("VM", "metrics", "no VM_metrics row: one made "
-                                       "(Dbsync_master.ensure_vm_metrics_records_exist)")
+            tally.add(
+                "VM",
+                "metrics",
+                "no VM_metrics row: one made (Dbsync_master.ensure_vm_metrics_records_exist)",
+            )
 
     def collect(cls, why, dead):
         for ref in [r for r, (row, *_x) in t(cls).items() if dead(row)]:
@@ -319,19 +349,27 @@ def _master_start(rows: dict, world, release: str, tally: _Tally) -> None:
             tally.add(cls, "*", f"deleted by xapi's database GC ({why})")
 
     collect("VDI", "gc_VDIs: its SR does not exist", lambda r: not valid("SR", r["SR"]))
-    dead_pifs = [r for r, (row, *_x) in t("PIF").items()
-                 if not (valid("host", row["host"]) and valid("network", row["network"]))]
+    dead_pifs = [
+        r
+        for r, (row, *_x) in t("PIF").items()
+        if not (valid("host", row["host"]) and valid("network", row["network"]))
+    ]
     for ref in dead_pifs:
         row = rows["PIF"].pop(ref)[0]
-        tally.add("PIF", "*", "deleted by xapi's database GC (gc_PIFs: its host or network "
-                              "does not exist)")
-        for cls, key in (("VLAN", "VLAN_master_of"), ("Bond", "bond_master_of"),
-                         ("tunnel", "tunnel_access_PIF_of")):
+        tally.add(
+            "PIF",
+            "*",
+            "deleted by xapi's database GC (gc_PIFs: its host or network does not exist)",
+        )
+        for cls, key in (
+            ("VLAN", "VLAN_master_of"),
+            ("Bond", "bond_master_of"),
+            ("tunnel", "tunnel_access_PIF_of"),
+        ):
             targets = row.get(key, [])
-            for target in (targets if isinstance(targets, list) else [targets]):
+            for target in targets if isinstance(targets, list) else [targets]:
                 if t(cls).pop(target, None) is not None:
-                    tally.add(cls, "*", "deleted by xapi's database GC (gc_PIFs: with its "
-                                        "PIF)")
+                    tally.add(cls, "*", "deleted by xapi's database GC (gc_PIFs: with its PIF)")
     for ref, (row, *_x) in list(t("VBD").items()):
         if valid("VM", row["VM"]) and (valid("VDI", row["VDI"]) or row["empty"]):
             continue
@@ -340,33 +378,56 @@ def _master_start(rows: dict, world, release: str, tally: _Tally) -> None:
             tally.add("VBD", "VDI", "a CD whose VDI does not exist: emptied (gc_VBDs)")
         else:
             del rows["VBD"][ref]
-            tally.add("VBD", "*", "deleted by xapi's database GC (gc_VBDs: its VM or VDI "
-                                  "does not exist)")
-    collect("crashdump", "gc_crashdumps: its VM or VDI does not exist",
-            lambda r: not (valid("VM", r["VM"]) and valid("VDI", r["VDI"])))
-    collect("VIF", "gc_VIFs: its VM or network does not exist",
-            lambda r: not (valid("VM", r["VM"]) and valid("network", r["network"])))
-    collect("PBD", "gc_PBDs: its host or SR does not exist",
-            lambda r: not (valid("host", r["host"]) and valid("SR", r["SR"])))
-    collect("VGPU", "gc_VGPUs: its VM or GPU group does not exist",
-            lambda r: not (valid("VM", r["VM"]) and valid("GPU_group", r["GPU_group"])))
+            tally.add(
+                "VBD", "*", "deleted by xapi's database GC (gc_VBDs: its VM or VDI does not exist)"
+            )
+    collect(
+        "crashdump",
+        "gc_crashdumps: its VM or VDI does not exist",
+        lambda r: not (valid("VM", r["VM"]) and valid("VDI", r["VDI"])),
+    )
+    collect(
+        "VIF",
+        "gc_VIFs: its VM or network does not exist",
+        lambda r: not (valid("VM", r["VM"]) and valid("network", r["network"])),
+    )
+    collect(
+        "PBD",
+        "gc_PBDs: its host or SR does not exist",
+        lambda r: not (valid("host", r["host"]) and valid("SR", r["SR"])),
+    )
+    collect(
+        "VGPU",
+        "gc_VGPUs: its VM or GPU group does not exist",
+        lambda r: not (valid("VM", r["VM"]) and valid("GPU_group", r["GPU_group"])),
+    )
     collect("PGPU", "gc_PGPUs: its host does not exist", lambda r: not valid("host", r["host"]))
-    collect("host_patch", "gc_Host_patches: its host or pool patch does not exist",
-            lambda r: not (valid("host", r["host"]) and valid("pool_patch", r["pool_patch"])))
-    collect("host_cpu", "gc_host_cpus: its host does not exist",
-            lambda r: not valid("host", r["host"]))
+    collect(
+        "host_patch",
+        "gc_Host_patches: its host or pool patch does not exist",
+        lambda r: not (valid("host", r["host"]) and valid("pool_patch", r["pool_patch"])),
+    )
+    collect(
+        "host_cpu", "gc_host_cpus: its host does not exist", lambda r: not valid("host", r["host"])
+    )
     used = {row["metrics"] for row, *_x in t("host").values()}
     for ref in [r for r in t("host_metrics") if r not in used]:
         del rows["host_metrics"][ref]
-        tally.add("host_metrics", "*", "deleted by xapi's database GC (gc_host_metrics: no "
-                                       "host has it)")
+        tally.add(
+            "host_metrics", "*", "deleted by xapi's database GC (gc_host_metrics: no host has it)"
+        )
     collect("console", "gc_consoles: its VM does not exist", lambda r: not valid("VM", r["VM"]))
 
 
 def _force_halted(rows, ref, row):
     """``Xapi_vm_lifecycle.force_state_reset ~value:`Halted`` on loaded rows."""
-    row.update(power_state="Halted", resident_on=NULL_REF,
-               scheduled_to_be_resident_on=NULL_REF, domid=-1, current_operations={})
+    row.update(
+        power_state="Halted",
+        resident_on=NULL_REF,
+        scheduled_to_be_resident_on=NULL_REF,
+        domid=-1,
+        current_operations={},
+    )
     for cls in ("VBD", "VIF"):
         for r, *_x in rows.get(cls, {}).values():
             if r["VM"] == ref:
@@ -400,8 +461,7 @@ def _load(world: World, path: str) -> LoadReport:
     if not dbf.tables.get("host"):
         raise PlaybackError(f"{path}: no host in this database")
     master_ref = _master_ref(dbf)
-    master_raw = next((r for r in dbf.tables["host"] if r.ref == master_ref),
-                      dbf.tables["host"][0])
+    master_raw = next((r for r in dbf.tables["host"] if r.ref == master_ref), dbf.tables["host"][0])
     sv_text = master_raw.columns.get("software_version", "")
     try:
         master_sv = dict(dbxml.unmarshal_map(sv_text)) if sv_text else {}
@@ -412,22 +472,25 @@ def _load(world: World, path: str) -> LoadReport:
     report = LoadReport(path, file_release, vsn, release)
     report.notes.extend(dbf.notes)
     if not vsn:
-        report.notes.append("no schema version in the manifest: release taken from the "
-                            "master's product_version")
+        report.notes.append(
+            "no schema version in the manifest: release taken from the master's product_version"
+        )
     rows, internal = _convert(dbf, schema, release, file_release, report)
     _check_collisions(world, path, rows)
     _complete(world, rows, report, release)
     tally = _Tally()
     _master_start(rows, world, release, tally)
-    report.unmapped = sorted(report.unmapped + tally.entries(),
-                             key=lambda u: (u.table, u.field, u.reason))
+    report.unmapped = sorted(
+        report.unmapped + tally.entries(), key=lambda u: (u.table, u.field, u.reason)
+    )
     db = Database(schema, world.txm)
     pool_ref = next(iter(rows["pool"]))
     prow = rows["pool"][pool_ref][0]
     with world.txm.transaction():
-        hosts = [_host_runtime(world, ref, row, rows, release, report,
-                               master=ref == prow["master"])
-                 for ref, (row, _c, _m) in rows["host"].items()]
+        hosts = [
+            _host_runtime(world, ref, row, rows, release, report, master=ref == prow["master"])
+            for ref, (row, _c, _m) in rows["host"].items()
+        ]
         with db.lock:
             # xapi's tables are maps ordered by reference: relation sets fill in that order
             for cls in sorted(rows, key=lambda c: (c != "host", c)):
@@ -442,9 +505,10 @@ def _load(world: World, path: str) -> LoadReport:
     _restore_generations(db, rows, dbf.generation())
     report.pool_ref = pool_ref
     report.pool_name = prow["name_label"]
-    report.hosts = [LoadedHost(h.name_label, h.uuid, h.ref, h.recorded_address,
-                               h is master) for h in [master] + [x for x in hosts
-                                                                 if x is not master]]
+    report.hosts = [
+        LoadedHost(h.name_label, h.uuid, h.ref, h.recorded_address, h is master)
+        for h in [master] + [x for x in hosts if x is not master]
+    ]
     building, world.building = world.building, True
     try:
         for h in [master] + [x for x in hosts if x is not master]:
@@ -472,8 +536,10 @@ def _check_collisions(world, path, rows):
     for ref, (row, _c, _m) in rows.get("host", {}).items():
         for h in world.hosts.values():
             if h.ref == ref or h.uuid == row["uuid"]:
-                raise PlaybackError(f"{path}: host {row['name_label']!r} ({row['uuid']}) "
-                                    f"is already in the world (the same pool loaded twice?)")
+                raise PlaybackError(
+                    f"{path}: host {row['name_label']!r} ({row['uuid']}) "
+                    f"is already in the world (the same pool loaded twice?)"
+                )
     for p in world.pools:
         for ref in rows.get("pool", {}):
             if p.ref == ref:
@@ -493,8 +559,9 @@ def _complete(world, rows, report, release):
     hosts = rows.get("host", {})
     pools = rows.setdefault("pool", {})
     if len(pools) > 1:
-        keep = next((r for r, (row, *_x) in pools.items() if row["master"] in hosts),
-                    next(iter(pools)))
+        keep = next(
+            (r for r, (row, *_x) in pools.items() if row["master"] in hosts), next(iter(pools))
+        )
         report.notes.append(f"{len(pools)} pool rows: kept {keep}, the others dropped")
         for r in [r for r in pools if r != keep]:
             del pools[r]
@@ -510,8 +577,10 @@ def _complete(world, rows, report, release):
     prow = pools[pref][0]
     if prow["master"] not in hosts:
         first = next(iter(hosts))
-        report.notes.append(f"pool.master {prow['master']} is not a host of the file: "
-                            f"{hosts[first][0]['name_label']!r} is the master")
+        report.notes.append(
+            f"pool.master {prow['master']} is not a host of the file: "
+            f"{hosts[first][0]['name_label']!r} is the master"
+        )
         prow["master"] = first
     metrics = rows.setdefault("host_metrics", {})
     for _ref, (row, *_x) in hosts.items():
@@ -543,8 +612,9 @@ def _host_runtime(world, ref, row, rows, release, report, master) -> HostRuntime
     cpu_rows = [r for r, *_x in rows.get("host_cpu", {}).values() if r["host"] == ref]
     mrow = rows.get("host_metrics", {}).get(row["metrics"], (None,))[0]
     memory = mrow["memory_total"] if mrow is not None else None
-    devices = [r["device"] for r, *_x in rows.get("PIF", {}).values()
-               if r["host"] == ref and r["physical"]]
+    devices = [
+        r["device"] for r, *_x in rows.get("PIF", {}).values() if r["host"] == ref and r["physical"]
+    ]
     index = [int(d[3:]) for d in devices if d.startswith("eth") and d[3:].isdigit()]
     nics = min(max(index, default=3) + 1, MAX_NICS)
     hw, notes = hardware_for(row["cpu_info"], cpu_rows, memory, product.release, nics)
@@ -583,8 +653,9 @@ def _restore_generations(db: Database, rows: dict, generation: int) -> None:
         db.gen = max(top, generation)
 
 
-def load_world(paths, seed=None, user="root", password="xenroot", world=None,
-               **world_kw) -> tuple[World, list]:
+def load_world(
+    paths, seed=None, user="root", password="xenroot", world=None, **world_kw
+) -> tuple[World, list]:
     """A world holding one pool per file (or ``world`` with them added)."""
     if world is None:
         world = World(seed=seed, user=user, password=password, **world_kw)
@@ -593,6 +664,7 @@ def load_world(paths, seed=None, user="root", password="xenroot", world=None,
 
 
 # -- dumping ------------------------------------------------------------------------------
+
 
 def dump(pool: PoolRuntime) -> Iterator[str]:
     """The pool's database as ``Db_xml.To.database`` writes it (in chunks of text). Rows
@@ -610,8 +682,10 @@ def dump(pool: PoolRuntime) -> Iterator[str]:
             if not dbxml.persistent(cls):
                 continue
             sf = set_fields.get(cls)
-            rows = {ref: ({**row, **{f: list(row[f]) for f in sf}} if sf else row)
-                    for ref, row in table.items()}
+            rows = {
+                ref: ({**row, **{f: list(row[f]) for f in sf}} if sf else row)
+                for ref, row in table.items()
+            }
             snap[cls] = (rows, dict(db.created[cls]), dict(db.changed[cls]))
     internal = Playback.of(world).internal.get(db, {})
     tables = []
@@ -659,14 +733,17 @@ def find_pool(world: World, key: str | None) -> PoolRuntime:
     if key is None:
         if len(pools) == 1:
             return pools[0]
-        raise PlaybackError("the world has several pools; choose one with --pool: " +
-                            ", ".join(repr(label(p)) for p in pools))
+        raise PlaybackError(
+            "the world has several pools; choose one with --pool: "
+            + ", ".join(repr(label(p)) for p in pools)
+        )
     for p in pools:
         row = p.db.tables["pool"].get(p.ref) or {}
         if key in (p.ref, row.get("uuid"), row.get("name_label"), p.master.name_label):
             return p
-    raise PlaybackError(f"no pool {key!r}; the pools are: " +
-                        ", ".join(repr(label(p)) for p in pools))
+    raise PlaybackError(
+        f"no pool {key!r}; the pools are: " + ", ".join(repr(label(p)) for p in pools)
+    )
 
 
 def address_table(world: World) -> list[dict]:
@@ -675,10 +752,16 @@ def address_table(world: World) -> list[dict]:
     for report in Playback.of(world).reports:
         for lh in report.hosts:
             h = world.hosts.get(lh.ref)
-            out.append({"file": report.path, "pool": report.pool_name,
-                        "name_label": lh.name_label, "recorded_address": lh.recorded_address,
-                        "url": h.url if h is not None and h.port else "",
-                        "master": lh.master})
+            out.append(
+                {
+                    "file": report.path,
+                    "pool": report.pool_name,
+                    "name_label": lh.name_label,
+                    "recorded_address": lh.recorded_address,
+                    "url": h.url if h is not None and h.port else "",
+                    "master": lh.master,
+                }
+            )
     return out
 
 
@@ -692,10 +775,10 @@ def describe_reports(world: World) -> list[str]:
             lines.extend("    " + u.line() for u in r.unmapped)
         if r.defaulted:
             tables = len({d.table for d in r.defaulted})
-            lines.append(f"  defaulted: {len(r.defaulted)} fields of {tables} classes the "
-                         f"file lacks took the datamodel's defaults")
+            lines.append(
+                f"  defaulted: {len(r.defaulted)} fields of {tables} classes the "
+                f"file lacks took the datamodel's defaults"
+            )
         for n in r.notes:
             lines.append("  note: " + n)
     return lines
-
-

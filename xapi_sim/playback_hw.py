@@ -1,6 +1,7 @@
 """Playback's choices for a recorded host: which modelled release runs it (from its
 ``software_version`` and the file's schema), and the hardware that makes it report its
 recorded ``cpu_info`` (the nearest catalogue CPU, the recorded features as overrides)."""
+
 from __future__ import annotations
 
 import attrs
@@ -11,12 +12,13 @@ from .levelling import cpus
 from .levelling import featureset as fs
 from .runtime import MAX_PCPUS_PER_HOST, GiB, Hardware
 
-MODELLED = {"cream": "6.5.0", "dundee": "7.0.0"}      # release -> products.PRODUCTS key
+MODELLED = {"cream": "6.5.0", "dundee": "7.0.0"}  # release -> products.PRODUCTS key
 CPU_INFO_KEYS = {"cream": cpus.CREAM_KEYS, "dundee": cpus.DUNDEE_KEYS}
 ALL_CPU_INFO_KEYS = tuple(dict.fromkeys(cpus.DUNDEE_KEYS + cpus.CREAM_KEYS))
 DEFAULT_MEMORY = 64 * GiB
 
 # -- release choice -------------------------------------------------------------------------
+
 
 def emulated_release(file_release: str | None, product_version: str) -> str:
     """The modelled release a file runs as: up to cream, cream; from dundee on, dundee; in
@@ -55,14 +57,19 @@ def product_for(sv: dict, cap: str, exact: bool = False) -> tuple:
         release = cap
     p = products.PRODUCTS[MODELLED[release]]
     if line is not None and line == _version_tuple(p.version):
-        return attrs.evolve(p, software_version=tuple(sv.items()),
-                            platform_version=sv.get("platform_version",
-                                                    p.platform_version)), None
-    return p, (f"recorded product_version {pv or '(none)'} runs as {p.version} "
-               f"({release}): the nearest release the simulator models")
+        return attrs.evolve(
+            p,
+            software_version=tuple(sv.items()),
+            platform_version=sv.get("platform_version", p.platform_version),
+        ), None
+    return p, (
+        f"recorded product_version {pv or '(none)'} runs as {p.version} "
+        f"({release}): the nearest release the simulator models"
+    )
 
 
 # -- hardware -----------------------------------------------------------------------------
+
 
 def _oldstyle(text: str | None):
     try:
@@ -88,8 +95,9 @@ def _featureset(text: str | None):
 
 def _bits(a, b) -> int:
     n = max(len(a), len(b))
-    return sum((x ^ y).bit_count()
-               for x, y in zip(fs.zero_extend(a, n), fs.zero_extend(b, n), strict=True))
+    return sum(
+        (x ^ y).bit_count() for x, y in zip(fs.zero_extend(a, n), fs.zero_extend(b, n), strict=True)
+    )
 
 
 def nearest_cpu(info: dict) -> tuple[str, str]:
@@ -100,13 +108,15 @@ def nearest_cpu(info: dict) -> tuple[str, str]:
     vendor = info.get("vendor", "")
     family, model = _int(info.get("family"), -1), _int(info.get("model"), -1)
     stepping = _int(info.get("stepping"), -1)
-    models = [m for m in cpus.MODELS.values() if m.vendor == vendor] or \
-        list(cpus.MODELS.values())
+    models = [m for m in cpus.MODELS.values() if m.vendor == vendor] or list(cpus.MODELS.values())
     feats = _oldstyle(info.get("features"))
     hvm = _featureset(info.get("features_hvm"))
     flags = set((info.get("flags") or "").split())
-    signals = [name for name, present in (("features", feats is not None),
-                                          ("features_hvm", bool(hvm))) if present]
+    signals = [
+        name
+        for name, present in (("features", feats is not None), ("features_hvm", bool(hvm)))
+        if present
+    ]
     if not signals and flags:
         signals = ["flags"]
     basis = "+".join(signals) or "family/model"
@@ -116,20 +126,28 @@ def nearest_cpu(info: dict) -> tuple[str, str]:
         if feats is not None:
             bits += _bits(feats, cpus.physical_features(m.name))
         if hvm:
-            bits += min(_bits(hvm, fs.parse(cpus.host_featuresets(m.name, era=era)
-                                            ["features_hvm"]))
-                        for era in cpus.ERAS)
+            bits += min(
+                _bits(hvm, fs.parse(cpus.host_featuresets(m.name, era=era)["features_hvm"]))
+                for era in cpus.ERAS
+            )
         if signals == ["flags"]:
             bits = len(set(cpus.cpuinfo_flags(m.name).split()) ^ flags)
-        return (bits, (m.family, m.model) != (family, model), abs(m.family - family),
-                abs(m.model - model), abs(m.stepping - stepping))
+        return (
+            bits,
+            (m.family, m.model) != (family, model),
+            abs(m.family - family),
+            abs(m.model - model),
+            abs(m.stepping - stepping),
+        )
 
     best = min(models, key=distance)
     n = distance(best)[0]
     unit = "flag" if basis == "flags" else "bit"
-    why = (f"{vendor or 'unknown vendor'} family {family} model {model} -> {best.name} "
-           f"(its {basis}: {n} {unit}{'' if n == 1 else 's'} "
-           f"{'differs' if n == 1 else 'differ'})")
+    why = (
+        f"{vendor or 'unknown vendor'} family {family} model {model} -> {best.name} "
+        f"(its {basis}: {n} {unit}{'' if n == 1 else 's'} "
+        f"{'differs' if n == 1 else 'differ'})"
+    )
     return best.name, why
 
 
@@ -144,17 +162,24 @@ def _valid_override(key: str, value: str) -> bool:
     return True
 
 
-def hardware_for(info: dict, cpu_rows: list, memory_total: int | None,
-                 release: str, nics: int = 4) -> tuple[Hardware, list]:
+def hardware_for(
+    info: dict, cpu_rows: list, memory_total: int | None, release: str, nics: int = 4
+) -> tuple[Hardware, list]:
     """The Hardware of a recorded host running ``release`` with ``nics`` NICs, and the
     notes explaining it."""
     notes = []
     if not info and cpu_rows:
         r = cpu_rows[0]
-        info = {"cpu_count": str(len(cpu_rows)), "vendor": r.get("vendor", ""),
-                "speed": str(r.get("speed", "")), "modelname": r.get("modelname", ""),
-                "family": str(r.get("family", "")), "model": str(r.get("model", "")),
-                "stepping": str(r.get("stepping", "")), "flags": r.get("flags", "")}
+        info = {
+            "cpu_count": str(len(cpu_rows)),
+            "vendor": r.get("vendor", ""),
+            "speed": str(r.get("speed", "")),
+            "modelname": r.get("modelname", ""),
+            "family": str(r.get("family", "")),
+            "model": str(r.get("model", "")),
+            "stepping": str(r.get("stepping", "")),
+            "flags": r.get("flags", ""),
+        }
         if _oldstyle(r.get("features")) is not None:
             info["features"] = r["features"]
         notes.append("no cpu_info recorded: taken from its host_cpu rows")
@@ -162,8 +187,10 @@ def hardware_for(info: dict, cpu_rows: list, memory_total: int | None,
     notes.append(f"CPU {why}")
     count = _int(info.get("cpu_count")) or len(cpu_rows) or 8
     if not 1 <= count <= MAX_PCPUS_PER_HOST:
-        notes.append(f"cpu_count {info.get('cpu_count')!r} is not 1 to {MAX_PCPUS_PER_HOST}:"
-                     f" {min(max(count, 1), MAX_PCPUS_PER_HOST)} pCPUs")
+        notes.append(
+            f"cpu_count {info.get('cpu_count')!r} is not 1 to {MAX_PCPUS_PER_HOST}:"
+            f" {min(max(count, 1), MAX_PCPUS_PER_HOST)} pCPUs"
+        )
         count = min(max(count, 1), MAX_PCPUS_PER_HOST)
         info = {k: v for k, v in info.items() if k != "cpu_count"}
     sockets = _int(info.get("socket_count")) or 1
@@ -172,12 +199,10 @@ def hardware_for(info: dict, cpu_rows: list, memory_total: int | None,
     keys = CPU_INFO_KEYS[release]
     # every recorded key either modelled release reports: a host upgraded later (6.5 SP1
     # -> 7.0) keeps what it recorded of the keys its new release still has
-    overrides = {k: info[k] for k in ALL_CPU_INFO_KEYS
-                 if k in info and _valid_override(k, info[k])}
+    overrides = {k: info[k] for k in ALL_CPU_INFO_KEYS if k in info and _valid_override(k, info[k])}
     bad = sorted(k for k in ALL_CPU_INFO_KEYS if k in info and k not in overrides)
     if bad:
-        notes.append(f"cpu_info {', '.join(bad)}: not a feature string, derived from "
-                     f"{cpu} instead")
+        notes.append(f"cpu_info {', '.join(bad)}: not a feature string, derived from {cpu} instead")
     extra = sorted(k for k in info if k not in keys)
     if extra:
         notes.append(f"cpu_info {', '.join(extra)}: not reported by {release}, kept aside")
@@ -189,5 +214,6 @@ def hardware_for(info: dict, cpu_rows: list, memory_total: int | None,
         notes.append(f"no host_metrics.memory_total recorded: {memory // GiB} GiB")
     else:
         memory = memory_total
-    return Hardware(cpu, (), sockets, max(1, count // sockets), memory, None,
-                    overrides, nics), notes
+    return Hardware(
+        cpu, (), sockets, max(1, count // sockets), memory, None, overrides, nics
+    ), notes

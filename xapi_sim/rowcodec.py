@@ -1,5 +1,6 @@
 """Rows as JSON: what the state dir and the cross-pool import send (JSON keeps neither
 datetimes nor non-string map keys, so those are tagged ``{"$t": ...}`` / ``{"$m": [...]}``)."""
+
 from __future__ import annotations
 
 from .datamodel import Timestamp
@@ -11,8 +12,11 @@ def enc(v):
         return {"$t": str(v)}
     if t is dict:
         if all(type(k) is str for k in v):
-            return {k: enc(x) for k, x in v.items()} if "$t" not in v and "$m" not in v \
+            return (
+                {k: enc(x) for k, x in v.items()}
+                if "$t" not in v and "$m" not in v
                 else {"$m": [[k, enc(x)] for k, x in v.items()]}
+            )
         return {"$m": [[k, enc(x)] for k, x in v.items()]}
     if t is list or t is tuple:
         return [enc(x) for x in v]

@@ -5,6 +5,7 @@ A host's runtime state is part of the calls' transactions: ``HostRuntime.__setat
 records the old value of a tracked attribute in the thread's transaction, so a call that
 fails leaves the host as it was (store.py).
 """
+
 from __future__ import annotations
 
 import attrs
@@ -33,9 +34,9 @@ class Hardware:
     sockets: int = 1
     cpus_per_socket: int = 8
     memory: int = 64 * GiB
-    mask: tuple | None = None   # pre-Dundee set_cpu_features mask (6.5 SP1 pools)
+    mask: tuple | None = None  # pre-Dundee set_cpu_features mask (6.5 SP1 pools)
     overrides: dict = attrs.Factory(dict)  # test hook: verbatim vendor/features_pv/features_hvm
-    nics: int = 4               # physical NICs eth0.. (install_network.py)
+    nics: int = 4  # physical NICs eth0.. (install_network.py)
 
     @property
     def cpu_count(self) -> int:
@@ -51,14 +52,27 @@ class HostRuntime:
     Its runtime state is part of the calls' transactions: a change made inside one is
     undone if the transaction rolls back (``__setattr__`` records the old value)."""
 
-    memory_free: int            # free memory (set by update_host_memory)
-    domid_seq: int              # last domid given on this host since it booted
-    xapi_epoch: int             # counts xapi starts (local sessions end with one)
-    recorded_address: str       # playback: where the host listened in its real pool
+    memory_free: int  # free memory (set by update_host_memory)
+    domid_seq: int  # last domid given on this host since it booted
+    xapi_epoch: int  # counts xapi starts (local sessions end with one)
+    recorded_address: str  # playback: where the host listened in its real pool
 
-    _TRACKED = frozenset({"state", "pool", "product", "hw", "next_hw", "started_once",
-                          "disabled_until_reboot", "user_disabled", "address", "port",
-                          "memory_free", "domid_seq"})
+    _TRACKED = frozenset(
+        {
+            "state",
+            "pool",
+            "product",
+            "hw",
+            "next_hw",
+            "started_once",
+            "disabled_until_reboot",
+            "user_disabled",
+            "address",
+            "port",
+            "memory_free",
+            "domid_seq",
+        }
+    )
 
     def __setattr__(self, name, value):
         if name in HostRuntime._TRACKED:
@@ -87,11 +101,11 @@ class HostRuntime:
         self.address = ""
         self.port = 0
         self.server = None
-        self.state = "up"          # up | down | crashed
+        self.state = "up"  # up | down | crashed
         self.started_once = False
         self.disabled_until_reboot = False
         self.user_disabled = False
-        self.xapi_epoch = 0        # xapi starts so far: local sessions die with their xapi
+        self.xapi_epoch = 0  # xapi starts so far: local sessions die with their xapi
 
     @property
     def url(self) -> str:

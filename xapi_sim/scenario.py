@@ -10,6 +10,7 @@ every host's xapi starts (so ``cpu_info`` and the pool level are computed by the
 as at any boot), then VMs are placed; VMs that are Running, Paused or Suspended carry the
 ``last_boot_CPU_flags`` a start in that pool would have given them.
 """
+
 from __future__ import annotations
 
 import json
@@ -48,18 +49,25 @@ def build(scn: Scenario, seed=None, user="root", password="xenroot", **world_kw)
         masks = _pre_dundee_masks(members)
         m = byname[p.master]
         runtime[m.name_label] = world.add_standalone_host(
-            m.name_label, m.version, m.hardware(masks.get(m.name_label)), m.uuid, p.name_label,
-            m.build_number)
+            m.name_label,
+            m.version,
+            m.hardware(masks.get(m.name_label)),
+            m.uuid,
+            p.name_label,
+            m.build_number,
+        )
         pool = runtime[m.name_label].pool
         for n in p.members:
             s = byname[n]
-            runtime[n] = world.add_member(pool, n, s.version, s.hardware(masks.get(n)), s.uuid,
-                                          s.build_number)
+            runtime[n] = world.add_member(
+                pool, n, s.version, s.hardware(masks.get(n)), s.uuid, s.build_number
+            )
         pooled.update((p.master, *p.members))
     for s in scn.hosts:
         if s.name_label not in pooled:
             runtime[s.name_label] = world.add_standalone_host(
-                s.name_label, s.version, s.hardware(), s.uuid, build_number=s.build_number)
+                s.name_label, s.version, s.hardware(), s.uuid, build_number=s.build_number
+            )
     for pool in world.pools:
         for h in [pool.master] + [h for h in pool.hosts() if h is not pool.master]:
             world.xapi_start(h)
@@ -92,7 +100,8 @@ def _pre_dundee_masks(members) -> dict:
             raise ScenarioError(
                 f"pool with host {s.name_label!r}: XenServer 6.5 pools need identical CPU "
                 f"features and this {s.cpu} cannot be masked down to the common level "
-                f"({e})") from None
+                f"({e})"
+            ) from None
         masks[s.name_label] = common
     return masks
 
@@ -113,45 +122,88 @@ def _place_vm(world, scn, i, v: VmSpec, runtime, domids, host_load):
             host_load[host.ref] = [len(world.resident_vms(host)), world.host_free_memory(host)]
         used, free = host_load[host.ref]
         if used >= MAX_VMS_PER_HOST:
-            raise _err(scn.source, "vm", i, entry, "host",
-                       f"host {host.name_label!r} already runs {MAX_VMS_PER_HOST} VMs")
+            raise _err(
+                scn.source,
+                "vm",
+                i,
+                entry,
+                "host",
+                f"host {host.name_label!r} already runs {MAX_VMS_PER_HOST} VMs",
+            )
         if free < v.memory:
-            raise _err(scn.source, "vm", i, entry, "memory",
-                       f"host {host.name_label!r} has not enough free memory")
+            raise _err(
+                scn.source,
+                "vm",
+                i,
+                entry,
+                "memory",
+                f"host {host.name_label!r} has not enough free memory",
+            )
         if v.vcpus > host.hw.cpu_count:
-            raise _err(scn.source, "vm", i, entry, "vcpus",
-                       f"host {host.name_label!r} has only {host.hw.cpu_count} pCPUs")
+            raise _err(
+                scn.source,
+                "vm",
+                i,
+                entry,
+                "vcpus",
+                f"host {host.name_label!r} has only {host.hw.cpu_count} pCPUs",
+            )
     domid = -1
     if resident != NULL_REF:
         domid = domids.get(host.ref, 0) + 1
         domids[host.ref] = domid
     ts = world.clock.now_ts()
-    metrics = world.new_row(db, "VM_metrics", memory_actual=v.memory if domid > 0 else 0,
-                            VCPUs_number=v.vcpus if domid > 0 else 0,
-                            VCPUs_utilisation={}, VCPUs_CPU={}, VCPUs_params={},
-                            VCPUs_flags={}, state=[], start_time=ts, install_time=ts,
-                            last_updated=ts)
+    metrics = world.new_row(
+        db,
+        "VM_metrics",
+        memory_actual=v.memory if domid > 0 else 0,
+        VCPUs_number=v.vcpus if domid > 0 else 0,
+        VCPUs_utilisation={},
+        VCPUs_CPU={},
+        VCPUs_params={},
+        VCPUs_flags={},
+        state=[],
+        start_time=ts,
+        install_time=ts,
+        last_updated=ts,
+    )
     world.new_row(
-        db, "VM", uuid=v.uuid, name_label=v.name_label, power_state=v.power_state,
-        resident_on=resident, affinity=host.ref, domid=domid,
-        memory_static_max=v.memory, memory_dynamic_max=v.memory, memory_dynamic_min=v.memory,
-        memory_static_min=min(v.memory, 512 << 20), memory_target=v.memory,
-        VCPUs_max=v.vcpus, VCPUs_at_startup=v.vcpus, user_version=1,
+        db,
+        "VM",
+        uuid=v.uuid,
+        name_label=v.name_label,
+        power_state=v.power_state,
+        resident_on=resident,
+        affinity=host.ref,
+        domid=domid,
+        memory_static_max=v.memory,
+        memory_dynamic_max=v.memory,
+        memory_dynamic_min=v.memory,
+        memory_static_min=min(v.memory, 512 << 20),
+        memory_target=v.memory,
+        VCPUs_max=v.vcpus,
+        VCPUs_at_startup=v.vcpus,
+        user_version=1,
         HVM_boot_policy="BIOS order" if is_hvm else "",
         HVM_boot_params={"order": "cd"} if is_hvm else {},
         PV_bootloader="" if is_hvm else "pygrub",
-        platform={"nx": "true", "acpi": "1", "apic": "true", "pae": "true",
-                  "viridian": "false"},
-        actions_after_shutdown="destroy", actions_after_reboot="restart",
-        actions_after_crash="restart", metrics=metrics, last_boot_CPU_flags=flags,
-        other_config={"mac_seed": world.ids.uuid()}, domain_type=v.domain_type,
-        allowed_operations=allowed_operations(v.power_state))
+        platform={"nx": "true", "acpi": "1", "apic": "true", "pae": "true", "viridian": "false"},
+        actions_after_shutdown="destroy",
+        actions_after_reboot="restart",
+        actions_after_crash="restart",
+        metrics=metrics,
+        last_boot_CPU_flags=flags,
+        other_config={"mac_seed": world.ids.uuid()},
+        domain_type=v.domain_type,
+        allowed_operations=allowed_operations(v.power_state),
+    )
     if resident != NULL_REF:
         host_load[host.ref][0] += 1
         host_load[host.ref][1] -= v.memory
 
 
 # -- export ---------------------------------------------------------------------------------
+
 
 def _toml_str(v: str) -> str:
     return json.dumps(v, ensure_ascii=False)
@@ -172,16 +224,21 @@ def export_toml(world: World) -> str:
         if h.pool is None:
             continue
         hw = h.next_hw or h.hw
-        out += ["[[host]]", f"name_label = {_toml_str(h.name_label)}",
-                f"cpu = {_toml_str(hw.cpu)}", f"version = {_toml_str(h.product.version)}",
-                f"sockets = {hw.sockets}", f"cpus_per_socket = {hw.cpus_per_socket}",
-                f"memory = {_size(hw.memory)}"]
+        out += [
+            "[[host]]",
+            f"name_label = {_toml_str(h.name_label)}",
+            f"cpu = {_toml_str(hw.cpu)}",
+            f"version = {_toml_str(h.product.version)}",
+            f"sockets = {hw.sockets}",
+            f"cpus_per_socket = {hw.cpus_per_socket}",
+            f"memory = {_size(hw.memory)}",
+        ]
         if hw.hidden_features:
-            out.append("hidden_features = [" + ", ".join(_toml_str(f) for f in
-                                                       hw.hidden_features) + "]")
+            out.append(
+                "hidden_features = [" + ", ".join(_toml_str(f) for f in hw.hidden_features) + "]"
+            )
         build = h.product.software_version_map(h.name_label)["build_number"]
-        if build != products.product(h.product.version).software_version_map("")[
-                "build_number"]:
+        if build != products.product(h.product.version).software_version_map("")["build_number"]:
             out.append(f"build_number = {_toml_str(build)}")
         out += [f"uuid = {_toml_str(h.uuid)}", ""]
     for p in world.pools:
@@ -189,19 +246,30 @@ def export_toml(world: World) -> str:
         name = p.db.get("pool", p.ref)["name_label"]
         if not members and not name:
             continue
-        out += ["[[pool]]", f"name_label = {_toml_str(name)}",
-                f"master = {_toml_str(p.master.name_label)}",
-                "members = [" + ", ".join(_toml_str(h.name_label) for h in members) + "]", ""]
+        out += [
+            "[[pool]]",
+            f"name_label = {_toml_str(name)}",
+            f"master = {_toml_str(p.master.name_label)}",
+            "members = [" + ", ".join(_toml_str(h.name_label) for h in members) + "]",
+            "",
+        ]
     for p in world.pools:
         for _ref, row in p.db.rows("VM"):
             if row["is_a_template"] or row["is_control_domain"] or row["is_a_snapshot"]:
                 continue
             host = row["resident_on"] if row["resident_on"] != NULL_REF else row["affinity"]
-            out += ["[[vm]]", f"name_label = {_toml_str(row['name_label'])}",
-                    f"domain_type = {_toml_str('hvm' if row['HVM_boot_policy'] else 'pv')}",
-                    f"power_state = {_toml_str(row['power_state'])}"]
+            out += [
+                "[[vm]]",
+                f"name_label = {_toml_str(row['name_label'])}",
+                f"domain_type = {_toml_str('hvm' if row['HVM_boot_policy'] else 'pv')}",
+                f"power_state = {_toml_str(row['power_state'])}",
+            ]
             if host in world.hosts and world.hosts[host].pool is p:
                 out.append(f"host = {_toml_str(world.hosts[host].name_label)}")
-            out += [f"vcpus = {row['VCPUs_max']}", f"memory = {_size(row['memory_static_max'])}",
-                    f"uuid = {_toml_str(row['uuid'])}", ""]
+            out += [
+                f"vcpus = {row['VCPUs_max']}",
+                f"memory = {_size(row['memory_static_max'])}",
+                f"uuid = {_toml_str(row['uuid'])}",
+                "",
+            ]
     return "\n".join(out)

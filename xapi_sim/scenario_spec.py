@@ -4,6 +4,7 @@ Every key is documented in ``docs/scenarios.md``. A bad scenario fails at load w
 message naming the file, the entry and the field. Building a world from the model is
 ``scenario.py``'s.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,20 +26,29 @@ class ScenarioError(ValueError):
 
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|TiB|K|M|G|T)?\s*$", re.I)
-_UNITS = {"b": 1, "kib": 1 << 10, "k": 1 << 10, "mib": 1 << 20, "m": 1 << 20,
-          "gib": 1 << 30, "g": 1 << 30, "tib": 1 << 40, "t": 1 << 40}
+_UNITS = {
+    "b": 1,
+    "kib": 1 << 10,
+    "k": 1 << 10,
+    "mib": 1 << 20,
+    "m": 1 << 20,
+    "gib": 1 << 30,
+    "g": 1 << 30,
+    "tib": 1 << 40,
+    "t": 1 << 40,
+}
 
 
 def parse_size(v) -> int:
     if isinstance(v, bool):
-        raise ValueError("expected a size such as \"4GiB\"")
+        raise ValueError('expected a size such as "4GiB"')
     if isinstance(v, int):
         return v
     if isinstance(v, str):
         m = _SIZE.match(v)
         if m:
             return int(float(m.group(1)) * _UNITS[(m.group(2) or "b").lower()])
-    raise ValueError(f"expected a size such as \"4GiB\", got {v!r}")
+    raise ValueError(f'expected a size such as "4GiB", got {v!r}')
 
 
 @attrs.frozen
@@ -54,8 +64,9 @@ class HostSpec:
     build_number: str | None = None
 
     def hardware(self, mask=None) -> Hardware:
-        return Hardware(self.cpu, self.hidden_features, self.sockets, self.cpus_per_socket,
-                        self.memory, mask)
+        return Hardware(
+            self.cpu, self.hidden_features, self.sockets, self.cpus_per_socket, self.memory, mask
+        )
 
 
 @attrs.frozen
@@ -86,8 +97,17 @@ class Scenario:
 
 # -- loading --------------------------------------------------------------------------------
 
-_HOST_KEYS = {"name_label", "cpu", "version", "sockets", "cpus_per_socket", "memory",
-              "hidden_features", "uuid", "build_number"}
+_HOST_KEYS = {
+    "name_label",
+    "cpu",
+    "version",
+    "sockets",
+    "cpus_per_socket",
+    "memory",
+    "hidden_features",
+    "uuid",
+    "build_number",
+}
 _POOL_KEYS = {"name_label", "master", "members"}
 _VM_KEYS = {"name_label", "domain_type", "power_state", "host", "vcpus", "memory", "uuid"}
 
@@ -108,8 +128,9 @@ def loads(text, source="<scenario>", json_format=False) -> Scenario:
             text = text.decode("utf-8")
         data = json.loads(text) if json_format else tomllib.loads(text)
     except (UnicodeDecodeError, ValueError) as e:
-        raise ScenarioError(f"{source}: not valid {'JSON' if json_format else 'TOML'}: {e}") \
-            from None
+        raise ScenarioError(
+            f"{source}: not valid {'JSON' if json_format else 'TOML'}: {e}"
+        ) from None
     return from_dict(data, source)
 
 
@@ -130,8 +151,10 @@ def from_dict(data: dict, source="<scenario>") -> Scenario:
         raise ScenarioError(f"{source}: top level must be a table/object")
     unknown = set(data) - {"host", "pool", "vm"}
     if unknown:
-        raise ScenarioError(f"{source}: unknown top-level key(s) {sorted(unknown)}; "
-                            "expected [[host]], [[pool]], [[vm]]")
+        raise ScenarioError(
+            f"{source}: unknown top-level key(s) {sorted(unknown)}; "
+            "expected [[host]], [[pool]], [[vm]]"
+        )
     hosts, pools, vms = [], [], []
     names = set()
     for i, e in enumerate(_entries(data, "host", source)):
@@ -146,17 +169,24 @@ def from_dict(data: dict, source="<scenario>") -> Scenario:
         p = _pool(source, i, e, names)
         for h in (p.master, *p.members):
             if h in in_pool:
-                raise _err(source, "pool", i, e, "members",
-                           f"host {h!r} is already in pool {in_pool[h]!r}")
+                raise _err(
+                    source, "pool", i, e, "members", f"host {h!r} is already in pool {in_pool[h]!r}"
+                )
             in_pool[h] = p.name_label
         pools.append(p)
     byname = {h.name_label: h for h in hosts}
     for i, p in enumerate(pools):
         vendors = {cpus.model(byname[h].cpu).vendor for h in (p.master, *p.members)}
         if len(vendors) > 1:
-            raise _err(source, "pool", i, attrs.asdict(p), "members",
-                       "hosts of different CPU vendors cannot form a pool (pool.join refuses "
-                       "with HOSTS_NOT_HOMOGENEOUS [\"CPUs differ\"])")
+            raise _err(
+                source,
+                "pool",
+                i,
+                attrs.asdict(p),
+                "members",
+                "hosts of different CPU vendors cannot form a pool (pool.join refuses "
+                'with HOSTS_NOT_HOMOGENEOUS ["CPUs differ"])',
+            )
     vnames = set()
     for i, e in enumerate(_entries(data, "vm", source)):
         v = _vm(source, i, e, byname)
@@ -211,8 +241,14 @@ def _host(source, i, e) -> HostSpec:
     sockets = _need_int(source, "host", i, e, "sockets", 1, 1, 16)
     cps = _need_int(source, "host", i, e, "cpus_per_socket", 8, 1, MAX_PCPUS_PER_HOST)
     if sockets * cps > MAX_PCPUS_PER_HOST:
-        raise _err(source, "host", i, e, "cpus_per_socket",
-                   f"{sockets * cps} pCPUs exceed the limit of {MAX_PCPUS_PER_HOST} per host")
+        raise _err(
+            source,
+            "host",
+            i,
+            e,
+            "cpus_per_socket",
+            f"{sockets * cps} pCPUs exceed the limit of {MAX_PCPUS_PER_HOST} per host",
+        )
     try:
         memory = parse_size(e.get("memory", 64 * GiB))
     except ValueError as ex:
@@ -258,12 +294,18 @@ def _vm(source, i, e, hosts) -> VmSpec:
     name = _need_str(source, "vm", i, e, "name_label", required=True)
     dt = _need_str(source, "vm", i, e, "domain_type", "hvm")
     if dt not in ("hvm", "pv"):
-        raise _err(source, "vm", i, e, "domain_type", f"expected \"hvm\" or \"pv\", got {dt!r}")
+        raise _err(source, "vm", i, e, "domain_type", f'expected "hvm" or "pv", got {dt!r}')
     ps = _need_str(source, "vm", i, e, "power_state", "Halted")
     canon = {s.lower(): s for s in POWER_STATES}.get(ps.lower())
     if canon is None:
-        raise _err(source, "vm", i, e, "power_state",
-                   f"expected one of {', '.join(POWER_STATES)}, got {ps!r}")
+        raise _err(
+            source,
+            "vm",
+            i,
+            e,
+            "power_state",
+            f"expected one of {', '.join(POWER_STATES)}, got {ps!r}",
+        )
     host = _need_str(source, "vm", i, e, "host")
     if host is not None and host not in hosts:
         raise _err(source, "vm", i, e, "host", f"no [[host]] named {host!r}")

@@ -15,6 +15,7 @@ The URLs handed to clients (``host.url``, the ready file's ``url``, ``Host.migra
 ``master``) are ``http://`` as in Dundee (``xapi_host.ml`` ``migrate_receive``), or
 ``https://`` when a certificate was given (``world.tls``); the ready file lists both.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -39,8 +40,7 @@ log = logging.getLogger(__name__)
 class Simulator:
     """A world plus its listeners."""
 
-    def __init__(self, world, bind="127.0.0.1", port=0, tls_cert=None, tls_key=None,
-                 cert_dir=None):
+    def __init__(self, world, bind="127.0.0.1", port=0, tls_cert=None, tls_key=None, cert_dir=None):
         self.world = world
         self.bind = bind
         self.port = port
@@ -50,9 +50,9 @@ class Simulator:
             self.fixed_tls = tls.FixedTls(tls.server_context(tls_cert, tls_key), tls_cert)
             world.tls = True
         self.certs = tls.CertStore(cert_dir)
-        self._tls_sources = {}     # host uuid -> TlsSource
+        self._tls_sources = {}  # host uuid -> TlsSource
         self.front = front_mod.Front(name="xapi-sim")
-        self.servers = {}      # host ref -> listener
+        self.servers = {}  # host ref -> listener
         self.shared_port = None
         self._next_octet = None
         self.lock = threading.Lock()
@@ -95,7 +95,7 @@ class Simulator:
 
     def _bind(self, h):
         """Bind a listener for ``h``; returns (server, address)."""
-        if h.port and h.address:   # re-listen at the same place (power on after a crash)
+        if h.port and h.address:  # re-listen at the same place (power on after a crash)
             addr = h.address.rsplit(":", 1)[0] if ":" in h.address else h.address
             return self._new_server(h, addr, h.port), h.address
         if self._alias_mode():
@@ -149,8 +149,8 @@ class Simulator:
         Tasks.of(self.world).stop_gc()
         with self.lock:
             self.servers.clear()
-        self.front.stop()          # closes every listener and connection
-        self.certs.cleanup()       # a temporary certificate directory goes
+        self.front.stop()  # closes every listener and connection
+        self.certs.cleanup()  # a temporary certificate directory goes
 
     # -- description ---------------------------------------------------------------------
     def describe(self) -> dict:
@@ -160,11 +160,18 @@ class Simulator:
                 continue
             prow = h.db.get("pool", h.pool.ref)
             base = f"{h.address_for_url}:{h.port}/"
-            entry = {"name_label": h.name_label, "uuid": h.uuid, "address": h.address,
-                     "url": h.url, "pool": prow["name_label"], "pool_uuid": prow["uuid"],
-                     "master": h.is_master, "http_url": "http://" + base,
-                     "https_url": "https://" + base}
-            if getattr(h, "recorded_address", None) is not None:   # loaded by playback.py
+            entry = {
+                "name_label": h.name_label,
+                "uuid": h.uuid,
+                "address": h.address,
+                "url": h.url,
+                "pool": prow["name_label"],
+                "pool_uuid": prow["uuid"],
+                "master": h.is_master,
+                "http_url": "http://" + base,
+                "https_url": "https://" + base,
+            }
+            if getattr(h, "recorded_address", None) is not None:  # loaded by playback.py
                 entry["recorded_address"] = h.recorded_address
             hosts.append(entry)
         return {"hosts": hosts}

@@ -62,6 +62,7 @@ The session machinery below the API (the dispatcher checks sessions with it): co
 authentication, local sessions, creation, limits and eviction, ``touch``, destruction. The
 ``session.*`` handlers are in ``classes/session.py``.
 """
+
 from __future__ import annotations
 
 import collections
@@ -77,19 +78,19 @@ from .datamodel import NULL_REF
 from .errors import Failure
 from .store import Row
 
-if TYPE_CHECKING:   # annotations only
+if TYPE_CHECKING:  # annotations only
     from .world import World
 
 # xapi_globs.ml (Dundee and HEAD)
 MAX_TASKS = 200
-MAX_SESSIONS = MAX_TASKS * 2               # "external" and "internal" groups
+MAX_SESSIONS = MAX_TASKS * 2  # "external" and "internal" groups
 MAX_SESSIONS_PER_ORIGINATOR = 500
 MAX_SESSIONS_PER_USER_NAME = 500
-INACTIVE_SESSION_TIMEOUT = 86400.0         # inactive_session_timeout
-DB_GC_TIMER = 30.0                         # db_gc.ml: seconds between GC passes
+INACTIVE_SESSION_TIMEOUT = 86400.0  # inactive_session_timeout
+DB_GC_TIMER = 30.0  # db_gc.ml: seconds between GC passes
 # xapi_session.ml login_with_password, thread_delay_and_raise_error: some_seconds = 5.0
 AUTH_FAILURE_DELAY = 5.0
-AUTH_FAILURE = "Authentication failure"    # pam_strerror(PAM_AUTH_ERR)
+AUTH_FAILURE = "Authentication failure"  # pam_strerror(PAM_AUTH_ERR)
 # pam_strerror(PAM_AUTHTOK_ERR): the password stack refusing a new password
 CHANGE_PASSWORD_REFUSED = "Authentication token manipulation error"
 # Xapi_local_session keeps every local session until xapi restarts; a bound of our own keeps
@@ -118,6 +119,7 @@ def _state(world):
 
 # -- authentication -------------------------------------------------------------------------
 
+
 class AuthStats:
     """Failed logins per pool since the world started (in memory, like sessions): how many,
     when the last one was and for which user name. One lock, held only to count."""
@@ -125,7 +127,7 @@ class AuthStats:
     def __init__(self, world):
         self.lock = threading.Lock()
         self.clock = world.clock
-        self.pools: dict = {}      # pool ref -> [failed, last_failure (epoch s), last user]
+        self.pools: dict = {}  # pool ref -> [failed, last_failure (epoch s), last user]
 
     def record(self, pool, uname):
         now = self.clock.time()
@@ -146,8 +148,13 @@ class AuthStats:
         for p in list(world.pools):
             failed, last, user = counts.get(p.ref, (0, 0.0, ""))
             row = p.db.tables["pool"].get(p.ref) or {}
-            out[p.ref] = {"name_label": row.get("name_label", ""), "master": p.master.ref,
-                          "failed": failed, "last_failure": last, "last_user": user}
+            out[p.ref] = {
+                "name_label": row.get("name_label", ""),
+                "master": p.master.ref,
+                "failed": failed,
+                "last_failure": last,
+                "last_user": user,
+            }
         return out
 
 
@@ -167,12 +174,13 @@ def authenticate(world, host, uname, pwd):
     log.info("failed login as %r on pool %s (host %s)", uname, pool.ref, host.name_label)
     delay = world.auth_failure_delay
     if delay and 0 < delay < math.inf:
-        world.txm.checkpoint()   # never sleep holding a database lock
+        world.txm.checkpoint()  # never sleep holding a database lock
         time.sleep(delay)
     raise Failure("SESSION_AUTHENTICATION_FAILED", uname, AUTH_FAILURE)
 
 
 # -- local sessions (emergency mode) --------------------------------------------------------
+
 
 class LocalSessions:
     """``Xapi_local_session``: sessions held in one host's xapi memory, valid on that host
@@ -180,7 +188,7 @@ class LocalSessions:
 
     def __init__(self, world):
         self.lock = threading.Lock()
-        self.hosts: dict = {}      # host ref -> (xapi epoch, OrderedDict of session refs)
+        self.hosts: dict = {}  # host ref -> (xapi epoch, OrderedDict of session refs)
 
     def create(self, world, host) -> str:
         ref = world.ids.ref()
@@ -197,8 +205,9 @@ class LocalSessions:
     def valid(self, host, ref) -> bool:
         with self.lock:
             epoch, refs = self.hosts.get(host.ref, (None, None))
-            return (refs is not None and ref in refs and epoch == host.xapi_epoch
-                    and host.state == "up")
+            return (
+                refs is not None and ref in refs and epoch == host.xapi_epoch and host.state == "up"
+            )
 
     def destroy(self, host, ref) -> bool:
         with self.lock:
@@ -216,10 +225,22 @@ def create_session(call, uname, originator="", pool=False):
     world, db = call.world, call.db
     ts = world.clock.now_ts()
     ref = world.new_row(
-        db, "session", this_host=call.host.ref, this_user=NULL_REF, last_active=ts,
-        pool=pool, other_config={}, is_local_superuser=True, subject=NULL_REF,
-        validation_time=ts, auth_user_sid="", auth_user_name=uname, rbac_permissions=[],
-        parent=NULL_REF, originator=originator)
+        db,
+        "session",
+        this_host=call.host.ref,
+        this_user=NULL_REF,
+        last_active=ts,
+        pool=pool,
+        other_config={},
+        is_local_superuser=True,
+        subject=NULL_REF,
+        validation_time=ts,
+        auth_user_sid="",
+        auth_user_name=uname,
+        rbac_permissions=[],
+        parent=NULL_REF,
+        originator=originator,
+    )
     st = _state(world)
     st["use"][ref] = next(_use_seq)
     now = time.monotonic()
@@ -234,6 +255,7 @@ def create_session(call, uname, originator="", pool=False):
 
 
 # -- limits and eviction ------------------------------------------------------------------
+
 
 def group_of(row) -> tuple:
     """The GC group of a session row (``timeout_sessions``)."""

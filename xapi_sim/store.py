@@ -15,6 +15,7 @@ Rows are copy-on-write: a write replaces the row dict (and never mutates a conta
 by a row, except a relation's member list the store owns), so a reader may take a row
 reference and encode it afterwards. Only this module mutates rows.
 """
+
 from __future__ import annotations
 
 import collections
@@ -42,8 +43,17 @@ from .transactions import (
 )
 
 # The transaction names are re-exported: callers take them from here with the database.
-__all__ = ["DELETED_KEEP", "RELATIONS", "Database", "ORDER_WAIT", "Change", "LockOrderConflict",
-           "Row", "Transactions", "Txn"]
+__all__ = [
+    "DELETED_KEEP",
+    "RELATIONS",
+    "Database",
+    "ORDER_WAIT",
+    "Change",
+    "LockOrderConflict",
+    "Row",
+    "Transactions",
+    "Txn",
+]
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +103,9 @@ class Database:
         self.changed: dict[str, dict[str, int]] = {c: {} for c in schema.classes}
         self.created: dict[str, dict[str, int]] = {c: {} for c in schema.classes}
         # (generation, class, ref, generation the row was created at)
-        self.deleted: collections.deque[tuple[int, str, str, int]] = \
-            collections.deque(maxlen=DELETED_KEEP)
+        self.deleted: collections.deque[tuple[int, str, str, int]] = collections.deque(
+            maxlen=DELETED_KEEP
+        )
         self._rel_many: dict[tuple[str, str], tuple[str, str]] = {}
         self._rel_one: dict[tuple[str, str], tuple[str, str]] = {}
         self._set_relations()
@@ -112,12 +123,16 @@ class Database:
     def _set_relations(self) -> None:
         classes = self.schema.classes
         for one, sfield, many, rfield in RELATIONS:
-            if one in classes and many in classes and sfield in classes[one].fields and \
-                    rfield in classes[many].fields:
+            if (
+                one in classes
+                and many in classes
+                and sfield in classes[one].fields
+                and rfield in classes[many].fields
+            ):
                 self._rel_many[(many, rfield)] = (one, sfield)
                 self._rel_one[(one, sfield)] = (many, rfield)
         self._set_fields: dict[str, list[str]] = {}
-        for (one, sfield) in self._rel_one:
+        for one, sfield in self._rel_one:
             self._set_fields.setdefault(one, []).append(sfield)
 
     def relations(self) -> list[tuple[str, str, str, str]]:
@@ -192,9 +207,11 @@ class Database:
         unknown = [n for n in names if n not in fields]
         if unknown:
             log.error("refused unknown field(s) %s of %s", unknown, cls, stack_info=True)
-            raise Failure("INTERNAL_ERROR",
-                          f"unknown field(s) {', '.join(sorted(unknown))} of class {cls} "
-                          f"in release {self.schema.release}")
+            raise Failure(
+                "INTERNAL_ERROR",
+                f"unknown field(s) {', '.join(sorted(unknown))} of class {cls} "
+                f"in release {self.schema.release}",
+            )
 
     # -- writing (inside the thread's transaction) ----------------------------------------
     def _remember(self, st: _DbTxn, cls: str, ref: str) -> None:
@@ -245,8 +262,7 @@ class Database:
                     self._link(st, one, row[rfield], sfield, ref, True)
         return ref
 
-    def _link(self, st: _DbTxn, cls: str, ref: str, sfield: str, member: str,
-              add: bool) -> None:
+    def _link(self, st: _DbTxn, cls: str, ref: str, sfield: str, member: str, add: bool) -> None:
         """Keep the one-to-many side (``host.resident_VMs``) in step, in O(1).
 
         The relation's list is owned by the store and grown in place (with a membership
@@ -290,9 +306,12 @@ class Database:
             self._check_fields(cls, changes)
             for name in self._set_fields.get(cls, ()):
                 if name in changes and sorted(changes[name]) != sorted(old[name]):
-                    raise Failure("INTERNAL_ERROR", f"{cls}.{name} is kept by the store "
-                                  f"(set {self._rel_one[(cls, name)][0]}."
-                                  f"{self._rel_one[(cls, name)][1]} instead)")
+                    raise Failure(
+                        "INTERNAL_ERROR",
+                        f"{cls}.{name} is kept by the store "
+                        f"(set {self._rel_one[(cls, name)][0]}."
+                        f"{self._rel_one[(cls, name)][1]} instead)",
+                    )
             self._remember(st, cls, ref)
             row = dict(old)
             row.update(changes)
@@ -317,7 +336,7 @@ class Database:
             row = self.get(cls, ref)
             self._remember(st, cls, ref)
             del self.tables[cls][ref]
-            for (one, sfield) in self._rel_one:
+            for one, sfield in self._rel_one:
                 if one == cls:
                     self._owned.pop((cls, ref, sfield), None)
             self._index(cls, ref, row, False)
@@ -381,10 +400,10 @@ class Database:
             if owned is None:
                 continue
             lst, members = owned
-            if pos < 0 and member in members:      # undo an append
+            if pos < 0 and member in members:  # undo an append
                 lst.remove(member)
                 members.discard(member)
-            elif pos >= 0 and member not in members:   # undo a removal, in place
+            elif pos >= 0 and member not in members:  # undo a removal, in place
                 lst.insert(pos, member)
                 members.add(member)
         for (cls, ref), old in st.before.items():
@@ -395,15 +414,18 @@ class Database:
             else:
                 table[ref] = old
                 self._index(cls, ref, old, True)
-            for (one, sfield) in self._rel_one:
+            for one, sfield in self._rel_one:
                 if one == cls:
                     owned = self._owned.get((cls, ref, sfield))
                     if owned is not None and (old is None or owned[0] is not old[sfield]):
                         del self._owned[(cls, ref, sfield)]
 
     # -- events --------------------------------------------------------------------------
-    def changes_since(self, gen: int, classes: Iterable[str] | None = None,
-                      ) -> list[tuple[int, str, str, str]]:
+    def changes_since(
+        self,
+        gen: int,
+        classes: Iterable[str] | None = None,
+    ) -> list[tuple[int, str, str, str]]:
         """[(gen, cls, ref, op)] of rows changed after ``gen``; one entry per object.
 
         Mirrors xapi_event.ml ``collect_events``: rows created after the token are ``add``
@@ -413,7 +435,7 @@ class Database:
         """
         out = []
         with self.reading():
-            for cls in (classes if classes is not None else self.tables):
+            for cls in classes if classes is not None else self.tables:
                 ch = self.changed.get(cls)
                 if not ch:
                     continue
@@ -428,7 +450,7 @@ class Database:
                     else:
                         out.append((g, cls, ref, "mod"))
             # every row is born at a generation >= 1: from 0 no deletion can qualify
-            for g, cls, ref, born in (reversed(self.deleted) if gen > 0 else ()):
+            for g, cls, ref, born in reversed(self.deleted) if gen > 0 else ():
                 if g <= gen:
                     break
                 if born <= gen and (classes is None or cls in classes):
@@ -452,8 +474,9 @@ class Database:
             for ref, row in self.tables[one].items():
                 have = row[sfield]
                 if sorted(have) != sorted(want.get(ref, [])):
-                    problems.append(f"{one}.{sfield} of {ref}: {sorted(have)} != "
-                                    f"{sorted(want.get(ref, []))}")
+                    problems.append(
+                        f"{one}.{sfield} of {ref}: {sorted(have)} != {sorted(want.get(ref, []))}"
+                    )
         return problems
 
     def rebuild_relations(self) -> None:

@@ -28,6 +28,7 @@ This module is the machinery (below the API; the dispatcher runs calls through i
 ``run_transaction``, the task rows' life, async and sync runs, cancellation, the GC. The
 ``task.*`` handlers and the simulated durations (``timed``) are in ``classes/task.py``.
 """
+
 from __future__ import annotations
 
 import calendar
@@ -43,10 +44,10 @@ from .wire import xmlrpc
 log = logging.getLogger(__name__)
 MAX_ORDER_RETRIES = 8
 
-COMPLETED_TASK_TIMEOUT = 3900.0   # xapi_globs completed_task_timeout (65 min)
-PENDING_TASK_TIMEOUT = 86400.0    # xapi_globs pending_task_timeout (24 h)
-MAX_TASKS = 200                   # xapi_globs max_tasks
-GC_INTERVAL = 30.0                # xapi_globs db_GC_TIMER: one DB GC pass every 30 s
+COMPLETED_TASK_TIMEOUT = 3900.0  # xapi_globs completed_task_timeout (65 min)
+PENDING_TASK_TIMEOUT = 86400.0  # xapi_globs pending_task_timeout (24 h)
+MAX_TASKS = 200  # xapi_globs max_tasks
+GC_INTERVAL = 30.0  # xapi_globs db_GC_TIMER: one DB GC pass every 30 s
 COMPLETED = ("success", "failure", "cancelled")
 
 
@@ -85,17 +86,17 @@ class Tasks:
 
     def __init__(self, world):
         self.world = world
-        self.running: dict = {}          # task ref -> worker thread (Async calls)
-        self.cancel_events: dict = {}    # task ref -> Event set by task.cancel
+        self.running: dict = {}  # task ref -> worker thread (Async calls)
+        self.cancel_events: dict = {}  # task ref -> Event set by task.cancel
         self.lock = threading.Lock()
         # -- tunables (tests change them on a live world) --
         self.completed_timeout = COMPLETED_TASK_TIMEOUT
         self.pending_timeout = PENDING_TASK_TIMEOUT
         self.max_tasks = MAX_TASKS
-        self.operation_seconds = 0.0     # simulated duration of @timed operations
+        self.operation_seconds = 0.0  # simulated duration of @timed operations
         self.progress_steps = 10
         self._gc_interval = GC_INTERVAL
-        self._probation: dict = {}       # task uuid -> progress at the previous GC pass
+        self._probation: dict = {}  # task uuid -> progress at the previous GC pass
         self._gc_stop = None
         self._gc_wake = threading.Event()
 
@@ -107,11 +108,24 @@ class Tasks:
     def create(self, call, label, description="") -> str:
         """``TaskHelper.make``: pending, progress 0, not (yet) cancellable."""
         return call.world.new_row(
-            call.db, "task", name_label=label, name_description=description,
+            call.db,
+            "task",
+            name_label=label,
+            name_description=description,
             created=self.world.clock.now_ts(),
-            finished=EPOCH_TS, status="pending", progress=0.0, type="<none/>", result="",
-            error_info=[], resident_on=call.pool.master.ref, allowed_operations=[],
-            current_operations={}, other_config={}, subtask_of=NULL_REF, backtrace="()")
+            finished=EPOCH_TS,
+            status="pending",
+            progress=0.0,
+            type="<none/>",
+            result="",
+            error_info=[],
+            resident_on=call.pool.master.ref,
+            allowed_operations=[],
+            current_operations={},
+            other_config={},
+            subtask_of=NULL_REF,
+            backtrace="()",
+        )
 
     def complete(self, db, ref, result=None, failure: Failure | None = None):
         """``TaskHelper.complete`` / ``failed``: only a pending task changes."""
@@ -120,13 +134,26 @@ class Tasks:
             if row is None or row["status"] != "pending":
                 return
             if failure is None:
-                db.update("task", ref, allowed_operations=[],
-                          finished=self.world.clock.now_ts(), progress=1.0,
-                          result=xmlrpc.encode_value(result), status="success")
+                db.update(
+                    "task",
+                    ref,
+                    allowed_operations=[],
+                    finished=self.world.clock.now_ts(),
+                    progress=1.0,
+                    result=xmlrpc.encode_value(result),
+                    status="success",
+                )
             else:
                 status = "cancelled" if failure.code == "TASK_CANCELLED" else "failure"
-                db.update("task", ref, progress=1.0, error_info=failure.description,
-                          finished=self.world.clock.now_ts(), allowed_operations=[], status=status)
+                db.update(
+                    "task",
+                    ref,
+                    progress=1.0,
+                    error_info=failure.description,
+                    finished=self.world.clock.now_ts(),
+                    allowed_operations=[],
+                    status=status,
+                )
 
     def _invoke(self, call, handler, args):
         try:
@@ -193,7 +220,7 @@ class Tasks:
     @gc_interval.setter
     def gc_interval(self, value: float):
         self._gc_interval = float(value)
-        self._gc_wake.set()   # the GC thread re-reads its interval at once
+        self._gc_wake.set()  # the GC thread re-reads its interval at once
 
     def gc(self, now: float | None = None):
         """One ``Db_gc_util.timeout_tasks`` pass over every pool of the world."""
@@ -208,18 +235,24 @@ class Tasks:
                 completed = [(r, t) for r, t in rows if t["status"] in COMPLETED]
                 pending = [(r, t) for r, t in rows if t["status"] not in COMPLETED]
                 # finished tasks someone destroyed while they were pending: kill at once
-                destroyable = [(r, t) for r, t in completed
-                               if "destroy" in t["current_operations"].values()]
-                gcable = [(r, t) for r, t in completed
-                          if "destroy" not in t["current_operations"].values()]
-                completed_old = [(r, t) for r, t in gcable
-                                 if _epoch(t["finished"]) < oldest_completed]
-                completed_young = [(r, t) for r, t in gcable
-                                   if _epoch(t["finished"]) >= oldest_completed]
-                pending_old = [(r, t) for r, t in pending
-                               if _epoch(t["created"]) < oldest_pending]
-                pending_young = [(r, t) for r, t in pending
-                                 if _epoch(t["created"]) >= oldest_pending]
+                destroyable = [
+                    (r, t) for r, t in completed if "destroy" in t["current_operations"].values()
+                ]
+                gcable = [
+                    (r, t)
+                    for r, t in completed
+                    if "destroy" not in t["current_operations"].values()
+                ]
+                completed_old = [
+                    (r, t) for r, t in gcable if _epoch(t["finished"]) < oldest_completed
+                ]
+                completed_young = [
+                    (r, t) for r, t in gcable if _epoch(t["finished"]) >= oldest_completed
+                ]
+                pending_old = [(r, t) for r, t in pending if _epoch(t["created"]) < oldest_pending]
+                pending_young = [
+                    (r, t) for r, t in pending if _epoch(t["created"]) >= oldest_pending
+                ]
                 # an old pending task survives a pass if its progress moved since the last
                 pending_old_hung, pending_old_run = [], []
                 for r, t in pending_old:
@@ -233,8 +266,10 @@ class Tasks:
                 unlucky = []
                 overflow = len(young) - self.max_tasks
                 if overflow > 0:
-                    done = sorted(((r, t) for r, t in young if t["status"] in COMPLETED),
-                                  key=lambda rt: _epoch(rt[1]["finished"]))
+                    done = sorted(
+                        ((r, t) for r, t in young if t["status"] in COMPLETED),
+                        key=lambda rt: _epoch(rt[1]["finished"]),
+                    )
                     unlucky = done[:overflow]
                 for r, _ in destroyable + pending_old_hung + completed_old + unlucky:
                     if db.exists("task", r):
@@ -247,8 +282,7 @@ class Tasks:
             if self._gc_stop is not None:
                 return
             stop = self._gc_stop = threading.Event()
-        threading.Thread(target=self._gc_loop, args=(stop,), name="task-gc",
-                         daemon=True).start()
+        threading.Thread(target=self._gc_loop, args=(stop,), name="task-gc", daemon=True).start()
 
     def stop_gc(self):
         with self.lock:
@@ -262,7 +296,7 @@ class Tasks:
             woken = self._gc_wake.wait(self._gc_interval)
             if stop.is_set():
                 return
-            if woken:                # interval changed (or stop): wait afresh
+            if woken:  # interval changed (or stop): wait afresh
                 self._gc_wake.clear()
                 continue
             try:

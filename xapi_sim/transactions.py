@@ -18,6 +18,7 @@ the call again with every database it needs locked in order up front. Deadlock i
 impossible between database locks; ``World.lock`` is a leaf lock (no database lock is ever
 taken under it).
 """
+
 from __future__ import annotations
 
 import logging
@@ -26,14 +27,14 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:   # annotations only: store.py imports this module
+if TYPE_CHECKING:  # annotations only: store.py imports this module
     from .store import Database
 
 log = logging.getLogger(__name__)
 
 Row = dict[str, Any]
-Change = tuple[str, str, str]          # (class, ref, "add" | "mod" | "del")
-ORDER_WAIT = 0.05                     # seconds an out-of-order lock request may wait
+Change = tuple[str, str, str]  # (class, ref, "add" | "mod" | "del")
+ORDER_WAIT = 0.05  # seconds an out-of-order lock request may wait
 
 
 class LockOrderConflict(Exception):
@@ -143,7 +144,7 @@ class Transactions:
     def __init__(self) -> None:
         self._local = threading.local()
         self.hooks: list[Callable[[Txn], None]] = []
-        self.always_hook = False   # run hooks even for transactions with no row change
+        self.always_hook = False  # run hooks even for transactions with no row change
 
     def current(self) -> Txn | None:
         return getattr(self._local, "txn", None)

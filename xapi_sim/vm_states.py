@@ -6,6 +6,7 @@ for an ordinary VM (not a template, snapshot or control domain, nothing in progr
 tools reported) in this power state" for code that builds VMs without a full row, such as
 the scenario loader.
 """
+
 from __future__ import annotations
 
 import functools
@@ -15,23 +16,35 @@ from .datamodel import NULL_REF
 
 POWER_STATES = ("Halted", "Paused", "Running", "Suspended")
 
-_TOOLS = {"PV_drivers_version": {"major": "7", "minor": "0", "micro": "0", "build": "125"},
-          "other": {}}
+_TOOLS = {
+    "PV_drivers_version": {"major": "7", "minor": "0", "micro": "0", "build": "125"},
+    "other": {},
+}
 
 
-def allowed_operations(power_state: str, is_template=False, is_control_domain=False,
-                       rpu=False) -> list:
+def allowed_operations(
+    power_state: str, is_template=False, is_control_domain=False, rpu=False
+) -> list:
     """The ``allowed_operations`` xapi computes for an ordinary VM in ``power_state``."""
     return list(_allowed(power_state, bool(is_template), bool(is_control_domain), bool(rpu)))
 
 
 @functools.cache
 def _allowed(power_state, is_template, is_control_domain, rpu) -> tuple:
-    row = {"power_state": power_state, "current_operations": {},
-           "is_a_template": is_template, "is_a_snapshot": False,
-           "is_control_domain": is_control_domain, "other_config": {},
-           "blocked_operations": {}, "HVM_boot_policy": "", "attached_PCIs": [], "VGPUs": [],
-           "appliance": NULL_REF, "protection_policy": NULL_REF}
+    row = {
+        "power_state": power_state,
+        "current_operations": {},
+        "is_a_template": is_template,
+        "is_a_snapshot": False,
+        "is_control_domain": is_control_domain,
+        "other_config": {},
+        "blocked_operations": {},
+        "HVM_boot_policy": "",
+        "attached_PCIs": [],
+        "VGPUs": [],
+        "appliance": NULL_REF,
+        "protection_policy": NULL_REF,
+    }
     return tuple(vm_checks.allowed_operations(NULL_REF, row, rpu=rpu, guest_metrics=_TOOLS))
 
 

@@ -20,6 +20,7 @@ Mirrors xen-api ``ocaml/database/db_filter_lex.mll`` / ``db_filter_parse.mly`` /
   table does not have raises ``Db_exn.DBCache_NotFound ("missing field", name, "")``, which
   XAPI reports as ``INTERNAL_ERROR ["missing field", name, ""]`` (``exnHelper.ml``).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -50,18 +51,22 @@ class MissingField(LookupError):
 # the full name joined with "__" (``Escaping.escape_id``). ``name/label`` and
 # ``name/description`` are namespaced in every class that has them.
 _NAMESPACES: dict[str, dict[str, tuple[str, ...]]] = {
-    "host": {"memory": ("overhead",),
-             "API_version": ("major", "minor", "vendor", "vendor_implementation")},
+    "host": {
+        "memory": ("overhead",),
+        "API_version": ("major", "minor", "vendor", "vendor_implementation"),
+    },
     "host_metrics": {"memory": ("total", "free")},
-    "VM": {"memory": ("overhead", "target", "static_max", "dynamic_max", "dynamic_min",
-                      "static_min"),
-           "VCPUs": ("params", "max", "at_startup"),
-           "actions": ("after_softreboot", "after_shutdown", "after_reboot", "after_crash"),
-           "PV": ("bootloader", "kernel", "ramdisk", "args", "bootloader_args",
-                  "legacy_args"),
-           "HVM": ("boot_policy", "boot_params", "shadow_multiplier")},
-    "VM_metrics": {"memory": ("actual",),
-                   "VCPUs": ("number", "utilisation", "CPU", "params", "flags")},
+    "VM": {
+        "memory": ("overhead", "target", "static_max", "dynamic_max", "dynamic_min", "static_min"),
+        "VCPUs": ("params", "max", "at_startup"),
+        "actions": ("after_softreboot", "after_shutdown", "after_reboot", "after_crash"),
+        "PV": ("bootloader", "kernel", "ramdisk", "args", "bootloader_args", "legacy_args"),
+        "HVM": ("boot_policy", "boot_params", "shadow_multiplier"),
+    },
+    "VM_metrics": {
+        "memory": ("actual",),
+        "VCPUs": ("number", "utilisation", "CPU", "params", "flags"),
+    },
     "VIF": {"qos": ("algorithm_type", "algorithm_params", "supported_algorithms")},
     "VBD": {"qos": ("algorithm_type", "algorithm_params", "supported_algorithms")},
     "VIF_metrics": {"io": ("read_kbs", "write_kbs")},
@@ -69,8 +74,8 @@ _NAMESPACES: dict[str, dict[str, tuple[str, ...]]] = {
     "PIF_metrics": {"io": ("read_kbs", "write_kbs")},
 }
 _COMMON: dict[str, tuple[str, ...]] = {"name": ("label", "description")}
-_DB_OF_WIRE: dict = {}   # class -> {wire name: db name} (namespaced fields only)
-_WIRE_OF_DB: dict = {}   # class -> {db name: wire name}
+_DB_OF_WIRE: dict = {}  # class -> {wire name: db name} (namespaced fields only)
+_WIRE_OF_DB: dict = {}  # class -> {db name: wire name}
 
 
 def _tables(cls):
@@ -96,12 +101,13 @@ def wire_name(cls: str, db: str) -> str | None:
     d2w, w2d = _tables(cls)
     if db in w2d:
         return w2d[db]
-    if db in d2w:       # a namespaced field spelled with one underscore: not a column
+    if db in d2w:  # a namespaced field spelled with one underscore: not a column
         return None
     return db
 
 
 # -- lexing and parsing --------------------------------------------------------------------
+
 
 class _Lexer:
     def __init__(self, text: str):
@@ -124,7 +130,7 @@ class _Lexer:
             if q < 0:
                 raise WhereError(LEX_ERROR)
             self.pos = q + 1
-            return ("lit", t[p + 1:q])
+            return ("lit", t[p + 1 : q])
         for kw in _KEYWORDS:
             if t.startswith(kw, p):
                 self.pos = p + len(kw)
@@ -179,7 +185,7 @@ def parse(text: str):
     def expr():
         if peek() == ("kw", "not"):
             take()
-            return ("not", expr())      # LNOT has the lowest precedence: takes the rest
+            return ("not", expr())  # LNOT has the lowest precedence: takes the rest
         e = primary()
         while peek() in (("kw", "and"), ("kw", "or")):
             op = take()[1]
@@ -207,10 +213,12 @@ def to_text(tree) -> str:
 
     def val(v):
         return f'"{v[1]}"' if v[0] == "lit" else f'field "{v[1]}"'
+
     return f"({val(tree[1])}={val(tree[2])})"
 
 
 # -- evaluation ----------------------------------------------------------------------------
+
 
 def _sexpr_escape(s: str) -> str:
     # ocaml/libs/sexpr/sExpr.ml escape_buf: backslash and single quote are escaped
@@ -230,9 +238,14 @@ def db_string(value) -> str:
     if isinstance(value, list):
         return "(" + " ".join(f"'{_sexpr_escape(db_string(v))}'" for v in value) + ")"
     if isinstance(value, dict):
-        return "(" + " ".join(f"('{_sexpr_escape(db_string(k))}' "
-                              f"'{_sexpr_escape(db_string(v))}')"
-                              for k, v in value.items()) + ")"
+        return (
+            "("
+            + " ".join(
+                f"('{_sexpr_escape(db_string(k))}' '{_sexpr_escape(db_string(v))}')"
+                for k, v in value.items()
+            )
+            + ")"
+        )
     return str(value)
 
 

@@ -6,6 +6,7 @@ live in ``rows.py``, the xapi start routine and host power in ``xapi_start.py``,
 state in ``runtime.py`` and the API behaviour in ``classes/``. Everything that changes rows
 goes through ``store.Database``.
 """
+
 from __future__ import annotations
 
 import threading
@@ -38,12 +39,13 @@ from .xapi_start import XapiLifecycle
 class World(XapiLifecycle):
     """Pools and hosts of one simulation; no module-level state, so worlds can coexist."""
 
-    def __init__(self, seed=None, user="root", password="xenroot", auth_failure_delay=0.0,
-                 tls=False):
+    def __init__(
+        self, seed=None, user="root", password="xenroot", auth_failure_delay=0.0, tls=False
+    ):
         self.ids = Ids(seed)
         self.user = user
-        self.password = password    # the starting password of every pool (PoolRuntime.password)
-        self.auth_failure_delay = auth_failure_delay   # seconds (classes/session.py)
+        self.password = password  # the starting password of every pool (PoolRuntime.password)
+        self.auth_failure_delay = auth_failure_delay  # seconds (classes/session.py)
         self.tls = tls
         self.hosts: dict[str, HostRuntime] = {}
         self.pools: list[PoolRuntime] = []
@@ -51,9 +53,9 @@ class World(XapiLifecycle):
         # ever taken while it is held (store.py's lock discipline)
         self.lock = threading.RLock()
         self.txm = Transactions()
-        self.clock = Clock()   # injectable: tasks, sessions, events and messages read it
-        self.on_host_added = []   # callbacks(host) -- the server starts listeners here
-        self.building = False     # scenario construction: a steady state, so no alerts
+        self.clock = Clock()  # injectable: tasks, sessions, events and messages read it
+        self.on_host_added = []  # callbacks(host) -- the server starts listeners here
+        self.building = False  # scenario construction: a steady state, so no alerts
         self.join_restart_delay = 0.0  # seconds before a joiner's first start as a member
         self.simulator = None
         self._services: dict = {}
@@ -102,15 +104,20 @@ class World(XapiLifecycle):
 
     # -- construction --------------------------------------------------------------------
 
-    def add_standalone_host(self, name_label, version=products.DEFAULT_VERSION,
-                            hardware: Hardware | None = None, uuid=None, pool_name="",
-                            build_number=None):
+    def add_standalone_host(
+        self,
+        name_label,
+        version=products.DEFAULT_VERSION,
+        hardware: Hardware | None = None,
+        uuid=None,
+        pool_name="",
+        build_number=None,
+    ):
         """Create a host that is the master of its own pool of one (as after install)."""
         prod = products.product(version, build_number)
         assert hardware is not None
         cpus.model(hardware.cpu)  # validate early
-        h = HostRuntime(self, self.ids.ref(), uuid or self.ids.uuid(), name_label, prod,
-                        hardware)
+        h = HostRuntime(self, self.ids.ref(), uuid or self.ids.uuid(), name_label, prod, hardware)
         self._register_host(h)
         pool = self._new_pool(h, pool_name)
         with pool.db.lock:
@@ -142,8 +149,16 @@ class World(XapiLifecycle):
         db = Database(Schema.for_release(master.product.release), self.txm)
         ref = self.ids.ref()
         pool = PoolRuntime(db, ref, master, password)
-        self.new_row(db, "pool", ref=ref, name_label=name_label, master=master.ref,
-                     other_config={}, allowed_operations=[], restrictions=_RESTRICTIONS)
+        self.new_row(
+            db,
+            "pool",
+            ref=ref,
+            name_label=name_label,
+            master=master.ref,
+            other_config={},
+            allowed_operations=[],
+            restrictions=_RESTRICTIONS,
+        )
         master.pool = pool
         self.add_pool(pool)
         self._create_templates(pool)
@@ -151,18 +166,31 @@ class World(XapiLifecycle):
         for name, desc in _ROLES:
             # XAPI's roles are static (rbac_static.ml): the same refs and uuids everywhere
             uid = str(uuid_mod.uuid5(uuid_mod.NAMESPACE_URL, "xapi-role:" + name))
-            self.new_row(db, "role", ref="OpaqueRef:" + uid, uuid=uid, name_label=name,
-                         name_description=desc, subroles=[])
+            self.new_row(
+                db,
+                "role",
+                ref="OpaqueRef:" + uid,
+                uuid=uid,
+                name_label=name,
+                name_description=desc,
+                subroles=[],
+            )
         return pool
 
-    def add_member(self, pool: PoolRuntime, name_label, version=products.DEFAULT_VERSION,
-                   hardware: Hardware | None = None, uuid=None, build_number=None):
+    def add_member(
+        self,
+        pool: PoolRuntime,
+        name_label,
+        version=products.DEFAULT_VERSION,
+        hardware: Hardware | None = None,
+        uuid=None,
+        build_number=None,
+    ):
         """Create a host directly as a member of ``pool`` (scenario building)."""
         prod = products.product(version, build_number)
         assert hardware is not None
         cpus.model(hardware.cpu)
-        h = HostRuntime(self, self.ids.ref(), uuid or self.ids.uuid(), name_label, prod,
-                        hardware)
+        h = HostRuntime(self, self.ids.ref(), uuid or self.ids.uuid(), name_label, prod, hardware)
         self._register_host(h)
         with pool.db.lock:
             h.pool = pool

@@ -6,6 +6,7 @@ levelling: rewrite ``host.cpu_info`` from the current hardware, recreate ``host_
 refresh ``software_version``/API version, mark the host live, recompute ``pool.cpu_info``
 (every start, on any host) and raise the CPU-feature alerts. Mixed into :class:`world.World`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -33,9 +34,14 @@ class XapiLifecycle(RowBuilders):
             if h.next_hw is not None:
                 h.hw, h.next_hw = h.next_hw, None
             release = h.product.release
-            info = cpus.host_cpu_info(h.hw.cpu, h.hw.hidden_features, sockets=h.hw.sockets,
-                                      cpus_per_socket=h.hw.cpus_per_socket, release=release,
-                                      **({"mask": h.hw.mask} if release == "cream" else {}))
+            info = cpus.host_cpu_info(
+                h.hw.cpu,
+                h.hw.hidden_features,
+                sockets=h.hw.sockets,
+                cpus_per_socket=h.hw.cpus_per_socket,
+                release=release,
+                **({"mask": h.hw.mask} if release == "cream" else {}),
+            )
             if h.hw.overrides:
                 # verbatim values (test hooks; playback's recorded cpu_info) for the keys
                 # this release reports: a host upgraded from 6.5 loses its v1-only keys
@@ -45,11 +51,13 @@ class XapiLifecycle(RowBuilders):
             enable = not h.disabled_until_reboot or system_boot
             if system_boot:
                 h.disabled_until_reboot = False
-            changes = dict(cpu_info=info, software_version=h.product.software_version_map(
-                               h.name_label),
-                           API_version_major=h.product.api_major,
-                           API_version_minor=h.product.api_minor,
-                           address=install_network.current_address(db, h))
+            changes = dict(
+                cpu_info=info,
+                software_version=h.product.software_version_map(h.name_label),
+                API_version_major=h.product.api_major,
+                API_version_minor=h.product.api_minor,
+                address=install_network.current_address(db, h),
+            )
             if enable:
                 changes["enabled"] = True
                 h.user_disabled = False
@@ -84,15 +92,16 @@ class XapiLifecycle(RowBuilders):
         """``create_pool_cpuinfo`` (Dundee §4): intersection over every host record, alert."""
         db = pool.db
         if "cpu_info" not in db.schema.classes["pool"].fields:
-            return   # pre-Dundee pools have no pool.cpu_info
+            return  # pre-Dundee pools have no pool.cpu_info
         with db.lock:
             infos = [row["cpu_info"] for _, row in db.rows("host")]
             new = policy.pool_cpu_info(infos)
             prow = db.get("pool", pool.ref)
             old = prow["cpu_info"]
             db.update("pool", pool.ref, cpu_info=new)
-            alert = policy.pool_alert(old, new, n_hosts=len(infos),
-                                      rpu_in_progress=self.rolling_upgrade_in_progress(pool))
+            alert = policy.pool_alert(
+                old, new, n_hosts=len(infos), rpu_in_progress=self.rolling_upgrade_in_progress(pool)
+            )
             if alert and not self.building:
                 self.add_message(db, *alert, "Pool", prow["uuid"])
 
@@ -101,14 +110,17 @@ class XapiLifecycle(RowBuilders):
         db = pool.db
         with db.lock:
             master_v = pool.master.product.platform_version
-            differ = any(row["software_version"].get("platform_version", "0.0.0") != master_v
-                         for _, row in db.rows("host"))
+            differ = any(
+                row["software_version"].get("platform_version", "0.0.0") != master_v
+                for _, row in db.rows("host")
+            )
             oc = db.get("pool", pool.ref)["other_config"]
             if differ == ("rolling_upgrade_in_progress" in oc):
                 return
             if differ:
-                db.set("pool", pool.ref, "other_config",
-                       {**oc, "rolling_upgrade_in_progress": "true"})
+                db.set(
+                    "pool", pool.ref, "other_config", {**oc, "rolling_upgrade_in_progress": "true"}
+                )
             else:
                 oc = dict(oc)
                 del oc["rolling_upgrade_in_progress"]
@@ -146,8 +158,14 @@ class XapiLifecycle(RowBuilders):
             h.state = "up"
             h.disabled_until_reboot = False
             for vm, row in self.resident_vms(h):
-                db.update("VM", vm, power_state="Halted", resident_on=NULL_REF,
-                          scheduled_to_be_resident_on=NULL_REF, domid=-1)
+                db.update(
+                    "VM",
+                    vm,
+                    power_state="Halted",
+                    resident_on=NULL_REF,
+                    scheduled_to_be_resident_on=NULL_REF,
+                    domid=-1,
+                )
                 if db.exists("VM_metrics", row["metrics"]):
                     db.update("VM_metrics", row["metrics"], memory_actual=0, VCPUs_number=0)
                 allowed.refresh_vm_allowed(self, db, vm)
@@ -176,7 +194,7 @@ class XapiLifecycle(RowBuilders):
             if db.exists("host_metrics", row["metrics"]):
                 db.remove("host_metrics", row["metrics"])
             db.remove("host", h.ref)
-            install_storage.collect_garbage(db)   # db_gc.ml: the host's PBDs go
+            install_storage.collect_garbage(db)  # db_gc.ml: the host's PBDs go
             h.pool = None
             self.recompute_pool_cpu_info(pool)
         return row

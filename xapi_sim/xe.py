@@ -20,6 +20,7 @@ Mirrors xen-api Dundee ``ocaml/xe-cli/newcli.ml`` and ``options.ml``:
   Error (``Error code:`` / ``Error parameters:`` on stderr), Prompt (a line from stdin is
   sent back), Load (a local file is sent), Exit (the exit status).
 """
+
 from __future__ import annotations
 
 import os
@@ -102,16 +103,31 @@ def parse_port(x: str) -> int:
 
 
 def usage():
-    err(f"Usage: {PROG} <cmd> [-s server] [-p port] ([-u username] [-pw password] or "
-        "[-pwf <password file>]) <other arguments>\n")
-    err(f"\nA full list of commands can be obtained by running \n\t{PROG} help -s <server> "
-        "-p <port>\n")
+    err(
+        f"Usage: {PROG} <cmd> [-s server] [-p port] ([-u username] [-pw password] or "
+        "[-pwf <password file>]) <other arguments>\n"
+    )
+    err(
+        f"\nA full list of commands can be obtained by running \n\t{PROG} help -s <server> "
+        "-p <port>\n"
+    )
 
 
-_OPTS_WITH_ARG = {"-s": "server", "-p": "port", "-u": "username", "-pw": "password",
-                  "-pwf": "passwordfile", "--ciphersuites": "ciphersuites", "-h": "server"}
-_FLAGS = {"--nossl": "nossl", "--allow-ssl-legacy": "allow-ssl-legacy", "--debug": "debug",
-          "--debug-on-fail": "debugonfail"}
+_OPTS_WITH_ARG = {
+    "-s": "server",
+    "-p": "port",
+    "-u": "username",
+    "-pw": "password",
+    "-pwf": "passwordfile",
+    "--ciphersuites": "ciphersuites",
+    "-h": "server",
+}
+_FLAGS = {
+    "--nossl": "nossl",
+    "--allow-ssl-legacy": "allow-ssl-legacy",
+    "--debug": "debug",
+    "--debug-on-fail": "debugonfail",
+}
 
 
 def process_args(st: Settings, args: list) -> list:
@@ -189,16 +205,17 @@ def read_password_file(st: Settings):
         err(f"Error opening password file '{st.passwordfile}'\n")
         raise SystemExit(1) from None
     if len(lines) < 2 or (len(lines) == 2 and lines[1] == ""):
-        err("Error: password file format: expecting username on the first line, password on "
-            "the second line\n")
+        err(
+            "Error: password file format: expecting username on the first line, password on "
+            "the second line\n"
+        )
         raise SystemExit(1)
     st.username, st.password = lines[0], lines[1]
 
 
 def parse_all(argv: list, environ) -> tuple:
     st = Settings()
-    rc_rest = [f"{k}={v}" for k, v in read_rc(environ.get("HOME"))
-               if not st.set_keyword(k, v)]
+    rc_rest = [f"{k}={v}" for k, v in read_rc(environ.get("HOME")) if not st.set_keyword(k, v)]
     extras_rest = process_args(st, split_extra_args(environ.get("XE_EXTRA_ARGS", "")))
     helpme = any(a in ("-help", "--help") for a in argv)
     args_rest = process_args(st, argv)
@@ -211,11 +228,13 @@ def parse_all(argv: list, environ) -> tuple:
 
 # -- transport ------------------------------------------------------------------------------
 
+
 def _connect(st: Settings, use_ssl: bool):
     port = st.port_for(use_ssl)
     sock = socket.create_connection((st.server, port))
     if use_ssl:
         import ssl  # lazy: most runs are plain (127.0.0.1, --nossl); ssl costs start-up time
+
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
@@ -226,8 +245,10 @@ def _connect(st: Settings, use_ssl: bool):
 def _request(args: list, st: Settings) -> bytes:
     body = "\n".join(args + [f"username={st.username}", f"password={st.password}"])
     data = body.encode(cliproto.ENCODING, cliproto.ERRORS)
-    head = (f"POST /cli HTTP/1.0\r\nUser-agent: xe-cli/Unix/{cliproto.MAJOR}.{cliproto.MINOR}"
-            f"\r\noriginator: cli\r\ncontent-length: {len(data)}\r\n\r\n").encode("ascii")
+    head = (
+        f"POST /cli HTTP/1.0\r\nUser-agent: xe-cli/Unix/{cliproto.MAJOR}.{cliproto.MINOR}"
+        f"\r\noriginator: cli\r\ncontent-length: {len(data)}\r\n\r\n"
+    ).encode("ascii")
     return head + data
 
 
@@ -238,7 +259,7 @@ class Channel:
     def read(self, n):
         try:
             return self.sock.recv(n)
-        except OSError:   # a reset, or a TLS error (ssl.SSLError is an OSError)
+        except OSError:  # a reset, or a TLS error (ssl.SSLError is an OSError)
             return b""
 
     def write(self, data: bytes):
@@ -259,8 +280,8 @@ def open_session(st: Settings, args: list):
     localhost = st.server == "127.0.0.1"
     attempts = [False] if (localhost or not st.ssl) else [True]
     if localhost and st.ssl:
-        attempts.append(True)      # a TLS-only listener closed the plain connection
-    last = ConnectFailure()        # what every attempt closed without a greeting raises
+        attempts.append(True)  # a TLS-only listener closed the plain connection
+    last = ConnectFailure()  # what every attempt closed without a greeting raises
     for use_ssl in attempts:
         sock = _connect(st, use_ssl)
         ch = Channel(sock)
@@ -285,8 +306,10 @@ def open_session(st: Settings, args: list):
 def main_loop(st: Settings, ch: Channel, version) -> int:
     major, minor = version
     if major != cliproto.MAJOR:
-        raise ProtocolMismatch(f"Server has protocol version {major}.{minor}. Client has "
-                               f"{cliproto.MAJOR}.{cliproto.MINOR}")
+        raise ProtocolMismatch(
+            f"Server has protocol version {major}.{minor}. Client has "
+            f"{cliproto.MAJOR}.{cliproto.MINOR}"
+        )
     ch.write(cliproto.greeting())
     out = sys.stdout.buffer
     while True:
@@ -373,7 +396,7 @@ def main(argv=None, environ=None) -> int:
         err(f"Protocol version mismatch: {e}.\n")
         err("Try specifying a server name and port on the command-line.\n")
         usage()
-    except BrokenPipeError:   # stdout closed early (xe ... | head)
+    except BrokenPipeError:  # stdout closed early (xe ... | head)
         try:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         except OSError:
@@ -391,14 +414,14 @@ def main(argv=None, environ=None) -> int:
             err(f"Error: {getattr(e, 'reason', None) or e} (calling SSL connect)\n")
             return status
         err(f"Error: {e.strerror or e} (calling connect )\n")
-    except ValueError as e:   # bool_of_string on nossl=...
-        err(f"Unhandled exception\nInvalid_argument(\"{e}\")\n")
+    except ValueError as e:  # bool_of_string on nossl=...
+        err(f'Unhandled exception\nInvalid_argument("{e}")\n')
     except KeyboardInterrupt:
         status = 1
     return status
 
 
-def run():   # console-script entry point
+def run():  # console-script entry point
     sys.exit(main())
 
 

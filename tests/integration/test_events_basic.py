@@ -6,6 +6,7 @@ holds the key; a timeout returns no events and a usable token; ``valid_ref_count
 ``<i4>`` over XML-RPC and numbers over JSON; ``del`` events carry no snapshot; an object
 created and destroyed between two calls is not reported; a logout wakes a blocked call.
 """
+
 from __future__ import annotations
 
 import re
@@ -36,18 +37,23 @@ def test_empty_token_returns_every_object_as_add(xapi, everything):
     assert TOKEN.match(everything["token"])
     by_class = {}
     for e in evs:
-        assert list(e) == MEMBERS                 # member order; no obj_uuid
+        assert list(e) == MEMBERS  # member order; no obj_uuid
         assert e["id"].isdigit() and e["timestamp"] == "0.0"
         assert e["class"] == e["class"].lower()
         by_class.setdefault(e["class"], {})[e["ref"]] = e["snapshot"]
-    for cls, wire_cls in (("VM", "vm"), ("host", "host"), ("pool", "pool"),
-                          ("host_cpu", "host_cpu"), ("host_metrics", "host_metrics"),
-                          ("VM_metrics", "vm_metrics")):
+    for cls, wire_cls in (
+        ("VM", "vm"),
+        ("host", "host"),
+        ("pool", "pool"),
+        ("host_cpu", "host_cpu"),
+        ("host_metrics", "host_metrics"),
+        ("VM_metrics", "vm_metrics"),
+    ):
         assert by_class[wire_cls] == getattr(xapi, cls).get_all_records(), cls
     # no events for classes without gen_events
     assert "session" not in by_class and "event" not in by_class
     # XenCenter needs the pool and its master
-    (pool_ref, pool), = by_class["pool"].items()
+    ((pool_ref, pool),) = by_class["pool"].items()
     assert pool["master"] in by_class["host"]
 
 
@@ -56,7 +62,7 @@ def test_valid_ref_counts(xapi, everything):
     assert counts["vm"] == len(xapi.VM.get_all())
     assert counts["host"] == 3 and counts["pool"] == 1
     assert counts["host_cpu"] == len(xapi.host_cpu.get_all())
-    assert counts["session"] >= 1               # every table, subscribed or not
+    assert counts["session"] >= 1  # every table, subscribed or not
     assert counts["sr"] == len(xapi.SR.get_all())
     assert all(k == k.lower() and isinstance(v, int) for k, v in counts.items())
 
@@ -64,12 +70,13 @@ def test_valid_ref_counts(xapi, everything):
 def test_valid_ref_counts_are_i4_in_xml(world, wire, session):
     r = wire.xml_reply(world.master_url(), "event.from", session.handle, ["pool"], "", 1.0)
     body = r.body.decode()
-    counts = body[body.index("<name>valid_ref_counts</name>"):]
+    counts = body[body.index("<name>valid_ref_counts</name>") :]
     assert re.search(r"<member><name>pool</name><value><i4>1</i4></value></member>", counts)
     assert re.search(r"<member><name>host</name><value><i4>3</i4></value></member>", counts)
     # and only there: event ids and the token are strings
-    assert body.count("<i4>") == len(re.findall(r"<member><name>[a-z_0-9]+</name><value><i4>",
-                                                counts))
+    assert body.count("<i4>") == len(
+        re.findall(r"<member><name>[a-z_0-9]+</name><value><i4>", counts)
+    )
     assert "<member><name>id</name><value>" in body
     assert "<member><name>timestamp</name><value>0.0</value></member>" in body
 
@@ -124,6 +131,7 @@ def test_nothing_matching_blocks_until_the_timeout_even_from_the_start(xapi):
 
 # -- changes (a world of their own) ---------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def cworld():
     """A world for the tests that change things (each works from its own token)."""
@@ -150,7 +158,7 @@ def test_pool_add_to_other_config_is_a_pool_mod_with_the_key(fx):
     assert ev["snapshot"]["other_config"]["xo:barrier"] == "42"
     assert ev["snapshot"] == fx.pool.get_record(pool)
     assert int(ev["id"]) > int(token.split(",")[0])
-    assert out["token"] > token                 # lexicographic, as designed
+    assert out["token"] > token  # lexicographic, as designed
 
 
 def test_several_changes_collapse_into_one_event(fx):
@@ -225,7 +233,7 @@ def test_add_and_del_of_a_task(fx):
     out2 = event_from(fx, ["task"], out["token"], 5.0)
     (ev,) = out2["events"]
     assert (ev["operation"], ev["ref"]) == ("del", done)
-    assert list(ev) == ["id", "timestamp", "class", "operation", "ref"]   # no snapshot
+    assert list(ev) == ["id", "timestamp", "class", "operation", "ref"]  # no snapshot
 
 
 def test_created_and_destroyed_between_calls_is_not_reported(fx):

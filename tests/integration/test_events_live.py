@@ -6,6 +6,7 @@ API-destroyed objects, ``valid_ref_counts`` over the database tables only, messa
 API with ``EVENTS_LOST``, and fifty blocked ``event.from`` calls woken together by one
 change without the server burning CPU while they wait.
 """
+
 from __future__ import annotations
 
 import re
@@ -67,8 +68,9 @@ def test_tokens_are_monotonic(lx):
     assert idle["events"] == [] and idle["token"] >= tokens[-1]
     # event ids grow with the token too
     ids = [int(e["id"]) for e in event_from(lx, ["pool"], tokens[0], 1.0)["events"]]
-    assert ids and all(int(tokens[0].split(",")[0]) < i <= int(tokens[-1].split(",")[0])
-                       for i in ids)
+    assert ids and all(
+        int(tokens[0].split(",")[0]) < i <= int(tokens[-1].split(",")[0]) for i in ids
+    )
 
 
 def test_valid_ref_counts_cover_the_database_tables(lx):
@@ -76,7 +78,7 @@ def test_valid_ref_counts_cover_the_database_tables(lx):
     # tables XAPI keeps outside its database have no entry
     for absent in ("event", "message", "data_source", "auth", "sr_stat", "probe_result"):
         assert absent not in counts
-    assert counts["role"] == 0                      # static roles are not database rows
+    assert counts["role"] == 0  # static roles are not database rows
     assert len(lx.role.get_all()) == 6
     assert counts["task"] == len(lx.task.get_all())
     assert counts["session"] >= 1 and counts["host"] == 3
@@ -113,17 +115,23 @@ def test_inject_and_current_id(lworld, lx, wire):
     assert TOKEN.match(lx.event.inject("VM", vm))
     # get_current_id is an int on the wire (JSON number)
     sref = wire.login(lworld.master_url())
-    assert isinstance(wire.json(lworld.master_url(), "event.get_current_id", [sref])["result"],
-                      int)
+    assert isinstance(wire.json(lworld.master_url(), "event.get_current_id", [sref])["result"], int)
 
 
 def test_task_progress_and_end_are_events(lx):
     vm = lx.VM.get_by_name_label("batch1")[0]
     token = event_from(lx, ["task"], "", 0.05)["token"]
     task = lx.Async.VM.start(vm, False, False)
-    evs, token = drain(lx, ["task"], token, lambda s: any(
-        e["ref"] == task and e["snapshot"]["status"] != "pending" for e in s
-        if e["operation"] != "del"))
+    evs, token = drain(
+        lx,
+        ["task"],
+        token,
+        lambda s: any(
+            e["ref"] == task and e["snapshot"]["status"] != "pending"
+            for e in s
+            if e["operation"] != "del"
+        ),
+    )
     mine = [e for e in evs if e["ref"] == task]
     assert mine[0]["operation"] == "add"
     assert mine[-1]["snapshot"]["status"] == "success"
@@ -135,6 +143,7 @@ def test_task_progress_and_end_are_events(lx):
 
 # -- changes nobody made over the API --------------------------------------------------------
 
+
 def test_host_crash_and_boot_are_seen_live(fresh_world, login, wire):
     x = login(fresh_world.master_url()).xenapi
     xs3 = fresh_world.host("xs3").ref
@@ -143,12 +152,16 @@ def test_host_crash_and_boot_are_seen_live(fresh_world, login, wire):
     result = {}
 
     def watch():
-        result["events"], _ = drain(x, ["host", "host_metrics", "host_cpu"], token,
-                                    lambda s: any(e["ref"] == metrics for e in s))
+        result["events"], _ = drain(
+            x,
+            ["host", "host_metrics", "host_cpu"],
+            token,
+            lambda s: any(e["ref"] == metrics for e in s),
+        )
 
     t = threading.Thread(target=watch)
     t.start()
-    time.sleep(0.3)                                     # the watcher is blocked by now
+    time.sleep(0.3)  # the watcher is blocked by now
     sref = wire.login(fresh_world.master_url())
     wire.xml_ok(fresh_world.master_url(), "sim.host_crash", sref, xs3)
     t.join(10)
@@ -158,8 +171,14 @@ def test_host_crash_and_boot_are_seen_live(fresh_world, login, wire):
     token = event_from(x, ["host"], "", 1.0)["token"]
     # power on: a full xapi start rewrites the host and recreates its host_cpu rows
     wire.xml_ok(fresh_world.master_url(), "sim.host_power_on", sref, xs3)
-    evs, _ = drain(x, ["host", "host_cpu"], token, lambda s: any(
-        e["ref"] == xs3 and e["snapshot"]["enabled"] for e in s if e["class"] == "host"))
+    evs, _ = drain(
+        x,
+        ["host", "host_cpu"],
+        token,
+        lambda s: any(
+            e["ref"] == xs3 and e["snapshot"]["enabled"] for e in s if e["class"] == "host"
+        ),
+    )
     ops = {(e["class"], e["operation"]) for e in evs}
     assert {("host", "mod"), ("host_cpu", "add"), ("host_cpu", "del")} <= ops
 
@@ -174,9 +193,14 @@ def test_a_join_and_the_joiners_background_start_are_seen_live(fresh_world, logi
     token = event_from(x, ["host", "vm"], "", 1.0)["token"]
     j = login(xs4.url).xenapi
     j.pool.join(master_addr, "root", "xenroot")
-    evs, _ = drain(x, ["host", "vm"], token, lambda s: any(
-        e["ref"] == xs4.ref and e["operation"] == "mod" and e["snapshot"]["cpu_info"]
-        for e in s))
+    evs, _ = drain(
+        x,
+        ["host", "vm"],
+        token,
+        lambda s: any(
+            e["ref"] == xs4.ref and e["operation"] == "mod" and e["snapshot"]["cpu_info"] for e in s
+        ),
+    )
     mine = [e for e in evs if e["ref"] == xs4.ref]
     assert mine[0]["operation"] == "add" and mine[0]["snapshot"]["cpu_info"] == {}
     assert mine[-1]["snapshot"]["cpu_info"]["vendor"]
@@ -186,13 +210,13 @@ def test_a_join_and_the_joiners_background_start_are_seen_live(fresh_world, logi
 
 # -- message events ---------------------------------------------------------------------------
 
+
 def test_message_events_carry_id_zero(fresh_world, login):
     x = login(fresh_world.master_url()).xenapi
     token = event_from(x, ["message"], "", 0.05)["token"]
     w = fresh_world.world
     pool = w.pools[0]
-    w.add_message(pool.db, "TEST_ALERT", 3, "body", "Pool",
-                  pool.db.get("pool", pool.ref)["uuid"])
+    w.add_message(pool.db, "TEST_ALERT", 3, "body", "Pool", pool.db.get("pool", pool.ref)["uuid"])
     out = event_from(x, ["message"], token, 5.0)
     (ev,) = out["events"]
     assert (ev["id"], ev["class"], ev["operation"]) == ("0", "message", "add")
@@ -200,6 +224,7 @@ def test_message_events_carry_id_zero(fresh_world, login):
 
 
 # -- legacy event.register / event.next ------------------------------------------------------
+
 
 def test_legacy_next_events_and_events_lost(fresh_world, login):
     x = login(fresh_world.master_url()).xenapi
@@ -234,13 +259,14 @@ def test_legacy_next_events_and_events_lost(fresh_world, login):
     with pytest.raises(XenAPI.Failure) as e:
         x.event.next()
     assert e.value.details[0] == "SESSION_NOT_REGISTERED"
-    x.event.unregister(["pool"])                        # what XO does, harmless
+    x.event.unregister(["pool"])  # what XO does, harmless
     x.event.register(["pool"])
     x.pool.set_name_description(pool, "again")
     assert [e["snapshot"]["name_description"] for e in x.event.next()] == ["again"]
 
 
 # -- many waiters at once -----------------------------------------------------------------------
+
 
 def test_fifty_waiters_are_woken_by_one_change_without_busy_waiting(fresh_world, login):
     url = fresh_world.master_url()
@@ -255,7 +281,7 @@ def test_fifty_waiters_are_woken_by_one_change_without_busy_waiting(fresh_world,
     elapsed = [None] * n
 
     def waiter(i):
-        proxy = xmlrpc.client.ServerProxy(url)       # its own connection
+        proxy = xmlrpc.client.ServerProxy(url)  # its own connection
         started.wait()
         t0 = time.monotonic()
         results[i] = getattr(proxy.event, "from")(sref, ["pool"], token, 30.0)
@@ -265,7 +291,7 @@ def test_fifty_waiters_are_woken_by_one_change_without_busy_waiting(fresh_world,
     for t in threads:
         t.start()
     started.wait()
-    time.sleep(0.5)                                   # every call is blocked by now
+    time.sleep(0.5)  # every call is blocked by now
     # while they wait, the server does not spin: (almost) no CPU in a second
     cpu0 = time.process_time()
     time.sleep(1.0)
@@ -292,6 +318,7 @@ def test_logout_drops_the_legacy_event_registration():
 
     from xapi_sim.classes.event import EventQueues
     from xapi_sim.testing import running_world
+
     with running_world(seed=3) as w:
         s = _X.Session(w.master_url())
         s.xenapi.login_with_password("root", "xenroot")

@@ -8,6 +8,7 @@ UUID_INVALID. Classes without rows answer get_all with [].
 The expected messages are derived from the datamodel, so a field the schema gains is tested
 without editing this file.
 """
+
 from __future__ import annotations
 
 import xmlrpc.client
@@ -62,14 +63,16 @@ def failure(fn, *args):
 
 # -- get_all / get_all_records / get_record -------------------------------------------------
 
+
 def test_object_counts(world, xapi, records):
     assert len(records["pool"]) == 1
     assert sorted(r["name_label"] for r in records["host"].values()) == ["xs1", "xs2", "xs3"]
-    assert len(records["host_cpu"]) == sum(world.host(n).hw.cpu_count
-                                           for n in ("xs1", "xs2", "xs3"))
+    assert len(records["host_cpu"]) == sum(
+        world.host(n).hw.cpu_count for n in ("xs1", "xs2", "xs3")
+    )
     names = {r["name_label"] for r in records["VM"].values()}
     assert {"web1", "web2", "db1", "batch1", "legacy1"} <= names
-    assert "scratch1" not in names          # lives on standalone xs4, another database
+    assert "scratch1" not in names  # lives on standalone xs4, another database
     dom0s = [r for r in records["VM"].values() if r["is_control_domain"]]
     assert len(dom0s) == 3
 
@@ -137,6 +140,7 @@ def test_every_generic_message_is_listed(listed, cls):
 
 # -- get_<field> for every field ----------------------------------------------------------
 
+
 @pytest.mark.parametrize("cls", CLASSES)
 def test_every_getter(xapi, records, cls):
     refs = sorted(records[cls])
@@ -180,8 +184,13 @@ def test_ref_of_another_class_is_handle_invalid(xapi, records):
 
 def test_no_setter_for_read_only_fields(world, session, wire, records):
     vm, _ = sample(records, "VM")
-    for method in ("VM.set_power_state", "VM.set_uuid", "host_cpu.set_speed",
-                   "host.set_enabled", "pool.set_master"):
+    for method in (
+        "VM.set_power_state",
+        "VM.set_uuid",
+        "host_cpu.set_speed",
+        "host.set_enabled",
+        "pool.set_master",
+    ):
         err = wire.xml_err(world.master_url(), method, session.handle, vm, "x")
         assert err == ["MESSAGE_METHOD_UNKNOWN", method]
 
@@ -189,8 +198,9 @@ def test_no_setter_for_read_only_fields(world, session, wire, records):
 def test_unpopulated_classes_answer_empty(world, xapi):
     """Classes with get_all but no rows answer [] / {} (e.g. SR in this scenario)."""
     db = world.world.pools[0].db
-    empty = [c for c, cs in db.schema.classes.items()
-             if "get_all" in cs.messages and db.count(c) == 0]
+    empty = [
+        c for c, cs in db.schema.classes.items() if "get_all" in cs.messages and db.count(c) == 0
+    ]
     assert empty, "the default scenario should leave some classes empty"
     for c in empty:
         assert call(xapi, c, "get_all") == [], c
@@ -204,6 +214,7 @@ def test_unpopulated_classes_answer_empty(world, xapi):
 
 
 # -- get_all_records_where / get_all_where -------------------------------------------------
+
 
 def where(xapi, cls, expr):
     recs = call(xapi, cls, "get_all_records_where", expr)
@@ -227,8 +238,9 @@ def test_where_true_and_false(xapi, records, cls):
 def test_where_on_vm(xapi, records):
     vms = records["VM"]
     assert names(where(xapi, "VM", 'field "name__label"="web1"')) == ["web1"]
-    assert names(where(xapi, "VM", 'field "name__label" = "batch1" or '
-                                   'field "name__label"="db1"')) == ["batch1", "db1"]
+    assert names(
+        where(xapi, "VM", 'field "name__label" = "batch1" or field "name__label"="db1"')
+    ) == ["batch1", "db1"]
     running = {r for r, v in vms.items() if v["power_state"] == "Running"}
     assert set(where(xapi, "VM", 'field "power_state"="Running"')) == running
     # enums compare with the datamodel spelling only
@@ -239,17 +251,25 @@ def test_where_on_vm(xapi, records):
     four_gib = {r for r, v in vms.items() if v["memory_static_max"] == str(4 << 30)}
     assert set(where(xapi, "VM", f'field "memory__static_max"="{4 << 30}"')) == four_gib
     assert names(where(xapi, "VM", 'field "VCPUs__max"="4"')) == ["db1"]
-    assert names(where(xapi, "VM", 'field "HVM__boot_policy"="BIOS order" and '
-                                   'field "is_a_template"="false" and '
-                                   'field "power_state"="Halted"')) == ["batch1"]
+    assert names(
+        where(
+            xapi,
+            "VM",
+            'field "HVM__boot_policy"="BIOS order" and '
+            'field "is_a_template"="false" and '
+            'field "power_state"="Halted"',
+        )
+    ) == ["batch1"]
     # refs
     web1 = next(r for r, v in vms.items() if v["name_label"] == "web1")
     host = vms[web1]["resident_on"]
-    assert names(where(xapi, "VM", f'field "resident_on"="{host}" and '
-                                   'field "is_control_domain"="false"')) == ["web1"]
+    assert names(
+        where(xapi, "VM", f'field "resident_on"="{host}" and field "is_control_domain"="false"')
+    ) == ["web1"]
     assert list(where(xapi, "VM", f'field "_ref"="{web1}"')) == [web1]
-    assert list(where(xapi, "VM", f'field "uuid"="{vms[web1]["uuid"]}" or '
-                                  'field "name__label"="nothing"')) == [web1]
+    assert list(
+        where(xapi, "VM", f'field "uuid"="{vms[web1]["uuid"]}" or field "name__label"="nothing"')
+    ) == [web1]
     # two literals, two fields
     assert where(xapi, "VM", '"a"="a"') == vms
     assert where(xapi, "VM", '"a"="b"') == {}
@@ -261,15 +281,14 @@ def test_where_not_has_the_lowest_precedence(xapi, records):
     ``not a and b`` is ``not (a and b)``."""
     vms = records["VM"]
     expr = 'not field "is_a_template"="true" and field "is_control_domain"="true"'
-    assert where(xapi, "VM", expr) == vms          # nothing is both
+    assert where(xapi, "VM", expr) == vms  # nothing is both
     expr = '(not field "is_a_template"="true") and field "is_control_domain"="true"'
-    assert set(where(xapi, "VM", expr)) == {r for r, v in vms.items()
-                                            if v["is_control_domain"]}
+    assert set(where(xapi, "VM", expr)) == {r for r, v in vms.items() if v["is_control_domain"]}
     # and/or are left-associative with equal precedence
     expr = 'field "name__label"="web1" or field "name__label"="web2" and false'
     assert where(xapi, "VM", expr) == {}
     # keywords need no blanks around them (ocamllex has no identifier rule)
-    assert where(xapi, "VM", 'notfalse') == vms
+    assert where(xapi, "VM", "notfalse") == vms
     assert names(where(xapi, "VM", 'field"name__label"="web2"')) == ["web2"]
 
 
@@ -286,19 +305,22 @@ def test_where_on_host_pool_host_cpu(xapi, records):
     assert sorted(c["host"] for c in zeros.values()) == sorted(hosts)
 
 
-@pytest.mark.parametrize("expr,text", [
-    ('field "name__label"=', "Parsing.Parse_error"),
-    ("true false", "Parsing.Parse_error"),
-    ('"a"', "Parsing.Parse_error"),
-    ("(true", "Parsing.Parse_error"),
-    ("", "Parsing.Parse_error"),
-    ("= @", "Parsing.Parse_error"),
-    ('field "name__label"="unterminated', 'Failure("lexing: empty token")'),
-    ("andy", "Parsing.Parse_error"),       # "and" is a token: the parser fails first
-    ("xyz", 'Failure("lexing: empty token")'),
-    ("True", 'Failure("lexing: empty token")'),
-    ("field 'x'='y'", 'Failure("lexing: empty token")'),
-])
+@pytest.mark.parametrize(
+    "expr,text",
+    [
+        ('field "name__label"=', "Parsing.Parse_error"),
+        ("true false", "Parsing.Parse_error"),
+        ('"a"', "Parsing.Parse_error"),
+        ("(true", "Parsing.Parse_error"),
+        ("", "Parsing.Parse_error"),
+        ("= @", "Parsing.Parse_error"),
+        ('field "name__label"="unterminated', 'Failure("lexing: empty token")'),
+        ("andy", "Parsing.Parse_error"),  # "and" is a token: the parser fails first
+        ("xyz", 'Failure("lexing: empty token")'),
+        ("True", 'Failure("lexing: empty token")'),
+        ("field 'x'='y'", 'Failure("lexing: empty token")'),
+    ],
+)
 def test_where_bad_expression_is_invalid_value(xapi, expr, text):
     for msg in ("get_all_records_where", "get_all_where"):
         assert failure(getattr(xapi.VM, msg), expr) == ["INVALID_VALUE", expr, text]
@@ -307,11 +329,16 @@ def test_where_bad_expression_is_invalid_value(xapi, expr, text):
 @pytest.mark.parametrize("column", ["name_label", "memory_static_max", "nonexistent"])
 def test_where_unknown_column_is_internal_error(xapi, column):
     """Db_exn.DBCache_NotFound ("missing field", column, "") -> INTERNAL_ERROR (exnHelper)."""
-    assert failure(xapi.VM.get_all_records_where, f'field "{column}"="x"') == \
-        ["INTERNAL_ERROR", "missing field", column, ""]
+    assert failure(xapi.VM.get_all_records_where, f'field "{column}"="x"') == [
+        "INTERNAL_ERROR",
+        "missing field",
+        column,
+        "",
+    ]
 
 
 # -- setters, map and set edits (a world of their own) -------------------------------------
+
 
 @pytest.fixture(scope="module")
 def mworld():
@@ -329,10 +356,12 @@ def mx(mworld, login):
 @pytest.fixture(scope="module")
 def targets(mx):
     """The object each class's edits go to: the pool, member xs3, halted VM batch1, a CPU."""
-    return {"pool": mx.pool.get_all()[0],
-            "host": mx.host.get_by_name_label("xs3")[0],
-            "VM": mx.VM.get_by_name_label("batch1")[0],
-            "host_cpu": sorted(mx.host_cpu.get_all())[0]}
+    return {
+        "pool": mx.pool.get_all()[0],
+        "host": mx.host.get_by_name_label("xs3")[0],
+        "VM": mx.VM.get_by_name_label("batch1")[0],
+        "host_cpu": sorted(mx.host_cpu.get_all())[0],
+    }
 
 
 def new_value(mx, cls, f, current):
@@ -342,12 +371,12 @@ def new_value(mx, cls, f, current):
         v = f"set {cls}.{f.name} <&>\"' \u00e9\u4e2d"
         return v, v
     if k == "int":
-        return str(1 << 40), str(1 << 40)      # beyond 32 bits: Python clients send str
+        return str(1 << 40), str(1 << 40)  # beyond 32 bits: Python clients send str
     if k == "bool":
         return (not current), (not current)
     if k == "enum":
         v = next(e for e in ENUMS[f.type.name] if e != current)
-        return v.upper(), v                     # enums are matched case-insensitively
+        return v.upper(), v  # enums are matched case-insensitively
     if k == "ref":
         others = getattr(mx, f.type.name).get_all() if f.type.name in ("host", "pool") else []
         v = others[-1] if others else NULL_REF
@@ -356,8 +385,10 @@ def new_value(mx, cls, f, current):
         return ["b", "a", "c"], ["b", "a", "c"]
     if k == "map":
         key = "start" if f.type.key.kind == "enum" else "k1"
-        return {key: "v1", **({} if f.type.key.kind == "enum" else {"k2": "<v2>"})}, \
-            {key: "v1", **({} if f.type.key.kind == "enum" else {"k2": "<v2>"})}
+        return {key: "v1", **({} if f.type.key.kind == "enum" else {"k2": "<v2>"})}, {
+            key: "v1",
+            **({} if f.type.key.kind == "enum" else {"k2": "<v2>"}),
+        }
     raise AssertionError(f"no test value for {f}")
 
 
@@ -370,7 +401,7 @@ def test_every_rw_setter(mx, targets, cls):
         assert call(mx, cls, f"set_{f.name}", ref, send) == "", f"{cls}.set_{f.name}"
         assert call(mx, cls, f"get_{f.name}", ref) == expect, f"{cls}.set_{f.name}"
         assert call(mx, cls, "get_record", ref)[f.name] == expect
-    if cls == "VM":   # set_is_a_template flipped it: put batch1 back as a VM
+    if cls == "VM":  # set_is_a_template flipped it: put batch1 back as a VM
         mx.VM.set_is_a_template(ref, False)
 
 
@@ -385,10 +416,12 @@ def test_setters_accept_int_types(mx, targets):
 def test_setter_on_a_bad_ref(mx, cls):
     f = rw_fields(cls, "map")[0]
     bad = "OpaqueRef:00000000-0000-4000-8000-000000000000"
-    assert failure(getattr(api(mx, cls), f"set_{f.name}"), bad, {}) == \
-        ["HANDLE_INVALID", cls, bad]
-    assert failure(getattr(api(mx, cls), f"add_to_{f.name}"), bad, "k", "v") == \
-        ["HANDLE_INVALID", cls, bad]
+    assert failure(getattr(api(mx, cls), f"set_{f.name}"), bad, {}) == ["HANDLE_INVALID", cls, bad]
+    assert failure(getattr(api(mx, cls), f"add_to_{f.name}"), bad, "k", "v") == [
+        "HANDLE_INVALID",
+        cls,
+        bad,
+    ]
 
 
 DB_COLUMN = {"HVM_boot_params": "HVM__boot_params", "VCPUs_params": "VCPUs__params"}
@@ -403,7 +436,7 @@ def test_every_rw_map_add_to_remove_from(mx, targets, cls):
         remove_from = getattr(api(mx, cls), f"remove_from_{f.name}")
         enum_key = f.type.key.kind == "enum"
         key = "shutdown" if enum_key else "sim-test-key"
-        remove_from(ref, key)                   # absent key: a no-op
+        remove_from(ref, key)  # absent key: a no-op
         before = get(ref)
         assert key not in before
         assert add_to(ref, key, "value <1>") == ""
@@ -411,12 +444,11 @@ def test_every_rw_map_add_to_remove_from(mx, targets, cls):
         # a second add of the same key: MAP_DUPLICATE_KEY [table, DB column, ref, key]
         # (db_cache_impl.ml process_structured_field_locked), value unchanged
         err = failure(add_to, ref, key.upper() if enum_key else key, "other")
-        assert err == ["MAP_DUPLICATE_KEY", cls, DB_COLUMN.get(f.name, f.name), ref, key], \
-            f.name
+        assert err == ["MAP_DUPLICATE_KEY", cls, DB_COLUMN.get(f.name, f.name), ref, key], f.name
         assert get(ref)[key] == "value <1>"
         assert remove_from(ref, key) == ""
         assert get(ref) == before
-        assert remove_from(ref, key) == ""      # removing again is a no-op
+        assert remove_from(ref, key) == ""  # removing again is a no-op
         assert get(ref) == before
 
 
@@ -431,12 +463,12 @@ def test_every_rw_set_add_remove(mx, targets, cls):
         remove = getattr(api(mx, cls), f"remove_{f.name}")
         before = get(ref)
         assert add(ref, "x-tag") == ""
-        assert add(ref, "x-tag") == ""          # idempotent
+        assert add(ref, "x-tag") == ""  # idempotent
         assert get(ref) == before + ["x-tag"]
         assert add(ref, "y-tag") == ""
         assert get(ref) == before + ["x-tag", "y-tag"]
         assert remove(ref, "x-tag") == ""
-        assert remove(ref, "x-tag") == ""       # absent: a no-op
+        assert remove(ref, "x-tag") == ""  # absent: a no-op
         assert get(ref) == before + ["y-tag"]
         remove(ref, "y-tag")
         assert get(ref) == before

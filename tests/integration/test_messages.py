@@ -1,5 +1,6 @@
 """The message class over the wire (xapi_message.ml, Dundee): create, read, filter, destroy,
 and the accessors' own errors and quirks."""
+
 from __future__ import annotations
 
 import pytest
@@ -21,8 +22,13 @@ def test_messages_round_trip(fresh_world, login):
     m = x.message.create("TEST_ALERT", "3", "VM", vm_uuid, "a body")
     h = x.message.create("TEST_HOST", "5", "Host", host_uuid, "other")
     rec = x.message.get_record(m)
-    assert (rec["name"], rec["priority"], rec["cls"], rec["obj_uuid"], rec["body"]) == \
-        ("TEST_ALERT", "3", "VM", vm_uuid, "a body")
+    assert (rec["name"], rec["priority"], rec["cls"], rec["obj_uuid"], rec["body"]) == (
+        "TEST_ALERT",
+        "3",
+        "VM",
+        vm_uuid,
+        "a body",
+    )
     assert x.message.get_by_uuid(rec["uuid"]) == m
     assert set(x.message.get_all()) == set(before) | {m, h}
     assert m in x.message.get_all_records()
@@ -37,13 +43,22 @@ def test_messages_round_trip(fresh_world, login):
 
 def test_message_errors(fresh_world, login):
     x = login(fresh_world.master_url()).xenapi
-    assert fails(x.message.create, "N", "1", "VM", "not-a-vm", "b") == \
-        ["UUID_INVALID", "VM", "not-a-vm"]
+    assert fails(x.message.create, "N", "1", "VM", "not-a-vm", "b") == [
+        "UUID_INVALID",
+        "VM",
+        "not-a-vm",
+    ]
     assert fails(x.message.get, "SR", "nope", "19700101T00:00:00Z") == ["UUID_INVALID"]
-    assert fails(x.message.get_record, "OpaqueRef:nope") == \
-        ["HANDLE_INVALID", "message", "OpaqueRef:nope"]
-    assert fails(x.message.destroy, "OpaqueRef:nope") == \
-        ["HANDLE_INVALID", "message", "OpaqueRef:nope"]
+    assert fails(x.message.get_record, "OpaqueRef:nope") == [
+        "HANDLE_INVALID",
+        "message",
+        "OpaqueRef:nope",
+    ]
+    assert fails(x.message.destroy, "OpaqueRef:nope") == [
+        "HANDLE_INVALID",
+        "message",
+        "OpaqueRef:nope",
+    ]
     assert fails(x.message.get_by_uuid, "nope") == ["UUID_INVALID", "message", "nope"]
 
 

@@ -1,6 +1,7 @@
 """What a freshly installed host's networking looks like, over the wire with the real
 ``XenAPI`` client: PIFs eth0-eth3 with metrics on pool-wide networks, the management
 interface, the host internal management network; pool join and eject; 6.5 SP1 pools."""
+
 from __future__ import annotations
 
 import re
@@ -62,8 +63,7 @@ def _check_fresh_pool(w, x):
         ref, net = by_bridge[f"xenbr{i}"]
         assert net["name_label"] == f"Pool-wide network associated with eth{i}"
         assert net["MTU"] == "1500"
-        assert sorted(net["PIFs"]) == sorted(p for p, r in pifs.items()
-                                             if r["device"] == f"eth{i}")
+        assert sorted(net["PIFs"]) == sorted(p for p, r in pifs.items() if r["device"] == f"eth{i}")
     himn = by_bridge["xenapi"][1]
     assert himn["name_label"] == "Host internal management network"
     assert himn["other_config"]["is_host_internal_management_network"] == "true"
@@ -110,15 +110,20 @@ def test_join_maps_pifs_by_device_and_eject_gives_networks_back():
         x = _session(w.master_url()).xenapi
         s1 = w.host("s1")
         sx = _session(s1.url).xenapi
-        priv = sx.network.create({"name_label": "lab", "name_description": "",
-                                  "MTU": "1500", "other_config": {}})
+        priv = sx.network.create(
+            {"name_label": "lab", "name_description": "", "MTU": "1500", "other_config": {}}
+        )
         assert sx.network.get_bridge(priv) == "xapi0"
         sx.pool.join(w.host("a1").address, "root", "xenroot")
         nets = x.network.get_all_records()
         by_bridge = {n["bridge"]: r for r, n in nets.items()}
         # the physical networks are the pool's, one per device; the private one is re-made
-        assert sorted(b for b in by_bridge if b.startswith("xenbr")) == \
-            ["xenbr0", "xenbr1", "xenbr2", "xenbr3"]
+        assert sorted(b for b in by_bridge if b.startswith("xenbr")) == [
+            "xenbr0",
+            "xenbr1",
+            "xenbr2",
+            "xenbr3",
+        ]
         assert "xenapi" in by_bridge
         labs = [r for r, n in nets.items() if n["name_label"] == "lab"]
         assert len(labs) == 1 and nets[labs[0]]["bridge"].startswith("xapi")
@@ -160,15 +165,20 @@ def test_join_refused_with_a_vlan():
 
 def test_nic_count_is_a_hardware_attribute():
     from xapi_sim.world import World
+
     world = World(seed=3)
     h = world.add_standalone_host("two", hardware=Hardware("Haswell", nics=2))
     db = h.db
-    assert sorted(db.get("PIF", p)["device"] for p in db.get("host", h.ref)["PIFs"]) == \
-        ["eth0", "eth1"]
+    assert sorted(db.get("PIF", p)["device"] for p in db.get("host", h.ref)["PIFs"]) == [
+        "eth0",
+        "eth1",
+    ]
     assert sorted(r["bridge"] for _, r in db.rows("network")) == ["xenapi", "xenbr0", "xenbr1"]
     big = world.add_standalone_host("six", hardware=Hardware("Haswell", nics=6))
     assert len(big.db.get("host", big.ref)["PIFs"]) == 6
-    metrics = [big.db.get("PIF_metrics", big.db.get("PIF", p)["metrics"])["pci_bus_path"]
-               for p in big.db.get("host", big.ref)["PIFs"]]
+    metrics = [
+        big.db.get("PIF_metrics", big.db.get("PIF", p)["metrics"])["pci_bus_path"]
+        for p in big.db.get("host", big.ref)["PIFs"]
+    ]
     assert metrics[4] == "0000:02:00.0"
     assert inet.nic_count(h) == 2

@@ -1,5 +1,6 @@
 """PIFs, VLANs, bonds, tunnels and the management interface over the wire with the real
 ``XenAPI`` client."""
+
 from __future__ import annotations
 
 import pytest
@@ -54,8 +55,11 @@ class Lab:
 
     def pif(self, host, device):
         ref = self.w.host(host).ref
-        return [p for p, r in self.x.PIF.get_all_records().items()
-                if r["host"] == ref and r["device"] == device][0]
+        return [
+            p
+            for p, r in self.x.PIF.get_all_records().items()
+            if r["host"] == ref and r["device"] == device
+        ][0]
 
     def net(self, name="n"):
         return self.x.network.create({"name_label": name, "other_config": {}})
@@ -94,9 +98,8 @@ def test_vlan_on_every_host_and_its_errors(lab):
     assert _err(x.VLAN.create, eth1, "-1", other) == ["VLAN_TAG_INVALID", "-1"]
     assert _err(x.VLAN.create, eth1, "21", net)[0] == "NETWORK_ALREADY_CONNECTED"
     assert _err(x.VLAN.create, pifs[0], "21", other) == ["PIF_IS_VLAN", pifs[0]]
-    assert _err(x.pool.create_VLAN_from_PIF, eth1, other, "5000") == ["VLAN_TAG_INVALID",
-                                                                      "5000"]
-    assert x.network.get_PIFs(other) == []              # a failed call changed nothing
+    assert _err(x.pool.create_VLAN_from_PIF, eth1, other, "5000") == ["VLAN_TAG_INVALID", "5000"]
+    assert x.network.get_PIFs(other) == []  # a failed call changed nothing
     assert _err(x.PIF.destroy, eth1) == ["PIF_IS_PHYSICAL"]
     vlan0 = x.PIF.get_VLAN_master_of(pifs[0])
     x.VLAN.destroy(vlan0)
@@ -111,8 +114,11 @@ def test_pool_create_vlan_and_pif_create_vlan(lab):
     net = lab.net()
     pifs = x.pool.create_VLAN("eth2", net, "7")
     assert [x.PIF.get_host(p) for p in pifs] == x.host.get_all()
-    assert _err(x.PIF.create_VLAN, "eth9", lab.net("m"), lab.w.host("h1").ref, "8") == \
-        ["INVALID_VALUE", "device", "eth9"]
+    assert _err(x.PIF.create_VLAN, "eth9", lab.net("m"), lab.w.host("h1").ref, "8") == [
+        "INVALID_VALUE",
+        "device",
+        "eth9",
+    ]
     # a member that is not live fails the pool-wide call, which then changes nothing
     h2 = lab.w.host("h2")
     pool = lab.w.world.pools[0]
@@ -135,8 +141,11 @@ def test_bond_with_the_management_interface(lab):
     bond = x.Bond.create(bnet, [eth0, eth1, eth0], "", "lacp", {"lacp-time": "fast"})
     rec = x.Bond.get_record(bond)
     assert sorted(rec["slaves"]) == sorted([eth0, eth1]) and rec["primary_slave"] == eth0
-    assert rec["properties"] == {"lacp-fallback-ab": "true", "hashing_algorithm": "tcpudp_ports",
-                                 "lacp-time": "fast"}
+    assert rec["properties"] == {
+        "lacp-fallback-ab": "true",
+        "hashing_algorithm": "tcpudp_ports",
+        "lacp-time": "fast",
+    }
     assert list(rec["properties"]) == ["lacp-fallback-ab", "hashing_algorithm", "lacp-time"]
     master = rec["master"]
     m = x.PIF.get_record(master)
@@ -151,14 +160,19 @@ def test_bond_with_the_management_interface(lab):
     assert x.PIF.get_ip_configuration_mode(eth0) == "None"
     assert x.host.get_management_interface(h1.ref) == master
     assert x.host.get_address(h1.ref) == h1.address
-    assert _err(x.Bond.create, lab.net("b2"), [eth1], "", "active-backup", {}) == \
-        ["PIF_ALREADY_BONDED", eth1]
+    assert _err(x.Bond.create, lab.net("b2"), [eth1], "", "active-backup", {}) == [
+        "PIF_ALREADY_BONDED",
+        eth1,
+    ]
     assert _err(x.PIF.plug, eth1) == ["CANNOT_PLUG_BOND_SLAVE", eth1]
     assert _err(x.host.management_reconfigure, eth1) == ["CANNOT_PLUG_BOND_SLAVE", eth1]
     x.Bond.set_mode(bond, "balance-slb")
     assert x.Bond.get_properties(bond) == {}
-    assert _err(x.Bond.set_property, bond, "lacp-time", "fast") == \
-        ["INVALID_VALUE", "properties", "lacp-time = fast"]
+    assert _err(x.Bond.set_property, bond, "lacp-time", "fast") == [
+        "INVALID_VALUE",
+        "properties",
+        "lacp-time = fast",
+    ]
     x.Bond.destroy(bond)
     assert master not in x.PIF.get_all() and x.Bond.get_all() == []
     for s in (eth0, eth1):
@@ -173,27 +187,37 @@ def test_bond_errors(lab):
     x = lab.x
     a, b = lab.pif("h1", "eth2"), lab.pif("h1", "eth3")
     c = lab.pif("h2", "eth2")
-    assert _err(x.Bond.create, lab.net(), [], "", "balance-slb", {}) == \
-        ["PIF_BOND_NEEDS_MORE_MEMBERS"]
-    assert _err(x.Bond.create, lab.net(), [a, c], "", "balance-slb", {}) == \
-        ["PIF_CANNOT_BOND_CROSS_HOST"]
+    assert _err(x.Bond.create, lab.net(), [], "", "balance-slb", {}) == [
+        "PIF_BOND_NEEDS_MORE_MEMBERS"
+    ]
+    assert _err(x.Bond.create, lab.net(), [a, c], "", "balance-slb", {}) == [
+        "PIF_CANNOT_BOND_CROSS_HOST"
+    ]
     assert _err(x.Bond.create, lab.net(), [a, b], "xx", "balance-slb", {}) == ["MAC_INVALID", "xx"]
-    assert _err(x.Bond.create, lab.net(), [a, b], "", "balance-slb", {"k": "v"}) == \
-        ["INVALID_VALUE", "properties", "k = v"]
-    assert _err(x.Bond.create, lab.net(), [a, b], "", "lacp",
-                {"lacp-aggregation-key": "x"}) == \
-        ["INVALID_VALUE", "properties", "lacp-aggregation-key = x"]
+    assert _err(x.Bond.create, lab.net(), [a, b], "", "balance-slb", {"k": "v"}) == [
+        "INVALID_VALUE",
+        "properties",
+        "k = v",
+    ]
+    assert _err(x.Bond.create, lab.net(), [a, b], "", "lacp", {"lacp-aggregation-key": "x"}) == [
+        "INVALID_VALUE",
+        "properties",
+        "lacp-aggregation-key = x",
+    ]
     xenbr2 = x.PIF.get_network(a)
-    assert _err(x.Bond.create, xenbr2, [a, b], "", "balance-slb", {})[0] == \
-        "NETWORK_ALREADY_CONNECTED"
+    assert (
+        _err(x.Bond.create, xenbr2, [a, b], "", "balance-slb", {})[0] == "NETWORK_ALREADY_CONNECTED"
+    )
     x.PIF.reconfigure_ip(a, "DHCP", "", "", "", "")
     x.PIF.reconfigure_ip(b, "DHCP", "", "", "", "")
-    assert _err(x.Bond.create, lab.net(), [a, b], "", "balance-slb", {}) == \
-        ["PIF_BOND_MORE_THAN_ONE_IP"]
+    assert _err(x.Bond.create, lab.net(), [a, b], "", "balance-slb", {}) == [
+        "PIF_BOND_MORE_THAN_ONE_IP"
+    ]
     x.PIF.set_property(a, "gro", "off")
     x.PIF.reconfigure_ip(b, "None", "", "", "", "")
-    assert _err(x.Bond.create, lab.net(), [a, b], "", "balance-slb", {}) == \
-        ["INCOMPATIBLE_PIF_PROPERTIES"]
+    assert _err(x.Bond.create, lab.net(), [a, b], "", "balance-slb", {}) == [
+        "INCOMPATIBLE_PIF_PROPERTIES"
+    ]
     assert x.Bond.get_all() == []
     lab.ok()
 
@@ -207,13 +231,22 @@ def test_bond_moves_vlans_and_vifs(lab):
     x.VM.remove_from_other_config(vm, "mac_seed")  # scenario VMs have one
     x.VM.add_to_other_config(vm, "mac_seed", "seed")
     eth2net = x.PIF.get_network(a)
-    vif = x.VIF.create({"device": "0", "network": eth2net, "VM": vm, "MAC": "", "MTU": "1500",
-                        "other_config": {}, "qos_algorithm_type": "",
-                        "qos_algorithm_params": {}})
+    vif = x.VIF.create(
+        {
+            "device": "0",
+            "network": eth2net,
+            "VM": vm,
+            "MAC": "",
+            "MTU": "1500",
+            "other_config": {},
+            "qos_algorithm_type": "",
+            "qos_algorithm_params": {},
+        }
+    )
     bnet = lab.net("bond")
     bond = x.Bond.create(bnet, [a, b], "", "active-backup", {})
     master = x.Bond.get_master(bond)
-    assert x.VIF.get_network(vif) == bnet                 # the running VM's VIF moved
+    assert x.VIF.get_network(vif) == bnet  # the running VM's VIF moved
     assert vlan not in x.VLAN.get_all()
     [moved] = x.PIF.get_VLAN_slave_of(master)
     untagged = x.VLAN.get_untagged_PIF(moved)
@@ -230,35 +263,48 @@ def test_reconfigure_ip_and_management(lab):
     x = lab.x
     h1 = lab.w.host("h1")
     eth0, eth1 = lab.pif("h1", "eth0"), lab.pif("h1", "eth1")
-    assert _err(x.PIF.reconfigure_ip, eth1, "Static", "10.0.0.300", "255.0.0.0", "", "") == \
-        ["INVALID_IP_ADDRESS_SPECIFIED", "IP"]
-    assert _err(x.PIF.reconfigure_ip, eth1, "Static", "10.0.0.3", "", "", "") == \
-        ["INVALID_IP_ADDRESS_SPECIFIED", "netmask"]
-    assert _err(x.PIF.reconfigure_ip, eth1, "DHCP", "", "", "gw", "") == \
-        ["INVALID_IP_ADDRESS_SPECIFIED", "gateway"]
-    assert _err(x.PIF.reconfigure_ip, eth1, "Static", "fd00::1", "255.0.0.0", "", "") == \
-        ["INVALID_IP_ADDRESS_SPECIFIED", "IP"]
-    assert _err(x.PIF.reconfigure_ip, eth0, "None", "", "", "", "") == \
-        ["PIF_IS_MANAGEMENT_INTERFACE", eth0]
+    assert _err(x.PIF.reconfigure_ip, eth1, "Static", "10.0.0.300", "255.0.0.0", "", "") == [
+        "INVALID_IP_ADDRESS_SPECIFIED",
+        "IP",
+    ]
+    assert _err(x.PIF.reconfigure_ip, eth1, "Static", "10.0.0.3", "", "", "") == [
+        "INVALID_IP_ADDRESS_SPECIFIED",
+        "netmask",
+    ]
+    assert _err(x.PIF.reconfigure_ip, eth1, "DHCP", "", "", "gw", "") == [
+        "INVALID_IP_ADDRESS_SPECIFIED",
+        "gateway",
+    ]
+    assert _err(x.PIF.reconfigure_ip, eth1, "Static", "fd00::1", "255.0.0.0", "", "") == [
+        "INVALID_IP_ADDRESS_SPECIFIED",
+        "IP",
+    ]
+    assert _err(x.PIF.reconfigure_ip, eth0, "None", "", "", "", "") == [
+        "PIF_IS_MANAGEMENT_INTERFACE",
+        eth0,
+    ]
     assert _err(x.host.management_reconfigure, eth1) == ["PIF_HAS_NO_NETWORK_CONFIGURATION"]
     x.PIF.reconfigure_ip(eth1, "Static", "10.1.2.3", "255.255.255.0", "10.1.2.1", "10.1.2.1")
     r = x.PIF.get_record(eth1)
-    assert (r["IP"], r["netmask"], r["gateway"], r["DNS"]) == \
-        ("10.1.2.3", "255.255.255.0", "10.1.2.1", "10.1.2.1")
+    assert (r["IP"], r["netmask"], r["gateway"], r["DNS"]) == (
+        "10.1.2.3",
+        "255.255.255.0",
+        "10.1.2.1",
+        "10.1.2.1",
+    )
     assert _err(x.PIF.unplug, eth0) == ["PIF_IS_MANAGEMENT_INTERFACE", eth0]
     x.host.management_reconfigure(eth1)
     assert x.PIF.get_management(eth1) and not x.PIF.get_management(eth0)
     # the host's address is the new interface's; the endpoint stays where it is
     assert x.host.get_address(h1.ref) == "10.1.2.3"
-    assert x.pool.get_all()                              # still answering at the endpoint
-    x.PIF.reconfigure_ip(eth1, "DHCP", "", "", "", "")   # the simulated DHCP: the endpoint
+    assert x.pool.get_all()  # still answering at the endpoint
+    x.PIF.reconfigure_ip(eth1, "DHCP", "", "", "", "")  # the simulated DHCP: the endpoint
     assert x.PIF.get_IP(eth1) == h1.address_for_url
     assert x.host.get_address(h1.ref) == h1.address
     x.host.management_reconfigure(eth0)
     assert x.host.get_management_interface(h1.ref) == eth0
     x.host.management_disable()
-    assert not any(r["management"] for r in x.PIF.get_all_records().values()
-                   if r["host"] == h1.ref)
+    assert not any(r["management"] for r in x.PIF.get_all_records().values() if r["host"] == h1.ref)
     assert _err(x.host.get_management_interface, h1.ref) == ["INTERNAL_ERROR", "Not_found"]
     assert x.host.get_address(h1.ref) == h1.address
     x.host.management_reconfigure(eth0)
@@ -275,7 +321,7 @@ def test_member_management_and_address_after_rebind(lab):
     x.PIF.reconfigure_ip(eth1, "Static", "192.168.7.7", "255.255.255.0", "", "")
     x.host.management_reconfigure(eth1)
     assert x.host.get_address(h2.ref) == "192.168.7.7"
-    w.world.set_host_address(h2, h2.address)            # a re-bind keeps the moved address
+    w.world.set_host_address(h2, h2.address)  # a re-bind keeps the moved address
     assert x.host.get_address(h2.ref) == "192.168.7.7"
     assert x.PIF.get_IP(eth1) == "192.168.7.7"
 
@@ -287,9 +333,18 @@ def test_pif_unplug_plug_forget_scan_introduce(lab):
     vm = [r for r, v in x.VM.get_all_records().items() if v["name_label"] == "pv"][0]
     x.VM.remove_from_other_config(vm, "mac_seed")  # scenario VMs have one
     x.VM.add_to_other_config(vm, "mac_seed", "s")
-    vif = x.VIF.create({"device": "0", "network": x.PIF.get_network(eth3), "VM": vm, "MAC": "",
-                        "MTU": "1500", "other_config": {}, "qos_algorithm_type": "",
-                        "qos_algorithm_params": {}})
+    vif = x.VIF.create(
+        {
+            "device": "0",
+            "network": x.PIF.get_network(eth3),
+            "VM": vm,
+            "MAC": "",
+            "MTU": "1500",
+            "other_config": {},
+            "qos_algorithm_type": "",
+            "qos_algorithm_params": {},
+        }
+    )
     x.VIF.plug(vif)
     assert _err(x.PIF.unplug, eth3) == ["VIF_IN_USE", x.PIF.get_network(eth3), vif]
     x.VIF.unplug(vif)
@@ -298,7 +353,7 @@ def test_pif_unplug_plug_forget_scan_introduce(lab):
     x.PIF.set_disallow_unplug(eth3, False)
     x.PIF.unplug(eth3)
     assert not x.PIF.get_currently_attached(eth3)
-    x.VIF.plug(vif)                                   # attaching the VIF brings the PIF up
+    x.VIF.plug(vif)  # attaching the VIF brings the PIF up
     assert x.PIF.get_currently_attached(eth3)
     x.PIF.unplug(lab.pif("h1", "eth2"))
     x.PIF.plug(lab.pif("h1", "eth2"))
@@ -306,27 +361,52 @@ def test_pif_unplug_plug_forget_scan_introduce(lab):
     metrics = x.PIF.get_metrics(eth3)
     x.PIF.forget(eth3)
     assert eth3 not in x.PIF.get_all() and metrics not in x.PIF_metrics.get_all()
-    assert _err(x.PIF.forget, lab.pif("h1", "eth0")) == \
-        ["PIF_IS_MANAGEMENT_INTERFACE", lab.pif("h1", "eth0")]
-    x.PIF.scan(h1.ref)                                 # the NIC is found again
+    assert _err(x.PIF.forget, lab.pif("h1", "eth0")) == [
+        "PIF_IS_MANAGEMENT_INTERFACE",
+        lab.pif("h1", "eth0"),
+    ]
+    x.PIF.scan(h1.ref)  # the NIC is found again
     again = lab.pif("h1", "eth3")
     r = x.PIF.get_record(again)
     assert r["MAC"] == mac and not r["currently_attached"] and r["ip_configuration_mode"] == "None"
-    x.PIF.scan(h1.ref)                                 # nothing new
+    x.PIF.scan(h1.ref)  # nothing new
     assert len(x.host.get_PIFs(h1.ref)) == 4
     x.PIF.forget(again)
-    assert _err(x.PIF.introduce, h1.ref, "00:11:22:33:44:55", "eth3", True) == \
-        ["COULD_NOT_FIND_NETWORK_INTERFACE_WITH_SPECIFIED_DEVICE_NAME_AND_MAC_ADDRESS", "eth3",
-         "00:11:22:33:44:55"]
-    assert _err(x.PIF.introduce, h1.ref, "", "eth2", True) == \
-        ["DUPLICATE_PIF_DEVICE_NAME", "eth2"]
+    assert _err(x.PIF.introduce, h1.ref, "00:11:22:33:44:55", "eth3", True) == [
+        "COULD_NOT_FIND_NETWORK_INTERFACE_WITH_SPECIFIED_DEVICE_NAME_AND_MAC_ADDRESS",
+        "eth3",
+        "00:11:22:33:44:55",
+    ]
+    assert _err(x.PIF.introduce, h1.ref, "", "eth2", True) == ["DUPLICATE_PIF_DEVICE_NAME", "eth2"]
     assert _err(x.PIF.introduce, h1.ref, "zz", "eth3", True) == ["MAC_INVALID", "zz"]
     p = x.PIF.introduce(h1.ref, mac.upper(), "eth3", False)
     assert x.PIF.get_MAC(p) == mac and x.PIF.get_managed(p) is False
     assert _err(x.PIF.plug, p) == ["PIF_UNMANAGED", p]
-    dbp = x.PIF.db_introduce("eth9", lab.net("z"), h1.ref, "00:11:22:33:44:55", "1500", "-1",
-                             True, "None", "", "", "", "", NULL, NULL, False, {}, False,
-                             "None", [], "", "IPv4", True, {})
+    dbp = x.PIF.db_introduce(
+        "eth9",
+        lab.net("z"),
+        h1.ref,
+        "00:11:22:33:44:55",
+        "1500",
+        "-1",
+        True,
+        "None",
+        "",
+        "",
+        "",
+        "",
+        NULL,
+        NULL,
+        False,
+        {},
+        False,
+        "None",
+        [],
+        "",
+        "IPv4",
+        True,
+        {},
+    )
     assert not x.PIF.get_currently_attached(dbp)
     x.PIF.db_forget(dbp)
     assert dbp not in x.PIF.get_all()
@@ -336,18 +416,27 @@ def test_pif_unplug_plug_forget_scan_introduce(lab):
 def test_set_property_and_primary_address_type(lab):
     x = lab.x
     eth2 = lab.pif("h1", "eth2")
-    assert _err(x.PIF.set_property, eth2, "gro", "maybe") == \
-        ["INVALID_VALUE", "properties", "gro = maybe"]
+    assert _err(x.PIF.set_property, eth2, "gro", "maybe") == [
+        "INVALID_VALUE",
+        "properties",
+        "gro = maybe",
+    ]
     x.PIF.set_property(eth2, "gro", "off")
     assert x.PIF.get_properties(eth2) == {"gro": "off"}
     x.PIF.set_primary_address_type(eth2, "IPv6")
     eth0 = lab.pif("h1", "eth0")
-    assert _err(x.PIF.set_primary_address_type, eth0, "IPv6") == \
-        ["PIF_IS_MANAGEMENT_INTERFACE", eth0]
-    assert _err(x.PIF.reconfigure_ipv6, eth2, "Static", "fd00::1", "", "") == \
-        ["INVALID_CIDR_ADDRESS_SPECIFIED", "IPv6"]
-    assert _err(x.PIF.reconfigure_ipv6, eth2, "Static", "fd00::1/64", "10.0.0.1", "") == \
-        ["INVALID_IP_ADDRESS_SPECIFIED", "gateway"]
+    assert _err(x.PIF.set_primary_address_type, eth0, "IPv6") == [
+        "PIF_IS_MANAGEMENT_INTERFACE",
+        eth0,
+    ]
+    assert _err(x.PIF.reconfigure_ipv6, eth2, "Static", "fd00::1", "", "") == [
+        "INVALID_CIDR_ADDRESS_SPECIFIED",
+        "IPv6",
+    ]
+    assert _err(x.PIF.reconfigure_ipv6, eth2, "Static", "fd00::1/64", "10.0.0.1", "") == [
+        "INVALID_IP_ADDRESS_SPECIFIED",
+        "gateway",
+    ]
     x.PIF.reconfigure_ipv6(eth2, "Static", "fd00::1/64", "fd00::ff", "")
     assert x.PIF.get_IPv6(eth2) == ["fd00::1/64"]
 
@@ -376,19 +465,25 @@ def test_cream_reconfigure_checks():
         # 6.5 SP1 accepts an address of either family
         x.PIF.reconfigure_ip(eth1, "Static", "fd00::7", "255.255.255.0", "", "")
         assert x.PIF.get_IP(eth1) == "fd00::7"
-        assert _err(x.PIF.reconfigure_ipv6, eth1, "Static", "fd00::1", "", "") == \
-            ["INVALID_IP_ADDRESS_SPECIFIED",
-             "Prefix length must be specified (format: <ipv6>/<prefix>"]
-        assert _err(x.PIF.reconfigure_ipv6, eth1, "Static", "fd00::1/x", "", "") == \
-            ["INVALID_IP_ADDRESS_SPECIFIED", "Cannot parse prefix length 'x'"]
-        assert _err(x.PIF.reconfigure_ipv6, eth1, "Static", "fd00::1/200", "", "") == \
-            ["INVALID_IP_ADDRESS_SPECIFIED", "Prefix length must be between 0 and 128"]
+        assert _err(x.PIF.reconfigure_ipv6, eth1, "Static", "fd00::1", "", "") == [
+            "INVALID_IP_ADDRESS_SPECIFIED",
+            "Prefix length must be specified (format: <ipv6>/<prefix>",
+        ]
+        assert _err(x.PIF.reconfigure_ipv6, eth1, "Static", "fd00::1/x", "", "") == [
+            "INVALID_IP_ADDRESS_SPECIFIED",
+            "Cannot parse prefix length 'x'",
+        ]
+        assert _err(x.PIF.reconfigure_ipv6, eth1, "Static", "fd00::1/200", "", "") == [
+            "INVALID_IP_ADDRESS_SPECIFIED",
+            "Prefix length must be between 0 and 128",
+        ]
         a, b = [p for p, r in x.PIF.get_all_records().items() if r["device"] in ("eth2", "eth3")]
         x.PIF.reconfigure_ip(a, "DHCP", "", "", "", "")
         x.PIF.reconfigure_ip(b, "DHCP", "", "", "", "")
         # no PIF_BOND_MORE_THAN_ONE_IP before 7.0
-        bond = x.Bond.create(x.network.create({"name_label": "b", "other_config": {}}), [a, b],
-                             "", "balance-slb", {})
+        bond = x.Bond.create(
+            x.network.create({"name_label": "b", "other_config": {}}), [a, b], "", "balance-slb", {}
+        )
         assert x.PIF.get_ip_configuration_mode(x.Bond.get_master(bond)) == "DHCP"
         for p in w.world.pools:
             assert p.db.check_relations() == []
@@ -405,7 +500,7 @@ def test_start_of_day_after_a_reboot_and_an_agent_restart(lab):
     x.PIF.reconfigure_ip(eth1, "Static", "192.168.9.9", "255.255.255.0", "", "")
     x.host.management_reconfigure(eth1)
     x.host.disable(h2.ref)
-    x.host.reboot(h2.ref)                              # synchronous in the simulator
+    x.host.reboot(h2.ref)  # synchronous in the simulator
     # physical PIFs are brought up at start of day; a VLAN without IP waits for a VM
     assert x.PIF.get_currently_attached(eth2)
     assert not x.PIF.get_currently_attached(vlan_pif)
@@ -415,9 +510,19 @@ def test_start_of_day_after_a_reboot_and_an_agent_restart(lab):
     vm = [r for r, v in x.VM.get_all_records().items() if v["name_label"] == "pv"][0]
     x.VM.remove_from_other_config(vm, "mac_seed")  # scenario VMs have one
     x.VM.add_to_other_config(vm, "mac_seed", "s")
-    x.VIF.create({"device": "0", "network": vnet, "VM": vm, "MAC": "", "MTU": "1500",
-                  "other_config": {}, "qos_algorithm_type": "", "qos_algorithm_params": {}})
+    x.VIF.create(
+        {
+            "device": "0",
+            "network": vnet,
+            "VM": vm,
+            "MAC": "",
+            "MTU": "1500",
+            "other_config": {},
+            "qos_algorithm_type": "",
+            "qos_algorithm_params": {},
+        }
+    )
     x.VM.hard_shutdown(vm)
     x.VM.start_on(vm, h2.ref, False, False)
-    assert x.PIF.get_currently_attached(vlan_pif)      # attached for the VM's VIF
+    assert x.PIF.get_currently_attached(vlan_pif)  # attached for the VM's VIF
     lab.ok()

@@ -2,6 +2,7 @@
 VIF.create (MAC from the VM's mac_seed, device checks), plug/unplug, currently_attached
 following the VM's power state, configure_ipv4/6, locking, VM.get_allowed_VIF_devices, and
 a many-thread network.create."""
+
 from __future__ import annotations
 
 import hashlib
@@ -70,8 +71,16 @@ def _err(fn, *args):
 
 
 def _vif(vm, net, device="0", mac="", **kw):
-    rec = {"device": device, "network": net, "VM": vm, "MAC": mac, "MTU": "1500",
-           "other_config": {}, "qos_algorithm_type": "", "qos_algorithm_params": {}}
+    rec = {
+        "device": device,
+        "network": net,
+        "VM": vm,
+        "MAC": mac,
+        "MTU": "1500",
+        "other_config": {},
+        "qos_algorithm_type": "",
+        "qos_algorithm_params": {},
+    }
     rec.update(kw)
     return rec
 
@@ -90,13 +99,23 @@ def lab():
     with running_world(WORLD) as w:
         s = _session(w.master_url())
         x = s.xenapi
-        vms = {r["name_label"]: ref for ref, r in x.VM.get_all_records().items()
-               if not r["is_control_domain"] and not r["is_a_template"]}
+        vms = {
+            r["name_label"]: ref
+            for ref, r in x.VM.get_all_records().items()
+            if not r["is_control_domain"] and not r["is_a_template"]
+        }
         for vm in vms.values():
             x.VM.remove_from_other_config(vm, "mac_seed")  # scenario VMs have one
             x.VM.add_to_other_config(vm, "mac_seed", SEED if vm == vms["hvm"] else SEED2)
-        net = x.network.create({"name_label": "n", "name_description": "", "MTU": "0",
-                                "other_config": {}, "tags": ["t"]})
+        net = x.network.create(
+            {
+                "name_label": "n",
+                "name_description": "",
+                "MTU": "0",
+                "other_config": {},
+                "tags": ["t"],
+            }
+        )
         yield w, x, vms, net
 
 
@@ -109,7 +128,7 @@ def test_network_create(lab):
     assert x.network.get_bridge(n2) == "xapi1"
     x.network.destroy(n2)
     n3 = x.network.create({"name_label": "o", "other_config": {}})
-    assert x.network.get_bridge(n3) == "xapi2"          # the counter never goes back
+    assert x.network.get_bridge(n3) == "xapi2"  # the counter never goes back
     assert _err(x.network.create, {"name_label": "no other_config"})[0] == "INTERNAL_ERROR"
 
 
@@ -125,7 +144,7 @@ def test_network_destroy_rules(lab):
     x.VIF.plug(vif)
     assert _err(x.network.destroy, net) == ["NETWORK_CONTAINS_VIF", vif]
     x.VIF.unplug(vif)
-    x.network.destroy(net)                  # the detached VIF goes with it
+    x.network.destroy(net)  # the detached VIF goes with it
     assert vif not in x.VIF.get_all()
     assert x.VM.get_VIFs(vms["pv"]) == []
     assert _err(x.network.destroy, net) == ["HANDLE_INVALID", "network", net]
@@ -154,34 +173,40 @@ def test_vif_create_errors_in_xapi_order(lab):
     x.VIF.create(_vif(vm, net, "0"))
     assert _err(x.VIF.create, _vif(vm, net, "x1")) == ["INVALID_DEVICE", "x1"]
     assert _err(x.VIF.create, _vif(vm, net, "-1")) == ["INVALID_DEVICE", "-1"]
-    assert _err(x.VIF.create, _vif(vm, net, "1", "00:11:22:33:44")) == \
-        ["MAC_INVALID", "00:11:22:33:44"]
+    assert _err(x.VIF.create, _vif(vm, net, "1", "00:11:22:33:44")) == [
+        "MAC_INVALID",
+        "00:11:22:33:44",
+    ]
     assert _err(x.VIF.create, _vif(vm, net, "0")) == ["DEVICE_ALREADY_EXISTS", "0"]
     # devices compare as strings, as in xapi: "00" is another device
     x.VIF.create(_vif(vm, net, "00"))
     bogus_vm = "OpaqueRef:00000000-0000-0000-0000-000000000000"
     # no seed can be read from a missing VM, so an empty MAC fails first
     assert _err(x.VIF.create, _vif(bogus_vm, net, "1")) == ["MAC_INVALID", ""]
-    assert _err(x.VIF.create, _vif(bogus_vm, net, "1", "00:11:22:33:44:55")) == \
-        ["HANDLE_INVALID", "VM", bogus_vm]
+    assert _err(x.VIF.create, _vif(bogus_vm, net, "1", "00:11:22:33:44:55")) == [
+        "HANDLE_INVALID",
+        "VM",
+        bogus_vm,
+    ]
     bogus_net = "OpaqueRef:11111111-0000-0000-0000-000000000000"
-    assert _err(x.VIF.create, _vif(vm, bogus_net, "1")) == ["HANDLE_INVALID", "network",
-                                                              bogus_net]
+    assert _err(x.VIF.create, _vif(vm, bogus_net, "1")) == ["HANDLE_INVALID", "network", bogus_net]
     # a VM without mac_seed: the empty MAC stays empty and is refused
     x.VM.remove_from_other_config(vm, "mac_seed")
     assert _err(x.VIF.create, _vif(vm, net, "2")) == ["MAC_INVALID", ""]
     # locking needs the VIF locking licence; licensed here
-    v = x.VIF.create(_vif(vm, net, "2", "00:11:22:33:44:55", locking_mode="locked",
-                          ipv4_allowed=["10.0.0.1"]))
+    v = x.VIF.create(
+        _vif(vm, net, "2", "00:11:22:33:44:55", locking_mode="locked", ipv4_allowed=["10.0.0.1"])
+    )
     assert x.VIF.get_locking_mode(v) == "locked"
     pool = w.world.pools[0]
     with pool.db.lock:
         r = dict(pool.db.get("pool", pool.ref)["restrictions"])
         del r["restrict_vif_locking"]
         pool.db.set("pool", pool.ref, "restrictions", r)
-    assert _err(x.VIF.create, _vif(vm, net, "3", "00:11:22:33:44:56",
-                                   locking_mode="locked")) == ["LICENCE_RESTRICTION",
-                                                              "VIF_locking"]
+    assert _err(x.VIF.create, _vif(vm, net, "3", "00:11:22:33:44:56", locking_mode="locked")) == [
+        "LICENCE_RESTRICTION",
+        "VIF_locking",
+    ]
     assert pool.db.check_relations() == []
 
 
@@ -195,8 +220,10 @@ def test_vif_plug_unplug_and_power_state(lab):
     assert x.VIF.get_currently_attached(vif) is True
     assert sorted(x.VIF.get_allowed_operations(vif)) == ["attach", "unplug"]
     assert _err(x.VIF.plug, vif) == ["DEVICE_ALREADY_ATTACHED", vif]
-    assert _err(x.VIF.destroy, vif) == ["OPERATION_NOT_ALLOWED",
-                                        "VIF currently attached to a running VM"]
+    assert _err(x.VIF.destroy, vif) == [
+        "OPERATION_NOT_ALLOWED",
+        "VIF currently attached to a running VM",
+    ]
     x.VM.hard_shutdown(vm)
     assert x.VIF.get_currently_attached(vif) is False
     assert x.VIF.get_allowed_operations(vif) == ["attach"]
@@ -204,8 +231,8 @@ def test_vif_plug_unplug_and_power_state(lab):
     x.VM.start(vm, False, False)
     assert x.VIF.get_currently_attached(vif) is True
     x.VM.suspend(vm)
-    assert x.VIF.get_currently_attached(vif) is True       # kept while suspended
-    x.VIF.destroy(vif)                                      # no domain: allowed
+    assert x.VIF.get_currently_attached(vif) is True  # kept while suspended
+    x.VIF.destroy(vif)  # no domain: allowed
     x.VM.resume(vm, False, False)
     v2 = x.VIF.create(_vif(vm, net, "1"))
     x.VIF.plug(v2)
@@ -236,7 +263,7 @@ def test_hvm_without_drivers_cannot_hotplug(lab):
     vm = vms["hvm"]
     vif = x.VIF.create(_vif(vm, net))
     x.VM.start(vm, False, False)
-    x.VIF.unplug(vif)                                  # assumed tools: hotplug works
+    x.VIF.unplug(vif)  # assumed tools: hotplug works
     OperationPolicy.of(w.world).assume_guest_tools = False
     assert _err(x.VIF.plug, vif) == ["VM_MISSING_PV_DRIVERS", vm]
 
@@ -249,24 +276,34 @@ def test_configure_ipv4_and_ipv6(lab):
     rec = x.VIF.get_record(vif)
     assert rec["ipv4_configuration_mode"] == "Static"
     assert rec["ipv4_addresses"] == ["192.168.1.10/24"] and rec["ipv4_gateway"] == "192.168.1.1"
-    assert _err(x.VIF.configure_ipv4, vif, "Static", "192.168.1.10", "") == \
-        ["INVALID_CIDR_ADDRESS_SPECIFIED", "address"]
-    assert _err(x.VIF.configure_ipv4, vif, "Static", "192.168.1.10/24", "gw") == \
-        ["INVALID_IP_ADDRESS_SPECIFIED", "gateway"]
+    assert _err(x.VIF.configure_ipv4, vif, "Static", "192.168.1.10", "") == [
+        "INVALID_CIDR_ADDRESS_SPECIFIED",
+        "address",
+    ]
+    assert _err(x.VIF.configure_ipv4, vif, "Static", "192.168.1.10/24", "gw") == [
+        "INVALID_IP_ADDRESS_SPECIFIED",
+        "gateway",
+    ]
     x.VIF.configure_ipv4(vif, "None", "", "")
     assert x.VIF.get_ipv4_addresses(vif) == [""]
     x.VIF.configure_ipv6(vif, "Static", "fd00::5/64", "fd00::1")
     assert x.VIF.get_ipv6_addresses(vif) == ["fd00::5/64"]
-    assert _err(x.VIF.configure_ipv6, vif, "Static", "10.0.0.1/8", "") == \
-        ["INVALID_CIDR_ADDRESS_SPECIFIED", "address"]
+    assert _err(x.VIF.configure_ipv6, vif, "Static", "10.0.0.1/8", "") == [
+        "INVALID_CIDR_ADDRESS_SPECIFIED",
+        "address",
+    ]
     x.VIF.set_locking_mode(vif, "locked")
     x.VIF.add_ipv4_allowed(vif, "192.168.1.20")
-    assert _err(x.VIF.configure_ipv4, vif, "Static", "192.168.1.10/24", "") == \
-        ["ADDRESS_VIOLATES_LOCKING_CONSTRAINT", "192.168.1.10/24"]
+    assert _err(x.VIF.configure_ipv4, vif, "Static", "192.168.1.10/24", "") == [
+        "ADDRESS_VIOLATES_LOCKING_CONSTRAINT",
+        "192.168.1.10/24",
+    ]
     x.VIF.configure_ipv4(vif, "Static", "192.168.1.20/24", "")
     OperationPolicy.of(w.world).assume_guest_tools = False
-    assert _err(x.VIF.configure_ipv4, vif, "Static", "192.168.1.20/24", "") == \
-        ["VM_LACKS_FEATURE_STATIC_IP_SETTING", vm]
+    assert _err(x.VIF.configure_ipv4, vif, "Static", "192.168.1.20/24", "") == [
+        "VM_LACKS_FEATURE_STATIC_IP_SETTING",
+        vm,
+    ]
 
 
 def test_locking_and_allowed_addresses(lab):
@@ -274,16 +311,17 @@ def test_locking_and_allowed_addresses(lab):
     vif = x.VIF.create(_vif(vms["pv"], net))
     x.VIF.set_ipv4_allowed(vif, ["10.0.0.2", "10.0.0.1", "10.0.0.2"])
     assert x.VIF.get_ipv4_allowed(vif) == ["10.0.0.1", "10.0.0.2"]
-    assert _err(x.VIF.add_ipv4_allowed, vif, "fd00::1") == \
-        ["INVALID_IP_ADDRESS_SPECIFIED", "ipv4_allowed"]
+    assert _err(x.VIF.add_ipv4_allowed, vif, "fd00::1") == [
+        "INVALID_IP_ADDRESS_SPECIFIED",
+        "ipv4_allowed",
+    ]
     x.VIF.remove_ipv4_allowed(vif, "10.0.0.1")
     x.VIF.add_ipv6_allowed(vif, "fd00::1")
     assert x.VIF.get_ipv6_allowed(vif) == ["fd00::1"]
     assert x.VIF.get_ipv4_allowed(vif) == ["10.0.0.2"]
     x.network.set_default_locking_mode(net, "disabled")
     x.VIF.plug(vif)
-    assert _err(x.network.set_default_locking_mode, net, "unlocked") == \
-        ["VIF_IN_USE", net, vif]
+    assert _err(x.network.set_default_locking_mode, net, "unlocked") == ["VIF_IN_USE", net, vif]
 
 
 def test_network_blob(lab):
@@ -291,15 +329,23 @@ def test_network_blob(lab):
     blob = x.network.create_new_blob(net, "logo", "", False)
     assert x.network.get_blobs(net) == {"logo": blob}
     assert x.blob.get_mime_type(blob) == "application/octet-stream"
-    assert _err(x.network.create_new_blob, net, "logo", "text/plain", True) == \
-        ["MAP_DUPLICATE_KEY", "network", "blobs", net, "logo"]
+    assert _err(x.network.create_new_blob, net, "logo", "text/plain", True) == [
+        "MAP_DUPLICATE_KEY",
+        "network",
+        "blobs",
+        net,
+        "logo",
+    ]
 
 
 def test_allowed_vif_devices_per_release():
     with running_world(CREAM) as w:
         x = _session(w.master_url()).xenapi
-        vms = {r["name_label"]: ref for ref, r in x.VM.get_all_records().items()
-               if not r["is_control_domain"] and not r["is_a_template"]}
+        vms = {
+            r["name_label"]: ref
+            for ref, r in x.VM.get_all_records().items()
+            if not r["is_control_domain"] and not r["is_a_template"]
+        }
         assert x.VM.get_allowed_VIF_devices(vms["pv"]) == [str(i) for i in range(7)]
         # with simulated tools the HVM guest has PV drivers: the PV range
         assert x.VM.get_allowed_VIF_devices(vms["hvm"]) == [str(i) for i in range(7)]
@@ -308,7 +354,7 @@ def test_allowed_vif_devices_per_release():
         vif = x.VIF.create(_vif(vms["pv"], x.network.get_all()[0], "0", "00:11:22:33:44:55"))
         with pytest.raises(XenAPI.Failure) as e:
             x.VIF.configure_ipv4(vif, "Static", "10.0.0.2/8", "")
-        assert e.value.details[0] == "MESSAGE_METHOD_UNKNOWN"     # 7.0 only
+        assert e.value.details[0] == "MESSAGE_METHOD_UNKNOWN"  # 7.0 only
 
 
 def test_many_threads_create_networks_and_vifs(lab):
@@ -322,8 +368,9 @@ def test_many_threads_create_networks_and_vifs(lab):
             s = _session(url)
             for j in range(5):
                 n = s.xenapi.network.create({"name_label": f"t{i}-{j}", "other_config": {}})
-                v = s.xenapi.VIF.create(_vif(vms["hvm"], n, str(i)) if j == 0 else
-                                        _vif(vms["pv"], n, f"{i}{j}"))
+                v = s.xenapi.VIF.create(
+                    _vif(vms["hvm"], n, str(i)) if j == 0 else _vif(vms["pv"], n, f"{i}{j}")
+                )
                 with lock:
                     made.append((n, v))
             s.xenapi.session.logout()

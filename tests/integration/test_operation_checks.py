@@ -2,6 +2,7 @@
 and ``allowed_operations`` is exactly the set of operations that check allows (xen-api
 Dundee ``xapi_vm_lifecycle.ml`` / ``xapi_host_helpers.ml`` / ``xapi_pool_helpers.ml``;
 ``with_vm_operation`` in ``xapi_vm_helpers.ml``, ``Helpers.retry_with_global_lock``)."""
+
 from __future__ import annotations
 
 import random
@@ -50,7 +51,7 @@ def test_allowed_operations_are_what_the_check_allows(lab):
         seen.add(tuple(allowed))
         for op in vm_checks.UPDATE_ORDER:
             assert (op in allowed) is (check(x, vm, op) is None), (rec["name_label"], op)
-    assert len(seen) >= 5      # running, halted, suspended VMs, templates, dom0 differ
+    assert len(seen) >= 5  # running, halted, suspended VMs, templates, dom0 differ
 
 
 # (label, call, operation) for calls whose first check is the VM's operation check
@@ -92,7 +93,7 @@ def test_every_refused_call_gives_the_checks_error(lab, name):
         refused += 1
         before = x.VM.get_record(vm)
         assert details(call, x, vm) == expected, op
-        assert x.VM.get_record(vm) == before           # a refused call changes nothing
+        assert x.VM.get_record(vm) == before  # a refused call changes nothing
         if op in vm_checks.UPDATE_ORDER:
             assert op not in before["allowed_operations"]
     assert refused >= 5
@@ -101,16 +102,28 @@ def test_every_refused_call_gives_the_checks_error(lab, name):
 def test_dundee_specific_answers(lab):
     w, x, vms = lab
     legacy1, web1 = vms["legacy1"], vms["web1"]
-    assert details(x.VM.hard_reboot, legacy1) == \
-        ["VM_BAD_POWER_STATE", legacy1, "paused, running", "suspended"]
-    assert details(x.VM.clone, legacy1, "c") == \
-        ["VM_BAD_POWER_STATE", legacy1, "halted", "suspended"]
+    assert details(x.VM.hard_reboot, legacy1) == [
+        "VM_BAD_POWER_STATE",
+        legacy1,
+        "paused, running",
+        "suspended",
+    ]
+    assert details(x.VM.clone, legacy1, "c") == [
+        "VM_BAD_POWER_STATE",
+        legacy1,
+        "halted",
+        "suspended",
+    ]
     tmpl = vms["CentOS 7"]
     assert details(x.VM.destroy, tmpl) == ["VM_IS_TEMPLATE", tmpl, "destroy"]
     assert details(x.VM.snapshot, tmpl, "s") == ["VM_IS_TEMPLATE", tmpl, "snapshot"]
     x.VM.pause(web1)
-    assert details(x.VM.pool_migrate, web1, x.VM.get_resident_on(web1), {}) == \
-        ["VM_BAD_POWER_STATE", web1, "running", "paused"]
+    assert details(x.VM.pool_migrate, web1, x.VM.get_resident_on(web1), {}) == [
+        "VM_BAD_POWER_STATE",
+        web1,
+        "running",
+        "paused",
+    ]
     x.VM.add_to_blocked_operations(web1, "unpause", "maintenance window")
     assert details(x.VM.unpause, web1) == ["OPERATION_BLOCKED", web1, "maintenance window"]
     assert details(x.VM.assert_operation_valid, web1, "changing_NVRAM")[0] == "INTERNAL_ERROR"
@@ -120,8 +133,13 @@ def test_dundee_specific_answers(lab):
     x.VM.destroy(mine)
     # snapshots: revert, clone, copy, export, destroy
     snap = x.VM.snapshot(vms["batch1"], "snap")
-    assert set(x.VM.get_allowed_operations(snap)) == \
-        {"destroy", "export", "revert", "clone", "copy"}
+    assert set(x.VM.get_allowed_operations(snap)) == {
+        "destroy",
+        "export",
+        "revert",
+        "clone",
+        "copy",
+    }
     assert details(x.VM.start, snap, False, False) == ["VM_IS_SNAPSHOT", snap, "start"]
 
 
@@ -130,9 +148,20 @@ def test_allowed_operations_follow_each_operation(lab):
     vm = vms["batch1"]
     x.VM.start(vm, False, False)
     running = x.VM.get_allowed_operations(vm)
-    assert running == ["changing_dynamic_range", "migrate_send", "pool_migrate",
-                       "changing_VCPUs_live", "suspend", "hard_reboot", "hard_shutdown",
-                       "clean_reboot", "clean_shutdown", "pause", "checkpoint", "snapshot"]
+    assert running == [
+        "changing_dynamic_range",
+        "migrate_send",
+        "pool_migrate",
+        "changing_VCPUs_live",
+        "suspend",
+        "hard_reboot",
+        "hard_shutdown",
+        "clean_reboot",
+        "clean_shutdown",
+        "pause",
+        "checkpoint",
+        "snapshot",
+    ]
     assert x.VM.get_current_operations(vm) == {}
     x.VM.suspend(vm)
     assert "resume" in x.VM.get_allowed_operations(vm)
@@ -145,11 +174,23 @@ def test_host_allowed_operations_and_refusals(lab):
     h = w.host("xs3").ref
     assert details(x.host.reboot, h) == ["HOST_NOT_DISABLED"]
     x.host.disable(h)
-    assert x.host.get_allowed_operations(h) == \
-        ["vm_migrate", "provision", "vm_resume", "reboot", "evacuate", "vm_start", "shutdown"]
+    assert x.host.get_allowed_operations(h) == [
+        "vm_migrate",
+        "provision",
+        "vm_resume",
+        "reboot",
+        "evacuate",
+        "vm_start",
+        "shutdown",
+    ]
     x.host.enable(h)
-    assert x.host.get_allowed_operations(h) == \
-        ["vm_migrate", "provision", "vm_resume", "evacuate", "vm_start"]
+    assert x.host.get_allowed_operations(h) == [
+        "vm_migrate",
+        "provision",
+        "vm_resume",
+        "evacuate",
+        "vm_start",
+    ]
     assert x.host.get_current_operations(h) == {}
 
 
@@ -157,8 +198,9 @@ def test_evacuation_plan_carries_the_pool_migrate_check(lab):
     w, x, vms = lab
     web2, xs2 = vms["web2"], w.host("xs2").ref
     x.VM.pause(web2)
-    assert x.host.get_vms_which_prevent_evacuation(xs2) == \
-        {web2: ["VM_BAD_POWER_STATE", web2, "running", "paused"]}
+    assert x.host.get_vms_which_prevent_evacuation(xs2) == {
+        web2: ["VM_BAD_POWER_STATE", web2, "running", "paused"]
+    }
     x.host.disable(xs2)
     assert details(x.host.evacuate, xs2) == ["VM_BAD_POWER_STATE", web2, "running", "paused"]
     assert x.host.get_current_operations(xs2) == {}
@@ -183,29 +225,36 @@ def test_an_ejected_host_starts_a_pool_that_allows_ha_enable(lab, login):
     assert y.pool.get_allowed_operations(y.pool.get_all()[0]) == ["ha_enable"]
     for vm in y.VM.get_all():
         for op in vm_checks.UPDATE_ORDER:
-            assert (op in y.VM.get_allowed_operations(vm)) is \
-                (check(y, vm, op) is None), op
+            assert (op in y.VM.get_allowed_operations(vm)) is (check(y, vm, op) is None), op
 
 
 def test_guests_without_tools_follow_dundees_feature_rules(lab):
     w, x, vms = lab
     OperationPolicy.of(w.world).assume_guest_tools = False
-    web1, db1 = vms["web1"], vms["db1"]            # HVM and PV, both running
+    web1, db1 = vms["web1"], vms["db1"]  # HVM and PV, both running
     x.VM.update_allowed_operations(web1)
     allowed = x.VM.get_allowed_operations(web1)
-    for op in ("clean_shutdown", "clean_reboot", "suspend", "checkpoint", "pool_migrate",
-               "migrate_send", "changing_VCPUs_live"):
+    for op in (
+        "clean_shutdown",
+        "clean_reboot",
+        "suspend",
+        "checkpoint",
+        "pool_migrate",
+        "migrate_send",
+        "changing_VCPUs_live",
+    ):
         assert op not in allowed
     assert "hard_shutdown" in allowed
     assert details(x.VM.clean_shutdown, web1) == ["VM_LACKS_FEATURE_SHUTDOWN", web1]
     dest = w.host("xs2").ref
     assert details(x.VM.pool_migrate, web1, dest, {}) == ["VM_LACKS_FEATURE_SUSPEND", web1]
-    x.VM.pool_migrate(web1, dest, {"force": "true"})      # not strict when forced
+    x.VM.pool_migrate(web1, dest, {"force": "true"})  # not strict when forced
     assert x.VM.get_resident_on(web1) == dest
-    x.VM.clean_shutdown(db1)                               # a PV guest needs no drivers
+    x.VM.clean_shutdown(db1)  # a PV guest needs no drivers
 
 
 # -- waiting for other operations (retry_with_global_lock) ----------------------------------
+
 
 @pytest.fixture
 def slow_lab(lab):
@@ -255,8 +304,18 @@ def test_a_waiting_call_can_be_cancelled(slow_lab):
 
 # -- many threads ----------------------------------------------------------------------------
 
-OPS = ("start", "clean_shutdown", "hard_shutdown", "clean_reboot", "hard_reboot", "suspend",
-       "resume", "pause", "unpause", "snapshot")
+OPS = (
+    "start",
+    "clean_shutdown",
+    "hard_shutdown",
+    "clean_reboot",
+    "hard_reboot",
+    "suspend",
+    "resume",
+    "pause",
+    "unpause",
+    "snapshot",
+)
 
 
 def _hammer(w, login, seconds, threads=8):
@@ -290,17 +349,24 @@ def _hammer(w, login, seconds, threads=8):
 def _consistent(x):
     for vm, rec in x.VM.get_all_records().items():
         if rec["is_a_template"] or rec["is_control_domain"]:
-            continue        # never operated on: they keep what the world was built with
+            continue  # never operated on: they keep what the world was built with
         assert rec["current_operations"] == {}, rec["name_label"]
         for op in vm_checks.UPDATE_ORDER:
-            assert (op in rec["allowed_operations"]) is (check(x, vm, op) is None), \
-                (rec["name_label"], op)
+            assert (op in rec["allowed_operations"]) is (check(x, vm, op) is None), (
+                rec["name_label"],
+                op,
+            )
 
 
 def test_many_threads_instant_operations(fresh_world, login):
     codes = _hammer(fresh_world, login, seconds=2.0)
-    assert codes <= {"VM_BAD_POWER_STATE", "OTHER_OPERATION_IN_PROGRESS", "NO_HOSTS_AVAILABLE",
-                     "HOST_NOT_ENOUGH_FREE_MEMORY", "VM_INCOMPATIBLE_WITH_THIS_HOST"}
+    assert codes <= {
+        "VM_BAD_POWER_STATE",
+        "OTHER_OPERATION_IN_PROGRESS",
+        "NO_HOSTS_AVAILABLE",
+        "HOST_NOT_ENOUGH_FREE_MEMORY",
+        "VM_INCOMPATIBLE_WITH_THIS_HOST",
+    }
     _consistent(login(fresh_world.master_url()).xenapi)
 
 
@@ -309,9 +375,14 @@ def test_many_threads_timed_operations(fresh_world, login):
     Tasks.of(fresh_world.world).progress_steps = 2
     OperationPolicy.of(fresh_world.world).max_wait = 5.0
     codes = _hammer(fresh_world, login, seconds=2.0)
-    assert codes <= {"VM_BAD_POWER_STATE", "OTHER_OPERATION_IN_PROGRESS", "NO_HOSTS_AVAILABLE",
-                     "HOST_NOT_ENOUGH_FREE_MEMORY", "VM_INCOMPATIBLE_WITH_THIS_HOST",
-                     "TASK_CANCELLED"}
+    assert codes <= {
+        "VM_BAD_POWER_STATE",
+        "OTHER_OPERATION_IN_PROGRESS",
+        "NO_HOSTS_AVAILABLE",
+        "HOST_NOT_ENOUGH_FREE_MEMORY",
+        "VM_INCOMPATIBLE_WITH_THIS_HOST",
+        "TASK_CANCELLED",
+    }
     _consistent(login(fresh_world.master_url()).xenapi)
 
 
@@ -321,6 +392,7 @@ def test_operations_of_tasks_that_no_longer_exist_do_not_block(lab):
     does not exist is dropped instead of being waited for."""
     w, x, vms = lab
     from xapi_sim.classes.common import refresh_all_allowed
+
     db = w.world.pools[0].db
     web1, web2 = vms["web1"], vms["web2"]
     with db.lock:
@@ -331,8 +403,11 @@ def test_operations_of_tasks_that_no_longer_exist_do_not_block(lab):
     x.VM.clean_reboot(web1)
     assert time.monotonic() - t0 < 5
     assert x.VM.get_current_operations(web1) == {}
-    assert check(x, web2, "clean_reboot") == \
-        ["OTHER_OPERATION_IN_PROGRESS", "VM.suspend", web2]   # the check itself reports it
+    assert check(x, web2, "clean_reboot") == [
+        "OTHER_OPERATION_IN_PROGRESS",
+        "VM.suspend",
+        web2,
+    ]  # the check itself reports it
     refresh_all_allowed(w.world, db)
     assert x.VM.get_current_operations(web2) == {}
     assert "clean_reboot" in x.VM.get_allowed_operations(web2)

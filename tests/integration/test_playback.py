@@ -14,6 +14,7 @@ Boston, Tampa -- and two hand-written from the format -- Dundee, Stockholm):
 
 Clients are the ``XenAPI`` package against the served world.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -87,12 +88,12 @@ def test_each_sample_loads_with_the_files_objects(name):
         assert db.count(cls) == len(f.tables.get(cls, [])), cls
         assert report.loaded_counts.get(cls, 0) == db.count(cls)
         assert set(db.tables[cls]) == {r.ref for r in f.tables.get(cls, [])}
-    assert [h.name_label for h in world.hosts.values()] == \
-        [r.columns.get("name__label") for r in f.tables["host"]]
+    assert [h.name_label for h in world.hosts.values()] == [
+        r.columns.get("name__label") for r in f.tables["host"]
+    ]
     assert all(h.state == "up" for h in world.hosts.values())
     assert db.check_relations() == []
-    assert report.release == ("dundee" if name.startswith(("dundee", "stockholm"))
-                              else "cream")
+    assert report.release == ("dundee" if name.startswith(("dundee", "stockholm")) else "cream")
 
 
 def expected_unmapped(name):
@@ -137,8 +138,12 @@ def test_report_names_exactly_what_was_not_mapped(name):
     want = expected_unmapped(name)
     got = {}
     for u in report.unmapped:
-        if "bad value" in u.reason or "element dropped" in u.reason or \
-                "database GC" in u.reason or "Dbsync_master" in u.reason:
+        if (
+            "bad value" in u.reason
+            or "element dropped" in u.reason
+            or "database GC" in u.reason
+            or "Dbsync_master" in u.reason
+        ):
             continue
         got[(u.table, u.field)] = u.reason
     assert set(got) == set(want)
@@ -151,26 +156,36 @@ def test_report_names_exactly_what_was_not_mapped(name):
 def test_report_spot_checks():
     _, (r,) = load("stockholm-1host.xml")
     lines = r.unmapped_lines()
-    assert "VM.domain_type: added in jura, after dundee: kept aside, not served (3 rows)" \
-        in lines
-    assert "Certificate.*: class added in stockholm, after dundee: kept aside, not served " \
-           "(1 row)" in lines
-    assert "host.certificates: added in stockholm, after dundee: kept aside, not served " \
-           "(1 row)" in lines
+    assert "VM.domain_type: added in jura, after dundee: kept aside, not served (3 rows)" in lines
+    assert (
+        "Certificate.*: class added in stockholm, after dundee: kept aside, not served "
+        "(1 row)" in lines
+    )
+    assert (
+        "host.certificates: added in stockholm, after dundee: kept aside, not served "
+        "(1 row)" in lines
+    )
     _, (r,) = load("tampa-2hosts.xml")
-    assert "host.boot_free_mem: not in the API datamodel (internal to xapi): kept aside, " \
-           "not served (2 rows)" in r.unmapped_lines()
-    assert "VM.is_snapshot_from_vmpp: removed in clearwater: dropped (67 rows)" \
-        in r.unmapped_lines()
-    assert any(d.table == "VM" and d.field == "VCPUs_params" or d.table == "host"
-               for d in r.defaulted)
+    assert (
+        "host.boot_free_mem: not in the API datamodel (internal to xapi): kept aside, "
+        "not served (2 rows)" in r.unmapped_lines()
+    )
+    assert (
+        "VM.is_snapshot_from_vmpp: removed in clearwater: dropped (67 rows)" in r.unmapped_lines()
+    )
+    assert any(
+        d.table == "VM" and d.field == "VCPUs_params" or d.table == "host" for d in r.defaulted
+    )
     assert any("runs as 6.5.0 (cream)" in n for n in r.notes)
 
 
 def test_truncated_value_reported_and_defaulted(tmp_path):
     """A value that does not convert is reported with why; the field takes its default."""
-    text = (DATA / "dundee-2hosts.xml").read_text().replace(
-        'tags="(\'prod\' \'web tier\')"', 'tags="(\'prod\' "')
+    text = (
+        (DATA / "dundee-2hosts.xml")
+        .read_text()
+        .replace("tags=\"('prod' 'web tier')\"", "tags=\"('prod' \"")
+    )
     p = tmp_path / "bad.xml"
     p.write_text(text)
     world = World(seed=0)
@@ -188,8 +203,9 @@ KEYS = {"cream": playback.CPU_INFO_KEYS["cream"], "dundee": playback.CPU_INFO_KE
 def test_hosts_boot_and_report_the_recorded_cpu_info(name):
     with served(name) as (world, (report,)):
         x = session(world).xenapi
-        recorded = {r.ref: recorded_map(r.columns.get("cpu_info")) for r in
-                    raw(name).tables["host"]}
+        recorded = {
+            r.ref: recorded_map(r.columns.get("cpu_info")) for r in raw(name).tables["host"]
+        }
         keys = KEYS[report.release]
         for ref, rec in recorded.items():
             served_info = x.host.get_cpu_info(ref)
@@ -218,10 +234,18 @@ def test_hardware_from_cpu_info():
     world, _ = load("dundee-2hosts.xml")
     a = world.host("OpaqueRef:0a7d3f52-1b2c-4d3e-9f40-5a6b7c8d9e01")
     b = world.host("OpaqueRef:0a7d3f52-1b2c-4d3e-9f40-5a6b7c8d9e02")
-    assert (a.hw.cpu, a.hw.sockets, a.hw.cpus_per_socket, a.hw.memory) == \
-        ("Haswell", 2, 8, 274861129728)
-    assert (b.hw.cpu, b.hw.sockets, b.hw.cpus_per_socket, b.hw.memory) == \
-        ("IvyBridge", 1, 4, 34359738368)
+    assert (a.hw.cpu, a.hw.sockets, a.hw.cpus_per_socket, a.hw.memory) == (
+        "Haswell",
+        2,
+        8,
+        274861129728,
+    )
+    assert (b.hw.cpu, b.hw.sockets, b.hw.cpus_per_socket, b.hw.memory) == (
+        "IvyBridge",
+        1,
+        4,
+        34359738368,
+    )
     world, _ = load("tampa-2hosts.xml")
     assert {h.hw.cpu for h in world.hosts.values()} == {"Nehalem"}
     world, (r,) = load("orlando-state.db")
@@ -233,18 +257,18 @@ def test_software_versions():
     with served("dundee-2hosts.xml", "tampa-2hosts.xml") as (world, _):
         x = session(world).xenapi
         for r in raw("dundee-2hosts.xml").tables["host"]:
-            assert x.host.get_software_version(r.ref) == recorded_map(
-                r.columns["software_version"])
+            assert x.host.get_software_version(r.ref) == recorded_map(r.columns["software_version"])
             assert x.host.get_API_version_minor(r.ref) == "5"
         x2 = session(world, 1).xenapi
         for r in raw("tampa-2hosts.xml").tables["host"]:
             assert x2.host.get_software_version(r.ref)["product_version"] == "6.5.0"
-        assert x2.pool.get_other_config(x2.pool.get_all()[0]).get(
-            "rolling_upgrade_in_progress") is None
+        assert (
+            x2.pool.get_other_config(x2.pool.get_all()[0]).get("rolling_upgrade_in_progress")
+            is None
+        )
 
 
-@pytest.mark.parametrize("name", ["dundee-2hosts.xml", "tampa-2hosts.xml",
-                                  "stockholm-1host.xml"])
+@pytest.mark.parametrize("name", ["dundee-2hosts.xml", "tampa-2hosts.xml", "stockholm-1host.xml"])
 def test_vms_keep_power_state_residence_and_flags(name):
     with served(name) as (world, _):
         x = session(world).xenapi
@@ -253,10 +277,9 @@ def test_vms_keep_power_state_residence_and_flags(name):
             got = records[r.ref]
             assert got["power_state"] == r.columns["power_state"]
             assert got["resident_on"] == r.columns["resident_on"]
-            assert got["last_boot_CPU_flags"] == recorded_map(
-                r.columns["last_boot_CPU_flags"])
+            assert got["last_boot_CPU_flags"] == recorded_map(r.columns["last_boot_CPU_flags"])
             assert got["uuid"] == r.columns["uuid"]
-            assert "domain_type" not in got      # kept aside: not a Dundee field
+            assert "domain_type" not in got  # kept aside: not a Dundee field
 
 
 def test_messages_secrets_and_sessions():
@@ -288,8 +311,12 @@ def test_two_files_two_pools_and_no_double_load():
 
 def records(world):
     db = world.pools[0].db
-    return {(cls, ref): row for cls, t in db.tables.items() if dbxml.persistent(cls)
-            for ref, row in t.items()}
+    return {
+        (cls, ref): row
+        for cls, t in db.tables.items()
+        if dbxml.persistent(cls)
+        for ref, row in t.items()
+    }
 
 
 def rows_of(text):
@@ -315,18 +342,20 @@ def test_load_dump_load_gives_the_same_records(name, tmp_path):
 def test_dump_is_what_xapi_writes():
     world, _ = load("dundee-2hosts.xml")
     text = "".join(playback.dump(world.pools[0]))
-    assert text.startswith('<?xml version="1.0" encoding="UTF-8"?>\n<database><manifest>'
-                           '<pair key="schema_major_vsn" value="5"/><pair key='
-                           '"schema_minor_vsn" value="93"/><pair key="generation_count" '
-                           'value="')
+    assert text.startswith(
+        '<?xml version="1.0" encoding="UTF-8"?>\n<database><manifest>'
+        '<pair key="schema_major_vsn" value="5"/><pair key='
+        '"schema_minor_vsn" value="93"/><pair key="generation_count" '
+        'value="'
+    )
     for empty in ("VTPM", "message", "session", "task", "role", "event"):
         assert f'<table name="{empty}"/>' in text
     f = dbxml.read(io.BytesIO(text.encode()))
     assert list(f.tables) == sorted(f.tables, key=str.encode)
     host = next(r for r in f.tables["host"] if r.ref.endswith("9e01"))
-    assert host.columns["boot_free_mem"] == "267137449984"     # internal column kept
+    assert host.columns["boot_free_mem"] == "267137449984"  # internal column kept
     assert host.columns["name__description"] == "Default install  of XenServer"
-    assert host.ctime == 50 and host.mtime > 4242               # booted after the load
+    assert host.ctime == 50 and host.mtime > 4242  # booted after the load
     pool = f.tables["pool"][0]
     assert pool.columns["name_label"] == "lab-pool" and "name__label" not in pool.columns
     vm = next(r for r in f.tables["VM"] if r.ref.endswith("3c11"))
@@ -340,13 +369,14 @@ def test_later_release_runs_as_dundee():
     assert r.file_release == "stockholm" and r.release == "dundee"
     text = "".join(playback.dump(world.pools[0]))
     assert "domain_type" not in text and "Certificate" not in text
-    assert "schema_minor_vsn\" value=\"93\"" in text
+    assert 'schema_minor_vsn" value="93"' in text
     h = next(iter(world.hosts.values()))
     assert h.db.get("host", h.ref)["name_description"] == "Default install"
     assert h.recorded_address == "192.168.40.21"
 
 
 # -- the pure parts: nearest CPU model, hardware, releases ---------------------------------
+
 
 @pytest.mark.parametrize("model", sorted(cpus.MODELS))
 @pytest.mark.parametrize("release", ["dundee", "cream"])
@@ -356,24 +386,37 @@ def test_every_catalogue_cpu_is_its_own_nearest(model, release):
     info = cpus.host_cpu_info(model, release=release)
     got, why = playback.nearest_cpu(info)
     again = cpus.host_cpu_info(got, release=release)
-    assert got == model or all(again[k] == info[k] for k in
-                               ("vendor", "family", "model", "features", "features_hvm")
-                               if k in info), why
+    assert got == model or all(
+        again[k] == info[k]
+        for k in ("vendor", "family", "model", "features", "features_hvm")
+        if k in info
+    ), why
 
 
 @settings(max_examples=80, deadline=None)
-@given(count=st.integers(1, 512), sockets=st.integers(0, 16),
-       keys=st.sets(st.sampled_from(sorted(set(cpus.DUNDEE_KEYS) | set(cpus.CREAM_KEYS)
-                                           | {"features_pv_host", "threads_per_core"}))),
-       release=st.sampled_from(["dundee", "cream"]), memory=st.integers(-1, 1 << 42))
+@given(
+    count=st.integers(1, 512),
+    sockets=st.integers(0, 16),
+    keys=st.sets(
+        st.sampled_from(
+            sorted(
+                set(cpus.DUNDEE_KEYS)
+                | set(cpus.CREAM_KEYS)
+                | {"features_pv_host", "threads_per_core"}
+            )
+        )
+    ),
+    release=st.sampled_from(["dundee", "cream"]),
+    memory=st.integers(-1, 1 << 42),
+)
 def test_hardware_for(count, sockets, keys, release, memory):
-    base = cpus.host_cpu_info("Haswell", release="dundee") | \
-        cpus.host_cpu_info("Haswell", release="cream")
+    base = cpus.host_cpu_info("Haswell", release="dundee") | cpus.host_cpu_info(
+        "Haswell", release="cream"
+    )
     info = {k: base.get(k, "x") for k in keys}
     info["cpu_count"], info["socket_count"] = str(count), str(sockets)
     hw, notes = playback.hardware_for(info, [], memory, release)
-    assert hw.overrides == {k: v for k, v in info.items()
-                            if k in playback.ALL_CPU_INFO_KEYS}
+    assert hw.overrides == {k: v for k, v in info.items() if k in playback.ALL_CPU_INFO_KEYS}
     assert 1 <= hw.sockets <= max(1, count) and hw.sockets * hw.cpus_per_socket <= count
     assert hw.memory == (memory if memory > 0 else playback.DEFAULT_MEMORY)
     extra = sorted(k for k in info if k not in playback.CPU_INFO_KEYS[release])
@@ -381,8 +424,10 @@ def test_hardware_for(count, sockets, keys, release, memory):
 
 
 @settings(max_examples=80, deadline=None)
-@given(file_release=st.sampled_from(datamodel.RELEASES) | st.none(),
-       version=st.from_regex(r"[0-9]{1,2}\.[0-9]{1,2}\.[0-9]", fullmatch=True) | st.just(""))
+@given(
+    file_release=st.sampled_from(datamodel.RELEASES) | st.none(),
+    version=st.from_regex(r"[0-9]{1,2}\.[0-9]{1,2}\.[0-9]", fullmatch=True) | st.just(""),
+)
 def test_emulated_release(file_release, version):
     """Up to cream: cream; from dundee on: dundee; between, or without a manifest, by the
     product line."""
@@ -396,11 +441,18 @@ def test_emulated_release(file_release, version):
         assert got == ("cream" if major < 7 else "dundee")
 
 
-@pytest.mark.parametrize("pv,cap,exact,want,verbatim", [
-    ("7.0.0", "dundee", False, "7.0.0", True), ("6.5.0", "dundee", False, "6.5.0", True),
-    ("6.0.50", "cream", False, "6.5.0", False), ("8.2.0", "dundee", False, "7.0.0", False),
-    ("7.0.0", "cream", False, "6.5.0", False), ("6.5.0", "dundee", True, "7.0.0", False),
-    ("", "cream", False, "6.5.0", False)])
+@pytest.mark.parametrize(
+    "pv,cap,exact,want,verbatim",
+    [
+        ("7.0.0", "dundee", False, "7.0.0", True),
+        ("6.5.0", "dundee", False, "6.5.0", True),
+        ("6.0.50", "cream", False, "6.5.0", False),
+        ("8.2.0", "dundee", False, "7.0.0", False),
+        ("7.0.0", "cream", False, "6.5.0", False),
+        ("6.5.0", "dundee", True, "7.0.0", False),
+        ("", "cream", False, "6.5.0", False),
+    ],
+)
 def test_product_for(pv, cap, exact, want, verbatim):
     sv = {"product_version": pv, "build_number": "x1"} if pv else {}
     p, note = playback.product_for(sv, cap, exact=exact)
@@ -410,32 +462,41 @@ def test_product_for(pv, cap, exact, want, verbatim):
 
 # -- rolling upgrades -------------------------------------------------------------------------
 
+
 def test_a_pool_caught_mid_upgrade_stays_mid_upgrade(tmp_path):
     """A 7.0 master with a 6.5 SP1 member: the member keeps running 6.5 (its recorded
     software_version and v1 cpu_info), and the pool is in rolling-upgrade mode."""
     text = (DATA / "dundee-2hosts.xml").read_text()
-    member_sv = ("(('product_version' '6.5.0') ('product_version_text' '6.5') "
-                 "('platform_version' '1.9.0') ('build_number' '90233c') ('xapi' '1.9'))")
-    member_cpu = ("(('cpu_count' '4') ('socket_count' '1') ('vendor' 'GenuineIntel') "
-                  "('speed' '3292.520') ('modelname' 'Intel(R) Xeon(R) CPU E3-1230 V2 @ "
-                  "3.30GHz') ('family' '6') ('model' '58') ('stepping' '9') ('flags' 'fpu') "
-                  "('features' '7fbae3ff-bfebfbff-00000001-28100800') "
-                  "('features_after_reboot' '7fbae3ff-bfebfbff-00000001-28100800') "
-                  "('physical_features' '7fbae3ff-bfebfbff-00000001-28100800') "
-                  "('maskable' 'full'))")
+    member_sv = (
+        "(('product_version' '6.5.0') ('product_version_text' '6.5') "
+        "('platform_version' '1.9.0') ('build_number' '90233c') ('xapi' '1.9'))"
+    )
+    member_cpu = (
+        "(('cpu_count' '4') ('socket_count' '1') ('vendor' 'GenuineIntel') "
+        "('speed' '3292.520') ('modelname' 'Intel(R) Xeon(R) CPU E3-1230 V2 @ "
+        "3.30GHz') ('family' '6') ('model' '58') ('stepping' '9') ('flags' 'fpu') "
+        "('features' '7fbae3ff-bfebfbff-00000001-28100800') "
+        "('features_after_reboot' '7fbae3ff-bfebfbff-00000001-28100800') "
+        "('physical_features' '7fbae3ff-bfebfbff-00000001-28100800') "
+        "('maskable' 'full'))"
+    )
     head, _, tail = text.partition('<row ref="OpaqueRef:0a7d3f52-1b2c-4d3e-9f40-5a6b7c8d9e02"')
     row, end, rest = tail.partition("/>")
-    row = row.replace(row[row.index(' cpu_info="'):row.index('" edition=') + 1],
-                      f' cpu_info="{member_cpu}"')
-    row = row[:row.index(' software_version="')] + f' software_version="{member_sv}"' + \
-        row[row.index('" uuid=') + 1:]
+    row = row.replace(
+        row[row.index(' cpu_info="') : row.index('" edition=') + 1], f' cpu_info="{member_cpu}"'
+    )
+    row = (
+        row[: row.index(' software_version="')]
+        + f' software_version="{member_sv}"'
+        + row[row.index('" uuid=') + 1 :]
+    )
     p = tmp_path / "mid-rpu.xml"
-    p.write_text(head + '<row ref="OpaqueRef:0a7d3f52-1b2c-4d3e-9f40-5a6b7c8d9e02"' + row +
-                 end + rest)
+    p.write_text(
+        head + '<row ref="OpaqueRef:0a7d3f52-1b2c-4d3e-9f40-5a6b7c8d9e02"' + row + end + rest
+    )
     with served_file(p) as world:
         x = session(world).xenapi
-        assert x.pool.get_other_config(x.pool.get_all()[0])["rolling_upgrade_in_progress"] \
-            == "true"
+        assert x.pool.get_other_config(x.pool.get_all()[0])["rolling_upgrade_in_progress"] == "true"
         member = "OpaqueRef:0a7d3f52-1b2c-4d3e-9f40-5a6b7c8d9e02"
         assert x.host.get_software_version(member) == recorded_map(member_sv)
         assert x.host.get_cpu_info(member) == recorded_map(member_cpu)
@@ -464,8 +525,10 @@ def test_rolling_upgrade_of_the_tampa_pool():
         vms = {r["name_label"]: ref for ref, r in x.VM.get_all_records().items()}
         master, member = hosts["dt16"], hosts["dt23"]
         old = "0098e3fd-bfebfbff-00000001-28100800"
-        assert {x.VM.get_last_boot_CPU_flags(vms[n])["features"] for n in
-                ("16local", "16shared", "23local", "23shared")} == {old}
+        assert {
+            x.VM.get_last_boot_CPU_flags(vms[n])["features"]
+            for n in ("16local", "16shared", "23local", "23shared")
+        } == {old}
         # 1. the master first: its local VM stops, the rest moves to the member
         x.host.disable(master)
         x.VM.clean_shutdown(vms["16local"])
@@ -476,7 +539,10 @@ def test_rolling_upgrade_of_the_tampa_pool():
         assert x.pool.get_other_config(p.ref)["rolling_upgrade_in_progress"] == "true"
         info = x.host.get_cpu_info(master)
         assert (info["modelname"], info["speed"], info["features"]) == (
-            "Intel(R) Xeon(R) CPU           X3450  @ 2.67GHz", "2660.026", old)
+            "Intel(R) Xeon(R) CPU           X3450  @ 2.67GHz",
+            "2660.026",
+            old,
+        )
         assert "maskable" not in info and "features_hvm" in info
         # 2. VMs move forward only
         for n in ("23shared", "16shared"):
@@ -491,8 +557,9 @@ def test_rolling_upgrade_of_the_tampa_pool():
         x.host.evacuate(member)
         s.xenapi_request("sim.host_install", (member, "7.0.0"))
         assert "rolling_upgrade_in_progress" not in x.pool.get_other_config(p.ref)
-        assert {x.host.get_software_version(h)["product_version"]
-                for h in (master, member)} == {"7.0.0"}
+        assert {x.host.get_software_version(h)["product_version"] for h in (master, member)} == {
+            "7.0.0"
+        }
         # 4. restarted VMs boot with the pool level
         level = x.pool.get_cpu_info(p.ref)["features_pv"]
         for n in ("16local", "23local"):
@@ -524,9 +591,22 @@ def test_damaged_files_load_or_are_refused_with_one_line(data, tmp_path_factory)
                 if action == 0:
                     continue
                 if action == 1:
-                    val = data.draw(st.text(max_size=12) | st.sampled_from(
-                        ["()", "(('a'", "-1", "99999999999999999999", "true", "nan",
-                         "OpaqueRef:NULL", "(('cpu_count' '100000'))"]), label="junk")
+                    val = data.draw(
+                        st.text(max_size=12)
+                        | st.sampled_from(
+                            [
+                                "()",
+                                "(('a'",
+                                "-1",
+                                "99999999999999999999",
+                                "true",
+                                "nan",
+                                "OpaqueRef:NULL",
+                                "(('cpu_count' '100000'))",
+                            ]
+                        ),
+                        label="junk",
+                    )
                 cols[col] = val
             out.append((r.ref, r.ctime, r.mtime, cols))
         tables.append(dbxml.TableOut(name, out))
@@ -537,7 +617,7 @@ def test_damaged_files_load_or_are_refused_with_one_line(data, tmp_path_factory)
         report = playback.load(world, str(p))
     except playback.PlaybackError as e:
         assert str(e).startswith(str(p)) and "\n" not in str(e)
-        assert "cannot be loaded" not in str(e)       # an exception the loader missed
+        assert "cannot be loaded" not in str(e)  # an exception the loader missed
         return
     db = world.pools[0].db
     assert db.check_relations() == []
@@ -549,7 +629,7 @@ def test_damaged_files_load_or_are_refused_with_one_line(data, tmp_path_factory)
 def test_dangling_references_cleared_as_a_master_start_does(tmp_path):
     """Rows pointing at rows the file lacks: Dbsync_master and one Db_gc pass."""
     f = raw("dundee-2hosts.xml")
-    gone_vm = "OpaqueRef:8a9b0c1d-2e3f-4a5b-8c7d-9e0f1a2b3c12"      # db, on xs70-b
+    gone_vm = "OpaqueRef:8a9b0c1d-2e3f-4a5b-8c7d-9e0f1a2b3c12"  # db, on xs70-b
     tables = []
     for name, rows in f.tables.items():
         out = []
@@ -557,7 +637,7 @@ def test_dangling_references_cleared_as_a_master_start_does(tmp_path):
             cols = dict(r.columns)
             if r.ref == gone_vm:
                 continue
-            if r.ref.endswith("3c11"):                  # web: resident on a vanished host
+            if r.ref.endswith("3c11"):  # web: resident on a vanished host
                 cols["resident_on"] = "OpaqueRef:gone-host"
             if name == "VM" and r.ref.endswith("3c02"):  # xs70-b's dom0 too
                 cols["resident_on"] = "OpaqueRef:gone-host"
@@ -571,13 +651,17 @@ def test_dangling_references_cleared_as_a_master_start_does(tmp_path):
     report = playback.load(world, str(p))
     db = world.pools[0].db
     lines = report.unmapped_lines()
-    assert "VBD.*: deleted by xapi's database GC (gc_VBDs: its VM or VDI does not exist) " \
-           "(1 row)" in lines
-    assert any(line.startswith("VM.*: control domain of a host not in the pool")
-               for line in lines)
+    assert (
+        "VBD.*: deleted by xapi's database GC (gc_VBDs: its VM or VDI does not exist) "
+        "(1 row)" in lines
+    )
+    assert any(line.startswith("VM.*: control domain of a host not in the pool") for line in lines)
     web = db.get("VM", "OpaqueRef:8a9b0c1d-2e3f-4a5b-8c7d-9e0f1a2b3c11")
-    assert (web["power_state"], web["resident_on"], web["domid"]) == ("Halted",
-                                                                     "OpaqueRef:NULL", -1)
+    assert (web["power_state"], web["resident_on"], web["domid"]) == (
+        "Halted",
+        "OpaqueRef:NULL",
+        -1,
+    )
     assert not db.exists("VM", "OpaqueRef:8a9b0c1d-2e3f-4a5b-8c7d-9e0f1a2b3c02")
     build = db.get("VM", "OpaqueRef:8a9b0c1d-2e3f-4a5b-8c7d-9e0f1a2b3c13")
     assert db.exists("VM_metrics", build["metrics"])

@@ -9,6 +9,7 @@
   records; ``--format scenario`` a scenario that builds; several pools need ``--pool``;
   a state dir seeded from ``--xapi-db`` exports the same way.
 """
+
 from __future__ import annotations
 
 import io
@@ -30,17 +31,36 @@ TAMPA = str(DATA / "tampa-2hosts.xml")
 
 
 def run(*args, timeout=60):
-    return subprocess.run([sys.executable, "-m", "xapi_sim", *args], capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "xapi_sim", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 class Server:
     def __init__(self, tmp_path, *args):
         self.ready = tmp_path / "ready.json"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "xapi_sim", "serve", "--port", "0", "--auth-delay", "0",
-             "--ready-file", str(self.ready), *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                "-m",
+                "xapi_sim",
+                "serve",
+                "--port",
+                "0",
+                "--auth-delay",
+                "0",
+                "--ready-file",
+                str(self.ready),
+                *args,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
     def wait_ready(self, timeout=30):
         deadline = time.monotonic() + timeout
@@ -66,33 +86,42 @@ def test_serve_two_databases(tmp_path):
         desc = srv.wait_ready()
         hosts = {h["name_label"]: h for h in desc["hosts"]}
         assert {n: h["recorded_address"] for n, h in hosts.items()} == {
-            "xs70-a": "10.0.0.11", "xs70-b": "10.0.0.12",
-            "dt16": "10.80.227.166", "dt23": "10.80.227.184"}
+            "xs70-a": "10.0.0.11",
+            "xs70-b": "10.0.0.12",
+            "dt16": "10.80.227.166",
+            "dt23": "10.80.227.184",
+        }
         assert all(h["address"].startswith("127.") for h in hosts.values())
         for name in ("xs70-a", "dt16"):
             assert hosts[name]["master"]
             s = XenAPI.Session(hosts[name]["url"])
             s.xenapi.login_with_password("root", "pw1", "2.5", "pytest")
-            assert s.xenapi.host.get_address(s.xenapi.session.get_this_host(s._session)) \
+            assert (
+                s.xenapi.host.get_address(s.xenapi.session.get_this_host(s._session))
                 == hosts[name]["address"]
+            )
             s.xenapi.session.logout()
     finally:
         code, out, err = srv.stop()
     assert code == 0, err
     assert f"xapi-sim: loaded {DUNDEE}: pool 'lab-pool' -- 2 hosts, 6 VMs, 2 SRs" in out
     assert "host.boot_free_mem: not in the API datamodel" in out
-    table = out[out.index("RECORDED ADDRESS"):].splitlines()
+    table = out[out.index("RECORDED ADDRESS") :].splitlines()
     for name, h in hosts.items():
-        assert any(line.split()[:2] == [h["recorded_address"], name] and
-                   line.split()[-1] == h["url"] for line in table[1:5]), (name, table)
+        assert any(
+            line.split()[:2] == [h["recorded_address"], name] and line.split()[-1] == h["url"]
+            for line in table[1:5]
+        ), (name, table)
 
 
 def test_serve_refuses_what_is_not_a_database(tmp_path):
     bad = tmp_path / "passwd"
     bad.write_text("root:x:0:0:root:/root:/bin/bash\n")
-    for target, why in ((str(bad), "not an xapi database"),
-                        (str(tmp_path / "missing.xml"), "cannot read it"),
-                        (str(tmp_path), "cannot read it")):
+    for target, why in (
+        (str(bad), "not an xapi database"),
+        (str(tmp_path / "missing.xml"), "cannot read it"),
+        (str(tmp_path), "cannot read it"),
+    ):
         r = run("serve", "--port", "0", "--xapi-db", target)
         assert r.returncode == 2, r
         assert r.stderr.count("\n") == 1 and target in r.stderr and why in r.stderr

@@ -12,6 +12,7 @@ behind ``Xapi_http.assert_credentials_ok`` and ``with_context``):
 * Xen Orchestra's ``xen-api`` client downloads it with ``getResource`` and its task;
 * many clients dumping while others write each get a consistent database.
 """
+
 from __future__ import annotations
 
 import base64
@@ -80,11 +81,13 @@ def test_session_in_query_or_cookie(pool):
     status, _, body2 = get(m, "/pool/xmldbdump", {"Cookie": f"session_id={s._session}"})
     assert status == 200 and tables(body2) == tables(body)
     # the cookie comes first (req.cookie @ req.query)
-    status, _, _ = get(m, "/pool/xmldbdump?session_id=OpaqueRef:bogus",
-                       {"Cookie": f"session_id={s._session}"})
+    status, _, _ = get(
+        m, "/pool/xmldbdump?session_id=OpaqueRef:bogus", {"Cookie": f"session_id={s._session}"}
+    )
     assert status == 200
-    status, _, _ = get(m, f"/pool/xmldbdump?session_id={s._session}",
-                       {"Cookie": "session_id=OpaqueRef:bogus"})
+    status, _, _ = get(
+        m, f"/pool/xmldbdump?session_id={s._session}", {"Cookie": "session_id=OpaqueRef:bogus"}
+    )
     assert status == 401
 
 
@@ -97,31 +100,36 @@ def test_basic_auth(pool):
     status, headers, body = get(m, "/pool/xmldbdump", basic("root", "wrong"))
     assert status == 401
     assert headers["www-authenticate"] == 'Basic realm="get_pool_xml_db_sync"'
-    assert body == (b"<html><body><h1>HTTP 401 unauthorised</h1>Please check your "
-                    b"credentials and retry.</body></html>")
+    assert body == (
+        b"<html><body><h1>HTTP 401 unauthorised</h1>Please check your "
+        b"credentials and retry.</body></html>"
+    )
     assert len(world.pools[0].db.tables["session"]) == before
 
 
-@pytest.mark.parametrize("headers,target", [
-    ({}, "/pool/xmldbdump"),
-    ({}, "/pool/xmldbdump?session_id=OpaqueRef:NULL"),
-    ({}, "/pool/xmldbdump?pool_secret=anything"),
-    (basic("nobody", "xenroot"), "/pool/xmldbdump"),
-])
+@pytest.mark.parametrize(
+    "headers,target",
+    [
+        ({}, "/pool/xmldbdump"),
+        ({}, "/pool/xmldbdump?session_id=OpaqueRef:NULL"),
+        ({}, "/pool/xmldbdump?pool_secret=anything"),
+        (basic("nobody", "xenroot"), "/pool/xmldbdump"),
+    ],
+)
 def test_unauthorised(pool, headers, target):
     world, _ = pool
     status, h, _ = get(world.pools[0].master, target, headers)
     assert status == 401 and h["www-authenticate"] == 'Basic realm="get_pool_xml_db_sync"'
 
 
-@pytest.mark.parametrize("auth", ["Bearer abc", "Basic " + base64.b64encode(b"a:b:c").decode(),
-                                  "Basic !!!"])
+@pytest.mark.parametrize(
+    "auth", ["Bearer abc", "Basic " + base64.b64encode(b"a:b:c").decode(), "Basic !!!"]
+)
 def test_unknown_authorization_header(pool, auth):
     world, _ = pool
     status, h, body = get(world.pools[0].master, "/pool/xmldbdump", {"Authorization": auth})
     assert status == 500 and h["content-type"] == "text/html"
-    assert b"<h1> Additional information </h1>Failure(&quot;Unknown authorization header: " \
-        in body
+    assert b"<h1> Additional information </h1>Failure(&quot;Unknown authorization header: " in body
 
 
 def test_member_answers_200_then_its_500_page(pool):
@@ -130,8 +138,9 @@ def test_member_answers_200_then_its_500_page(pool):
     status, _, body = get(member, f"/pool/xmldbdump?session_id={s._session}")
     assert status == 200
     assert body.startswith(b"HTTP/1.1 500 Internal Error\r\n")
-    assert body.endswith(b"<h1> Additional information </h1>Db_ref.Database_not_in_memory"
-                         b"</body></html>")
+    assert body.endswith(
+        b"<h1> Additional information </h1>Db_ref.Database_not_in_memory</body></html>"
+    )
 
 
 def test_task_id_completed_and_no_task_left(pool):
@@ -141,14 +150,16 @@ def test_task_id_completed_and_no_task_left(pool):
     assert get(world.pools[0].master, f"/pool/xmldbdump?session_id={s._session}")[0] == 200
     assert set(x.task.get_all()) == before
     task = x.task.create("backup", "")
-    status, _, _ = get(world.pools[0].master,
-                       f"/pool/xmldbdump?session_id={s._session}&task_id={task}")
+    status, _, _ = get(
+        world.pools[0].master, f"/pool/xmldbdump?session_id={s._session}&task_id={task}"
+    )
     assert status == 200
     rec = x.task.get_record(task)
     assert (rec["status"], float(rec["progress"])) == ("success", 1.0)
     task2 = x.task.create("backup", "")
-    status, _, _ = get(world.host(MEMBER),
-                       f"/pool/xmldbdump?session_id={s._session}&task_id={task2}")
+    status, _, _ = get(
+        world.host(MEMBER), f"/pool/xmldbdump?session_id={s._session}&task_id={task2}"
+    )
     rec = x.task.get_record(task2)
     assert rec["status"] == "failure"
     assert rec["error_info"] == ["INTERNAL_ERROR", "Db_ref.Database_not_in_memory"]
@@ -185,8 +196,9 @@ def test_xen_orchestra_get_resource(pool):
     session_id and task_id, the body, then the task's result."""
     node = shutil.which("node")
     assert node is not None, "node is required (Node >= 18)"
-    assert (NODE_DIR / "node_modules" / "xen-api" / "package.json").exists(), \
+    assert (NODE_DIR / "node_modules" / "xen-api" / "package.json").exists(), (
         "run `npm ci --prefix tests/node`"
+    )
     world, _ = pool
     script = """
 import { createClient } from 'xen-api'
@@ -201,9 +213,14 @@ const result = await response.task
 console.log(JSON.stringify({ status: response.statusCode, body, task: result ?? null }))
 await xapi.disconnect()
 """
-    r = subprocess.run([node, "--input-type=module", "-e", script,
-                        world.pools[0].master.url], cwd=NODE_DIR, capture_output=True,
-                       text=True, timeout=60, check=False)
+    r = subprocess.run(
+        [node, "--input-type=module", "-e", script, world.pools[0].master.url],
+        cwd=NODE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["status"] == 200 and out["task"] == ""
@@ -253,5 +270,8 @@ def test_many_clients_dump_while_others_write(pool):
             assert vbds == sorted(ref for ref, c in t["VBD"].items() if c["VM"] == vm)
             if vm in vms:
                 desc = cols["name__description"]
-                assert desc in ("", "Web front end   (nginx)", "Quarterly archive job") \
-                    or desc.startswith("w")
+                assert desc in (
+                    "",
+                    "Web front end   (nginx)",
+                    "Quarterly archive job",
+                ) or desc.startswith("w")

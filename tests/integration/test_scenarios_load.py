@@ -3,6 +3,7 @@
 scenario blocks inside ``docs/*.md`` count too), and bad scenarios fail with one message naming
 the file, the entry and the field.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,16 +38,22 @@ def doc_blocks():
 
 # -- the default ----------------------------------------------------------------------------
 
+
 def test_default_scenario_loads_and_builds():
     scn = scenario.default()
     assert [h.name_label for h in scn.hosts] == ["xs1", "xs2", "xs3", "xs4", "xs5"]
     (pool,) = scn.pools
-    assert (pool.name_label, pool.master, tuple(pool.members)) == ("pool-a", "xs1",
-                                                                     ("xs2", "xs3"))
-    assert {v.name_label for v in scn.vms} >= {"web1", "web2", "db1", "batch1", "legacy1",
-                                               "scratch1"}
+    assert (pool.name_label, pool.master, tuple(pool.members)) == ("pool-a", "xs1", ("xs2", "xs3"))
+    assert {v.name_label for v in scn.vms} >= {
+        "web1",
+        "web2",
+        "db1",
+        "batch1",
+        "legacy1",
+        "scratch1",
+    }
     world = scenario.build(scn, seed=3)
-    assert len(world.pools) == 3                      # pool-a, and xs4, xs5 on their own
+    assert len(world.pools) == 3  # pool-a, and xs4, xs5 on their own
     masters = sorted(p.master.name_label for p in world.pools)
     assert masters == ["xs1", "xs4", "xs5"]
     pool_a = next(p for p in world.pools if p.master.name_label == "xs1")
@@ -69,6 +76,7 @@ def test_default_scenario_file_loads_from_disk():
 
 
 # -- every example ---------------------------------------------------------------------------
+
 
 def test_every_example_scenario_loads_and_builds():
     files = example_files()
@@ -103,21 +111,33 @@ def test_an_example_serves(login):
         s = login(w.master_url())
         assert len(s.xenapi.host.get_all()) >= 1
         names = {r["name_label"] for r in s.xenapi.VM.get_all_records().values()}
-        pool0 = {v.name_label for v in scn.vms
-                 if v.host is None or v.host in {h.name_label for h in w.world.pools[0].hosts()}}
+        pool0 = {
+            v.name_label
+            for v in scn.vms
+            if v.host is None or v.host in {h.name_label for h in w.world.pools[0].hosts()}
+        }
         assert pool0 <= names
         s.xenapi.session.logout()
 
 
 def test_toml_and_json_forms_are_equivalent(tmp_path):
     toml = tmp_path / "s.toml"
-    toml.write_text('[[host]]\nname_label = "a"\ncpu = "EPYC"\nmemory = "32GiB"\n'
-                    '[[vm]]\nname_label = "v"\nhost = "a"\npower_state = "Running"\n'
-                    'memory = "1GiB"\n')
+    toml.write_text(
+        '[[host]]\nname_label = "a"\ncpu = "EPYC"\nmemory = "32GiB"\n'
+        '[[vm]]\nname_label = "v"\nhost = "a"\npower_state = "Running"\n'
+        'memory = "1GiB"\n'
+    )
     js = tmp_path / "s.json"
-    js.write_text(json.dumps({"host": [{"name_label": "a", "cpu": "EPYC", "memory": "32GiB"}],
-                              "vm": [{"name_label": "v", "host": "a",
-                                      "power_state": "Running", "memory": "1GiB"}]}))
+    js.write_text(
+        json.dumps(
+            {
+                "host": [{"name_label": "a", "cpu": "EPYC", "memory": "32GiB"}],
+                "vm": [
+                    {"name_label": "v", "host": "a", "power_state": "Running", "memory": "1GiB"}
+                ],
+            }
+        )
+    )
     a, b = scenario.load(toml), scenario.load(js)
     assert (a.hosts, a.pools, a.vms) == (b.hosts, b.pools, b.vms)
 
@@ -130,30 +150,66 @@ BAD = [
     ('[[host]]\nname_label = "h1"\nmemory = "lots"\n', ".toml", "host[0]", "memory"),
     ('[[host]]\nname_label = "h1"\nsockets = 0\n', ".toml", "host[0]", "sockets"),
     ('[[host]]\nname_label = "h1"\ncolour = "red"\n', ".toml", "host[0]", "colour"),
-    ('[[host]]\nname_label = "h1"\n[[host]]\nname_label = "h1"\n', ".toml", "host[1]",
-     "name_label"),
+    (
+        '[[host]]\nname_label = "h1"\n[[host]]\nname_label = "h1"\n',
+        ".toml",
+        "host[1]",
+        "name_label",
+    ),
     ('[[host]]\nname_label = "h1"\nversion = "99.0"\n', ".toml", "host[0]", "version"),
-    ('[[host]]\nname_label = "h1"\n[[pool]]\nname_label = "p"\nmaster = "nobody"\n', ".toml",
-     "pool[0]", "master"),
-    ('[[host]]\nname_label = "h1"\n[[host]]\nname_label = "h2"\n[[pool]]\nname_label = "p"\n'
-     'master = "h1"\nmembers = ["h3"]\n', ".toml", "pool[0]", "members"),
-    ('[[host]]\nname_label = "h1"\n[[vm]]\nname_label = "v"\npower_state = "Running"\n',
-     ".toml", "vm[0]", "host"),
-    ('[[host]]\nname_label = "h1"\n[[vm]]\nname_label = "v"\nvcpus = 0\n', ".toml", "vm[0]",
-     "vcpus"),
-    ('[[host]]\nname_label = "h1"\n[[vm]]\nname_label = "v"\npower_state = "Exploded"\n',
-     ".toml", "vm[0]", "power_state"),
-    ('[[host]]\nname_label = "h1"\n[[vm]]\nname_label = "v"\ndomain_type = "pvh2"\n', ".toml",
-     "vm[0]", "domain_type"),
-    (json.dumps({"host": [{"name_label": "h1", "cpus_per_socket": "eight"}]}), ".json",
-     "host[0]", "cpus_per_socket"),
-    (json.dumps({"host": [{"name_label": "h1"}],
-                 "vm": [{"name_label": "v", "host": "h9"}]}), ".json", "vm[0]", "host"),
+    (
+        '[[host]]\nname_label = "h1"\n[[pool]]\nname_label = "p"\nmaster = "nobody"\n',
+        ".toml",
+        "pool[0]",
+        "master",
+    ),
+    (
+        '[[host]]\nname_label = "h1"\n[[host]]\nname_label = "h2"\n[[pool]]\nname_label = "p"\n'
+        'master = "h1"\nmembers = ["h3"]\n',
+        ".toml",
+        "pool[0]",
+        "members",
+    ),
+    (
+        '[[host]]\nname_label = "h1"\n[[vm]]\nname_label = "v"\npower_state = "Running"\n',
+        ".toml",
+        "vm[0]",
+        "host",
+    ),
+    (
+        '[[host]]\nname_label = "h1"\n[[vm]]\nname_label = "v"\nvcpus = 0\n',
+        ".toml",
+        "vm[0]",
+        "vcpus",
+    ),
+    (
+        '[[host]]\nname_label = "h1"\n[[vm]]\nname_label = "v"\npower_state = "Exploded"\n',
+        ".toml",
+        "vm[0]",
+        "power_state",
+    ),
+    (
+        '[[host]]\nname_label = "h1"\n[[vm]]\nname_label = "v"\ndomain_type = "pvh2"\n',
+        ".toml",
+        "vm[0]",
+        "domain_type",
+    ),
+    (
+        json.dumps({"host": [{"name_label": "h1", "cpus_per_socket": "eight"}]}),
+        ".json",
+        "host[0]",
+        "cpus_per_socket",
+    ),
+    (
+        json.dumps({"host": [{"name_label": "h1"}], "vm": [{"name_label": "v", "host": "h9"}]}),
+        ".json",
+        "vm[0]",
+        "host",
+    ),
 ]
 
 
-@pytest.mark.parametrize("text,suffix,entry,field", BAD,
-                         ids=[f"{e}-{f}" for _, _, e, f in BAD])
+@pytest.mark.parametrize("text,suffix,entry,field", BAD, ids=[f"{e}-{f}" for _, _, e, f in BAD])
 def test_bad_scenario_names_file_entry_and_field(tmp_path, text, suffix, entry, field):
     path = tmp_path / f"bad{suffix}"
     path.write_text(text)
@@ -169,22 +225,27 @@ def test_bad_scenario_names_file_entry_and_field(tmp_path, text, suffix, entry, 
 def test_bad_scenario_found_while_building(tmp_path):
     """A VM that does not fit on its host is refused, naming the VM and its field."""
     path = tmp_path / "overfull.toml"
-    path.write_text('[[host]]\nname_label = "small"\nmemory = "4GiB"\n'
-                    '[[vm]]\nname_label = "big"\nhost = "small"\npower_state = "Running"\n'
-                    'memory = "64GiB"\n')
+    path.write_text(
+        '[[host]]\nname_label = "small"\nmemory = "4GiB"\n'
+        '[[vm]]\nname_label = "big"\nhost = "small"\npower_state = "Running"\n'
+        'memory = "64GiB"\n'
+    )
     with pytest.raises(scenario.ScenarioError) as e:
         scenario.build(scenario.load(path), seed=1)
     msg = str(e.value)
     assert str(path) in msg and "vm[0]" in msg and "'memory'" in msg
 
 
-@pytest.mark.parametrize("text,suffix", [
-    ('[[host]\nname_label = "h1"\n', ".toml"),
-    ("{not json", ".json"),
-    ("", ".toml"),
-    ('host = "x"\n', ".toml"),
-    ('[[planet]]\nname_label = "p"\n', ".toml"),
-])
+@pytest.mark.parametrize(
+    "text,suffix",
+    [
+        ('[[host]\nname_label = "h1"\n', ".toml"),
+        ("{not json", ".json"),
+        ("", ".toml"),
+        ('host = "x"\n', ".toml"),
+        ('[[planet]]\nname_label = "p"\n', ".toml"),
+    ],
+)
 def test_malformed_files_name_the_file(tmp_path, text, suffix):
     path = tmp_path / f"broken{suffix}"
     path.write_text(text)

@@ -3,6 +3,7 @@ subprocess, the ready file's contents, real clients against the URLs it lists, S
 ``--seed`` reproducibility (also in-process: two builds with one seed have identical uuids
 and refs), and a bad scenario refused with exit status 2 and a message naming the file.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,17 +19,38 @@ import XenAPI
 from xapi_sim import scenario
 from xapi_sim.testing import running_world
 
-KEYS = {"name_label", "uuid", "address", "url", "pool", "pool_uuid", "master", "http_url",
-        "https_url"}
+KEYS = {
+    "name_label",
+    "uuid",
+    "address",
+    "url",
+    "pool",
+    "pool_uuid",
+    "master",
+    "http_url",
+    "https_url",
+}
 
 
 class Server:
     def __init__(self, tmp_path, *args, name="ready.json"):
         self.ready = tmp_path / name
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "xapi_sim", "serve", "--port", "0",
-             "--ready-file", str(self.ready), *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                "-m",
+                "xapi_sim",
+                "serve",
+                "--port",
+                "0",
+                "--ready-file",
+                str(self.ready),
+                *args,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
     def wait_ready(self, timeout=20):
         deadline = time.monotonic() + timeout
@@ -101,8 +123,7 @@ def test_ready_file_serves_and_sigterm_exits_0(server_pair, tmp_path):
     # standalone hosts answer on their own URL
     s4 = XenAPI.Session(hosts["xs4"]["url"])
     s4.xenapi.login_with_password("root", "xenroot")
-    assert s4.xenapi.host.get_record(s4.xenapi.host.get_all()[0])["uuid"] == \
-        hosts["xs4"]["uuid"]
+    assert s4.xenapi.host.get_record(s4.xenapi.host.get_all()[0])["uuid"] == hosts["xs4"]["uuid"]
 
     # --seed: the second server made the same objects
     ready_b = b.wait_ready()
@@ -130,9 +151,23 @@ def test_bad_scenario_exits_2_naming_the_file(tmp_path):
     bad = tmp_path / "broken.toml"
     bad.write_text('[[host]]\nname_label = "h1"\ncpu = "Pentium-9000"\n')
     ready = tmp_path / "never.json"
-    p = subprocess.run([sys.executable, "-m", "xapi_sim", "serve", "--port", "0",
-                        "--scenario", str(bad), "--ready-file", str(ready)],
-                       capture_output=True, text=True, timeout=30)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "xapi_sim",
+            "serve",
+            "--port",
+            "0",
+            "--scenario",
+            str(bad),
+            "--ready-file",
+            str(ready),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert p.returncode == 2
     assert str(bad) in p.stderr and "cpu" in p.stderr
     assert "Traceback" not in p.stderr
@@ -140,6 +175,7 @@ def test_bad_scenario_exits_2_naming_the_file(tmp_path):
 
 
 # -- --seed in process ---------------------------------------------------------------------
+
 
 def identities(world):
     """Every generated (class, ref, uuid); roles are static in XAPI (rbac_static.ml)."""
@@ -179,16 +215,24 @@ def test_seeded_worlds_answer_the_same(login):
     for _ in range(2):
         with running_world(seed=99) as w:
             s = login(w.master_url())
-            seen.append((s.handle, sorted(s.xenapi.host.get_all()),
-                         sorted(r["uuid"] for r in s.xenapi.VM.get_all_records().values())))
+            seen.append(
+                (
+                    s.handle,
+                    sorted(s.xenapi.host.get_all()),
+                    sorted(r["uuid"] for r in s.xenapi.VM.get_all_records().values()),
+                )
+            )
             s.xenapi.session.logout()
     assert seen[0] == seen[1]
 
 
 def test_cli_rejects_tls_cert_without_key(tmp_path):
-    p = subprocess.run([sys.executable, "-m", "xapi_sim", "serve", "--port", "0",
-                        "--tls-cert", os.devnull],
-                       capture_output=True, text=True, timeout=30)
+    p = subprocess.run(
+        [sys.executable, "-m", "xapi_sim", "serve", "--port", "0", "--tls-cert", os.devnull],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert p.returncode == 2
 
 
@@ -197,6 +241,7 @@ def test_log_options_write_internal_errors_with_their_traceback(tmp_path):
     import logging
 
     from xapi_sim import cli
+
     log_file = tmp_path / "sim.log"
     cli.setup_logging(logging.INFO, str(log_file))
     try:
@@ -217,6 +262,11 @@ def test_log_options_write_internal_errors_with_their_traceback(tmp_path):
 def test_bad_log_level_is_refused():
     import subprocess
     import sys
-    r = subprocess.run([sys.executable, "-m", "xapi_sim", "serve", "--log-level", "LOUD"],
-                       capture_output=True, text=True, timeout=60)
+
+    r = subprocess.run(
+        [sys.executable, "-m", "xapi_sim", "serve", "--log-level", "LOUD"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2 and "expected DEBUG, INFO, WARNING or ERROR" in r.stderr

@@ -5,6 +5,7 @@ logged-out or unknown session, login arity (2, 3, 4 parameters; the count is che
 anything else), pool members (``HOST_IS_SLAVE`` for a login and for a master session), and one
 session used over XML-RPC and JSON-RPC v1/v2.
 """
+
 from __future__ import annotations
 
 import re
@@ -21,6 +22,7 @@ def master_address(world):
 
 
 # -- login / logout ------------------------------------------------------------------------
+
 
 def test_login_and_logout_with_xenapi(world, wire, login):
     s = login(world.master_url())
@@ -66,9 +68,12 @@ def test_logout_twice_is_session_invalid(world, wire):
 
 def test_login_accepts_2_3_4_parameters_and_ignores_extras(world, wire):
     url = world.master_url()
-    for params in (("root", "xenroot"), ("root", "xenroot", "1.1"),
-                   ("root", "xenroot", "2.5", "my-tool/1.0"),
-                   ("root", "xenroot", "2.5", "my-tool/1.0", "extra")):
+    for params in (
+        ("root", "xenroot"),
+        ("root", "xenroot", "1.1"),
+        ("root", "xenroot", "2.5", "my-tool/1.0"),
+        ("root", "xenroot", "2.5", "my-tool/1.0", "extra"),
+    ):
         ref = wire.xml_ok(url, "session.login_with_password", *params)
         assert REF.match(ref)
         if len(params) >= 4:
@@ -81,25 +86,30 @@ def test_login_accepts_2_3_4_parameters_and_ignores_extras(world, wire):
 @pytest.mark.parametrize("params,received", [(("root",), "1"), ((), "0")])
 def test_login_with_too_few_parameters(world, wire, params, received):
     err = wire.xml_err(world.master_url(), "session.login_with_password", *params)
-    assert err == ["MESSAGE_PARAMETER_COUNT_MISMATCH", "session.login_with_password", "2",
-                   received]
+    assert err == ["MESSAGE_PARAMETER_COUNT_MISMATCH", "session.login_with_password", "2", received]
 
 
 def test_login_over_json_with_too_few_parameters(world, wire):
     out = wire.json(world.master_url(), "session.login_with_password", ["root"])
-    assert out == {"jsonrpc": "2.0", "id": 1,
-                   "error": {"code": 1, "message": "MESSAGE_PARAMETER_COUNT_MISMATCH",
-                             "data": ["session.login_with_password", "2", "1"]}}
+    assert out == {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "error": {
+            "code": 1,
+            "message": "MESSAGE_PARAMETER_COUNT_MISMATCH",
+            "data": ["session.login_with_password", "2", "1"],
+        },
+    }
 
 
 # -- authentication failures ---------------------------------------------------------------
+
 
 def test_wrong_password(world):
     s = XenAPI.Session(world.master_url())
     with pytest.raises(XenAPI.Failure) as e:
         s.xenapi.login_with_password("root", "wrong", "2.5", "pytest")
-    assert e.value.details == ["SESSION_AUTHENTICATION_FAILED", "root",
-                               "Authentication failure"]
+    assert e.value.details == ["SESSION_AUTHENTICATION_FAILED", "root", "Authentication failure"]
 
 
 def test_wrong_user(world, wire):
@@ -111,15 +121,20 @@ def test_logged_out_session_is_session_invalid(world, wire):
     url = world.master_url()
     ref = wire.login(url)
     wire.xml_ok(url, "session.logout", ref)
-    for method, params in (("VM.get_all", ()), ("pool.get_all_records", ()),
-                           ("session.get_record", (ref,)), ("event.from", (["*"], "", 1.0))):
+    for method, params in (
+        ("VM.get_all", ()),
+        ("pool.get_all_records", ()),
+        ("session.get_record", (ref,)),
+        ("event.from", (["*"], "", 1.0)),
+    ):
         assert wire.xml_err(url, method, ref, *params) == ["SESSION_INVALID", ref]
     out = wire.json(url, "VM.get_all", [ref])
     assert out["error"] == {"code": 1, "message": "SESSION_INVALID", "data": [ref]}
 
 
-@pytest.mark.parametrize("bad", ["OpaqueRef:NULL", "garbage", "",
-                                 "OpaqueRef:00000000-0000-4000-8000-000000000000"])
+@pytest.mark.parametrize(
+    "bad", ["OpaqueRef:NULL", "garbage", "", "OpaqueRef:00000000-0000-4000-8000-000000000000"]
+)
 def test_unknown_session_is_session_invalid(world, wire, bad):
     assert wire.xml_err(world.master_url(), "host.get_all", bad) == ["SESSION_INVALID", bad]
 
@@ -129,13 +144,14 @@ def test_xenapi_logs_in_again_after_session_invalid(world, wire, login):
     url = world.master_url()
     s = login(url)
     old = s.handle
-    wire.xml_ok(url, "session.logout", old)      # kill it behind the client's back
-    assert len(s.xenapi.host.get_all()) == 3      # transparently re-logged in
+    wire.xml_ok(url, "session.logout", old)  # kill it behind the client's back
+    assert len(s.xenapi.host.get_all()) == 3  # transparently re-logged in
     assert s.handle != old
     s.xenapi.session.logout()
 
 
 # -- pool members ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("member", ["xs2", "xs3"])
 def test_login_on_a_member_is_host_is_slave(world, member):
@@ -151,14 +167,16 @@ def test_member_refuses_before_checking_the_password(world, wire):
 
 
 def test_master_session_on_a_member_endpoint(world, session, wire):
-    for method, params in (("VM.get_all", ()), ("pool.get_all", ()),
-                           ("host.get_record", (session.xenapi.host.get_all()[0],))):
+    for method, params in (
+        ("VM.get_all", ()),
+        ("pool.get_all", ()),
+        ("host.get_record", (session.xenapi.host.get_all()[0],)),
+    ):
         err = wire.xml_err(world.url("xs3"), method, session.handle, *params)
         assert err == ["HOST_IS_SLAVE", master_address(world)]
     # over JSON-RPC too
     out = wire.json(world.url("xs2"), "VM.get_all", [session.handle])
-    assert out["error"] == {"code": 1, "message": "HOST_IS_SLAVE",
-                            "data": [master_address(world)]}
+    assert out["error"] == {"code": 1, "message": "HOST_IS_SLAVE", "data": [master_address(world)]}
 
 
 def test_unknown_session_on_a_member_is_session_invalid(world, wire):
@@ -172,8 +190,7 @@ def test_host_is_slave_address_is_the_masters_endpoint(world):
         s.xenapi.login_with_password("root", "xenroot")
     address = e.value.details[1]
     port = world.host("xs1").port
-    s2 = XenAPI.Session(f"http://{address}:{port}/" if ":" not in address
-                        else f"http://{address}/")
+    s2 = XenAPI.Session(f"http://{address}:{port}/" if ":" not in address else f"http://{address}/")
     s2.xenapi.login_with_password("root", "xenroot")
     assert len(s2.xenapi.host.get_all()) == 3
     s2.xenapi.session.logout()
@@ -199,6 +216,7 @@ def test_sessions_belong_to_their_pool(world, session, wire):
 
 # -- one session, three protocols -----------------------------------------------------------
 
+
 def test_same_session_over_xmlrpc_and_jsonrpc_v1_v2(world, wire):
     url = world.master_url()
     # login over JSON-RPC v2
@@ -211,10 +229,14 @@ def test_same_session_over_xmlrpc_and_jsonrpc_v1_v2(world, wire):
     assert via_v1["error"] is None
     # login over XML-RPC, use and log out over JSON-RPC v1
     ref2 = wire.login(url)
-    assert wire.json(url, "pool.get_all", [ref2], version=1)["result"] == \
-        wire.xml_ok(url, "pool.get_all", ref2)
-    assert wire.json(url, "session.logout", [ref2], version=1) == \
-        {"result": "", "error": None, "id": 1}
+    assert wire.json(url, "pool.get_all", [ref2], version=1)["result"] == wire.xml_ok(
+        url, "pool.get_all", ref2
+    )
+    assert wire.json(url, "session.logout", [ref2], version=1) == {
+        "result": "",
+        "error": None,
+        "id": 1,
+    }
     assert wire.xml_err(url, "pool.get_all", ref2) == ["SESSION_INVALID", ref2]
     # log out the JSON-made session over XML-RPC
     assert wire.xml_ok(url, "session.logout", ref) == ""

@@ -1,5 +1,6 @@
 """What a fresh install gives every host and pool (SRs, PBDs, SMs, tools ISO, defaults),
 for 7.0 (dundee) and 6.5 SP1 (cream), seen through the real ``XenAPI`` client."""
+
 from __future__ import annotations
 
 import pytest
@@ -47,10 +48,11 @@ def test_every_host_has_local_dvd_and_removable_storage(installed):
     release, w, x = installed
     hosts = x.host.get_all_records()
     pool_hosts = set(hosts)
-    for name, content, sr_type, key in (("Local storage", "user", "lvm", "local-storage"),
-                                        ("Removable storage", "disk", "udev",
-                                         "local-hotplug-disk"),
-                                        ("DVD drives", "iso", "udev", "local-hotplug-cd")):
+    for name, content, sr_type, key in (
+        ("Local storage", "user", "lvm", "local-storage"),
+        ("Removable storage", "disk", "udev", "local-hotplug-disk"),
+        ("DVD drives", "iso", "udev", "local-hotplug-cd"),
+    ):
         srs = _by_name(x, name)
         assert len(srs) == len(pool_hosts)
         owners = set()
@@ -75,8 +77,11 @@ def test_defaults_point_at_the_local_srs(installed):
     release, w, x = installed
     pool = x.pool.get_record(x.pool.get_all()[0])
     master = pool["master"]
-    local = [r for r, sr in _by_name(x, "Local storage").items()
-             if x.PBD.get_host(sr["PBDs"][0]) == master]
+    local = [
+        r
+        for r, sr in _by_name(x, "Local storage").items()
+        if x.PBD.get_host(sr["PBDs"][0]) == master
+    ]
     assert pool["default_SR"] == pool["suspend_image_SR"] == pool["crash_dump_SR"] == local[0]
     for h, rec in x.host.get_all_records().items():
         sr = rec["suspend_image_sr"]
@@ -99,8 +104,11 @@ def test_the_shared_tools_sr_and_its_iso(installed):
     hosts = {x.PBD.get_host(p) for p in sr["PBDs"]}
     assert hosts == set(x.host.get_all())
     dc = x.PBD.get_device_config(sr["PBDs"][0])
-    assert dc == {"path": "/opt/xensource/packages/iso",
-                  "location": "/opt/xensource/packages/iso", "legacy_mode": "true"}
+    assert dc == {
+        "path": "/opt/xensource/packages/iso",
+        "location": "/opt/xensource/packages/iso",
+        "legacy_mode": "true",
+    }
     [vdi] = sr["VDIs"]
     vrec = x.VDI.get_record(vdi)
     assert vrec["name_label"] == "xs-tools.iso" and vrec["read_only"] is True
@@ -124,8 +132,7 @@ def test_space_is_accounted_and_relations_hold(installed):
     release, w, x = installed
     for _ref, sr in x.SR.get_all_records().items():
         vdis = [x.VDI.get_record(v) for v in sr["VDIs"]]
-        assert int(sr["physical_utilisation"]) == sum(int(v["physical_utilisation"])
-                                                      for v in vdis)
+        assert int(sr["physical_utilisation"]) == sum(int(v["physical_utilisation"]) for v in vdis)
         assert 0 <= int(sr["physical_utilisation"]) <= int(sr["physical_size"])
     for pool in w.world.pools:
         assert pool.db.check_relations() == []

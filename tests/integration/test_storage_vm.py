@@ -1,4 +1,5 @@
 """The storage rules of VM operations and of pool membership, through the real client."""
+
 from __future__ import annotations
 
 import pytest
@@ -24,8 +25,7 @@ def _vm_with_disk(x, name="batch1"):
     vdi = x.VDI.create(vdi_rec(sr, 2 * GiB, "root"))
     x.VBD.create(vbd_rec(vm, vdi))
     cd = x.VBD.create(vbd_rec(vm, NULL, type="CD", mode="RO", empty=True))
-    tools = [v for v, r in x.VDI.get_all_records().items()
-             if r["name_label"] == "xs-tools.iso"][0]
+    tools = [v for v, r in x.VDI.get_all_records().items() if r["name_label"] == "xs-tools.iso"][0]
     x.VBD.insert(cd, tools)
     return vm, host, sr, vdi, tools
 
@@ -51,7 +51,7 @@ def test_suspend_writes_an_image_and_resume_removes_it(env):
     rec = x.VDI.get_record(img)
     mem = int(x.VM.get_memory_static_max(vm))
     assert rec["type"] == "suspend" and rec["name_label"] == "Suspend image"
-    assert rec["SR"] == sr                      # the pool's suspend_image_SR is the master's
+    assert rec["SR"] == sr  # the pool's suspend_image_SR is the master's
     assert int(rec["virtual_size"]) >= int(mem * 1.2 * 1.05)
     assert rec["sm_config"]["vmhint"] == x.VM.get_uuid(vm)
     assert int(x.SR.get_physical_utilisation(sr)) > before
@@ -75,12 +75,11 @@ def test_snapshot_clone_checkpoint_act_on_the_disks(env):
     [d] = [b for b in disks if b["type"] == "Disk"]
     [c] = [b for b in disks if b["type"] == "CD"]
     assert x.VDI.get_snapshot_of(d["VDI"]) == vdi and x.VDI.get_is_a_snapshot(d["VDI"])
-    assert c["VDI"] == tools                       # CDs keep their ISO
+    assert c["VDI"] == tools  # CDs keep their ISO
     assert d["other_config"].get("owner") == ""
     assert x.VM.get_suspend_VDI(snap) == NULL
     clone = x.VM.clone(vm, "c1")
-    [cd] = [x.VBD.get_VDI(b) for b in x.VM.get_VBDs(clone)
-            if x.VBD.get_type(b) == "Disk"]
+    [cd] = [x.VBD.get_VDI(b) for b in x.VM.get_VBDs(clone) if x.VBD.get_type(b) == "Disk"]
     assert cd != vdi and not x.VDI.get_is_a_snapshot(cd)
     x.VM.start_on(vm, host, False, False)
     cp = x.VM.checkpoint(vm, "cp")
@@ -110,8 +109,9 @@ def test_join_moves_local_storage_and_eject_leaves_it_detached(env):
     local4 = local_sr(y, xs4.ref)
     v4 = y.VDI.create(vdi_rec(local4, GiB, "kept"))
     uuid4 = y.VDI.get_uuid(v4)
-    n_tools = len([r for r in x.SR.get_all_records().values()
-                   if r["name_label"] == "XenServer Tools"])
+    n_tools = len(
+        [r for r in x.SR.get_all_records().values() if r["name_label"] == "XenServer Tools"]
+    )
     y.pool.join(w.world.pools[0].master.address_for_url, "root", "xenroot")
     recs = x.SR.get_all_records()
     assert local4 in recs and not recs[local4]["shared"]

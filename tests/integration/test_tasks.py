@@ -11,6 +11,7 @@
 * ``task.cancel``/``task.destroy`` as ``xapi_task.ml`` does them;
 * the GC pass (``db_gc_util.ml`` timeout_tasks) and its periodic thread.
 """
+
 from __future__ import annotations
 
 import threading
@@ -55,18 +56,29 @@ def tx(tworld, login):
 
 # -- which calls have an async mode ----------------------------------------------------------
 
+
 def _dummy(ty):
     """A well-typed placeholder for a parameter (refs are NULL: every call fails fast)."""
     k = ty.kind
-    return {"string": "", "ref": NULL, "int": "0", "float": 0.0, "bool": False,
-            "datetime": "19700101T00:00:00Z", "enum": None, "set": [], "map": {},
-            "record": {}}.get(k, "")
+    return {
+        "string": "",
+        "ref": NULL,
+        "int": "0",
+        "float": 0.0,
+        "bool": False,
+        "datetime": "19700101T00:00:00Z",
+        "enum": None,
+        "set": [],
+        "map": {},
+        "record": {},
+    }.get(k, "")
 
 
 def _expects_async(m) -> bool:
     """§5: custom messages and create/destroy, never for session/event/task/data_source/blob,
     nor for custom messages declared ``~flags:[`Session]`` (data/no_async.json)."""
     from xapi_sim.datamodel import NO_ASYNC
+
     if m.name in NO_ASYNC.get(m.cls, ()):
         return False
     return m.cls not in NO_ASYNC_CLASSES and (not m.implicit or m.name in ("create", "destroy"))
@@ -76,6 +88,7 @@ def test_every_async_capable_message_answers_a_task_and_no_other_does(tworld, wi
     """Async.<Class>.<msg> for every message the server lists: a task ref at once, or the
     ``Fault`` XAPI gives a message without an async mode (after the session check)."""
     from xapi_sim.datamodel import ENUMS
+
     url = tworld.master_url()
     sref = wire.login(url)
     schema = Schema.for_release("dundee")
@@ -100,8 +113,10 @@ def test_every_async_capable_message_answers_a_task_and_no_other_does(tworld, wi
             assert out["Value"].startswith("OpaqueRef:"), name
             tasks.append(out["Value"])
         elif not m.removed and m.takes_session:
-            assert out == {"Status": "Failure", "ErrorDescription": [
-                "Fault", f"No async mode for this operation (rpc: {name})"]}, name
+            assert out == {
+                "Status": "Failure",
+                "ErrorDescription": ["Fault", f"No async mode for this operation (rpc: {name})"],
+            }, name
             faults += 1
     assert len(tasks) > 100 and faults > 500
     # every task is named after its call and ends (the NULL refs make them fail)
@@ -117,26 +132,47 @@ def test_async_call_errors_before_the_task(tworld, wire):
     url = tworld.master_url()
     sref = wire.login(url)
     # unknown message: the name without the prefix, after the session check
-    assert wire.xml_err(url, "Async.VM.frobnicate", sref, NULL) == \
-        ["MESSAGE_METHOD_UNKNOWN", "VM.frobnicate"]
-    assert wire.xml_err(url, "Async.VM.frobnicate", "OpaqueRef:bad", NULL) == \
-        ["SESSION_INVALID", "OpaqueRef:bad"]
+    assert wire.xml_err(url, "Async.VM.frobnicate", sref, NULL) == [
+        "MESSAGE_METHOD_UNKNOWN",
+        "VM.frobnicate",
+    ]
+    assert wire.xml_err(url, "Async.VM.frobnicate", "OpaqueRef:bad", NULL) == [
+        "SESSION_INVALID",
+        "OpaqueRef:bad",
+    ]
     # parameter count first, reported without the prefix
-    assert wire.xml_err(url, "Async.VM.clone", sref, NULL) == \
-        ["MESSAGE_PARAMETER_COUNT_MISMATCH", "VM.clone", "2", "1"]
+    assert wire.xml_err(url, "Async.VM.clone", sref, NULL) == [
+        "MESSAGE_PARAMETER_COUNT_MISMATCH",
+        "VM.clone",
+        "2",
+        "1",
+    ]
     # session before the async-mode check
-    assert wire.xml_err(url, "Async.VM.get_record", "OpaqueRef:bad", NULL) == \
-        ["SESSION_INVALID", "OpaqueRef:bad"]
-    for name, args in (("VM.get_record", [NULL]), ("pool.add_to_other_config", [NULL, "k", "v"]),
-                       ("VM.set_name_label", [NULL, "x"]), ("VM.get_all_records", []),
-                       ("session.logout", []), ("task.cancel", [NULL]),
-                       ("event.from", [["*"], "", 0.0]), ("task.create", ["a", "b"])):
-        assert wire.xml_err(url, "Async." + name, sref, *args) == \
-            ["Fault", f"No async mode for this operation (rpc: {name})"], name
+    assert wire.xml_err(url, "Async.VM.get_record", "OpaqueRef:bad", NULL) == [
+        "SESSION_INVALID",
+        "OpaqueRef:bad",
+    ]
+    for name, args in (
+        ("VM.get_record", [NULL]),
+        ("pool.add_to_other_config", [NULL, "k", "v"]),
+        ("VM.set_name_label", [NULL, "x"]),
+        ("VM.get_all_records", []),
+        ("session.logout", []),
+        ("task.cancel", [NULL]),
+        ("event.from", [["*"], "", 0.0]),
+        ("task.create", ["a", "b"]),
+    ):
+        assert wire.xml_err(url, "Async." + name, sref, *args) == [
+            "Fault",
+            f"No async mode for this operation (rpc: {name})",
+        ], name
     # the same over JSON-RPC v2
     out = wire.json(url, "Async.VM.get_record", [sref, NULL])
-    assert out["error"] == {"code": 1, "message": "Fault",
-                            "data": ["No async mode for this operation (rpc: VM.get_record)"]}
+    assert out["error"] == {
+        "code": 1,
+        "message": "Fault",
+        "data": ["No async mode for this operation (rpc: VM.get_record)"],
+    }
     wire.xml_ok(url, "session.logout", sref)
 
 
@@ -152,19 +188,26 @@ def test_async_clone_and_destroy_results(tx):
     # implicit destroy has an async mode too; its result is void
     task = tx.Async.VM.destroy(new)
     rec = wait_done(tx, task)
-    assert (rec["status"], rec["name_label"], rec["result"]) == \
-        ("success", "Async.VM.destroy", "<value></value>")
+    assert (rec["status"], rec["name_label"], rec["result"]) == (
+        "success",
+        "Async.VM.destroy",
+        "<value></value>",
+    )
     assert tx.VM.get_by_name_label("cloned-by-task") == []
     tx.task.destroy(task)
 
 
 # -- task.cancel / task.destroy on tasks no operation is bound to ----------------------------
 
+
 def test_cancel_and_destroy_of_a_client_task(tx):
     task = tx.task.create("client task", "made by a client")
     rec = tx.task.get_record(task)
-    assert (rec["status"], rec["allowed_operations"], rec["current_operations"]) == \
-        ("pending", [], {})
+    assert (rec["status"], rec["allowed_operations"], rec["current_operations"]) == (
+        "pending",
+        [],
+        {},
+    )
     assert rec["resident_on"] == tx.pool.get_master(tx.pool.get_all()[0])
     assert rec["subtask_of"] == NULL and rec["finished"].value == "19700101T00:00:00Z"
     # cancel only records the request: nothing runs that could notice it
@@ -183,13 +226,16 @@ def test_cancel_and_destroy_of_a_client_task(tx):
     assert e.value.details == ["MAP_DUPLICATE_KEY", "task", "current_operations", task, "task"]
     with pytest.raises(XenAPI.Failure) as e:
         tx.task.cancel("OpaqueRef:00000000-0000-4000-8000-000000000000")
-    assert e.value.details == ["HANDLE_INVALID", "task",
-                               "OpaqueRef:00000000-0000-4000-8000-000000000000"]
+    assert e.value.details == [
+        "HANDLE_INVALID",
+        "task",
+        "OpaqueRef:00000000-0000-4000-8000-000000000000",
+    ]
 
 
 def test_cancel_of_a_finished_task_changes_nothing_else(tx):
     vm = tx.VM.get_by_name_label("web2")[0]
-    task = tx.Async.VM.start(vm, False, False)          # fails: already running
+    task = tx.Async.VM.start(vm, False, False)  # fails: already running
     rec = wait_done(tx, task)
     tx.task.cancel(task)
     after = tx.task.get_record(task)
@@ -200,6 +246,7 @@ def test_cancel_of_a_finished_task_changes_nothing_else(tx):
 
 
 # -- simulated durations, progress and cancellation ------------------------------------------
+
 
 @pytest.fixture
 def slow_world():
@@ -217,7 +264,7 @@ def test_a_long_operation_progresses_through_events(slow_world, login):
     token = event_from(x, ["task", "vm"], "", 0.05)["token"]
     t0 = time.monotonic()
     task = x.Async.VM.start(vm, False, False)
-    assert time.monotonic() - t0 < 0.4                 # the reply does not wait
+    assert time.monotonic() - t0 < 0.4  # the reply does not wait
     progress, vm_ops, allowed, status = [], [], [], "pending"
     deadline = time.monotonic() + 10
     while status == "pending" and time.monotonic() < deadline:
@@ -232,7 +279,7 @@ def test_a_long_operation_progresses_through_events(slow_world, login):
                 vm_ops.append(ev["snapshot"]["current_operations"])
     assert status == "success"
     assert progress == sorted(progress) and progress[-1] == 1.0
-    assert len(set(progress)) >= 3                     # intermediate steps were seen
+    assert len(set(progress)) >= 3  # intermediate steps were seen
     assert ["cancel"] in allowed and allowed[-1] == []
     assert {task: "start"} in vm_ops and vm_ops[-1] == {}
     assert x.VM.get_power_state(vm) == "Running"
@@ -258,10 +305,10 @@ def test_other_operations_wait_their_turn(slow_world, login):
     # only the hard operations may run alongside a clean shutdown
     assert x.VM.get_allowed_operations(vm) == ["hard_reboot", "hard_shutdown"]
     with pytest.raises(XenAPI.Failure) as e:
-        x.VM.assert_operation_valid(vm, "clean_reboot")        # the check itself, at once
+        x.VM.assert_operation_valid(vm, "clean_reboot")  # the check itself, at once
     assert e.value.details == ["OTHER_OPERATION_IN_PROGRESS", "VM.clean_shutdown", vm]
     with pytest.raises(XenAPI.Failure) as e:
-        x.VM.clean_reboot(vm)                                  # waits, then sees Halted
+        x.VM.clean_reboot(vm)  # waits, then sees Halted
     assert e.value.details == ["VM_BAD_POWER_STATE", vm, "running", "halted"]
     assert wait_done(x, task)["status"] == "success"
     assert x.VM.get_power_state(vm) == "Halted"
@@ -304,8 +351,11 @@ def test_cancel_stops_the_operation_before_its_effect(slow_world, login):
     assert x.VM.get_current_operations(vm) == {}
     assert "start" in x.VM.get_allowed_operations(vm)
     # the cancellation reached event.from watchers
-    seen = [e["snapshot"]["status"] for e in event_from(x, ["task"], token, 2.0)["events"]
-            if e["ref"] == task]
+    seen = [
+        e["snapshot"]["status"]
+        for e in event_from(x, ["task"], token, 2.0)["events"]
+        if e["ref"] == task
+    ]
     assert seen and seen[-1] == "cancelled"
     # and a fresh start works
     assert wait_done(x, x.Async.VM.start(vm, False, False))["status"] == "success"
@@ -316,11 +366,12 @@ def test_sync_calls_keep_their_meaning_and_can_be_cancelled(slow_world, login):
     other = login(slow_world.master_url()).xenapi
     vm = x.VM.get_by_name_label("db1")[0]
     t0 = time.monotonic()
-    assert x.VM.clean_shutdown(vm) == ""                # same result, just slower
+    assert x.VM.clean_shutdown(vm) == ""  # same result, just slower
     assert time.monotonic() - t0 >= 0.55
     assert x.VM.get_power_state(vm) == "Halted"
-    assert [r for r in x.task.get_all_records().values()
-            if r["name_label"] == "VM.clean_shutdown"] == []   # the transient task is gone
+    assert [
+        r for r in x.task.get_all_records().values() if r["name_label"] == "VM.clean_shutdown"
+    ] == []  # the transient task is gone
     # the transient task of a sync call is visible, cancellable, and the call fails
     result = {}
 
@@ -349,7 +400,7 @@ def test_sync_calls_keep_their_meaning_and_can_be_cancelled(slow_world, login):
 
 def test_a_failed_precheck_fails_at_once(slow_world, login):
     x = login(slow_world.master_url()).xenapi
-    vm = x.VM.get_by_name_label("web2")[0]               # Running
+    vm = x.VM.get_by_name_label("web2")[0]  # Running
     t0 = time.monotonic()
     with pytest.raises(XenAPI.Failure) as e:
         x.VM.start(vm, False, False)
@@ -358,6 +409,7 @@ def test_a_failed_precheck_fails_at_once(slow_world, login):
 
 
 # -- garbage collection ----------------------------------------------------------------------
+
 
 def test_gc_times_out_finished_and_stale_pending_tasks(fresh_world, login):
     x = login(fresh_world.master_url()).xenapi
@@ -369,11 +421,11 @@ def test_gc_times_out_finished_and_stale_pending_tasks(fresh_world, login):
     now = time.time()
     tasks.gc(now + 3000)
     assert {done, pending} <= set(x.task.get_all())
-    tasks.gc(now + 3905)                                   # 65 min after it finished
+    tasks.gc(now + 3905)  # 65 min after it finished
     assert done not in x.task.get_all() and pending in x.task.get_all()
     # a pending task older than a day goes once its progress stood still for a pass
     tasks.gc(now + 86500)
-    assert pending in x.task.get_all()                     # first pass: probation
+    assert pending in x.task.get_all()  # first pass: probation
     tasks.gc(now + 86530)
     assert pending not in x.task.get_all()
 
@@ -384,9 +436,9 @@ def test_gc_removes_tasks_destroyed_while_pending_once_finished(fresh_world, log
     tasks.operation_seconds = 0.3
     vm = x.VM.get_by_name_label("web1")[0]
     task = x.Async.VM.clean_shutdown(vm)
-    x.task.destroy(task)                                   # still pending: only marked
+    x.task.destroy(task)  # still pending: only marked
     rec = wait_done(x, task)
-    assert rec["status"] == "success"                      # it still runs to its end
+    assert rec["status"] == "success"  # it still runs to its end
     assert "destroy" in rec["current_operations"].values()
     tasks.gc()
     assert task not in x.task.get_all()
@@ -403,7 +455,7 @@ def test_gc_keeps_at_most_max_tasks(fresh_world, login):
     tasks.max_tasks = 3
     tasks.gc()
     left = set(x.task.get_all())
-    assert set(pending) <= left                            # pending tasks are never chosen
+    assert set(pending) <= left  # pending tasks are never chosen
     assert len(left & set(done)) == 1
 
 
@@ -417,7 +469,7 @@ def test_the_gc_thread_runs_periodically(fresh_world, login):
     wait_done(x, task)
     token = event_from(x, ["task"], "", 0.05)["token"]
     tasks = Tasks.of(fresh_world.world)
-    fresh_world.world.clock.advance(3901)   # the world's one clock
+    fresh_world.world.clock.advance(3901)  # the world's one clock
     tasks.gc_interval = 0.05
     out = event_from(x, ["task"], token, 5.0)
     assert [(e["operation"], e["ref"]) for e in out["events"]] == [("del", task)]
@@ -435,11 +487,13 @@ def test_a_failing_gc_pass_is_logged_with_its_traceback(caplog):
     import logging
 
     from xapi_sim import scenario
+
     world = scenario.build(scenario.default(), seed=3)
     tasks = Tasks.of(world)
 
     def broken(now=None):
         raise RuntimeError("gc exploded")
+
     tasks.gc = broken
     tasks.gc_interval = 0.02
     with caplog.at_level(logging.ERROR, logger="xapi_sim"):

@@ -1,5 +1,6 @@
 """The testing toolkit users rely on: the pytest fixture and plugin, the distinct-ports
 fallback, and what the installed package ships."""
+
 from __future__ import annotations
 
 import configparser
@@ -28,9 +29,11 @@ def test_fixture_gives_a_running_default_world(xapi_world):  # noqa: F811
 def test_fixture_takes_a_scenario_marker(xapi_world):  # noqa: F811
     s = XenAPI.Session(xapi_world.url("solo"))
     s.xenapi.login_with_password("root", "xenroot")
-    assert [s.xenapi.VM.get_name_label(v) for v in s.xenapi.VM.get_all()
-            if not s.xenapi.VM.get_is_a_template(v)
-            and not s.xenapi.VM.get_is_control_domain(v)] == ["vm1"]
+    assert [
+        s.xenapi.VM.get_name_label(v)
+        for v in s.xenapi.VM.get_all()
+        if not s.xenapi.VM.get_is_a_template(v) and not s.xenapi.VM.get_is_control_domain(v)
+    ] == ["vm1"]
 
 
 def test_non_loopback_bind_falls_back_to_distinct_ports():
@@ -76,15 +79,31 @@ def test_the_plugin_in_a_project_of_ones_own(tmp_path, how):
     """A user's project loads ``xapi_sim.testing`` as a plugin (command line or conftest):
     the fixture works and the ``scenario`` marker is registered (``--strict-markers``)."""
     (tmp_path / "test_user.py").write_text(textwrap.dedent(USER_TEST))
-    args = [sys.executable, "-m", "pytest", "-q", "--strict-markers", "-p", "no:cacheprovider",
-            "-W", "error::pytest.PytestUnknownMarkWarning", str(tmp_path)]
+    args = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "--strict-markers",
+        "-p",
+        "no:cacheprovider",
+        "-W",
+        "error::pytest.PytestUnknownMarkWarning",
+        str(tmp_path),
+    ]
     if how == "-p":
         args[3:3] = ["-p", "xapi_sim.testing"]
     else:
         (tmp_path / "conftest.py").write_text('pytest_plugins = ["xapi_sim.testing"]\n')
     path = [str(Path(xapi_sim.__file__).parents[1]), os.environ.get("PYTHONPATH", "")]
-    r = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                       env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in path if p)})
+    r = subprocess.run(
+        args,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in path if p)},
+    )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert "2 passed" in r.stdout
 

@@ -1,6 +1,7 @@
 """Provisioning through the real XenAPI client: templates from the release catalogue,
 mac_seed, VM.provision (the SDK's "install a VM from a template" flow), VM.copy, the
 VM.destroy cascade, VM.get_allowed_VBD_devices."""
+
 from __future__ import annotations
 
 import re
@@ -46,18 +47,29 @@ def _network(x, bridge="xenbr0"):
 
 # -- templates ---------------------------------------------------------------------------------
 
+
 def test_templates_are_the_release_catalogue(env):
     w, x = env
-    recs = {r["name_label"]: r for r in x.VM.get_all_records().values()
-            if r["is_a_template"] and not r["is_a_snapshot"]}
+    recs = {
+        r["name_label"]: r
+        for r in x.VM.get_all_records().values()
+        if r["is_a_template"] and not r["is_a_snapshot"]
+    }
     cat = catalogue.templates("dundee")
     assert set(recs) == {t["name_label"] for t in cat}
     assert "SUSE Linux Enterprise Server 12 SP1 (64-bit)" in recs
     seeds = set()
     for t in cat:
         r = recs[t["name_label"]]
-        for k in ("platform", "recommendations", "HVM_boot_policy", "HVM_boot_params",
-                  "PV_bootloader", "memory_static_max", "VCPUs_max"):
+        for k in (
+            "platform",
+            "recommendations",
+            "HVM_boot_policy",
+            "HVM_boot_params",
+            "PV_bootloader",
+            "memory_static_max",
+            "VCPUs_max",
+        ):
             got, want = r[k], t[k]
             if isinstance(want, int) and not isinstance(want, bool):
                 got = int(got)
@@ -67,7 +79,7 @@ def test_templates_are_the_release_catalogue(env):
         assert UUID.fullmatch(seed) and seed not in seeds
         seeds.add(seed)
         assert oc == t["other_config"]
-        assert "is_default_template" not in r         # Dundee's VM has no such field
+        assert "is_default_template" not in r  # Dundee's VM has no such field
         assert fails(x.VM.destroy, x.VM.get_by_uuid(r["uuid"]))[0] == "VM_IS_TEMPLATE"
 
 
@@ -75,24 +87,46 @@ def test_template_uuids_are_per_pool(env):
     w, x = env
     uuids = []
     for pool in w.world.pools:
-        uuids.append({row["uuid"] for _, row in pool.db.rows("VM")
-                      if row["name_label"] == "CentOS 7"})
+        uuids.append(
+            {row["uuid"] for _, row in pool.db.rows("VM") if row["name_label"] == "CentOS 7"}
+        )
     assert all(len(u) == 1 for u in uuids) and len(set.union(*uuids)) == len(uuids)
 
 
 # -- mac_seed ------------------------------------------------------------------------------------
 
+
 def _vm_record(**extra):
-    rec = {"name_label": "made", "name_description": "", "user_version": "1",
-           "is_a_template": False, "affinity": NULL, "memory_target": str(GiB),
-           "memory_static_max": str(GiB), "memory_dynamic_max": str(GiB),
-           "memory_dynamic_min": str(GiB), "memory_static_min": str(GiB // 2),
-           "VCPUs_params": {}, "VCPUs_max": "1", "VCPUs_at_startup": "1",
-           "actions_after_shutdown": "destroy", "actions_after_reboot": "restart",
-           "actions_after_crash": "restart", "PV_bootloader": "pygrub", "PV_kernel": "",
-           "PV_ramdisk": "", "PV_args": "", "PV_bootloader_args": "", "PV_legacy_args": "",
-           "HVM_boot_policy": "", "HVM_boot_params": {}, "platform": {}, "PCI_bus": "",
-           "other_config": {}, "recommendations": ""}
+    rec = {
+        "name_label": "made",
+        "name_description": "",
+        "user_version": "1",
+        "is_a_template": False,
+        "affinity": NULL,
+        "memory_target": str(GiB),
+        "memory_static_max": str(GiB),
+        "memory_dynamic_max": str(GiB),
+        "memory_dynamic_min": str(GiB),
+        "memory_static_min": str(GiB // 2),
+        "VCPUs_params": {},
+        "VCPUs_max": "1",
+        "VCPUs_at_startup": "1",
+        "actions_after_shutdown": "destroy",
+        "actions_after_reboot": "restart",
+        "actions_after_crash": "restart",
+        "PV_bootloader": "pygrub",
+        "PV_kernel": "",
+        "PV_ramdisk": "",
+        "PV_args": "",
+        "PV_bootloader_args": "",
+        "PV_legacy_args": "",
+        "HVM_boot_policy": "",
+        "HVM_boot_params": {},
+        "platform": {},
+        "PCI_bus": "",
+        "other_config": {},
+        "recommendations": "",
+    }
     rec.update(extra)
     return rec
 
@@ -105,9 +139,18 @@ def test_vm_create_adds_a_mac_seed_unless_given(env):
     b = x.VM.create(_vm_record(other_config={"mac_seed": "mine"}))
     assert x.VM.get_other_config(b) == {"mac_seed": "mine"}
     assert "start" in x.VM.get_allowed_operations(a)
-    vif = x.VIF.create({"device": "0", "network": _network(x), "VM": a, "MAC": "",
-                        "MTU": "1500", "other_config": {}, "qos_algorithm_type": "",
-                        "qos_algorithm_params": {}})
+    vif = x.VIF.create(
+        {
+            "device": "0",
+            "network": _network(x),
+            "VM": a,
+            "MAC": "",
+            "MTU": "1500",
+            "other_config": {},
+            "qos_algorithm_type": "",
+            "qos_algorithm_params": {},
+        }
+    )
     assert MAC.fullmatch(x.VIF.get_MAC(vif))
 
 
@@ -129,9 +172,18 @@ def test_clone_refreshes_the_seed_snapshot_keeps_it(env):
     assert list(oc)[0] == "base_template_name"
     assert x.VM.get_is_a_template(vm) and x.VM.get_parent(vm) == NULL
     x.VM.set_is_a_template(vm, False)
-    vif = x.VIF.create({"device": "0", "network": _network(x), "VM": vm, "MAC": "",
-                        "MTU": "1500", "other_config": {}, "qos_algorithm_type": "",
-                        "qos_algorithm_params": {}})
+    vif = x.VIF.create(
+        {
+            "device": "0",
+            "network": _network(x),
+            "VM": vm,
+            "MAC": "",
+            "MTU": "1500",
+            "other_config": {},
+            "qos_algorithm_type": "",
+            "qos_algorithm_params": {},
+        }
+    )
     mac = x.VIF.get_MAC(vif)
     snap = x.VM.snapshot(vm, "s1")
     assert x.VM.get_other_config(snap)["mac_seed"] == x.VM.get_other_config(vm)["mac_seed"]
@@ -146,6 +198,7 @@ def test_clone_refreshes_the_seed_snapshot_keeps_it(env):
 
 
 # -- provision: the SDK's install flow -----------------------------------------------------------
+
 
 def test_sdk_install_from_template(env):
     w, x = env
@@ -175,9 +228,18 @@ def test_sdk_install_from_template(env):
         assert v["other_config"] == {"owner": ""}
     assert int(x.SR.get_physical_utilisation(sr)) > util
     assert x.VM.get_allowed_VIF_devices(vm)[0] == "0"
-    vif = x.VIF.create({"device": "0", "network": _network(x), "VM": vm, "MAC": "",
-                        "MTU": "1500", "other_config": {}, "qos_algorithm_type": "",
-                        "qos_algorithm_params": {}})
+    vif = x.VIF.create(
+        {
+            "device": "0",
+            "network": _network(x),
+            "VM": vm,
+            "MAC": "",
+            "MTU": "1500",
+            "other_config": {},
+            "qos_algorithm_type": "",
+            "qos_algorithm_params": {},
+        }
+    )
     assert MAC.fullmatch(x.VIF.get_MAC(vif))
     x.VM.start(vm, False, False)
     assert x.VM.get_power_state(vm) == "Running"
@@ -200,11 +262,13 @@ def test_provision_errors_change_nothing(env):
     assert fails(x.VM.provision, vm) == ["INTERNAL_ERROR", "Xapi_templates.Parse_failure"]
     x.VM.remove_from_other_config(vm, "disks")
     sr = x.SR.get_uuid(_default_sr(x))
-    x.VM.add_to_other_config(vm, "disks", f'<provision><disk device="1" size="{GiB}" '
-                             f'sr="{sr}" bootable="false"/></provision>')
+    x.VM.add_to_other_config(
+        vm,
+        "disks",
+        f'<provision><disk device="1" size="{GiB}" sr="{sr}" bootable="false"/></provision>',
+    )
     x.VM.add_to_other_config(vm, "postinstall", "/tmp/evil")
-    assert fails(x.VM.provision, vm) == ["PERMISSION_DENIED",
-                                         "illegal provision script /tmp/evil"]
+    assert fails(x.VM.provision, vm) == ["PERMISSION_DENIED", "illegal provision script /tmp/evil"]
     assert x.VM.get_VBDs(vm) == [] and len(x.VDI.get_all()) == vdis
     assert x.VM.get_is_a_template(vm)
     assert before["uuid"] == x.VM.get_uuid(vm)
@@ -213,7 +277,7 @@ def test_provision_errors_change_nothing(env):
     x.VM.provision(vm)
     (vbd,) = x.VM.get_VBDs(vm)
     vdi = x.VBD.get_VDI(vbd)
-    assert x.VDI.get_type(vdi) == "system"          # a missing type is system
+    assert x.VDI.get_type(vdi) == "system"  # a missing type is system
     assert fails(x.VM.provision, vm) == ["PROVISION_ONLY_ALLOWED_ON_TEMPLATE"]
     relations_ok(w)
 
@@ -229,13 +293,23 @@ def test_provision_without_disks_only_clears_the_template_flag(env):
 
 # -- copy ---------------------------------------------------------------------------------------
 
+
 def _provisioned(x, name="src"):
     vm = x.VM.clone(_template(x), name)
     _set_spec_sr(x, vm, x.SR.get_uuid(_default_sr(x)))
     x.VM.provision(vm)
-    x.VIF.create({"device": "0", "network": _network(x), "VM": vm, "MAC": "",
-                  "MTU": "1500", "other_config": {}, "qos_algorithm_type": "",
-                  "qos_algorithm_params": {}})
+    x.VIF.create(
+        {
+            "device": "0",
+            "network": _network(x),
+            "VM": vm,
+            "MAC": "",
+            "MTU": "1500",
+            "other_config": {},
+            "qos_algorithm_type": "",
+            "qos_algorithm_params": {},
+        }
+    )
     return vm
 
 
@@ -254,16 +328,22 @@ def test_copy_to_an_sr_and_to_the_original_srs(env):
         (vif,) = x.VM.get_VIFs(cp)
         assert x.VIF.get_MAC(vif) != x.VIF.get_MAC(x.VM.get_VIFs(vm)[0])
         assert x.VM.get_other_config(cp)["mac_seed"] != x.VM.get_other_config(vm)["mac_seed"]
-    iso = next(s for s, r in x.SR.get_all_records().items() if r["content_type"] == "iso"
-               and r["type"] == "iso")
+    iso = next(
+        s
+        for s, r in x.SR.get_all_records().items()
+        if r["content_type"] == "iso" and r["type"] == "iso"
+    )
     n = len(x.VM.get_all())
-    assert fails(x.VM.copy, vm, "cp", iso) == ["OPERATION_NOT_ALLOWED",
-                                               "Cannot copy a VM's disks to an ISO SR"]
+    assert fails(x.VM.copy, vm, "cp", iso) == [
+        "OPERATION_NOT_ALLOWED",
+        "Cannot copy a VM's disks to an ISO SR",
+    ]
     assert len(x.VM.get_all()) == n
     relations_ok(w)
 
 
 # -- destroy cascade ------------------------------------------------------------------------------
+
 
 def test_destroy_cascade(env):
     w, x = env
@@ -277,7 +357,7 @@ def test_destroy_cascade(env):
     assert all(v not in x.VIF.get_all() for v in vifs)
     assert metrics not in x.VM_metrics.get_all()
     assert all(v in x.VDI.get_all() for v in vdis)
-    assert x.VM.get_snapshot_of(snap) == vm             # left dangling, as in xapi
+    assert x.VM.get_snapshot_of(snap) == vm  # left dangling, as in xapi
     assert fails(x.VM.get_record, vm)[0] == "HANDLE_INVALID"
     db = w.world.pools[0].db
     assert [p for p in db.check_relations() if "snapshot_of" not in str(p)] == []
@@ -291,6 +371,7 @@ def test_destroy_of_a_non_template_marked_default(env):
 
 
 # -- allowed VBD devices ---------------------------------------------------------------------------
+
 
 def test_allowed_vbd_devices(env):
     w, x = env

@@ -6,6 +6,7 @@ void) or ``failure`` with ``error_info = [CODE, params...]``; clients can follow
 ``event.from``. Only operations the simulator implements are exercised (VM.start,
 VM.clean_shutdown).
 """
+
 from __future__ import annotations
 
 import re
@@ -72,7 +73,7 @@ def test_async_start_returns_a_task_that_succeeds(ax):
 
 
 def test_async_failure_is_recorded_in_the_task(ax):
-    vm = ax.VM.get_by_name_label("web2")[0]                 # Running
+    vm = ax.VM.get_by_name_label("web2")[0]  # Running
     task = ax.Async.VM.start(vm, False, False)
     rec = wait(ax, task)
     assert rec["status"] == "failure"
@@ -96,8 +97,9 @@ def test_task_result_is_escaped_on_the_xml_wire(aworld, wire, ax):
     task = wire.xml_ok(aworld.master_url(), "Async.VM.clean_shutdown", ref, vm)
     wait(ax, task)
     r = wire.xml_reply(aworld.master_url(), "task.get_result", ref, task)
-    assert b"<member><name>Value</name><value>&lt;value&gt;&lt;/value&gt;</value></member>" \
-        in r.body
+    assert (
+        b"<member><name>Value</name><value>&lt;value&gt;&lt;/value&gt;</value></member>" in r.body
+    )
     wire.xml_ok(aworld.master_url(), "session.logout", ref)
 
 

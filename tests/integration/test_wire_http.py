@@ -3,6 +3,7 @@ broken bodies -- unparseable XML/JSON (HTTP 500 + ``connection: close``), XML bo
 entities and DTDs (refused; the server stays up and the state is unchanged), too-large
 bodies (413), deep nesting, invalid UTF-8.
 """
+
 from __future__ import annotations
 
 import concurrent.futures
@@ -43,11 +44,13 @@ def assert_refused_500(reply):
 
 # -- headers -------------------------------------------------------------------------------
 
+
 def test_response_headers_are_lower_case_and_exact(world, wire, request_bytes, sref):
     host, _ = wire.hostport(world.master_url())
     body = wire.xml_body("pool.get_all", sref)
-    data = wire.exchange(world.master_url(),
-                         request_bytes(host, body, extra=b"Connection: close\r\n"))
+    data = wire.exchange(
+        world.master_url(), request_bytes(host, body, extra=b"Connection: close\r\n")
+    )
     head, _, payload = data.partition(b"\r\n\r\n")
     lines = head.split(b"\r\n")
     assert lines[0] == b"HTTP/1.1 200 OK"
@@ -76,6 +79,7 @@ def test_get_on_the_rpc_path_is_not_an_rpc(world, wire):
 
 # -- keep-alive and concurrency ------------------------------------------------------------
 
+
 def test_keep_alive_serves_several_calls_on_one_connection(world, wire, sref):
     conn = wire.connect(world.master_url())
     try:
@@ -89,8 +93,12 @@ def test_keep_alive_serves_several_calls_on_one_connection(world, wire, sref):
             assert r.status == 200 and r.xml()["Status"] == "Success"
             assert r.headers["connection"] == "keep-alive"
         # JSON-RPC on the same connection too
-        r = wire.send(conn, wire.json_body("pool.get_all", [sref]), path="/jsonrpc",
-                      headers={"Content-Type": "application/json"})
+        r = wire.send(
+            conn,
+            wire.json_body("pool.get_all", [sref]),
+            path="/jsonrpc",
+            headers={"Content-Type": "application/json"},
+        )
         assert r.json()["result"]
         assert conn.sock is sock, "the server closed a keep-alive connection"
     finally:
@@ -113,8 +121,10 @@ def test_expect_100_continue(world, wire, sref):
     host, port = wire.hostport(world.master_url())
     body = wire.xml_body("pool.get_all", sref)
     with socket.create_connection((host, port), timeout=5) as s:
-        s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
-                  b"Content-Type: text/xml\r\nContent-Length: %d\r\n\r\n" % len(body))
+        s.sendall(
+            b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+            b"Content-Type: text/xml\r\nContent-Length: %d\r\n\r\n" % len(body)
+        )
         assert s.recv(100).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
         s.sendall(body)
         reply = b""
@@ -137,22 +147,23 @@ def test_connection_close_is_honoured(world, wire, request_bytes, sref):
 def test_http_1_0_closes_unless_keep_alive(world, wire, request_bytes, sref):
     host, _ = wire.hostport(world.master_url())
     body = wire.xml_body("pool.get_all", sref)
-    data = wire.exchange(world.master_url(),
-                         request_bytes(host, body, version=b"HTTP/1.0") * 2)
+    data = wire.exchange(world.master_url(), request_bytes(host, body, version=b"HTTP/1.0") * 2)
     assert data.count(b"200 OK") == 1
-    data = wire.exchange(world.master_url(),
-                         request_bytes(host, body, version=b"HTTP/1.0",
-                                       extra=b"Connection: keep-alive\r\n") +
-                         request_bytes(host, body, version=b"HTTP/1.0") * 2)
+    data = wire.exchange(
+        world.master_url(),
+        request_bytes(host, body, version=b"HTTP/1.0", extra=b"Connection: keep-alive\r\n")
+        + request_bytes(host, body, version=b"HTTP/1.0") * 2,
+    )
     assert data.count(b"200 OK") == 2
 
 
 def test_pipelined_requests_are_answered_in_order(world, wire, request_bytes, sref):
     host, _ = wire.hostport(world.master_url())
-    reqs = b"".join(request_bytes(host, wire.xml_body(m, sref))
-                    for m in ("pool.get_all", "host.get_all", "VM.get_all"))
-    reqs += request_bytes(host, wire.xml_body("pool.get_all", sref),
-                          extra=b"Connection: close\r\n")
+    reqs = b"".join(
+        request_bytes(host, wire.xml_body(m, sref))
+        for m in ("pool.get_all", "host.get_all", "VM.get_all")
+    )
+    reqs += request_bytes(host, wire.xml_body("pool.get_all", sref), extra=b"Connection: close\r\n")
     data = wire.exchange(world.master_url(), reqs)
     assert data.count(b"HTTP/1.1 200 OK") == 4
 
@@ -210,17 +221,21 @@ def test_a_long_poll_does_not_block_other_calls(world, wire, sref):
 
 # -- broken and hostile bodies -------------------------------------------------------------
 
-@pytest.mark.parametrize("body", [
-    b"this is not xml",
-    b"<methodCall><methodName>pool.get_all</methodName>",                # truncated
-    b"<methodCall><methodName>pool.get_all</methodName></methodCall>",   # no <params>
-    b"<notACall/>",
-    b"<methodCall><methodName>x</methodName><params><param><value><int>zz</int>"
-    b"</value></param></params></methodCall>",
-    b"<methodCall><methodName>x</methodName><params><param><value><foo>1</foo>"
-    b"</value></param></params></methodCall>",
-    b"",
-])
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"this is not xml",
+        b"<methodCall><methodName>pool.get_all</methodName>",  # truncated
+        b"<methodCall><methodName>pool.get_all</methodName></methodCall>",  # no <params>
+        b"<notACall/>",
+        b"<methodCall><methodName>x</methodName><params><param><value><int>zz</int>"
+        b"</value></param></params></methodCall>",
+        b"<methodCall><methodName>x</methodName><params><param><value><foo>1</foo>"
+        b"</value></param></params></methodCall>",
+        b"",
+    ],
+)
 def test_unparseable_xml_is_http_500_and_close(world, wire, sref, body):
     r = wire.post(world.master_url(), body)
     assert_refused_500(r)
@@ -230,9 +245,10 @@ def test_unparseable_xml_is_http_500_and_close(world, wire, sref, body):
 
 def test_500_closes_the_connection(world, wire, request_bytes, sref):
     host, _ = wire.hostport(world.master_url())
-    data = wire.exchange(world.master_url(),
-                         request_bytes(host, b"garbage") +
-                         request_bytes(host, wire.xml_body("pool.get_all", sref)))
+    data = wire.exchange(
+        world.master_url(),
+        request_bytes(host, b"garbage") + request_bytes(host, wire.xml_body("pool.get_all", sref)),
+    )
     assert data.startswith(b"HTTP/1.1 500 ")
     assert data.count(b"HTTP/1.1 ") == 1
 
@@ -273,8 +289,11 @@ PARAMETER_ENTITY = b"""<?xml version="1.0"?>
 <param><value>changed</value></param></params></methodCall>"""
 
 
-@pytest.mark.parametrize("body", [BOMB, XXE, DTD_ONLY, PARAMETER_ENTITY],
-                         ids=["bomb", "external-entity", "dtd", "parameter-entity"])
+@pytest.mark.parametrize(
+    "body",
+    [BOMB, XXE, DTD_ONLY, PARAMETER_ENTITY],
+    ids=["bomb", "external-entity", "dtd", "parameter-entity"],
+)
 def test_entities_and_dtds_are_refused(world, wire, xapi, sref, pool, body):
     before = xapi.pool.get_name_description(pool)
     body = body.replace(b"SESSION", sref.encode()).replace(b"POOL", pool.encode())
@@ -289,8 +308,10 @@ def test_entities_and_dtds_are_refused(world, wire, xapi, sref, pool, body):
 
 def test_too_large_body_is_413_without_reading_it(world, wire, request_bytes, sref):
     host, _ = wire.hostport(world.master_url())
-    head = (b"POST / HTTP/1.1\r\nHost: " + host.encode() + b"\r\nContent-Type: text/xml\r\n"
-            b"Content-Length: " + str(64 << 20).encode() + b"\r\n\r\n<methodCall>")
+    head = (
+        b"POST / HTTP/1.1\r\nHost: " + host.encode() + b"\r\nContent-Type: text/xml\r\n"
+        b"Content-Length: " + str(64 << 20).encode() + b"\r\n\r\n<methodCall>"
+    )
     t0 = time.monotonic()
     data = wire.exchange(world.master_url(), head)
     assert time.monotonic() - t0 < 3
@@ -309,7 +330,7 @@ def test_too_large_chunked_body_is_413(world, wire, sref):
             for _ in range(40):
                 s.sendall(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
         except OSError:
-            pass                       # the server stopped reading: fine
+            pass  # the server stopped reading: fine
         s.settimeout(5)
         try:
             while True:
@@ -332,7 +353,7 @@ def test_chunked_request_body_is_accepted(world, wire, sref):
     conn.putheader("Content-Type", "text/xml")
     conn.endheaders()
     for i in range(0, len(body), 50):
-        part = body[i:i + 50]
+        part = body[i : i + 50]
         conn.send(b"%x\r\n" % len(part) + part + b"\r\n")
     conn.send(b"0\r\n\r\n")
     r = conn.getresponse()
@@ -342,9 +363,12 @@ def test_chunked_request_body_is_accepted(world, wire, sref):
 
 def test_deeply_nested_xml_is_refused(world, wire, sref):
     depth = 100_000
-    body = (b"<methodCall><methodName>pool.get_all</methodName><params><param>" +
-            b"<value><array><data>" * depth + b"</data></array></value>" * depth +
-            b"</param></params></methodCall>")
+    body = (
+        b"<methodCall><methodName>pool.get_all</methodName><params><param>"
+        + b"<value><array><data>" * depth
+        + b"</data></array></value>" * depth
+        + b"</param></params></methodCall>"
+    )
     t0 = time.monotonic()
     r = wire.post(world.master_url(), body)
     assert time.monotonic() - t0 < 5
@@ -354,10 +378,15 @@ def test_deeply_nested_xml_is_refused(world, wire, sref):
 
 def test_deeply_nested_json_is_refused(world, wire, sref):
     for depth in (200, 200_000):
-        body = (b'{"jsonrpc":"2.0","id":1,"method":"pool.get_all","params":' +
-                b"[" * depth + b"]" * depth + b"}")
-        r = wire.post(world.master_url(), body, path="/jsonrpc",
-                      headers={"Content-Type": "application/json"})
+        body = (
+            b'{"jsonrpc":"2.0","id":1,"method":"pool.get_all","params":'
+            + b"[" * depth
+            + b"]" * depth
+            + b"}"
+        )
+        r = wire.post(
+            world.master_url(), body, path="/jsonrpc", headers={"Content-Type": "application/json"}
+        )
         assert_refused_500(r)
     assert alive(wire, world.master_url(), sref)
 
@@ -365,7 +394,8 @@ def test_deeply_nested_json_is_refused(world, wire, sref):
 def test_invalid_utf8_in_an_xml_body_is_refused(world, wire, xapi, sref, pool):
     before = xapi.pool.get_name_description(pool)
     body = wire.xml_body("pool.set_name_description", sref, pool, "XX").replace(
-        b"XX", b"\xff\xfe\xc3")
+        b"XX", b"\xff\xfe\xc3"
+    )
     r = wire.post(world.master_url(), body)
     assert_refused_500(r)
     assert xapi.pool.get_name_description(pool) == before

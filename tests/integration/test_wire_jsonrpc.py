@@ -6,6 +6,7 @@ arrays), the id echoed (including 0 and strings), ``content-type: application/js
 malformed requests (HTTP 500 + close), value types (ints are numbers), rpclib's type errors
 and the UTF-8 parameter check.
 """
+
 from __future__ import annotations
 
 import json
@@ -42,6 +43,7 @@ def post_json(wire, url, obj, raw=None):
 
 # -- reply shapes --------------------------------------------------------------------------
 
+
 def test_v2_success_has_no_error_member(wire, url, sref, xapi):
     r = wire.json_reply(url, "pool.get_all", [sref], version=2, rid=7)
     assert r.status == 200
@@ -54,8 +56,11 @@ def test_v2_success_has_no_error_member(wire, url, sref, xapi):
 
 def test_v2_error_object(wire, url, sref):
     out = wire.json(url, "VM.get_record", [sref, BAD_REF], version=2, rid=7)
-    assert out == {"jsonrpc": "2.0", "id": 7,
-                   "error": {"code": 1, "message": "HANDLE_INVALID", "data": ["VM", BAD_REF]}}
+    assert out == {
+        "jsonrpc": "2.0",
+        "id": 7,
+        "error": {"code": 1, "message": "HANDLE_INVALID", "data": ["VM", BAD_REF]},
+    }
     assert "result" not in out
 
 
@@ -72,7 +77,7 @@ def test_v1_success_and_error(wire, url, sref, xapi):
     assert out == {"result": None, "error": ["HANDLE_INVALID", "VM", BAD_REF], "id": 4}
 
 
-@pytest.mark.parametrize("rid", [0, 1, 2 ** 40, -5, "abc", "", "0"])
+@pytest.mark.parametrize("rid", [0, 1, 2**40, -5, "abc", "", "0"])
 @pytest.mark.parametrize("version", [1, 2])
 def test_id_is_echoed(wire, url, sref, rid, version):
     assert wire.json(url, "pool.get_all", [sref], version=version, rid=rid)["id"] == rid
@@ -80,8 +85,11 @@ def test_id_is_echoed(wire, url, sref, rid, version):
 
 
 def test_content_type_is_exactly_application_json(wire, url, sref):
-    for method, params in (("pool.get_all", [sref]), ("VM.get_record", [sref, BAD_REF]),
-                           ("system.listMethods", [])):
+    for method, params in (
+        ("pool.get_all", [sref]),
+        ("VM.get_record", [sref, BAD_REF]),
+        ("system.listMethods", []),
+    ):
         r = wire.json_reply(url, method, params)
         assert r.headers["content-type"] == "application/json"
 
@@ -101,40 +109,57 @@ def test_list_methods_is_an_ordinary_result(wire, url):
 
 # -- params forms --------------------------------------------------------------------------
 
+
 def test_v2_params_absent_or_null_means_no_params(wire, url):
-    for req in ({"jsonrpc": "2.0", "id": 1, "method": "system.listMethods"},
-                {"jsonrpc": "2.0", "id": 1, "method": "system.listMethods", "params": None}):
+    for req in (
+        {"jsonrpc": "2.0", "id": 1, "method": "system.listMethods"},
+        {"jsonrpc": "2.0", "id": 1, "method": "system.listMethods", "params": None},
+    ):
         out = post_json(wire, url, req).json()
         assert "VM.get_all" in out["result"]
-    out = post_json(wire, url, {"jsonrpc": "2.0", "id": 1,
-                                "method": "session.login_with_password"}).json()
+    out = post_json(
+        wire, url, {"jsonrpc": "2.0", "id": 1, "method": "session.login_with_password"}
+    ).json()
     assert out["error"]["data"] == ["session.login_with_password", "2", "0"]
 
 
 def test_v2_params_object_is_one_struct_param(wire, url):
-    out = post_json(wire, url, {"jsonrpc": "2.0", "id": 1,
-                                "method": "session.login_with_password",
-                                "params": {"uname": "root", "pwd": "xenroot"}}).json()
-    assert out["error"] == {"code": 1, "message": "MESSAGE_PARAMETER_COUNT_MISMATCH",
-                            "data": ["session.login_with_password", "2", "1"]}
+    out = post_json(
+        wire,
+        url,
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "session.login_with_password",
+            "params": {"uname": "root", "pwd": "xenroot"},
+        },
+    ).json()
+    assert out["error"] == {
+        "code": 1,
+        "message": "MESSAGE_PARAMETER_COUNT_MISMATCH",
+        "data": ["session.login_with_password", "2", "1"],
+    }
 
 
-@pytest.mark.parametrize("req", [
-    {"jsonrpc": "2.0", "method": "system.listMethods", "params": []},                # no id
-    {"jsonrpc": "2.0", "method": "system.listMethods", "params": [], "id": None},    # null id
-    {"jsonrpc": "2.0", "method": "system.listMethods", "params": [], "id": True},
-    {"jsonrpc": "2.0", "method": "system.listMethods", "params": [], "id": 1.5},
-    {"jsonrpc": "2.0", "method": "system.listMethods", "params": [], "id": [1]},
-    {"jsonrpc": "1.0", "method": "system.listMethods", "params": [], "id": 1},
-    {"jsonrpc": 2, "method": "system.listMethods", "params": [], "id": 1},
-    {"method": "system.listMethods", "id": 1},                               # v1 needs params
-    {"method": "system.listMethods", "params": {}, "id": 1},
-    {"jsonrpc": "2.0", "method": "system.listMethods", "params": "x", "id": 1},
-    {"jsonrpc": "2.0", "params": [], "id": 1},                                       # no method
-    {"jsonrpc": "2.0", "method": 5, "params": [], "id": 1},
-    [{"jsonrpc": "2.0", "method": "system.listMethods", "params": [], "id": 1}],     # batch
-    "just a string",
-])
+@pytest.mark.parametrize(
+    "req",
+    [
+        {"jsonrpc": "2.0", "method": "system.listMethods", "params": []},  # no id
+        {"jsonrpc": "2.0", "method": "system.listMethods", "params": [], "id": None},  # null id
+        {"jsonrpc": "2.0", "method": "system.listMethods", "params": [], "id": True},
+        {"jsonrpc": "2.0", "method": "system.listMethods", "params": [], "id": 1.5},
+        {"jsonrpc": "2.0", "method": "system.listMethods", "params": [], "id": [1]},
+        {"jsonrpc": "1.0", "method": "system.listMethods", "params": [], "id": 1},
+        {"jsonrpc": 2, "method": "system.listMethods", "params": [], "id": 1},
+        {"method": "system.listMethods", "id": 1},  # v1 needs params
+        {"method": "system.listMethods", "params": {}, "id": 1},
+        {"jsonrpc": "2.0", "method": "system.listMethods", "params": "x", "id": 1},
+        {"jsonrpc": "2.0", "params": [], "id": 1},  # no method
+        {"jsonrpc": "2.0", "method": 5, "params": [], "id": 1},
+        [{"jsonrpc": "2.0", "method": "system.listMethods", "params": [], "id": 1}],  # batch
+        "just a string",
+    ],
+)
 def test_malformed_requests_are_http_500(world, wire, url, sref, req):
     r = post_json(wire, url, req)
     assert r.status == 500
@@ -150,6 +175,7 @@ def test_unparseable_json_is_http_500(world, wire, url, raw):
 
 
 # -- value types ---------------------------------------------------------------------------
+
 
 def test_ints_are_numbers_floats_bools_dates(wire, url, sref, vm):
     rec = wire.json(url, "VM.get_record", [sref, vm])["result"]
@@ -171,15 +197,18 @@ def test_int_params_accept_numbers_and_strings(wire, url, sref, halted_vm, xapi)
         assert xapi.VM.get_user_version(halted_vm) == want
 
 
-@pytest.mark.parametrize("method,value,text", [
-    ("VM.set_is_a_template", "true", "Failure(\"Expected bool, got 'S(true)'\")"),
-    ("VM.set_is_a_template", 0, "Failure(\"Expected bool, got 'I(0)'\")"),
-    ("VM.set_is_a_template", None, "Failure(\"Expected bool, got 'N'\")"),
-    ("VM.set_user_version", 1.5, "Failure(\"Expected int64, got 'F(1.5)'\")"),
-    ("VM.set_user_version", "x", 'Failure("int_of_string")'),
-    ("VM.set_name_label", None, "Failure(\"Expected string, got 'N'\")"),
-    ("VM.set_name_label", ["a", 1], "Failure(\"Expected string, got '[S(a);I(1)]'\")"),
-])
+@pytest.mark.parametrize(
+    "method,value,text",
+    [
+        ("VM.set_is_a_template", "true", "Failure(\"Expected bool, got 'S(true)'\")"),
+        ("VM.set_is_a_template", 0, "Failure(\"Expected bool, got 'I(0)'\")"),
+        ("VM.set_is_a_template", None, "Failure(\"Expected bool, got 'N'\")"),
+        ("VM.set_user_version", 1.5, "Failure(\"Expected int64, got 'F(1.5)'\")"),
+        ("VM.set_user_version", "x", 'Failure("int_of_string")'),
+        ("VM.set_name_label", None, "Failure(\"Expected string, got 'N'\")"),
+        ("VM.set_name_label", ["a", 1], "Failure(\"Expected string, got '[S(a);I(1)]'\")"),
+    ],
+)
 def test_wrong_types_are_internal_error(wire, url, sref, halted_vm, method, value, text):
     out = wire.json(url, method, [sref, halted_vm, value])
     assert out["error"] == {"code": 1, "message": "INTERNAL_ERROR", "data": [text]}
@@ -188,7 +217,8 @@ def test_wrong_types_are_internal_error(wire, url, sref, halted_vm, method, valu
 def test_invalid_utf8_in_a_parameter_is_invalid_value(world, wire, url, sref, halted_vm, xapi):
     before = xapi.VM.get_name_description(halted_vm)
     body = wire.json_body("VM.set_name_description", [sref, halted_vm, "XX"]).replace(
-        b"XX", b"a\xffb")
+        b"XX", b"a\xffb"
+    )
     r = post_json(wire, url, None, raw=body)
     assert r.status == 200
     out = r.json()
@@ -210,8 +240,11 @@ def test_strings_xml_cannot_carry_are_invalid_value(wire, url, sref, halted_vm, 
 
 def test_utf8_check_covers_nested_values_and_unknown_methods(wire, url, sref):
     out = wire.json(url, "VM.frobnicate", [sref, {"k\x02": "v"}])
-    assert out["error"] == {"code": 1, "message": "INVALID_VALUE",
-                            "data": ["Invalid UTF-8 string in parameter", "{k\x02:S(v)}"]}
+    assert out["error"] == {
+        "code": 1,
+        "message": "INVALID_VALUE",
+        "data": ["Invalid UTF-8 string in parameter", "{k\x02:S(v)}"],
+    }
     # the check comes before the count check
     out = wire.json(url, "VM.get_record", [["\x03"]])
     assert out["error"]["message"] == "INVALID_VALUE"
@@ -225,9 +258,13 @@ def test_non_ascii_round_trips(wire, url, sref, halted_vm, xapi):
 
 
 def test_errors_match_xmlrpc(wire, url, sref, vm):
-    for method, params in (("VM.get_record", [sref]), ("VM.frobnicate", []),
-                           ("VM.frobnicate", ["dead"]), ("Async.VM.get_record", [sref, vm]),
-                           ("VM.get_by_uuid", [sref, "nope"])):
+    for method, params in (
+        ("VM.get_record", [sref]),
+        ("VM.frobnicate", []),
+        ("VM.frobnicate", ["dead"]),
+        ("Async.VM.get_record", [sref, vm]),
+        ("VM.get_by_uuid", [sref, "nope"]),
+    ):
         x = wire.xml_err(url, method, *params)
         j = wire.json(url, method, params)["error"]
         assert [j["message"], *j["data"]] == x

@@ -16,6 +16,7 @@ module, a batch of calls per stdin line.
 * ``system.isAlive:<x>`` is XAPI's probe: an echo without a session, bounded; other names
   starting ``system.isAlive`` are unknown methods.
 """
+
 from __future__ import annotations
 
 import json
@@ -47,11 +48,19 @@ class NodeClient:
         if node is None:
             pytest.fail("node is required for the Xen Orchestra client (Node >= 18)")
         if not (NODE_DIR / "node_modules" / "xen-api" / "package.json").exists():
-            pytest.fail("the xen-api npm client is not installed: run "
-                        "`npm ci --prefix tests/node` (see README)")
-        self.proc = subprocess.Popen([node, str(PROXY), url], cwd=NODE_DIR,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, encoding="utf-8")
+            pytest.fail(
+                "the xen-api npm client is not installed: run "
+                "`npm ci --prefix tests/node` (see README)"
+            )
+        self.proc = subprocess.Popen(
+            [node, str(PROXY), url],
+            cwd=NODE_DIR,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+        )
         self.lines = queue.Queue()
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
@@ -81,9 +90,15 @@ class NodeClient:
     def batch(self, calls):
         """``calls``: [(via, method, *args)] -> [{"ok": ..., "result" | "code"/"params"}]."""
         self.next_id += 1
-        line = json.dumps({"id": self.next_id, "calls": [
-            {"via": via, "method": method, "args": list(args)}
-            for via, method, *args in calls]})
+        line = json.dumps(
+            {
+                "id": self.next_id,
+                "calls": [
+                    {"via": via, "method": method, "args": list(args)}
+                    for via, method, *args in calls
+                ],
+            }
+        )
         self.proc.stdin.write(line + "\n")
         self.proc.stdin.flush()
         out = self._line()
@@ -126,37 +141,49 @@ def xml_read(s):
 def strict_json(body: bytes):
     def refuse(token):
         raise ValueError(f"not RFC 8259 JSON: {token}")
+
     return json.loads(body, parse_constant=refuse)
 
 
 # -- item 5: any accepted text, any string position, both transports ----------------------------
 
 # Text XAPI accepts (dispatch._BAD_CHARS refuses the rest), markup and whitespace drawn often.
-REFUSED = "".join(chr(c) for c in range(0x110000)
-                  if not 0xD800 <= c <= 0xDFFF and _BAD_CHARS.match(chr(c)))
-markup = st.sampled_from(list('<>&"\'\t\n ];'))
-json_text = st.text(st.one_of(st.characters(exclude_categories=("Cs",),
-                                            exclude_characters=REFUSED), markup,
-                              st.just("\r")), max_size=12)
+REFUSED = "".join(
+    chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF and _BAD_CHARS.match(chr(c))
+)
+markup = st.sampled_from(list("<>&\"'\t\n ];"))
+json_text = st.text(
+    st.one_of(
+        st.characters(exclude_categories=("Cs",), exclude_characters=REFUSED), markup, st.just("\r")
+    ),
+    max_size=12,
+)
 # an XML-RPC request cannot carry CR: the server's XML parser reads it as LF
-xml_text = st.text(st.one_of(st.characters(exclude_categories=("Cs",),
-                                           exclude_characters=REFUSED + "\r"), markup),
-                   max_size=12)
+xml_text = st.text(
+    st.one_of(st.characters(exclude_categories=("Cs",), exclude_characters=REFUSED + "\r"), markup),
+    max_size=12,
+)
 
 
 def edits(text):
-    return st.fixed_dictionaries({
-        "name_label": text, "name_description": text,
-        "other_config": st.dictionaries(text, text, max_size=4),
-        "added": st.tuples(text, text),
-        "tags": st.lists(text, max_size=3, unique=True),
-    })
+    return st.fixed_dictionaries(
+        {
+            "name_label": text,
+            "name_description": text,
+            "other_config": st.dictionaries(text, text, max_size=4),
+            "added": st.tuples(text, text),
+            "tags": st.lists(text, max_size=3, unique=True),
+        }
+    )
 
 
 def expected(e):
-    return {"name_label": e["name_label"], "name_description": e["name_description"],
-            "other_config": {**e["other_config"], e["added"][0]: e["added"][1]},
-            "tags": e["tags"]}
+    return {
+        "name_label": e["name_label"],
+        "name_description": e["name_description"],
+        "other_config": {**e["other_config"], e["added"][0]: e["added"][1]},
+        "tags": e["tags"],
+    }
 
 
 def seen(record):
@@ -164,15 +191,19 @@ def seen(record):
 
 
 def as_xml_client_reads(want):
-    return {"name_label": xml_read(want["name_label"]),
-            "name_description": xml_read(want["name_description"]),
-            "other_config": {xml_read(k): xml_read(v) for k, v in want["other_config"].items()},
-            "tags": [xml_read(t) for t in want["tags"]]}
+    return {
+        "name_label": xml_read(want["name_label"]),
+        "name_description": xml_read(want["name_description"]),
+        "other_config": {xml_read(k): xml_read(v) for k, v in want["other_config"].items()},
+        "tags": [xml_read(t) for t in want["tags"]],
+    }
 
 
-EXAMPLES = settings(max_examples=150, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow,
-                                           HealthCheck.function_scoped_fixture])
+EXAMPLES = settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 
 
 @EXAMPLES
@@ -190,9 +221,13 @@ def test_text_set_over_xml_rpc_reads_back_exactly_everywhere(xapi, node, vms, e)
     assert seen(xapi.VM.get_all_records()[vm]) == want
     assert xapi.VM.get_other_config(vm) == want["other_config"]
     assert vm in xapi.VM.get_by_name_label(e["name_label"])
-    rec, oc, labels = node.batch([("json", "VM.get_record", vm),
-                                  ("json", "VM.get_other_config", vm),
-                                  ("json", "VM.get_by_name_label", e["name_label"])])
+    rec, oc, labels = node.batch(
+        [
+            ("json", "VM.get_record", vm),
+            ("json", "VM.get_other_config", vm),
+            ("json", "VM.get_by_name_label", e["name_label"]),
+        ]
+    )
     assert seen(rec["result"]) == want
     assert oc["result"] == want["other_config"]
     assert vm in labels["result"]
@@ -203,12 +238,16 @@ def test_text_set_over_xml_rpc_reads_back_exactly_everywhere(xapi, node, vms, e)
 def test_text_set_over_json_rpc_reads_back_exactly_everywhere(xapi, node, vms, e):
     assume(e["added"][0] not in e["other_config"])
     vm = vms["web2"]
-    results = node.batch([("json", "VM.set_name_label", vm, e["name_label"]),
-                          ("json", "VM.set_name_description", vm, e["name_description"]),
-                          ("json", "VM.set_other_config", vm, e["other_config"]),
-                          ("json", "VM.add_to_other_config", vm, *e["added"]),
-                          ("json", "VM.set_tags", vm, e["tags"]),
-                          ("json", "VM.get_record", vm)])
+    results = node.batch(
+        [
+            ("json", "VM.set_name_label", vm, e["name_label"]),
+            ("json", "VM.set_name_description", vm, e["name_description"]),
+            ("json", "VM.set_other_config", vm, e["other_config"]),
+            ("json", "VM.add_to_other_config", vm, *e["added"]),
+            ("json", "VM.set_tags", vm, e["tags"]),
+            ("json", "VM.get_record", vm),
+        ]
+    )
     assert all(r["ok"] for r in results), results
     want = expected(e)
     assert seen(results[-1]["result"]) == want
@@ -219,13 +258,23 @@ def test_text_set_over_json_rpc_reads_back_exactly_everywhere(xapi, node, vms, e
 
 # -- item 5: one map key with markup broke every XML-RPC client ---------------------------------
 
-MARKUP_KEYS = ["a<b", "a>b", "a&b", "&amp;", "]]>", '"quoted"', "<value>x</value>",
-               "</name></member>", "tab\tkey", "line\nkey"]
+MARKUP_KEYS = [
+    "a<b",
+    "a>b",
+    "a&b",
+    "&amp;",
+    "]]>",
+    '"quoted"',
+    "<value>x</value>",
+    "</name></member>",
+    "tab\tkey",
+    "line\nkey",
+]
 
 
 def test_markup_in_map_keys_breaks_no_client(world, xapi, node, vms, login):
     vm = vms["db1"]
-    other = login(world.master_url())         # a second XML-RPC client, following events
+    other = login(world.master_url())  # a second XML-RPC client, following events
     event_from = getattr(other.xenapi.event, "from")
     try:
         token = event_from(["VM"], "", 0.0)["token"]
@@ -243,9 +292,13 @@ def test_markup_in_map_keys_breaks_no_client(world, xapi, node, vms, login):
         snaps = [ev["snapshot"] for ev in batch["events"] if ev["ref"] == vm]
         assert snaps and has_keys(snaps[-1])
         # xen-api (Node): JSON-RPC and XML-RPC
-        rec_json, all_xml, rec_xml = node.batch([("json", "VM.get_record", vm),
-                                                 ("xml", "VM.get_all_records"),
-                                                 ("xml", "VM.get_record", vm)])
+        rec_json, all_xml, rec_xml = node.batch(
+            [
+                ("json", "VM.get_record", vm),
+                ("xml", "VM.get_all_records"),
+                ("xml", "VM.get_record", vm),
+            ]
+        )
         for r in (rec_json, all_xml, rec_xml):
             assert r["ok"], r
         assert has_keys(rec_json["result"])
@@ -259,9 +312,9 @@ def test_markup_in_map_keys_breaks_no_client(world, xapi, node, vms, login):
 
 # -- item 6: non-finite floats ------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("value,text", [(float("nan"), "NaN"), (float("inf"), "Infinity")])
-def test_non_finite_floats_reach_json_clients_as_json(world, xapi, node, vms, wire, value,
-                                                      text):
+def test_non_finite_floats_reach_json_clients_as_json(world, xapi, node, vms, wire, value, text):
     """XAPI accepts any multiplier not below 1 (``xapi_vm_helpers.ml``
     validate_HVM_shadow_multiplier): NaN and +inf pass. Set over XML-RPC, read over
     JSON-RPC: the reply must be RFC 8259 JSON, the float the string ``text``."""
@@ -275,15 +328,15 @@ def test_non_finite_floats_reach_json_clients_as_json(world, xapi, node, vms, wi
         sref = wire.login(url)
         for version in (1, 2):
             for method, args, pick in [
-                    ("VM.get_HVM_shadow_multiplier", [vm], lambda r: r),
-                    ("VM.get_record", [vm], lambda r: r["HVM_shadow_multiplier"]),
-                    ("VM.get_all_records", [], lambda r: r[vm]["HVM_shadow_multiplier"])]:
+                ("VM.get_HVM_shadow_multiplier", [vm], lambda r: r),
+                ("VM.get_record", [vm], lambda r: r["HVM_shadow_multiplier"]),
+                ("VM.get_all_records", [], lambda r: r[vm]["HVM_shadow_multiplier"]),
+            ]:
                 reply = wire.json_reply(url, method, [sref, *args], version=version)
                 assert reply.status == 200
                 assert pick(strict_json(reply.body)["result"]) == text, (method, version)
         ev = wire.json_reply(url, "event.from", [sref, ["VM"], "", 0.0])
-        snaps = [e["snapshot"] for e in strict_json(ev.body)["result"]["events"]
-                 if e["ref"] == vm]
+        snaps = [e["snapshot"] for e in strict_json(ev.body)["result"]["events"] if e["ref"] == vm]
         assert snaps and snaps[-1]["HVM_shadow_multiplier"] == text
         # Xen Orchestra's client parses with JSON.parse: a bare NaN would fail the whole call
         assert node.call("json", "VM.get_HVM_shadow_multiplier", vm) == text
@@ -299,6 +352,7 @@ def test_non_finite_floats_reach_json_clients_as_json(world, xapi, node, vms, wi
 
 # -- item 10: system.isAlive ---------------------------------------------------------------------
 
+
 def both(wire, url, method, *params):
     """The XML-RPC Status struct and the JSON-RPC v2 reply of one call."""
     return wire.xml(url, method, *params), wire.json(url, method, list(params))
@@ -309,8 +363,12 @@ def test_is_alive_is_xapis_connection_probe(world, wire):
     parameter, no session; the reply must be Success with the uuid."""
     url = world.master_url()
     probe = str(uuid.uuid4())
-    for name in (f"system.isAlive:{probe}", "system.isAlive:", "Async.system.isAlive:x",
-                 "system.isAlive:with space"):
+    for name in (
+        f"system.isAlive:{probe}",
+        "system.isAlive:",
+        "Async.system.isAlive:x",
+        "system.isAlive:with space",
+    ):
         xml, js = both(wire, url, name, probe)
         assert xml == {"Status": "Success", "Value": probe}, name
         assert js == {"jsonrpc": "2.0", "result": probe, "id": 1}, name
@@ -325,8 +383,9 @@ def test_is_alive_without_parameters_is_xapis_list_hd_failure(world, wire):
     assert js["error"] == {"code": 1, "message": "INTERNAL_ERROR", "data": ['Failure("hd")']}
 
 
-@pytest.mark.parametrize("name", ["system.isAlive", "system.isAliveX", "system.isAlive.x",
-                                  "Async.system.isAlive"])
+@pytest.mark.parametrize(
+    "name", ["system.isAlive", "system.isAliveX", "system.isAlive.x", "Async.system.isAlive"]
+)
 def test_other_is_alive_names_are_unknown_methods(world, wire, name):
     """Only ``system.isAlive:`` matches XAPI's ``Scanf "system.isAlive:%s"``; other names go
     down the unknown-method path: the first parameter is session-checked."""
@@ -351,8 +410,10 @@ def test_is_alive_never_echoes_more_than_xapi_would(world, wire):
     big = "a" * (1 << 20)
     r = wire.xml_reply(url, "system.isAlive:x", big)
     assert r.status == 200 and len(r.body) < 1024
-    assert r.xml()["ErrorDescription"] == ["INTERNAL_ERROR",
-                                           "Http_svr.Client_requested_size_over_limit"]
+    assert r.xml()["ErrorDescription"] == [
+        "INTERNAL_ERROR",
+        "Http_svr.Client_requested_size_over_limit",
+    ]
     r = wire.json_reply(url, "system.isAlive:x", [big])
     assert r.status == 200 and len(r.body) < 1024
     assert r.json()["error"]["data"] == ["Http_svr.Client_requested_size_over_limit"]

@@ -10,6 +10,7 @@ sequence (cache fill, coordinator, clock skew, long-poll plus heartbeat on separ
 connections, Async actions with task polling and destruction) works. xapi-sim never raises
 a version to please a client.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -40,6 +41,7 @@ def client(xworld):
         c = xc.XenCenterLike(url or xworld.master_url(), "root", "xenroot", **kw)
         made.append(c)
         return c
+
     yield make
     for c in made:
         c.disconnect()
@@ -47,31 +49,48 @@ def client(xworld):
 
 # -- the decision XenCenter reaches ----------------------------------------------------------
 
+
 def test_a_7_0_pool_is_refused_at_the_version_check_after_every_call_worked(client):
     c = client()
     with pytest.raises(xc.ServerNotSupported):
         c.connect()
     names = [s for s, _ in c.steps]
-    assert names == ["login", "pool.get_all_records", "host.get_record",
-                     "session.get_is_local_superuser", "session.get_rbac_permissions",
-                     "role.get_all_records", "version check"]
-    assert dict(c.steps)["login"] == 4                  # the 4-parameter login was accepted
+    assert names == [
+        "login",
+        "pool.get_all_records",
+        "host.get_record",
+        "session.get_is_local_superuser",
+        "session.get_rbac_permissions",
+        "role.get_all_records",
+        "version check",
+    ]
+    assert dict(c.steps)["login"] == 4  # the 4-parameter login was accepted
     assert c.api_version == xc.API_VERSION["2.5"] < xc.API_2_6
-    assert c.event_calls == []                          # it never got to event.from
+    assert c.event_calls == []  # it never got to event.from
 
 
 def test_with_the_check_bypassed_the_rest_of_the_sequence_works(client, xworld):
     c = client(bypass_version_check=True).connect()
     names = [s for s, _ in c.steps]
-    assert names[6:] == ["version check", "duplicate session", "event.from cache fill",
-                         "pool and coordinator", "host.get_servertime",
-                         "cache populated checks"]
+    assert names[6:] == [
+        "version check",
+        "duplicate session",
+        "event.from cache fill",
+        "pool and coordinator",
+        "host.get_servertime",
+        "cache populated checks",
+    ]
     # the cache holds the pool, its coordinator and every object, as full records
     # (compared with what get_all_records answers on the same JSON-RPC wire)
-    for cls, wire_cls in (("pool", "pool"), ("vm", "VM"), ("host", "host"),
-                          ("host_metrics", "host_metrics"), ("vm_metrics", "VM_metrics")):
+    for cls, wire_cls in (
+        ("pool", "pool"),
+        ("vm", "VM"),
+        ("host", "host"),
+        ("host_metrics", "host_metrics"),
+        ("vm_metrics", "VM_metrics"),
+    ):
         assert c.cache[cls] == c.main.call(f"{wire_cls}.get_all_records", c.session), cls
-    assert len(c.cache["role"]) == 6                    # fetched separately: no role events
+    assert len(c.cache["role"]) == 6  # fetched separately: no role events
     assert "session" not in c.cache
     assert c.coordinator_ref == c.cache["pool"][c.pool_ref]["master"]
     assert c.coordinator_address == xworld.host("xs1").address
@@ -81,8 +100,7 @@ def test_with_the_check_bypassed_the_rest_of_the_sequence_works(client, xworld):
     # step 10, evaluated on what the server returned: refused for the version of every
     # host (7.0 is older than 8.0), the brand and xencenter_min/max are acceptable
     assert len(c.refusals) == 3
-    assert all(re.match(r"host xs\d: platform_version 2\.1\.0 < 2\.9\.50", r)
-               for r in c.refusals)
+    assert all(re.match(r"host xs\d: platform_version 2\.1\.0 < 2\.9\.50", r) for r in c.refusals)
 
 
 def test_versions_are_the_releases_own(client):
@@ -104,8 +122,11 @@ def test_host_is_slave_on_first_connect_then_the_coordinator(client, xworld):
     # XenCenter offers to connect to that address instead (same port on this simulator,
     # unless it had to give every host its own port: then the address says which)
     addr = e.value.address
-    url = f"http://{addr}/" if ":" in addr else \
-        xworld.url("xs2").replace(xworld.host("xs2").address, addr)
+    url = (
+        f"http://{addr}/"
+        if ":" in addr
+        else xworld.url("xs2").replace(xworld.host("xs2").address, addr)
+    )
     c = client(url, bypass_version_check=True).connect()
     assert c.coordinator_address == e.value.address
 
@@ -128,13 +149,17 @@ def test_host_is_slave_over_both_json_rpc_versions(xworld, wire):
     member = xworld.url("xs2")
     master_addr = xworld.host("xs1").address
     v2 = wire.json(member, "session.login_with_password", ["root", "xenroot", "2.20", "XC"])
-    assert v2 == {"jsonrpc": "2.0", "error": {"code": 1, "message": "HOST_IS_SLAVE",
-                                              "data": [master_addr]}, "id": 1}
+    assert v2 == {
+        "jsonrpc": "2.0",
+        "error": {"code": 1, "message": "HOST_IS_SLAVE", "data": [master_addr]},
+        "id": 1,
+    }
     v1 = wire.json(member, "session.login_with_password", ["root", "xenroot"], version=1)
     assert v1 == {"result": None, "error": ["HOST_IS_SLAVE", master_addr], "id": 1}
 
 
 # -- the steady state ----------------------------------------------------------------------------
+
 
 def test_long_poll_and_heartbeat_on_separate_connections(client, xworld, monkeypatch):
     seen = []
@@ -149,10 +174,10 @@ def test_long_poll_and_heartbeat_on_separate_connections(client, xworld, monkeyp
     c = client(bypass_version_check=True, heartbeat_interval=0.1, event_from_timeout=30.0)
     c.connect()
     c.start_steady_state()
-    time.sleep(1.2)                                     # event.from is blocked meanwhile
+    time.sleep(1.2)  # event.from is blocked meanwhile
     ok_beats = [b for b in c.heartbeats if b[2]]
     assert len(ok_beats) >= 5 and c.dropped is None
-    assert len(c.event_calls) == 1                      # only the cache fill returned so far
+    assert len(c.event_calls) == 1  # only the cache fill returned so far
     # a change by someone else ends the long-poll with a mod
     x = XenAPI.Session(xworld.master_url())
     x.xenapi.login_with_password("root", "xenroot", "2.5", "other")
@@ -168,8 +193,9 @@ def test_long_poll_and_heartbeat_on_separate_connections(client, xworld, monkeyp
     assert any(start > poll_start for start, _, ok in ok_beats if ok)
     assert c.events_client.sockets.isdisjoint(c.heartbeat_client.sockets)
     assert c.main.sockets.isdisjoint(c.events_client.sockets | c.heartbeat_client.sockets)
-    server_side = {m: {addr for mm, addr in seen if mm == m} for m in
-                   ("event.from", "host.get_servertime")}
+    server_side = {
+        m: {addr for mm, addr in seen if mm == m} for m in ("event.from", "host.get_servertime")
+    }
     # the steady-state event.from calls came over one keep-alive connection, the
     # heartbeats over another
     assert set(c.events_client.sockets) <= server_side["event.from"]
@@ -180,7 +206,7 @@ def test_actions_poll_their_task_and_destroy_it(client, xworld):
     c = client(bypass_version_check=True, task_poll_interval=0.05).connect()
     tmpl = next(r for r, v in c.cache["vm"].items() if v["name_label"] == "CentOS 7")
     result, record = c.run_async("VM.clone", tmpl, "cloned-by-xencenter")
-    assert result.startswith("OpaqueRef:")               # the text of <value>
+    assert result.startswith("OpaqueRef:")  # the text of <value>
     assert record["name_label"] == "Async.VM.clone" and record["status"] == "success"
     assert record["result"] == f"<value>{result}</value>"
     # the task is gone: HANDLE_INVALID "task", which XenCenter reads as "finished"
@@ -198,13 +224,17 @@ def test_actions_poll_their_task_and_destroy_it(client, xworld):
 
 # -- the strict parser is real -------------------------------------------------------------------
 
-@pytest.mark.parametrize("reply, problem", [
-    ({"jsonrpc": "2.0", "result": "x", "error": None, "id": 1}, "null"),
-    ({"result": "x", "id": 1}, "jsonrpc member missing"),
-    ({"jsonrpc": "2.0", "result": "x"}, "id member missing"),
-    ({"jsonrpc": "2.0", "error": {"code": 1, "message": "X"}, "id": 1}, "data"),
-    ({"jsonrpc": "2.0", "error": ["X"], "id": 1}, "malformed"),
-])
+
+@pytest.mark.parametrize(
+    "reply, problem",
+    [
+        ({"jsonrpc": "2.0", "result": "x", "error": None, "id": 1}, "null"),
+        ({"result": "x", "id": 1}, "jsonrpc member missing"),
+        ({"jsonrpc": "2.0", "result": "x"}, "id member missing"),
+        ({"jsonrpc": "2.0", "error": {"code": 1, "message": "X"}, "id": 1}, "data"),
+        ({"jsonrpc": "2.0", "error": ["X"], "id": 1}, "malformed"),
+    ],
+)
 def test_the_parser_refuses_what_xencenter_refuses(reply, problem):
     with pytest.raises(xc.ProtocolError, match=problem):
         xc.parse_response(json.dumps(reply).encode(), 1)
@@ -236,7 +266,7 @@ def test_every_reply_of_a_connect_passes_the_parser(xworld):
     for raw in replies:
         obj = json.loads(raw)
         assert obj["jsonrpc"] == "2.0" and "result" in obj
-        assert "error" not in obj                      # not even "error": null
+        assert "error" not in obj  # not even "error": null
 
 
 def test_concurrent_connections_do_not_interfere(xworld):

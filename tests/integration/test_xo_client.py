@@ -9,6 +9,7 @@ error, a cancellation), connect over XML-RPC, and follow ``HOST_IS_SLAVE`` from 
 member. This test starts the world, answers the script where another client must act, and
 checks every phase -- plus, from the server side, which calls XO made over which transport.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,9 @@ def _node():
     if node is None:
         pytest.fail("node is required for the Xen Orchestra client test (Node >= 18)")
     if not (NODE_DIR / "node_modules" / "xen-api" / "package.json").exists():
-        pytest.fail("the xen-api npm client is not installed: run "
-                    "`npm ci --prefix tests/node` (see README)")
+        pytest.fail(
+            "the xen-api npm client is not installed: run `npm ci --prefix tests/node` (see README)"
+        )
     return node
 
 
@@ -46,8 +48,13 @@ def run_xo(world, on_phase):
     # HOST_IS_SLAVE carries a bare address only where hosts share one port (loopback aliases)
     member = world.url("xs2") if ":" not in world.host("xs1").address else "-"
     proc = subprocess.Popen(
-        [_node(), str(SCRIPT), world.master_url(), member], cwd=NODE_DIR,
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [_node(), str(SCRIPT), world.master_url(), member],
+        cwd=NODE_DIR,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     timer = threading.Timer(TIMEOUT, proc.kill)
     timer.start()
     phases = {}
@@ -83,24 +90,29 @@ def xo_run():
         path = self.path.split("?", 1)[0]
         transport = "json" if path.startswith("/jsonrpc") else "xml"
         with lock:
-            calls.append((self.server.host.name_label, transport, path, method,
-                          None if ok else value[0]))
+            calls.append(
+                (self.server.host.name_label, transport, path, method, None if ok else value[0])
+            )
         return ok, value
 
     mp.setattr(http.Handler, "_call", _call)
     try:
         with running_world() as w:
-            Tasks.of(w.world).operation_seconds = 0.3    # so that a start can be cancelled
+            Tasks.of(w.world).operation_seconds = 0.3  # so that a start can be cancelled
             s = XenAPI.Session(w.master_url())
             s.xenapi.login_with_password("root", "xenroot", "2.5", "xo-test")
             x = s.xenapi
-            expected = {"hosts": sorted(x.host.get_uuid(h) for h in x.host.get_all()),
-                        "vms": sorted(r["uuid"] for r in x.VM.get_all_records().values()),
-                        "pool": x.pool.get_all()[0],
-                        "master_address": w.host("xs1").address,
-                        "types": {m.split(".")[0] for m in xmlrpc.client.ServerProxy(
-                            w.master_url()).system.listMethods()
-                            if m.endswith(".get_all_records")}}
+            expected = {
+                "hosts": sorted(x.host.get_uuid(h) for h in x.host.get_all()),
+                "vms": sorted(r["uuid"] for r in x.VM.get_all_records().values()),
+                "pool": x.pool.get_all()[0],
+                "master_address": w.host("xs1").address,
+                "types": {
+                    m.split(".")[0]
+                    for m in xmlrpc.client.ServerProxy(w.master_url()).system.listMethods()
+                    if m.endswith(".get_all_records")
+                },
+            }
             marks = {"start": len(calls)}
 
             def on_phase(msg):
@@ -115,11 +127,19 @@ def xo_run():
             t0 = time.monotonic()
             phases, stderr = run_xo(w, on_phase)
             elapsed = time.monotonic() - t0
-            final = {"clone_by_xml": x.VM.get_by_name_label("cloned-over-xml-rpc"),
-                     "tasks": {r["name_label"]: r["status"]
-                               for r in x.task.get_all_records().values()}}
-            yield {"phases": phases, "stderr": stderr, "calls": list(calls), "marks": marks,
-                   "expected": expected, "final": final, "elapsed": elapsed}
+            final = {
+                "clone_by_xml": x.VM.get_by_name_label("cloned-over-xml-rpc"),
+                "tasks": {r["name_label"]: r["status"] for r in x.task.get_all_records().values()},
+            }
+            yield {
+                "phases": phases,
+                "stderr": stderr,
+                "calls": list(calls),
+                "marks": marks,
+                "expected": expected,
+                "final": final,
+                "elapsed": elapsed,
+            }
     finally:
         mp.undo()
 
@@ -143,12 +163,16 @@ def test_connect_uses_json_rpc_and_builds_the_whole_cache(xo_run):
     assert cached["pool"] == exp["pool"]
     assert cached["master_api"] == [2, 5] and cached["product_version"] == "7.0.0"
     # the connect sequence of index.mjs, all over JSON-RPC on /jsonrpc
-    first = xo_run["calls"][xo_run["marks"]["start"]:xo_run["marks"]["cached"]]
+    first = xo_run["calls"][xo_run["marks"]["start"] : xo_run["marks"]["cached"]]
     assert {t for _, t, _, _, _ in first} == {"json"}
     assert {p for _, _, p, _, _ in first} == {"/jsonrpc"}
     methods = [m for _, _, _, m, _ in first]
-    assert methods[:4] == ["session.login_with_password", "pool.get_all_records",
-                           "system.listMethods", "event.inject"]
+    assert methods[:4] == [
+        "session.login_with_password",
+        "pool.get_all_records",
+        "system.listMethods",
+        "event.inject",
+    ]
     assert all(e is None for *_, e in first)
     # then <Type>.get_all_records for every type system.listMethods offers, then event.from
     fetched = {m.split(".")[0] for m in methods if m.endswith(".get_all_records")}
@@ -156,7 +180,7 @@ def test_connect_uses_json_rpc_and_builds_the_whole_cache(xo_run):
     assert {"VM", "host", "pool", "task", "SR", "network", "message", "role"} <= fetched
     # (calls are recorded when they return: the first event.from returned with the change
     # another client made once the cache was built)
-    to_live = xo_run["calls"][xo_run["marks"]["start"]:xo_run["marks"]["live"]]
+    to_live = xo_run["calls"][xo_run["marks"]["start"] : xo_run["marks"]["live"]]
     assert ("json", "event.from", None) in {(t, m, e) for _, t, _, m, e in to_live}
 
 
@@ -178,14 +202,18 @@ def test_async_calls_through_the_clients_task_watching(xo_run):
     assert a["failure"]["code"] == "VM_BAD_POWER_STATE"
     assert a["failure"]["params"][1:] == ["halted", "running"]
     assert a["failure"]["task_status"] == "failure"
-    assert a["cancelled"] == {"outcome": "rejected", "name": "Cancel",
-                              "message": "task canceled"}
+    assert a["cancelled"] == {"outcome": "rejected", "name": "Cancel", "message": "task canceled"}
     assert a["batch1_state"] == "Halted"
     # callAsync destroyed every task it waited on
     assert a["async_tasks_left"] == []
     methods = [m for _, _, _, m, _ in xo_run["calls"]]
-    for name in ("Async.VM.clean_shutdown", "Async.VM.start", "Async.VM.clone", "task.cancel",
-                 "task.destroy"):
+    for name in (
+        "Async.VM.clean_shutdown",
+        "Async.VM.start",
+        "Async.VM.clone",
+        "task.cancel",
+        "task.destroy",
+    ):
         assert name in methods, name
 
 
@@ -199,9 +227,14 @@ def test_xml_rpc_transport(xo_run):
     assert x["seen_by_json_client"] == "cloned-over-xml-rpc"
     lo, hi = xo_run["marks"]["async"], xo_run["marks"]["xmlrpc"]
     xml_calls = [(p, m) for _, t, p, m, _ in xo_run["calls"][lo:hi] if t == "xml"]
-    assert {p for p, _ in xml_calls} == {"/xmlrpc"}          # XO's path, served as XML-RPC
-    assert {"session.login_with_password", "system.listMethods", "event.inject", "event.from",
-            "Async.VM.clone"} <= {m for _, m in xml_calls}
+    assert {p for p, _ in xml_calls} == {"/xmlrpc"}  # XO's path, served as XML-RPC
+    assert {
+        "session.login_with_password",
+        "system.listMethods",
+        "event.inject",
+        "event.from",
+        "Async.VM.clone",
+    } <= {m for _, m in xml_calls}
 
 
 def test_host_is_slave_is_followed_on_json_rpc(xo_run):
@@ -216,6 +249,7 @@ def test_host_is_slave_is_followed_on_json_rpc(xo_run):
 
 
 # -- what XO's connect relies on, checked without Node ----------------------------------------
+
 
 def test_list_methods_is_exactly_what_the_server_serves(wire):
     """system.listMethods (no session; a bare array over XML-RPC, a plain result over
@@ -233,13 +267,15 @@ def test_list_methods_is_exactly_what_the_server_serves(wire):
         for name in listed:
             if name == "system.listMethods":
                 continue
-            out = wire.xml(url, name)                    # no parameters at all
+            out = wire.xml(url, name)  # no parameters at all
             assert out["Status"] == "Failure", name
             assert out["ErrorDescription"][0] != "MESSAGE_METHOD_UNKNOWN", name
             if name.endswith(".get_all_records"):
                 got = wire.xml(url, name, sref)
                 assert got["Status"] == "Success", (name, got)
         # and what is not listed is not XAPI's
-        assert wire.xml_err(url, "VM.frobnicate", sref) == ["MESSAGE_METHOD_UNKNOWN",
-                                                             "VM.frobnicate"]
+        assert wire.xml_err(url, "VM.frobnicate", sref) == [
+            "MESSAGE_METHOD_UNKNOWN",
+            "VM.frobnicate",
+        ]
         wire.xml_ok(url, "session.logout", sref)

@@ -32,6 +32,7 @@ the wire, so that xapi-sim can be tested against it without Windows. Sources, by
 
 Intervals are parameters so tests can run them fast; the defaults are XenCenter's.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -43,25 +44,51 @@ import time
 import urllib.parse
 import xml.etree.ElementTree as ET
 
-EVENT_FROM_TIMEOUT = 30.0            # XenObjectDownloader.EVENT_FROM_TIMEOUT
-EVENT_HTTP_TIMEOUT = 120.0           # the event session's HTTP timeout (XenConnection.cs)
-HEARTBEAT_INTERVAL = 15.0            # Heartbeat.cs
-TASK_POLL_INTERVAL = 0.9             # AsyncAction.cs
+EVENT_FROM_TIMEOUT = 30.0  # XenObjectDownloader.EVENT_FROM_TIMEOUT
+EVENT_HTTP_TIMEOUT = 120.0  # the event session's HTTP timeout (XenConnection.cs)
+HEARTBEAT_INTERVAL = 15.0  # Heartbeat.cs
+TASK_POLL_INTERVAL = 0.9  # AsyncAction.cs
 IGNORED_EVENT_CLASSES = {"session", "event", "vtpm", "user", "secret"}
 
 # ApiVersion.cs at b210cd2c: API_1_1 = 1 ... API_2_15 = 26, API_2_20 = 27 = LATEST, UNKNOWN = 99
-_API_ORDER = ["1.1", "1.2", "1.3", "1.4", "1.5", "1.6", "1.7", "1.8", "1.9", "1.10", "2.0", "2.1",
-              "2.2", "2.3", "2.4", "2.5", "2.6", "2.7", "2.8", "2.9", "2.10", "2.11", "2.12",
-              "2.13", "2.14", "2.15", "2.20"]
+_API_ORDER = [
+    "1.1",
+    "1.2",
+    "1.3",
+    "1.4",
+    "1.5",
+    "1.6",
+    "1.7",
+    "1.8",
+    "1.9",
+    "1.10",
+    "2.0",
+    "2.1",
+    "2.2",
+    "2.3",
+    "2.4",
+    "2.5",
+    "2.6",
+    "2.7",
+    "2.8",
+    "2.9",
+    "2.10",
+    "2.11",
+    "2.12",
+    "2.13",
+    "2.14",
+    "2.15",
+    "2.20",
+]
 API_VERSION = {v: i + 1 for i, v in enumerate(_API_ORDER)}
 API_UNKNOWN = 99
 API_LATEST = API_VERSION["2.20"]
-API_2_6 = API_VERSION["2.6"]         # XenServer 7.1 (ely): the oldest this XenCenter supports
+API_2_6 = API_VERSION["2.6"]  # XenServer 7.1 (ely): the oldest this XenCenter supports
 
 # Helpers.Versions.cs: "Naples or greater" = platform_version >= 2.9.50 (Citrix Hypervisor 8.0)
 NAPLES_PLATFORM_VERSION = "2.9.50"
-BRAND = "XenServer"                  # the XenCenter build's product brand (XenServer 8 era)
-LEGACY_BRAND = "Citrix Hypervisor"   # Branding.resx legacy brand
+BRAND = "XenServer"  # the XenCenter build's product brand (XenServer 8 era)
+LEGACY_BRAND = "Citrix Hypervisor"  # Branding.resx legacy brand
 
 
 def api_version(major, minor) -> int:
@@ -88,19 +115,19 @@ def parse_date(text: str):
     """``XenDateTimeConverter``: (datetime, is_utc)."""
     for fmt in ("%Y%m%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%SZ"):
         try:
-            return datetime.datetime.strptime(text, fmt).replace(
-                tzinfo=datetime.UTC), True
+            return datetime.datetime.strptime(text, fmt).replace(tzinfo=datetime.UTC), True
         except ValueError:
             pass
     for fmt in ("%Y%m%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S"):
         try:
-            return datetime.datetime.strptime(text, fmt).astimezone(), False   # local time
+            return datetime.datetime.strptime(text, fmt).astimezone(), False  # local time
         except ValueError:
             pass
     raise ProtocolError(f"unparseable date {text!r}")
 
 
 # -- errors ------------------------------------------------------------------------------------
+
 
 class ProtocolError(Exception):
     """The reply breaks what XenCenter's parser accepts (a crash or WebException there)."""
@@ -132,6 +159,7 @@ class CoordinatorMissing(Exception):
 
 # -- transport -----------------------------------------------------------------------------------
 
+
 class JsonRpcClient:
     """One connection group: a keep-alive HTTP connection speaking JSON-RPC v2."""
 
@@ -146,15 +174,16 @@ class JsonRpcClient:
         self.next_id = 0
         self.conn = None
         self.lock = threading.Lock()
-        self.sockets = set()                # local (ip, port) of every TCP connection used
+        self.sockets = set()  # local (ip, port) of every TCP connection used
 
     def _connect(self):
         if self.https:
             ctx = ssl.create_default_context()
             ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE   # XenCenter asks the user about the certificate
-            self.conn = http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout,
-                                                    context=ctx)
+            ctx.verify_mode = ssl.CERT_NONE  # XenCenter asks the user about the certificate
+            self.conn = http.client.HTTPSConnection(
+                self.host, self.port, timeout=self.timeout, context=ctx
+            )
         else:
             self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
         self.conn.connect()
@@ -169,10 +198,15 @@ class JsonRpcClient:
         with self.lock:
             self.next_id += 1
             rid = self.next_id
-            body = json.dumps({"id": rid, "method": method, "params": list(params),
-                               "jsonrpc": "2.0"}).encode()
-            headers = {"Content-Type": "application/json", "Accept": "application/json",
-                       "User-Agent": self.user_agent, "Connection": "keep-alive"}
+            body = json.dumps(
+                {"id": rid, "method": method, "params": list(params), "jsonrpc": "2.0"}
+            ).encode()
+            headers = {
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+                "User-Agent": self.user_agent,
+                "Connection": "keep-alive",
+            }
             for attempt in (1, 2):
                 if self.conn is None:
                     self._connect()
@@ -181,8 +215,7 @@ class JsonRpcClient:
                     r = self.conn.getresponse()
                     data = r.read()
                     break
-                except (http.client.RemoteDisconnected, ConnectionResetError,
-                        BrokenPipeError):
+                except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
                     # a keep-alive connection the server closed: reconnect once
                     self.close()
                     if attempt == 2:
@@ -216,8 +249,12 @@ def parse_response(data: bytes, rid):
         err = res["error"]
         if err is None:
             raise ProtocolError("error member is null (Required.DisallowNull)")
-        if not isinstance(err, dict) or not isinstance(err.get("code"), int) \
-                or isinstance(err.get("code"), bool) or not isinstance(err.get("message"), str):
+        if (
+            not isinstance(err, dict)
+            or not isinstance(err.get("code"), int)
+            or isinstance(err.get("code"), bool)
+            or not isinstance(err.get("message"), str)
+        ):
             raise ProtocolError(f"malformed error object {err!r}")
         data_ = err.get("data")
         if not isinstance(data_, list) or not all(isinstance(x, str) for x in data_):
@@ -228,13 +265,23 @@ def parse_response(data: bytes, rid):
 
 # -- the connection --------------------------------------------------------------------------------
 
+
 class XenCenterLike:
     """One XenCenter connection to a server (``XenConnection``)."""
 
-    def __init__(self, url, username, password, *, bypass_version_check=False,
-                 heartbeat_interval=HEARTBEAT_INTERVAL, task_poll_interval=TASK_POLL_INTERVAL,
-                 event_from_timeout=EVENT_FROM_TIMEOUT, user_agent="XenCenter 8.4.0",
-                 api_version_string="2.20"):
+    def __init__(
+        self,
+        url,
+        username,
+        password,
+        *,
+        bypass_version_check=False,
+        heartbeat_interval=HEARTBEAT_INTERVAL,
+        task_poll_interval=TASK_POLL_INTERVAL,
+        event_from_timeout=EVENT_FROM_TIMEOUT,
+        user_agent="XenCenter 8.4.0",
+        api_version_string="2.20",
+    ):
         self.url = url
         self.username = username
         self.password = password
@@ -243,21 +290,21 @@ class XenCenterLike:
         self.task_poll_interval = task_poll_interval
         self.event_from_timeout = event_from_timeout
         self.user_agent = user_agent
-        self.api_version_string = api_version_string   # Helper.APIVersionString(LATEST)
+        self.api_version_string = api_version_string  # Helper.APIVersionString(LATEST)
         self.main = JsonRpcClient(url, user_agent, 24 * 3600, "main")
         self.events_client = None
         self.heartbeat_client = None
         self.session = None
         self.api_version = API_UNKNOWN
-        self.steps = []                     # (step, what happened) in order
-        self.cache = {}                     # lower-case class -> ref -> record
+        self.steps = []  # (step, what happened) in order
+        self.cache = {}  # lower-case class -> ref -> record
         self.token = ""
         self.pool_ref = self.coordinator_ref = None
         self.server_time_offset = None
         self.server_time_is_utc = None
-        self.refusals = []                  # connection_CachePopulated decisions
-        self.heartbeats = []                # (start, end, ok) of every heartbeat
-        self.event_calls = []               # (start, end, number of events)
+        self.refusals = []  # connection_CachePopulated decisions
+        self.heartbeats = []  # (start, end, ok) of every heartbeat
+        self.event_calls = []  # (start, end, number of events)
         self.dropped = None
         self._stop = threading.Event()
         self._threads = []
@@ -270,9 +317,11 @@ class XenCenterLike:
     def login(self):
         """``Session.login_with_password`` (4 params, then 3, then 2 on
         MESSAGE_PARAMETER_COUNT_MISMATCH); ``HOST_IS_SLAVE`` aborts at once."""
-        attempts = [(self.username, self.password, self.api_version_string, self.user_agent),
-                    (self.username, self.password, self.api_version_string),
-                    (self.username, self.password)]
+        attempts = [
+            (self.username, self.password, self.api_version_string, self.user_agent),
+            (self.username, self.password, self.api_version_string),
+            (self.username, self.password),
+        ]
         for params in attempts:
             try:
                 self.session = self.main.call("session.login_with_password", *params)
@@ -294,17 +343,16 @@ class XenCenterLike:
             pool = next(iter(pools.values()))
             host = self.main.call("host.get_record", self.session, pool["master"])
             self._step("host.get_record", pool["master"])
-            self.api_version = api_version(host["API_version_major"],
-                                           host["API_version_minor"])
+            self.api_version = api_version(host["API_version_major"], host["API_version_minor"])
         superuser = self.main.call("session.get_is_local_superuser", self.session, self.session)
         self._step("session.get_is_local_superuser", superuser)
         if not superuser:
             self.subject = self.main.call("session.get_subject", self.session, self.session)
-            self.user_sid = self.main.call("session.get_auth_user_sid", self.session,
-                                           self.session)
+            self.user_sid = self.main.call("session.get_auth_user_sid", self.session, self.session)
             self._step("session.get_subject/get_auth_user_sid", self.user_sid)
-        self.permissions = self.main.call("session.get_rbac_permissions", self.session,
-                                          self.session)
+        self.permissions = self.main.call(
+            "session.get_rbac_permissions", self.session, self.session
+        )
         self._step("session.get_rbac_permissions", len(self.permissions))
         self.roles = self.main.call("role.get_all_records", self.session)
         self._step("role.get_all_records", len(self.roles))
@@ -318,13 +366,11 @@ class XenCenterLike:
         if self.api_version < API_2_6:
             self._step("version check", f"API {self.api_version} < 2.6: server not supported")
             if not self.bypass_version_check:
-                raise ServerNotSupported(
-                    f"API version {_name(self.api_version)} is older than 2.6")
+                raise ServerNotSupported(f"API version {_name(self.api_version)} is older than 2.6")
         else:
             self._step("version check", "ok")
         # 6. a duplicate session on its own connection group for event.from
-        self.events_client = JsonRpcClient(self.url, self.user_agent, EVENT_HTTP_TIMEOUT,
-                                           "events")
+        self.events_client = JsonRpcClient(self.url, self.user_agent, EVENT_HTTP_TIMEOUT, "events")
         self._step("duplicate session", "events connection group")
         # 7. cache fill: roles, then everything from event.from on the main session
         roles = self.main.call("role.get_all_records", self.session)
@@ -346,8 +392,9 @@ class XenCenterLike:
         # 9. SetServerTimeOffset
         t = self.main.call("host.get_servertime", self.session, self.coordinator_ref)
         server_time, self.server_time_is_utc = parse_date(t)
-        self.server_time_offset = (datetime.datetime.now(datetime.UTC) -
-                                   server_time).total_seconds()
+        self.server_time_offset = (
+            datetime.datetime.now(datetime.UTC) - server_time
+        ).total_seconds()
         self._step("host.get_servertime", t)
         # 10. connection_CachePopulated
         self.refusals = self.cache_populated_checks()
@@ -365,8 +412,10 @@ class XenCenterLike:
         for h in hosts.values():
             pv = h["software_version"].get("platform_version")
             if pv is None or version_compare(pv, NAPLES_PLATFORM_VERSION) < 0:
-                out.append(f"host {h['name_label']}: platform_version {pv} < "
-                           f"{NAPLES_PLATFORM_VERSION} (older than Citrix Hypervisor 8.0)")
+                out.append(
+                    f"host {h['name_label']}: platform_version {pv} < "
+                    f"{NAPLES_PLATFORM_VERSION} (older than Citrix Hypervisor 8.0)"
+                )
         sv = coordinator["software_version"]
         xc_min = api_version_of_string(sv.get("xencenter_min"))
         xc_max = api_version_of_string(sv.get("xencenter_max"))
@@ -395,9 +444,9 @@ class XenCenterLike:
 
     def start_steady_state(self):
         """The event loop on the events connection and the heartbeat on its own."""
-        self.heartbeat_client = JsonRpcClient(self.url, self.user_agent,
-                                              max(5.0, 2 * self.heartbeat_interval),
-                                              "heartbeat")
+        self.heartbeat_client = JsonRpcClient(
+            self.url, self.user_agent, max(5.0, 2 * self.heartbeat_interval), "heartbeat"
+        )
 
         def event_loop():
             while not self._stop.is_set():
@@ -413,8 +462,9 @@ class XenCenterLike:
             while not self._stop.wait(self.heartbeat_interval):
                 t0 = time.monotonic()
                 try:
-                    t = self.heartbeat_client.call("host.get_servertime", self.session,
-                                                   self.coordinator_ref)
+                    t = self.heartbeat_client.call(
+                        "host.get_servertime", self.session, self.coordinator_ref
+                    )
                     parse_date(t)
                     failures = 0
                     self.heartbeats.append((t0, time.monotonic(), True))

@@ -3,6 +3,7 @@ control file (tests only): ``python fault_serve.py serve --state-dir D ...`` wit
 ``XAPI_SIM_TEST_DISK`` naming a JSON file ``{"gen": n, "space": bytes left on the disk, or
 null}``, read before every write, so a test can fill the disk and free it while the server
 runs."""
+
 from __future__ import annotations
 
 import json

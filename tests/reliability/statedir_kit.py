@@ -1,5 +1,6 @@
 """Helpers of the ``--state-dir`` tests: an in-process durable world, ``xapi-sim serve`` as a
 child process, and tools to look at (and damage) a state directory."""
+
 from __future__ import annotations
 
 import contextlib
@@ -25,7 +26,8 @@ def durable_world(state_dir, ops=None, seed=1):
     """A default world served in-process with its journal in ``state_dir`` (what ``serve
     --state-dir`` sets up). Yields (simulator, journal)."""
     world, journal, _ = persist.open_state(
-        str(state_dir), lambda: scenario.build(scenario.default(), seed=seed), ops=ops)
+        str(state_dir), lambda: scenario.build(scenario.default(), seed=seed), ops=ops
+    )
     sim = Simulator(world, port=0)
     sim.make_durable(journal)
     sim.start()
@@ -64,13 +66,23 @@ class Server:
         ready = os.path.join(self.workdir, f"ready-{os.getpid()}-{id(self)}.json")
         if os.path.exists(ready):
             os.unlink(ready)
-        head = [sys.executable, self.launcher] if self.launcher else \
-            [sys.executable, "-m", "xapi_sim"]
-        cmd = head + ["serve", "--port", "0", "--auth-delay", "0", "--state-dir",
-                      self.state_dir, "--ready-file", ready, *self.extra]
+        head = (
+            [sys.executable, self.launcher] if self.launcher else [sys.executable, "-m", "xapi_sim"]
+        )
+        cmd = head + [
+            "serve",
+            "--port",
+            "0",
+            "--auth-delay",
+            "0",
+            "--state-dir",
+            self.state_dir,
+            "--ready-file",
+            ready,
+            *self.extra,
+        ]
         env = dict(os.environ, **(self.env or {}))
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     env=env)
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + timeout
         while not os.path.exists(ready):
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -106,16 +118,22 @@ class Server:
 
 def run_cli(*args, timeout=60, preexec_fn=None):
     """``xapi-sim ARGS`` to completion: (exit status, stdout, stderr lines)."""
-    r = subprocess.run([sys.executable, "-m", "xapi_sim", *args], capture_output=True,
-                       text=True, timeout=timeout, preexec_fn=preexec_fn)
+    r = subprocess.run(
+        [sys.executable, "-m", "xapi_sim", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        preexec_fn=preexec_fn,
+    )
     return r.returncode, r.stdout, r.stderr.splitlines()
 
 
 def refused(state_dir, command="serve", preexec_fn=None):
     """Run ``xapi-sim serve|export --state-dir`` expecting a refusal: (status, stderr)."""
     extra = ["--port", "0"] if command == "serve" else []
-    return run_cli(command, "--state-dir", str(state_dir), *extra, timeout=30,
-                   preexec_fn=preexec_fn)
+    return run_cli(
+        command, "--state-dir", str(state_dir), *extra, timeout=30, preexec_fn=preexec_fn
+    )
 
 
 def digest(path) -> dict:
@@ -132,8 +150,10 @@ def digest(path) -> dict:
         for f in files:
             p = os.path.join(root, f)
             with open(p, "rb") as fh:
-                out[os.path.join(rel, f)] = (hashlib.sha256(fh.read()).hexdigest(),
-                                             os.stat(p).st_mode)
+                out[os.path.join(rel, f)] = (
+                    hashlib.sha256(fh.read()).hexdigest(),
+                    os.stat(p).st_mode,
+                )
     return out
 
 

@@ -19,6 +19,7 @@ be one transaction: the source reserves the VM, the destination imports, the sou
 releases. There a fault or a timeout on either side leaves the VM in exactly one pool,
 with its rows as before and no ``current_operations`` left behind (cross_pool.py).
 """
+
 from __future__ import annotations
 
 import copy
@@ -111,6 +112,7 @@ def armed(monkeypatch):
         def wrapper(self, *args, _orig=orig, **kw):
             a.hit()
             return _orig(self, *args, **kw)
+
         monkeypatch.setattr(Database, name, wrapper)
     return a
 
@@ -126,6 +128,7 @@ def arm(monkeypatch, armed, method):
             return inner(call, *args)
         finally:
             armed.thread = None
+
     monkeypatch.setitem(dispatch.REGISTRY, method, handler)
 
 
@@ -154,7 +157,8 @@ class Lab:
         s = self.sessions.get(master.ref)
         if s is None or s not in master.db.tables["session"]:
             s = self.sessions[master.ref] = self.d.dispatch(
-                master, "session.login_with_password", ["root", "xenroot", "1.0", "t"])
+                master, "session.login_with_password", ["root", "xenroot", "1.0", "t"]
+            )
         return master, s
 
     def call(self, at, method, *params):
@@ -179,6 +183,7 @@ class Lab:
 
 
 # -- the operations ---------------------------------------------------------------------------
+
 
 def op_pool_migrate(lab):
     return "a1", "VM.pool_migrate", (lab.vm("run"), lab.host("a2").ref, {})
@@ -241,10 +246,15 @@ def snapshot(lab):
                 rows[ref] = row
             tables[cls] = rows
         pools[p.ref] = (p.db, p.db.gen, tables)
-    return {"pools": pools, "layout": persist.layout(world), "files": lab.journal_bytes(),
-            "hosts": {h.ref: (h.pool.ref if h.pool else None, h.state,
-                              getattr(h, "memory_free", None))
-                      for h in world.hosts.values()}}
+    return {
+        "pools": pools,
+        "layout": persist.layout(world),
+        "files": lab.journal_bytes(),
+        "hosts": {
+            h.ref: (h.pool.ref if h.pool else None, h.state, getattr(h, "memory_free", None))
+            for h in world.hosts.values()
+        },
+    }
 
 
 def assert_unchanged(before, after):
@@ -308,8 +318,12 @@ def _run_faults(name, writes, armed, monkeypatch):
     prepare, op = OPS[name]
     seen = set()
 
-    @settings(max_examples=min(writes, 12), deadline=None, database=None,
-              suppress_health_check=[HealthCheck.too_slow])
+    @settings(
+        max_examples=min(writes, 12),
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
     @given(k=st.integers(min_value=1, max_value=writes))
     def one(k):
         seen.add(k)
@@ -328,11 +342,12 @@ def _run_faults(name, writes, armed, monkeypatch):
             if isinstance(e.value, Failure):
                 assert e.value.code == "INTERNAL_ERROR", e.value.description
                 assert "InjectedFault" in str(e.value.description), e.value.description
-            assert armed.count >= k   # clean-up writes after the fault are rolled back too
+            assert armed.count >= k  # clean-up writes after the fault are rolled back too
             after = snapshot(lab)
             assert_unchanged(before, after)
-            no_events(lab, {n: t for n, t in tokens.items()
-                            if lab.host(n).pool.master is lab.host(n)})
+            no_events(
+                lab, {n: t for n, t in tokens.items() if lab.host(n).pool.master is lab.host(n)}
+            )
             # nothing left behind (locks, reservations): the same call now succeeds
             lab.call(at, method, *params)
         finally:
@@ -371,7 +386,7 @@ master = "d1"
 """
 
 
-TIMEOUT = 1.5       # the source's client timeout in these tests (seconds)
+TIMEOUT = 1.5  # the source's client timeout in these tests (seconds)
 
 
 class Pair:
@@ -408,8 +423,12 @@ class Pair:
             for p in w.pools:
                 ref = p.db.uuids["VM"].get(self.uuid)
                 if ref is not None:
-                    out.append((p.db.get("pool", p.ref)["name_label"],
-                                p.db.get("VM", ref)["current_operations"]))
+                    out.append(
+                        (
+                            p.db.get("pool", p.ref)["name_label"],
+                            p.db.get("VM", ref)["current_operations"],
+                        )
+                    )
         return out
 
     def vm_row(self):
@@ -428,6 +447,7 @@ class Pair:
 @pytest.fixture
 def pair():
     import contextlib
+
     with contextlib.ExitStack() as stack:
         yield Pair(stack)
 
@@ -447,6 +467,7 @@ def test_a_refused_import_leaves_the_vm_on_the_source(pair):
 
 def _slow(handler, seconds, when, done):
     """An import handler that sleeps ``seconds`` before or after the real import."""
+
     def slow(host, query, body):
         try:
             if (query.get("abort") or [""])[0] == "true":
@@ -460,6 +481,7 @@ def _slow(handler, seconds, when, done):
         finally:
             if (query.get("abort") or [""])[0] != "true":
                 done.set()
+
     return slow
 
 
@@ -475,7 +497,7 @@ def test_an_import_timeout_leaves_exactly_one_copy(pair, when):
         pair.migrate()
     assert e.value.details[0] == "VM_MIGRATE_FAILED", e.value.details
     assert e.value.details[1] == pair.vm
-    assert done.wait(10)               # the slow import has finished, one way or the other
+    assert done.wait(10)  # the slow import has finished, one way or the other
     time.sleep(0.1)
     pair.check("source")
     assert pair.vm_row() == before
@@ -495,9 +517,10 @@ def test_an_unconfirmed_abort_keeps_the_vm_reserved_until_the_destination_answer
 
     def down(host, query, body):
         if not gate.is_set():
-            time.sleep(2 * TIMEOUT)    # past the source's timeout: no usable answer
+            time.sleep(2 * TIMEOUT)  # past the source's timeout: no usable answer
             return b"503 Service Unavailable", b"text/plain", b"down"
         return real(host, query, body)
+
     h["/import_metadata"] = down
     with pytest.raises(XenAPI.Failure) as e:
         pair.migrate()
@@ -529,6 +552,7 @@ def test_a_failed_release_after_the_import_removes_the_destination_copy(pair, mo
         if cls == "VM":
             raise Failure("INTERNAL_ERROR", "injected: release failed")
         return real(cls, ref)
+
     monkeypatch.setattr(src_db, "remove", failing)
     with pytest.raises(XenAPI.Failure) as e:
         pair.migrate()
@@ -548,31 +572,39 @@ def test_the_import_is_idempotent_by_migration_and_an_aborted_one_never_lands(pa
     import urllib.parse
 
     from xapi_sim.persist import enc
+
     src_db = pair.src.world.pools[0].db
     row = src_db.get("VM", pair.vm)
     dest = pair.dest()
     u = urllib.parse.urlsplit(dest["master"])
 
     def put(migration, body=None, **extra):
-        q = urllib.parse.urlencode({"session_id": dest["session_id"], "host": dest["host"],
-                                    "migration": migration, **extra})
+        q = urllib.parse.urlencode(
+            {
+                "session_id": dest["session_id"],
+                "host": dest["host"],
+                "migration": migration,
+                **extra,
+            }
+        )
         conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
         conn.request("PUT", f"/import_metadata?{q}", body if body is not None else b"")
         r = conn.getresponse()
         out = (r.status, json.loads(r.read()))
         conn.close()
         return out
+
     body = json.dumps({"VM": enc(dict(row)), "VM_metrics": {}, "ref": pair.vm}).encode()
     assert put("m1", body) == (200, {"vm": pair.vm})
-    assert put("m1", body) == (200, {"vm": pair.vm})          # the same request again
-    status, answer = put("m2", body)                           # another migration of it
+    assert put("m1", body) == (200, {"vm": pair.vm})  # the same request again
+    status, answer = put("m2", body)  # another migration of it
     assert status == 409 and answer["error"][0] == "VM_MIGRATE_FAILED"
     ddb = pair.dst.world.pools[0].db
     assert list(ddb.uuids["VM"]).count(row["uuid"]) == 1
     assert put("m1", abort="true") == (200, {"aborted": True, "destroyed": True})
     assert row["uuid"] not in ddb.uuids["VM"]
     assert put("m1", abort="true") == (200, {"aborted": True, "destroyed": False})
-    status, answer = put("m1", body)                           # fenced
+    status, answer = put("m1", body)  # fenced
     assert status == 409 and answer["error"][-1] == "the migration was aborted by its source"
     assert row["uuid"] not in ddb.uuids["VM"]
     assert ddb.check_relations() == []
@@ -589,13 +621,14 @@ def test_faults_on_either_side_of_a_remote_migration_leave_one_copy(pair, monkey
             hits = [0]
 
             def failing(*args, _real=real, _hits=hits, **kw):
-                if args[0] in ("session", "task"):    # the session check, the task
+                if args[0] in ("session", "task"):  # the session check, the task
                     return _real(*args, **kw)
                 _hits[0] += 1
                 if _hits[0] == 1:
                     raise Failure("INTERNAL_ERROR", "injected")
                 return _real(*args, **kw)
-            dest = pair.dest()          # made before the fault is armed
+
+            dest = pair.dest()  # made before the fault is armed
             before = pair.vm_row() if pair.where()[0][0] == "source" else None
             monkeypatch.setattr(db, method, failing)
             try:
@@ -603,8 +636,7 @@ def test_faults_on_either_side_of_a_remote_migration_leave_one_copy(pair, monkey
                 moved = True
             except XenAPI.Failure as e:
                 moved = False
-                assert e.details[0] in ("INTERNAL_ERROR", "VM_MIGRATE_FAILED"), \
-                    e.details
+                assert e.details[0] in ("INTERNAL_ERROR", "VM_MIGRATE_FAILED"), e.details
             monkeypatch.setattr(db, method, real)
             if moved:
                 # the fault hit a write the migration does not make (e.g. remove on the
@@ -616,8 +648,7 @@ def test_faults_on_either_side_of_a_remote_migration_leave_one_copy(pair, monkey
                 pair.check("source")
                 assert pair.vm_row() == before, (side, method)
     # reserve (a source update), release (a source remove), import (destination adds)
-    assert failed >= {("source", "update"), ("source", "remove"), ("destination", "add")}, \
-        failed
+    assert failed >= {("source", "update"), ("source", "remove"), ("destination", "add")}, failed
 
 
 def test_a_rollback_restores_the_order_of_a_relation_set():

@@ -5,6 +5,7 @@ Real clients: the ``XenAPI`` package over XML-RPC, raw JSON-RPC for the control 
 ``xapi-sim serve`` command line. The reference is xen-api ``ocaml/xapi/xapi_session.ml``
 (see the docstring of ``xapi_sim/classes/session.py``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,7 +64,7 @@ def can_login(url, pwd):
 def can_local_login(url, pwd):
     try:
         s = local_login(url, pwd)
-        s.xenapi.session.logout()          # XenAPI sends session.local_logout
+        s.xenapi.session.logout()  # XenAPI sends session.local_logout
         return True
     except XenAPI.Failure as e:
         assert e.details == ["SESSION_AUTHENTICATION_FAILED", "root", "Authentication failure"]
@@ -71,6 +72,7 @@ def can_local_login(url, pwd):
 
 
 # -- item 9: passwords belong to a pool ---------------------------------------------------
+
 
 def test_standalone_host_change_password_stays_in_its_own_pool(fresh_world):
     w = fresh_world
@@ -90,7 +92,7 @@ def test_pool_change_password_reaches_every_member(fresh_world):
     w = fresh_world
     login(w.url("xs1")).xenapi.session.change_password("xenroot", "pool-a-pw")
     assert can_login(w.url("xs1"), "pool-a-pw") and not can_login(w.url("xs1"), "xenroot")
-    for member in ("xs2", "xs3"):   # config-file sync: the members have the new password
+    for member in ("xs2", "xs3"):  # config-file sync: the members have the new password
         assert can_local_login(w.url(member), "pool-a-pw")
         assert not can_local_login(w.url(member), "xenroot")
         # a member still refuses normal logins before looking at the password
@@ -108,8 +110,10 @@ def test_change_password_ignores_old_password_as_xapi_does(fresh_world):
 def test_empty_new_password_is_rejected_and_changes_nothing(fresh_world):
     w = fresh_world
     x = login(w.url("xs1")).xenapi
-    assert refused(x.session.change_password, "xenroot", "") == \
-        ["CHANGE_PASSWORD_REJECTED", "Authentication token manipulation error"]
+    assert refused(x.session.change_password, "xenroot", "") == [
+        "CHANGE_PASSWORD_REJECTED",
+        "Authentication token manipulation error",
+    ]
     assert can_login(w.url("xs1"), "xenroot")
     # PAM_DISALLOW_NULL_AUTHTOK: an empty password never logs in
     assert not can_login(w.url("xs1"), "")
@@ -123,8 +127,11 @@ def test_joiner_takes_the_pool_password_ejected_host_keeps_it(fresh_world):
     x1.session.change_password("xenroot", "pool-a-pw")
     master = w.host("xs1").address
     # the join logs in to the master: the master pool's password, not the joiner's
-    assert refused(x4.pool.join, master, "root", "own-xs4") == \
-        ["SESSION_AUTHENTICATION_FAILED", "root", "Authentication failure"]
+    assert refused(x4.pool.join, master, "root", "own-xs4") == [
+        "SESSION_AUTHENTICATION_FAILED",
+        "root",
+        "Authentication failure",
+    ]
     x4.pool.join(master, "root", "pool-a-pw")
     assert w.host("xs4").pool is w.host("xs1").pool
     assert can_local_login(w.url("xs4"), "pool-a-pw")
@@ -153,15 +160,18 @@ def test_new_hosts_start_with_the_starting_password(fresh_world):
 
 def test_local_session_is_valid_on_its_host_only_until_xapi_restarts(fresh_world):
     w = fresh_world
-    s = local_login(w.url("xs2"))               # a member: no HOST_IS_SLAVE
+    s = local_login(w.url("xs2"))  # a member: no HOST_IS_SLAVE
     ref = s.handle
     assert s.xenapi.host.get_by_name_label("xs2")
     # not in the database: other hosts of the pool do not know it
     assert raw(w.url("xs1"), "pool.get_all", ref) == ["SESSION_INVALID", ref]
     assert raw(w.url("xs3"), "pool.get_all", ref) == ["SESSION_INVALID", ref]
     # not a database session: change_password cannot read it
-    assert refused(s.xenapi.session.change_password, "xenroot", "x") == \
-        ["HANDLE_INVALID", "session", ref]
+    assert refused(s.xenapi.session.change_password, "xenroot", "x") == [
+        "HANDLE_INVALID",
+        "session",
+        ref,
+    ]
     # the host's xapi restarts: its local sessions are gone
     login(w.url("xs1")).xenapi.host.restart_agent(w.host("xs2").ref)
     assert raw(w.url("xs2"), "pool.get_all", ref) == ["SESSION_INVALID", ref]
@@ -169,18 +179,21 @@ def test_local_session_is_valid_on_its_host_only_until_xapi_restarts(fresh_world
     s2 = local_login(w.url("xs2"))
     ref2 = s2.handle
     assert raw(w.url("xs2"), "pool.get_all", ref2)[0] == "Success"
-    s2.xenapi.session.logout()                   # XenAPI: session.local_logout
+    s2.xenapi.session.logout()  # XenAPI: session.local_logout
     assert raw(w.url("xs2"), "pool.get_all", ref2) == ["SESSION_INVALID", ref2]
 
 
 def test_local_sessions_are_bounded_per_host():
     from xapi_sim import scenario
     from xapi_sim.dispatch import Dispatcher
+
     world = scenario.build(scenario.default(), seed=5)
     d = Dispatcher(world)
     xs2 = world.host_by_name("xs2")
-    refs = [d.dispatch(xs2, "session.slave_local_login_with_password", ["root", "xenroot"])
-            for _ in range(sess.MAX_LOCAL_SESSIONS_PER_HOST + 20)]
+    refs = [
+        d.dispatch(xs2, "session.slave_local_login_with_password", ["root", "xenroot"])
+        for _ in range(sess.MAX_LOCAL_SESSIONS_PER_HOST + 20)
+    ]
     local = world.service(sess.LocalSessions)
     assert len(local.hosts[xs2.ref][1]) == sess.MAX_LOCAL_SESSIONS_PER_HOST
     assert not local.valid(xs2, refs[0]) and local.valid(xs2, refs[-1])
@@ -195,10 +208,24 @@ def test_passwords_survive_kill_9_and_old_state_loads(tmp_path):
     def serve():
         if ready.exists():
             ready.unlink()
-        p = subprocess.Popen([sys.executable, "-m", "xapi_sim", "serve", "--port", "0",
-                              "--auth-delay", "0", "--state-dir", str(state),
-                              "--ready-file", str(ready)],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        p = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "xapi_sim",
+                "serve",
+                "--port",
+                "0",
+                "--auth-delay",
+                "0",
+                "--state-dir",
+                str(state),
+                "--ready-file",
+                str(ready),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.time() + 30
         while not ready.exists():
             assert p.poll() is None and time.time() < deadline
@@ -210,7 +237,7 @@ def test_passwords_survive_kill_9_and_old_state_loads(tmp_path):
         login(urls["xs4"]).xenapi.session.change_password("xenroot", "xs4-pw")
         login(urls["xs1"]).xenapi.session.change_password("xenroot", "pool-a-pw")
     finally:
-        os.kill(p.pid, signal.SIGKILL)         # acknowledged: in the journal
+        os.kill(p.pid, signal.SIGKILL)  # acknowledged: in the journal
         p.wait()
     p, urls = serve()
     try:
@@ -238,6 +265,7 @@ def test_passwords_survive_kill_9_and_old_state_loads(tmp_path):
 
 # -- item 11: brute force ------------------------------------------------------------------
 
+
 def _serve_args(*argv):
     parser = argparse.ArgumentParser()
     cli._serve_parser(parser.add_subparsers(dest="command"))
@@ -257,9 +285,22 @@ def test_serve_waits_xapis_delay_after_a_failed_login_by_default():
 
 def test_serve_auth_delay_is_applied(tmp_path):
     ready = tmp_path / "ready.json"
-    p = subprocess.Popen([sys.executable, "-m", "xapi_sim", "serve", "--port", "0",
-                          "--auth-delay", "1", "--ready-file", str(ready)],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "xapi_sim",
+            "serve",
+            "--port",
+            "0",
+            "--auth-delay",
+            "1",
+            "--ready-file",
+            str(ready),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.time() + 30
         while not ready.exists():
@@ -295,7 +336,7 @@ def test_hammering_wrong_passwords_does_not_slow_correct_logins():
         for t in threads:
             t.start()
         try:
-            time.sleep(0.3)                      # every hammer is inside its delay
+            time.sleep(0.3)  # every hammer is inside its delay
             for _ in range(10):
                 t0 = time.monotonic()
                 assert can_login(url, "xenroot")
@@ -316,6 +357,7 @@ def test_failed_login_counter_is_exact_under_many_threads():
     from xapi_sim import scenario
     from xapi_sim.dispatch import Dispatcher
     from xapi_sim.errors import Failure
+
     world = scenario.build(scenario.default(), seed=2)
     d = Dispatcher(world)
     xs1, xs2, xs4 = (world.host_by_name(n) for n in ("xs1", "xs2", "xs4"))
@@ -326,13 +368,14 @@ def test_failed_login_counter_is_exact_under_many_threads():
     def worker(i):
         start.wait()
         for j in range(per_thread):
-            host, method = [(xs1, "session.login_with_password"),
-                            (xs2, "session.slave_local_login_with_password"),
-                            (xs4, "session.login_with_password")][(i + j) % 3]
+            host, method = [
+                (xs1, "session.login_with_password"),
+                (xs2, "session.slave_local_login_with_password"),
+                (xs4, "session.login_with_password"),
+            ][(i + j) % 3]
             pwd = "xenroot" if j % 4 == 0 else f"guess{i}-{j}"
             try:
-                s = d.dispatch(host, method, [f"user{i}" if pwd != "xenroot" else "root",
-                                               pwd])
+                s = d.dispatch(host, method, [f"user{i}" if pwd != "xenroot" else "root", pwd])
                 assert pwd == "xenroot", s
             except Failure as e:
                 if e.args[0] != "SESSION_AUTHENTICATION_FAILED" or pwd == "xenroot":
@@ -368,19 +411,26 @@ def test_auth_stats_over_both_wires_and_with_the_join_login(fresh_world):
     assert not can_login(w.url("xs4"), "nope")
     x4 = login(w.url("xs4")).xenapi
     # the join's login to the master is a failed login of the master's pool
-    assert refused(x4.pool.join, w.host("xs1").address, "root", "nope")[0] == \
-        "SESSION_AUTHENTICATION_FAILED"
+    assert (
+        refused(x4.pool.join, w.host("xs1").address, "root", "nope")[0]
+        == "SESSION_AUTHENTICATION_FAILED"
+    )
     s = login(w.url("xs1"))
     stats = s.xenapi_request("sim.auth_stats", ())
     pa, p4 = w.host("xs1").pool.ref, w.host("xs4").pool.ref
-    assert stats[pa]["failed"] == "1" and stats[p4]["failed"] == "1"   # XML-RPC: int64 text
+    assert stats[pa]["failed"] == "1" and stats[p4]["failed"] == "1"  # XML-RPC: int64 text
     import urllib.request
-    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "sim.auth_stats",
-                       "params": [s.handle]}).encode()
-    req = urllib.request.Request(w.url("xs5") + "jsonrpc", body,
-                                 {"Content-Type": "application/json"})
+
+    body = json.dumps(
+        {"jsonrpc": "2.0", "id": 1, "method": "sim.auth_stats", "params": [s.handle]}
+    ).encode()
+    req = urllib.request.Request(
+        w.url("xs5") + "jsonrpc", body, {"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(req, timeout=10) as r:
         result = json.loads(r.read())["result"]
     assert result[pa]["failed"] == 1 and result[p4]["last_user"] == "root"
-    assert refused(s.xenapi_request, "sim.auth_stats", ("extra",))[0] == \
-        "MESSAGE_PARAMETER_COUNT_MISMATCH"
+    assert (
+        refused(s.xenapi_request, "sim.auth_stats", ("extra",))[0]
+        == "MESSAGE_PARAMETER_COUNT_MISMATCH"
+    )

@@ -13,6 +13,7 @@ the load and memory does not grow with a second round. Slow and stalled clients 
 keep-alive sockets, half-sent requests, byte-a-second trickles -- hold no thread, do not
 block anyone and are closed by the idle and request timeouts.
 """
+
 from __future__ import annotations
 
 import gc
@@ -30,7 +31,7 @@ import XenAPI
 from xapi_sim.testing import running_world, soak
 from xapi_sim.wire import http as http_mod
 
-SOAK = Path(__file__).resolve().parents[2] / "scripts" / "soak.py"   # the launcher
+SOAK = Path(__file__).resolve().parents[2] / "scripts" / "soak.py"  # the launcher
 
 IDLE, REQUEST = 1.5, 2.5
 
@@ -38,7 +39,7 @@ IDLE, REQUEST = 1.5, 2.5
 @pytest.fixture
 def lab():
     with running_world(soak.scenario_toml(60), seed=4) as w:
-        w.world.idle_timeout = IDLE          # read when a connection is accepted
+        w.world.idle_timeout = IDLE  # read when a connection is accepted
         w.world.request_timeout = REQUEST
         yield w
 
@@ -74,15 +75,18 @@ def one_round(w, seconds, clients_n=50, pollers_n=50, seed=0):
     for i in range(clients_n):
         p = 0 if names[i] in lay[0][4] else 1
         url, pool, hosts, _, vms = lay[p]
-        clients.append(soak.Client(i, url, vms[names[i]], pool, hosts, stats, stop, seed,
-                                   gate=gate))
+        clients.append(
+            soak.Client(i, url, vms[names[i]], pool, hosts, stats, stop, seed, gate=gate)
+        )
     # server, clients and pollers share one interpreter here: allow for the GIL in the
     # long-poll timing (the soak script runs the server in its own process)
-    pollers = [soak.Poller(i, urls[i % 2], stats, stop, timeout=1.0, slack=8.0, gate=gate)
-               for i in range(pollers_n)]
+    pollers = [
+        soak.Poller(i, urls[i % 2], stats, stop, timeout=1.0, slack=8.0, gate=gate)
+        for i in range(pollers_n)
+    ]
     for t in clients + pollers:
         t.start()
-    gate.set()                      # all at once
+    gate.set()  # all at once
     time.sleep(seconds)
     stop.set()
     t0 = time.monotonic()
@@ -102,11 +106,22 @@ def test_fifty_clients_and_fifty_long_polls(lab):
     before = server_threads()
     stats, clients, pollers = one_round(lab, 2.5)
     ok = sum(n for (op, out), n in stats.counts.items() if out == "ok")
-    vm_ops = sum(n for (op, out), n in stats.counts.items()
-                 if out == "ok" and op in ("VM.start", "VM.clean_shutdown", "VM.suspend",
-                                           "VM.resume", "VM.pool_migrate", "VM.hard_reboot"))
+    vm_ops = sum(
+        n
+        for (op, out), n in stats.counts.items()
+        if out == "ok"
+        and op
+        in (
+            "VM.start",
+            "VM.clean_shutdown",
+            "VM.suspend",
+            "VM.resume",
+            "VM.pool_migrate",
+            "VM.hard_reboot",
+        )
+    )
     failed = {k: n for k, n in stats.counts.items() if k[1] != "ok"}
-    assert not failed, failed                  # no faults injected: everything succeeds
+    assert not failed, failed  # no faults injected: everything succeeds
     assert ok > 150 and vm_ops > 10, (ok, vm_ops)
     assert all(p.polls > 0 for p in pollers)
     # every connection closed by its client: the server's threads go back
@@ -124,7 +139,7 @@ def test_fifty_clients_and_fifty_long_polls(lab):
         assert rss2 - rss1 < 48 * 1024, f"memory grew by {(rss2 - rss1) // 1024} MiB"
     db = w.pools[0].db
     assert not [t for t in db.tables["task"].values() if t["status"] == "pending"]
-    assert len(db.tables["session"]) <= 2 * (50 + 50) + 10     # two rounds of logins
+    assert len(db.tables["session"]) <= 2 * (50 + 50) + 10  # two rounds of logins
     assert wait_for(lambda: server_threads() <= before, 5)
 
 
@@ -152,13 +167,15 @@ def test_slow_and_stalled_clients_cannot_block_others(lab):
     half = []
     for _ in range(20):
         s = socket.create_connection((host, port))
-        s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\n"
-                  b"Content-Length: 500\r\n\r\n<methodCall><methodName>pool.ge")
+        s.sendall(
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\n"
+            b"Content-Length: 500\r\n\r\n<methodCall><methodName>pool.ge"
+        )
         half.append(s)
     heads = []
     for _ in range(10):
         s = socket.create_connection((host, port))
-        s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Ty")     # not even the head
+        s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Ty")  # not even the head
         heads.append(s)
     trickle_closed = []
 
@@ -219,7 +236,7 @@ def test_when_every_connection_slot_is_taken_the_idle_timeout_frees_them(monkeyp
         time.sleep(0.2)
         t0 = time.monotonic()
         s = XenAPI.Session(url)
-        s.xenapi.login_with_password("root", "xenroot")       # waits for a free slot
+        s.xenapi.login_with_password("root", "xenroot")  # waits for a free slot
         waited = time.monotonic() - t0
         assert 0.5 <= waited < 4, waited
         s.xenapi.session.logout()
@@ -231,9 +248,23 @@ def test_when_every_connection_slot_is_taken_the_idle_timeout_frees_them(monkeyp
 def test_the_soak_script_runs_and_its_checks_pass(tmp_path):
     """A few seconds of scripts/soak.py (load, faults, crashes, logouts, kill -9 and restart
     from a state dir), so the script cannot rot; long runs are for humans."""
-    r = subprocess.run([sys.executable, str(SOAK), "--seconds", "3", "--clients", "6",
-                        "--pollers", "2", "--state-dir", str(tmp_path / "state")],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(SOAK),
+            "--seconds",
+            "3",
+            "--clients",
+            "6",
+            "--pollers",
+            "2",
+            "--state-dir",
+            str(tmp_path / "state"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "FAIL " not in r.stdout and "checks passed" in r.stdout
     assert "calls per operation and outcome" in r.stdout

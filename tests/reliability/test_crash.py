@@ -7,6 +7,7 @@ administrator resets them). When it boots again, xapi's start-up resync
 (``xapi_xenops.ml``: VMs the database says are resident but xenopsd does not know) resets
 them to ``Halted``, ``resident_on`` NULL.
 """
+
 from __future__ import annotations
 
 import socket
@@ -23,7 +24,7 @@ def lab(fresh_world, login):
     yield fresh_world, s, x, h
     try:
         x.session.logout()
-    except Exception:   # noqa: BLE001
+    except Exception:  # noqa: BLE001
         pass
 
 

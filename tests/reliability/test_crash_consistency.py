@@ -10,6 +10,7 @@ one pool), the server is restarted from it and the same is checked over the wire
 operation must have happened entirely or not at all: the state is the one after the
 acknowledged operations, or after those plus the one in flight.
 """
+
 from __future__ import annotations
 
 import http.client
@@ -48,7 +49,7 @@ class Model:
             m.enabled[op[1]] = True
             for vm, on in m.vm_on.items():
                 if on == op[1]:
-                    m.vm_on[vm] = (ANY, op[1])      # evacuated elsewhere, or halted
+                    m.vm_on[vm] = (ANY, op[1])  # evacuated elsewhere, or halted
         elif kind == "migrate":
             m.vm_on[op[1]] = op[3]
         elif kind == "join":
@@ -94,8 +95,10 @@ def observe_world(world) -> tuple[Model, list]:
             live = db.get("host_metrics", row["metrics"])["live"]
             dom0 = [v for v in row["resident_VMs"] if db.get("VM", v)["is_control_domain"]]
             if h.state != "up" or not live or len(dom0) != 1:
-                bad.append(f"host {h.name_label}: state {h.state}, live {live}, "
-                           f"{len(dom0)} control domains")
+                bad.append(
+                    f"host {h.name_label}: state {h.state}, live {live}, "
+                    f"{len(dom0)} control domains"
+                )
         for _ref, row in db.rows("VM"):
             on = row["resident_on"]
             if row["power_state"] in ("Running", "Paused"):
@@ -108,11 +111,16 @@ def observe_world(world) -> tuple[Model, list]:
     homes = [p for p in world.pools if p.db.exists("host", xs4.ref)]
     if len(homes) != 1 or homes[0] is not xs4.pool:
         bad.append(f"xs4 has a host row in {len(homes)} pools")
-    enabled = {world.hosts[r].name_label: row["enabled"] for p in {pool_a, xs4.pool}
-               for r, row in p.db.rows("host")}
-    vm_on = {row["name_label"]: names.get(row["resident_on"])
-             for ref, row in pool_a.db.rows("VM")
-             if not row["is_control_domain"] and not row["is_a_template"]}
+    enabled = {
+        world.hosts[r].name_label: row["enabled"]
+        for p in {pool_a, xs4.pool}
+        for r, row in p.db.rows("host")
+    }
+    vm_on = {
+        row["name_label"]: names.get(row["resident_on"])
+        for ref, row in pool_a.db.rows("VM")
+        if not row["is_control_domain"] and not row["is_a_template"]
+    }
     return Model(xs4.pool is pool_a, enabled, vm_on), bad
 
 
@@ -127,8 +135,11 @@ def observe_wire(srv) -> tuple[Model, list]:
     name = {ref: r["name_label"] for ref, r in hosts.items()}
     for _ref, r in hosts.items():
         dom0 = [v for v in r["resident_VMs"] if vms[v]["is_control_domain"]]
-        if not metrics[r["metrics"]]["live"] or len(dom0) != 1 or \
-                vms[dom0[0]]["power_state"] != "Running":
+        if (
+            not metrics[r["metrics"]]["live"]
+            or len(dom0) != 1
+            or vms[dom0[0]]["power_state"] != "Running"
+        ):
             bad.append(f"host {r['name_label']} not fully up over the wire")
     bad += check_invariants(s1, "pool-a")
     enabled = {r["name_label"]: r["enabled"] for r in hosts.values()}
@@ -141,11 +152,15 @@ def observe_wire(srv) -> tuple[Model, list]:
     else:
         if member:
             bad.append("xs4 answers as a master while pool-a lists it")
-        enabled.update({r["name_label"]: r["enabled"]
-                        for r in s4.xenapi.host.get_all_records().values()})
+        enabled.update(
+            {r["name_label"]: r["enabled"] for r in s4.xenapi.host.get_all_records().values()}
+        )
         bad += check_invariants(s4, "xs4")
-    vm_on = {r["name_label"]: name.get(r["resident_on"]) for r in vms.values()
-             if not r["is_control_domain"] and not r["is_a_template"]}
+    vm_on = {
+        r["name_label"]: name.get(r["resident_on"])
+        for r in vms.values()
+        if not r["is_control_domain"] and not r["is_a_template"]
+    }
     return Model(member, enabled, vm_on), bad
 
 
@@ -186,8 +201,7 @@ class Lane:
                     log.append(entry)
                     try:
                         if op[0] == "join":
-                            x4.pool.join(self.srv.hosts["xs1"]["address"], "root",
-                                         "xenroot")
+                            x4.pool.join(self.srv.hosts["xs1"]["address"], "root", "xenroot")
                         elif op[0] == "eject":
                             x.pool.eject(ref["xs4"])
                         elif op[0] in ("disable", "reboot"):
@@ -198,21 +212,25 @@ class Lane:
                         entry[1] = "acked"
                         m = m.after(op)
                         if op[0] == "join":
-                            ref = {r["name_label"]: h for h, r in
-                                   x.host.get_all_records().items()}
+                            ref = {r["name_label"]: h for h, r in x.host.get_all_records().items()}
                         elif op[0] == "eject":
                             x4 = login(self.srv.url("xs4")).xenapi
                         elif op[0] == "reboot":
                             # placement after an evacuation is the server's choice
-                            m.vm_on.update({r["name_label"]: next(
-                                (n for n, hr in ref.items() if hr == r["resident_on"]), None)
-                                for r in x.VM.get_all_records().values()
-                                if r["name_label"] in m.vm_on})
+                            m.vm_on.update(
+                                {
+                                    r["name_label"]: next(
+                                        (n for n, hr in ref.items() if hr == r["resident_on"]), None
+                                    )
+                                    for r in x.VM.get_all_records().values()
+                                    if r["name_label"] in m.vm_on
+                                }
+                            )
                     except XenAPI.Failure:
                         entry[1] = "failed"
                         break
         except CONN_ERRORS:
-            return      # the server was killed: the last entry, if any, is in flight
+            return  # the server was killed: the last entry, if any, is in flight
 
     def run(self, kills):
         try:
@@ -223,12 +241,16 @@ class Lane:
                 self.iteration(i, seen)
                 seen, bad = observe_wire(self.srv.start())
                 self.problems += [f"kill {i} over the wire: {b}" for b in bad]
-                if (seen.member, seen.enabled, seen.vm_on) != \
-                        (self.loaded.member, self.loaded.enabled, self.loaded.vm_on):
+                if (seen.member, seen.enabled, seen.vm_on) != (
+                    self.loaded.member,
+                    self.loaded.enabled,
+                    self.loaded.vm_on,
+                ):
                     self.problems.append(
                         f"kill {i}: the restarted server differs from its directory: "
                         f"{(seen.member, seen.enabled, seen.vm_on)} != "
-                        f"{(self.loaded.member, self.loaded.enabled, self.loaded.vm_on)}")
+                        f"{(self.loaded.member, self.loaded.enabled, self.loaded.vm_on)}"
+                    )
             assert self.srv.stop() == 0
         except Exception as e:  # noqa: BLE001 -- reported by the test
             self.problems.append(f"{type(e).__name__}: {e}")
@@ -257,8 +279,10 @@ class Lane:
             options.append(expect.after(log[-1][0]))
         diffs = [o.differences(self.loaded) for o in options]
         if all(diffs):
-            self.problems.append(f"kill {i}: neither before nor after the operation in "
-                                 f"flight ({log[-1][0] if log else None}): {diffs}")
+            self.problems.append(
+                f"kill {i}: neither before nor after the operation in "
+                f"flight ({log[-1][0] if log else None}): {diffs}"
+            )
 
     @staticmethod
     def replay(start, log):
@@ -291,6 +315,8 @@ def test_kill_9_during_long_operations_leaves_a_consistent_world(tmp_path):
     # every kind of operation ran, and some were cut by a kill
     assert {"join", "eject", "disable", "reboot", "migrate"} <= set(kinds), kinds
     assert sum(lane.ops["in flight"] for lane in lanes) >= 5
-    print(f"{sum(lane.kills for lane in lanes)} kills in {time.monotonic() - t0:.1f} s; "
-          f"operations {kinds}; outcomes "
-          f"{ {k: sum(lane.ops[k] for lane in lanes) for k in lanes[0].ops} }")
+    print(
+        f"{sum(lane.kills for lane in lanes)} kills in {time.monotonic() - t0:.1f} s; "
+        f"operations {kinds}; outcomes "
+        f"{ {k: sum(lane.ops[k] for lane in lanes) for k in lanes[0].ops} }"
+    )

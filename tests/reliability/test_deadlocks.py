@@ -16,6 +16,7 @@ behind.
 * journal compaction at a tiny threshold under 8 writer threads (``--state-dir``); the
   state dir then loads back to the live world.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -53,8 +54,11 @@ def watchdog(targets, seconds=WATCHDOG, name="load"):
             fn()
         except BaseException as e:  # noqa: BLE001 -- reported by the main thread
             errors.append(e)
-    threads = [threading.Thread(target=run, args=(fn,), name=f"{name}-{i}", daemon=True)
-               for i, fn in enumerate(targets)]
+
+    threads = [
+        threading.Thread(target=run, args=(fn,), name=f"{name}-{i}", daemon=True)
+        for i, fn in enumerate(targets)
+    ]
     for t in threads:
         t.start()
     t0 = time.monotonic()
@@ -66,8 +70,10 @@ def watchdog(targets, seconds=WATCHDOG, name="load"):
     if hung:
         sys.stderr.write(f"\n--- watchdog: {hung} still running after {seconds} s ---\n")
         faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
-        pytest.fail(f"deadlock or hang: {hung} still running after {seconds} s "
-                    "(stacks of every thread on stderr)")
+        pytest.fail(
+            f"deadlock or hang: {hung} still running after {seconds} s "
+            "(stacks of every thread on stderr)"
+        )
     if errors:
         raise errors[0]
     return time.monotonic() - t0
@@ -95,8 +101,10 @@ def invariants(*worlds, vms=None):
         for h in w.hosts.values():
             holders = [p.ref for p in w.pools if h.ref in p.db.tables["host"]]
             if h.pool is None or h.pool not in w.pools or holders != [h.pool.ref]:
-                problems.append(f"host {h.name_label} in pools {holders}, "
-                                f"runtime pool {h.pool.ref if h.pool else None}")
+                problems.append(
+                    f"host {h.name_label} in pools {holders}, "
+                    f"runtime pool {h.pool.ref if h.pool else None}"
+                )
     for uuid, pools in where.items():
         if len(pools) != 1:
             problems.append(f"VM {uuid} in {len(pools)} pools")
@@ -110,14 +118,17 @@ def two_pools(vms_per_pool, prefix=""):
     text = ""
     for p in "ab":
         for i in (1, 2):
-            text += f'[[host]]\nname_label = "{prefix}{p}{i}"\ncpu = "Haswell"\n' \
-                    f'memory = "256GiB"\n'
-        text += f'[[pool]]\nname_label = "{prefix}{p.upper()}"\nmaster = "{prefix}{p}1"\n' \
-                f'members = ["{prefix}{p}2"]\n'
+            text += f'[[host]]\nname_label = "{prefix}{p}{i}"\ncpu = "Haswell"\nmemory = "256GiB"\n'
+        text += (
+            f'[[pool]]\nname_label = "{prefix}{p.upper()}"\nmaster = "{prefix}{p}1"\n'
+            f'members = ["{prefix}{p}2"]\n'
+        )
         for i in range(vms_per_pool):
             state = "Running" if i % 3 else "Halted"
-            text += f'[[vm]]\nname_label = "{prefix}{p}-vm{i}"\npower_state = "{state}"\n' \
-                    f'host = "{prefix}{p}{1 + i % 2}"\nmemory = "1GiB"\n'
+            text += (
+                f'[[vm]]\nname_label = "{prefix}{p}-vm{i}"\npower_state = "{state}"\n'
+                f'host = "{prefix}{p}{1 + i % 2}"\nmemory = "1GiB"\n'
+            )
     return text
 
 
@@ -132,7 +143,7 @@ class Migrator:
     (each VM starts in its own pool, so the threads migrate in both directions at once)."""
 
     def __init__(self, urls, vms, rounds):
-        self.urls, self.vms, self.rounds = urls, vms, rounds   # vms: [(ref, home index)]
+        self.urls, self.vms, self.rounds = urls, vms, rounds  # vms: [(ref, home index)]
         self.done = 0
 
     def __call__(self):
@@ -159,8 +170,9 @@ class Migrator:
 
 
 def _vms(x, prefix):
-    return sorted(r for r, rec in x.VM.get_all_records().items()
-                  if rec["name_label"].startswith(prefix))
+    return sorted(
+        r for r, rec in x.VM.get_all_records().items() if rec["name_label"].startswith(prefix)
+    )
 
 
 @pytest.fixture
@@ -173,6 +185,7 @@ def conflicts(monkeypatch):
     def counting(self, *a, **kw):
         seen.append(1)
         real(self, *a, **kw)
+
     monkeypatch.setattr(store.LockOrderConflict, "__init__", counting)
     return seen
 
@@ -187,6 +200,7 @@ def test_opposite_direction_migrations_in_one_world(conflicts, monkeypatch):
     def slow_land(*args):
         time.sleep(0.003)
         return real_land(*args)
+
     monkeypatch.setattr(cross_pool, "land", slow_land)
     with running_world(two_pools(10), seed=31) as w:
         urls = [w.url("a1"), w.url("b1")]
@@ -201,8 +215,10 @@ def test_opposite_direction_migrations_in_one_world(conflicts, monkeypatch):
         # five moves each: every VM ended in the other pool
         assert sorted(_vms(xb, "a-vm")) == a_vms and sorted(_vms(xa, "b-vm")) == b_vms
         assert conflicts, "no two migrations overlapped: the test proved nothing"
-        sys.stderr.write(f"100 opposite-direction migrations in one world: {took:.2f} s, "
-                         f"{len(conflicts)} lock-order conflicts rerun\n")
+        sys.stderr.write(
+            f"100 opposite-direction migrations in one world: {took:.2f} s, "
+            f"{len(conflicts)} lock-order conflicts rerun\n"
+        )
 
 
 def test_opposite_direction_migrations_between_worlds():
@@ -247,9 +263,17 @@ cpu = "Haswell"
 """
 
 # What the racing calls may answer (XAPI's errors for a host in the wrong state).
-RACE_ERRORS = {"HOST_NOT_DISABLED", "HOST_OFFLINE", "HOST_IS_SLAVE", "SESSION_INVALID",
-               "HANDLE_INVALID", "OPERATION_NOT_ALLOWED", "JOINING_HOST_CONNECTION_FAILED",
-               "HOST_HAS_RESIDENT_VMS", "JOINING_HOST_CANNOT_BE_MASTER_OF_OTHER_HOSTS"}
+RACE_ERRORS = {
+    "HOST_NOT_DISABLED",
+    "HOST_OFFLINE",
+    "HOST_IS_SLAVE",
+    "SESSION_INVALID",
+    "HANDLE_INVALID",
+    "OPERATION_NOT_ALLOWED",
+    "JOINING_HOST_CONNECTION_FAILED",
+    "HOST_HAS_RESIDENT_VMS",
+    "JOINING_HOST_CANNOT_BE_MASTER_OF_OTHER_HOSTS",
+}
 
 
 class Racer:
@@ -262,13 +286,14 @@ class Racer:
         self.lock = threading.Lock()
 
     def session(self, master):
-        return self.d.dispatch(master, "session.login_with_password",
-                               ["root", "xenroot", "1.0", "race"])
+        return self.d.dispatch(
+            master, "session.login_with_password", ["root", "xenroot", "1.0", "race"]
+        )
 
     def call(self, endpoint, method, *params):
         """Log in at ``endpoint``'s master and call: True if it succeeded, False for an
         expected XAPI error (counted)."""
-        pool = endpoint.pool       # runtime state, read without a lock: may be mid-change
+        pool = endpoint.pool  # runtime state, read without a lock: may be mid-change
         code = "host between pools"
         if pool is not None:
             try:
@@ -307,6 +332,7 @@ def test_host_install_races_join_and_eject():
                         counts["ejected"] += 1
             finally:
                 stop.set()
+
         return run
 
     def installer():
@@ -325,8 +351,9 @@ def test_host_install_races_join_and_eject():
     assert counts["joined"] and counts["ejected"] and counts["installed"], (counts, r.errors)
     for h in world.hosts.values():
         assert h.state == "up", h
-    sys.stderr.write(f"install racing join/eject: {took:.2f} s, {counts}, "
-                     f"expected errors {r.errors}\n")
+    sys.stderr.write(
+        f"install racing join/eject: {took:.2f} s, {counts}, expected errors {r.errors}\n"
+    )
 
 
 def test_journal_compaction_under_eight_writers(monkeypatch):
@@ -341,6 +368,7 @@ def test_journal_compaction_under_eight_writers(monkeypatch):
     def counting(self):
         compactions.append(time.monotonic())
         return real(self)
+
     monkeypatch.setattr(persist.Journal, "compact", counting)
     try:
         world = scenario.build(scenario.loads(two_pools(8), "<compact>"), seed=35)
@@ -355,10 +383,14 @@ def test_journal_compaction_under_eight_writers(monkeypatch):
         def writer(i):
             def run():
                 m = masters[i % 2]
-                s = d.dispatch(m, "session.login_with_password", ["root", "xenroot", "1.0",
-                                                                  f"w{i}"])
-                vms = sorted(r for r, row in m.db.tables["VM"].items()
-                             if row["name_label"].startswith(("a-vm", "b-vm")))
+                s = d.dispatch(
+                    m, "session.login_with_password", ["root", "xenroot", "1.0", f"w{i}"]
+                )
+                vms = sorted(
+                    r
+                    for r, row in m.db.tables["VM"].items()
+                    if row["name_label"].startswith(("a-vm", "b-vm"))
+                )
                 vm = vms[i // 2]
                 for j in range(40):
                     d.dispatch(m, "VM.add_to_other_config", [s, vm, f"k{i}-{j}", str(j)])
@@ -369,6 +401,7 @@ def test_journal_compaction_under_eight_writers(monkeypatch):
                         acked[(m.pool.ref, vm, f"k{i}-{j}")] = str(j)
                         acked[(m.pool.ref, vm, "description")] = f"w{i} #{j}"
                         acked[(m.pool.ref, pool, f"w{i}-{j}")] = "x"
+
             return run
 
         took = watchdog([writer(i) for i in range(8)], name="writer")
@@ -388,8 +421,8 @@ def test_journal_compaction_under_eight_writers(monkeypatch):
             db = loaded[pref]
             if key == "description":
                 assert db.get("VM", ref)["name_description"] in {
-                    v for (p2, r2, k2), v in acked.items() if k2 == "description" and
-                    r2 == ref}
+                    v for (p2, r2, k2), v in acked.items() if k2 == "description" and r2 == ref
+                }
             elif db.exists("VM", ref):
                 assert db.get("VM", ref)["other_config"][key] == value
             else:

@@ -1,4 +1,5 @@
 """Durable state (issue 7): kill -9 at random moments of a write load loses nothing acknowledged."""
+
 from __future__ import annotations
 
 import json
@@ -18,9 +19,23 @@ def serve(state_dir, tmp_path, *extra):
     ready = tmp_path / "ready.json"
     if ready.exists():
         ready.unlink()
-    p = subprocess.Popen([sys.executable, "-m", "xapi_sim", "serve", "--port", "0",
-                          "--state-dir", str(state_dir), "--ready-file", str(ready), *extra],
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "xapi_sim",
+            "serve",
+            "--port",
+            "0",
+            "--state-dir",
+            str(state_dir),
+            "--ready-file",
+            str(ready),
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.time() + 30
     while not ready.exists():
         if p.poll() is not None or time.time() > deadline:
@@ -40,8 +55,8 @@ def login(url):
 def test_kill_9_during_writes_loses_nothing_acknowledged(tmp_path):
     state = tmp_path / "state"
     rng = random.Random(1234)
-    acked = {}          # key -> value acknowledged by the server
-    inflight = {}       # a write that may or may not have landed when the server died
+    acked = {}  # key -> value acknowledged by the server
+    inflight = {}  # a write that may or may not have landed when the server died
     p, hosts = serve(state, tmp_path, "--seed", "9")
     first_uuids = None
     try:
@@ -52,7 +67,7 @@ def test_kill_9_during_writes_loses_nothing_acknowledged(tmp_path):
             uuids = {r["uuid"]: ref for ref, r in x.VM.get_all_records().items()}
             if first_uuids is None:
                 first_uuids = uuids
-            assert uuids == first_uuids          # same UUIDs and refs after every restart
+            assert uuids == first_uuids  # same UUIDs and refs after every restart
             oc = x.VM.get_other_config(vm)
             for k, v in acked.items():
                 if k != "__desc":
@@ -70,7 +85,7 @@ def test_kill_9_during_writes_loses_nothing_acknowledged(tmp_path):
                         x.pool.set_name_description(pool, inflight["__desc"])
                         acked["__desc"] = inflight["__desc"]
                         i += 1
-                except Exception:     # noqa: BLE001 -- the server died under us
+                except Exception:  # noqa: BLE001 -- the server died under us
                     return
 
             t = threading.Thread(target=writer, args=(x, vm, pool, round_, stop))
@@ -138,9 +153,12 @@ def test_export_round_trip(tmp_path):
         p.send_signal(signal.SIGTERM)
         p.wait(30)
     out = tmp_path / "exported.toml"
-    subprocess.run([sys.executable, "-m", "xapi_sim", "export", "--state-dir", str(state),
-                    "-o", str(out)], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "xapi_sim", "export", "--state-dir", str(state), "-o", str(out)],
+        check=True,
+    )
     from xapi_sim import scenario
+
     scn = scenario.load(out)
     world = scenario.build(scn)
     again = scenario.export_toml(world)
@@ -153,6 +171,10 @@ def test_unsupported_state_version_is_refused(tmp_path):
     state = tmp_path / "state"
     state.mkdir()
     (state / "state.json").write_text(json.dumps({"format": "xapi-sim-state", "version": 99}))
-    r = subprocess.run([sys.executable, "-m", "xapi_sim", "serve", "--port", "0",
-                        "--state-dir", str(state)], capture_output=True, text=True, timeout=30)
+    r = subprocess.run(
+        [sys.executable, "-m", "xapi_sim", "serve", "--port", "0", "--state-dir", str(state)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert r.returncode == 2 and "version 99" in r.stderr

@@ -12,6 +12,7 @@ nesting, invalid UTF-8):
 * concurrent logout of a session in use: calls in flight and ``event.from``/``event.next``
   waiting on it end with SESSION_INVALID, nothing hangs.
 """
+
 from __future__ import annotations
 
 import builtins
@@ -32,10 +33,12 @@ from xapi_sim.dispatch import CONTROL, Dispatcher, async_capable
 from xapi_sim.errors import Failure
 from xapi_sim.server import Simulator  # noqa: F401  -- registers every handler
 
-PY_EXCEPTIONS = {n for n in dir(builtins)
-                 if isinstance(getattr(builtins, n), type)
-                 and issubclass(getattr(builtins, n), BaseException)}
-NOT_STATE = {"task", "session"}   # transient tasks of sync calls; last_active refreshes
+PY_EXCEPTIONS = {
+    n
+    for n in dir(builtins)
+    if isinstance(getattr(builtins, n), type) and issubclass(getattr(builtins, n), BaseException)
+}
+NOT_STATE = {"task", "session"}  # transient tasks of sync calls; last_active refreshes
 READ_ONLY = re.compile(r"\.(get_[A-Za-z0-9_]*|get_record|get_all[a-z_]*)$")
 # Placeholders the strategies draw for real objects of the world (resolved at call time, so
 # the strategies do not depend on the world's changing state)
@@ -78,8 +81,9 @@ class Fuzz:
         self.world.txm.hooks.append(self._record)
 
     def login(self):
-        return self.d.dispatch(self.master, "session.login_with_password",
-                               ["root", "xenroot", "1.0", "fuzz"])
+        return self.d.dispatch(
+            self.master, "session.login_with_password", ["root", "xenroot", "1.0", "fuzz"]
+        )
 
     def _record(self, txn):
         """A commit hook: every committed row change (rolled-back calls commit nothing)."""
@@ -100,8 +104,16 @@ class Fuzz:
             return next(iter(refs)) if refs else "OpaqueRef:NULL"
         if k == "enum":
             return ENUMS[ty.name][0]
-        return {"string": "", "int": 0, "float": 0.0, "bool": False, "set": [], "map": {},
-                "record": {}, "datetime": "19700101T00:00:00Z"}.get(k, "")
+        return {
+            "string": "",
+            "int": 0,
+            "float": 0.0,
+            "bool": False,
+            "set": [],
+            "map": {},
+            "record": {},
+            "datetime": "19700101T00:00:00Z",
+        }.get(k, "")
 
     def object_values(self):
         """Real identifiers of the world: refs, uuids and names of some objects."""
@@ -125,12 +137,13 @@ class Fuzz:
 def fuzz():
     f = Fuzz()
     saved = event_mod.EVENT_FROM_DELAY
-    event_mod.EVENT_FROM_DELAY = 0.0          # event.from's batching pause, 50 ms a call
+    event_mod.EVENT_FROM_DELAY = 0.0  # event.from's batching pause, 50 ms a call
     yield f
     event_mod.EVENT_FROM_DELAY = saved
 
 
 # -- hostile values --------------------------------------------------------------------------
+
 
 def resolve(fuzz, v):
     """Replace object placeholders by the world's current refs, uuids and names."""
@@ -146,14 +159,33 @@ def resolve(fuzz, v):
 
 def scalars(extra=OBJECTS):
     return st.one_of(
-        st.integers(min_value=-(2 ** 70), max_value=2 ** 70),
+        st.integers(min_value=-(2**70), max_value=2**70),
         st.floats(allow_nan=True, allow_infinity=True),
         st.booleans(),
         st.text(max_size=24),
-        st.sampled_from(["", "OpaqueRef:NULL", "OpaqueRef:0", "Running", "rUnNiNg", "1e3",
-                         "-1", "0x10", "nan", "00000000000000000001,00000000000000000000",
-                         "*", "VM/OpaqueRef:x", "\ud800", "\x00", "é€🙂", "a" * 5000,
-                         "field \"name__label\" = \"x\"", "((", *extra]),
+        st.sampled_from(
+            [
+                "",
+                "OpaqueRef:NULL",
+                "OpaqueRef:0",
+                "Running",
+                "rUnNiNg",
+                "1e3",
+                "-1",
+                "0x10",
+                "nan",
+                "00000000000000000001,00000000000000000000",
+                "*",
+                "VM/OpaqueRef:x",
+                "\ud800",
+                "\x00",
+                "é€🙂",
+                "a" * 5000,
+                'field "name__label" = "x"',
+                "((",
+                *extra,
+            ]
+        ),
         st.none(),
         st.binary(max_size=8),
         st.builds(Timestamp, st.text(max_size=20)),
@@ -161,44 +193,63 @@ def scalars(extra=OBJECTS):
 
 
 def hostile(extra=OBJECTS):
-    return st.recursive(scalars(extra),
-                        lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                st.dictionaries(st.text(max_size=8), inner,
-                                                                max_size=4)),
-                        max_leaves=8)
+    return st.recursive(
+        scalars(extra),
+        lambda inner: st.one_of(
+            st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)
+        ),
+        max_leaves=8,
+    )
 
 
 def typed_pools(extra=OBJECTS):
     """Well-typed but hostile scalars, per kind: what reaches the operations themselves."""
     text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=16)
-    return st.fixed_dictionaries({
-        "str": st.lists(st.one_of(text, st.sampled_from(["", "*", "((", "OpaqueRef:NULL",
-                                                         *extra])), min_size=5, max_size=5),
-        "ref": st.lists(st.one_of(st.sampled_from(["OpaqueRef:NULL", "", "OpaqueRef:",
-                                                   *extra]),
-                                  st.uuids().map(lambda u: f"OpaqueRef:{u}")),
-                        min_size=5, max_size=5),
-        "int": st.lists(st.one_of(st.integers(-(2 ** 63), 2 ** 63 - 1),
-                                  st.integers(-3, 64).map(str)), min_size=4, max_size=4),
-        "float": st.lists(st.one_of(st.floats(), st.integers(-5, 5)), min_size=3, max_size=3),
-        "bool": st.lists(st.booleans(), min_size=2, max_size=2),
-        "datetime": st.lists(st.one_of(text, st.datetimes().map(
-            lambda d: d.strftime("%Y%m%dT%H:%M:%SZ"))), min_size=2, max_size=2),
-    })
+    return st.fixed_dictionaries(
+        {
+            "str": st.lists(
+                st.one_of(text, st.sampled_from(["", "*", "((", "OpaqueRef:NULL", *extra])),
+                min_size=5,
+                max_size=5,
+            ),
+            "ref": st.lists(
+                st.one_of(
+                    st.sampled_from(["OpaqueRef:NULL", "", "OpaqueRef:", *extra]),
+                    st.uuids().map(lambda u: f"OpaqueRef:{u}"),
+                ),
+                min_size=5,
+                max_size=5,
+            ),
+            "int": st.lists(
+                st.one_of(st.integers(-(2**63), 2**63 - 1), st.integers(-3, 64).map(str)),
+                min_size=4,
+                max_size=4,
+            ),
+            "float": st.lists(st.one_of(st.floats(), st.integers(-5, 5)), min_size=3, max_size=3),
+            "bool": st.lists(st.booleans(), min_size=2, max_size=2),
+            "datetime": st.lists(
+                st.one_of(text, st.datetimes().map(lambda d: d.strftime("%Y%m%dT%H:%M:%SZ"))),
+                min_size=2,
+                max_size=2,
+            ),
+        }
+    )
 
 
 def typed_value(fuzz, ty, pools, i):
     """A value of type ``ty`` built from the drawn pools (varies with ``i``)."""
+
     def pick(kind):
         vals = pools[kind]
         return vals[i % len(vals)]
-    if ty is None:                                   # control API: untyped
-        return (pick("ref") if i % 2 else pick("str"))
+
+    if ty is None:  # control API: untyped
+        return pick("ref") if i % 2 else pick("str")
     k = ty.kind
     if k in ("string", "int", "float", "bool", "datetime"):
         return pick(k if k != "string" else "str")
     if k == "ref":
-        if i % 3 == 0:                               # a real object, of this class or not
+        if i % 3 == 0:  # a real object, of this class or not
             objs = fuzz.object_values()
             return objs[i % len(objs)] if objs else pick("ref")
         return pick("ref")
@@ -209,13 +260,20 @@ def typed_value(fuzz, ty, pools, i):
     if k == "set":
         return [typed_value(fuzz, ty.elem, pools, i + j + 1) for j in range(i % 3)]
     if k == "map":
-        return {str(typed_value(fuzz, ty.key, pools, i + j)):
-                typed_value(fuzz, ty.elem, pools, i + j + 2) for j in range(i % 3)}
+        return {
+            str(typed_value(fuzz, ty.key, pools, i + j)): typed_value(
+                fuzz, ty.elem, pools, i + j + 2
+            )
+            for j in range(i % 3)
+        }
     if k == "record":
         cls = fuzz.world.pools[0].schema.classes.get(ty.name)
         fields = list(cls.fields.values()) if cls else []
-        return {f.name: typed_value(fuzz, f.type, pools, i + j)
-                for j, f in enumerate(fields) if (i + j) % 2}
+        return {
+            f.name: typed_value(fuzz, f.type, pools, i + j)
+            for j, f in enumerate(fields)
+            if (i + j) % 2
+        }
     return pick("str")
 
 
@@ -240,13 +298,16 @@ def sweep(fuzz, palette, pools):
     n = len(palette)
     for i, (name, types, _msg) in enumerate(fuzz.methods):
         if name == "event.next":
-            continue       # blocks by design until an event arrives
+            continue  # blocks by design until an event arrives
         read_only = READ_ONLY.search(name) is not None and not name.startswith("event.")
         for pos in range(len(types)):
             for k in (0, 1):
                 args = [fuzz.default(t, j) for j, t in enumerate(types)]
-                args[pos] = (palette[(i + pos * 3) % n] if k == 0 else
-                             typed_value(fuzz, types[pos], pools, i + pos))
+                args[pos] = (
+                    palette[(i + pos * 3) % n]
+                    if k == 0
+                    else typed_value(fuzz, types[pos], pools, i + pos)
+                )
                 args = clamp(name, resolve(fuzz, args), pos)
                 fuzz.changes.clear()
                 ok, out = fuzz.call(name, args)
@@ -256,8 +317,9 @@ def sweep(fuzz, palette, pools):
                     if why:
                         problems.append(f"{where}: {why}: {out!r:.300}")
                     elif fuzz.changes:
-                        problems.append(f"{where}: rejected with {out[0]} but changed "
-                                        f"{fuzz.changes[:3]}")
+                        problems.append(
+                            f"{where}: rejected with {out[0]} but changed {fuzz.changes[:3]}"
+                        )
                 elif read_only and fuzz.changes:
                     problems.append(f"{where}: read-only call changed {fuzz.changes[:3]}")
                 if not fuzz.db.exists("session", fuzz.session):
@@ -265,9 +327,16 @@ def sweep(fuzz, palette, pools):
     return problems
 
 
-@settings(max_examples=6, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                 HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=6,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,
+    ],
+)
 @given(data=st.data())
 def test_every_parameter_of_every_message(fuzz, data):
     palette = data.draw(st.lists(hostile(), min_size=11, max_size=11))
@@ -281,14 +350,19 @@ def test_every_parameter_of_every_message(fuzz, data):
 
 def test_type_errors_are_rpclibs(fuzz):
     """The answer to a wrong type is XAPI's INTERNAL_ERROR with rpclib's text."""
-    vm = fuzz.default(fuzz.world.pools[0].schema.classes["VM"].messages["start"].params[1].type,
-                      1)
+    vm = fuzz.default(fuzz.world.pools[0].schema.classes["VM"].messages["start"].params[1].type, 1)
     assert fuzz.call("VM.start", [fuzz.session, vm, "true", False]) == (
-        False, ["INTERNAL_ERROR", "Failure(\"Expected bool, got 'S(true)'\")"])
+        False,
+        ["INTERNAL_ERROR", "Failure(\"Expected bool, got 'S(true)'\")"],
+    )
     assert fuzz.call("VM.get_record", [fuzz.session, 5]) == (
-        False, ["INTERNAL_ERROR", "Failure(\"Expected string, got 'I(5)'\")"])
+        False,
+        ["INTERNAL_ERROR", "Failure(\"Expected string, got 'I(5)'\")"],
+    )
     assert fuzz.call("VM.set_VCPUs_max", [fuzz.session, vm, "many"]) == (
-        False, ["INTERNAL_ERROR", "Failure(\"int_of_string\")"])
+        False,
+        ["INTERNAL_ERROR", 'Failure("int_of_string")'],
+    )
 
 
 def test_async_calls_with_hostile_values_fail_inside_their_task(fuzz):
@@ -318,14 +392,15 @@ def test_async_calls_with_hostile_values_fail_inside_their_task(fuzz):
 
 # -- over the wire -----------------------------------------------------------------------------
 
+
 def _xml_safe(v):
     """What xmlrpc.client can send: ints within 32 bits, bytes as base64."""
     if isinstance(v, bool) or v is None or isinstance(v, float):
         return v
     if isinstance(v, str):
-        return str(v)                  # a Timestamp travels as its text
+        return str(v)  # a Timestamp travels as its text
     if isinstance(v, int):
-        return v if -2 ** 31 <= v < 2 ** 31 else str(v)
+        return v if -(2**31) <= v < 2**31 else str(v)
     if isinstance(v, bytes):
         return xmlrpc.client.Binary(v)
     if isinstance(v, list):
@@ -348,26 +423,34 @@ def _json_safe(v):
 @pytest.fixture(scope="module")
 def served():
     from xapi_sim.testing import running_world
+
     with running_world(seed=5) as w:
         yield w
 
 
-@settings(max_examples=60, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(data=st.data())
 def test_a_sample_over_the_wire(served, wire, data):
     url = served.master_url()
     session = wire.login(url)
-    fuzz = Fuzz.__new__(Fuzz)          # reuse the defaults, against the served world
+    fuzz = Fuzz.__new__(Fuzz)  # reuse the defaults, against the served world
     fuzz.world, fuzz.master = served.world, served.world.pools[0].master
     fuzz.db, fuzz.session = fuzz.master.db, session
     schema = fuzz.master.pool.schema
     # not what would take the served endpoint away from the next examples (a master shut
     # down, ejected or destroyed, the password changed): the in-process sweep covers those
-    names = sorted(n for n in Dispatcher(served.world).list_methods(fuzz.master)
-                   if n not in ("event.next", "session.logout", "session.local_logout",
-                                "session.change_password")
-                   and not re.search(r"shutdown|reboot|eject|destroy|restart_agent", n))
+    names = sorted(
+        n
+        for n in Dispatcher(served.world).list_methods(fuzz.master)
+        if n
+        not in ("event.next", "session.logout", "session.local_logout", "session.change_password")
+        and not re.search(r"shutdown|reboot|eject|destroy|restart_agent", n)
+    )
     name = data.draw(st.sampled_from(names))
     msg = schema.message(name)
     types = [p.type for p in msg.params] if msg else []
@@ -377,8 +460,9 @@ def test_a_sample_over_the_wire(served, wire, data):
         args[pos] = data.draw(hostile())
         args = clamp(name, resolve(fuzz, args), pos)
     if data.draw(st.booleans()):
-        body = xmlrpc.client.dumps(tuple(_xml_safe(a) for a in args), name,
-                                   allow_none=True).encode("utf-8", "surrogatepass")
+        body = xmlrpc.client.dumps(tuple(_xml_safe(a) for a in args), name, allow_none=True).encode(
+            "utf-8", "surrogatepass"
+        )
         r = wire.post(url, body)
         assert r.status in (200, 500), r.status
         if r.status == 200:
@@ -387,11 +471,12 @@ def test_a_sample_over_the_wire(served, wire, data):
                 desc = r.xml()["ErrorDescription"]
                 assert bug_in(desc) is None, (name, args, desc)
         else:
-            assert b"Parse_error" in r.body      # e.g. a lone surrogate: not valid XML
+            assert b"Parse_error" in r.body  # e.g. a lone surrogate: not valid XML
     else:
         try:
-            body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": name,
-                               "params": _json_safe(args)}).encode()
+            body = json.dumps(
+                {"jsonrpc": "2.0", "id": 1, "method": name, "params": _json_safe(args)}
+            ).encode()
         except (TypeError, ValueError):
             return
         r = wire.post(url, body, path="/jsonrpc", headers={"Content-Type": "application/json"})
@@ -400,10 +485,11 @@ def test_a_sample_over_the_wire(served, wire, data):
         if "error" in reply:
             desc = [reply["error"]["message"], *reply["error"]["data"]]
             assert bug_in(desc) is None, (name, args, desc)
-    assert wire.xml(url, "pool.get_all", session)["Status"] == "Success"   # still up
+    assert wire.xml(url, "pool.get_all", session)["Status"] == "Success"  # still up
 
 
 # -- concurrent logout of a session in use -----------------------------------------------------
+
 
 def test_logout_of_a_session_in_use(fresh_world, wire):
     url = fresh_world.master_url()
@@ -432,8 +518,9 @@ def test_logout_of_a_session_in_use(fresh_world, wire):
         record(method, out.get("ErrorDescription", out["Status"]), t0)
 
     threads = [threading.Thread(target=caller, args=(i,)) for i in range(12)]
-    threads += [threading.Thread(target=waiter, args=("event.from", ["vm"], token, 60.0))
-                for _ in range(6)]
+    threads += [
+        threading.Thread(target=waiter, args=("event.from", ["vm"], token, 60.0)) for _ in range(6)
+    ]
     threads += [threading.Thread(target=waiter, args=("event.next",)) for _ in range(2)]
     for t in threads:
         t.start()
@@ -448,19 +535,23 @@ def test_logout_of_a_session_in_use(fresh_world, wire):
     assert len(outcomes) == len(threads)
     for kind, desc, _ in outcomes:
         assert desc == ["SESSION_INVALID", victim], (kind, desc)
-    assert time.monotonic() - t0 < 5          # the waiters were woken, not timed out
+    assert time.monotonic() - t0 < 5  # the waiters were woken, not timed out
     assert wire.xml_ok(url, "pool.get_all", other)
     assert wire.xml_err(url, "pool.get_all", victim) == ["SESSION_INVALID", victim]
 
 
 # -- regressions of fuzz findings ----------------------------------------------------------------
 
+
 def test_a_negative_chunk_size_is_refused(served, wire):
     """``rfile.read(-5)`` would read until the client closes: a stalled worker thread."""
     url = served.master_url()
     t0 = time.monotonic()
-    data = wire.exchange(url, b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
-                              b"\r\n-5\r\n<methodCall>", timeout=5)
+    data = wire.exchange(
+        url,
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\n<methodCall>",
+        timeout=5,
+    )
     assert data.startswith(b"HTTP/1.1 400 ")
     assert time.monotonic() - t0 < 4
     session = wire.login(url)
@@ -497,23 +588,39 @@ def test_a_garbage_migration_destination_is_a_xapi_error(fuzz, not_a_xapi, maste
     """VM.migrate_send / assert_can_migrate to a ``dest`` whose master URL has a bad port,
     is not a URL, or is an XML-RPC server that is not a XAPI (cross_pool.py)."""
     # a VM migrate_send's own check admits (the sweep may have paused or blocked some)
-    vm = next(r for r, row in fuzz.db.tables["VM"].items()
-              if not row["is_a_template"] and not row["is_control_domain"]
-              and row["power_state"] != "Paused" and not row["current_operations"])
+    vm = next(
+        r
+        for r, row in fuzz.db.tables["VM"].items()
+        if not row["is_a_template"]
+        and not row["is_control_domain"]
+        and row["power_state"] != "Paused"
+        and not row["current_operations"]
+    )
     assert fuzz.call("VM.set_blocked_operations", [fuzz.session, vm, {}])[0]
-    dest = {"master": not_a_xapi if master == "SERVER" else master, "host": "OpaqueRef:x",
-            "session_id": "OpaqueRef:y"}
+    dest = {
+        "master": not_a_xapi if master == "SERVER" else master,
+        "host": "OpaqueRef:x",
+        "session_id": "OpaqueRef:y",
+    }
     for method in ("VM.migrate_send", "VM.assert_can_migrate"):
         ok, out = fuzz.call(method, [fuzz.session, vm, dest, True, {}, {}, {}])
         assert (ok, out) == (False, ["VM_MIGRATE_CONTACT_REMOTE_SERVICE_FAILED"])
 
 
-@pytest.mark.parametrize("changes, field", [
-    ({"sockets": 0}, "sockets"), ({"sockets": 10 ** 6}, "sockets"), ({"sockets": True}, "sockets"),
-    ({"sockets": 2.7}, "sockets"), ({"cpus_per_socket": -3}, "cpus_per_socket"),
-    ({"sockets": 16, "cpus_per_socket": 64}, "cpus_per_socket"), ({"memory": 1}, "memory"),
-    ({"memory": 2 ** 80}, "memory"), ({"memory": "-5"}, "memory"),
-])
+@pytest.mark.parametrize(
+    "changes, field",
+    [
+        ({"sockets": 0}, "sockets"),
+        ({"sockets": 10**6}, "sockets"),
+        ({"sockets": True}, "sockets"),
+        ({"sockets": 2.7}, "sockets"),
+        ({"cpus_per_socket": -3}, "cpus_per_socket"),
+        ({"sockets": 16, "cpus_per_socket": 64}, "cpus_per_socket"),
+        ({"memory": 1}, "memory"),
+        ({"memory": 2**80}, "memory"),
+        ({"memory": "-5"}, "memory"),
+    ],
+)
 def test_impossible_hardware_is_refused_before_it_is_staged(fuzz, changes, field):
     """sim.host_set_hardware staged hardware the next xapi start could not build (a
     ValueError at every later start, or millions of host_cpu rows)."""

@@ -10,6 +10,7 @@ so no root is needed. "After kill -9" is checked two ways: in-process by loading
 directory while the writer still runs (writes are unbuffered and fsync'd, so the files are
 what a kill would leave), and with a real ``kill -9`` of a ``serve`` child process.
 """
+
 from __future__ import annotations
 
 import errno
@@ -37,16 +38,21 @@ def journal_size(journal):
 
 
 def test_unix_error_text_is_what_ocaml_prints():
-    assert persist.unix_error_text(errno.ENOSPC, "write") == \
-        'Unix.Unix_error(Unix.ENOSPC, "write", "")'
-    assert persist.unix_error_text(errno.EIO, "fsync") == \
-        'Unix.Unix_error(Unix.EIO, "fsync", "")'
+    assert (
+        persist.unix_error_text(errno.ENOSPC, "write")
+        == 'Unix.Unix_error(Unix.ENOSPC, "write", "")'
+    )
+    assert persist.unix_error_text(errno.EIO, "fsync") == 'Unix.Unix_error(Unix.EIO, "fsync", "")'
     # the first constructor with the number: EAGAIN (= EWOULDBLOCK on Linux)
-    assert persist.unix_error_text(errno.EWOULDBLOCK, "write") == \
-        'Unix.Unix_error(Unix.EAGAIN, "write", "")'
+    assert (
+        persist.unix_error_text(errno.EWOULDBLOCK, "write")
+        == 'Unix.Unix_error(Unix.EAGAIN, "write", "")'
+    )
     # OCaml has no EDQUOT: its errno is reported as a number
-    assert persist.unix_error_text(errno.EDQUOT, "write") == \
-        f'Unix.Unix_error(Unix.EUNKNOWNERR {errno.EDQUOT}, "write", "")'
+    assert (
+        persist.unix_error_text(errno.EDQUOT, "write")
+        == f'Unix.Unix_error(Unix.EUNKNOWNERR {errno.EDQUOT}, "write", "")'
+    )
 
 
 def test_a_full_disk_fails_the_call_and_changes_nothing(tmp_path, caplog):
@@ -61,45 +67,56 @@ def test_a_full_disk_fails_the_call_and_changes_nothing(tmp_path, caplog):
         token = s.xenapi_request("event.from", (["VM"], "", 0.0))["token"]
         good = journal_size(journal)
 
-        ops.space = 0                                   # the disk is full
+        ops.space = 0  # the disk is full
         with pytest.raises(XenAPI.Failure) as e:
             x.VM.add_to_other_config(vm, "k1", "refused")
         assert e.value.details == ENOSPC_WRITE
-        assert "k1" not in reader.VM.get_other_config(vm)     # never visible to readers
+        assert "k1" not in reader.VM.get_other_config(vm)  # never visible to readers
         assert journal_size(journal) == good == journal.good_offset
 
-        ops.space = 40                                  # room for part of a line only
+        ops.space = 40  # room for part of a line only
         with pytest.raises(XenAPI.Failure) as e:
             x.VM.set_name_description(vm, "refused too")
         assert e.value.details == ENOSPC_WRITE
-        assert journal_size(journal) == good            # the 40 bytes were cut off again
-        assert ops.space == 40                          # ... and the space given back
+        assert journal_size(journal) == good  # the 40 bytes were cut off again
+        assert ops.space == 40  # ... and the space given back
 
         events = s.xenapi_request("event.from", (["VM"], token, 0.2))["events"]
-        assert not [ev for ev in events if ev["ref"] == vm]   # no event for a failed call
+        assert not [ev for ev in events if ev["ref"] == vm]  # no event for a failed call
 
-        ops.space = None                                # space returns
+        ops.space = None  # space returns
         x.VM.add_to_other_config(vm, "k2", "acked")
-        kept = reload(state)                            # what a restart would find
+        kept = reload(state)  # what a restart would find
         oc = other_config(kept, 0, "VM", vm)
-        assert {k: v for k, v in oc.items() if k.startswith("k")} == {"k0": "acked",
-                                                                        "k2": "acked"}
+        assert {k: v for k, v in oc.items() if k.startswith("k")} == {"k0": "acked", "k2": "acked"}
         assert kept.pools[0].db.get("VM", vm)["name_description"] != "refused too"
-    errors = [r for r in caplog.records
-              if r.name.startswith("xapi_sim.persist") and r.levelno >= logging.ERROR]
-    assert len(errors) == 2 and all(r.exc_info and "write failed" in r.getMessage()
-                                    for r in errors)
+    errors = [
+        r
+        for r in caplog.records
+        if r.name.startswith("xapi_sim.persist") and r.levelno >= logging.ERROR
+    ]
+    assert len(errors) == 2 and all(r.exc_info and "write failed" in r.getMessage() for r in errors)
 
 
-@pytest.mark.parametrize("fault,details", [
-    (lambda ops: ops.fail_write(partial=7), ENOSPC_WRITE),
-    (lambda ops: ops.fail_write(err=errno.EIO),
-     ["INTERNAL_ERROR", 'Unix.Unix_error(Unix.EIO, "write", "")']),
-    (lambda ops: ops.fail_fsync(err=errno.EIO),
-     ["INTERNAL_ERROR", 'Unix.Unix_error(Unix.EIO, "fsync", "")']),
-    (lambda ops: ops.fail_fsync(err=errno.EDQUOT),
-     ["INTERNAL_ERROR", f'Unix.Unix_error(Unix.EUNKNOWNERR {errno.EDQUOT}, "fsync", "")']),
-], ids=["short-write", "write-EIO", "fsync-EIO", "fsync-EDQUOT"])
+@pytest.mark.parametrize(
+    "fault,details",
+    [
+        (lambda ops: ops.fail_write(partial=7), ENOSPC_WRITE),
+        (
+            lambda ops: ops.fail_write(err=errno.EIO),
+            ["INTERNAL_ERROR", 'Unix.Unix_error(Unix.EIO, "write", "")'],
+        ),
+        (
+            lambda ops: ops.fail_fsync(err=errno.EIO),
+            ["INTERNAL_ERROR", 'Unix.Unix_error(Unix.EIO, "fsync", "")'],
+        ),
+        (
+            lambda ops: ops.fail_fsync(err=errno.EDQUOT),
+            ["INTERNAL_ERROR", f'Unix.Unix_error(Unix.EUNKNOWNERR {errno.EDQUOT}, "fsync", "")'],
+        ),
+    ],
+    ids=["short-write", "write-EIO", "fsync-EIO", "fsync-EDQUOT"],
+)
 def test_write_and_fsync_faults(tmp_path, fault, details):
     ops = persist.FaultyOps()
     state = tmp_path / "state"
@@ -117,7 +134,7 @@ def test_write_and_fsync_faults(tmp_path, fault, details):
         assert journal_size(journal) == good
         x.pool.set_name_description(pool, "after")
         assert reload(state).pools[0].db.get("pool", pool)["name_description"] == "after"
-    persist.scan(str(state))          # the journal has no damaged or merged line
+    persist.scan(str(state))  # the journal has no damaged or merged line
 
 
 def test_a_failed_cut_back_refuses_changes_until_it_succeeds(tmp_path):
@@ -136,13 +153,12 @@ def test_a_failed_cut_back_refuses_changes_until_it_succeeds(tmp_path):
         with pytest.raises(XenAPI.Failure) as e:
             x.VM.add_to_other_config(vm, "a", "1")
         assert e.value.details == ENOSPC_WRITE
-        assert journal_size(journal) == good + 25       # the cut-back failed: dirty
-        with pytest.raises(XenAPI.Failure) as e:        # tries the cut-back first, fails
+        assert journal_size(journal) == good + 25  # the cut-back failed: dirty
+        with pytest.raises(XenAPI.Failure) as e:  # tries the cut-back first, fails
             x.VM.add_to_other_config(vm, "b", "2")
-        assert e.value.details == ["INTERNAL_ERROR",
-                                   'Unix.Unix_error(Unix.EIO, "ftruncate", "")']
+        assert e.value.details == ["INTERNAL_ERROR", 'Unix.Unix_error(Unix.EIO, "ftruncate", "")']
         assert journal_size(journal) == good + 25
-        x.VM.add_to_other_config(vm, "c", "3")          # the cut-back works: written
+        x.VM.add_to_other_config(vm, "c", "3")  # the cut-back works: written
         oc = x.VM.get_other_config(vm)
         assert "a" not in oc and "b" not in oc and oc["c"] == "3"
         kept = other_config(reload(state), 0, "VM", vm)
@@ -195,17 +211,20 @@ def test_a_failed_compaction_is_logged_and_loses_nothing(tmp_path, caplog):
     with durable_world(state, ops) as (sim, journal):
         x = login(sim.world.pools[0].master.url).xenapi
         vm = x.VM.get_by_name_label("web1")[0]
-        journal._compact_at = 1         # the next line starts a compaction
-        ops.fail_write(2)               # 1: the journal line (acknowledged), 2: state.json
+        journal._compact_at = 1  # the next line starts a compaction
+        ops.fail_write(2)  # 1: the journal line (acknowledged), 2: state.json
         x.VM.add_to_other_config(vm, "k1", "1")
-        assert journal.active == journal.next_path        # the journal goes on in next
+        assert journal.active == journal.next_path  # the journal goes on in next
         assert not os.path.exists(str(state / "state.json.tmp"))
-        assert any("compaction failed" in r.getMessage() and r.exc_info
-                   for r in caplog.records if r.name.startswith("xapi_sim.persist"))
+        assert any(
+            "compaction failed" in r.getMessage() and r.exc_info
+            for r in caplog.records
+            if r.name.startswith("xapi_sim.persist")
+        )
         x.VM.add_to_other_config(vm, "k2", "2")
         oc = other_config(reload(state), 0, "VM", vm)
         assert oc["k1"] == "1" and oc["k2"] == "2"
-        journal._compact_at = 1         # the next attempt works
+        journal._compact_at = 1  # the next attempt works
         x.VM.add_to_other_config(vm, "k3", "3")
         assert journal.active == journal.path
         assert not os.path.exists(journal.next_path)
@@ -213,7 +232,7 @@ def test_a_failed_compaction_is_logged_and_loses_nothing(tmp_path, caplog):
         oc = other_config(reload(state), 0, "VM", vm)
         assert [oc.get(f"k{i}") for i in range(1, 5)] == ["1", "2", "3", "4"]
     s = persist.scan(str(state))
-    assert s.skipped >= 1               # lines already in the snapshot, passed over
+    assert s.skipped >= 1  # lines already in the snapshot, passed over
 
 
 class RandomFaults(persist.FaultyOps):
@@ -248,7 +267,7 @@ def test_many_writers_on_three_pools_with_random_faults(tmp_path):
     with durable_world(state, ops) as (sim, journal):
         ops.p = 0.2
         world = sim.world
-        targets = []          # (pool index, class, ref, url)
+        targets = []  # (pool index, class, ref, url)
         for i, p in enumerate(world.pools):
             targets.append((i, "pool", p.ref, p.master.url))
             for ref, row in p.db.rows("VM"):
@@ -303,8 +322,12 @@ def test_disk_full_then_kill_9_keeps_exactly_the_acknowledged_writes(tmp_path):
         os.replace(tmp, control)
 
     disk(0, None)
-    srv = Server(state, tmp_path, launcher=os.path.join(HERE, "fault_serve.py"),
-                 env={"XAPI_SIM_TEST_DISK": str(control)}).start()
+    srv = Server(
+        state,
+        tmp_path,
+        launcher=os.path.join(HERE, "fault_serve.py"),
+        env={"XAPI_SIM_TEST_DISK": str(control)},
+    ).start()
     acked, refused = [], []
     try:
         x = login(srv.url()).xenapi
@@ -321,14 +344,14 @@ def test_disk_full_then_kill_9_keeps_exactly_the_acknowledged_writes(tmp_path):
 
         for i in range(10):
             write(f"a{i}")
-        disk(1, 0)                       # full
+        disk(1, 0)  # full
         for i in range(5):
             write(f"b{i}")
-        disk(2, 50)                      # a little room: each line is cut short
+        disk(2, 50)  # a little room: each line is cut short
         for i in range(5):
             write(f"c{i}")
         assert not [k for k in reader.VM.get_other_config(vm) if k[0] in "bc"]
-        disk(3, None)                    # space returns
+        disk(3, None)  # space returns
         for i in range(10):
             write(f"d{i}")
         assert len(refused) == 10 and len(acked) == 20
@@ -391,8 +414,9 @@ def test_every_step_of_a_compaction_can_be_interrupted(tmp_path, monkeypatch):
         # all of journal.jsonl is in the new state.json; journal.next's three lines follow
         assert s.skipped == len(lines(journal.path)) and s.replayed == 3
         oc = other_config(reload(state), 0, "VM", vm)
-        assert {f"old{i}" for i in range(5)} | {"trigger"} | {f"new{i}" for i in range(3)} \
-            <= set(oc)
+        assert {f"old{i}" for i in range(5)} | {"trigger"} | {f"new{i}" for i in range(3)} <= set(
+            oc
+        )
         journal._compact_at = 1
         x.VM.add_to_other_config(vm, "last", "1")
         assert journal.active == journal.path and not os.path.exists(journal.next_path)

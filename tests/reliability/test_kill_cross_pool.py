@@ -6,6 +6,7 @@ forth between them (``host.migrate_receive`` + ``VM.migrate_send``, one transact
 both pools); the test kills the process with SIGKILL at a random moment, restarts it from
 the state dir, and checks. 50 kills in all.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,10 +28,26 @@ KILLS = 50
 def serve(state_dir, scenario_file, ready):
     if ready.exists():
         ready.unlink()
-    p = subprocess.Popen([sys.executable, "-m", "xapi_sim", "serve", "--port", "0",
-                          "--auth-delay", "0", "--state-dir", str(state_dir),
-                          "--scenario", str(scenario_file), "--ready-file", str(ready)],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "xapi_sim",
+            "serve",
+            "--port",
+            "0",
+            "--auth-delay",
+            "0",
+            "--state-dir",
+            str(state_dir),
+            "--scenario",
+            str(scenario_file),
+            "--ready-file",
+            str(ready),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.time() + 30
     while not ready.exists():
         assert p.poll() is None, p.stderr.read().decode()
@@ -61,7 +78,7 @@ def migrate_forever(urls, stop, counts):
                     dest = x[dst].host.migrate_receive(random.choice(hosts), net, {})
                     x[src].VM.migrate_send(vm, dest, True, {}, {}, {})
                     counts[0] += 1
-    except Exception:   # noqa: BLE001 -- the server was killed under us
+    except Exception:  # noqa: BLE001 -- the server was killed under us
         pass
 
 
@@ -95,15 +112,18 @@ def test_kill_9_during_cross_pool_migrations(tmp_path):
     scn.write_text(two_pools(3))
     p, hosts = serve(state, scn, ready)
     urls = [hosts["a1"]["url"], hosts["b1"]["url"]]
-    uuids = [r["uuid"] for u in urls for r in login(u).xenapi.VM.get_all_records().values()
-             if not r["is_a_template"] and not r["is_control_domain"]]
+    uuids = [
+        r["uuid"]
+        for u in urls
+        for r in login(u).xenapi.VM.get_all_records().values()
+        if not r["is_a_template"] and not r["is_control_domain"]
+    ]
     rng = random.Random(7)
     migrated = [0]
     try:
         for _ in range(KILLS):
             stop = threading.Event()
-            t = threading.Thread(target=migrate_forever, args=(urls, stop, migrated),
-                                 daemon=True)
+            t = threading.Thread(target=migrate_forever, args=(urls, stop, migrated), daemon=True)
             t.start()
             time.sleep(rng.uniform(0.05, 0.4))
             os.kill(p.pid, signal.SIGKILL)
@@ -117,4 +137,4 @@ def test_kill_9_during_cross_pool_migrations(tmp_path):
         if p.poll() is None:
             p.kill()
             p.wait(10)
-    assert migrated[0] > KILLS   # the kills did land in the middle of migrations
+    assert migrated[0] > KILLS  # the kills did land in the middle of migrations

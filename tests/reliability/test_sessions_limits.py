@@ -7,6 +7,7 @@ and ``max_sessions_per_originator`` / ``max_sessions_per_user_name`` (500) of ea
 others, destroying the least recently active; sessions idle for more than
 ``inactive_session_timeout`` (24 h) are destroyed whatever their group.
 """
+
 from __future__ import annotations
 
 import threading
@@ -35,8 +36,9 @@ def master(world):
 
 
 def login(d, world, originator):
-    return d.dispatch(master(world), "session.login_with_password",
-                      ["root", "xenroot", "1.0", originator])
+    return d.dispatch(
+        master(world), "session.login_with_password", ["root", "xenroot", "1.0", originator]
+    )
 
 
 def valid(d, world, s):
@@ -49,27 +51,37 @@ def valid(d, world, s):
 
 
 def group_count(world, group):
-    return sum(1 for row in master(world).db.tables["session"].values()
-               if sessions.group_of(row) == group)
+    return sum(
+        1 for row in master(world).db.tables["session"].values() if sessions.group_of(row) == group
+    )
 
 
 def test_the_limits_are_xapis():
-    assert sessions.MAX_SESSIONS == 400                  # max_tasks * 2
+    assert sessions.MAX_SESSIONS == 400  # max_tasks * 2
     assert sessions.MAX_SESSIONS_PER_ORIGINATOR == 500
     assert sessions.MAX_SESSIONS_PER_USER_NAME == 500
     assert sessions.INACTIVE_SESSION_TIMEOUT == 86400.0
 
 
-@pytest.mark.parametrize("row, group, limit", [
-    ({"pool": True, "auth_user_name": "root", "originator": "x"}, ("internal",), 400),
-    ({"pool": False, "auth_user_name": "root", "originator": ""}, ("external",), 400),
-    ({"pool": False, "auth_user_name": "", "originator": ""}, ("external",), 400),
-    ({"pool": False, "auth_user_name": "root", "originator": "XenCenter"},
-     ("originator", "XenCenter"), 500),
-    ({"pool": False, "auth_user_name": "alice", "originator": "XenCenter"},
-     ("username", "alice"), 500),
-    ({"pool": False, "auth_user_name": "alice", "originator": ""}, ("username", "alice"), 500),
-])
+@pytest.mark.parametrize(
+    "row, group, limit",
+    [
+        ({"pool": True, "auth_user_name": "root", "originator": "x"}, ("internal",), 400),
+        ({"pool": False, "auth_user_name": "root", "originator": ""}, ("external",), 400),
+        ({"pool": False, "auth_user_name": "", "originator": ""}, ("external",), 400),
+        (
+            {"pool": False, "auth_user_name": "root", "originator": "XenCenter"},
+            ("originator", "XenCenter"),
+            500,
+        ),
+        (
+            {"pool": False, "auth_user_name": "alice", "originator": "XenCenter"},
+            ("username", "alice"),
+            500,
+        ),
+        ({"pool": False, "auth_user_name": "alice", "originator": ""}, ("username", "alice"), 500),
+    ],
+)
 def test_groups(row, group, limit):
     assert sessions.group_of(row) == group
     assert sessions.limit_of(group) == limit
@@ -81,17 +93,17 @@ def test_thousands_of_logins_keep_the_newest_500_per_originator(world, d):
     assert group_count(world, ("originator", "flood")) == 500
     assert not any(valid(d, world, s) for s in flood[:1000])
     assert all(valid(d, world, s) for s in flood[1000:])
-    assert valid(d, world, keeper)                        # another group: untouched
+    assert valid(d, world, keeper)  # another group: untouched
     assert len(master(world).db.tables["session"]) == 501
-    assert len(sessions._state(world)["use"]) == 501      # no bookkeeping left behind
+    assert len(sessions._state(world)["use"]) == 501  # no bookkeeping left behind
 
 
 def test_the_least_recently_used_session_goes_first(world, d):
     group = [login(d, world, "lru") for _ in range(500)]
-    assert valid(d, world, group[0])          # using it refreshes last_active
+    assert valid(d, world, group[0])  # using it refreshes last_active
     newcomer = login(d, world, "lru")
     assert valid(d, world, group[0])
-    assert not valid(d, world, group[1])      # the oldest unused one went
+    assert not valid(d, world, group[1])  # the oldest unused one went
     assert valid(d, world, newcomer)
     assert all(valid(d, world, s) for s in group[2:])
 
@@ -128,7 +140,7 @@ def test_inactive_sessions_are_destroyed_by_the_gc_pass(world, d):
 def test_a_login_runs_the_full_pass_every_30_seconds(world, d):
     a = login(d, world, "a")
     master(world).db.set("session", a, "last_active", "20000101T00:00:00Z")
-    login(d, world, "b")                        # within 30 s of the first pass: a stays
+    login(d, world, "b")  # within 30 s of the first pass: a stays
     assert master(world).db.exists("session", a)
     sessions._state(world)["last_gc"] -= sessions.DB_GC_TIMER + 1
     login(d, world, "b")
@@ -150,9 +162,10 @@ def test_an_evicted_session_wakes_its_event_waiters(world, d):
         except Failure as f:
             out[name] = (f.description, time.monotonic() - t0)
 
-    threads = [threading.Thread(target=wait, args=("from", "event.from",
-                                                   [victim, ["vm"], token, 30.0])),
-               threading.Thread(target=wait, args=("next", "event.next", [victim]))]
+    threads = [
+        threading.Thread(target=wait, args=("from", "event.from", [victim, ["vm"], token, 30.0])),
+        threading.Thread(target=wait, args=("next", "event.next", [victim])),
+    ]
     for t in threads:
         t.start()
     time.sleep(0.3)
@@ -168,12 +181,13 @@ def test_an_evicted_session_wakes_its_event_waiters(world, d):
 
 def test_thousands_of_sessions_over_the_wire(fresh_world, wire):
     url = fresh_world.master_url()
-    first = [wire.xml_ok(url, "session.login_with_password", "root", "xenroot", "2.5",
-                         "wire-flood") for _ in range(600)]
+    first = [
+        wire.xml_ok(url, "session.login_with_password", "root", "xenroot", "2.5", "wire-flood")
+        for _ in range(600)
+    ]
     assert wire.xml_err(url, "pool.get_all", first[0]) == ["SESSION_INVALID", first[0]]
     assert wire.xml_err(url, "pool.get_all", first[99]) == ["SESSION_INVALID", first[99]]
     assert wire.xml_ok(url, "pool.get_all", first[100])
     assert wire.xml_ok(url, "pool.get_all", first[-1])
     db = fresh_world.world.pools[0].db
-    assert sum(1 for r in db.tables["session"].values()
-               if r["originator"] == "wire-flood") == 500
+    assert sum(1 for r in db.tables["session"].values() if r["originator"] == "wire-flood") == 500

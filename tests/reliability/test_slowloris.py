@@ -4,6 +4,7 @@ against it -- connected and silent, partial request heads, partial bodies, parti
 ClientHellos -- and the server holds them without a thread each. Loopback only, bounded:
 the connections are closed at the end and the server stopped.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,9 @@ def raise_fd_limit(need):
         new = need if hard == resource.RLIM_INFINITY else min(hard, need)
         resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    assert soft == resource.RLIM_INFINITY or soft >= need, \
+    assert soft == resource.RLIM_INFINITY or soft >= need, (
         f"RLIMIT_NOFILE {soft} is below the {need} descriptors this test needs"
+    )
 
 
 def threads_of(pid) -> int:
@@ -42,19 +44,21 @@ def threads_of(pid) -> int:
 def hostile_openers():
     """What each held connection sends, in turn (and then nothing more)."""
     return [
-        b"",                                                          # connected, silent
-        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: te",             # partial head
+        b"",  # connected, silent
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: te",  # partial head
         b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 900\r\n\r\n<methodCall>",  # body
-        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",                  # partial ClientHello
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",  # partial ClientHello
     ]
 
 
 def test_a_thousand_stalled_connections_do_not_delay_a_login(tmp_path):
     raise_fd_limit(HELD + 512)
     ready = tmp_path / "ready.json"
-    proc = subprocess.Popen([sys.executable, "-m", "xapi_sim", "serve", "--port", "0",
-                             "--ready-file", str(ready)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "xapi_sim", "serve", "--port", "0", "--ready-file", str(ready)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     held = []
     try:
         deadline = time.monotonic() + 30
@@ -62,8 +66,7 @@ def test_a_thousand_stalled_connections_do_not_delay_a_login(tmp_path):
             assert proc.poll() is None, proc.stderr.read().decode()
             assert time.monotonic() < deadline, "no ready file"
             time.sleep(0.05)
-        master = next(h for h in json.loads(ready.read_text())["hosts"]
-                      if h["name_label"] == "xs1")
+        master = next(h for h in json.loads(ready.read_text())["hosts"] if h["name_label"] == "xs1")
         url = master["http_url"]
         host, port = url.split("//")[1].rstrip("/").rsplit(":", 1)
         port = int(port)
@@ -86,7 +89,7 @@ def test_a_thousand_stalled_connections_do_not_delay_a_login(tmp_path):
             session.xenapi.login_with_password("root", "xenroot", "2.5", f"slowloris-{i}")
             times.append(time.monotonic() - t)
             session.xenapi.session.logout()
-            session._ServerProxy__close()        # (XenAPI: .close() would be an RPC)
+            session._ServerProxy__close()  # (XenAPI: .close() would be an RPC)
         # and over TLS, on the same port
         t = time.monotonic()
         tls = XenAPI.Session(master["https_url"], ignore_ssl=True)
@@ -96,11 +99,13 @@ def test_a_thousand_stalled_connections_do_not_delay_a_login(tmp_path):
         tls._ServerProxy__close()
 
         threads_during = threads_of(proc.pid)
-        print(f"\n{HELD} stalled connections opened in {opened:.2f} s; login_with_password "
-              f"took median {statistics.median(times) * 1000:.1f} ms, max "
-              f"{max(times) * 1000:.1f} ms (first TLS login, certificate made on the way, "
-              f"{tls_time * 1000:.1f} ms); server threads {threads_before} -> "
-              f"{threads_during}")
+        print(
+            f"\n{HELD} stalled connections opened in {opened:.2f} s; login_with_password "
+            f"took median {statistics.median(times) * 1000:.1f} ms, max "
+            f"{max(times) * 1000:.1f} ms (first TLS login, certificate made on the way, "
+            f"{tls_time * 1000:.1f} ms); server threads {threads_before} -> "
+            f"{threads_during}"
+        )
         assert max(times) < 1.0, times
         assert tls_time < 1.0, tls_time
         # no thread per connection: a handful of workers at most

@@ -6,6 +6,7 @@ acknowledged -- may be dropped. Anything else makes ``xapi-sim serve --state-dir
 every file untouched; ``xapi-sim repair`` keeps a backup and cuts the journal at the first
 damaged line. Each case goes through the real ``xapi-sim`` command.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -58,9 +59,8 @@ def kept(tmp_path_factory):
             for item in entry["rows"]:
                 if item[1] == "VM" and item[2] == vm:
                     oc = item[3]["other_config"]
-                    new = [k for k in oc if k.startswith("k") and
-                           k not in keys.values()]
-                    if new:              # the key this write added (the last new one)
+                    new = [k for k in oc if k.startswith("k") and k not in keys.values()]
+                    if new:  # the key this write added (the last new one)
                         keys[n] = new[-1]
     assert len(keys) == WRITES
     return state, vm, keys
@@ -94,6 +94,7 @@ def assert_refused(state, *needles, commands=("serve", "export")):
 
 # -- damage in the middle of the journal ----------------------------------------------------
 
+
 def test_one_damaged_line_in_the_middle_refuses_then_repair_cuts_there(kept, state, tmp_path):
     """The old failure: one bad line among 41 replayed what came before it, dropped the
     valid lines after it, and the next snapshot made that final."""
@@ -101,19 +102,26 @@ def test_one_damaged_line_in_the_middle_refuses_then_repair_cuts_there(kept, sta
     journal = state / "journal.jsonl"
     items = lines(journal)
     total = len(items)
-    bad = 12                                        # the 7th write (5 layout lines first)
+    bad = 12  # the 7th write (5 layout lines first)
     damaged = bytearray(items[bad - 1])
-    damaged[len(damaged) // 2] ^= 0x20              # one flipped bit
+    damaged[len(damaged) // 2] ^= 0x20  # one flipped bit
     items[bad - 1] = bytes(damaged)
     write_lines(journal, items)
     original = journal.read_bytes()
-    assert_refused(state, f"{journal} line {bad}", "checksum mismatch",
-                   f"{total - bad} valid lines follow it", "xapi-sim repair")
+    assert_refused(
+        state,
+        f"{journal} line {bad}",
+        "checksum mismatch",
+        f"{total - bad} valid lines follow it",
+        "xapi-sim repair",
+    )
 
     rc, out, err = run_cli("repair", "--state-dir", str(state))
     assert rc == 0 and not err, err
-    assert f"dropped {total - bad + 1} of {total} journal line(s), from journal.jsonl " \
+    assert (
+        f"dropped {total - bad + 1} of {total} journal line(s), from journal.jsonl "
         f"line {bad} on (damaged: checksum mismatch)" in out
+    )
     backups = [p for p in state.iterdir() if p.name.startswith("backup-")]
     assert len(backups) == 1 and (backups[0] / "journal.jsonl").read_bytes() == original
     assert len(lines(journal)) == bad - 1
@@ -130,7 +138,7 @@ def test_a_torn_last_line_is_dropped(kept, state, tmp_path):
     _, vm, keys = kept
     journal = state / "journal.jsonl"
     items = lines(journal)
-    write_lines(journal, items[:-1], tail=items[-1][:len(items[-1]) // 2])
+    write_lines(journal, items[:-1], tail=items[-1][: len(items[-1]) // 2])
     srv = Server(state, tmp_path).start()
     try:
         assert web1_keys(srv, vm) == set(keys.values()) - {keys[len(items)]}
@@ -164,21 +172,38 @@ def test_repair_of_a_clean_dir_changes_nothing(state):
 
 # -- valid JSON, wrong shape ---------------------------------------------------------------
 
+
 def _bad_lines(vm):
     return {
         "an array": lambda seq: [],
         "no pools": lambda seq: {"seq": seq, "layout": None},
         "pools not an object": lambda seq: {"seq": seq, "layout": None, "pools": 5},
         "seq a string": lambda seq: {"seq": str(seq), "layout": None, "pools": {}},
-        "bad row item": lambda seq: {"seq": seq, "layout": None, "pools": {
-            "OpaqueRef:p": {"release": "dundee", "rows": [["upsert", "VM", vm]]}}},
-        "unknown release": lambda seq: {"seq": seq, "layout": None, "pools": {
-            "OpaqueRef:p": {"release": "zz", "rows": []}}},
-        "field of the wrong type": lambda seq: {"seq": seq, "layout": None, "pools": {
-            "OpaqueRef:p": {"release": "dundee", "rows": [
-                ["put", "VM", vm, {"memory_static_max": "lots"}]]}}},
-        "layout without hosts": lambda seq: {"seq": seq, "layout": {
-            "user": "root", "password": "x", "seed": 1, "pools": []}, "pools": {}},
+        "bad row item": lambda seq: {
+            "seq": seq,
+            "layout": None,
+            "pools": {"OpaqueRef:p": {"release": "dundee", "rows": [["upsert", "VM", vm]]}},
+        },
+        "unknown release": lambda seq: {
+            "seq": seq,
+            "layout": None,
+            "pools": {"OpaqueRef:p": {"release": "zz", "rows": []}},
+        },
+        "field of the wrong type": lambda seq: {
+            "seq": seq,
+            "layout": None,
+            "pools": {
+                "OpaqueRef:p": {
+                    "release": "dundee",
+                    "rows": [["put", "VM", vm, {"memory_static_max": "lots"}]],
+                }
+            },
+        },
+        "layout without hosts": lambda seq: {
+            "seq": seq,
+            "layout": {"user": "root", "password": "x", "seed": 1, "pools": []},
+            "pools": {},
+        },
     }
 
 
@@ -195,6 +220,7 @@ def test_a_well_formed_line_of_the_wrong_shape_is_refused(kept, state, case):
 
 # -- malformed state.json --------------------------------------------------------------------
 
+
 def _edit(snap, path, value):
     obj = snap
     for k in path[:-1]:
@@ -206,28 +232,45 @@ def _edit(snap, path, value):
 
 
 STATE_CASES = {
-    "only format and version": (lambda s: {"format": s["format"], "version": 2},
-                                "no 'layout' object"),
+    "only format and version": (
+        lambda s: {"format": s["format"], "version": 2},
+        "no 'layout' object",
+    ),
     "no pools": (lambda s: _edit(s, ["pools"], KeyError), "no 'pools' object"),
     "no seq": (lambda s: _edit(s, ["seq"], KeyError), "'seq'"),
     "seq a string": (lambda s: _edit(s, ["seq"], "7"), "'seq'"),
-    "port a string": (lambda s: _edit(s, ["layout", "hosts", 0, "port"], "x"),
-                      "layout.hosts[0].port"),
-    "host state unknown": (lambda s: _edit(s, ["layout", "hosts", 1, "state"], "asleep"),
-                           "layout.hosts[1].state"),
-    "unknown cpu": (lambda s: _edit(s, ["layout", "hosts", 0, "hw", "cpu"], "Z80"),
-                    "layout.hosts[0].hw.cpu"),
-    "master not in pool": (lambda s: _edit(s, ["layout", "pools", 0, "master"],
-                                           "OpaqueRef:nobody"), "is not a host of that pool"),
-    "tables a list": (lambda s: [_edit(s, ["pools", p, "tables"], []) for p in s["pools"]],
-                      ".tables: expected an object"),
+    "port a string": (
+        lambda s: _edit(s, ["layout", "hosts", 0, "port"], "x"),
+        "layout.hosts[0].port",
+    ),
+    "host state unknown": (
+        lambda s: _edit(s, ["layout", "hosts", 1, "state"], "asleep"),
+        "layout.hosts[1].state",
+    ),
+    "unknown cpu": (
+        lambda s: _edit(s, ["layout", "hosts", 0, "hw", "cpu"], "Z80"),
+        "layout.hosts[0].hw.cpu",
+    ),
+    "master not in pool": (
+        lambda s: _edit(s, ["layout", "pools", 0, "master"], "OpaqueRef:nobody"),
+        "is not a host of that pool",
+    ),
+    "tables a list": (
+        lambda s: [_edit(s, ["pools", p, "tables"], []) for p in s["pools"]],
+        ".tables: expected an object",
+    ),
     "row field of the wrong type": (
-        lambda s: [_edit(s, ["pools", p, "tables", "pool", r, "name_label"], 42)
-                   for p in s["pools"] for r in s["pools"][p]["tables"]["pool"]],
-        "name_label: expected string"),
+        lambda s: [
+            _edit(s, ["pools", p, "tables", "pool", r, "name_label"], 42)
+            for p in s["pools"]
+            for r in s["pools"][p]["tables"]["pool"]
+        ],
+        "name_label: expected string",
+    ),
     "a pool row missing": (
         lambda s: [_edit(s, ["pools", p, "tables", "pool"], {}) for p in s["pools"]],
-        "the kept world (state.json and its journal) is inconsistent: pool"),
+        "the kept world (state.json and its journal) is inconsistent: pool",
+    ),
     "not an xapi-sim file": (lambda s: {"hello": "world"}, "not an xapi-sim state file"),
 }
 
@@ -267,8 +310,8 @@ def _without_dac_override():
     a read-only directory (so the test needs no other user)."""
     if os.geteuid() == 0:
         libc = ctypes.CDLL(None, use_errno=True)
-        for cap in (1, 2):                  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
-            if libc.prctl(24, cap, 0, 0, 0) != 0:     # PR_CAPBSET_DROP
+        for cap in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+            if libc.prctl(24, cap, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
                 raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
 
 
@@ -308,6 +351,7 @@ def test_export_of_a_directory_without_a_world(tmp_path):
 
 # -- version 1 directories -------------------------------------------------------------------
 
+
 def test_a_version_1_dir_is_read_and_converted(kept, state, tmp_path):
     _, vm, keys = kept
     to_v1(str(state))
@@ -331,7 +375,7 @@ def test_a_version_1_dir_damaged_in_the_middle(kept, state, tmp_path):
     write_lines(state / "journal.next.jsonl", items[12:])
     to_v1(str(state))
     items = lines(journal)
-    items[7] = items[7][:len(items[7]) // 2]     # v1 has no checksum: a cut line
+    items[7] = items[7][: len(items[7]) // 2]  # v1 has no checksum: a cut line
     write_lines(journal, items)
     assert_refused(state, f"{journal} line 8", "not JSON")
     rc, out, err = run_cli("repair", "--state-dir", str(state))
@@ -348,8 +392,9 @@ def test_a_version_1_dir_damaged_in_the_middle(kept, state, tmp_path):
 
 # -- properties over the checker (in-process) ------------------------------------------------
 
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(cut=st.integers(min_value=0, max_value=10 ** 9))
+@given(cut=st.integers(min_value=0, max_value=10**9))
 def test_any_cut_of_the_journal_loads_the_complete_lines(kept, cut):
     """A crash can leave the journal at any length: everything up to the last complete line
     loads, the rest is a torn tail."""
@@ -363,12 +408,13 @@ def test_any_cut_of_the_journal_loads_the_complete_lines(kept, cut):
         open(p, "wb").write(data[:cut])
         s = persist.scan(d)
         assert s.replayed + s.skipped == data[:cut].count(b"\n")
-        assert [t[2] for t in s.torn] == ([cut - data[:cut].rfind(b"\n") - 1]
-                                          if not data[:cut].endswith(b"\n") and cut else [])
+        assert [t[2] for t in s.torn] == (
+            [cut - data[:cut].rfind(b"\n") - 1] if not data[:cut].endswith(b"\n") and cut else []
+        )
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(pos=st.integers(min_value=0, max_value=10 ** 9), value=st.integers(1, 255))
+@given(pos=st.integers(min_value=0, max_value=10**9), value=st.integers(1, 255))
 def test_any_changed_byte_is_caught_at_its_line(kept, pos, value):
     """One byte changed anywhere in the journal: refused at that byte's line -- unless it
     was the last newline, which makes the last line an (unacknowledged) torn tail."""
@@ -392,11 +438,16 @@ def test_any_changed_byte_is_caught_at_its_line(kept, pos, value):
 
 
 @settings(max_examples=60, deadline=None)
-@given(junk=st.one_of(st.binary(max_size=200),
-                      st.recursive(st.none() | st.booleans() | st.integers() | st.text(),
-                                   lambda c: st.lists(c) | st.dictionaries(st.text(), c),
-                                   max_leaves=20).map(
-                          lambda v: json.dumps(v).encode())))
+@given(
+    junk=st.one_of(
+        st.binary(max_size=200),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.text(),
+            lambda c: st.lists(c) | st.dictionaries(st.text(), c),
+            max_leaves=20,
+        ).map(lambda v: json.dumps(v).encode()),
+    )
+)
 def test_any_line_content_is_a_state_error_never_a_traceback(kept, junk):
     src, _, _ = kept
     with tempfile.TemporaryDirectory() as tmp:
@@ -426,11 +477,15 @@ def test_a_version_1_line_of_the_wrong_shape_is_refused(state):
     assert_refused(state, f"{journal} line 4", "wrong shape")
 
 
-_json = st.recursive(st.none() | st.booleans() | st.integers() | st.text() |
-                     st.floats(allow_nan=False, allow_infinity=False),
-                     lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(), c,
-                                                                         max_size=4),
-                     max_leaves=25)
+_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.text()
+    | st.floats(allow_nan=False, allow_infinity=False),
+    lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(), c, max_size=4),
+    max_leaves=25,
+)
 
 
 @settings(max_examples=200, deadline=None)
@@ -442,11 +497,10 @@ def test_a_framed_line_reads_back_and_holds_no_newline(body):
 
 
 _value = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text() |
-    st.text().map(Timestamp),
-    lambda c: st.lists(c, max_size=4) |
-    st.dictionaries(st.text() | st.integers(), c, max_size=4),
-    max_leaves=25)
+    st.none() | st.booleans() | st.integers() | st.text() | st.text().map(Timestamp),
+    lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text() | st.integers(), c, max_size=4),
+    max_leaves=25,
+)
 
 
 @settings(max_examples=200, deadline=None)
@@ -462,6 +516,7 @@ def test_values_survive_encoding(v):
         if isinstance(x, list):
             return ("l", [types(y) for y in x])
         return type(x).__name__
+
     assert types(back) == types(v)
 
 
@@ -469,6 +524,7 @@ def test_hardware_nics_are_kept_and_older_state_takes_the_default(tmp_path):
     import attrs
 
     from xapi_sim import scenario
+
     world = scenario.build(scenario.default(), seed=2)
     h = world.host_by_name("xs2")
     h.hw = attrs.evolve(h.hw, nics=6)
@@ -483,7 +539,7 @@ def test_hardware_nics_are_kept_and_older_state_takes_the_default(tmp_path):
     sp = d / "state.json"
     snap = json.loads(sp.read_text())
     for hd in snap["layout"]["hosts"]:
-        del hd["hw"]["nics"]                     # written before hosts had a NIC count
+        del hd["hw"]["nics"]  # written before hosts had a NIC count
     sp.write_text(json.dumps(snap))
     assert persist.load(str(d))[0].host_by_name("xs2").hw.nics == 4
     snap["layout"]["hosts"][0]["hw"]["nics"] = 0

@@ -13,6 +13,7 @@ Helpers live on the ``Lab`` object (not in an importable module) so that test fi
 arithmetic below, not with ``xapi_sim.levelling``, so the tests do not share code with the
 implementation they check.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -31,6 +32,7 @@ REASON_FEATURES = "VM last booted on a CPU with features this host's CPU does no
 
 
 # -- independent featureset arithmetic (spec §2.1-§2.2) -------------------------------------
+
 
 def words(s: str) -> list:
     return [int(p, 16) for p in s.split("-")] if s else []
@@ -51,8 +53,9 @@ def meet(*sets: str) -> str:
             acc = w
             continue
         n = max(len(acc), len(w))
-        acc = [a & b for a, b in zip(acc + [0] * (n - len(acc)), w + [0] * (n - len(w)),
-                                     strict=True)]
+        acc = [
+            a & b for a, b in zip(acc + [0] * (n - len(acc)), w + [0] * (n - len(w)), strict=True)
+        ]
     return fmt(acc)
 
 
@@ -72,9 +75,13 @@ class Lab:
 
     INTEL, AMD = INTEL, AMD
     REASON_VENDOR, REASON_FEATURES = REASON_VENDOR, REASON_FEATURES
-    words, fmt, meet, w9, clear_bits = (staticmethod(words), staticmethod(fmt),
-                                        staticmethod(meet), staticmethod(w9),
-                                        staticmethod(clear_bits))
+    words, fmt, meet, w9, clear_bits = (
+        staticmethod(words),
+        staticmethod(fmt),
+        staticmethod(meet),
+        staticmethod(w9),
+        staticmethod(clear_bits),
+    )
 
     def __init__(self, rw):
         self.rw = rw
@@ -138,8 +145,11 @@ class Lab:
         """Messages created since ``mark()``, as (name, priority, cls, obj_uuid, body)."""
         recs = (x or self.x).message.get_all_records()
         seen = getattr(self, "_seen", set())
-        return [(r["name"], int(r["priority"]), r["cls"], r["obj_uuid"], r["body"])
-                for ref, r in recs.items() if ref not in seen]
+        return [
+            (r["name"], int(r["priority"]), r["cls"], r["obj_uuid"], r["body"])
+            for ref, r in recs.items()
+            if ref not in seen
+        ]
 
     # -- actions ----------------------------------------------------------------------------
     def stage(self, host_name, **changes):
@@ -161,7 +171,7 @@ class Lab:
         addr = self.api(master).host.get_address(self.ref(master))
         fn = xj.pool.join_force if force else xj.pool.join
         fn(addr, self.rw.user, self.rw.password)
-        self.forget_session(self.url(joiner))   # its old pool database is gone
+        self.forget_session(self.url(joiner))  # its old pool database is gone
 
     @contextlib.contextmanager
     def fails(self, *expected):
@@ -172,7 +182,7 @@ class Lab:
         got = list(ei.value.details)
         if expected and expected[-1] is Ellipsis:
             want = list(expected[:-1])
-            assert got[:len(want)] == want, got
+            assert got[: len(want)] == want, got
         else:
             assert got == list(expected), got
 

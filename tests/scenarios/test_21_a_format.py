@@ -4,6 +4,7 @@ The arithmetic is pure (``xapi_sim.levelling.featureset``/``policy``) and is che
 level; every scenario also has a wire-level assertion through XenAPI, where the arithmetic
 becomes visible (pool.cpu_info, alerts, INTERNAL_ERROR, VM.pool_migrate).
 """
+
 from __future__ import annotations
 
 import pytest
@@ -49,6 +50,7 @@ BAD_STRINGS = ["foo bar baz", "fgfg-1234", "0123-foo", "foo-0123", "-1234", "123
 
 # -- 1 ---------------------------------------------------------------------------------------
 
+
 def test_21_1_round_trip_unit():
     assert fs.format([0, 2, 123]) == "00000000-00000002-0000007b"
     assert fs.parse("00000000-00000002-0000007b") == (0, 2, 123)
@@ -74,6 +76,7 @@ def test_21_1_round_trip_wire(lab):
 
 # -- 2 ---------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("bad", BAD_STRINGS + ["123456789"])
 def test_21_2_parse_failures_unit(bad):
     with pytest.raises(fs.InvalidFeatureString):
@@ -97,6 +100,7 @@ def test_21_2_parse_failures_wire_internal_error(lab):
 
 # -- 3 ---------------------------------------------------------------------------------------
 
+
 def test_21_3_intersect_zero_extension_unit():
     assert fs.intersect([7, 3], [5]) == (5, 0)
     assert fs.intersect([], [1, 2, 3]) == (1, 2, 3)
@@ -118,6 +122,7 @@ def test_21_3_intersect_zero_extension_wire(lab):
 
 # -- 4 ---------------------------------------------------------------------------------------
 
+
 def test_21_4_subset_dundee_vs_head_unit():
     assert fs.is_subset([5], [7, 3], "dundee") is False
     assert fs.is_subset([5], [7, 3], "2018") is True
@@ -136,11 +141,18 @@ def test_21_4_subset_dundee_wire_alert(lab):
     L.hw("xs1", features_hvm="00000001-00000000")
     host_uuid = L.x.host.get_uuid(L.ref("xs1"))
     assert L.new_messages() == [
-        ("HOST_CPU_FEATURES_DOWN", 3, "Host", host_uuid,
-         "The CPU features of host have changed. Some features have gone away.")]
+        (
+            "HOST_CPU_FEATURES_DOWN",
+            3,
+            "Host",
+            host_uuid,
+            "The CPU features of host have changed. Some features have gone away.",
+        )
+    ]
 
 
 # -- 5 ---------------------------------------------------------------------------------------
+
 
 def test_21_5_truncation_in_the_check(lab):
     L = lab(TWO_HOSTS)
@@ -149,10 +161,14 @@ def test_21_5_truncation_in_the_check(lab):
     f10 = L.w9(0xF, 0xFFFFFFFF)
     # unit level
     host_info = {"vendor": L.INTEL, "features_pv": f9, "features_hvm": f9}
-    assert policy.check_vm_compatible("Running", {"vendor": L.INTEL, "features": f10}, True,
-                                      host_info) is None
-    assert policy.updated_vm_flags({"vendor": L.INTEL, "features": f10}, True, host_info) == \
-        {"vendor": L.INTEL, "features": f9}
+    assert (
+        policy.check_vm_compatible("Running", {"vendor": L.INTEL, "features": f10}, True, host_info)
+        is None
+    )
+    assert policy.updated_vm_flags({"vendor": L.INTEL, "features": f10}, True, host_info) == {
+        "vendor": L.INTEL,
+        "features": f9,
+    }
     # wire level
     L.hw("xs2", features_hvm=f9)
     L.set_flags(vm, {"vendor": L.INTEL, "features": f10})
@@ -163,14 +179,17 @@ def test_21_5_truncation_in_the_check(lab):
 
 # -- 6 ---------------------------------------------------------------------------------------
 
+
 def test_21_6_shorter_vm_set_zero_extended(lab):
     L = lab(TWO_HOSTS)
     x, vm, h = L.x, L.vm("vm"), L.ref("xs2")
     f9 = L.w9(0xF)
     host10 = L.w9(0xF, 0x1)
     host_info = {"vendor": L.INTEL, "features_pv": host10, "features_hvm": host10}
-    assert policy.check_vm_compatible("Running", {"vendor": L.INTEL, "features": f9}, True,
-                                      host_info) is None
+    assert (
+        policy.check_vm_compatible("Running", {"vendor": L.INTEL, "features": f9}, True, host_info)
+        is None
+    )
     L.hw("xs2", features_hvm=host10)
     L.set_flags(vm, {"vendor": L.INTEL, "features": f9})
     x.VM.assert_can_migrate(vm, {"host": h}, True, {}, {}, {})

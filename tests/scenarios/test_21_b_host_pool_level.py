@@ -3,6 +3,7 @@
 "restart H" is ``host.restart_agent`` (a toolstack restart is a xapi start, §3) unless a
 scenario is about reboots or power; toy featuresets are staged with ``sim.host_set_hardware``.
 """
+
 from __future__ import annotations
 
 from xapi_sim.levelling import cpus, policy
@@ -56,14 +57,21 @@ def _pool_uuid(L, x=None):
 
 # -- 7 ---------------------------------------------------------------------------------------
 
+
 def test_21_7_two_pool_featuresets(lab):
-    L = lab(two_hosts("Haswell", "IvyBridge", "sockets = 2\ncpus_per_socket = 8",
-                      "sockets = 1\ncpus_per_socket = 6"))
+    L = lab(
+        two_hosts(
+            "Haswell",
+            "IvyBridge",
+            "sockets = 2\ncpus_per_socket = 8",
+            "sockets = 1\ncpus_per_socket = 6",
+        )
+    )
     x = L.x
     L.hw("xs1", features_pv=L.w9(0x0F), features_hvm=L.w9(0xFF))
     L.hw("xs2", features_pv=L.w9(0x07), features_hvm=L.w9(0x7F))
     info = L.pool_info()
-    assert set(info) == POOL_KEYS          # exactly these keys: no "features"
+    assert set(info) == POOL_KEYS  # exactly these keys: no "features"
     assert info["features_pv"] == L.w9(0x07)
     assert info["features_hvm"] == L.w9(0x7F)
     assert info["cpu_count"] == "22" and info["socket_count"] == "3"
@@ -80,6 +88,7 @@ def test_21_7_two_pool_featuresets(lab):
 
 # -- 8 ---------------------------------------------------------------------------------------
 
+
 def test_21_8_different_lengths(lab):
     L = lab(two_hosts())
     L.hw("xs1", features_hvm="ffffffff")
@@ -88,6 +97,7 @@ def test_21_8_different_lengths(lab):
 
 
 # -- 9 ---------------------------------------------------------------------------------------
+
 
 def test_21_9_pre_dundee_host_ignored(lab):
     """B is a 6.5 SP1 host: vendor/cpu_count/socket_count/features only (no features_pv/hvm)."""
@@ -150,6 +160,7 @@ cpus_per_socket = 8
 
 # -- 10 --------------------------------------------------------------------------------------
 
+
 def test_21_10_pv_only_host_zeroes_pool_hvm(lab):
     """Dundee includes hosts that cannot run HVM (features_hvm all zeros)."""
     L = lab(two_hosts())
@@ -159,6 +170,7 @@ def test_21_10_pv_only_host_zeroes_pool_hvm(lab):
 
 
 # -- 11 --------------------------------------------------------------------------------------
+
 
 def test_21_11_recalculated_at_every_boot(lab):
     L = lab(two_hosts("Haswell", "Haswell"))
@@ -179,21 +191,34 @@ def test_21_11_recalculated_at_every_boot(lab):
     assert new_b == expected_b
     assert new_b["features_hvm"] != old_b["features_hvm"]
     new_level = L.pool_info()
-    assert new_level["features_hvm"] == L.meet(L.cpu_info("xs1")["features_hvm"],
-                                                new_b["features_hvm"])
-    assert new_level["features_pv"] == L.meet(L.cpu_info("xs1")["features_pv"],
-                                               new_b["features_pv"])
+    assert new_level["features_hvm"] == L.meet(
+        L.cpu_info("xs1")["features_hvm"], new_b["features_hvm"]
+    )
+    assert new_level["features_pv"] == L.meet(
+        L.cpu_info("xs1")["features_pv"], new_b["features_pv"]
+    )
     assert new_level["features_hvm"] != level["features_hvm"]
     b_uuid = x.host.get_uuid(L.ref("xs2"))
     msgs = L.new_messages()
-    assert ("HOST_CPU_FEATURES_DOWN", 3, "Host", b_uuid,
-            "The CPU features of host have changed. Some features have gone away.") in msgs
-    assert ("POOL_CPU_FEATURES_DOWN", 5, "Pool", _pool_uuid(L),
-            "The pool-level CPU features have changed. Some features have gone away.") in msgs
+    assert (
+        "HOST_CPU_FEATURES_DOWN",
+        3,
+        "Host",
+        b_uuid,
+        "The CPU features of host have changed. Some features have gone away.",
+    ) in msgs
+    assert (
+        "POOL_CPU_FEATURES_DOWN",
+        5,
+        "Pool",
+        _pool_uuid(L),
+        "The pool-level CPU features have changed. Some features have gone away.",
+    ) in msgs
     assert len(msgs) == 2, msgs
 
 
 # -- 12 --------------------------------------------------------------------------------------
+
 
 def test_21_12_features_gained(lab):
     """xs1 restarts with a strict superset (avx2 no longer hidden); xs2 (Sandy Bridge) is
@@ -205,20 +230,27 @@ def test_21_12_features_gained(lab):
     L.mark()
     L.hw("xs1", hidden_features=[])
     after = L.cpu_info("xs1")["features_hvm"]
-    assert L.meet(before, after) == before and before != after   # strict superset
+    assert L.meet(before, after) == before and before != after  # strict superset
     assert L.pool_info() == level
     assert L.new_messages() == [
-        ("HOST_CPU_FEATURES_UP", 5, "Host", x.host.get_uuid(L.ref("xs1")),
-         "The CPU features of host have changed. Some features were added.")]
+        (
+            "HOST_CPU_FEATURES_UP",
+            5,
+            "Host",
+            x.host.get_uuid(L.ref("xs1")),
+            "The CPU features of host have changed. Some features were added.",
+        )
+    ]
 
 
 # -- 13 --------------------------------------------------------------------------------------
+
 
 def test_21_13_pv_only_change_no_alert(lab):
     L = lab(two_hosts())
     level = L.pool_info()
     b = L.cpu_info("xs2")
-    new_pv = L.clear_bits(b["features_pv"], 0, 0x1)      # drop a bit the pool level has
+    new_pv = L.clear_bits(b["features_pv"], 0, 0x1)  # drop a bit the pool level has
     assert L.meet(level["features_pv"], new_pv) != level["features_pv"]
     L.mark()
     L.hw("xs2", features_pv=new_pv)
@@ -230,6 +262,7 @@ def test_21_13_pv_only_change_no_alert(lab):
 
 # -- 14 --------------------------------------------------------------------------------------
 
+
 def test_21_14_alerts_suppressed_during_rpu(lab):
     L = lab(two_hosts())
     x = L.x
@@ -237,8 +270,8 @@ def test_21_14_alerts_suppressed_during_rpu(lab):
     x.pool.add_to_other_config(pool, "rolling_upgrade_in_progress", "true")
     level = L.pool_info()
     L.mark()
-    L.hw("xs2", cpu="SandyBridge")     # a slave: the master's RPU detection does not run
-    assert L.pool_info()["features_hvm"] != level["features_hvm"]   # the level did drop
+    L.hw("xs2", cpu="SandyBridge")  # a slave: the master's RPU detection does not run
+    assert L.pool_info()["features_hvm"] != level["features_hvm"]  # the level did drop
     assert L.new_messages() == []
 
 
@@ -259,11 +292,12 @@ cpu = "Haswell"
     L.mark()
     L.hw("solo", cpu="SandyBridge")
     msgs = L.new_messages()
-    assert [m[0] for m in msgs] == ["HOST_CPU_FEATURES_DOWN"]   # host alert only
+    assert [m[0] for m in msgs] == ["HOST_CPU_FEATURES_DOWN"]  # host alert only
     assert L.pool_info()["features_hvm"] == L.cpu_info("solo")["features_hvm"]
 
 
 # -- 15 --------------------------------------------------------------------------------------
+
 
 def test_21_15_spurious_down_in_dundee(lab):
     """X (9 words) -> X + one zero word: Dundee's length-sensitive comparison reports a loss.
@@ -275,10 +309,20 @@ def test_21_15_spurious_down_in_dundee(lab):
     L.mark()
     L.hw("xs2", features_hvm=X + "-00000000")
     msgs = L.new_messages()
-    assert ("HOST_CPU_FEATURES_DOWN", 3, "Host", x.host.get_uuid(L.ref("xs2")),
-            "The CPU features of host have changed. Some features have gone away.") in msgs
-    assert ("POOL_CPU_FEATURES_DOWN", 5, "Pool", _pool_uuid(L),
-            "The pool-level CPU features have changed. Some features have gone away.") in msgs
+    assert (
+        "HOST_CPU_FEATURES_DOWN",
+        3,
+        "Host",
+        x.host.get_uuid(L.ref("xs2")),
+        "The CPU features of host have changed. Some features have gone away.",
+    ) in msgs
+    assert (
+        "POOL_CPU_FEATURES_DOWN",
+        5,
+        "Pool",
+        _pool_uuid(L),
+        "The pool-level CPU features have changed. Some features have gone away.",
+    ) in msgs
     assert len(msgs) == 2
     # the >=2018 zero-extended comparison (CA-279498) sees no change: no message (unit level;
     # the simulated world runs Dundee GA semantics)
@@ -289,6 +333,7 @@ def test_21_15_spurious_down_in_dundee(lab):
 
 # -- 16 --------------------------------------------------------------------------------------
 
+
 def test_21_16_toolstack_restart_recomputes_without_change(lab):
     L = lab(two_hosts("Haswell", "IvyBridge"))
     x = L.x
@@ -297,7 +342,7 @@ def test_21_16_toolstack_restart_recomputes_without_change(lab):
     L.mark()
     event_from = getattr(x.event, "from")
     token = event_from(["pool"], "", 0.0)["token"]
-    for name in ("xs2", "xs1"):            # a slave, then the master
+    for name in ("xs2", "xs1"):  # a slave, then the master
         L.restart(name)
         # the pool level was rewritten (an event on the pool object) ...
         ev = event_from(["pool"], token, 1.0)
@@ -310,6 +355,7 @@ def test_21_16_toolstack_restart_recomputes_without_change(lab):
 
 
 # -- 17 --------------------------------------------------------------------------------------
+
 
 def test_21_17_offline_host_still_counts(lab):
     L = lab(THREE_HOSTS)
@@ -324,7 +370,7 @@ def test_21_17_offline_host_still_counts(lab):
     L.mark()
     L.restart("xs1")
     L.restart("xs2")
-    assert L.pool_info()["features_hvm"] == full       # C still holds the level down
+    assert L.pool_info()["features_hvm"] == full  # C still holds the level down
     assert L.pool_info()["cpu_count"] == str(sum(int(i["cpu_count"]) for i in (a, b, c)))
     assert L.new_messages() == []
     x.host.destroy(xs3)
@@ -334,5 +380,11 @@ def test_21_17_offline_host_still_counts(lab):
     assert info["features_pv"] == L.meet(a["features_pv"], b["features_pv"])
     assert info["features_hvm"] != full
     assert L.new_messages() == [
-        ("POOL_CPU_FEATURES_UP", 5, "Pool", _pool_uuid(L),
-         "The pool-level CPU features have changed. Some features were added.")]
+        (
+            "POOL_CPU_FEATURES_UP",
+            5,
+            "Pool",
+            _pool_uuid(L),
+            "The pool-level CPU features have changed. Some features were added.",
+        )
+    ]

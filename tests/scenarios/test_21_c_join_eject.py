@@ -3,6 +3,7 @@
 ``pool.join`` is sent to the joining host's own endpoint with the master's address, as
 XenCenter and ``xe pool-join`` do.
 """
+
 from __future__ import annotations
 
 import XenAPI
@@ -37,6 +38,7 @@ def _pool_uuid(x):
 
 # -- 18 --------------------------------------------------------------------------------------
 
+
 def test_21_18_less_capable_host_joins(lab):
     L = lab(POOL_AND_STANDALONES)
     x = L.x
@@ -61,12 +63,19 @@ def test_21_18_less_capable_host_joins(lab):
     assert info["features_pv"] == L.meet(level["features_pv"], n["features_pv"])
     assert info["cpu_count"] == str(int(level["cpu_count"]) + int(n["cpu_count"]))
     assert L.new_messages() == [
-        ("POOL_CPU_FEATURES_DOWN", 5, "Pool", _pool_uuid(x),
-         "The pool-level CPU features have changed. Some features have gone away.")]
+        (
+            "POOL_CPU_FEATURES_DOWN",
+            5,
+            "Pool",
+            _pool_uuid(x),
+            "The pool-level CPU features have changed. Some features have gone away.",
+        )
+    ]
     # first start as a member: no previous features_hvm on its record, so no host alert
 
 
 # -- 19 --------------------------------------------------------------------------------------
+
 
 def test_21_19_vendor_mismatch(lab):
     L = lab(POOL_AND_STANDALONES)
@@ -79,9 +88,9 @@ def test_21_19_vendor_mismatch(lab):
     amd = L.cpu_info("n_amd")
     L.join("n_amd", "xs1", force=True)
     order = x.host.get_all()
-    assert order[-1] == L.ref("n_amd")            # the joiner is last in DB order
+    assert order[-1] == L.ref("n_amd")  # the joiner is last in DB order
     info = L.pool_info()
-    assert info["vendor"] == L.AMD                 # the last valid host's vendor wins
+    assert info["vendor"] == L.AMD  # the last valid host's vendor wins
     assert info["features_hvm"] == L.meet(intel["features_hvm"], amd["features_hvm"])
     # any later start recomputes from DB order again: still the last host's vendor
     L.restart("xs1")
@@ -90,12 +99,16 @@ def test_21_19_vendor_mismatch(lab):
 
 # -- 20 --------------------------------------------------------------------------------------
 
+
 def test_21_20_software_check_first(lab):
     """N differs in build number and vendor: the software check (inside
     assert_hosts_homogeneous) comes before the CPU check."""
     # the same 7.0 release with a different build: the scenario's build_number key
-    L = lab(POOL_AND_STANDALONES.replace('name_label = "n_amd"',
-                                         'name_label = "n_amd"\nbuild_number = "125999c"'))
+    L = lab(
+        POOL_AND_STANDALONES.replace(
+            'name_label = "n_amd"', 'name_label = "n_amd"\nbuild_number = "125999c"'
+        )
+    )
     h = L.world.host_by_name("n_amd")
     xn = L.api("n_amd")
     assert xn.host.get_software_version(h.ref)["build_number"] == "125999c"
@@ -153,12 +166,12 @@ def test_21_21_suspended_vm_does_not_block_join(lab):
     s_before = L.vm("s", xn)
     F = xn.VM.get_last_boot_CPU_flags(s_before)
     assert xn.VM.get_power_state(s_before) == "Suspended"
-    assert F["features"] == L.cpu_info("n_susp")["features_hvm"]   # its own 1-host pool level
+    assert F["features"] == L.cpu_info("n_susp")["features_hvm"]  # its own 1-host pool level
     L.join("n_susp", "xs1")
     x = L.x
     s = L.vm("s")
     assert x.VM.get_power_state(s) == "Suspended"
-    assert L.flags(s) == F                                    # unchanged by the join
+    assert L.flags(s) == F  # unchanged by the join
     # a later resume_on is checked against the host X it names
     x1 = L.ref("xs1")
     assert L.meet(F["features"], L.cpu_info("xs1")["features_hvm"]) != F["features"]
@@ -170,6 +183,7 @@ def test_21_21_suspended_vm_does_not_block_join(lab):
 
 
 # -- 22 --------------------------------------------------------------------------------------
+
 
 def test_21_22_eject_raises_level(lab):
     L = lab("""
@@ -192,8 +206,9 @@ members = ["xs2", "c"]
 """)
     x = L.x
     a, b, c = (L.cpu_info(n) for n in ("xs1", "xs2", "c"))
-    assert L.pool_info()["features_hvm"] == L.meet(a["features_hvm"], b["features_hvm"],
-                                                    c["features_hvm"])
+    assert L.pool_info()["features_hvm"] == L.meet(
+        a["features_hvm"], b["features_hvm"], c["features_hvm"]
+    )
     L.mark()
     cref = L.ref("c")
     x.pool.eject(cref)
@@ -204,14 +219,21 @@ members = ["xs2", "c"]
     assert info["cpu_count"] == str(int(a["cpu_count"]) + int(b["cpu_count"]))
     # Dundee: the recomputation can raise POOL_CPU_FEATURES_UP (§5.3)
     assert L.new_messages() == [
-        ("POOL_CPU_FEATURES_UP", 5, "Pool", _pool_uuid(x),
-         "The pool-level CPU features have changed. Some features were added.")]
+        (
+            "POOL_CPU_FEATURES_UP",
+            5,
+            "Pool",
+            _pool_uuid(x),
+            "The pool-level CPU features have changed. Some features were added.",
+        )
+    ]
     # the ejected host comes back as the master of a new pool of its own
     xc = L.session(L.url("c")).xenapi
     assert xc.pool.get_cpu_info(xc.pool.get_all()[0])["features_hvm"] == c["features_hvm"]
 
 
 # -- 23 --------------------------------------------------------------------------------------
+
 
 def test_21_23_login_on_slave(lab):
     L = lab(POOL_AND_STANDALONES)
@@ -234,6 +256,7 @@ def test_join_ends_the_joiners_own_sessions():
     import xmlrpc.client
 
     from xapi_sim.testing import running_world
+
     with running_world(seed=8) as w:
         s4 = XenAPI.Session(w.url("xs4"))
         s4.xenapi.login_with_password("root", "xenroot")
@@ -254,5 +277,4 @@ def test_join_ends_the_joiners_own_sessions():
         s4.xenapi.pool.join(w.host("xs1").address, "root", "xenroot")
         th.join(10)
         assert not th.is_alive() and got["t"] < 10
-        assert got["reply"] == {"Status": "Failure", "ErrorDescription": ["SESSION_INVALID",
-                                                                         sess]}
+        assert got["reply"] == {"Status": "Failure", "ErrorDescription": ["SESSION_INVALID", sess]}

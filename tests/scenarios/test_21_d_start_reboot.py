@@ -1,4 +1,5 @@
 """Spec §21 D (VM start / reboot / shutdown), Dundee semantics: scenarios 24-28, over the wire."""
+
 from __future__ import annotations
 
 TOY_POOL = """
@@ -70,6 +71,7 @@ def level_drop(lab):
 
 # -- 24 --------------------------------------------------------------------------------------
 
+
 def test_21_24_start_takes_the_pool_level(lab):
     L = lab(TOY_POOL)
     x = L.x
@@ -80,7 +82,7 @@ def test_21_24_start_takes_the_pool_level(lab):
     pv, hvm = L.vm("pv"), L.vm("hvm")
     assert x.VM.get_HVM_boot_policy(pv) == ""
     assert x.VM.get_HVM_boot_policy(hvm) == "BIOS order"
-    for host in ("xs1", "xs2"):             # regardless of the host it lands on
+    for host in ("xs1", "xs2"):  # regardless of the host it lands on
         x.VM.start_on(pv, L.ref(host), False, False)
         x.VM.start_on(hvm, L.ref(host), False, False)
         assert L.flags(pv) == {"vendor": V, "features": L.w9(0x07)}
@@ -88,18 +90,19 @@ def test_21_24_start_takes_the_pool_level(lab):
         x.VM.hard_shutdown(pv)
         x.VM.clean_shutdown(hvm)
     x.VM.start(pv, False, False)
-    x.VM.start(hvm, True, False)            # start paused: same rule
+    x.VM.start(hvm, True, False)  # start paused: same rule
     assert L.flags(pv) == {"vendor": V, "features": L.w9(0x07)}
     assert L.flags(hvm) == {"vendor": V, "features": L.w9(0x7F)}
 
 
 # -- 25 --------------------------------------------------------------------------------------
 
+
 def test_21_25_fixed_while_running(lab):
     L, vm, L1, L2 = level_drop(lab)
     x = L.x
-    assert L.flags(vm) == L1                  # still L1 although the pool is now L2
-    for host in ("xs2", "xs1"):               # any original host
+    assert L.flags(vm) == L1  # still L1 although the pool is now L2
+    for host in ("xs2", "xs1"):  # any original host
         x.VM.pool_migrate(vm, L.ref(host), {})
         assert x.VM.get_resident_on(vm) == L.ref(host)
         assert L.flags(vm) == L1
@@ -110,6 +113,7 @@ def test_21_25_fixed_while_running(lab):
 
 
 # -- 26 --------------------------------------------------------------------------------------
+
 
 def test_21_26_reboot_keeps_the_featureset(lab):
     L, vm, L1, L2 = level_drop(lab)
@@ -132,6 +136,7 @@ def test_21_26_reboot_keeps_the_featureset(lab):
 
 
 # -- 27 --------------------------------------------------------------------------------------
+
 
 def test_21_27_platform_featureset_override(lab):
     L = lab("""
@@ -160,7 +165,7 @@ host = "xs1"
     x.VM.add_to_platform(vm, "featureset", override)
     x.VM.start_on(vm, L.ref("xs1"), False, False)
     level = L.pool_info()["features_hvm"]
-    assert L.flags(vm) == {"vendor": L.INTEL, "features": level}      # not the override
+    assert L.flags(vm) == {"vendor": L.INTEL, "features": level}  # not the override
     assert x.VM.get_platform(vm)["featureset"] == override
     # later checks use the pool level: xs2 loses features the level had (but it still has
     # everything of the override) -> the migration is refused
@@ -173,6 +178,7 @@ host = "xs1"
 
 
 # -- 28 --------------------------------------------------------------------------------------
+
 
 def test_21_28_halted_skips_the_check(lab):
     L = lab("""

@@ -1,4 +1,5 @@
 """Spec §21 E (migration checks and force), Dundee semantics: scenarios 29-38, over the wire."""
+
 from __future__ import annotations
 
 
@@ -68,12 +69,16 @@ def level_drop(lab, state="Running"):
 
 # -- 29 --------------------------------------------------------------------------------------
 
+
 def test_21_29_vendor_mismatch(lab):
-    L = lab(pool(vms=[("vm", "hvm"), ("vm2", "hvm")]) + """
+    L = lab(
+        pool(vms=[("vm", "hvm"), ("vm2", "hvm")])
+        + """
 [[host]]
 name_label = "amd"
 cpu = "EPYC"
-""")
+"""
+    )
     x = L.x
     L.join("amd", "xs1", force=True)
     T = L.ref("amd")
@@ -91,6 +96,7 @@ cpu = "EPYC"
 
 # -- 30 --------------------------------------------------------------------------------------
 
+
 def test_21_30_vendor_but_no_features(lab):
     L = lab(pool("Haswell", "SandyBridge", vms=[("h", "hvm"), ("p", "pv")]))
     x = L.x
@@ -99,12 +105,13 @@ def test_21_30_vendor_but_no_features(lab):
     for name, key in (("h", "features_hvm"), ("p", "features_pv")):
         vm = L.vm(name)
         L.set_flags(vm, {"vendor": L.INTEL})
-        x.VM.pool_migrate(vm, dest, {})          # any feature level: the least capable host
+        x.VM.pool_migrate(vm, dest, {})  # any feature level: the least capable host
         assert x.VM.get_resident_on(vm) == dest
         assert L.flags(vm) == {"vendor": info["vendor"], "features": info[key]}
 
 
 # -- 31 --------------------------------------------------------------------------------------
+
 
 def test_21_31_features_but_no_vendor(lab):
     L = lab(pool(vms=[("ok", "hvm"), ("big", "hvm"), ("ctl", "hvm")]))
@@ -118,7 +125,7 @@ def test_21_31_features_but_no_vendor(lab):
     L.set_flags(ok, {"features": X})
     x.VM.pool_migrate(ok, T, {})
     assert x.VM.get_resident_on(ok) == T
-    assert L.flags(ok) == {"features": X}     # same string: not rewritten (§11 step 4)
+    assert L.flags(ok) == {"features": X}  # same string: not rewritten (§11 step 4)
     L.set_flags(big, {"features": "-".join(["ffffffff"] * 9)})
     with L.fails("VM_INCOMPATIBLE_WITH_THIS_HOST", big, T, L.REASON_FEATURES):
         x.VM.pool_migrate(big, T, {})
@@ -129,6 +136,7 @@ def test_21_31_features_but_no_vendor(lab):
 
 
 # -- 32 --------------------------------------------------------------------------------------
+
 
 def test_21_32_empty_flags(lab):
     L = lab(pool("Haswell", "SandyBridge", vms=[("vm", "hvm")]))
@@ -144,18 +152,19 @@ def test_21_32_empty_flags(lab):
 
 # -- 33 --------------------------------------------------------------------------------------
 
+
 def test_21_33_force(lab):
     L, vm, L1 = level_drop(lab)
     x = L.x
     new, xs1 = L.ref("new"), L.ref("xs1")
     with L.fails("VM_INCOMPATIBLE_WITH_THIS_HOST", vm, new, L.REASON_FEATURES):
-        x.VM.pool_migrate(vm, new, {"force": "yes"})          # not bool_of_string "true"
+        x.VM.pool_migrate(vm, new, {"force": "yes"})  # not bool_of_string "true"
     with L.fails("VM_INCOMPATIBLE_WITH_THIS_HOST", vm, new, L.REASON_FEATURES):
         x.VM.assert_can_migrate(vm, {"host": new}, True, {}, {}, {"force": "yes"})
     x.VM.assert_can_migrate(vm, {"host": new}, True, {}, {}, {"force": "true"})
     x.VM.pool_migrate(vm, new, {"force": "true"})
     assert x.VM.get_resident_on(vm) == new
-    assert L.flags(vm) == L1                  # unchanged: same length, not intersected
+    assert L.flags(vm) == L1  # unchanged: same length, not intersected
     # resized, not intersected: a 10-word set forced onto the 9-word host is truncated only
     x.VM.pool_migrate(vm, xs1, {})
     L.set_flags(vm, {"vendor": L.INTEL, "features": L1["features"] + "-ffffffff"})
@@ -164,6 +173,7 @@ def test_21_33_force(lab):
 
 
 # -- 34 --------------------------------------------------------------------------------------
+
 
 def test_21_34_pv_vs_hvm_key_selection(lab):
     L = lab(pool(vms=[("p1", "pv"), ("p2", "pv")]))
@@ -187,16 +197,17 @@ def test_21_34_pv_vs_hvm_key_selection(lab):
 
 # -- 35 --------------------------------------------------------------------------------------
 
+
 def test_21_35_suspend_resume(lab):
     L, vm, L1 = level_drop(lab, state="Suspended")
     x = L.x
     T = L.ref("new")
     assert x.VM.get_power_state(vm) == "Suspended"
-    for h in ("xs1", "xs2"):                  # only T (lacking L1 bits) stays enabled
+    for h in ("xs1", "xs2"):  # only T (lacking L1 bits) stays enabled
         x.host.disable(L.ref(h))
     with L.fails("NO_HOSTS_AVAILABLE"):
         x.VM.resume(vm, False, False)
-    with L.fails("NO_HOSTS_AVAILABLE"):       # placement ignores force
+    with L.fails("NO_HOSTS_AVAILABLE"):  # placement ignores force
         x.VM.resume(vm, False, True)
     with L.fails("VM_INCOMPATIBLE_WITH_THIS_HOST", vm, T, L.REASON_FEATURES):
         x.VM.resume_on(vm, T, False, False)
@@ -204,10 +215,11 @@ def test_21_35_suspend_resume(lab):
     x.VM.resume_on(vm, T, False, True)
     assert x.VM.get_power_state(vm) == "Running"
     assert x.VM.get_resident_on(vm) == T
-    assert L.flags(vm) == L1                  # fixed across suspend/resume
+    assert L.flags(vm) == L1  # fixed across suspend/resume
 
 
 # -- 36 --------------------------------------------------------------------------------------
+
 
 def test_21_36_checkpoint_revert(lab):
     L = lab(LEVEL_DROP.format(state="Running"))
@@ -289,7 +301,7 @@ def test_21_37_cross_pool_uses_the_destination_host(lab):
     vm, halted = L.vm("vm"), L.vm("halted")
     flags = L.flags(vm)
     q_level = L.pool_info(xq)["features_hvm"]
-    assert L.meet(flags["features"], q_level) != flags["features"]     # Q is below the VM
+    assert L.meet(flags["features"], q_level) != flags["features"]  # Q is below the VM
     assert L.meet(flags["features"], L.cpu_info("d")["features_hvm"]) == flags["features"]
     net = xq.network.get_all()[0]
     dest_d = xq.host.migrate_receive(L.ref("d"), net, {})
@@ -313,11 +325,12 @@ def test_21_37_cross_pool_uses_the_destination_host(lab):
 
 # -- 38 --------------------------------------------------------------------------------------
 
+
 def test_21_38_assert_can_boot_here_has_no_cpu_check(lab):
     L, vm, L1 = level_drop(lab)
     x = L.x
     T = L.ref("new")
     with L.fails("VM_INCOMPATIBLE_WITH_THIS_HOST", vm, T, L.REASON_FEATURES):
         x.VM.pool_migrate(vm, T, {})
-    x.VM.assert_can_boot_here(vm, T)          # Dundee: no CPU check
+    x.VM.assert_can_boot_here(vm, T)  # Dundee: no CPU check
     assert T in x.VM.get_possible_hosts(vm)

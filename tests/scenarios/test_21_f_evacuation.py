@@ -1,7 +1,9 @@
 """Spec §21 F (evacuation / placement), Dundee semantics: scenarios 39-40, over the wire."""
+
 from __future__ import annotations
 
 # -- 39 --------------------------------------------------------------------------------------
+
 
 def test_21_39_dundee_evacuation_fails_mid_way(lab):
     """E runs a VM at the Haswell level; T then restarts with Sandy Bridge hardware. T is the
@@ -51,6 +53,7 @@ memory = "8GiB"
 
 # -- 40 --------------------------------------------------------------------------------------
 
+
 def test_21_40_start_placement_ignores_cpu_for_halted_vms(lab):
     L = lab("""
 [[host]]
@@ -84,11 +87,11 @@ host = "weak"
     level = {"vendor": L.INTEL, "features": L.pool_info()["features_hvm"]}
     # flags the less capable host cannot satisfy: a Halted VM is not CPU-filtered
     L.set_flags(vm2, haswell)
-    x.VM.start(vm2, False, False)             # affinity: the less capable host
+    x.VM.start(vm2, False, False)  # affinity: the less capable host
     assert x.VM.get_resident_on(vm2) == weak
     assert L.flags(vm2) == level
     L.set_flags(vm, haswell)
-    x.host.disable(L.ref("xs1"))              # the less capable host is the only choice
+    x.host.disable(L.ref("xs1"))  # the less capable host is the only choice
     assert weak in x.VM.get_possible_hosts(vm)
     x.VM.start(vm, False, False)
     assert x.VM.get_resident_on(vm) == weak

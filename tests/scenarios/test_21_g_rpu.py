@@ -3,6 +3,7 @@
 A XenServer 6.5 SP1 pool of three Intel hosts (masked down to a common level, as 6.5 required)
 is upgraded host by host to 7.0 with ``sim.host_install``.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -114,9 +115,21 @@ def test_65_hosts_report_pre_dundee_identity(w):
     assert (sv["product_version"], sv["platform_version"], sv["xapi"]) == ("6.5.0", "1.9.0", "1.9")
     assert (p.x.host.get_API_version_major(m), p.x.host.get_API_version_minor(m)) == ("2", "4")
     info = p.x.host.get_cpu_info(p.host("o1"))
-    assert list(info) == ["cpu_count", "socket_count", "vendor", "speed", "modelname", "family",
-                          "model", "stepping", "flags", "features", "features_after_reboot",
-                          "physical_features", "maskable"]
+    assert list(info) == [
+        "cpu_count",
+        "socket_count",
+        "vendor",
+        "speed",
+        "modelname",
+        "family",
+        "model",
+        "stepping",
+        "flags",
+        "features",
+        "features_after_reboot",
+        "physical_features",
+        "maskable",
+    ]
     assert len(info["features"].split("-")) == 4
     # the pool is valid for 6.5: every host masked to the same old-style features
     feats = {p.x.host.get_cpu_info(h)["features"] for h in p.x.host.get_all()}
@@ -124,7 +137,9 @@ def test_65_hosts_report_pre_dundee_identity(w):
     # a 6.5 pool has no pool.cpu_info, and VMs booted with their host's old-style flags
     assert "cpu_info" not in p.x.pool.get_record(p.pool)
     assert p.x.VM.get_last_boot_CPU_flags(p.vm("vm1")) == {
-        "vendor": "GenuineIntel", "features": feats.pop()}
+        "vendor": "GenuineIntel",
+        "features": feats.pop(),
+    }
 
 
 def test_65_join_needs_identical_features(w):
@@ -151,12 +166,13 @@ def test_21_41_rpu_direction(w):
     p.sim("vm_set_last_boot_CPU_flags", p.vm("vm2"), {"vendor": "AuthenticAMD"})
     assert fail(x.VM.pool_migrate, p.vm("vm2"), o1, {}) == ["NOT_SUPPORTED_DURING_UPGRADE"]
     x.VM.hard_shutdown(p.vm("vm2"))
-    assert fail(x.VM.start_on, p.vm("vm2"), o1, False, False) == \
-        ["NOT_SUPPORTED_DURING_UPGRADE"]
-    assert fail(x.VM.resume_on, p.vm("vm3"), o1, False, False) == \
-        ["NOT_SUPPORTED_DURING_UPGRADE"]
-    assert fail(x.VM.assert_can_boot_here, p.vm("vm2"), o1) == \
-        ["VM_HOST_INCOMPATIBLE_VERSION", o1, p.vm("vm2")]
+    assert fail(x.VM.start_on, p.vm("vm2"), o1, False, False) == ["NOT_SUPPORTED_DURING_UPGRADE"]
+    assert fail(x.VM.resume_on, p.vm("vm3"), o1, False, False) == ["NOT_SUPPORTED_DURING_UPGRADE"]
+    assert fail(x.VM.assert_can_boot_here, p.vm("vm2"), o1) == [
+        "VM_HOST_INCOMPATIBLE_VERSION",
+        o1,
+        p.vm("vm2"),
+    ]
     for _ in range(3):
         x.VM.start(p.vm("vm2"), False, False)
         assert x.VM.get_resident_on(p.vm("vm2")) == m
@@ -174,9 +190,8 @@ def test_21_42_migrate_send_direction_without_rpu_flag(w):
     x.VM.start_on(vm, m, False, False)
     net = x.network.get_all()[0]
     dest = x.host.migrate_receive(o1, net, {})
-    assert fail(x.VM.migrate_send, vm, dest, True, {}, {}, {}) == \
-        ["NOT_SUPPORTED_DURING_UPGRADE"]
-    x.VM.pool_migrate(vm, o1, {})     # pool_migrate checks direction only in RPU mode
+    assert fail(x.VM.migrate_send, vm, dest, True, {}, {}, {}) == ["NOT_SUPPORTED_DURING_UPGRADE"]
+    x.VM.pool_migrate(vm, o1, {})  # pool_migrate checks direction only in RPU mode
     assert x.VM.get_resident_on(vm) == o1
 
 
@@ -193,10 +208,11 @@ def test_21_43_pool_level_during_rpu(w):
     p.install("o1")
     o1_info = x.host.get_cpu_info(p.host("o1"))
     pool = x.pool.get_cpu_info(p.pool)
-    assert pool["features_hvm"] == fs.format(fs.intersect(
-        fs.parse(m_info["features_hvm"]), fs.parse(o1_info["features_hvm"])))
+    assert pool["features_hvm"] == fs.format(
+        fs.intersect(fs.parse(m_info["features_hvm"]), fs.parse(o1_info["features_hvm"]))
+    )
     assert int(pool["cpu_count"]) == int(m_info["cpu_count"]) + int(o1_info["cpu_count"])
-    assert x.message.get_all() == []     # alerts suppressed during RPU
+    assert x.message.get_all() == []  # alerts suppressed during RPU
     p.install("o2")
     assert "rolling_upgrade_in_progress" not in x.pool.get_other_config(p.pool)
 
@@ -214,11 +230,12 @@ def test_21_44_old_vm_comes_to_upgraded_host(w):
     expect = fs.upgrade_vm_features(fs.parse_oldstyle(old["features"]), host_set, True)
     new = x.VM.get_last_boot_CPU_flags(vm)
     assert new == {"vendor": "GenuineIntel", "features": fs.format(expect)}
-    assert fs.parse(new["features"])[4:] == host_set[4:]      # the landing host's tail
+    assert fs.parse(new["features"])[4:] == host_set[4:]  # the landing host's tail
     x.VM.clean_shutdown(vm)
     x.VM.start(vm, False, False)
-    assert x.VM.get_last_boot_CPU_flags(vm)["features"] == \
-        x.pool.get_cpu_info(p.pool)["features_hvm"]
+    assert (
+        x.VM.get_last_boot_CPU_flags(vm)["features"] == x.pool.get_cpu_info(p.pool)["features_hvm"]
+    )
 
 
 def test_21_44_suspended_old_vm_resumes_on_upgraded_host(w):
@@ -232,14 +249,15 @@ def test_21_44_suspended_old_vm_resumes_on_upgraded_host(w):
     x.VM.resume_on(vm, m, False, False)
     host_set = fs.parse(x.host.get_cpu_info(m)["features_hvm"])
     assert x.VM.get_last_boot_CPU_flags(vm)["features"] == fs.format(
-        fs.upgrade_vm_features(fs.parse_oldstyle(old["features"]), host_set, True))
+        fs.upgrade_vm_features(fs.parse_oldstyle(old["features"]), host_set, True)
+    )
 
 
 def test_21_45_old_host_as_target_is_trusted(w):
     """A destination without the new keys passes the CPU check silently (Dundee)."""
     p = Pool(w, "d1")
     x = p.x
-    w.world.join_restart_delay = 30.0     # the joiner's record keeps cpu_info = {} meanwhile
+    w.world.join_restart_delay = 30.0  # the joiner's record keeps cpu_info = {} meanwhile
     ref = p.sim("add_host", {"name_label": "late", "cpu": "Haswell"})
     s = XenAPI.Session(w.world.host(ref).url)
     s.xenapi.login_with_password("root", "xenroot")
@@ -249,24 +267,27 @@ def test_21_45_old_host_as_target_is_trusted(w):
     p.sim("vm_set_last_boot_CPU_flags", vm, {"vendor": "AuthenticAMD"})
     # against a host with the keys the vendor test fails ...
     assert fail(x.VM.pool_migrate, vm, p.host("d2"), {}) == [
-        "VM_INCOMPATIBLE_WITH_THIS_HOST", vm, p.host("d2"),
-        "VM last booted on a host which had a CPU from a different vendor."]
+        "VM_INCOMPATIBLE_WITH_THIS_HOST",
+        vm,
+        p.host("d2"),
+        "VM last booted on a host which had a CPU from a different vendor.",
+    ]
     # ... against the key-less host the CPU check passes and a later check decides
     err = fail(x.VM.pool_migrate, vm, ref, {})
     assert err == ["HOST_DISABLED", ref]
 
 
 def test_21_47_cross_pool_to_older_version(w):
-    dst = Pool(w, "m")       # the 6.5 pool is the older destination
+    dst = Pool(w, "m")  # the 6.5 pool is the older destination
     src = Pool(w, "d1")
     x = src.x
     vm = src.vm("dvm")
     net = dst.x.network.get_all()[0]
     dest = dst.x.host.migrate_receive(dst.host("o1"), net, {})
-    assert fail(x.VM.migrate_send, vm, dest, True, {}, {}, {}) == \
-        ["NOT_SUPPORTED_DURING_UPGRADE"]
-    assert fail(x.VM.assert_can_migrate, vm, dest, True, {}, {}, {}) == \
-        ["NOT_SUPPORTED_DURING_UPGRADE"]
+    assert fail(x.VM.migrate_send, vm, dest, True, {}, {}, {}) == ["NOT_SUPPORTED_DURING_UPGRADE"]
+    assert fail(x.VM.assert_can_migrate, vm, dest, True, {}, {}, {}) == [
+        "NOT_SUPPORTED_DURING_UPGRADE"
+    ]
 
 
 def test_cross_pool_from_65_then_backfill(w):
@@ -285,11 +306,14 @@ def test_cross_pool_from_65_then_backfill(w):
     assert dst.x.VM.get_resident_on(vm) == d1
     host_set = fs.parse(dst.x.host.get_cpu_info(d1)["features_hvm"])
     assert dst.x.VM.get_last_boot_CPU_flags(vm)["features"] == fs.format(
-        fs.upgrade_vm_features(fs.parse_oldstyle(old["features"]), host_set, True))
+        fs.upgrade_vm_features(fs.parse_oldstyle(old["features"]), host_set, True)
+    )
     dst.x.VM.clean_shutdown(vm)
     dst.x.VM.start(vm, False, False)
-    assert dst.x.VM.get_last_boot_CPU_flags(vm)["features"] == \
-        dst.x.pool.get_cpu_info(dst.pool)["features_hvm"]
+    assert (
+        dst.x.VM.get_last_boot_CPU_flags(vm)["features"]
+        == dst.x.pool.get_cpu_info(dst.pool)["features_hvm"]
+    )
 
 
 def test_rpu_full_upgrade_then_pool_level(w):
@@ -330,8 +354,10 @@ def test_install_preconditions(w):
     x = p.x
     assert fail(p.sim, "host_install", p.host("o1"), "7.0.0") == ["HOST_NOT_DISABLED"]
     x.host.disable(p.host("o1"))
-    assert fail(p.sim, "host_install", p.host("o1"), "7.0.0") == \
-        ["HOST_HAS_RESIDENT_VMS", p.host("o1")]
+    assert fail(p.sim, "host_install", p.host("o1"), "7.0.0") == [
+        "HOST_HAS_RESIDENT_VMS",
+        p.host("o1"),
+    ]
     assert fail(p.sim, "host_install", p.host("o1"), "9.9.9")[0] == "INVALID_VALUE"
 
 

@@ -4,6 +4,7 @@ The ``xe`` parts (48, 50) run through the ``xe`` client when ``shutil.which("xe"
 that can talk to the simulator; otherwise the API values the CLI output is made of are
 checked and a ``UserWarning`` says that the CLI rendering was not exercised.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -12,8 +13,20 @@ import warnings
 
 import XenAPI
 
-DUNDEE_HOST_KEYS = ["cpu_count", "socket_count", "vendor", "speed", "modelname", "family",
-                    "model", "stepping", "flags", "features", "features_pv", "features_hvm"]
+DUNDEE_HOST_KEYS = [
+    "cpu_count",
+    "socket_count",
+    "vendor",
+    "speed",
+    "modelname",
+    "family",
+    "model",
+    "stepping",
+    "flags",
+    "features",
+    "features_pv",
+    "features_hvm",
+]
 POOL_ORDER = ["features_hvm", "features_pv", "socket_count", "cpu_count", "vendor"]
 
 POOL = """
@@ -47,9 +60,25 @@ def xe_runner(L, host_name):
     addr = h.address.rsplit(":", 1)[0] if h.address.count(":") == 1 else h.address
 
     def run(*args):
-        return subprocess.run([exe, "-s", addr, "-p", str(h.port), "-u", L.rw.user,
-                               "-pw", L.rw.password, "--nossl", *args],
-                              capture_output=True, text=True, timeout=30)
+        return subprocess.run(
+            [
+                exe,
+                "-s",
+                addr,
+                "-p",
+                str(h.port),
+                "-u",
+                L.rw.user,
+                "-pw",
+                L.rw.password,
+                "--nossl",
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
     if exe is not None:
         try:
             probe = run("host-list", "--minimal")
@@ -57,8 +86,13 @@ def xe_runner(L, host_name):
                 return run
         except (OSError, subprocess.SubprocessError):
             pass
-    warnings.warn(UserWarning("no working `xe` found: the CLI rendering of §21 scenarios 48/50 "
-                              "was not exercised, only the API values behind it"), stacklevel=2)
+    warnings.warn(
+        UserWarning(
+            "no working `xe` found: the CLI rendering of §21 scenarios 48/50 "
+            "was not exercised, only the API values behind it"
+        ),
+        stacklevel=2,
+    )
     return None
 
 
@@ -74,6 +108,7 @@ def render_record(m: dict) -> list:
 
 # -- 48 --------------------------------------------------------------------------------------
 
+
 def test_21_48_removed_calls(lab):
     L = lab(POOL)
     x = L.x
@@ -88,25 +123,33 @@ def test_21_48_removed_calls(lab):
     # an invalid session is reported first (raw XML-RPC through XenAPI's proxy: XenAPI's
     # own wrapper would turn SESSION_INVALID into a re-login)
     s = L.session(L.url("xs1"))
-    for name, args in (("host.set_cpu_features", (h, "ffffffff-ffffffff-ffffffff-ffffffff")),
-                       ("host.reset_cpu_features", (h,))):
+    for name, args in (
+        ("host.set_cpu_features", (h, "ffffffff-ffffffff-ffffffff-ffffffff")),
+        ("host.reset_cpu_features", (h,)),
+    ):
         raw = getattr(s, name)("OpaqueRef:00000000-dead-beef-0000-000000000000", *args)
         assert raw["Status"] == "Failure"
         assert raw["ErrorDescription"][0] == "SESSION_INVALID", raw
-    assert L.cpu_info("xs1")["features"]       # nothing changed
+    assert L.cpu_info("xs1")["features"]  # nothing changed
     xe = xe_runner(L, "xs1")
     if xe is not None:
         for cmd in ("host-set-cpu-features", "host-reset-cpu-features"):
-            r = xe(cmd, "features=ffffffff-ffffffff-ffffffff-ffffffff") \
-                if cmd == "host-set-cpu-features" else xe(cmd)
+            r = (
+                xe(cmd, "features=ffffffff-ffffffff-ffffffff-ffffffff")
+                if cmd == "host-set-cpu-features"
+                else xe(cmd)
+            )
             assert r.returncode != 0
             assert "Unknown command" in r.stderr and cmd in r.stderr, r.stderr
 
 
 # -- 49 --------------------------------------------------------------------------------------
 
+
 def test_21_49_cpuid_feature_mask_has_no_effect(lab):
-    L = lab(POOL + """
+    L = lab(
+        POOL
+        + """
 [[host]]
 name_label = "weak"
 cpu = "SandyBridge"
@@ -114,7 +157,8 @@ cpu = "SandyBridge"
 [[host]]
 name_label = "amd"
 cpu = "EPYC"
-""")
+"""
+    )
     x = L.x
     pool = x.pool.get_all()[0]
     vm = L.vm("vm")
@@ -132,11 +176,13 @@ cpu = "EPYC"
         L.join("amd", "xs1")
     # and the pool level is the plain intersection
     assert L.pool_info()["features_hvm"] == L.meet(
-        *(L.cpu_info(n)["features_hvm"] for n in ("xs1", "xs2", "weak")))
+        *(L.cpu_info(n)["features_hvm"] for n in ("xs1", "xs2", "weak"))
+    )
     assert L.flags(vm) == L1
 
 
 # -- 50 --------------------------------------------------------------------------------------
+
 
 def test_21_50_cli_output(lab):
     L = lab(POOL)
@@ -165,12 +211,12 @@ def test_21_50_cli_output(lab):
     r = xe("pool-param-get", f"uuid={pool_uuid}", "param-name=cpu_info")
     assert r.returncode == 0
     assert r.stdout == "; ".join(f"{k}: {pinfo[k]}" for k in POOL_ORDER) + "\n"
-    r = xe("pool-param-get", f"uuid={pool_uuid}", "param-name=cpu_info",
-           "param-key=features_hvm")
+    r = xe("pool-param-get", f"uuid={pool_uuid}", "param-name=cpu_info", "param-key=features_hvm")
     assert r.returncode == 0 and r.stdout == pinfo["features_hvm"] + "\n"
 
 
 # -- 51 --------------------------------------------------------------------------------------
+
 
 def test_21_51_host_cpu_regeneration(lab):
     L = lab(POOL)
@@ -186,7 +232,7 @@ def test_21_51_host_cpu_regeneration(lab):
     L.restart("xs1")
     after = host_cpus()
     assert len(after) == int(L.cpu_info("xs1")["cpu_count"]) == 8
-    assert not uuids & {rec["uuid"] for rec in after.values()}      # fresh UUIDs
+    assert not uuids & {rec["uuid"] for rec in after.values()}  # fresh UUIDs
     assert sorted(int(rec["number"]) for rec in after.values()) == list(range(8))
     assert all(rec["features"] == "" for rec in after.values())
     assert set(x.host.get_host_CPUs(h)) == set(after)
@@ -203,20 +249,24 @@ def test_21_51_host_cpu_regeneration(lab):
 
 # -- 52 --------------------------------------------------------------------------------------
 
+
 def test_21_52_dom0_untouched(lab):
-    L = lab(POOL + """
+    L = lab(
+        POOL
+        + """
 [[host]]
 name_label = "weak"
 cpu = "SandyBridge"
-""")
+"""
+    )
     x = L.x
 
     def dom0s():
         return {r: rec for r, rec in x.VM.get_all_records().items() if rec["is_control_domain"]}
 
     assert all(rec["last_boot_CPU_flags"] == {} for rec in dom0s().values())
-    L.hw("xs2", cpu="IvyBridge")              # host and pool level change
-    L.join("weak", "xs1")                      # a joiner's dom0 arrives
+    L.hw("xs2", cpu="IvyBridge")  # host and pool level change
+    L.join("weak", "xs1")  # a joiner's dom0 arrives
     x.host.disable(L.ref("xs1"))
     x.host.reboot(L.ref("xs1"))
     d = dom0s()

@@ -1,4 +1,5 @@
 """The control API (issue 4 item 8): any valid session, any endpoint, any host, both codecs."""
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,9 @@ def jsonrpc(url, method, params, version=2):
     body = {"method": method, "params": params, "id": 7}
     if version == 2:
         body["jsonrpc"] = "2.0"
-    req = urllib.request.Request(url + "jsonrpc", json.dumps(body).encode(),
-                                 {"content-type": "application/json"})
+    req = urllib.request.Request(
+        url + "jsonrpc", json.dumps(body).encode(), {"content-type": "application/json"}
+    )
     with urllib.request.urlopen(req, timeout=10) as r:
         return json.loads(r.read())
 
@@ -29,15 +31,16 @@ def jsonrpc(url, method, params, version=2):
 def test_sim_over_jsonrpc_on_a_member_naming_another_pools_host(w):
     s = XenAPI.Session(w.master_url())
     s.xenapi.login_with_password("root", "xenroot")
-    xs4 = w.host("xs4").ref             # a standalone host: another pool
+    xs4 = w.host("xs4").ref  # a standalone host: another pool
     # sent to a pool member's endpoint (xs2), with a session of pool-a
-    r = jsonrpc(w.url("xs2"), "sim.host_set_hardware",
-                [s._session, xs4, {"hidden_features": ["avx"]}])
+    r = jsonrpc(
+        w.url("xs2"), "sim.host_set_hardware", [s._session, xs4, {"hidden_features": ["avx"]}]
+    )
     assert r == {"jsonrpc": "2.0", "result": "", "id": 7}
     s4 = XenAPI.Session(w.url("xs4"))
     s4.xenapi.login_with_password("root", "xenroot")
     before = s4.xenapi.host.get_cpu_info(xs4)["features_hvm"]
-    s4.xenapi.host.restart_agent(xs4)              # takes effect at the next xapi start
+    s4.xenapi.host.restart_agent(xs4)  # takes effect at the next xapi start
     after = s4.xenapi.host.get_cpu_info(xs4)["features_hvm"]
     assert before != after
     assert "avx" not in s4.xenapi.host.get_cpu_info(xs4)["flags"].split()
@@ -50,8 +53,11 @@ def test_sim_errors(w):
     r = jsonrpc(w.master_url(), "sim.host_set_hardware", [s._session, h, {"cpu": "Pentium"}], 1)
     assert r["result"] is None and r["error"][:2] == ["INVALID_VALUE", "cpu"]
     assert "Pentium" in r["error"][2]
-    r = jsonrpc(w.master_url(), "sim.host_set_hardware",
-                [s._session, h, {"hidden_features": ["warp-drive"]}])
+    r = jsonrpc(
+        w.master_url(),
+        "sim.host_set_hardware",
+        [s._session, h, {"hidden_features": ["warp-drive"]}],
+    )
     assert r["error"]["message"] == "INVALID_VALUE"
     assert r["error"]["data"][0] == "hidden_features"
     r = jsonrpc(w.master_url(), "sim.host_set_hardware", ["OpaqueRef:bad", h, {}])
@@ -63,8 +69,10 @@ def test_sim_errors(w):
 def test_add_host_then_join_then_power_cycle(w):
     s = XenAPI.Session(w.master_url())
     s.xenapi.login_with_password("root", "xenroot")
-    ref = s.xenapi_request("sim.add_host", ({"name_label": "xs9", "cpu": "Westmere",
-                                             "sockets": 2, "cpus_per_socket": 6},))
+    ref = s.xenapi_request(
+        "sim.add_host",
+        ({"name_label": "xs9", "cpu": "Westmere", "sockets": 2, "cpus_per_socket": 6},),
+    )
     new = w.world.host(ref)
     s9 = XenAPI.Session(new.url)
     s9.xenapi.login_with_password("root", "xenroot")

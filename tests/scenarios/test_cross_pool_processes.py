@@ -1,5 +1,6 @@
 """Issue 5: a VM migrates between two separate xapi-sim processes, the source calling the
 destination over the wire (XML-RPC with the dest session, PUT /import_metadata)."""
+
 from __future__ import annotations
 
 import json
@@ -56,9 +57,24 @@ def two_processes(tmp_path):
         scn = tmp_path / f"{name}.toml"
         scn.write_text(text)
         ready = tmp_path / f"{name}.json"
-        p = subprocess.Popen([sys.executable, "-m", "xapi_sim", "serve", "--port", "0",
-                              "--bind", bind, "--scenario", str(scn), "--ready-file",
-                              str(ready)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        p = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "xapi_sim",
+                "serve",
+                "--port",
+                "0",
+                "--bind",
+                bind,
+                "--scenario",
+                str(scn),
+                "--ready-file",
+                str(ready),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         procs.append(p)
         deadline = time.time() + 30
         while not ready.exists():
@@ -93,9 +109,12 @@ def test_migrate_between_processes(two_processes):
     dest2 = dst.host.migrate_receive(d2, net, {})
     with pytest.raises(XenAPI.Failure) as e:
         src.VM.assert_can_migrate(vm, dest2, True, {}, {}, {})
-    assert e.value.details == ["VM_INCOMPATIBLE_WITH_THIS_HOST", vm, d2,
-                               "VM last booted on a CPU with features this host's CPU does "
-                               "not have."]
+    assert e.value.details == [
+        "VM_INCOMPATIBLE_WITH_THIS_HOST",
+        vm,
+        d2,
+        "VM last booted on a CPU with features this host's CPU does not have.",
+    ]
     dest = dst.host.migrate_receive(d1, net, {})
     src.VM.assert_can_migrate(vm, dest, True, {}, {}, {})
     new = src.VM.migrate_send(vm, dest, True, {}, {}, {})
@@ -103,7 +122,7 @@ def test_migrate_between_processes(two_processes):
     assert dst.VM.get_by_name_label("mover") == [new]
     rec = dst.VM.get_record(new)
     assert rec["power_state"] == "Running" and rec["resident_on"] == d1
-    assert rec["last_boot_CPU_flags"] == flags      # same length and vendor: unchanged
+    assert rec["last_boot_CPU_flags"] == flags  # same length and vendor: unchanged
     assert dst.VM.get_metrics(new) in dst.VM_metrics.get_all()
     # a Halted VM is never CPU-checked and moves too
     parked = src.VM.get_by_name_label("parked")[0]
@@ -131,18 +150,24 @@ def test_remote_errors_come_back(two_processes):
     with pytest.raises(XenAPI.Failure) as e:
         src.VM.migrate_send(vm, gone, True, {}, {}, {})
     assert e.value.details == ["VM_MIGRATE_CONTACT_REMOTE_SERVICE_FAILED"]
-    assert src.VM.get_by_name_label("mover") == [vm]     # nothing moved
+    assert src.VM.get_by_name_label("mover") == [vm]  # nothing moved
 
 
 def test_remote_destination_must_be_loopback_by_default():
     """A dest map is client input: the server does not connect off this machine unless
     started with --allow-remote-migration (the address here is never contacted)."""
     from xapi_sim.testing import running_world
+
     with running_world(seed=3) as w:
         x = login(w.master_url())
         vm = x.VM.get_by_name_label("web1")[0]
-        dest = {"master": "http://10.255.255.1/", "host": "OpaqueRef:x",
-                "session_id": "OpaqueRef:y", "SM": "", "xenops": ""}
+        dest = {
+            "master": "http://10.255.255.1/",
+            "host": "OpaqueRef:x",
+            "session_id": "OpaqueRef:y",
+            "SM": "",
+            "xenops": "",
+        }
         with pytest.raises(XenAPI.Failure) as e:
             x.VM.assert_can_migrate(vm, dest, True, {}, {}, {})
         assert e.value.details == ["VM_MIGRATE_CONTACT_REMOTE_SERVICE_FAILED"]

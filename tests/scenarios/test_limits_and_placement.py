@@ -1,5 +1,6 @@
 """Issue 4 item 6: placement honours memory and vCPUs, and Dundee's configuration limits
 (32 vCPUs and 1.5 TiB per VM, 512 pCPUs and 1,000 VMs per host) with XAPI's errors."""
+
 from __future__ import annotations
 
 import pytest
@@ -41,8 +42,7 @@ def new_vm(x, name, vcpus=1, memory=GiB):
     tmpl = x.VM.get_by_name_label("Other install media")[0]
     vm = x.VM.clone(tmpl, name)
     x.VM.set_is_a_template(vm, False)
-    x.VM.set_memory_limits(vm, str(min(memory, 512 << 20)), str(memory), str(memory),
-                           str(memory))
+    x.VM.set_memory_limits(vm, str(min(memory, 512 << 20)), str(memory), str(memory), str(memory))
     x.VM.set_VCPUs_max(vm, str(vcpus))
     x.VM.set_VCPUs_at_startup(vm, str(vcpus))
     return vm
@@ -79,7 +79,7 @@ def test_memory_placement(x):
     v2 = new_vm(x, "v2", memory=6 * GiB)
     err = fail(x.VM.start_on, v2, a, False, False)
     assert err[0] == "HOST_NOT_ENOUGH_FREE_MEMORY" and err[1] == str(6 * GiB)
-    x.VM.start(v2, False, False)                   # placement picks the host with room
+    x.VM.start(v2, False, False)  # placement picks the host with room
     assert x.VM.get_resident_on(v2) == b
     v3 = new_vm(x, "v3", memory=6 * GiB)
     # no host has room: placement retries without the memory filter, then the chosen
@@ -93,8 +93,7 @@ def test_static_settings_need_a_halted_vm(x):
     x.VM.start(vm, False, False)
     assert fail(x.VM.set_VCPUs_max, vm, "2") == ["VM_BAD_POWER_STATE", vm, "halted", "running"]
     x.VM.hard_shutdown(vm)
-    assert fail(x.VM.set_memory_limits, vm, "4", "3", "2", "1")[0] == \
-        "MEMORY_CONSTRAINT_VIOLATION"
+    assert fail(x.VM.set_memory_limits, vm, "4", "3", "2", "1")[0] == "MEMORY_CONSTRAINT_VIOLATION"
 
 
 def test_host_pcpu_limit_512():
@@ -102,27 +101,36 @@ def test_host_pcpu_limit_512():
         s = XenAPI.Session(w.master_url())
         s.xenapi.login_with_password("root", "xenroot")
         with pytest.raises(XenAPI.Failure) as e:
-            s.xenapi_request("sim.add_host", ({"name_label": "huge", "sockets": 2,
-                                               "cpus_per_socket": 257},))
+            s.xenapi_request(
+                "sim.add_host", ({"name_label": "huge", "sockets": 2, "cpus_per_socket": 257},)
+            )
         assert e.value.details[0] == "INVALID_VALUE" and "512" in e.value.details[2]
 
 
 def test_1000_vms_per_host():
-    vms = "\n".join(f'[[vm]]\nname_label = "v{i}"\npower_state = "Running"\nhost = "a"\n'
-                    f'memory = "16MiB"' for i in range(1000))
-    scn = SMALL.replace('memory = "8GiB"', 'memory = "64GiB"') + vms + """
+    vms = "\n".join(
+        f'[[vm]]\nname_label = "v{i}"\npower_state = "Running"\nhost = "a"\nmemory = "16MiB"'
+        for i in range(1000)
+    )
+    scn = (
+        SMALL.replace('memory = "8GiB"', 'memory = "64GiB"')
+        + vms
+        + """
 [[vm]]
 name_label = "one-more"
 host = "a"
 memory = "16MiB"
 """
+    )
     with running_world(scn) as w:
         s = XenAPI.Session(w.master_url())
         s.xenapi.login_with_password("root", "xenroot")
         x = s.xenapi
         a = x.host.get_by_name_label("a")[0]
         vm = x.VM.get_by_name_label("one-more")[0]
-        assert fail(x.VM.start_on, vm, a, False, False) == \
-            ["OPERATION_NOT_ALLOWED", "host has reached its limit of 1000 VMs"]
+        assert fail(x.VM.start_on, vm, a, False, False) == [
+            "OPERATION_NOT_ALLOWED",
+            "host has reached its limit of 1000 VMs",
+        ]
         x.VM.start(vm, False, False)
         assert x.VM.get_resident_on(vm) != a

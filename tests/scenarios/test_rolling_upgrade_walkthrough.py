@@ -1,4 +1,5 @@
 """Issue 5: the full RPU walk-through of docs/rolling-upgrade.md runs and says what it should."""
+
 from __future__ import annotations
 
 import pathlib
@@ -10,6 +11,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 def test_rolling_upgrade_walkthrough():
     mod = runpy.run_path(str(ROOT / "examples" / "rolling_upgrade.py"))
     from xapi_sim.testing import running_world
+
     lines = []
     with running_world(ROOT / "examples" / "rpu-from-6.5.toml", seed=1) as w:
         mod["walk"]({h["name_label"]: h["url"] for h in w.describe()["hosts"]}, lines.append)
@@ -30,6 +32,7 @@ def test_levelling_story_matches_docs():
     """docs/levelling.md shows the real output of examples/levelling_story.py."""
     mod = runpy.run_path(str(ROOT / "examples" / "levelling_story.py"))
     from xapi_sim.testing import running_world
+
     lines = []
     with running_world(seed=1) as w:
         mod["story"]({h["name_label"]: h["url"] for h in w.describe()["hosts"]}, lines.append)

@@ -10,6 +10,7 @@ as the wire, minus sockets). After every step:
 * every migration that succeeded without force passed the CPU check at that moment (§9);
 * no VM is resident on a host outside its pool.
 """
+
 from __future__ import annotations
 
 from hypothesis import HealthCheck, settings
@@ -88,7 +89,7 @@ class Levelling(RuleBasedStateMachine):
         self.world = scenario.build(scenario.loads(SCENARIO), seed=7)
         self.d = Dispatcher(self.world)
         self.sessions = {}
-        self.expected = {}   # vm name -> flags we expect while non-halted
+        self.expected = {}  # vm name -> flags we expect while non-halted
         for v in VMS:
             _, row = self._vm(v)
             if row["power_state"] != "Halted":
@@ -139,13 +140,26 @@ class Levelling(RuleBasedStateMachine):
         p, row = self._vm(vm)
         pool_info = p.db.get("pool", p.ref)["cpu_info"]
         key = "features_hvm" if row["HVM_boot_policy"] else "features_pv"
-        assert row["last_boot_CPU_flags"] == {"vendor": pool_info["vendor"],
-                                              "features": pool_info[key]}
+        assert row["last_boot_CPU_flags"] == {
+            "vendor": pool_info["vendor"],
+            "features": pool_info[key],
+        }
         self.expected[vm] = dict(row["last_boot_CPU_flags"])
 
-    @rule(vm=st.sampled_from(VMS), op=st.sampled_from(
-        ["VM.clean_shutdown", "VM.hard_shutdown", "VM.clean_reboot", "VM.hard_reboot",
-         "VM.suspend", "VM.pause", "VM.unpause"]))
+    @rule(
+        vm=st.sampled_from(VMS),
+        op=st.sampled_from(
+            [
+                "VM.clean_shutdown",
+                "VM.hard_shutdown",
+                "VM.clean_reboot",
+                "VM.hard_reboot",
+                "VM.suspend",
+                "VM.pause",
+                "VM.unpause",
+            ]
+        ),
+    )
     def power_op(self, vm, op):
         try:
             self._call(self._vm_pool_host(vm), op, self._vm_ref(vm))
@@ -155,7 +169,7 @@ class Levelling(RuleBasedStateMachine):
         if row["power_state"] == "Halted":
             self.expected.pop(vm, None)
         elif op == "VM.hard_reboot" and vm not in self.expected:
-            self.expected[vm] = dict(row["last_boot_CPU_flags"])   # a Halted VM was started
+            self.expected[vm] = dict(row["last_boot_CPU_flags"])  # a Halted VM was started
 
     def _moved(self, vm, dest, before, forced):
         p, row = self._vm(vm)
@@ -175,14 +189,20 @@ class Levelling(RuleBasedStateMachine):
             return
         before = dict(row["last_boot_CPU_flags"])
         try:
-            self._call(p.master.name_label, "VM.pool_migrate", self._vm_ref(vm), d.ref,
-                       {"force": "true"} if force else {})
+            self._call(
+                p.master.name_label,
+                "VM.pool_migrate",
+                self._vm_ref(vm),
+                d.ref,
+                {"force": "true"} if force else {},
+            )
         except Failure:
             return
         self._moved(vm, d, before, force)
 
-    @rule(vm=st.sampled_from(VMS), dest=st.sampled_from(HOSTS), on=st.booleans(),
-          force=st.booleans())
+    @rule(
+        vm=st.sampled_from(VMS), dest=st.sampled_from(HOSTS), on=st.booleans(), force=st.booleans()
+    )
     def resume(self, vm, dest, on, force):
         p, row = self._vm(vm)
         before = dict(row["last_boot_CPU_flags"])
@@ -191,8 +211,9 @@ class Levelling(RuleBasedStateMachine):
             if on:
                 if d.pool is not p:
                     return
-                self._call(p.master.name_label, "VM.resume_on", self._vm_ref(vm), d.ref,
-                           False, force)
+                self._call(
+                    p.master.name_label, "VM.resume_on", self._vm_ref(vm), d.ref, False, force
+                )
             else:
                 self._call(p.master.name_label, "VM.resume", self._vm_ref(vm), False, force)
                 force = False
@@ -206,8 +227,9 @@ class Levelling(RuleBasedStateMachine):
     def join(self, joiner, to, force):
         t = self._h(to)
         try:
-            self._call_on(joiner, "pool.join_force" if force else "pool.join",
-                          t.address, "root", "xenroot")
+            self._call_on(
+                joiner, "pool.join_force" if force else "pool.join", t.address, "root", "xenroot"
+            )
         except Failure:
             return
 
@@ -240,8 +262,9 @@ class Levelling(RuleBasedStateMachine):
             if self._vm(v)[1]["power_state"] == "Halted":
                 self.expected.pop(v)
             else:
-                self.expected[v] = dict(self._vm(v)[1]["last_boot_CPU_flags"]) \
-                    if reboot else self.expected[v]
+                self.expected[v] = (
+                    dict(self._vm(v)[1]["last_boot_CPU_flags"]) if reboot else self.expected[v]
+                )
 
     # -- invariants ----------------------------------------------------------------------
     @invariant()
@@ -280,5 +303,9 @@ class Levelling(RuleBasedStateMachine):
 
 
 TestLevelling = Levelling.TestCase
-TestLevelling.settings = settings(max_examples=60, stateful_step_count=30, deadline=None,
-                                  suppress_health_check=[HealthCheck.too_slow])
+TestLevelling.settings = settings(
+    max_examples=60,
+    stateful_step_count=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)

@@ -12,6 +12,7 @@ minus sockets). After every step:
 * each host has at most one PIF per network and at most one management interface;
 * bonds, VLANs and tunnels are consistent with their PIFs.
 """
+
 from __future__ import annotations
 
 from hypothesis import HealthCheck, settings
@@ -67,10 +68,12 @@ class Networking(RuleBasedStateMachine):
         self.d = Dispatcher(self.world)
         self.sessions = {}
         for i, v in enumerate(VMS):
-            self._call(self._vm_pool(v), "VM.remove_from_other_config", self._vm_ref(v),
-                       "mac_seed")           # scenario VMs have one already
-            self._call(self._vm_pool(v), "VM.add_to_other_config", self._vm_ref(v),
-                       "mac_seed", f"seed-{i}")
+            self._call(
+                self._vm_pool(v), "VM.remove_from_other_config", self._vm_ref(v), "mac_seed"
+            )  # scenario VMs have one already
+            self._call(
+                self._vm_pool(v), "VM.add_to_other_config", self._vm_ref(v), "mac_seed", f"seed-{i}"
+            )
 
     # -- plumbing ------------------------------------------------------------------------
     def _h(self, name):
@@ -123,35 +126,58 @@ class Networking(RuleBasedStateMachine):
     # -- rules ---------------------------------------------------------------------------
     @rule(host=st.sampled_from(HOSTS), mtu=st.integers(-1, 9000))
     def network_create(self, host, mtu):
-        self._call(self._h(host).pool, "network.create",
-                   {"name_label": "n", "other_config": {}, "MTU": str(mtu)})
+        self._call(
+            self._h(host).pool,
+            "network.create",
+            {"name_label": "n", "other_config": {}, "MTU": str(mtu)},
+        )
 
     @rule(host=st.sampled_from(HOSTS), data=st.data())
     def network_destroy(self, host, data):
         pool = self._h(host).pool
         self._try(pool, "network.destroy", self._pick(data, sorted(pool.db.refs("network"))))
 
-    @rule(vm=st.sampled_from(VMS), device=st.sampled_from(["0", "1", "2", "6", "x", "-1"]),
-          mac=st.sampled_from(["", "", "", "00:11:22:33:44:55", "bad"]), data=st.data())
+    @rule(
+        vm=st.sampled_from(VMS),
+        device=st.sampled_from(["0", "1", "2", "6", "x", "-1"]),
+        mac=st.sampled_from(["", "", "", "00:11:22:33:44:55", "bad"]),
+        data=st.data(),
+    )
     def vif_create(self, vm, device, mac, data):
         pool = self._vm_pool(vm)
         net = self._pick(data, sorted(pool.db.refs("network")))
-        self._try(pool, "VIF.create", {
-            "device": device, "network": net, "VM": self._vm_ref(vm), "MAC": mac,
-            "MTU": "1500", "other_config": {}, "qos_algorithm_type": "",
-            "qos_algorithm_params": {}})
+        self._try(
+            pool,
+            "VIF.create",
+            {
+                "device": device,
+                "network": net,
+                "VM": self._vm_ref(vm),
+                "MAC": mac,
+                "MTU": "1500",
+                "other_config": {},
+                "qos_algorithm_type": "",
+                "qos_algorithm_params": {},
+            },
+        )
 
-    @rule(host=st.sampled_from(HOSTS), op=st.sampled_from(
-        ["VIF.plug", "VIF.plug", "VIF.unplug", "VIF.unplug_force", "VIF.destroy"]),
-        data=st.data())
+    @rule(
+        host=st.sampled_from(HOSTS),
+        op=st.sampled_from(
+            ["VIF.plug", "VIF.plug", "VIF.unplug", "VIF.unplug_force", "VIF.destroy"]
+        ),
+        data=st.data(),
+    )
     def vif_op(self, host, op, data):
         pool = self._h(host).pool
         vif = self._pick(data, sorted(pool.db.refs("VIF")))
         if vif is not None:
             self._try(pool, op, vif)
 
-    @rule(vm=st.sampled_from(VMS), op=st.sampled_from(
-        ["VM.start", "VM.hard_shutdown", "VM.suspend", "VM.resume", "VM.pause"]))
+    @rule(
+        vm=st.sampled_from(VMS),
+        op=st.sampled_from(["VM.start", "VM.hard_shutdown", "VM.suspend", "VM.resume", "VM.pause"]),
+    )
     def vm_power(self, vm, op):
         pool = self._vm_pool(vm)
         args = {"VM.start": (False, False), "VM.resume": (False, False)}.get(op, ())
@@ -174,8 +200,11 @@ class Networking(RuleBasedStateMachine):
         if vlan is not None:
             self._try(pool, "VLAN.destroy", vlan)
 
-    @rule(host=st.sampled_from(HOSTS), mode=st.sampled_from(["balance-slb", "active-backup",
-                                                             "lacp"]), data=st.data())
+    @rule(
+        host=st.sampled_from(HOSTS),
+        mode=st.sampled_from(["balance-slb", "active-backup", "lacp"]),
+        data=st.data(),
+    )
     def bond_create(self, host, mode, data):
         h = self._h(host)
         pool = h.pool
@@ -197,24 +226,34 @@ class Networking(RuleBasedStateMachine):
         if tunnels and data.draw(st.booleans()):
             self._try(pool, "tunnel.destroy", data.draw(st.sampled_from(tunnels)))
         else:
-            self._try(pool, "tunnel.create", self._pick(data, self._pifs(pool)),
-                      self._pick(data, sorted(pool.db.refs("network"))), "gre")
+            self._try(
+                pool,
+                "tunnel.create",
+                self._pick(data, self._pifs(pool)),
+                self._pick(data, sorted(pool.db.refs("network"))),
+                "gre",
+            )
 
-    @rule(host=st.sampled_from(HOSTS), op=st.sampled_from(
-        ["PIF.plug", "PIF.unplug", "PIF.forget", "host.management_reconfigure"]),
-        data=st.data())
+    @rule(
+        host=st.sampled_from(HOSTS),
+        op=st.sampled_from(["PIF.plug", "PIF.unplug", "PIF.forget", "host.management_reconfigure"]),
+        data=st.data(),
+    )
     def pif_op(self, host, op, data):
         pool = self._h(host).pool
         pif = self._pick(data, self._pifs(pool))
         self._try(pool, op, pif)
 
-    @rule(host=st.sampled_from(HOSTS), mode=st.sampled_from(["None", "DHCP", "Static"]),
-          ip=st.sampled_from(["", "10.0.0.9", "10.0.0.300"]), data=st.data())
+    @rule(
+        host=st.sampled_from(HOSTS),
+        mode=st.sampled_from(["None", "DHCP", "Static"]),
+        ip=st.sampled_from(["", "10.0.0.9", "10.0.0.300"]),
+        data=st.data(),
+    )
     def reconfigure_ip(self, host, mode, ip, data):
         pool = self._h(host).pool
         pif = self._pick(data, self._pifs(pool))
-        self._try(pool, "PIF.reconfigure_ip", pif, mode, ip, "255.255.255.0" if ip else "",
-                  "", "")
+        self._try(pool, "PIF.reconfigure_ip", pif, mode, ip, "255.255.255.0" if ip else "", "", "")
 
     @rule(host=st.sampled_from(HOSTS))
     def scan(self, host):
@@ -262,8 +301,11 @@ class Networking(RuleBasedStateMachine):
                 # one PIF per network per host -- except a tunnel's access PIF: tunnel.create
                 # checks the network is free when it is made, but PIF.scan re-introducing a
                 # forgotten NIC onto its pool-wide network does not look (introduce_internal)
-                nets = [t["PIF"][p]["network"] for p in hrow["PIFs"]
-                        if not t["PIF"][p]["tunnel_access_PIF_of"]]
+                nets = [
+                    t["PIF"][p]["network"]
+                    for p in hrow["PIFs"]
+                    if not t["PIF"][p]["tunnel_access_PIF_of"]
+                ]
                 assert len(nets) == len(set(nets))
                 assert sum(t["PIF"][p]["management"] for p in hrow["PIFs"]) <= 1
             for ref, row in t["VIF"].items():
@@ -272,13 +314,17 @@ class Networking(RuleBasedStateMachine):
                 if t["VM"][row["VM"]]["power_state"] == "Halted":
                     assert not row["currently_attached"]
                 assert row["allowed_operations"] == allowed.allowed_operations(
-                    self.world, db, "VIF", ref)
+                    self.world, db, "VIF", ref
+                )
             for vm in t["VM"].values():
                 devices = [t["VIF"][v]["device"] for v in vm["VIFs"]]
                 assert len(devices) == len(set(devices))
 
 
-Networking.TestCase.settings = settings(max_examples=100, stateful_step_count=40,
-                                        deadline=None,
-                                        suppress_health_check=[HealthCheck.too_slow])
+Networking.TestCase.settings = settings(
+    max_examples=100,
+    stateful_step_count=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 TestNetworking = Networking.TestCase

@@ -12,6 +12,7 @@ After every step each host accepts exactly its model password: ``login_with_pass
 master, ``slave_local_login_with_password`` on every host; and every host of one pool has
 the same password.
 """
+
 from __future__ import annotations
 
 from hypothesis import HealthCheck, settings
@@ -66,15 +67,17 @@ class Passwords(RuleBasedStateMachine):
     def _session(self, host):
         """A session on the master of ``host``'s pool, with the model's password."""
         master = host.pool.master
-        return master, self.d.dispatch(master, "session.login_with_password",
-                                       ["root", self.model[master.name_label]])
+        return master, self.d.dispatch(
+            master, "session.login_with_password", ["root", self.model[master.name_label]]
+        )
 
     def _pool_of(self, name):
         pool = self._h(name).pool
         return [h.name_label for h in self.world.hosts.values() if h.pool is pool]
 
-    @rule(host=st.sampled_from(HOSTS), new=st.sampled_from(PASSWORDS),
-          old=st.sampled_from(PASSWORDS))
+    @rule(
+        host=st.sampled_from(HOSTS), new=st.sampled_from(PASSWORDS), old=st.sampled_from(PASSWORDS)
+    )
     def change_password(self, host, new, old):
         master, s = self._session(self._h(host))
         try:
@@ -86,14 +89,16 @@ class Passwords(RuleBasedStateMachine):
         for h in self._pool_of(host):
             self.model[h] = new
 
-    @rule(joiner=st.sampled_from(HOSTS), into=st.sampled_from(HOSTS),
-          right=st.booleans())
+    @rule(joiner=st.sampled_from(HOSTS), into=st.sampled_from(HOSTS), right=st.booleans())
     def join(self, joiner, into, right):
         j, master = self._h(joiner), self._h(into).pool.master
-        s = self.d.dispatch(j, "session.login_with_password", ["root", self.model[joiner]]) \
-            if j.is_master else None
+        s = (
+            self.d.dispatch(j, "session.login_with_password", ["root", self.model[joiner]])
+            if j.is_master
+            else None
+        )
         if s is None:
-            return      # a member cannot be asked to join (HOST_IS_SLAVE)
+            return  # a member cannot be asked to join (HOST_IS_SLAVE)
         pwd = self.model[master.name_label] if right else "wrong"
         try:
             self.d.dispatch(j, "pool.join_force", [s, master.address, "root", pwd])
@@ -101,8 +106,10 @@ class Passwords(RuleBasedStateMachine):
             if not right:
                 assert e.args == AUTH_FAILED
             else:
-                assert e.args[0] in ("OPERATION_NOT_ALLOWED",
-                                     "JOINING_HOST_CANNOT_BE_MASTER_OF_OTHER_HOSTS"), e
+                assert e.args[0] in (
+                    "OPERATION_NOT_ALLOWED",
+                    "JOINING_HOST_CANNOT_BE_MASTER_OF_OTHER_HOSTS",
+                ), e
             return
         assert right
         self.model[joiner] = self.model[master.name_label]
@@ -114,7 +121,7 @@ class Passwords(RuleBasedStateMachine):
             return
         master, s = self._session(h)
         self.d.dispatch(master, "pool.eject", [s, h.ref])
-        assert h.is_master      # model unchanged: the ejected host keeps its password
+        assert h.is_master  # model unchanged: the ejected host keeps its password
 
     @invariant()
     def each_host_accepts_exactly_its_password(self):
@@ -136,5 +143,9 @@ class Passwords(RuleBasedStateMachine):
 
 
 TestPasswords = Passwords.TestCase
-TestPasswords.settings = settings(max_examples=25, stateful_step_count=12, deadline=None,
-                                  suppress_health_check=[HealthCheck.too_slow])
+TestPasswords.settings = settings(
+    max_examples=25,
+    stateful_step_count=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)

@@ -1,6 +1,7 @@
 """The storage object lifecycle as a hypothesis state machine against a running world, and
 many threads competing for one thick SR's space: relations hold and space adds up after
 every step; a refused call changes nothing."""
+
 from __future__ import annotations
 
 import threading
@@ -18,15 +19,35 @@ NULL = "OpaqueRef:NULL"
 
 
 def _vdi(sr, size):
-    return {"name_label": "d", "name_description": "", "SR": sr, "virtual_size": str(size),
-            "type": "user", "sharable": False, "read_only": False, "other_config": {},
-            "xenstore_data": {}, "sm_config": {}, "tags": []}
+    return {
+        "name_label": "d",
+        "name_description": "",
+        "SR": sr,
+        "virtual_size": str(size),
+        "type": "user",
+        "sharable": False,
+        "read_only": False,
+        "other_config": {},
+        "xenstore_data": {},
+        "sm_config": {},
+        "tags": [],
+    }
 
 
 def _vbd(vm, vdi):
-    return {"VM": vm, "VDI": vdi, "userdevice": "autodetect", "bootable": False,
-            "mode": "RW", "type": "Disk", "unpluggable": True, "empty": False,
-            "other_config": {}, "qos_algorithm_type": "", "qos_algorithm_params": {}}
+    return {
+        "VM": vm,
+        "VDI": vdi,
+        "userdevice": "autodetect",
+        "bootable": False,
+        "mode": "RW",
+        "type": "Disk",
+        "unpluggable": True,
+        "empty": False,
+        "other_config": {},
+        "qos_algorithm_type": "",
+        "qos_algorithm_params": {},
+    }
 
 
 def _login(url):
@@ -44,8 +65,9 @@ class StorageMachine(RuleBasedStateMachine):
         x = self.x
         master = x.pool.get_master(x.pool.get_all()[0])
         self.thick = x.pool.get_default_SR(x.pool.get_all()[0])
-        self.thin = x.SR.create(master, {"server": "h", "serverpath": "/p"}, "0", "n", "",
-                                "nfs", "user", True, {})
+        self.thin = x.SR.create(
+            master, {"server": "h", "serverpath": "/p"}, "0", "n", "", "nfs", "user", True, {}
+        )
         self.vm = x.VM.get_by_name_label("batch1")[0]
         self.vdis, self.vbds = [], []
 
@@ -59,7 +81,7 @@ class StorageMachine(RuleBasedStateMachine):
             return fn(*args)
         except XenAPI.Failure as e:
             assert e.details[0] != "INTERNAL_ERROR", e.details
-            assert self.snapshot() == before     # a refused call changes nothing
+            assert self.snapshot() == before  # a refused call changes nothing
             return None
 
     def snapshot(self):
@@ -124,8 +146,7 @@ class StorageMachine(RuleBasedStateMachine):
                 assert row["physical_utilisation"] <= row["physical_size"]
 
 
-StorageMachine.TestCase.settings = settings(max_examples=12, stateful_step_count=12,
-                                            deadline=None)
+StorageMachine.TestCase.settings = settings(max_examples=12, stateful_step_count=12, deadline=None)
 TestStorage = StorageMachine.TestCase
 
 

@@ -5,6 +5,7 @@ has holds (each set field lists exactly the live rows whose ref field points at 
 and a transaction that raised left the database -- rows, indexes, generation, change order,
 deletions -- exactly as before it began.
 """
+
 from __future__ import annotations
 
 import copy
@@ -71,9 +72,15 @@ class StoreMachine(RuleBasedStateMachine):
 
     def _state(self):
         db = self.db
-        return (copy.deepcopy(db.tables), copy.deepcopy(db.uuids), copy.deepcopy(db.labels),
-                {c: list(ch.items()) for c, ch in db.changed.items()},
-                copy.deepcopy(db.created), list(db.deleted), db.gen)
+        return (
+            copy.deepcopy(db.tables),
+            copy.deepcopy(db.uuids),
+            copy.deepcopy(db.labels),
+            {c: list(ch.items()) for c, ch in db.changed.items()},
+            copy.deepcopy(db.created),
+            list(db.deleted),
+            db.gen,
+        )
 
     # -- rules -----------------------------------------------------------------------------
     @rule(data=st.data())
@@ -92,9 +99,15 @@ class StoreMachine(RuleBasedStateMachine):
     def several_in_one_transaction(self, data, n):
         with self.db.transaction():
             for _ in range(n):
-                data.draw(st.sampled_from([self._move, self._destroy,
-                                           lambda d: self._create(
-                                               d, d.draw(st.sampled_from(self.classes)))]))(data)
+                data.draw(
+                    st.sampled_from(
+                        [
+                            self._move,
+                            self._destroy,
+                            lambda d: self._create(d, d.draw(st.sampled_from(self.classes))),
+                        ]
+                    )
+                )(data)
 
     @precondition(lambda self: self.n > 0)
     @rule(data=st.data(), n=st.integers(1, 4))
@@ -103,9 +116,15 @@ class StoreMachine(RuleBasedStateMachine):
         try:
             with self.db.transaction():
                 for _ in range(n):
-                    data.draw(st.sampled_from([
-                        self._move, self._destroy,
-                        lambda d: self._create(d, d.draw(st.sampled_from(self.classes)))]))(data)
+                    data.draw(
+                        st.sampled_from(
+                            [
+                                self._move,
+                                self._destroy,
+                                lambda d: self._create(d, d.draw(st.sampled_from(self.classes))),
+                            ]
+                        )
+                    )(data)
                 raise Boom()
         except Boom:
             pass
@@ -122,12 +141,12 @@ class StoreMachine(RuleBasedStateMachine):
             for ref, row in table.items():
                 if "uuid" in row:
                     assert self.db.uuids[cls][row["uuid"]] == ref
-            assert sum(len(s) for s in self.db.labels[cls].values()) == \
-                sum(1 for r in table.values() if "name_label" in r)
+            assert sum(len(s) for s in self.db.labels[cls].values()) == sum(
+                1 for r in table.values() if "name_label" in r
+            )
 
 
-StoreMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=30,
-                                          deadline=None)
+StoreMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
 TestStore = StoreMachine.TestCase
 
 
@@ -135,8 +154,13 @@ def test_the_store_keeps_every_relation_of_xen_api_for_dundee():
     """All of data/relations.json that Dundee has on the wire, not only the first seven."""
     db = Database(SCHEMA)
     kept = {(one, sf, many, rf) for one, sf, many, rf in db.relations()}
-    for pair in [("VM", "VBDs", "VBD", "VM"), ("network", "VIFs", "VIF", "network"),
-                 ("SR", "VDIs", "VDI", "SR"), ("host", "PBDs", "PBD", "host"),
-                 ("VDI", "VBDs", "VBD", "VDI"), ("VM", "VIFs", "VIF", "VM")]:
+    for pair in [
+        ("VM", "VBDs", "VBD", "VM"),
+        ("network", "VIFs", "VIF", "network"),
+        ("SR", "VDIs", "VDI", "SR"),
+        ("host", "PBDs", "PBD", "host"),
+        ("VDI", "VBDs", "VBD", "VDI"),
+        ("VM", "VIFs", "VIF", "VM"),
+    ]:
         assert pair in kept
     assert len(kept) >= 36

@@ -1,6 +1,7 @@
 """SR, VDI, VBD, VIF operation checks and PIF preconditions (``xapi_sim/checks/storage.py``,
 ``network.py``) against xen-api Dundee ``xapi_sr_operations.ml``, ``xapi_vdi.ml``,
 ``xapi_vbd_helpers.ml``, ``xapi_vif_helpers.ml`` and ``xapi_pif.ml``."""
+
 from __future__ import annotations
 
 import pytest
@@ -10,8 +11,14 @@ from hypothesis import strategies as st
 from xapi_sim.checks import network, storage
 from xapi_sim.datamodel import ENUMS, NULL_REF
 
-SR, VDI, VBD, VIF, VMREF, PIF = ("OpaqueRef:sr", "OpaqueRef:vdi", "OpaqueRef:vbd",
-                                 "OpaqueRef:vif", "OpaqueRef:vm", "OpaqueRef:pif")
+SR, VDI, VBD, VIF, VMREF, PIF = (
+    "OpaqueRef:sr",
+    "OpaqueRef:vdi",
+    "OpaqueRef:vbd",
+    "OpaqueRef:vif",
+    "OpaqueRef:vm",
+    "OpaqueRef:pif",
+)
 ALL_FEATURES = list(storage.CAPABILITIES)
 TOOLS = {"PV_drivers_version": {"major": "7", "minor": "0"}, "other": {}}
 
@@ -27,6 +34,7 @@ def test_enums_are_dundees_and_within_heads():
 
 # -- SR ---------------------------------------------------------------------------------------
 
+
 def sr(current=None, pbds=("OpaqueRef:pbd",), tools=False):
     return {"current_operations": current or {}, "PBDs": list(pbds), "is_tools_sr": tools}
 
@@ -35,7 +43,7 @@ def test_sr_backend_capabilities():
     t = storage.sr_valid_operations(SR, sr(), features=["VDI_CREATE", "VDI_DELETE"])
     assert t["vdi_resize"] == ("SR_OPERATION_NOT_SUPPORTED", [SR])
     assert t["vdi_snapshot"] == ("SR_OPERATION_NOT_SUPPORTED", [SR])
-    assert t["vdi_clone"] is None            # xapi fakes clone
+    assert t["vdi_clone"] is None  # xapi fakes clone
     assert t["vdi_create"] is None and t["vdi_destroy"] is None
     tools = storage.sr_valid_operations(SR, sr(tools=True), features=ALL_FEATURES)
     assert tools["vdi_create"] == ("SR_OPERATION_NOT_SUPPORTED", [SR])
@@ -46,14 +54,22 @@ def test_sr_backend_capabilities():
 
 def test_sr_destroy_and_forget_rules_in_order():
     facts = dict(features=ALL_FEATURES)
-    assert storage.sr_check_operation_error(SR, sr(), "destroy", attached_pbds=True,
-                                            **facts) == ("SR_HAS_PBD", [SR])
-    assert storage.sr_check_operation_error(SR, sr(), "forget", attached_pbds=True,
-                                            **facts) == ("SR_HAS_PBD", [SR])
-    assert storage.sr_check_operation_error(SR, sr(pbds=()), "destroy", **facts) == \
-        ("SR_HAS_NO_PBDS", [SR])
-    assert storage.sr_check_operation_error(SR, sr(), "destroy", managed_vdis=True,
-                                            **facts) == ("SR_NOT_EMPTY", [])
+    assert storage.sr_check_operation_error(SR, sr(), "destroy", attached_pbds=True, **facts) == (
+        "SR_HAS_PBD",
+        [SR],
+    )
+    assert storage.sr_check_operation_error(SR, sr(), "forget", attached_pbds=True, **facts) == (
+        "SR_HAS_PBD",
+        [SR],
+    )
+    assert storage.sr_check_operation_error(SR, sr(pbds=()), "destroy", **facts) == (
+        "SR_HAS_NO_PBDS",
+        [SR],
+    )
+    assert storage.sr_check_operation_error(SR, sr(), "destroy", managed_vdis=True, **facts) == (
+        "SR_NOT_EMPTY",
+        [],
+    )
     assert storage.sr_check_operation_error(SR, sr(), "destroy", **facts) is None
 
 
@@ -77,9 +93,16 @@ def test_sr_unknown_operation():
 
 # -- VDI --------------------------------------------------------------------------------------
 
+
 def vdi(**kw):
-    r = {"SR": SR, "current_operations": {}, "type": "user", "sharable": False,
-         "read_only": False, "on_boot": "persist"}
+    r = {
+        "SR": SR,
+        "current_operations": {},
+        "type": "user",
+        "sharable": False,
+        "read_only": False,
+        "on_boot": "persist",
+    }
     r.update(kw)
     return r
 
@@ -96,18 +119,31 @@ def verr(r, op, **facts):
 
 
 def test_vdi_other_operations_but_copy_block_everything():
-    assert verr(vdi(current_operations={"t": "snapshot"}), "copy") == \
-        ("OTHER_OPERATION_IN_PROGRESS", ["VDI", VDI])
+    assert verr(vdi(current_operations={"t": "snapshot"}), "copy") == (
+        "OTHER_OPERATION_IN_PROGRESS",
+        ["VDI", VDI],
+    )
     during_copy = vdi(current_operations={"t": "copy"})
     assert verr(during_copy, "clone") is None
-    assert verr(during_copy, "snapshot") == \
-        ("OPERATION_NOT_ALLOWED", ["Snapshot operation not allowed during copy."])
+    assert verr(during_copy, "snapshot") == (
+        "OPERATION_NOT_ALLOWED",
+        ["Snapshot operation not allowed during copy."],
+    )
 
 
-@pytest.mark.parametrize("mode, op, blocked", [
-    ("RO", "destroy", True), ("RO", "copy", False), ("RW", "copy", True),
-    ("RW", "snapshot", False), ("RW", "clone", False), ("RW", "resize_online", False),
-    ("RW", "resize", True), ("RO", "forget", True)])
+@pytest.mark.parametrize(
+    "mode, op, blocked",
+    [
+        ("RO", "destroy", True),
+        ("RO", "copy", False),
+        ("RW", "copy", True),
+        ("RW", "snapshot", False),
+        ("RW", "clone", False),
+        ("RW", "resize_online", False),
+        ("RW", "resize", True),
+        ("RO", "forget", True),
+    ],
+)
 def test_vdi_in_use(mode, op, blocked):
     e = verr(vdi(), op, vbds=[vbd_of(currently_attached=True, mode=mode)])
     assert (e == ("VDI_IN_USE", [VDI, op])) is blocked
@@ -116,43 +152,67 @@ def test_vdi_in_use(mode, op, blocked):
 
 def test_vdi_rules_per_operation():
     assert verr(vdi(), "resize", sr_attached_pbds=False) == ("SR_HAS_NO_PBDS", [SR])
-    assert verr(vdi(), "clone", vbds=[vbd_of(current_operations={"t": "plug"})]) == \
-        ("OTHER_OPERATION_IN_PROGRESS", ["VDI", VDI])
+    assert verr(vdi(), "clone", vbds=[vbd_of(current_operations={"t": "plug"})]) == (
+        "OTHER_OPERATION_IN_PROGRESS",
+        ["VDI", VDI],
+    )
     assert verr(vdi(type="redo_log"), "forget", ha_enabled=True) == ("HA_IS_ENABLED", [])
     assert verr(vdi(type="rrd"), "forget") == ("VDI_HAS_RRDS", [VDI])
     assert verr(vdi(), "destroy", sr_type="udev") == ("VDI_IS_A_PHYSICAL_DEVICE", [VDI])
     assert verr(vdi(), "destroy", sr_is_tools_sr=True) == ("SR_OPERATION_NOT_SUPPORTED", [SR])
-    assert verr(vdi(type="metadata"), "destroy", ha_enable_in_progress=True) == \
-        ("HA_ENABLE_IN_PROGRESS", [])
-    assert verr(vdi(type="ha_statefile"), "destroy", ha_disable_in_progress=True) == \
-        ("HA_DISABLE_IN_PROGRESS", [])
+    assert verr(vdi(type="metadata"), "destroy", ha_enable_in_progress=True) == (
+        "HA_ENABLE_IN_PROGRESS",
+        [],
+    )
+    assert verr(vdi(type="ha_statefile"), "destroy", ha_disable_in_progress=True) == (
+        "HA_DISABLE_IN_PROGRESS",
+        [],
+    )
     assert verr(vdi(), "destroy", features=[]) == ("SR_OPERATION_NOT_SUPPORTED", [SR])
-    assert verr(vdi(), "generate_config", features=["VDI_CREATE"])[0] == \
-        "SR_OPERATION_NOT_SUPPORTED"
+    assert (
+        verr(vdi(), "generate_config", features=["VDI_CREATE"])[0] == "SR_OPERATION_NOT_SUPPORTED"
+    )
     assert verr(vdi(sharable=True), "snapshot") == ("VDI_IS_SHARABLE", [VDI])
-    assert verr(vdi(on_boot="reset"), "snapshot") == \
-        ("VDI_ON_BOOT_MODE_INCOMPATIBLE_WITH_OPERATION", [])
+    assert verr(vdi(on_boot="reset"), "snapshot") == (
+        "VDI_ON_BOOT_MODE_INCOMPATIBLE_WITH_OPERATION",
+        [],
+    )
     assert verr(vdi(type="ha_statefile"), "copy")[0] == "OPERATION_NOT_ALLOWED"
     assert verr(vdi(), "force_unlock") is None
 
 
 def test_vdi_allowed_operations_order():
-    assert storage.vdi_allowed_operations(VDI, vdi(), features=ALL_FEATURES) == \
-        list(reversed(storage.VDI_UPDATE_ORDER))
+    assert storage.vdi_allowed_operations(VDI, vdi(), features=ALL_FEATURES) == list(
+        reversed(storage.VDI_UPDATE_ORDER)
+    )
 
 
 # -- VBD --------------------------------------------------------------------------------------
 
+
 def vm_row(power="Running", hvm=False, **kw):
-    r = {"power_state": power, "current_operations": {}, "is_control_domain": False,
-         "other_config": {}, "HVM_boot_policy": "BIOS order" if hvm else ""}
+    r = {
+        "power_state": power,
+        "current_operations": {},
+        "is_control_domain": False,
+        "other_config": {},
+        "HVM_boot_policy": "BIOS order" if hvm else "",
+    }
     r.update(kw)
     return r
 
 
 def vbd(**kw):
-    r = {"VM": VMREF, "VDI": VDI, "current_operations": {}, "unpluggable": True,
-         "type": "Disk", "empty": False, "currently_attached": False, "mode": "RW"}
+    r = {
+        "VM": VMREF,
+        "VDI": VDI,
+        "current_operations": {},
+        "unpluggable": True,
+        "type": "Disk",
+        "empty": False,
+        "currently_attached": False,
+        "mode": "RW",
+    }
     r.update(kw)
     return r
 
@@ -186,7 +246,7 @@ def test_vbd_concurrency():
     assert t["attach"] == ("OTHER_OPERATION_IN_PROGRESS", ["VBD", VBD, "plug"])
     assert t["pause"] == ("OTHER_OPERATION_IN_PROGRESS", ["VBD", VBD, "plug"])
     t = bt(vbd(current_operations={"t": "attach"}), vm_row("Paused"))
-    assert t["unpause"] is None                   # CA-24282: unpause during an attach
+    assert t["unpause"] is None  # CA-24282: unpause during an attach
     t = bt(vbd(current_operations={"t": "pause"}), vm_row("Paused"))
     assert t["unpause"] is None and t["pause"] is None
 
@@ -195,25 +255,32 @@ def test_vbd_cd_and_hvm_rules():
     cd = vbd(type="CD", empty=True)
     t = bt(cd, vm_row("Running", hvm=True), guest_metrics=TOOLS)
     assert t["eject"] == ("VBD_IS_EMPTY", [VBD])
-    assert t["plug"] == ("OPERATION_NOT_ALLOWED",
-                         ["HVM CDROMs cannot be hotplugged/unplugged, only inserted or ejected"])
-    assert bt(vbd(type="CD"), vm_row("Suspended"))["insert"] == \
-        ("VBD_NOT_EMPTY", [VBD])
-    assert bt(cd, vm_row("Suspended"))["insert"] == \
-        ("VM_BAD_POWER_STATE", [VMREF, "halted, running", "suspended"])
+    assert t["plug"] == (
+        "OPERATION_NOT_ALLOWED",
+        ["HVM CDROMs cannot be hotplugged/unplugged, only inserted or ejected"],
+    )
+    assert bt(vbd(type="CD"), vm_row("Suspended"))["insert"] == ("VBD_NOT_EMPTY", [VBD])
+    assert bt(cd, vm_row("Suspended"))["insert"] == (
+        "VM_BAD_POWER_STATE",
+        [VMREF, "halted, running", "suspended"],
+    )
     hvm = vm_row("Running", hvm=True)
     assert bt(vbd(), hvm)["plug"] == ("VM_MISSING_PV_DRIVERS", [VMREF])
     assert bt(vbd(), hvm, guest_metrics=TOOLS)["plug"] is None
-    assert bt(vbd(), hvm, guest_metrics={"can_use_hotplug_vbd": "no"})["plug"] == \
-        ("OPERATION_NOT_ALLOWED", ["VM states it does not support VBD hotplug."])
+    assert bt(vbd(), hvm, guest_metrics={"can_use_hotplug_vbd": "no"})["plug"] == (
+        "OPERATION_NOT_ALLOWED",
+        ["VM states it does not support VBD hotplug."],
+    )
     assert bt(vbd(), hvm, guest_metrics={"can_use_hotplug_vbd": "yes"})["plug"] is None
 
 
 def test_vbd_vm_operations_block_hotplug():
     vm = vm_row(current_operations={"t": "clean_shutdown"})
     assert bt(vbd())["plug"] is None
-    assert bt(vbd(), vm)["plug"] == \
-        ("OPERATION_NOT_ALLOWED", [f"Current operation on VM:{VMREF} is clean_shutdown"])
+    assert bt(vbd(), vm)["plug"] == (
+        "OPERATION_NOT_ALLOWED",
+        [f"Current operation on VM:{VMREF} is clean_shutdown"],
+    )
 
 
 def test_vbd_vdi_rules():
@@ -229,11 +296,13 @@ def test_vbd_vdi_rules():
     assert bt(vbd(), vdi_row=vdi_row(sharable=True), other_vbds=[other])["attach"] is None
     assert bt(vbd(), vdi_row=vdi_row(read_only=True))["attach"] == ("VDI_READONLY", [VDI])
     # update_allowed_operations skips the expensive sharing checks (CA-20808)
-    assert "attach" in storage.vbd_allowed_operations(VBD, vbd(), vm_row=vm_row(),
-                                                      vdi_row=vdi_row(), other_vbds=[other])
+    assert "attach" in storage.vbd_allowed_operations(
+        VBD, vbd(), vm_row=vm_row(), vdi_row=vdi_row(), other_vbds=[other]
+    )
 
 
 # -- VIF --------------------------------------------------------------------------------------
+
 
 def vif(**kw):
     r = {"VM": VMREF, "current_operations": {}, "currently_attached": False}
@@ -243,29 +312,39 @@ def vif(**kw):
 
 def test_vif_rules():
     t = network.vif_valid_operations(VIF, vif(), vm_row=vm_row())
-    assert t == {"attach": None, "plug": None,
-                 "unplug": ("DEVICE_ALREADY_DETACHED", [VIF])}
-    t = network.vif_valid_operations(VIF, vif(current_operations={"t": "plug"}),
-                                     vm_row=vm_row())
+    assert t == {"attach": None, "plug": None, "unplug": ("DEVICE_ALREADY_DETACHED", [VIF])}
+    t = network.vif_valid_operations(VIF, vif(current_operations={"t": "plug"}), vm_row=vm_row())
     assert all(e == ("OTHER_OPERATION_IN_PROGRESS", ["VIF", VIF, "plug"]) for e in t.values())
     t = network.vif_valid_operations(VIF, vif(), vm_row=vm_row("Halted"))
     assert t["plug"] == ("VM_BAD_POWER_STATE", [VMREF, "running", "halted"])
     assert t["attach"] is None
     t = network.vif_valid_operations(VIF, vif(), vm_row=vm_row(hvm=True))
     assert t["plug"] == ("VM_MISSING_PV_DRIVERS", [VMREF])
-    t = network.vif_valid_operations(VIF, vif(), vm_row=vm_row(hvm=True),
-                                     guest_metrics={"can_use_hotplug_vif": "no"})
+    t = network.vif_valid_operations(
+        VIF, vif(), vm_row=vm_row(hvm=True), guest_metrics={"can_use_hotplug_vif": "no"}
+    )
     assert t["plug"] == ("OPERATION_NOT_ALLOWED", ["VM states it does not support VIF hotplug."])
 
 
 # -- PIF --------------------------------------------------------------------------------------
 
+
 def pif(**kw):
-    r = {"management": False, "managed": True, "currently_attached": True,
-         "bond_slave_of": NULL_REF, "bond_master_of": [], "VLAN_slave_of": [], "VLAN": -1,
-         "tunnel_transport_PIF_of": [], "tunnel_access_PIF_of": [], "physical": True,
-         "disallow_unplug": False, "primary_address_type": "IPv4",
-         "ip_configuration_mode": "DHCP"}
+    r = {
+        "management": False,
+        "managed": True,
+        "currently_attached": True,
+        "bond_slave_of": NULL_REF,
+        "bond_master_of": [],
+        "VLAN_slave_of": [],
+        "VLAN": -1,
+        "tunnel_transport_PIF_of": [],
+        "tunnel_access_PIF_of": [],
+        "physical": True,
+        "disallow_unplug": False,
+        "primary_address_type": "IPv4",
+        "ip_configuration_mode": "DHCP",
+    }
     r.update(kw)
     return r
 
@@ -275,8 +354,10 @@ def perr(r, op, **facts):
 
 
 def test_pif_forget_order():
-    assert perr(pif(management=True, bond_master_of=["b"]), "forget") == \
-        ("PIF_IS_MANAGEMENT_INTERFACE", [PIF])
+    assert perr(pif(management=True, bond_master_of=["b"]), "forget") == (
+        "PIF_IS_MANAGEMENT_INTERFACE",
+        [PIF],
+    )
     assert perr(pif(bond_master_of=["b"], VLAN=5), "forget") == ("PIF_ALREADY_BONDED", [PIF])
     assert perr(pif(VLAN=5), "forget") == ("PIF_VLAN_STILL_EXISTS", [PIF])
     assert perr(pif(VLAN=5), "forget", allow_forget_of_vlan_pif=True) is None
@@ -290,65 +371,103 @@ def test_pif_other_messages():
     assert perr(pif(), "destroy") == ("PIF_IS_PHYSICAL", [])
     assert perr(pif(VLAN=10), "destroy") is None
     assert perr(pif(managed=False), "reconfigure_ip") == ("PIF_UNMANAGED", [PIF])
-    assert perr(pif(), "reconfigure_ip", args={"mode": "Static", "IP": "10.0.0.1",
-                                               "netmask": "bad"}) == \
-        ("INVALID_IP_ADDRESS_SPECIFIED", ["netmask"])
-    assert perr(pif(), "reconfigure_ip", args={"mode": "DHCP", "gateway": "::1"}) == \
-        ("INVALID_IP_ADDRESS_SPECIFIED", ["gateway"])
-    assert perr(pif(management=True), "reconfigure_ip", args={"mode": "None"}) == \
-        ("PIF_IS_MANAGEMENT_INTERFACE", [PIF])
-    assert perr(pif(), "reconfigure_ipv6", args={"mode": "Static", "IPv6": "fe80::1"}) == \
-        ("INVALID_CIDR_ADDRESS_SPECIFIED", ["IPv6"])
-    assert perr(pif(), "reconfigure_ipv6", args={"mode": "Static", "IPv6": "fe80::1/64"}) \
-        is None
-    assert perr(pif(management=True), "set_primary_address_type") == \
-        ("PIF_IS_MANAGEMENT_INTERFACE", [PIF])
-    assert perr(pif(), "set_property", args={"name": "gro", "value": "maybe"}) == \
-        ("INVALID_VALUE", ["properties", "gro = maybe"])
-    assert perr(pif(physical=False), "set_property", args={"name": "gro", "value": "on"}) == \
-        ("CANNOT_CHANGE_PIF_PROPERTIES", [PIF])
+    assert perr(
+        pif(), "reconfigure_ip", args={"mode": "Static", "IP": "10.0.0.1", "netmask": "bad"}
+    ) == ("INVALID_IP_ADDRESS_SPECIFIED", ["netmask"])
+    assert perr(pif(), "reconfigure_ip", args={"mode": "DHCP", "gateway": "::1"}) == (
+        "INVALID_IP_ADDRESS_SPECIFIED",
+        ["gateway"],
+    )
+    assert perr(pif(management=True), "reconfigure_ip", args={"mode": "None"}) == (
+        "PIF_IS_MANAGEMENT_INTERFACE",
+        [PIF],
+    )
+    assert perr(pif(), "reconfigure_ipv6", args={"mode": "Static", "IPv6": "fe80::1"}) == (
+        "INVALID_CIDR_ADDRESS_SPECIFIED",
+        ["IPv6"],
+    )
+    assert perr(pif(), "reconfigure_ipv6", args={"mode": "Static", "IPv6": "fe80::1/64"}) is None
+    assert perr(pif(management=True), "set_primary_address_type") == (
+        "PIF_IS_MANAGEMENT_INTERFACE",
+        [PIF],
+    )
+    assert perr(pif(), "set_property", args={"name": "gro", "value": "maybe"}) == (
+        "INVALID_VALUE",
+        ["properties", "gro = maybe"],
+    )
+    assert perr(pif(physical=False), "set_property", args={"name": "gro", "value": "on"}) == (
+        "CANNOT_CHANGE_PIF_PROPERTIES",
+        [PIF],
+    )
 
 
 def test_pif_plug_and_unplug():
     assert perr(pif(management=True), "unplug") == ("PIF_IS_MANAGEMENT_INTERFACE", [PIF])
-    assert perr(pif(), "unplug", ha_enabled=True, protected_vm_on_network=True) == \
-        ("HA_IS_ENABLED", [])
-    assert perr(pif(currently_attached=False), "unplug", ha_enabled=True,
-                protected_vm_on_network=True) == ("HA_OPERATION_WOULD_BREAK_FAILOVER_PLAN", [])
-    assert perr(pif(), "unplug", vif_in_use=("OpaqueRef:net", VIF)) == \
-        ("VIF_IN_USE", ["OpaqueRef:net", VIF])
+    assert perr(pif(), "unplug", ha_enabled=True, protected_vm_on_network=True) == (
+        "HA_IS_ENABLED",
+        [],
+    )
+    assert perr(
+        pif(currently_attached=False), "unplug", ha_enabled=True, protected_vm_on_network=True
+    ) == ("HA_OPERATION_WOULD_BREAK_FAILOVER_PLAN", [])
+    assert perr(pif(), "unplug", vif_in_use=("OpaqueRef:net", VIF)) == (
+        "VIF_IN_USE",
+        ["OpaqueRef:net", VIF],
+    )
     assert perr(pif(disallow_unplug=True), "unplug") == ("PIF_DOES_NOT_ALLOW_UNPLUG", [PIF])
     transport = ("OpaqueRef:t", pif(ip_configuration_mode="None"))
-    assert perr(pif(tunnel_access_PIF_of=["tun"]), "plug", transport_pif=transport) == \
-        ("TRANSPORT_PIF_NOT_CONFIGURED", ["OpaqueRef:t"])
-    assert perr(pif(bond_slave_of="OpaqueRef:bond"), "plug") == \
-        ("CANNOT_PLUG_BOND_SLAVE", [PIF])
+    assert perr(pif(tunnel_access_PIF_of=["tun"]), "plug", transport_pif=transport) == (
+        "TRANSPORT_PIF_NOT_CONFIGURED",
+        ["OpaqueRef:t"],
+    )
+    assert perr(pif(bond_slave_of="OpaqueRef:bond"), "plug") == ("CANNOT_PLUG_BOND_SLAVE", [PIF])
 
 
 # -- properties: allowed_operations is what the check allows --------------------------------
 
+
 @settings(max_examples=200, deadline=None)
-@given(current=st.dictionaries(st.sampled_from("abc"), st.sampled_from(storage.VBD_OPERATIONS),
-                               max_size=2),
-       power=st.sampled_from(["Halted", "Paused", "Running", "Suspended"]),
-       attached=st.booleans(), cd=st.booleans(), empty=st.booleans(), hvm=st.booleans(),
-       gm=st.sampled_from([None, TOOLS]),
-       vm_ops=st.sampled_from([{}, {"t": "suspend"}]))
+@given(
+    current=st.dictionaries(
+        st.sampled_from("abc"), st.sampled_from(storage.VBD_OPERATIONS), max_size=2
+    ),
+    power=st.sampled_from(["Halted", "Paused", "Running", "Suspended"]),
+    attached=st.booleans(),
+    cd=st.booleans(),
+    empty=st.booleans(),
+    hvm=st.booleans(),
+    gm=st.sampled_from([None, TOOLS]),
+    vm_ops=st.sampled_from([{}, {"t": "suspend"}]),
+)
 def test_vbd_allowed_iff_check_passes(current, power, attached, cd, empty, hvm, gm, vm_ops):
-    r = vbd(current_operations=current, currently_attached=attached,
-            type="CD" if cd else "Disk", empty=empty)
-    facts = dict(vm_row=vm_row(power, hvm=hvm, current_operations=vm_ops), guest_metrics=gm,
-                 vdi_row=None if empty else vdi_row(), expensive_sharing_checks=False)
+    r = vbd(
+        current_operations=current,
+        currently_attached=attached,
+        type="CD" if cd else "Disk",
+        empty=empty,
+    )
+    facts = dict(
+        vm_row=vm_row(power, hvm=hvm, current_operations=vm_ops),
+        guest_metrics=gm,
+        vdi_row=None if empty else vdi_row(),
+        expensive_sharing_checks=False,
+    )
     allowed = storage.vbd_allowed_operations(VBD, r, **facts)
     for op in storage.VBD_OPERATIONS:
         assert (op in allowed) is (storage.vbd_check_operation_error(VBD, r, op, **facts) is None)
 
 
 @settings(max_examples=200, deadline=None)
-@given(current=st.dictionaries(st.sampled_from("abc"), st.sampled_from(storage.SR_OPERATIONS),
-                               max_size=2),
-       features=st.lists(st.sampled_from(storage.CAPABILITIES), max_size=8),
-       attached=st.booleans(), pbds=st.booleans(), tools=st.booleans(), vdis=st.booleans())
+@given(
+    current=st.dictionaries(
+        st.sampled_from("abc"), st.sampled_from(storage.SR_OPERATIONS), max_size=2
+    ),
+    features=st.lists(st.sampled_from(storage.CAPABILITIES), max_size=8),
+    attached=st.booleans(),
+    pbds=st.booleans(),
+    tools=st.booleans(),
+    vdis=st.booleans(),
+)
 def test_sr_allowed_iff_check_passes(current, features, attached, pbds, tools, vdis):
     r = sr(current=current, pbds=("p",) if pbds else (), tools=tools)
     facts = dict(features=features, attached_pbds=attached, managed_vdis=vdis)
@@ -358,25 +477,36 @@ def test_sr_allowed_iff_check_passes(current, features, attached, pbds, tools, v
 
 
 @settings(max_examples=200, deadline=None)
-@given(current=st.dictionaries(st.sampled_from("ab"), st.sampled_from(storage.VDI_OPERATIONS),
-                               max_size=2),
-       vtype=st.sampled_from(["user", "rrd", "ha_statefile", "metadata", "redo_log"]),
-       ha=st.booleans(), features=st.lists(st.sampled_from(storage.CAPABILITIES), max_size=8),
-       attached=st.booleans(), mode=st.sampled_from(["RO", "RW"]))
+@given(
+    current=st.dictionaries(
+        st.sampled_from("ab"), st.sampled_from(storage.VDI_OPERATIONS), max_size=2
+    ),
+    vtype=st.sampled_from(["user", "rrd", "ha_statefile", "metadata", "redo_log"]),
+    ha=st.booleans(),
+    features=st.lists(st.sampled_from(storage.CAPABILITIES), max_size=8),
+    attached=st.booleans(),
+    mode=st.sampled_from(["RO", "RW"]),
+)
 def test_vdi_allowed_iff_check_passes(current, vtype, ha, features, attached, mode):
     r = vdi(current_operations=current, type=vtype)
-    facts = dict(ha_enabled=ha, features=features,
-                 vbds=[vbd_of(currently_attached=attached, mode=mode)])
+    facts = dict(
+        ha_enabled=ha, features=features, vbds=[vbd_of(currently_attached=attached, mode=mode)]
+    )
     allowed = storage.vdi_allowed_operations(VDI, r, **facts)
     for op in storage.VDI_UPDATE_ORDER:
         assert (op in allowed) is (storage.vdi_check_operation_error(VDI, r, op, **facts) is None)
 
 
 @settings(max_examples=100, deadline=None)
-@given(current=st.dictionaries(st.sampled_from("ab"), st.sampled_from(network.VIF_OPERATIONS),
-                               max_size=2),
-       power=st.sampled_from(["Halted", "Paused", "Running", "Suspended"]),
-       attached=st.booleans(), hvm=st.booleans(), gm=st.sampled_from([None, TOOLS]))
+@given(
+    current=st.dictionaries(
+        st.sampled_from("ab"), st.sampled_from(network.VIF_OPERATIONS), max_size=2
+    ),
+    power=st.sampled_from(["Halted", "Paused", "Running", "Suspended"]),
+    attached=st.booleans(),
+    hvm=st.booleans(),
+    gm=st.sampled_from([None, TOOLS]),
+)
 def test_vif_allowed_iff_check_passes(current, power, attached, hvm, gm):
     r = vif(current_operations=current, currently_attached=attached)
     facts = dict(vm_row=vm_row(power, hvm=hvm), guest_metrics=gm)

@@ -1,6 +1,7 @@
 """VM operation checks (``xapi_sim/checks/vm.py``) against xen-api Dundee
 ``ocaml/xapi/xapi_vm_lifecycle.ml`` (branch dundee-lcm): the power-state table, the order
 of the rules, concurrency, templates/snapshots/dom0, guest features, allowed_operations."""
+
 from __future__ import annotations
 
 import pytest
@@ -11,15 +12,27 @@ from xapi_sim.checks import vm
 from xapi_sim.datamodel import ENUMS, NULL_REF
 
 REF = "OpaqueRef:vm"
-TOOLS = {"PV_drivers_version": {"major": "7", "minor": "0", "micro": "0", "build": "1"},
-         "other": {}}
+TOOLS = {
+    "PV_drivers_version": {"major": "7", "minor": "0", "micro": "0", "build": "1"},
+    "other": {},
+}
 
 
 def row(power="Halted", **kw):
-    r = {"power_state": power, "current_operations": {}, "is_a_template": False,
-         "is_a_snapshot": False, "is_control_domain": False, "other_config": {},
-         "blocked_operations": {}, "HVM_boot_policy": "", "attached_PCIs": [], "VGPUs": [],
-         "appliance": NULL_REF, "protection_policy": NULL_REF}
+    r = {
+        "power_state": power,
+        "current_operations": {},
+        "is_a_template": False,
+        "is_a_snapshot": False,
+        "is_control_domain": False,
+        "other_config": {},
+        "blocked_operations": {},
+        "HVM_boot_policy": "",
+        "attached_PCIs": [],
+        "VGPUs": [],
+        "appliance": NULL_REF,
+        "protection_policy": NULL_REF,
+    }
     r.update(kw)
     return r
 
@@ -29,6 +42,7 @@ def err(r, op, **facts):
 
 
 # -- the enum and the power-state table -----------------------------------------------------
+
 
 def test_operations_are_dundees_enum_and_all_have_power_states():
     assert len(vm.OPERATIONS) == 47
@@ -41,19 +55,39 @@ def test_operations_are_dundees_enum_and_all_have_power_states():
 
 # (op, power states in allowed_power_states order) straight from the source's match
 POWER_TABLE = [
-    ("import", ""), ("start", "halted"), ("start_on", "halted"), ("provision", "halted"),
-    ("make_into_template", "halted"), ("changing_VCPUs", "halted"),
-    ("changing_static_range", "halted"), ("changing_shadow_memory", "halted"),
-    ("changing_memory_limits", "halted"), ("unpause", "paused"), ("resume", "suspended"),
-    ("resume_on", "suspended"), ("csvm", "suspended"), ("clean_shutdown", "running"),
-    ("clean_reboot", "running"), ("pause", "running"), ("suspend", "running"),
-    ("pool_migrate", "running"), ("send_sysrq", "running"), ("call_plugin", "running"),
-    ("changing_VCPUs_live", "running"), ("snapshot_with_quiesce", "running"),
-    ("changing_dynamic_range", "halted, running"), ("clone", "halted"), ("copy", "halted"),
-    ("destroy", "halted, suspended"), ("export", "halted, suspended"),
-    ("create_template", "halted, suspended"), ("hard_reboot", "paused, running"),
-    ("hard_shutdown", "paused, suspended, running"), ("shutdown", "paused, suspended, running"),
-    ("checkpoint", "paused, suspended, running"), ("get_boot_record", "paused, suspended, running"),
+    ("import", ""),
+    ("start", "halted"),
+    ("start_on", "halted"),
+    ("provision", "halted"),
+    ("make_into_template", "halted"),
+    ("changing_VCPUs", "halted"),
+    ("changing_static_range", "halted"),
+    ("changing_shadow_memory", "halted"),
+    ("changing_memory_limits", "halted"),
+    ("unpause", "paused"),
+    ("resume", "suspended"),
+    ("resume_on", "suspended"),
+    ("csvm", "suspended"),
+    ("clean_shutdown", "running"),
+    ("clean_reboot", "running"),
+    ("pause", "running"),
+    ("suspend", "running"),
+    ("pool_migrate", "running"),
+    ("send_sysrq", "running"),
+    ("call_plugin", "running"),
+    ("changing_VCPUs_live", "running"),
+    ("snapshot_with_quiesce", "running"),
+    ("changing_dynamic_range", "halted, running"),
+    ("clone", "halted"),
+    ("copy", "halted"),
+    ("destroy", "halted, suspended"),
+    ("export", "halted, suspended"),
+    ("create_template", "halted, suspended"),
+    ("hard_reboot", "paused, running"),
+    ("hard_shutdown", "paused, suspended, running"),
+    ("shutdown", "paused, suspended, running"),
+    ("checkpoint", "paused, suspended, running"),
+    ("get_boot_record", "paused, suspended, running"),
     ("migrate_send", "halted, suspended, running"),
     ("snapshot", "halted, paused, suspended, running"),
     ("revert", "halted, paused, suspended, running"),
@@ -72,12 +106,15 @@ def test_power_state_rule(op, expected, power):
 
 
 def test_hard_reboot_of_a_suspended_vm_names_paused_and_running():
-    assert err(row("Suspended"), "hard_reboot") == \
-        ("VM_BAD_POWER_STATE", [REF, "paused, running", "suspended"])
+    assert err(row("Suspended"), "hard_reboot") == (
+        "VM_BAD_POWER_STATE",
+        [REF, "paused, running", "suspended"],
+    )
 
 
-@pytest.mark.parametrize("snapshot, pool_flag, ok", [
-    (False, False, False), (True, False, True), (False, True, True)])
+@pytest.mark.parametrize(
+    "snapshot, pool_flag, ok", [(False, False, False), (True, False, True), (False, True, True)]
+)
 def test_clone_of_suspended_needs_a_snapshot_or_the_pool_flag(snapshot, pool_flag, ok):
     r = row("Suspended", is_a_snapshot=snapshot, is_a_template=snapshot)
     e = err(r, "clone", clone_suspended_vm_enabled=pool_flag)
@@ -87,6 +124,7 @@ def test_clone_of_suspended_needs_a_snapshot_or_the_pool_flag(snapshot, pool_fla
 
 
 # -- the order of the rules -----------------------------------------------------------------
+
 
 def test_blocked_comes_before_the_power_state():
     r = row("Running", blocked_operations={"start": "locked by admin"})
@@ -112,35 +150,46 @@ def test_template_rule_comes_before_provision_and_dom0():
 def test_dom0_after_the_power_state():
     dom0 = row("Running", is_control_domain=True)
     assert err(dom0, "destroy") == ("VM_BAD_POWER_STATE", [REF, "halted, suspended", "running"])
-    assert err(dom0, "clean_shutdown") == \
-        ("OPERATION_NOT_ALLOWED", ["Operations on domain 0 are not allowed"])
-    for op in ("changing_dynamic_range", "data_source_op", "changing_memory_live",
-               "awaiting_memory_live", "metadata_export"):
+    assert err(dom0, "clean_shutdown") == (
+        "OPERATION_NOT_ALLOWED",
+        ["Operations on domain 0 are not allowed"],
+    )
+    for op in (
+        "changing_dynamic_range",
+        "data_source_op",
+        "changing_memory_live",
+        "awaiting_memory_live",
+        "metadata_export",
+    ):
         assert err(dom0, op) is None, op
 
 
 # -- concurrency ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("op, current, ok", [
-    ("hard_shutdown", ["clean_shutdown"], True),
-    ("hard_shutdown", ["hard_shutdown"], False),
-    ("hard_reboot", ["clean_reboot", "suspend"], True),
-    ("hard_reboot", ["hard_shutdown"], False),
-    ("hard_reboot", ["hard_reboot"], False),
-    ("clean_reboot", ["clean_shutdown"], False),
-    ("clone", ["export"], True),
-    ("export", ["clone", "copy"], True),
-    ("copy", ["snapshot"], False),
-    ("checkpoint", ["snapshot"], True),
-    ("snapshot", ["snapshot_with_quiesce"], True),
-    ("snapshot", ["snapshot_with_quiesce", "clone"], False),
-    ("get_boot_record", ["get_boot_record"], True),
-    ("start", ["migrate_send"], True),
-    ("clean_shutdown", ["migrate_send"], True),
-    ("metadata_export", ["migrate_send"], True),
-    ("start", ["clone"], False),
-    ("pool_migrate", ["migrate_send"], False),
-])
+
+@pytest.mark.parametrize(
+    "op, current, ok",
+    [
+        ("hard_shutdown", ["clean_shutdown"], True),
+        ("hard_shutdown", ["hard_shutdown"], False),
+        ("hard_reboot", ["clean_reboot", "suspend"], True),
+        ("hard_reboot", ["hard_shutdown"], False),
+        ("hard_reboot", ["hard_reboot"], False),
+        ("clean_reboot", ["clean_shutdown"], False),
+        ("clone", ["export"], True),
+        ("export", ["clone", "copy"], True),
+        ("copy", ["snapshot"], False),
+        ("checkpoint", ["snapshot"], True),
+        ("snapshot", ["snapshot_with_quiesce"], True),
+        ("snapshot", ["snapshot_with_quiesce", "clone"], False),
+        ("get_boot_record", ["get_boot_record"], True),
+        ("start", ["migrate_send"], True),
+        ("clean_shutdown", ["migrate_send"], True),
+        ("metadata_export", ["migrate_send"], True),
+        ("start", ["clone"], False),
+        ("pool_migrate", ["migrate_send"], False),
+    ],
+)
 def test_is_allowed_concurrently(op, current, ok):
     assert vm.is_allowed_concurrently(op, current) is ok
 
@@ -154,24 +203,42 @@ def test_several_operations_in_progress_are_braced():
 def test_operation_strings_as_record_util_prints_them():
     assert vm.operation_to_string("data_source_op") == "data_sources_op"
     assert vm.operation_to_string("assert_operation_valid") == "assertoperationvalid"
-    for op in ("shutdown", "changing_VCPUs", "query_services", "create_template",
-               "changing_memory_limits"):
+    for op in (
+        "shutdown",
+        "changing_VCPUs",
+        "query_services",
+        "create_template",
+        "changing_memory_limits",
+    ):
         assert vm.operation_to_string(op) == "(unknown operation)"
     r = row("Halted", is_a_template=True, other_config={"default_template": "true"})
     assert err(r, "changing_VCPUs") is None
-    assert err(row("Running", is_a_template=True), "shutdown") == \
-        ("VM_IS_TEMPLATE", [REF, "(unknown operation)"])
+    assert err(row("Running", is_a_template=True), "shutdown") == (
+        "VM_IS_TEMPLATE",
+        [REF, "(unknown operation)"],
+    )
 
 
 # -- templates and snapshots ----------------------------------------------------------------
 
-@pytest.mark.parametrize("default, op, ok", [
-    (True, "destroy", False), (False, "destroy", True),
-    (True, "migrate_send", False), (False, "migrate_send", True),
-    (True, "clone", True), (True, "copy", True), (True, "export", True),
-    (True, "provision", True), (True, "changing_static_range", True),
-    (True, "snapshot", False), (True, "make_into_template", False), (True, "start", False),
-])
+
+@pytest.mark.parametrize(
+    "default, op, ok",
+    [
+        (True, "destroy", False),
+        (False, "destroy", True),
+        (True, "migrate_send", False),
+        (False, "migrate_send", True),
+        (True, "clone", True),
+        (True, "copy", True),
+        (True, "export", True),
+        (True, "provision", True),
+        (True, "changing_static_range", True),
+        (True, "snapshot", False),
+        (True, "make_into_template", False),
+        (True, "start", False),
+    ],
+)
 def test_template_rules(default, op, ok):
     oc = {"default_template": "TRUE"} if default else {"default_template": "no"}
     e = err(row("Halted", is_a_template=True, other_config=oc), op)
@@ -180,9 +247,20 @@ def test_template_rules(default, op, ok):
         assert e == ("VM_IS_TEMPLATE", [REF, op])
 
 
-@pytest.mark.parametrize("op, ok", [
-    ("revert", True), ("clone", True), ("copy", True), ("export", True), ("destroy", True),
-    ("snapshot", False), ("start", False), ("provision", False), ("migrate_send", False)])
+@pytest.mark.parametrize(
+    "op, ok",
+    [
+        ("revert", True),
+        ("clone", True),
+        ("copy", True),
+        ("export", True),
+        ("destroy", True),
+        ("snapshot", False),
+        ("start", False),
+        ("provision", False),
+        ("migrate_send", False),
+    ],
+)
 def test_snapshot_rules(op, ok):
     e = err(row("Halted", is_a_template=True, is_a_snapshot=True), op)
     assert (e is None) == ok
@@ -200,72 +278,90 @@ def test_provision_and_revert_need_a_template_and_a_snapshot():
 HVM = {"HVM_boot_policy": "BIOS order"}
 
 
-@pytest.mark.parametrize("op, strict, code", [
-    ("clean_shutdown", True, "VM_LACKS_FEATURE_SHUTDOWN"),
-    ("clean_shutdown", False, None),
-    ("clean_reboot", True, "VM_LACKS_FEATURE_SHUTDOWN"),
-    ("changing_VCPUs_live", False, "VM_LACKS_FEATURE_VCPU_HOTPLUG"),
-    ("suspend", True, "VM_LACKS_FEATURE_SUSPEND"),
-    ("checkpoint", True, "VM_LACKS_FEATURE_SUSPEND"),
-    ("pool_migrate", True, "VM_LACKS_FEATURE_SUSPEND"),
-    ("pool_migrate", False, None),
-    ("migrate_send", True, "VM_LACKS_FEATURE_SUSPEND"),
-    ("hard_shutdown", True, None),
-])
+@pytest.mark.parametrize(
+    "op, strict, code",
+    [
+        ("clean_shutdown", True, "VM_LACKS_FEATURE_SHUTDOWN"),
+        ("clean_shutdown", False, None),
+        ("clean_reboot", True, "VM_LACKS_FEATURE_SHUTDOWN"),
+        ("changing_VCPUs_live", False, "VM_LACKS_FEATURE_VCPU_HOTPLUG"),
+        ("suspend", True, "VM_LACKS_FEATURE_SUSPEND"),
+        ("checkpoint", True, "VM_LACKS_FEATURE_SUSPEND"),
+        ("pool_migrate", True, "VM_LACKS_FEATURE_SUSPEND"),
+        ("pool_migrate", False, None),
+        ("migrate_send", True, "VM_LACKS_FEATURE_SUSPEND"),
+        ("hard_shutdown", True, None),
+    ],
+)
 def test_hvm_guest_without_drivers(op, strict, code):
     e = err(row("Running", **HVM), op, strict=strict)
     assert e == ((code, [REF]) if code else None)
     assert err(row("Running", **HVM), op, strict=strict, guest_metrics=TOOLS) is None
-    assert err(row("Running"), op, strict=strict) is None            # PV guests
+    assert err(row("Running"), op, strict=strict) is None  # PV guests
 
 
 def test_feature_flags_of_a_guest_without_drivers():
     gm = {"PV_drivers_version": {}, "other": {"feature-poweroff": "1", "feature-suspend": "1"}}
     assert err(row("Running", **HVM), "clean_shutdown", guest_metrics=gm) is None
-    assert err(row("Running", **HVM), "clean_reboot", guest_metrics=gm)[0] == \
-        "VM_LACKS_FEATURE_SHUTDOWN"
+    assert (
+        err(row("Running", **HVM), "clean_reboot", guest_metrics=gm)[0]
+        == "VM_LACKS_FEATURE_SHUTDOWN"
+    )
     assert err(row("Running", **HVM), "suspend", guest_metrics=gm) is None
 
 
-@pytest.mark.parametrize("version, drivers", [
-    ({"major": "7", "minor": "0"}, True),
-    ({"major": "0x7", "minor": "1_0", "micro": "-1"}, True),
-    ({"major": "7"}, False),
-    ({"major": "7", "minor": "x"}, False),
-    ({"major": "7", "minor": "0", "build": "12a"}, False),
-    ({}, False),
-])
+@pytest.mark.parametrize(
+    "version, drivers",
+    [
+        ({"major": "7", "minor": "0"}, True),
+        ({"major": "0x7", "minor": "1_0", "micro": "-1"}, True),
+        ({"major": "7"}, False),
+        ({"major": "7", "minor": "x"}, False),
+        ({"major": "7", "minor": "0", "build": "12a"}, False),
+        ({}, False),
+    ],
+)
 def test_pv_drivers_detection(version, drivers):
     assert vm.has_pv_drivers({"PV_drivers_version": version}) is drivers
 
 
 def test_quiesce_vdis_pci_vgpu_appliance_policy_system_domain():
     running = row("Running")
-    assert err(running, "snapshot_with_quiesce") == \
-        ("VM_SNAPSHOT_WITH_QUIESCE_NOT_SUPPORTED", [REF])
-    assert err(running, "snapshot_with_quiesce",
-               guest_metrics={"other": {"feature-snapshot": "0"}}) is None
-    assert err(running, "suspend", vdis_reset_and_caching=[(True, False)]) == \
-        ("VDI_ON_BOOT_MODE_INCOMPATIBLE_WITH_OPERATION", [])
+    assert err(running, "snapshot_with_quiesce") == (
+        "VM_SNAPSHOT_WITH_QUIESCE_NOT_SUPPORTED",
+        [REF],
+    )
+    assert (
+        err(running, "snapshot_with_quiesce", guest_metrics={"other": {"feature-snapshot": "0"}})
+        is None
+    )
+    assert err(running, "suspend", vdis_reset_and_caching=[(True, False)]) == (
+        "VDI_ON_BOOT_MODE_INCOMPATIBLE_WITH_OPERATION",
+        [],
+    )
     assert err(running, "pool_migrate", vdis_reset_and_caching=[(True, False)]) is None
-    assert err(running, "pool_migrate", vdis_reset_and_caching=[(True, True)])[0] == \
-        "VDI_ON_BOOT_MODE_INCOMPATIBLE_WITH_OPERATION"
+    assert (
+        err(running, "pool_migrate", vdis_reset_and_caching=[(True, True)])[0]
+        == "VDI_ON_BOOT_MODE_INCOMPATIBLE_WITH_OPERATION"
+    )
     pci = row("Running", attached_PCIs=["OpaqueRef:pci"])
     assert err(pci, "suspend") == ("VM_HAS_PCI_ATTACHED", [REF])
     assert err(pci, "clean_shutdown") is None
     gpu = row("Running", VGPUs=["OpaqueRef:g"])
     assert err(gpu, "pool_migrate") == ("VM_HAS_VGPU", [REF])
-    assert err(gpu, "pool_migrate", all_vgpus_nvidia=True, allow_nvidia_vgpu_migration=True) \
-        is None
-    assert err(gpu, "checkpoint", all_vgpus_nvidia=True, allow_nvidia_vgpu_migration=True) \
-        == ("VM_HAS_VGPU", [REF])
+    assert err(gpu, "pool_migrate", all_vgpus_nvidia=True, allow_nvidia_vgpu_migration=True) is None
+    assert err(gpu, "checkpoint", all_vgpus_nvidia=True, allow_nvidia_vgpu_migration=True) == (
+        "VM_HAS_VGPU",
+        [REF],
+    )
     app = row("Halted", appliance="OpaqueRef:app")
-    assert err(app, "make_into_template") == \
-        ("VM_IS_PART_OF_AN_APPLIANCE", [REF, "OpaqueRef:app"])
+    assert err(app, "make_into_template") == ("VM_IS_PART_OF_AN_APPLIANCE", [REF, "OpaqueRef:app"])
     assert err(app, "make_into_template", appliance_valid=False) is None
     vmpp = row("Halted", protection_policy="OpaqueRef:pp")
-    assert err(vmpp, "make_into_template") == \
-        ("VM_ASSIGNED_TO_PROTECTION_POLICY", [REF, "OpaqueRef:pp"])
+    assert err(vmpp, "make_into_template") == (
+        "VM_ASSIGNED_TO_PROTECTION_POLICY",
+        [REF, "OpaqueRef:pp"],
+    )
     assert err(row("Running"), "query_services") == ("NOT_SYSTEM_DOMAIN", [REF])
     assert err(row("Running", other_config={"is_system_domain": "1"}), "query_services") is None
 
@@ -277,35 +373,81 @@ def test_unknown_operation_is_a_programming_error():
 
 # -- allowed_operations ---------------------------------------------------------------------
 
+
 def test_allowed_operations_of_a_running_vm_in_xapis_order():
     """The list a real XenServer 7.0 prints for a running VM with tools."""
     assert vm.allowed_operations(REF, row("Running", **HVM), guest_metrics=TOOLS) == [
-        "changing_dynamic_range", "migrate_send", "pool_migrate", "changing_VCPUs_live",
-        "suspend", "hard_reboot", "hard_shutdown", "clean_reboot", "clean_shutdown", "pause",
-        "checkpoint", "snapshot"]
+        "changing_dynamic_range",
+        "migrate_send",
+        "pool_migrate",
+        "changing_VCPUs_live",
+        "suspend",
+        "hard_reboot",
+        "hard_shutdown",
+        "clean_reboot",
+        "clean_shutdown",
+        "pause",
+        "checkpoint",
+        "snapshot",
+    ]
 
 
 def test_allowed_operations_of_other_kinds_of_vm():
     assert vm.allowed_operations(REF, row("Halted")) == [
-        "changing_dynamic_range", "changing_shadow_memory", "changing_static_range",
-        "make_into_template", "migrate_send", "destroy", "export", "start_on", "start",
-        "clone", "copy", "snapshot"]
+        "changing_dynamic_range",
+        "changing_shadow_memory",
+        "changing_static_range",
+        "make_into_template",
+        "migrate_send",
+        "destroy",
+        "export",
+        "start_on",
+        "start",
+        "clone",
+        "copy",
+        "snapshot",
+    ]
     default = row("Halted", is_a_template=True, other_config={"default_template": "true"})
     assert vm.allowed_operations(REF, default) == [
-        "changing_dynamic_range", "changing_shadow_memory", "changing_static_range",
-        "provision", "export", "clone", "copy"]
+        "changing_dynamic_range",
+        "changing_shadow_memory",
+        "changing_static_range",
+        "provision",
+        "export",
+        "clone",
+        "copy",
+    ]
     custom = row("Halted", is_a_template=True)
     assert "destroy" in vm.allowed_operations(REF, custom)
-    assert vm.allowed_operations(REF, row("Running", is_control_domain=True)) == \
-        ["changing_dynamic_range"]
+    assert vm.allowed_operations(REF, row("Running", is_control_domain=True)) == [
+        "changing_dynamic_range"
+    ]
     checkpoint = row("Suspended", is_a_template=True, is_a_snapshot=True)
-    assert vm.allowed_operations(REF, checkpoint) == \
-        ["destroy", "export", "hard_shutdown", "revert", "clone", "copy"]
-    assert vm.allowed_operations(REF, row("Suspended")) == \
-        ["migrate_send", "destroy", "export", "resume_on", "resume", "hard_shutdown",
-         "checkpoint", "snapshot"]
-    assert vm.allowed_operations(REF, row("Paused")) == \
-        ["hard_reboot", "hard_shutdown", "unpause", "checkpoint", "snapshot"]
+    assert vm.allowed_operations(REF, checkpoint) == [
+        "destroy",
+        "export",
+        "hard_shutdown",
+        "revert",
+        "clone",
+        "copy",
+    ]
+    assert vm.allowed_operations(REF, row("Suspended")) == [
+        "migrate_send",
+        "destroy",
+        "export",
+        "resume_on",
+        "resume",
+        "hard_shutdown",
+        "checkpoint",
+        "snapshot",
+    ]
+    assert vm.allowed_operations(REF, row("Paused")) == [
+        "hard_reboot",
+        "hard_shutdown",
+        "unpause",
+        "checkpoint",
+        "snapshot",
+    ]
 
 
 def test_a_rolling_upgrade_cuts_to_the_miami_list():
@@ -320,6 +462,7 @@ def test_a_rolling_upgrade_cuts_to_the_miami_list():
 
 # -- the property: allowed_operations is exactly the ops whose strict check passes ---------
 
+
 @st.composite
 def vm_rows(draw):
     template = draw(st.booleans())
@@ -327,22 +470,35 @@ def vm_rows(draw):
     ops = st.sampled_from(vm.OPERATIONS)
     current = draw(st.dictionaries(st.sampled_from(["t1", "t2", "t3"]), ops, max_size=2))
     blocked = draw(st.dictionaries(ops, st.sampled_from(["", "why"]), max_size=2))
-    other = draw(st.dictionaries(st.sampled_from(["default_template", "is_system_domain"]),
-                                 st.sampled_from(["true", "1", "0", "TRUE"]), max_size=2))
-    return row(draw(st.sampled_from(vm.POWER_STATES)), current_operations=current,
-               is_a_template=template, is_a_snapshot=snapshot, other_config=other,
-               is_control_domain=draw(st.booleans()), blocked_operations=blocked,
-               HVM_boot_policy=draw(st.sampled_from(["", "BIOS order"])),
-               attached_PCIs=draw(st.sampled_from([[], ["OpaqueRef:p"]])),
-               VGPUs=draw(st.sampled_from([[], ["OpaqueRef:g"]])),
-               appliance=draw(st.sampled_from([NULL_REF, "OpaqueRef:a"])))
+    other = draw(
+        st.dictionaries(
+            st.sampled_from(["default_template", "is_system_domain"]),
+            st.sampled_from(["true", "1", "0", "TRUE"]),
+            max_size=2,
+        )
+    )
+    return row(
+        draw(st.sampled_from(vm.POWER_STATES)),
+        current_operations=current,
+        is_a_template=template,
+        is_a_snapshot=snapshot,
+        other_config=other,
+        is_control_domain=draw(st.booleans()),
+        blocked_operations=blocked,
+        HVM_boot_policy=draw(st.sampled_from(["", "BIOS order"])),
+        attached_PCIs=draw(st.sampled_from([[], ["OpaqueRef:p"]])),
+        VGPUs=draw(st.sampled_from([[], ["OpaqueRef:g"]])),
+        appliance=draw(st.sampled_from([NULL_REF, "OpaqueRef:a"])),
+    )
 
 
-FACTS = st.fixed_dictionaries({
-    "guest_metrics": st.sampled_from([None, TOOLS, {"other": {"feature-suspend": "1"}}]),
-    "clone_suspended_vm_enabled": st.booleans(),
-    "vdis_reset_and_caching": st.lists(st.tuples(st.booleans(), st.booleans()), max_size=2),
-})
+FACTS = st.fixed_dictionaries(
+    {
+        "guest_metrics": st.sampled_from([None, TOOLS, {"other": {"feature-suspend": "1"}}]),
+        "clone_suspended_vm_enabled": st.booleans(),
+        "vdis_reset_and_caching": st.lists(st.tuples(st.booleans(), st.booleans()), max_size=2),
+    }
+)
 
 
 @settings(max_examples=300, deadline=None)

@@ -9,6 +9,7 @@
   a shift-reduce parser applying ocamlyacc's precedence rules parses them.
 * rpclib renderings and parameter conversion.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -26,25 +27,30 @@ from xapi_sim.wire import jsonrpc
 from xapi_sim.wire import xmlrpc as xr
 from xapi_sim.wire.values import I4, convert, ocaml_escaped, rpc_to_string
 
-SETTINGS = settings(max_examples=100, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # -- value strategies --------------------------------------------------------------------------
 
 # any text XML can carry once the encoder has dropped control characters (no surrogates)
 xml_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
 # struct member names are not escaped by XAPI's encoder: keep them to safe characters
-safe_keys = st.text(st.characters(blacklist_categories=("Cs", "Cc"),
-                                  blacklist_characters="<>&\r"), max_size=12)
+safe_keys = st.text(
+    st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="<>&\r"), max_size=12
+)
 int64 = st.integers(min_value=-(1 << 63), max_value=(1 << 63) - 1)
 finite = st.floats(allow_nan=False, allow_infinity=False)
-stamps = st.datetimes(min_value=datetime.datetime(1970, 1, 1),
-                      max_value=datetime.datetime(2100, 1, 1)).map(
-    lambda d: Timestamp(d.strftime("%Y%m%dT%H:%M:%SZ")))
+stamps = st.datetimes(
+    min_value=datetime.datetime(1970, 1, 1), max_value=datetime.datetime(2100, 1, 1)
+).map(lambda d: Timestamp(d.strftime("%Y%m%dT%H:%M:%SZ")))
 
 scalars = st.one_of(xml_text, int64, st.booleans(), finite, stamps)
-values = st.recursive(scalars, lambda inner: st.one_of(
-    st.lists(inner, max_size=4), st.dictionaries(safe_keys, inner, max_size=4)), max_leaves=12)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(safe_keys, inner, max_size=4)
+    ),
+    max_leaves=12,
+)
 
 
 def xml_chars(s: str) -> str:
@@ -63,7 +69,7 @@ def client_view(v):
     if isinstance(v, str):
         return xml_chars(v)
     if isinstance(v, int):
-        return str(v)                      # untyped <value>: a string
+        return str(v)  # untyped <value>: a string
     if isinstance(v, float):
         return float(f"{v:.16g}")
     if isinstance(v, list):
@@ -109,11 +115,12 @@ def call_body(*encoded_values):
 
 # -- XML-RPC ---------------------------------------------------------------------------------
 
+
 @SETTINGS
 @given(values)
 def test_xml_success_as_python_clients_see_it(v):
     body = xr.encode_success(v)
-    assert (b"\n" in body) == has_lf(v)          # one line, unless the data has a LF
+    assert (b"\n" in body) == has_lf(v)  # one line, unless the data has a LF
     (out,), method = xmlrpc.client.loads(body)
     assert method is None
     assert out == {"Status": "Success", "Value": client_view(v)}
@@ -136,11 +143,22 @@ def test_xml_decoder_reads_the_encoder(v):
 
 # what Python clients can send: ints within 32 bits, no control characters, no CR
 client_text = st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=30)
-client_scalars = st.one_of(client_text, st.integers(-(1 << 31), (1 << 31) - 1), st.booleans(),
-                           finite, st.none(), st.binary(max_size=20), stamps)
-client_values = st.recursive(client_scalars, lambda inner: st.one_of(
-    st.lists(inner, max_size=4),
-    st.dictionaries(client_text, inner, max_size=4)), max_leaves=12)
+client_scalars = st.one_of(
+    client_text,
+    st.integers(-(1 << 31), (1 << 31) - 1),
+    st.booleans(),
+    finite,
+    st.none(),
+    st.binary(max_size=20),
+    stamps,
+)
+client_values = st.recursive(
+    client_scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(client_text, inner, max_size=4)
+    ),
+    max_leaves=12,
+)
 
 
 def sent_view(v):
@@ -168,55 +186,94 @@ def to_client(v):
 @SETTINGS
 @given(st.lists(client_values, max_size=4), st.sampled_from(["VM.get_record", "Async.x.y"]))
 def test_xml_decoder_reads_python_clients(params, method):
-    body = xmlrpc.client.dumps(tuple(to_client(p) for p in params), method,
-                               allow_none=True).encode()
+    body = xmlrpc.client.dumps(
+        tuple(to_client(p) for p in params), method, allow_none=True
+    ).encode()
     name, got = xr.decode_call(body)
     assert name == method
     assert got == [sent_view(p) for p in params]
 
 
 def test_xml_ints_and_strings_on_input():
-    body = call_body("<value><int>1</int></value>", "<value><i4>-2</i4></value>",
-                     "<value><i8>8589934592</i8></value>", "<value>  spaced  </value>",
-                     "<value><string></string></value>", "<value></value>", "<value/>",
-                     "<value><boolean>0</boolean></value>", "<value><double>1e3</double></value>",
-                     "<value><nil/></value>", "<value><array/></value>",
-                     "<value><struct/></value>")
-    assert xr.decode_call(body)[1] == [1, -2, 8589934592, "  spaced  ", "", "", "", False,
-                                       1000.0, None, [], {}]
+    body = call_body(
+        "<value><int>1</int></value>",
+        "<value><i4>-2</i4></value>",
+        "<value><i8>8589934592</i8></value>",
+        "<value>  spaced  </value>",
+        "<value><string></string></value>",
+        "<value></value>",
+        "<value/>",
+        "<value><boolean>0</boolean></value>",
+        "<value><double>1e3</double></value>",
+        "<value><nil/></value>",
+        "<value><array/></value>",
+        "<value><struct/></value>",
+    )
+    assert xr.decode_call(body)[1] == [
+        1,
+        -2,
+        8589934592,
+        "  spaced  ",
+        "",
+        "",
+        "",
+        False,
+        1000.0,
+        None,
+        [],
+        {},
+    ]
 
 
-@pytest.mark.parametrize("v,wire", [
-    ("", "<value></value>"), ("a<b", "<value>a&lt;b</value>"),
-    ("\x01x\x1fy\tz", "<value>xy\tz</value>"), (0, "<value>0</value>"),
-    (-(1 << 63), f"<value>{-(1 << 63)}</value>"), (True, "<value><boolean>1</boolean></value>"),
-    (0.1, "<value><double>0.1</double></value>"), (1.0, "<value><double>1</double></value>"),
-    (1.5e-05, "<value><double>1.5e-05</double></value>"),
-    (float("nan"), "<value><double>nan</double></value>"),
-    (float("-inf"), "<value><double>-inf</double></value>"),
-    (I4(3), "<value><i4>3</i4></value>"),
-    (Timestamp("20240101T12:34:56Z"),
-     "<value><dateTime.iso8601>20240101T12:34:56Z</dateTime.iso8601></value>"),
-    ([], "<value><array><data></data></array></value>"),
-    ({}, "<value><struct></struct></value>"),
-    ({"0": 1.0}, "<value><struct><member><name>0</name><value><double>1</double></value>"
-                 "</member></struct></value>"),
-])
+@pytest.mark.parametrize(
+    "v,wire",
+    [
+        ("", "<value></value>"),
+        ("a<b", "<value>a&lt;b</value>"),
+        ("\x01x\x1fy\tz", "<value>xy\tz</value>"),
+        (0, "<value>0</value>"),
+        (-(1 << 63), f"<value>{-(1 << 63)}</value>"),
+        (True, "<value><boolean>1</boolean></value>"),
+        (0.1, "<value><double>0.1</double></value>"),
+        (1.0, "<value><double>1</double></value>"),
+        (1.5e-05, "<value><double>1.5e-05</double></value>"),
+        (float("nan"), "<value><double>nan</double></value>"),
+        (float("-inf"), "<value><double>-inf</double></value>"),
+        (I4(3), "<value><i4>3</i4></value>"),
+        (
+            Timestamp("20240101T12:34:56Z"),
+            "<value><dateTime.iso8601>20240101T12:34:56Z</dateTime.iso8601></value>",
+        ),
+        ([], "<value><array><data></data></array></value>"),
+        ({}, "<value><struct></struct></value>"),
+        (
+            {"0": 1.0},
+            "<value><struct><member><name>0</name><value><double>1</double></value>"
+            "</member></struct></value>",
+        ),
+    ],
+)
 def test_xml_encodings(v, wire):
     assert xr.encode_value(v) == wire
 
 
-@pytest.mark.parametrize("body", [
-    b"", b"<x/>", b"<methodCall/>", b"<methodCall><methodName>m</methodName></methodCall>",
-    b"<methodCall><params/></methodCall>",
-    b"<methodCall><methodName>m</methodName><params><param/></params></methodCall>",
-    b"<methodCall><methodName>m</methodName><params><param><value><int>x</int></value>"
-    b"</param></params></methodCall>",
-    b"<methodCall><methodName>m</methodName><params><param><value><array><x/></array>"
-    b"</value></param></params></methodCall>",
-    b'<!DOCTYPE x [<!ENTITY e "y">]><methodCall><methodName>&e;</methodName><params/>'
-    b"</methodCall>",
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"<x/>",
+        b"<methodCall/>",
+        b"<methodCall><methodName>m</methodName></methodCall>",
+        b"<methodCall><params/></methodCall>",
+        b"<methodCall><methodName>m</methodName><params><param/></params></methodCall>",
+        b"<methodCall><methodName>m</methodName><params><param><value><int>x</int></value>"
+        b"</param></params></methodCall>",
+        b"<methodCall><methodName>m</methodName><params><param><value><array><x/></array>"
+        b"</value></param></params></methodCall>",
+        b'<!DOCTYPE x [<!ENTITY e "y">]><methodCall><methodName>&e;</methodName><params/>'
+        b"</methodCall>",
+    ],
+)
 def test_xml_parse_errors(body):
     with pytest.raises(xr.XmlRpcParseError):
         xr.decode_call(body)
@@ -225,11 +282,16 @@ def test_xml_parse_errors(body):
 # -- JSON-RPC --------------------------------------------------------------------------------
 
 json_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
-json_scalars = st.one_of(json_text, int64, st.booleans(), finite, stamps,
-                         st.integers(0, 1000).map(I4))
-json_values = st.recursive(json_scalars, lambda inner: st.one_of(
-    st.lists(inner, max_size=4), st.dictionaries(json_text, inner, max_size=4)),
-    max_leaves=12)
+json_scalars = st.one_of(
+    json_text, int64, st.booleans(), finite, stamps, st.integers(0, 1000).map(I4)
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(json_text, inner, max_size=4)
+    ),
+    max_leaves=12,
+)
 ids = st.one_of(int64, json_text)
 
 
@@ -261,8 +323,11 @@ def test_json_success_envelopes(v, rid):
 @given(st.lists(json_text, min_size=1, max_size=5), ids)
 def test_json_failure_envelopes(desc, rid):
     out2 = json.loads(jsonrpc.encode_failure(2, rid, desc))
-    assert out2 == {"jsonrpc": "2.0", "error": {"code": 1, "message": desc[0],
-                                                "data": desc[1:]}, "id": rid}
+    assert out2 == {
+        "jsonrpc": "2.0",
+        "error": {"code": 1, "message": desc[0], "data": desc[1:]},
+        "id": rid,
+    }
     assert "result" not in out2
     out1 = json.loads(jsonrpc.encode_failure(1, rid, desc))
     assert out1 == {"result": None, "error": desc, "id": rid}
@@ -281,8 +346,12 @@ def test_json_v2_params_forms():
     dec = jsonrpc.decode_call
     assert dec(b'{"jsonrpc":"2.0","id":0,"method":"m"}') == (2, 0, "m", [])
     assert dec(b'{"jsonrpc":"2.0","id":0,"method":"m","params":null}') == (2, 0, "m", [])
-    assert dec(b'{"jsonrpc":"2.0","id":"a","method":"m","params":{"k":1}}') == \
-        (2, "a", "m", [{"k": 1}])
+    assert dec(b'{"jsonrpc":"2.0","id":"a","method":"m","params":{"k":1}}') == (
+        2,
+        "a",
+        "m",
+        [{"k": 1}],
+    )
 
 
 def test_json_invalid_utf8_reaches_the_parameter_check():
@@ -295,21 +364,42 @@ def test_json_invalid_utf8_reaches_the_parameter_check():
 
 # -- rpclib renderings and parameter conversion ----------------------------------------------
 
-@pytest.mark.parametrize("v,text", [
-    ("x", "S(x)"), (5, "I(5)"), (-5, "I(-5)"), (True, "B(true)"), (False, "B(false)"),
-    (1.5, "F(1.5)"), (1.0, "F(1)"), (1e20, "F(1e+20)"), (None, "N"),
-    (Timestamp("20240101T00:00:00Z"), "D(20240101T00:00:00Z)"),
-    ([], "[]"), (["a", 1], "[S(a);I(1)]"), ({}, "{}"), ({"a": 1, "b": [True]},
-                                                       "{a:I(1);b:[B(true)]}"),
-])
+
+@pytest.mark.parametrize(
+    "v,text",
+    [
+        ("x", "S(x)"),
+        (5, "I(5)"),
+        (-5, "I(-5)"),
+        (True, "B(true)"),
+        (False, "B(false)"),
+        (1.5, "F(1.5)"),
+        (1.0, "F(1)"),
+        (1e20, "F(1e+20)"),
+        (None, "N"),
+        (Timestamp("20240101T00:00:00Z"), "D(20240101T00:00:00Z)"),
+        ([], "[]"),
+        (["a", 1], "[S(a);I(1)]"),
+        ({}, "{}"),
+        ({"a": 1, "b": [True]}, "{a:I(1);b:[B(true)]}"),
+    ],
+)
 def test_rpc_to_string(v, text):
     assert rpc_to_string(v) == text
 
 
-@pytest.mark.parametrize("s,escaped", [
-    ("plain", "plain"), ('a"b', 'a\\"b'), ("a\\b", "a\\\\b"), ("a\nb\tc", "a\\nb\\tc"),
-    ("\u00e9", "\\195\\169"), ("\x01", "\\001"), ("\x7f", "\\127"),
-])
+@pytest.mark.parametrize(
+    "s,escaped",
+    [
+        ("plain", "plain"),
+        ('a"b', 'a\\"b'),
+        ("a\\b", "a\\\\b"),
+        ("a\nb\tc", "a\\nb\\tc"),
+        ("\u00e9", "\\195\\169"),
+        ("\x01", "\\001"),
+        ("\x7f", "\\127"),
+    ],
+)
 def test_ocaml_escaped(s, escaped):
     assert ocaml_escaped(s) == escaped
 
@@ -347,7 +437,7 @@ def test_conversion_errors():
     assert internal_error("string", 3) == ["Failure(\"Expected string, got 'I(3)'\")"]
     assert internal_error("VM ref", None) == ["Failure(\"Expected string, got 'N'\")"]
     # the text is OCaml-escaped, as Printexc.to_string prints a Failure
-    assert internal_error("bool", 'a"b') == ["Failure(\"Expected bool, got 'S(a\\\"b)'\")"]
+    assert internal_error("bool", 'a"b') == ['Failure("Expected bool, got \'S(a\\"b)\'")']
 
 
 def test_enum_and_collection_conversion():
@@ -356,22 +446,30 @@ def test_enum_and_collection_conversion():
     assert internal_error("enum vm_power_state", "exploded")[0].count("exploded")
     assert convert(parse_type("string set"), ["a"]) == ["a"]
     assert convert(parse_type("(string -> string) map"), {"k": "v"}) == {"k": "v"}
-    assert convert(parse_type("(enum vm_operations -> string) map"), {"START": "x"}) == \
-        {"start": "x"}
+    assert convert(parse_type("(enum vm_operations -> string) map"), {"START": "x"}) == {
+        "start": "x"
+    }
 
 
 # -- the where-language ----------------------------------------------------------------------
 
-literals = st.text(st.characters(blacklist_characters='"', blacklist_categories=("Cs",)),
-                   max_size=8)
-columns = st.sampled_from(["name__label", "power_state", "uuid", "memory__static_max",
-                           "is_a_template", "_ref"])
+literals = st.text(
+    st.characters(blacklist_characters='"', blacklist_categories=("Cs",)), max_size=8
+)
+columns = st.sampled_from(
+    ["name__label", "power_state", "uuid", "memory__static_max", "is_a_template", "_ref"]
+)
 wvalues = st.one_of(literals.map(lambda s: ("lit", s)), columns.map(lambda c: ("field", c)))
-atoms = st.one_of(st.just(("true",)), st.just(("false",)),
-                  st.tuples(st.just("eq"), wvalues, wvalues))
-trees = st.recursive(atoms, lambda inner: st.one_of(
-    st.tuples(st.just("not"), inner),
-    st.tuples(st.sampled_from(["and", "or"]), inner, inner)), max_leaves=10)
+atoms = st.one_of(
+    st.just(("true",)), st.just(("false",)), st.tuples(st.just("eq"), wvalues, wvalues)
+)
+trees = st.recursive(
+    atoms,
+    lambda inner: st.one_of(
+        st.tuples(st.just("not"), inner), st.tuples(st.sampled_from(["and", "or"]), inner, inner)
+    ),
+    max_leaves=10,
+)
 
 
 @SETTINGS
@@ -380,8 +478,13 @@ def test_where_printed_trees_parse_back(tree):
     assert where.parse(where.to_text(tree)) == tree
 
 
-ROW = {"name_label": "web1", "power_state": "Running", "uuid": "u1",
-       "memory_static_max": 4096, "is_a_template": False}
+ROW = {
+    "name_label": "web1",
+    "power_state": "Running",
+    "uuid": "u1",
+    "memory_static_max": 4096,
+    "is_a_template": False,
+}
 
 
 def reference_eval(tree, row, ref):
@@ -402,6 +505,7 @@ def reference_eval(tree, row, ref):
             return ref
         x = row[v[1].replace("__", "_")]
         return ("true" if x else "false") if isinstance(x, bool) else str(x)
+
     return val(tree[1]) == val(tree[2])
 
 
@@ -409,8 +513,9 @@ def reference_eval(tree, row, ref):
 @given(trees, st.sampled_from(["web1", "Running", "u1", "4096", "false", "OpaqueRef:r"]))
 def test_where_evaluation_matches_a_reference(tree, lit):
     row = dict(ROW, name_label=lit)
-    assert where.evaluate(where.parse(where.to_text(tree)), row, "OpaqueRef:r", "VM") == \
-        reference_eval(tree, row, "OpaqueRef:r")
+    assert where.evaluate(
+        where.parse(where.to_text(tree)), row, "OpaqueRef:r", "VM"
+    ) == reference_eval(tree, row, "OpaqueRef:r")
 
 
 def yacc_parse(tokens):
@@ -423,8 +528,12 @@ def yacc_parse(tokens):
     def reducible():
         if len(stack) >= 2 and stack[-2] == "not" and isinstance(stack[-1], tuple):
             return "not", 1
-        if (len(stack) >= 3 and isinstance(stack[-1], tuple) and stack[-2] in ("and", "or")
-                and isinstance(stack[-3], tuple)):
+        if (
+            len(stack) >= 3
+            and isinstance(stack[-1], tuple)
+            and stack[-2] in ("and", "or")
+            and isinstance(stack[-3], tuple)
+        ):
             return stack[-2], 2
         return None
 
@@ -447,7 +556,7 @@ def yacc_parse(tokens):
                 continue
             if tok in ("and", "or"):
                 rule_prec = red[1]
-                if rule_prec >= prec[tok]:   # higher, or equal and %left: reduce
+                if rule_prec >= prec[tok]:  # higher, or equal and %left: reduce
                     reduce()
                     continue
             break
@@ -457,8 +566,11 @@ def yacc_parse(tokens):
     return stack[0]
 
 
-flat = st.lists(st.tuples(st.lists(st.just("not"), max_size=2), atoms,
-                          st.sampled_from(["and", "or"])), min_size=1, max_size=6)
+flat = st.lists(
+    st.tuples(st.lists(st.just("not"), max_size=2), atoms, st.sampled_from(["and", "or"])),
+    min_size=1,
+    max_size=6,
+)
 
 
 @SETTINGS

@@ -1,4 +1,5 @@
 """docs/coverage.md is generated from the code; a stale file fails the suite."""
+
 import pathlib
 import subprocess
 import sys
@@ -7,6 +8,10 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def test_coverage_doc_is_current():
-    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "coverage.py"), "--check"],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "coverage.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr

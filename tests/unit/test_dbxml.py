@@ -10,6 +10,7 @@
   xapi's order (tables, rows, columns sorted; ``ref``, ``__ctime``, ``__mtime`` first).
 * Anything that is not a database is refused with one line.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -23,20 +24,23 @@ from hypothesis import strategies as st
 from xapi_sim import dbxml
 from xapi_sim.datamodel import ENUMS, Schema, Timestamp, parse_type
 
-SETTINGS = settings(max_examples=150, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # text an XML attribute can carry once protected (no surrogates, no other control chars)
-legal_text = st.text(st.characters(blacklist_categories=("Cs",),
-                                   blacklist_characters="".join(
-                                       chr(c) for c in range(32) if c not in (9, 10, 13))
-                                   + "\ufffe\uffff"), max_size=40)
+legal_text = st.text(
+    st.characters(
+        blacklist_categories=("Cs",),
+        blacklist_characters="".join(chr(c) for c in range(32) if c not in (9, 10, 13))
+        + "\ufffe\uffff",
+    ),
+    max_size=40,
+)
 any_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
 int64 = st.integers(min_value=-(1 << 63), max_value=(1 << 63) - 1)
 finite = st.floats(allow_nan=False)
-stamps = st.datetimes(min_value=datetime.datetime(1970, 1, 1),
-                      max_value=datetime.datetime(2100, 1, 1)).map(
-    lambda d: Timestamp(d.strftime("%Y%m%dT%H:%M:%SZ")))
+stamps = st.datetimes(
+    min_value=datetime.datetime(1970, 1, 1), max_value=datetime.datetime(2100, 1, 1)
+).map(lambda d: Timestamp(d.strftime("%Y%m%dT%H:%M:%SZ")))
 refs = st.uuids().map(lambda u: f"OpaqueRef:{u}") | st.just("OpaqueRef:NULL")
 
 
@@ -64,13 +68,28 @@ def values_of(ty):
     raise AssertionError(k)
 
 
-TYPES = ["string", "int", "float", "bool", "datetime", "VM ref", "enum vm_power_state",
-         "string set", "enum vm_operations set", "VBD ref set", "(string -> string) map",
-         "(int -> float) map", "(int -> int) map", "(int -> string set) map",
-         "(string -> enum vm_operations) map", "(string -> (string -> string) map) map"]
+TYPES = [
+    "string",
+    "int",
+    "float",
+    "bool",
+    "datetime",
+    "VM ref",
+    "enum vm_power_state",
+    "string set",
+    "enum vm_operations set",
+    "VBD ref set",
+    "(string -> string) map",
+    "(int -> float) map",
+    "(int -> int) map",
+    "(int -> string set) map",
+    "(string -> enum vm_operations) map",
+    "(string -> (string -> string) map) map",
+]
 
 
 # -- values ----------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("text", TYPES)
 @SETTINGS
@@ -101,13 +120,19 @@ def test_scalar_forms():
     assert dbxml.to_db(t("float"), 1.0) == "1"
     assert dbxml.to_db(t("bool"), True) == "true"
     assert dbxml.to_db(t("int"), -1) == "-1"
-    assert dbxml.from_db(t("int"), "0x10") == 16           # Int64.of_string
+    assert dbxml.from_db(t("int"), "0x10") == 16  # Int64.of_string
     assert dbxml.from_db(t("int"), "1_000") == 1000
-    assert dbxml.from_db(t("float"), "1.") == 1.0          # OCaml's "1." as xapi writes it
+    assert dbxml.from_db(t("float"), "1.") == 1.0  # OCaml's "1." as xapi writes it
     assert dbxml.from_db(t("enum vm_power_state"), "running") == "Running"
-    for ty, bad in (("int", "x"), ("int", str(1 << 63)), ("bool", "True"),
-                    ("datetime", "yesterday"), ("enum vm_power_state", "Flying"),
-                    ("string set", "('a'"), ("(string -> string) map", "('a' 'b')")):
+    for ty, bad in (
+        ("int", "x"),
+        ("int", str(1 << 63)),
+        ("bool", "True"),
+        ("datetime", "yesterday"),
+        ("enum vm_power_state", "Flying"),
+        ("string set", "('a'"),
+        ("(string -> string) map", "('a' 'b')"),
+    ):
         with pytest.raises(dbxml.DbValueError):
             dbxml.from_db(t(ty), bad)
 
@@ -126,20 +151,22 @@ def test_bad_elements_dropped_when_asked():
 def test_set_elements_cut_at_illegal_characters(items):
     """``String_marshall_helper.ensure_utf8_xml``: each element keeps its longest prefix
     legal in XML."""
+
     def legal(s):
         for i, c in enumerate(s):
             if ord(c) < 32 and c not in "\t\n\r":
                 return s[:i]
         return s
+
     assert dbxml.unmarshal_set(dbxml.marshal_set(items)) == [legal(x) for x in items]
 
 
 # -- Xml_spaces -----------------------------------------------------------------------------
 
+
 def head_protect(s: str) -> str:
     """xen-api HEAD's protect (CA-268761): every space ``%.``."""
-    return "".join({" ": "%.", "\t": "%t", "\n": "%n", "\r": "%r", "%": "%%"}.get(c, c)
-                   for c in s)
+    return "".join({" ": "%.", "\t": "%t", "\n": "%n", "\r": "%r", "%": "%%"}.get(c, c) for c in s)
 
 
 @SETTINGS
@@ -187,18 +214,31 @@ def test_sexpr_other_spellings():
 # -- files ----------------------------------------------------------------------------------
 
 table_names = st.sampled_from(["VM", "host", "SR", "Bond", "VM_metrics", "pool", "x_y"])
-columns = st.dictionaries(st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,10}", fullmatch=True)
-                          .filter(lambda c: c not in ("ref", "__ctime", "__mtime")),
-                          legal_text, max_size=5)
+columns = st.dictionaries(
+    st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,10}", fullmatch=True).filter(
+        lambda c: c not in ("ref", "__ctime", "__mtime")
+    ),
+    legal_text,
+    max_size=5,
+)
 
 
 @SETTINGS
-@given(tables=st.dictionaries(table_names, st.dictionaries(
-    refs, st.tuples(st.integers(0, 10 ** 6), st.integers(0, 10 ** 6), columns), max_size=4),
-    max_size=4), gen=st.integers(0, 10 ** 9))
+@given(
+    tables=st.dictionaries(
+        table_names,
+        st.dictionaries(
+            refs, st.tuples(st.integers(0, 10**6), st.integers(0, 10**6), columns), max_size=4
+        ),
+        max_size=4,
+    ),
+    gen=st.integers(0, 10**9),
+)
 def test_files_round_trip(tables, gen):
-    out = [dbxml.TableOut(name, [(ref, c, m, cols) for ref, (c, m, cols) in rows.items()])
-           for name, rows in tables.items()]
+    out = [
+        dbxml.TableOut(name, [(ref, c, m, cols) for ref, (c, m, cols) in rows.items()])
+        for name, rows in tables.items()
+    ]
     text = "".join(dbxml.write((5, 93), gen, out))
     back = dbxml.read(io.BytesIO(text.encode()))
     assert back.schema_version() == (5, 93) and back.generation() == gen
@@ -212,13 +252,33 @@ def test_files_round_trip(tables, gen):
 def test_the_exact_bytes():
     """Xmlm's output: declaration, one line, self-closing empty tables, row preamble first,
     columns byte-sorted (upper case before ``_`` before lower case), attributes escaped."""
-    text = "".join(dbxml.write((5, 93), 7, [
-        dbxml.TableOut("host"),
-        dbxml.TableOut("VM", [("OpaqueRef:b", 3, 5, {"uuid": "u", "_ref": "OpaqueRef:b",
-                                                     "VBDs": "()",
-                                                     "name__label": 'a<b & "c"  d'}),
-                              ("OpaqueRef:a", 1, 2, {"x": "\x01"})]),
-        dbxml.TableOut("Bond", [])]))
+    text = "".join(
+        dbxml.write(
+            (5, 93),
+            7,
+            [
+                dbxml.TableOut("host"),
+                dbxml.TableOut(
+                    "VM",
+                    [
+                        (
+                            "OpaqueRef:b",
+                            3,
+                            5,
+                            {
+                                "uuid": "u",
+                                "_ref": "OpaqueRef:b",
+                                "VBDs": "()",
+                                "name__label": 'a<b & "c"  d',
+                            },
+                        ),
+                        ("OpaqueRef:a", 1, 2, {"x": "\x01"}),
+                    ],
+                ),
+                dbxml.TableOut("Bond", []),
+            ],
+        )
+    )
     assert text == (
         '<?xml version="1.0" encoding="UTF-8"?>\n<database><manifest>'
         '<pair key="schema_major_vsn" value="5"/><pair key="schema_minor_vsn" value="93"/>'
@@ -226,17 +286,20 @@ def test_the_exact_bytes():
         '<table name="VM"><row ref="OpaqueRef:a" __ctime="1" __mtime="2" x="\ufffd"/>'
         '<row ref="OpaqueRef:b" __ctime="3" __mtime="5" VBDs="()" _ref="OpaqueRef:b" '
         'name__label="a&lt;b &amp; &quot;c&quot;%_d" uuid="u"/></table>'
-        '<table name="host"/></database>')
+        '<table name="host"/></database>'
+    )
 
 
 def test_encode_row_column_names():
     schema = Schema.for_release("dundee")
-    for cls, field, column in (("VM", "name_label", "name__label"),
-                               ("VM", "HVM_boot_params", "HVM__boot_params"),
-                               ("VM", "memory_static_max", "memory__static_max"),
-                               ("host", "API_version_major", "API_version__major"),
-                               ("pool", "name_label", "name_label"),
-                               ("VM", "power_state", "power_state")):
+    for cls, field, column in (
+        ("VM", "name_label", "name__label"),
+        ("VM", "HVM_boot_params", "HVM__boot_params"),
+        ("VM", "memory_static_max", "memory__static_max"),
+        ("host", "API_version_major", "API_version__major"),
+        ("pool", "name_label", "name_label"),
+        ("VM", "power_state", "power_state"),
+    ):
         row = schema.classes[cls].defaults()
         cols = dbxml.encode_row(cls, schema.classes[cls].fields, "OpaqueRef:x", row)
         assert column in cols and cols["_ref"] == "OpaqueRef:x"
@@ -252,24 +315,37 @@ def test_table_names_and_persistence():
     assert dbxml.persistent("VM") and dbxml.persistent("host_cpu")
 
 
-@pytest.mark.parametrize("vsn,release", [((5, 55), "orlando"), ((5, 59), "george"),
-                                         ((5, 66), "tampa"), ((5, 73), "cream"),
-                                         ((5, 93), "dundee"), ((5, 601), "stockholm"),
-                                         ((5, 909), "nile"), ((4, 0), None)])
+@pytest.mark.parametrize(
+    "vsn,release",
+    [
+        ((5, 55), "orlando"),
+        ((5, 59), "george"),
+        ((5, 66), "tampa"),
+        ((5, 73), "cream"),
+        ((5, 93), "dundee"),
+        ((5, 601), "stockholm"),
+        ((5, 909), "nile"),
+        ((4, 0), None),
+    ],
+)
 def test_release_for_schema(vsn, release):
     assert dbxml.release_for_schema(*vsn) == release
 
 
 # -- not a database ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("data,why", [
-    (b"", "XML error"),
-    (b"root:x:0:0:root:/root:/bin/bash\n", "XML error"),
-    (b"\x1f\x8b\x08\x00binary", "XML error"),
-    (b"<results><a/></results>", "its root element is <results>"),
-    (b"<database><table name='VM'><row ref='OpaqueRef:a'/>", "XML error"),
-    (b'<!DOCTYPE d [<!ENTITY e "x">]><database>&e;</database>', "forbidden"),
-])
+
+@pytest.mark.parametrize(
+    "data,why",
+    [
+        (b"", "XML error"),
+        (b"root:x:0:0:root:/root:/bin/bash\n", "XML error"),
+        (b"\x1f\x8b\x08\x00binary", "XML error"),
+        (b"<results><a/></results>", "its root element is <results>"),
+        (b"<database><table name='VM'><row ref='OpaqueRef:a'/>", "XML error"),
+        (b'<!DOCTYPE d [<!ENTITY e "x">]><database>&e;</database>', "forbidden"),
+    ],
+)
 def test_not_a_database(data, why):
     with pytest.raises(dbxml.NotADatabase) as e:
         dbxml.read(io.BytesIO(data), name="f.xml")
@@ -295,7 +371,8 @@ def test_liberal_reading():
 </database>"""
     db = dbxml.read(io.BytesIO(data), name="x")
     assert db.schema_version() == (5, 55) and db.generation() == 0
-    assert [(r.ref, r.columns["name__label"]) for r in db.tables["VM"]] == \
-        [("OpaqueRef:a", "x  y")]
-    assert sorted(db.notes) == ["<comment> element at /database/comment skipped (1)",
-                                "<row> without a ref skipped (1)"]
+    assert [(r.ref, r.columns["name__label"]) for r in db.tables["VM"]] == [("OpaqueRef:a", "x  y")]
+    assert sorted(db.notes) == [
+        "<comment> element at /database/comment skipped (1)",
+        "<row> without a ref skipped (1)",
+    ]

@@ -1,4 +1,5 @@
 """Featureset algebra: every vector of spec §2.1-§2.3, §4, §11 plus algebraic properties."""
+
 from __future__ import annotations
 
 import pytest
@@ -16,13 +17,17 @@ semantics = st.sampled_from(fs.SEMANTICS)
 
 # --- §2.1 printing and parsing ------------------------------------------------------------
 
-@pytest.mark.parametrize("words_, text", [
-    ((0, 2, 123), "00000000-00000002-0000007b"),
-    ((0,), "00000000"),
-    ((), ""),
-    ((1,), "00000001"),
-    ((0xFFFFFFFF, 0x07CBFBFF), "ffffffff-07cbfbff"),
-])
+
+@pytest.mark.parametrize(
+    "words_, text",
+    [
+        ((0, 2, 123), "00000000-00000002-0000007b"),
+        ((0,), "00000000"),
+        ((), ""),
+        ((1,), "00000001"),
+        ((0xFFFFFFFF, 0x07CBFBFF), "ffffffff-07cbfbff"),
+    ],
+)
 def test_print_and_parse_vectors(words_, text):
     assert fs.format(words_) == text
     assert fs.parse(text) == words_
@@ -32,14 +37,31 @@ def test_short_pieces_parse_and_reprint_with_8_digits():
     assert fs.parse("1") == (1,)
     assert fs.format(fs.parse("1")) == "00000001"
     assert fs.parse("a-0-ffffffff") == (10, 0, 0xFFFFFFFF)
-    assert fs.format(fs.parse("a-b-c-d-e")) == (
-        "0000000a-0000000b-0000000c-0000000d-0000000e")
+    assert fs.format(fs.parse("a-b-c-d-e")) == ("0000000a-0000000b-0000000c-0000000d-0000000e")
 
 
-@pytest.mark.parametrize("bad", [
-    "foo bar baz", "fgfg-1234", "0123-foo", "foo-0123", "-1234", "1234-", "123456789",
-    "-", "1--2", " 1", "1 ", "0x12", "+1", "1_0", "12345678-123456789", "\n", "1\n",
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "foo bar baz",
+        "fgfg-1234",
+        "0123-foo",
+        "foo-0123",
+        "-1234",
+        "1234-",
+        "123456789",
+        "-",
+        "1--2",
+        " 1",
+        "1 ",
+        "0x12",
+        "+1",
+        "1_0",
+        "12345678-123456789",
+        "\n",
+        "1\n",
+    ],
+)
 def test_parse_failures(bad):
     with pytest.raises(InvalidFeatureString):
         fs.parse(bad)
@@ -60,6 +82,7 @@ def test_format_rejects_words_out_of_range(bad):
 
 
 # --- §2.2 primitive operations ------------------------------------------------------------
+
 
 def test_zero_extend_vectors():
     assert fs.zero_extend((1, 2), 1) == (1,)
@@ -137,19 +160,24 @@ def test_comparison_table(a, b, dundee, since_2018):
 
 # --- §4 pool intersection vectors (test_pool_cpuinfo.ml) --------------------------------
 
-@pytest.mark.parametrize("a, b, expected", [
-    ("0000000a", "0000000f", "0000000a"),
-    ("00000002", "00000001", "00000000"),
-    ("ffffffff", "ffffffff-ffffffff", "ffffffff-00000000"),
-    ("01230123-5a5a5a5a", "ffff1111-a5a56666", "01230101-00004242"),
-    ("", "0000000f", "0000000f"),
-])
+
+@pytest.mark.parametrize(
+    "a, b, expected",
+    [
+        ("0000000a", "0000000f", "0000000a"),
+        ("00000002", "00000001", "00000000"),
+        ("ffffffff", "ffffffff-ffffffff", "ffffffff-00000000"),
+        ("01230123-5a5a5a5a", "ffff1111-a5a56666", "01230101-00004242"),
+        ("", "0000000f", "0000000f"),
+    ],
+)
 def test_pool_intersection_vectors(a, b, expected):
     assert fs.format(fs.intersect(fs.parse(a), fs.parse(b))) == expected
     assert fs.format(fs.intersect(fs.parse(b), fs.parse(a))) == expected
 
 
 # --- §2.5 / §16 old-style v1 format ------------------------------------------------------
+
 
 def test_parse_oldstyle_accepts_dashes_and_spaces():
     expected = (0xFFFFFF7F, 0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF)
@@ -160,14 +188,17 @@ def test_parse_oldstyle_accepts_dashes_and_spaces():
     assert fs.format_oldstyle(expected) == "ffffff7f-ffffffff-ffffffff-ffffffff"
 
 
-@pytest.mark.parametrize("bad, message", [
-    ("ffffff7f-ffffffff-ffffffff-fffffffg", "String contains illegal character"),
-    ("ffffff7f_ffffffff-ffffffff-ffffffff", "String contains illegal character"),
-    ("zz", "String contains illegal character"),
-    ("ffffffff-ffffffff-ffffffff", "String is not of the right length"),
-    ("ffffffff-ffffffff-ffffffff-ffffffff-0", "String is not of the right length"),
-    ("", "String is not of the right length"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ("ffffff7f-ffffffff-ffffffff-fffffffg", "String contains illegal character"),
+        ("ffffff7f_ffffffff-ffffffff-ffffffff", "String contains illegal character"),
+        ("zz", "String contains illegal character"),
+        ("ffffffff-ffffffff-ffffffff", "String is not of the right length"),
+        ("ffffffff-ffffffff-ffffffff-ffffffff-0", "String is not of the right length"),
+        ("", "String is not of the right length"),
+    ],
+)
 def test_parse_oldstyle_errors(bad, message):
     with pytest.raises(InvalidFeatureString, match=f"^{message}$"):
         fs.parse_oldstyle(bad)
@@ -185,15 +216,17 @@ HOST6 = fs.parse("a-b-c-d-e-f")
 HOST7 = fs.parse("a-b-c-d-e-f-10")
 
 
-@pytest.mark.parametrize("vm, host, expected", [
-    ("", HOST5, "0000000a-0000000b-0000000c-0000000d-0000000e"),
-    ("1-2-3-4", HOST5, "00000001-00000002-00000003-00000004-0000000e"),
-    ("1-2-3-4", HOST6, "00000001-00000002-00000003-00000004-0000000e-0000000f"),
-    ("1-2-3-4-5", HOST5, "00000001-00000002-00000003-00000004-00000005"),
-    ("1-2-3-4-5", HOST6, "00000001-00000002-00000003-00000004-00000005-00000000"),
-    ("1-2-3-4-5", HOST7,
-     "00000001-00000002-00000003-00000004-00000005-00000000-00000000"),
-])
+@pytest.mark.parametrize(
+    "vm, host, expected",
+    [
+        ("", HOST5, "0000000a-0000000b-0000000c-0000000d-0000000e"),
+        ("1-2-3-4", HOST5, "00000001-00000002-00000003-00000004-0000000e"),
+        ("1-2-3-4", HOST6, "00000001-00000002-00000003-00000004-0000000e-0000000f"),
+        ("1-2-3-4-5", HOST5, "00000001-00000002-00000003-00000004-00000005"),
+        ("1-2-3-4-5", HOST6, "00000001-00000002-00000003-00000004-00000005-00000000"),
+        ("1-2-3-4-5", HOST7, "00000001-00000002-00000003-00000004-00000005-00000000-00000000"),
+    ],
+)
 def test_section_11_table_identity_mode(vm, host, expected):
     result = fs.upgrade_vm_features(fs.parse(vm), host, is_hvm=True, mode="identity")
     assert fs.format(result) == expected
@@ -203,8 +236,12 @@ def test_reorder_mode_swaps_words_and_ands_with_host():
     vm = fs.parse_oldstyle("7fbee3ff-bfebfbff-00000001-2c100800")  # ecx, edx, e1c, e1d
     host = fs.parse("17cbfbff-f7ba2223-2d93fbff-00000003-00000001-00000281-0-0-0")
     up = fs.upgrade_oldstyle(vm, host, is_hvm=True)
-    assert up == (0xBFEBFBFF & host[0], 0x7FBEE3FF & host[1],
-                  0x2C100800 & host[2], 0x00000001 & host[3])
+    assert up == (
+        0xBFEBFBFF & host[0],
+        0x7FBEE3FF & host[1],
+        0x2C100800 & host[2],
+        0x00000001 & host[3],
+    )
     full = fs.upgrade_vm_features(vm, host, is_hvm=True)
     assert full == up + host[4:]
 
@@ -223,8 +260,7 @@ def test_reorder_mode_vectors():
 def test_empty_mode_gives_the_host_set():
     assert fs.upgrade_oldstyle((1, 2, 3, 4), HOST5, True, mode="empty") == ()
     assert fs.upgrade_vm_features((1, 2, 3, 4), HOST5, True, mode="empty") == HOST5
-    assert fs.upgrade_vm_features((1, 2, 3, 4, 5), HOST6, True, mode="empty") == (
-        1, 2, 3, 4, 5, 0)
+    assert fs.upgrade_vm_features((1, 2, 3, 4, 5), HOST6, True, mode="empty") == (1, 2, 3, 4, 5, 0)
 
 
 def test_unknown_upgrade_mode_rejected():
@@ -233,11 +269,16 @@ def test_unknown_upgrade_mode_rejected():
 
 
 def test_long_vm_sets_are_truncated_to_the_host():
-    assert fs.upgrade_vm_features(fs.parse("f-0-0-0-0-0-0-0-0-ffffffff"),
-                                  fs.parse("f-0-0-0-0-0-0-0-0"), True) == (0xF,) + (0,) * 8
+    assert (
+        fs.upgrade_vm_features(
+            fs.parse("f-0-0-0-0-0-0-0-0-ffffffff"), fs.parse("f-0-0-0-0-0-0-0-0"), True
+        )
+        == (0xF,) + (0,) * 8
+    )
 
 
 # --- properties ----------------------------------------------------------------------------
+
 
 @given(featuresets)
 def test_format_parse_round_trip(a):
@@ -282,15 +323,16 @@ def test_zero_extension_laws(a, n, m):
         assert fs.is_equal(fs.zero_extend(a, n), a)
         assert fs.zero_extend(fs.zero_extend(a, n), m) == fs.zero_extend(a, m)
     assert fs.zero_extend(fs.zero_extend(a, n), m) == fs.zero_extend(a, min(n, m)) + (0,) * (
-        m - min(n, m))
+        m - min(n, m)
+    )
 
 
 @given(featuresets, featuresets)
 def test_extend_laws(a, b):
     result = fs.extend(a, b)
     assert len(result) == len(b)
-    assert result[:len(a)] == a[:len(b)]
-    assert result[len(a):] == b[len(a):]
+    assert result[: len(a)] == a[: len(b)]
+    assert result[len(a) :] == b[len(a) :]
 
 
 @given(featuresets, featuresets, semantics)
@@ -313,9 +355,14 @@ def test_dundee_subset_is_exact_intersection_and_implies_2018(a, b):
         assert fs.is_subset(a, b, "2018")
 
 
-@given(st.integers(1, 10).flatmap(
-    lambda n: st.tuples(st.lists(words, min_size=n, max_size=n).map(tuple),
-                        st.lists(words, min_size=n, max_size=n).map(tuple))))
+@given(
+    st.integers(1, 10).flatmap(
+        lambda n: st.tuples(
+            st.lists(words, min_size=n, max_size=n).map(tuple),
+            st.lists(words, min_size=n, max_size=n).map(tuple),
+        )
+    )
+)
 def test_semantics_agree_on_equal_lengths(pair):
     a, b = pair
     assert fs.is_subset(a, b) == fs.is_subset(a, b, "2018")

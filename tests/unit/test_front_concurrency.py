@@ -3,6 +3,7 @@ pool runs every job exactly once and never more threads than its bound, shrinkin
 ``Front.call`` from many threads runs everything on the loop thread; listeners come and go
 (host crash and power-on) while clients hammer them, and nothing hangs or leaks.
 """
+
 from __future__ import annotations
 
 import concurrent.futures
@@ -54,8 +55,8 @@ def test_workers_run_every_job_once_within_the_bound():
     assert sorted(done) == list(range(8000))
     assert 1 <= peak[0] <= 8
     assert pool.threads <= 8
-    assert wait_for(lambda: pool.threads == 0, 5), pool.threads     # idle threads end
-    pool.submit(job, 8000)                                          # and come back
+    assert wait_for(lambda: pool.threads == 0, 5), pool.threads  # idle threads end
+    pool.submit(job, 8000)  # and come back
     assert wait_for(lambda: len(done) == 8001, 5)
     pool.stop()
 
@@ -77,10 +78,10 @@ def test_blocked_workers_queue_the_rest_in_order():
         pool.submit(job, i)
     assert wait_for(lambda: len(started) == 4, 5)
     time.sleep(0.1)
-    assert len(started) == 4 and pool.backlog() == 8      # bounded: the rest wait
+    assert len(started) == 4 and pool.backlog() == 8  # bounded: the rest wait
     gate.set()
     assert wait_for(lambda: len(finished) == 12, 5)
-    assert started[4:] == list(range(4, 12))               # queued jobs run in order
+    assert started[4:] == list(range(4, 12))  # queued jobs run in order
     pool.stop()
 
 
@@ -92,7 +93,7 @@ def test_front_call_runs_on_the_loop_from_many_threads():
     def bump():
         if not front.in_loop():
             wrong_thread.append(threading.current_thread().name)
-        counter["n"] += 1              # loop-owned: no lock needed
+        counter["n"] += 1  # loop-owned: no lock needed
         return counter["n"]
 
     def caller(_):
@@ -103,9 +104,9 @@ def test_front_call_runs_on_the_loop_from_many_threads():
     assert counter["n"] == 6400 and sorted(results) == list(range(1, 6401))
     assert not wrong_thread
     front.stop()
-    assert front.call(bump) == 6401     # after stop: runs in the caller
+    assert front.call(bump) == 6401  # after stop: runs in the caller
     t0 = time.monotonic()
-    front.stop()                        # idempotent
+    front.stop()  # idempotent
     assert time.monotonic() - t0 < 1
 
 
@@ -133,14 +134,15 @@ def test_listeners_come_and_go_under_load():
                         errors.append(repr(e))
                     time.sleep(0.01)
                 finally:
-                    s._ServerProxy__close()      # XenAPI: s.close() is an RPC
+                    s._ServerProxy__close()  # XenAPI: s.close() is an RPC
 
-        threads = [threading.Thread(target=client, args=("xs1" if i % 2 else "xs4",
-                                                          xs1 if i % 2 else xs4))
-                   for i in range(16)]
+        threads = [
+            threading.Thread(target=client, args=("xs1" if i % 2 else "xs4", xs1 if i % 2 else xs4))
+            for i in range(16)
+        ]
         for t in threads:
             t.start()
-        for _ in range(8):                 # what sim.host_crash / sim.host_power_on do
+        for _ in range(8):  # what sim.host_crash / sim.host_power_on do
             time.sleep(0.15)
             w.world.host_down(w.host("xs4"), state="crashed")
             time.sleep(0.1)
@@ -150,12 +152,12 @@ def test_listeners_come_and_go_under_load():
         for t in threads:
             t.join(20)
         assert not any(t.is_alive() for t in threads), "a client hangs"
-        assert not errors, errors[:5]                  # the other host never noticed
+        assert not errors, errors[:5]  # the other host never noticed
         assert ok["xs1"] > 0 and ok["xs4"] > 0
         # every connection closed by its client is gone from the front
         assert wait_for(lambda: w.sim.front.connections() == 0, 5), w.sim.front.connections()
         host, port = xs4.split("//")[1].rstrip("/").rsplit(":", 1)
-        socket.create_connection((host, int(port)), timeout=2).close()    # listening again
+        socket.create_connection((host, int(port)), timeout=2).close()  # listening again
 
 
 def test_a_light_load_keeps_few_workers():
@@ -169,7 +171,7 @@ def test_a_light_load_keeps_few_workers():
     gate.set()
     done = []
     t_end = time.monotonic() + 1.2
-    while time.monotonic() < t_end:            # one short job every 20 ms
+    while time.monotonic() < t_end:  # one short job every 20 ms
         pool.submit(done.append, 1)
         time.sleep(0.02)
     assert pool.threads <= 3, pool.threads

@@ -2,6 +2,7 @@
 HttpError, never another exception; chunked decoding is independent of how the bytes are
 split on arrival; framing decisions follow RFC 9112 whatever the spelling.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -19,9 +20,12 @@ from xapi_sim.wire.httpparse import (
     parse_head,
 )
 
-TOKEN = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-                         "-_.!#$%&'*+^`|~", min_size=1, max_size=12)
-VALUE = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7e), max_size=30)
+TOKEN = st.text(
+    alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.!#$%&'*+^`|~",
+    min_size=1,
+    max_size=12,
+)
+VALUE = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=30)
 
 
 @settings(max_examples=300, deadline=None)
@@ -38,10 +42,16 @@ def test_any_bytes_parse_or_raise_http_error(data):
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(TOKEN, VALUE), max_size=20))
 def test_well_formed_fields_round_trip(fields):
-    fields = [(n, v.strip(" \t")) for n, v in fields
-              if n.lower() not in ("content-length", "transfer-encoding", "host")]
-    raw = b"POST /x?y HTTP/1.1\r\n" + b"".join(
-        f"{n}:  {v} \r\n".encode() for n, v in fields) + b"Content-Length: 0\r\n\r\n"
+    fields = [
+        (n, v.strip(" \t"))
+        for n, v in fields
+        if n.lower() not in ("content-length", "transfer-encoding", "host")
+    ]
+    raw = (
+        b"POST /x?y HTTP/1.1\r\n"
+        + b"".join(f"{n}:  {v} \r\n".encode() for n, v in fields)
+        + b"Content-Length: 0\r\n\r\n"
+    )
     h = parse_head(raw)
     assert (h.method, h.path, h.target, h.length) == ("POST", "/x", "/x?y", 0)
     for n, v in fields:
@@ -49,16 +59,21 @@ def test_well_formed_fields_round_trip(fields):
 
 
 @settings(max_examples=200, deadline=None)
-@given(body=st.binary(max_size=2000), sizes=st.lists(st.integers(1, 300), min_size=1),
-       cuts=st.lists(st.integers(1, 50), min_size=1), ext=st.booleans(),
-       trailers=st.booleans(), bare_lf=st.booleans())
+@given(
+    body=st.binary(max_size=2000),
+    sizes=st.lists(st.integers(1, 300), min_size=1),
+    cuts=st.lists(st.integers(1, 50), min_size=1),
+    ext=st.booleans(),
+    trailers=st.booleans(),
+    bare_lf=st.booleans(),
+)
 def test_chunked_decoding_ignores_how_bytes_arrive(body, sizes, cuts, ext, trailers, bare_lf):
     nl = b"\n" if bare_lf else b"\r\n"
     wire, i, k = b"", 0, 0
     while i < len(body):
         n = sizes[k % len(sizes)]
         k += 1
-        part = body[i:i + n]
+        part = body[i : i + n]
         wire += b"%x" % len(part) + (b";a=b" if ext else b"") + nl + part + nl
         i += n
     wire += b"0" + nl + (b"X-T: 1" + nl if trailers else b"") + nl
@@ -70,12 +85,12 @@ def test_chunked_decoding_ignores_how_bytes_arrive(body, sizes, cuts, ext, trail
     while not done and pos < len(stream):
         step = cuts[k % len(cuts)]
         k += 1
-        buf += stream[pos:pos + step]
+        buf += stream[pos : pos + step]
         pos += step
         done = d.feed(buf)
     assert done
     assert b"".join(d.parts) == body
-    assert bytes(buf) + stream[pos:] == extra      # nothing after the body was consumed
+    assert bytes(buf) + stream[pos:] == extra  # nothing after the body was consumed
 
 
 @given(st.integers(1, 10_000))
@@ -87,13 +102,27 @@ def test_chunked_limit(n):
     assert e.value.status == 413
 
 
-CODINGS = st.sampled_from(["chunked", "Chunked", "CHUNKED", "gzip", "x-gzip", "deflate", "br",
-                           "xchunked", "chunkedx", "identity", "compress"])
+CODINGS = st.sampled_from(
+    [
+        "chunked",
+        "Chunked",
+        "CHUNKED",
+        "gzip",
+        "x-gzip",
+        "deflate",
+        "br",
+        "xchunked",
+        "chunkedx",
+        "identity",
+        "compress",
+    ]
+)
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(CODINGS, min_size=1, max_size=4), st.sampled_from([", ", ",", " ,  "]),
-       st.booleans())
+@given(
+    st.lists(CODINGS, min_size=1, max_size=4), st.sampled_from([", ", ",", " ,  "]), st.booleans()
+)
 def test_transfer_encoding_decision(codings, sep, split_lines):
     if split_lines:
         fields = b"".join(b"Transfer-Encoding: %s\r\n" % c.encode() for c in codings)
@@ -114,7 +143,7 @@ def test_transfer_encoding_decision(codings, sep, split_lines):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.integers(0, 10 ** 6), min_size=1, max_size=4), st.booleans())
+@given(st.lists(st.integers(0, 10**6), min_size=1, max_size=4), st.booleans())
 def test_content_length_values_must_agree(values, as_list):
     if as_list:
         fields = b"Content-Length: " + b", ".join(b"%d" % v for v in values) + b"\r\n"

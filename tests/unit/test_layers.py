@@ -8,6 +8,7 @@ inside a function is how cycles used to be dodged: both fail here. Imports of th
 library or of third-party packages inside a function stay allowed (optional or slow imports,
 each commented where it is).
 """
+
 from __future__ import annotations
 
 import ast
@@ -16,20 +17,65 @@ import pathlib
 ROOT = pathlib.Path(__file__).resolve().parents[2] / "xapi_sim"
 
 LAYERS = [
-    ("foundation", ["datamodel", "errors", "ids", "clock", "where", "products", "catalogue",
-                    "rowcodec", "dbxml",
-                    "wire", "wire.values", "wire.xmlrpc", "wire.jsonrpc", "wire.cliproto",
-                    "wire.ocaml", "wire.httpparse", "__init__"]),
+    (
+        "foundation",
+        [
+            "datamodel",
+            "errors",
+            "ids",
+            "clock",
+            "where",
+            "products",
+            "catalogue",
+            "rowcodec",
+            "dbxml",
+            "wire",
+            "wire.values",
+            "wire.xmlrpc",
+            "wire.jsonrpc",
+            "wire.cliproto",
+            "wire.ocaml",
+            "wire.httpparse",
+            "__init__",
+        ],
+    ),
     ("store", ["transactions", "store"]),
     ("rules", ["levelling", "checks", "vm_states"]),
-    ("world", ["runtime", "rows", "xapi_start", "allowed", "world", "install_storage",
-               "install_network", "scenario_spec"]),
+    (
+        "world",
+        [
+            "runtime",
+            "rows",
+            "xapi_start",
+            "allowed",
+            "world",
+            "install_storage",
+            "install_network",
+            "scenario_spec",
+        ],
+    ),
     ("dispatch", ["faults", "sessions", "tasks", "dispatch"]),
     ("classes", ["classes"]),
     ("loaders", ["scenario", "persist", "generate", "playback_hw", "playback"]),
-    ("front", ["wire.front", "wire.connection", "wire.serving", "wire.workers", "wire.timers",
-               "wire.tls", "wire.http", "server", "xe_server", "xe", "cli",
-               "bench", "testing", "__main__"]),
+    (
+        "front",
+        [
+            "wire.front",
+            "wire.connection",
+            "wire.serving",
+            "wire.workers",
+            "wire.timers",
+            "wire.tls",
+            "wire.http",
+            "server",
+            "xe_server",
+            "xe",
+            "cli",
+            "bench",
+            "testing",
+            "__main__",
+        ],
+    ),
 ]
 
 
@@ -66,17 +112,18 @@ def imports(f, mod, is_pkg):
         targets = []
         if isinstance(node, ast.ImportFrom):
             if node.level:
-                base = pkg[:len(pkg) - node.level + 1]
+                base = pkg[: len(pkg) - node.level + 1]
                 name = ".".join(base + ([node.module] if node.module else []))
                 if node.module:
                     targets.append(name)
-                else:   # from . import a, b
+                else:  # from . import a, b
                     targets += [".".join(base + [a.name]) for a in node.names]
             elif node.module and node.module.split(".")[0] == "xapi_sim":
-                targets.append(node.module[len("xapi_sim."):] or "__init__")
+                targets.append(node.module[len("xapi_sim.") :] or "__init__")
         elif isinstance(node, ast.Import):
-            targets += [a.name[len("xapi_sim."):] for a in node.names
-                        if a.name.startswith("xapi_sim.")]
+            targets += [
+                a.name[len("xapi_sim.") :] for a in node.names if a.name.startswith("xapi_sim.")
+            ]
         for t in targets:
             yield t or "__init__", node.lineno, id(node) in inner
 
@@ -96,6 +143,8 @@ def test_imports_go_downwards_and_never_inside_functions():
                 bad.append(f"{where}: imports xapi_sim.{target} inside a function")
             theirs = layer_of(target)
             if theirs > mine:
-                bad.append(f"{where}: {LAYERS[mine][0]} module xapi_sim.{mod} imports "
-                           f"{LAYERS[theirs][0]} module xapi_sim.{target}")
+                bad.append(
+                    f"{where}: {LAYERS[mine][0]} module xapi_sim.{mod} imports "
+                    f"{LAYERS[theirs][0]} module xapi_sim.{target}"
+                )
     assert not bad, "\n".join(bad)

@@ -1,6 +1,7 @@
 """Pure network logic (xapi_sim/install_network.py): MAC generation and validation, CIDR
 and address parsing, bridge names, NIC identities -- hypothesis properties and pinned values
 computed step by step from xen-api's definitions."""
+
 from __future__ import annotations
 
 import hashlib
@@ -38,7 +39,8 @@ def test_gen_mac_pinned():
     h2 = hashlib.md5(h1).digest()
     first = (h1[0] | 2) & ~1
     assert inet.gen_mac(0, seed) == ":".join(
-        f"{x:02x}" for x in (first, h1[1], h1[2], h1[3], h2[1], h2[2]))
+        f"{x:02x}" for x in (first, h1[1], h1[2], h1[3], h2[1], h2[2])
+    )
 
 
 @given(st.integers(0, 40), st.text(max_size=40))
@@ -64,15 +66,25 @@ def test_gen_mac_refuses_negative_devices():
 @given(st.lists(st.text(alphabet=HEX + "ABCDEFgx:", min_size=0, max_size=3), max_size=8))
 def test_is_valid_mac_matches_the_definition(parts):
     mac = ":".join(parts)
-    want = len(parts) == 6 and all(len(p) == 2 and all(c in HEX + "ABCDEF" for c in p)
-                                   for p in parts) and ":" not in "".join(parts)
+    want = (
+        len(parts) == 6
+        and all(len(p) == 2 and all(c in HEX + "ABCDEF" for c in p) for p in parts)
+        and ":" not in "".join(parts)
+    )
     assert inet.is_valid_mac(mac) == want
 
 
 def test_is_valid_mac_examples():
     assert inet.is_valid_mac("00:16:3E:aa:bb:cc")
-    for bad in ("", "00:16:3e:aa:bb", "00:16:3e:aa:bb:cc:dd", "0:16:3e:aa:bb:cc",
-                "02:1a:a4:85:-2:0c", "00-16-3e-aa-bb-cc", "0g:16:3e:aa:bb:cc"):
+    for bad in (
+        "",
+        "00:16:3e:aa:bb",
+        "00:16:3e:aa:bb:cc:dd",
+        "0:16:3e:aa:bb:cc",
+        "02:1a:a4:85:-2:0c",
+        "00-16-3e-aa-bb-cc",
+        "0g:16:3e:aa:bb:cc",
+    ):
         assert not inet.is_valid_mac(bad), bad
 
 
@@ -102,8 +114,16 @@ def test_parse_cidr_follows_scanf():
     assert inet.parse_cidr("ipv4", "10.0.0.1/24abc") == ("10.0.0.1", 24)
     assert inet.parse_cidr("ipv4", "10.0.0.1/2_4") == ("10.0.0.1", 24)
     assert inet.parse_cidr("ipv4", "10.0.0.1/+8") == ("10.0.0.1", 8)
-    for bad in ("10.0.0.1", "10.0.0.1/", "10.0.0.1/ 24", "10.0.0.1/x", "fe80::1/64",
-                "10.0.0.1/-1", "10.0.0.256/8", "/8"):
+    for bad in (
+        "10.0.0.1",
+        "10.0.0.1/",
+        "10.0.0.1/ 24",
+        "10.0.0.1/x",
+        "fe80::1/64",
+        "10.0.0.1/-1",
+        "10.0.0.256/8",
+        "/8",
+    ):
         assert inet.parse_cidr("ipv4", bad) is None, bad
     assert inet.parse_cidr("ipv6", "fe80::1/64") == ("fe80::1", 64)
 
@@ -152,9 +172,9 @@ def test_bridge_names_counter_skips_used_names_and_never_repeats():
     names = inet.BridgeNames(None)
     db = _FakeDb(1)
     assert names.choose(db, ["xenbr0"]) == "xapi0"
-    assert names.choose(db, ["xapi1"]) == "xapi2"      # xapi1 in use: skipped
-    assert names.choose(db, []) == "xapi3"             # the counter never goes back
-    assert names.choose(_FakeDb(2), []) == "xapi0"     # one counter per pool database
+    assert names.choose(db, ["xapi1"]) == "xapi2"  # xapi1 in use: skipped
+    assert names.choose(db, []) == "xapi3"  # the counter never goes back
+    assert names.choose(_FakeDb(2), []) == "xapi0"  # one counter per pool database
 
 
 def test_bridge_names_many_threads():

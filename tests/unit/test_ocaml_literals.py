@@ -1,4 +1,5 @@
 """OCaml literal parsing shared by ``xe`` and its server (``xapi_sim/wire/ocaml.py``)."""
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -18,17 +19,43 @@ def test_bool_of_string_is_exact():
         assert isinstance(e.value, ValueError)
 
 
-@pytest.mark.parametrize("text,value", [
-    ("0", 0), ("-12", -12), ("+7", 7), ("1_000", 1000), ("0x1F", 31), ("0X1f", 31),
-    ("0o17", 15), ("0b101", 5), ("-0x10", -16), ("9223372036854775807", (1 << 63) - 1),
-    ("-9223372036854775808", -(1 << 63)),
-])
+@pytest.mark.parametrize(
+    "text,value",
+    [
+        ("0", 0),
+        ("-12", -12),
+        ("+7", 7),
+        ("1_000", 1000),
+        ("0x1F", 31),
+        ("0X1f", 31),
+        ("0o17", 15),
+        ("0b101", 5),
+        ("-0x10", -16),
+        ("9223372036854775807", (1 << 63) - 1),
+        ("-9223372036854775808", -(1 << 63)),
+    ],
+)
 def test_int64_of_string_accepts_ocaml_literals(text, value):
     assert O.int64_of_string(text) == value
 
 
-@pytest.mark.parametrize("text", ["", "-", "1.5", "0x", "12a", " 1", "1 ", "_1", "0b2",
-                                  "9223372036854775808", "-9223372036854775809", "١٢"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "-",
+        "1.5",
+        "0x",
+        "12a",
+        " 1",
+        "1 ",
+        "_1",
+        "0b2",
+        "9223372036854775808",
+        "-9223372036854775809",
+        "١٢",
+    ],
+)
 def test_int64_of_string_rejects(text):
     with pytest.raises(O.BadInt) as e:
         O.int64_of_string(text)
@@ -46,7 +73,7 @@ def test_int64_decimal_hex_octal_binary_round_trip(n):
 @given(I64, st.integers(min_value=1, max_value=3))
 def test_int64_underscores_are_ignored(n, every):
     digits = str(abs(n))
-    spaced = "_".join(digits[i:i + every] for i in range(0, len(digits), every))
+    spaced = "_".join(digits[i : i + every] for i in range(0, len(digits), every))
     assert O.int64_of_string(("-" if n < 0 else "") + spaced) == n
 
 
@@ -58,8 +85,11 @@ def test_int64_out_of_range_is_refused(n):
 
 @given(st.text(max_size=12))
 def test_parsers_raise_only_their_own_error(s):
-    for fn, exc in ((O.bool_of_string, O.BadBool), (O.int64_of_string, O.BadInt),
-                    (O.float_of_string, O.BadFloat)):
+    for fn, exc in (
+        (O.bool_of_string, O.BadBool),
+        (O.int64_of_string, O.BadInt),
+        (O.float_of_string, O.BadFloat),
+    ):
         try:
             fn(s)
         except exc:

@@ -1,4 +1,5 @@
 """Levelling decisions: pool level, alerts, VM flags and checks (spec §3-§11, §13, §18, §21)."""
+
 from __future__ import annotations
 
 import pytest
@@ -19,45 +20,70 @@ def nine(first: str, extra: str | None = None) -> str:
 
 
 def host(pv: str, hvm: str, vendor: str = INTEL, cpu_count: int = 1, sockets: int = 1) -> dict:
-    return {"cpu_count": str(cpu_count), "socket_count": str(sockets), "vendor": vendor,
-            "features": "ffffffff-ffffffff-ffffffff-ffffffff",
-            "features_pv": pv, "features_hvm": hvm}
+    return {
+        "cpu_count": str(cpu_count),
+        "socket_count": str(sockets),
+        "vendor": vendor,
+        "features": "ffffffff-ffffffff-ffffffff-ffffffff",
+        "features_pv": pv,
+        "features_hvm": hvm,
+    }
 
 
 # --- §4 pool level -------------------------------------------------------------------------
 
+
 def test_one_host_gives_its_own_values():
     h = host("0000000f", "000000ff", cpu_count=8, sockets=2)
     assert policy.pool_cpu_info([h]) == {
-        "features_hvm": "000000ff", "features_pv": "0000000f", "socket_count": "2",
-        "cpu_count": "8", "vendor": INTEL}
+        "features_hvm": "000000ff",
+        "features_pv": "0000000f",
+        "socket_count": "2",
+        "cpu_count": "8",
+        "vendor": INTEL,
+    }
 
 
-@pytest.mark.parametrize("a, b, expected", [
-    ("0000000a", "0000000f", "0000000a"),
-    ("00000002", "00000001", "00000000"),
-    ("ffffffff", "ffffffff-ffffffff", "ffffffff-00000000"),
-    ("01230123-5a5a5a5a", "ffff1111-a5a56666", "01230101-00004242"),
-])
+@pytest.mark.parametrize(
+    "a, b, expected",
+    [
+        ("0000000a", "0000000f", "0000000a"),
+        ("00000002", "00000001", "00000000"),
+        ("ffffffff", "ffffffff-ffffffff", "ffffffff-00000000"),
+        ("01230123-5a5a5a5a", "ffff1111-a5a56666", "01230101-00004242"),
+    ],
+)
 def test_pool_vectors(a, b, expected):
     pool = policy.pool_cpu_info([host(a, a), host(b, b)])
     assert pool["features_pv"] == pool["features_hvm"] == expected
 
 
 def test_two_pool_featuresets_scenario_7():
-    pool = policy.pool_cpu_info([
-        host(nine("f"), nine("ff"), cpu_count=4, sockets=1),
-        host(nine("7"), nine("7f"), vendor=INTEL, cpu_count=8, sockets=2)])
-    assert pool == {"features_hvm": nine("7f"), "features_pv": nine("7"),
-                    "socket_count": "3", "cpu_count": "12", "vendor": INTEL}
+    pool = policy.pool_cpu_info(
+        [
+            host(nine("f"), nine("ff"), cpu_count=4, sockets=1),
+            host(nine("7"), nine("7f"), vendor=INTEL, cpu_count=8, sockets=2),
+        ]
+    )
+    assert pool == {
+        "features_hvm": nine("7f"),
+        "features_pv": nine("7"),
+        "socket_count": "3",
+        "cpu_count": "12",
+        "vendor": INTEL,
+    }
     assert list(pool) == ["features_hvm", "features_pv", "socket_count", "cpu_count", "vendor"]
     assert "features" not in pool
 
 
 def test_pre_dundee_or_fresh_hosts_are_ignored_scenario_9():
     a = host("0000000f", "000000ff", cpu_count=1)
-    old = {"vendor": AMD, "cpu_count": "64", "socket_count": "4",
-           "features": "ffffffff-ffffffff-ffffffff-ffffffff"}
+    old = {
+        "vendor": AMD,
+        "cpu_count": "64",
+        "socket_count": "4",
+        "features": "ffffffff-ffffffff-ffffffff-ffffffff",
+    }
     for b in (old, {}):
         assert policy.pool_cpu_info([a, b]) == policy.pool_cpu_info([a])
         assert policy.pool_cpu_info([b, a]) == policy.pool_cpu_info([a])
@@ -81,15 +107,24 @@ def test_empty_strings_are_identity_not_zero():
 
 
 def test_no_valid_host_gives_the_initial_map():
-    assert policy.pool_cpu_info([]) == {"vendor": "", "socket_count": "0", "cpu_count": "0",
-                                        "features_pv": "", "features_hvm": ""}
+    assert policy.pool_cpu_info([]) == {
+        "vendor": "",
+        "socket_count": "0",
+        "cpu_count": "0",
+        "features_pv": "",
+        "features_hvm": "",
+    }
     assert policy.pool_cpu_info([{}, {"vendor": INTEL}])["cpu_count"] == "0"
 
 
 def test_last_valid_host_vendor_wins():
     assert policy.pool_cpu_info([host("1", "1", INTEL), host("1", "1", AMD)])["vendor"] == AMD
-    assert policy.pool_cpu_info([host("1", "1", AMD), host("1", "1", INTEL),
-                                 {"vendor": "Other"}])["vendor"] == INTEL
+    assert (
+        policy.pool_cpu_info([host("1", "1", AMD), host("1", "1", INTEL), {"vendor": "Other"}])[
+            "vendor"
+        ]
+        == INTEL
+    )
 
 
 def test_malformed_values_raise():
@@ -104,8 +139,13 @@ def test_malformed_values_raise():
 def test_real_nehalem_pool_matches_the_observed_xcpng_pool():
     obs = {o["id"]: o for o in cpus.OBSERVED_OUTPUTS}["xcpng-pool-2socket-nehalem-class"]
     sets = cpus.host_featuresets("Nehalem", era="xs-xen4.13-2019", word_count=15)
-    member = {"vendor": INTEL, "cpu_count": "8", "socket_count": "1",
-              "features_pv": sets["features_pv"], "features_hvm": sets["features_hvm"]}
+    member = {
+        "vendor": INTEL,
+        "cpu_count": "8",
+        "socket_count": "1",
+        "features_pv": sets["features_pv"],
+        "features_hvm": sets["features_hvm"],
+    }
     pool = policy.pool_cpu_info([member, dict(member)])
     assert pool["features_pv"] == obs["strings"]["features_pv"]
     assert pool["features_hvm"] == obs["strings"]["features_hvm"]
@@ -113,6 +153,7 @@ def test_real_nehalem_pool_matches_the_observed_xcpng_pool():
 
 
 # --- §3 / §18 alerts -----------------------------------------------------------------------
+
 
 def test_features_change_vectors():
     x = nine("f")
@@ -130,8 +171,10 @@ def test_spurious_down_in_dundee_scenario_15():
     assert policy.features_change(x, x + "-00000000", "2018") is None
     old, new = {"features_hvm": x}, {"features_hvm": x + "-00000000"}
     assert policy.host_alert(old, new) == (
-        "HOST_CPU_FEATURES_DOWN", 3,
-        "The CPU features of host have changed. Some features have gone away.")
+        "HOST_CPU_FEATURES_DOWN",
+        3,
+        "The CPU features of host have changed. Some features have gone away.",
+    )
     assert policy.host_alert(old, new, semantics="2018") is None
 
 
@@ -139,21 +182,26 @@ def test_shrinking_by_a_zero_word_is_up_in_dundee():
     x = nine("f")
     assert policy.features_change(x + "-00000000", x) == (False, True)
     assert policy.host_alert({"features_hvm": x + "-00000000"}, {"features_hvm": x}) == (
-        "HOST_CPU_FEATURES_UP", 5,
-        "The CPU features of host have changed. Some features were added.")
+        "HOST_CPU_FEATURES_UP",
+        5,
+        "The CPU features of host have changed. Some features were added.",
+    )
 
 
 def test_host_alerts_scenarios_11_to_14():
     old = {"features_hvm": nine("ff"), "features_pv": nine("f")}
     assert policy.host_alert(old, {"features_hvm": nine("7f")}) == (
-        "HOST_CPU_FEATURES_DOWN", 3,
-        "The CPU features of host have changed. Some features have gone away.")
-    assert policy.host_alert(old, {"features_hvm": nine("1ff")})[:2] == (
-        "HOST_CPU_FEATURES_UP", 5)
+        "HOST_CPU_FEATURES_DOWN",
+        3,
+        "The CPU features of host have changed. Some features have gone away.",
+    )
+    assert policy.host_alert(old, {"features_hvm": nine("1ff")})[:2] == ("HOST_CPU_FEATURES_UP", 5)
     assert policy.host_alert(old, {"features_hvm": nine("1fe")}) == (
-        "HOST_CPU_FEATURES_DOWN", 3,
+        "HOST_CPU_FEATURES_DOWN",
+        3,
         "The CPU features of host have changed. Some features have gone away. "
-        "Some features were added.")
+        "Some features were added.",
+    )
     # PV-only change, first boot, RPU
     assert policy.host_alert(old, {"features_hvm": nine("ff"), "features_pv": nine("1")}) is None
     assert policy.host_alert({}, {"features_hvm": nine("1")}) is None
@@ -164,11 +212,15 @@ def test_host_alerts_scenarios_11_to_14():
 def test_pool_alerts():
     old, lower, higher = ({"features_hvm": nine(x)} for x in ("7f", "3f", "ff"))
     assert policy.pool_alert(old, lower, 2, False) == (
-        "POOL_CPU_FEATURES_DOWN", 5,
-        "The pool-level CPU features have changed. Some features have gone away.")
+        "POOL_CPU_FEATURES_DOWN",
+        5,
+        "The pool-level CPU features have changed. Some features have gone away.",
+    )
     assert policy.pool_alert(old, higher, 3, False) == (
-        "POOL_CPU_FEATURES_UP", 5,
-        "The pool-level CPU features have changed. Some features were added.")
+        "POOL_CPU_FEATURES_UP",
+        5,
+        "The pool-level CPU features have changed. Some features were added.",
+    )
     assert policy.pool_alert(old, lower, 1, False) is None
     assert policy.pool_alert(old, lower, 2, True) is None
     assert policy.pool_alert({"features_hvm": ""}, lower, 2, False) is None
@@ -182,9 +234,15 @@ def test_unknown_semantics_rejected():
 
 # --- §6 VM start ---------------------------------------------------------------------------
 
+
 def test_vm_boot_flags_scenario_24():
-    pool = {"features_hvm": nine("7f"), "features_pv": nine("7"), "socket_count": "2",
-            "cpu_count": "2", "vendor": "V"}
+    pool = {
+        "features_hvm": nine("7f"),
+        "features_pv": nine("7"),
+        "socket_count": "2",
+        "cpu_count": "2",
+        "vendor": "V",
+    }
     assert policy.vm_boot_flags(pool, is_hvm=False) == {"vendor": "V", "features": nine("7")}
     assert policy.vm_boot_flags(pool, is_hvm=True) == {"vendor": "V", "features": nine("7f")}
     with pytest.raises(KeyError):
@@ -218,7 +276,8 @@ def test_vendor_mismatch_first_scenario_29():
 def test_features_missing_on_host():
     assert check({"vendor": INTEL, "features": nine("1f")}) == REASON_FEATURES
     assert REASON_FEATURES == (
-        "VM last booted on a CPU with features this host's CPU does not have.")
+        "VM last booted on a CPU with features this host's CPU does not have."
+    )
 
 
 def test_truncation_scenario_5():
@@ -265,28 +324,35 @@ def test_old_style_vm_is_upgraded_before_the_check_scenario_44():
     assert check(flags, u) is None
     assert check({"vendor": INTEL, "features": ""}, u) is None
     # identity mode (cba67d5457): untranslated v1 words can fail
-    assert policy.check_vm_compatible("Running", {"features": "ffffffff-ffffffff-0-0"}, True,
-                                      u, mode="identity") == REASON_FEATURES
+    assert (
+        policy.check_vm_compatible(
+            "Running", {"features": "ffffffff-ffffffff-0-0"}, True, u, mode="identity"
+        )
+        == REASON_FEATURES
+    )
 
 
 # --- §11 post-move update ------------------------------------------------------------------
 
+
 def test_truncated_flags_are_restored_with_the_host_vendor_scenario_5():
     target = host(nine("f"), nine("f"), vendor="NewVendor")
-    assert policy.updated_vm_flags({"vendor": INTEL, "features": nine("f", "ffffffff")}, True,
-                                   target) == {"vendor": "NewVendor", "features": nine("f")}
+    assert policy.updated_vm_flags(
+        {"vendor": INTEL, "features": nine("f", "ffffffff")}, True, target
+    ) == {"vendor": "NewVendor", "features": nine("f")}
 
 
 def test_extended_flags_do_not_gain_host_bits_scenario_6():
     target = host(nine("f", "1"), nine("f", "1"))
     assert policy.updated_vm_flags({"vendor": INTEL, "features": nine("f")}, True, target) == {
-        "vendor": INTEL, "features": nine("f", "0")}
+        "vendor": INTEL,
+        "features": nine("f", "0"),
+    }
 
 
 def test_vendor_only_rewritten_when_features_change():
     target = host(nine("1"), nine("1"), vendor=AMD)
-    assert policy.updated_vm_flags({"vendor": INTEL, "features": nine("f")}, True,
-                                   target) is None
+    assert policy.updated_vm_flags({"vendor": INTEL, "features": nine("f")}, True, target) is None
     assert policy.updated_vm_flags({"features": nine("f")}, True, target) is None
 
 
@@ -294,13 +360,17 @@ def test_empty_or_vendor_only_flags_take_the_host_set_scenarios_30_32():
     target = host(nine("7"), nine("7f"), vendor=AMD)
     assert policy.updated_vm_flags({}, True, target) == {"vendor": AMD, "features": nine("7f")}
     assert policy.updated_vm_flags({"vendor": INTEL}, False, target) == {
-        "vendor": AMD, "features": nine("7")}
+        "vendor": AMD,
+        "features": nine("7"),
+    }
 
 
 def test_force_moves_only_resize_scenario_33():
     target = host(nine("1", "1"), nine("1", "1"))
-    assert policy.updated_vm_flags({"vendor": INTEL, "features": nine("ff")}, True,
-                                   target) == {"vendor": INTEL, "features": nine("ff", "0")}
+    assert policy.updated_vm_flags({"vendor": INTEL, "features": nine("ff")}, True, target) == {
+        "vendor": INTEL,
+        "features": nine("ff", "0"),
+    }
 
 
 def test_old_vm_gets_the_landing_hosts_tail_scenario_44():
@@ -312,15 +382,20 @@ def test_old_vm_gets_the_landing_hosts_tail_scenario_44():
     assert new["vendor"] == INTEL
     assert words[4:] == host_set[4:]
     assert words[:4] == fs.upgrade_oldstyle(fs.parse_oldstyle(v1), host_set, True)
-    assert policy.updated_vm_flags(new, True, u) is None          # idempotent
+    assert policy.updated_vm_flags(new, True, u) is None  # idempotent
 
 
 def test_host_without_new_keys_changes_nothing():
-    assert policy.updated_vm_flags({"features": "1-2-3-4"}, True,
-                                   {"vendor": INTEL, "features": "1-2-3-4"}) is None
+    assert (
+        policy.updated_vm_flags(
+            {"features": "1-2-3-4"}, True, {"vendor": INTEL, "features": "1-2-3-4"}
+        )
+        is None
+    )
 
 
 # --- §13 platform versions -----------------------------------------------------------------
+
 
 def test_platform_versions():
     assert policy.parse_platform_version("2.0.0") == (2, 0, 0)
@@ -339,6 +414,7 @@ def test_platform_versions():
 
 # --- a realistic Dundee pool (cpus + policy) ----------------------------------------------
 
+
 def test_haswell_vm_cannot_move_to_a_tsx_less_host_scenario_25():
     haswell = cpus.host_cpu_info("Haswell")
     no_tsx = cpus.host_cpu_info("Haswell-noTSX")
@@ -347,7 +423,8 @@ def test_haswell_vm_cannot_move_to_a_tsx_less_host_scenario_25():
     pool = policy.pool_cpu_info([haswell, no_tsx])
     assert pool["features_hvm"] == no_tsx["features_hvm"]
     assert policy.pool_alert({"features_hvm": haswell["features_hvm"]}, pool, 2, False)[0] == (
-        "POOL_CPU_FEATURES_DOWN")
+        "POOL_CPU_FEATURES_DOWN"
+    )
     relevelled = policy.vm_boot_flags(pool, is_hvm=True)
     assert check(relevelled, no_tsx) is None and check(relevelled, haswell) is None
 
@@ -368,16 +445,23 @@ vendors = st.sampled_from([INTEL, AMD])
 
 @st.composite
 def host_infos(draw, vendor=None):
-    return {"vendor": vendor or draw(vendors), "cpu_count": str(draw(st.integers(1, 64))),
-            "socket_count": str(draw(st.integers(1, 4))),
-            "features_pv": fs.format(draw(new_style)),
-            "features_hvm": fs.format(draw(new_style))}
+    return {
+        "vendor": vendor or draw(vendors),
+        "cpu_count": str(draw(st.integers(1, 64))),
+        "socket_count": str(draw(st.integers(1, 4))),
+        "features_pv": fs.format(draw(new_style)),
+        "features_hvm": fs.format(draw(new_style)),
+    }
 
 
 @st.composite
 def db_rows(draw):
-    rows = draw(st.lists(st.one_of(host_infos(), st.just({}),
-                                   st.just({"vendor": AMD, "cpu_count": "2"})), max_size=6))
+    rows = draw(
+        st.lists(
+            st.one_of(host_infos(), st.just({}), st.just({"vendor": AMD, "cpu_count": "2"})),
+            max_size=6,
+        )
+    )
     return rows
 
 
@@ -406,8 +490,7 @@ def test_pool_level_is_the_intersection_over_valid_hosts_in_any_order(rows, rnd)
         assert pool["cpu_count"] == "0" and pool["features_hvm"] == ""
 
 
-@given(vendors.flatmap(lambda v: st.lists(host_infos(v), min_size=1, max_size=5)),
-       st.booleans())
+@given(vendors.flatmap(lambda v: st.lists(host_infos(v), min_size=1, max_size=5)), st.booleans())
 def test_a_vm_booted_on_the_pool_level_fits_every_host(members, is_hvm):
     flags = policy.vm_boot_flags(policy.pool_cpu_info(members), is_hvm)
     for member in members:
@@ -424,8 +507,7 @@ def test_check_passes_iff_subset_after_resize(vm, target, is_hvm):
     assert result in (None, REASON_FEATURES)
 
 
-@given(st.one_of(new_style, st.lists(words, max_size=4).map(tuple)), host_infos(),
-       st.booleans())
+@given(st.one_of(new_style, st.lists(words, max_size=4).map(tuple)), host_infos(), st.booleans())
 def test_updated_flags_fit_the_host_and_are_stable(vm, target, is_hvm):
     flags = {"vendor": INTEL, "features": fs.format(vm)}
     new = policy.updated_vm_flags(flags, is_hvm, target) or flags

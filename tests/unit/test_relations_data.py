@@ -4,6 +4,7 @@ Every relation listed must have both ends on the wire, with the one-to-many (or
 many-to-many) types, in exactly the releases from ``since`` up to ``removed``, as the
 server's own ``Schema`` sees them.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -48,16 +49,24 @@ def _field(schema, cls, name):
 def _one_to_many_at(release, one, sfield, many, rfield):
     s = Schema.for_release(release)
     sf, rf = _field(s, one, sfield), _field(s, many, rfield)
-    return (sf is not None and rf is not None and not sf.rw
-            and sf.type == Type("set", elem=Type("ref", many)) and rf.type == Type("ref", one))
+    return (
+        sf is not None
+        and rf is not None
+        and not sf.rw
+        and sf.type == Type("set", elem=Type("ref", many))
+        and rf.type == Type("ref", one)
+    )
 
 
 def _many_to_many_at(release, a, af, b, bf):
     s = Schema.for_release(release)
     fa, fb = _field(s, a, af), _field(s, b, bf)
-    return (fa is not None and fb is not None
-            and fa.type == Type("set", elem=Type("ref", b))
-            and fb.type == Type("set", elem=Type("ref", a)))
+    return (
+        fa is not None
+        and fb is not None
+        and fa.type == Type("set", elem=Type("ref", b))
+        and fb.type == Type("set", elem=Type("ref", a))
+    )
 
 
 def _window(r):
@@ -107,8 +116,13 @@ def test_other_pairs_are_not_one_to_many_in_any_release():
 
 
 def test_check_mode_runs_without_a_checkout_and_detects_drift():
-    out = subprocess.run([sys.executable, str(SCRIPT), "--check"], capture_output=True,
-                         text=True, cwd="/", timeout=60)
+    out = subprocess.run(
+        [sys.executable, str(SCRIPT), "--check"],
+        capture_output=True,
+        text=True,
+        cwd="/",
+        timeout=60,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     mod = _script()
     dm = json.loads(resources.files("xapi_sim").joinpath("data/datamodel.json").read_text())
@@ -116,18 +130,28 @@ def test_check_mode_runs_without_a_checkout_and_detects_drift():
     bad = json.loads(json.dumps(DOC))
     bad["relations"][0]["since"] = "rio"
     bad["many_to_many"][0]["removed"] = "dundee"
-    bad["relations"].append({"one": "host", "set_field": "nope", "many": "VM",
-                             "ref_field": "resident_on", "since": "rio", "removed": None})
+    bad["relations"].append(
+        {
+            "one": "host",
+            "set_field": "nope",
+            "many": "VM",
+            "ref_field": "resident_on",
+            "since": "rio",
+            "removed": None,
+        }
+    )
     assert len(mod.check(bad, dm)) == 3
 
 
 _ident = st.from_regex(r"[a-z][a-z_]{0,8}", fullmatch=True)
 _field_name = st.from_regex(r"[A-Za-z][A-Za-z_]{0,10}", fullmatch=True)
-_comment = st.sampled_from(["", " (* c *) ", "(* (* nested *) [ ] *)", "\n  (* x, \"y\" *)\n"])
+_comment = st.sampled_from(["", " (* c *) ", "(* (* nested *) [ ] *)", '\n  (* x, "y" *)\n'])
 
 
-@given(st.lists(st.tuples(_ident, _field_name, _ident, _field_name, _comment), max_size=8),
-       st.booleans())
+@given(
+    st.lists(st.tuples(_ident, _field_name, _ident, _field_name, _comment), max_size=8),
+    st.booleans(),
+)
 def test_parse_relations_reads_both_list_syntaxes(pairs, new_style):
     """The Dundee form ``(a, "f"), (b, "g");`` and HEAD's ``((a, "f"), (b, "g"))`` with
     comments anywhere give the same pairs, names resolved through ``let _x = "X"``."""
@@ -138,7 +162,10 @@ def test_parse_relations_reads_both_list_syntaxes(pairs, new_style):
         pair = f'(_{a}, "{af}"), (_{b}, "{bf}")'
         items.append(comment + (f"({pair})" if new_style else pair))
     body = ("\n  ; " if new_style else ";\n  ").join(items)
-    text = ('let doc = "ISO files (*.iso)"\n' + consts
-            + f"\nlet all_relations =\n  [ (* head *)\n  {body}\n  ]\nlet x = [1]\n")
+    text = (
+        'let doc = "ISO files (*.iso)"\n'
+        + consts
+        + f"\nlet all_relations =\n  [ (* head *)\n  {body}\n  ]\nlet x = [1]\n"
+    )
     want = [((a.upper(), af), (b.upper(), bf)) for a, af, b, bf, _ in pairs]
     assert mod.parse_relations([text]) == want

@@ -1,5 +1,6 @@
 """SM records per release (xapi_sim/data/sm.json) and SM errors (sm_errors.json), derived by
 scripts/derive_sm.py, through the loader xapi_sim.catalogue."""
+
 from __future__ import annotations
 
 import copy
@@ -21,8 +22,9 @@ SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "derive_sm.py"
 _spec = importlib.util.spec_from_file_location("derive_sm", SCRIPT)
 DERIVE = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(DERIVE)
-DUNDEE_WHITELIST = "ext nfs iscsi lvmoiscsi dummy file hba rawhba udev iso lvm lvmohba " \
-                   "lvmofcoe shm smb".split()
+DUNDEE_WHITELIST = (
+    "ext nfs iscsi lvmoiscsi dummy file hba rawhba udev iso lvm lvmohba lvmofcoe shm smb".split()
+)
 
 
 def _by_type(release):
@@ -30,8 +32,9 @@ def _by_type(release):
 
 
 def test_check_mode_passes_without_a_checkout():
-    out = subprocess.run([sys.executable, str(SCRIPT), "--check"], capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, str(SCRIPT), "--check"], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stdout + out.stderr
 
 
@@ -52,16 +55,15 @@ def test_dundee_sm_table():
     assert sm["lvmoiscsi"]["driver_filename"] == "/opt/xensource/sm/LVMoISCSISR"
     assert set(sm["nfs"]["configuration"]) == {"server", "serverpath", "nfsversion"}
     assert sm["dummy"]["configuration"] == {} and sm["dummy"]["required_api_version"] == "1.1"
-    assert all(r["required_cluster_stack"] == [] and r["other_config"] == {}
-               for r in sm.values())
+    assert all(r["required_cluster_stack"] == [] and r["other_config"] == {} for r in sm.values())
 
 
 def test_releases_differ_as_the_sources_do():
     assert catalogue.sm_releases() == ("cream", "dundee", "ely", "stockholm", "nile")
     cream, nile = _by_type("cream"), _by_type("nile")
-    assert "smb" not in cream and "lvmofcoe" not in cream       # both new in 7.0
-    assert "rawhba" not in nile                                  # dropped from sm v3
-    assert "VDI_MIRROR" in nile["ext"]["capabilities"]           # known to later xapi
+    assert "smb" not in cream and "lvmofcoe" not in cream  # both new in 7.0
+    assert "rawhba" not in nile  # dropped from sm v3
+    assert "VDI_MIRROR" in nile["ext"]["capabilities"]  # known to later xapi
     # from xen-api 1.249 the features are sorted by name
     assert nile["ext"]["capabilities"] == sorted(nile["ext"]["capabilities"])
     assert catalogue.data_release("sm", "creedence") == "cream"
@@ -79,8 +81,10 @@ def test_every_release_answers_with_valid_records(release):
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.sampled_from(catalogue.sm_types("dundee")),
-       st.sampled_from(["caps", "version", "type", "missing"]))
+@given(
+    st.sampled_from(catalogue.sm_types("dundee")),
+    st.sampled_from(["caps", "version", "type", "missing"]),
+)
 def test_malformed_sm_records_are_refused(r, how):
     bad = copy.deepcopy(r)
     if how == "caps":
@@ -97,14 +101,17 @@ def test_malformed_sm_records_are_refused(r, how):
 
 def test_sm_error_table():
     assert catalogue.sm_error("ConfigServerMissing") == (
-        102, "The request is missing the server parameter")
+        102,
+        "The request is missing the server parameter",
+    )
     assert catalogue.sm_error("SRInUse")[0] == 16
     with pytest.raises(CatalogueError):
         catalogue.sm_error("NoSuchError")
 
 
-NAMES = sorted(v[0] for v in DERIVE.json.loads(
-    (DERIVE.DATA / "sm_errors.json").read_text())["codes"].values())
+NAMES = sorted(
+    v[0] for v in DERIVE.json.loads((DERIVE.DATA / "sm_errors.json").read_text())["codes"].values()
+)
 
 
 @given(st.sampled_from(NAMES))
@@ -116,8 +123,10 @@ def test_every_error_name_has_a_code_and_text(name):
 def test_config_checks_of_the_common_types():
     nfs = catalogue.sm_config_checks("nfs")
     assert [(c["key"], c["code"]) for c in nfs] == [
-        ("server", "SR_BACKEND_FAILURE_102"), ("serverpath", "SR_BACKEND_FAILURE_101"),
-        ("serverpath", "SR_BACKEND_FAILURE_103")]
+        ("server", "SR_BACKEND_FAILURE_102"),
+        ("serverpath", "SR_BACKEND_FAILURE_101"),
+        ("serverpath", "SR_BACKEND_FAILURE_103"),
+    ]
     iscsi = {c["key"]: c["code"] for c in catalogue.sm_config_checks("lvmoiscsi")}
     assert iscsi["target"] == "SR_BACKEND_FAILURE_95"
     assert iscsi["targetIQN"] == "SR_BACKEND_FAILURE_96"
@@ -136,41 +145,51 @@ def test_concurrent_first_loads_agree():
 
     def worker():
         try:
-            out.append((len(catalogue.sm_types("dundee")),
-                        catalogue.sm_error("ConfigDeviceMissing")))
-        except Exception as e:      # noqa: BLE001 - reported below
+            out.append(
+                (len(catalogue.sm_types("dundee")), catalogue.sm_error("ConfigDeviceMissing"))
+            )
+        except Exception as e:  # noqa: BLE001 - reported below
             errors.append(e)
+
     threads = [threading.Thread(target=worker) for _ in range(16)]
     for th in threads:
         th.start()
     for th in threads:
         th.join(30)
-    assert not errors and set(out) == {(14, (90, "The request is missing the device "
-                                                "parameter"))}
+    assert not errors and set(out) == {(14, (90, "The request is missing the device parameter"))}
 
 
 # --- the derive script's parsers --------------------------------------------------------------
 
+
 def test_installed_drivers_follows_the_install_rule():
-    makefile = ("SM_DRIVERS := File\nSM_DRIVERS += LVHD\nSM_DRIVERS += SHM\n"
-                "SM_DRIVERS += OCFS\n\ninstall:\n\trm $(SM_STAGING)$(SM_DEST)/SHMSR\n"
-                "\tcd $(SM_DEST) && rm -f LVHDSR && ln -sf LVHDSR.py LVMSR\n"
-                "\tcd $(SM_DEST) && rm -f OCFSSR\n")
+    makefile = (
+        "SM_DRIVERS := File\nSM_DRIVERS += LVHD\nSM_DRIVERS += SHM\n"
+        "SM_DRIVERS += OCFS\n\ninstall:\n\trm $(SM_STAGING)$(SM_DEST)/SHMSR\n"
+        "\tcd $(SM_DEST) && rm -f LVHDSR && ln -sf LVHDSR.py LVMSR\n"
+        "\tcd $(SM_DEST) && rm -f OCFSSR\n"
+    )
     assert DERIVE.installed_drivers(makefile) == {"File": "FileSR.py", "LVM": "LVHDSR.py"}
 
 
 def test_top_level_literals_of_a_python2_file():
-    src = ("import util\nCAPS = [\"A\", \\\n        \"B/2\"]\n"
-           "CONFIGURATION = \\\n    [ [ 'k', 'desc \\\nmore' ] ]\n"
-           "def f():\n    print 'py2'\n"
-           "DRIVER_INFO = {\n  'name': 'N' + \\\n   'M',\n  'capabilities': CAPS,\n"
-           "  'configuration': CONFIGURATION }\n")
+    src = (
+        'import util\nCAPS = ["A", \\\n        "B/2"]\n'
+        "CONFIGURATION = \\\n    [ [ 'k', 'desc \\\nmore' ] ]\n"
+        "def f():\n    print 'py2'\n"
+        "DRIVER_INFO = {\n  'name': 'N' + \\\n   'M',\n  'capabilities': CAPS,\n"
+        "  'configuration': CONFIGURATION }\n"
+    )
     assigns = DERIVE.top_level_assignments(src)
     assert set(assigns) == {"CAPS", "CONFIGURATION", "DRIVER_INFO"}
 
     class Fake(DERIVE.Sources):
         def module(self, name):
             return assigns
+
     info = Fake(None, None).value("X", "DRIVER_INFO")
-    assert info == {"name": "NM", "capabilities": ["A", "B/2"],
-                    "configuration": [["k", "desc more"]]}
+    assert info == {
+        "name": "NM",
+        "capabilities": ["A", "B/2"],
+        "configuration": [["k", "desc more"]],
+    }

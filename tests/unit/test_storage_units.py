@@ -1,5 +1,6 @@
 """Pure storage logic: device numbers (device_number.ml) and the backends' size arithmetic
 (sm vhdutil/lvhdutil), as hypothesis properties."""
+
 from __future__ import annotations
 
 import pytest
@@ -32,19 +33,23 @@ def test_known_names():
     assert not d.valid_device("xvdz") and not d.valid_device("cdrom")
 
 
-@given(st.integers(min_value=0, max_value=2 * 1024 ** 4))
+@given(st.integers(min_value=0, max_value=2 * 1024**4))
 def test_thick_vdi_sizes(size):
     try:
         virt, util = s.new_vdi_size("lvm", size)
     except Failure as e:
         assert e.code == "SR_BACKEND_FAILURE_79" and size // s.MiB > s.LVHD_MAX_VDI_SIZE_MB
         return
-    assert virt >= size and virt % s.VHD_BLOCK_SIZE == 0 and virt - size < s.VHD_BLOCK_SIZE \
+    assert (
+        virt >= size
+        and virt % s.VHD_BLOCK_SIZE == 0
+        and virt - size < s.VHD_BLOCK_SIZE
         or virt == s.VHD_BLOCK_SIZE
+    )
     assert util % s.LVM_SIZE_INCREMENT == 0 and util >= virt
 
 
-@given(st.integers(min_value=1, max_value=2 * 1024 ** 4))
+@given(st.integers(min_value=1, max_value=2 * 1024**4))
 def test_thin_vdi_sizes(size):
     try:
         virt, util = s.new_vdi_size("ext", size)
@@ -55,8 +60,7 @@ def test_thin_vdi_sizes(size):
     assert util == s.vhd_overhead_empty(virt) and util < virt
 
 
-@given(st.integers(min_value=s.MiB, max_value=1024 ** 4),
-       st.integers(min_value=0, max_value=1024 ** 4))
+@given(st.integers(min_value=s.MiB, max_value=1024**4), st.integers(min_value=0, max_value=1024**4))
 def test_resize_never_shrinks(old, new):
     for t in ("lvm", "nfs"):
         if new < old:
@@ -70,5 +74,9 @@ def test_resize_never_shrinks(old, new):
 
 def test_sm_failure_shape():
     f = s.sm_failure("ConfigServerMissing")
-    assert f.description == ["SR_BACKEND_FAILURE_102", "",
-                             "The request is missing the server parameter", ""]
+    assert f.description == [
+        "SR_BACKEND_FAILURE_102",
+        "",
+        "The request is missing the server parameter",
+        "",
+    ]

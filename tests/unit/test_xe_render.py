@@ -1,17 +1,18 @@
 """Pure formatting of the xe server side (cli_printer.ml, record_util.ml, cli_util.ml):
 ``xapi_sim/xe_server/render.py``."""
+
 from xapi_sim.errors import ERRORS
 from xapi_sim.wire import cliproto as P
 from xapi_sim.xe_server import render as R
 
 # -- record layout ---------------------------------------------------------------------------
 
+
 def test_record_first_key_left_others_right_aligned():
     pairs = [("uuid ( RO)", "0f8a"), ("name-label ( RW)", "vm1"), ("power-state ( RO)", "running")]
     assert R.record_text(pairs) == (
-        "uuid ( RO)           : 0f8a\n"
-        "     name-label ( RW): vm1\n"
-        "    power-state ( RO): running\n")
+        "uuid ( RO)           : 0f8a\n     name-label ( RW): vm1\n    power-state ( RO): running\n"
+    )
 
 
 def test_record_block_ends_with_two_empty_lines():
@@ -21,13 +22,18 @@ def test_record_block_ends_with_two_empty_lines():
 
 def test_bare_map_keys_as_in_host_cpu_info():
     text = R.record_text([("cpu_count", "8"), ("socket_count", "1"), ("vendor", "GenuineIntel")])
-    assert text.splitlines() == ["cpu_count       : 8", "    socket_count: 1",
-                                 "          vendor: GenuineIntel"]
+    assert text.splitlines() == [
+        "cpu_count       : 8",
+        "    socket_count: 1",
+        "          vendor: GenuineIntel",
+    ]
 
 
 def test_empty_values_keep_the_space_after_the_colon():
-    assert R.record_text([("uuid ( RO)", "u"), ("name-label ( RW)", "")]).splitlines()[1] == \
-        "    name-label ( RW): "
+    assert (
+        R.record_text([("uuid ( RO)", "u"), ("name-label ( RW)", "")]).splitlines()[1]
+        == "    name-label ( RW): "
+    )
 
 
 def test_empty_record():
@@ -46,6 +52,7 @@ def test_field_keys():
 
 # -- values ----------------------------------------------------------------------------------
 
+
 def test_values():
     assert R.bool_str(True) == "true" and R.bool_str(False) == "false"
     assert R.int_str(4294967296) == "4294967296"
@@ -63,8 +70,11 @@ def test_ocaml_float():
 
 
 def test_refs():
-    index = {"OpaqueRef:a": ("uuid-a", "vm1"), "OpaqueRef:p": ("uuid-p", ""),
-             "OpaqueRef:t": ("uuid-t", None)}
+    index = {
+        "OpaqueRef:a": ("uuid-a", "vm1"),
+        "OpaqueRef:p": ("uuid-p", ""),
+        "OpaqueRef:t": ("uuid-t", None),
+    }
     lookup = index.get
     assert R.ref_uuid(lookup, "OpaqueRef:a") == "uuid-a"
     assert R.ref_uuid(lookup, "OpaqueRef:NULL") == "<not in database>"
@@ -77,6 +87,7 @@ def test_refs():
 
 
 # -- printer ---------------------------------------------------------------------------------
+
 
 def _printer(minimal):
     out = []
@@ -125,24 +136,38 @@ def test_printer_lines_msg_stderr():
 
 # -- errors ----------------------------------------------------------------------------------
 
+
 def test_server_error_with_refs_rendered_as_uuid_and_name():
     lookup = {"OpaqueRef:v": ("0f8a", "vm1"), "OpaqueRef:h": ("6e3f", "xs2")}.get
     lines = R.server_error_lines(
         "VM_INCOMPATIBLE_WITH_THIS_HOST",
-        ["OpaqueRef:v", "OpaqueRef:h",
-         "VM last booted on a CPU with features this host's CPU does not have."],
-        ERRORS, lookup)
-    assert lines == ["The VM is incompatible with the CPU features of this host.",
-                     "vm: 0f8a (vm1)", "host: 6e3f (xs2)",
-                     "reason: VM last booted on a CPU with features this host's CPU does not "
-                     "have."]
+        [
+            "OpaqueRef:v",
+            "OpaqueRef:h",
+            "VM last booted on a CPU with features this host's CPU does not have.",
+        ],
+        ERRORS,
+        lookup,
+    )
+    assert lines == [
+        "The VM is incompatible with the CPU features of this host.",
+        "vm: 0f8a (vm1)",
+        "host: 6e3f (xs2)",
+        "reason: VM last booted on a CPU with features this host's CPU does not have.",
+    ]
 
 
 def test_server_error_extra_and_missing_params():
     assert R.server_error_lines("HOSTS_NOT_HOMOGENEOUS", ["CPUs differ", "more"], ERRORS) == [
-        "The hosts in this pool are not homogeneous.", "reason: CPUs differ", "<extra>: more"]
+        "The hosts in this pool are not homogeneous.",
+        "reason: CPUs differ",
+        "<extra>: more",
+    ]
     assert R.server_error_lines("UUID_INVALID", ["VM"], ERRORS) == [
-        "The uuid you supplied was invalid.", "type: VM", "uuid: <unknown>"]
+        "The uuid you supplied was invalid.",
+        "type: VM",
+        "uuid: <unknown>",
+    ]
 
 
 def test_unknown_code_is_a_client_rendered_error():
@@ -152,15 +177,18 @@ def test_unknown_code_is_a_client_rendered_error():
 
 def test_server_error_commands_go_to_stderr():
     cmds = R.server_error_commands("HOST_IS_SLAVE", ["10.0.0.1"], ERRORS)
-    assert cmds == [P.PrintStderr(ERRORS["HOST_IS_SLAVE"][1] + "\n"),
-                    P.PrintStderr("Master IP address: 10.0.0.1\n")]
+    assert cmds == [
+        P.PrintStderr(ERRORS["HOST_IS_SLAVE"][1] + "\n"),
+        P.PrintStderr("Master IP address: 10.0.0.1\n"),
+    ]
 
 
 def test_param_error():
     assert R.param_error("Unknown command", "x") == [
-        P.PrintStderr("Unknown command: x\n"), P.PrintStderr("For usage run: 'xe help'\n")]
-    assert R.param_error("", "Authentication failed")[0] == P.PrintStderr(
-        "Authentication failed\n")
+        P.PrintStderr("Unknown command: x\n"),
+        P.PrintStderr("For usage run: 'xe help'\n"),
+    ]
+    assert R.param_error("", "Authentication failed")[0] == P.PrintStderr("Authentication failed\n")
 
 
 def test_make_list_wraps_after_74_columns():

@@ -1,5 +1,6 @@
 """xe argument values, the record filter and the error mapping of the xe server side
 (``xapi_sim/xe_server/values.py``, ``selectors.py``, ``errors.py``): pure logic, no world."""
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -18,8 +19,12 @@ SUFFIXES = {"": 1, "bytes": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "
 
 # -- values ----------------------------------------------------------------------------------
 
-@given(st.integers(min_value=0, max_value=(1 << 23) - 1), st.sampled_from(sorted(SUFFIXES)),
-       st.sampled_from(["", " "]))
+
+@given(
+    st.integers(min_value=0, max_value=(1 << 23) - 1),
+    st.sampled_from(sorted(SUFFIXES)),
+    st.sampled_from(["", " "]),
+)
 def test_bytes_of_string_multiplies_by_the_suffix(n, suffix, space):
     text = f"{n}{space if suffix else ''}{suffix}"
     assert V.bytes_of_string("memory", text) == n * SUFFIXES[suffix]
@@ -50,8 +55,7 @@ def test_cli_bool_any_case(word, data):
     assert V.cli_bool("force", cased) is (word in ("true", "t", "1"))
 
 
-@given(st.text(max_size=6).filter(lambda s: s.lower() not in ("true", "t", "1", "false", "f",
-                                                                "0")))
+@given(st.text(max_size=6).filter(lambda s: s.lower() not in ("true", "t", "1", "false", "f", "0")))
 def test_cli_bool_refuses_the_rest(s):
     with pytest.raises(E.CliFailure, match="Failed to parse parameter 'force'"):
         V.cli_bool("force", s)
@@ -68,8 +72,19 @@ def test_unknown_vm_operation_is_invalid_value():
     assert e.value.description == ["INVALID_VALUE", "blocked_operation", "fly"]
 
 
-@given(st.sampled_from(["destroy", "coredump_and_destroy", "restart", "coredump_and_restart",
-                        "preserve", "rename_restart"]), st.booleans())
+@given(
+    st.sampled_from(
+        [
+            "destroy",
+            "coredump_and_destroy",
+            "restart",
+            "coredump_and_restart",
+            "preserve",
+            "rename_restart",
+        ]
+    ),
+    st.booleans(),
+)
 def test_on_crash_parses_any_case(x, upper):
     assert V.on_crash_of_string(x.upper() if upper else x) == x
     assert V.on_crash_str(x)[0].isupper()
@@ -77,21 +92,28 @@ def test_on_crash_parses_any_case(x, upper):
 
 # -- the record filter -----------------------------------------------------------------------
 
+
 class FakeRecord:
     """A record of plain fields ``name``, a set ``tags`` and a map ``other-config``."""
 
     def __init__(self, name, tags, other):
-        self.fields = [Field("name", lambda: name),
-                       Field("tags", lambda: ", ".join(tags), get_set=lambda: list(tags)),
-                       Field("other-config", lambda: "", get_map=lambda: list(other.items()))]
+        self.fields = [
+            Field("name", lambda: name),
+            Field("tags", lambda: ", ".join(tags), get_set=lambda: list(tags)),
+            Field("other-config", lambda: "", get_map=lambda: list(other.items())),
+        ]
 
     def field(self, n):
         return next(f for f in self.fields if f.name == n)
 
 
 WORDS = st.sampled_from(["a", "b", "c"])
-RECORDS = st.lists(st.builds(FakeRecord, WORDS, st.lists(WORDS, max_size=3),
-                             st.dictionaries(WORDS, WORDS, max_size=3)), max_size=6)
+RECORDS = st.lists(
+    st.builds(
+        FakeRecord, WORDS, st.lists(WORDS, max_size=3), st.dictionaries(WORDS, WORDS, max_size=3)
+    ),
+    max_size=6,
+)
 
 
 @given(RECORDS, WORDS)
@@ -102,14 +124,15 @@ def test_filter_keeps_exactly_the_matching_records_in_order(records, v):
 
 @given(RECORDS, WORDS, WORDS)
 def test_set_and_map_filters(records, k, v):
-    assert filter_records(records, "tags:contains", v) == \
-        [r for r in records if v in r.field("tags").get_set()]
-    assert filter_records(records, f"other-config:{k}", v) == \
-        [r for r in records if dict(r.field("other-config").get_map()).get(k) == v]
+    assert filter_records(records, "tags:contains", v) == [
+        r for r in records if v in r.field("tags").get_set()
+    ]
+    assert filter_records(records, f"other-config:{k}", v) == [
+        r for r in records if dict(r.field("other-config").get_map()).get(k) == v
+    ]
 
 
-@given(RECORDS, st.lists(st.tuples(st.sampled_from(["name", "tags:contains"]), WORDS),
-                         max_size=3))
+@given(RECORDS, st.lists(st.tuples(st.sampled_from(["name", "tags:contains"]), WORDS), max_size=3))
 def test_filters_compose_and_are_idempotent(records, params):
     once = filter_by(records, params)
     assert filter_by(once, params) == once
@@ -131,22 +154,28 @@ def test_filter_errors():
 
 EXCEPTIONS = st.one_of(
     st.builds(Failure, st.text(max_size=8), st.text(max_size=8)),
-    st.builds(E.CliFailure, st.text(max_size=8)), st.builds(E.OcamlFailure, st.text(max_size=8)),
-    st.builds(E.InternalExn, st.text(max_size=8)), st.builds(E.UnixError, st.text(max_size=8)),
+    st.builds(E.CliFailure, st.text(max_size=8)),
+    st.builds(E.OcamlFailure, st.text(max_size=8)),
+    st.builds(E.InternalExn, st.text(max_size=8)),
+    st.builds(E.UnixError, st.text(max_size=8)),
     st.builds(E.MissingParameter, st.text(max_size=8)),
     st.builds(E.ParseError, st.text(max_size=8)),
-    st.builds(E.MultipleFailure, st.lists(st.tuples(st.text(max_size=4), st.text(max_size=4)),
-                                          min_size=1, max_size=2)),
-    st.sampled_from([BadBool(), BadInt(), BadFloat(), KeyError("x"), ValueError("y")]))
+    st.builds(
+        E.MultipleFailure,
+        st.lists(st.tuples(st.text(max_size=4), st.text(max_size=4)), min_size=1, max_size=2),
+    ),
+    st.sampled_from([BadBool(), BadInt(), BadFloat(), KeyError("x"), ValueError("y")]),
+)
 
 
 @given(EXCEPTIONS)
 def test_every_exception_becomes_protocol_output(e):
     out = E.error_commands(e, lambda r: None)
-    assert out and all(isinstance(m, (cliproto.Print, cliproto.PrintStderr, cliproto.Error))
-                       for m in out)
+    assert out and all(
+        isinstance(m, (cliproto.Print, cliproto.PrintStderr, cliproto.Error)) for m in out
+    )
     for m in out:
-        cliproto.frame(m)          # encodable
+        cliproto.frame(m)  # encodable
     assert isinstance(E.printexc(e), str) and isinstance(E.string_of_exn(e), str)
 
 
@@ -154,6 +183,7 @@ def test_literal_errors_are_the_ocaml_exceptions():
     assert E.printexc(BadInt()) == 'Failure("int_of_string")'
     assert E.printexc(BadBool()) == "Invalid argument: bool_of_string"
     assert E.string_of_exn(BadBool()) == "INTERNAL_ERROR: [ Invalid argument: bool_of_string ]"
-    assert E.error_commands(BadFloat(), lambda r: None) == \
-        E.error_commands(E.OcamlFailure("float_of_string"), lambda r: None)
+    assert E.error_commands(BadFloat(), lambda r: None) == E.error_commands(
+        E.OcamlFailure("float_of_string"), lambda r: None
+    )
     assert E.is_modelled(BadInt()) and not E.is_modelled(KeyError("x"))

@@ -20,6 +20,7 @@
 keeps the operations without an error and, during a rolling upgrade, only those on the
 "Miami" list (``Xapi_globs.host_operations_miami``: ``evacuate``, ``provision``).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -38,13 +39,29 @@ from .operations import (
 )
 
 # host_allowed_operations in Dundee's datamodel.ml (enum order)
-OPERATIONS = ("provision", "evacuate", "shutdown", "reboot", "power_on", "vm_start",
-              "vm_resume", "vm_migrate")
+OPERATIONS = (
+    "provision",
+    "evacuate",
+    "shutdown",
+    "reboot",
+    "power_on",
+    "vm_start",
+    "vm_resume",
+    "vm_migrate",
+)
 # Xapi_host_helpers.all_operations (table order)
-ALL_OPERATIONS = ("provision", "evacuate", "reboot", "shutdown", "vm_start", "vm_resume",
-                  "vm_migrate", "power_on")
-MIAMI = ("evacuate", "provision")           # Xapi_globs.host_operations_miami
-POWER_ON_PLUGIN = "power-on-host"           # Constants.power_on_plugin
+ALL_OPERATIONS = (
+    "provision",
+    "evacuate",
+    "reboot",
+    "shutdown",
+    "vm_start",
+    "vm_resume",
+    "vm_migrate",
+    "power_on",
+)
+MIAMI = ("evacuate", "provision")  # Xapi_globs.host_operations_miami
+POWER_ON_PLUGIN = "power-on-host"  # Constants.power_on_plugin
 
 _CREATING = ("provision", "vm_resume", "vm_migrate")
 _REMOVING = ("evacuate", "reboot", "shutdown")
@@ -54,9 +71,16 @@ def operation_to_string(op: str) -> str:
     return HOST_OPERATION_STRINGS[op]
 
 
-def valid_operations(host_ref: str, row: Row, *, live: bool | None,
-                     power_on_plugin: bool = True, plugged_clustered_srs: Iterable[str] = (),
-                     hosts_down: bool = False, recovering_tasks: Iterable[str] = ()) -> Table:
+def valid_operations(
+    host_ref: str,
+    row: Row,
+    *,
+    live: bool | None,
+    power_on_plugin: bool = True,
+    plugged_clustered_srs: Iterable[str] = (),
+    hosts_down: bool = False,
+    recovering_tasks: Iterable[str] = (),
+) -> Table:
     """``valid_operations``: {op: None or (code, params)} for every host operation.
 
     Facts: ``live`` -- ``host_metrics.live`` (None if the metrics row is missing);
@@ -72,17 +96,29 @@ def valid_operations(host_ref: str, row: Row, *, live: bool | None,
         if op == "power_on":
             continue
         if (op in _CREATING and removing) or (op in _REMOVING and creating):
-            t.set_errors(OTHER_OPERATION_IN_PROGRESS,
-                         ["host", host_ref, operation_to_string(current[0])], [op])
+            t.set_errors(
+                OTHER_OPERATION_IN_PROGRESS,
+                ["host", host_ref, operation_to_string(current[0])],
+                [op],
+            )
     if "reboot" in current:
-        t.set_errors(OTHER_OPERATION_IN_PROGRESS,
-                     ["host", host_ref, operation_to_string("reboot")], ["shutdown"])
+        t.set_errors(
+            OTHER_OPERATION_IN_PROGRESS,
+            ["host", host_ref, operation_to_string("reboot")],
+            ["shutdown"],
+        )
     if "shutdown" in current:
-        t.set_errors(OTHER_OPERATION_IN_PROGRESS,
-                     ["host", host_ref, operation_to_string("shutdown")], ["reboot"])
+        t.set_errors(
+            OTHER_OPERATION_IN_PROGRESS,
+            ["host", host_ref, operation_to_string("shutdown")],
+            ["reboot"],
+        )
     if "provision" in current:
-        t.set_errors(OTHER_OPERATION_IN_PROGRESS,
-                     ["host", host_ref, operation_to_string("provision")], ["provision"])
+        t.set_errors(
+            OTHER_OPERATION_IN_PROGRESS,
+            ["host", host_ref, operation_to_string("provision")],
+            ["provision"],
+        )
     if row["enabled"]:
         t.set_errors("HOST_NOT_DISABLED", [], ["reboot", "shutdown"])
     if live:
@@ -103,12 +139,12 @@ def valid_operations(host_ref: str, row: Row, *, live: bool | None,
 
 def check_operation_error(host_ref: str, row: Row, op: str, **facts: Any) -> OpError | None:
     """``assert_operation_valid`` as a value: None or ``(code, params)``."""
-    return table_error(valid_operations(host_ref, row, **facts), op,
-                       "xapi_host_helpers", HOST_OPERATION_STRINGS)
+    return table_error(
+        valid_operations(host_ref, row, **facts), op, "xapi_host_helpers", HOST_OPERATION_STRINGS
+    )
 
 
-def allowed_operations(host_ref: str, row: Row, *, rpu: bool = False,
-                       **facts: Any) -> list[str]:
+def allowed_operations(host_ref: str, row: Row, *, rpu: bool = False, **facts: Any) -> list[str]:
     """``update_allowed_operations`` (xapi's hash-table order; the Miami list only during
     a rolling upgrade)."""
     ok = allowed_in(valid_operations(host_ref, row, **facts), ALL_OPERATIONS)

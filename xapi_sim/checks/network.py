@@ -5,6 +5,7 @@ A VIF has ``allowed_operations`` (attach, plug, unplug) filled from
 :func:`vif_valid_operations`. A PIF has none in Dundee: its messages check preconditions
 in their bodies, which :func:`pif_check_operation_error` transcribes per message.
 """
+
 from __future__ import annotations
 
 import socket
@@ -27,12 +28,18 @@ from .storage import _hotplug_errors, _vm_current_op_errors
 
 # -- VIF --------------------------------------------------------------------------------------
 
-VIF_OPERATIONS = ("attach", "plug", "unplug")     # vif_operations in Dundee's datamodel.ml
-VIF_ALL_OPERATIONS = VIF_OPERATIONS              # Xapi_vif_helpers.all_ops
+VIF_OPERATIONS = ("attach", "plug", "unplug")  # vif_operations in Dundee's datamodel.ml
+VIF_ALL_OPERATIONS = VIF_OPERATIONS  # Xapi_vif_helpers.all_ops
 
 
-def vif_valid_operations(vif_ref: str, row: Row, *, vm_row: Row,
-                         guest_metrics: Row | None = None, hvm: bool | None = None) -> Table:
+def vif_valid_operations(
+    vif_ref: str,
+    row: Row,
+    *,
+    vm_row: Row,
+    guest_metrics: Row | None = None,
+    hvm: bool | None = None,
+) -> Table:
     """``Xapi_vif_helpers.valid_operations`` (Dundee), in order:
 
     1. any operation in progress -> ``OTHER_OPERATION_IN_PROGRESS ["VIF", vif, <op>]`` for
@@ -49,8 +56,11 @@ def vif_valid_operations(vif_ref: str, row: Row, *, vm_row: Row,
     t = ErrorTable(VIF_ALL_OPERATIONS)
     if current:
         op = current[0][1]
-        t.set_errors(OTHER_OPERATION_IN_PROGRESS,
-                     ["VIF", vif_ref, VIF_OPERATION_STRINGS.get(op, op)], VIF_ALL_OPERATIONS)
+        t.set_errors(
+            OTHER_OPERATION_IN_PROGRESS,
+            ["VIF", vif_ref, VIF_OPERATION_STRINGS.get(op, op)],
+            VIF_ALL_OPERATIONS,
+        )
     power = vm_row["power_state"]
     plugged = row["currently_attached"] or row.get("reserved", False)
     if power == "Running" and plugged:
@@ -58,19 +68,23 @@ def vif_valid_operations(vif_ref: str, row: Row, *, vm_row: Row,
     elif power == "Running":
         t.set_errors("DEVICE_ALREADY_DETACHED", [vif_ref], ["unplug"])
     else:
-        t.set_errors("VM_BAD_POWER_STATE",
-                     [vm_ref, power_to_string("Running"), power_to_string(power)],
-                     ["plug", "unplug"])
+        t.set_errors(
+            "VM_BAD_POWER_STATE",
+            [vm_ref, power_to_string("Running"), power_to_string(power)],
+            ["plug", "unplug"],
+        )
     _vm_current_op_errors(t, vm_ref, vm_row, ["plug", "unplug"])
     hvm = vm_checks.booted_hvm(vm_row) if hvm is None else hvm
-    _hotplug_errors(t, vm_ref, vm_row, guest_metrics, hvm, "can_use_hotplug_vif", "VIF",
-                    ["plug", "unplug"])
+    _hotplug_errors(
+        t, vm_ref, vm_row, guest_metrics, hvm, "can_use_hotplug_vif", "VIF", ["plug", "unplug"]
+    )
     return t.table
 
 
 def vif_check_operation_error(vif_ref: str, row: Row, op: str, **facts: Any) -> OpError | None:
-    return table_error(vif_valid_operations(vif_ref, row, **facts), op,
-                       "xapi_vif_helpers", VIF_OPERATION_STRINGS)
+    return table_error(
+        vif_valid_operations(vif_ref, row, **facts), op, "xapi_vif_helpers", VIF_OPERATION_STRINGS
+    )
 
 
 def vif_allowed_operations(vif_ref: str, row: Row, **facts: Any) -> list[str]:
@@ -80,9 +94,17 @@ def vif_allowed_operations(vif_ref: str, row: Row, **facts: Any) -> list[str]:
 # -- PIF --------------------------------------------------------------------------------------
 
 # The PIF messages with state preconditions in Dundee's xapi_pif.ml.
-PIF_OPERATIONS = ("forget", "destroy", "plug", "unplug", "reconfigure_ip",
-                  "reconfigure_ipv6", "set_primary_address_type", "set_property")
-PROPERTY_NAMES_AND_VALUES = {"gro": ("on", "off")}   # Xapi_pif.property_names_and_values
+PIF_OPERATIONS = (
+    "forget",
+    "destroy",
+    "plug",
+    "unplug",
+    "reconfigure_ip",
+    "reconfigure_ipv6",
+    "set_primary_address_type",
+    "set_property",
+)
+PROPERTY_NAMES_AND_VALUES = {"gro": ("on", "off")}  # Xapi_pif.property_names_and_values
 
 
 def is_valid_ip(kind: str, address: str) -> bool:
@@ -154,16 +176,24 @@ def _no_tunnels(ref: str, row: Row) -> OpError | None:
     return None
 
 
-def pif_check_operation_error(pif_ref: str, row: Row, op: str, *, ha_enabled: bool = False,
-                              redo_log_enabled: bool = False, on_slave: bool = False,
-                              bond_valid: bool | None = None,
-                              allow_forget_of_vlan_pif: bool = False,
-                              host_enabled: bool = True, ha_allow_overcommit: bool = False,
-                              protected_vm_on_network: bool = False,
-                              vif_in_use: tuple[str, str] | None = None,
-                              transport_pif: tuple[str, Row] | None = None,
-                              tunnel_access_error: OpError | None = None,
-                              args: dict[str, str] | None = None) -> OpError | None:
+def pif_check_operation_error(
+    pif_ref: str,
+    row: Row,
+    op: str,
+    *,
+    ha_enabled: bool = False,
+    redo_log_enabled: bool = False,
+    on_slave: bool = False,
+    bond_valid: bool | None = None,
+    allow_forget_of_vlan_pif: bool = False,
+    host_enabled: bool = True,
+    ha_allow_overcommit: bool = False,
+    protected_vm_on_network: bool = False,
+    vif_in_use: tuple[str, str] | None = None,
+    transport_pif: tuple[str, Row] | None = None,
+    tunnel_access_error: OpError | None = None,
+    args: dict[str, str] | None = None,
+) -> OpError | None:
     """The preconditions of ``PIF.<op>`` in Dundee's ``xapi_pif.ml``, in body order:
 
     * ``forget``: not the management interface, not bonded, no VLANs (nor a VLAN PIF),
@@ -192,12 +222,18 @@ def pif_check_operation_error(pif_ref: str, row: Row, op: str, *, ha_enabled: bo
     args = args or {}
     protect = _no_protection(row, ha_enabled, redo_log_enabled)
     if op == "forget":
-        return (_not_management(pif_ref, row) or _not_in_bond(pif_ref, row, bond_valid)
-                or _no_vlans(pif_ref, row, allow_forget_of_vlan_pif)
-                or _no_tunnels(pif_ref, row)
-                or (("PIF_IS_MANAGEMENT_INTERFACE", [pif_ref])
-                    if on_slave and row["currently_attached"] and row["management"] else None)
-                or protect)
+        return (
+            _not_management(pif_ref, row)
+            or _not_in_bond(pif_ref, row, bond_valid)
+            or _no_vlans(pif_ref, row, allow_forget_of_vlan_pif)
+            or _no_tunnels(pif_ref, row)
+            or (
+                ("PIF_IS_MANAGEMENT_INTERFACE", [pif_ref])
+                if on_slave and row["currently_attached"] and row["management"]
+                else None
+            )
+            or protect
+        )
     if op == "destroy":
         return ("PIF_IS_PHYSICAL", []) if row["VLAN"] < 0 else None
     if op == "reconfigure_ip":
@@ -205,8 +241,11 @@ def pif_check_operation_error(pif_ref: str, row: Row, op: str, *, ha_enabled: bo
         if err:
             return err
         mode = args.get("mode", "None")
-        fields = [("IP", args.get("IP", "")), ("netmask", args.get("netmask", "")),
-                  ("gateway", args.get("gateway", ""))]
+        fields = [
+            ("IP", args.get("IP", "")),
+            ("netmask", args.get("netmask", "")),
+            ("gateway", args.get("gateway", "")),
+        ]
         if mode == "Static":
             for name, value in fields[:2]:
                 if not is_valid_ip("ipv4", value):
@@ -214,8 +253,11 @@ def pif_check_operation_error(pif_ref: str, row: Row, op: str, *, ha_enabled: bo
         for name, value in fields:
             if value != "" and not is_valid_ip("ipv4", value):
                 return ("INVALID_IP_ADDRESS_SPECIFIED", [name])
-        if row["management"] and mode == "None" and row.get("primary_address_type",
-                                                            "IPv4") == "IPv4":
+        if (
+            row["management"]
+            and mode == "None"
+            and row.get("primary_address_type", "IPv4") == "IPv4"
+        ):
             return ("PIF_IS_MANAGEMENT_INTERFACE", [pif_ref])
         return None
     if op == "reconfigure_ipv6":
@@ -227,8 +269,11 @@ def pif_check_operation_error(pif_ref: str, row: Row, op: str, *, ha_enabled: bo
             return ("INVALID_IP_ADDRESS_SPECIFIED", ["gateway"])
         if ipv6 != "" and not is_valid_cidr("ipv6", ipv6):
             return ("INVALID_CIDR_ADDRESS_SPECIFIED", ["IPv6"])
-        if row["management"] and args.get("mode", "None") == "None" \
-                and row.get("primary_address_type", "IPv4") == "IPv6":
+        if (
+            row["management"]
+            and args.get("mode", "None") == "None"
+            and row.get("primary_address_type", "IPv4") == "IPv6"
+        ):
             return ("PIF_IS_MANAGEMENT_INTERFACE", [pif_ref])
         return None
     if op == "set_primary_address_type":

@@ -14,6 +14,7 @@
   ``Db.*.add_to_current_operations`` prepends (``db_cache_types.ml`` ``add_to_map``), so the
   newest entry comes first; :func:`added` builds maps the same way.
 """
+
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
@@ -30,8 +31,14 @@ Table = dict[str, OpError | None]
 OTHER_OPERATION_IN_PROGRESS = "OTHER_OPERATION_IN_PROGRESS"
 
 # Record_util.power_to_string
-_POWER = {"Halted": "halted", "Paused": "paused", "Running": "running",
-          "Suspended": "suspended", "ShuttingDown": "shutting down", "Migrating": "migrating"}
+_POWER = {
+    "Halted": "halted",
+    "Paused": "paused",
+    "Running": "running",
+    "Suspended": "suspended",
+    "ShuttingDown": "shutting down",
+    "Migrating": "migrating",
+}
 
 
 def power_to_string(state: str) -> str:
@@ -86,7 +93,7 @@ def _rotl32(x: int, n: int) -> int:
 
 def caml_hash_int(n: int) -> int:
     """``Hashtbl.hash`` of an OCaml int (64-bit runtime, seed 0)."""
-    d = (2 * n + 1) & ((1 << 64) - 1)              # the tagged word
+    d = (2 * n + 1) & ((1 << 64) - 1)  # the tagged word
     if d >> 63:
         d -= 1 << 64
     k = ((d >> 32) ^ (d >> 63) ^ d) & _M32
@@ -121,8 +128,9 @@ def unknown_operation(module: str, op_string: str) -> OpError:
     return ("INTERNAL_ERROR", [f"{module}.assert_operation_valid unknown operation: {op_string}"])
 
 
-def table_error(table: Mapping[str, OpError | None], op: str, module: str,
-                strings: Mapping[str, str]) -> OpError | None:
+def table_error(
+    table: Mapping[str, OpError | None], op: str, module: str, strings: Mapping[str, str]
+) -> OpError | None:
     """``assert_operation_valid`` from a ``valid_operations`` table: the op's entry, or
     ``throw_error``'s answer for an op the table does not know."""
     if op not in table:
@@ -155,7 +163,7 @@ def removed(mapping: Mapping[str, str], key: str) -> dict[str, str]:
 def setify(xs: Iterable[T]) -> list[T]:
     """``Listext.List.setify``: duplicates removed, each kept at its last position."""
     items = list(xs)
-    return [x for i, x in enumerate(items) if x not in items[i + 1:]]
+    return [x for i, x in enumerate(items) if x not in items[i + 1 :]]
 
 
 def intersect(xs: Iterable[T], ys: Collection[T]) -> list[T]:
@@ -189,20 +197,52 @@ def ocaml_int_of_string(s: str) -> int:
 
 
 # Record_util.host_operation_to_string / pool_ / sr_ / vdi_ / vbd_ / vif_operation_to_string
-HOST_OPERATION_STRINGS = {"provision": "provision", "evacuate": "evacuate",
-                          "shutdown": "shutdown", "reboot": "reboot", "power_on": "power_on",
-                          "vm_start": "VM.start", "vm_resume": "VM.resume",
-                          "vm_migrate": "VM.migrate"}
+HOST_OPERATION_STRINGS = {
+    "provision": "provision",
+    "evacuate": "evacuate",
+    "shutdown": "shutdown",
+    "reboot": "reboot",
+    "power_on": "power_on",
+    "vm_start": "VM.start",
+    "vm_resume": "VM.resume",
+    "vm_migrate": "VM.migrate",
+}
 POOL_OPERATION_STRINGS = {"ha_enable": "ha_enable", "ha_disable": "ha_disable"}
-SR_OPERATION_STRINGS = {"scan": "scan", "destroy": "destroy", "forget": "forget",
-                        "plug": "plug", "unplug": "unplug", "update": "update",
-                        "vdi_create": "VDI.create", "vdi_introduce": "VDI.introduce",
-                        "vdi_destroy": "VDI.destroy", "vdi_resize": "VDI.resize",
-                        "vdi_clone": "VDI.clone", "vdi_snapshot": "VDI.snapshot",
-                        "pbd_create": "PBD.create", "pbd_destroy": "PBD.destroy"}
-VDI_OPERATION_STRINGS = {op: op for op in (
-    "scan", "clone", "copy", "resize", "resize_online", "destroy", "force_unlock", "snapshot",
-    "forget", "update", "generate_config", "blocked")}
-VBD_OPERATION_STRINGS = {op: op for op in (
-    "attach", "eject", "insert", "plug", "unplug", "unplug_force", "pause", "unpause")}
+SR_OPERATION_STRINGS = {
+    "scan": "scan",
+    "destroy": "destroy",
+    "forget": "forget",
+    "plug": "plug",
+    "unplug": "unplug",
+    "update": "update",
+    "vdi_create": "VDI.create",
+    "vdi_introduce": "VDI.introduce",
+    "vdi_destroy": "VDI.destroy",
+    "vdi_resize": "VDI.resize",
+    "vdi_clone": "VDI.clone",
+    "vdi_snapshot": "VDI.snapshot",
+    "pbd_create": "PBD.create",
+    "pbd_destroy": "PBD.destroy",
+}
+VDI_OPERATION_STRINGS = {
+    op: op
+    for op in (
+        "scan",
+        "clone",
+        "copy",
+        "resize",
+        "resize_online",
+        "destroy",
+        "force_unlock",
+        "snapshot",
+        "forget",
+        "update",
+        "generate_config",
+        "blocked",
+    )
+}
+VBD_OPERATION_STRINGS = {
+    op: op
+    for op in ("attach", "eject", "insert", "plug", "unplug", "unplug_force", "pause", "unpause")
+}
 VIF_OPERATION_STRINGS = {op: op for op in ("attach", "plug", "unplug", "unplug_force")}

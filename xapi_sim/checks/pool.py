@@ -12,6 +12,7 @@ Dundee's ``pool_allowed_operations`` has two values, ``ha_enable`` and ``ha_disa
 There is no rolling-upgrade rule for the pool in Dundee (``Pool.enable_ha`` refuses
 during an RPU in its own body, not here).
 """
+
 from __future__ import annotations
 
 from .operations import (
@@ -45,8 +46,9 @@ def valid_operations(pool_ref: str, row: Row) -> Table:
 
 
 def check_operation_error(pool_ref: str, row: Row, op: str) -> OpError | None:
-    return table_error(valid_operations(pool_ref, row), op, "xapi_pool_helpers",
-                       POOL_OPERATION_STRINGS)
+    return table_error(
+        valid_operations(pool_ref, row), op, "xapi_pool_helpers", POOL_OPERATION_STRINGS
+    )
 
 
 def allowed_operations(pool_ref: str, row: Row) -> list[str]:

@@ -6,6 +6,7 @@ given as an extra key of a VBD dict. SM capabilities are the names of ``SM.featu
 (``"VDI_CREATE"``, ``"VDI_DELETE"``...) of the SR type's SM record; names unknown to
 Dundee's ``Smint.string_to_capability_table`` are ignored as xapi ignores them.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -29,11 +30,29 @@ from .operations import (
 )
 
 # Smint.string_to_capability_table (Dundee)
-CAPABILITIES = ("SR_PROBE", "SR_UPDATE", "SR_SUPPORTS_LOCAL_CACHING", "SR_METADATA",
-                "SR_TRIM", "VDI_CREATE", "VDI_DELETE", "VDI_ATTACH", "VDI_DETACH",
-                "VDI_RESIZE", "VDI_RESIZE_ONLINE", "VDI_CLONE", "VDI_SNAPSHOT",
-                "VDI_ACTIVATE", "VDI_DEACTIVATE", "VDI_UPDATE", "VDI_INTRODUCE",
-                "VDI_GENERATE_CONFIG", "VDI_ATTACH_OFFLINE", "VDI_RESET_ON_BOOT", "SR_STATS")
+CAPABILITIES = (
+    "SR_PROBE",
+    "SR_UPDATE",
+    "SR_SUPPORTS_LOCAL_CACHING",
+    "SR_METADATA",
+    "SR_TRIM",
+    "VDI_CREATE",
+    "VDI_DELETE",
+    "VDI_ATTACH",
+    "VDI_DETACH",
+    "VDI_RESIZE",
+    "VDI_RESIZE_ONLINE",
+    "VDI_CLONE",
+    "VDI_SNAPSHOT",
+    "VDI_ACTIVATE",
+    "VDI_DEACTIVATE",
+    "VDI_UPDATE",
+    "VDI_INTRODUCE",
+    "VDI_GENERATE_CONFIG",
+    "VDI_ATTACH_OFFLINE",
+    "VDI_RESET_ON_BOOT",
+    "SR_STATS",
+)
 
 
 def sm_features(features: Iterable[str]) -> set[str]:
@@ -45,23 +64,60 @@ def sm_features(features: Iterable[str]) -> set[str]:
 # -- SR ---------------------------------------------------------------------------------------
 
 # storage_operations in Dundee's datamodel.ml (enum order)
-SR_OPERATIONS = ("scan", "destroy", "forget", "plug", "unplug", "update", "vdi_create",
-                 "vdi_introduce", "vdi_destroy", "vdi_resize", "vdi_clone", "vdi_snapshot",
-                 "pbd_create", "pbd_destroy")
+SR_OPERATIONS = (
+    "scan",
+    "destroy",
+    "forget",
+    "plug",
+    "unplug",
+    "update",
+    "vdi_create",
+    "vdi_introduce",
+    "vdi_destroy",
+    "vdi_resize",
+    "vdi_clone",
+    "vdi_snapshot",
+    "pbd_create",
+    "pbd_destroy",
+)
 # Xapi_sr_operations.all_ops (table order)
-SR_ALL_OPERATIONS = ("scan", "destroy", "forget", "plug", "unplug", "vdi_create",
-                     "vdi_destroy", "vdi_resize", "vdi_clone", "vdi_snapshot",
-                     "vdi_introduce", "update", "pbd_create", "pbd_destroy")
+SR_ALL_OPERATIONS = (
+    "scan",
+    "destroy",
+    "forget",
+    "plug",
+    "unplug",
+    "vdi_create",
+    "vdi_destroy",
+    "vdi_resize",
+    "vdi_clone",
+    "vdi_snapshot",
+    "vdi_introduce",
+    "update",
+    "pbd_create",
+    "pbd_destroy",
+)
 # sm_cap_table: operations the backend must support (vdi_clone is faked by xapi)
-SR_CAPABILITY = {"vdi_create": "VDI_CREATE", "vdi_destroy": "VDI_DELETE",
-                 "vdi_resize": "VDI_RESIZE", "vdi_introduce": "VDI_INTRODUCE",
-                 "update": "SR_UPDATE", "vdi_snapshot": "VDI_SNAPSHOT"}
+SR_CAPABILITY = {
+    "vdi_create": "VDI_CREATE",
+    "vdi_destroy": "VDI_DELETE",
+    "vdi_resize": "VDI_RESIZE",
+    "vdi_introduce": "VDI_INTRODUCE",
+    "update": "SR_UPDATE",
+    "vdi_snapshot": "VDI_SNAPSHOT",
+}
 SR_SAFE_TO_PARALLELISE: tuple[str, ...] = ()
 
 
-def sr_valid_operations(sr_ref: str, row: Row, *, features: Iterable[str] = (),
-                        attached_pbds: bool = False, managed_vdis: bool = False,
-                        cluster_stack_error: OpError | None = None) -> Table:
+def sr_valid_operations(
+    sr_ref: str,
+    row: Row,
+    *,
+    features: Iterable[str] = (),
+    attached_pbds: bool = False,
+    managed_vdis: bool = False,
+    cluster_stack_error: OpError | None = None,
+) -> Table:
     """``Xapi_sr_operations.valid_operations``, rules in xapi's order:
 
     1. ``check_sm_features``: operations whose capability the SM lacks (the tools SR
@@ -80,9 +136,11 @@ def sr_valid_operations(sr_ref: str, row: Row, *, features: Iterable[str] = (),
     caps = sm_features(features)
     if row.get("is_tools_sr"):
         caps -= {"VDI_CREATE", "VDI_DELETE"}
-    t.set_errors("SR_OPERATION_NOT_SUPPORTED", [sr_ref],
-                 [op for op in SR_ALL_OPERATIONS
-                  if op in SR_CAPABILITY and SR_CAPABILITY[op] not in caps])
+    t.set_errors(
+        "SR_OPERATION_NOT_SUPPORTED",
+        [sr_ref],
+        [op for op in SR_ALL_OPERATIONS if op in SR_CAPABILITY and SR_CAPABILITY[op] not in caps],
+    )
     if attached_pbds:
         t.set_errors("SR_HAS_PBD", [sr_ref], ["destroy", "forget"])
     if not row["PBDs"]:
@@ -91,13 +149,17 @@ def sr_valid_operations(sr_ref: str, row: Row, *, features: Iterable[str] = (),
         t.set_errors("SR_NOT_EMPTY", [], ["destroy"])
     current = setify(op for _, op in row["current_operations"].items())
     if current:
-        t.set_errors(OTHER_OPERATION_IN_PROGRESS,
-                     ["SR", sr_ref, SR_OPERATION_STRINGS[current[0]]],
-                     set_difference(SR_ALL_OPERATIONS, SR_SAFE_TO_PARALLELISE))
+        t.set_errors(
+            OTHER_OPERATION_IN_PROGRESS,
+            ["SR", sr_ref, SR_OPERATION_STRINGS[current[0]]],
+            set_difference(SR_ALL_OPERATIONS, SR_SAFE_TO_PARALLELISE),
+        )
         if not all(op in SR_SAFE_TO_PARALLELISE for op in current):
-            t.set_errors(OTHER_OPERATION_IN_PROGRESS,
-                         ["SR", sr_ref, SR_OPERATION_STRINGS[current[0]]],
-                         SR_SAFE_TO_PARALLELISE)
+            t.set_errors(
+                OTHER_OPERATION_IN_PROGRESS,
+                ["SR", sr_ref, SR_OPERATION_STRINGS[current[0]]],
+                SR_SAFE_TO_PARALLELISE,
+            )
     if cluster_stack_error is not None:
         code, params = cluster_stack_error
         t.set_errors(code, params, ["plug"])
@@ -105,8 +167,9 @@ def sr_valid_operations(sr_ref: str, row: Row, *, features: Iterable[str] = (),
 
 
 def sr_check_operation_error(sr_ref: str, row: Row, op: str, **facts: Any) -> OpError | None:
-    return table_error(sr_valid_operations(sr_ref, row, **facts), op,
-                       "xapi_sr", SR_OPERATION_STRINGS)
+    return table_error(
+        sr_valid_operations(sr_ref, row, **facts), op, "xapi_sr", SR_OPERATION_STRINGS
+    )
 
 
 def sr_allowed_operations(sr_ref: str, row: Row, **facts: Any) -> list[str]:
@@ -116,20 +179,49 @@ def sr_allowed_operations(sr_ref: str, row: Row, **facts: Any) -> list[str]:
 # -- VDI --------------------------------------------------------------------------------------
 
 # vdi_operations in Dundee's datamodel.ml (enum order)
-VDI_OPERATIONS = ("scan", "clone", "copy", "resize", "resize_online", "snapshot", "destroy",
-                  "forget", "update", "force_unlock", "generate_config", "blocked")
+VDI_OPERATIONS = (
+    "scan",
+    "clone",
+    "copy",
+    "resize",
+    "resize_online",
+    "snapshot",
+    "destroy",
+    "forget",
+    "update",
+    "force_unlock",
+    "generate_config",
+    "blocked",
+)
 # Xapi_vdi.update_allowed_operations' list
-VDI_UPDATE_ORDER = ("snapshot", "copy", "clone", "destroy", "resize", "update",
-                    "generate_config", "resize_online", "forget")
+VDI_UPDATE_ORDER = (
+    "snapshot",
+    "copy",
+    "clone",
+    "destroy",
+    "resize",
+    "update",
+    "generate_config",
+    "resize_online",
+    "forget",
+)
 _HA_TYPES = ("ha_statefile", "redo_log")
 
 
-def vdi_check_operation_error(vdi_ref: str, row: Row, op: str, *, ha_enabled: bool = False,
-                              sr_type: str = "", sr_is_tools_sr: bool = False,
-                              sr_attached_pbds: bool = True, vbds: Iterable[Row] = (),
-                              features: Iterable[str] = (),
-                              ha_enable_in_progress: bool = False,
-                              ha_disable_in_progress: bool = False) -> OpError | None:
+def vdi_check_operation_error(
+    vdi_ref: str,
+    row: Row,
+    op: str,
+    *,
+    ha_enabled: bool = False,
+    sr_type: str = "",
+    sr_is_tools_sr: bool = False,
+    sr_attached_pbds: bool = True,
+    vbds: Iterable[Row] = (),
+    features: Iterable[str] = (),
+    ha_enable_in_progress: bool = False,
+    ha_disable_in_progress: bool = False,
+) -> OpError | None:
     """``Xapi_vdi.check_operation_error`` (Dundee), in its order:
 
     1. any current operation but ``copy`` -> ``OTHER_OPERATION_IN_PROGRESS ["VDI", vdi]``;
@@ -206,9 +298,13 @@ def vdi_check_operation_error(vdi_ref: str, row: Row, op: str, *, ha_enabled: bo
         return None
     if op == "copy":
         if vtype in _HA_TYPES:
-            return ("OPERATION_NOT_ALLOWED",
-                    ["VDI containing HA statefile or redo log cannot be copied (check the "
-                     "VDI's allowed operations)."])
+            return (
+                "OPERATION_NOT_ALLOWED",
+                [
+                    "VDI containing HA statefile or redo log cannot be copied (check the "
+                    "VDI's allowed operations)."
+                ],
+            )
         return None
     if op == "clone":
         return needs("VDI_CLONE")
@@ -218,8 +314,11 @@ def vdi_check_operation_error(vdi_ref: str, row: Row, op: str, *, ha_enabled: bo
 def vdi_allowed_operations(vdi_ref: str, row: Row, **facts: Any) -> list[str]:
     """``update_allowed_operations_internal``: xapi prepends each passing operation, so
     the result is :data:`VDI_UPDATE_ORDER` reversed."""
-    ok = [op for op in VDI_UPDATE_ORDER
-          if vdi_check_operation_error(vdi_ref, row, op, **facts) is None]
+    ok = [
+        op
+        for op in VDI_UPDATE_ORDER
+        if vdi_check_operation_error(vdi_ref, row, op, **facts) is None
+    ]
     ok.reverse()
     return ok
 
@@ -227,11 +326,18 @@ def vdi_allowed_operations(vdi_ref: str, row: Row, **facts: Any) -> list[str]:
 # -- VBD --------------------------------------------------------------------------------------
 
 # vbd_operations in Dundee's datamodel.ml (enum order)
-VBD_OPERATIONS = ("attach", "eject", "insert", "plug", "unplug", "unplug_force", "pause",
-                  "unpause")
+VBD_OPERATIONS = ("attach", "eject", "insert", "plug", "unplug", "unplug_force", "pause", "unpause")
 # Xapi_vbd_helpers.all_ops (table order)
-VBD_ALL_OPERATIONS = ("attach", "eject", "unplug", "unplug_force", "insert", "plug", "pause",
-                      "unpause")
+VBD_ALL_OPERATIONS = (
+    "attach",
+    "eject",
+    "unplug",
+    "unplug_force",
+    "insert",
+    "plug",
+    "pause",
+    "unpause",
+)
 VBD_SAFE_TO_PARALLELISE = ("pause", "unpause")
 _VM_OPS_BLOCKING_HOTPLUG = ("clean_shutdown", "hard_shutdown", "suspend", "pause")
 
@@ -239,12 +345,22 @@ _VM_OPS_BLOCKING_HOTPLUG = ("clean_shutdown", "hard_shutdown", "suspend", "pause
 def is_system_domain(vm_row: Row) -> bool:
     """``System_domains.is_system_domain``: the control domain, or
     ``other_config:is_system_domain`` is exactly "true" (OCaml ``bool_of_string``)."""
-    return vm_row["is_control_domain"] or \
-        (vm_row.get("other_config") or {}).get("is_system_domain") == "true"
+    return (
+        vm_row["is_control_domain"]
+        or (vm_row.get("other_config") or {}).get("is_system_domain") == "true"
+    )
 
 
-def _hotplug_errors(t: ErrorTable, vm_ref: str, vm_row: Row, guest_metrics: Row | None,
-                    hvm: bool, field: str, what: str, ops: list[str]) -> None:
+def _hotplug_errors(
+    t: ErrorTable,
+    vm_ref: str,
+    vm_row: Row,
+    guest_metrics: Row | None,
+    hvm: bool,
+    field: str,
+    what: str,
+    ops: list[str],
+) -> None:
     """The PV-driver rule shared by VBD and VIF plug/unplug of a running HVM guest."""
     if vm_row["power_state"] != "Running" or not hvm:
         return
@@ -260,8 +376,9 @@ def _hotplug_errors(t: ErrorTable, vm_ref: str, vm_row: Row, guest_metrics: Row 
     if claim == "yes":
         return
     if claim == "no":
-        t.set_errors("OPERATION_NOT_ALLOWED", [f"VM states it does not support {what} hotplug."],
-                     ops)
+        t.set_errors(
+            "OPERATION_NOT_ALLOWED", [f"VM states it does not support {what} hotplug."], ops
+        )
         return
     fallback()
 
@@ -269,16 +386,24 @@ def _hotplug_errors(t: ErrorTable, vm_ref: str, vm_row: Row, guest_metrics: Row 
 def _vm_current_op_errors(t: ErrorTable, vm_ref: str, vm_row: Row, ops: list[str]) -> None:
     for _, op in vm_row["current_operations"].items():
         if op in _VM_OPS_BLOCKING_HOTPLUG:
-            t.set_errors("OPERATION_NOT_ALLOWED",
-                         [f"Current operation on VM:{vm_ref} is "
-                          f"{vm_checks.operation_to_string(op)}"], ops)
+            t.set_errors(
+                "OPERATION_NOT_ALLOWED",
+                [f"Current operation on VM:{vm_ref} is {vm_checks.operation_to_string(op)}"],
+                ops,
+            )
 
 
-def vbd_valid_operations(vbd_ref: str, row: Row, *, vm_row: Row,
-                         guest_metrics: Row | None = None, hvm: bool | None = None,
-                         vdi_row: Row | None = None,
-                         other_vbds: Iterable[tuple[Row, Row]] = (),
-                         expensive_sharing_checks: bool = True) -> Table:
+def vbd_valid_operations(
+    vbd_ref: str,
+    row: Row,
+    *,
+    vm_row: Row,
+    guest_metrics: Row | None = None,
+    hvm: bool | None = None,
+    vdi_row: Row | None = None,
+    other_vbds: Iterable[tuple[Row, Row]] = (),
+    expensive_sharing_checks: bool = True,
+) -> Table:
     """``Xapi_vbd_helpers.valid_operations`` (Dundee), rules in xapi's order:
 
     1. an operation in progress blocks all but pause/unpause; anything but pause/unpause
@@ -303,15 +428,23 @@ def vbd_valid_operations(vbd_ref: str, row: Row, *, vm_row: Row,
     current = setify(op for _, op in row["current_operations"].items())
     t = ErrorTable(VBD_ALL_OPERATIONS)
     if current:
-        t.set_errors(OTHER_OPERATION_IN_PROGRESS,
-                     ["VBD", vbd_ref, VBD_OPERATION_STRINGS[current[0]]],
-                     set_difference(VBD_ALL_OPERATIONS, VBD_SAFE_TO_PARALLELISE))
+        t.set_errors(
+            OTHER_OPERATION_IN_PROGRESS,
+            ["VBD", vbd_ref, VBD_OPERATION_STRINGS[current[0]]],
+            set_difference(VBD_ALL_OPERATIONS, VBD_SAFE_TO_PARALLELISE),
+        )
     if not all(op in VBD_SAFE_TO_PARALLELISE for op in current):
-        t.set_errors(OTHER_OPERATION_IN_PROGRESS,
-                     ["VBD", vbd_ref, VBD_OPERATION_STRINGS[current[0]]], ["pause"])
+        t.set_errors(
+            OTHER_OPERATION_IN_PROGRESS,
+            ["VBD", vbd_ref, VBD_OPERATION_STRINGS[current[0]]],
+            ["pause"],
+        )
     if set_difference(current, ("attach",) + VBD_SAFE_TO_PARALLELISE):
-        t.set_errors(OTHER_OPERATION_IN_PROGRESS,
-                     ["VBD", vbd_ref, VBD_OPERATION_STRINGS[current[0]]], ["unpause"])
+        t.set_errors(
+            OTHER_OPERATION_IN_PROGRESS,
+            ["VBD", vbd_ref, VBD_OPERATION_STRINGS[current[0]]],
+            ["unpause"],
+        )
     if not row["unpluggable"]:
         t.set_errors("VBD_NOT_UNPLUGGABLE", [vbd_ref], ["unplug", "unplug_force"])
     if row["type"] != "CD":
@@ -331,42 +464,54 @@ def vbd_valid_operations(vbd_ref: str, row: Row, *, vm_row: Row,
         bad = ["plug", "unplug", "unplug_force"]
         if power != "Paused":
             bad = ["pause", "unpause"] + bad
-        t.set_errors("VM_BAD_POWER_STATE",
-                     [vm_ref, power_to_string("Running"), power_to_string(power)], bad)
+        t.set_errors(
+            "VM_BAD_POWER_STATE", [vm_ref, power_to_string("Running"), power_to_string(power)], bad
+        )
     _vm_current_op_errors(t, vm_ref, vm_row, ["plug", "unplug"])
     hvm = vm_checks.booted_hvm(vm_row) if hvm is None else hvm
     if power == "Running" and hvm:
         plug_ops = ["plug", "unplug", "unplug_force"]
-        _hotplug_errors(t, vm_ref, vm_row, guest_metrics, hvm, "can_use_hotplug_vbd", "VBD",
-                        plug_ops)
+        _hotplug_errors(
+            t, vm_ref, vm_row, guest_metrics, hvm, "can_use_hotplug_vbd", "VBD", plug_ops
+        )
         if row["type"] == "CD":
-            t.set_errors("OPERATION_NOT_ALLOWED",
-                         ["HVM CDROMs cannot be hotplugged/unplugged, only inserted or ejected"],
-                         plug_ops)
+            t.set_errors(
+                "OPERATION_NOT_ALLOWED",
+                ["HVM CDROMs cannot be hotplugged/unplugged, only inserted or ejected"],
+                plug_ops,
+            )
     if row["type"] == "CD" and power == "Suspended":
-        t.set_errors("VM_BAD_POWER_STATE",
-                     [vm_ref, "halted, running", power_to_string("Suspended")],
-                     ["insert", "eject"])
+        t.set_errors(
+            "VM_BAD_POWER_STATE",
+            [vm_ref, "halted, running", power_to_string("Suspended")],
+            ["insert", "eject"],
+        )
     if not empty and vdi_row is not None:
         vdi_ref = row["VDI"]
         if not vdi_row["managed"]:
             t.set_errors("VDI_NOT_MANAGED", [vbd_ref], VBD_ALL_OPERATIONS)
         vdi_current = list(vdi_row["current_operations"].items())
         if any(o != "copy" for _, o in vdi_current):
-            t.set_errors(OTHER_OPERATION_IN_PROGRESS,
-                         ["VDI", vdi_ref, VDI_OPERATION_STRINGS.get(vdi_current[0][1],
-                                                                    vdi_current[0][1])],
-                         ["attach", "plug", "insert"])
+            t.set_errors(
+                OTHER_OPERATION_IN_PROGRESS,
+                ["VDI", vdi_ref, VDI_OPERATION_STRINGS.get(vdi_current[0][1], vdi_current[0][1])],
+                ["attach", "plug", "insert"],
+            )
         if not row["currently_attached"] and expensive_sharing_checks:
-            to_check = [v for v, owner in other_vbds
-                        if owner["power_state"] != "Suspended"
-                        and not is_system_domain(owner)
-                        and (v["currently_attached"] or v.get("reserved", False)
-                             or v["current_operations"])]
+            to_check = [
+                v
+                for v, owner in other_vbds
+                if owner["power_state"] != "Suspended"
+                and not is_system_domain(owner)
+                and (v["currently_attached"] or v.get("reserved", False) or v["current_operations"])
+            ]
             someone_rw = any(v["mode"] == "RW" for v in to_check)
             need_write = row["mode"] == "RW"
-            if not vdi_row["sharable"] and not is_system_domain(vm_row) \
-                    and (someone_rw or (need_write and to_check)):
+            if (
+                not vdi_row["sharable"]
+                and not is_system_domain(vm_row)
+                and (someone_rw or (need_write and to_check))
+            ):
                 t.set_errors("VDI_IN_USE", [vdi_ref], ["attach", "insert", "plug"])
             if need_write and vdi_row["read_only"]:
                 t.set_errors("VDI_READONLY", [vdi_ref], ["attach", "insert", "plug"])
@@ -375,12 +520,12 @@ def vbd_valid_operations(vbd_ref: str, row: Row, *, vm_row: Row,
 
 def vbd_check_operation_error(vbd_ref: str, row: Row, op: str, **facts: Any) -> OpError | None:
     """``assert_operation_valid`` (expensive sharing checks on) as a value."""
-    return table_error(vbd_valid_operations(vbd_ref, row, **facts), op,
-                       "xapi_vbd_helpers", VBD_OPERATION_STRINGS)
+    return table_error(
+        vbd_valid_operations(vbd_ref, row, **facts), op, "xapi_vbd_helpers", VBD_OPERATION_STRINGS
+    )
 
 
 def vbd_allowed_operations(vbd_ref: str, row: Row, **facts: Any) -> list[str]:
     """``update_allowed_operations``: without the expensive sharing checks (CA-20808)."""
     facts = dict(facts, expensive_sharing_checks=False)
     return allowed_in(vbd_valid_operations(vbd_ref, row, **facts), VBD_ALL_OPERATIONS)
-

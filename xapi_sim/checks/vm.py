@@ -36,6 +36,7 @@ Not in Dundee (later xen-api): ``VM_HVM_REQUIRED``, ``check_drivers``/
 ``VM_MISSING_PV_DRIVERS`` in this function, the RPU refusal, the 4-parameter
 ``OTHER_OPERATION_IN_PROGRESS``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
@@ -53,18 +54,56 @@ from .operations import (
 
 # The vm_operations enum as Dundee's ocaml/idl/datamodel.ml declares it (its order).
 OPERATIONS = (
-    "snapshot", "clone", "copy", "create_template", "revert", "checkpoint",
-    "snapshot_with_quiesce", "provision", "start", "start_on", "pause", "unpause",
-    "clean_shutdown", "clean_reboot", "hard_shutdown", "power_state_reset", "hard_reboot",
-    "suspend", "csvm", "resume", "resume_on", "pool_migrate", "migrate_send",
-    "get_boot_record", "send_sysrq", "send_trigger", "query_services", "shutdown",
-    "call_plugin", "changing_memory_live", "awaiting_memory_live", "changing_dynamic_range",
-    "changing_static_range", "changing_memory_limits", "changing_shadow_memory",
-    "changing_shadow_memory_live", "changing_VCPUs", "changing_VCPUs_live",
-    "assert_operation_valid", "data_source_op", "update_allowed_operations",
-    "make_into_template", "import", "export", "metadata_export", "reverting", "destroy")
+    "snapshot",
+    "clone",
+    "copy",
+    "create_template",
+    "revert",
+    "checkpoint",
+    "snapshot_with_quiesce",
+    "provision",
+    "start",
+    "start_on",
+    "pause",
+    "unpause",
+    "clean_shutdown",
+    "clean_reboot",
+    "hard_shutdown",
+    "power_state_reset",
+    "hard_reboot",
+    "suspend",
+    "csvm",
+    "resume",
+    "resume_on",
+    "pool_migrate",
+    "migrate_send",
+    "get_boot_record",
+    "send_sysrq",
+    "send_trigger",
+    "query_services",
+    "shutdown",
+    "call_plugin",
+    "changing_memory_live",
+    "awaiting_memory_live",
+    "changing_dynamic_range",
+    "changing_static_range",
+    "changing_memory_limits",
+    "changing_shadow_memory",
+    "changing_shadow_memory_live",
+    "changing_VCPUs",
+    "changing_VCPUs_live",
+    "assert_operation_valid",
+    "data_source_op",
+    "update_allowed_operations",
+    "make_into_template",
+    "import",
+    "export",
+    "metadata_export",
+    "reverting",
+    "destroy",
+)
 
-POWER_STATES = ("Halted", "Paused", "Suspended", "Running")   # all_power_states, in order
+POWER_STATES = ("Halted", "Paused", "Suspended", "Running")  # all_power_states, in order
 
 H, P, S, R = "Halted", "Paused", "Suspended", "Running"
 
@@ -72,34 +111,75 @@ H, P, S, R = "Halted", "Paused", "Suspended", "Running"
 # which is the order of VM_BAD_POWER_STATE's "expected"). clone/copy: see _power_states.
 ALLOWED_POWER_STATES: dict[str, tuple[str, ...]] = {
     "import": (),
-    **{op: (H,) for op in ("changing_memory_limits", "changing_shadow_memory",
-                           "changing_static_range", "changing_VCPUs", "make_into_template",
-                           "provision", "start", "start_on")},
+    **{
+        op: (H,)
+        for op in (
+            "changing_memory_limits",
+            "changing_shadow_memory",
+            "changing_static_range",
+            "changing_VCPUs",
+            "make_into_template",
+            "provision",
+            "start",
+            "start_on",
+        )
+    },
     "unpause": (P,),
     **{op: (S,) for op in ("csvm", "resume", "resume_on")},
-    **{op: (R,) for op in ("awaiting_memory_live", "call_plugin", "clean_reboot",
-                           "clean_shutdown", "changing_memory_live",
-                           "changing_shadow_memory_live", "changing_VCPUs_live",
-                           "data_source_op", "pause", "pool_migrate", "send_sysrq",
-                           "send_trigger", "snapshot_with_quiesce", "suspend")},
+    **{
+        op: (R,)
+        for op in (
+            "awaiting_memory_live",
+            "call_plugin",
+            "clean_reboot",
+            "clean_shutdown",
+            "changing_memory_live",
+            "changing_shadow_memory_live",
+            "changing_VCPUs_live",
+            "data_source_op",
+            "pause",
+            "pool_migrate",
+            "send_sysrq",
+            "send_trigger",
+            "snapshot_with_quiesce",
+            "suspend",
+        )
+    },
     "changing_dynamic_range": (H, R),
-    "clone": (H,), "copy": (H,),                    # + Suspended, see _power_states
+    "clone": (H,),
+    "copy": (H,),  # + Suspended, see _power_states
     **{op: (H, S) for op in ("create_template", "destroy", "export")},
     "hard_reboot": (P, R),
-    **{op: (P, S, R) for op in ("checkpoint", "get_boot_record", "shutdown",
-                                "hard_shutdown")},
+    **{op: (P, S, R) for op in ("checkpoint", "get_boot_record", "shutdown", "hard_shutdown")},
     "migrate_send": (H, S, R),
-    **{op: POWER_STATES for op in ("assert_operation_valid", "metadata_export",
-                                   "power_state_reset", "revert", "reverting", "snapshot",
-                                   "update_allowed_operations", "query_services")},
+    **{
+        op: POWER_STATES
+        for op in (
+            "assert_operation_valid",
+            "metadata_export",
+            "power_state_reset",
+            "revert",
+            "reverting",
+            "snapshot",
+            "update_allowed_operations",
+            "query_services",
+        )
+    },
 }
 
 # Record_util.vm_operation_table (Dundee): operations missing from it print as
 # "(unknown operation)"; two have odd spellings.
 _OP_STRINGS = {
-    "assert_operation_valid": "assertoperationvalid", "data_source_op": "data_sources_op"}
-_NOT_IN_TABLE = {"create_template", "query_services", "shutdown", "changing_memory_limits",
-                 "changing_VCPUs"}
+    "assert_operation_valid": "assertoperationvalid",
+    "data_source_op": "data_sources_op",
+}
+_NOT_IN_TABLE = {
+    "create_template",
+    "query_services",
+    "shutdown",
+    "changing_memory_limits",
+    "changing_VCPUs",
+}
 
 
 def operation_to_string(op: str) -> str:
@@ -110,34 +190,103 @@ def operation_to_string(op: str) -> str:
 
 
 # check_template: what a template allows besides destroy/migrate_send of non-default ones
-TEMPLATE_OPERATIONS = ("changing_dynamic_range", "changing_static_range",
-                       "changing_memory_limits", "changing_shadow_memory", "changing_VCPUs",
-                       "clone", "copy", "export", "metadata_export", "provision")
+TEMPLATE_OPERATIONS = (
+    "changing_dynamic_range",
+    "changing_static_range",
+    "changing_memory_limits",
+    "changing_shadow_memory",
+    "changing_VCPUs",
+    "clone",
+    "copy",
+    "export",
+    "metadata_export",
+    "provision",
+)
 # check_snapshot
-SNAPSHOT_OPERATIONS = ("revert", "clone", "copy", "export", "destroy", "hard_shutdown",
-                       "metadata_export")
+SNAPSHOT_OPERATIONS = (
+    "revert",
+    "clone",
+    "copy",
+    "export",
+    "destroy",
+    "hard_shutdown",
+    "metadata_export",
+)
 # what the control domain may do
-CONTROL_DOMAIN_OPERATIONS = ("data_source_op", "changing_memory_live", "awaiting_memory_live",
-                             "metadata_export", "changing_dynamic_range", "start")
+CONTROL_DOMAIN_OPERATIONS = (
+    "data_source_op",
+    "changing_memory_live",
+    "awaiting_memory_live",
+    "metadata_export",
+    "changing_dynamic_range",
+    "start",
+)
 
 # update_allowed_operations' list
 UPDATE_ORDER = (
-    "snapshot", "copy", "clone", "revert", "checkpoint", "snapshot_with_quiesce", "start",
-    "start_on", "pause", "unpause", "clean_shutdown", "clean_reboot", "hard_shutdown",
-    "hard_reboot", "suspend", "resume", "resume_on", "export", "destroy", "provision",
-    "changing_VCPUs_live", "pool_migrate", "migrate_send", "make_into_template",
-    "changing_static_range", "changing_shadow_memory", "changing_dynamic_range")
+    "snapshot",
+    "copy",
+    "clone",
+    "revert",
+    "checkpoint",
+    "snapshot_with_quiesce",
+    "start",
+    "start_on",
+    "pause",
+    "unpause",
+    "clean_shutdown",
+    "clean_reboot",
+    "hard_shutdown",
+    "hard_reboot",
+    "suspend",
+    "resume",
+    "resume_on",
+    "export",
+    "destroy",
+    "provision",
+    "changing_VCPUs_live",
+    "pool_migrate",
+    "migrate_send",
+    "make_into_template",
+    "changing_static_range",
+    "changing_shadow_memory",
+    "changing_dynamic_range",
+)
 
 # Xapi_globs.vm_operations_miami
 MIAMI = (
-    "assert_operation_valid", "changing_memory_live", "changing_shadow_memory_live",
-    "changing_VCPUs_live", "clean_reboot", "clean_shutdown", "clone", "copy", "csvm",
-    "destroy", "export", "get_boot_record", "hard_reboot", "hard_shutdown", "import",
-    "make_into_template", "pause", "pool_migrate", "power_state_reset", "provision", "resume",
-    "resume_on", "send_sysrq", "send_trigger", "start", "start_on", "suspend", "unpause",
-    "update_allowed_operations")
+    "assert_operation_valid",
+    "changing_memory_live",
+    "changing_shadow_memory_live",
+    "changing_VCPUs_live",
+    "clean_reboot",
+    "clean_shutdown",
+    "clone",
+    "copy",
+    "csvm",
+    "destroy",
+    "export",
+    "get_boot_record",
+    "hard_reboot",
+    "hard_shutdown",
+    "import",
+    "make_into_template",
+    "pause",
+    "pool_migrate",
+    "power_state_reset",
+    "provision",
+    "resume",
+    "resume_on",
+    "send_sysrq",
+    "send_trigger",
+    "start",
+    "start_on",
+    "suspend",
+    "unpause",
+    "update_allowed_operations",
+)
 
-DEFAULT_TEMPLATE_KEY = "default_template"    # Xapi_globs.default_template_key
+DEFAULT_TEMPLATE_KEY = "default_template"  # Xapi_globs.default_template_key
 DOM0_MESSAGE = "Operations on domain 0 are not allowed"
 
 
@@ -155,8 +304,11 @@ def _power_states(row: Row, op: str, clone_suspended_vm_enabled: bool) -> tuple[
     return ALLOWED_POWER_STATES[op]
 
 
-def allowed_power_states(row: Row, op: str, clone_suspended_vm_enabled: bool = False,
-                         ) -> tuple[str, ...]:
+def allowed_power_states(
+    row: Row,
+    op: str,
+    clone_suspended_vm_enabled: bool = False,
+) -> tuple[str, ...]:
     """``allowed_power_states``: the states ``op`` may start in."""
     if op not in ALLOWED_POWER_STATES:
         raise ValueError(f"not a Dundee vm_operations value: {op!r}")
@@ -165,20 +317,23 @@ def allowed_power_states(row: Row, op: str, clone_suspended_vm_enabled: bool = F
 
 def expected_states(row: Row, op: str, clone_suspended_vm_enabled: bool = False) -> str:
     """VM_BAD_POWER_STATE's ``expected``: the allowed states, lower case, ", "-joined."""
-    return ", ".join(power_to_string(s) for s in
-                     allowed_power_states(row, op, clone_suspended_vm_enabled))
+    return ", ".join(
+        power_to_string(s) for s in allowed_power_states(row, op, clone_suspended_vm_enabled)
+    )
 
 
 _LONG_COPIES = ("clone", "copy", "export")
 _BOOT_RECORD = ("get_boot_record",)
 _SNAPSHOT = ("snapshot", "checkpoint")
 # (current operations, new operation) pairs that may run together
-_STATE_MACHINE = ((("snapshot_with_quiesce",), "snapshot"),
-                  (("migrate_send",), "metadata_export"),
-                  (("migrate_send",), "clean_shutdown"),
-                  (("migrate_send",), "clean_reboot"),
-                  (("migrate_send",), "start"),
-                  (("migrate_send",), "start_on"))
+_STATE_MACHINE = (
+    (("snapshot_with_quiesce",), "snapshot"),
+    (("migrate_send",), "metadata_export"),
+    (("migrate_send",), "clean_shutdown"),
+    (("migrate_send",), "clean_reboot"),
+    (("migrate_send",), "start"),
+    (("migrate_send",), "start_on"),
+)
 
 
 def is_allowed_concurrently(op: str, current: Iterable[str]) -> bool:
@@ -194,8 +349,9 @@ def is_allowed_concurrently(op: str, current: Iterable[str]) -> bool:
     elif op == "hard_reboot":
         machine = not any(o in ("hard_shutdown", "hard_reboot") for o in running)
     else:
-        machine = any(tuple(running) == state and op == transition
-                      for state, transition in _STATE_MACHINE)
+        machine = any(
+            tuple(running) == state and op == transition for state, transition in _STATE_MACHINE
+        )
     return group(_LONG_COPIES) or group(_SNAPSHOT) or group(_BOOT_RECORD) or machine
 
 
@@ -208,6 +364,7 @@ def concurrent_operations_error(vm_ref: str, current_ops: Iterable[tuple[str, st
 
 
 # -- guest features (Xapi_pv_driver_version, check_op_for_feature) --------------------------
+
 
 def has_pv_drivers(guest_metrics: Row | None) -> bool:
     """``has_pv_drivers (of_guest_metrics gm)``: the guest agent reported a drivers
@@ -239,38 +396,53 @@ def booted_hvm(row: Row) -> bool:
     return not row["is_control_domain"] and row["HVM_boot_policy"] != ""
 
 
-def check_op_for_feature(vm_ref: str, row: Row, guest_metrics: Row | None, op: str,
-                         strict: bool, hvm: bool) -> OpError | None:
+def check_op_for_feature(
+    vm_ref: str, row: Row, guest_metrics: Row | None, op: str, strict: bool, hvm: bool
+) -> OpError | None:
     if row["power_state"] != R or not hvm or has_pv_drivers(guest_metrics):
         return None
 
     def lacks(feature: str) -> bool:
         return not has_feature(guest_metrics, feature)
 
-    if op == "clean_shutdown" and strict and lacks("feature-shutdown") \
-            and lacks("feature-poweroff"):
+    if (
+        op == "clean_shutdown"
+        and strict
+        and lacks("feature-shutdown")
+        and lacks("feature-poweroff")
+    ):
         return ("VM_LACKS_FEATURE_SHUTDOWN", [vm_ref])
-    if op == "clean_reboot" and strict and lacks("feature-shutdown") \
-            and lacks("feature-reboot"):
+    if op == "clean_reboot" and strict and lacks("feature-shutdown") and lacks("feature-reboot"):
         return ("VM_LACKS_FEATURE_SHUTDOWN", [vm_ref])
     if op == "changing_VCPUs_live" and lacks("feature-vcpu-hotplug"):
         return ("VM_LACKS_FEATURE_VCPU_HOTPLUG", [vm_ref])
-    if op in ("suspend", "checkpoint", "pool_migrate", "migrate_send") and strict \
-            and lacks("feature-suspend"):
+    if (
+        op in ("suspend", "checkpoint", "pool_migrate", "migrate_send")
+        and strict
+        and lacks("feature-suspend")
+    ):
         return ("VM_LACKS_FEATURE_SUSPEND", [vm_ref])
     return None
 
 
 # -- the check --------------------------------------------------------------------------
 
-def check_operation_error(vm_ref: str, row: Row, op: str, *, guest_metrics: Row | None = None,
-                          strict: bool = True, clone_suspended_vm_enabled: bool = False,
-                          vdis_reset_and_caching: Iterable[tuple[bool, bool]] = (),
-                          hvm: bool | None = None,
-                          appliance_valid: bool | None = None,
-                          protection_policy_valid: bool | None = None,
-                          all_vgpus_nvidia: bool = False,
-                          allow_nvidia_vgpu_migration: bool = False) -> OpError | None:
+
+def check_operation_error(
+    vm_ref: str,
+    row: Row,
+    op: str,
+    *,
+    guest_metrics: Row | None = None,
+    strict: bool = True,
+    clone_suspended_vm_enabled: bool = False,
+    vdis_reset_and_caching: Iterable[tuple[bool, bool]] = (),
+    hvm: bool | None = None,
+    appliance_valid: bool | None = None,
+    protection_policy_valid: bool | None = None,
+    all_vgpus_nvidia: bool = False,
+    allow_nvidia_vgpu_migration: bool = False,
+) -> OpError | None:
     """``Xapi_vm_lifecycle.check_operation_error``: None, or the first ``(code, params)``.
 
     ``row`` is the VM's row. The facts from other objects:
@@ -297,15 +469,15 @@ def check_operation_error(vm_ref: str, row: Row, op: str, *, guest_metrics: Row 
     if op in blocked:
         return ("OPERATION_BLOCKED", [vm_ref, blocked[op]])
     if power not in _power_states(row, op, clone_suspended_vm_enabled):
-        return ("VM_BAD_POWER_STATE",
-                [vm_ref, expected_states(row, op, clone_suspended_vm_enabled),
-                 power_to_string(power)])
+        return (
+            "VM_BAD_POWER_STATE",
+            [vm_ref, expected_states(row, op, clone_suspended_vm_enabled), power_to_string(power)],
+        )
     if current and not is_allowed_concurrently(op, [o for _, o in current]):
         return concurrent_operations_error(vm_ref, current)
     if is_template and not is_snapshot:
         default = bool_of_assoc(DEFAULT_TEMPLATE_KEY, row.get("other_config") or {})
-        if not (op in TEMPLATE_OPERATIONS
-                or (op in ("destroy", "migrate_send") and not default)):
+        if not (op in TEMPLATE_OPERATIONS or (op in ("destroy", "migrate_send") and not default)):
             return ("VM_IS_TEMPLATE", [vm_ref, operation_to_string(op)])
     if is_snapshot and op not in SNAPSHOT_OPERATIONS:
         return ("VM_IS_SNAPSHOT", [vm_ref, operation_to_string(op)])
@@ -315,14 +487,14 @@ def check_operation_error(vm_ref: str, row: Row, op: str, *, guest_metrics: Row 
         return ("REVERT_ONLY_ALLOWED_ON_SNAPSHOT", [])
     if row["is_control_domain"] and op not in CONTROL_DOMAIN_OPERATIONS:
         return ("OPERATION_NOT_ALLOWED", [DOM0_MESSAGE])
-    err = check_op_for_feature(vm_ref, row, guest_metrics, op, strict,
-                               booted_hvm(row) if hvm is None else hvm)
+    err = check_op_for_feature(
+        vm_ref, row, guest_metrics, op, strict, booted_hvm(row) if hvm is None else hvm
+    )
     if err:
         return err
     if op == "snapshot_with_quiesce":
         other = (guest_metrics or {}).get("other") or {}
-        if guest_metrics is None or not ("feature-quiesce" in other
-                                         or "feature-snapshot" in other):
+        if guest_metrics is None or not ("feature-quiesce" in other or "feature-snapshot" in other):
             return ("VM_SNAPSHOT_WITH_QUIESCE_NOT_SUPPORTED", [vm_ref])
     resets = list(vdis_reset_and_caching)
     if op in ("checkpoint", "snapshot", "suspend", "snapshot_with_quiesce"):
@@ -331,8 +503,7 @@ def check_operation_error(vm_ref: str, row: Row, op: str, *, guest_metrics: Row 
     elif op == "pool_migrate":
         if any(reset and caching for reset, caching in resets):
             return ("VDI_ON_BOOT_MODE_INCOMPATIBLE_WITH_OPERATION", [])
-    if row.get("attached_PCIs") and op in ("suspend", "checkpoint", "pool_migrate",
-                                           "migrate_send"):
+    if row.get("attached_PCIs") and op in ("suspend", "checkpoint", "pool_migrate", "migrate_send"):
         return ("VM_HAS_PCI_ATTACHED", [vm_ref])
     if row.get("VGPUs"):
         if op in ("suspend", "pool_migrate"):
@@ -341,15 +512,18 @@ def check_operation_error(vm_ref: str, row: Row, op: str, *, guest_metrics: Row 
         elif op in ("checkpoint", "migrate_send"):
             return ("VM_HAS_VGPU", [vm_ref])
     appliance = row.get("appliance", NULL_REF)
-    if (appliance != NULL_REF if appliance_valid is None else appliance_valid) \
-            and op == "make_into_template":
+    if (
+        appliance != NULL_REF if appliance_valid is None else appliance_valid
+    ) and op == "make_into_template":
         return ("VM_IS_PART_OF_AN_APPLIANCE", [vm_ref, appliance])
     policy = row.get("protection_policy", NULL_REF)
-    if (policy != NULL_REF if protection_policy_valid is None else protection_policy_valid) \
-            and op == "make_into_template":
+    if (
+        policy != NULL_REF if protection_policy_valid is None else protection_policy_valid
+    ) and op == "make_into_template":
         return ("VM_ASSIGNED_TO_PROTECTION_POLICY", [vm_ref, policy])
-    if op == "query_services" and not bool_of_assoc("is_system_domain",
-                                                    row.get("other_config") or {}):
+    if op == "query_services" and not bool_of_assoc(
+        "is_system_domain", row.get("other_config") or {}
+    ):
         return ("NOT_SYSTEM_DOMAIN", [vm_ref])
     return None
 

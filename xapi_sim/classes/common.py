@@ -9,6 +9,7 @@ Mirrors xen-api Dundee ``ocaml/xapi/xapi_vm_helpers.ml`` (``assert_can_boot_here
 rules themselves are the pure ``xapi_sim.checks`` modules; this module gathers their facts
 from the database, refreshes ``allowed_operations`` and marks ``current_operations``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -66,8 +67,9 @@ def platform_version(call: Call, host_ref: str) -> str:
 
 def version_cmp(call: Call, a_ref: str, b_ref: str) -> int:
     try:
-        return policy.compare_platform_versions(platform_version(call, a_ref),
-                                                platform_version(call, b_ref))
+        return policy.compare_platform_versions(
+            platform_version(call, a_ref), platform_version(call, b_ref)
+        )
     except ValueError as e:
         raise internal(str(e)) from None
 
@@ -96,11 +98,14 @@ def assert_highest_version(call: Call, host_ref: str) -> None:
 def check_cpu(call: Call, vm_ref: str, vm_row: Row, host_ref: str) -> None:
     """``Cpuid_helpers.assert_vm_is_compatible`` against the destination host (§9)."""
     try:
-        reason = policy.check_vm_compatible(vm_row["power_state"], vm_row["last_boot_CPU_flags"],
-                                            is_hvm(vm_row),
-                                            call.db.get("host", host_ref)["cpu_info"])
+        reason = policy.check_vm_compatible(
+            vm_row["power_state"],
+            vm_row["last_boot_CPU_flags"],
+            is_hvm(vm_row),
+            call.db.get("host", host_ref)["cpu_info"],
+        )
     except featureset.InvalidFeatureString as e:
-        raise internal(f"Cpuid_helpers.InvalidFeatureString(\"{e}\")") from None
+        raise internal(f'Cpuid_helpers.InvalidFeatureString("{e}")') from None
     if reason:
         raise Failure("VM_INCOMPATIBLE_WITH_THIS_HOST", vm_ref, host_ref, reason)
 
@@ -109,10 +114,11 @@ def update_cpu_flags(call: Call, vm_ref: str, host_ref: str) -> None:
     """``Cpuid_helpers.update_cpu_flags`` after a migrate/resume (§11)."""
     row = call.db.get("VM", vm_ref)
     try:
-        new = policy.updated_vm_flags(row["last_boot_CPU_flags"], is_hvm(row),
-                                      call.db.get("host", host_ref)["cpu_info"])
+        new = policy.updated_vm_flags(
+            row["last_boot_CPU_flags"], is_hvm(row), call.db.get("host", host_ref)["cpu_info"]
+        )
     except featureset.InvalidFeatureString as e:
-        raise internal(f"Cpuid_helpers.InvalidFeatureString(\"{e}\")") from None
+        raise internal(f'Cpuid_helpers.InvalidFeatureString("{e}")') from None
     if new is not None:
         call.db.set("VM", vm_ref, "last_boot_CPU_flags", new)
 
@@ -124,12 +130,17 @@ def assert_vm_limits(vm_ref: str, vm_row: Row) -> None:
     if vm_row["VCPUs_max"] < 1:
         raise Failure("VM_NO_VCPUS", vm_ref)
     if vm_row["memory_static_max"] > MAX_VM_MEMORY:
-        raise Failure("MEMORY_CONSTRAINT_VIOLATION",
-                      f"memory_static_max <= {MAX_VM_MEMORY}")
+        raise Failure("MEMORY_CONSTRAINT_VIOLATION", f"memory_static_max <= {MAX_VM_MEMORY}")
 
 
-def assert_can_boot_here(call: Call, vm_ref: str, vm_row: Row, host_ref: str,
-                         cpu_check: bool = False, memory: bool = True) -> None:
+def assert_can_boot_here(
+    call: Call,
+    vm_ref: str,
+    vm_row: Row,
+    host_ref: str,
+    cpu_check: bool = False,
+    memory: bool = True,
+) -> None:
     """``Xapi_vm_helpers.assert_can_boot_here`` (Dundee: no CPU check unless asked)."""
     h = runtime_host(call, host_ref)
     hrow = call.db.get("host", host_ref)
@@ -145,8 +156,9 @@ def assert_can_boot_here(call: Call, vm_ref: str, vm_row: Row, host_ref: str,
         raise Failure("HOST_NOT_ENOUGH_PCPUS", vm_row["VCPUs_max"], ncpu)
     if vm_row["resident_on"] != host_ref:
         if len(call.world.resident_vms(h)) >= MAX_VMS_PER_HOST:
-            raise Failure("OPERATION_NOT_ALLOWED",
-                          f"host has reached its limit of {MAX_VMS_PER_HOST} VMs")
+            raise Failure(
+                "OPERATION_NOT_ALLOWED", f"host has reached its limit of {MAX_VMS_PER_HOST} VMs"
+            )
         if memory:
             need = vm_row["memory_static_max"]
             free = call.world.host_free_memory(h)
@@ -188,8 +200,8 @@ def assert_resident_host_live(call: Call, vm_row: Row) -> None:
             raise Failure("HOST_OFFLINE", host)
 
 
-
 # -- operations on objects: facts, checks, allowed_operations, current_operations ---------
+
 
 def assert_operation_valid(call: Call, cls: str, ref: str, op: str, strict: bool = True) -> None:
     """``assert_operation_valid``: raise the class check's error, if any."""
@@ -198,8 +210,9 @@ def assert_operation_valid(call: Call, cls: str, ref: str, op: str, strict: bool
         raise Failure(err[0], *err[1])
 
 
-def _check_waiting(call: Call, cls: str, ref: str, op: str, strict: bool,
-                   wait: bool) -> OpError | None:
+def _check_waiting(
+    call: Call, cls: str, ref: str, op: str, strict: bool, wait: bool
+) -> OpError | None:
     """``Helpers.retry``: while the check says ``OTHER_OPERATION_IN_PROGRESS``, wait for
     the database to change (releasing its lock) and check again, until the policy's
     ``max_wait``; TASK_CANCELLED if the caller's task is cancelled meanwhile."""
@@ -207,8 +220,11 @@ def _check_waiting(call: Call, cls: str, ref: str, op: str, strict: bool,
     deadline = None
     while True:
         err = operation_error(call.world, db, cls, ref, op, strict)
-        if err is not None and err[0] == OTHER_OPERATION_IN_PROGRESS and \
-                drop_stale_operations(call.world, db, cls, ref):
+        if (
+            err is not None
+            and err[0] == OTHER_OPERATION_IN_PROGRESS
+            and drop_stale_operations(call.world, db, cls, ref)
+        ):
             refresh_allowed(call.world, db, cls, ref)
             continue
         if err is None or err[0] != OTHER_OPERATION_IN_PROGRESS or not wait:
@@ -225,28 +241,37 @@ def _check_waiting(call: Call, cls: str, ref: str, op: str, strict: bool,
 # message_forwarding.ml VM.hard_shutdown / VM.hard_reboot: ``cancel ~ops`` right after
 # with_vm_operation's entry, then wait for those tasks.
 CANCEL_ON_ENTRY = {
-    "hard_shutdown": ("clean_shutdown", "clean_reboot", "hard_reboot", "pool_migrate",
-                      "call_plugin", "suspend"),
-    "hard_reboot": ("clean_shutdown", "clean_reboot", "pool_migrate", "call_plugin",
-                    "suspend"),
+    "hard_shutdown": (
+        "clean_shutdown",
+        "clean_reboot",
+        "hard_reboot",
+        "pool_migrate",
+        "call_plugin",
+        "suspend",
+    ),
+    "hard_reboot": ("clean_shutdown", "clean_reboot", "pool_migrate", "call_plugin", "suspend"),
 }
 
 
 def _cancel_and_wait(call: Call, vm_ref: str, key: str, ops: Iterable[str]) -> None:
     db = call.db
-    victims = [t for t, op in db.get("VM", vm_ref)["current_operations"].items()
-               if op in ops and t != key]
+    victims = [
+        t for t, op in db.get("VM", vm_ref)["current_operations"].items() if op in ops and t != key
+    ]
     if not victims:
         return
     tasks = Tasks.of(call.world)
     for t in victims:
-        if db.exists("task", t):    # Client.Task.cancel
+        if db.exists("task", t):  # Client.Task.cancel
             db.set("task", t, "current_operations", {call.world.ids.ref(): "cancel"})
         tasks.request_cancel(t)
     deadline = time.monotonic() + OperationPolicy.of(call.world).max_wait
-    while True:                     # wait_for_tasks: until none is pending
-        pending = [t for t in victims
-                   if t in db.tables["task"] and db.tables["task"][t]["status"] == "pending"]
+    while True:  # wait_for_tasks: until none is pending
+        pending = [
+            t
+            for t in victims
+            if t in db.tables["task"] and db.tables["task"][t]["status"] == "pending"
+        ]
         left = deadline - time.monotonic()
         if not pending or left <= 0:
             return
@@ -279,11 +304,16 @@ class Operation:
         call, db = self.call, self.call.db
         with db.lock:
             row = db.get(self.cls, self.ref)
-            self.recorded = self.cls != "host" or \
-                host_checks.records_operation(self.op, rpu_in_progress(db))
+            self.recorded = self.cls != "host" or host_checks.records_operation(
+                self.op, rpu_in_progress(db)
+            )
             if self.recorded:
-                db.set(self.cls, self.ref, "current_operations",
-                       added(row["current_operations"], self.key, self.op))
+                db.set(
+                    self.cls,
+                    self.ref,
+                    "current_operations",
+                    added(row["current_operations"], self.key, self.op),
+                )
                 OperationPolicy.of(call.world).live.add((db, self.cls, self.ref, self.key))
             self.marked = True
             refresh_allowed(call.world, db, self.cls, self.ref)
@@ -291,8 +321,17 @@ class Operation:
                 _cancel_and_wait(call, self.ref, self.key, CANCEL_ON_ENTRY[self.op])
 
 
-def begin_operation(call: Call, cls: str, ref: str, op: str, *, strict: bool = True,
-                    wait: bool = True, key: str | None = None, mark: bool = True) -> Operation:
+def begin_operation(
+    call: Call,
+    cls: str,
+    ref: str,
+    op: str,
+    *,
+    strict: bool = True,
+    wait: bool = True,
+    key: str | None = None,
+    mark: bool = True,
+) -> Operation:
     """The entry of ``with_vm_operation`` / ``with_host_operation``: the class's check
     (waiting out operations it may not run with), then -- unless ``mark`` is False --
     :meth:`Operation.mark`."""
@@ -325,17 +364,21 @@ def end_operation(call: Call, token: Operation, succeeded: bool = True) -> None:
         if row is None:
             return
         if token.recorded:
-            OperationPolicy.of(call.world).live.discard((db, token.cls, token.ref,
-                                                         token.key))
+            OperationPolicy.of(call.world).live.discard((db, token.cls, token.ref, token.key))
             if token.key in row["current_operations"]:
-                db.set(token.cls, token.ref, "current_operations",
-                       removed(row["current_operations"], token.key))
+                db.set(
+                    token.cls,
+                    token.ref,
+                    "current_operations",
+                    removed(row["current_operations"], token.key),
+                )
         refresh_allowed(call.world, db, token.cls, token.ref)
 
 
 @contextlib.contextmanager
-def with_operation(call: Call, cls: str, ref: str, op: str, *, strict: bool = True,
-                   wait: bool = True) -> Iterator[Operation]:
+def with_operation(
+    call: Call, cls: str, ref: str, op: str, *, strict: bool = True, wait: bool = True
+) -> Iterator[Operation]:
     """``with_vm_operation`` / ``with_host_operation``: ``assert_operation_valid``
     (retried while other operations exclude this one), then the body, which calls
     ``token.mark()`` once its own checks pass; afterwards the entry is removed and
@@ -352,5 +395,6 @@ def with_operation(call: Call, cls: str, ref: str, op: str, *, strict: bool = Tr
     # after a success the clean-up is part of the call: if it fails, the call fails and its
     # transaction rolls back (xapi would leave the entry behind for its start to cancel)
     end_operation(call, token, True)
+
 
 NULL = NULL_REF

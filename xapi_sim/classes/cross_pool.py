@@ -46,6 +46,7 @@ VM stays on the source. While an abort is unconfirmed (the destination unreachab
 stays reserved on the source, so it is never usable in two pools, and the
 :class:`Reconciler` asks again in the background until the destination answers.
 """
+
 from __future__ import annotations
 
 import http.client
@@ -68,10 +69,10 @@ from .cross_pool_dest import _pool_of, _refresh, _update_memory, import_metadata
 
 log = logging.getLogger(__name__)
 
-REMOTE_TIMEOUT = 30.0        # seconds: each call to a remote destination (client side)
-RECONCILE_FIRST = 0.5        # seconds before the reconciler asks again, doubling ...
+REMOTE_TIMEOUT = 30.0  # seconds: each call to a remote destination (client side)
+RECONCILE_FIRST = 0.5  # seconds before the reconciler asks again, doubling ...
 RECONCILE_MAX_INTERVAL = 5.0  # ... up to this
-RECONCILE_GIVE_UP = 600.0    # then it logs an error and leaves the VM reserved
+RECONCILE_GIVE_UP = 600.0  # then it logs an error and leaves the VM reserved
 
 
 class _Unknown(Exception):
@@ -144,21 +145,19 @@ class _RemoteDest:
         try:
             u = urllib.parse.urlsplit(self.url)
             self.hostname, self.port, self.https = u.hostname, u.port, u.scheme == "https"
-            transport = (_SafeTimeoutTransport if self.https else _TimeoutTransport)(
-                self.timeout)
-            self.proxy = xmlrpc.client.ServerProxy(self.url, allow_none=True,
-                                                   transport=transport)
-        except (OSError, ValueError) as e:    # e.g. "http://[::1/": not a usable URL
+            transport = (_SafeTimeoutTransport if self.https else _TimeoutTransport)(self.timeout)
+            self.proxy = xmlrpc.client.ServerProxy(self.url, allow_none=True, transport=transport)
+        except (OSError, ValueError) as e:  # e.g. "http://[::1/": not a usable URL
             raise Failure("VM_MIGRATE_CONTACT_REMOTE_SERVICE_FAILED") from e
 
     def connect(self):
         """Read the destination host (no lock may be held: this is network I/O)."""
         row = self._call("host.get_record", self.ref)
         if not isinstance(row, dict) or not all(
-                isinstance(row.get(k), t) for k, t in (("software_version", dict),
-                                                        ("enabled", bool),
-                                                        ("cpu_info", dict))):
-            raise Failure("VM_MIGRATE_CONTACT_REMOTE_SERVICE_FAILED")   # not a XAPI host
+            isinstance(row.get(k), t)
+            for k, t in (("software_version", dict), ("enabled", bool), ("cpu_info", dict))
+        ):
+            raise Failure("VM_MIGRATE_CONTACT_REMOTE_SERVICE_FAILED")  # not a XAPI host
         self.software_version, self.enabled = row["software_version"], row["enabled"]
         self.cpu_info = row["cpu_info"]
         try:
@@ -175,7 +174,7 @@ class _RemoteDest:
         except (OSError, ValueError, http.client.HTTPException, xmlrpc.client.Error) as e:
             # unreachable, a timeout, a bad port in the URL, not an XML-RPC server
             raise Failure("VM_MIGRATE_CONTACT_REMOTE_SERVICE_FAILED") from e
-        if not isinstance(res, dict):         # an XML-RPC server, but not a XAPI
+        if not isinstance(res, dict):  # an XML-RPC server, but not a XAPI
             raise Failure("VM_MIGRATE_CONTACT_REMOTE_SERVICE_FAILED")
         if res.get("Status") != "Success" or "Value" not in res:
             desc = res.get("ErrorDescription")
@@ -194,17 +193,18 @@ class _RemoteDest:
             conn: http.client.HTTPConnection
             if self.https:
                 conn = http.client.HTTPSConnection(
-                    self.hostname, self.port, timeout=self.timeout,
-                    context=ssl._create_unverified_context())
+                    self.hostname,
+                    self.port,
+                    timeout=self.timeout,
+                    context=ssl._create_unverified_context(),
+                )
             else:
-                conn = http.client.HTTPConnection(self.hostname, self.port,
-                                                  timeout=self.timeout)
+                conn = http.client.HTTPConnection(self.hostname, self.port, timeout=self.timeout)
             conn.connect()
         except (OSError, ValueError, http.client.HTTPException) as e:
             raise _NotSent(f"{type(e).__name__}: {e}") from e
         try:
-            conn.request("PUT", f"/import_metadata?{q}", body,
-                         {"content-type": "application/json"})
+            conn.request("PUT", f"/import_metadata?{q}", body, {"content-type": "application/json"})
             resp = conn.getresponse()
             data = resp.read()
         except (OSError, ValueError, http.client.HTTPException) as e:
@@ -223,8 +223,9 @@ class _RemoteDest:
         """Phase 2: the destination imports the VM. Returns its ref there; a
         :class:`Failure` is a refusal (nothing imported), :class:`_Unknown` an unknown
         outcome."""
-        body = json.dumps({"VM": enc(dict(row)), "VM_metrics": enc(dict(metrics or {})),
-                           "ref": vm}).encode()
+        body = json.dumps(
+            {"VM": enc(dict(row)), "VM_metrics": enc(dict(metrics or {})), "ref": vm}
+        ).encode()
         try:
             status, answer = self._put({"migration": migration}, body)
         except _NotSent as e:
@@ -268,11 +269,11 @@ def _allowed_remote(world, url) -> bool:
 def _checks(call, vm, row, d, options):
     copy = (options or {}).get("copy") == "true"
     force = (options or {}).get("force") == "true"
-    src_v = call.db.get("host", row["resident_on"] if row["resident_on"] != NULL_REF
-                        else call.pool.master.ref)["software_version"].get("platform_version")
+    src_v = call.db.get(
+        "host", row["resident_on"] if row["resident_on"] != NULL_REF else call.pool.master.ref
+    )["software_version"].get("platform_version")
     try:
-        cmp = policy.compare_platform_versions(d.software_version.get("platform_version"),
-                                               src_v)
+        cmp = policy.compare_platform_versions(d.software_version.get("platform_version"), src_v)
     except ValueError as e:
         raise internal(str(e)) from None
     if cmp < 0:
@@ -287,10 +288,11 @@ def _checks(call, vm, row, d, options):
             raise Failure("VM_INCOMPATIBLE_WITH_THIS_HOST", vm, d.ref, reason)
     elif not force:
         try:
-            reason = policy.check_vm_compatible(row["power_state"], row["last_boot_CPU_flags"],
-                                                c.is_hvm(row), d.cpu_info)
+            reason = policy.check_vm_compatible(
+                row["power_state"], row["last_boot_CPU_flags"], c.is_hvm(row), d.cpu_info
+            )
         except featureset.InvalidFeatureString as e:
-            raise internal(f"Cpuid_helpers.InvalidFeatureString(\"{e}\")") from None
+            raise internal(f'Cpuid_helpers.InvalidFeatureString("{e}")') from None
         if reason:
             raise Failure("VM_INCOMPATIBLE_WITH_THIS_HOST", vm, d.ref, reason)
     need = row["memory_static_max"]
@@ -324,7 +326,7 @@ def assert_can_migrate_cross_pool(call, vm, row, dest, options):
         d = _LocalDest(call, dest)
     else:
         remote = d = _RemoteDest(call.world, dest)
-        call.world.txm.checkpoint()        # nothing written: no lock held over the network
+        call.world.txm.checkpoint()  # nothing written: no lock held over the network
         remote.connect()
         row = call.db.get("VM", vm)
     _checks(call, vm, row, d, options)
@@ -357,8 +359,6 @@ def _metrics(db, row):
     return db.get("VM_metrics", m) if db.exists("VM_metrics", m) else None
 
 
-
-
 def _migrate_local(call, vm, dest, options):
     """Both pools are in this world and nothing in between is slow: the checks, the landing
     and the release of the source are one transaction over both databases, locked in the
@@ -385,11 +385,11 @@ def _migrate_remote(call, vm, dest, options):
     reserve on the source, land on the destination with no lock held, release the source;
     whatever fails or times out, the VM ends in exactly one pool."""
     world, src_db = call.world, call.db
-    d = _RemoteDest(world, dest)           # the dest map's form only: no I/O yet
-    world.txm.checkpoint()                 # nothing written yet: the source lock goes
-    d.connect()                            # read the destination host, no lock held
+    d = _RemoteDest(world, dest)  # the dest map's form only: no I/O yet
+    world.txm.checkpoint()  # nothing written yet: the source lock goes
+    d.connect()  # read the destination host, no lock held
     key = call.task or world.ids.ref()
-    with src_db.lock:                      # phase 1: check again and reserve
+    with src_db.lock:  # phase 1: check again and reserve
         _assert_live(world, src_db, vm)
         row = src_db.get("VM", vm)
         _assert_can_start(call, vm)
@@ -402,29 +402,39 @@ def _migrate_remote(call, vm, dest, options):
         live.add((src_db, "VM", vm, key))
         world.txm.on_rollback(lambda: live.discard((src_db, "VM", vm, key)))
         _refresh(world, src_db, vm)
-    world.txm.checkpoint()                 # the reservation is committed
+    world.txm.checkpoint()  # the reservation is committed
     migration = str(uuid.uuid4())
     src_host = row["resident_on"]
-    try:                                   # phase 2: the destination imports
+    try:  # phase 2: the destination imports
         new_ref = d.land(vm, row, mrow, migration)
-    except Failure:                        # a refusal: the destination imported nothing
+    except Failure:  # a refusal: the destination imported nothing
         _unreserve(world, src_db, vm, key)
         raise
-    except BaseException as e:             # no answer: it may have imported
-        log.warning("migration %s of %s to %s: %s; aborting it on the destination",
-                    migration, vm, d.url, e)
+    except BaseException as e:  # no answer: it may have imported
+        log.warning(
+            "migration %s of %s to %s: %s; aborting it on the destination", migration, vm, d.url, e
+        )
         _abort(world, d, src_db, vm, key, migration)
         if isinstance(e, _Unknown):
-            raise Failure("VM_MIGRATE_FAILED", vm, src_host, d.ref,
-                          f"no answer from the destination ({e}); the VM stays here") from None
+            raise Failure(
+                "VM_MIGRATE_FAILED",
+                vm,
+                src_host,
+                d.ref,
+                f"no answer from the destination ({e}); the VM stays here",
+            ) from None
         raise
-    try:                                   # phase 3: the VM leaves the source
+    try:  # phase 3: the VM leaves the source
         _section(world, lambda: _release_source(world, src_db, vm))
     except BaseException:
         # xapi_vm_migrate.ml (CA-220505): a failure after the import destroys the copy
         # the destination imported; the VM stays on the source
-        log.exception("migration %s of %s: releasing the source failed after the "
-                      "import; removing the destination's copy", migration, vm)
+        log.exception(
+            "migration %s of %s: releasing the source failed after the "
+            "import; removing the destination's copy",
+            migration,
+            vm,
+        )
         _abort(world, d, src_db, vm, key, migration)
         raise
     return new_ref
@@ -453,7 +463,7 @@ def _release_source(world, db, vm):
     with db.lock:
         row = db.tables["VM"].get(vm)
         if row is None:
-            return                         # destroyed meanwhile: nothing left to release
+            return  # destroyed meanwhile: nothing left to release
         for vbd in list(row["VBDs"]):
             vrow = db.tables["VBD"].get(vbd)
             if vrow is None:
@@ -491,8 +501,13 @@ def _abort(world, d, db, vm, key, migration):
     try:
         destroyed = d.abort(migration)
     except _Unknown as e:
-        log.warning("migration %s of %s: the destination did not confirm the abort (%s); "
-                    "the VM stays reserved until it does", migration, vm, e)
+        log.warning(
+            "migration %s of %s: the destination did not confirm the abort (%s); "
+            "the VM stays reserved until it does",
+            migration,
+            vm,
+            e,
+        )
         Reconciler.of(world).add(d, db, vm, key, migration)
         return
     if destroyed:
@@ -536,8 +551,9 @@ class Reconciler:
             self.pending.append(_Pending(dest, db, vm, key, migration))
             self.idle.clear()
             if self.thread is None:
-                self.thread = threading.Thread(target=self._run, name="migration-reconciler",
-                                               daemon=True)
+                self.thread = threading.Thread(
+                    target=self._run, name="migration-reconciler", daemon=True
+                )
                 self.thread.start()
 
     def count(self) -> int:
@@ -574,7 +590,7 @@ class Reconciler:
         try:
             if p.dest is not None:
                 p.dest.abort(p.migration)
-                p.dest = None              # confirmed: only the reservation is left
+                p.dest = None  # confirmed: only the reservation is left
             with world.txm.transaction():
                 _unreserve_now(world, p.db, p.vm, p.key)
             log.info("migration %s of %s: reconciled", p.migration, p.vm)
@@ -582,8 +598,13 @@ class Reconciler:
         except Exception as e:  # noqa: BLE001 -- _Unknown, or the undo failed: retry
             now = time.monotonic()
             if now >= p.deadline:
-                log.error("migration %s of %s: gave up after %g s (%s); the VM stays "
-                          "reserved", p.migration, p.vm, RECONCILE_GIVE_UP, e)
+                log.error(
+                    "migration %s of %s: gave up after %g s (%s); the VM stays reserved",
+                    p.migration,
+                    p.vm,
+                    RECONCILE_GIVE_UP,
+                    e,
+                )
                 return True
             p.interval = min(p.interval * 2, RECONCILE_MAX_INTERVAL)
             p.due = now + p.interval

@@ -2,6 +2,7 @@
 ``PUT /import_metadata`` end of the wire protocol; see ``cross_pool.py``): land a VM on a
 host, remember which migration IDs landed or were aborted, so a repeated import answers the
 same ref and a late import after an abort is refused."""
+
 from __future__ import annotations
 
 import collections
@@ -17,7 +18,7 @@ from ..xapi_start import next_domid
 from . import common as c
 
 log = logging.getLogger(__name__)
-IMPORTS_KEEP = 10_000        # migration IDs a destination remembers (landed, aborted)
+IMPORTS_KEEP = 10_000  # migration IDs a destination remembers (landed, aborted)
 
 
 def _pool_of(world, db):
@@ -55,12 +56,23 @@ def land(dest_h, vm, row, metrics):
         running = row["power_state"] in ("Running", "Paused")
         new = db.schema.classes["VM"].defaults()
         new.update({k: v for k, v in row.items() if k in new})
-        new.update(resident_on=dest_h.ref if running else NULL_REF, affinity=dest_h.ref,
-                   scheduled_to_be_resident_on=NULL_REF, current_operations={},
-                   domid=next_domid(world, dest_h.ref) if running else -1,
-                   snapshots=[], children=[], snapshot_of=NULL_REF, parent=NULL_REF,
-                   consoles=[], VIFs=[], VBDs=[], crash_dumps=[], VGPUs=[],
-                   attached_PCIs=[])
+        new.update(
+            resident_on=dest_h.ref if running else NULL_REF,
+            affinity=dest_h.ref,
+            scheduled_to_be_resident_on=NULL_REF,
+            current_operations={},
+            domid=next_domid(world, dest_h.ref) if running else -1,
+            snapshots=[],
+            children=[],
+            snapshot_of=NULL_REF,
+            parent=NULL_REF,
+            consoles=[],
+            VIFs=[],
+            VBDs=[],
+            crash_dumps=[],
+            VGPUs=[],
+            attached_PCIs=[],
+        )
         db.add("VM", vm, new)
         info = db.get("host", dest_h.ref)["cpu_info"]
         if new["power_state"] != "Halted":
@@ -76,6 +88,7 @@ def land(dest_h, vm, row, metrics):
 
 
 # -- the destination side of the wire protocol ------------------------------------------------
+
 
 class Imports:
     """The destination's memory of migrations (a world service): the VM each migration ID
@@ -106,13 +119,18 @@ def _import(dest_h, vm, row, metrics, migration):
             with imports.lock:
                 prior = imports.landed.get(migration)
             if prior is not None and prior[0] is db and db.exists("VM", prior[1]):
-                return prior[1]            # the same request again: answered, not repeated
+                return prior[1]  # the same request again: answered, not repeated
         ref = land(dest_h, vm, row, metrics)
         if migration:
             with imports.lock:
-                if migration in imports.aborted:   # the source gave up on it: roll back
-                    raise Failure("VM_MIGRATE_FAILED", vm, "", dest_h.ref,
-                                  "the migration was aborted by its source")
+                if migration in imports.aborted:  # the source gave up on it: roll back
+                    raise Failure(
+                        "VM_MIGRATE_FAILED",
+                        vm,
+                        "",
+                        dest_h.ref,
+                        "the migration was aborted by its source",
+                    )
                 imports.landed[migration] = (db, ref)
                 imports._keep(imports.landed)
 
@@ -120,6 +138,7 @@ def _import(dest_h, vm, row, metrics, migration):
                 with imports.lock:
                     if imports.landed.get(migration) == (db, ref):
                         del imports.landed[migration]
+
             txn.on_rollback.append(forget)
     return ref
 
@@ -145,8 +164,7 @@ def _abort_import(world, migration):
             db.remove("VM_metrics", row["metrics"])
         db.remove("VM", ref)
         _update_memory(world, db, row["resident_on"])
-    log.info("migration %s aborted by its source: destroyed the VM %s it landed",
-             migration, ref)
+    log.info("migration %s aborted by its source: destroyed the VM %s it landed", migration, ref)
     return True
 
 
@@ -171,11 +189,15 @@ def import_metadata(host, query, body):
     migration = (query.get("migration") or [""])[0]
     if (query.get("abort") or [""])[0] == "true":
         if not migration:
-            return fail(b"400 Bad Request", "INTERNAL_ERROR", "import_metadata: abort of no "
-                        "migration")
+            return fail(
+                b"400 Bad Request", "INTERNAL_ERROR", "import_metadata: abort of no migration"
+            )
         destroyed = _abort_import(host.world, migration)
-        return b"200 OK", b"application/json", json.dumps(
-            {"aborted": True, "destroyed": destroyed}).encode()
+        return (
+            b"200 OK",
+            b"application/json",
+            json.dumps({"aborted": True, "destroyed": destroyed}).encode(),
+        )
     try:
         doc = json.loads(body)
         row, metrics, ref = dec(doc["VM"]), dec(doc.get("VM_metrics") or {}), doc["ref"]

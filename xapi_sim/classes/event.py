@@ -14,6 +14,7 @@ The legacy ``register``/``next``/``unregister`` API keeps a per-session position
 world's change stream; XAPI's queue is bounded, so a registrant that falls more than
 ``EventQueues.queue_limit`` changes behind gets ``EVENTS_LOST`` and must register again.
 """
+
 from __future__ import annotations
 
 import re
@@ -26,14 +27,22 @@ from ..errors import Failure
 from ..sessions import SESSION_DELETED_HOOKS
 from ..wire.values import I4
 
-EVENT_FROM_DELAY = 0.05     # xapi_globs event_from_delay: batching before/between polls
-QUEUE_LIMIT = 10_000         # legacy event.next: pending events before EVENTS_LOST
+EVENT_FROM_DELAY = 0.05  # xapi_globs event_from_delay: batching before/between polls
+QUEUE_LIMIT = 10_000  # legacy event.next: pending events before EVENTS_LOST
 MAX_TIMEOUT = 3600.0
 
 # Classes with ``in_db:false`` in the datamodel: no database table, so no valid_ref_counts
 # entry (messages live in XAPI's message store, not in the database).
-NOT_IN_DB = {"event", "data_source", "auth", "sr_stat", "probe_result", "vdi_nbd_server_info",
-             "message", "diagnostics"}
+NOT_IN_DB = {
+    "event",
+    "data_source",
+    "auth",
+    "sr_stat",
+    "probe_result",
+    "vdi_nbd_server_info",
+    "message",
+    "diagnostics",
+}
 # Tables that exist in XAPI's database but stay empty: roles are static (rbac_static.ml,
 # xapi_role.ml answers role.get_all* from the static list), so XAPI counts 0 rows.
 EMPTY_IN_XAPI = {"role"}
@@ -43,10 +52,13 @@ def valid_ref_counts(db) -> dict:
     """``valid_ref_counts`` of an event.from reply: lower-case table -> live rows (``<i4>``)."""
     memo = getattr(db, "_counts_memo", None)
     if memo is not None and memo[0] == db.gen:
-        return memo[1]          # shared by every waiter woken at this generation (no lock)
+        return memo[1]  # shared by every waiter woken at this generation (no lock)
     with db.lock:
-        counts = {c.lower(): I4(0 if c in EMPTY_IN_XAPI else len(t))
-                  for c, t in db.tables.items() if c not in NOT_IN_DB}
+        counts = {
+            c.lower(): I4(0 if c in EMPTY_IN_XAPI else len(t))
+            for c, t in db.tables.items()
+            if c not in NOT_IN_DB
+        }
         db._counts_memo = (db.gen, counts)
         return counts
 
@@ -55,8 +67,10 @@ def token_of(gen: int) -> str:
     return f"{gen:020d},{0:020d}"
 
 
-_OCAML_INT = re.compile(r"-?(?:0[xX][0-9a-fA-F][0-9a-fA-F_]*|0[oO][0-7][0-7_]*|"
-                        r"0[bB][01][01_]*|[0-9][0-9_]*)\Z")
+_OCAML_INT = re.compile(
+    r"-?(?:0[xX][0-9a-fA-F][0-9a-fA-F_]*|0[oO][0-7][0-7_]*|"
+    r"0[bB][01][01_]*|[0-9][0-9_]*)\Z"
+)
 
 
 def parse_token(token: str) -> int:
@@ -97,12 +111,17 @@ def _subscriptions(db, classes):
 def _event(db, gen, cls, ref, op, legacy=False):
     # message events come from XAPI's message store with id 0 (xapi_event.ml from_inner)
     eid = "0" if cls == "message" and not legacy else str(gen)
-    ev = {"id": eid, "timestamp": f"{time.time():.0f}." if legacy else "0.0",
-          "class": cls.lower(), "operation": op, "ref": ref}
+    ev = {
+        "id": eid,
+        "timestamp": f"{time.time():.0f}." if legacy else "0.0",
+        "class": cls.lower(),
+        "operation": op,
+        "ref": ref,
+    }
     if op != "del":
         row = db.tables[cls].get(ref)
         if row is None:
-            return None   # CA-91931: deleted before we could snapshot it
+            return None  # CA-91931: deleted before we could snapshot it
         ev["snapshot"] = row
     return ev
 
@@ -146,14 +165,14 @@ def event_from(call, classes, token, timeout):
         events, gen = _collect(db, since, names, objs)
         if events:
             break
-        changed = db.changed_event      # taken before the check: no lost wake-up
+        changed = db.changed_event  # taken before the check: no lost wake-up
         if call.session not in db.tables["session"]:
             raise Failure("SESSION_INVALID", call.session)
         if db.gen == gen:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            call.world.txm.checkpoint()   # never wait holding a database lock
+            call.world.txm.checkpoint()  # never wait holding a database lock
             changed.wait(left)
         if call.session not in db.tables["session"]:
             raise Failure("SESSION_INVALID", call.session)
@@ -181,6 +200,7 @@ def inject(call, cls, ref):
 
 # -- legacy API ----------------------------------------------------------------------------
 
+
 class EventQueues:
     """Legacy ``event.next`` registrations of one world (created on first use).
 
@@ -189,7 +209,7 @@ class EventQueues:
     """
 
     def __init__(self, world=None):
-        self.regs: dict = {}          # session ref -> {"classes": set, "pos": generation}
+        self.regs: dict = {}  # session ref -> {"classes": set, "pos": generation}
         self.queue_limit = QUEUE_LIMIT
         self.lock = threading.Lock()
 
@@ -234,7 +254,7 @@ def event_next(call):
     while True:
         with db.cond:
             reg = q.regs.get(call.session)
-            if reg is None:   # unregistered meanwhile (another connection of the session)
+            if reg is None:  # unregistered meanwhile (another connection of the session)
                 raise Failure("SESSION_NOT_REGISTERED", call.session)
             if db.gen - reg["pos"] > q.queue_limit:
                 del q.regs[call.session]

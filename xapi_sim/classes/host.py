@@ -1,4 +1,5 @@
 """host: clocks and simple queries (lifecycle and levelling live in ``host_lifecycle.py``)."""
+
 from __future__ import annotations
 
 from ..dispatch import api

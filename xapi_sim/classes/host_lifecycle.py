@@ -18,6 +18,7 @@ Mirrors xen-api Dundee ``ocaml/xapi/xapi_host.ml``, ``xapi_host_helpers.ml`` and
   incompatible placement fails mid-evacuation with ``VM_INCOMPATIBLE_WITH_THIS_HOST``.
 * ``destroy``: ``HOST_IS_LIVE``, ``HOST_HAS_RESIDENT_VMS``; then the pool level is recomputed.
 """
+
 from __future__ import annotations
 
 import logging
@@ -115,16 +116,18 @@ def assert_can_evacuate(call, host):
         _host(call, host)
         errors = [f for f in evacuation_plan(call, host).values() if isinstance(f, Failure)]
         if errors:
-            raise Failure("CANNOT_EVACUATE_HOST",
-                          "|".join(",".join(f.description) for f in errors))
+            raise Failure("CANNOT_EVACUATE_HOST", "|".join(",".join(f.description) for f in errors))
 
 
 @api("host.get_vms_which_prevent_evacuation")
 def get_vms_which_prevent_evacuation(call, self):
     with call.db.lock:
         _host(call, self)
-        return {vm: f.description for vm, f in evacuation_plan(call, self).items()
-                if isinstance(f, Failure)}
+        return {
+            vm: f.description
+            for vm, f in evacuation_plan(call, self).items()
+            if isinstance(f, Failure)
+        }
 
 
 def _execute_plan(call, host, op):
@@ -167,7 +170,7 @@ def reboot(call, host):
     with call.db.lock:
         h, row = _host(call, host)
         with c.with_operation(call, "host", host, "reboot") as op:
-            if not _live(call, h):                  # do_op_on the host
+            if not _live(call, h):  # do_op_on the host
                 raise Failure("HOST_OFFLINE", h.ref)
             op.mark()
             _stop_vms(call, h)
@@ -218,6 +221,10 @@ def migrate_receive(call, host, network, options):
         call.db.get("network", network)
         sess = create_session(call, call.world.user, "migrate_receive", pool=True)
         master = call.pool.master
-        return {"SM": f"{master.url}services/SM?session_id={sess}", "host": host,
-                "xenops": f"{h.url}services/xenops?session_id={sess}", "session_id": sess,
-                "master": master.url}
+        return {
+            "SM": f"{master.url}services/SM?session_id={sess}",
+            "host": host,
+            "xenops": f"{h.url}services/xenops?session_id={sess}",
+            "session_id": sess,
+            "master": master.url,
+        }

@@ -14,6 +14,7 @@
 
 Here the messages are rows of the pool database (so events and ``--state-dir`` cover them).
 """
+
 from __future__ import annotations
 
 from ..dispatch import api
@@ -53,8 +54,11 @@ def get(call, cls, obj_uuid, since):
     db = call.db
     if not _exists(db, cls, obj_uuid):
         raise Failure("UUID_INVALID")
-    return {r: row for r, row in db.rows("message")
-            if row["cls"] == cls and row["obj_uuid"] == obj_uuid and _newer(row, since)}
+    return {
+        r: row
+        for r, row in db.rows("message")
+        if row["cls"] == cls and row["obj_uuid"] == obj_uuid and _newer(row, since)
+    }
 
 
 @api("message.get_since")

@@ -8,6 +8,7 @@ A failed call changes nothing: xapi's best-effort clean-up of half-made VLANs
 (``safe_destroy_VLANs``) is the transaction's roll-back here. A dangling network ref, which
 xapi stores and leaves to its GC, is refused with ``HANDLE_INVALID`` (after xapi's checks).
 """
+
 from __future__ import annotations
 
 from .. import install_network as inet
@@ -28,6 +29,7 @@ from .network_pif import (
 
 # -- VLANs ----------------------------------------------------------------------------------
 
+
 def _assert_no_other_local_pifs(db, host, network):
     """``Xapi_pif.assert_no_other_local_pifs``."""
     pifs = inet.local_pifs(db, network, host)
@@ -41,16 +43,40 @@ def _vlan_internal(call, host, tagged, tag, network, device):
     world, db = call.world, call.db
     base = db.get("PIF", tagged)
     vlan_ref, untagged = world.ids.ref(), world.ids.ref()
-    world.new_row(db, "PIF", ref=untagged, device=device, network=network, host=host,
-                  MAC=inet.VLAN_MAC, MTU=base["MTU"], VLAN=tag, metrics=base["metrics"],
-                  physical=False, currently_attached=False, ip_configuration_mode="None",
-                  IP="", netmask="", gateway="", DNS="", bond_slave_of=NULL_REF,
-                  VLAN_master_of=vlan_ref, management=False, other_config={},
-                  disallow_unplug=False, ipv6_configuration_mode="None", IPv6=[""],
-                  ipv6_gateway="", primary_address_type="IPv4", managed=True, properties={},
-                  capabilities=[])
-    world.new_row(db, "VLAN", ref=vlan_ref, tagged_PIF=tagged, untagged_PIF=untagged, tag=tag,
-                  other_config={})
+    world.new_row(
+        db,
+        "PIF",
+        ref=untagged,
+        device=device,
+        network=network,
+        host=host,
+        MAC=inet.VLAN_MAC,
+        MTU=base["MTU"],
+        VLAN=tag,
+        metrics=base["metrics"],
+        physical=False,
+        currently_attached=False,
+        ip_configuration_mode="None",
+        IP="",
+        netmask="",
+        gateway="",
+        DNS="",
+        bond_slave_of=NULL_REF,
+        VLAN_master_of=vlan_ref,
+        management=False,
+        other_config={},
+        disallow_unplug=False,
+        ipv6_configuration_mode="None",
+        IPv6=[""],
+        ipv6_gateway="",
+        primary_address_type="IPv4",
+        managed=True,
+        properties={},
+        capabilities=[],
+    )
+    world.new_row(
+        db, "VLAN", ref=vlan_ref, tagged_PIF=tagged, untagged_PIF=untagged, tag=tag, other_config={}
+    )
     return vlan_ref, untagged
 
 
@@ -88,7 +114,7 @@ def vlan_destroy(call, self):
     db = call.db
     vlan = db.get("VLAN", self)
     untagged = vlan["untagged_PIF"]
-    if not db.exists("PIF", untagged):       # an orphaned record
+    if not db.exists("PIF", untagged):  # an orphaned record
         db.remove("VLAN", self)
         return
     row = db.get("PIF", untagged)
@@ -119,8 +145,11 @@ def pif_create_vlan(call, device, network, host, VLAN):
     db = call.db
     with db.lock:
         on_host(call, host)
-        base = [p for p in db.get("host", host)["PIFs"]
-                if db.get("PIF", p)["device"] == device and db.get("PIF", p)["VLAN"] == -1]
+        base = [
+            p
+            for p in db.get("host", host)["PIFs"]
+            if db.get("PIF", p)["device"] == device and db.get("PIF", p)["VLAN"] == -1
+        ]
         if not base:
             raise Failure("INVALID_VALUE", "device", device)
         return db.get("VLAN", vlan_create(call, base[0], VLAN, network))["untagged_PIF"]
@@ -155,19 +184,23 @@ def pool_create_vlan_from_pif(call, pif, network, VLAN):
     db = call.db
     with db.lock:
         net = db.get("network", db.get("PIF", pif)["network"])
-        live = [p for p in net["PIFs"]
-                if db.get("host_metrics",
-                          db.get("host", db.get("PIF", p)["host"])["metrics"])["live"]]
+        live = [
+            p
+            for p in net["PIFs"]
+            if db.get("host_metrics", db.get("host", db.get("PIF", p)["host"])["metrics"])["live"]
+        ]
         vlans = [vlan_create(call, p, VLAN, network) for p in live]
         return [db.get("VLAN", v)["untagged_PIF"] for v in vlans]
 
 
 # -- bonds ----------------------------------------------------------------------------------
 
-_LACP = (("hashing_algorithm", "tcpudp_ports", lambda v: v in ("src_mac", "tcpudp_ports")),
-         ("lacp-time", "slow", lambda v: v in ("fast", "slow")),
-         ("lacp-aggregation-key", None, lambda v: _is_int(v)),
-         ("lacp-fallback-ab", "true", lambda v: v in ("true", "false")))
+_LACP = (
+    ("hashing_algorithm", "tcpudp_ports", lambda v: v in ("src_mac", "tcpudp_ports")),
+    ("lacp-time", "slow", lambda v: v in ("fast", "slow")),
+    ("lacp-aggregation-key", None, lambda v: _is_int(v)),
+    ("lacp-fallback-ab", "true", lambda v: v in ("true", "false")),
+)
 
 
 def _is_int(v):
@@ -247,8 +280,9 @@ def _move_vlan(call, host, new_slave, old_vlan):
         for vif in _local_vifs(call, host, [network]):
             db.set("VIF", vif, "network", new_net)
     else:
-        _vlan, new_master = _vlan_internal(call, host, new_slave, tag, network,
-                                           db.get("PIF", new_slave)["device"])
+        _vlan, new_master = _vlan_internal(
+            call, host, new_slave, tag, network, db.get("PIF", new_slave)["device"]
+        )
     db.remove("VLAN", old_vlan)
     db.remove("PIF", old_master)
     if plugged:
@@ -310,23 +344,56 @@ def bond_create(call, network, members, MAC, mode, properties):
         if len(with_ip) > 1 and db.schema.release != "cream":
             raise Failure("PIF_BOND_MORE_THAN_ONE_IP")
         db.get("network", network)
-        used = {db.get("PIF", p)["device"] for p in db.get("host", host)["PIFs"]
-                if db.get("PIF", p)["bond_master_of"]}
+        used = {
+            db.get("PIF", p)["device"]
+            for p in db.get("host", host)["PIFs"]
+            if db.get("PIF", p)["bond_master_of"]
+        }
         device = next(f"bond{n}" for n in range(len(used) + 1) if f"bond{n}" not in used)
         master, bond = world.ids.ref(), world.ids.ref()
-        metrics = world.new_row(db, "PIF_metrics", last_updated=world.clock.now_ts(),
-                                carrier=True)
-        world.new_row(db, "PIF", ref=master, device=device, network=network, host=host,
-                      MAC=mac, MTU=-1, VLAN=-1, metrics=metrics, physical=False,
-                      currently_attached=False, ip_configuration_mode="None", IP="",
-                      netmask="", gateway="", DNS="", bond_slave_of=NULL_REF,
-                      VLAN_master_of=NULL_REF, management=False, other_config={},
-                      disallow_unplug=False, ipv6_configuration_mode="None", IPv6=[""],
-                      ipv6_gateway="", primary_address_type="IPv4", managed=True,
-                      properties=dict(props[0]), capabilities=[])
-        world.new_row(db, "Bond", ref=bond, master=master, other_config={},
-                      primary_slave=primary, mode=mode, properties=properties,
-                      links_up=len(members))
+        metrics = world.new_row(db, "PIF_metrics", last_updated=world.clock.now_ts(), carrier=True)
+        world.new_row(
+            db,
+            "PIF",
+            ref=master,
+            device=device,
+            network=network,
+            host=host,
+            MAC=mac,
+            MTU=-1,
+            VLAN=-1,
+            metrics=metrics,
+            physical=False,
+            currently_attached=False,
+            ip_configuration_mode="None",
+            IP="",
+            netmask="",
+            gateway="",
+            DNS="",
+            bond_slave_of=NULL_REF,
+            VLAN_master_of=NULL_REF,
+            management=False,
+            other_config={},
+            disallow_unplug=False,
+            ipv6_configuration_mode="None",
+            IPv6=[""],
+            ipv6_gateway="",
+            primary_address_type="IPv4",
+            managed=True,
+            properties=dict(props[0]),
+            capabilities=[],
+        )
+        world.new_row(
+            db,
+            "Bond",
+            ref=bond,
+            master=master,
+            other_config={},
+            primary_slave=primary,
+            mode=mode,
+            properties=properties,
+            links_up=len(members),
+        )
         for m in members:
             db.set("PIF", m, "bond_slave_of", bond)
         _move_configuration(db, primary, master)
@@ -383,7 +450,7 @@ def bond_destroy(call, self):
         db.remove("Bond", self)
         db.remove("PIF", master)
         if db.exists("PIF_metrics", mrow["metrics"]):
-            db.remove("PIF_metrics", mrow["metrics"])          # Db_gc.gc_PIF_metrics
+            db.remove("PIF_metrics", mrow["metrics"])  # Db_gc.gc_PIF_metrics
         for m in members:
             if db.exists("PIF", m):
                 db.set("PIF", m, "bond_slave_of", NULL_REF)
@@ -419,24 +486,58 @@ def bond_set_property(call, self, name, value):
 
 # -- tunnels --------------------------------------------------------------------------------
 
+
 def _tunnel_internal(call, transport, network, host):
     """``Xapi_tunnel.create_internal``: the access PIF ``tunnel<N>`` (a MAC from a fresh
     seed, the transport PIF's metrics) and the tunnel record."""
     world, db = call.world, call.db
-    used = {db.get("PIF", p)["device"] for p in db.get("host", host)["PIFs"]
-            if db.get("PIF", p)["tunnel_access_PIF_of"]}
+    used = {
+        db.get("PIF", p)["device"]
+        for p in db.get("host", host)["PIFs"]
+        if db.get("PIF", p)["tunnel_access_PIF_of"]
+    }
     device = next(f"tunnel{n}" for n in range(len(used) + 1) if f"tunnel{n}" not in used)
     access, tunnel = world.ids.ref(), world.ids.ref()
-    world.new_row(db, "PIF", ref=access, device=device, network=network, host=host,
-                  MAC=inet.gen_mac(0, world.ids.uuid()), MTU=-1, VLAN=-1,
-                  metrics=db.get("PIF", transport)["metrics"], physical=False,
-                  currently_attached=False, ip_configuration_mode="None", IP="", netmask="",
-                  gateway="", DNS="", bond_slave_of=NULL_REF, VLAN_master_of=NULL_REF,
-                  management=False, other_config={}, disallow_unplug=False,
-                  ipv6_configuration_mode="None", IPv6=[""], ipv6_gateway="",
-                  primary_address_type="IPv4", managed=True, properties={}, capabilities=[])
-    world.new_row(db, "tunnel", ref=tunnel, access_PIF=access, transport_PIF=transport,
-                  status={"active": "false"}, other_config={})
+    world.new_row(
+        db,
+        "PIF",
+        ref=access,
+        device=device,
+        network=network,
+        host=host,
+        MAC=inet.gen_mac(0, world.ids.uuid()),
+        MTU=-1,
+        VLAN=-1,
+        metrics=db.get("PIF", transport)["metrics"],
+        physical=False,
+        currently_attached=False,
+        ip_configuration_mode="None",
+        IP="",
+        netmask="",
+        gateway="",
+        DNS="",
+        bond_slave_of=NULL_REF,
+        VLAN_master_of=NULL_REF,
+        management=False,
+        other_config={},
+        disallow_unplug=False,
+        ipv6_configuration_mode="None",
+        IPv6=[""],
+        ipv6_gateway="",
+        primary_address_type="IPv4",
+        managed=True,
+        properties={},
+        capabilities=[],
+    )
+    world.new_row(
+        db,
+        "tunnel",
+        ref=tunnel,
+        access_PIF=access,
+        transport_PIF=transport,
+        status={"active": "false"},
+        other_config={},
+    )
     return tunnel, access
 
 

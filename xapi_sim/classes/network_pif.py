@@ -10,6 +10,7 @@ checks differ (any address family accepted; other IPv6 errors) and are here, as 
 IPv6 CIDR parse of both (``Helpers.parse_cidr``'s ``Scanf`` format). The effects are those
 ``Nm.bring_pif_up``/``bring_pif_down`` leave in the database (``install_network.py``).
 """
+
 from __future__ import annotations
 
 from .. import install_network as inet
@@ -46,13 +47,15 @@ def vif_in_use(db, network: str, host_ref: str):
     attach in progress for a VM (going to be) resident here, or attached to a live VM
     resident here; None if there is none."""
     net = db.tables["network"].get(network)
-    for vif in (net["VIFs"] if net is not None else ()):
+    for vif in net["VIFs"] if net is not None else ():
         row = db.tables["VIF"][vif]
         vm = db.tables["VM"].get(row["VM"])
         if vm is None:
             continue
         if "attach" in row["current_operations"].values() and host_ref in (
-                vm["resident_on"], vm["scheduled_to_be_resident_on"]):
+            vm["resident_on"],
+            vm["scheduled_to_be_resident_on"],
+        ):
             return (network, vif)
         if row["currently_attached"] and vm["resident_on"] == host_ref and _vm_live(vm):
             return (network, vif)
@@ -70,18 +73,22 @@ def pif_facts(call, pif: str, row: dict, op: str, args=None) -> dict:
     pool = inet.pool_row(db)
     host = row["host"]
     h = world.hosts.get(host)
-    facts = dict(ha_enabled=pool.get("ha_enabled", False),
-                 redo_log_enabled=pool.get("redo_log_enabled", False),
-                 ha_allow_overcommit=pool.get("ha_allow_overcommit", False),
-                 on_slave=h is not None and not h.is_master,
-                 bond_valid=db.exists("Bond", row["bond_slave_of"]), args=args or {})
+    facts = dict(
+        ha_enabled=pool.get("ha_enabled", False),
+        redo_log_enabled=pool.get("redo_log_enabled", False),
+        ha_allow_overcommit=pool.get("ha_allow_overcommit", False),
+        on_slave=h is not None and not h.is_master,
+        bond_valid=db.exists("Bond", row["bond_slave_of"]),
+        args=args or {},
+    )
     if op == "unplug":
         hrow = db.tables["host"].get(host)
         facts["host_enabled"] = bool(hrow and hrow["enabled"])
         net = db.tables["network"].get(row["network"])
         facts["protected_vm_on_network"] = any(
             xha_protected(db.tables["VM"].get(db.tables["VIF"][v]["VM"]) or {})
-            for v in (net["VIFs"] if net is not None else ()))
+            for v in (net["VIFs"] if net is not None else ())
+        )
         facts["vif_in_use"] = vif_in_use(db, row["network"], host)
         tunnels = row["tunnel_transport_PIF_of"]
         if tunnels and db.exists("tunnel", tunnels[0]):
@@ -89,7 +96,8 @@ def pif_facts(call, pif: str, row: dict, op: str, args=None) -> dict:
             if db.exists("PIF", access):
                 arow = db.get("PIF", access)
                 facts["tunnel_access_error"] = network_checks.pif_check_operation_error(
-                    access, arow, "unplug", **pif_facts(call, access, arow, "unplug"))
+                    access, arow, "unplug", **pif_facts(call, access, arow, "unplug")
+                )
     if op == "plug" and row["tunnel_access_PIF_of"]:
         tunnel = row["tunnel_access_PIF_of"][0]
         if db.exists("tunnel", tunnel):
@@ -101,8 +109,11 @@ def pif_facts(call, pif: str, row: dict, op: str, args=None) -> dict:
 def pif_check(call, pif: str, op: str, args=None) -> dict:
     """Run ``PIF.<op>``'s preconditions; returns the PIF's row."""
     row = call.db.get("PIF", pif)
-    raise_err(network_checks.pif_check_operation_error(pif, row, op,
-                                                       **pif_facts(call, pif, row, op, args)))
+    raise_err(
+        network_checks.pif_check_operation_error(
+            pif, row, op, **pif_facts(call, pif, row, op, args)
+        )
+    )
     return row
 
 
@@ -181,6 +192,7 @@ def move_management(call, to_pif: str) -> None:
 
 # -- PIF messages ---------------------------------------------------------------------------
 
+
 @api("PIF.plug")
 def plug(call, self):
     with call.db.lock:
@@ -220,10 +232,21 @@ def reconfigure_ip(call, self, mode, IP, netmask, gateway, DNS):
         if db.schema.release == "cream":
             _reconfigure_ip_cream(call, self, row, mode, IP, netmask, gateway)
         else:
-            pif_check(call, self, "reconfigure_ip",
-                      dict(mode=mode, IP=IP, netmask=netmask, gateway=gateway))
-        db.update("PIF", self, ip_configuration_mode=mode, IP=IP, netmask=netmask,
-                  gateway=gateway, DNS=DNS)
+            pif_check(
+                call,
+                self,
+                "reconfigure_ip",
+                dict(mode=mode, IP=IP, netmask=netmask, gateway=gateway),
+            )
+        db.update(
+            "PIF",
+            self,
+            ip_configuration_mode=mode,
+            IP=IP,
+            netmask=netmask,
+            gateway=gateway,
+            DNS=DNS,
+        )
         _reattach(call, self, row)
 
 
@@ -269,15 +292,18 @@ def _ipv6_checks_cream(IPv6, gateway):
         return
     address, slash, prefix = IPv6.partition("/")
     if not slash:
-        raise Failure("INVALID_IP_ADDRESS_SPECIFIED",
-                      "Prefix length must be specified (format: <ipv6>/<prefix>")
+        raise Failure(
+            "INVALID_IP_ADDRESS_SPECIFIED",
+            "Prefix length must be specified (format: <ipv6>/<prefix>",
+        )
     if not inet.is_ip_any(address):
         raise Failure("INVALID_IP_ADDRESS_SPECIFIED", "IPv6")
     try:
         length = inet.ocaml_int(prefix)
     except ValueError:
-        raise Failure("INVALID_IP_ADDRESS_SPECIFIED",
-                      f"Cannot parse prefix length '{prefix}'") from None
+        raise Failure(
+            "INVALID_IP_ADDRESS_SPECIFIED", f"Cannot parse prefix length '{prefix}'"
+        ) from None
     if not 0 <= length <= 128:
         raise Failure("INVALID_IP_ADDRESS_SPECIFIED", "Prefix length must be between 0 and 128")
 
@@ -343,16 +369,39 @@ def _introduce_internal(call, host_ref, mac, device, managed, disallow_unplug=Fa
     bridge = management_bridge(db, host_ref)
     net = inet.physical_network(world, db, device)
     index = int(device[3:]) if device[3:].isdigit() else 0
-    metrics = world.new_row(db, "PIF_metrics", last_updated=world.clock.now_ts(),
-                            **inet.nic_metrics(index))
+    metrics = world.new_row(
+        db, "PIF_metrics", last_updated=world.clock.now_ts(), **inet.nic_metrics(index)
+    )
     pif = world.new_row(
-        db, "PIF", device=device, network=net, host=host_ref, MAC=mac, MTU=1500, VLAN=-1,
-        metrics=metrics, physical=True, currently_attached=False,
-        ip_configuration_mode="None", IP="", netmask="", gateway="", DNS="",
-        bond_slave_of=NULL_REF, VLAN_master_of=NULL_REF, management=False, other_config={},
-        disallow_unplug=disallow_unplug, ipv6_configuration_mode="None", IPv6=[],
-        ipv6_gateway="", primary_address_type="IPv4", managed=managed,
-        properties=dict(inet.DEFAULT_PROPERTIES), capabilities=[])
+        db,
+        "PIF",
+        device=device,
+        network=net,
+        host=host_ref,
+        MAC=mac,
+        MTU=1500,
+        VLAN=-1,
+        metrics=metrics,
+        physical=True,
+        currently_attached=False,
+        ip_configuration_mode="None",
+        IP="",
+        netmask="",
+        gateway="",
+        DNS="",
+        bond_slave_of=NULL_REF,
+        VLAN_master_of=NULL_REF,
+        management=False,
+        other_config={},
+        disallow_unplug=disallow_unplug,
+        ipv6_configuration_mode="None",
+        IPv6=[],
+        ipv6_gateway="",
+        primary_address_type="IPv4",
+        managed=managed,
+        properties=dict(inet.DEFAULT_PROPERTIES),
+        capabilities=[],
+    )
     if bridge and db.get("network", net)["bridge"] == bridge:
         db.update("PIF", pif, management=True, currently_attached=True)
     return pif
@@ -369,13 +418,19 @@ def introduce(call, host, MAC, device, managed=True):
             mac = table.get(device, "")
         if not inet.is_valid_mac(mac):
             raise Failure("MAC_INVALID", mac)
-        known = [db.get("PIF", p)["device"] for p in inet.host_pifs(db, host)
-                 if db.get("PIF", p)["physical"]]
+        known = [
+            db.get("PIF", p)["device"]
+            for p in inet.host_pifs(db, host)
+            if db.get("PIF", p)["physical"]
+        ]
         if device in known:
             raise Failure("DUPLICATE_PIF_DEVICE_NAME", device)
         if table.get(device) != mac:
-            raise Failure("COULD_NOT_FIND_NETWORK_INTERFACE_WITH_SPECIFIED_DEVICE_NAME_AND_"
-                          "MAC_ADDRESS", device, mac)
+            raise Failure(
+                "COULD_NOT_FIND_NETWORK_INTERFACE_WITH_SPECIFIED_DEVICE_NAME_AND_MAC_ADDRESS",
+                device,
+                mac,
+            )
         return _introduce_internal(call, host, mac, device, managed)
 
 
@@ -387,8 +442,11 @@ def scan(call, host):
     with db.lock:
         on_host(call, host)
         bridge = management_bridge(db, host)
-        known = {db.get("PIF", p)["device"] for p in inet.host_pifs(db, host)
-                 if db.get("PIF", p)["physical"]}
+        known = {
+            db.get("PIF", p)["device"]
+            for p in inet.host_pifs(db, host)
+            if db.get("PIF", p)["physical"]
+        }
         for device, mac in _nic_table(call, host).items():
             if device not in known:
                 _introduce_internal(call, host, mac, device, True)
@@ -396,11 +454,32 @@ def scan(call, host):
 
 
 @api("PIF.db_introduce")
-def db_introduce(call, device, network, host, MAC, MTU, VLAN, physical,
-                 ip_configuration_mode, IP, netmask, gateway, DNS, bond_slave_of,
-                 VLAN_master_of, management, other_config, disallow_unplug=False,
-                 ipv6_configuration_mode="None", IPv6=(), ipv6_gateway="",
-                 primary_address_type="IPv4", managed=True, properties=None):
+def db_introduce(
+    call,
+    device,
+    network,
+    host,
+    MAC,
+    MTU,
+    VLAN,
+    physical,
+    ip_configuration_mode,
+    IP,
+    netmask,
+    gateway,
+    DNS,
+    bond_slave_of,
+    VLAN_master_of,
+    management,
+    other_config,
+    disallow_unplug=False,
+    ipv6_configuration_mode="None",
+    IPv6=(),
+    ipv6_gateway="",
+    primary_address_type="IPv4",
+    managed=True,
+    properties=None,
+):
     """``Xapi_pif.pool_introduce``: a record only (not plugged, ``bond_slave_of`` NULL, fresh
     empty metrics). xapi stores dangling host/network/VLAN refs and lets its GC remove the
     record; the simulator refuses them with HANDLE_INVALID."""
@@ -412,15 +491,35 @@ def db_introduce(call, device, network, host, MAC, MTU, VLAN, physical,
             db.get("VLAN", VLAN_master_of)
         metrics = world.new_row(db, "PIF_metrics", last_updated=world.clock.now_ts())
         return world.new_row(
-            db, "PIF", device=device, network=network, host=host, MAC=MAC, MTU=MTU,
-            VLAN=VLAN, metrics=metrics, physical=physical, currently_attached=False,
-            ip_configuration_mode=ip_configuration_mode, IP=IP, netmask=netmask,
-            gateway=gateway, DNS=DNS, bond_slave_of=NULL_REF, VLAN_master_of=VLAN_master_of,
-            management=management, other_config=dict(other_config),
-            disallow_unplug=disallow_unplug, ipv6_configuration_mode=ipv6_configuration_mode,
-            IPv6=list(IPv6), ipv6_gateway=ipv6_gateway,
-            primary_address_type=primary_address_type, managed=managed,
-            properties=dict(properties or {}), capabilities=[])
+            db,
+            "PIF",
+            device=device,
+            network=network,
+            host=host,
+            MAC=MAC,
+            MTU=MTU,
+            VLAN=VLAN,
+            metrics=metrics,
+            physical=physical,
+            currently_attached=False,
+            ip_configuration_mode=ip_configuration_mode,
+            IP=IP,
+            netmask=netmask,
+            gateway=gateway,
+            DNS=DNS,
+            bond_slave_of=NULL_REF,
+            VLAN_master_of=VLAN_master_of,
+            management=management,
+            other_config=dict(other_config),
+            disallow_unplug=disallow_unplug,
+            ipv6_configuration_mode=ipv6_configuration_mode,
+            IPv6=list(IPv6),
+            ipv6_gateway=ipv6_gateway,
+            primary_address_type=primary_address_type,
+            managed=managed,
+            properties=dict(properties or {}),
+            capabilities=[],
+        )
 
 
 @api("PIF.db_forget")
@@ -438,6 +537,7 @@ def db_forget(call, self):
 
 # -- the management interface ---------------------------------------------------------------
 
+
 @api("host.management_reconfigure")
 def management_reconfigure(call, pif):
     """Dundee's checks (the incompatible-address-type check is swallowed by its own
@@ -454,8 +554,7 @@ def management_reconfigure(call, pif):
         if row["managed"]:
             if row["primary_address_type"] == "IPv4" and row["ip_configuration_mode"] == "None":
                 raise Failure("PIF_HAS_NO_NETWORK_CONFIGURATION")
-            if row["primary_address_type"] == "IPv6" and \
-                    row["ipv6_configuration_mode"] == "None":
+            if row["primary_address_type"] == "IPv6" and row["ipv6_configuration_mode"] == "None":
                 raise Failure("PIF_HAS_NO_V6_NETWORK_CONFIGURATION")
         if row["management"]:
             return

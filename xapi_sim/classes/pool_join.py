@@ -13,6 +13,7 @@ rule instead: vendor and ``features`` must equal the master host's.
 ``eject`` (on the master, naming a member) deletes the member's record, recomputes the pool
 level, and the host restarts as the master of a new pool of its own.
 """
+
 from __future__ import annotations
 
 import threading
@@ -25,8 +26,13 @@ from . import common as c
 
 
 def _software_tuple(sv: dict):
-    return (sv.get("platform_version"), sv.get("platform_name"), sv.get("build_number"),
-            sv.get("git_id"), "installed" if "xs:linux" in sv else "not present")
+    return (
+        sv.get("platform_version"),
+        sv.get("platform_name"),
+        sv.get("build_number"),
+        sv.get("git_id"),
+        "installed" if "xs:linux" in sv else "not present",
+    )
 
 
 def _pre_join_checks(call, master, force):
@@ -53,8 +59,10 @@ def _pre_join_checks(call, master, force):
     mrow = mdb.get("host", master.ref)
     jsv, msv = jrow["software_version"], mrow["software_version"]
     # 8. assert_hosts_compatible
-    if (jsv.get("platform_version"), jsv.get("product_brand") or jsv.get("platform_name")) != \
-            (msv.get("platform_version"), msv.get("product_brand") or msv.get("platform_name")):
+    if (jsv.get("platform_version"), jsv.get("product_brand") or jsv.get("platform_name")) != (
+        msv.get("platform_version"),
+        msv.get("product_brand") or msv.get("platform_name"),
+    ):
         raise Failure("HOSTS_NOT_COMPATIBLE")
     # 9. assert_hosts_homogeneous, only when not forced
     if not force:
@@ -64,7 +72,7 @@ def _pre_join_checks(call, master, force):
         if "cpu_info" in prow:
             if jrow["cpu_info"].get("vendor") != prow["cpu_info"].get("vendor"):
                 raise Failure("HOSTS_NOT_HOMOGENEOUS", "CPUs differ")
-        else:   # levelling v1: vendor and features equal to the master host's (§5.2)
+        else:  # levelling v1: vendor and features equal to the master host's (§5.2)
             ji, mi = jrow["cpu_info"], mrow["cpu_info"]
             if (ji.get("vendor"), ji.get("features")) != (mi.get("vendor"), mi.get("features")):
                 raise Failure("HOSTS_NOT_HOMOGENEOUS", "CPUs differ")
@@ -125,7 +133,7 @@ def _join(call, master_address, master_username, master_password, force):
     master = _find_master(call, master_address)
     # both pools' locks, taken in the store's order (store.py lock discipline)
     world.txm.current().lock(master.db, joiner.db)
-    master = _find_master(call, master_address)   # re-checked under the locks
+    master = _find_master(call, master_address)  # re-checked under the locks
     _pre_join_checks(call, master, force)
     _merge(world, joiner, master.pool)
     _restart_as_member(world, joiner)

@@ -1,6 +1,7 @@
 """The ``session.*`` messages. Mirrors xen-api ``ocaml/xapi/xapi_session.ml``; the machinery
 they share with the dispatcher (authentication, creation, limits, eviction) is
 ``xapi_sim/sessions.py``."""
+
 from __future__ import annotations
 
 from ..dispatch import api
@@ -45,11 +46,12 @@ def change_password(call, old_pwd, new_pwd):
     change on this host, then ``request_config_file_sync`` to the others). ``old_pwd`` is
     ignored, as in XAPI (CA-13567)."""
     row = call.db.tables["session"].get(call.session)
-    if row is None:   # a local session has no row: Db.Session.get_is_local_superuser fails
+    if row is None:  # a local session has no row: Db.Session.get_is_local_superuser fails
         raise Failure("HANDLE_INVALID", "session", call.session)
     if not row["is_local_superuser"]:
-        raise Failure("USER_IS_NOT_LOCAL_SUPERUSER",
-                      f"Failed to change password for user {call.world.user}")
+        raise Failure(
+            "USER_IS_NOT_LOCAL_SUPERUSER", f"Failed to change password for user {call.world.user}"
+        )
     if new_pwd == "":
         raise Failure("CHANGE_PASSWORD_REJECTED", CHANGE_PASSWORD_REFUSED)
     call.pool.password = new_pwd

@@ -4,6 +4,7 @@ Not part of XAPI: absent from ``system.listMethods``; callable over XML-RPC and 
 any valid session on any endpoint, naming any host of the world. Hardware changes take effect
 at the host's next xapi start, as firmware and microcode changes do on real hosts.
 """
+
 from __future__ import annotations
 
 from .. import products
@@ -16,10 +17,18 @@ from ..scenario_spec import ScenarioError, parse_size
 from ..scenario_spec import _host as _parse_host_spec
 from ..sessions import AuthStats
 
-MAX_HOST_MEMORY = 64 << 40   # a sanity bound (int64-safe), not a product limit
+MAX_HOST_MEMORY = 64 << 40  # a sanity bound (int64-safe), not a product limit
 
-_HW_KEYS = {"cpu", "hidden_features", "sockets", "cpus_per_socket", "memory",
-            "features_pv", "features_hvm", "vendor"}
+_HW_KEYS = {
+    "cpu",
+    "hidden_features",
+    "sockets",
+    "cpus_per_socket",
+    "memory",
+    "features_pv",
+    "features_hvm",
+    "vendor",
+}
 _RAW_KEYS = ("vendor", "features_pv", "features_hvm")
 
 
@@ -46,8 +55,11 @@ def host_set_hardware(call, host, changes):
         raise Failure("INVALID_VALUE", "changes", str(changes))
     unknown = set(changes) - _HW_KEYS
     if unknown:
-        raise Failure("INVALID_VALUE", "changes", f"unknown key {sorted(unknown)[0]!r}; "
-                      f"known: {', '.join(sorted(_HW_KEYS))}")
+        raise Failure(
+            "INVALID_VALUE",
+            "changes",
+            f"unknown key {sorted(unknown)[0]!r}; known: {', '.join(sorted(_HW_KEYS))}",
+        )
     base = h.next_hw or h.hw
     cpu = changes.get("cpu", base.cpu)
     try:
@@ -81,8 +93,11 @@ def host_set_hardware(call, host, changes):
     sockets = _int_in(changes, "sockets", base.sockets, 1, 16)
     cps = _int_in(changes, "cpus_per_socket", base.cpus_per_socket, 1, MAX_PCPUS_PER_HOST)
     if sockets * cps > MAX_PCPUS_PER_HOST:
-        raise Failure("INVALID_VALUE", "cpus_per_socket", f"{sockets * cps} pCPUs exceed the "
-                      f"limit of {MAX_PCPUS_PER_HOST} per host")
+        raise Failure(
+            "INVALID_VALUE",
+            "cpus_per_socket",
+            f"{sockets * cps} pCPUs exceed the limit of {MAX_PCPUS_PER_HOST} per host",
+        )
     try:
         memory = parse_size(changes.get("memory", base.memory))
     except (TypeError, ValueError, OverflowError) as e:
@@ -100,8 +115,7 @@ def _int_in(changes, key, default, lo, hi):
         except ValueError:
             raise Failure("INVALID_VALUE", key, f"expected an integer, got {v!r}") from None
     if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-        raise Failure("INVALID_VALUE", key, f"expected an integer from {lo} to {hi}, "
-                      f"got {v!r}")
+        raise Failure("INVALID_VALUE", key, f"expected an integer from {lo} to {hi}, got {v!r}")
     return v
 
 
@@ -121,8 +135,9 @@ def add_host(call, spec):
         raise Failure("INVALID_VALUE", "name_label", f"a host named {hs.name_label!r} exists")
     except KeyError:
         pass  # no host of that name: the new one may take it
-    h = world.add_standalone_host(hs.name_label, hs.version, hs.hardware(), hs.uuid,
-                                  build_number=hs.build_number)
+    h = world.add_standalone_host(
+        hs.name_label, hs.version, hs.hardware(), hs.uuid, build_number=hs.build_number
+    )
     if world.simulator is not None:
         world.simulator.listen(h)
     world.xapi_start(h)
@@ -174,13 +189,15 @@ def vm_set_flags(call, vm, flags):
     """Test hook: set a VM's ``last_boot_CPU_flags`` as if it booted elsewhere (the field is
     read-only in XAPI). ``flags`` is a string map, e.g. {} or {"vendor": "GenuineIntel"}."""
     pool = _vm(call, vm)
-    if not isinstance(flags, dict) or not all(isinstance(k, str) and isinstance(v, str)
-                                              for k, v in flags.items()):
+    if not isinstance(flags, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in flags.items()
+    ):
         raise Failure("INVALID_VALUE", "flags", str(flags))
     pool.db.set("VM", vm, "last_boot_CPU_flags", dict(flags))
 
 
 # -- injected faults (xapi_sim/faults.py) ---------------------------------------------------
+
 
 @control("sim.fault_add", 2)
 def fault_add(call, rule):
@@ -206,6 +223,7 @@ def fault_clear(call, rule_id):
 
 
 # -- authentication (xapi_sim/classes/session.py) ------------------------------------------
+
 
 @control("sim.auth_stats", 1)
 def auth_stats(call):

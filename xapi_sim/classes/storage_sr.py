@@ -11,6 +11,7 @@ reports as ``SR_BACKEND_FAILURE_<code> ["", text, stderr]`` (``sm_exec.ml``).
 Every call is one transaction: a refused call changes nothing. Space is accounted by
 ``install_storage`` (physical_size / physical_utilisation / virtual_allocation).
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 
 
 # -- shared helpers (used by storage_vdi / storage_vbd / storage_vm) -----------------------
+
 
 def ctor_fields(call, cls, record) -> dict:
     """The constructor record as ``gen_server.ml`` ``from_ctor_record`` reads it: RW and
@@ -114,8 +116,12 @@ def check_device_config(call, host, sr_type, dc, probe=False) -> None:
             raise store.sm_failure("ConfigDeviceMissing")
         if not all(_DEV.fullmatch(d) for d in dc["device"].split(",")):
             raise store.sm_failure("ConfigDeviceInvalid")
-        if sr_type == "lvm" and not probe and "allocation" in dc and \
-                dc["allocation"] not in ("thick", "thin"):
+        if (
+            sr_type == "lvm"
+            and not probe
+            and "allocation" in dc
+            and dc["allocation"] not in ("thick", "thin")
+        ):
             raise store.sm_failure("InvalidArg")
     elif sr_type == "nfs":
         if _missing(dc, "server"):
@@ -158,8 +164,9 @@ def _assert_known_driver(call, sr_type) -> None:
 def _assert_no_srmaster_key(dc) -> None:
     """``Xapi_pbd.assert_no_srmaster_key``."""
     if "SRmaster" in dc:
-        raise Failure("VALUE_NOT_SUPPORTED", "SRmaster", dc["SRmaster"],
-                      "This key is for internal use only")
+        raise Failure(
+            "VALUE_NOT_SUPPORTED", "SRmaster", dc["SRmaster"], "This key is for internal use only"
+        )
 
 
 def _assert_host_up(call, host) -> None:
@@ -171,6 +178,7 @@ def _assert_host_up(call, host) -> None:
 
 # -- PBD ---------------------------------------------------------------------------------
 
+
 def create_pbd(call, host, sr, device_config, other_config=None, attached=False) -> str:
     """``Xapi_pbd.create_common``: ``PBD_EXISTS [sr, host, pbd]``, no ``SRmaster`` key."""
     db = call.db
@@ -179,9 +187,16 @@ def create_pbd(call, host, sr, device_config, other_config=None, attached=False)
         if db.tables["PBD"][p]["host"] == host:
             raise Failure("PBD_EXISTS", sr, host, p)
     _assert_no_srmaster_key(device_config)
-    return store.new_row(call.world, db, "PBD", host=host, SR=sr,
-                         device_config=dict(device_config), currently_attached=attached,
-                         other_config=dict(other_config or {}))
+    return store.new_row(
+        call.world,
+        db,
+        "PBD",
+        host=host,
+        SR=sr,
+        device_config=dict(device_config),
+        currently_attached=attached,
+        other_config=dict(other_config or {}),
+    )
 
 
 @api("PBD.create")
@@ -208,14 +223,22 @@ def plug_pbd(call, pbd) -> None:
     if not srow["shared"]:
         for p in srow["PBDs"]:
             prow = db.tables["PBD"].get(p)
-            if p != pbd and prow is not None and prow["currently_attached"] and \
-                    prow["host"] != row["host"]:
+            if (
+                p != pbd
+                and prow is not None
+                and prow["currently_attached"]
+                and prow["host"] != row["host"]
+            ):
                 raise Failure("SR_NOT_SHARABLE", sr, prow["host"])
     check_device_config(call, row["host"], srow["type"], row["device_config"])
     db.set("PBD", pbd, "currently_attached", True)
     if srow["physical_size"] < 0:
-        db.set("SR", sr, "physical_size",
-               store.CREATE_SIZES.get(srow["type"], store.DEFAULT_CREATE_SIZE))
+        db.set(
+            "SR",
+            sr,
+            "physical_size",
+            store.CREATE_SIZES.get(srow["type"], store.DEFAULT_CREATE_SIZE),
+        )
         store.recompute_sr(db, sr)
     refresh_sr(call, sr)
 
@@ -233,8 +256,7 @@ def active_vdis_of_pbd(db, pbd) -> list:
     reserved VBD of a VM resident on the PBD's host."""
     row = db.get("PBD", pbd)
     out = []
-    for vm in db.get("host", row["host"])["resident_VMs"] if db.exists("host", row["host"]) \
-            else ():
+    for vm in db.get("host", row["host"])["resident_VMs"] if db.exists("host", row["host"]) else ():
         for vbd in db.tables["VM"][vm]["VBDs"]:
             v = db.tables["VBD"].get(vbd)
             if v is None or v["empty"] or not v["currently_attached"]:
@@ -255,8 +277,9 @@ def pbd_unplug(call, self):
         _assert_host_up(call, row["host"])
         if not row["currently_attached"]:
             return
-        vdis = [v for v in active_vdis_of_pbd(db, self)
-                if db.tables["VDI"][v]["type"] != "metadata"]
+        vdis = [
+            v for v in active_vdis_of_pbd(db, self) if db.tables["VDI"][v]["type"] != "metadata"
+        ]
         if vdis:
             raise Failure("VDI_IN_USE", *vdis)
         db.set("PBD", self, "currently_attached", False)
@@ -285,26 +308,40 @@ def pbd_set_device_config(call, self, value):
 
 # -- SR ----------------------------------------------------------------------------------
 
-def introduce_sr(call, uuid, name_label, name_description, sr_type, content_type, shared,
-                 sm_config) -> str:
+
+def introduce_sr(
+    call, uuid, name_label, name_description, sr_type, content_type, shared, sm_config
+) -> str:
     """``Xapi_sr.introduce``: a database record only; ``SR_UUID_EXISTS [uuid]``."""
     db = call.db
     if uuid and uuid in db.uuids["SR"]:
         raise Failure("SR_UUID_EXISTS", uuid)
-    return store.new_row(call.world, db, "SR", uuid=uuid or None, name_label=name_label,
-                         name_description=name_description, type=sr_type.lower(),
-                         content_type=content_type, shared=shared,
-                         sm_config=dict(sm_config), physical_size=-1,
-                         physical_utilisation=-1, virtual_allocation=0, other_config={},
-                         allowed_operations=[], current_operations={})
+    return store.new_row(
+        call.world,
+        db,
+        "SR",
+        uuid=uuid or None,
+        name_label=name_label,
+        name_description=name_description,
+        type=sr_type.lower(),
+        content_type=content_type,
+        shared=shared,
+        sm_config=dict(sm_config),
+        physical_size=-1,
+        physical_utilisation=-1,
+        virtual_allocation=0,
+        other_config={},
+        allowed_operations=[],
+        current_operations={},
+    )
 
 
 @api("SR.introduce")
-def sr_introduce(call, uuid, name_label, name_description, type, content_type, shared,
-                 sm_config):
+def sr_introduce(call, uuid, name_label, name_description, type, content_type, shared, sm_config):
     with call.db.lock:
-        sr = introduce_sr(call, uuid, name_label, name_description, type, content_type,
-                          shared, sm_config)
+        sr = introduce_sr(
+            call, uuid, name_label, name_description, type, content_type, shared, sm_config
+        )
         refresh_sr(call, sr)
         return sr
 
@@ -315,8 +352,18 @@ def sr_make(call, *args):
 
 
 @api("SR.create")
-def sr_create(call, host, device_config, physical_size, name_label, name_description, type,
-              content_type, shared, sm_config):
+def sr_create(
+    call,
+    host,
+    device_config,
+    physical_size,
+    name_label,
+    name_description,
+    type,
+    content_type,
+    shared,
+    sm_config,
+):
     """``Xapi_sr.create``: no rolling upgrade; forwarded to ``host`` unless shared; the
     record and its PBDs (one per host, master first, if shared), the backend's create
     (device-config checks), then each PBD plugged (failures only logged)."""
@@ -327,8 +374,9 @@ def sr_create(call, host, device_config, physical_size, name_label, name_descrip
         if not shared:
             _assert_host_up(call, host)
         sr_type = type.lower()
-        sr = introduce_sr(call, "", name_label, name_description, sr_type, content_type,
-                          shared, sm_config)
+        sr = introduce_sr(
+            call, "", name_label, name_description, sr_type, content_type, shared, sm_config
+        )
         if shared:
             hosts = [master_ref(call)] + [h for h in db.refs("host") if h != master_ref(call)]
         else:
@@ -428,8 +476,9 @@ def sr_probe(call, host, device_config, type, sm_config):
         sr_type = type.lower()
         _assert_known_driver(call, sr_type)
         if "SR_PROBE" not in sm_features(db, sr_type):
-            raise Failure("SR_BACKEND_FAILURE",
-                          "Operation 'sr_probe' not supported by this SR type", "", "")
+            raise Failure(
+                "SR_BACKEND_FAILURE", "Operation 'sr_probe' not supported by this SR type", "", ""
+            )
         check_device_config(call, host, sr_type, device_config, probe=True)
         found = []
         for _sr, row in db.rows("SR"):

@@ -8,6 +8,7 @@ are database edits), ``xapi_vm_helpers.ml`` (``allowed_VBD_devices``,
 ``possible_VBD_devices_of_string``, ``all_used_VBD_devices``) and xcp-idl
 ``device_number.ml`` (device names and disk numbers).
 """
+
 from __future__ import annotations
 
 import re
@@ -107,6 +108,7 @@ def valid_device(dev: str) -> bool:
 
 # -- helpers -------------------------------------------------------------------------------
 
+
 def refresh_vbd(call, vbd) -> None:
     """``update_vbd_and_vdi_operations``."""
     db = call.db
@@ -122,18 +124,44 @@ def _hvm_booted(vm_row) -> bool:
     return vm_row["HVM_boot_policy"] != ""
 
 
-def new_vbd(call, vm, vdi, *, userdevice, bootable, mode, type, unpluggable, empty,
-            other_config, qos_algorithm_type="", qos_algorithm_params=None,
-            device="", currently_attached=False) -> str:
+def new_vbd(
+    call,
+    vm,
+    vdi,
+    *,
+    userdevice,
+    bootable,
+    mode,
+    type,
+    unpluggable,
+    empty,
+    other_config,
+    qos_algorithm_type="",
+    qos_algorithm_params=None,
+    device="",
+    currently_attached=False,
+) -> str:
     db = call.db
-    ref = call.world.new_row(db, "VBD", VM=vm, VDI=vdi, userdevice=userdevice,
-                             device=device, bootable=bootable, mode=mode, type=type,
-                             unpluggable=unpluggable, empty=empty,
-                             other_config=dict(other_config),
-                             qos_algorithm_type=qos_algorithm_type,
-                             qos_algorithm_params=dict(qos_algorithm_params or {}),
-                             currently_attached=currently_attached, storage_lock=False,
-                             allowed_operations=[], current_operations={})
+    ref = call.world.new_row(
+        db,
+        "VBD",
+        VM=vm,
+        VDI=vdi,
+        userdevice=userdevice,
+        device=device,
+        bootable=bootable,
+        mode=mode,
+        type=type,
+        unpluggable=unpluggable,
+        empty=empty,
+        other_config=dict(other_config),
+        qos_algorithm_type=qos_algorithm_type,
+        qos_algorithm_params=dict(qos_algorithm_params or {}),
+        currently_attached=currently_attached,
+        storage_lock=False,
+        allowed_operations=[],
+        current_operations={},
+    )
     refresh_vbd(call, ref)
     return ref
 
@@ -161,20 +189,30 @@ def create_vbd(call, f) -> str:
     if not valid_device(userdevice) or (userdevice == "autodetect" and not possible):
         raise Failure("INVALID_DEVICE", userdevice)
     if userdevice == "autodetect":
-        userdevice = to_linux_device(possible[0]) if vtype == "Floppy" \
-            else str(possible[0][1])
+        userdevice = to_linux_device(possible[0]) if vtype == "Floppy" else str(possible[0][1])
     if set(possible_devices(userdevice)) & set(used_devices(db, vm)):
         raise Failure("DEVICE_ALREADY_EXISTS", userdevice)
     other_config = dict(f["other_config"])
     if not empty and "backend-kind" in db.get("VDI", vdi)["sm_config"]:
-        other_config = {"backend-kind": db.get("VDI", vdi)["sm_config"]["backend-kind"],
-                        **other_config}
+        other_config = {
+            "backend-kind": db.get("VDI", vdi)["sm_config"]["backend-kind"],
+            **other_config,
+        }
     vdi = vdi if not empty or db.exists("VDI", vdi) else NULL_REF
-    return new_vbd(call, vm, vdi, userdevice=userdevice,
-                   bootable=f["bootable"], mode=mode, type=vtype,
-                   unpluggable=f["unpluggable"], empty=empty, other_config=other_config,
-                   qos_algorithm_type=f["qos_algorithm_type"],
-                   qos_algorithm_params=f["qos_algorithm_params"])
+    return new_vbd(
+        call,
+        vm,
+        vdi,
+        userdevice=userdevice,
+        bootable=f["bootable"],
+        mode=mode,
+        type=vtype,
+        unpluggable=f["unpluggable"],
+        empty=empty,
+        other_config=other_config,
+        qos_algorithm_type=f["qos_algorithm_type"],
+        qos_algorithm_params=f["qos_algorithm_params"],
+    )
 
 
 @api("VBD.create")
@@ -189,8 +227,7 @@ def destroy_vbd(call, vbd) -> None:
     row = db.get("VBD", vbd)
     if row["currently_attached"]:
         vm_uuid = db.get("VM", row["VM"])["uuid"] if db.exists("VM", row["VM"]) else ""
-        raise Failure("OPERATION_NOT_ALLOWED",
-                      f"VBD '{row['uuid']}' still attached to '{vm_uuid}'")
+        raise Failure("OPERATION_NOT_ALLOWED", f"VBD '{row['uuid']}' still attached to '{vm_uuid}'")
     db.remove("VBD", vbd)
     if not row["empty"] and db.exists("VDI", row["VDI"]):
         refresh_vdi(call, row["VDI"])
@@ -221,8 +258,12 @@ def vbd_plug(call, self):
             raise Failure("DISK_VBD_MUST_BE_READWRITE_FOR_HVM", self)
         op.mark()
         dev = of_string(hvm, row["userdevice"])
-        db.update("VBD", self, currently_attached=True,
-                  device=to_linux_device(dev) if dev is not None else row["device"])
+        db.update(
+            "VBD",
+            self,
+            currently_attached=True,
+            device=to_linux_device(dev) if dev is not None else row["device"],
+        )
     refresh_vbd(call, self)
 
 
@@ -305,7 +346,8 @@ def vbd_set_mode(call, self, value):
         vm = db.get("VBD", self)["VM"]
         state = db.get("VM", vm)["power_state"]
         if state != "Halted":
-            raise Failure("VM_BAD_POWER_STATE", vm, power_to_string("Halted"),
-                          power_to_string(state))
+            raise Failure(
+                "VM_BAD_POWER_STATE", vm, power_to_string("Halted"), power_to_string(state)
+            )
         db.set("VBD", self, "mode", value)
         refresh_vbd(call, self)

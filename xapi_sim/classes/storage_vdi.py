@@ -10,6 +10,7 @@ check reads its record). Sizes and space follow the SR's backend (``install_stor
 LVHD is thick and refuses what does not fit (``SR_BACKEND_FAILURE_44``, "There is
 insufficient space"); file SRs are thin.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -40,6 +41,7 @@ def sr_andor_vdi(call, sr=None, vdi=None):
         def mark():
             for t in tokens:
                 t.mark()
+
         yield mark
 
 
@@ -63,9 +65,23 @@ def _location(sr_type, uuid) -> str:
     return uuid
 
 
-def make_vdi(call, sr, *, name_label, name_description, virtual_size, type, sharable=False,
-             read_only=False, other_config=None, xenstore_data=None, sm_config=None,
-             tags=None, physical_utilisation=None, **extra) -> str:
+def make_vdi(
+    call,
+    sr,
+    *,
+    name_label,
+    name_description,
+    virtual_size,
+    type,
+    sharable=False,
+    read_only=False,
+    other_config=None,
+    xenstore_data=None,
+    sm_config=None,
+    tags=None,
+    physical_utilisation=None,
+    **extra,
+) -> str:
     """The backend's ``VDI.create`` and ``update_vdi_db``: the size as the backend rounds
     it, the space it takes (thick SRs refuse what does not fit), the record."""
     db = call.db
@@ -78,14 +94,30 @@ def make_vdi(call, sr, *, name_label, name_description, virtual_size, type, shar
     smc = dict(sm_config or {})
     if srow["type"] in store.VHD_TYPES:
         smc.setdefault("vdi_type", "vhd")
-    ref = store.new_row(call.world, db, "VDI", uuid=uid, name_label=name_label,
-                        name_description=name_description, SR=sr, virtual_size=size,
-                        physical_utilisation=util, type=type, sharable=sharable,
-                        read_only=read_only, other_config=dict(other_config or {}),
-                        xenstore_data=dict(xenstore_data or {}), sm_config=smc,
-                        tags=list(tags or []), location=extra.pop("location", None) or
-                        _location(srow["type"], uid), managed=True, missing=False,
-                        on_boot="persist", allow_caching=False, **extra)
+    ref = store.new_row(
+        call.world,
+        db,
+        "VDI",
+        uuid=uid,
+        name_label=name_label,
+        name_description=name_description,
+        SR=sr,
+        virtual_size=size,
+        physical_utilisation=util,
+        type=type,
+        sharable=sharable,
+        read_only=read_only,
+        other_config=dict(other_config or {}),
+        xenstore_data=dict(xenstore_data or {}),
+        sm_config=smc,
+        tags=list(tags or []),
+        location=extra.pop("location", None) or _location(srow["type"], uid),
+        managed=True,
+        missing=False,
+        on_boot="persist",
+        allow_caching=False,
+        **extra,
+    )
     store.recompute_sr(db, sr)
     c.refresh_allowed(call.world, db, "VDI", ref)
     return ref
@@ -104,12 +136,20 @@ def create_vdi(call, sr, **fields) -> str:
 def vdi_create(call, record):
     with call.db.lock:
         f = ctor_fields(call, "VDI", record)
-        return create_vdi(call, f["SR"], name_label=f["name_label"],
-                          name_description=f["name_description"],
-                          virtual_size=f["virtual_size"], type=f["type"],
-                          sharable=f["sharable"], read_only=f["read_only"],
-                          other_config=f["other_config"], xenstore_data=f["xenstore_data"],
-                          sm_config=f["sm_config"], tags=f["tags"])
+        return create_vdi(
+            call,
+            f["SR"],
+            name_label=f["name_label"],
+            name_description=f["name_description"],
+            virtual_size=f["virtual_size"],
+            type=f["type"],
+            sharable=f["sharable"],
+            read_only=f["read_only"],
+            other_config=f["other_config"],
+            xenstore_data=f["xenstore_data"],
+            sm_config=f["sm_config"],
+            tags=f["tags"],
+        )
 
 
 def remove_vdi(call, vdi) -> None:
@@ -143,8 +183,16 @@ def vdi_destroy(call, self):
         destroy_vdi(call, self)
 
 
-_COPIED = ("name_label", "name_description", "type", "sharable", "other_config",
-           "xenstore_data", "on_boot", "allow_caching")
+_COPIED = (
+    "name_label",
+    "name_description",
+    "type",
+    "sharable",
+    "other_config",
+    "xenstore_data",
+    "on_boot",
+    "allow_caching",
+)
 
 
 def snapshot_vdi(call, vdi, *, is_snapshot, driver_params=None) -> str:
@@ -165,13 +213,26 @@ def snapshot_vdi(call, vdi, *, is_snapshot, driver_params=None) -> str:
         uid = call.world.ids.uuid()
         extra = {}
         if is_snapshot:
-            extra = dict(is_a_snapshot=True, snapshot_of=vdi,
-                         snapshot_time=call.world.clock.now_ts())
-        ref = store.new_row(call.world, db, "VDI", uuid=uid, SR=sr,
-                            virtual_size=src["virtual_size"], physical_utilisation=util,
-                            read_only=src["read_only"], location=_location(srow["type"], uid),
-                            managed=True, missing=False, sm_config=dict(src["sm_config"]),
-                            tags=[], **{k: src[k] for k in _COPIED if k in src}, **extra)
+            extra = dict(
+                is_a_snapshot=True, snapshot_of=vdi, snapshot_time=call.world.clock.now_ts()
+            )
+        ref = store.new_row(
+            call.world,
+            db,
+            "VDI",
+            uuid=uid,
+            SR=sr,
+            virtual_size=src["virtual_size"],
+            physical_utilisation=util,
+            read_only=src["read_only"],
+            location=_location(srow["type"], uid),
+            managed=True,
+            missing=False,
+            sm_config=dict(src["sm_config"]),
+            tags=[],
+            **{k: src[k] for k in _COPIED if k in src},
+            **extra,
+        )
         store.recompute_sr(db, sr)
         refresh_vdi(call, ref)
         return ref
@@ -202,12 +263,19 @@ def copy_vdi(call, vdi, sr, into_vdi=NULL_REF) -> str:
         if db.exists("VDI", into_vdi):
             dst = into_vdi
         else:
-            dst = create_vdi(call, sr, name_label=src["name_label"],
-                             name_description=src["name_description"],
-                             virtual_size=src["virtual_size"], type=src["type"],
-                             sharable=src["sharable"], read_only=False,
-                             other_config=src["other_config"],
-                             xenstore_data=src["xenstore_data"], tags=src["tags"])
+            dst = create_vdi(
+                call,
+                sr,
+                name_label=src["name_label"],
+                name_description=src["name_description"],
+                virtual_size=src["virtual_size"],
+                type=src["type"],
+                sharable=src["sharable"],
+                read_only=False,
+                other_config=src["other_config"],
+                xenstore_data=src["xenstore_data"],
+                tags=src["tags"],
+            )
             db.update("VDI", dst, on_boot=src["on_boot"], allow_caching=src["allow_caching"])
         drow = db.get("VDI", dst)
         if drow["read_only"]:
@@ -236,9 +304,14 @@ def _resize(call, vdi, size, op):
         new, util = store.resized_vdi(srow["type"], row["virtual_size"], size)
         if util > row["physical_utilisation"]:
             store.ensure_space(db, sr, util - row["physical_utilisation"])
-        db.update("VDI", vdi, virtual_size=new,
-                  physical_utilisation=max(util, row["physical_utilisation"])
-                  if not store.is_thick(srow["type"]) else util)
+        db.update(
+            "VDI",
+            vdi,
+            virtual_size=new,
+            physical_utilisation=max(util, row["physical_utilisation"])
+            if not store.is_thick(srow["type"])
+            else util,
+        )
         store.recompute_sr(db, sr)
         refresh_vdi(call, vdi)
 
@@ -268,10 +341,27 @@ def vdi_forget(call, vdi):
 
 
 @api("VDI.introduce")
-def vdi_introduce(call, uuid, name_label, name_description, SR, type, sharable, read_only,
-                  other_config, location, xenstore_data, sm_config, managed=True,
-                  virtual_size=0, physical_utilisation=0, metadata_of_pool=NULL_REF,
-                  is_a_snapshot=False, snapshot_time=None, snapshot_of=NULL_REF):
+def vdi_introduce(
+    call,
+    uuid,
+    name_label,
+    name_description,
+    SR,
+    type,
+    sharable,
+    read_only,
+    other_config,
+    location,
+    xenstore_data,
+    sm_config,
+    managed=True,
+    virtual_size=0,
+    physical_utilisation=0,
+    metadata_of_pool=NULL_REF,
+    is_a_snapshot=False,
+    snapshot_time=None,
+    snapshot_of=NULL_REF,
+):
     """``Xapi_vdi.introduce``: ``vdi_introduce`` on the SR, a plugged PBD,
     ``LOCATION_NOT_UNIQUE [sr, location]`` (unless the same uuid), the backend's record
     with the higher-level fields set."""
@@ -288,20 +378,33 @@ def vdi_introduce(call, uuid, name_label, name_description, SR, type, sharable, 
             except ValueError:
                 raise Failure("UUID_INVALID", "VDI", uuid) from None
             if uuid in db.uuids["VDI"]:
-                raise Failure("INTERNAL_ERROR",
-                              f'Db_exn.Uniqueness_constraint_violation("VDI", "uuid", "{uuid}")')
+                raise Failure(
+                    "INTERNAL_ERROR",
+                    f'Db_exn.Uniqueness_constraint_violation("VDI", "uuid", "{uuid}")',
+                )
         mark()
         extra = {}
         if is_a_snapshot:
             extra = dict(is_a_snapshot=True, snapshot_of=snapshot_of)
             if snapshot_time is not None:
                 extra["snapshot_time"] = snapshot_time
-        ref = make_vdi(call, SR, uuid=uuid or None, name_label=name_label,
-                       name_description=name_description, virtual_size=virtual_size,
-                       physical_utilisation=physical_utilisation, type=type,
-                       sharable=sharable, read_only=read_only, other_config=other_config,
-                       xenstore_data=xenstore_data, sm_config=sm_config,
-                       location=location or None, **extra)
+        ref = make_vdi(
+            call,
+            SR,
+            uuid=uuid or None,
+            name_label=name_label,
+            name_description=name_description,
+            virtual_size=virtual_size,
+            physical_utilisation=physical_utilisation,
+            type=type,
+            sharable=sharable,
+            read_only=read_only,
+            other_config=other_config,
+            xenstore_data=xenstore_data,
+            sm_config=sm_config,
+            location=location or None,
+            **extra,
+        )
         return ref
 
 
@@ -342,8 +445,9 @@ def ensure_not_on_running_vm(call, vdi) -> None:
         vm = db.tables["VBD"][vbd]["VM"]
         state = db.get("VM", vm)["power_state"]
         if state != "Halted":
-            raise Failure("VM_BAD_POWER_STATE", vm, power_to_string("Halted"),
-                          power_to_string(state))
+            raise Failure(
+                "VM_BAD_POWER_STATE", vm, power_to_string("Halted"), power_to_string(state)
+            )
 
 
 @api("VDI.set_on_boot")

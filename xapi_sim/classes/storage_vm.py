@@ -20,6 +20,7 @@ Mirrors xen-api ``dundee-lcm``:
   the VM runs (Running, Paused) and detached otherwise;
 * ``xapi_vm_helpers.ml`` ``destroy``: the VM's VBDs go, its VDIs stay.
 """
+
 from __future__ import annotations
 
 from .. import install_storage as store
@@ -43,8 +44,9 @@ def on_power_change(call, vm, power_state) -> None:
 
 
 def _host_has_pbd(db, host, sr) -> bool:
-    return db.exists("SR", sr) and any(db.tables["PBD"][p]["host"] == host
-                                       for p in db.get("SR", sr)["PBDs"])
+    return db.exists("SR", sr) and any(
+        db.tables["PBD"][p]["host"] == host for p in db.get("SR", sr)["PBDs"]
+    )
 
 
 def choose_suspend_sr(call, vm) -> str:
@@ -53,8 +55,7 @@ def choose_suspend_sr(call, vm) -> str:
     row = db.get("VM", vm)
     host = row["resident_on"]
     pool = db.get("pool", call.pool.ref)
-    host_sr = db.get("host", host)["suspend_image_sr"] if db.exists("host", host) \
-        else NULL_REF
+    host_sr = db.get("host", host)["suspend_image_sr"] if db.exists("host", host) else NULL_REF
     for sr in (row["suspend_SR"], pool["suspend_image_SR"], host_sr):
         if _host_has_pbd(db, host, sr):
             return sr
@@ -71,9 +72,15 @@ def make_suspend_image(call, vm) -> str:
     row = db.get("VM", vm)
     sr = choose_suspend_sr(call, vm)
     size = suspend_image_size(row)
-    return create_vdi(call, sr, name_label="Suspend image", name_description="Suspend image",
-                      virtual_size=size, type="suspend", sm_config={
-                          "vmhint": row["uuid"], "initial_allocation": str(size)})
+    return create_vdi(
+        call,
+        sr,
+        name_label="Suspend image",
+        name_description="Suspend image",
+        virtual_size=size,
+        type="suspend",
+        sm_config={"vmhint": row["uuid"], "initial_allocation": str(size)},
+    )
 
 
 def write_suspend_image(call, vm) -> None:
@@ -116,20 +123,37 @@ def copy_disks(call, vm, new_vm, disk_op, sr=NULL_REF) -> None:
         other = dict(v["other_config"])
         if v["type"] == "Disk":
             other.setdefault("owner", "")
-        new_vbd(call, new_vm, vdi, userdevice=v["userdevice"], bootable=v["bootable"],
-                mode=v["mode"], type=v["type"], unpluggable=v["unpluggable"],
-                empty=v["empty"] or vdi == NULL_REF, other_config=other,
-                qos_algorithm_type=v["qos_algorithm_type"],
-                qos_algorithm_params=v["qos_algorithm_params"], device=v["device"],
-                currently_attached=new_row["power_state"] in LIVE)
+        new_vbd(
+            call,
+            new_vm,
+            vdi,
+            userdevice=v["userdevice"],
+            bootable=v["bootable"],
+            mode=v["mode"],
+            type=v["type"],
+            unpluggable=v["unpluggable"],
+            empty=v["empty"] or vdi == NULL_REF,
+            other_config=other,
+            qos_algorithm_type=v["qos_algorithm_type"],
+            qos_algorithm_params=v["qos_algorithm_params"],
+            device=v["device"],
+            currently_attached=new_row["power_state"] in LIVE,
+        )
     suspend = NULL_REF
-    if disk_op == "checkpoint" and src["power_state"] == "Running" and \
-            src["resident_on"] != NULL_REF:
+    if (
+        disk_op == "checkpoint"
+        and src["power_state"] == "Running"
+        and src["resident_on"] != NULL_REF
+    ):
         suspend = make_suspend_image(call, vm)
-    elif disk_op != "snapshot" and src["suspend_VDI"] != NULL_REF and \
-            db.exists("VDI", src["suspend_VDI"]):
-        suspend = snapshot_vdi(call, src["suspend_VDI"],
-                               is_snapshot=disk_op in ("snapshot", "checkpoint"))
+    elif (
+        disk_op != "snapshot"
+        and src["suspend_VDI"] != NULL_REF
+        and db.exists("VDI", src["suspend_VDI"])
+    ):
+        suspend = snapshot_vdi(
+            call, src["suspend_VDI"], is_snapshot=disk_op in ("snapshot", "checkpoint")
+        )
     db.set("VM", new_vm, "suspend_VDI", suspend)
 
 

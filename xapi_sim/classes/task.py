@@ -8,6 +8,7 @@ power operations decorated with :func:`timed` take that long, with the VM showin
 operation in ``current_operations``, the task progressing in ``progress_steps`` steps, and
 ``task.cancel`` stopping it before its effect (the VM stays as it was).
 """
+
 from __future__ import annotations
 
 import functools
@@ -21,9 +22,8 @@ from . import common as c
 log = logging.getLogger(__name__)
 
 
-
-
 # -- simulated long-running operations -------------------------------------------------------
+
 
 def timed(op):
     """Give a VM operation XAPI's xenopsd shape when ``Tasks.operation_seconds`` > 0.
@@ -38,6 +38,7 @@ def timed(op):
     before any effect. Then the handler runs as usual (all checks, then the effect,
     atomically). With the default of 0 seconds nothing of this happens.
     """
+
     def deco(fn):
         @functools.wraps(fn)
         def wrapper(call, vm, *args, **kw):
@@ -58,7 +59,7 @@ def timed(op):
                 except BaseException:
                     c.end_operation(call, token, succeeded=False)
                     raise
-                if db.exists("task", task):   # TaskHelper.register_task: cancellable
+                if db.exists("task", task):  # TaskHelper.register_task: cancellable
                     db.set("task", task, "allowed_operations", ["cancel"])
             cancelled = tasks.cancel_event(task)
             # the simulated duration runs unlocked: publish the marked operation first
@@ -66,7 +67,7 @@ def timed(op):
 
             def release():
                 c.end_operation(call, token)
-                if db.exists("task", task):   # unregister_task: not cancellable any more
+                if db.exists("task", task):  # unregister_task: not cancellable any more
                     db.set("task", task, "allowed_operations", [])
 
             steps = max(1, int(tasks.progress_steps))
@@ -74,7 +75,7 @@ def timed(op):
                 if cancelled.wait(secs / steps) or _cancelling(db, task):
                     with db.lock:
                         release()
-                    call.world.txm.checkpoint()   # the release stands: the failure undoes nothing
+                    call.world.txm.checkpoint()  # the release stands: the failure undoes nothing
                     raise Failure("TASK_CANCELLED", task)
                 if i < steps and db.exists("task", task):
                     db.set("task", task, "progress", round(i / steps, 4))
@@ -82,7 +83,9 @@ def timed(op):
             with db.lock:
                 release()
                 return fn(call, vm, *args, **kw)
+
         return wrapper
+
     return deco
 
 
@@ -105,6 +108,7 @@ def _cancelling(db, task) -> bool:
 
 # -- the task class --------------------------------------------------------------------------
 
+
 @api("task.create")
 def task_create(call, label, description):
     return Tasks.of(call.world).create(call, label, description)
@@ -122,8 +126,9 @@ def task_destroy(call, ref):
             # Db.Task.add_to_current_operations on a key already there (a second destroy)
             raise Failure("MAP_DUPLICATE_KEY", "task", "current_operations", ref, "task")
         else:
-            call.db.set("task", ref, "current_operations",
-                        {**row["current_operations"], "task": "destroy"})
+            call.db.set(
+                "task", ref, "current_operations", {**row["current_operations"], "task": "destroy"}
+            )
 
 
 @api("task.cancel")
@@ -140,6 +145,7 @@ def _set(field):
     def setter(call, ref, value):
         call.db.get("task", ref)
         call.db.set("task", ref, field, value)
+
     return setter
 
 

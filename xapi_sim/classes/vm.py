@@ -1,2 +1,3 @@
 """VM behaviour (lifecycle with CPU flags lives in ``vm_lifecycle.py``)."""
+
 from __future__ import annotations

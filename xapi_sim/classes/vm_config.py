@@ -19,24 +19,38 @@ Memory must keep ``static_min <= dynamic_min <= dynamic_max <= static_max``
 ``0 < VCPUs_at_startup <= VCPUs_max`` (``INVALID_VALUE``). ``set_VCPUs_at_startup`` has no
 power-state check in Dundee.
 """
+
 from __future__ import annotations
 
 from ..dispatch import api
 from ..errors import Failure
 from . import common as c
 
-MEMORY_ORDER = ("Memory limits must satisfy: "
-                "static_min \u2264 dynamic_min \u2264 dynamic_max \u2264 static_max")
+MEMORY_ORDER = (
+    "Memory limits must satisfy: static_min \u2264 dynamic_min \u2264 dynamic_max \u2264 static_max"
+)
 VCPU_ORDER = "VCPU values must satisfy: 0 < VCPUs_at_startup \u2264 VCPUs_max"
 
 
 def _memory(call, vm, op, **changes):
     with call.db.lock, c.with_operation(call, "VM", vm, op) as token:
         row = call.db.get("VM", vm)
-        new = {k: changes.get(k, row[k]) for k in ("memory_static_min", "memory_dynamic_min",
-                                                     "memory_dynamic_max", "memory_static_max")}
-        if not (0 <= new["memory_static_min"] <= new["memory_dynamic_min"]
-                <= new["memory_dynamic_max"] <= new["memory_static_max"]):
+        new = {
+            k: changes.get(k, row[k])
+            for k in (
+                "memory_static_min",
+                "memory_dynamic_min",
+                "memory_dynamic_max",
+                "memory_static_max",
+            )
+        }
+        if not (
+            0
+            <= new["memory_static_min"]
+            <= new["memory_dynamic_min"]
+            <= new["memory_dynamic_max"]
+            <= new["memory_static_max"]
+        ):
             raise Failure("MEMORY_CONSTRAINT_VIOLATION", MEMORY_ORDER)
         if "memory_dynamic_min" in changes and op != "changing_static_range":
             changes["memory_target"] = changes["memory_dynamic_min"]
@@ -46,9 +60,15 @@ def _memory(call, vm, op, **changes):
 
 @api("VM.set_memory_limits")
 def set_memory_limits(call, self, static_min, static_max, dynamic_min, dynamic_max):
-    _memory(call, self, "changing_memory_limits", memory_static_min=static_min,
-            memory_static_max=static_max, memory_dynamic_min=dynamic_min,
-            memory_dynamic_max=dynamic_max)
+    _memory(
+        call,
+        self,
+        "changing_memory_limits",
+        memory_static_min=static_min,
+        memory_static_max=static_max,
+        memory_dynamic_min=dynamic_min,
+        memory_dynamic_max=dynamic_max,
+    )
 
 
 @api("VM.set_memory_static_range")
@@ -58,19 +78,22 @@ def set_memory_static_range(call, self, min, max):  # noqa: A002 -- XAPI's param
 
 @api("VM.set_memory_dynamic_range")
 def set_memory_dynamic_range(call, self, min, max):  # noqa: A002
-    _memory(call, self, "changing_dynamic_range", memory_dynamic_min=min,
-            memory_dynamic_max=max)
+    _memory(call, self, "changing_dynamic_range", memory_dynamic_min=min, memory_dynamic_max=max)
 
 
 def _mem_setter(field, op):
     def setter(call, self, value):
         _memory(call, self, op, **{field: value})
+
     return setter
 
 
-for _f, _op in (("static_min", "changing_static_range"), ("static_max", "changing_static_range"),
-                ("dynamic_min", "changing_dynamic_range"),
-                ("dynamic_max", "changing_dynamic_range")):
+for _f, _op in (
+    ("static_min", "changing_static_range"),
+    ("static_max", "changing_static_range"),
+    ("dynamic_min", "changing_dynamic_range"),
+    ("dynamic_max", "changing_dynamic_range"),
+):
     api(f"VM.set_memory_{_f}")(_mem_setter(f"memory_{_f}", _op))
 
 
@@ -133,12 +156,19 @@ def _setter(field, halted_only):
             if halted_only and row["power_state"] != "Halted":
                 raise Failure("VM_BAD_POWER_STATE", self, "halted", row["power_state"].lower())
             call.db.set("VM", self, field, value)
+
     return setter
 
 
 # HVM_boot_policy (vm_lifecycle.py) may change while running: Dundee then checks the VM
 # against the other featureset (§9); these are plain stored settings.
-for _f in ("actions_after_crash", "order", "start_delay", "shutdown_delay", "ha_always_run",
-           "ha_restart_priority"):
+for _f in (
+    "actions_after_crash",
+    "order",
+    "start_delay",
+    "shutdown_delay",
+    "ha_always_run",
+    "ha_restart_priority",
+):
     api(f"VM.set_{_f}")(_setter(_f, halted_only=False))
 api("VM.set_has_vendor_device")(_setter("has_vendor_device", halted_only=True))

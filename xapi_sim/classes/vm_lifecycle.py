@@ -23,6 +23,7 @@ RPU rules, the order of checks in ``pool_migrate``) and ``xapi_vm_migrate.ml``:
 * During a rolling upgrade ``allowed_operations`` are cut to the "Miami" list, but no call
   is refused for being off it (Dundee: informational only, §21 46).
 """
+
 from __future__ import annotations
 
 from ..checks import vm as vm_checks
@@ -49,8 +50,12 @@ def _set_power(call, vm_ref, power_state, host_ref=NULL_REF, **extra):
     row = db.get("VM", vm_ref)
     old_host = row["resident_on"]
     live = power_state in ("Running", "Paused")
-    changes = dict(power_state=power_state, resident_on=host_ref if live else NULL_REF,
-                   scheduled_to_be_resident_on=NULL_REF, **extra)
+    changes = dict(
+        power_state=power_state,
+        resident_on=host_ref if live else NULL_REF,
+        scheduled_to_be_resident_on=NULL_REF,
+        **extra,
+    )
     if not live:
         changes["domid"] = -1
     db.update("VM", vm_ref, **changes)
@@ -59,8 +64,10 @@ def _set_power(call, vm_ref, power_state, host_ref=NULL_REF, **extra):
     if db.exists("VM_metrics", m):
         mchanges = {"last_updated": call.world.clock.now_ts()}
         if live:
-            mchanges.update(memory_actual=row["memory_target"] or row["memory_static_max"],
-                            VCPUs_number=row["VCPUs_at_startup"])
+            mchanges.update(
+                memory_actual=row["memory_target"] or row["memory_static_max"],
+                VCPUs_number=row["VCPUs_at_startup"],
+            )
         else:
             mchanges.update(memory_actual=0, VCPUs_number=0)
         if "start_time" in extra.get("_metrics", {}):
@@ -77,8 +84,14 @@ def _boot(call, vm_ref, host_ref, paused):
     """What ``Xapi_vm.start`` does on the chosen host: reset flags, build the domain."""
     row = call.db.get("VM", vm_ref)
     flags = boot_flags(call.world, call.world.host(host_ref), c.is_hvm(row))
-    _set_power(call, vm_ref, "Paused" if paused else "Running", host_ref,
-               domid=next_domid(call.world, host_ref), last_boot_CPU_flags=flags)
+    _set_power(
+        call,
+        vm_ref,
+        "Paused" if paused else "Running",
+        host_ref,
+        domid=next_domid(call.world, host_ref),
+        last_boot_CPU_flags=flags,
+    )
     m = row["metrics"]
     if call.db.exists("VM_metrics", m):
         call.db.set("VM_metrics", m, "start_time", call.world.clock.now_ts())
@@ -100,7 +113,7 @@ def start(call, vm, start_paused=False, force=False):
         row = _get(call, vm)
         c.assert_vm_limits(vm, row)
         host = c.choose_host(call, vm, row, cpu_check=False)
-        c.assert_can_boot_here(call, vm, row, host)   # the host-side memory check
+        c.assert_can_boot_here(call, vm, row, host)  # the host-side memory check
         op.mark()
         _boot(call, vm, host, start_paused)
 
@@ -186,7 +199,7 @@ def hard_reboot(call, vm):
     (dundee-lcm 10507df4b3) does a full start, which takes the pool level (§7)."""
     with call.db.lock, _op(call, vm, "hard_reboot") as op:
         c.assert_resident_host_live(call, _get(call, vm))
-        op.mark()                   # cancels the clean operations in progress
+        op.mark()  # cancels the clean operations in progress
         row = _get(call, vm)
         if row["power_state"] == "Halted":
             c.assert_vm_limits(vm, row)
@@ -236,10 +249,15 @@ def _resume_here(call, vm, host, start_paused, force):
     extra = {}
     if "cpu_info" not in call.db.schema.classes["pool"].fields:
         # pre-Dundee message forwarding re-based a resumed VM on its host (§6 contrast)
-        extra["last_boot_CPU_flags"] = boot_flags(call.world, call.world.host(host),
-                                                  c.is_hvm(row))
-    _set_power(call, vm, "Paused" if start_paused else "Running", host,
-               domid=next_domid(call.world, host), **extra)
+        extra["last_boot_CPU_flags"] = boot_flags(call.world, call.world.host(host), c.is_hvm(row))
+    _set_power(
+        call,
+        vm,
+        "Paused" if start_paused else "Running",
+        host,
+        domid=next_domid(call.world, host),
+        **extra,
+    )
     storage_vm.drop_suspend_image(call, vm)
 
 
@@ -249,7 +267,7 @@ def resume(call, vm, start_paused=False, force=False):
     with call.db.lock, _op(call, vm, "resume") as op:
         row = _get(call, vm)
         host = c.choose_host(call, vm, row, cpu_check=True)
-        c.assert_can_boot_here(call, vm, row, host)   # the host-side memory check
+        c.assert_can_boot_here(call, vm, row, host)  # the host-side memory check
         if not force:
             c.check_cpu(call, vm, row, host)
         op.mark()
@@ -321,8 +339,9 @@ def _migrate_checks(call, vm, row, host, options):
 
 
 @api("VM.assert_can_migrate")
-def assert_can_migrate(call, vm, dest, live=False, vdi_map=None, vif_map=None, options=None,
-                       vgpu_map=None):
+def assert_can_migrate(
+    call, vm, dest, live=False, vdi_map=None, vif_map=None, options=None, vgpu_map=None
+):
     """``Xapi_vm_migrate.assert_can_migrate``: no operation check (message forwarding
     calls it directly)."""
     with call.db.lock:
@@ -334,8 +353,9 @@ def assert_can_migrate(call, vm, dest, live=False, vdi_map=None, vif_map=None, o
 
 
 @api("VM.migrate_send")
-def migrate_send(call, vm, dest, live=False, vdi_map=None, vif_map=None, options=None,
-                 vgpu_map=None):
+def migrate_send(
+    call, vm, dest, live=False, vdi_map=None, vif_map=None, options=None, vgpu_map=None
+):
     """``with_vm_operation migrate_send`` around ``assert_can_migrate`` and the move, for
     both destinations (message_forwarding.ml)."""
     with call.db.lock:
@@ -387,18 +407,27 @@ def get_possible_hosts(call, vm):
 # -- checkpoints and revert (spec §8: snapshots copy last_boot_CPU_flags; a revert to a
 # checkpoint makes the VM Suspended with the checkpoint's flags) ----------------------------
 
+
 def _copied_fields(call, row):
     """``Xapi_vm_clone.copy_vm_record``: the fields a copy of ``row`` inherits (not the
     uuid, not the ref sets -- devices, snapshots, children), a fresh metrics row, a time."""
     db, world = call.db, call.world
     ts = call.world.clock.now_ts()
-    metrics = world.new_row(db, "VM_metrics", memory_actual=0, VCPUs_number=0,
-                            start_time=ts, install_time=ts, last_updated=ts)
+    metrics = world.new_row(
+        db,
+        "VM_metrics",
+        memory_actual=0,
+        VCPUs_number=0,
+        start_time=ts,
+        install_time=ts,
+        last_updated=ts,
+    )
     vm_class = db.schema.classes["VM"]
 
     def ref_set(k):
         t = vm_class.fields[k].type
         return t.kind == "set" and t.elem is not None and t.elem.kind == "ref"
+
     fields = {k: v for k, v in row.items() if k != "uuid" and not ref_set(k)}
     return fields, metrics, ts
 
@@ -410,15 +439,26 @@ def _snapshot_record(call, vm, row, new_name, power_state, disk_op="snapshot"):
     ``allowed_operations`` come from the checks (``force_state_reset``)."""
     db, world = call.db, call.world
     fields, metrics, ts = _copied_fields(call, row)
-    fields.update(name_label=new_name, is_a_template=True, is_a_snapshot=True,
-                  snapshot_of=vm, snapshot_time=ts, power_state=power_state,
-                  resident_on=NULL_REF, scheduled_to_be_resident_on=NULL_REF, domid=-1,
-                  metrics=metrics, current_operations={}, parent=NULL_REF,
-                  guest_metrics=NULL_REF, allowed_operations=[],
-                  last_boot_CPU_flags=dict(row["last_boot_CPU_flags"]))
+    fields.update(
+        name_label=new_name,
+        is_a_template=True,
+        is_a_snapshot=True,
+        snapshot_of=vm,
+        snapshot_time=ts,
+        power_state=power_state,
+        resident_on=NULL_REF,
+        scheduled_to_be_resident_on=NULL_REF,
+        domid=-1,
+        metrics=metrics,
+        current_operations={},
+        parent=NULL_REF,
+        guest_metrics=NULL_REF,
+        allowed_operations=[],
+        last_boot_CPU_flags=dict(row["last_boot_CPU_flags"]),
+    )
     ref = world.new_row(db, "VM", **fields)
     storage_vm.copy_disks(call, vm, ref, disk_op)
-    for vif in list(row["VIFs"]):       # Xapi_vif_helpers.copy ~preserve_mac_address:true
+    for vif in list(row["VIFs"]):  # Xapi_vif_helpers.copy ~preserve_mac_address:true
         if db.exists("VIF", vif):
             copy_vif(call, vif, ref, preserve_mac=True)
     refresh_allowed(call, ref)
@@ -431,7 +471,7 @@ def checkpoint(call, vm, new_name):
     VM itself keeps running on its host with its flags unchanged."""
     with call.db.lock, _op(call, vm, "checkpoint") as op:
         row = _get(call, vm)
-        if row["power_state"] == "Running":      # forward_vm_op to the VM's host
+        if row["power_state"] == "Running":  # forward_vm_op to the VM's host
             c.assert_resident_host_live(call, row)
         op.mark()
         return _snapshot_record(call, vm, row, new_name, "Suspended", "checkpoint")
@@ -459,14 +499,15 @@ def revert(call, snapshot):
             srow = _get(call, snapshot)
             vm = srow["snapshot_of"]
             if not call.db.exists("VM", vm):
-                raise Failure("OPERATION_NOT_ALLOWED",
-                              "revert of a snapshot whose VM is gone is not simulated")
+                raise Failure(
+                    "OPERATION_NOT_ALLOWED",
+                    "revert of a snapshot whose VM is gone is not simulated",
+                )
             with _op(call, vm, "reverting") as reverting:
                 op.mark()
                 reverting.mark()
                 state = "Suspended" if srow["power_state"] == "Suspended" else "Halted"
-                _set_power(call, vm, state,
-                           last_boot_CPU_flags=dict(srow["last_boot_CPU_flags"]))
+                _set_power(call, vm, state, last_boot_CPU_flags=dict(srow["last_boot_CPU_flags"]))
 
 
 @api("VM.assert_operation_valid")
@@ -474,9 +515,12 @@ def assert_operation_valid(call, self, op):
     """``Xapi_vm.assert_operation_valid``: the strict check, at once (no waiting). Values
     of the enum added after Dundee fail to unmarshal there, as xapi's rpc layer says."""
     if op not in vm_checks.OPERATIONS:
-        raise Failure("INTERNAL_ERROR", "Rpc.Runtime_error(\"Unhandled pattern when "
-                      f"unmarshalling variant type: found '{op}', expected "
-                      f"{'|'.join(vm_checks.OPERATIONS)}\", S({op}))")
+        raise Failure(
+            "INTERNAL_ERROR",
+            'Rpc.Runtime_error("Unhandled pattern when '
+            f"unmarshalling variant type: found '{op}', expected "
+            f'{"|".join(vm_checks.OPERATIONS)}", S({op}))',
+        )
     with call.db.lock:
         c.assert_operation_valid(call, "VM", self, op, strict=True)
 

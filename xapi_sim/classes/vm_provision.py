@@ -40,6 +40,7 @@ Mirrors xen-api ``dundee-lcm`` (6.5 SP1 from ``v1.9.60`` where it differs):
   for PV and for HVM guests whose guest metrics report ``PV_drivers_version``, 0..3 for
   other HVM guests; minus every reading of every VBD's ``device`` and ``userdevice``.
 """
+
 from __future__ import annotations
 
 import re
@@ -82,11 +83,24 @@ def vm_create(call, record):
 
 # -- clone and copy ---------------------------------------------------------------------------
 
-_RESET = dict(blocked_operations={}, ha_always_run=False, protection_policy=NULL_REF,
-              is_snapshot_from_vmpp=False, appliance=NULL_REF, start_delay=0,
-              shutdown_delay=0, order=0, suspend_SR=NULL_REF, version=0, blobs={},
-              transportable_snapshot_id="", snapshot_info={}, snapshot_metadata="",
-              domarch="", is_default_template=False)
+_RESET = dict(
+    blocked_operations={},
+    ha_always_run=False,
+    protection_policy=NULL_REF,
+    is_snapshot_from_vmpp=False,
+    appliance=NULL_REF,
+    start_delay=0,
+    shutdown_delay=0,
+    order=0,
+    suspend_SR=NULL_REF,
+    version=0,
+    blobs={},
+    transportable_snapshot_id="",
+    snapshot_info={},
+    snapshot_metadata="",
+    domarch="",
+    is_default_template=False,
+)
 
 
 def _copy_guest_metrics(call, gm) -> str:
@@ -108,20 +122,30 @@ def copy_vm(call, vm, new_name, disk_op, sr=NULL_REF) -> str:
         mrow = db.get("VM_metrics", row["metrics"])
         db.update("VM_metrics", metrics, **{k: v for k, v in mrow.items() if k != "uuid"})
     other = _seeded(dict(row["other_config"]), world.ids.uuid())
-    other = {k: v for k, v in other.items()
-             if k not in ("default_template", "xensource_internal")}
+    other = {k: v for k, v in other.items() if k not in ("default_template", "xensource_internal")}
     if row["is_a_template"] and "base_template_name" not in other:
         other = {"base_template_name": row["name_label"], **other}
     vm_fields = db.schema.classes["VM"].fields
     fields.update({k: v for k, v in _RESET.items() if k in vm_fields})
     power = "Suspended" if row["power_state"] == "Suspended" else "Halted"
-    fields.update(name_label=new_name, is_a_template=row["is_a_template"],
-                  is_a_snapshot=False, snapshot_of=NULL_REF, power_state=power,
-                  resident_on=NULL_REF, domid=-1, metrics=metrics, current_operations={},
-                  parent=NULL_REF, guest_metrics=_copy_guest_metrics(call, row["guest_metrics"]),
-                  scheduled_to_be_resident_on=NULL_REF, allowed_operations=[],
-                  other_config=other, suspend_VDI=NULL_REF,
-                  last_boot_CPU_flags=dict(row["last_boot_CPU_flags"]))
+    fields.update(
+        name_label=new_name,
+        is_a_template=row["is_a_template"],
+        is_a_snapshot=False,
+        snapshot_of=NULL_REF,
+        power_state=power,
+        resident_on=NULL_REF,
+        domid=-1,
+        metrics=metrics,
+        current_operations={},
+        parent=NULL_REF,
+        guest_metrics=_copy_guest_metrics(call, row["guest_metrics"]),
+        scheduled_to_be_resident_on=NULL_REF,
+        allowed_operations=[],
+        other_config=other,
+        suspend_VDI=NULL_REF,
+        last_boot_CPU_flags=dict(row["last_boot_CPU_flags"]),
+    )
     if "snapshot_time" in vm_fields:
         fields["snapshot_time"] = db.schema.classes["VM"].defaults()["snapshot_time"]
     ref = world.new_row(db, "VM", **fields)
@@ -174,7 +198,7 @@ def ocaml_int64(s: str) -> int:
     n = -n if neg else n
     if base == 10 and not -(1 << 63) <= n < (1 << 63):
         raise ValueError(s)
-    if base != 10:                     # OCaml wraps non-decimal literals up to 2^64 - 1
+    if base != 10:  # OCaml wraps non-decimal literals up to 2^64 - 1
         if not -(1 << 64) < n < (1 << 64):
             raise ValueError(s)
         n = (n + (1 << 63)) % (1 << 64) - (1 << 63)
@@ -202,8 +226,12 @@ def provision_disks(spec: str) -> list[dict]:
         a = d.attrib
         try:
             size = ocaml_int64(a["size"])
-            disk = {"device": a["device"], "size": size, "sr": a["sr"],
-                    "bootable": a["bootable"] == "true"}
+            disk = {
+                "device": a["device"],
+                "size": size,
+                "sr": a["sr"],
+                "bootable": a["bootable"] == "true",
+            }
         except (KeyError, ValueError):
             raise ParseFailure("bad disk element") from None
         t = a.get("type")
@@ -240,21 +268,44 @@ def provision(call, vm):
             return
         for d in disks:
             sr = _sr_by_uuid(db, d["sr"])
-            vdi = create_vdi(call, sr, name_label="",
-                             name_description="Created by template provisioner",
-                             virtual_size=d["size"], type=d["type"], sharable=False,
-                             read_only=False, other_config={}, xenstore_data={},
-                             sm_config={"vmhint": row["uuid"]}, tags=[])
-            vbd = create_vbd(call, {
-                "VM": vm, "VDI": vdi, "userdevice": d["device"], "bootable": d["bootable"],
-                "mode": "RW", "type": "Disk", "unpluggable": d["type"] != "system",
-                "empty": False, "qos_algorithm_type": "", "qos_algorithm_params": {},
-                "other_config": {"owner": ""}})
+            vdi = create_vdi(
+                call,
+                sr,
+                name_label="",
+                name_description="Created by template provisioner",
+                virtual_size=d["size"],
+                type=d["type"],
+                sharable=False,
+                read_only=False,
+                other_config={},
+                xenstore_data={},
+                sm_config={"vmhint": row["uuid"]},
+                tags=[],
+            )
+            vbd = create_vbd(
+                call,
+                {
+                    "VM": vm,
+                    "VDI": vdi,
+                    "userdevice": d["device"],
+                    "bootable": d["bootable"],
+                    "mode": "RW",
+                    "type": "Disk",
+                    "unpluggable": d["type"] != "system",
+                    "empty": False,
+                    "qos_algorithm_type": "",
+                    "qos_algorithm_params": {},
+                    "other_config": {"owner": ""},
+                },
+            )
             db.set("VDI", vdi, "name_label", db.get("VBD", vbd)["userdevice"])
         if script is not None and not _whitelisted(script):
             raise Failure("PERMISSION_DENIED", f"illegal provision script {script}")
-        other = {k: v for k, v in db.get("VM", vm)["other_config"].items()
-                 if k not in ("disks", "postinstall")}
+        other = {
+            k: v
+            for k, v in db.get("VM", vm)["other_config"].items()
+            if k not in ("disks", "postinstall")
+        }
         db.set("VM", vm, "other_config", other)
         refresh_allowed(call, vm)
 
@@ -266,6 +317,7 @@ def _whitelisted(script: str) -> bool:
 
 
 # -- destroy -----------------------------------------------------------------------------------
+
 
 def destroy_cascade(call, vm) -> None:
     """``Xapi_vm_helpers.destroy`` (module docstring); the caller has run the checks."""
@@ -283,8 +335,11 @@ def destroy_cascade(call, vm) -> None:
         db.set("VM", vm, "appliance", NULL_REF)
     for vbd in list(row["VBDs"]):
         vrow = db.tables["VBD"].get(vbd)
-        if vrow is not None and vrow.get("metrics", NULL_REF) != NULL_REF and \
-                db.exists("VBD_metrics", vrow["metrics"]):
+        if (
+            vrow is not None
+            and vrow.get("metrics", NULL_REF) != NULL_REF
+            and db.exists("VBD_metrics", vrow["metrics"])
+        ):
             db.remove("VBD_metrics", vrow["metrics"])
     storage_vm.storage_on_vm_destroy(call, vm)
     destroy_vm_vifs(call, vm)
@@ -315,6 +370,7 @@ def destroy(call, self):
 
 
 # -- devices -----------------------------------------------------------------------------------
+
 
 def allowed_vbd_disk_numbers(db, vm, guest_metrics) -> list[str]:
     """``VM.get_allowed_VBD_devices`` (module docstring) as disk numbers."""

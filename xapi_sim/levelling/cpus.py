@@ -16,6 +16,7 @@ with the 2018-2019 hotfixes, which backported word 9 and IBPB (10-word strings).
 the one the catalogue's ``derived_featuresets["xen-4.7"]`` records.  Later eras default to
 ``microcode=True``, as their derived strings do.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,11 +45,35 @@ DEPENDENCIES: dict[str, list[str]] = DATA["dependencies"]
 ERAS: dict[str, Era] = {era["id"]: era for era in DATA["eras"]}
 OBSERVED_OUTPUTS: tuple[Any, ...] = tuple(DATA["observed_outputs"])
 RELEASES = ("dundee", "cream")
-DUNDEE_KEYS = ("cpu_count", "socket_count", "vendor", "speed", "modelname", "family",
-               "model", "stepping", "flags", "features", "features_pv", "features_hvm")
-CREAM_KEYS = ("cpu_count", "socket_count", "vendor", "speed", "modelname", "family",
-              "model", "stepping", "flags", "features", "features_after_reboot",
-              "physical_features", "maskable")
+DUNDEE_KEYS = (
+    "cpu_count",
+    "socket_count",
+    "vendor",
+    "speed",
+    "modelname",
+    "family",
+    "model",
+    "stepping",
+    "flags",
+    "features",
+    "features_pv",
+    "features_hvm",
+)
+CREAM_KEYS = (
+    "cpu_count",
+    "socket_count",
+    "vendor",
+    "speed",
+    "modelname",
+    "family",
+    "model",
+    "stepping",
+    "flags",
+    "features",
+    "features_after_reboot",
+    "physical_features",
+    "maskable",
+)
 # Linux prints /proc/cpuinfo flags in its own capability-word order:
 # 1.edx, e1.edx, e7.edx (constant_tsc), 1.ecx, e1.ecx, 7:0.ebx, D:1.eax, e8.ebx, 7:0.ecx, ...
 _LINUX_WORD_ORDER = (0, 2, 7, 1, 3, 5, 4, 8, 6, 9, 10, 11, 16)
@@ -78,8 +103,8 @@ class Feature:
     name: str
     word: int
     bit: int
-    attrs_by_xen: tuple[tuple[str, str | None], ...]   # None = unknown to that Xen
-    linux: str | None            # /proc/cpuinfo spelling; None = Linux hides it
+    attrs_by_xen: tuple[tuple[str, str | None], ...]  # None = unknown to that Xen
+    linux: str | None  # /proc/cpuinfo spelling; None = Linux hides it
 
     def attr(self, xen: str) -> str | None:
         """The attribute letters at Xen ``xen`` ("4.7", "4.13", ...); None if unknown."""
@@ -96,12 +121,12 @@ class CpuModel:
     model: int
     stepping: int
     modelname: str
-    masking: str                 # pre-Dundee cpu_info "maskable": no | base | full
+    masking: str  # pre-Dundee cpu_info "maskable": no | base | full
     xen_levelling: str
-    flags: tuple[str, ...]             # Xen feature names, facts from QEMU's model table
+    flags: tuple[str, ...]  # Xen feature names, facts from QEMU's model table
     host_extra_flags: tuple[str, ...]  # bits real silicon has that the QEMU model leaves out
-    microcode_flags: tuple[str, ...]   # speculation-control bits added by 2018-2019+ microcode
-    speed: str                         # synthetic "cpu MHz" string
+    microcode_flags: tuple[str, ...]  # speculation-control bits added by 2018-2019+ microcode
+    speed: str  # synthetic "cpu MHz" string
     derived_featuresets: Mapping[str, Any] = attrs.field(eq=False, hash=False, repr=False)
 
 
@@ -122,17 +147,26 @@ _BY_POSITION: dict[tuple[int, int], Feature] = {(f.word, f.bit): f for f in FEAT
 
 MODELS: dict[str, CpuModel] = {
     m["name"]: CpuModel(
-        name=m["name"], vendor=m["vendor"], family=m["family"], model=m["model"],
-        stepping=m["stepping"], modelname=m["modelname"], masking=m["masking"],
-        xen_levelling=m["xen_levelling"], flags=tuple(m["flags"]),
+        name=m["name"],
+        vendor=m["vendor"],
+        family=m["family"],
+        model=m["model"],
+        stepping=m["stepping"],
+        modelname=m["modelname"],
+        masking=m["masking"],
+        xen_levelling=m["xen_levelling"],
+        flags=tuple(m["flags"]),
         host_extra_flags=tuple(m["host_extra_flags"]),
-        microcode_flags=tuple(m["microcode_flags"]), speed=m["speed"],
-        derived_featuresets=m["derived_featuresets"])
+        microcode_flags=tuple(m["microcode_flags"]),
+        speed=m["speed"],
+        derived_featuresets=m["derived_featuresets"],
+    )
     for m in DATA["models"]
 }
 
 
 # --- catalogue lookups (cpu-featuresets.md §3) ------------------------------------------
+
 
 def model(name: str) -> CpuModel:
     """The catalogue model called ``name`` (case-sensitive), else UnknownCpuModel (§3)."""
@@ -140,7 +174,8 @@ def model(name: str) -> CpuModel:
         return MODELS[name]
     except KeyError:
         raise UnknownCpuModel(
-            f"unknown CPU model {name!r}; valid models: {', '.join(MODELS)}") from None
+            f"unknown CPU model {name!r}; valid models: {', '.join(MODELS)}"
+        ) from None
 
 
 def feature(name: str) -> Feature:
@@ -148,8 +183,9 @@ def feature(name: str) -> Feature:
     try:
         return FEATURES[name]
     except KeyError:
-        raise UnknownFeature(f"unknown CPU feature {name!r} (use Xen's names, e.g. "
-                             f"'hle', 'rtm', 'sse4-2')") from None
+        raise UnknownFeature(
+            f"unknown CPU feature {name!r} (use Xen's names, e.g. 'hle', 'rtm', 'sse4-2')"
+        ) from None
 
 
 def to_featureset(names: Iterable[str], word_count: int = NUM_WORDS) -> fs.Featureset:
@@ -163,8 +199,11 @@ def to_featureset(names: Iterable[str], word_count: int = NUM_WORDS) -> fs.Featu
 
 def feature_names(featureset: Sequence[int]) -> list[str]:
     """Names of the catalogue features set in ``featureset``, in (word, bit) order (§2.4)."""
-    return [f.name for (w, b), f in sorted(_BY_POSITION.items())
-            if w < len(featureset) and featureset[w] >> b & 1]
+    return [
+        f.name
+        for (w, b), f in sorted(_BY_POSITION.items())
+        if w < len(featureset) and featureset[w] >> b & 1
+    ]
 
 
 def dependents(names: Iterable[str]) -> frozenset[str]:
@@ -179,8 +218,9 @@ def dependents(names: Iterable[str]) -> frozenset[str]:
     return frozenset(out)
 
 
-def host_features(model_name: str, hidden_features: Iterable[str] = (),
-                  microcode: bool = False) -> frozenset[str]:
+def host_features(
+    model_name: str, hidden_features: Iterable[str] = (), microcode: bool = False
+) -> frozenset[str]:
     """The host's CPUID feature names: model flags + silicon extras (+ microcode) (§1.1).
 
     ``hidden_features`` (firmware/microcode/Xen command line, e.g. ``["hle", "rtm"]``) are
@@ -197,6 +237,7 @@ def host_features(model_name: str, hidden_features: Iterable[str] = (),
 
 
 # --- the era rule engine (cpu-models.json rule_engine) ----------------------------------
+
 
 @attrs.frozen
 class _Ctx:
@@ -245,8 +286,7 @@ def _xen_adjust(ctx: _Ctx, rule: dict[str, Any], names: set[str]) -> set[str]:
         if trigger in names:
             names |= set(extra)
     names -= set(rule.get("remove_if_host_lacks", ())) - host
-    names -= set(rule.get("remove_for_models", {}).get(
-        f"{vendor}/{ctx.family}/{ctx.model}", ()))
+    names -= set(rule.get("remove_for_models", {}).get(f"{vendor}/{ctx.family}/{ctx.model}", ()))
     return {n for n in names if _attr(ctx, n) is not None}
 
 
@@ -260,11 +300,14 @@ def _compat(ctx: _Ctx, rule: dict[str, Any], base_compat: frozenset[str]) -> set
     return names
 
 
-def _policy(ctx: _Ctx, kind: str, guest: str,
-            ) -> tuple[frozenset[str], frozenset[str], bool]:
+def _policy(
+    ctx: _Ctx,
+    kind: str,
+    guest: str,
+) -> tuple[frozenset[str], frozenset[str], bool]:
     """(xen part, compat part, copy-word-2 flag) of the era's ``kind``/``guest`` policy."""
     rule = ctx.era[kind][guest]
-    no_hvm = guest == "hvm" and not ctx.hvm_capable   # Xen offers HVM guests nothing
+    no_hvm = guest == "hvm" and not ctx.hvm_capable  # Xen offers HVM guests nothing
     if "based_on" in rule:
         base_xen, base_compat, base_copy = _policy(ctx, rule["based_on"], guest)
         names = _masked(ctx, base_xen, rule["mask"]) if "mask" in rule else set(base_xen)
@@ -287,10 +330,16 @@ def _render(ctx: _Ctx, kind: str, guest: str, word_count: int) -> str:
     return fs.format(fs.zero_extend(words, word_count))
 
 
-def host_featuresets(model_name: str, hidden_features: Iterable[str] = (),
-                     era: str = "xen-4.7", *, microcode: bool | None = None,
-                     word9_backport: bool | None = None, word_count: int | None = None,
-                     hvm_capable: bool = True) -> HostFeaturesets:
+def host_featuresets(
+    model_name: str,
+    hidden_features: Iterable[str] = (),
+    era: str = "xen-4.7",
+    *,
+    microcode: bool | None = None,
+    word9_backport: bool | None = None,
+    word_count: int | None = None,
+    hvm_capable: bool = True,
+) -> HostFeaturesets:
     """The host's ``features_pv``/``features_hvm`` (+ ``*_host`` after xen-4.7) strings (§1.1).
 
     Runs the catalogue rule engine for ``era`` (one of ``ERAS``).  ``xen-4.7`` defaults to
@@ -304,8 +353,7 @@ def host_featuresets(model_name: str, hidden_features: Iterable[str] = (),
     rules = ERAS[era]
     if era == "xen-4.7":
         backport = bool(word9_backport)
-        default_count = (rules["word_count_with_word9_backport"] if backport
-                         else rules["word_count"])
+        default_count = rules["word_count_with_word9_backport"] if backport else rules["word_count"]
     else:
         if word9_backport is False:
             raise ValueError(f"era {era!r} always has word 9")
@@ -329,8 +377,10 @@ def host_featuresets(model_name: str, hidden_features: Iterable[str] = (),
 
 # --- pre-Dundee / compat values (§1.1, §2.5, §16) -----------------------------------------
 
-def physical_features(model_name: str, hidden_features: Iterable[str] = (),
-                      microcode: bool = False) -> fs.Featureset:
+
+def physical_features(
+    model_name: str, hidden_features: Iterable[str] = (), microcode: bool = False
+) -> fs.Featureset:
     """The host's raw CPUID as a v1 4-word value (ecx, edx, ext_ecx, ext_edx) (§2.5).
 
     This is Dundee's ``cpu_info["features"]`` (xenopsd ``features_oldstyle``) and the
@@ -345,30 +395,40 @@ def physical_features(model_name: str, hidden_features: Iterable[str] = (),
     return (words[1], words[0], words[3], ext_edx)
 
 
-def check_mask(model_name: str, mask: Sequence[int] | str,
-               hidden_features: Iterable[str] = ()) -> fs.Featureset:
+def check_mask(
+    model_name: str, mask: Sequence[int] | str, hidden_features: Iterable[str] = ()
+) -> fs.Featureset:
     """Validate a v1 mask as pre-Dundee ``Host.set_cpu_features`` did; return it (§16)."""
     m = model(model_name)
     words = fs.parse_oldstyle(mask) if isinstance(mask, str) else tuple(mask)
     if len(words) != 4 or not all(0 <= w <= fs.WORD_MASK for w in words):
         raise fs.InvalidFeatureString("String is not of the right length")
     if m.masking == "no":
-        detail = {"GenuineIntel": "CPU does not have FlexMigration",
-                  "AuthenticAMD": "CPU does not have Extended Migration Technology"}
-        raise CpuMaskingError("CPU_FEATURE_MASKING_NOT_SUPPORTED",
-                              detail.get(m.vendor, "Unknown CPU manufacturer"))
+        detail = {
+            "GenuineIntel": "CPU does not have FlexMigration",
+            "AuthenticAMD": "CPU does not have Extended Migration Technology",
+        }
+        raise CpuMaskingError(
+            "CPU_FEATURE_MASKING_NOT_SUPPORTED", detail.get(m.vendor, "Unknown CPU manufacturer")
+        )
     physical = physical_features(model_name, hidden_features)
     if m.masking == "base" and any(physical[i] & words[i] != physical[i] for i in (2, 3)):
         raise CpuMaskingError(
             "INVALID_FEATURE_STRING",
             "CPU features cannot be masked to obtain given features "
-            "(only base features can be masked)")
+            "(only base features can be masked)",
+        )
     return words
 
 
-def cpuinfo_flags(model_name: str, hidden_features: Iterable[str] = (), *,
-                  microcode: bool | None = None, word9_backport: bool = False,
-                  mask: Sequence[int] | None = None) -> str:
+def cpuinfo_flags(
+    model_name: str,
+    hidden_features: Iterable[str] = (),
+    *,
+    microcode: bool | None = None,
+    word9_backport: bool = False,
+    mask: Sequence[int] | None = None,
+) -> str:
     """dom0's /proc/cpuinfo ``flags`` line: Linux names of the PV featureset (§1.1).
 
     dom0 is a PV guest, so it sees (approximately) Xen 4.7's PV featureset of the host;
@@ -376,9 +436,15 @@ def cpuinfo_flags(model_name: str, hidden_features: Iterable[str] = (), *,
     A v1 ``mask`` (ecx, edx, ext_ecx, ext_edx) also hides the masked bits, as Xen's
     ``cpuid_mask_*`` options did for dom0.
     """
-    pv = fs.parse(host_featuresets(model_name, hidden_features, "xen-4.7",
-                                   microcode=microcode,
-                                   word9_backport=word9_backport)["features_pv"])
+    pv = fs.parse(
+        host_featuresets(
+            model_name,
+            hidden_features,
+            "xen-4.7",
+            microcode=microcode,
+            word9_backport=word9_backport,
+        )["features_pv"]
+    )
     if mask is not None:
         ecx, edx, ext_ecx, ext_edx = mask
         keep = (edx, ecx, ext_edx, ext_ecx) + (fs.WORD_MASK,) * (len(pv) - 4)
@@ -391,11 +457,20 @@ def cpuinfo_flags(model_name: str, hidden_features: Iterable[str] = (), *,
 
 # --- host.cpu_info and host_cpu rows (§1.1, §1.4) -----------------------------------------
 
-def host_cpu_info(model_name: str, hidden_features: Iterable[str] = (), sockets: int = 1,
-                  cpus_per_socket: int = 4, threads_per_core: int = 1,
-                  release: str = "dundee", *, microcode: bool | None = None,
-                  word9_backport: bool = False, mask: Sequence[int] | str | None = None,
-                  hvm_capable: bool = True) -> CpuInfo:
+
+def host_cpu_info(
+    model_name: str,
+    hidden_features: Iterable[str] = (),
+    sockets: int = 1,
+    cpus_per_socket: int = 4,
+    threads_per_core: int = 1,
+    release: str = "dundee",
+    *,
+    microcode: bool | None = None,
+    word9_backport: bool = False,
+    mask: Sequence[int] | str | None = None,
+    hvm_capable: bool = True,
+) -> CpuInfo:
     """A host's ``cpu_info`` map with the release's exact keys, in stored order (§1.1).
 
     ``cpus_per_socket`` counts cores; ``cpu_count = sockets × cores × threads_per_core``.
@@ -405,8 +480,11 @@ def host_cpu_info(model_name: str, hidden_features: Iterable[str] = (), sockets:
     """
     if release not in RELEASES:
         raise ValueError(f"unknown release {release!r}; use one of {RELEASES}")
-    for label, value in (("sockets", sockets), ("cpus_per_socket", cpus_per_socket),
-                         ("threads_per_core", threads_per_core)):
+    for label, value in (
+        ("sockets", sockets),
+        ("cpus_per_socket", cpus_per_socket),
+        ("threads_per_core", threads_per_core),
+    ):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{label} must be a positive integer, not {value!r}")
     hidden = tuple(hidden_features)
@@ -425,17 +503,25 @@ def host_cpu_info(model_name: str, hidden_features: Iterable[str] = (), sockets:
     if release == "dundee":
         if mask is not None:
             raise ValueError("CPU masking does not exist in Dundee (set_cpu_features removed)")
-        sets = host_featuresets(model_name, hidden, "xen-4.7", microcode=microcode,
-                                word9_backport=word9_backport, hvm_capable=hvm_capable)
-        info["flags"] = cpuinfo_flags(model_name, hidden, microcode=microcode,
-                                      word9_backport=word9_backport)
+        sets = host_featuresets(
+            model_name,
+            hidden,
+            "xen-4.7",
+            microcode=microcode,
+            word9_backport=word9_backport,
+            hvm_capable=hvm_capable,
+        )
+        info["flags"] = cpuinfo_flags(
+            model_name, hidden, microcode=microcode, word9_backport=word9_backport
+        )
         info["features"] = fs.format(physical)
         info["features_pv"] = sets["features_pv"]
         info["features_hvm"] = sets["features_hvm"]
         return info
     words = check_mask(model_name, mask, hidden) if mask is not None else None
-    current = (physical if words is None
-               else tuple(p & w for p, w in zip(physical, words, strict=False)))
+    current = (
+        physical if words is None else tuple(p & w for p, w in zip(physical, words, strict=False))
+    )
     info["flags"] = cpuinfo_flags(model_name, hidden, microcode=microcode, mask=words)
     info["features"] = fs.format_oldstyle(current)
     info["features_after_reboot"] = fs.format_oldstyle(current)
@@ -453,16 +539,18 @@ def host_cpu_rows(cpu_info: Mapping[str, str]) -> list[dict[str, Any]]:
     """Field values of the host's ``host_cpu`` objects, numbered 0..cpu_count-1 (§1.4)."""
     rows = []
     for number in range(_leading_int(cpu_info.get("cpu_count", "0"))):
-        rows.append({
-            "number": number,
-            "vendor": cpu_info.get("vendor", "unknown"),
-            "speed": _leading_int(cpu_info.get("speed", "")),
-            "modelname": cpu_info.get("modelname", ""),
-            "family": _leading_int(cpu_info.get("family", "")),
-            "model": _leading_int(cpu_info.get("model", "")),
-            "stepping": cpu_info.get("stepping", ""),
-            "flags": cpu_info.get("flags", ""),
-            "features": "",
-            "utilisation": 0.0,
-        })
+        rows.append(
+            {
+                "number": number,
+                "vendor": cpu_info.get("vendor", "unknown"),
+                "speed": _leading_int(cpu_info.get("speed", "")),
+                "modelname": cpu_info.get("modelname", ""),
+                "family": _leading_int(cpu_info.get("family", "")),
+                "model": _leading_int(cpu_info.get("model", "")),
+                "stepping": cpu_info.get("stepping", ""),
+                "flags": cpu_info.get("flags", ""),
+                "features": "",
+                "utilisation": 0.0,
+            }
+        )
     return rows

@@ -8,6 +8,7 @@ upgrade of xenopsd ``HOST.upgrade_cpu_features`` (spec §2.5, §11).
 A featureset is a ``tuple[int, ...]``; Xen only ever appends words, so sets of different
 lengths are related by zero-extension.  All functions are pure.
 """
+
 from __future__ import annotations
 
 import re
@@ -28,6 +29,7 @@ class InvalidFeatureString(ValueError):
 
 
 # --- printing and parsing (§2.1) ---------------------------------------------------------
+
 
 def parse(s: str) -> Featureset:
     """Parse ``"0000000a-b"`` into words: pieces of 1-8 hex digits joined by ``-`` (§2.1)."""
@@ -53,6 +55,7 @@ def format(fs: Iterable[int]) -> str:  # noqa: A001 - the spec's name for the pr
 
 # --- primitive operations (§2.2) ---------------------------------------------------------
 
+
 def zero_extend(a: Sequence[int], n: int) -> Featureset:
     """Pad ``a`` with zero words to length ``n``, or truncate it to ``n`` (§2.2)."""
     a = tuple(a)
@@ -62,7 +65,7 @@ def zero_extend(a: Sequence[int], n: int) -> Featureset:
 def extend(a: Sequence[int], b: Sequence[int]) -> Featureset:
     """Length of ``b``: ``a``'s words over the common prefix, then ``b``'s words (§2.2)."""
     a, b = tuple(a), tuple(b)
-    return a[:len(b)] + b[len(a):]
+    return a[: len(b)] + b[len(a) :]
 
 
 def intersect(a: Sequence[int], b: Sequence[int]) -> Featureset:
@@ -108,11 +111,13 @@ def is_strict_subset(a: Sequence[int], b: Sequence[int], semantics: str = "dunde
 def diff(a: Sequence[int], b: Sequence[int]) -> Featureset:
     """Bits of ``a`` missing from ``b`` (``a AND NOT b``), zero-extended (§2.2, HEAD)."""
     n = max(len(a), len(b))
-    return tuple(x & ~y & WORD_MASK
-                 for x, y in zip(zero_extend(a, n), zero_extend(b, n), strict=True))
+    return tuple(
+        x & ~y & WORD_MASK for x, y in zip(zero_extend(a, n), zero_extend(b, n), strict=True)
+    )
 
 
 # --- levelling v1 (old-style, 4-word) format (§2.5, §11) ---------------------------------
+
 
 def parse_oldstyle(s: str) -> Featureset:
     """Parse a v1 mask: spaces and dashes ignored, exactly 32 hex digits, 4 words (§2.5)."""
@@ -121,7 +126,7 @@ def parse_oldstyle(s: str) -> Featureset:
         raise InvalidFeatureString("String contains illegal character")
     if len(digits) != 32:
         raise InvalidFeatureString("String is not of the right length")
-    return tuple(int(digits[i:i + 8], 16) for i in range(0, 32, 8))
+    return tuple(int(digits[i : i + 8], 16) for i in range(0, 32, 8))
 
 
 def format_oldstyle(words: Sequence[int]) -> str:
@@ -131,8 +136,9 @@ def format_oldstyle(words: Sequence[int]) -> str:
     return format(words)
 
 
-def upgrade_oldstyle(vm_words: Sequence[int], host_set: Sequence[int], is_hvm: bool,
-                     mode: str = "reorder") -> Featureset:
+def upgrade_oldstyle(
+    vm_words: Sequence[int], host_set: Sequence[int], is_hvm: bool, mode: str = "reorder"
+) -> Featureset:
     """Translate a ≤4-word v1 VM set into the new layout (xenopsd upgrade_cpu_features, §11).
 
     ``mode="reorder"`` (default, spec §11 recommendation): ``()`` stays ``()`` (so the later
@@ -155,8 +161,9 @@ def upgrade_oldstyle(vm_words: Sequence[int], host_set: Sequence[int], is_hvm: b
     return tuple(w & h for w, h in zip((edx, ecx, ext_edx, ext_ecx), host, strict=True))
 
 
-def upgrade_vm_features(cur_words: Sequence[int], host_set: Sequence[int], is_hvm: bool,
-                        mode: str = "reorder") -> Featureset:
+def upgrade_vm_features(
+    cur_words: Sequence[int], host_set: Sequence[int], is_hvm: bool, mode: str = "reorder"
+) -> Featureset:
     """Resize a VM set to a host: ≤4 words upgrade+extend, else zero-extend/truncate (§11)."""
     cur, host = tuple(cur_words), tuple(host_set)
     if len(cur) <= 4:

@@ -7,6 +7,7 @@ Mirrors xen-api Dundee (27c06009b1): ``Create_misc.create_pool_cpuinfo`` and
 (spec §3, §4, §6, §9, §11, §13, §18).  Callers own the database, the messages and the
 ``VM_INCOMPATIBLE_WITH_THIS_HOST [vm; host; reason]`` error: these functions only decide.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
@@ -43,6 +44,7 @@ def features_key(is_hvm: bool) -> str:
 
 # --- pool level (§4) ----------------------------------------------------------------------
 
+
 def pool_cpu_info(host_cpu_infos: Iterable[Mapping[str, str]]) -> dict[str, str]:
     """``pool.cpu_info`` from every host record in DB order, as Dundee computes it (§4).
 
@@ -67,16 +69,28 @@ def pool_cpu_info(host_cpu_infos: Iterable[Mapping[str, str]]) -> dict[str, str]
         pv = fs.intersect(fs.parse(info["features_pv"]), pv)
         hvm = fs.intersect(fs.parse(info["features_hvm"]), hvm)
     if not valid:
-        return {"vendor": "", "socket_count": "0", "cpu_count": "0",
-                "features_pv": "", "features_hvm": ""}
-    return {"features_hvm": fs.format(hvm), "features_pv": fs.format(pv),
-            "socket_count": str(sockets), "cpu_count": str(cpus), "vendor": vendor}
+        return {
+            "vendor": "",
+            "socket_count": "0",
+            "cpu_count": "0",
+            "features_pv": "",
+            "features_hvm": "",
+        }
+    return {
+        "features_hvm": fs.format(hvm),
+        "features_pv": fs.format(pv),
+        "socket_count": str(sockets),
+        "cpu_count": str(cpus),
+        "vendor": vendor,
+    }
 
 
 # --- alerts (§3, §4, §18) -----------------------------------------------------------------
 
-def features_change(old_str: str | None, new_str: str | None,
-                    semantics: str = "dundee") -> Change | None:
+
+def features_change(
+    old_str: str | None, new_str: str | None, semantics: str = "dundee"
+) -> Change | None:
     """``(lost, gained)`` between two featureset strings, or None if old is unset or equal (§3).
 
     Both are judged on the intersection: lost = it is a strict subset of old, gained = of
@@ -91,8 +105,7 @@ def features_change(old_str: str | None, new_str: str | None,
     if (old == new) if semantics == "dundee" else fs.is_equal(old, new):
         return None
     meet = fs.intersect(old, new)
-    return (fs.is_strict_subset(meet, old, semantics),
-            fs.is_strict_subset(meet, new, semantics))
+    return (fs.is_strict_subset(meet, old, semantics), fs.is_strict_subset(meet, new, semantics))
 
 
 def _alert(change: Change | None, down: _Kind, up: _Kind, body: str) -> Alert | None:
@@ -100,51 +113,75 @@ def _alert(change: Change | None, down: _Kind, up: _Kind, body: str) -> Alert | 
         return None
     lost, gained = change
     name, priority = down if lost else up
-    return (name, priority,
-            body + (LOST_SUFFIX if lost else "") + (GAINED_SUFFIX if gained else ""))
+    return (
+        name,
+        priority,
+        body + (LOST_SUFFIX if lost else "") + (GAINED_SUFFIX if gained else ""),
+    )
 
 
-def host_alert(old_cpu_info: Mapping[str, str] | None, new_cpu_info: Mapping[str, str],
-               rpu_in_progress: bool = False, semantics: str = "dundee") -> Alert | None:
+def host_alert(
+    old_cpu_info: Mapping[str, str] | None,
+    new_cpu_info: Mapping[str, str],
+    rpu_in_progress: bool = False,
+    semantics: str = "dundee",
+) -> Alert | None:
     """``(name, priority, body)`` of the Host message for a ``features_hvm`` change (§3, §18)."""
     if rpu_in_progress:
         return None
-    change = features_change((old_cpu_info or {}).get("features_hvm"),
-                             new_cpu_info.get("features_hvm"), semantics)
+    change = features_change(
+        (old_cpu_info or {}).get("features_hvm"), new_cpu_info.get("features_hvm"), semantics
+    )
     return _alert(change, HOST_CPU_FEATURES_DOWN, HOST_CPU_FEATURES_UP, HOST_BODY)
 
 
-def pool_alert(old_pool_cpu_info: Mapping[str, str] | None, new: Mapping[str, str],
-               n_hosts: int, rpu_in_progress: bool, semantics: str = "dundee") -> Alert | None:
+def pool_alert(
+    old_pool_cpu_info: Mapping[str, str] | None,
+    new: Mapping[str, str],
+    n_hosts: int,
+    rpu_in_progress: bool,
+    semantics: str = "dundee",
+) -> Alert | None:
     """``(name, priority, body)`` of the Pool message, only with >1 host records, no RPU (§4)."""
     if rpu_in_progress or n_hosts <= 1:
         return None
-    change = features_change((old_pool_cpu_info or {}).get("features_hvm"),
-                             new.get("features_hvm"), semantics)
+    change = features_change(
+        (old_pool_cpu_info or {}).get("features_hvm"), new.get("features_hvm"), semantics
+    )
     return _alert(change, POOL_CPU_FEATURES_DOWN, POOL_CPU_FEATURES_UP, POOL_BODY)
 
 
 # --- VM flags (§6, §9, §11) ---------------------------------------------------------------
+
 
 def vm_boot_flags(pool_cpu_info: Mapping[str, str], is_hvm: bool) -> dict[str, str]:
     """``last_boot_CPU_flags`` set by VM.start: pool vendor + pool PV/HVM level (§6).
 
     A pool map lacking a key raises KeyError (xapi's Not_found → INTERNAL_ERROR).
     """
-    return {VENDOR_KEY: pool_cpu_info[VENDOR_KEY],
-            FEATURES_KEY: pool_cpu_info[features_key(is_hvm)]}
+    return {
+        VENDOR_KEY: pool_cpu_info[VENDOR_KEY],
+        FEATURES_KEY: pool_cpu_info[features_key(is_hvm)],
+    }
 
 
-def _host_view(host_cpu_info: Mapping[str, str], is_hvm: bool,
-               ) -> tuple[str, fs.Featureset] | None:
+def _host_view(
+    host_cpu_info: Mapping[str, str],
+    is_hvm: bool,
+) -> tuple[str, fs.Featureset] | None:
     key = features_key(is_hvm)
     if VENDOR_KEY not in host_cpu_info or key not in host_cpu_info:
         return None
     return host_cpu_info[VENDOR_KEY], fs.parse(host_cpu_info[key])
 
 
-def check_vm_compatible(vm_power_state: str, vm_flags: Mapping[str, str], is_hvm: bool,
-                        host_cpu_info: Mapping[str, str], mode: str = "reorder") -> str | None:
+def check_vm_compatible(
+    vm_power_state: str,
+    vm_flags: Mapping[str, str],
+    is_hvm: bool,
+    host_cpu_info: Mapping[str, str],
+    mode: str = "reorder",
+) -> str | None:
     """None if the VM may run on the host, else the VM_INCOMPATIBLE_WITH_THIS_HOST reason (§9).
 
     Halted VMs and hosts without the new keys pass; the vendor test (if the VM has a
@@ -161,16 +198,18 @@ def check_vm_compatible(vm_power_state: str, vm_flags: Mapping[str, str], is_hvm
     if VENDOR_KEY in vm_flags and vm_flags[VENDOR_KEY] != host_vendor:
         return REASON_VENDOR
     if FEATURES_KEY in vm_flags:
-        vm_set = fs.upgrade_vm_features(fs.parse(vm_flags[FEATURES_KEY]), host_set, is_hvm,
-                                        mode)
+        vm_set = fs.upgrade_vm_features(fs.parse(vm_flags[FEATURES_KEY]), host_set, is_hvm, mode)
         if not fs.is_subset(vm_set, host_set):
             return REASON_FEATURES
     return None
 
 
-def updated_vm_flags(vm_flags: Mapping[str, str], is_hvm: bool,
-                     host_cpu_info: Mapping[str, str], mode: str = "reorder",
-                     ) -> dict[str, str] | None:
+def updated_vm_flags(
+    vm_flags: Mapping[str, str],
+    is_hvm: bool,
+    host_cpu_info: Mapping[str, str],
+    mode: str = "reorder",
+) -> dict[str, str] | None:
     """The VM's new ``last_boot_CPU_flags`` after a migrate/resume, None if unchanged (§11).
 
     The features are upgraded/resized to the host; only when their string changes is the
@@ -189,6 +228,7 @@ def updated_vm_flags(vm_flags: Mapping[str, str], is_hvm: bool,
 
 
 # --- platform versions for RPU (§13) -----------------------------------------------------
+
 
 def parse_platform_version(version: str | None) -> tuple[int, ...]:
     """``"2.0.0"`` → ``(2, 0, 0)``; a missing version counts as ``"0.0.0"`` (§13)."""

@@ -26,6 +26,7 @@ without checksums) are read and converted to version 2 at the next start.
 Sessions and tasks are not persisted (XAPI's ``PersistNothing``): clients log in again after
 a restart, as with a real xapi restart.
 """
+
 from __future__ import annotations
 
 from ..rowcodec import dec, enc  # noqa: F401

@@ -1,4 +1,5 @@
 """The journal's system calls (a seam for injected faults) and errors as XAPI reports them."""
+
 from __future__ import annotations
 
 import errno as errno_mod
@@ -26,7 +27,8 @@ _OCAML_UNIX_ERRORS = (
     "EPROTONOSUPPORT ESOCKTNOSUPPORT EOPNOTSUPP EPFNOSUPPORT EAFNOSUPPORT EADDRINUSE "
     "EADDRNOTAVAIL ENETDOWN ENETUNREACH ENETRESET ECONNABORTED ECONNRESET ENOBUFS EISCONN "
     "ENOTCONN ESHUTDOWN ETOOMANYREFS ETIMEDOUT ECONNREFUSED EHOSTDOWN EHOSTUNREACH ELOOP "
-    "EOVERFLOW").split()
+    "EOVERFLOW"
+).split()
 _OCAML_BY_ERRNO: dict = {}
 for _name in _OCAML_UNIX_ERRORS:
     _num = getattr(errno_mod, _name, None)
@@ -59,6 +61,7 @@ class JournalWriteError(OSError):
 
 
 # -- the journal's system calls: a seam for injected faults ------------------------------------
+
 
 class FileOps:
     """The system calls the journal and the snapshot writer make (``Journal.ops``)."""
@@ -95,7 +98,7 @@ class FaultyOps(FileOps):
     def __init__(self):
         self.lock = threading.Lock()
         self.counts = {"write": 0, "fsync": 0, "ftruncate": 0}
-        self.planned: dict = {}          # (call, count) -> (errno, partial bytes)
+        self.planned: dict = {}  # (call, count) -> (errno, partial bytes)
         self.space: int | None = None
         self.injected: list = []
 

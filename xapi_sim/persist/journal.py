@@ -1,5 +1,6 @@
 """The journal: a commit hook that makes every committed transaction durable before it is
 published, snapshots and compaction, and the dispatcher wrapper for layout changes."""
+
 from __future__ import annotations
 
 import errno as errno_mod
@@ -21,6 +22,7 @@ from .statefile import FORMAT, JOURNAL, JOURNAL_NEXT, NOT_PERSISTED, STATE, VERS
 
 # -- the journal ------------------------------------------------------------------------------
 
+
 class Journal:
     """Makes every committed transaction of a world durable before it becomes visible.
 
@@ -37,7 +39,7 @@ class Journal:
     transaction already journaled.
     """
 
-    default_ops: FileOps | None = None     # tests install a FaultyOps for a whole process
+    default_ops: FileOps | None = None  # tests install a FaultyOps for a whole process
 
     def __init__(self, world, state_dir, seq=0, ops=None):
         self.world = world
@@ -47,20 +49,20 @@ class Journal:
         self.snapshot_path = os.path.join(state_dir, STATE)
         self.ops = ops or Journal.default_ops or FileOps()
         self.lock = threading.Lock()
-        self.seq = seq               # sequence number of the last durable line
+        self.seq = seq  # sequence number of the last durable line
         self.fd = None
-        self.active = None           # the file lines are appended to
-        self.good_offset = 0         # end of its last durable line
-        self.dirty = False           # bytes of a failed write may lie past good_offset
+        self.active = None  # the file lines are appended to
+        self.good_offset = 0  # end of its last durable line
+        self.dirty = False  # bytes of a failed write may lie past good_offset
         self.lines = 0
-        self.failures = 0            # writes refused so far (each failed its call)
-        self.last_layout = None      # the layout as the journal has it
+        self.failures = 0  # writes refused so far (each failed its call)
+        self.last_layout = None  # the layout as the journal has it
         self._last_norm = None
-        self._pool_dbs: dict = {}    # pool ref -> Database, for pools in last_layout
-        self._fp = None              # _fingerprint when last_layout was last confirmed
+        self._pool_dbs: dict = {}  # pool ref -> Database, for pools in last_layout
+        self._fp = None  # _fingerprint when last_layout was last confirmed
         self.attached = False
         self._compacting = False
-        self._compact_at = None      # None: COMPACT_BYTES; later after a failed compaction
+        self._compact_at = None  # None: COMPACT_BYTES; later after a failed compaction
         # one snapshot at a time: two would race on state.json.tmp and journal.next.jsonl,
         # and an older snapshot renamed over a newer one would lose the lines in between
         self.snapshot_lock = threading.Lock()
@@ -92,18 +94,19 @@ class Journal:
         held = set(txn.states)
         if not held:
             if self._fp is not None and _fingerprint(self.world) == self._fp:
-                return          # a call that changed nothing kept: the common read
+                return  # a call that changed nothing kept: the common read
             self._lock_all(txn)
             held = set(txn.states)
         pools = self._rows(txn)
         if not pools and self._fp is not None and _fingerprint(self.world) == self._fp:
-            return              # only sessions or tasks changed
+            return  # only sessions or tasks changed
         with self.lock:
             lay, whole = self._merged_layout(held)
             norm = _norm(lay)
             if pools or norm != self._last_norm:
-                self._append({"layout": lay if norm != self._last_norm else None,
-                              "pools": pools}, txn)
+                self._append(
+                    {"layout": lay if norm != self._last_norm else None, "pools": pools}, txn
+                )
                 self._set_model(lay, norm)
             # the journaled layout is the whole runtime's: later reads may skip the hook
             self._fp = _fingerprint(self.world) if whole else None
@@ -115,9 +118,10 @@ class Journal:
         for db, touches in txn.changes().items():
             p = pool_of.get(db)
             if p is None:
-                continue   # a database dropped by pool.join: its rows moved or died
-            keys = dict.fromkeys((cls, ref) for cls, ref, _op in touches
-                                 if cls not in NOT_PERSISTED)
+                continue  # a database dropped by pool.join: its rows moved or died
+            keys = dict.fromkeys(
+                (cls, ref) for cls, ref, _op in touches if cls not in NOT_PERSISTED
+            )
             if not keys:
                 continue
             rows = []
@@ -140,8 +144,11 @@ class Journal:
             return fresh, True
         old_p = {p["ref"]: p for p in old["pools"]}
         fresh_p = {p["ref"]: p for p in fresh["pools"]}
-        pools = [p if ref in held_refs else old_p[ref]
-                 for ref, p in fresh_p.items() if ref in held_refs or ref in old_p]
+        pools = [
+            p if ref in held_refs else old_p[ref]
+            for ref, p in fresh_p.items()
+            if ref in held_refs or ref in old_p
+        ]
         pools += [p for ref, p in old_p.items() if ref not in fresh_p and ref not in held_refs]
         old_h = {h["ref"]: h for h in old["hosts"]}
         fresh_h = {h["ref"]: h for h in fresh["hosts"]}
@@ -152,8 +159,9 @@ class Journal:
                 hosts.append(h)
             elif before is not None:
                 hosts.append(before)
-        hosts += [h for ref, h in old_h.items() if ref not in fresh_h and
-                  h["pool"] not in held_refs]
+        hosts += [
+            h for ref, h in old_h.items() if ref not in fresh_h and h["pool"] not in held_refs
+        ]
         merged = {**fresh, "pools": pools, "hosts": hosts}
         return merged, _norm(merged) == _norm(fresh)
 
@@ -162,8 +170,7 @@ class Journal:
         with self.world.lock:
             live = {p.ref: p.db for p in self.world.pools}
         keep = {p["ref"] for p in lay["pools"]}
-        self._pool_dbs = {ref: db for ref, db in {**self._pool_dbs, **live}.items()
-                          if ref in keep}
+        self._pool_dbs = {ref: db for ref, db in {**self._pool_dbs, **live}.items() if ref in keep}
 
     def _append(self, payload, txn=None):
         """Write and fsync one line (``self.lock`` held). On failure: cut back, log, and
@@ -192,8 +199,14 @@ class Journal:
                 raise JournalWriteError(e, fn) from e
         except JournalWriteError as e:
             self.failures += 1
-            log.error("state journal %s: %s failed (%s); the transaction is rolled back "
-                      "and its call fails", self.active, e.fn, e.strerror, exc_info=True)
+            log.error(
+                "state journal %s: %s failed (%s); the transaction is rolled back "
+                "and its call fails",
+                self.active,
+                e.fn,
+                e.strerror,
+                exc_info=True,
+            )
             raise e.failure() from e
         self.seq = seq
         self.good_offset += len(data)
@@ -212,9 +225,14 @@ class Journal:
             fn = "fsync"
             self.ops.fsync(self.fd)
         except OSError as e:
-            log.error("state journal %s: could not cut it back to its last good line "
-                      "(%d bytes): %s; changes are refused until it can be", self.active,
-                      self.good_offset, e, exc_info=True)
+            log.error(
+                "state journal %s: could not cut it back to its last good line "
+                "(%d bytes): %s; changes are refused until it can be",
+                self.active,
+                self.good_offset,
+                e,
+                exc_info=True,
+            )
             if strict:
                 raise JournalWriteError(e, fn) from e
             return False
@@ -241,18 +259,23 @@ class Journal:
         world = self.world
         with world.lock:
             pools_rt = list(world.pools)
-        pools = {p.ref: {"release": p.db.schema.release,
-                         "tables": {cls: {ref: enc(row) for ref, row in t.items()}
-                                    for cls, t in p.db.tables.items()
-                                    if cls not in NOT_PERSISTED and t}}
-                 for p in pools_rt}
+        pools = {
+            p.ref: {
+                "release": p.db.schema.release,
+                "tables": {
+                    cls: {ref: enc(row) for ref, row in t.items()}
+                    for cls, t in p.db.tables.items()
+                    if cls not in NOT_PERSISTED and t
+                },
+            }
+            for p in pools_rt
+        }
         lay = layout(world)
         with self.lock:
             self._set_model(lay, _norm(lay))
             self._fp = _fingerprint(world)
             seq = self.seq
-        return {"format": FORMAT, "version": VERSION, "seq": seq, "layout": lay,
-                "pools": pools}
+        return {"format": FORMAT, "version": VERSION, "seq": seq, "layout": lay, "pools": pools}
 
     def _write_state(self, snap):
         tmp = self.snapshot_path + ".tmp"
@@ -335,12 +358,11 @@ class Journal:
                 if self.active == self.path:
                     fd = self.ops.open(self.next_path, _APPEND | os.O_TRUNC, 0o644)
                     try:
-                        _fsync_dir(self.dir)     # the new file survives a power cut
+                        _fsync_dir(self.dir)  # the new file survives a power cut
                     except BaseException:
                         self.ops.close(fd)
                         raise
-                    old, self.fd, self.active, self.good_offset = self.fd, fd, \
-                        self.next_path, 0
+                    old, self.fd, self.active, self.good_offset = self.fd, fd, self.next_path, 0
         if old is not None:
             self.ops.close(old)
         self._write_state(snap)
@@ -368,8 +390,10 @@ class Journal:
                 self._write_snapshot()
                 self._compact_at = None
         except Exception:  # noqa: BLE001 -- a failed compaction loses nothing: say so, go on
-            log.exception("state journal: compaction failed; the journal goes on growing "
-                          "and compaction is tried again later")
+            log.exception(
+                "state journal: compaction failed; the journal goes on growing "
+                "and compaction is tried again later"
+            )
             self._compact_at = self.good_offset + COMPACT_BYTES // 4
         finally:
             self._compacting = False

@@ -1,5 +1,6 @@
 """The state directory: checks of the directory itself, loading, opening a world on it,
 repair, and rebuilding a world from saved rows."""
+
 from __future__ import annotations
 
 import errno as errno_mod
@@ -36,6 +37,7 @@ from .statefile import (  # noqa: E402
 
 # -- the directory ---------------------------------------------------------------------------
 
+
 def exists(state_dir) -> bool:
     return os.path.exists(os.path.join(state_dir, STATE))
 
@@ -49,8 +51,7 @@ def check_dir(state_dir, create=False, write=False):
         try:
             os.makedirs(state_dir)
         except OSError as e:
-            raise StateError(f"{state_dir}: cannot create the state dir: {e.strerror}") \
-                from None
+            raise StateError(f"{state_dir}: cannot create the state dir: {e.strerror}") from None
     if not os.path.isdir(state_dir):
         raise StateError(f"{state_dir}: not a directory (--state-dir needs a directory)")
     try:
@@ -68,10 +69,15 @@ def check_dir(state_dir, create=False, write=False):
                 os.close(fd)
                 os.unlink(probe)
         except OSError as e:
-            what = "read-only" if e.errno in (errno_mod.EROFS, errno_mod.EACCES,
-                                              errno_mod.EPERM) else "not writable"
-            raise StateError(f"{state_dir}: the state dir is {what} ({e.strerror}); serve "
-                             "writes its journal there") from None
+            what = (
+                "read-only"
+                if e.errno in (errno_mod.EROFS, errno_mod.EACCES, errno_mod.EPERM)
+                else "not writable"
+            )
+            raise StateError(
+                f"{state_dir}: the state dir is {what} ({e.strerror}); serve "
+                "writes its journal there"
+            ) from None
 
 
 def _orphan_journal(state_dir):
@@ -83,9 +89,11 @@ def _require_state(state_dir):
         return
     orphans = _orphan_journal(state_dir)
     if orphans:
-        raise StateError(f"{state_dir}: {orphans[0]} is there but {STATE} is missing; "
-                         f"refusing to start a new world over a kept journal (restore {STATE}, "
-                         "or move the directory away to start afresh)")
+        raise StateError(
+            f"{state_dir}: {orphans[0]} is there but {STATE} is missing; "
+            f"refusing to start a new world over a kept journal (restore {STATE}, "
+            "or move the directory away to start afresh)"
+        )
     raise StateError(f"{state_dir}: no world kept here (no {STATE})")
 
 
@@ -108,8 +116,9 @@ def build_world(s: Scan, state_dir, **world_kw):
         _rebuild(world, lay, s.pools)
     except (Failure, KeyError, TypeError, ValueError, AttributeError) as e:
         text = " ".join(getattr(e, "description", None) or [str(e)])
-        raise StateError(f"{state_dir}: the kept world cannot be rebuilt: "
-                         f"{type(e).__name__}: {text}") from None
+        raise StateError(
+            f"{state_dir}: the kept world cannot be rebuilt: {type(e).__name__}: {text}"
+        ) from None
     return world
 
 
@@ -123,11 +132,11 @@ def open_state(state_dir, new_world, ops=None, **world_kw):
         s = scan(state_dir)
         check_dir(state_dir, write=True)
         world = build_world(s, state_dir, **world_kw)
-        notes = [f"resuming the world kept in {state_dir} ({s.replayed} journal entries "
-                 f"replayed)"]
+        notes = [f"resuming the world kept in {state_dir} ({s.replayed} journal entries replayed)"]
         for name, _off, n in s.torn:
-            notes.append(f"dropped an incomplete last line of {name} ({n} bytes, never "
-                         "acknowledged)")
+            notes.append(
+                f"dropped an incomplete last line of {name} ({n} bytes, never acknowledged)"
+            )
         if s.version != VERSION:
             notes.append(f"converted from state format version {s.version} to {VERSION}")
         seq, superseded = s.seq, s.files
@@ -206,7 +215,7 @@ def repair(state_dir) -> str:
             total += _read(path).count(b"\n")
     backup = first = None
     dropped = torn_bytes = 0
-    for _ in range(2 * len(JOURNALS) + 2):    # each round cuts at least one line
+    for _ in range(2 * len(JOURNALS) + 2):  # each round cuts at least one line
         try:
             s = scan(state_dir)
             break
@@ -217,7 +226,7 @@ def repair(state_dir) -> str:
             cuts = [(d.name, d.offset)]
             if _version_of(state_dir) < 2:
                 # no sequence numbers: a later file cannot be told to follow on from the cut
-                cuts += [(n, 0) for n in JOURNALS[JOURNALS.index(d.name) + 1:]]
+                cuts += [(n, 0) for n in JOURNALS[JOURNALS.index(d.name) + 1 :]]
             for name, offset in cuts:
                 path = os.path.join(state_dir, name)
                 if os.path.exists(path):
@@ -232,13 +241,17 @@ def repair(state_dir) -> str:
         _cut(os.path.join(state_dir, name), offset)
         torn_bytes += n
     if backup is None:
-        return (f"{state_dir}: nothing to repair ({STATE} and {s.replayed + s.skipped} "
-                "journal line(s) are sound)")
+        return (
+            f"{state_dir}: nothing to repair ({STATE} and {s.replayed + s.skipped} "
+            "journal line(s) are sound)"
+        )
     _fsync_dir(state_dir)
     what = []
     if first is not None:
-        what.append(f"dropped {dropped} of {total} journal line(s), from {first.name} line "
-                    f"{first.line} on ({first.reason})")
+        what.append(
+            f"dropped {dropped} of {total} journal line(s), from {first.name} line "
+            f"{first.line} on ({first.reason})"
+        )
     if torn_bytes:
         what.append(f"removed {torn_bytes} byte(s) of an incomplete last line")
     return f"repaired {state_dir}: {'; '.join(what)}; the files as they were are in {backup}"
@@ -263,9 +276,14 @@ def _rebuild(world, lay, pools):
         db.rebuild_relations()
         dbs[pref] = db
     for hd in lay["hosts"]:
-        h = HostRuntime(world, hd["ref"], hd["uuid"], hd["name_label"],
-                        products.product(hd["version"], hd.get("build_number")),
-                        _unhw(hd["hw"]))
+        h = HostRuntime(
+            world,
+            hd["ref"],
+            hd["uuid"],
+            hd["name_label"],
+            products.product(hd["version"], hd.get("build_number")),
+            _unhw(hd["hw"]),
+        )
         h.next_hw = _unhw(hd["next_hw"])
         h.state = hd["state"]
         h.address = hd["address"]
@@ -275,8 +293,9 @@ def _rebuild(world, lay, pools):
         world.hosts[h.ref] = h
     for pref, p in live_pools.items():
         # state written before passwords belonged to pools: the world's password
-        pool = PoolRuntime(dbs[pref], pref, world.hosts[p["master"]],
-                           p.get("password", lay["password"]))
+        pool = PoolRuntime(
+            dbs[pref], pref, world.hosts[p["master"]], p.get("password", lay["password"])
+        )
         world.pools.append(pool)
     byref = {p.ref: p for p in world.pools}
     for hd in lay["hosts"]:

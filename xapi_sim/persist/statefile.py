@@ -1,6 +1,7 @@
 """What a state directory holds and how it is checked: the format constants, line framing,
 the checks of snapshot, layout, rows and journal lines, and the scan that tells damage
 from a torn tail."""
+
 from __future__ import annotations
 
 import hashlib
@@ -29,8 +30,8 @@ JOURNALS = (JOURNAL, JOURNAL_NEXT)
 HOST_STATES = ("up", "down", "crashed")
 
 
-
 # -- checking what is on disk ---------------------------------------------------------------
+
 
 class StateError(ValueError):
     """The state directory cannot be used; the text is one line for the user."""
@@ -43,12 +44,16 @@ class JournalDamage(StateError):
         self.state_dir, self.name, self.line, self.offset = state_dir, name, line, offset
         self.reason, self.valid_after = reason, valid_after
         path = os.path.join(state_dir, name)
-        follow = (f"{valid_after} valid line{'s' if valid_after != 1 else ''} follow it"
-                  if valid_after else "no valid line follows it")
+        follow = (
+            f"{valid_after} valid line{'s' if valid_after != 1 else ''} follow it"
+            if valid_after
+            else "no valid line follows it"
+        )
         super().__init__(
             f"{path} line {line}: {reason} ({follow}); refusing to start, nothing was "
             f"changed. 'xapi-sim repair --state-dir {state_dir}' keeps a backup and cuts the "
-            f"journal at line {line}")
+            f"journal at line {line}"
+        )
 
 
 class _Bad(Exception):
@@ -62,7 +67,7 @@ def _want(cond, msg):
 
 def _short(v, n=60):
     r = repr(v)
-    return r if len(r) <= n else r[:n - 3] + "..."
+    return r if len(r) <= n else r[: n - 3] + "..."
 
 
 def _is_int(v):
@@ -75,28 +80,44 @@ def _served_releases():
 
 def _check_hw(d, where):
     _want(isinstance(d, dict), f"{where}: expected an object, got {_short(d)}")
-    for k in ("cpu", "hidden_features", "sockets", "cpus_per_socket", "memory", "mask",
-              "overrides"):
+    for k in (
+        "cpu",
+        "hidden_features",
+        "sockets",
+        "cpus_per_socket",
+        "memory",
+        "mask",
+        "overrides",
+    ):
         _want(k in d, f"{where}: no {k!r}")
     _want(isinstance(d["cpu"], str), f"{where}.cpu: expected a string")
     try:
         cpus.model(d["cpu"])
     except ValueError as e:
         raise _Bad(f"{where}.cpu: {e}") from None
-    _want(isinstance(d["hidden_features"], list) and
-          all(isinstance(x, str) for x in d["hidden_features"]),
-          f"{where}.hidden_features: expected a list of strings")
+    _want(
+        isinstance(d["hidden_features"], list)
+        and all(isinstance(x, str) for x in d["hidden_features"]),
+        f"{where}.hidden_features: expected a list of strings",
+    )
     for k in ("sockets", "cpus_per_socket", "memory"):
-        _want(_is_int(d[k]) and d[k] > 0, f"{where}.{k}: expected a positive integer, "
-              f"got {_short(d[k])}")
-    _want(d["mask"] is None or isinstance(d["mask"], list), f"{where}.mask: expected a list "
-          "or null")
-    _want(isinstance(d["overrides"], dict) and
-          all(isinstance(v, str) for v in d["overrides"].values()),
-          f"{where}.overrides: expected an object of strings")
+        _want(
+            _is_int(d[k]) and d[k] > 0,
+            f"{where}.{k}: expected a positive integer, got {_short(d[k])}",
+        )
+    _want(
+        d["mask"] is None or isinstance(d["mask"], list), f"{where}.mask: expected a list or null"
+    )
+    _want(
+        isinstance(d["overrides"], dict)
+        and all(isinstance(v, str) for v in d["overrides"].values()),
+        f"{where}.overrides: expected an object of strings",
+    )
     nics = d.get("nics", DEFAULT_NICS)
-    _want(_is_int(nics) and 1 <= nics <= MAX_NICS, f"{where}.nics: expected an integer from 1 "
-          f"to {MAX_NICS}, got {_short(nics)}")
+    _want(
+        _is_int(nics) and 1 <= nics <= MAX_NICS,
+        f"{where}.nics: expected an integer from 1 to {MAX_NICS}, got {_short(nics)}",
+    )
 
 
 def _check_layout(lay, where="layout"):
@@ -105,8 +126,7 @@ def _check_layout(lay, where="layout"):
         _want(k in lay, f"{where}: no {k!r}")
     _want(isinstance(lay["user"], str), f"{where}.user: expected a string")
     _want(isinstance(lay["password"], str), f"{where}.password: expected a string")
-    _want(lay["seed"] is None or _is_int(lay["seed"]), f"{where}.seed: expected an integer "
-          "or null")
+    _want(lay["seed"] is None or _is_int(lay["seed"]), f"{where}.seed: expected an integer or null")
     _want(isinstance(lay["pools"], list), f"{where}.pools: expected a list")
     _want(isinstance(lay["hosts"], list), f"{where}.hosts: expected a list")
     releases = _served_releases()
@@ -115,10 +135,12 @@ def _check_layout(lay, where="layout"):
         w = f"{where}.pools[{i}]"
         _want(isinstance(p, dict), f"{w}: expected an object")
         for k in ("ref", "master", "release"):
-            _want(isinstance(p.get(k), str), f"{w}.{k}: expected a string, got "
-                  f"{_short(p.get(k))}")
-        _want(p["release"] in releases, f"{w}.release: {p['release']!r} is not a release "
-              f"xapi-sim serves ({', '.join(sorted(releases))})")
+            _want(isinstance(p.get(k), str), f"{w}.{k}: expected a string, got {_short(p.get(k))}")
+        _want(
+            p["release"] in releases,
+            f"{w}.release: {p['release']!r} is not a release "
+            f"xapi-sim serves ({', '.join(sorted(releases))})",
+        )
         _want(isinstance(p.get("password", ""), str), f"{w}.password: expected a string")
         _want(p["ref"] not in prefs, f"{w}: pool {p['ref']} appears twice")
         prefs[p["ref"]] = p
@@ -127,32 +149,50 @@ def _check_layout(lay, where="layout"):
         w = f"{where}.hosts[{i}]"
         _want(isinstance(h, dict), f"{w}: expected an object")
         for k in ("ref", "uuid", "name_label", "version", "address"):
-            _want(isinstance(h.get(k), str), f"{w}.{k}: expected a string, got "
-                  f"{_short(h.get(k))}")
-        _want(h["version"] in products.PRODUCTS, f"{w}.version: unknown product version "
-              f"{h['version']!r}")
-        _want(h.get("build_number") is None or isinstance(h["build_number"], str),
-              f"{w}.build_number: expected a string")
-        for k in ("hw", "next_hw", "pool", "state", "port", "started_once",
-                  "disabled_until_reboot"):
+            _want(isinstance(h.get(k), str), f"{w}.{k}: expected a string, got {_short(h.get(k))}")
+        _want(
+            h["version"] in products.PRODUCTS,
+            f"{w}.version: unknown product version {h['version']!r}",
+        )
+        _want(
+            h.get("build_number") is None or isinstance(h["build_number"], str),
+            f"{w}.build_number: expected a string",
+        )
+        for k in (
+            "hw",
+            "next_hw",
+            "pool",
+            "state",
+            "port",
+            "started_once",
+            "disabled_until_reboot",
+        ):
             _want(k in h, f"{w}: no {k!r}")
         _check_hw(h["hw"], f"{w}.hw")
         if h["next_hw"] is not None:
             _check_hw(h["next_hw"], f"{w}.next_hw")
-        _want(h["pool"] is None or h["pool"] in prefs, f"{w}.pool: {_short(h['pool'])} is "
-              "not a pool of the layout")
-        _want(h["state"] in HOST_STATES, f"{w}.state: expected one of "
-              f"{', '.join(HOST_STATES)}, got {_short(h['state'])}")
-        _want(_is_int(h["port"]) and 0 <= h["port"] <= 65535, f"{w}.port: expected a port "
-              f"number, got {_short(h['port'])}")
+        _want(
+            h["pool"] is None or h["pool"] in prefs,
+            f"{w}.pool: {_short(h['pool'])} is not a pool of the layout",
+        )
+        _want(
+            h["state"] in HOST_STATES,
+            f"{w}.state: expected one of {', '.join(HOST_STATES)}, got {_short(h['state'])}",
+        )
+        _want(
+            _is_int(h["port"]) and 0 <= h["port"] <= 65535,
+            f"{w}.port: expected a port number, got {_short(h['port'])}",
+        )
         for k in ("started_once", "disabled_until_reboot"):
             _want(type(h[k]) is bool, f"{w}.{k}: expected true or false")
         _want(h["ref"] not in hrefs, f"{w}: host {h['ref']} appears twice")
         hrefs[h["ref"]] = h
     for ref, p in prefs.items():
         m = hrefs.get(p["master"])
-        _want(m is not None and m["pool"] == ref, f"{where}: the master {p['master']} of "
-              f"pool {ref} is not a host of that pool")
+        _want(
+            m is not None and m["pool"] == ref,
+            f"{where}: the master {p['master']} of pool {ref} is not a host of that pool",
+        )
 
 
 _TYPE_CHECKS: dict = {}
@@ -193,8 +233,9 @@ def _value_ok(ty, v) -> bool:
     if k == "set":
         return isinstance(v, list) and all(_value_ok(ty.elem, x) for x in v)
     if k == "map":
-        return isinstance(v, dict) and all(_value_ok(ty.key, a) and _value_ok(ty.elem, b)
-                                           for a, b in v.items())
+        return isinstance(v, dict) and all(
+            _value_ok(ty.key, a) and _value_ok(ty.elem, b) for a, b in v.items()
+        )
     return True
 
 
@@ -206,8 +247,9 @@ def _check_row(release, cls, ref, row, where):
     for name, v in row.items():
         ty = types.get(name)
         if ty is not None and not _value_ok(ty, v):
-            raise _Bad(f"{where}: {cls} {ref} field {name}: expected {_type_text(ty)}, got "
-                       f"{_short(v)}")
+            raise _Bad(
+                f"{where}: {cls} {ref} field {name}: expected {_type_text(ty)}, got {_short(v)}"
+            )
 
 
 def _check_snapshot(snap, version):
@@ -216,9 +258,14 @@ def _check_snapshot(snap, version):
     if version >= 2:
         _want(_is_int(snap.get("seq")) and snap["seq"] >= 0, "'seq': expected an integer >= 0")
         sup = snap.get("supersedes", {})
-        _want(isinstance(sup, dict) and all(
-            isinstance(v, dict) and _is_int(v.get("size")) and isinstance(v.get("sha256"), str)
-            for v in sup.values()), "'supersedes': expected {file: {size, sha256}}")
+        _want(
+            isinstance(sup, dict)
+            and all(
+                isinstance(v, dict) and _is_int(v.get("size")) and isinstance(v.get("sha256"), str)
+                for v in sup.values()
+            ),
+            "'supersedes': expected {file: {size, sha256}}",
+        )
     pools = snap.get("pools")
     _want(isinstance(pools, dict), "no 'pools' object")
     releases = _served_releases()
@@ -226,8 +273,11 @@ def _check_snapshot(snap, version):
     for pref, p in pools.items():
         w = f"pools[{pref}]"
         _want(isinstance(p, dict), f"{w}: expected an object")
-        _want(p.get("release") in releases, f"{w}.release: expected one of "
-              f"{', '.join(sorted(releases))}, got {_short(p.get('release'))}")
+        _want(
+            p.get("release") in releases,
+            f"{w}.release: expected one of "
+            f"{', '.join(sorted(releases))}, got {_short(p.get('release'))}",
+        )
         tables = p.get("tables")
         _want(isinstance(tables, dict), f"{w}.tables: expected an object")
         decoded = {}
@@ -250,8 +300,10 @@ def _check_entry(payload, version):
     if version >= 2:
         seq = payload.get("seq")
         _want(_is_int(seq) and seq >= 1, f"wrong shape: 'seq' is {_short(seq)}")
-    _want("layout" in payload and "pools" in payload, "wrong shape: a journal line has "
-          "'layout' and 'pools'")
+    _want(
+        "layout" in payload and "pools" in payload,
+        "wrong shape: a journal line has 'layout' and 'pools'",
+    )
     lay = payload["layout"]
     if lay is not None:
         try:
@@ -264,17 +316,26 @@ def _check_entry(payload, version):
     out = {}
     for pref, entry in pools.items():
         w = f"pools[{pref}]"
-        _want(isinstance(entry, dict) and entry.get("release") in releases and
-              isinstance(entry.get("rows"), list),
-              f"wrong shape: {w}: expected {{release, rows}}, got {_short(entry)}")
+        _want(
+            isinstance(entry, dict)
+            and entry.get("release") in releases
+            and isinstance(entry.get("rows"), list),
+            f"wrong shape: {w}: expected {{release, rows}}, got {_short(entry)}",
+        )
         items = []
         for i, item in enumerate(entry["rows"]):
-            ok = isinstance(item, list) and len(item) >= 3 and \
-                isinstance(item[1], str) and isinstance(item[2], str) and (
-                    (item[0] == "put" and len(item) == 4) or (item[0] == "del" and
-                                                              len(item) == 3))
-            _want(ok, f"wrong shape: {w}.rows[{i}]: expected [\"put\", table, ref, row] or "
-                  f"[\"del\", table, ref], got {_short(item)}")
+            ok = (
+                isinstance(item, list)
+                and len(item) >= 3
+                and isinstance(item[1], str)
+                and isinstance(item[2], str)
+                and ((item[0] == "put" and len(item) == 4) or (item[0] == "del" and len(item) == 3))
+            )
+            _want(
+                ok,
+                f'wrong shape: {w}.rows[{i}]: expected ["put", table, ref, row] or '
+                f'["del", table, ref], got {_short(item)}',
+            )
             if item[0] == "put":
                 row = dec(item[3])
                 try:
@@ -296,8 +357,10 @@ def _parse_line(raw, version):
     if version >= 2:
         if raw.startswith(b"{"):
             raise _Bad("a line without checksum (format version 1) in a version 2 journal")
-        _want(len(raw) > 9 and _CRC.fullmatch(raw[:8]) is not None and raw[8:9] == b" ",
-              "damaged: not a journal line (no checksum)")
+        _want(
+            len(raw) > 9 and _CRC.fullmatch(raw[:8]) is not None and raw[8:9] == b" ",
+            "damaged: not a journal line (no checksum)",
+        )
         body = raw[9:]
         _want(zlib.crc32(body) == int(raw[:8], 16), "damaged: checksum mismatch")
     else:
@@ -324,12 +387,12 @@ class Scan:
         self.version = VERSION
         self.seq = 0
         self.layout = None
-        self.pools: dict = {}      # pool ref -> (release, {table: {ref: row}})
-        self.replayed = 0          # journal lines applied
-        self.skipped = 0           # lines already in the snapshot
+        self.pools: dict = {}  # pool ref -> (release, {table: {ref: row}})
+        self.replayed = 0  # journal lines applied
+        self.skipped = 0  # lines already in the snapshot
         self.total_lines = 0
-        self.torn: list = []       # (file, offset, bytes) of incomplete last lines
-        self.files: dict = {}      # journal file -> {"size", "sha256"}
+        self.torn: list = []  # (file, offset, bytes) of incomplete last lines
+        self.files: dict = {}  # journal file -> {"size", "sha256"}
         self.superseded: list = []
 
 
@@ -355,9 +418,11 @@ def scan(state_dir) -> Scan:
         raise StateError(f"{spath}: not an xapi-sim state file")
     version = snap.get("version")
     if version not in READABLE_VERSIONS:
-        raise StateError(f"{spath}: state format version {_short(version)} is not supported "
-                         f"(this xapi-sim reads versions "
-                         f"{', '.join(map(str, READABLE_VERSIONS))})")
+        raise StateError(
+            f"{spath}: state format version {_short(version)} is not supported "
+            f"(this xapi-sim reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))})"
+        )
     s.version = version
     try:
         s.pools = _check_snapshot(snap, version)
@@ -388,7 +453,7 @@ def scan(state_dir) -> Scan:
 
         def damage(n, off, reason, rest=(), i=i, name=name):
             after = sum(1 for r in rest if _frames_ok(r, version))
-            for _, d in datas[i + 1:]:
+            for _, d in datas[i + 1 :]:
                 after += sum(1 for r in d.split(b"\n")[:-1] if _frames_ok(r, version))
             raise JournalDamage(state_dir, name, n, off, reason, after)
 
@@ -401,8 +466,13 @@ def scan(state_dir) -> Scan:
                 if prev is not None and seq != prev + 1:
                     damage(n, offset, f"sequence number {seq} after {prev}", lines[n:])
                 if seq > cur + 1:
-                    damage(n, offset, f"sequence number {seq} where {cur + 1} was expected "
-                           f"({seq - cur - 1} line(s) missing)", lines[n:])
+                    damage(
+                        n,
+                        offset,
+                        f"sequence number {seq} where {cur + 1} was expected "
+                        f"({seq - cur - 1} line(s) missing)",
+                        lines[n:],
+                    )
                 prev = seq
                 if seq <= cur:
                     s.skipped += 1
@@ -423,15 +493,15 @@ def scan(state_dir) -> Scan:
             offset += len(line) + 1
         if tail:
             if i != last:
-                damage(len(lines) + 1, offset, "an incomplete line with more journal "
-                       "after it")
+                damage(len(lines) + 1, offset, "an incomplete line with more journal after it")
             s.torn.append((name, offset, len(tail)))
     s.seq = cur
     try:
         _check_world(s.layout, s.pools)
     except _Bad as e:
-        raise StateError(f"{state_dir}: the kept world (state.json and its journal) is "
-                         f"inconsistent: {e}") from None
+        raise StateError(
+            f"{state_dir}: the kept world (state.json and its journal) is inconsistent: {e}"
+        ) from None
     return s
 
 
@@ -442,10 +512,14 @@ def _check_world(lay, pools):
         entry = pools.get(p["ref"])
         _want(entry is not None, f"pool {p['ref']} has no database")
         release, tables = entry
-        _want(release == p["release"], f"pool {p['ref']} is {p['release']} in the layout and "
-              f"{release} in its database")
+        _want(
+            release == p["release"],
+            f"pool {p['ref']} is {p['release']} in the layout and {release} in its database",
+        )
         _want(p["ref"] in tables.get("pool", {}), f"pool {p['ref']} has no pool row")
     for h in lay["hosts"]:
         if h["pool"] is not None:
-            _want(h["ref"] in pools[h["pool"]][1].get("host", {}),
-                  f"host {h['name_label']} ({h['ref']}) has no host row in its pool")
+            _want(
+                h["ref"] in pools[h["pool"]][1].get("host", {}),
+                f"host {h['name_label']} ({h['ref']}) has no host row in its pool",
+            )

@@ -18,6 +18,7 @@ fixture and marker; only loaded when pytest is installed), ``soak/`` (the soak r
 ``scripts/soak.py``: load, chaos and checks against a served world; needs the ``XenAPI``
 package, so it is imported only on demand: ``from xapi_sim.testing import soak``).
 """
+
 from __future__ import annotations
 
 from .world import PASSWORD, USER, RunningWorld, running_world

@@ -4,14 +4,17 @@ Load it as a plugin -- ``pytest_plugins = ["xapi_sim.testing"]`` in a conftest.p
 ``pytest -p xapi_sim.testing`` -- to get both; importing ``xapi_world`` into a conftest.py
 gives the fixture alone.
 """
+
 from __future__ import annotations
 
 import pytest
 
 from .world import running_world
 
-MARKER = ("scenario(path): the scenario file (or TOML text) the xapi_world fixture starts; "
-          "the built-in default without it")
+MARKER = (
+    "scenario(path): the scenario file (or TOML text) the xapi_world fixture starts; "
+    "the built-in default without it"
+)
 
 
 def pytest_configure(config):

@@ -1,4 +1,5 @@
 """A simulated world served on free ports for the length of a ``with`` block."""
+
 from __future__ import annotations
 
 import contextlib
@@ -33,8 +34,9 @@ class RunningWorld:
 
 
 @contextlib.contextmanager
-def running_world(scenario=None, seed=0, user=USER, password=PASSWORD, bind="127.0.0.1",
-                  **world_kw):
+def running_world(
+    scenario=None, seed=0, user=USER, password=PASSWORD, bind="127.0.0.1", **world_kw
+):
     """Build and serve a world from ``scenario`` (path, Scenario, TOML text or None)."""
     if scenario is None:
         scn = _scenario.default()

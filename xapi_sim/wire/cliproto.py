@@ -30,6 +30,7 @@ functions, bytes in and bytes out; the socket loops live in ``xe_server.handler`
 
 Example: Print "hello" = ``11 00 00 00 09 00 00 00 00 00 00 00 05 00 00 00 68 65 6c 6c 6f``.
 """
+
 from __future__ import annotations
 
 import struct
@@ -53,7 +54,7 @@ OK_TAG, FAILED_TAG, WAIT_TAG = 5, 6, 18
 CHUNK, END = 7, 8
 
 ENCODING = "utf-8"
-ERRORS = "surrogateescape"   # arbitrary bytes survive a decode/encode round trip
+ERRORS = "surrogateescape"  # arbitrary bytes survive a decode/encode round trip
 
 
 class ProtocolError(Exception):
@@ -74,6 +75,7 @@ _RESPONSE_NAMES = {v: k for k, v in _RESPONSE_TAGS.items()}
 
 # -- messages ---------------------------------------------------------------------------------
 # Small value classes (not dataclasses: ``xe`` imports this module at every start-up).
+
 
 class _Message:
     __slots__ = ()
@@ -99,8 +101,11 @@ class _Message:
         return tuple(getattr(self, f) for f in self._fields)
 
     def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and isinstance(other, _Message) \
+        return (
+            type(self) is type(other)
+            and isinstance(other, _Message)
             and self._key() == other._key()
+        )
 
     def __hash__(self) -> int:
         return hash((type(self).__name__, self._key()))
@@ -111,6 +116,7 @@ class _Message:
 
 # Each class declares its fields' types for the type checker (annotations only: the slots
 # hold the values).
+
 
 class Print(_Message):
     __slots__ = _fields = ("text",)
@@ -190,8 +196,9 @@ class End(_Message):
     __slots__ = _fields = ()
 
 
-Command = (Print | PrintStderr | Debug | Load | HttpGet | HttpPut | HttpConnect | Prompt | Exit
-           | Error)
+Command = (
+    Print | PrintStderr | Debug | Load | HttpGet | HttpPut | HttpConnect | Prompt | Exit | Error
+)
 Message = Command | Response | Chunk | End
 
 
@@ -201,6 +208,7 @@ WAIT = Response("Wait")
 
 
 # -- primitives -------------------------------------------------------------------------------
+
 
 def int32(n: int) -> bytes:
     """A 32-bit little-endian integer (values wrap like OCaml's Int32.of_int)."""
@@ -234,7 +242,7 @@ class _Reader:
         n = self.int32()
         if n < 0 or self.pos + n > len(self.data):
             raise ProtocolError("truncated string")
-        s = self.data[self.pos:self.pos + n]
+        s = self.data[self.pos : self.pos + n]
         self.pos += n
         return s.decode(ENCODING, ERRORS)
 
@@ -246,6 +254,7 @@ class _Reader:
 
 
 # -- messages <-> payloads --------------------------------------------------------------------
+
 
 def encode_command(c: Command) -> bytes:
     if isinstance(c, Print):
@@ -348,10 +357,11 @@ def unframe(data: bytes) -> tuple[Message, bytes]:
     (n,) = struct.unpack_from("<i", data, 0)
     if n < 0 or len(data) < 4 + n:
         raise ProtocolError("truncated frame")
-    return decode_message(data[4:4 + n]), data[4 + n:]
+    return decode_message(data[4 : 4 + n]), data[4 + n :]
 
 
 # -- greeting ---------------------------------------------------------------------------------
+
 
 def greeting(major: int = MAJOR, minor: int = MINOR) -> bytes:
     """The version announcement each side sends first (35 bytes)."""
@@ -363,13 +373,14 @@ GREETING_LEN = len(PREFIX) + 8
 
 def parse_greeting(data: bytes) -> tuple[int, int]:
     """(major, minor) from a 35-byte greeting; NotACliServer if the magic is wrong."""
-    if data[:len(PREFIX)] != PREFIX or len(data) < GREETING_LEN:
+    if data[: len(PREFIX)] != PREFIX or len(data) < GREETING_LEN:
         raise NotACliServer(bytes(data))
     major, minor = struct.unpack_from("<ii", data, len(PREFIX))
     return major, minor
 
 
 # -- stream helpers ---------------------------------------------------------------------------
+
 
 def read_exact(read: Read, n: int) -> bytes:
     """Read exactly ``n`` bytes with ``read`` (a file's read or a socket's recv);

@@ -15,6 +15,7 @@ is not destroyed by a reset and no byte after a refused request is ever parsed.
 Deadlines: ``idle`` while waiting for a request or for the peer to read, ``request_timeout``
 from the first byte of a request until it is whole (``408`` if it had begun).
 """
+
 from __future__ import annotations
 
 import logging
@@ -29,7 +30,7 @@ from .httpparse import HEAD_END, ChunkedDecoder, HttpError, parse_head, skip_emp
 
 log = logging.getLogger(__name__)
 
-LINGER = 2.0               # seconds of lingering close after a closing reply
+LINGER = 2.0  # seconds of lingering close after a closing reply
 RECV_SIZE = 256 * 1024
 TLS_SEND_CHUNK = 64 * 1024
 
@@ -54,10 +55,29 @@ class Conn:
     for what a worker does while the connection is ``BUSY``: ``fill``, ``send_some``,
     ``takeover``)."""
 
-    __slots__ = ("sock", "front", "listener", "client_address", "buf", "state", "events",
-                 "deadline", "req_deadline", "idle", "request_timeout", "head", "decoder",
-                 "scan", "eof", "out", "out_then", "tls", "kill", "pending_out",
-                 "__weakref__")
+    __slots__ = (
+        "sock",
+        "front",
+        "listener",
+        "client_address",
+        "buf",
+        "state",
+        "events",
+        "deadline",
+        "req_deadline",
+        "idle",
+        "request_timeout",
+        "head",
+        "decoder",
+        "scan",
+        "eof",
+        "out",
+        "out_then",
+        "tls",
+        "kill",
+        "pending_out",
+        "__weakref__",
+    )
 
     def __init__(self, sock, front, listener, addr, idle, request_timeout):
         self.sock = sock
@@ -75,11 +95,11 @@ class Conn:
         self.decoder = None
         self.scan = 0
         self.eof = False
-        self.out = None          # memoryview being written by the loop
-        self.out_then = None     # what to do once ``out`` is written: "close" | "next"
+        self.out = None  # memoryview being written by the loop
+        self.out_then = None  # what to do once ``out`` is written: "close" | "next"
         self.tls = False
-        self.kill = False        # the listener went away: close after the current reply
-        self.pending_out = b""   # an interim reply (100 Continue) not yet fully sent
+        self.kill = False  # the listener went away: close after the current reply
+        self.pending_out = b""  # an interim reply (100 Continue) not yet fully sent
 
     # -- for workers -----------------------------------------------------------------------
     def takeover(self, timeout):
@@ -127,7 +147,7 @@ class Conn:
         step = TLS_SEND_CHUNK if self.tls else n
         try:
             while pos < n:
-                pos += self.sock.send(view[pos:pos + step])
+                pos += self.sock.send(view[pos : pos + step])
         except WANT:
             pass  # the socket buffer is full: the loop writes the rest later
         return pos
@@ -216,7 +236,7 @@ class Conn:
             ctx = tls.ready
             if ctx is not None:
                 return self.tls_begin(ctx)
-            self.state = TLS_WAIT      # the host's certificate is made on a worker, once
+            self.state = TLS_WAIT  # the host's certificate is made on a worker, once
             return self.front.await_tls(self, tls)
         self.state = HEAD
         self._read()
@@ -227,8 +247,7 @@ class Conn:
         if ctx is None or self.kill or self.front.stopped:
             return self.close()
         try:
-            self.sock = ctx.wrap_socket(self.sock, server_side=True,
-                                        do_handshake_on_connect=False)
+            self.sock = ctx.wrap_socket(self.sock, server_side=True, do_handshake_on_connect=False)
         except (OSError, ValueError):
             return self.close()
         self.tls = True
@@ -272,7 +291,7 @@ class Conn:
                 n = skip_empty_lines(buf)
                 if n:
                     del buf[:n]
-            if buf and self.req_deadline is None:      # a pipelined request
+            if buf and self.req_deadline is None:  # a pipelined request
                 self.req_deadline = time.monotonic() + self.request_timeout
             m = HEAD_END.search(buf, max(0, self.scan - 3))
             if m is None:
@@ -285,8 +304,8 @@ class Conn:
                 return self._reading_deadline()
             if m.end() > H.MAX_HEAD:
                 return self.refuse(HttpError(431, "request head too large"))
-            raw = bytes(buf[:m.end()])
-            del buf[:m.end()]
+            raw = bytes(buf[: m.end()])
+            del buf[: m.end()]
             self.scan = 0
             if self.req_deadline is None:
                 self.req_deadline = time.monotonic() + self.request_timeout
@@ -294,19 +313,22 @@ class Conn:
                 head = parse_head(raw)
                 if head.method not in H.METHODS:
                     raise HttpError(501, f"method {head.method} is not served")
-                if head.method in ("POST", "PUT") and head.length is None and \
-                        not head.chunked:
+                if head.method in ("POST", "PUT") and head.length is None and not head.chunked:
                     raise HttpError(411, "content-length required")
                 if head.length is not None and head.length > H.MAX_BODY:
-                    raise HttpError(413, f"body of {head.length} bytes exceeds the limit of "
-                                         f"{H.MAX_BODY}")
+                    raise HttpError(
+                        413, f"body of {head.length} bytes exceeds the limit of {H.MAX_BODY}"
+                    )
             except HttpError as e:
                 return self.refuse(e)
             self.head = head
             self.decoder = ChunkedDecoder(H.MAX_BODY) if head.chunked else None
             self.state = BODY
-            if head.expect_continue and (head.chunked or head.length) and \
-                    (head.chunked or len(buf) < (head.length or 0)):
+            if (
+                head.expect_continue
+                and (head.chunked or head.length)
+                and (head.chunked or len(buf) < (head.length or 0))
+            ):
                 self._interim(b"HTTP/1.1 100 Continue\r\n\r\n")
                 if self.state == CLOSED:
                     return
@@ -319,9 +341,9 @@ class Conn:
                 body = b"".join(self.decoder.parts) if done else None
             elif head.length:
                 done = len(self.buf) >= head.length
-                body = bytes(self.buf[:head.length]) if done else None
+                body = bytes(self.buf[: head.length]) if done else None
                 if done:
-                    del self.buf[:head.length]
+                    del self.buf[: head.length]
             else:
                 done, body = True, b""
         except HttpError as e:
@@ -366,7 +388,7 @@ class Conn:
             return
         if self.kill or self.front.stopped:
             close = True
-        if self.sock.gettimeout() != 0.0:        # taken over: back to non-blocking
+        if self.sock.gettimeout() != 0.0:  # taken over: back to non-blocking
             try:
                 self.sock.setblocking(False)
             except OSError:
@@ -437,4 +459,3 @@ class Conn:
         self.state = LINGERING
         self.watch(R)
         self.set_deadline(time.monotonic() + LINGER)
-

@@ -17,6 +17,7 @@ connections (more wait in the kernel's accept queue), and for a moment when the 
 runs out of file descriptors. A host's TLS context is made once, on a worker, while the
 connections that need it wait (``await_tls``).
 """
+
 from __future__ import annotations
 
 import collections
@@ -54,7 +55,7 @@ class Front:
         self.timers = Timers(deadline_current)
         self._listeners = set()
         self._conns = set()
-        self._tls_waiting = {}     # TLS source -> connections waiting for its context
+        self._tls_waiting = {}  # TLS source -> connections waiting for its context
         self._thread = None
         self._running = False
         self.stopped = False
@@ -63,8 +64,7 @@ class Front:
     # -- control (any thread) ------------------------------------------------------------
     def start(self):
         self._running = True
-        self._thread = threading.Thread(target=self._loop, name=f"{self.name}-front",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=f"{self.name}-front", daemon=True)
         self._thread.start()
         return self
 
@@ -83,6 +83,7 @@ class Front:
                 box.append(fn())
             finally:
                 done.set()
+
         if not self.post(run):
             return fn()
         deadline = time.monotonic() + timeout
@@ -92,8 +93,9 @@ class Front:
                 self._run_commands()
                 break
             if time.monotonic() > deadline:
-                log.error("front %s: the loop did not run a command within %s s", self.name,
-                          timeout)
+                log.error(
+                    "front %s: the loop did not run a command within %s s", self.name, timeout
+                )
                 break
         return box[0] if box else None
 
@@ -113,7 +115,7 @@ class Front:
             if self._thread is not None:
                 self._thread.join(5)
             self._running = False
-            self._run_commands()     # posted after the loop's last pass
+            self._run_commands()  # posted after the loop's last pass
         else:
             self._shutdown()
         self.workers.stop()
@@ -252,13 +254,16 @@ class Front:
                 return
             except OSError as e:
                 if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    log.warning("front %s: cannot accept (%s); pausing %s s", self.name,
-                                e.strerror, EMFILE_PAUSE)
+                    log.warning(
+                        "front %s: cannot accept (%s); pausing %s s",
+                        self.name,
+                        e.strerror,
+                        EMFILE_PAUSE,
+                    )
                     self._pause(lst)
-                    self.timers.at(time.monotonic() + EMFILE_PAUSE,
-                                   lambda: self._resume(lst))
+                    self.timers.at(time.monotonic() + EMFILE_PAUSE, lambda: self._resume(lst))
                     return
-                continue      # the peer went away before we accepted it
+                continue  # the peer went away before we accepted it
             sock.setblocking(False)
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -294,7 +299,7 @@ class Front:
         except RuntimeError:
             self._tls_made(tls, None)
 
-    def _make_context(self, tls):      # on a worker
+    def _make_context(self, tls):  # on a worker
         try:
             ctx = tls.context()
         except Exception:  # noqa: BLE001

@@ -27,6 +27,7 @@ accepted. Replies and long calls are not bound by them. A listener holding
 ``MAX_CONNECTIONS`` connections stops accepting until one closes; more wait in the accept
 queue.
 """
+
 from __future__ import annotations
 
 import base64
@@ -46,22 +47,33 @@ from .httpparse import METHODS, REASONS, HttpError, decode_codings  # noqa: F401
 log = logging.getLogger(__name__)
 
 MAX_BODY = 16 * 1024 * 1024
-MAX_HEAD = 64 * 1024       # request line and header fields (431 above)
-IDLE_TIMEOUT = 300.0       # seconds a connection may wait for its next request
-REQUEST_TIMEOUT = 60.0     # seconds to receive a request's head and body once it has begun
-MAX_CONNECTIONS = 4096     # per listener; more wait in the accept queue
-ACCEPT_QUEUE = 1024      # listen backlog: a burst of connects waits here, not in SYN retries
+MAX_HEAD = 64 * 1024  # request line and header fields (431 above)
+IDLE_TIMEOUT = 300.0  # seconds a connection may wait for its next request
+REQUEST_TIMEOUT = 60.0  # seconds to receive a request's head and body once it has begun
+MAX_CONNECTIONS = 4096  # per listener; more wait in the accept queue
+ACCEPT_QUEUE = 1024  # listen backlog: a burst of connects waits here, not in SYN retries
 
-_COMMON = (b"cache-control: no-cache, no-store\r\n"
-           b"access-control-allow-origin: *\r\n"
-           b"access-control-allow-headers: X-Requested-With\r\n")
+_COMMON = (
+    b"cache-control: no-cache, no-store\r\n"
+    b"access-control-allow-origin: *\r\n"
+    b"access-control-allow-headers: X-Requested-With\r\n"
+)
 
 
 def reply_bytes(status: bytes, ctype: bytes, body: bytes, close: bool) -> bytes:
-    return (b"HTTP/1.1 " + status + b"\r\ncontent-type: " + ctype +
-            b"\r\ncontent-length: " + str(len(body)).encode() + b"\r\n" +
-            (b"connection: close\r\n" if close else b"connection: keep-alive\r\n") +
-            _COMMON + b"\r\n" + body)
+    return (
+        b"HTTP/1.1 "
+        + status
+        + b"\r\ncontent-type: "
+        + ctype
+        + b"\r\ncontent-length: "
+        + str(len(body)).encode()
+        + b"\r\n"
+        + (b"connection: close\r\n" if close else b"connection: keep-alive\r\n")
+        + _COMMON
+        + b"\r\n"
+        + body
+    )
 
 
 def error_reply(code: int, text: str) -> bytes:
@@ -75,21 +87,21 @@ def _html(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-
 def _not_bound(data: bytes | None, close: bool) -> None:
     raise RuntimeError("a handler replied before the front bound its connection")
+
 
 class HostServer:
     """A simulated host's listening socket and what its requests need (host, dispatcher,
     TLS source, handlers); served by the simulator's ``Front``."""
 
-    idle_timeout = None        # per-listener overrides of the world's / module's timeouts
+    idle_timeout = None  # per-listener overrides of the world's / module's timeouts
     request_timeout = None
 
     def __init__(self, addr, host, dispatcher, tls=None):
         self.host = host
         self.dispatcher = dispatcher
-        self.tls = tls             # TlsSource / FixedTls, or None: plain HTTP only
+        self.tls = tls  # TlsSource / FixedTls, or None: plain HTTP only
         self.cli_handler = None
         self.http_handlers = {}
         self.handler_class = Handler
@@ -115,8 +127,7 @@ class HostServer:
         """(idle, request) timeouts in seconds for a new connection."""
         world = getattr(self.host, "world", None)
         idle = self.idle_timeout or getattr(world, "idle_timeout", None) or IDLE_TIMEOUT
-        req = self.request_timeout or getattr(world, "request_timeout", None) or \
-            REQUEST_TIMEOUT
+        req = self.request_timeout or getattr(world, "request_timeout", None) or REQUEST_TIMEOUT
         return float(idle), float(req)
 
     def close(self):
@@ -159,8 +170,9 @@ class Handler:
     def _send(self, status: bytes, ctype: bytes, body: bytes, close=False):
         if close:
             self.close_connection = True
-        self._respond(reply_bytes(status, ctype, body, self.close_connection),
-                      self.close_connection)
+        self._respond(
+            reply_bytes(status, ctype, body, self.close_connection), self.close_connection
+        )
 
     def _error(self, code: int, text: str):
         self.close_connection = True
@@ -188,7 +200,7 @@ class Handler:
 
     def do_GET(self):
         path, _, query = self.path.partition("?")
-        if path.startswith(POOL_XML_DB_SYNC):   # Http_svr: longest registered prefix
+        if path.startswith(POOL_XML_DB_SYNC):  # Http_svr: longest registered prefix
             return self._xmldbdump(query)
         self._error(404, "not found")
 
@@ -200,8 +212,7 @@ class Handler:
         if handler is None:
             return self._error(404, "not found")
         try:
-            status, ctype, out = handler(self.server.host, urllib.parse.parse_qs(query),
-                                         self.body)
+            status, ctype, out = handler(self.server.host, urllib.parse.parse_qs(query), self.body)
         except Exception as e:  # noqa: BLE001 -- never drop the connection without a reply
             log.exception("PUT %s failed", path)
             return self._error(500, f"{type(e).__name__}: {e}")
@@ -243,14 +254,16 @@ class Handler:
         ok, value = self._call(method, params)
         try:
             if ok:
-                out = jsonrpc.encode_success(version, rid,
-                                             value.value if isinstance(value, Bare) else value)
+                out = jsonrpc.encode_success(
+                    version, rid, value.value if isinstance(value, Bare) else value
+                )
             else:
                 out = jsonrpc.encode_failure(version, rid, value)
         except Exception as e:  # noqa: BLE001 -- a value we cannot encode is our bug
             log.exception("cannot encode the result of %s", method)
-            out = jsonrpc.encode_failure(version, rid,
-                                         internal(f"{type(e).__name__}: {e}").description)
+            out = jsonrpc.encode_failure(
+                version, rid, internal(f"{type(e).__name__}: {e}").description
+            )
         self._send(b"200 OK", b"application/json", out)
 
     def _cli(self):
@@ -266,10 +279,9 @@ class Handler:
         try:
             handler(self.server.host, self.body, rfile, wfile)
         except OSError:
-            pass               # the client went away or stalled past the idle timeout
+            pass  # the client went away or stalled past the idle timeout
         finally:
             self._drop()
-
 
     # -- GET /pool/xmldbdump -------------------------------------------------------------
     def _xmldbdump(self, query):
@@ -287,12 +299,10 @@ class Handler:
         try:
             ok = _http_credentials_ok(host, self.headers, query)
         except _UnknownAuth as e:
-            return self._raw(_xapi_500(_escape(
-                f'Failure("Unknown authorization header: {e}")')))
+            return self._raw(_xapi_500(_escape(f'Failure("Unknown authorization header: {e}")')))
         if not ok:
             return self._raw(_xapi_401(XMLDBDUMP_REALM))
-        head = (b"HTTP/1.1 200 OK\r\nconnection: close\r\n"
-                b"cache-control: no-cache, no-store\r\n\r\n")
+        head = b"HTTP/1.1 200 OK\r\nconnection: close\r\ncache-control: no-cache, no-store\r\n\r\n"
         pool = host.pool
         with _HandlerTask(host, query, self.headers, "Dumping database as XML") as task:
             if host.is_master or _rpu_in_progress(pool):
@@ -314,8 +324,8 @@ class Handler:
 
 # -- HTTP handler authentication (xapi_http.ml) -----------------------------------------------
 
-POOL_XML_DB_SYNC = "/pool/xmldbdump"          # Constants.pool_xml_db_sync
-XMLDBDUMP_REALM = "get_pool_xml_db_sync"      # its name in Datamodel.http_actions
+POOL_XML_DB_SYNC = "/pool/xmldbdump"  # Constants.pool_xml_db_sync
+XMLDBDUMP_REALM = "get_pool_xml_db_sync"  # its name in Datamodel.http_actions
 
 
 class _HandlerTask:
@@ -349,8 +359,14 @@ class _HandlerTask:
             with db.lock:
                 row = db.tables["task"].get(self.ref)
                 if row is not None and failure is None and row["status"] == "pending":
-                    db.update("task", self.ref, allowed_operations=[], progress=1.0,
-                              finished=self.world.clock.now_ts(), status="success")
+                    db.update(
+                        "task",
+                        self.ref,
+                        allowed_operations=[],
+                        progress=1.0,
+                        finished=self.world.clock.now_ts(),
+                        status="success",
+                    )
                 elif row is not None:
                     Tasks.of(self.world).complete(db, self.ref, failure=failure)
                 if self.own and db.exists("task", self.ref):
@@ -410,7 +426,7 @@ def _basic(value: str) -> tuple[str, str]:
     if not value.startswith("Basic "):
         raise _UnknownAuth(value)
     try:
-        text = base64.b64decode(value[len("Basic "):], validate=False).decode("utf-8")
+        text = base64.b64decode(value[len("Basic ") :], validate=False).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError):
         raise _UnknownAuth(value) from None
     parts = text.split(":")
@@ -436,26 +452,36 @@ def _escape(text: str) -> str:
 def _xapi_page(status: bytes, body: str, extra: bytes = b"") -> bytes:
     """``Http_svr.response_error_html``: an HTML page that closes the connection."""
     data = body.encode()
-    return (b"HTTP/1.1 " + status + b"\r\ncontent-type: text/html\r\nconnection: close\r\n"
-            b"cache-control: no-cache, no-store\r\n" + extra +
-            b"content-length: " + str(len(data)).encode() + b"\r\n\r\n" + data)
+    return (
+        b"HTTP/1.1 " + status + b"\r\ncontent-type: text/html\r\nconnection: close\r\n"
+        b"cache-control: no-cache, no-store\r\n"
+        + extra
+        + b"content-length: "
+        + str(len(data)).encode()
+        + b"\r\n\r\n"
+        + data
+    )
 
 
 def _xapi_401(realm: str) -> bytes:
     """``Http_svr.response_unauthorised``."""
-    return _xapi_page(b"401 Unauthorised",
-                      "<html><body><h1>HTTP 401 unauthorised</h1>Please check your "
-                      "credentials and retry.</body></html>",
-                      f'www-authenticate: Basic realm="{realm}"\r\n'.encode())
+    return _xapi_page(
+        b"401 Unauthorised",
+        "<html><body><h1>HTTP 401 unauthorised</h1>Please check your "
+        "credentials and retry.</body></html>",
+        f'www-authenticate: Basic realm="{realm}"\r\n'.encode(),
+    )
 
 
 def _xapi_500(extra: str) -> bytes:
     """``Http_svr.response_internal_error`` with its "Additional information"."""
-    return _xapi_page(b"500 Internal Error",
-                      "<html><body><h1>HTTP 500 internal server error</h1>An unexpected "
-                      "error occurred; please wait a while and try again. If the problem "
-                      "persists, please contact your support representative.<h1> Additional "
-                      f"information </h1>{extra}</body></html>")
+    return _xapi_page(
+        b"500 Internal Error",
+        "<html><body><h1>HTTP 500 internal server error</h1>An unexpected "
+        "error occurred; please wait a while and try again. If the problem "
+        "persists, please contact your support representative.<h1> Additional "
+        f"information </h1>{extra}</body></html>",
+    )
 
 
 def bind_server(address: str, port: int, host, dispatcher, tls=None) -> HostServer:

@@ -27,6 +27,7 @@ Rules, with the RFC section each follows:
 * More than one ``Host`` field is 400 (§3.2). A missing ``Host`` is accepted, as xapi's own
   HTTP server does (``xe`` sends HTTP/1.0 requests without one).
 """
+
 from __future__ import annotations
 
 import re
@@ -36,28 +37,36 @@ from typing import TypeVar, overload
 
 _D = TypeVar("_D")
 
-MAX_HEADERS = 100          # header fields per request (431 above)
+MAX_HEADERS = 100  # header fields per request (431 above)
 MAX_CONTENT_LENGTH_DIGITS = 19
-MAX_CHUNK_LINE = 4096      # chunk-size line with extensions
-MAX_TRAILERS = 64 * 1024   # bytes of trailer section
+MAX_CHUNK_LINE = 4096  # chunk-size line with extensions
+MAX_TRAILERS = 64 * 1024  # bytes of trailer section
 
 METHODS = ("GET", "POST", "PUT", "OPTIONS")
 KNOWN_CODINGS = ("chunked", "gzip", "x-gzip", "deflate")
 
 # RFC 9110 §5.6.2 token characters
-_TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
-                   b"ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _VERSION = re.compile(rb"HTTP/([0-9])\.([0-9])\Z")
 # field-value: VCHAR, obs-text, SP, HTAB; everything else (CR, LF, NUL, other CTLs, DEL) bad
 _BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _BAD_TARGET = re.compile(rb"[\x00-\x20\x7f]")
 HEAD_END = re.compile(rb"\r?\n\r?\n")
 
-REASONS = {100: "Continue", 200: "OK", 400: "Bad Request", 404: "Not Found",
-           408: "Request Timeout", 411: "Length Required", 413: "Request Entity Too Large",
-           414: "URI Too Long", 431: "Request Header Fields Too Large",
-           500: "Internal Server Error", 501: "Not Implemented",
-           505: "HTTP Version Not Supported"}
+REASONS = {
+    100: "Continue",
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    408: "Request Timeout",
+    411: "Length Required",
+    413: "Request Entity Too Large",
+    414: "URI Too Long",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    501: "Not Implemented",
+    505: "HTTP Version Not Supported",
+}
 
 
 class HttpError(Exception):
@@ -122,19 +131,29 @@ class Headers:
 class Head:
     """A parsed request head plus its framing."""
 
-    __slots__ = ("method", "target", "path", "version", "headers", "keep_alive", "length",
-                 "chunked", "codings", "expect_continue")
+    __slots__ = (
+        "method",
+        "target",
+        "path",
+        "version",
+        "headers",
+        "keep_alive",
+        "length",
+        "chunked",
+        "codings",
+        "expect_continue",
+    )
 
     def __init__(self) -> None:
         self.method = ""
-        self.target = ""          # as sent (origin-form; absolute-form reduced to it)
-        self.path = ""            # without the query
+        self.target = ""  # as sent (origin-form; absolute-form reduced to it)
+        self.path = ""  # without the query
         self.version = (1, 1)
         self.headers = Headers()
         self.keep_alive = True
-        self.length: int | None = None    # Content-Length, when framed by it
+        self.length: int | None = None  # Content-Length, when framed by it
         self.chunked = False
-        self.codings: list[str] = []      # transfer codings to undo, outermost last
+        self.codings: list[str] = []  # transfer codings to undo, outermost last
         self.expect_continue = False
 
 
@@ -143,9 +162,9 @@ def skip_empty_lines(buf: bytes | bytearray) -> int:
     i = 0
     n = len(buf)
     while i < n:
-        if buf[i:i + 2] == b"\r\n":
+        if buf[i : i + 2] == b"\r\n":
             i += 2
-        elif buf[i:i + 1] == b"\n":
+        elif buf[i : i + 1] == b"\n":
             i += 1
         else:
             break
@@ -203,7 +222,7 @@ def _request_line(h: Head, line: bytes) -> None:
     elif t == "*":
         if h.method != "OPTIONS":
             raise HttpError(400, "asterisk-form is for OPTIONS only")
-    elif t.lower().startswith(("http://", "https://")):   # absolute-form (§3.2.2)
+    elif t.lower().startswith(("http://", "https://")):  # absolute-form (§3.2.2)
         rest = t.split("://", 1)[1]
         slash = rest.find("/")
         query = rest.find("?")
@@ -226,8 +245,9 @@ def _framing(h: Head) -> None:
         h.keep_alive = "keep-alive" in conn and "close" not in conn
     else:
         h.keep_alive = "close" not in conn
-    h.expect_continue = (h.version == (1, 1) and
-                         hd.get("expect", "").strip(" \t").lower() == "100-continue")
+    h.expect_continue = (
+        h.version == (1, 1) and hd.get("expect", "").strip(" \t").lower() == "100-continue"
+    )
     te = hd.all("transfer-encoding")
     cl = hd.all("content-length")
     if te:
@@ -257,8 +277,12 @@ def _framing(h: Head) -> None:
         for v in cl:
             for part in v.split(","):
                 part = part.strip(" \t")
-                if not part or not part.isascii() or not part.isdigit() or \
-                        len(part) > MAX_CONTENT_LENGTH_DIGITS:
+                if (
+                    not part
+                    or not part.isascii()
+                    or not part.isdigit()
+                    or len(part) > MAX_CONTENT_LENGTH_DIGITS
+                ):
                     raise HttpError(400, "bad Content-Length")
                 values.add(int(part))
         if len(values) != 1:
@@ -291,12 +315,15 @@ class ChunkedDecoder:
                         raise HttpError(400, "chunk-size line too long")
                     return False
                 line = bytes(buf[:nl])
-                del buf[:nl + 1]
+                del buf[: nl + 1]
                 if line.endswith(b"\r"):
                     line = line[:-1]
                 size_text = line.split(b";", 1)[0].rstrip(b" \t")
-                if not size_text or len(size_text) > 16 or \
-                        any(c not in b"0123456789abcdefABCDEF" for c in size_text):
+                if (
+                    not size_text
+                    or len(size_text) > 16
+                    or any(c not in b"0123456789abcdefABCDEF" for c in size_text)
+                ):
                     raise HttpError(400, "bad chunk size")
                 size = int(size_text, 16)
                 if size == 0:
@@ -327,14 +354,14 @@ class ChunkedDecoder:
                 else:
                     raise HttpError(400, "chunk data not followed by CRLF")
                 self.state = self.SIZE
-            else:   # TRAILER: field lines up to an empty line; read and ignored
+            else:  # TRAILER: field lines up to an empty line; read and ignored
                 nl = buf.find(b"\n")
                 if nl < 0:
                     if self.trailer_bytes + len(buf) > MAX_TRAILERS:
                         raise HttpError(431, "trailer section too large")
                     return False
                 line = bytes(buf[:nl])
-                del buf[:nl + 1]
+                del buf[: nl + 1]
                 self.trailer_bytes += nl + 1
                 if self.trailer_bytes > MAX_TRAILERS:
                     raise HttpError(431, "trailer section too large")

@@ -18,6 +18,7 @@ parsers, Go's ``strconv.ParseFloat`` and Python's ``float()`` all read back. Req
 still carry the bare tokens (Yojson's reader accepts them, and so does ours) or these strings
 (float parameters accept numeric strings, ``values.convert``).
 """
+
 from __future__ import annotations
 
 import json
@@ -111,8 +112,7 @@ def _dumps(obj: Value) -> bytes:
     try:
         return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode("ascii")
     except ValueError:
-        return json.dumps(_finite(obj), separators=(",", ":"),
-                          allow_nan=False).encode("ascii")
+        return json.dumps(_finite(obj), separators=(",", ":"), allow_nan=False).encode("ascii")
 
 
 def encode_success(version: int, rid: int | str, value: Value) -> bytes:
@@ -127,6 +127,7 @@ def encode_failure(version: int, rid: int | str, description: Sequence[object]) 
     # surrogate escape that strict clients reject
     code, *params = [str(p).encode("utf-8", "replace").decode("utf-8") for p in description]
     if version == 2:
-        return _dumps({"jsonrpc": "2.0", "error": {"code": 1, "message": code, "data": params},
-                       "id": rid})
+        return _dumps(
+            {"jsonrpc": "2.0", "error": {"code": 1, "message": code, "data": params}, "id": rid}
+        )
     return _dumps({"result": None, "error": [code, *params], "id": rid})

@@ -8,6 +8,7 @@ raises the exception the OCaml function raises, as a ``ValueError`` whose text i
 (``bool_of_string``, ``int_of_string``, ``float_of_string``); callers turn it into the
 message the xen-api caller prints.
 """
+
 from __future__ import annotations
 
 import re

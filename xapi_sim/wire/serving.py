@@ -13,6 +13,7 @@ respond ``(None, True)`` when done.
 The worker owns the connection from the hand-over until it posts it back, so nothing here
 locks the connection; the loop does not touch it meanwhile.
 """
+
 from __future__ import annotations
 
 import logging
@@ -25,7 +26,7 @@ from .httpparse import HEAD_END, HttpError, parse_head
 
 log = logging.getLogger(__name__)
 
-WORKER_HOLD = 0.002        # seconds a worker waits for a connection's next request
+WORKER_HOLD = 0.002  # seconds a worker waits for a connection's next request
 TAKEOVER_READ = 256 * 1024  # what read() of a taken-over connection asks the socket for
 
 _poll = getattr(select, "poll", None)
@@ -41,17 +42,20 @@ def complete_request(buf: bytearray):
     if m is None or m.end() > _http.MAX_HEAD:
         return None
     try:
-        head = parse_head(bytes(buf[:m.end()]))
+        head = parse_head(bytes(buf[: m.end()]))
     except HttpError:
         return None
     if head.method not in _http.METHODS or head.chunked or head.expect_continue:
         return None
     n = head.length or 0
-    if (head.method in ("POST", "PUT") and head.length is None) or n > _http.MAX_BODY or \
-            len(buf) - m.end() < n:
+    if (
+        (head.method in ("POST", "PUT") and head.length is None)
+        or n > _http.MAX_BODY
+        or len(buf) - m.end() < n
+    ):
         return None
-    body = bytes(buf[m.end():m.end() + n])
-    del buf[:m.end() + n]
+    body = bytes(buf[m.end() : m.end() + n])
+    del buf[: m.end() + n]
     return head, body
 
 
@@ -72,8 +76,9 @@ def serve(conn, handler):
                     return
                 box.append((data, close))
                 if sync[0]:
-                    return          # answered within handle(): sent below
-            send_reply(conn, data, close)    # answered later, from another thread
+                    return  # answered within handle(): sent below
+            send_reply(conn, data, close)  # answered later, from another thread
+
         try:
             handler.handle(respond)
         except Exception:  # noqa: BLE001 -- never leave a connection without an answer
@@ -85,7 +90,7 @@ def serve(conn, handler):
             sync[0] = False
             answer = box[0] if box else None
         if answer is None:
-            return                  # parked: whoever completes it responds
+            return  # parked: whoever completes it responds
         handler = send_reply(conn, answer[0], answer[1], hold=True)
 
 
@@ -105,8 +110,12 @@ def send_reply(conn, data, close, hold=False):
             close, pos = True, len(view)
         rest = view[pos:] if pos < len(view) else b""
     front = conn.front
-    if hold and not (rest or close or conn.kill or front.stopped) and WORKER_HOLD > 0 \
-            and not front.workers.backlog():
+    if (
+        hold
+        and not (rest or close or conn.kill or front.stopped)
+        and WORKER_HOLD > 0
+        and not front.workers.backlog()
+    ):
         nxt = next_request(conn)
         if nxt is not None:
             return nxt
@@ -123,7 +132,7 @@ def next_request(conn):
     came whole and needs nothing special (else the loop takes over, buffer intact).
     A client may send the head and the body in separate writes: keep reading until
     the request is whole or the time is up."""
-    if conn.buf:                       # pipelined: the next request may be here
+    if conn.buf:  # pipelined: the next request may be here
         got = complete_request(conn.buf)
         if got is not None:
             return conn.handler_for(*got)

@@ -8,6 +8,7 @@ connection's deadline is still ``when`` and it is open). Stale entries are dropp
 they reach the top, and the heap is rebuilt from its current entries whenever it has grown
 past four times what was current at the last rebuild, plus 1024.
 """
+
 from __future__ import annotations
 
 import heapq

@@ -18,6 +18,7 @@ host's certificate. So a server that only ever sees plain HTTP does not even imp
 ``cryptography`` package. ``FixedTls`` is one context for every host
 (``--tls-cert``/``--tls-key``).
 """
+
 from __future__ import annotations
 
 import datetime
@@ -43,6 +44,7 @@ def server_context(certfile: str, keyfile: str | None = None) -> ssl.SSLContext:
 def san_for(address: str):
     """The subject alternative name entry for a host address (IP or DNS name)."""
     from cryptography import x509
+
     try:
         return x509.IPAddress(ipaddress.ip_address(address))
     except ValueError:
@@ -59,18 +61,21 @@ def make_pem(address: str, common_name: str | None = None) -> bytes:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name or address)])
     now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder()
-            .subject_name(name).issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=VALID_DAYS))
-            .add_extension(x509.SubjectAlternativeName([san_for(address)]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    return (cert.public_bytes(serialization.Encoding.PEM) +
-            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                              serialization.NoEncryption()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=VALID_DAYS))
+        .add_extension(x509.SubjectAlternativeName([san_for(address)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def _label(host_uuid: str, address: str) -> bytes:

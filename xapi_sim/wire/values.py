@@ -7,6 +7,7 @@ or decimal strings, float accepts ints and numeric strings, bool accepts only bo
 match case-insensitively. Mismatches give XAPI's ``INTERNAL_ERROR`` with rpclib's text.
 Also the answer to ``system.isAlive:`` (``is_alive``), a bounded echo of a decoded value.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -82,8 +83,11 @@ def is_alive(params: list[Value]) -> Value:
     if not params:
         raise ocaml_failure("hd")
     v = params[0]
-    size = len(v.encode("utf-8")) if isinstance(v, str) else \
-        len(rpc_to_string(v).encode("utf-8", "surrogatepass"))
+    size = (
+        len(v.encode("utf-8"))
+        if isinstance(v, str)
+        else len(rpc_to_string(v).encode("utf-8", "surrogatepass"))
+    )
     if size > MAX_RPC_SIZE:
         raise internal("Http_svr.Client_requested_size_over_limit")
     return v
@@ -97,7 +101,7 @@ def ocaml_escaped(s: str) -> str:
         return s
     out = []
     try:
-        raw = s.encode("utf-8", "surrogateescape")    # undecodable input bytes, as received
+        raw = s.encode("utf-8", "surrogateescape")  # undecodable input bytes, as received
     except UnicodeEncodeError:
         raw = s.encode("utf-8", "surrogatepass")
     for b in raw:
@@ -143,7 +147,7 @@ def convert(ty: Type, v: Value) -> Value:
     if k == "int":
         if isinstance(v, int) and not isinstance(v, bool):
             if not _INT64_MIN <= v <= _INT64_MAX:
-                raise ocaml_failure("int_of_string")   # outside OCaml's int64
+                raise ocaml_failure("int_of_string")  # outside OCaml's int64
             return v
         if isinstance(v, str):
             try:
@@ -180,9 +184,12 @@ def convert(ty: Type, v: Value) -> Value:
             found = ENUMS_LOWER.get(ty.name, {}).get(v.lower())
             if found is not None:
                 return found
-            raise Failure("INTERNAL_ERROR", f"Rpc.Runtime_error(\"Unhandled pattern when "
-                          f"unmarshalling variant type: found '{v}', expected "
-                          f"{'|'.join(ENUMS.get(ty.name, []))}\", S({v}))")
+            raise Failure(
+                "INTERNAL_ERROR",
+                f'Rpc.Runtime_error("Unhandled pattern when '
+                f"unmarshalling variant type: found '{v}', expected "
+                f'{"|".join(ENUMS.get(ty.name, []))}", S({v}))',
+            )
         raise _expected("enum", v)
     if k == "set":
         if isinstance(v, list):
@@ -193,7 +200,9 @@ def convert(ty: Type, v: Value) -> Value:
             if k == "record":
                 return dict(v)
             key_ty, elem_ty = _part(ty.key), _part(ty.elem)
-            return {convert(key_ty, key) if key_ty.kind != "int" else int(key):
-                    convert(elem_ty, x) for key, x in v.items()}
+            return {
+                convert(key_ty, key) if key_ty.kind != "int" else int(key): convert(elem_ty, x)
+                for key, x in v.items()
+            }
         raise _expected("struct", v)
     return v

@@ -3,6 +3,7 @@ idle, that run complete requests (``front.Front`` hands them over; the loop itse
 runs a handler). Daemon threads, so that a worker blocked in a long-poll never holds up
 interpreter exit.
 """
+
 from __future__ import annotations
 
 import collections
@@ -12,8 +13,8 @@ import threading
 
 log = logging.getLogger(__name__)
 
-MAX_WORKERS = 256          # worker threads per front (per simulator)
-WORKER_IDLE = 0.5          # seconds an idle worker thread waits for work before it ends
+MAX_WORKERS = 256  # worker threads per front (per simulator)
+WORKER_IDLE = 0.5  # seconds an idle worker thread waits for work before it ends
 
 
 class Workers:
@@ -28,7 +29,7 @@ class Workers:
         self.idle_seconds = idle
         self._lock = threading.Lock()
         self._jobs: collections.deque = collections.deque()
-        self._idle = []            # the idle workers' wake-up events, most recent last
+        self._idle = []  # the idle workers' wake-up events, most recent last
         self._threads = 0
         self._stopped = False
         self._seq = itertools.count(1)
@@ -49,11 +50,12 @@ class Workers:
                 self._threads += 1
                 spawn = True
         if spawn:
-            t = threading.Thread(target=self._work, name=f"{self.name}-{next(self._seq)}",
-                                 daemon=True)
+            t = threading.Thread(
+                target=self._work, name=f"{self.name}-{next(self._seq)}", daemon=True
+            )
             try:
                 t.start()
-            except RuntimeError:     # cannot start a thread: the others take the job
+            except RuntimeError:  # cannot start a thread: the others take the job
                 with self._lock:
                     self._threads -= 1
                 log.exception("cannot start a worker thread")
@@ -74,12 +76,12 @@ class Workers:
             if fn is not None:
                 try:
                     fn(*args)
-                except Exception:   # noqa: BLE001 -- a job's bug must not end the worker
+                except Exception:  # noqa: BLE001 -- a job's bug must not end the worker
                     log.exception("worker job failed")
                 continue
             if not wake.wait(self.idle_seconds):
                 with self._lock:
-                    if wake in self._idle:         # not claimed meanwhile: end
+                    if wake in self._idle:  # not claimed meanwhile: end
                         self._idle.remove(wake)
                         self._threads -= 1
                         return

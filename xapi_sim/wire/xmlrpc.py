@@ -12,6 +12,7 @@ event batch carrying it unparseable for every XML-RPC client; xapi-sim deliberat
 copy that (docs/clients.md, "Marshalling"). CR is written raw, as rpclib does, so XML
 parsers read it as LF (XML end-of-line normalisation).
 """
+
 from __future__ import annotations
 
 import base64
@@ -70,7 +71,7 @@ def _value(node: Element, depth: int) -> Value:
         data = c.find("data")
         if data is None:
             if len(c) == 0:
-                return []   # rpclib's empty_tag: <array/> is an empty array
+                return []  # rpclib's empty_tag: <array/> is an empty array
             raise XmlRpcParseError("array without data")
         return [_value(v, depth + 1) for v in data.findall("value")]
     if tag == "struct":
@@ -87,8 +88,7 @@ def _value(node: Element, depth: int) -> Value:
 def decode_call(body: bytes) -> tuple[str, list[Value]]:
     """Bytes of a ``<methodCall>`` -> (method name, [params]); raises XmlRpcParseError."""
     try:
-        root = SafeET.fromstring(body, forbid_dtd=True, forbid_entities=True,
-                                 forbid_external=True)
+        root = SafeET.fromstring(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except (ParseError, DefusedXmlException, ValueError, RecursionError) as e:
         raise XmlRpcParseError(f"{type(e).__name__}: {e}") from None
     if root.tag != "methodCall":
@@ -118,8 +118,20 @@ def _member_names() -> dict[str, str]:
     # "<member><name>NAME</name>" for every field name of every class of the datamodel and
     # the envelope/event member names, written once: one append per known member instead of
     # a check, an escape and three appends (the bulk of a get_all_records reply).
-    names = {"Status", "Value", "ErrorDescription", "events", "valid_ref_counts", "token",
-             "id", "timestamp", "class", "operation", "ref", "snapshot"}
+    names = {
+        "Status",
+        "Value",
+        "ErrorDescription",
+        "events",
+        "valid_ref_counts",
+        "token",
+        "id",
+        "timestamp",
+        "class",
+        "operation",
+        "ref",
+        "snapshot",
+    }
     for c in _DATAMODEL["classes"].values():
         names.update(f[0] for f in c["fields"])
     return {n: f"<member><name>{escape(n)}</name>" for n in names}
@@ -143,13 +155,13 @@ def _enc(v: Value, out: list[str]) -> None:
         out.append("<value><struct>")
         for k, x in v.items():
             head = _MEMBER.get(k)
-            if head is None:               # a map key: escaped like any text
+            if head is None:  # a map key: escaped like any text
                 if type(k) is not str:
                     k = str(k)
                 out.append("<member><name>")
                 out.append(k if _NEEDS.isdisjoint(k) else escape(k))
                 out.append("</name>")
-            else:                          # a field or envelope name
+            else:  # a field or envelope name
                 out.append(head)
             _enc(x, out)
             out.append("</member>")
@@ -160,8 +172,9 @@ def _enc(v: Value, out: list[str]) -> None:
             _enc(x, out)
         out.append("</data></array></value>")
     elif t is bool:
-        out.append("<value><boolean>1</boolean></value>" if v else
-                   "<value><boolean>0</boolean></value>")
+        out.append(
+            "<value><boolean>1</boolean></value>" if v else "<value><boolean>0</boolean></value>"
+        )
     elif t is int:
         out.append(f"<value>{v}</value>")
     elif t is float:
@@ -203,8 +216,11 @@ _TAIL = "</param></params></methodResponse>"
 
 
 def encode_success(v: Value) -> bytes:
-    out = [_HEAD, "<value><struct><member><name>Status</name><value>Success</value></member>"
-                  "<member><name>Value</name>"]
+    out = [
+        _HEAD,
+        "<value><struct><member><name>Status</name><value>Success</value></member>"
+        "<member><name>Value</name>",
+    ]
     _enc("" if v is None else v, out)
     out.append("</member></struct></value>")
     out.append(_TAIL)
@@ -212,8 +228,11 @@ def encode_success(v: Value) -> bytes:
 
 
 def encode_failure(description: Sequence[object]) -> bytes:
-    out = [_HEAD, "<value><struct><member><name>Status</name><value>Failure</value></member>"
-                  "<member><name>ErrorDescription</name>"]
+    out = [
+        _HEAD,
+        "<value><struct><member><name>Status</name><value>Failure</value></member>"
+        "<member><name>ErrorDescription</name>",
+    ]
     _enc([str(x) for x in description], out)
     out.append("</member></struct></value>")
     out.append(_TAIL)

@@ -4,6 +4,7 @@ Every operation is an XAPI call made through ``Dispatcher.dispatch`` with the CL
 (``Context.call``), so behaviour lives in one place. Only the ref -> uuid/name index used to
 print references reads the database directly, as XAPI's ``Ref_index`` does.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -21,7 +22,7 @@ class Context:
         self.dispatcher = dispatcher
         self.host = host
         self.session = session
-        self.params = params          # [(key, value)] in command-line order
+        self.params = params  # [(key, value)] in command-line order
         self.printer = printer
         self.conn = conn
 
@@ -67,8 +68,9 @@ class Context:
         for cls, table in db.tables.items():
             row = table.get(ref)
             if row is not None:
-                name = row.get("name_label") if "name_label" in db.schema.classes[cls].fields \
-                    else None
+                name = (
+                    row.get("name_label") if "name_label" in db.schema.classes[cls].fields else None
+                )
                 return row.get("uuid", ""), name
         return None
 

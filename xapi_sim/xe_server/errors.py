@@ -5,6 +5,7 @@ Mirrors xen-api Dundee ``xapi_cli.ml`` (``exception_handler``: which exception p
 ``exnHelper.ml`` (``string_of_exn``, the text an unexpected exception becomes). A command
 raises; ``handler.py`` turns the exception into protocol commands with ``error_commands``.
 """
+
 from __future__ import annotations
 
 from ..errors import ERRORS, Failure
@@ -122,8 +123,10 @@ def error_commands(e, lookup) -> list:
     if isinstance(e, Failure):
         if e.code == "SESSION_AUTHENTICATION_FAILED":
             uname = e.params[0] if e.params else ""
-            return R.param_error("", "Username/password must be specified" if uname == ""
-                                 else "Authentication failed")
+            return R.param_error(
+                "",
+                "Username/password must be specified" if uname == "" else "Authentication failed",
+            )
         code, params = e.code, e.params
     elif isinstance(e, MissingParameter):
         code, params = "Missing parameter", [e.args[0]]

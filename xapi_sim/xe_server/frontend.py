@@ -5,14 +5,25 @@ Mirrors xen-api Dundee ``cli_frontend.ml`` (``parse_commandline``, ``parse_param
 ``--flag`` -> ``flag=true``; ``-u``/``-pw``/``-s``/``-p``/``-h`` switches take the next
 argument.
 """
+
 from __future__ import annotations
 
 from ..wire import cliproto
 from .errors import ParseError
 
-SWITCHES = {"--force": "force", "--live": "live", "--internal": "internal", "-u": "username",
-            "-pw": "password", "-s": "server", "-h": "server", "-p": "port",
-            "--debug": "debug", "--minimal": "minimal", "--all": "all"}
+SWITCHES = {
+    "--force": "force",
+    "--live": "live",
+    "--internal": "internal",
+    "-u": "username",
+    "-pw": "password",
+    "-s": "server",
+    "-h": "server",
+    "-p": "port",
+    "--debug": "debug",
+    "--minimal": "minimal",
+    "--all": "all",
+}
 
 
 def parse_session_and_args(body: bytes):
@@ -21,7 +32,7 @@ def parse_session_and_args(body: bytes):
     text = body.decode(cliproto.ENCODING, cliproto.ERRORS)
     args = [a[:-1] if a.endswith("\r") else a for a in text.split("\n")]
     if args and args[0].startswith("session_id="):
-        return args[0][len("session_id="):], args[1:]
+        return args[0][len("session_id=") :], args[1:]
     return None, args
 
 

@@ -14,6 +14,7 @@ Mirrors xen-api Dundee ``xapi_cli.ml`` (``handler``, ``exec_command``, ``do_rpcs
    (``errors.py``). An exception XAPI would not raise -- a bug here -- is also logged with
    its traceback.
 """
+
 from __future__ import annotations
 
 import logging
@@ -40,7 +41,7 @@ from .values import cli_bool
 
 log = logging.getLogger(__name__)
 
-API_VERSION = "2.5"   # Xapi_globs.api_version_string of XenServer 7.0
+API_VERSION = "2.5"  # Xapi_globs.api_version_string of XenServer 7.0
 
 
 class Connection:
@@ -106,7 +107,7 @@ def handle_cli(host, body, rfile, wfile):
         name, params = parse_commandline(args)
         ctx.params = params
         exec_command(ctx, name)
-    except Exception as e:   # noqa: BLE001 -- every error becomes CLI output
+    except Exception as e:  # noqa: BLE001 -- every error becomes CLI output
         if not is_modelled(e):
             log.error("xe command %r on %s failed", args[:1], host.name_label, exc_info=e)
         for cmd in error_commands(e, ctx.lookup):
@@ -142,8 +143,9 @@ def exec_command(ctx, name):
     pwd = ctx.get("password", "")
     logout = False
     if ctx.session is None:
-        ctx.session = ctx.dispatcher.dispatch(ctx.host, "session.login_with_password",
-                                              [user, pwd, API_VERSION, "cli"])
+        ctx.session = ctx.dispatcher.dispatch(
+            ctx.host, "session.login_with_password", [user, pwd, API_VERSION, "cli"]
+        )
         logout = True
     try:
         spec.impl(ctx)
@@ -153,5 +155,5 @@ def exec_command(ctx, name):
         if logout:
             try:
                 ctx.dispatcher.dispatch(ctx.host, "session.logout", [ctx.session])
-            except Exception:   # noqa: BLE001 -- the host may have left the pool meanwhile
+            except Exception:  # noqa: BLE001 -- the host may have left the pool meanwhile
                 pass

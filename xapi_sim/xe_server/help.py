@@ -3,6 +3,7 @@
 Mirrors xen-api Dundee ``cli_frontend.ml`` ``rio_help`` (and ``make_list`` in
 ``render.py``); runs without logging in.
 """
+
 from __future__ import annotations
 
 from . import render as R
@@ -16,7 +17,8 @@ VM_SELECTORS_INFO = (
     "matching, the option '--multiple' must be specified to perform the operation. The full "
     "list of fields that can be matched can be obtained by the command 'xe vm-list "
     "params=all'. If no parameters to select VMs are given, the operation will be performed "
-    "on all VMs.")
+    "on all VMs."
+)
 HOST_SELECTORS_INFO = (
     " The simplest way to select the host on which the operation is to be performed is by "
     "supplying the argument 'host=<name or uuid>'. Hosts can also be specified by filtering "
@@ -25,7 +27,8 @@ HOST_SELECTORS_INFO = (
     "matching, and the operation can be performed on multiple hosts, the option '--multiple' "
     "must be specified to perform the operation. The full list of fields that can be matched "
     "can be obtained by the command 'xe host-list params=all'. If no parameters to select "
-    "hosts are given, the operation will be performed on all hosts.")
+    "hosts are given, the operation will be performed on all hosts."
+)
 
 HELP_EXCLUDE = ["server", "username", "password", "port", "minimal", "all"]
 
@@ -33,14 +36,26 @@ HELP_EXCLUDE = ["server", "username", "password", "port", "minimal", "all"]
 def _command_help(printer, name, spec):
     vm_sel = "Vm_selectors" in spec.flags
     host_sel = "Host_selectors" in spec.flags
-    optional = list(spec.optn) + (["<vm-selectors>"] if vm_sel else []) + \
-        (["<host-selectors>"] if host_sel else [])
-    desc = spec.help + (VM_SELECTORS_INFO if vm_sel else "") + \
-        (HOST_SELECTORS_INFO if host_sel else "")
-    printer.table([[("command name        ", name),
-                    ("reqd params     ", ", ".join(spec.reqd)),
-                    ("optional params ", ", ".join(optional)),
-                    ("description     ", desc)]])
+    optional = (
+        list(spec.optn)
+        + (["<vm-selectors>"] if vm_sel else [])
+        + (["<host-selectors>"] if host_sel else [])
+    )
+    desc = (
+        spec.help
+        + (VM_SELECTORS_INFO if vm_sel else "")
+        + (HOST_SELECTORS_INFO if host_sel else "")
+    )
+    printer.table(
+        [
+            [
+                ("command name        ", name),
+                ("reqd params     ", ", ".join(spec.reqd)),
+                ("optional params ", ", ".join(optional)),
+                ("description     ", desc),
+            ]
+        ]
+    )
 
 
 def help_command(printer, params, argv0="xe"):
@@ -55,9 +70,11 @@ def help_command(printer, params, argv0="xe"):
                 _command_help(printer, name, spec)
         return
     names = sorted(n for n, c in cmds.items() if "Hidden" not in c.flags)
-    usage = (f"Usage: {argv0} <command> [-s server] [-pw passwd] [-p port] [-u user] "
-             "[-pwf password-file]\n  [command specific arguments]\n\n"
-             f"To get help on a specific command: {argv0} help <command>\n")
+    usage = (
+        f"Usage: {argv0} <command> [-s server] [-pw passwd] [-p port] [-u user] "
+        "[-pwf password-file]\n  [command specific arguments]\n\n"
+        f"To get help on a specific command: {argv0} help <command>\n"
+    )
     if dict(params).get("all") == "true":
         if printer.minimal:
             printer.lines(names)
@@ -76,6 +93,10 @@ def help_command(printer, params, argv0="xe"):
     if printer.minimal:
         printer.lines(std)
         return
-    printer.lines([usage + f"To get a full listing of commands: {argv0} help --all\n\n"
-                   "Common command list\n-------------------"])
+    printer.lines(
+        [
+            usage + f"To get a full listing of commands: {argv0} help --all\n\n"
+            "Common command list\n-------------------"
+        ]
+    )
     printer.lines(R.make_list(std))

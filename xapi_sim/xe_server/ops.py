@@ -4,6 +4,7 @@ Mirrors xen-api Dundee ``cli_operations.ml`` (``do_vm_op``, ``do_host_op``,
 ``do_multiple``, ``wrap_op`` -- the VM's new messages on stderr --, ``waiter``) and
 ``cli_util.ml`` (``track``, ``result_from_task``).
 """
+
 from __future__ import annotations
 
 import time
@@ -20,7 +21,7 @@ def do_multiple(ctx, op, records):
     for rec in records:
         try:
             results.append(op(rec))
-        except Exception as e:   # noqa: BLE001
+        except Exception as e:  # noqa: BLE001
             fails.insert(0, (rec.field("uuid").value(), error_text(e, ctx.lookup)))
     if fails:
         raise MultipleFailure(fails)
@@ -28,8 +29,7 @@ def do_multiple(ctx, op, records):
 
 
 def _format_message(msg) -> str:
-    return (f"Message: time={msg['timestamp']} priority={int(msg['priority'])} "
-            f"name='{msg['name']}'")
+    return f"Message: time={msg['timestamp']} priority={int(msg['priority'])} name='{msg['name']}'"
 
 
 def wrap_op(ctx, op):
@@ -45,12 +45,13 @@ def wrap_op(ctx, op):
         result = op(rec)
         try:
             msgs = ctx.call("message.get", "VM", rec.field("uuid").value(), now)
-        except Exception:   # noqa: BLE001 -- "with _ -> []"
+        except Exception:  # noqa: BLE001 -- "with _ -> []"
             msgs = {}
         for m in msgs.values():
             if int(m["priority"]) < pri:
                 ctx.printer.stderr(_format_message(m) + "\n")
         return result
+
     return wrapped
 
 
@@ -63,29 +64,42 @@ def _on_selected(ctx, selected, op, multiple, what, matches, one):
         return [op(selected[0])]
     if multiple and ctx.bool_param("multiple"):
         return do_multiple(ctx, op, selected)
-    raise CliFailure(f"{matches} found. --multiple required to complete the operation"
-                     if multiple else
-                     f"{matches} found. Operation can only be performed on one {one} at a time")
+    raise CliFailure(
+        f"{matches} found. --multiple required to complete the operation"
+        if multiple
+        else f"{matches} found. Operation can only be performed on one {one} at a time"
+    )
 
 
 def do_vm_op(ctx, op, ignore, include_control=False, include_template=False, multiple=True):
     try:
         vms = select_vms(ctx, ignore, include_control, include_template)
-        return _on_selected(ctx, vms, wrap_op(ctx, op), multiple, "VMs",
-                            "Multiple matches VMs", "VM")
+        return _on_selected(
+            ctx, vms, wrap_op(ctx, op), multiple, "VMs", "Multiple matches VMs", "VM"
+        )
     except MissingParameter as e:
-        raise CliFailure(f"Parameter '{e.args[0]}' is not a field of the VM class. Failed to "
-                         "select VM for operation.") from None
+        raise CliFailure(
+            f"Parameter '{e.args[0]}' is not a field of the VM class. Failed to "
+            "select VM for operation."
+        ) from None
 
 
 def do_host_op(ctx, op, ignore, multiple=True):
     """``op(number of hosts selected, host record)`` on the selected hosts."""
     hosts = select_hosts(ctx, ignore)
-    return _on_selected(ctx, hosts, lambda h: op(len(hosts), h), multiple, "hosts",
-                        "Multiple matching hosts", "host")
+    return _on_selected(
+        ctx,
+        hosts,
+        lambda h: op(len(hosts), h),
+        multiple,
+        "hosts",
+        "Multiple matching hosts",
+        "host",
+    )
 
 
 # -- tasks -----------------------------------------------------------------------------------
+
 
 def wait_for_task(ctx, task, on_update=None):
     """``Cli_util.track`` + ``result_from_task``: wait until the task leaves ``pending``

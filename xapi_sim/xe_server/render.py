@@ -11,6 +11,7 @@ Print of its lines plus a newline, and the client appends another, so each recor
 followed by two empty lines. ``--minimal`` prints only the first field of each record,
 comma-separated (commas and backslashes escaped), once the command has finished.
 """
+
 from __future__ import annotations
 
 from ..datamodel import NULL_REF
@@ -22,6 +23,7 @@ EXPENSIVE = "<expensive field>"
 
 
 # -- values -----------------------------------------------------------------------------------
+
 
 def bool_str(b) -> str:
     """OCaml ``string_of_bool``."""
@@ -85,6 +87,7 @@ def escape_commas(s: str) -> str:
 
 
 # -- records ----------------------------------------------------------------------------------
+
 
 def field_key(name: str, kind: str, writable: bool, deprecated: bool = False) -> str:
     """The key a field is printed with: name plus ``( RO)``/``( RW)``/``(SRO)``/``(SRW)``/
@@ -165,6 +168,7 @@ class Printer:
 
 # -- errors -----------------------------------------------------------------------------------
 
+
 def server_error_lines(code: str, params, errors: dict, lookup=lambda r: None):
     """``Cli_util.get_server_error``: [doc, "name: value", ...] for a datamodel error, or None
     for a code without documentation (then the client prints ``Error code:`` lines)."""
@@ -197,11 +201,11 @@ def server_error_commands(code: str, params, errors: dict, lookup=lambda r: None
 def param_error(kind: str, text: str) -> list:
     """``Xapi_cli.param_error``: ``kind: text`` (or just ``text``), then the usage hint."""
     first = f"{kind}: {text}" if kind else text
-    return [cliproto.PrintStderr(first + "\n"),
-            cliproto.PrintStderr("For usage run: 'xe help'\n")]
+    return [cliproto.PrintStderr(first + "\n"), cliproto.PrintStderr("For usage run: 'xe help'\n")]
 
 
 # -- help -------------------------------------------------------------------------------------
+
 
 def make_list(names) -> list:
     """``Cli_frontend.make_list``: comma-joined names wrapped after 74 columns, indented."""

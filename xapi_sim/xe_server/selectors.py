@@ -6,14 +6,25 @@ plain field, ``map:key=v`` on a map, ``set:contains=v`` on a set), ``select_vms`
 ``select_hosts`` (``vm=<uuid or name>``, else every record filtered by the other
 parameters), ``get_host_by_name_or_id`` and ``select_fields`` (``params=``).
 """
+
 from __future__ import annotations
 
 from .errors import CliFailure
 from .records import Record, make_record
 
 # parameters that are never record filters (cli_operations.ml stdparams)
-STDPARAMS = ["server", "password", "port", "username", "minimal", "force", "multiple", "all",
-             "message-priority", "trace"]
+STDPARAMS = [
+    "server",
+    "password",
+    "port",
+    "username",
+    "minimal",
+    "force",
+    "multiple",
+    "all",
+    "message-priority",
+    "trace",
+]
 
 
 def field_type(fieldname, fields):
@@ -21,7 +32,7 @@ def field_type(fieldname, fields):
     if any(f.name == fieldname for f in fields):
         return "normal", fieldname
     if ":" in fieldname:
-        real = fieldname[:fieldname.index(":")]
+        real = fieldname[: fieldname.index(":")]
         found = [f for f in fields if f.name == real]
         if not found:
             raise CliFailure(f"Unknown field '{fieldname}'")
@@ -32,8 +43,9 @@ def field_type(fieldname, fields):
             return "map", f.name
         raise CliFailure(f"Field '{f.name}' is not a set or map")
     for kind, attr in (("map", "get_map"), ("set", "get_set")):
-        cands = sorted((f for f in fields if getattr(f, attr) is not None),
-                       key=lambda f: -len(f.name))
+        cands = sorted(
+            (f for f in fields if getattr(f, attr) is not None), key=lambda f: -len(f.name)
+        )
         for f in cands:
             if fieldname.startswith(f.name + "-"):
                 return kind, f.name
@@ -68,7 +80,7 @@ def filter_records(records, k, v):
             if (val.lower() == v.lower()) if f.case_insensitive else (val == v):
                 out.append(r)
         return out
-    sub = k[len(s) + 1:]
+    sub = k[len(s) + 1 :]
     if kind == "set" and sub != "contains":
         raise CliFailure("Invalid syntax for set filtering (should be set-param:contains=key)")
     out = []
@@ -77,7 +89,7 @@ def filter_records(records, k, v):
         try:
             if _member(f, None if kind == "set" else sub, v):
                 out.append(r)
-        except Exception:   # noqa: BLE001 -- "with _ -> false"
+        except Exception:  # noqa: BLE001 -- "with _ -> false"
             pass
     return out
 
@@ -111,18 +123,21 @@ def select_fields(ctx, records, default_params):
 
 # -- selectors -------------------------------------------------------------------------------
 
+
 def _select(ctx, cls, key, params, ignore):
     """``Cli_operations.select_vms``/``select_hosts``: ``key=<uuid>`` names one object; a
     value that is not a uuid, or no ``key``, filters every record by the parameters."""
+
     def do_filter(ps):
         skip = STDPARAMS + ignore
-        return filter_by(all_records(ctx, cls),
-                         [(k, v) for k, v in ps if k.split(":", 1)[0] not in skip])
+        return filter_by(
+            all_records(ctx, cls), [(k, v) for k, v in ps if k.split(":", 1)[0] not in skip]
+        )
 
     if ctx.has(key):
         try:
             return [make_record(ctx, cls, ctx.call(f"{cls}.get_by_uuid", ctx.get(key)))]
-        except Exception:   # noqa: BLE001 -- "with _ -> do_filter"
+        except Exception:  # noqa: BLE001 -- "with _ -> do_filter"
             return do_filter([("name-label", v) if k == key else (k, v) for k, v in params])
     return do_filter(params)
 

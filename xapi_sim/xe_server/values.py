@@ -7,6 +7,7 @@ Mirrors xen-api Dundee ``cli_operations.ml`` (``bool_of_string``, the ``safe_*``
 (``bool_of_string``, ``Int64.of_string``, ``float_of_string``) is ``wire/ocaml.py``, shared
 with the ``xe`` client.
 """
+
 from __future__ import annotations
 
 import re
@@ -31,16 +32,16 @@ def safe_i64(fieldname, s) -> int:
     try:
         return int64_of_string(s)
     except BadInt:
-        raise CliFailure(f"Failed to parse parameter '{fieldname}': expecting an integer") \
-            from None
+        raise CliFailure(f"Failed to parse parameter '{fieldname}': expecting an integer") from None
 
 
 def safe_bool(fieldname, s) -> bool:
     try:
         return bool_of_string(s)
     except BadBool:
-        raise CliFailure(f"Failed to parse parameter '{fieldname}': expecting a boolean "
-                         "(true or false)") from None
+        raise CliFailure(
+            f"Failed to parse parameter '{fieldname}': expecting a boolean (true or false)"
+        ) from None
 
 
 _SIZE_SUFFIXES = {"bytes": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}
@@ -57,8 +58,9 @@ def bytes_of_string(fieldname, x) -> int:
             if s == "":
                 raise CliFailure(bad) from None
             if s.isdigit():
-                raise CliFailure(f"Failed to parse field '{fieldname}': number too big "
-                                 "(maximum = 8388607 TiB)") from None
+                raise CliFailure(
+                    f"Failed to parse field '{fieldname}': number too big (maximum = 8388607 TiB)"
+                ) from None
             raise CliFailure(bad) from None
 
     suffixes = [w for w in re.split(r"[\s0-9]+", x) if w]
@@ -70,16 +72,17 @@ def bytes_of_string(fieldname, x) -> int:
             raise CliFailure(bad)
         mult = _SIZE_SUFFIXES.get(suffixes[0])
         if mult is None:
-            raise CliFailure(f"Failed to parse field '{fieldname}': Unknown suffix: "
-                             f"'{suffixes[0]}' (try KiB, MiB, GiB or TiB)")
+            raise CliFailure(
+                f"Failed to parse field '{fieldname}': Unknown suffix: "
+                f"'{suffixes[0]}' (try KiB, MiB, GiB or TiB)"
+            )
         return i64(numbers[0]) * mult
     raise CliFailure(bad)
 
 
 # -- enums (record_util.ml) ------------------------------------------------------------------
 
-_VM_OPS = {"assert_operation_valid": "assertoperationvalid",
-           "data_source_op": "data_sources_op"}
+_VM_OPS = {"assert_operation_valid": "assertoperationvalid", "data_source_op": "data_sources_op"}
 
 
 def vm_op_str(op) -> str:
@@ -99,8 +102,9 @@ def vm_op_of_string(s):
 
 def host_op_str(op) -> str:
     """``Record_util.host_operation_to_string``."""
-    return {"vm_start": "VM.start", "vm_resume": "VM.resume",
-            "vm_migrate": "VM.migrate"}.get(op, op)
+    return {"vm_start": "VM.start", "vm_resume": "VM.resume", "vm_migrate": "VM.migrate"}.get(
+        op, op
+    )
 
 
 def on_normal_exit_str(x) -> str:
@@ -114,9 +118,14 @@ def on_normal_exit_of_string(s):
     raise CliFailure(f"Expected 'destroy' or 'restart', got {s}")
 
 
-_CRASH = {"destroy": "Destroy", "coredump_and_destroy": "Core dump and destroy",
-          "restart": "Restart", "coredump_and_restart": "Core dump and restart",
-          "preserve": "Preserve", "rename_restart": "Rename restart"}
+_CRASH = {
+    "destroy": "Destroy",
+    "coredump_and_destroy": "Core dump and destroy",
+    "restart": "Restart",
+    "coredump_and_restart": "Core dump and restart",
+    "preserve": "Preserve",
+    "rename_restart": "Rename restart",
+}
 
 
 def on_crash_str(x) -> str:
@@ -127,8 +136,10 @@ def on_crash_of_string(s):
     v = s.lower()
     if v in _CRASH:
         return v
-    raise CliFailure("Expected 'destroy', 'coredump_and_destroy','restart', "
-                     "'coredump_and_restart', 'preserve' or 'rename_restart', got " + s)
+    raise CliFailure(
+        "Expected 'destroy', 'coredump_and_destroy','restart', "
+        "'coredump_and_restart', 'preserve' or 'rename_restart', got " + s
+    )
 
 
 def tristate_str(x) -> str:

@@ -31,23 +31,43 @@ Modules: ``calls.py`` (scenario, sessions, counted calls), ``load.py`` (``Client
 tests/reliability/test_concurrency.py against an in-process world. Needs the ``XenAPI``
 package (the ``test`` extra).
 """
+
 from __future__ import annotations
 
 from .calls import CONN_ERRORS, LIVE, Stats, call, close, login, scenario_toml, session
 from .chaos import FAULT_MENU, Chaos
 from .checks import (
-                     all_invariants,
-                     all_vm_records,
-                     check_invariants,
-                     converge_all,
-                     layout,
-                     snapshot,
-                     verify_clients,
+    all_invariants,
+    all_vm_records,
+    check_invariants,
+    converge_all,
+    layout,
+    snapshot,
+    verify_clients,
 )
 from .load import Client, Poller
 from .run import Server, main
 
-__all__ = ["CONN_ERRORS", "FAULT_MENU", "LIVE", "Chaos", "Client", "Poller", "Server",
-           "Stats", "all_invariants", "all_vm_records", "call", "check_invariants", "close",
-           "converge_all", "layout", "login", "main", "scenario_toml", "session", "snapshot",
-           "verify_clients"]
+__all__ = [
+    "CONN_ERRORS",
+    "FAULT_MENU",
+    "LIVE",
+    "Chaos",
+    "Client",
+    "Poller",
+    "Server",
+    "Stats",
+    "all_invariants",
+    "all_vm_records",
+    "call",
+    "check_invariants",
+    "close",
+    "converge_all",
+    "layout",
+    "login",
+    "main",
+    "scenario_toml",
+    "session",
+    "snapshot",
+    "verify_clients",
+]

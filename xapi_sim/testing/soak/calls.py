@@ -4,6 +4,7 @@
 raises for an API failure or a lost connection, it records the outcome and latency in
 ``Stats``.
 """
+
 from __future__ import annotations
 
 import collections
@@ -29,19 +30,24 @@ def scenario_toml(vms: int = 60) -> str:
     cpu = {"alpha": "Haswell", "beta": "Broadwell"}
     for pool, names in hosts.items():
         for n in names:
-            out.append(f'[[host]]\nname_label = "{n}"\ncpu = "{cpu[pool]}"\nsockets = 2\n'
-                       f'cpus_per_socket = 8\nmemory = "256GiB"\n')
+            out.append(
+                f'[[host]]\nname_label = "{n}"\ncpu = "{cpu[pool]}"\nsockets = 2\n'
+                f'cpus_per_socket = 8\nmemory = "256GiB"\n'
+            )
     for pool, names in hosts.items():
         members = ", ".join(f'"{n}"' for n in names[1:])
-        out.append(f'[[pool]]\nname_label = "{pool}"\nmaster = "{names[0]}"\n'
-                   f"members = [{members}]\n")
+        out.append(
+            f'[[pool]]\nname_label = "{pool}"\nmaster = "{names[0]}"\nmembers = [{members}]\n'
+        )
     flat = [(p, n) for p in hosts for n in hosts[p]]
     for v in range(vms):
         pool, host = flat[v % len(flat)]
         state = "Halted" if v % 3 == 0 else "Running"
-        out.append(f'[[vm]]\nname_label = "soak-{v:03d}"\n'
-                   f'domain_type = "{"hvm" if v % 2 else "pv"}"\npower_state = "{state}"\n'
-                   f'host = "{host}"\nvcpus = 1\nmemory = "1GiB"\n')
+        out.append(
+            f'[[vm]]\nname_label = "soak-{v:03d}"\n'
+            f'domain_type = "{"hvm" if v % 2 else "pv"}"\npower_state = "{state}"\n'
+            f'host = "{host}"\nvcpus = 1\nmemory = "1GiB"\n'
+        )
     return "\n".join(out)
 
 
@@ -85,7 +91,7 @@ class Stats:
 
     def __init__(self):
         self.lock = threading.Lock()
-        self.counts: collections.Counter[tuple[str, str]] = collections.Counter()   # (op, outcome)
+        self.counts: collections.Counter[tuple[str, str]] = collections.Counter()  # (op, outcome)
         self.lat = collections.defaultdict(list)
         self.problems = []
         # host power-ons so far: a host that died and boots again resyncs its VMs to Halted
@@ -120,7 +126,7 @@ def call(stats, s, op, *args, fn=None):
     except XenAPI.Failure as f:
         stats.record(op, f.details[0], time.monotonic() - t0)
         return False, f.details
-    except xmlrpc.client.Fault as f:          # XenAPI gave up re-logging in
+    except xmlrpc.client.Fault as f:  # XenAPI gave up re-logging in
         stats.record(op, f"Fault {f.faultCode}", time.monotonic() - t0)
         return False, ["Fault", str(f.faultString)]
     except CONN_ERRORS:

@@ -1,5 +1,6 @@
 """The soak's chaos thread: fault rules, host crashes and power-ons, logouts of sessions in
 use."""
+
 from __future__ import annotations
 
 import collections
@@ -12,13 +13,26 @@ from .calls import CONN_ERRORS, call, close, login, session
 
 FAULT_MENU = [
     {"method": "VM.start", "code": "NO_HOSTS_AVAILABLE", "probability": 0.3, "count": 20},
-    {"method": "VM.pool_migrate", "code": "VM_MIGRATE_FAILED",
-     "params": ["{self}", "", "{arg1}", "injected by the soak"], "probability": 0.5},
+    {
+        "method": "VM.pool_migrate",
+        "code": "VM_MIGRATE_FAILED",
+        "params": ["{self}", "", "{arg1}", "injected by the soak"],
+        "probability": 0.5,
+    },
     {"method": "VM.get_record", "delay": 0.05, "probability": 0.2},
-    {"method": "*.add_to_other_config", "code": "INTERNAL_ERROR", "params": ["injected"],
-     "probability": 0.1, "count": 30},
-    {"method": "VM.suspend", "code": "SR_BACKEND_FAILURE_44",
-     "params": ["", "There is insufficient space", ""], "count": 5},
+    {
+        "method": "*.add_to_other_config",
+        "code": "INTERNAL_ERROR",
+        "params": ["injected"],
+        "probability": 0.1,
+        "count": 30,
+    },
+    {
+        "method": "VM.suspend",
+        "code": "SR_BACKEND_FAILURE_44",
+        "params": ["", "There is insufficient space", ""],
+        "count": 5,
+    },
     {"class": "host", "delay": 0.02},
     {"method": "event.from", "delay": 0.2, "probability": 0.1},
 ]
@@ -32,8 +46,8 @@ class Chaos(threading.Thread):
         self.urls, self.members, self.clients = urls, members, clients
         self.stats, self.stop, self.rng = stats, stop, random.Random(seed + 7)
         self.sessions = {}
-        self.rules = []          # (pool index, rule id)
-        self.crashed = {}        # host ref -> (pool index, power-on time)
+        self.rules = []  # (pool index, rule id)
+        self.crashed = {}  # host ref -> (pool index, power-on time)
         self.actions: collections.Counter[str] = collections.Counter()
         self.paused = threading.Event()
 
@@ -89,7 +103,8 @@ class Chaos(threading.Thread):
                 try:
                     # log the client's own session out from another connection
                     xmlrpc.client.ServerProxy(c.url, allow_none=True).session.logout(
-                        c.session.handle)
+                        c.session.handle
+                    )
                     self.actions["session logged out"] += 1
                 except CONN_ERRORS:
                     pass  # the server is down (the chaos killed it): nothing to log out

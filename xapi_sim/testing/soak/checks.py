@@ -1,5 +1,6 @@
 """What the soak checks once the load has stopped: pool invariants, acknowledged writes,
 event caches, and what must survive a restart."""
+
 from __future__ import annotations
 
 import collections
@@ -34,8 +35,10 @@ def check_invariants(session, label="") -> list:
             bad.append(f"{where}VM {name} is {ps} with domid {vm['domid']}")
     for href, h in hosts.items():
         if set(h["resident_VMs"]) != resident[href]:
-            bad.append(f"{where}host {h['name_label']}: resident_VMs disagrees with "
-                       f"VM.resident_on ({len(h['resident_VMs'])} vs {len(resident[href])})")
+            bad.append(
+                f"{where}host {h['name_label']}: resident_VMs disagrees with "
+                f"VM.resident_on ({len(h['resident_VMs'])} vs {len(resident[href])})"
+            )
         m = metrics.get(h["metrics"])
         if m is None:
             bad.append(f"{where}host {h['name_label']} has no metrics")
@@ -47,11 +50,16 @@ def check_invariants(session, label="") -> list:
         expect = max(0, int(m["memory_total"]) - int(h["memory_overhead"]) - used)
         free = int(x.host.compute_free_memory(href))
         if free != expect:
-            bad.append(f"{where}host {h['name_label']}: free memory {free}, expected "
-                       f"{expect} (total {m['memory_total']} - overhead "
-                       f"{h['memory_overhead']} - resident {used})")
-    pending = [t["name_label"] for t in x.task.get_all_records().values()
-               if t["status"] == "pending" and not t["name_label"].startswith("Async.")]
+            bad.append(
+                f"{where}host {h['name_label']}: free memory {free}, expected "
+                f"{expect} (total {m['memory_total']} - overhead "
+                f"{h['memory_overhead']} - resident {used})"
+            )
+    pending = [
+        t["name_label"]
+        for t in x.task.get_all_records().values()
+        if t["status"] == "pending" and not t["name_label"].startswith("Async.")
+    ]
     if pending:
         bad.append(f"{where}{len(pending)} transient tasks left pending: {pending[:5]}")
     return bad
@@ -66,8 +74,11 @@ def layout(urls):
             pool = x.pool.get_all()[0]
             master = x.pool.get_master(pool)
             hosts = x.host.get_all()
-            vms = {r["name_label"]: ref for ref, r in x.VM.get_all_records().items()
-                   if r["name_label"].startswith("soak-")}
+            vms = {
+                r["name_label"]: ref
+                for ref, r in x.VM.get_all_records().items()
+                if r["name_label"].startswith("soak-")
+            }
         out.append((url, pool, hosts, [h for h in hosts if h != master], vms))
     return out
 
@@ -79,8 +90,13 @@ def snapshot(urls):
         with session(url, "soak-snapshot") as s:
             x = s.xenapi
             for ref, r in x.VM.get_all_records().items():
-                out[ref] = (r["uuid"], r["power_state"], r["resident_on"], r["other_config"],
-                            r["name_description"])
+                out[ref] = (
+                    r["uuid"],
+                    r["power_state"],
+                    r["resident_on"],
+                    r["other_config"],
+                    r["name_description"],
+                )
             for ref, r in x.pool.get_all_records().items():
                 out[ref] = (r["uuid"], r["other_config"])
     return out
@@ -95,6 +111,7 @@ def converge_all(pollers, records) -> list:
             out[i] = pl.converged(records[pl.url])
         except Exception as e:  # noqa: BLE001
             out[i] = [f"poller {pl.idx}: {type(e).__name__}: {e}"]
+
     threads = [threading.Thread(target=one, args=(i, pl)) for i, pl in enumerate(pollers)]
     for t in threads:
         t.start()

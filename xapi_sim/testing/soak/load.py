@@ -1,5 +1,6 @@
 """The soak's load: XenAPI clients that remember what the server acknowledged, and
 ``event.from`` pollers that keep a cache of every VM, as XenCenter does."""
+
 from __future__ import annotations
 
 import random
@@ -27,21 +28,20 @@ class Client(threading.Thread):
 
     KEYS = 4
 
-    def __init__(self, idx, url, vm, pool, hosts, stats, stop, seed=0, ops_limit=None,
-                 gate=None):
+    def __init__(self, idx, url, vm, pool, hosts, stats, stop, seed=0, ops_limit=None, gate=None):
         super().__init__(name=f"soak-client-{idx}", daemon=True)
-        self.gate = gate                 # an Event all workers wait for before starting
+        self.gate = gate  # an Event all workers wait for before starting
         self.idx, self.url, self.vm, self.pool, self.hosts = idx, url, vm, pool, hosts
         self.stats, self.stop, self.rng = stats, stop, random.Random(seed * 1000 + idx)
         self.ops_limit = ops_limit
         self.n = 0
         self.session = None
-        self.power = None                # the VM's power state as acknowledged
-        self.power_boots = 0             # stats.host_boots when self.power was learnt
-        self.oc = {}                     # VM other_config key -> value or None (absent)
-        self.pool_oc = {}                # our pool other_config keys -> value or None
-        self.desc = None                 # VM name_description
-        self.maybe = {}                  # (what, key) -> set of possible values (in doubt)
+        self.power = None  # the VM's power state as acknowledged
+        self.power_boots = 0  # stats.host_boots when self.power was learnt
+        self.oc = {}  # VM other_config key -> value or None (absent)
+        self.pool_oc = {}  # our pool other_config keys -> value or None
+        self.desc = None  # VM name_description
+        self.maybe = {}  # (what, key) -> set of possible values (in doubt)
         self.finished = False
 
     def run(self):
@@ -57,8 +57,9 @@ class Client(threading.Thread):
                 elif r < 0.55:
                     self.write_map(self.oc, "VM", self.vm, f"soak-k{self.rng.randrange(self.KEYS)}")
                 elif r < 0.65:
-                    self.write_map(self.pool_oc, "pool", self.pool,
-                                   f"soak-c{self.idx}-{self.rng.randrange(3)}")
+                    self.write_map(
+                        self.pool_oc, "pool", self.pool, f"soak-c{self.idx}-{self.rng.randrange(3)}"
+                    )
                 elif r < 0.75:
                     self.set_desc()
                 else:
@@ -84,9 +85,8 @@ class Client(threading.Thread):
         else:
             uuid = self.uuid()
             if not uuid:
-                return          # the uuid read itself failed (an injected fault)
-            ok, recs = call(self.stats, s, "VM.get_all_records_where",
-                            f'field "uuid" = "{uuid}"')
+                return  # the uuid read itself failed (an injected fault)
+            ok, recs = call(self.stats, s, "VM.get_all_records_where", f'field "uuid" = "{uuid}"')
             if ok and set(recs) != {self.vm}:
                 self.stats.problem(f"client {self.idx}: get_all_records_where found {list(recs)}")
 
@@ -129,7 +129,7 @@ class Client(threading.Thread):
     def vm_op(self):
         s = self.session
         if self.power is None:
-            read_boots = self.stats.host_boots     # taken before the read it qualifies
+            read_boots = self.stats.host_boots  # taken before the read it qualifies
             ok, p = call(self.stats, s, "VM.get_power_state", self.vm)
             if not ok:
                 return
@@ -143,8 +143,9 @@ class Client(threading.Thread):
         elif before == "Paused":
             op, args, after = "VM.unpause", (self.vm,), "Running"
         else:
-            op = self.rng.choice(["VM.clean_shutdown", "VM.suspend", "VM.pool_migrate",
-                                  "VM.hard_reboot"])
+            op = self.rng.choice(
+                ["VM.clean_shutdown", "VM.suspend", "VM.pool_migrate", "VM.hard_reboot"]
+            )
             after = {"VM.clean_shutdown": "Halted", "VM.suspend": "Suspended"}.get(op, "Running")
             args = (self.vm,)
             if op == "VM.pool_migrate":
@@ -156,7 +157,7 @@ class Client(threading.Thread):
         boots = self.stats.host_boots
         ok, err = call(self.stats, s, op, *args)
         if ok is None:
-            self.power = None                     # in doubt: read it again next time
+            self.power = None  # in doubt: read it again next time
             return
         read_boots = self.stats.host_boots
         ok2, now = call(self.stats, s, "VM.get_power_state", self.vm)
@@ -168,14 +169,18 @@ class Client(threading.Thread):
         if ok and now != after and not self._resynced(after, now, boots):
             self.stats.problem(f"client {self.idx}: {op} acknowledged but the VM is {now}")
         if ok is False and now != before and not self._resynced(before, now, before_boots):
-            self.stats.problem(f"client {self.idx}: {op} failed with {err} but the VM went "
-                               f"from {before} to {now}")
+            self.stats.problem(
+                f"client {self.idx}: {op} failed with {err} but the VM went from {before} to {now}"
+            )
         self.power, self.power_boots = now, read_boots
 
     def _resynced(self, acknowledged, actual, since_boots) -> bool:
         """A running VM found Halted after some host booted again since: the resync."""
-        return (acknowledged in ("Running", "Paused") and actual == "Halted"
-                and self.stats.host_boots > since_boots)
+        return (
+            acknowledged in ("Running", "Paused")
+            and actual == "Halted"
+            and self.stats.host_boots > since_boots
+        )
 
     # -- checks --
     def check_record(self, rec):
@@ -184,12 +189,19 @@ class Client(threading.Thread):
             if ("VM", key) in self.maybe:
                 continue
             if rec["other_config"].get(key) != v:
-                self.stats.problem(f"client {self.idx}: VM other_config {key} is "
-                                   f"{rec['other_config'].get(key)!r}, acknowledged {v!r}")
-        if self.desc is not None and ("desc", "") not in self.maybe \
-                and rec["name_description"] != self.desc:
-            self.stats.problem(f"client {self.idx}: name_description is "
-                               f"{rec['name_description']!r}, acknowledged {self.desc!r}")
+                self.stats.problem(
+                    f"client {self.idx}: VM other_config {key} is "
+                    f"{rec['other_config'].get(key)!r}, acknowledged {v!r}"
+                )
+        if (
+            self.desc is not None
+            and ("desc", "") not in self.maybe
+            and rec["name_description"] != self.desc
+        ):
+            self.stats.problem(
+                f"client {self.idx}: name_description is "
+                f"{rec['name_description']!r}, acknowledged {self.desc!r}"
+            )
 
     def verify(self, vm_rec, pool_rec) -> list:
         """Every acknowledged write visible (a write in doubt may or may not have landed)."""
@@ -198,18 +210,25 @@ class Client(threading.Thread):
         def check(what, key, actual, expected):
             allowed = self.maybe.get((what, key), {expected})
             if actual not in allowed:
-                bad.append(f"client {self.idx}: {what} {key or 'name_description'} is "
-                           f"{actual!r}, acknowledged {sorted(map(repr, allowed))}")
+                bad.append(
+                    f"client {self.idx}: {what} {key or 'name_description'} is "
+                    f"{actual!r}, acknowledged {sorted(map(repr, allowed))}"
+                )
+
         for key, v in self.oc.items():
             check("VM", key, vm_rec["other_config"].get(key), v)
         for key, v in self.pool_oc.items():
             check("pool", key, pool_rec["other_config"].get(key), v)
         if self.desc is not None or ("desc", "") in self.maybe:
             check("desc", "", vm_rec["name_description"], self.desc)
-        if self.power is not None and vm_rec["power_state"] != self.power \
-                and not self._resynced(self.power, vm_rec["power_state"], self.power_boots):
-            bad.append(f"client {self.idx}: VM is {vm_rec['power_state']}, acknowledged "
-                       f"{self.power}")
+        if (
+            self.power is not None
+            and vm_rec["power_state"] != self.power
+            and not self._resynced(self.power, vm_rec["power_state"], self.power_boots)
+        ):
+            bad.append(
+                f"client {self.idx}: VM is {vm_rec['power_state']}, acknowledged {self.power}"
+            )
         return bad
 
 
@@ -236,14 +255,14 @@ class Poller(threading.Thread):
             return self.session.xenapi_request("event.from", a)
 
         t0 = time.monotonic()
-        ok, res = call(self.stats, self.session, "event.from", ["vm"], self.token, timeout,
-                       fn=fn)
+        ok, res = call(self.stats, self.session, "event.from", ["vm"], self.token, timeout, fn=fn)
         dt = time.monotonic() - t0
         if ok:
             self.polls += 1
             if dt > timeout + self.slack:
-                self.stats.problem(f"poller {self.idx}: event.from took {dt:.1f}s "
-                                   f"(timeout {timeout}s)")
+                self.stats.problem(
+                    f"poller {self.idx}: event.from took {dt:.1f}s (timeout {timeout}s)"
+                )
             for ev in res["events"]:
                 self.events += 1
                 if ev["operation"] == "del":
@@ -253,7 +272,7 @@ class Poller(threading.Thread):
             self.token = res["token"]
             return len(res["events"])
         if ok is None or (res and res[0] == "EVENT_FROM_TOKEN_PARSE_FAILURE"):
-            self.token, self.cache = "", {}          # reconnect: reload everything
+            self.token, self.cache = "", {}  # reconnect: reload everything
         return -1
 
     def run(self):
@@ -279,8 +298,10 @@ class Poller(threading.Thread):
                 continue
             for f in self.FIELDS:
                 if mine[f] != rec[f]:
-                    bad.append(f"poller {self.idx}: VM {rec['name_label']} {f} is "
-                               f"{mine[f]!r} in the event cache, {rec[f]!r} on the server")
+                    bad.append(
+                        f"poller {self.idx}: VM {rec['name_label']} {f} is "
+                        f"{mine[f]!r} in the event cache, {rec[f]!r} on the server"
+                    )
         extra = set(self.cache) - set(records)
         if extra:
             bad.append(f"poller {self.idx}: {len(extra)} VMs in the cache the server lacks")

@@ -1,5 +1,6 @@
 """The soak run: ``xapi-sim serve`` as a child process, the load and the chaos for a given
 time, then the checks and a report (``main``, what ``scripts/soak.py`` runs)."""
+
 from __future__ import annotations
 
 import argparse
@@ -18,16 +19,21 @@ from .chaos import Chaos
 from .checks import all_invariants, all_vm_records, converge_all, layout, snapshot, verify_clients
 from .load import Client, Poller
 
-DESCRIPTION = "Soak xapi-sim: mixed load plus injected faults for a given time, then check " \
-    "everything."
+DESCRIPTION = (
+    "Soak xapi-sim: mixed load plus injected faults for a given time, then check everything."
+)
 
 
 class Server:
     """``xapi-sim serve`` as a child process on loopback."""
 
     def __init__(self, workdir, scenario_path, state_dir=None, seed=1):
-        self.workdir, self.scenario, self.state_dir, self.seed = workdir, scenario_path, \
-            state_dir, seed
+        self.workdir, self.scenario, self.state_dir, self.seed = (
+            workdir,
+            scenario_path,
+            state_dir,
+            seed,
+        )
         self.proc: subprocess.Popen[bytes] | None = None
         self.hosts = {}
 
@@ -35,8 +41,22 @@ class Server:
         ready = os.path.join(self.workdir, "ready.json")
         if os.path.exists(ready):
             os.unlink(ready)
-        cmd = [sys.executable, "-m", "xapi_sim", "serve", "--bind", "127.0.0.1", "--port", "0",
-               "--seed", str(self.seed), "--scenario", self.scenario, "--ready-file", ready]
+        cmd = [
+            sys.executable,
+            "-m",
+            "xapi_sim",
+            "serve",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--seed",
+            str(self.seed),
+            "--scenario",
+            self.scenario,
+            "--ready-file",
+            ready,
+        ]
         if self.state_dir:
             cmd += ["--state-dir", self.state_dir]
         log = open(os.path.join(self.workdir, "server.log"), "ab")
@@ -86,6 +106,7 @@ class Server:
 
 # -- the run -----------------------------------------------------------------------------------
 
+
 def report(title, rows):
     print(f"\n{title}")
     for row in rows:
@@ -95,14 +116,20 @@ def report(title, rows):
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="soak", description=DESCRIPTION)
     ap.add_argument("--seconds", type=float, default=60.0)
-    ap.add_argument("--state-dir", metavar="DIR",
-                    help="serve with --state-dir DIR; kill -9 mid-run and at the end")
+    ap.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="serve with --state-dir DIR; kill -9 mid-run and at the end",
+    )
     ap.add_argument("--clients", type=int, default=30)
     ap.add_argument("--pollers", type=int, default=20)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--no-chaos", action="store_true", help="load only, no injected faults")
-    ap.add_argument("--keep-logs", action="store_true",
-                    help="keep the work directory (server log, scenario) even on success")
+    ap.add_argument(
+        "--keep-logs",
+        action="store_true",
+        help="keep the work directory (server log, scenario) even on success",
+    )
     args = ap.parse_args(argv)
     if args.state_dir and os.path.exists(os.path.join(args.state_dir, "state.json")):
         ap.error(f"{args.state_dir} already holds a world: give an empty or new directory")
@@ -111,7 +138,7 @@ def main(argv=None):
     with open(scn, "w") as fh:
         fh.write(scenario_toml(max(60, args.clients)))
     server = Server(workdir, scn, args.state_dir, args.seed).start()
-    checks = []      # (name, ok, detail)
+    checks = []  # (name, ok, detail)
     stats = Stats()
     t_start = time.monotonic()
     try:
@@ -132,10 +159,12 @@ def main(argv=None):
         if not args.no_chaos:
             chaos = Chaos(urls, [lay[0][3], lay[1][3]], clients, stats, stop, args.seed)
         workers = clients + pollers + ([chaos] if chaos else [])
-        print(f"soak: {args.clients} clients, {args.pollers} pollers, "
-              f"{'chaos' if chaos else 'no chaos'}, {args.seconds:g}s against "
-              f"{server.hosts['a1']['url']} (2 pools, {sum(len(lay_[2]) for lay_ in lay)} "
-              f"hosts, {len(names)} VMs){', state in ' + args.state_dir if args.state_dir else ''}")
+        print(
+            f"soak: {args.clients} clients, {args.pollers} pollers, "
+            f"{'chaos' if chaos else 'no chaos'}, {args.seconds:g}s against "
+            f"{server.hosts['a1']['url']} (2 pools, {sum(len(lay_[2]) for lay_ in lay)} "
+            f"hosts, {len(names)} VMs){', state in ' + args.state_dir if args.state_dir else ''}"
+        )
         for t in workers:
             t.start()
         killed = False
@@ -152,12 +181,16 @@ def main(argv=None):
                 before = {h: v["url"] for h, v in server.hosts.items()}
                 server.start()
                 same = before == {h: v["url"] for h, v in server.hosts.items()}
-                checks.append(("kill -9 mid-load, restart from the state dir at the same "
-                               "addresses", same,
-                               f"back in {time.monotonic() - t0:.1f}s"))
+                checks.append(
+                    (
+                        "kill -9 mid-load, restart from the state dir at the same addresses",
+                        same,
+                        f"back in {time.monotonic() - t0:.1f}s",
+                    )
+                )
                 if chaos:
-                    chaos.crashed.clear()         # a crashed host stays down across restarts
-                    chaos.rules.clear()           # rules live in memory only
+                    chaos.crashed.clear()  # a crashed host stays down across restarts
+                    chaos.rules.clear()  # rules live in memory only
                     chaos.sessions.clear()
                     chaos.paused.clear()
         elapsed = time.monotonic() - t_start
@@ -167,9 +200,13 @@ def main(argv=None):
         for t in workers:
             t.join(max(0.1, 30 - (time.monotonic() - t0)))
         hung = [t.name for t in workers if t.is_alive()]
-        checks.append(("every client, poller and chaos thread finished (no deadlock)",
-                       not hung, f"joined in {time.monotonic() - t0:.1f}s"
-                       + (f"; hung: {hung[:5]}" if hung else "")))
+        checks.append(
+            (
+                "every client, poller and chaos thread finished (no deadlock)",
+                not hung,
+                f"joined in {time.monotonic() - t0:.1f}s" + (f"; hung: {hung[:5]}" if hung else ""),
+            )
+        )
         if chaos:
             # hosts still crashed were powered on by settle(); a host crashed before the
             # mid-run restart is still down: power it on now
@@ -177,50 +214,100 @@ def main(argv=None):
             chaos.revive([(url, members) for url, _, _, members, _ in lay])
         time.sleep(0.3)
         bad = all_invariants(urls)
-        checks.append(("invariants: VMs resident only on hosts of their pool, power state "
-                       "consistent with resident_on and resident_VMs, host memory accounting, "
-                       "no stray pending task", not bad, "; ".join(bad[:5])))
+        checks.append(
+            (
+                "invariants: VMs resident only on hosts of their pool, power state "
+                "consistent with resident_on and resident_VMs, host memory accounting, "
+                "no stray pending task",
+                not bad,
+                "; ".join(bad[:5]),
+            )
+        )
         bad = verify_clients(urls, clients)
-        checks.append(("every acknowledged write visible (VM and pool other_config, "
-                       "name_description, power state)", not bad, "; ".join(bad[:5])))
+        checks.append(
+            (
+                "every acknowledged write visible (VM and pool other_config, "
+                "name_description, power state)",
+                not bad,
+                "; ".join(bad[:5]),
+            )
+        )
         bad = converge_all(pollers, all_vm_records(urls))
-        checks.append(("every event.from cache equals the server's records", not bad,
-                       "; ".join(bad[:5])))
+        checks.append(
+            ("every event.from cache equals the server's records", not bad, "; ".join(bad[:5]))
+        )
         with stats.lock:
             problems = list(stats.problems)
-        checks.append(("no failed operation changed its VM, reads saw every acknowledged "
-                       "write, long-polls returned in time", not problems,
-                       "; ".join(problems[:5])))
+        checks.append(
+            (
+                "no failed operation changed its VM, reads saw every acknowledged "
+                "write, long-polls returned in time",
+                not problems,
+                "; ".join(problems[:5]),
+            )
+        )
         time.sleep(0.5)
         threads1, rss1 = server.status()
         if threads0 is not None and not killed:
-            checks.append((f"server threads bounded (before {threads0}, after {threads1})",
-                           threads1 <= threads0 + 8, ""))
-            checks.append((f"server memory bounded (RSS {rss0 // 1024} MiB before, "
-                           f"{rss1 // 1024} MiB after)", rss1 - rss0 < 256 * 1024, ""))
+            checks.append(
+                (
+                    f"server threads bounded (before {threads0}, after {threads1})",
+                    threads1 <= threads0 + 8,
+                    "",
+                )
+            )
+            checks.append(
+                (
+                    f"server memory bounded (RSS {rss0 // 1024} MiB before, "
+                    f"{rss1 // 1024} MiB after)",
+                    rss1 - rss0 < 256 * 1024,
+                    "",
+                )
+            )
         elif threads1 is not None:
-            checks.append((f"server threads after the restart and the load: {threads1}; "
-                           f"RSS {rss1 // 1024} MiB", threads1 <= (threads0 or threads1) + 8, ""))
+            checks.append(
+                (
+                    f"server threads after the restart and the load: {threads1}; "
+                    f"RSS {rss1 // 1024} MiB",
+                    threads1 <= (threads0 or threads1) + 8,
+                    "",
+                )
+            )
         if args.state_dir:
             before = snapshot(urls)
             server.kill9()
             server.start()
             after = snapshot(urls)
             diff = [r for r in before if before[r] != after.get(r)]
-            checks.append(("after a final kill -9 and restart: every VM and pool as "
-                           "acknowledged (uuids, refs, power state, placement, maps)",
-                           not diff and len(before) == len(after), f"{len(diff)} differ"))
+            checks.append(
+                (
+                    "after a final kill -9 and restart: every VM and pool as "
+                    "acknowledged (uuids, refs, power state, placement, maps)",
+                    not diff and len(before) == len(after),
+                    f"{len(diff)} differ",
+                )
+            )
             bad = all_invariants(urls) + verify_clients(urls, clients)
-            checks.append(("after the restart: invariants and acknowledged writes",
-                           not bad, "; ".join(bad[:5])))
+            checks.append(
+                (
+                    "after the restart: invariants and acknowledged writes",
+                    not bad,
+                    "; ".join(bad[:5]),
+                )
+            )
     finally:
         server.stop()
 
     # -- what it did --
     total = stats.total()
-    print(f"\n{total} calls in {elapsed:.1f}s ({total / elapsed:.0f}/s)"
-          + (f"; server CPU {cpu:.1f}s" + (" since the restart" if args.state_dir else "")
-             if cpu is not None else ""))
+    print(
+        f"\n{total} calls in {elapsed:.1f}s ({total / elapsed:.0f}/s)"
+        + (
+            f"; server CPU {cpu:.1f}s" + (" since the restart" if args.state_dir else "")
+            if cpu is not None
+            else ""
+        )
+    )
     ops = sorted({op for op, _ in stats.counts})
     rows = []
     for op in ops:
@@ -228,21 +315,29 @@ def main(argv=None):
         lat = sorted(stats.lat.get(op, [0.0]))
         p50, p99 = lat[len(lat) // 2], lat[min(len(lat) - 1, int(len(lat) * 0.99))]
         detail = ", ".join(f"{o} {n}" for o, n in sorted(outs.items(), key=lambda kv: -kv[1]))
-        rows.append(f"{op:32} {sum(outs.values()):7}  p50 {p50 * 1000:6.1f} ms  "
-                    f"p99 {p99 * 1000:7.1f} ms  {detail}")
+        rows.append(
+            f"{op:32} {sum(outs.values()):7}  p50 {p50 * 1000:6.1f} ms  "
+            f"p99 {p99 * 1000:7.1f} ms  {detail}"
+        )
     report("calls per operation and outcome:", rows)
     if chaos:
         report("chaos:", [f"{a}: {n}" for a, n in sorted(chaos.actions.items())])
     polls = sum(p.polls for p in pollers)
     events = sum(p.events for p in pollers)
     report("event.from:", [f"{polls} polls, {events} events delivered"])
-    report("checks:", [("PASS  " if ok else "FAIL  ") + name + (f" -- {detail}" if detail
-                                                                else "")
-                       for name, ok, detail in checks])
+    report(
+        "checks:",
+        [
+            ("PASS  " if ok else "FAIL  ") + name + (f" -- {detail}" if detail else "")
+            for name, ok, detail in checks
+        ],
+    )
     failed = [c for c in checks if not c[1]]
     keep = failed or args.keep_logs
-    print(f"\n{'FAILED' if failed else 'OK'}: {len(checks) - len(failed)}/{len(checks)} "
-          f"checks passed" + (f" (server log in {workdir})" if keep else ""))
+    print(
+        f"\n{'FAILED' if failed else 'OK'}: {len(checks) - len(failed)}/{len(checks)} "
+        f"checks passed" + (f" (server log in {workdir})" if keep else "")
+    )
     if not keep:
         shutil.rmtree(workdir, ignore_errors=True)
     return 1 if failed else 0

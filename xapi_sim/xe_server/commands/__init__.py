@@ -5,6 +5,7 @@ The hand-written commands live with their class (``vm.py``, ``host.py``, ``pool.
 ``<class>-list`` / ``-param-*`` commands of every class that has a CLI record. Mirrors
 xen-api Dundee ``cli_frontend.ml`` (``cmdtable_data``) and ``cli_operations.ml``.
 """
+
 from __future__ import annotations
 
 from . import event, host, pool, vm
@@ -12,17 +13,24 @@ from .generic import ClassCommands
 from .spec import Cmd
 
 GENERATED = [
-    ClassCommands("pool", "pool", [], ["uuid", "name-label", "name-description", "master",
-                                       "default-SR"]),
-    ClassCommands("vm", "VM", [("is-a-template", "false")], ["name-label", "uuid",
-                                                             "power-state"]),
-    ClassCommands("template", "VM", [("is-a-template", "true"), ("is-a-snapshot", "false")],
-                  ["name-label", "name-description", "uuid"]),
-    ClassCommands("snapshot", "VM", [("is-a-snapshot", "true")],
-                  ["name-label", "name-description", "uuid", "snapshot_of", "snapshot_time"]),
+    ClassCommands(
+        "pool", "pool", [], ["uuid", "name-label", "name-description", "master", "default-SR"]
+    ),
+    ClassCommands("vm", "VM", [("is-a-template", "false")], ["name-label", "uuid", "power-state"]),
+    ClassCommands(
+        "template",
+        "VM",
+        [("is-a-template", "true"), ("is-a-snapshot", "false")],
+        ["name-label", "name-description", "uuid"],
+    ),
+    ClassCommands(
+        "snapshot",
+        "VM",
+        [("is-a-snapshot", "true")],
+        ["name-label", "name-description", "uuid", "snapshot_of", "snapshot_time"],
+    ),
     ClassCommands("host", "host", [], ["uuid", "name-label", "name-description"]),
-    ClassCommands("host-cpu", "host_cpu", [], ["uuid", "number", "vendor", "speed",
-                                               "utilisation"]),
+    ClassCommands("host-cpu", "host_cpu", [], ["uuid", "number", "vendor", "speed", "utilisation"]),
     ClassCommands("message", "message", [], []),
 ]
 

@@ -3,6 +3,7 @@
 Mirrors xen-api Dundee ``cli_operations.ml`` ``event_wait`` (``event.register`` /
 ``event.next``, re-registering after EVENTS_LOST) and ``cli_frontend.ml``.
 """
+
 from __future__ import annotations
 
 from ...errors import Failure
@@ -49,6 +50,7 @@ def event_wait(ctx):
 
     def poll():
         return any(matches(make_record(ctx, cls, r)) for r in ctx.call(f"{cls}.get_all"))
+
     try:
         if poll():
             return
@@ -77,6 +79,10 @@ def event_wait(ctx):
 
 
 COMMANDS = {
-    "event-wait": Cmd(["class"], [], "Wait for the event that satisfies the conditions given "
-                      "on the command line.", event_wait),
+    "event-wait": Cmd(
+        ["class"],
+        [],
+        "Wait for the event that satisfies the conditions given on the command line.",
+        event_wait,
+    ),
 }

@@ -5,6 +5,7 @@ Mirrors xen-api Dundee ``cli_operations.ml`` ``make_param_funs`` and ``gen_front
 specs come from the fields of a template record, so what a class offers follows its record
 (``records/``) alone.
 """
+
 from __future__ import annotations
 
 from ...datamodel import NULL_REF
@@ -16,16 +17,22 @@ from ..selectors import STDPARAMS, all_records, field_type, filter_by, select_fi
 from .spec import Cmd
 
 # what a setter's unparsable value must be (cli_operations.ml param_set)
-_MUST_BE = {BadInt: "an integer", BadFloat: "a floating-point number",
-            BadBool: "a boolean (true or false)"}
+_MUST_BE = {
+    BadInt: "an integer",
+    BadFloat: "a floating-point number",
+    BadBool: "a boolean (true or false)",
+}
 
 
 def with_specified_database(ctx):
     """``with_specified_database``: ``database:vdi-uuid=`` / ``database:filename=`` open
     another database; this simulator has no database VDIs, so the calls fail as XAPI's would
     for an unknown VDI."""
-    db_params = {k[len("database:"):]: v for k, v in ctx.params
-                 if k.startswith("database:") and len(k) > len("database:")}
+    db_params = {
+        k[len("database:") :]: v
+        for k, v in ctx.params
+        if k.startswith("database:") and len(k) > len("database:")
+    }
     if "vdi-uuid" in db_params and "filename" in db_params:
         raise CliFailure("xapi can query a DB vdi or a DB file, but not both.")
     if "vdi-uuid" in db_params:
@@ -39,8 +46,8 @@ class ClassCommands:
     """``make_param_funs``: the generic commands of one CLI class."""
 
     def __init__(self, name, cls, def_filters, def_list_params, plural=None):
-        self.name = name                    # CLI name: "vm", "host", "template"...
-        self.cls = cls                      # datamodel class
+        self.name = name  # CLI name: "vm", "host", "template"...
+        self.cls = cls  # datamodel class
         self.def_filters = def_filters
         self.def_list_params = def_list_params
         self.plural = plural or name + "s"
@@ -56,13 +63,24 @@ class ClassCommands:
     def list(self, ctx):
         with_specified_database(ctx)
         all_recs = all_records(ctx, self.cls)
-        filters = [(p, v) for p, v in ctx.params
-                   if p not in ["params"] + STDPARAMS and not p.startswith("database:")]
+        filters = [
+            (p, v)
+            for p, v in ctx.params
+            if p not in ["params"] + STDPARAMS and not p.startswith("database:")
+        ]
         records = filter_by(all_recs, list(self.def_filters) + filters)
         print_all = ctx.bool_param("all")
         chosen = select_fields(ctx, all_recs if print_all else records, self.def_list_params)
-        ctx.printer.table([[(f.key(), R.EXPENSIVE) if f.expensive else f.printed()
-                            for f in fields if not f.hidden] for fields in chosen])
+        ctx.printer.table(
+            [
+                [
+                    (f.key(), R.EXPENSIVE) if f.expensive else f.printed()
+                    for f in fields
+                    if not f.hidden
+                ]
+                for fields in chosen
+            ]
+        )
 
     def param_list(self, ctx):
         with_specified_database(ctx)
@@ -76,7 +94,7 @@ class ClassCommands:
             key = ctx.get("param-key")
             try:
                 m = dict(f.get_map())
-            except Exception:   # noqa: BLE001
+            except Exception:  # noqa: BLE001
                 m = {}
             if key not in m:
                 raise CliFailure(f"Key {key} not found in map")
@@ -92,7 +110,7 @@ class ClassCommands:
             kind, s = field_type(k, rec.fields)
             if kind == "map":
                 f = rec.field(s)
-                key = k[len(s) + 1:]
+                key = k[len(s) + 1 :]
                 if f.set_in_map is not None:
                     f.set_in_map(key, v)
                     continue
@@ -107,8 +125,9 @@ class ClassCommands:
                 f = rec.field(k)
                 if f.set is None:
                     if f.add_to_map is not None:
-                        raise CliFailure(f"Field '{k}' is a map or set. use the "
-                                         "'name:key=value' syntax.")
+                        raise CliFailure(
+                            f"Field '{k}' is a map or set. use the 'name:key=value' syntax."
+                        )
                     raise CliFailure(f"Field '{k}' is read-only.")
                 try:
                     f.set(v)
@@ -117,12 +136,17 @@ class ClassCommands:
 
     def param_add(self, ctx):
         f = self.named_field(ctx)
-        extra = [(p, v) for p, v in ctx.params
-                 if p not in ["uuid", "param-name", "param-key"] + STDPARAMS]
+        extra = [
+            (p, v)
+            for p, v in ctx.params
+            if p not in ["uuid", "param-name", "param-key"] + STDPARAMS
+        ]
         if f.add_to_set is not None:
             if not ctx.has("param-key"):
-                raise CliFailure("When adding a key to a set, use the syntax: *-param-add "
-                                 "param-name=<name> param-key=<key>")
+                raise CliFailure(
+                    "When adding a key to a set, use the syntax: *-param-add "
+                    "param-name=<name> param-key=<key>"
+                )
             f.add_to_set(ctx.get("param-key"))
         elif f.add_to_map is not None:
             for k, v in extra:
@@ -159,7 +183,7 @@ class ClassCommands:
         elif f.set is not None:
             try:
                 f.set("")
-            except Exception:   # noqa: BLE001
+            except Exception:  # noqa: BLE001
                 raise CliFailure("Cannot clear this parameter") from None
         else:
             raise CliFailure("Can only clear RW parameters")
@@ -172,39 +196,69 @@ class ClassCommands:
         settable += [f.name + ":" for f in proto if f.add_to_map is not None]
         settable += [f.name + ":" for f in proto if f.set_in_map is not None]
         addable = [f.name for f in proto if f.add_to_set is not None or f.add_to_map is not None]
-        clearable = [f.name for f in proto
-                     if f.set is not None or f.get_set is not None or f.get_map is not None]
+        clearable = [
+            f.name
+            for f in proto
+            if f.set is not None or f.get_set is not None or f.get_map is not None
+        ]
         sm = [f.name + ":contains" for f in proto if f.get_set is not None]
         n = self.name
         std = n in ("vm", "network", "sr")
         out = {
-            f"{n}-list": Cmd([], ["params", "database:"] + all_optn + sm,
-                             f"Lists all the {self.plural}, filtering on the optional "
-                             "arguments. To filter on map parameters, use the syntax "
-                             "'map-param:key=value'", self.list, ["Standard"] if std else []),
-            f"{n}-param-list": Cmd(["uuid"], ["database:"], "Lists all the parameters of the "
-                                   "object specified by the uuid.", self.param_list),
-            f"{n}-param-get": Cmd(["uuid", "param-name"], ["param-key", "database:"],
-                                  "Gets the parameter specified of the object. If the "
-                                  "parameter is a map of key=value pairs, use "
-                                  "'param-key=<key>' to get the value associated with a "
-                                  "particular key.", self.param_get),
+            f"{n}-list": Cmd(
+                [],
+                ["params", "database:"] + all_optn + sm,
+                f"Lists all the {self.plural}, filtering on the optional "
+                "arguments. To filter on map parameters, use the syntax "
+                "'map-param:key=value'",
+                self.list,
+                ["Standard"] if std else [],
+            ),
+            f"{n}-param-list": Cmd(
+                ["uuid"],
+                ["database:"],
+                "Lists all the parameters of the object specified by the uuid.",
+                self.param_list,
+            ),
+            f"{n}-param-get": Cmd(
+                ["uuid", "param-name"],
+                ["param-key", "database:"],
+                "Gets the parameter specified of the object. If the "
+                "parameter is a map of key=value pairs, use "
+                "'param-key=<key>' to get the value associated with a "
+                "particular key.",
+                self.param_get,
+            ),
         }
         if settable:
             out[f"{n}-param-set"] = Cmd(
-                ["uuid"], settable, "Sets the parameter specified. If param-value is not "
+                ["uuid"],
+                settable,
+                "Sets the parameter specified. If param-value is not "
                 "given, the parameter is set to a null value. To set a (key,value) pair in a "
-                "map parameter, use the syntax 'map-param:key=value'.", self.param_set)
+                "map parameter, use the syntax 'map-param:key=value'.",
+                self.param_set,
+            )
         if addable:
             out[f"{n}-param-add"] = Cmd(
-                ["uuid", "param-name"], ["param-key"], "Adds to a set or map parameter. If "
+                ["uuid", "param-name"],
+                ["param-key"],
+                "Adds to a set or map parameter. If "
                 "the parameter is a set, use param-key=<key to add>. If the parameter is a "
-                "map, pass the values to add as 'key=value' pairs.", self.param_add)
+                "map, pass the values to add as 'key=value' pairs.",
+                self.param_add,
+            )
             out[f"{n}-param-remove"] = Cmd(
-                ["uuid", "param-name", "param-key"], [], "Removes a member or a key,value "
-                "pair from a set/map respectively.", self.param_remove)
+                ["uuid", "param-name", "param-key"],
+                [],
+                "Removes a member or a key,value pair from a set/map respectively.",
+                self.param_remove,
+            )
         if clearable:
             out[f"{n}-param-clear"] = Cmd(
-                ["uuid", "param-name"], [], "Clears the specified parameter (param-name can "
-                "be " + ",".join(clearable) + ").", self.param_clear)
+                ["uuid", "param-name"],
+                [],
+                "Clears the specified parameter (param-name can be " + ",".join(clearable) + ").",
+                self.param_clear,
+            )
         return out

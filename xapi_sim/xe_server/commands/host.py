@@ -3,6 +3,7 @@
 Mirrors xen-api Dundee ``cli_operations.ml`` (``host_disable``, ``host_evacuate``,
 ``host_get_vms_which_prevent_evacuation``, ``host_cpu_info``...) and ``cli_frontend.ml``.
 """
+
 from __future__ import annotations
 
 from ...datamodel import NULL_REF
@@ -16,8 +17,10 @@ from .spec import Cmd
 
 def _host_call(msg):
     """A command calling ``host.<msg>(host)`` on each selected host."""
+
     def impl(ctx):
         do_host_op(ctx, lambda n, h: ctx.call(f"host.{msg}", h.ref), [])
+
     return impl
 
 
@@ -25,6 +28,7 @@ def host_enable(ctx):
     def op(n, h):
         ctx.call("host.remove_from_other_config", h.ref, "MAINTENANCE_MODE")
         ctx.call("host.enable", h.ref)
+
     do_host_op(ctx, op, [])
 
 
@@ -34,8 +38,12 @@ def host_evacuate(ctx):
         network = ctx.call("network.get_by_uuid", ctx.get("network-uuid"))
     # an unparsable batch-size is OCaml's uncaught Failure "int_of_string"
     batch = int64_of_string(ctx.get("batch-size")) if ctx.has("batch-size") else 0
-    do_host_op(ctx, lambda n, h: ctx.call("host.evacuate", h.ref, network, batch),
-               ["network-uuid", "batch-size"], multiple=False)
+    do_host_op(
+        ctx,
+        lambda n, h: ctx.call("host.evacuate", h.ref, network, batch),
+        ["network-uuid", "batch-size"],
+        multiple=False,
+    )
 
 
 def host_get_vms_which_prevent_evacuation(ctx):
@@ -80,13 +88,23 @@ COMMANDS = {
     "host-enable": Cmd([], [], "Enable the XE host.", host_enable, _SEL),
     "host-shutdown": Cmd([], [], "Shutdown the XE host.", _host_call("shutdown"), _SEL),
     "host-reboot": Cmd([], [], "Reboot the XE host.", _host_call("reboot"), _SEL),
-    "host-cpu-info": Cmd([], ["uuid"], "Lists information about the host's physical CPUs.",
-                         host_cpu_info),
-    "host-get-cpu-features": Cmd([], ["uuid"], "Prints a hexadecimal representation of the "
-                                 "host's physical-CPU features.", host_get_cpu_features),
-    "host-evacuate": Cmd([], ["network-uuid", "batch-size"], "Migrate all VMs off a host.",
-                         host_evacuate, _SEL),
+    "host-cpu-info": Cmd(
+        [], ["uuid"], "Lists information about the host's physical CPUs.", host_cpu_info
+    ),
+    "host-get-cpu-features": Cmd(
+        [],
+        ["uuid"],
+        "Prints a hexadecimal representation of the host's physical-CPU features.",
+        host_get_cpu_features,
+    ),
+    "host-evacuate": Cmd(
+        [], ["network-uuid", "batch-size"], "Migrate all VMs off a host.", host_evacuate, _SEL
+    ),
     "host-get-vms-which-prevent-evacuation": Cmd(
-        ["uuid"], [], "Return a list of VMs which prevent the evacuation of a specific host "
-        "and display reasons for each one.", host_get_vms_which_prevent_evacuation),
+        ["uuid"],
+        [],
+        "Return a list of VMs which prevent the evacuation of a specific host "
+        "and display reasons for each one.",
+        host_get_vms_which_prevent_evacuation,
+    ),
 }

@@ -1,4 +1,5 @@
 """What the command table holds for one command (xen-api ``cli_frontend.ml`` ``cmd_spec``)."""
+
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -2,6 +2,7 @@
 
 Mirrors xen-api Dundee ``records.ml`` ``host_record`` and ``host_cpu_record``.
 """
+
 from __future__ import annotations
 
 from .. import render as R
@@ -25,6 +26,7 @@ def host_record(ctx, ref, row=None) -> Record:
     def free_computed():
         def fallback():
             return ctx.call("host_metrics.get_record", x()["metrics"]).get("memory_free", 0)
+
         return R.int_str(ctx.call_or(fallback, "host.compute_free_memory", ref))
 
     add("uuid", B.s("uuid"))
@@ -53,9 +55,14 @@ def host_record(ctx, ref, row=None) -> Record:
     add("memory-overhead", B.i("memory_overhead"))
     add("memory-total", B.of_linked(metrics, "memory_total", R.int_str))
     # host_metrics.memory_free left the API record in tampa; show the computed value then
-    add("memory-free", lambda: (R.int_str(metrics()["memory_free"])
-                                if metrics() and "memory_free" in metrics()
-                                else free_computed()))
+    add(
+        "memory-free",
+        lambda: (
+            R.int_str(metrics()["memory_free"])
+            if metrics() and "memory_free" in metrics()
+            else free_computed()
+        ),
+    )
     add("memory-free-computed", free_computed, expensive=True)
     add("host-metrics-live", B.of_linked(metrics, "live", R.bool_str))
     B.add_set("patches", patches, sep=", ")
@@ -72,8 +79,7 @@ def host_record(ctx, ref, row=None) -> Record:
     B.add_tags()
     B.bool_rw("ssl-legacy", "ssl_legacy")
     B.add_map("guest_VCPUs_params", "guest_VCPUs_params", writable=True)
-    B.add_set("virtual-hardware-platform-versions",
-              B.listed("virtual_hardware_platform_versions"))
+    B.add_set("virtual-hardware-platform-versions", B.listed("virtual_hardware_platform_versions"))
     return rec
 
 
@@ -84,9 +90,10 @@ def host_cpu_record(ctx, ref, row=None) -> Record:
 
     def utilisation():
         try:
-            return R.float_str(ctx.call("host.query_data_source", x()["host"],
-                                        f"cpu{x()['number']}"))
-        except Exception:   # noqa: BLE001
+            return R.float_str(
+                ctx.call("host.query_data_source", x()["host"], f"cpu{x()['number']}")
+            )
+        except Exception:  # noqa: BLE001
             return "<unknown>"
 
     add("uuid", B.s("uuid"))

@@ -2,6 +2,7 @@
 
 Mirrors xen-api Dundee ``records.ml`` ``message_record``.
 """
+
 from __future__ import annotations
 
 from .record import Builder, Record

@@ -5,6 +5,7 @@ optional setters, set/map accessors (which make it a set or map field: ``(SRW)``
 ``(MRO)``...), and flags (expensive, hidden, deprecated); a ``record`` fetches its object
 lazily, once. The layouts themselves are ``vm.py``, ``host.py``, ``pool.py``, ``message.py``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -157,9 +158,11 @@ class Builder:
     def listed(self, f, conv=str):
         """The members of set field ``f`` -- or the values of map field ``f``, as for
         ``current_operations`` -- each through ``conv``."""
+
         def get():
             v = self.x().get(f, [])
             return [conv(m) for m in (v.values() if isinstance(v, dict) else v)]
+
         return get
 
     def linked(self, cls, ref_field):
@@ -171,18 +174,21 @@ class Builder:
             if not cache:
                 try:
                     cache.append(self.ctx.call(f"{cls}.get_record", self.x()[ref_field]))
-                except Exception:   # noqa: BLE001
+                except Exception:  # noqa: BLE001
                     cache.append(None)
             return cache[0]
+
         return get
 
     @staticmethod
     def of_linked(linked, f, render, default=R.NID):
         """Field ``f`` of a linked record, rendered; ``default`` if it cannot be read
         (``default nid (may f (xm ()))``)."""
+
         def get():
             rec = linked()
             return default if rec is None else render(rec.get(f))
+
         return get
 
     # writers
@@ -192,18 +198,22 @@ class Builder:
 
     def map_ops(self, f):
         ref = self.rec.ref
-        return dict(add_to_map=lambda k, v: self.ctx.call(f"{self.cls}.add_to_{f}", ref, k, v),
-                    remove_from_map=lambda k: self.ctx.call(
-                        f"{self.cls}.remove_from_{f}", ref, k),
-                    get_map=self.mget(f))
+        return dict(
+            add_to_map=lambda k, v: self.ctx.call(f"{self.cls}.add_to_{f}", ref, k, v),
+            remove_from_map=lambda k: self.ctx.call(f"{self.cls}.remove_from_{f}", ref, k),
+            get_map=self.mget(f),
+        )
 
     def add_tags(self):
         """The ``tags`` set field (shown comma-separated), edited by add_tags/remove_tags."""
         ref = self.rec.ref
-        self.add("tags", self.strs("tags", ", "),
-                 get_set=lambda: list(self.x().get("tags", [])),
-                 add_to_set=lambda t: self.ctx.call(f"{self.cls}.add_tags", ref, t),
-                 remove_from_set=lambda t: self.ctx.call(f"{self.cls}.remove_tags", ref, t))
+        self.add(
+            "tags",
+            self.strs("tags", ", "),
+            get_set=lambda: list(self.x().get("tags", [])),
+            add_to_set=lambda t: self.ctx.call(f"{self.cls}.add_tags", ref, t),
+            remove_from_set=lambda t: self.ctx.call(f"{self.cls}.remove_tags", ref, t),
+        )
 
     def ref_setter(self, msg, target_cls):
         ref = self.rec.ref
@@ -211,4 +221,5 @@ class Builder:
         def set_(v):
             target = NULL_REF if v == "" else self.ctx.call(f"{target_cls}.get_by_uuid", v)
             self.ctx.call(f"{self.cls}.{msg}", ref, target)
+
         return set_
