@@ -20,7 +20,7 @@ import sys
 import threading
 from collections.abc import Iterable
 
-from . import persist, playback
+from . import persist, playback, playback_dump
 from . import scenario as scn_mod
 from .bench import main as bench_main
 from .errors import Failure
@@ -186,7 +186,7 @@ def export(args) -> int:
             world = scn_mod.build(scn_mod.load(args.scenario), seed=0)
         chunks: Iterable[str]
         if args.format == "xmldbdump":
-            chunks = playback.dump(playback.find_pool(world, args.pool))
+            chunks = playback_dump.dump(playback_dump.find_pool(world, args.pool))
         else:
             chunks = [scn_mod.export_toml(world)]
         if args.output:
@@ -330,7 +330,7 @@ def serve(args) -> int:
         sim.stop()
         return 1
     desc = sim.describe()
-    for line in playback.describe_reports(world):
+    for line in playback_dump.describe_reports(world):
         print(line)
     print(f"xapi-sim: {len(desc['hosts'])} hosts from {source}")
     print(f"{'HOST':<12} {'POOL':<12} {'ROLE':<8} URLS (HTTP and HTTPS on one port)")
@@ -339,7 +339,7 @@ def serve(args) -> int:
             f"{h['name_label']:<12} {h['pool'] or '-':<12} "
             f"{'master' if h['master'] else 'member':<8} {h['http_url']}  {h['https_url']}"
         )
-    loaded = playback.address_table(world)
+    loaded = playback_dump.address_table(world)
     if loaded:
         print(f"{'RECORDED ADDRESS':<18} {'HOST':<12} {'POOL':<12} URL")
         for entry in loaded:

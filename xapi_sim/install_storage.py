@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import logging
 
-from . import catalogue
+from . import catalogue, db_gc
 from .datamodel import NULL_REF
 from .errors import Failure
 
@@ -400,23 +400,10 @@ def install_host(world, pool, h) -> None:
 
 
 def collect_garbage(db) -> None:
-    """``Db_gc``: PBDs whose host or SR is gone, VDIs whose SR is gone, VBDs whose VM is
-    gone; a VBD whose VDI is gone is emptied if it is a CD, else destroyed."""
+    """``Db_gc.single_pass`` (``db_gc.py``) on the pool's database, then the host records'
+    ``crash_dump_sr``/``suspend_image_sr`` that name an SR no longer there are cleared."""
     with db.lock:
-        for ref, row in db.rows("PBD"):
-            if not db.exists("host", row["host"]) or not db.exists("SR", row["SR"]):
-                db.remove("PBD", ref)
-        for ref, row in db.rows("VDI"):
-            if not db.exists("SR", row["SR"]):
-                db.remove("VDI", ref)
-        for ref, row in db.rows("VBD"):
-            if not db.exists("VM", row["VM"]):
-                db.remove("VBD", ref)
-            elif not row["empty"] and not db.exists("VDI", row["VDI"]):
-                if row["type"] == "CD":
-                    db.update("VBD", ref, VDI=NULL_REF, empty=True)
-                else:
-                    db.remove("VBD", ref)
+        db_gc.single_pass(db)
         for ref, row in db.rows("host"):
             bad = {
                 k: NULL_REF

@@ -40,21 +40,17 @@ download or ``state.db`` -- with :mod:`dbxml`, and makes it a pool of the world:
   at least 1 so that ``event.from`` with an empty token sees every object), and the
   database continues from the manifest's ``generation_count``.
 
-The dump (``dump`` / ``GET /pool/xmldbdump`` / ``xapi-sim export --format xmldbdump``) is
-the inverse: every class of the pool's release, columns from the datamodel fields plus the
-xapi-internal columns a loaded row brought with it, in ``dbxml.write``'s order; sessions,
-tasks, messages and other ``PersistNothing`` classes without rows, as xapi writes them.
+The dump back out, the address table and the printed reports are in :mod:`playback_dump`.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid as uuid_mod
-from collections.abc import Iterator
 
 import attrs
 
-from . import datamodel, dbxml
+from . import datamodel, db_gc, dbxml
 from .datamodel import NULL_REF, RELEASE_INDEX, Schema
 from .install_network import MAX_NICS
 from .playback_hw import (  # noqa: F401
@@ -79,22 +75,6 @@ NOT_LOADED = {
     "task": "tasks do not outlive xapi (PersistNothing)",
 }
 NOT_IN_API = "not in the API datamodel (internal to xapi): kept aside, not served"
-
-# pool_db_backup.ml (CA-18377): during a rolling upgrade the master answers
-# /pool/xmldbdump with the smallest database a Miami host accepts.
-MINIMAL_MIAMI_DATABASE = (
-    '<database><manifest><pair key="schema_major_vsn" value="5"/><pair key="schema_minor_vsn"'
-    ' value="35"/><pair key="generation_count" value="103"/></manifest><table name="SR" />'
-    '<table name="pool" /><table name="VBD_metrics"/><table name="console" /><table '
-    'name="host" /><table name="VIF_metrics"/><table name="user" /><table name="PBD" />'
-    '<table name="pool_patch" /><table name="host_metrics" /><table name="VLAN" /><table '
-    'name="Bond" /><table name="VTPM" /><table name="event"/><table name="VBD" /><table '
-    'name="VM_guest_metrics" /><table name="VDI" /><table name="VM_metrics"/><table '
-    'name="task"/><table name="VM" /><table name="crashdump"/><table name="network" />'
-    '<table name="PIF" /><table name="host_patch"/><table name="host_crashdump"/><table '
-    'name="SM" /><table name="host_cpu" /><table name="VIF" /><table name="session" />'
-    '<table name="PIF_metrics" /></database>'
-)
 
 
 class PlaybackError(ValueError):
@@ -343,80 +323,26 @@ def _master_start(rows: dict, world, release: str, tally: _Tally) -> None:
                 "no VM_metrics row: one made (Dbsync_master.ensure_vm_metrics_records_exist)",
             )
 
-    def collect(cls, why, dead):
-        for ref in [r for r, (row, *_x) in t(cls).items() if dead(row)]:
-            del rows[cls][ref]
-            tally.add(cls, "*", f"deleted by xapi's database GC ({why})")
+    db_gc.single_pass(_LoadedTables(rows), tally.add)
 
-    collect("VDI", "gc_VDIs: its SR does not exist", lambda r: not valid("SR", r["SR"]))
-    dead_pifs = [
-        r
-        for r, (row, *_x) in t("PIF").items()
-        if not (valid("host", row["host"]) and valid("network", row["network"]))
-    ]
-    for ref in dead_pifs:
-        row = rows["PIF"].pop(ref)[0]
-        tally.add(
-            "PIF",
-            "*",
-            "deleted by xapi's database GC (gc_PIFs: its host or network does not exist)",
-        )
-        for cls, key in (
-            ("VLAN", "VLAN_master_of"),
-            ("Bond", "bond_master_of"),
-            ("tunnel", "tunnel_access_PIF_of"),
-        ):
-            targets = row.get(key, [])
-            for target in targets if isinstance(targets, list) else [targets]:
-                if t(cls).pop(target, None) is not None:
-                    tally.add(cls, "*", "deleted by xapi's database GC (gc_PIFs: with its PIF)")
-    for ref, (row, *_x) in list(t("VBD").items()):
-        if valid("VM", row["VM"]) and (valid("VDI", row["VDI"]) or row["empty"]):
-            continue
-        if valid("VM", row["VM"]) and row["type"] == "CD":
-            row.update(VDI=NULL_REF, empty=True)
-            tally.add("VBD", "VDI", "a CD whose VDI does not exist: emptied (gc_VBDs)")
-        else:
-            del rows["VBD"][ref]
-            tally.add(
-                "VBD", "*", "deleted by xapi's database GC (gc_VBDs: its VM or VDI does not exist)"
-            )
-    collect(
-        "crashdump",
-        "gc_crashdumps: its VM or VDI does not exist",
-        lambda r: not (valid("VM", r["VM"]) and valid("VDI", r["VDI"])),
-    )
-    collect(
-        "VIF",
-        "gc_VIFs: its VM or network does not exist",
-        lambda r: not (valid("VM", r["VM"]) and valid("network", r["network"])),
-    )
-    collect(
-        "PBD",
-        "gc_PBDs: its host or SR does not exist",
-        lambda r: not (valid("host", r["host"]) and valid("SR", r["SR"])),
-    )
-    collect(
-        "VGPU",
-        "gc_VGPUs: its VM or GPU group does not exist",
-        lambda r: not (valid("VM", r["VM"]) and valid("GPU_group", r["GPU_group"])),
-    )
-    collect("PGPU", "gc_PGPUs: its host does not exist", lambda r: not valid("host", r["host"]))
-    collect(
-        "host_patch",
-        "gc_Host_patches: its host or pool patch does not exist",
-        lambda r: not (valid("host", r["host"]) and valid("pool_patch", r["pool_patch"])),
-    )
-    collect(
-        "host_cpu", "gc_host_cpus: its host does not exist", lambda r: not valid("host", r["host"])
-    )
-    used = {row["metrics"] for row, *_x in t("host").values()}
-    for ref in [r for r in t("host_metrics") if r not in used]:
-        del rows["host_metrics"][ref]
-        tally.add(
-            "host_metrics", "*", "deleted by xapi's database GC (gc_host_metrics: no host has it)"
-        )
-    collect("console", "gc_consoles: its VM does not exist", lambda r: not valid("VM", r["VM"]))
+
+class _LoadedTables:
+    """:class:`db_gc.Tables` over rows being loaded (``{class: {ref: (row, ctime, mtime)}}``)."""
+
+    def __init__(self, rows: dict):
+        self._rows = rows
+
+    def rows(self, cls):
+        return [(ref, row) for ref, (row, *_x) in self._rows.get(cls, {}).items()]
+
+    def exists(self, cls, ref):
+        return ref in self._rows.get(cls, ())
+
+    def remove(self, cls, ref):
+        del self._rows[cls][ref]
+
+    def update(self, cls, ref, **fields):
+        self._rows[cls][ref][0].update(fields)
 
 
 def _force_halted(rows, ref, row):
@@ -661,124 +587,3 @@ def load_world(
         world = World(seed=seed, user=user, password=password, **world_kw)
     reports = [load(world, p) for p in paths]
     return world, reports
-
-
-# -- dumping ------------------------------------------------------------------------------
-
-
-def dump(pool: PoolRuntime) -> Iterator[str]:
-    """The pool's database as ``Db_xml.To.database`` writes it (in chunks of text). Rows
-    are copied under the pool's lock; encoding happens after it is released."""
-    db = pool.db
-    world = pool.master.world
-    schema = db.schema
-    set_fields: dict = {}
-    for one, sfield, _many, _rfield in db.relations():
-        set_fields.setdefault(one, []).append(sfield)
-    with db.reading():
-        gen = db.gen
-        snap = {}
-        for cls, table in db.tables.items():
-            if not dbxml.persistent(cls):
-                continue
-            sf = set_fields.get(cls)
-            rows = {
-                ref: ({**row, **{f: list(row[f]) for f in sf}} if sf else row)
-                for ref, row in table.items()
-            }
-            snap[cls] = (rows, dict(db.created[cls]), dict(db.changed[cls]))
-    internal = Playback.of(world).internal.get(db, {})
-    tables = []
-    for name in dbxml.table_names(schema):
-        if name not in snap:
-            tables.append(dbxml.TableOut(name))
-            continue
-        rows, created, changed = snap[name]
-        fields = schema.classes[name].fields
-        out = []
-        for ref, row in rows.items():
-            cols = dbxml.encode_row(name, fields, ref, row)
-            extra = internal.get((name, ref))
-            if extra:
-                cols = {**extra, **cols}
-            c = created.get(ref, 0)
-            out.append((ref, c, changed.get(ref, c), cols))
-        tables.append(dbxml.TableOut(name, out))
-    vsn = dbxml.SCHEMA_VERSIONS.get(schema.release, dbxml.SCHEMA_VERSIONS["dundee"])
-    yield from dbxml.write(vsn, gen, tables)
-
-
-def dump_bytes(pool: PoolRuntime) -> bytes:
-    return "".join(dump(pool)).encode("utf-8")
-
-
-def xmldbdump_body(pool: PoolRuntime) -> bytes:
-    """What ``Pool_db_backup.write_database`` sends: the database, or during a rolling
-    upgrade the minimal Miami database (CA-18377)."""
-    prow = pool.db.tables["pool"].get(pool.ref)
-    if prow is not None and "rolling_upgrade_in_progress" in prow["other_config"]:
-        return MINIMAL_MIAMI_DATABASE.encode()
-    return dump_bytes(pool)
-
-
-def find_pool(world: World, key: str | None) -> PoolRuntime:
-    """The pool named ``key`` (name_label, uuid or ref); the only pool when ``key`` is
-    None. Raises PlaybackError listing the choices."""
-    pools = list(world.pools)
-
-    def label(p):
-        row = p.db.tables["pool"].get(p.ref) or {}
-        return row.get("name_label") or p.master.name_label
-
-    if key is None:
-        if len(pools) == 1:
-            return pools[0]
-        raise PlaybackError(
-            "the world has several pools; choose one with --pool: "
-            + ", ".join(repr(label(p)) for p in pools)
-        )
-    for p in pools:
-        row = p.db.tables["pool"].get(p.ref) or {}
-        if key in (p.ref, row.get("uuid"), row.get("name_label"), p.master.name_label):
-            return p
-    raise PlaybackError(
-        f"no pool {key!r}; the pools are: " + ", ".join(repr(label(p)) for p in pools)
-    )
-
-
-def address_table(world: World) -> list[dict]:
-    """Every loaded host: recorded address -> the URL it answers on now."""
-    out = []
-    for report in Playback.of(world).reports:
-        for lh in report.hosts:
-            h = world.hosts.get(lh.ref)
-            out.append(
-                {
-                    "file": report.path,
-                    "pool": report.pool_name,
-                    "name_label": lh.name_label,
-                    "recorded_address": lh.recorded_address,
-                    "url": h.url if h is not None and h.port else "",
-                    "master": lh.master,
-                }
-            )
-    return out
-
-
-def describe_reports(world: World) -> list[str]:
-    """Printable lines: per file its summary, what was not mapped, the notes."""
-    lines = []
-    for r in Playback.of(world).reports:
-        lines.append(f"xapi-sim: loaded {r.summary()}")
-        if r.unmapped:
-            lines.append("  not mapped (not served):")
-            lines.extend("    " + u.line() for u in r.unmapped)
-        if r.defaulted:
-            tables = len({d.table for d in r.defaulted})
-            lines.append(
-                f"  defaulted: {len(r.defaulted)} fields of {tables} classes the "
-                f"file lacks took the datamodel's defaults"
-            )
-        for n in r.notes:
-            lines.append("  note: " + n)
-    return lines

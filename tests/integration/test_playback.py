@@ -27,7 +27,7 @@ import XenAPI
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xapi_sim import datamodel, dbxml, playback
+from xapi_sim import datamodel, dbxml, playback, playback_dump
 from xapi_sim.datamodel import RELEASE_INDEX, Schema
 from xapi_sim.levelling import cpus
 from xapi_sim.server import Simulator
@@ -327,7 +327,7 @@ def rows_of(text):
 @pytest.mark.parametrize("name", FILES)
 def test_load_dump_load_gives_the_same_records(name, tmp_path):
     w1, _ = load(name, seed=3)
-    d1 = "".join(playback.dump(w1.pools[0]))
+    d1 = "".join(playback_dump.dump(w1.pools[0]))
     p = tmp_path / "dump.xml"
     p.write_text(d1, encoding="utf-8")
     w2 = World(seed=3, auth_failure_delay=0.0)
@@ -335,13 +335,13 @@ def test_load_dump_load_gives_the_same_records(name, tmp_path):
     (r2,) = [playback.load(w2, str(p))]
     assert records(w2) == records(w1)
     assert {u.reason for u in r2.unmapped} <= {playback.NOT_IN_API}
-    d2 = "".join(playback.dump(w2.pools[0]))
+    d2 = "".join(playback_dump.dump(w2.pools[0]))
     assert rows_of(d2) == rows_of(d1)
 
 
 def test_dump_is_what_xapi_writes():
     world, _ = load("dundee-2hosts.xml")
-    text = "".join(playback.dump(world.pools[0]))
+    text = "".join(playback_dump.dump(world.pools[0]))
     assert text.startswith(
         '<?xml version="1.0" encoding="UTF-8"?>\n<database><manifest>'
         '<pair key="schema_major_vsn" value="5"/><pair key='
@@ -367,7 +367,7 @@ def test_dump_is_what_xapi_writes():
 def test_later_release_runs_as_dundee():
     world, (r,) = load("stockholm-1host.xml")
     assert r.file_release == "stockholm" and r.release == "dundee"
-    text = "".join(playback.dump(world.pools[0]))
+    text = "".join(playback_dump.dump(world.pools[0]))
     assert "domain_type" not in text and "Certificate" not in text
     assert 'schema_minor_vsn" value="93"' in text
     h = next(iter(world.hosts.values()))
@@ -623,7 +623,7 @@ def test_damaged_files_load_or_are_refused_with_one_line(data, tmp_path_factory)
     assert db.check_relations() == []
     assert all(h.state == "up" for h in world.hosts.values())
     assert report.pool_ref in db.tables["pool"]
-    "".join(playback.dump(world.pools[0]))
+    "".join(playback_dump.dump(world.pools[0]))
 
 
 def test_dangling_references_cleared_as_a_master_start_does(tmp_path):

@@ -27,7 +27,7 @@ import threading
 import pytest
 import XenAPI
 
-from xapi_sim import dbxml, playback
+from xapi_sim import dbxml, playback, playback_dump
 from xapi_sim.server import Simulator
 from xapi_sim.world import World
 
@@ -77,7 +77,7 @@ def test_session_in_query_or_cookie(pool):
     status, headers, body = get(m, f"/pool/xmldbdump?session_id={s._session}")
     assert status == 200
     assert headers["connection"] == "close" and "content-length" not in headers
-    assert tables(body) == tables("".join(playback.dump(world.pools[0])).encode())
+    assert tables(body) == tables("".join(playback_dump.dump(world.pools[0])).encode())
     status, _, body2 = get(m, "/pool/xmldbdump", {"Cookie": f"session_id={s._session}"})
     assert status == 200 and tables(body2) == tables(body)
     # the cookie comes first (req.cookie @ req.query)
@@ -186,7 +186,7 @@ def test_rolling_upgrade_sends_the_minimal_miami_database():
         for host in (p.master, member):
             status, _, body = get(host, f"/pool/xmldbdump?session_id={s._session}")
             assert status == 200
-            assert body.decode() == playback.MINIMAL_MIAMI_DATABASE
+            assert body.decode() == playback_dump.MINIMAL_MIAMI_DATABASE
     finally:
         sim.stop()
 

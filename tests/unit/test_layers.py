@@ -40,7 +40,7 @@ LAYERS = [
         ],
     ),
     ("store", ["transactions", "store"]),
-    ("rules", ["levelling", "checks", "vm_states"]),
+    ("rules", ["levelling", "checks", "vm_states", "db_gc"]),
     (
         "world",
         [
@@ -56,7 +56,7 @@ LAYERS = [
     ),
     ("dispatch", ["faults", "sessions", "tasks", "dispatch"]),
     ("classes", ["classes"]),
-    ("loaders", ["scenario", "persist", "generate", "playback_hw", "playback"]),
+    ("loaders", ["scenario", "persist", "generate", "playback_hw", "playback", "playback_dump"]),
     (
         "front",
         [

@@ -37,7 +37,7 @@ import socket
 import urllib.parse
 from collections.abc import Callable
 
-from .. import playback, sessions
+from .. import playback_dump, sessions
 from ..dispatch import Bare
 from ..errors import Failure, internal
 from ..tasks import Tasks
@@ -289,7 +289,7 @@ class Handler:
         ``get_pool_xml_db_sync``: ``Xapi_http.assert_credentials_ok`` first (401 without
         valid credentials), then ``with_context`` and ``write_database``: headers
         ``200 OK`` with ``Connection: close`` and no length, then the database as
-        ``Db_xml.To.fd`` writes it (``playback.xmldbdump_body``). A member holds no database
+        ``Db_xml.To.fd`` writes it (``playback_dump.xmldbdump_body``). A member holds no database
         in memory (``Db_ref.Remote``): after its 200 headers, ``Database_not_in_memory``
         makes ``Http_svr`` append a 500 page -- except during a rolling upgrade, when the
         minimal Miami database is written before the database is looked at."""
@@ -307,7 +307,7 @@ class Handler:
         with _HandlerTask(host, query, self.headers, "Dumping database as XML") as task:
             if host.is_master or _rpu_in_progress(pool):
                 try:
-                    body = playback.xmldbdump_body(pool)
+                    body = playback_dump.xmldbdump_body(pool)
                 except Exception as e:  # noqa: BLE001 -- a bug: xapi's 500 page, logged
                     log.exception("GET /pool/xmldbdump failed")
                     task.fail(internal(f"{type(e).__name__}: {e}"))
