@@ -11,7 +11,7 @@ download or ``state.db`` -- with :mod:`dbxml`, and makes it a pool of the world:
 * **Rows.** Every table of the emulated release's datamodel is loaded generically, row by
   row, with its recorded reference. Columns map to fields by xapi's column names
   (``name__label`` -> ``name_label``, ``dbxml.field_of_column``) and values convert by the
-  field's type (``dbxml.from_db``). What cannot be mapped is *kept aside and not served*,
+  field's type (``dbvalues.from_db``). What cannot be mapped is *kept aside and not served*,
   and reported precisely (table.field, why, how many rows): a column the API datamodel never
   had (fields internal to xapi such as ``host.boot_free_mem``), a field removed by the
   emulated release (its datamodel lifecycle), a field or class added after it, a value that
@@ -50,7 +50,7 @@ import uuid as uuid_mod
 
 import attrs
 
-from . import datamodel, db_gc, dbxml
+from . import datamodel, db_gc, dbvalues, dbxml
 from .datamodel import NULL_REF, RELEASE_INDEX, Schema
 from .install_network import MAX_NICS
 from .playback_hw import (  # noqa: F401
@@ -244,8 +244,8 @@ def _convert(dbf, schema, release, file_release, report):
                 f = fields[wire]
                 dropped: list = []
                 try:
-                    value = dbxml.from_db(f.type, text, dropped)
-                except dbxml.DbValueError as e:
+                    value = dbvalues.from_db(f.type, text, dropped)
+                except dbvalues.DbValueError as e:
                     unmapped.add(cls, wire, f"bad value, datamodel default used: {e}")
                     continue
                 for why in dropped[:1]:
@@ -390,8 +390,8 @@ def _load(world: World, path: str) -> LoadReport:
     master_raw = next((r for r in dbf.tables["host"] if r.ref == master_ref), dbf.tables["host"][0])
     sv_text = master_raw.columns.get("software_version", "")
     try:
-        master_sv = dict(dbxml.unmarshal_map(sv_text)) if sv_text else {}
-    except dbxml.DbValueError:
+        master_sv = dict(dbvalues.unmarshal_map(sv_text)) if sv_text else {}
+    except dbvalues.DbValueError:
         master_sv = {}
     release = emulated_release(file_release, master_sv.get("product_version", ""))
     schema = Schema.for_release(release)

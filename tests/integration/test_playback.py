@@ -27,7 +27,7 @@ import XenAPI
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xapi_sim import datamodel, dbxml, playback, playback_dump
+from xapi_sim import datamodel, dbvalues, dbxml, playback, playback_dump
 from xapi_sim.datamodel import RELEASE_INDEX, Schema
 from xapi_sim.levelling import cpus
 from xapi_sim.server import Simulator
@@ -70,7 +70,7 @@ def raw(name):
 
 
 def recorded_map(text):
-    return dict(dbxml.unmarshal_map(text)) if text else {}
+    return dict(dbvalues.unmarshal_map(text)) if text else {}
 
 
 def test_samples_present():

@@ -27,7 +27,7 @@ import threading
 import pytest
 import XenAPI
 
-from xapi_sim import dbxml, playback, playback_dump
+from xapi_sim import dbvalues, dbxml, playback, playback_dump
 from xapi_sim.server import Simulator
 from xapi_sim.world import World
 
@@ -266,7 +266,7 @@ def test_many_clients_dump_while_others_write(pool):
     for body in dumps:
         t = tables(body)
         for vm, cols in t["VM"].items():
-            vbds = sorted(dbxml.unmarshal_set(cols["VBDs"]))
+            vbds = sorted(dbvalues.unmarshal_set(cols["VBDs"]))
             assert vbds == sorted(ref for ref, c in t["VBD"].items() if c["VM"] == vm)
             if vm in vms:
                 desc = cols["name__description"]

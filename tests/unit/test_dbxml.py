@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from xapi_sim import dbxml
+from xapi_sim import dbvalues, dbxml
 from xapi_sim.datamodel import ENUMS, Schema, Timestamp, parse_type
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -97,33 +97,33 @@ TYPES = [
 def test_values_round_trip(text, data):
     ty = parse_type(text)
     v = data.draw(values_of(ty))
-    s = dbxml.to_db(ty, v)
+    s = dbvalues.to_db(ty, v)
     assert isinstance(s, str)
-    assert dbxml.from_db(ty, s) == v
+    assert dbvalues.from_db(ty, s) == v
 
 
 @SETTINGS
 @given(x=st.floats())
 def test_float_text(x):
     """``Printf.sprintf "%0.18g"`` (DM_to_String) and ``float_of_string`` back."""
-    s = dbxml.to_db(parse_type("float"), x)
+    s = dbvalues.to_db(parse_type("float"), x)
     if math.isnan(x):
-        assert s == "nan" and math.isnan(dbxml.from_db(parse_type("float"), s))
+        assert s == "nan" and math.isnan(dbvalues.from_db(parse_type("float"), s))
     else:
         assert s == f"{x:0.18g}"
-        assert dbxml.from_db(parse_type("float"), s) == x
+        assert dbvalues.from_db(parse_type("float"), s) == x
 
 
 def test_scalar_forms():
     t = parse_type
-    assert dbxml.to_db(t("float"), 0.1) == "0.100000000000000006"
-    assert dbxml.to_db(t("float"), 1.0) == "1"
-    assert dbxml.to_db(t("bool"), True) == "true"
-    assert dbxml.to_db(t("int"), -1) == "-1"
-    assert dbxml.from_db(t("int"), "0x10") == 16  # Int64.of_string
-    assert dbxml.from_db(t("int"), "1_000") == 1000
-    assert dbxml.from_db(t("float"), "1.") == 1.0  # OCaml's "1." as xapi writes it
-    assert dbxml.from_db(t("enum vm_power_state"), "running") == "Running"
+    assert dbvalues.to_db(t("float"), 0.1) == "0.100000000000000006"
+    assert dbvalues.to_db(t("float"), 1.0) == "1"
+    assert dbvalues.to_db(t("bool"), True) == "true"
+    assert dbvalues.to_db(t("int"), -1) == "-1"
+    assert dbvalues.from_db(t("int"), "0x10") == 16  # Int64.of_string
+    assert dbvalues.from_db(t("int"), "1_000") == 1000
+    assert dbvalues.from_db(t("float"), "1.") == 1.0  # OCaml's "1." as xapi writes it
+    assert dbvalues.from_db(t("enum vm_power_state"), "running") == "Running"
     for ty, bad in (
         ("int", "x"),
         ("int", str(1 << 63)),
@@ -133,17 +133,17 @@ def test_scalar_forms():
         ("string set", "('a'"),
         ("(string -> string) map", "('a' 'b')"),
     ):
-        with pytest.raises(dbxml.DbValueError):
-            dbxml.from_db(t(ty), bad)
+        with pytest.raises(dbvalues.DbValueError):
+            dbvalues.from_db(t(ty), bad)
 
 
 def test_bad_elements_dropped_when_asked():
     ty = parse_type("enum vm_operations set")
     dropped = []
-    assert dbxml.from_db(ty, "('start' 'teleport' 'clone')", dropped) == ["start", "clone"]
+    assert dbvalues.from_db(ty, "('start' 'teleport' 'clone')", dropped) == ["start", "clone"]
     assert len(dropped) == 1 and "teleport" in dropped[0]
-    with pytest.raises(dbxml.DbValueError):
-        dbxml.from_db(ty, "('start' 'teleport')")
+    with pytest.raises(dbvalues.DbValueError):
+        dbvalues.from_db(ty, "('start' 'teleport')")
 
 
 @SETTINGS
@@ -158,7 +158,7 @@ def test_set_elements_cut_at_illegal_characters(items):
                 return s[:i]
         return s
 
-    assert dbxml.unmarshal_set(dbxml.marshal_set(items)) == [legal(x) for x in items]
+    assert dbvalues.unmarshal_set(dbvalues.marshal_set(items)) == [legal(x) for x in items]
 
 
 # -- Xml_spaces -----------------------------------------------------------------------------
@@ -172,17 +172,17 @@ def head_protect(s: str) -> str:
 @SETTINGS
 @given(s=st.text(st.sampled_from(" \t\n\r%_.tnra"), max_size=30) | any_text)
 def test_protection_round_trips(s):
-    assert dbxml.unprotect(dbxml.protect(s)) == s
-    assert dbxml.unprotect(head_protect(s)) == s
+    assert dbvalues.unprotect(dbvalues.protect(s)) == s
+    assert dbvalues.unprotect(head_protect(s)) == s
 
 
 def test_protection_as_dundee_wrote_it():
-    assert dbxml.protect("a  b") == "a%_b"
-    assert dbxml.protect("a   b") == "a%_ b"
-    assert dbxml.protect("x\ty\n%") == "x%ty%n%%"
-    assert dbxml.protect("one space") == "one space"
-    assert dbxml.unprotect("CPU%_%_%_%_%_ X3450%_@") == "CPU           X3450  @"
-    assert dbxml.unprotect("a%.b%z") == "a b%z"
+    assert dbvalues.protect("a  b") == "a%_b"
+    assert dbvalues.protect("a   b") == "a%_ b"
+    assert dbvalues.protect("x\ty\n%") == "x%ty%n%%"
+    assert dbvalues.protect("one space") == "one space"
+    assert dbvalues.unprotect("CPU%_%_%_%_%_ X3450%_@") == "CPU           X3450  @"
+    assert dbvalues.unprotect("a%.b%z") == "a b%z"
 
 
 # -- s-expressions -------------------------------------------------------------------------
@@ -193,22 +193,22 @@ trees = st.recursive(any_text, lambda inner: st.lists(inner, max_size=4), max_le
 @SETTINGS
 @given(tree=st.lists(trees, max_size=4))
 def test_sexpr_round_trips(tree):
-    assert dbxml.sexpr_parse(dbxml.sexpr_string(tree)) == tree
+    assert dbvalues.sexpr_parse(dbvalues.sexpr_string(tree)) == tree
 
 
 def test_sexpr_escapes_as_dundee():
     """xen-api-libs-transitional SExpr.escape (Dundee): backslash, double and single quote."""
-    assert dbxml.sexpr_string(["a'b", 'c"d', "e\\f"]) == "('a\\'b' 'c\\\"d' 'e\\\\f')"
+    assert dbvalues.sexpr_string(["a'b", 'c"d', "e\\f"]) == "('a\\'b' 'c\\\"d' 'e\\\\f')"
 
 
 def test_sexpr_other_spellings():
-    assert dbxml.sexpr_parse('(("k" "v") (\'a\' "b"))') == [["k", "v"], ["a", "b"]]
-    assert dbxml.sexpr_parse("(sym 'quoted')") == ["sym", "quoted"]
-    assert dbxml.sexpr_parse("(<<xx<a (b) c<xx< 'd')") == ["a (b) c", "d"]
-    assert dbxml.sexpr_parse("; comment\n('a') trailing") == ["a"]
+    assert dbvalues.sexpr_parse('(("k" "v") (\'a\' "b"))') == [["k", "v"], ["a", "b"]]
+    assert dbvalues.sexpr_parse("(sym 'quoted')") == ["sym", "quoted"]
+    assert dbvalues.sexpr_parse("(<<xx<a (b) c<xx< 'd')") == ["a (b) c", "d"]
+    assert dbvalues.sexpr_parse("; comment\n('a') trailing") == ["a"]
     for bad in ("", "(", ")", "('a'", "(<<x<a<y<)"):
-        with pytest.raises(dbxml.DbValueError):
-            dbxml.sexpr_parse(bad)
+        with pytest.raises(dbvalues.DbValueError):
+            dbvalues.sexpr_parse(bad)
 
 
 # -- files ----------------------------------------------------------------------------------

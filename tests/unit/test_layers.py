@@ -28,6 +28,7 @@ LAYERS = [
             "products",
             "catalogue",
             "rowcodec",
+            "dbvalues",
             "dbxml",
             "wire",
             "wire.values",
