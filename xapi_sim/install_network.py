@@ -600,9 +600,8 @@ def merge_vifs(jdb, mdb, netmap: dict, vms) -> None:
     (call once the VM rows are in ``mdb``)."""
     for vm in vms:
         for vif in jdb.get("VM", vm)["VIFs"]:
-            row = dict(jdb.get("VIF", vif))
-            row["network"] = netmap.get(row["network"], row["network"])
-            mdb.add("VIF", vif, row)
+            row = jdb.get("VIF", vif)
+            mdb.carry("VIF", vif, row, network=netmap.get(row["network"], row["network"]))
 
 
 def forget_host_network(db, host_ref: str) -> None:

@@ -438,15 +438,12 @@ def on_join(world, jdb, mdb, joiner) -> None:
             if same:
                 sr_map[sr] = same[0]["SR"]
                 continue
-        new = dict(
-            row, shared=False, PBDs=[], VDIs=[], current_operations={}, allowed_operations=[]
-        )
-        mdb.add("SR", sr, new)
+        mdb.carry("SR", sr, row, shared=False, current_operations={}, allowed_operations=[])
         sr_map[sr] = sr
     for pbd, row in jdb.rows("PBD"):
         if row["uuid"] in mdb.uuids["PBD"] or row["SR"] not in sr_map:
             continue
-        mdb.add("PBD", pbd, dict(row, SR=sr_map[row["SR"]]))
+        mdb.carry("PBD", pbd, row, SR=sr_map[row["SR"]])
     vdi_map: dict[str, str] = {}
     for vdi, row in jdb.rows("VDI"):
         if row["SR"] not in sr_map:
@@ -464,19 +461,14 @@ def on_join(world, jdb, mdb, joiner) -> None:
             if same:
                 vdi_map[vdi] = same[0]
                 continue
-        mdb.add(
+        mdb.carry(
             "VDI",
             vdi,
-            dict(
-                row,
-                SR=target,
-                VBDs=[],
-                snapshots=[],
-                crash_dumps=[],
-                current_operations={},
-                allowed_operations=[],
-                snapshot_of=NULL_REF,
-            ),
+            row,
+            SR=target,
+            current_operations={},
+            allowed_operations=[],
+            snapshot_of=NULL_REF,
         )
         vdi_map[vdi] = vdi
     for vdi, row in jdb.rows("VDI"):
@@ -487,16 +479,14 @@ def on_join(world, jdb, mdb, joiner) -> None:
         if not mdb.exists("VM", row["VM"]) or mdb.exists("VBD", vbd):
             continue
         vdi = vdi_map.get(row["VDI"], NULL_REF) if not row["empty"] else NULL_REF
-        mdb.add(
+        mdb.carry(
             "VBD",
             vbd,
-            dict(
-                row,
-                VDI=vdi,
-                empty=row["empty"] or vdi == NULL_REF,
-                current_operations={},
-                allowed_operations=[],
-            ),
+            row,
+            VDI=vdi,
+            empty=row["empty"] or vdi == NULL_REF,
+            current_operations={},
+            allowed_operations=[],
         )
     for vm, row in jdb.rows("VM"):
         if mdb.exists("VM", vm) and row["suspend_VDI"] != NULL_REF:

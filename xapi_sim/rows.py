@@ -2,8 +2,10 @@
 dom0, management PIF, the pool-wide network, roles, default templates) and ``new_row``, the
 one way every module inserts a row with the datamodel's defaults.
 
-Mixed into :class:`world.World`; the scenario loader, pool join, eject, clone and cross-pool
-landing all build rows through these.
+Mixed into :class:`world.World`; the scenario loader, eject, clone and the installers build
+rows through these. Rows that come from another database (pool join, cross-pool landing,
+VM import) go in through ``Database.carry``: the destination release's defaults, the
+fields it has, the changes the move makes.
 """
 
 from __future__ import annotations

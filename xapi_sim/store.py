@@ -262,6 +262,17 @@ class Database:
                     self._link(st, one, row[rfield], sfield, ref, True)
         return ref
 
+    def carry(self, cls: str, ref: str, row: Row, **changes: Any) -> str:
+        """Insert a row that comes from another database (pool join, cross-pool landing, VM
+        import): the class's defaults in this release, the fields of ``row`` the release has
+        (others dropped: the other side may run another release), then ``changes``.
+        Relation lists start empty and fill as the rows pointing here arrive; references to
+        rows this database lacks are for ``changes`` to clear."""
+        new = self.schema.classes[cls].defaults()
+        new.update({k: v for k, v in row.items() if k in new})
+        new.update(changes)
+        return self.add(cls, ref, new)
+
     def _link(self, st: _DbTxn, cls: str, ref: str, sfield: str, member: str, add: bool) -> None:
         """Keep the one-to-many side (``host.resident_VMs``) in step, in O(1).
 

@@ -50,30 +50,22 @@ def land(dest_h, vm, row, metrics):
             raise Failure("VM_MIGRATE_FAILED", vm, "", dest_h.ref, "VM already exists here")
         mref = row.get("metrics", NULL_REF)
         if metrics and mref != NULL_REF and not db.exists("VM_metrics", mref):
-            full = db.schema.classes["VM_metrics"].defaults()
-            full.update({k: v for k, v in metrics.items() if k in full})
-            db.add("VM_metrics", mref, full)
+            db.carry("VM_metrics", mref, metrics)
         running = row["power_state"] in ("Running", "Paused")
-        new = db.schema.classes["VM"].defaults()
-        new.update({k: v for k, v in row.items() if k in new})
-        new.update(
+        db.carry(
+            "VM",
+            vm,
+            row,
             resident_on=dest_h.ref if running else NULL_REF,
             affinity=dest_h.ref,
             scheduled_to_be_resident_on=NULL_REF,
             current_operations={},
             domid=next_domid(world, dest_h.ref) if running else -1,
-            snapshots=[],
-            children=[],
             snapshot_of=NULL_REF,
             parent=NULL_REF,
-            consoles=[],
-            VIFs=[],
-            VBDs=[],
-            crash_dumps=[],
-            VGPUs=[],
             attached_PCIs=[],
         )
-        db.add("VM", vm, new)
+        new = db.get("VM", vm)
         info = db.get("host", dest_h.ref)["cpu_info"]
         if new["power_state"] != "Halted":
             try:

@@ -103,17 +103,14 @@ def _merge(world, joiner, pool):
                 continue
             moved_vms.append((vm, row))
         metrics = hrow["metrics"]
-        mdb.add("host_metrics", metrics, dict(jdb.get("host_metrics", metrics)))
+        mdb.carry("host_metrics", metrics, jdb.get("host_metrics", metrics))
         # Xapi_host.create on the master: a fresh record, cpu_info = {} until first start
-        hrow.update(cpu_info={}, resident_VMs=[], host_CPUs=[], PIFs=[], enabled=False)
-        mdb.add("host", joiner.ref, hrow)
+        mdb.carry("host", joiner.ref, hrow, cpu_info={}, enabled=False)
         netmap = install_network.merge_networks(world, jdb, mdb)
         for vm, row in moved_vms:
             if jdb.exists("VM_metrics", row["metrics"]):
-                mdb.add("VM_metrics", row["metrics"], dict(jdb.get("VM_metrics", row["metrics"])))
-            new = dict(row)
-            new["snapshots"], new["children"] = [], []
-            mdb.add("VM", vm, new)
+                mdb.carry("VM_metrics", row["metrics"], jdb.get("VM_metrics", row["metrics"]))
+            mdb.carry("VM", vm, row)
         install_storage.on_join(world, jdb, mdb, joiner)
         install_network.merge_vifs(jdb, mdb, netmap, [vm for vm, _ in moved_vms])
         joiner.pool = pool
