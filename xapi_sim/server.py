@@ -26,7 +26,7 @@ import tempfile
 import threading
 
 from . import classes  # noqa: F401  -- registers every handler
-from .classes.cross_pool import import_metadata
+from .classes.cross_pool_dest import import_metadata
 from .dispatch import Dispatcher
 from .persist import DurableDispatcher
 from .tasks import Tasks

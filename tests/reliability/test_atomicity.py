@@ -39,7 +39,7 @@ from hypothesis import strategies as st
 
 from xapi_sim import dispatch, persist, scenario
 from xapi_sim.classes import common as c
-from xapi_sim.classes import cross_pool
+from xapi_sim.classes import cross_pool, cross_pool_dest
 from xapi_sim.errors import Failure
 from xapi_sim.server import Simulator  # noqa: F401  -- registers every handler
 from xapi_sim.store import Database
@@ -502,7 +502,7 @@ def test_an_import_timeout_leaves_exactly_one_copy(pair, when):
     pair.check("source")
     assert pair.vm_row() == before
     # and the VM can migrate afterwards
-    h["/import_metadata"] = cross_pool.import_metadata
+    h["/import_metadata"] = cross_pool_dest.import_metadata
     pair.migrate()
     pair.check("destination")
 
