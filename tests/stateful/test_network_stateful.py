@@ -22,9 +22,9 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from xapi_sim import (
     allowed,
     classes,  # noqa: F401
+    netlogic,
     scenario,
 )
-from xapi_sim import install_network as inet
 from xapi_sim.datamodel import NULL_REF
 from xapi_sim.dispatch import Dispatcher
 from xapi_sim.errors import Failure
@@ -310,7 +310,7 @@ class Networking(RuleBasedStateMachine):
                 assert sum(t["PIF"][p]["management"] for p in hrow["PIFs"]) <= 1
             for ref, row in t["VIF"].items():
                 assert row["VM"] in t["VM"] and row["network"] in t["network"]
-                assert inet.is_valid_mac(row["MAC"])
+                assert netlogic.is_valid_mac(row["MAC"])
                 if t["VM"][row["VM"]]["power_state"] == "Halted":
                     assert not row["currently_attached"]
                 assert row["allowed_operations"] == allowed.allowed_operations(

@@ -41,7 +41,7 @@ LAYERS = [
         ],
     ),
     ("store", ["transactions", "store"]),
-    ("rules", ["levelling", "checks", "vm_states", "db_gc"]),
+    ("rules", ["levelling", "checks", "vm_states", "db_gc", "netlogic"]),
     (
         "world",
         [

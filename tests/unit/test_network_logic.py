@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from xapi_sim import install_network as inet
+from xapi_sim import netlogic
 
 HEX = "0123456789abcdef"
 
@@ -32,21 +33,21 @@ def _gen_mac_by_hand(dev, seed):
 
 def test_gen_mac_pinned():
     seed = "8f6d9c4e-3c7b-4d5e-a9f1-2b3c4d5e6f70"
-    assert inet.gen_mac(0, seed) == _gen_mac_by_hand(0, seed)
-    assert inet.gen_mac(3, seed) == _gen_mac_by_hand(3, seed)
+    assert netlogic.gen_mac(0, seed) == _gen_mac_by_hand(0, seed)
+    assert netlogic.gen_mac(3, seed) == _gen_mac_by_hand(3, seed)
     # one MD5 for device 0: bytes 0-3 of MD5(seed), bytes 1-2 of MD5(MD5(seed))
     h1 = hashlib.md5(seed.encode()).digest()
     h2 = hashlib.md5(h1).digest()
     first = (h1[0] | 2) & ~1
-    assert inet.gen_mac(0, seed) == ":".join(
+    assert netlogic.gen_mac(0, seed) == ":".join(
         f"{x:02x}" for x in (first, h1[1], h1[2], h1[3], h2[1], h2[2])
     )
 
 
 @given(st.integers(0, 40), st.text(max_size=40))
 def test_gen_mac_is_a_valid_local_unicast_mac(dev, seed):
-    mac = inet.gen_mac(dev, seed)
-    assert inet.is_valid_mac(mac)
+    mac = netlogic.gen_mac(dev, seed)
+    assert netlogic.is_valid_mac(mac)
     first = int(mac[:2], 16)
     assert first & 2 and not first & 1
     assert mac == mac.lower()
@@ -55,12 +56,12 @@ def test_gen_mac_is_a_valid_local_unicast_mac(dev, seed):
 @given(st.text(max_size=12), st.integers(0, 20), st.integers(0, 20))
 def test_gen_mac_differs_per_device(seed, a, b):
     if a != b:
-        assert inet.gen_mac(a, seed) != inet.gen_mac(b, seed)
+        assert netlogic.gen_mac(a, seed) != netlogic.gen_mac(b, seed)
 
 
 def test_gen_mac_refuses_negative_devices():
     with pytest.raises(ValueError):
-        inet.gen_mac(-1, "seed")
+        netlogic.gen_mac(-1, "seed")
 
 
 @given(st.lists(st.text(alphabet=HEX + "ABCDEFgx:", min_size=0, max_size=3), max_size=8))
@@ -71,11 +72,11 @@ def test_is_valid_mac_matches_the_definition(parts):
         and all(len(p) == 2 and all(c in HEX + "ABCDEF" for c in p) for p in parts)
         and ":" not in "".join(parts)
     )
-    assert inet.is_valid_mac(mac) == want
+    assert netlogic.is_valid_mac(mac) == want
 
 
 def test_is_valid_mac_examples():
-    assert inet.is_valid_mac("00:16:3E:aa:bb:cc")
+    assert netlogic.is_valid_mac("00:16:3E:aa:bb:cc")
     for bad in (
         "",
         "00:16:3e:aa:bb",
@@ -85,35 +86,35 @@ def test_is_valid_mac_examples():
         "00-16-3e-aa-bb-cc",
         "0g:16:3e:aa:bb:cc",
     ):
-        assert not inet.is_valid_mac(bad), bad
+        assert not netlogic.is_valid_mac(bad), bad
 
 
 @given(st.text(max_size=30))
 def test_nic_macs_are_well_formed_and_consecutive(uuid):
     macs = [inet.nic_mac(uuid, i) for i in range(8)]
-    assert all(inet.is_valid_mac(m) and m.startswith("a0:36:9f:") for m in macs)
+    assert all(netlogic.is_valid_mac(m) and m.startswith("a0:36:9f:") for m in macs)
     lows = [int(m.replace(":", "")[6:], 16) for m in macs]
     assert lows == [(lows[0] + i) & 0xFFFFFF for i in range(8)]
 
 
 @given(st.ip_addresses(v=4), st.integers(-5, 40))
 def test_parse_cidr_ipv4(addr, prefix):
-    got = inet.parse_cidr("ipv4", f"{addr}/{prefix}")
+    got = netlogic.parse_cidr("ipv4", f"{addr}/{prefix}")
     assert got == ((str(addr), prefix) if 0 <= prefix <= 32 else None)
 
 
 @given(st.ip_addresses(v=6), st.integers(0, 200))
 def test_parse_cidr_ipv6(addr, prefix):
-    got = inet.parse_cidr("ipv6", f"{addr}/{prefix}")
+    got = netlogic.parse_cidr("ipv6", f"{addr}/{prefix}")
     assert got == ((str(addr), prefix) if prefix <= 128 else None)
 
 
 def test_parse_cidr_follows_scanf():
     # "%s@/%d": trailing text after the number is ignored, '_' is a digit separator, a
     # sign is allowed; the number must start right after the '/'
-    assert inet.parse_cidr("ipv4", "10.0.0.1/24abc") == ("10.0.0.1", 24)
-    assert inet.parse_cidr("ipv4", "10.0.0.1/2_4") == ("10.0.0.1", 24)
-    assert inet.parse_cidr("ipv4", "10.0.0.1/+8") == ("10.0.0.1", 8)
+    assert netlogic.parse_cidr("ipv4", "10.0.0.1/24abc") == ("10.0.0.1", 24)
+    assert netlogic.parse_cidr("ipv4", "10.0.0.1/2_4") == ("10.0.0.1", 24)
+    assert netlogic.parse_cidr("ipv4", "10.0.0.1/+8") == ("10.0.0.1", 8)
     for bad in (
         "10.0.0.1",
         "10.0.0.1/",
@@ -124,8 +125,8 @@ def test_parse_cidr_follows_scanf():
         "10.0.0.256/8",
         "/8",
     ):
-        assert inet.parse_cidr("ipv4", bad) is None, bad
-    assert inet.parse_cidr("ipv6", "fe80::1/64") == ("fe80::1", 64)
+        assert netlogic.parse_cidr("ipv4", bad) is None, bad
+    assert netlogic.parse_cidr("ipv6", "fe80::1/64") == ("fe80::1", 64)
 
 
 @given(st.text(max_size=20))
@@ -135,24 +136,24 @@ def test_is_valid_ip_agrees_with_ipaddress_on_canonical_forms(text):
     except ValueError:
         want4 = False
     if want4:
-        assert inet.is_valid_ip("ipv4", text)
-    assert not (inet.is_valid_ip("ipv4", text) and inet.is_valid_ip("ipv6", text))
+        assert netlogic.is_valid_ip("ipv4", text)
+    assert not (netlogic.is_valid_ip("ipv4", text) and netlogic.is_valid_ip("ipv6", text))
 
 
 def test_ocaml_int():
-    assert inet.ocaml_int("12") == 12
-    assert inet.ocaml_int("0x10") == 16
-    assert inet.ocaml_int("-3") == -3
-    assert inet.ocaml_int("1_0") == 10
+    assert netlogic.ocaml_int("12") == 12
+    assert netlogic.ocaml_int("0x10") == 16
+    assert netlogic.ocaml_int("-3") == -3
+    assert netlogic.ocaml_int("1_0") == 10
     for bad in ("", "a", "1.0", " 1", "_1", str(1 << 62)):
         with pytest.raises(ValueError):
-            inet.ocaml_int(bad)
+            netlogic.ocaml_int(bad)
 
 
 def test_bridge_naming_convention():
-    assert inet.bridge_naming_convention("eth0") == "xenbr0"
-    assert inet.bridge_naming_convention("eth12") == "xenbr12"
-    assert inet.bridge_naming_convention("bond0") == "brbond0"
+    assert netlogic.bridge_naming_convention("eth0") == "xenbr0"
+    assert netlogic.bridge_naming_convention("eth12") == "xenbr12"
+    assert netlogic.bridge_naming_convention("bond0") == "brbond0"
 
 
 class _FakeDb:

@@ -12,6 +12,7 @@ xapi stores and leaves to its GC, is refused with ``HANDLE_INVALID`` (after xapi
 from __future__ import annotations
 
 from .. import install_network as inet
+from .. import netlogic
 from ..checks.operations import ocaml_int_of_string, setify
 from ..datamodel import NULL_REF
 from ..dispatch import api
@@ -309,7 +310,7 @@ def bond_create(call, network, members, MAC, mode, properties):
         host = db.get("PIF", members[0])["host"]
         on_host(call, host)
         _assert_no_other_local_pifs(db, host, network)
-        if MAC != "" and not inet.is_valid_mac(MAC):
+        if MAC != "" and not netlogic.is_valid_mac(MAC):
             raise Failure("MAC_INVALID", MAC)
         for k, v in properties.items():
             _validate_property(mode, k, v)
@@ -505,7 +506,7 @@ def _tunnel_internal(call, transport, network, host):
         device=device,
         network=network,
         host=host,
-        MAC=inet.gen_mac(0, world.ids.uuid()),
+        MAC=netlogic.gen_mac(0, world.ids.uuid()),
         MTU=-1,
         VLAN=-1,
         metrics=db.get("PIF", transport)["metrics"],

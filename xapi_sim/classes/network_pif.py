@@ -14,6 +14,7 @@ IPv6 CIDR parse of both (``Helpers.parse_cidr``'s ``Scanf`` format). The effects
 from __future__ import annotations
 
 from .. import install_network as inet
+from .. import netlogic
 from ..checks import network as network_checks
 from ..datamodel import NULL_REF
 from ..dispatch import api
@@ -214,10 +215,10 @@ def _reconfigure_ip_cream(call, self, row, mode, IP, netmask, gateway):
     assert_no_protection(call.db, row)
     if mode == "Static":
         for name, value in (("IP", IP), ("netmask", netmask)):
-            if not inet.is_ip_any(value):
+            if not netlogic.is_ip_any(value):
                 raise Failure("INVALID_IP_ADDRESS_SPECIFIED", name)
     for name, value in (("IP", IP), ("netmask", netmask), ("gateway", gateway)):
-        if value != "" and not inet.is_ip_any(value):
+        if value != "" and not netlogic.is_ip_any(value):
             raise Failure("INVALID_IP_ADDRESS_SPECIFIED", name)
     if row["management"] and mode == "None" and row["primary_address_type"] == "IPv4":
         raise Failure("PIF_IS_MANAGEMENT_INTERFACE", self)
@@ -271,9 +272,9 @@ def reconfigure_ipv6(call, self, mode, IPv6, gateway, DNS):
         if db.schema.release == "cream":
             _ipv6_checks_cream(IPv6, gateway)
         else:
-            if gateway != "" and not inet.is_valid_ip("ipv6", gateway):
+            if gateway != "" and not netlogic.is_valid_ip("ipv6", gateway):
                 raise Failure("INVALID_IP_ADDRESS_SPECIFIED", "gateway")
-            if IPv6 != "" and inet.parse_cidr("ipv6", IPv6) is None:
+            if IPv6 != "" and netlogic.parse_cidr("ipv6", IPv6) is None:
                 raise Failure("INVALID_CIDR_ADDRESS_SPECIFIED", "IPv6")
         if row["management"] and mode == "None" and row["primary_address_type"] == "IPv6":
             raise Failure("PIF_IS_MANAGEMENT_INTERFACE", self)
@@ -286,7 +287,7 @@ def reconfigure_ipv6(call, self, mode, IPv6, gateway, DNS):
 
 def _ipv6_checks_cream(IPv6, gateway):
     """xen-api v1.9.60 ``reconfigure_ipv6``: any-family address checks, its own texts."""
-    if gateway != "" and not inet.is_ip_any(gateway):
+    if gateway != "" and not netlogic.is_ip_any(gateway):
         raise Failure("INVALID_IP_ADDRESS_SPECIFIED", "gateway")
     if IPv6 == "":
         return
@@ -296,10 +297,10 @@ def _ipv6_checks_cream(IPv6, gateway):
             "INVALID_IP_ADDRESS_SPECIFIED",
             "Prefix length must be specified (format: <ipv6>/<prefix>",
         )
-    if not inet.is_ip_any(address):
+    if not netlogic.is_ip_any(address):
         raise Failure("INVALID_IP_ADDRESS_SPECIFIED", "IPv6")
     try:
-        length = inet.ocaml_int(prefix)
+        length = netlogic.ocaml_int(prefix)
     except ValueError:
         raise Failure(
             "INVALID_IP_ADDRESS_SPECIFIED", f"Cannot parse prefix length '{prefix}'"
@@ -416,7 +417,7 @@ def introduce(call, host, MAC, device, managed=True):
         table = _nic_table(call, host)
         if mac == "":
             mac = table.get(device, "")
-        if not inet.is_valid_mac(mac):
+        if not netlogic.is_valid_mac(mac):
             raise Failure("MAC_INVALID", mac)
         known = [
             db.get("PIF", p)["device"]

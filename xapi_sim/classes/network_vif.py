@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 from .. import install_network as inet
+from .. import netlogic
 from ..checks.operations import setify
 from ..datamodel import NULL_REF
 from ..dispatch import api
@@ -94,15 +95,15 @@ def create(call, args):
     vm_row = db.tables["VM"].get(vm)
     seed = vm_row["other_config"].get("mac_seed") if vm_row is not None else None
     try:
-        dev = inet.ocaml_int(device)
+        dev = netlogic.ocaml_int(device)
     except ValueError:
         raise Failure("INVALID_DEVICE", device) from None
     generated = False
     if seed is not None and mac == "":
         if not 0 <= dev <= MAX_GENERATED_DEVICE:
             raise Failure("INVALID_DEVICE", device)
-        mac, generated = inet.gen_mac(dev, seed), True  # outside the database lock
-    if not inet.is_valid_mac(mac):
+        mac, generated = netlogic.gen_mac(dev, seed), True  # outside the database lock
+    if not netlogic.is_valid_mac(mac):
         raise Failure("MAC_INVALID", mac)
     with db.lock:
         pool = inet.pool_row(db)
@@ -213,7 +214,7 @@ def _configure(call, vif, kind, mode, address, gateway):
         row, vm = _forwarded(call, vif)
         if mode == "Static":
             assert_feature(db, "restrict_guest_ip_setting", "Guest_ip_setting")
-            parsed = inet.parse_cidr(kind, address)
+            parsed = netlogic.parse_cidr(kind, address)
             if parsed is None:
                 raise Failure("INVALID_CIDR_ADDRESS_SPECIFIED", "address")
             if (
@@ -221,7 +222,7 @@ def _configure(call, vif, kind, mode, address, gateway):
                 and parsed[0] not in row[f"{kind}_allowed"]
             ):
                 raise Failure("ADDRESS_VIOLATES_LOCKING_CONSTRAINT", address)
-            if gateway != "" and not inet.is_valid_ip(kind, gateway):
+            if gateway != "" and not netlogic.is_valid_ip(kind, gateway):
                 raise Failure("INVALID_IP_ADDRESS_SPECIFIED", "gateway")
         gm = c.vm_facts(call.world, db, vm)["guest_metrics"] or {}
         if (gm.get("other") or {}).get("feature-static-ip-setting") != "1":
@@ -272,12 +273,12 @@ def _allowed(call, vif, kind, how, value):
             if values:
                 assert_feature(db, "restrict_vif_locking", "VIF_locking")
             for v in values:
-                if not inet.is_valid_ip(kind, v):
+                if not netlogic.is_valid_ip(kind, v):
                     raise Failure("INVALID_IP_ADDRESS_SPECIFIED", field)
             db.set("VIF", vif, field, values)
         elif how == "add":
             assert_feature(db, "restrict_vif_locking", "VIF_locking")
-            if not inet.is_valid_ip(kind, value):
+            if not netlogic.is_valid_ip(kind, value):
                 raise Failure("INVALID_IP_ADDRESS_SPECIFIED", field)
             if value not in row[field]:
                 db.set("VIF", vif, field, row[field] + [value])
