@@ -69,6 +69,7 @@ class Txn:
         self.checkpoints = 0
         self.prelock: set[Database] = set()
         self.on_rollback: list[Callable[[], None]] = []
+        self.on_commit: list[Callable[[], None]] = []
         self.after: list[Callable[[], None]] = []
 
     # -- locking -------------------------------------------------------------------------
@@ -116,6 +117,12 @@ class Txn:
                 db._publish(st)
         self.on_rollback.clear()
         self._release()
+        done, self.on_commit = self.on_commit, []
+        for fn in done:
+            try:
+                fn()
+            except Exception:  # noqa: BLE001 -- the commit stands; say what did not follow
+                log.exception("action after commit failed")
 
     def rollback(self) -> None:
         for db, st in self.states.items():
@@ -129,6 +136,7 @@ class Txn:
             except Exception:  # noqa: BLE001
                 log.exception("rollback action failed")
         self.on_rollback.clear()
+        self.on_commit.clear()
         self._release()
 
     def _release(self) -> None:
@@ -187,6 +195,16 @@ class Transactions:
         if txn is not None and txn.states:
             txn.checkpoints += 1
             txn.commit()
+
+    def on_commit(self, fn: Callable[[], None]) -> None:
+        """Do something outside the database (sockets, threads) once the current transaction
+        has committed and released its locks -- never if it rolls back. Outside a
+        transaction, now."""
+        txn = self.current()
+        if txn is None:
+            fn()
+        else:
+            txn.on_commit.append(fn)
 
     def on_rollback(self, fn: Callable[[], None]) -> None:
         """Undo a change outside the database (runtime state) if the transaction fails."""

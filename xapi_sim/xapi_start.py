@@ -142,17 +142,23 @@ class XapiLifecycle(RowBuilders):
                 db.set("host", h.ref, "enabled", False)
             h.state = state
         sim = getattr(self, "simulator", None)
-        if sim is not None:
-            sim.unlisten(h)
+        if sim is not None:  # socket work waits for the commit: no I/O under a pool lock
+            h.db.txm.on_commit(lambda: sim.unlisten(h) if h.state != "up" else None)
 
     def host_boot(self, h: HostRuntime):
         """Power on: the endpoint answers again and a full xapi start runs (system boot).
         VMs the database still shows resident (the host died under them) are resynced as
         xenopsd no longer knows them: Halted, not resident (xapi_xenops.ml
-        ``xapi_vms_not_in_xenopsd``)."""
+        ``xapi_vms_not_in_xenopsd``). The endpoint answers again once the boot has
+        committed, at its old address (no I/O under a pool lock); a host that never
+        listened binds first, outside the locks, because its start records the address."""
         sim = getattr(self, "simulator", None)
         if sim is not None:
-            sim.listen(h)
+            if h.port and h.address:
+                h.db.txm.on_commit(lambda: sim.listen(h) if h.state == "up" else None)
+            else:
+                h.db.txm.checkpoint()
+                sim.listen(h)
         db = h.db
         with db.lock:
             h.state = "up"
