@@ -1,39 +1,42 @@
-"""Benchmarks of xapi-sim, reported as ratios against floors run in the same process.
+"""Benchmarks of xapi-sim, reported as ratios against floors measured in the same run.
 
     python scripts/bench.py [--quick] [--json FILE]        (also: xapi-sim bench ...)
 
-Full mode takes about two minutes; ``--quick`` uses small sizes (CI runs it; no timing is
-asserted anywhere). Figures:
+Every server -- xapi-sim (``xapi-sim serve``) and the stdlib floors (``bench_floor``: a bare
+threaded keep-alive XML-RPC server and its JSON-RPC equivalent) -- runs in a process of its
+own, and the clients in yet another (``bench_load``: one selector driving every
+connection), so neither side's interpreter lock flatters the other. Timings are repeated;
+the JSON keeps every repetition and the tables give medians and spreads. Full mode takes a
+few minutes; ``--quick`` uses small sizes and few repetitions (CI runs it; no timing is
+asserted anywhere). Figures (docs/performance.md explains each):
 
-* call rate: sequential ``VM.get_power_state`` over one keep-alive connection with the
-  XenAPI client, against a bare threaded stdlib ``SimpleXMLRPCServer`` answering the same
-  XAPI envelope from a dict (same client, same run); also 8 and 32 concurrent clients;
-* bulk read: ``VM.get_all_records`` on a 64-host x 512-pCPU, 10,000-VM world, server side
-  (dispatch + encoding) and end to end, against ``xmlrpc.client.dumps`` of the same records
-  (the marshalling floor); the same over JSON-RPC against ``json.dumps``;
-* events: 50 ``event.from`` waiters, p50/p99 from one change to each waiter's return;
-  ``event.from("", ...)`` over every class on the big world;
-* start-up: time to ready and peak RSS of ``xapi-sim serve`` for the default and big worlds;
-* growth: bulk read and start-up at 1,000 / 10,000 / 50,000 VMs.
+* call rate: ``VM.get_power_state`` over XML-RPC and JSON-RPC with 1, 8 and 32 keep-alive
+  connections, against the floors;
+* events: 50 ``event.from`` long-polls over HTTP, from one change to each waiter's reply;
+* ``xe vm-list`` (the real client, a process of its own) at 512 and 10,000 VMs;
+* memory: peak RSS of the server for one bulk read (``VM.get_all_records``) against its
+  reply size, and for 50 simultaneous initial ``event.from(["VM"], "", 0)`` on a
+  10,000-VM world;
+* bulk read, in process: dispatch and encoding of ``VM.get_all_records`` against
+  ``xmlrpc.client.dumps``/``json.dumps`` of the same records;
+* start-up and growth: time to ready and peak RSS of ``xapi-sim serve`` at 1,000, 10,000,
+  50,000 and 100,000 VMs.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
-import http.client
 import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import xmlrpc.client
-from socketserver import ThreadingMixIn
 from typing import Any
-from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
 
 from . import (
     classes,  # noqa: F401  -- registers every handler
@@ -42,19 +45,10 @@ from . import (
 from .datamodel import Timestamp
 from .dispatch import Dispatcher
 from .generate import scenario_toml
-from .server import Simulator
-from .testing import running_world
 from .wire import jsonrpc as jcodec
 from .wire import xmlrpc as xcodec
 
 # -- helpers --------------------------------------------------------------------------------
-
-
-def _timeit(fn, n):
-    t = time.perf_counter()
-    for _ in range(n):
-        fn()
-    return time.perf_counter() - t
 
 
 def _best(fn, repeat=3):
@@ -69,92 +63,263 @@ def _best(fn, repeat=3):
     return min(out)
 
 
-class _KeepAliveHandler(SimpleXMLRPCRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *a):
-        pass
-
-
-class _ThreadedXMLRPC(ThreadingMixIn, SimpleXMLRPCServer):
-    daemon_threads = True
+def _env() -> dict:
+    """The environment of every child process: this package first on the path."""
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
+    return env
 
 
-def stdlib_floor_server():
-    """A bare threaded stdlib XML-RPC server answering XAPI's envelope from a dict."""
-    srv = _ThreadedXMLRPC(
-        ("127.0.0.1", 0), requestHandler=_KeepAliveHandler, logRequests=False, allow_none=True
+def spread(values: list[float], digits: int = 3) -> dict:
+    """Median, minimum and maximum of repeated measurements."""
+    return {
+        "median": round(statistics.median(values), digits),
+        "min": round(min(values), digits),
+        "max": round(max(values), digits),
+        "n": len(values),
+    }
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """The ``q`` quantile (nearest rank) of already sorted values."""
+    return sorted_values[min(len(sorted_values) - 1, max(0, round(q * len(sorted_values)) - 1))]
+
+
+def _proc_status(pid) -> dict:
+    out = {}
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith(("VmHWM:", "VmRSS:")):
+                    out[line.split(":")[0]] = int(line.split()[1]) / 1024
+    except OSError:
+        pass  # no /proc (not Linux): memory is simply not reported
+    return out
+
+
+def _peak_rss_mib(pid):
+    return _proc_status(pid).get("VmHWM")
+
+
+def _reset_peak(pid) -> bool:
+    """Reset the process's peak RSS to its current RSS (Linux ``clear_refs`` 5)."""
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+class Server:
+    """A server process of the benchmark: ``xapi-sim serve`` or a floor."""
+
+    def __init__(self, cmd, ready=None, timeout=300.0):
+        self.t0 = time.perf_counter()
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(), text=True
+        )
+        self.pid = self.proc.pid
+        deadline = self.t0 + timeout
+        assert self.proc.stdout is not None and self.proc.stderr is not None  # pipes
+        if ready is None:  # a floor prints its port
+            self.host, self.port = "127.0.0.1", int(self.proc.stdout.readline())
+            self.ready_s = time.perf_counter() - self.t0
+            return
+        while not os.path.exists(ready):
+            if self.proc.poll() is not None or time.perf_counter() > deadline:
+                self.stop()
+                raise RuntimeError(f"server did not start: {self.proc.stderr.read()}")
+            time.sleep(0.01)
+        self.ready_s = time.perf_counter() - self.t0
+        with open(ready) as fh:
+            master = next(h for h in json.load(fh)["hosts"] if h["master"])
+        self.host, _, port = master["http_url"][len("http://") :].rstrip("/").partition(":")
+        self.port = int(port)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        for fh in (self.proc.stdout, self.proc.stderr):
+            if fh is not None:
+                fh.close()
+
+
+@contextlib.contextmanager
+def sim_server(scenario_text=None):
+    """``xapi-sim serve`` in its own process (the default world, or ``scenario_text``)."""
+    with tempfile.TemporaryDirectory() as d:
+        ready = os.path.join(d, "ready.json")
+        cmd = [sys.executable, "-m", "xapi_sim", "serve", "--port", "0", "--ready-file", ready]
+        cmd += ["--seed", "1"]
+        if scenario_text is not None:
+            path = os.path.join(d, "world.toml")
+            with open(path, "w") as fh:
+                fh.write(scenario_text)
+            cmd += ["--scenario", path]
+        srv = Server(cmd, ready)
+        try:
+            yield srv
+        finally:
+            srv.stop()
+
+
+@contextlib.contextmanager
+def floor_server(kind):
+    srv = Server([sys.executable, "-m", "xapi_sim.bench_floor", kind])
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def load(srv, **spec) -> dict:
+    """Run the load client (``bench_load``) against ``srv`` in a process of its own."""
+    if srv is not None:
+        spec.update(host=srv.host, port=srv.port)
+    p = subprocess.run(
+        [sys.executable, "-m", "xapi_sim.bench_load", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=900,
     )
-    state = {"vm": {"power_state": "Running"}}
-    srv.register_function(
-        lambda s: {"Status": "Success", "Value": "OpaqueRef:floor"}, "session.login_with_password"
-    )
-    srv.register_function(
-        lambda *a: {"Status": "Success", "Value": "OpaqueRef:floor"}, "session.login_with_password"
-    )
-    srv.register_function(
-        lambda s, vm: {"Status": "Success", "Value": state["vm"]["power_state"]},
-        "VM.get_power_state",
-    )
-    srv.register_function(lambda s: {"Status": "Success", "Value": ""}, "session.logout")
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    return srv, f"http://127.0.0.1:{srv.server_address[1]}/"
+    if p.returncode != 0:
+        raise RuntimeError(f"load client failed: {p.stderr}")
+    return json.loads(p.stdout)
 
 
-def _call_rate(url, vm, n, clients):
-    import XenAPI
-
-    def worker(out):
-        s = XenAPI.Session(url)
-        s.xenapi.login_with_password("root", "xenroot")
-        get = s.xenapi.VM.get_power_state
-        get(vm)
-        t = time.perf_counter()
-        for _ in range(n):
-            get(vm)
-        out.append(time.perf_counter() - t)
-
-    results: list[float] = []
-    threads: list[threading.Thread] = []
-    for _ in range(clients):
-        th = threading.Thread(target=worker, args=(results,))
-        threads.append(th)
-    t0 = time.perf_counter()
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    wall = time.perf_counter() - t0
-    return clients * n / wall
+def _world_toml(vms, hosts=16, pcpus=32):
+    return scenario_toml(hosts, pcpus, vms)
 
 
 # -- benchmarks -----------------------------------------------------------------------------
 
+CLIENTS = (1, 8, 32)
+
 
 def bench_call_rate(quick):
-    n = 300 if quick else 3000
-    out = {}
-    floor_srv, floor_url = stdlib_floor_server()
-    try:
-        with running_world(seed=1) as w:
-            import XenAPI
+    """Calls/s of xapi-sim and of the floor, for each protocol and client count, repeated;
+    the floor and xapi-sim alternate first from one repetition to the next."""
+    reps = 2 if quick else 5
+    seconds = 0.3 if quick else 1.0
+    raw: dict = {p: {c: {"sim": [], "floor": []} for c in CLIENTS} for p in ("xml", "json")}
+    with sim_server() as sim, floor_server("xml") as fx, floor_server("json") as fj:
+        floors = {"xml": fx, "json": fj}
+        runs, keys = [], []
+        for rep in range(reps):
+            for proto in ("xml", "json"):
+                for c in CLIENTS:
+                    order = [("sim", sim), ("floor", floors[proto])]
+                    for who, srv in order if rep % 2 == 0 else order[::-1]:
+                        runs.append(dict(host=srv.host, port=srv.port, proto=proto, clients=c))
+                        keys.append((proto, c, who))
+        got = load(None, mode="rates", runs=runs, seconds=seconds)["runs"]
+        for (proto, c, who), r in zip(keys, got, strict=True):
+            raw[proto][c][who].append(r["calls_per_s"])
+    out: dict = {}
+    for proto, per in raw.items():
+        for c, v in per.items():
+            ratios = [a / b for a, b in zip(v["sim"], v["floor"], strict=True)]
+            out[f"{proto}_clients_{c}"] = {
+                "sim_calls_per_s": spread(v["sim"], 0),
+                "floor_calls_per_s": spread(v["floor"], 0),
+                "ratio": spread(ratios),
+            }
+    return out
 
-            s = XenAPI.Session(w.master_url())
-            s.xenapi.login_with_password("root", "xenroot")
-            vm = s.xenapi.VM.get_by_name_label("web1")[0]
-            for clients in (1, 8, 32):
-                per = max(20, n // clients) if clients > 1 else n
-                sim = _call_rate(w.master_url(), vm, per, clients)
-                flo = _call_rate(floor_url, vm, per, clients)
-                out[f"clients_{clients}"] = {
-                    "sim_calls_per_s": round(sim),
-                    "floor_calls_per_s": round(flo),
-                    "ratio": round(sim / flo, 3),
-                }
-    finally:
-        floor_srv.shutdown()
-        floor_srv.server_close()
+
+def bench_events(quick):
+    """``event.from`` long-polls over HTTP: time from sending one change to each waiter's
+    whole reply."""
+    waiters = 10 if quick else 50
+    rounds = 3 if quick else 20
+    runs = 1 if quick else 3
+    p50s, p99s, allv = [], [], []
+    with sim_server() as sim:
+        for _ in range(runs):
+            lat = load(sim, mode="events", proto="xml", waiters=waiters, rounds=rounds)[
+                "latencies_s"
+            ]
+            p50s.append(percentile(lat, 0.5) * 1000)
+            p99s.append(percentile(lat, 0.99) * 1000)
+            allv += lat
+    allv.sort()
+    return {
+        "waiters": waiters,
+        "wakeups": len(allv),
+        "p50_ms": round(percentile(allv, 0.5) * 1000, 2),
+        "p99_ms": round(percentile(allv, 0.99) * 1000, 2),
+        "runs_p50_ms": spread(p50s, 2),
+        "runs_p99_ms": spread(p99s, 2),
+    }
+
+
+def _xe_vm_list(srv) -> tuple[float, int]:
+    cmd = [sys.executable, "-m", "xapi_sim.xe", "-s", srv.host, "-p", str(srv.port)]
+    cmd += ["-u", "root", "-pw", "xenroot", "vm-list"]
+    t = time.perf_counter()
+    p = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=600)
+    wall = time.perf_counter() - t
+    if p.returncode != 0:
+        raise RuntimeError(f"xe vm-list failed: {p.stderr}")
+    return wall, p.stdout.count("name-label ( RW)")
+
+
+MEMORY_CASES = {
+    "bulk_read": ("VM.get_all_records", []),
+    "event_from_initial": ("event.from", [["VM"], "", 0.0]),
+}
+
+
+def _memory(scenario_text, case, proto, clients) -> dict:
+    """Peak RSS of a fresh server over its RSS at ready, while ``clients`` connections make
+    one bulk call ``case`` at once."""
+    method, params = MEMORY_CASES[case]
+    with sim_server(scenario_text) as srv:
+        time.sleep(0.2)
+        before = _proc_status(srv.pid).get("VmRSS")
+        reset = _reset_peak(srv.pid)
+        r = load(srv, mode="burst", proto=proto, method=method, params=params, clients=clients)
+        peak = _proc_status(srv.pid).get("VmHWM")
+    reply = max(r["reply_bytes"]) / 2**20
+    entry: dict = {
+        "clients": clients,
+        "reply_mib": round(reply, 2),
+        "seconds": round(r["seconds"], 3),
+        "rss_before_mib": round(before) if before else None,
+        "peak_rss_mib": round(peak) if peak else None,
+        "peak_reset": reset,
+    }
+    if before and peak:
+        entry["growth_mib"] = round(peak - before, 1)
+        entry["growth_per_reply"] = round((peak - before) / reply, 2)
+    return entry
+
+
+def bench_big_world(quick):
+    """One server of a 10,000-VM world (quick: 1,000): ``xe vm-list``, memory."""
+    out: dict = {"xe_vm_list": {}}
+    reps = 2 if quick else 3
+    for vms in (512,) if quick else (512, 10_000):
+        with sim_server(_world_toml(vms)) as srv:
+            times, counts = [], set()
+            for _ in range(reps):
+                t, n = _xe_vm_list(srv)
+                times.append(t)
+                counts.add(n)
+            out["xe_vm_list"][str(vms)] = {"seconds": spread(times), "vms_listed": sorted(counts)}
+    text = _world_toml(500, hosts=4, pcpus=8) if quick else _world_toml(10_000)
+    out["memory"] = {"vms": 500 if quick else 10_000}
+    for case, clients in (("bulk_read", 1), ("event_from_initial", 10 if quick else 50)):
+        for proto in ("xml", "json"):
+            out["memory"][f"{case}_{proto}"] = _memory(text, case, proto, clients)
     return out
 
 
@@ -178,8 +343,8 @@ def _stringify_ints(v):
 
 
 def bench_bulk_read(quick, world=None, vms=10_000):
-    import XenAPI
-
+    """``VM.get_all_records`` in this process: dispatch + encoding against the stdlib
+    marshallers of the same records (single-threaded, so sharing the process is fair)."""
     world = world or _big_world(vms)
     master = world.pools[0].master
     d = Dispatcher(world)
@@ -199,167 +364,87 @@ def bench_bulk_read(quick, world=None, vms=10_000):
         lambda: jcodec.encode_success(2, 1, d.dispatch(master, "VM.get_all_records", [sess])), rep
     )
     floor_json = _best(lambda: json.dumps({"jsonrpc": "2.0", "result": records, "id": 1}), rep)
-    sim = Simulator(world, port=0).start()
-    try:
-        s = XenAPI.Session(master.url)
-        s.xenapi.login_with_password("root", "xenroot")
-        e2e_xml = _best(lambda: s.xenapi.VM.get_all_records(), 1)
-        body = json.dumps(
-            {"jsonrpc": "2.0", "id": 1, "method": "VM.get_all_records", "params": [s._session]}
-        ).encode()
-
-        def json_call():
-            c = http.client.HTTPConnection(master.address_for_url, master.port)
-            c.request("POST", "/jsonrpc", body, {"content-type": "application/json"})
-            json.loads(c.getresponse().read())
-            c.close()
-
-        e2e_json = _best(json_call, 1)
-    finally:
-        sim.stop()
     return {
         "vms": len(records),
         "xml": {
             "server_s": round(server_xml, 4),
             "floor_dumps_s": round(floor_xml, 4),
             "ratio": round(server_xml / floor_xml, 3),
-            "end_to_end_s": round(e2e_xml, 3),
         },
         "json": {
             "server_s": round(server_json, 4),
             "floor_dumps_s": round(floor_json, 4),
             "ratio": round(server_json / floor_json, 3),
-            "end_to_end_s": round(e2e_json, 3),
         },
     }
 
 
-def bench_events(quick, world=None):
-    waiters = 10 if quick else 50
-    rounds = 5 if quick else 20
-    world = scenario.build(scenario.default(), seed=1)
-    d = Dispatcher(world)
-    master = world.pools[0].master
-    sess = d.dispatch(master, "session.login_with_password", ["root", "xenroot"])
-    pool = world.pools[0].ref
-    lat = []
-    lock = threading.Lock()
-    for r in range(rounds):
-        tok = d.dispatch(master, "event.from", [sess, ["pool"], "", 0.0])["token"]
-        ready = threading.Barrier(waiters + 1)
-        changed_at: dict[str, float] = {}
-
-        def waiter(ready, tok, changed_at):
-            ready.wait()
-            d.dispatch(master, "event.from", [sess, ["pool"], tok, 30.0])
-            done = time.perf_counter()
-            with lock:
-                lat.append(done - changed_at["t"])
-
-        ths = [
-            threading.Thread(target=waiter, args=(ready, tok, changed_at)) for _ in range(waiters)
-        ]
-        for t in ths:
-            t.start()
-        ready.wait()
-        time.sleep(0.2)  # let every waiter block
-        changed_at["t"] = time.perf_counter()
-        d.dispatch(master, "pool.add_to_other_config", [sess, pool, f"k{r}", "v"])
-        for t in ths:
-            t.join()
-    lat.sort()
-    big = world if quick else _big_world(10_000)
-    bm = big.pools[0].master
-    bd = Dispatcher(big)
-    bs = bd.dispatch(bm, "session.login_with_password", ["root", "xenroot"])
-    t = _best(lambda: bd.dispatch(bm, "event.from", [bs, ["*"], "", 0.0]), 1)
-    n = len(bd.dispatch(bm, "event.from", [bs, ["*"], "", 0.0])["events"])
-    return {
-        "waiters": waiters,
-        "wakeups": len(lat),
-        "p50_ms": round(statistics.median(lat) * 1000, 2),
-        "p99_ms": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000, 2),
-        "initial_fill": {"objects": n, "seconds": round(t, 3)},
-    }
-
-
-def _peak_rss_mib(pid):
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass  # no /proc (not Linux): the peak is simply not reported
-    return None
-
-
-def bench_startup(scenario_path=None):
-    """Time from process start to the ready file, and peak RSS, of `xapi-sim serve`."""
-    with tempfile.TemporaryDirectory() as d:
-        ready = os.path.join(d, "ready.json")
-        cmd = [sys.executable, "-m", "xapi_sim", "serve", "--port", "0", "--ready-file", ready]
-        if scenario_path:
-            cmd += ["--scenario", scenario_path]
-        t0 = time.perf_counter()
-        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        assert p.stderr is not None  # a pipe
-        try:
-            while not os.path.exists(ready):
-                if p.poll() is not None:
-                    raise RuntimeError(p.stderr.read().decode())
-                time.sleep(0.01)
-            t = time.perf_counter() - t0
-            rss = _peak_rss_mib(p.pid)
-        finally:
-            p.terminate()
-            p.wait(30)
-    return {"ready_s": round(t, 3), "peak_rss_mib": round(rss) if rss else None}
+def bench_startup(scenario_text=None):
+    """Time from process start to the ready file, and peak RSS, of ``xapi-sim serve``."""
+    with sim_server(scenario_text) as srv:
+        rss = _peak_rss_mib(srv.pid)
+        return {"ready_s": round(srv.ready_s, 3), "peak_rss_mib": round(rss) if rss else None}
 
 
 def bench_startup_big(vms, hosts=64, pcpus=512):
-    with tempfile.TemporaryDirectory() as d:
-        path = os.path.join(d, "big.toml")
-        with open(path, "w") as fh:
-            fh.write(scenario_toml(hosts, pcpus, vms))
-        return bench_startup(path)
+    return bench_startup(scenario_toml(hosts, pcpus, vms))
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="bench", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes (CI)")
     ap.add_argument("--json", metavar="FILE", default="bench-results.json")
+    ap.add_argument(
+        "--only",
+        metavar="NAMES",
+        help="comma-separated subset: call_rate, events, big_world, bulk_read, startup",
+    )
     args = ap.parse_args(argv)
     q = args.quick
+    only = set(args.only.split(",")) if args.only else None
     res: dict[str, Any] = {
         "mode": "quick" if q else "full",
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
     }
     t0 = time.perf_counter()
-    res["call_rate"] = bench_call_rate(q)
-    big_vms = 1000 if q else 10_000
-    res["bulk_read"] = (
-        bench_bulk_read(q, vms=big_vms)
-        if not q
-        else bench_bulk_read(q, _big_world(big_vms, hosts=8, pcpus=16))
-    )
-    res["events"] = bench_events(q)
-    res["startup"] = {"default": bench_startup()}
-    if q:
-        res["startup"]["small_generated"] = bench_startup_big(200, hosts=4, pcpus=8)
-        res["growth"] = {
-            str(n): {"startup": bench_startup_big(n, hosts=4, pcpus=8)} for n in (100, 400)
-        }
-    else:
-        res["startup"]["big"] = bench_startup_big(10_000)
-        res["growth"] = {}
-        for n in (1000, 10_000, 50_000):
-            br = bench_bulk_read(True, vms=n) if n != 10_000 else res["bulk_read"]
-            res["growth"][str(n)] = {
-                "bulk_read_server_s": br["xml"]["server_s"],
-                "bulk_read_floor_s": br["xml"]["floor_dumps_s"],
-                "startup": bench_startup_big(n),
-            }
+
+    def want(name):
+        return only is None or name in only
+
+    sections: dict[str, float] = {}
+    for name, fn in (
+        ("call_rate", bench_call_rate),
+        ("events", bench_events),
+        ("big_world", bench_big_world),
+    ):
+        if want(name):
+            t = time.perf_counter()
+            res[name] = fn(q)
+            sections[name] = round(time.perf_counter() - t, 1)
+    res["section_s"] = sections
+    if want("bulk_read"):
+        res["bulk_read"] = (
+            bench_bulk_read(q, _big_world(1000, hosts=8, pcpus=16))
+            if q
+            else bench_bulk_read(q, vms=10_000)
+        )
+    if want("startup"):
+        res["startup"] = {"default": bench_startup()}
+        if q:
+            res["growth"] = {str(n): {"startup": bench_startup_big(n, 4, 8)} for n in (100, 400)}
+        else:
+            res["growth"] = {}
+            for n in (1000, 10_000, 50_000, 100_000):
+                entry: dict = {"startup": bench_startup_big(n)}
+                if n <= 50_000:
+                    br = (
+                        res["bulk_read"]
+                        if n == 10_000 and "bulk_read" in res
+                        else bench_bulk_read(True, vms=n)
+                    )
+                    entry["bulk_read_server_s"] = br["xml"]["server_s"]
+                    entry["bulk_read_floor_s"] = br["xml"]["floor_dumps_s"]
+                res["growth"][str(n)] = entry
     res["total_s"] = round(time.perf_counter() - t0, 1)
     with open(args.json, "w") as fh:
         json.dump(res, fh, indent=2)
@@ -367,30 +452,46 @@ def main(argv=None):
     return 0
 
 
+def _sp(v, unit=""):
+    return f"{v['median']}{unit} [{v['min']}-{v['max']}]"
+
+
 def _print_table(res):
     print(
         f"xapi-sim benchmarks ({res['mode']} mode, {res['machine']['cpus']} CPUs, "
-        f"Python {res['machine']['python']}, {res['total_s']} s)"
+        f"Python {res['machine']['python']}, {res['total_s']} s); median [min-max]"
     )
-    for k, v in res["call_rate"].items():
+    for k, v in res.get("call_rate", {}).items():
         print(
-            f"  call rate {k:<11} sim {v['sim_calls_per_s']:>7}/s  floor "
-            f"{v['floor_calls_per_s']:>7}/s  ratio {v['ratio']}"
+            f"  call rate {k:<16} sim {_sp(v['sim_calls_per_s'], '/s')}  floor "
+            f"{_sp(v['floor_calls_per_s'], '/s')}  ratio {_sp(v['ratio'])}"
         )
-    br = res["bulk_read"]
-    for codec in ("xml", "json"):
-        v = br[codec]
+    ev = res.get("events")
+    if ev:
         print(
-            f"  bulk read {codec:<4} {br['vms']} VMs: server {v['server_s']}s  floor "
-            f"{v['floor_dumps_s']}s  ratio {v['ratio']}  end-to-end {v['end_to_end_s']}s"
+            f"  events: {ev['waiters']} waiters, {ev['wakeups']} wake-ups: p50 {ev['p50_ms']} ms,"
+            f" p99 {ev['p99_ms']} ms; per run p99 {_sp(ev['runs_p99_ms'], ' ms')}"
         )
-    ev = res["events"]
-    print(
-        f"  events: {ev['waiters']} waiters p50 {ev['p50_ms']} ms  p99 {ev['p99_ms']} ms; "
-        f"initial fill {ev['initial_fill']['objects']} objects in "
-        f"{ev['initial_fill']['seconds']}s"
-    )
-    for k, v in res["startup"].items():
+    bw = res.get("big_world", {})
+    for n, v in bw.get("xe_vm_list", {}).items():
+        print(f"  xe vm-list {n:>6} VMs: {_sp(v['seconds'], ' s')}")
+    for k, v in bw.get("memory", {}).items():
+        if k == "vms":
+            continue
+        print(
+            f"  memory {k:<24} {v['clients']} client(s), reply {v['reply_mib']} MiB: RSS "
+            f"{v['rss_before_mib']} -> peak {v['peak_rss_mib']} MiB"
+            f" (x{v.get('growth_per_reply')} of the reply)"
+        )
+    br = res.get("bulk_read")
+    if br:
+        for codec in ("xml", "json"):
+            v = br[codec]
+            print(
+                f"  bulk read {codec:<4} {br['vms']} VMs in process: server {v['server_s']}s"
+                f"  floor {v['floor_dumps_s']}s  ratio {v['ratio']}"
+            )
+    for k, v in res.get("startup", {}).items():
         print(f"  start-up {k}: ready {v['ready_s']}s  peak RSS {v['peak_rss_mib']} MiB")
     for n, v in res.get("growth", {}).items():
         extra = (

@@ -73,6 +73,8 @@ LAYERS = [
             "xe",
             "cli",
             "bench",
+            "bench_load",
+            "bench_floor",
             "testing",
             "__main__",
         ],

@@ -1,0 +1,47 @@
+"""The benchmark's load client and floors drive real servers correctly (no timing asserted)."""
+
+import json
+import subprocess
+import sys
+
+from xapi_sim import bench, bench_load
+from xapi_sim.testing import running_world
+
+
+def _spec(url):
+    host, port = url[len("http://") :].rstrip("/").split(":")
+    return {"host": host, "port": int(port)}
+
+
+def test_rate_burst_and_events_against_a_world():
+    with running_world(seed=1) as w:
+        base = _spec(w.master_url())
+        for proto in ("xml", "json"):
+            r = bench_load.rate({**base, "proto": proto, "clients": 3, "seconds": 0.05})
+            assert r["calls"] > 0
+            b = bench_load.burst(
+                {**base, "proto": proto, "clients": 2, "method": "VM.get_all_records", "params": []}
+            )
+            assert len(b["reply_bytes"]) == 2 and min(b["reply_bytes"]) > 1000
+        ev = bench_load.events({**base, "proto": "xml", "waiters": 3, "rounds": 1})
+        assert len(ev["latencies_s"]) == 3
+
+
+def test_floors_answer_the_load_client():
+    for kind in ("xml", "json"):
+        with bench.floor_server(kind) as srv:
+            r = bench.load(srv, mode="rate", proto=kind, clients=2, seconds=0.05)
+            assert r["calls"] > 0
+
+
+def test_load_client_reports_failures():
+    with running_world(seed=1) as w:
+        spec = {**_spec(w.master_url()), "mode": "rate", "proto": "xml", "clients": 1}
+        spec.update(seconds=0.05, vm="no such vm")
+        p = subprocess.run(
+            [sys.executable, "-m", "xapi_sim.bench_load", json.dumps(spec)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert p.returncode != 0

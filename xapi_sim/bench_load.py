@@ -1,0 +1,274 @@
+"""The benchmarks' client side, run in a process of its own (``python -m xapi_sim.bench_load
+SPEC``, SPEC a JSON object; the result is one JSON object on stdout).
+
+One thread drives every connection with a selector: requests are pre-encoded bytes, replies
+are framed by their ``content-length`` and only checked for success, so the client costs
+little per call and never queues its connections behind its own interpreter lock. The
+servers it measures (xapi-sim, the stdlib floors of ``bench_floor``) each run in another
+process. Modes:
+
+* ``rate`` (``rates``: several in turn): ``clients`` keep-alive connections each calling
+  ``VM.get_power_state`` in a loop (a new request as soon as the previous reply is whole)
+  for ``seconds`` after a warm-up; answers calls per second.
+* ``events``: ``waiters`` connections each blocked in ``event.from(["pool"], token, 30)``;
+  one ``pool.add_to_other_config`` on another connection; the time from sending that change
+  to each waiter's whole reply, over ``rounds`` rounds.
+* ``burst``: ``clients`` connections send the same call at once (``method``/``params``,
+  the session prepended); answers each reply's size and the time until all are read.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import selectors
+import socket
+import sys
+import time
+import xmlrpc.client
+from typing import Any
+
+
+def encode(proto: str, method: str, params: list) -> bytes:
+    """The body of one call."""
+    if proto == "json":
+        return json.dumps({"jsonrpc": "2.0", "method": method, "params": params, "id": 1}).encode()
+    return xmlrpc.client.dumps(tuple(params), method, allow_none=True).encode()
+
+
+def request(proto: str, host: str, port: int, body: bytes) -> bytes:
+    path = "/jsonrpc" if proto == "json" else "/"
+    ctype = "application/json" if proto == "json" else "text/xml"
+    return (
+        f"POST {path} HTTP/1.1\r\nhost: {host}:{port}\r\ncontent-type: {ctype}\r\n"
+        f"content-length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+def call(proto: str, host: str, port: int, method: str, params: list) -> Any:
+    """One blocking call (set-up only); the value, or RuntimeError on an API failure."""
+    c = http.client.HTTPConnection(host, port, timeout=60)
+    try:
+        path = "/jsonrpc" if proto == "json" else "/"
+        c.request("POST", path, encode(proto, method, params), {"content-type": "text/xml"})
+        data = c.getresponse().read()
+    finally:
+        c.close()
+    return decode(proto, data)
+
+
+def decode(proto: str, data: bytes) -> Any:
+    if proto == "json":
+        rep = json.loads(data)
+        if rep.get("error"):
+            raise RuntimeError(rep["error"])
+        return rep["result"]
+    env: Any = xmlrpc.client.loads(data)[0][0]
+    if env["Status"] != "Success":
+        raise RuntimeError(env["ErrorDescription"])
+    return env["Value"]
+
+
+class Conn:
+    """One non-blocking keep-alive connection with at most one call in flight."""
+
+    __slots__ = ("sock", "out", "buf", "need", "head_end", "sent_at", "on_reply")
+
+    def __init__(self, host: str, port: int):
+        self.sock = socket.create_connection((host, port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock.setblocking(False)
+        self.out = b""
+        self.buf = bytearray()
+        self.need = -1  # bytes of the whole reply once its head is read
+        self.head_end = 0
+        self.sent_at = 0.0
+        self.on_reply: Any = None
+
+    def send(self, data: bytes) -> None:
+        self.sent_at = time.perf_counter()
+        self.out = data
+        self.flush()
+
+    def flush(self) -> None:
+        try:
+            n = self.sock.send(self.out)
+        except BlockingIOError:
+            n = 0
+        if n < len(self.out):  # rare (requests are small): finish it blocking
+            self.sock.setblocking(True)
+            try:
+                self.sock.sendall(self.out[n:])
+            finally:
+                self.sock.setblocking(False)
+        self.out = b""
+
+    def readable(self) -> bytes | None:
+        """Read what is there; the reply body once whole (then ready for the next)."""
+        try:
+            chunk = self.sock.recv(1 << 20)
+        except BlockingIOError:
+            return None
+        if not chunk:
+            raise ConnectionError("the server closed the connection")
+        self.buf += chunk
+        if self.need < 0:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                return None
+            self.head_end = end + 4
+            length = None
+            for line in bytes(self.buf[:end]).split(b"\r\n")[1:]:
+                k, _, v = line.partition(b":")
+                if k.strip().lower() == b"content-length":
+                    length = int(v)
+            if length is None:
+                raise ConnectionError("a reply without content-length")
+            self.need = self.head_end + length
+        if len(self.buf) < self.need:
+            return None
+        body = bytes(self.buf[self.head_end : self.need])
+        del self.buf[: self.need]
+        self.need = -1
+        return body
+
+
+def _ok(proto: str, body: bytes) -> bool:
+    return b'"result"' in body if proto == "json" else b">Success</" in body[:400]
+
+
+def _loop(sel: selectors.BaseSelector, until, stop_at: float) -> None:
+    """Serve readiness until ``until()`` or the deadline (then TimeoutError)."""
+    while not until():
+        left = stop_at - time.perf_counter()
+        if left <= 0:
+            raise TimeoutError("the server did not answer in time")
+        for key, _mask in sel.select(min(left, 1.0)):
+            c: Conn = key.data
+            body = c.readable()
+            if body is not None:
+                c.on_reply(c, body)
+
+
+def rates(spec: dict) -> dict:
+    """Several ``rate`` runs in turn (``runs``: their specs), from this one process."""
+    return {"runs": [rate({**spec, **run}) for run in spec["runs"]]}
+
+
+def rate(spec: dict) -> dict:
+    proto, host, port = spec["proto"], spec["host"], spec["port"]
+    sess = call(proto, host, port, "session.login_with_password", ["root", "xenroot"])
+    vm = call(proto, host, port, "VM.get_by_name_label", [sess, spec.get("vm", "web1")])[0]
+    req = request(proto, host, port, encode(proto, "VM.get_power_state", [sess, vm]))
+    sel = selectors.DefaultSelector()
+    conns = [Conn(host, port) for _ in range(spec["clients"])]
+    state = {"count": 0, "bad": 0, "measuring": False}
+
+    def on_reply(c: Conn, body: bytes) -> None:
+        if not _ok(proto, body):
+            state["bad"] += 1
+        if state["measuring"]:
+            state["count"] += 1
+        c.send(req)
+
+    for c in conns:
+        c.on_reply = on_reply
+        sel.register(c.sock, selectors.EVENT_READ, c)
+        c.send(req)
+    warm = time.perf_counter() + spec.get("warmup", 0.2)
+    _loop(sel, lambda: time.perf_counter() >= warm, warm + 60)
+    state["measuring"] = True
+    t0 = time.perf_counter()
+    end = t0 + spec["seconds"]
+    _loop(sel, lambda: time.perf_counter() >= end, end + 60)
+    wall = time.perf_counter() - t0
+    for c in conns:
+        c.sock.close()
+    if state["bad"]:
+        raise RuntimeError(f"{state['bad']} calls failed")
+    return {"calls": state["count"], "seconds": wall, "calls_per_s": state["count"] / wall}
+
+
+def events(spec: dict) -> dict:
+    proto, host, port = spec["proto"], spec["host"], spec["port"]
+    sess = call(proto, host, port, "session.login_with_password", ["root", "xenroot"])
+    pool = call(proto, host, port, "pool.get_all", [sess])[0]
+    sel = selectors.DefaultSelector()
+    waiters = [Conn(host, port) for _ in range(spec["waiters"])]
+    trigger = Conn(host, port)
+    lat: list[float] = []
+    for r in range(spec["rounds"]):
+        token = call(proto, host, port, "event.from", [sess, ["pool"], "", 0.0])["token"]
+        req = request(proto, host, port, encode(proto, "event.from", [sess, ["pool"], token, 30.0]))
+        done: list[float] = []
+        state = {"changed": 0.0, "trigger_back": False}
+
+        def on_reply(c: Conn, body: bytes, done: list[float] = done) -> None:
+            done.append(time.perf_counter())
+            if not _ok(proto, body):
+                raise RuntimeError(f"event.from failed: {body[:300]!r}")
+
+        def on_trigger(c: Conn, body: bytes, state: dict = state) -> None:
+            state["trigger_back"] = True
+
+        for c in waiters:
+            c.on_reply = on_reply
+            sel.register(c.sock, selectors.EVENT_READ, c)
+            c.send(req)
+        time.sleep(0.3)  # every waiter is blocked (event.from first sleeps 50 ms)
+        change = encode(proto, "pool.add_to_other_config", [sess, pool, f"bench{r}", "v"])
+        trigger.on_reply = on_trigger
+        sel.register(trigger.sock, selectors.EVENT_READ, trigger)
+        t0 = time.perf_counter()
+        trigger.send(request(proto, host, port, change))
+        _loop(
+            sel,
+            lambda done=done, state=state: len(done) == len(waiters) and state["trigger_back"],
+            t0 + 30,
+        )
+        for c in [*waiters, trigger]:
+            sel.unregister(c.sock)
+        lat += [t - t0 for t in done]
+    for c in [*waiters, trigger]:
+        c.sock.close()
+    lat.sort()
+    return {"latencies_s": lat}
+
+
+def burst(spec: dict) -> dict:
+    proto, host, port = spec["proto"], spec["host"], spec["port"]
+    sess = call(proto, host, port, "session.login_with_password", ["root", "xenroot"])
+    req = request(proto, host, port, encode(proto, spec["method"], [sess, *spec["params"]]))
+    sel = selectors.DefaultSelector()
+    conns = [Conn(host, port) for _ in range(spec["clients"])]
+    sizes: list[int] = []
+
+    def on_reply(c: Conn, body: bytes) -> None:
+        if not _ok(proto, body):
+            raise RuntimeError(f"{spec['method']} failed: {body[:300]!r}")
+        sizes.append(len(body))
+
+    t0 = time.perf_counter()
+    for c in conns:
+        c.on_reply = on_reply
+        sel.register(c.sock, selectors.EVENT_READ, c)
+        c.send(req)
+    _loop(sel, lambda: len(sizes) == len(conns), t0 + spec.get("timeout", 600))
+    wall = time.perf_counter() - t0
+    for c in conns:
+        c.sock.close()
+    return {"reply_bytes": sizes, "seconds": wall}
+
+
+MODES = {"rate": rate, "rates": rates, "events": events, "burst": burst}
+
+
+def main(argv: list[str] | None = None) -> int:
+    spec = json.loads((argv if argv is not None else sys.argv[1:])[0])
+    out = MODES[spec["mode"]](spec)
+    sys.stdout.write(json.dumps(out) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
