@@ -110,6 +110,8 @@ _BAD_CHARS = re.compile(
 
 
 def _utf8_ok(v) -> bool:
+    if type(v) is str and v.isascii() and v.isprintable():
+        return True  # the usual case: printable ASCII has none of those characters
     if isinstance(v, str):
         return _BAD_CHARS.search(v) is None
     if isinstance(v, list):
@@ -130,6 +132,53 @@ def _check_utf8(params):
             raise Failure("INVALID_VALUE", "Invalid UTF-8 string in parameter", rpc_to_string(p))
 
 
+def _converter(ty) -> Callable[[Any], Any]:
+    """``convert`` for one parameter type, with a direct path for the commonest kinds (a
+    string or a reference arriving as a plain string)."""
+    if ty.kind in ("string", "ref"):
+
+        def conv_str(v, ty=ty):
+            return v if type(v) is str else convert(ty, v)
+
+        return conv_str
+
+    def conv(v, ty=ty):
+        return convert(ty, v)
+
+    return conv
+
+
+class Plan:
+    """What resolving one wire name against one release's schema yields, computed once
+    (``Dispatcher.plan``): the message, its arity rule, whether it takes a session, its
+    async capability and one converter per parameter. The handler is still looked up per
+    call (``REGISTRY`` first), so a registration made later -- or a test's wrapper -- wins
+    at once."""
+
+    __slots__ = (
+        "msg",
+        "wire",
+        "nparams",
+        "mandatory",
+        "takes_session",
+        "adjust",
+        "convs",
+        "async_ok",
+        "sync_task",
+    )
+
+    def __init__(self, msg: Message):
+        self.msg = msg
+        self.wire = msg.wire_name
+        self.nparams = len(msg.params)
+        self.mandatory = OPTIONAL_TAIL.get(self.wire, self.nparams)
+        self.takes_session = self.wire not in SESSIONLESS and msg.takes_session
+        self.adjust = 1 if self.takes_session else 0
+        self.convs = [_converter(p.type) for p in msg.params]
+        self.async_ok = async_capable(msg)
+        self.sync_task = self.async_ok and not msg.implicit
+
+
 def async_capable(m: Message) -> bool:
     """XAPI gives an async mode to custom messages and create/destroy (§5), never to
     getters, setters, records, nor to messages of session, event, task, data_source, blob."""
@@ -142,6 +191,19 @@ class Dispatcher:
     def __init__(self, world):
         self.world = world
         self._generic_cache = {}
+        self._plans: dict = {}  # (schema, wire name as called) -> Plan; known names only
+
+    def plan(self, schema: Schema, name: str) -> Plan | None:
+        """The call plan of ``name`` in ``schema`` (None: no such message). Only names the
+        schema knows are kept, so the cache is bounded by the datamodel."""
+        key = (schema, name)
+        plan = self._plans.get(key)
+        if plan is None:
+            msg = schema.message(name)
+            if msg is None:
+                return None
+            plan = self._plans[key] = Plan(msg)
+        return plan
 
     # -- entry point ---------------------------------------------------------------------
     def dispatch(self, host, method: str, params: list):
@@ -158,27 +220,24 @@ class Dispatcher:
         if name in CONTROL:
             return self._control(host, name, params)
         schema: Schema = host.pool.schema
-        msg = schema.message(name)
-        if msg is None:
+        plan = self.plan(schema, name)
+        if plan is None:
             if params:
                 self.check_session(host, params[0])
             raise Failure("MESSAGE_METHOD_UNKNOWN", name)
-        wire = msg.wire_name
-        nparams = len(msg.params)
-        mandatory = OPTIONAL_TAIL.get(wire, nparams)
-        takes_session = wire not in SESSIONLESS and msg.takes_session
-        adjust = 1 if takes_session else 0
-        if len(params) < mandatory or (mandatory == nparams and len(params) != nparams):
-            raise Failure(
-                "MESSAGE_PARAMETER_COUNT_MISMATCH", wire, mandatory - adjust, len(params) - adjust
-            )
-        params = params[:nparams]
-        args = [convert(p.type, v) for p, v in zip(msg.params, params, strict=False)]
+        msg, wire, nparams, mandatory = plan.msg, plan.wire, plan.nparams, plan.mandatory
+        n = len(params)
+        if n < mandatory or (mandatory == nparams and n != nparams):
+            adjust = plan.adjust
+            raise Failure("MESSAGE_PARAMETER_COUNT_MISMATCH", wire, mandatory - adjust, n - adjust)
+        if n > nparams:
+            params = params[:nparams]
+        args = [conv(v) for conv, v in zip(plan.convs, params, strict=False)]
         call = Call(self.world, host, wire, msg)
-        if takes_session:
+        if plan.takes_session:
             call.session = self.check_session(host, args[0])
             args = args[1:]
-        if is_async and not async_capable(msg):
+        if is_async and not plan.async_ok:
             raise Failure("Fault", f"No async mode for this operation (rpc: {wire})")
         if msg.removed:
             raise Failure("MESSAGE_REMOVED")
@@ -190,7 +249,7 @@ class Dispatcher:
             handler = wrap(faults, handler, method)
         if is_async:
             return self.world_tasks().run_async(call, handler, args, "Async." + wire)
-        if async_capable(msg) and not msg.implicit:
+        if plan.sync_task:
             return self.world_tasks().run_sync(call, handler, args, wire)
         return run_transaction(self.world, handler, call, args)
 

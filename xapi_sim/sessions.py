@@ -107,10 +107,12 @@ _use_seq = itertools.count(1)
 
 
 class SessionState(dict):
-    """Per-world bookkeeping: last use order of each session, time of the last full pass."""
+    """Per-world bookkeeping: last use order of each session, time of the last full pass,
+    and the second each session was last touched with the ``last_active`` value then
+    written (``touch``)."""
 
     def __init__(self, world):
-        super().__init__(use={}, last_gc=None)
+        super().__init__(use={}, last_gc=None, touched={})
 
 
 def _state(world):
@@ -320,14 +322,27 @@ def gc_sessions(world, now=None) -> list:
 
 
 def touch(world, db, ref, row):
-    """The session check's refresh of ``last_active`` (the master sets it on every call;
-    its resolution is one second, so at most one write per session per second)."""
-    _state(world)["use"][ref] = next(_use_seq)
-    ts = world.clock.now_ts()
+    """The session check's refresh of ``last_active``: XAPI's master sets it on every call;
+    its resolution is one second, so a call within the second of the last write changes
+    nothing and costs no store write, no lock and no clock formatting -- only the use order
+    (for eviction) and an in-memory comparison. The first call of a new second writes the
+    row as before, so ``last_active`` reads exactly as XAPI's does (and a value set behind
+    our back, ``row["last_active"]`` no longer the one written, is refreshed again)."""
+    st = _state(world)
+    st["use"][ref] = next(_use_seq)
+    sec = int(world.clock.time())
+    touched = st["touched"]
+    memo = touched.get(ref)
+    if memo is not None and memo[0] == sec and row["last_active"] is memo[1]:
+        return
+    ts = world.clock.ts_of(sec)
     if row["last_active"] != ts:
         with db.lock:
-            if ref in db.tables["session"]:
-                db.set("session", ref, "last_active", ts)
+            if ref not in db.tables["session"]:
+                return
+            db.set("session", ref, "last_active", ts)
+            row = db.tables["session"][ref]
+    touched[ref] = (sec, row["last_active"])
 
 
 def destroy_session(world, db, ref):
@@ -335,7 +350,9 @@ def destroy_session(world, db, ref):
     ``event.from``/``event.next`` calls (they then fail with SESSION_INVALID), and tell the
     event system (``Xapi_event.on_session_deleted``) when it offers the hook."""
     with db.cond:
-        _state(world)["use"].pop(ref, None)
+        st = _state(world)
+        st["use"].pop(ref, None)
+        st["touched"].pop(ref, None)
         if db.exists("session", ref):
             db.remove("session", ref)
         for hook in SESSION_DELETED_HOOKS:

@@ -253,6 +253,10 @@ def event_next(call):
             raise Failure("SESSION_NOT_REGISTERED", call.session)
     while True:
         with db.cond:
+            # a session destroyed while we waited (its registration gone with it): XAPI's
+            # waiter sees ``session_invalid`` (Xapi_event.on_session_deleted) first
+            if call.session not in db.tables["session"]:
+                raise Failure("SESSION_INVALID", call.session)
             reg = q.regs.get(call.session)
             if reg is None:  # unregistered meanwhile (another connection of the session)
                 raise Failure("SESSION_NOT_REGISTERED", call.session)
