@@ -25,7 +25,7 @@ from ..datamodel import NO_EVENTS
 from ..dispatch import api
 from ..errors import Failure
 from ..sessions import SESSION_DELETED_HOOKS
-from ..wire.values import I4
+from ..wire.values import I4, Shared
 
 EVENT_FROM_DELAY = 0.05  # xapi_globs event_from_delay: batching before/between polls
 QUEUE_LIMIT = 10_000  # legacy event.next: pending events before EVENTS_LOST
@@ -126,29 +126,50 @@ def _event(db, gen, cls, ref, op, legacy=False):
     return ev
 
 
+def _batch_key(since, names, objs):
+    return (since, frozenset(names), frozenset((c, frozenset(r)) for c, r in objs.items()))
+
+
 def _collect(db, since, names, objs):
-    """Events after generation ``since`` (xapi_event.ml collect_events): from the beginning
-    (token ``""`` = 0) every live object is an ``add`` at its creation generation."""
-    classes = names | set(objs)
-    out = []
-    # many clients waiting on the same token and subscription wake together: the batch is
-    # computed once per database generation and shared (read-only), without the lock
-    sub = (frozenset(names), frozenset((c, frozenset(r)) for c, r in objs.items()))
+    """(events after generation ``since``, the generation read) (xapi_event.ml
+    collect_events): from the beginning (token ``""`` = 0) every live object is an ``add``
+    at its creation generation. Many clients waiting on the same token and subscription
+    wake together, and many first calls (token ``""``) arrive together: the batch is
+    computed once per (token, subscription, database generation) and shared, read-only --
+    a waiter that finds it made needs no lock, one that comes while it is being made waits
+    for it instead of making its own."""
+    key = _batch_key(since, names, objs)
     gen = db.gen
     memo = getattr(db, "_event_memo", None)
-    if memo is not None and memo[0] == (since, gen, sub):
+    if memo is not None and memo[0] == (key, gen):
         return memo[1], gen
+    classes = names | set(objs)
     with db.reading():
         gen = db.gen
-        key = (since, gen, sub)
+        memo = getattr(db, "_event_memo", None)
+        if memo is not None and memo[0] == (key, gen):
+            return memo[1], gen  # made while we waited for the lock
+        out = []
         for g, cls, ref, op in db.changes_since(since, classes):
             if cls not in names and ref not in objs.get(cls, ()):
                 continue
             ev = _event(db, g, cls, ref, op)
             if ev is not None:
                 out.append(ev)
-        db._event_memo = (key, out)
+        db._event_memo = ((key, gen), out)
     return out, gen
+
+
+def _reply(db, since, names, objs, events, gen):
+    """The reply for ``events`` at ``gen``: one ``Shared`` per (token, subscription,
+    generation), so every waiter answered with it sends the bytes encoded once."""
+    key = (_batch_key(since, names, objs), gen)
+    memo = getattr(db, "_reply_memo", None)
+    if memo is not None and memo[0] == key and memo[1]["events"] is events:
+        return memo[1]
+    reply = Shared(events=events, valid_ref_counts=valid_ref_counts(db), token=token_of(gen))
+    db._reply_memo = (key, reply)
+    return reply
 
 
 @api("event.from")
@@ -179,7 +200,7 @@ def event_from(call, classes, token, timeout):
         if time.monotonic() >= deadline:
             events, gen = _collect(db, since, names, objs)
             break
-    return {"events": events, "valid_ref_counts": valid_ref_counts(db), "token": token_of(gen)}
+    return _reply(db, since, names, objs, events, gen)
 
 
 @api("event.get_current_id")

@@ -25,7 +25,7 @@ import json
 import math
 from collections.abc import Sequence
 
-from .values import Value
+from .values import Shared, Value
 
 MAX_DEPTH = 64
 
@@ -117,6 +117,14 @@ def _dumps(obj: Value) -> bytes:
 
 def encode_success(version: int, rid: int | str, value: Value) -> bytes:
     value = "" if value is None else value
+    if type(value) is Shared:
+        # one event batch for many waiters: the result encoded once, the envelope (whose id
+        # is each request's own) around it -- the same bytes _dumps would give
+        result = value.encoded("json", _dumps)
+        tail = b',"id":' + _dumps(rid) + b"}"
+        if version == 2:
+            return b'{"jsonrpc":"2.0","result":' + result + tail
+        return b'{"result":' + result + b',"error":null' + tail
     if version == 2:
         return _dumps({"jsonrpc": "2.0", "result": value, "id": rid})
     return _dumps({"result": value, "error": None, "id": rid})

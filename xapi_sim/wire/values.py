@@ -10,6 +10,8 @@ Also the answer to ``system.isAlive:`` (``is_alive``), a bounded echo of a decod
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from typing import Any
 
 from ..datamodel import ENUMS, ENUMS_LOWER, Timestamp, Type
@@ -27,6 +29,31 @@ class I4(int):
     """An int the XML codec must emit as ``<i4>`` (only event.from's valid_ref_counts)."""
 
     __slots__ = ()
+
+
+class Shared(dict):  # type: ignore[type-arg]
+    """A result many calls return at once (one event batch for every waiter of a
+    subscription woken at one generation): a read-only dict that each codec encodes once
+    and then serves to every caller as the same bytes (``encoded``). Nothing may mutate it
+    once returned."""
+
+    __slots__ = ("_encoded", "_lock")
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self._encoded: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+
+    def encoded(self, codec: str, encode: Callable[[dict[str, Any]], bytes]) -> bytes:
+        """``encode(plain dict)`` made once per codec; concurrent callers wait for the first
+        (pure CPU work under the lock, no I/O)."""
+        got = self._encoded.get(codec)
+        if got is None:
+            with self._lock:
+                got = self._encoded.get(codec)
+                if got is None:
+                    got = self._encoded[codec] = encode(dict(self))
+        return got
 
 
 def rpc_to_string(v: Value) -> str:
