@@ -101,10 +101,11 @@ def filter_by(records, params):
     return records
 
 
-def all_records(ctx, cls) -> list:
-    """Every object of ``cls`` as a CLI record (one ``get_all_records_where "true"``)."""
+def all_records(ctx, cls, only=None) -> list:
+    """Every object of ``cls`` as a CLI record (one ``get_all_records_where "true"``);
+    ``only``: the fields to build (``make_record``)."""
     allrecs = ctx.call(f"{cls}.get_all_records_where", "true")
-    return [make_record(ctx, cls, r, row) for r, row in allrecs.items()]
+    return [make_record(ctx, cls, r, row, only) for r, row in allrecs.items()]
 
 
 def choose_params(ctx, defaults):

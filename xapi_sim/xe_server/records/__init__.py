@@ -19,8 +19,10 @@ RECORDS = {
 }
 
 
-def make_record(ctx, cls, ref, row=None) -> Record:
-    return RECORDS[cls](ctx, ref, row)
+def make_record(ctx, cls, ref, row=None, only=None) -> Record:
+    """The CLI record of ``ref``; ``only``: the names of the fields to build (None: all)."""
+    rec = RECORDS[cls](ctx, ref, row, only)
+    return rec
 
 
 __all__ = [

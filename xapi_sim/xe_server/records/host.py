@@ -10,8 +10,8 @@ from ..values import host_op_str
 from .record import Builder, Record
 
 
-def host_record(ctx, ref, row=None) -> Record:
-    rec = Record(ctx, "host", ref, row)
+def host_record(ctx, ref, row=None, only=None) -> Record:
+    rec = Record(ctx, "host", ref, row, only)
     B = Builder(rec)
     x, add = B.x, B.add
     metrics = B.linked("host_metrics", "metrics")
@@ -83,8 +83,8 @@ def host_record(ctx, ref, row=None) -> Record:
     return rec
 
 
-def host_cpu_record(ctx, ref, row=None) -> Record:
-    rec = Record(ctx, "host_cpu", ref, row)
+def host_cpu_record(ctx, ref, row=None, only=None) -> Record:
+    rec = Record(ctx, "host_cpu", ref, row, only)
     B = Builder(rec)
     x, add = B.x, B.add
 

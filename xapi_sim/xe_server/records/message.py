@@ -8,8 +8,8 @@ from __future__ import annotations
 from .record import Builder, Record
 
 
-def message_record(ctx, ref, row=None) -> Record:
-    rec = Record(ctx, "message", ref, row)
+def message_record(ctx, ref, row=None, only=None) -> Record:
+    rec = Record(ctx, "message", ref, row, only)
     B = Builder(rec)
     B.add("uuid", B.s("uuid"))
     B.add("name", B.s("name"))

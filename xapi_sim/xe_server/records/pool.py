@@ -10,8 +10,8 @@ from .. import render as R
 from .record import Builder, Record
 
 
-def pool_record(ctx, ref, row=None) -> Record:
-    rec = Record(ctx, "pool", ref, row)
+def pool_record(ctx, ref, row=None, only=None) -> Record:
+    rec = Record(ctx, "pool", ref, row, only)
     B = Builder(rec)
     x, add = B.x, B.add
 

@@ -60,13 +60,16 @@ class Field:
 
 
 class Record:
-    """``Records.record``: a lazily fetched object and its CLI fields."""
+    """``Records.record``: a lazily fetched object and its CLI fields. ``only`` (a set of
+    field names, or None for all) builds just the fields a command prints or filters on --
+    the others are never made (``Builder.add``), in the record's own order."""
 
-    def __init__(self, ctx, cls, ref, row=None):
+    def __init__(self, ctx, cls, ref, row=None, only=None):
         self.ctx = ctx
         self.cls = cls
         self.ref = ref
         self._row = row
+        self.only = only
         self.fields: list = []
 
     def row(self):
@@ -96,33 +99,46 @@ class Builder:
     def x(self):
         return self.rec.row()
 
-    def add(self, name, get, **kw):
-        self.rec.fields.append(Field(name, get, **kw))
+    def wants(self, name) -> bool:
+        """Whether the record builds field ``name`` (``Record.only``)."""
+        only = self.rec.only
+        return only is None or name in only
 
+    def add(self, name, get, **kw):
+        if self.wants(name):
+            self.rec.fields.append(Field(name, get, **kw))
+
+    # the shapes below check ``wants`` before making their closures
     def str_rw(self, name, f):
         """A string field set by ``set_<f>``."""
-        self.add(name, self.s(f), set=self.setter(f"set_{f}"))
+        if self.wants(name):
+            self.add(name, self.s(f), set=self.setter(f"set_{f}"))
 
     def int_rw(self, name, f):
         """An integer field set by ``set_<f>`` (``safe_i64``)."""
-        self.add(name, self.i(f), set=self.setter(f"set_{f}", lambda v: safe_i64(name, v)))
+        if self.wants(name):
+            self.add(name, self.i(f), set=self.setter(f"set_{f}", lambda v: safe_i64(name, v)))
 
     def bool_rw(self, name, f):
         """A boolean field set by ``set_<f>`` (``safe_bool``)."""
-        self.add(name, self.b(f), set=self.setter(f"set_{f}", lambda v: safe_bool(name, v)))
+        if self.wants(name):
+            self.add(name, self.b(f), set=self.setter(f"set_{f}", lambda v: safe_bool(name, v)))
 
     def ref_rw(self, name, f, target_cls):
         """A reference shown as the target's uuid, set by uuid (empty: NULL) by ``set_<f>``."""
-        self.add(name, self.r(f), set=self.ref_setter(f"set_{f}", target_cls))
+        if self.wants(name):
+            self.add(name, self.r(f), set=self.ref_setter(f"set_{f}", target_cls))
 
     def add_set(self, name, members: Callable[[], list], sep="; ", **kw):
         """A set field shown as its members joined by ``sep``."""
-        self.add(name, lambda: sep.join(members()), get_set=members, **kw)
+        if self.wants(name):
+            self.add(name, lambda: sep.join(members()), get_set=members, **kw)
 
     def add_map(self, name, f, writable=False, **kw):
         """A map field ``f`` (``k: v; k2: v2``); ``writable``: the class's add_to/remove_from."""
-        ops = self.map_ops(f) if writable else {"get_map": self.mget(f)}
-        self.add(name, self.m(f), **{**ops, **kw})
+        if self.wants(name):
+            ops = self.map_ops(f) if writable else {"get_map": self.mget(f)}
+            self.add(name, self.m(f), **{**ops, **kw})
 
     # value readers
     def s(self, f, default=""):
@@ -206,6 +222,8 @@ class Builder:
 
     def add_tags(self):
         """The ``tags`` set field (shown comma-separated), edited by add_tags/remove_tags."""
+        if not self.wants("tags"):
+            return
         ref = self.rec.ref
         self.add(
             "tags",

@@ -23,8 +23,8 @@ from ..values import (
 from .record import Builder, Record
 
 
-def vm_record(ctx, ref, row=None) -> Record:
-    rec = Record(ctx, "VM", ref, row)
+def vm_record(ctx, ref, row=None, only=None) -> Record:
+    rec = Record(ctx, "VM", ref, row, only)
     B = Builder(rec)
     x, add = B.x, B.add
     metrics = B.linked("VM_metrics", "metrics")
