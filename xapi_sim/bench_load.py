@@ -12,7 +12,8 @@ process. Modes:
   for ``seconds`` after a warm-up; answers calls per second.
 * ``events``: ``waiters`` connections each blocked in ``event.from(["pool"], token, 30)``;
   one ``pool.add_to_other_config`` on another connection; the time from sending that change
-  to each waiter's whole reply, over ``rounds`` rounds.
+  to each waiter's whole reply (stamped when the selector reported the bytes, so the
+  client's own parsing of earlier replies is not counted), over ``rounds`` rounds.
 * ``burst``: ``clients`` connections send the same call at once (``method``/``params``,
   the session prepended); answers each reply's size and the time until all are read.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import selectors
 import socket
 import sys
@@ -72,7 +74,7 @@ def decode(proto: str, data: bytes) -> Any:
 class Conn:
     """One non-blocking keep-alive connection with at most one call in flight."""
 
-    __slots__ = ("sock", "out", "buf", "need", "head_end", "sent_at", "on_reply")
+    __slots__ = ("sock", "out", "buf", "need", "head_end", "sent_at", "on_reply", "seen_at")
 
     def __init__(self, host: str, port: int):
         self.sock = socket.create_connection((host, port))
@@ -84,6 +86,7 @@ class Conn:
         self.head_end = 0
         self.sent_at = 0.0
         self.on_reply: Any = None
+        self.seen_at = 0.0  # when select last reported it readable
 
     def send(self, data: bytes) -> None:
         self.sent_at = time.perf_counter()
@@ -143,8 +146,11 @@ def _loop(sel: selectors.BaseSelector, until, stop_at: float) -> None:
         left = stop_at - time.perf_counter()
         if left <= 0:
             raise TimeoutError("the server did not answer in time")
-        for key, _mask in sel.select(min(left, 1.0)):
+        ready = sel.select(min(left, 1.0))
+        now = time.perf_counter()  # the bytes were there by now, however long we take below
+        for key, _mask in ready:
             c: Conn = key.data
+            c.seen_at = now
             body = c.readable()
             if body is not None:
                 c.on_reply(c, body)
@@ -204,11 +210,13 @@ def events(spec: dict) -> dict:
         state = {"changed": 0.0, "trigger_back": False}
 
         def on_reply(c: Conn, body: bytes, done: list[float] = done) -> None:
-            done.append(time.perf_counter())
+            done.append(c.seen_at)
             if not _ok(proto, body):
                 raise RuntimeError(f"event.from failed: {body[:300]!r}")
 
         def on_trigger(c: Conn, body: bytes, state: dict = state) -> None:
+            if not _ok(proto, body):
+                raise RuntimeError(f"the change failed: {body[:300]!r}")
             state["trigger_back"] = True
 
         for c in waiters:
@@ -216,7 +224,8 @@ def events(spec: dict) -> dict:
             sel.register(c.sock, selectors.EVENT_READ, c)
             c.send(req)
         time.sleep(0.3)  # every waiter is blocked (event.from first sleeps 50 ms)
-        change = encode(proto, "pool.add_to_other_config", [sess, pool, f"bench{r}", "v"])
+        key = f"bench-{os.getpid()}-{r}"  # a new key each round of each run
+        change = encode(proto, "pool.add_to_other_config", [sess, pool, key, "v"])
         trigger.on_reply = on_trigger
         sel.register(trigger.sock, selectors.EVENT_READ, trigger)
         t0 = time.perf_counter()

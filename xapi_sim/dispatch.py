@@ -70,9 +70,10 @@ def control(name: str, nparams: int) -> Callable[[_H], _H]:
 
 
 class Call:
-    """What a handler knows about the call: world, local host, pool, session, task."""
+    """What a handler knows about the call: world, local host, pool, session, task, and
+    whether its caller accepts a ``Deferred`` result (``can_defer``: the HTTP front does)."""
 
-    __slots__ = ("world", "host", "pool", "db", "session", "name", "task", "message")
+    __slots__ = ("world", "host", "pool", "db", "session", "name", "task", "message", "can_defer")
 
     def __init__(self, world, host, name, message=None):
         self.world = world
@@ -83,6 +84,7 @@ class Call:
         self.name = name
         self.task = None
         self.message = message
+        self.can_defer = False
 
     def check_cancelled(self):
         """Raise TASK_CANCELLED if a ``task.cancel`` reached this call's task."""
@@ -90,6 +92,17 @@ class Call:
             row = self.db.tables["task"].get(self.task)
             if row is not None and "cancel" in row["current_operations"].values():
                 raise Failure("TASK_CANCELLED", self.task)
+
+
+class Deferred:
+    """A result a handler gives later -- a long-poll parked without a thread
+    (``event.from``) -- returned only to callers that asked for it (``Dispatcher.dispatch``
+    with ``defer_ok``). The caller calls ``start(finish)`` once; ``finish(ok, value)`` is
+    then called exactly once, from any thread: ``(True, result)`` or ``(False, the failure's
+    description)``."""
+
+    def start(self, finish: Callable[[bool, Any], None]) -> None:
+        raise NotImplementedError
 
 
 class Bare:
@@ -206,8 +219,10 @@ class Dispatcher:
         return plan
 
     # -- entry point ---------------------------------------------------------------------
-    def dispatch(self, host, method: str, params: list):
-        """Run one call arriving at ``host``'s endpoint; returns the value or raises Failure."""
+    def dispatch(self, host, method: str, params: list, defer_ok: bool = False):
+        """Run one call arriving at ``host``'s endpoint; returns the value or raises Failure.
+        ``defer_ok``: the caller can take a ``Deferred`` (a long-poll parked without a
+        thread); other callers always get the value itself."""
         _check_utf8(params)
         is_async = method.startswith("Async.")
         name = method[6:] if is_async else method
@@ -234,6 +249,7 @@ class Dispatcher:
             params = params[:nparams]
         args = [conv(v) for conv, v in zip(plan.convs, params, strict=False)]
         call = Call(self.world, host, wire, msg)
+        call.can_defer = defer_ok
         if plan.takes_session:
             call.session = self.check_session(host, args[0])
             args = args[1:]

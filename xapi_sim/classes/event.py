@@ -17,17 +17,22 @@ world's change stream; XAPI's queue is bounded, so a registrant that falls more 
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
 
 from ..datamodel import NO_EVENTS
-from ..dispatch import api
+from ..dispatch import Deferred, api
 from ..errors import Failure
 from ..sessions import SESSION_DELETED_HOOKS
 from ..wire.values import I4, Shared
 
 EVENT_FROM_DELAY = 0.05  # xapi_globs event_from_delay: batching before/between polls
+PUMP_POLL = 0.05  # seconds a pump waits at most for a change before it looks again
+PUMP_IDLE = 5.0  # seconds a pump's thread lives on without waiters
+
+log = logging.getLogger(__name__)
 QUEUE_LIMIT = 10_000  # legacy event.next: pending events before EVENTS_LOST
 MAX_TIMEOUT = 3600.0
 
@@ -130,7 +135,7 @@ def _batch_key(since, names, objs):
     return (since, frozenset(names), frozenset((c, frozenset(r)) for c, r in objs.items()))
 
 
-def _collect(db, since, names, objs):
+def _collect(db, since, names, objs, key=None):
     """(events after generation ``since``, the generation read) (xapi_event.ml
     collect_events): from the beginning (token ``""`` = 0) every live object is an ``add``
     at its creation generation. Many clients waiting on the same token and subscription
@@ -138,7 +143,7 @@ def _collect(db, since, names, objs):
     computed once per (token, subscription, database generation) and shared, read-only --
     a waiter that finds it made needs no lock, one that comes while it is being made waits
     for it instead of making its own."""
-    key = _batch_key(since, names, objs)
+    key = key or _batch_key(since, names, objs)
     gen = db.gen
     memo = getattr(db, "_event_memo", None)
     if memo is not None and memo[0] == (key, gen):
@@ -160,10 +165,10 @@ def _collect(db, since, names, objs):
     return out, gen
 
 
-def _reply(db, since, names, objs, events, gen):
+def _reply(db, since, names, objs, events, gen, key=None):
     """The reply for ``events`` at ``gen``: one ``Shared`` per (token, subscription,
     generation), so every waiter answered with it sends the bytes encoded once."""
-    key = (_batch_key(since, names, objs), gen)
+    key = (key or _batch_key(since, names, objs), gen)
     memo = getattr(db, "_reply_memo", None)
     if memo is not None and memo[0] == key and memo[1]["events"] is events:
         return memo[1]
@@ -193,6 +198,8 @@ def event_from(call, classes, token, timeout):
             left = deadline - time.monotonic()
             if left <= 0:
                 break
+            if call.can_defer:  # the front: wait without a thread (Pump)
+                return Parked(call, since, names, objs, deadline, gen)
             call.world.txm.checkpoint()  # never wait holding a database lock
             changed.wait(left)
         if call.session not in db.tables["session"]:
@@ -201,6 +208,144 @@ def event_from(call, classes, token, timeout):
             events, gen = _collect(db, since, names, objs)
             break
     return _reply(db, since, names, objs, events, gen)
+
+
+class Parked(Deferred):
+    """An ``event.from`` waiting for a change without a thread of its own: the database's
+    ``Pump`` answers it (``finish``) when a change brings it events, when its session goes,
+    or at its deadline."""
+
+    __slots__ = (
+        "db",
+        "session",
+        "since",
+        "names",
+        "objs",
+        "key",
+        "deadline",
+        "gen",
+        "finish",
+        "pump",
+    )
+
+    def __init__(self, call, since, names, objs, deadline, gen):
+        self.db = call.db
+        self.session = call.session
+        self.since, self.names, self.objs = since, names, objs
+        self.key = _batch_key(since, names, objs)
+        self.deadline = deadline
+        self.gen = gen  # the generation its last (empty) batch was read at
+        self.finish = None
+        self.pump = Pump.of(call.world, call.db)
+
+    def start(self, finish):
+        self.finish = finish
+        self.pump.add(self)
+
+    def answer(self):
+        """(ok, value) if this waiter is due now, else None. Never raises."""
+        db = self.db
+        try:
+            if self.session not in db.tables["session"]:
+                return False, ["SESSION_INVALID", self.session]
+            now_due = time.monotonic() >= self.deadline
+            if db.gen == self.gen and not now_due:
+                return None
+            events, gen = _collect(db, self.since, self.names, self.objs, self.key)
+            self.gen = gen
+            if events or now_due:
+                return True, _reply(db, self.since, self.names, self.objs, events, gen, self.key)
+            return None
+        except Failure as f:
+            return False, f.description
+        except Exception as e:  # noqa: BLE001 -- a bug must still answer the client
+            log.exception("event.from: a parked waiter failed")
+            return False, ["INTERNAL_ERROR", f"{type(e).__name__}: {e}"]
+
+
+class Pump:
+    """The parked ``event.from`` waiters of one database, answered by one thread: a change
+    wakes this thread only -- not one thread per waiter -- and it answers every waiter the
+    change concerns in turn (they share one batch and one encoding per subscription:
+    ``_collect``, ``_reply``), then waits for the next change or the nearest deadline.
+    The thread exists while waiters do (it ends ``PUMP_IDLE`` seconds after the last)."""
+
+    def __init__(self, db):
+        self.db = db
+        self.lock = threading.Lock()
+        self.waiters: list[Parked] = []
+        self.running = False
+
+    @staticmethod
+    def of(world, db) -> Pump:
+        pumps = world.service(Pumps)
+        with pumps.lock:
+            pump = pumps.by_db.get(db)
+            if pump is None:
+                pump = pumps.by_db[db] = Pump(db)
+            return pump
+
+    def add(self, w: Parked) -> None:
+        with self.lock:
+            self.waiters.append(w)
+            start = not self.running
+            self.running = True
+        if start:
+            threading.Thread(target=self._run, name="xapi-sim-event-pump", daemon=True).start()
+        if w.db.gen != w.gen:  # a change since its batch was read: answer it here and now
+            got = w.answer()
+            if got is not None:
+                self._finish([(w, got)])
+
+    def _finish(self, due) -> None:
+        """Answer the waiters of ``due`` still parked (each is answered once, by whichever
+        thread takes it off the list), outside the lock."""
+        with self.lock:
+            parked = {id(w) for w in self.waiters}
+            due = [(w, got) for w, got in due if id(w) in parked]
+            taken = {id(w) for w, _ in due}
+            self.waiters = [w for w in self.waiters if id(w) not in taken]
+        for w, (ok, value) in due:
+            try:
+                w.finish(ok, value)
+            except Exception:  # noqa: BLE001 -- one client's reply must not stop the pump
+                log.exception("event.from: answering a parked waiter failed")
+
+    def _run(self):
+        idle_since = None
+        while True:
+            changed = self.db.changed_event  # taken before the pass: no lost wake-up
+            with self.lock:
+                waiters = list(self.waiters)
+            due = []
+            for w in waiters:
+                got = w.answer()
+                if got is not None:
+                    due.append((w, got))
+            if due:
+                self._finish(due)
+            with self.lock:
+                deadlines = [w.deadline for w in self.waiters]
+                if not deadlines:
+                    now = time.monotonic()
+                    idle_since = idle_since or now
+                    if now - idle_since >= PUMP_IDLE:
+                        self.running = False
+                        return
+                else:
+                    idle_since = None
+            timeout = PUMP_POLL
+            if deadlines:
+                timeout = min(timeout, max(0.0, min(deadlines) - time.monotonic()))
+            changed.wait(timeout)
+
+
+class Pumps:
+    """The world's pumps, one per database with parked waiters."""
+
+    def __init__(self, world):
+        self.lock = threading.Lock()
+        self.by_db: dict = {}
 
 
 @api("event.get_current_id")

@@ -38,7 +38,7 @@ import urllib.parse
 from collections.abc import Callable
 
 from .. import playback_dump, sessions
-from ..dispatch import Bare
+from ..dispatch import Bare, Deferred
 from ..errors import Failure, internal
 from ..tasks import Tasks
 from . import jsonrpc, xmlrpc
@@ -219,9 +219,12 @@ class Handler:
         self._send(status, ctype, out)
 
     def _call(self, method, params):
-        """(ok, value) or (False, failure description) for one API call."""
+        """(ok, value) or (False, failure description) for one API call; the value may be
+        a ``Deferred`` (a parked long-poll), whose answer comes later, from any thread."""
         try:
-            return True, self.server.dispatcher.dispatch(self.server.host, method, params)
+            return True, self.server.dispatcher.dispatch(
+                self.server.host, method, params, defer_ok=True
+            )
         except Failure as f:
             return False, f.description
         except Exception as e:  # noqa: BLE001 -- a bug must still be an API error
@@ -234,6 +237,11 @@ class Handler:
         except xmlrpc.XmlRpcParseError as e:
             return self._error(500, f"Xmlrpc.Parse_error({e})")
         ok, value = self._call(method, params)
+        if ok and isinstance(value, Deferred):
+            return value.start(lambda ok, v: self._xmlrpc_reply(method, ok, v))
+        self._xmlrpc_reply(method, ok, value)
+
+    def _xmlrpc_reply(self, method, ok, value):
         try:
             if ok and isinstance(value, Bare):
                 out = xmlrpc.encode_bare(value.value)
@@ -252,6 +260,11 @@ class Handler:
         except jsonrpc.JsonRpcParseError as e:
             return self._error(500, f"Jsonrpc.Malformed_method_request({e})")
         ok, value = self._call(method, params)
+        if ok and isinstance(value, Deferred):
+            return value.start(lambda ok, v: self._jsonrpc_reply(method, version, rid, ok, v))
+        self._jsonrpc_reply(method, version, rid, ok, value)
+
+    def _jsonrpc_reply(self, method, version, rid, ok, value):
         try:
             if ok:
                 out = jsonrpc.encode_success(
