@@ -115,19 +115,55 @@ def _dumps(obj: Value) -> bytes:
         return json.dumps(_finite(obj), separators=(",", ":"), allow_nan=False).encode("ascii")
 
 
+# A bulk result is encoded member by member of its outer levels (a get_all_records map of
+# 10,000 records: one json.dumps per record), the pieces joined once into the reply: the
+# encoder never holds the whole reply as one str beside its bytes. The bytes are those of
+# one json.dumps of the whole (separators, key order and escapes are the same).
+_CHUNK_DEPTH = 2
+_BIG = 64
+
+
+def _pieces(v: Value, out: list[bytes], depth: int) -> None:
+    t = type(v)
+    if depth >= _CHUNK_DEPTH or (t is not dict and t is not list) or len(v) < _BIG:
+        out.append(_dumps(v))
+    elif t is dict:
+        if not all(type(k) is str for k in v):
+            out.append(_dumps(v))  # json's own key conversions: leave them to it
+            return
+        sep = b"{"
+        for k, x in v.items():
+            out.append(sep + _dumps(k) + b":")
+            _pieces(x, out, depth + 1)
+            sep = b","
+        out.append(b"}")
+    else:
+        sep = b"["
+        for x in v:
+            out.append(sep)
+            _pieces(x, out, depth + 1)
+            sep = b","
+        out.append(b"]")
+
+
+def _result_bytes(value: Value) -> list[bytes]:
+    out: list[bytes] = []
+    _pieces(value, out, 0)
+    return out
+
+
 def encode_success(version: int, rid: int | str, value: Value) -> bytes:
     value = "" if value is None else value
     if type(value) is Shared:
         # one event batch for many waiters: the result encoded once, the envelope (whose id
-        # is each request's own) around it -- the same bytes _dumps would give
-        result = value.encoded("json", _dumps)
-        tail = b',"id":' + _dumps(rid) + b"}"
-        if version == 2:
-            return b'{"jsonrpc":"2.0","result":' + result + tail
-        return b'{"result":' + result + b',"error":null' + tail
+        # is each request's own) around it
+        result = [value.encoded("json", lambda v: b"".join(_result_bytes(v)))]
+    else:
+        result = _result_bytes(value)
+    tail = b',"id":' + _dumps(rid) + b"}"
     if version == 2:
-        return _dumps({"jsonrpc": "2.0", "result": value, "id": rid})
-    return _dumps({"result": value, "error": None, "id": rid})
+        return b"".join([b'{"jsonrpc":"2.0","result":', *result, tail])
+    return b"".join([b'{"result":', *result, b',"error":null', tail])
 
 
 def encode_failure(version: int, rid: int | str, description: Sequence[object]) -> bytes:

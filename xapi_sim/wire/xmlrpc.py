@@ -237,16 +237,68 @@ def encode_success(v: Value) -> bytes:
     return _encode_success(v)
 
 
+# A bulk reply (``get_all_records``, an initial event batch) is turned into bytes every
+# CHUNK_PARTS strings, between the members of its outer structs and arrays, so that the
+# encoding holds at most one chunk of small strings beside the bytes made so far -- not the
+# whole reply as a list of strings, then as one str, then as bytes.
+CHUNK_PARTS = 1 << 15
+_CHUNK_DEPTH = 3  # the reply's struct/array levels that may end a chunk
+_BIG = 64  # containers with fewer members are encoded in one go
+
+
+def _enc_chunked(v: Value, out: list[str], chunks: list[bytes], depth: int) -> None:
+    """``_enc``, flushing ``out`` into ``chunks`` between the members of big containers of
+    the outer levels; the bytes are the same as ``_enc``'s."""
+    t = type(v)
+    if t is not dict and t is not list and t is not tuple:
+        _enc(v, out)
+        return
+    if depth >= _CHUNK_DEPTH or len(v) < _BIG:
+        _enc(v, out)
+        return
+    if t is dict:
+        out.append("<value><struct>")
+        for k, x in v.items():
+            head = _MEMBER.get(k)
+            if head is None:
+                if type(k) is not str:
+                    k = str(k)
+                out.append("<member><name>")
+                out.append(k if _NEEDS.isdisjoint(k) else escape(k))
+                out.append("</name>")
+            else:
+                out.append(head)
+            _enc_chunked(x, out, chunks, depth + 1)
+            out.append("</member>")
+            if len(out) > CHUNK_PARTS:
+                chunks.append("".join(out).encode("utf-8", "replace"))
+                out.clear()
+        out.append("</struct></value>")
+    else:
+        out.append("<value><array><data>")
+        for x in v:
+            _enc_chunked(x, out, chunks, depth + 1)
+            if len(out) > CHUNK_PARTS:
+                chunks.append("".join(out).encode("utf-8", "replace"))
+                out.clear()
+        out.append("</data></array></value>")
+
+
 def _encode_success(v: Value) -> bytes:
     out = [
         _HEAD,
         "<value><struct><member><name>Status</name><value>Success</value></member>"
         "<member><name>Value</name>",
     ]
-    _enc("" if v is None else v, out)
+    chunks: list[bytes] = []
+    _enc_chunked("" if v is None else v, out, chunks, 0)
     out.append("</member></struct></value>")
     out.append(_TAIL)
-    return "".join(out).encode("utf-8", "replace")
+    last = "".join(out).encode("utf-8", "replace")
+    if not chunks:
+        return last
+    chunks.append(last)
+    return b"".join(chunks)
 
 
 def encode_failure(description: Sequence[object]) -> bytes:

@@ -1,0 +1,59 @@
+"""Bulk replies are encoded in chunks (wire/xmlrpc.py ``_enc_chunked``, wire/jsonrpc.py
+``_pieces``): the bytes are exactly those of the one-piece encodings."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given
+from hypothesis import strategies as st
+from test_codecs import SETTINGS, json_values, values
+
+from xapi_sim.wire import jsonrpc
+from xapi_sim.wire import xmlrpc as xr
+
+keys = st.text(max_size=6)
+
+
+def _big(inner):
+    """A map of at least 64 members (the chunked path), with nested maps and lists."""
+    return st.dictionaries(keys, inner, min_size=64, max_size=90) | st.fixed_dictionaries(
+        {"events": st.lists(inner, min_size=64, max_size=80), "token": st.text(max_size=5)}
+    )
+
+
+@SETTINGS
+@given(_big(values))
+def test_xml_chunked_equals_one_piece(v):
+    one_piece = (
+        xr._HEAD + "<value><struct><member><name>Status</name><value>Success</value></member>"
+        "<member><name>Value</name>" + xr.encode_value(v) + "</member></struct></value>" + xr._TAIL
+    ).encode("utf-8", "replace")
+    old = xr.CHUNK_PARTS
+    try:
+        xr.CHUNK_PARTS = 7  # many flushes
+        assert xr.encode_success(v) == one_piece
+    finally:
+        xr.CHUNK_PARTS = old
+    assert xr.encode_success(v) == one_piece
+
+
+@SETTINGS
+@given(_big(json_values), st.sampled_from([1, 2]), st.one_of(st.integers(), st.text(max_size=4)))
+def test_json_chunked_equals_one_piece(v, version, rid):
+    env = (
+        {"jsonrpc": "2.0", "result": v, "id": rid}
+        if version == 2
+        else {"result": v, "error": None, "id": rid}
+    )
+    assert jsonrpc.encode_success(version, rid, v) == jsonrpc._dumps(env)
+
+
+def test_json_non_string_keys_and_non_finite_floats():
+    v = {i: float("nan") for i in range(100)}
+    assert jsonrpc.encode_success(2, 1, v) == jsonrpc._dumps(
+        {"jsonrpc": "2.0", "result": v, "id": 1}
+    )
+    w = {str(i): [float("inf")] * 70 for i in range(70)}
+    got = json.loads(jsonrpc.encode_success(1, "x", w))
+    assert got["result"]["3"][0] == "Infinity"
