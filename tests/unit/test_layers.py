@@ -36,6 +36,7 @@ LAYERS = [
             "wire.cliproto",
             "wire.ocaml",
             "wire.httpparse",
+            "web",
             "__init__",
         ],
     ),
