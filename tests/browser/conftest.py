@@ -39,10 +39,16 @@ def browser():
             b.close()
 
 
-def login(page, url, user="root", password="xenroot"):
+def _login(page, url, user="root", password="xenroot"):
     """Open the page at ``url``, log in, and wait for the World view."""
     page.goto(url + "sim/")
     page.fill("#user", user)
     page.fill("#password", password)
     page.click("#login-button")
     page.wait_for_selector("section.pool table.hosts")
+
+
+@pytest.fixture
+def login():
+    """``login(page, url)``: open the page at ``url`` and log in as root."""
+    return _login
