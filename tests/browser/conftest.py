@@ -48,7 +48,7 @@ def _login(page, url, user="root", password="xenroot"):
     page.wait_for_selector("section.pool table.hosts")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def login():
     """``login(page, url)``: open the page at ``url`` and log in as root."""
     return _login
