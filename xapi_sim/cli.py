@@ -339,6 +339,8 @@ def serve(args) -> int:
             f"{h['name_label']:<12} {h['pool'] or '-':<12} "
             f"{'master' if h['master'] else 'member':<8} {h['http_url']}  {h['https_url']}"
         )
+    if desc["hosts"]:  # the page of the world (xapi_sim/web), served by every endpoint
+        print(f"{'PAGE':<34} {desc['hosts'][0]['http_url']}sim/  (any host's URL + sim/)")
     loaded = playback_dump.address_table(world)
     if loaded:
         print(f"{'RECORDED ADDRESS':<18} {'HOST':<12} {'POOL':<12} URL")

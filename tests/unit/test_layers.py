@@ -37,6 +37,7 @@ LAYERS = [
             "wire.cliproto",
             "wire.ocaml",
             "wire.httpparse",
+            "web",
             "__init__",
         ],
     ),

@@ -15,6 +15,7 @@ from . import (  # noqa: F401
     pool_join,
     session,
     sim,
+    sim_world,
     storage_sr,
     storage_vbd,
     storage_vdi,

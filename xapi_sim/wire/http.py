@@ -6,10 +6,11 @@ work), JSON-RPC on ``/jsonrpc``, the thin-CLI protocol on ``/cli``, ``PUT /impor
 (cross-pool migration, ``HostServer.http_handlers``); HTTP 200 for every API result, HTTP
 500 with ``connection: close`` for unparseable bodies; lower-case headers; keep-alive unless
 the client asks to close (HTTP/1.0: unless it asks to keep alive); ``OPTIONS`` answers the
-CORS preflight; ``GET /pool/xmldbdump`` dumps the pool database (see ``_xmldbdump``), any
-other ``GET`` is 404; other methods 501. Bodies above ``MAX_BODY`` are refused
-with 413 without being read; heads above ``MAX_HEAD`` with 431. The request parsing rules
-(RFC 9112: framing, smuggling, obsolete folding) are in ``httpparse.py``.
+CORS preflight; ``GET /pool/xmldbdump`` dumps the pool database (see ``_xmldbdump``),
+``GET /sim/`` serves the simulator's own page (``xapi_sim/web``), any other ``GET`` is 404;
+other methods 501. Bodies above ``MAX_BODY`` are refused with 413 without being read; heads
+above ``MAX_HEAD`` with 431. The request parsing rules (RFC 9112: framing, smuggling,
+obsolete folding) are in ``httpparse.py``.
 
 Every endpoint speaks plain HTTP and HTTPS on the same port, told apart by the first byte
 of the connection, as every XenServer host serves HTTPS (``HostServer.tls``: the host's
@@ -37,7 +38,7 @@ import socket
 import urllib.parse
 from collections.abc import Callable
 
-from .. import playback_dump, sessions
+from .. import playback_dump, sessions, web
 from ..dispatch import Bare
 from ..errors import Failure, internal
 from ..tasks import Tasks
@@ -202,6 +203,9 @@ class Handler:
         path, _, query = self.path.partition("?")
         if path.startswith(POOL_XML_DB_SYNC):  # Http_svr: longest registered prefix
             return self._xmldbdump(query)
+        if web.handles(path):  # the page of the world (xapi_sim/web), not part of XAPI
+            close = self.close_connection
+            return self._respond(web.reply(path, self.headers.get("if-none-match"), close), close)
         self._error(404, "not found")
 
     def do_PUT(self):
