@@ -41,7 +41,7 @@ from .. import playback, sessions
 from ..dispatch import Bare
 from ..errors import Failure, internal
 from ..tasks import Tasks
-from . import jsonrpc, xmlrpc
+from . import jsonrpc, rrd_http, xmlrpc
 from .httpparse import METHODS, REASONS, HttpError, decode_codings  # noqa: F401
 
 log = logging.getLogger(__name__)
@@ -202,6 +202,9 @@ class Handler:
         path, _, query = self.path.partition("?")
         if path.startswith(POOL_XML_DB_SYNC):  # Http_svr: longest registered prefix
             return self._xmldbdump(query)
+        rrd_path = rrd_http.route(path)
+        if rrd_path is not None:
+            return self._rrd(rrd_path, query)
         self._error(404, "not found")
 
     def do_PUT(self):
@@ -315,6 +318,28 @@ class Handler:
                 return self._raw(head + body)
             task.fail(internal("Db_ref.Database_not_in_memory"))
             return self._raw(head + _xapi_500("Db_ref.Database_not_in_memory"))
+
+    def _rrd(self, path, query):
+        """GET /rrd_updates, /host_rrd, /vm_rrd, /sr_rrd (``rrd_http.py``), with
+        ``Xapi_http.with_context``'s credentials."""
+        host = self.server.host
+        if host.state != "up" or host.pool is None:
+            return self._drop()
+        try:
+            out = rrd_http.serve(
+                host,
+                path,
+                query,
+                lambda: _http_credentials_ok(host, self.headers, query),
+                _xapi_401,
+                lambda text: _xapi_500(_escape(text)),
+            )
+        except _UnknownAuth as e:
+            out = _xapi_500(_escape(f'Failure("Unknown authorization header: {e}")'))
+        except Exception as e:  # noqa: BLE001 -- a bug: xapi's 500 page, logged
+            log.exception("GET %s failed", path)
+            out = _xapi_500(_escape(f"{type(e).__name__}: {e}"))
+        self._raw(out)
 
     def _raw(self, data: bytes):
         """Send prepared reply bytes and close (xapi's HTTP handlers close after one)."""
