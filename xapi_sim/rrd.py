@@ -152,7 +152,8 @@ class Updates:
 
 def export(prefixed: list[tuple[str, Rrd]], start: int, interval: int, cf: str | None) -> Updates:
     """``Rrd_updates.create_multi``: rows newest first, legends ``CF:prefix+name``.
-    ``IndexError`` without any RRD, as ``List.hd`` fails."""
+    ``IndexError`` without any RRD or any archive with rows of ``interval``, as
+    ``List.hd`` fails."""
     first_rrd = prefixed[0][1]
     pdp_interval = int(interval / first_rrd.timestep)
     prefixed = [(p, r) for p, r in prefixed if r.timestep == first_rrd.timestep]

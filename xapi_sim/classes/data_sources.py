@@ -130,9 +130,10 @@ def _vm_shape(db, ref: str, row) -> metrics.VmShape:
     )
 
 
-def host_shape(db, host_ref: str) -> metrics.HostShape:
+def host_shape(db, host_ref: str, memory_free: int) -> metrics.HostShape:
     """The host and the domains it runs, read from its pool's database (call under
-    ``db.lock`` for a consistent picture)."""
+    ``db.lock`` for a consistent picture); ``memory_free`` is the host's accounting
+    (``host.compute_free_memory``: host_metrics.memory_free left the API in Tampa)."""
     h = db.get("host", host_ref)
     hm = db.tables["host_metrics"].get(h["metrics"]) or {}
     pcpus = len(h["host_CPUs"]) or int(h["cpu_info"].get("cpu_count", "0") or 0) or 1
@@ -152,7 +153,7 @@ def host_shape(db, host_ref: str) -> metrics.HostShape:
         uuid=h["uuid"],
         pcpus=pcpus,
         memory_total=int(hm.get("memory_total", 0)),
-        memory_free=int(hm.get("memory_free", 0)),
+        memory_free=int(memory_free),
         pifs=tuple(sorted(pifs)),
         vms=tuple(sorted(vms, key=lambda s: s.uuid)),
     )
@@ -193,9 +194,12 @@ def vm_rrd(
     return rrd.Rrd(last_updated(state, host.uuid, now), sources, rrd.create_rras(min_max))
 
 
-def _snapshot(call_db, host_ref: str):
-    with call_db.lock:
-        return host_shape(call_db, host_ref), min_max_for_vms(call_db)
+def snapshot(world, host):
+    """(host shape, VMs keep MIN/MAX) of a ``HostRuntime``, read in one go."""
+    free = world.host_free_memory(host)
+    db = host.db
+    with db.lock:
+        return host_shape(db, host.ref, free), min_max_for_vms(db)
 
 
 def _data_source_record(ds: metrics.DsDef, enabled: bool) -> dict:
@@ -249,7 +253,7 @@ def _vm_context(call, vm: str):
     host = row["resident_on"]
     if host == NULL_REF or not call.db.exists("host", host):
         return state, None, None, False
-    shape, min_max = _snapshot(call.db, host)
+    shape, min_max = snapshot(call.world, call.world.host(host))
     mine = next((s for s in shape.vms if s.uuid == row["uuid"]), None)
     return state, shape, mine, min_max
 
@@ -303,7 +307,7 @@ def _host_context(call, host: str):
     h = call.world.host(host)
     if h.state != "up" or not call.world.is_live(h):
         raise Failure("HOST_OFFLINE", host)
-    shape, _ = _snapshot(call.db, host)
+    shape, _ = snapshot(call.world, h)
     return RrdState.of(call.world), shape
 
 

@@ -137,9 +137,7 @@ def serve(
 
 
 def _shapes(host):
-    db = host.db
-    with db.lock:
-        return ds.host_shape(db, host.ref), ds.min_max_for_vms(db)
+    return ds.snapshot(host.world, host)
 
 
 def _host_rrd(host, params) -> bytes:
@@ -206,7 +204,10 @@ def _rrd_updates(host, params) -> bytes:
             prefixed.append((f"vm:{vm.uuid}:", ds.vm_rrd(state, shape, vm, now, min_max)))
     if not prefixed:
         raise Fail500('Failure("hd")')  # List.hd of no RRD
-    updates = rrd.export(prefixed, start, interval, cf)
+    try:
+        updates = rrd.export(prefixed, start, interval, cf)
+    except IndexError:  # no archive with rows of `interval`: List.hd []
+        raise Fail500('Failure("hd")') from None
     if json:
         if not updates.rows:
             raise Fail500('Invalid_argument("index out of bounds")')
