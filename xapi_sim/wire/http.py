@@ -6,7 +6,8 @@ work), JSON-RPC on ``/jsonrpc``, the thin-CLI protocol on ``/cli``, ``PUT /impor
 (cross-pool migration, ``HostServer.http_handlers``); HTTP 200 for every API result, HTTP
 500 with ``connection: close`` for unparseable bodies; lower-case headers; keep-alive unless
 the client asks to close (HTTP/1.0: unless it asks to keep alive); ``OPTIONS`` answers the
-CORS preflight; ``GET /pool/xmldbdump`` dumps the pool database (see ``_xmldbdump``), any
+CORS preflight; ``GET /pool/xmldbdump`` dumps the pool database (see ``_xmldbdump``),
+``GET /rrd_updates``, ``/host_rrd``, ``/vm_rrd`` and ``/sr_rrd`` are ``rrd_http.py``'s, any
 other ``GET`` is 404; other methods 501. Bodies above ``MAX_BODY`` are refused
 with 413 without being read; heads above ``MAX_HEAD`` with 431. The request parsing rules
 (RFC 9112: framing, smuggling, obsolete folding) are in ``httpparse.py``.
