@@ -7,7 +7,8 @@ work), JSON-RPC on ``/jsonrpc``, the thin-CLI protocol on ``/cli``, ``PUT /impor
 500 with ``connection: close`` for unparseable bodies; lower-case headers; keep-alive unless
 the client asks to close (HTTP/1.0: unless it asks to keep alive); ``OPTIONS`` answers the
 CORS preflight; ``GET /pool/xmldbdump`` dumps the pool database (see ``_xmldbdump``),
-``GET /sim/`` serves the simulator's own page (``xapi_sim/web``), any other ``GET`` is 404;
+``GET /sim/`` serves the simulator's own page (``xapi_sim/web``); ``GET /rrd_updates``,
+``/host_rrd``, ``/vm_rrd`` and ``/sr_rrd`` are ``rrd_http.py``'s; any other ``GET`` is 404;
 other methods 501. Bodies above ``MAX_BODY`` are refused with 413 without being read; heads
 above ``MAX_HEAD`` with 431. The request parsing rules (RFC 9112: framing, smuggling,
 obsolete folding) are in ``httpparse.py``.
@@ -42,7 +43,7 @@ from .. import playback_dump, sessions, web
 from ..dispatch import Bare
 from ..errors import Failure, internal
 from ..tasks import Tasks
-from . import jsonrpc, xmlrpc
+from . import jsonrpc, rrd_http, xmlrpc
 from .httpparse import METHODS, REASONS, HttpError, decode_codings  # noqa: F401
 
 log = logging.getLogger(__name__)
@@ -206,6 +207,9 @@ class Handler:
         if web.handles(path):  # the page of the world (xapi_sim/web), not part of XAPI
             close = self.close_connection
             return self._respond(web.reply(path, self.headers.get("if-none-match"), close), close)
+        rrd_path = rrd_http.route(path)
+        if rrd_path is not None:
+            return self._rrd(rrd_path, query)
         self._error(404, "not found")
 
     def do_PUT(self):
@@ -319,6 +323,28 @@ class Handler:
                 return self._raw(head + body)
             task.fail(internal("Db_ref.Database_not_in_memory"))
             return self._raw(head + _xapi_500("Db_ref.Database_not_in_memory"))
+
+    def _rrd(self, path, query):
+        """GET /rrd_updates, /host_rrd, /vm_rrd, /sr_rrd (``rrd_http.py``), with
+        ``Xapi_http.with_context``'s credentials."""
+        host = self.server.host
+        if host.state != "up" or host.pool is None:
+            return self._drop()
+        try:
+            out = rrd_http.serve(
+                host,
+                path,
+                query,
+                lambda: _http_credentials_ok(host, self.headers, query),
+                _xapi_401,
+                lambda text: _xapi_500(_escape(text)),
+            )
+        except _UnknownAuth as e:
+            out = _xapi_500(_escape(f'Failure("Unknown authorization header: {e}")'))
+        except Exception as e:  # noqa: BLE001 -- a bug: xapi's 500 page, logged
+            log.exception("GET %s failed", path)
+            out = _xapi_500(_escape(f"{type(e).__name__}: {e}"))
+        self._raw(out)
 
     def _raw(self, data: bytes):
         """Send prepared reply bytes and close (xapi's HTTP handlers close after one)."""
