@@ -141,9 +141,9 @@ class XapiLifecycle(RowBuilders):
                 # (Dundee's check_host_liveness)
                 db.set("host", h.ref, "enabled", False)
             h.state = state
-        sim = getattr(self, "simulator", None)
-        if sim is not None:  # socket work waits for the commit: no I/O under a pool lock
-            h.db.txm.on_commit(lambda: sim.unlisten(h) if h.state != "up" else None)
+            sim = getattr(self, "simulator", None)
+            if sim is not None:  # socket work waits for the commit: no I/O under a pool lock
+                db.txm.on_commit(lambda: sim.unlisten(h) if h.state != "up" else None)
 
     def host_boot(self, h: HostRuntime):
         """Power on: the endpoint answers again and a full xapi start runs (system boot).
@@ -153,15 +153,14 @@ class XapiLifecycle(RowBuilders):
         committed, at its old address (no I/O under a pool lock); a host that never
         listened binds first, outside the locks, because its start records the address."""
         sim = getattr(self, "simulator", None)
-        if sim is not None:
-            if h.port and h.address:
-                h.db.txm.on_commit(lambda: sim.listen(h) if h.state == "up" else None)
-            else:
-                h.db.txm.checkpoint()
-                sim.listen(h)
+        if sim is not None and not (h.port and h.address):
+            h.db.txm.checkpoint()
+            sim.listen(h)
         db = h.db
         with db.lock:
             h.state = "up"
+            if sim is not None:
+                db.txm.on_commit(lambda: sim.listen(h) if h.state == "up" else None)
             h.disabled_until_reboot = False
             for vm, row in self.resident_vms(h):
                 db.update(
