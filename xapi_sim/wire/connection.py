@@ -25,7 +25,7 @@ import ssl
 import time
 
 from . import http as _http
-from . import serving
+from . import routes, serving
 from .httpparse import HEAD_END, ChunkedDecoder, HttpError, parse_head, skip_empty_lines
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,17 @@ SNIFF, TLS_WAIT, HANDSHAKE, HEAD, BODY, BUSY, WRITE, LINGERING, CLOSED = range(9
 
 def _noop():
     pass
+
+
+def _streamed(listener, head) -> bool:
+    """Whether ``head`` goes to a streaming handler (``routes.py``): it is handed to a
+    worker as soon as it is in, its body left to the handler. The listener's own exact
+    handlers (``http_handlers``) take buffered bodies."""
+    path = head.target.partition("?")[0]
+    if path in getattr(listener, "http_handlers", {}):
+        return False
+    route = routes.find(head.method, path)
+    return route is not None and route.stream
 
 
 def deadline_current(conn, when) -> bool:
@@ -315,6 +326,10 @@ class Conn:
                     raise HttpError(501, f"method {head.method} is not served")
                 if head.method in ("POST", "PUT") and head.length is None and not head.chunked:
                     raise HttpError(411, "content-length required")
+                if _streamed(self.listener, head):
+                    # a streaming handler reads the body itself, incrementally (routes.py)
+                    self.head = None
+                    return self._dispatch(head, None)
                 if head.length is not None and head.length > H.MAX_BODY:
                     raise HttpError(
                         413, f"body of {head.length} bytes exceeds the limit of {H.MAX_BODY}"
