@@ -181,6 +181,15 @@ def parse_ova(data: bytes) -> tuple[dict[str, str], list[tuple[str, str, dict[st
     return {k: str(v) for k, v in version.items()}, out
 
 
+def parse_value(text: str) -> Any:
+    """One XML-RPC ``<value>`` (a task's result). Raises :class:`XvaError`."""
+    try:
+        root = SafeET.fromstring(text.encode(), forbid_dtd=True, forbid_entities=True)
+        return xmlrpc._value(root, 0)
+    except Exception as e:  # noqa: BLE001 -- any parse failure is "not a value"
+        raise XvaError(f"not an XML-RPC value: {e}") from None
+
+
 # -- disks -----------------------------------------------------------------------------------
 
 
