@@ -320,3 +320,32 @@ def test_stream_export_keeps_working_over_a_slow_reader(env):
         got += piece
     c.close()
     assert tarfile.open(fileobj=io.BytesIO(got)).getnames()[0] == "ova.xml"
+
+
+def test_import_with_a_huge_content_length_ends_with_the_xva(env):
+    """Xen Orchestra's upload of a stream of unknown length: ``Content-Length`` 1 PiB, the
+    XVA, then the connection closed: the import completes when the XVA does."""
+    import socket
+
+    rw, s = env
+    m = rw.world.pools[0].master
+    vm, disks = vm_with_two_disks(rw, s, "huge-length")
+    body = request(m, "GET", f"/export?session_id={s._session}&ref={vm}")[2]
+    task = s.xenapi.task.create("import", "")
+    sock = socket.create_connection((m.address_for_url, m.port), timeout=30)
+    head = (
+        f"PUT /import?session_id={s._session}&task_id={task} HTTP/1.1\r\n"
+        "Host: x\r\nContent-Length: 1125899906842624\r\n\r\n"
+    )
+    sock.sendall(head.encode() + body)
+    sock.shutdown(socket.SHUT_WR)
+    reply = b""
+    while piece := sock.recv(65536):
+        reply += piece
+    sock.close()
+    assert reply.startswith(b"HTTP/1.1 200 OK")
+    rec = s.xenapi.task.get_record(task)
+    assert rec["status"] == "success", rec["error_info"]
+    [new] = xva.parse_value(rec["result"])
+    got = disk_contents(rw, s, new)
+    assert {d: got[d][: len(data)] for d, data in disks.items()} == disks
