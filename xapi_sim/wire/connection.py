@@ -4,8 +4,10 @@ A connection starts in ``SNIFF``: its first byte tells TLS (0x16, a handshake re
 plain HTTP. TLS waits for the host's context if it is not made yet (``TLS_WAIT``, see
 ``Front.await_tls``) and then shakes hands without blocking (``HANDSHAKE``). In ``HEAD`` it
 reads until the request head is complete, parses it (``httpparse.parse_head``) and reads
-the body (``BODY``: Content-Length or chunked, ``100 Continue`` sent when asked for). A
-complete request leaves the loop (``BUSY``: unregistered, handed with its handler to a
+the body (``BODY``: Content-Length or chunked, ``100 Continue`` sent when asked for) --
+unless the request goes to a streaming handler (``routes.py``), which leaves the loop as
+soon as its head is in and reads its body itself on the worker. A complete request leaves
+the loop (``BUSY``: unregistered, handed with its handler to a
 worker, see ``serving.py``); the reply comes back through ``replied``, and what the worker
 could not send the loop writes as the peer reads (``WRITE``). Then the next request, which
 may already be buffered, or a lingering close (``LINGERING``): the write side is shut down

@@ -6,10 +6,12 @@ work), JSON-RPC on ``/jsonrpc``, the thin-CLI protocol on ``/cli``, ``PUT /impor
 (cross-pool migration, ``HostServer.http_handlers``); HTTP 200 for every API result, HTTP
 500 with ``connection: close`` for unparseable bodies; lower-case headers; keep-alive unless
 the client asks to close (HTTP/1.0: unless it asks to keep alive); ``OPTIONS`` answers the
-CORS preflight; ``GET /pool/xmldbdump`` dumps the pool database (see ``_xmldbdump``), any
-other ``GET`` is 404; other methods 501. Bodies above ``MAX_BODY`` are refused
-with 413 without being read; heads above ``MAX_HEAD`` with 431. The request parsing rules
-(RFC 9112: framing, smuggling, obsolete folding) are in ``httpparse.py``.
+CORS preflight. Every other ``GET`` and ``PUT`` goes to the handler registry
+(``routes.py``: ``/export``, ``/import``, ``/export_raw_vdi``, ``/pool/xmldbdump``, ...; the
+handlers are in ``handlers/``), 404 if none matches; other methods 501. Bodies above
+``MAX_BODY`` are refused with 413 without being read -- except for a streaming handler, which
+reads its body itself --; heads above ``MAX_HEAD`` with 431. The request parsing rules (RFC
+9112: framing, smuggling, obsolete folding) are in ``httpparse.py``.
 
 Every endpoint speaks plain HTTP and HTTPS on the same port, told apart by the first byte
 of the connection, as every XenServer host serves HTTPS (``HostServer.tls``: the host's
