@@ -67,7 +67,9 @@ def test_export_refuses_an_existing_file_and_import_a_missing_one(env, tmp_path)
     path.write_bytes(b"keep me")
     r = xe(rw, tmp_path, "vm-export", "vm=batch1", f"filename={path}")
     assert r.returncode == 1 and "Operation failed. Error:" in r.stderr
-    assert "Export failed, unknown error" in r.stderr
+    # the handler had started: its task either finished (the whole export fit in the socket
+    # buffers) or failed writing to the closed connection, as xapi's does
+    assert "Export failed, unknown error" in r.stderr or "Error code: CLIENT_ERROR" in r.stderr
     assert path.read_bytes() == b"keep me"
     r = xe(rw, tmp_path, "vm-import", f"filename={tmp_path / 'nope.xva'}")
     assert r.returncode == 1

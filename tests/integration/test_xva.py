@@ -349,3 +349,15 @@ def test_import_with_a_huge_content_length_ends_with_the_xva(env):
     [new] = xva.parse_value(rec["result"])
     got = disk_contents(rw, s, new)
     assert {d: got[d][: len(data)] for d, data in disks.items()} == disks
+
+
+def test_export_metadata_without_credentials_fails_its_task(env):
+    """``with_context``: a 401, and the forwarded task fails with
+    SESSION_AUTHENTICATION_FAILED."""
+    rw, s = env
+    m = rw.world.pools[0].master
+    vm = s.xenapi.VM.get_by_name_label("batch1")[0]
+    task = s.xenapi.task.create("meta", "")
+    status, headers, _ = request(m, "GET", f"/export_metadata?ref={vm}&task_id={task}")
+    assert status == 401 and headers["www-authenticate"] == 'Basic realm="VM.export_metadata"'
+    assert s.xenapi.task.get_error_info(task) == ["SESSION_AUTHENTICATION_FAILED"]

@@ -290,6 +290,8 @@ class HandlerTask:
 
     def __exit__(self, et, ev, tb):
         failure = self.failure
+        if et is not None and failure is None and issubclass(et, Unauthorised):
+            failure = Failure("SESSION_AUTHENTICATION_FAILED")  # with_context's 401
         if et is not None and failure is None and not issubclass(et, ClientGone):
             failure = ev if isinstance(ev, Failure) else internal(describe(ev))
         if et is not None and issubclass(et, ClientGone) and failure is None:
