@@ -306,6 +306,24 @@ def test_export_metadata_imports_back(env):
     assert tarfile.open(fileobj=io.BytesIO(body)).getnames() == ["ova.xml"]
     _, objects = xva.parse_ova(tarfile.open(fileobj=io.BytesIO(body)).extractfile("ova.xml").read())
     assert [c for c, _, _ in objects].count("VM") == 1
+    # PUT /import_metadata takes it back: a new VM on the same disks
+    vdis = {s.xenapi.VBD.get_VDI(v) for v in s.xenapi.VM.get_VBDs(vm)}
+    task = s.xenapi.task.create("meta", "")
+    q = f"/import_metadata?session_id={s._session}&task_id={task}"
+    status, headers, _ = request(m, "PUT", q, body)
+    assert status == 200 and headers["task-id"] == task
+    rec = s.xenapi.task.get_record(task)
+    assert rec["status"] == "success", rec["error_info"]
+    [new] = xva.parse_value(rec["result"])
+    assert new != vm and s.xenapi.VM.get_name_label(new) == "meta"
+    assert {s.xenapi.VBD.get_VDI(v) for v in s.xenapi.VM.get_VBDs(new)} == vdis
+    # a VDI the pool lacks: IMPORT_ERROR_FAILED_TO_FIND_OBJECT, nothing created
+    before = set(s.xenapi.VM.get_all())
+    gone = s.xenapi.VDI.get_uuid(next(iter(vdis)))
+    task = s.xenapi.task.create("meta", "")
+    request(m, "PUT", f"{q[: q.index('&task_id')]}&task_id={task}&vdi:{gone}=nope", body)
+    assert s.xenapi.task.get_error_info(task)[0] == "IMPORT_ERROR_FAILED_TO_FIND_OBJECT"
+    assert set(s.xenapi.VM.get_all()) == before
 
 
 def test_stream_export_keeps_working_over_a_slow_reader(env):

@@ -42,6 +42,7 @@ from collections.abc import Callable
 from .. import install_storage, xva
 from ..classes import common as c
 from ..classes.storage_vdi import refresh_utilisation
+from ..datamodel import NULL_REF
 from ..dispatch import Call
 from ..errors import Failure, internal
 from ..vdi_store import VdiStore
@@ -282,6 +283,53 @@ def import_(req: routes.Request) -> None:
         req.send_head("200 OK", [("task-id", task.ref), ("content-type", CONTENT_TYPE)])
         vms = stream_import(req, task, sr, restore=req.flag("restore"), force=req.flag("force"))
         task.result = xmlrpc.encode_value(vms)
+
+
+@routes.put("/import_metadata")
+def import_metadata(req: routes.Request) -> None:
+    """``Import.metadata_handler``: ``ova.xml`` alone (as ``/export_metadata`` writes it);
+    the VDIs are the pool's own, found by UUID or ``vdi:<uuid>=<uuid>`` in the query
+    (``IMPORT_ERROR_FAILED_TO_FIND_OBJECT`` else); ``dry_run=true`` creates nothing."""
+    db = req.host.db
+    with req.context("VM.metadata_import") as task:
+        req.authenticate("VM.metadata_import")
+        req.send_head("200 OK", [("task-id", task.ref), ("content-type", CONTENT_TYPE)])
+        vdi_map = {k[4:]: v for k, v in req.query if k.startswith("vdi:") and len(k) > 4}
+        call = _call(req, "VM.import_metadata", task.ref)
+        created: list[tuple[str, str]] = []
+        restore, force = req.flag("restore"), req.flag("force")
+        try:
+            tar = xva.TarReader(req.body.readexactly)
+            entry = tar.next()
+            if entry is None or entry[0] != xva.XML_FILENAME:
+                raise Failure(
+                    "IMPORT_ERROR_UNEXPECTED_FILE", xva.XML_FILENAME, entry[0] if entry else ""
+                )
+            version, objects = xva.parse_ova(tar.data())
+            _assert_compatible(req.host, version)
+            _, _, vms = create_objects(
+                req,
+                call,
+                objects,
+                NULL_REF,
+                restore=restore,
+                force=force,
+                created=created,
+                vdi_map=vdi_map,
+                dry_run=req.flag("dry_run"),
+            )
+        except EOFError:
+            cleanup(req, call, created)
+            raise Failure("IMPORT_ERROR_PREMATURE_EOF") from None
+        except xva.XvaError as e:
+            cleanup(req, call, created)
+            raise Failure("IMPORT_ERROR_GENERIC", str(e)) from None
+        except BaseException:
+            if not force:
+                cleanup(req, call, created)
+            raise
+        _complete(call, vms, task.ref)
+        task.result = xmlrpc.encode_value([v for v in vms if not db.get("VM", v)["is_a_snapshot"]])
 
 
 def stream_import(req: routes.Request, task, sr: str, restore: bool, force: bool) -> list[str]:

@@ -197,9 +197,11 @@ def _remap(rec: dict, table: dict, fields) -> dict:
     return out
 
 
-def create_objects(req, call, objects, sr, *, restore, force, created):
+def create_objects(req, call, objects, sr, *, restore, force, created, vdi_map=None, dry_run=False):
     """Create the objects of ``ova.xml``; returns (id -> ref table, [(id, vdi, size)] of
-    the disks to receive, [new VMs]). ``created`` collects (class, ref) for cleanup."""
+    the disks to receive, [new VMs]). ``created`` collects (class, ref) for cleanup.
+    ``vdi_map`` set: a metadata import -- every VDI is the pool's own, found by UUID (mapped
+    through ``vdi_map``), none is created; ``dry_run``: only that check."""
     db = call.db
     schema = db.schema.classes
     session, logout = _session(req)
@@ -218,6 +220,13 @@ def create_objects(req, call, objects, sr, *, restore, force, created):
                 table[oid] = sr
         disks = []
         for oid, rec in by_cls.get("VDI", []):
+            if vdi_map is not None:
+                uuid = str(rec.get("uuid", ""))
+                ref = db.uuids["VDI"].get(vdi_map.get(uuid, uuid))
+                if ref is None:
+                    raise Failure("IMPORT_ERROR_FAILED_TO_FIND_OBJECT", oid)
+                table[oid] = ref
+                continue
             if rec.get("SR") in iso:
                 ref = db.uuids["VDI"].get(str(rec.get("uuid", "")))
                 if ref is not None:
@@ -229,6 +238,8 @@ def create_objects(req, call, objects, sr, *, restore, force, created):
             created.append(("VDI", ref))
             table[oid] = ref
             disks.append((oid, ref, int(rec.get("virtual_size", 0))))
+        if dry_run:
+            return table, disks, []
         for oid, rec in by_cls.get("network", []):
             table[oid] = _network(req, session, db, rec, created)
         vms = []

@@ -6,7 +6,8 @@ work), JSON-RPC on ``/jsonrpc``, the thin-CLI protocol on ``/cli``, ``PUT /impor
 (cross-pool migration, ``HostServer.http_handlers``); HTTP 200 for every API result, HTTP
 500 with ``connection: close`` for unparseable bodies; lower-case headers; keep-alive unless
 the client asks to close (HTTP/1.0: unless it asks to keep alive); ``OPTIONS`` answers the
-CORS preflight. Every other ``GET`` and ``PUT`` goes to the handler registry
+CORS preflight; a tar on ``/import_metadata`` is xapi's XVA metadata (``handlers/xva.py``),
+not the migration hand-over. Every other ``GET`` and ``PUT`` goes to the handler registry
 (``routes.py``: ``/export``, ``/import``, ``/export_raw_vdi``, ``/pool/xmldbdump``, ...; the
 handlers are in ``handlers/``), 404 if none matches; other methods 501. Bodies above
 ``MAX_BODY`` are refused with 413 without being read -- except for a streaming handler, which
@@ -217,7 +218,8 @@ class Handler:
         source pool to hand a migrating VM over, as XAPI's pools do), then the registry."""
         path, _, query = self.path.partition("?")
         handler = self.server.http_handlers.get(path)
-        if handler is None:
+        if handler is None or (self.body is not None and self.body[257:262] == b"ustar"):
+            # a tar on /import_metadata is xapi's XVA metadata, not the migration hand-over
             return self._route()
         try:
             status, ctype, out = handler(self.server.host, urllib.parse.parse_qs(query), self.body)
