@@ -16,6 +16,9 @@ each non-CD disk's chunks; the task succeeds when the stream is written.
 **Metadata export** (``Export.metadata_handler``): the same ``ova.xml`` (snapshot fields
 kept, power state kept) alone in a tar, with its length; ``metadata_export`` marks the VM.
 
+**Metadata import** (``Import.metadata_handler``, ``PUT /import_metadata`` with a tar
+body): ``ova.xml`` alone; the VDIs are the pool's own (see ``import_metadata``).
+
 **Import** (``Import.handler``): realm ``VM.import``; the SR from ``sr_id``, ``sr_uuid``,
 else the pool's default SR; a 302 to a host that sees it if this one does not; then
 ``with_context "VM.import"``: progress 0; an ISO SR answers 400 and fails with
