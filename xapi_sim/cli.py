@@ -298,6 +298,8 @@ def serve(args) -> int:
         print(f"xapi-sim: {e}", file=sys.stderr)
         return 2
     world.allow_remote_migration = args.allow_remote_migration
+    if args.state_dir:
+        world.vdi_dir = os.path.join(args.state_dir, "vdis")  # disk contents (vdi_store.py)
     _raise_fd_limit()
     cert_dir = os.path.join(args.state_dir, "certs") if args.state_dir else None
     try:

@@ -34,6 +34,14 @@ class CliFailure(CliError):
     """``Cli_util.Cli_failure`` and ``Record_util.Record_failure``: ``Error: <text>``."""
 
 
+class ExitWithError(CliError):
+    """``Cli_util.ExitWithError n``: what to say was said already; exit with status ``n``."""
+
+    def __init__(self, code: int = 1):
+        super().__init__(code)
+        self.exit_code = code
+
+
 class MissingParameter(CliError):
     """``Records.CLI_failed_to_find_param``: ``Missing parameter [name]`` (client-rendered)."""
 
@@ -110,6 +118,8 @@ def error_commands(e, lookup) -> list:
     """``exception_handler``: the protocol commands XAPI sends for an exception raised by a
     CLI command (``lookup`` names the references in an API error's parameters)."""
     e = as_ocaml(e)
+    if isinstance(e, ExitWithError):
+        return []
     if isinstance(e, UnknownCommand):
         return R.param_error("Unknown command", e.args[0])
     if isinstance(e, ParseError):

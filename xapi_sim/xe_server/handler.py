@@ -121,7 +121,7 @@ def handle_cli(host, body, rfile, wfile):
                 conn.send(cliproto.PrintStderr(f"Raised {printexc(e)}\n"))
                 conn.send(cliproto.PrintStderr("Backtrace:\n"))
                 conn.send(cliproto.PrintStderr("\n"))
-        conn.send(cliproto.Exit(1))
+        conn.send(cliproto.Exit(getattr(e, "exit_code", 1)))
 
 
 def exec_command(ctx, name):

@@ -8,7 +8,7 @@ xen-api Dundee ``cli_frontend.ml`` (``cmdtable_data``) and ``cli_operations.ml``
 
 from __future__ import annotations
 
-from . import event, host, pool, vm
+from . import event, host, pool, transfer, vm
 from .generic import ClassCommands
 from .spec import Cmd
 
@@ -36,7 +36,7 @@ GENERATED = [
 
 
 def _build_table() -> dict:
-    t = {**pool.COMMANDS, **host.COMMANDS, **vm.COMMANDS, **event.COMMANDS}
+    t = {**pool.COMMANDS, **host.COMMANDS, **vm.COMMANDS, **event.COMMANDS, **transfer.COMMANDS}
     for g in GENERATED:
         t.update(g.commands())
     return t
