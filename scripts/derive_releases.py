@@ -17,7 +17,8 @@ For each profile, from the xen-api git history (a mirror of xapi-project/xen-api
 The ``software_version`` values are facts of real hosts gathered from public sources and
 kept in ``FACTS`` below with their provenance: the keys and their order come from the
 source (``Xapi_globs.software_version`` + ``Create_misc.make_software_version`` at the
-revision); values no public source pins are marked ``plausible`` in ``notes``.
+revision); ``db_schema`` is checked against ``schema_major/minor_vsn`` at the revision;
+values no public source pins are marked ``plausible`` in ``notes``.
 
 Usage: python scripts/derive_releases.py [XEN_API_GIT_DIR]   (writes the data files)
        python scripts/derive_releases.py --check               (validates the committed files)
@@ -129,6 +130,7 @@ FACTS: dict[str, dict] = {
             ["xencenter_min", "2.6"],
             ["xencenter_max", "2.6"],
             ["network_backend", "openvswitch"],
+            ["db_schema", "5.109"],
             ["xs:xenserver-transfer-vm", "XenServer Transfer VM, version 7.1.0-137272c"],
             ["xs:main", "Base Pack, version 7.1.0-137272c"],
         ],
@@ -165,7 +167,7 @@ FACTS: dict[str, dict] = {
             ["xencenter_min", "2.15"],
             ["xencenter_max", "2.15"],
             ["network_backend", "openvswitch"],
-            ["db_schema", "5.602"],
+            ["db_schema", "5.603"],
         ],
         "tls": {"tls_verification": False},
         "notes": (
@@ -205,7 +207,7 @@ FACTS: dict[str, dict] = {
             ["xencenter_min", "2.20"],
             ["xencenter_max", "2.20"],
             ["network_backend", "openvswitch"],
-            ["db_schema", "5.775"],
+            ["db_schema", "5.767"],
         ],
         "tls": {"tls_verification": True},
         "notes": (
@@ -241,7 +243,7 @@ FACTS: dict[str, dict] = {
             ["xencenter_min", "2.21"],
             ["xencenter_max", "2.21"],
             ["network_backend", "openvswitch"],
-            ["db_schema", "5.780"],
+            ["db_schema", "5.779"],
         ],
         "tls": {"tls_verification": True},
         "notes": (
@@ -259,6 +261,17 @@ def git(gitdir: pathlib.Path, *args: str) -> str:
     return subprocess.run(
         ["git", "--git-dir", str(gitdir), *args], capture_output=True, text=True, check=False
     ).stdout
+
+
+def schema_version(gitdir, rev) -> str:
+    """``schema_major_vsn.schema_minor_vsn`` at ``rev`` (the ``db_schema`` key)."""
+    for path in ("ocaml/idl/datamodel_common.ml", "ocaml/idl/datamodel.ml"):
+        text = git(gitdir, "show", f"{rev}:{path}")
+        ma = re.search(r"let schema_major_vsn\s*=\s*(\d+)", text)
+        mi = re.search(r"let schema_minor_vsn\s*=\s*(\d+)", text)
+        if ma and mi:
+            return f"{ma.group(1)}.{mi.group(1)}"
+    return ""
 
 
 def api_version(gitdir, rev) -> tuple[int, int]:
@@ -340,6 +353,8 @@ def derive(gitdir: pathlib.Path) -> tuple[dict, dict]:
         major, minor = api_version(gitdir, f["rev"])
         sv = dict(f["sv"])
         assert sv["xencenter_min"] == sv["xencenter_max"] == f"{major}.{minor}", name
+        if "db_schema" in sv:
+            assert sv["db_schema"] == schema_version(gitdir, f["rev"]), name
         releases.append(
             {
                 "name": name,
