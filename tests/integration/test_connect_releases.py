@@ -1,7 +1,8 @@
 """Today's clients against the later release profiles (docs/releases.md, docs/clients.md).
 
 * The XenCenter-like connect sequence (``xencenter_like.py``, gates from xenserver/xenadmin
-  b210cd2c) completes against 8.2 CU1 and XenServer 8 worlds with no refusal, and runs
+  b210cd2c) completes against 8.2 CU1 and XenServer 8 worlds with no refusal (7.1: refused
+  for its platform version once the cache is populated), and runs
   actions as Async calls; against XCP-ng 8.3 it completes too, and its cache-populated checks
   refuse exactly as that XenCenter would: the product brand, and ``xencenter_min`` 2.21 newer
   than the 2.20 it knows.
@@ -32,7 +33,7 @@ def release_world(name):
     return running_world(with_release(scn_mod.default(), name))
 
 
-@pytest.fixture(scope="module", params=["stockholm", "nile", "xcp-ng-8.3"])
+@pytest.fixture(scope="module", params=["ely", "stockholm", "nile", "xcp-ng-8.3"])
 def xc_world(request):
     with release_world(request.param) as w:
         yield request.param, w
@@ -47,7 +48,13 @@ def test_xencenter_connects_and_acts(xc_world):
         assert ("version check", "ok") in c.steps
         assert c.api_version == xc.API_VERSION.get(f"{p.api_major}.{p.api_minor}", xc.API_UNKNOWN)
         assert c.coordinator_address == w.host("xs1").address
-        if name == "xcp-ng-8.3":
+        if name == "ely":
+            # 7.1 passes the API check (2.6) but is older than Citrix Hypervisor 8.0
+            assert c.refusals and all(
+                r.endswith("platform_version 2.2.0 < 2.9.50 (older than Citrix Hypervisor 8.0)")
+                for r in c.refusals
+            )
+        elif name == "xcp-ng-8.3":
             # what the public XenCenter decides for XCP-ng 8.3 (xapi 24.19, API 2.21)
             assert c.refusals == [
                 "product brand 'XCP-ng' is not 'XenServer'",
