@@ -102,3 +102,16 @@ def test_stockholm_has_no_tls_verification_check():
     j = w.host_by_name("j")
     assert "tls_verification_enabled" not in j.db.get("pool", j.pool.ref)
     join(w, d)
+
+
+@pytest.mark.parametrize("version", ["dundee", "ely", "nile"])
+def test_management_address_types_must_match(version):
+    w, d = world(version)
+    j = w.host_by_name("j")
+    pif = next(r for r, row in j.db.rows("PIF") if row["management"] and row["host"] == j.ref)
+    j.db.update("PIF", pif, primary_address_type="IPv6")
+    assert failure(w, d) == ["OPERATION_NOT_ALLOWED", "Primary address type differs"]
+    # ... after the API version check where the release has one
+    if version != "dundee":
+        j.db.update("host", j.ref, API_version_minor=1)
+        assert failure(w, d)[0] == "POOL_JOINING_HOST_MUST_HAVE_SAME_API_VERSION"

@@ -33,8 +33,9 @@ from . import common as c
 # the build number in the software check, 8.2 CU1 (1.249-lcm) no longer does (CA-249786);
 # XenServer 8 (v23.30.0) and XCP-ng 8.3 (v24.19.2) compare the ``xapi`` version instead of
 # the platform version and add, last: TLS verification, CA certificate names, updates in
-# progress here and in the pool. Checks on objects the simulator does not model (HA,
-# clustering, shared SRs, external auth, licences, vswitch, updates, address type, network
+# progress here and in the pool. Every release ends its Dundee-era checks with the
+# management interfaces' primary address type. Checks on objects the simulator does not
+# model (HA, clustering, shared SRs, external auth, licences, vswitch, updates, network
 # purpose) always pass.
 
 _SOFTWARE_KEYS = {
@@ -45,12 +46,13 @@ _SOFTWARE_KEYS = {
 }
 _SOFTWARE_DIFFERS = {"dundee": "software version differs"}  # later: "Software version differs"
 _LATER_CHECKS = {
-    "dundee": (),
-    "ely": ("api_version", "db_schema"),
-    "stockholm": ("api_version", "db_schema"),
+    "dundee": ("address_type",),
+    "ely": ("api_version", "db_schema", "address_type"),
+    "stockholm": ("api_version", "db_schema", "address_type"),
     "nile": (
         "api_version",
         "db_schema",
+        "address_type",
         "tls_verification",
         "ca_certificates",
         "not_updating_on_me",
@@ -90,6 +92,14 @@ def _later_check(name, jdb, mdb, jrow, mrow, joiner, master):
         mine, theirs = jsv.get("db_schema", ""), msv.get("db_schema", "")
         if not mine or not theirs or mine != theirs:
             raise Failure("POOL_JOINING_HOST_MUST_HAVE_SAME_DB_SCHEMA", mine, theirs)
+    elif name == "address_type":
+        # assert_homogeneous_primary_address_type: the management PIFs' address types
+        def address_type(db, h):
+            pif = install_network.management_pif(db, h.ref)
+            return None if pif is None else db.get("PIF", pif).get("primary_address_type")
+
+        if address_type(jdb, joiner) != address_type(mdb, master):
+            raise Failure("OPERATION_NOT_ALLOWED", "Primary address type differs")
     elif name == "tls_verification":
         mine = jdb.get("pool", joiner.pool.ref).get("tls_verification_enabled", False)
         theirs = mdb.get("pool", master.pool.ref).get("tls_verification_enabled", False)
@@ -162,7 +172,7 @@ def _pre_join_checks(call, master, force):
                 raise Failure("HOSTS_NOT_HOMOGENEOUS", "CPUs differ")
     # 11. only physical PIFs (no bonds, VLANs or tunnels)
     install_network.assert_only_physical_pifs(jdb)
-    # the checks later releases added, in their order
+    # 12-15 pass; 16 (the address type) and the checks later releases added, in order
     for name in _LATER_CHECKS[line]:
         _later_check(name, jdb, mdb, jrow, mrow, joiner, master)
 
