@@ -117,7 +117,7 @@ FACTS: dict[str, dict] = {
             ["product_version_text", "7.1"],
             ["product_version_text_short", "7.1"],
             ["platform_name", "XCP"],
-            ["platform_version", "2.2.0"],
+            ["platform_version", "2.1.1"],
             ["product_brand", "XenServer"],
             ["build_number", "137272c"],
             ["git_id", "0"],
@@ -136,7 +136,7 @@ FACTS: dict[str, dict] = {
         ],
         "tls": {"tls_verification": False},
         "notes": (
-            "platform_version >= XenCenter's 'Ely platform version is 2.1.1' "
+            "platform_version = XenCenter's 'Ely platform version is 2.1.1' "
             "(XenModel/Utils/Helpers.Versions.cs); build number, date, dbv, Xen/Linux "
             "versions plausible"
         ),

@@ -51,7 +51,7 @@ def test_xencenter_connects_and_acts(xc_world):
         if name == "ely":
             # 7.1 passes the API check (2.6) but is older than Citrix Hypervisor 8.0
             assert c.refusals and all(
-                r.endswith("platform_version 2.2.0 < 2.9.50 (older than Citrix Hypervisor 8.0)")
+                r.endswith("platform_version 2.1.1 < 2.9.50 (older than Citrix Hypervisor 8.0)")
                 for r in c.refusals
             )
         elif name == "xcp-ng-8.3":
