@@ -1,6 +1,6 @@
 """``xapi-sim`` command line. ``xapi-sim serve`` is a contract harnesses rely on: keep it stable.
 
-xapi-sim serve [--scenario FILE] [--xapi-db FILE ...] [--bind ADDR] [--port N]
+xapi-sim serve [--scenario FILE | --release NAME] [--xapi-db FILE ...] [--bind ADDR] [--port N]
                [--user NAME] [--password PW] [--seed N] [--ready-file PATH]
                [--tls-cert FILE --tls-key FILE] [--auth-delay SECONDS]
                [--state-dir DIR] [--log-level LEVEL] [--log-file FILE]
@@ -20,7 +20,9 @@ import sys
 import threading
 from collections.abc import Iterable
 
-from . import persist, playback, playback_dump
+import attrs
+
+from . import persist, playback, playback_dump, products
 from . import scenario as scn_mod
 from .bench import main as bench_main
 from .errors import Failure
@@ -48,6 +50,13 @@ def _serve_parser(sub):
         "--scenario",
         metavar="FILE",
         help="scenario file (TOML, or JSON of the same shape); default: built-in",
+    )
+    p.add_argument(
+        "--release",
+        metavar="NAME",
+        help="the release every host of the built-in world runs: "
+        + ", ".join(f"{n} ({p.title})" for n, p in products.PROFILES.items())
+        + f" (or its product version); default {products.DEFAULT_RELEASE} (docs/releases.md)",
     )
     p.add_argument(
         "--xapi-db",
@@ -248,6 +257,14 @@ def repair(args) -> int:
     return 0
 
 
+def with_release(scn, name: str):
+    """The scenario with every host running the release ``name`` (a profile name or product
+    version, products.lookup); ValueError for an unknown one."""
+    version = products.lookup(name).version
+    hosts = tuple(attrs.evolve(h, version=version) for h in scn.hosts)
+    return attrs.evolve(scn, hosts=hosts, source=f"{scn.source} as {name}")
+
+
 def serve(args) -> int:
 
     try:
@@ -256,6 +273,13 @@ def serve(args) -> int:
         print(f"xapi-sim: cannot open the log file {args.log_file}: {e.strerror}", file=sys.stderr)
         return 2
 
+    if args.release is not None and (args.scenario or args.xapi_db):
+        print(
+            "xapi-sim: --release picks the release of the built-in world; a scenario or a "
+            "database names its hosts' releases itself (host key version)",
+            file=sys.stderr,
+        )
+        return 2
     try:
         scn = (
             scn_mod.load(args.scenario)
@@ -267,6 +291,12 @@ def serve(args) -> int:
     except scn_mod.ScenarioError as e:
         print(f"xapi-sim: {e}", file=sys.stderr)
         return 2
+    if args.release is not None:
+        try:
+            scn = with_release(scn, args.release)
+        except ValueError as e:
+            print(f"xapi-sim: --release: {e}", file=sys.stderr)
+            return 2
     source = ", ".join(([scn.source] if scn is not None else []) + args.xapi_db)
     if bool(args.tls_cert) != bool(args.tls_key):
         print("xapi-sim: --tls-cert and --tls-key go together", file=sys.stderr)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from . import allowed, install_network, install_storage
 from .datamodel import NULL_REF, Schema
 from .levelling import cpus, policy
+from .levelling import rules as lrules
 from .rows import RowBuilders
 from .runtime import HOST_OVERHEAD, HostRuntime, PoolRuntime
 
@@ -39,7 +40,7 @@ class XapiLifecycle(RowBuilders):
                 h.hw.hidden_features,
                 sockets=h.hw.sockets,
                 cpus_per_socket=h.hw.cpus_per_socket,
-                release=release,
+                release=h.product.levelling,
                 **({"mask": h.hw.mask} if release == "cream" else {}),
             )
             if h.hw.overrides:
@@ -66,7 +67,7 @@ class XapiLifecycle(RowBuilders):
             assert pool is not None
             rpu = self.rolling_upgrade_in_progress(pool)
             if release != "cream" and not rpu and not self.building:
-                alert = policy.host_alert(old, info)
+                alert = policy.host_alert(old, info, rules=lrules.rules(h.product.levelling))
                 if alert:
                     self.add_message(db, *alert, "Host", h.uuid)
             for r in list(db.get("host", h.ref)["host_CPUs"]):
@@ -79,7 +80,7 @@ class XapiLifecycle(RowBuilders):
             h.started_once = True
             h.xapi_epoch += 1
             self.update_host_memory(h)
-            self.recompute_pool_cpu_info(pool)
+            self.recompute_pool_cpu_info(pool, h.product.levelling)
             self.update_host_allowed_operations(h)
             # the master's periodic DB GC pass; run at every start so the flag follows at once
             self.detect_rolling_upgrade(pool)
@@ -88,19 +89,28 @@ class XapiLifecycle(RowBuilders):
                 # allowed_operations is recomputed by the checks
                 allowed.refresh_all_allowed(self, db)
 
-    def recompute_pool_cpu_info(self, pool: PoolRuntime):
-        """``create_pool_cpuinfo`` (Dundee §4): intersection over every host record, alert."""
+    def recompute_pool_cpu_info(self, pool: PoolRuntime, levelling: str | None = None):
+        """``create_pool_cpuinfo`` (Dundee §4): intersection over every host record, alert.
+        ``levelling``: the rules of the xapi that runs it (the starting host's; by default
+        the master's) -- levelling/rules.py."""
         db = pool.db
         if "cpu_info" not in db.schema.classes["pool"].fields:
             return  # pre-Dundee pools have no pool.cpu_info
         with db.lock:
-            infos = [row["cpu_info"] for _, row in db.rows("host")]
-            new = policy.pool_cpu_info(infos)
+            r = lrules.rules(levelling or pool.master.product.levelling)
+            rows = [row for _, row in db.rows("host")]
+            infos = [row["cpu_info"] for row in rows]
+            hvm = [any("hvm" in c for c in row["capabilities"]) for row in rows]
+            new = policy.pool_cpu_info(infos, r, hvm)
             prow = db.get("pool", pool.ref)
             old = prow["cpu_info"]
             db.update("pool", pool.ref, cpu_info=new)
             alert = policy.pool_alert(
-                old, new, n_hosts=len(infos), rpu_in_progress=self.rolling_upgrade_in_progress(pool)
+                old,
+                new,
+                n_hosts=len(infos),
+                rpu_in_progress=self.rolling_upgrade_in_progress(pool),
+                rules=r,
             )
             if alert and not self.building:
                 self.add_message(db, *alert, "Pool", prow["uuid"])
@@ -271,7 +281,8 @@ def boot_flags(world, host, is_hvm) -> dict:
     before Dundee the message forwarder recorded the host's own ``{vendor, features}``."""
     db = host.db
     if "cpu_info" in db.schema.classes["pool"].fields:
-        return policy.vm_boot_flags(db.get("pool", host.pool.ref)["cpu_info"], is_hvm)
+        r = lrules.rules(host.pool.master.product.levelling)
+        return policy.vm_boot_flags(db.get("pool", host.pool.ref)["cpu_info"], is_hvm, r)
     info = db.get("host", host.ref)["cpu_info"]
     return {"vendor": info["vendor"], "features": info["features"]}
 

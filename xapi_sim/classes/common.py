@@ -39,6 +39,7 @@ from ..datamodel import NULL_REF
 from ..dispatch import Call
 from ..errors import Failure, internal
 from ..levelling import featureset, policy
+from ..levelling import rules as lrules
 from ..runtime import MAX_VCPUS_PER_VM, MAX_VM_MEMORY, MAX_VMS_PER_HOST, HostRuntime
 from ..store import Row
 from ..tasks import Tasks
@@ -95,6 +96,11 @@ def assert_highest_version(call: Call, host_ref: str) -> None:
         raise Failure("NOT_SUPPORTED_DURING_UPGRADE")
 
 
+def pool_rules(call: Call) -> lrules.Rules:
+    """The levelling rules of the pool's master (levelling/rules.py)."""
+    return lrules.rules(call.pool.master.product.levelling)
+
+
 def check_cpu(call: Call, vm_ref: str, vm_row: Row, host_ref: str) -> None:
     """``Cpuid_helpers.assert_vm_is_compatible`` against the destination host (§9)."""
     try:
@@ -103,6 +109,7 @@ def check_cpu(call: Call, vm_ref: str, vm_row: Row, host_ref: str) -> None:
             vm_row["last_boot_CPU_flags"],
             is_hvm(vm_row),
             call.db.get("host", host_ref)["cpu_info"],
+            rules=pool_rules(call),
         )
     except featureset.InvalidFeatureString as e:
         raise internal(f'Cpuid_helpers.InvalidFeatureString("{e}")') from None
@@ -115,7 +122,10 @@ def update_cpu_flags(call: Call, vm_ref: str, host_ref: str) -> None:
     row = call.db.get("VM", vm_ref)
     try:
         new = policy.updated_vm_flags(
-            row["last_boot_CPU_flags"], is_hvm(row), call.db.get("host", host_ref)["cpu_info"]
+            row["last_boot_CPU_flags"],
+            is_hvm(row),
+            call.db.get("host", host_ref)["cpu_info"],
+            rules=pool_rules(call),
         )
     except featureset.InvalidFeatureString as e:
         raise internal(f'Cpuid_helpers.InvalidFeatureString("{e}")') from None

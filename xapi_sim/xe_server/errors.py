@@ -105,16 +105,17 @@ def string_of_exn(exn) -> str:
     return f"{code}: [ {'; '.join(params)} ]"
 
 
-def error_text(exn, lookup) -> str:
-    """What ``do_multiple`` records for one object whose operation failed."""
+def error_text(exn, lookup, table: dict = ERRORS) -> str:
+    """What ``do_multiple`` records for one object whose operation failed (``table``: the
+    serving host's release's error texts, errors.errors_for)."""
     if isinstance(exn, Failure):
-        lines = R.server_error_lines(exn.code, exn.params, ERRORS, lookup)
+        lines = R.server_error_lines(exn.code, exn.params, table, lookup)
         if lines is not None:
             return lines[0] + "\n" + "\n".join(lines[1:])
     return string_of_exn(exn)
 
 
-def error_commands(e, lookup) -> list:
+def error_commands(e, lookup, table: dict = ERRORS) -> list:
     """``exception_handler``: the protocol commands XAPI sends for an exception raised by a
     CLI command (``lookup`` names the references in an API error's parameters)."""
     e = as_ocaml(e)
@@ -146,4 +147,4 @@ def error_commands(e, lookup) -> list:
         code, params = "INTERNAL_ERROR", [f"Unix_error: {e.args[0]}"]
     else:
         code, params = "INTERNAL_ERROR", [string_of_exn(e)]
-    return R.server_error_commands(code, params, ERRORS, lookup)
+    return R.server_error_commands(code, params, table, lookup)

@@ -21,6 +21,7 @@ import logging
 import threading
 
 from ..dispatch import Dispatcher
+from ..errors import errors_for
 from ..wire import cliproto
 from ..wire.ocaml import bool_of_string
 from . import render as R
@@ -110,7 +111,7 @@ def handle_cli(host, body, rfile, wfile):
     except Exception as e:  # noqa: BLE001 -- every error becomes CLI output
         if not is_modelled(e):
             log.error("xe command %r on %s failed", args[:1], host.name_label, exc_info=e)
-        for cmd in error_commands(e, ctx.lookup):
+        for cmd in error_commands(e, ctx.lookup, errors_for(host.product.profile)):
             conn.send(cmd)
         if ctx.has("trace"):
             try:
