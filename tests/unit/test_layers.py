@@ -56,7 +56,7 @@ LAYERS = [
     ),
     ("dispatch", ["faults", "sessions", "tasks", "dispatch"]),
     ("classes", ["classes"]),
-    ("loaders", ["scenario", "persist", "generate", "playback_hw", "playback"]),
+    ("loaders", ["scenario_objects", "scenario", "persist", "generate", "playback_hw", "playback"]),
     (
         "front",
         [

@@ -19,7 +19,6 @@ from collections.abc import Iterable, Iterator
 
 from .. import install_storage
 from ..allowed import (  # noqa: F401 -- used by classes
-    SIMULATED_GUEST_TOOLS,
     OperationPolicy,
     allowed_operations,
     drop_stale_operations,
