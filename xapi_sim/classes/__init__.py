@@ -5,6 +5,7 @@ Importing this package registers every handler with ``dispatch.api``.
 
 from . import (  # noqa: F401
     event,
+    guest_agent,
     host,
     host_lifecycle,
     message,
@@ -20,6 +21,7 @@ from . import (  # noqa: F401
     storage_vdi,
     storage_vm,
     task,
+    vdi_migrate,
     vm,
     vm_config,
     vm_lifecycle,

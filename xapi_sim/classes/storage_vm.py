@@ -40,7 +40,7 @@ def on_power_change(call, vm, power_state) -> None:
     for vbd in list(vm_row["VBDs"]):
         row = db.tables["VBD"].get(vbd)
         if row is not None and row["currently_attached"] != attached:
-            changes = {"currently_attached": attached}
+            changes: dict[str, object] = {"currently_attached": attached}
             if attached:  # xenopsd reports the device the domain got (kept after a halt)
                 dev = of_string(_hvm_booted(vm_row), row["userdevice"])
                 if dev is not None:

@@ -32,7 +32,7 @@ from ..dispatch import api
 from ..errors import Failure
 from ..xapi_start import boot_flags, next_domid
 from . import common as c
-from . import guest_agent, storage_vm
+from . import guest_agent, storage_motion, storage_vm
 from .cross_pool import assert_can_migrate_cross_pool, migrate_send_cross_pool
 from .network_vif import copy_vif, network_on_power_change
 from .task import timed
@@ -331,13 +331,15 @@ def _intra_pool_dest(call, dest):
     return None
 
 
-def _migrate_checks(call, vm, row, host, options):
+def _migrate_checks(call, vm, row, host, options, vif_map=None):
     source = row["resident_on"] if row["resident_on"] != NULL_REF else call.pool.master.ref
     if c.version_cmp(call, host, source) < 0:
         raise Failure("NOT_SUPPORTED_DURING_UPGRADE")
     if not _force(options):
         c.check_cpu(call, vm, row, host)
-    c.assert_can_boot_here(call, vm, row, host)
+    # do_sr_check:false -- the disks may move (storage_motion.py)
+    c.assert_can_boot_here(call, vm, row, host, sr_check=False)
+    storage_motion.assert_intra_pool(vif_map)
 
 
 @api("VM.assert_can_migrate")
@@ -351,7 +353,7 @@ def assert_can_migrate(
         host = _intra_pool_dest(call, dest)
         if host is None:
             return assert_can_migrate_cross_pool(call, vm, row, dest, options)
-        _migrate_checks(call, vm, row, host, options)
+        _migrate_checks(call, vm, row, host, options, vif_map)
 
 
 @api("VM.migrate_send")
@@ -368,10 +370,12 @@ def migrate_send(
             if host is None:
                 # (checks and the hand-over happen together there: not marked)
                 return migrate_send_cross_pool(call, vm, row, dest, live, options)
-            _migrate_checks(call, vm, row, host, options)
+            _migrate_checks(call, vm, row, host, options, vif_map)
+            moves = storage_motion.plan(call, vm, row, host, vdi_map, options)
             if row["power_state"] in ("Running", "Paused"):
                 c.assert_resident_host_live(call, row)
             op.mark()
+            storage_motion.apply(call, moves)
             if row["power_state"] in ("Running", "Paused"):
                 _move(call, vm, host)
             else:
