@@ -194,6 +194,18 @@ def test_new_vms_have_no_agent_until_one_is_installed(lab):
 
 def test_vm_metrics_follow_the_domain(lab):
     w, x, vms = lab
+    tmpl = next(
+        ref
+        for ref, r in x.VM.get_all_records().items()
+        if r["is_a_template"] and r["name_label"] == "Debian Jessie 8.0"
+    )
+    new = x.VM.clone(tmpl, "installed")
+    before = x.VM_metrics.get_install_time(x.VM.get_metrics(new))
+    w.world.clock.advance(3600)
+    x.VM.remove_from_other_config(new, "disks")  # as Xen Orchestra does
+    x.VM.provision(new)  # set_is_a_template false is "install time"
+    after = x.VM_metrics.get_install_time(x.VM.get_metrics(new))
+    assert after.value > before.value
     vm = vms["off"]
     m = x.VM.get_metrics(vm)
     assert x.VM_metrics.get_memory_actual(m) == "0"
