@@ -256,9 +256,8 @@ def export_toml(world: World) -> str:
         name = p.db.get("pool", p.ref)["name_label"]
         if not members and not name:
             continue
+        out += ["[[pool]]"] + ([f"name_label = {_toml_str(name)}"] if name else [])
         out += [
-            "[[pool]]",
-            f"name_label = {_toml_str(name)}",
             f"master = {_toml_str(p.master.name_label)}",
             "members = [" + ", ".join(_toml_str(h.name_label) for h in members) + "]",
             "",
