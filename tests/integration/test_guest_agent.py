@@ -10,7 +10,10 @@ import threading
 import pytest
 import XenAPI
 
+from xapi_sim import persist
+from xapi_sim.classes import guest_agent
 from xapi_sim.scenario import ScenarioError, build, export_toml, loads
+from xapi_sim.server import Simulator
 from xapi_sim.testing import running_world
 
 WORLD = """
@@ -277,3 +280,29 @@ def test_many_threads_toggle_drivers_while_vms_change_power(lab):
     refs = set(x.VM_guest_metrics.get_all())
     used = [x.VM.get_guest_metrics(vms[n]) for n in vms]
     assert refs == {g for g in used if g != "OpaqueRef:NULL"}  # no orphan, no dangling ref
+
+
+def test_drivers_installed_or_removed_survive_a_restart(tmp_path):
+    """The fact lives in the guest metrics rows, so the journal keeps it."""
+    world, journal, _ = persist.open_state(str(tmp_path), lambda: build(loads(WORLD), seed=1))
+    sim = Simulator(world, port=0)
+    sim.make_durable(journal)
+    sim.start()
+    try:
+        s = XenAPI.Session(sim.world.pools[0].master.url)
+        s.xenapi.login_with_password("root", "xenroot", "2.5", "pytest")
+        x = s.xenapi
+        vms = {r["name_label"]: ref for ref, r in x.VM.get_all_records().items()}
+        x.sim.vm_set_pv_drivers(vms["bare"], True)
+        x.sim.vm_set_pv_drivers(vms["tools"], False)
+    finally:
+        sim.stop()
+        journal.close()
+    again, _ = persist.load(str(tmp_path))
+    db = again.pools[0].db
+    rows = {r["name_label"]: r for _, r in db.rows("VM")}
+    assert guest_agent.has_drivers(db, rows["bare"]) and not guest_agent.has_drivers(
+        db, rows["tools"]
+    )
+    text = export_toml(again)
+    assert text.count("pv_drivers = false") == 3  # tools, pvbare, off
