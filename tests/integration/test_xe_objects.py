@@ -105,6 +105,16 @@ SCRIPT = [
     ("vm-install-sr", "vm-install template=CentOS\\ 7 new-name-label=c7b sr-uuid={nfs1}", 0, "c7b"),
     ("vm-disk-list-sr", "vm-disk-list vm=c7b", 0, None),
     ("sr-scan", "sr-scan uuid={nfs1}", 0, None),
+    ("vdi-of-c7b", "vbd-list vm-uuid={c7b} params=vdi-uuid --minimal", 0, "c7b_vdi"),
+    ("sr-local-xs2", "sr-list name-label=Local\\ storage host=xs2 --minimal", 0, "xs2_local"),
+    (
+        "vm-migrate-storage",
+        "vm-migrate vm=c7b remote-master=127.0.0.1 remote-username=root remote-password=xenroot "
+        "host=xs2 vdi:{c7b_vdi}={xs2_local}",
+        0,
+        None,
+    ),
+    ("vm-disk-list-migrated", "vm-disk-list vm=c7b vdi-params=name-label,sr-name-label", 0, None),
     ("pbd-list-nfs", "pbd-list sr-uuid={nfs1} params=uuid --minimal", 0, "pbds"),
 ]
 
@@ -130,7 +140,7 @@ def test_xe_object_commands(session_runs, step, line, rc, out):
     runs, names = session_runs
     r = check(f"obj-{step}", runs[step])
     assert r.rc == rc, r.transcript()
-    if out is not None and out != "pbds":
+    if out is not None and out in ("c7", "nfs1", "data", "copy", "snap", "vbd1", "cd", "net"):
         assert UUID.match(names[out]), r.transcript()
 
 
@@ -142,3 +152,6 @@ def test_the_installed_vm_is_what_vm_install_makes(session_runs):
     assert "sr-name-label ( RO): nfs1" in runs["vm-disk-list-sr"].out
     assert runs["vm-param-get-description"].out == "Installed via xe CLI\n"
     assert len(names["pbds"].split(",")) == 3  # one PBD per host of the pool
+    # storage motion moved c7b's disk to xs2's local SR
+    migrated = runs["vm-disk-list-migrated"].out
+    assert "sr-name-label ( RO): Local storage" in migrated and "nfs1" not in migrated
