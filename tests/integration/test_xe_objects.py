@@ -23,6 +23,7 @@ UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12
 
 # (step, command line with {names} of earlier outputs, expected exit status, output name)
 SCRIPT = [
+    ("host-xs1", "host-list name-label=xs1 --minimal", 0, "xs1"),
     ("sr-list", "sr-list", 0, None),
     ("sr-list-params", "sr-list params=name-label,type,shared,physical-size host=xs2", 0, None),
     (
@@ -115,6 +116,39 @@ SCRIPT = [
         None,
     ),
     ("vm-disk-list-migrated", "vm-disk-list vm=c7b vdi-params=name-label,sr-name-label", 0, None),
+    ("vdi-pool-migrate-moved-away", "vdi-pool-migrate uuid={c7b_vdi} sr-uuid={nfs1}", 1, None),
+    ("vdi-of-c7b-2", "vbd-list vm-uuid={c7b} params=vdi-uuid --minimal", 0, "c7b_vdi2"),
+    ("vdi-pool-migrate-back", "vdi-pool-migrate uuid={c7b_vdi2} sr-uuid={nfs1}", 0, "c7b_vdi3"),
+    ("vdi-copy", "vdi-copy uuid={data} sr-uuid={nfs1}", 0, "data2"),
+    ("vdi-copy-both", "vdi-copy uuid={data} sr-uuid={nfs1} into-vdi-uuid={data2}", 1, None),
+    ("vdi-forget", "vdi-forget uuid={data2}", 0, None),
+    ("tools-iso", "vdi-list name-label=xs-tools.iso --minimal", 0, "iso"),
+    ("vbd-insert", "vbd-insert uuid={cd} vdi-uuid={iso}", 0, None),
+    ("vbd-insert-full", "vbd-insert uuid={cd} vdi-uuid={iso}", 1, None),
+    ("vbd-eject", "vbd-eject uuid={cd}", 0, None),
+    (
+        "sr-introduce",
+        "sr-introduce uuid=0bad5eed-0000-4000-8000-000000000001 name-label=intro type=nfs "
+        "shared=true content-type=user",
+        0,
+        "intro",
+    ),
+    (
+        "pbd-create",
+        "pbd-create host-uuid={xs1} sr-uuid={intro} device-config:server=10.0.0.9 "
+        "device-config:serverpath=/export/intro",
+        0,
+        "intro_pbd",
+    ),
+    ("pbd-create-exists", "pbd-create host-uuid={xs1} sr-uuid={intro}", 1, None),
+    ("pbd-plug", "pbd-plug uuid={intro_pbd}", 0, None),
+    ("pbd-unplug", "pbd-unplug uuid={intro_pbd}", 0, None),
+    ("pbd-destroy", "pbd-destroy uuid={intro_pbd}", 0, None),
+    ("sr-forget", "sr-forget uuid={intro}", 0, None),
+    ("pif-of-xs1", "pif-list host-name-label=xs1 device=eth1 --minimal", 0, "pif"),
+    ("pif-unplug", "pif-unplug uuid={pif}", 0, None),
+    ("pif-param-get-attached", "pif-param-get uuid={pif} param-name=currently-attached", 0, None),
+    ("pif-plug", "pif-plug uuid={pif}", 0, None),
     ("pbd-list-nfs", "pbd-list sr-uuid={nfs1} params=uuid --minimal", 0, "pbds"),
 ]
 

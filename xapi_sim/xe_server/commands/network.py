@@ -1,5 +1,5 @@
 """The hand-written network commands: ``vif-create``, ``vif-destroy``, ``network-create``,
-``network-destroy``.
+``network-destroy``, ``pif-plug``, ``pif-unplug``.
 
 Mirrors xen-api Dundee ``cli_operations.ml`` (``vif_create``, ``vif_destroy``,
 ``net_create``, ``net_destroy``) and ``cli_frontend.ml`` (their specs and help texts).
@@ -65,7 +65,17 @@ def net_destroy(ctx):
     ctx.call("network.destroy", ctx.call("network.get_by_uuid", ctx.get("uuid")))
 
 
+def pif_plug(ctx):
+    ctx.call("PIF.plug", ctx.call("PIF.get_by_uuid", ctx.get("uuid")))
+
+
+def pif_unplug(ctx):
+    ctx.call("PIF.unplug", ctx.call("PIF.get_by_uuid", ctx.get("uuid")))
+
+
 COMMANDS = {
+    "pif-plug": Cmd(["uuid"], [], "Attempt to bring up a network interface.", pif_plug),
+    "pif-unplug": Cmd(["uuid"], [], "Attempt to bring down a network interface.", pif_unplug),
     "vif-create": Cmd(
         ["device", "network-uuid", "vm-uuid"],
         ["mac"],

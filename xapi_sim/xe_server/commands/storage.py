@@ -1,6 +1,8 @@
-"""The hand-written storage commands: ``sr-create``, ``-destroy``, ``-forget``, ``-scan``,
-``pbd-plug``/``-unplug``, ``vdi-create``, ``-destroy``, ``-resize``, ``-clone``,
-``-snapshot``, ``vbd-create``, ``-destroy``, ``-plug``, ``-unplug``.
+"""The hand-written storage commands: ``sr-create``, ``-introduce``, ``-destroy``,
+``-forget``, ``-scan``, ``pbd-create``/``-destroy``/``-plug``/``-unplug``, ``vdi-create``,
+``-destroy``, ``-forget``, ``-resize``, ``-clone``, ``-snapshot``, ``-copy``,
+``-pool-migrate``, ``vbd-create``, ``-destroy``, ``-insert``, ``-eject``, ``-plug``,
+``-unplug``.
 
 Mirrors xen-api Dundee ``cli_operations.ml`` (``sr_create``, ``parse_host_uuid``,
 ``parse_device_config``, ``vdi_create``, ``vdi_type_of_string``, ``vbd_create``,
@@ -65,6 +67,21 @@ def sr_create(ctx):
     ctx.send(cliproto.Print(ctx.call("SR.get_uuid", sr)))
 
 
+def sr_introduce(ctx):
+    uuid = ctx.get("uuid")
+    ctx.call(
+        "SR.introduce",
+        uuid,
+        ctx.get("name-label"),
+        "",
+        ctx.get("type"),
+        ctx.get("content-type", ""),
+        ctx.bool_param("shared"),
+        read_map_params(ctx, "sm-config"),
+    )
+    ctx.printer.lines([uuid])
+
+
 def sr_destroy(ctx):
     ctx.call("SR.destroy", _by_uuid(ctx, "SR"))
 
@@ -75,6 +92,23 @@ def sr_forget(ctx):
 
 def sr_scan(ctx):
     ctx.call("SR.scan", _by_uuid(ctx, "SR"))
+
+
+def pbd_create(ctx):
+    host = ctx.call("host.get_by_uuid", ctx.get("host-uuid"))
+    sr = ctx.call("SR.get_by_uuid", ctx.get("sr-uuid"))
+    record = {
+        "host": host,
+        "SR": sr,
+        "device_config": read_map_params(ctx, "device-config"),
+        "other_config": {},
+    }
+    pbd = ctx.call("PBD.create", record)
+    ctx.printer.lines([ctx.call("PBD.get_uuid", pbd)])
+
+
+def pbd_destroy(ctx):
+    ctx.call("PBD.destroy", _by_uuid(ctx, "PBD"))
 
 
 def pbd_plug(ctx):
@@ -132,6 +166,32 @@ def vdi_clone(ctx):
     ctx.printer.lines([ctx.call("VDI.get_uuid", new)])
 
 
+def vdi_copy(ctx):
+    vdi = _by_uuid(ctx, "VDI")
+    base = _by_uuid(ctx, "VDI", "base-vdi-uuid") if ctx.has("base-vdi-uuid") else NULL_REF
+    has_sr, has_into = ctx.has("sr-uuid"), ctx.has("into-vdi-uuid")
+    if has_sr == has_into:
+        raise CliFailure(
+            "Please specify one but not both of: a destination sr-uuid (I will create a fresh "
+            "VDI); or a destination into-vdi-uuid (I will copy the blocks into this VDI)"
+        )
+    sr = _by_uuid(ctx, "SR", "sr-uuid") if has_sr else NULL_REF
+    into = _by_uuid(ctx, "VDI", "into-vdi-uuid") if has_into else NULL_REF
+    new = ctx.call("VDI.copy", vdi, sr, base, into)
+    ctx.printer.lines([ctx.call("VDI.get_uuid", new)])
+
+
+def vdi_pool_migrate(ctx):
+    vdi = _by_uuid(ctx, "VDI")
+    sr = _by_uuid(ctx, "SR", "sr-uuid")
+    new = ctx.call("VDI.pool_migrate", vdi, sr, {})  # "no options implemented yet"
+    ctx.printer.lines([ctx.call("VDI.get_uuid", new)])
+
+
+def vdi_forget(ctx):
+    ctx.call("VDI.forget", _by_uuid(ctx, "VDI"))
+
+
 def vdi_snapshot(ctx):
     vdi = _by_uuid(ctx, "VDI")
     new = ctx.call("VDI.snapshot", vdi, read_map_params(ctx, "driver-params"))
@@ -179,6 +239,15 @@ def vbd_destroy(ctx):
     ctx.call("VBD.destroy", _by_uuid(ctx, "VBD"))
 
 
+def vbd_insert(ctx):
+    vbd = _by_uuid(ctx, "VBD")
+    ctx.call("VBD.insert", vbd, _by_uuid(ctx, "VDI", "vdi-uuid"))
+
+
+def vbd_eject(ctx):
+    ctx.call("VBD.eject", _by_uuid(ctx, "VBD"))
+
+
 def vbd_plug(ctx):
     ctx.call("VBD.plug", _by_uuid(ctx, "VBD"))
 
@@ -216,6 +285,12 @@ COMMANDS = {
         sr_create,
         with_fd=True,
     ),
+    "sr-introduce": Cmd(
+        ["name-label", "type", "uuid"],
+        ["shared", "content-type"],
+        "Introduces an SR (but does not create any PBDs).",
+        sr_introduce,
+    ),
     "sr-destroy": Cmd(["uuid"], [], "Destroy the SR.", sr_destroy),
     "sr-forget": Cmd(["uuid"], [], "Forget about the SR.", sr_forget),
     "sr-scan": Cmd(
@@ -224,6 +299,15 @@ COMMANDS = {
         "Force an SR scan, syncing database with VDIs present in underlying storage substrate.",
         sr_scan,
     ),
+    "pbd-create": Cmd(
+        ["host-uuid", "sr-uuid"],
+        ["device-config:"],
+        "Create a PBD. The read-only device-config parameter can only be set on creation in "
+        "the following manner. To add a mapping of 'path' -> '/tmp', the command line should "
+        "contain the argument device-config:path=/tmp",
+        pbd_create,
+    ),
+    "pbd-destroy": Cmd(["uuid"], [], "Destroy the PBD.", pbd_destroy),
     "pbd-plug": Cmd(
         ["uuid"],
         [],
@@ -253,6 +337,20 @@ COMMANDS = {
         vdi_clone,
     ),
     "vdi-snapshot": Cmd(["uuid"], ["driver-params-"], "Snapshot a specified VDI.", vdi_snapshot),
+    "vdi-copy": Cmd(
+        ["uuid"],
+        ["sr-uuid", "base-vdi-uuid", "into-vdi-uuid"],
+        "Copy either a full VDI or the block differences between two VDIs either into a "
+        "fresh VDI in a specified SR or into an existing VDI.",
+        vdi_copy,
+    ),
+    "vdi-pool-migrate": Cmd(
+        ["uuid", "sr-uuid"],
+        [],
+        "Migrate a VDI to a specified SR, while the VDI is attached to a running guest.",
+        vdi_pool_migrate,
+    ),
+    "vdi-forget": Cmd(["uuid"], [], "Forget about a VDI.", vdi_forget),
     "vbd-create": Cmd(
         ["vm-uuid", "device"],
         ["vdi-uuid", "bootable", "type", "mode", "unpluggable"],
@@ -262,6 +360,15 @@ COMMANDS = {
         vbd_create,
     ),
     "vbd-destroy": Cmd(["uuid"], [], "Destroy a VBD.", vbd_destroy),
+    "vbd-insert": Cmd(
+        ["uuid", "vdi-uuid"],
+        [],
+        "Insert new media into the drive represented by a VBD.",
+        vbd_insert,
+    ),
+    "vbd-eject": Cmd(
+        ["uuid"], [], "Remove the media from the drive represented by a VBD.", vbd_eject
+    ),
     "vbd-plug": Cmd(
         ["uuid"], [], "Attempt to attach the VBD while the VM is in the running state.", vbd_plug
     ),
