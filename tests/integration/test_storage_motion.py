@@ -202,3 +202,24 @@ def test_concurrent_disk_moves_of_two_vms(lab):
     for sr in (srs["nfs1"], srs["nfs2"]):
         total = sum(int(x.VDI.get_virtual_size(v)) for v in x.SR.get_VDIs(sr))
         assert int(x.SR.get_virtual_allocation(sr)) == total
+
+
+def test_a_suspended_vms_image_moves_where_the_destination_can_read_it(lab):
+    w, x, vms, srs = lab
+    vm, pool = vms["other"], x.pool.get_all()[0]
+    x.VM.pool_migrate(vm, w.host("h1").ref, {})  # its disk is on nfs1, seen by both hosts
+    x.pool.set_suspend_image_SR(pool, srs["onlyh1"])
+    x.VM.suspend(vm)
+    image = x.VM.get_suspend_VDI(vm)
+    assert x.VDI.get_SR(image) == srs["onlyh1"]
+    x.pool.set_suspend_image_SR(pool, srs["nfs2"])
+    ((disk, _),) = _disks(x, vm).values()
+    dest = x.host.migrate_receive(w.host("h2").ref, x.network.get_all()[0], {})
+    x.VM.migrate_send(vm, dest, False, {disk: srs["nfs1"]}, {}, {})
+    moved = x.VM.get_suspend_VDI(vm)
+    assert moved != image and x.VDI.get_SR(moved) == srs["nfs2"]
+    assert x.VDI.get_type(moved) == "suspend"
+    assert _err(x.VDI.get_record, image)[0] == "HANDLE_INVALID"
+    assert _disks(x, vm)["0"] == (disk, srs["nfs1"])  # mapped to its own SR: it stays
+    x.VM.resume_on(vm, w.host("h2").ref, False, False)
+    assert x.VM.get_resident_on(vm) == w.host("h2").ref

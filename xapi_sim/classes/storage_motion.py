@@ -20,14 +20,16 @@ branch, ``migrate_send'``, ``intra_pool_vdi_remap``, ``vdi_pool_migrate``) and
   on with ``VM_REQUIRES_SR [vm, sr]`` (xapi's storage layer fails the mirror there).
 * ``VDI.pool_migrate`` is ``vdi_migrate.py``.
 
-Not modelled: snapshots' disks stay where they are (xapi copies them to the destination
-SR of the disk they are a snapshot of, or the default SR), and a suspended VM's image
-stays on its SR.
+A suspended VM's image stays on its SR if the destination host sees it, else goes to the
+pool's ``suspend_image_SR``, the host's ``suspend_image_sr`` or the default SR, as xapi
+maps it. Not modelled: snapshots' disks stay where they are (xapi copies them to the
+destination SR of the disk they are a snapshot of, or the default SR).
 """
 
 from __future__ import annotations
 
 from .. import install_storage as store
+from ..datamodel import NULL_REF
 from ..errors import Failure
 from . import common as c
 from .storage_vdi import create_vdi, remove_vdi
@@ -84,7 +86,29 @@ def plan(call, vm, row, host, vdi_map, options) -> list:
     }
     for sr in sorted(final - seen):
         raise Failure("VM_REQUIRES_SR", vm, sr)
+    suspend = row.get("suspend_VDI", NULL_REF)
+    if row["power_state"] == "Suspended" and db.exists("VDI", suspend):
+        sr = db.get("VDI", suspend)["SR"]
+        if sr not in seen:  # the image goes where the destination can read it
+            dest = _suspend_destination(db, host)
+            if dest == NULL_REF:
+                raise Failure("VDI_NOT_IN_MAP", suspend)
+            moves.append((None, suspend, dest))
     return moves
+
+
+def _suspend_destination(db, host) -> str:
+    """``migrate_send'``: the pool's ``suspend_image_SR``, else the destination host's
+    ``suspend_image_sr``, else the pool's ``default_SR`` (NULL if none)."""
+    pool = next(iter(db.tables["pool"].values()))
+    for sr in (
+        pool["suspend_image_SR"],
+        db.get("host", host)["suspend_image_sr"],
+        pool["default_SR"],
+    ):
+        if db.exists("SR", sr):
+            return sr
+    return NULL_REF
 
 
 def apply(call, moves) -> dict:
@@ -107,8 +131,19 @@ def apply(call, moves) -> dict:
             xenstore_data=dict(src["xenstore_data"]),
             tags=list(src["tags"]),
         )
-        db.update("VDI", new, on_boot=src["on_boot"], allow_caching=src["allow_caching"])
-        db.set("VBD", vbd, "VDI", new)
+        db.update(
+            "VDI",
+            new,
+            on_boot=src["on_boot"],
+            allow_caching=src["allow_caching"],
+            sm_config=dict(src["sm_config"]),
+        )
+        if vbd is None:  # a suspended VM's image
+            for vm, vrow in db.rows("VM"):
+                if vrow.get("suspend_VDI") == vdi:
+                    db.set("VM", vm, "suspend_VDI", new)
+        else:
+            db.set("VBD", vbd, "VDI", new)
         remove_vdi(call, vdi)
         store.recompute_sr(db, sr)
         c.refresh_allowed(call.world, db, "VDI", new)
