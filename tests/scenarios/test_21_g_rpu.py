@@ -308,7 +308,7 @@ def test_cross_pool_from_65_then_backfill(w):
     assert dst.x.VM.get_last_boot_CPU_flags(vm)["features"] == fs.format(
         fs.upgrade_vm_features(fs.parse_oldstyle(old["features"]), host_set, True)
     )
-    dst.x.VM.hard_shutdown(vm)
+    dst.x.VM.clean_shutdown(vm)
     dst.x.VM.start(vm, False, False)
     assert (
         dst.x.VM.get_last_boot_CPU_flags(vm)["features"]
