@@ -63,7 +63,18 @@ LAYERS = [
     ),
     ("dispatch", ["faults", "sessions", "tasks", "dispatch"]),
     ("classes", ["classes"]),
-    ("loaders", ["scenario", "persist", "generate", "playback_hw", "playback", "playback_dump"]),
+    (
+        "loaders",
+        [
+            "scenario_objects",
+            "scenario",
+            "persist",
+            "generate",
+            "playback_hw",
+            "playback",
+            "playback_dump",
+        ],
+    ),
     (
         "front",
         [

@@ -6,6 +6,7 @@ Importing this package registers every handler with ``dispatch.api``.
 from . import (  # noqa: F401
     data_sources,
     event,
+    guest_agent,
     host,
     host_lifecycle,
     message,
@@ -22,6 +23,7 @@ from . import (  # noqa: F401
     storage_vdi,
     storage_vm,
     task,
+    vdi_migrate,
     vm,
     vm_config,
     vm_lifecycle,

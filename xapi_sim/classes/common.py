@@ -19,7 +19,6 @@ from collections.abc import Iterable, Iterator
 
 from .. import install_storage
 from ..allowed import (  # noqa: F401 -- used by classes
-    SIMULATED_GUEST_TOOLS,
     OperationPolicy,
     allowed_operations,
     drop_stale_operations,
@@ -150,15 +149,18 @@ def assert_can_boot_here(
     host_ref: str,
     cpu_check: bool = False,
     memory: bool = True,
+    sr_check: bool = True,
 ) -> None:
-    """``Xapi_vm_helpers.assert_can_boot_here`` (Dundee: no CPU check unless asked)."""
+    """``Xapi_vm_helpers.assert_can_boot_here`` (Dundee: no CPU check unless asked;
+    ``sr_check`` false is its ``do_sr_check:false``, as storage motion uses it)."""
     h = runtime_host(call, host_ref)
     hrow = call.db.get("host", host_ref)
     if h.state != "up" or not call.world.is_live(h):
         raise Failure("HOST_OFFLINE", host_ref)
     if not hrow["enabled"]:
         raise Failure("HOST_DISABLED", host_ref)
-    install_storage.assert_can_see_srs(call.db, vm_ref, vm_row, host_ref)
+    if sr_check:
+        install_storage.assert_can_see_srs(call.db, vm_ref, vm_row, host_ref)
     if cpu_check:
         check_cpu(call, vm_ref, vm_row, host_ref)
     ncpu = int(hrow["cpu_info"].get("cpu_count", "0") or 0)
