@@ -1,7 +1,9 @@
 """Write docs/coverage.md: for every release the simulator serves, every class and message,
 whether it is implemented (hand-written behaviour), generic (derived from the datamodel:
 getters, setters, map/set edits, records, get_all*, implicit create/destroy), or answers
-NOT_IMPLEMENTED. ``--check`` exits 1 if the committed file is stale (the test suite runs it).
+NOT_IMPLEMENTED -- each NOT_IMPLEMENTED message with the reason ``scripts/coverage_reasons.toml``
+gives for it. ``--check`` exits 1 if the committed file is stale or a NOT_IMPLEMENTED message
+has no reason (the test suite runs it).
 
     python3 scripts/coverage.py [--check] [--output docs/coverage.md]
 """
@@ -9,10 +11,14 @@ NOT_IMPLEMENTED. ``--check`` exits 1 if the committed file is stale (the test su
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import pathlib
 import sys
+import tomllib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+REASONS = ROOT / "scripts" / "coverage_reasons.toml"
+NO_REASON = "(no reason recorded)"
 sys.path.insert(0, str(ROOT))
 
 from xapi_sim import classes, products  # noqa: E402,F401 -- classes registers every handler
@@ -57,7 +63,35 @@ def status(m) -> str:
     return "NOT_IMPLEMENTED"
 
 
+def load_reasons() -> list:
+    """[(text, [patterns])] in file order."""
+    data = tomllib.loads(REASONS.read_text())
+    return [(r["text"], list(r["match"])) for r in data.get("reason", [])]
+
+
+def reason_for(reasons, wire_name: str) -> str:
+    """The first reason one of whose patterns matches ``Class.message``."""
+    for text, patterns in reasons:
+        if any(fnmatch.fnmatchcase(wire_name, p) for p in patterns):
+            return text
+    return NO_REASON
+
+
+def unexplained() -> list:
+    """Every NOT_IMPLEMENTED message, of any release, that no reason matches."""
+    reasons = load_reasons()
+    out = set()
+    for release in {p.release for p in products.PRODUCTS.values()}:
+        for cname, c in Schema.for_release(release).classes.items():
+            for m in c.messages.values():
+                name = f"{cname}.{m.name}"
+                if status(m) == "NOT_IMPLEMENTED" and reason_for(reasons, name) == NO_REASON:
+                    out.add(name)
+    return sorted(out)
+
+
 def render() -> str:
+    reasons = load_reasons()
     releases = sorted(
         {p.release: p.version for p in products.PRODUCTS.values()}.items(), key=lambda rv: rv[1]
     )
@@ -68,7 +102,8 @@ def render() -> str:
         "release the simulator serves: each message is *implemented* (hand-written",
         "behaviour), *generic* (from the datamodel: getters, setters, map/set edits, records,",
         "`get_all*`, implicit create/destroy), *removed* in that release (`MESSAGE_REMOVED`),",
-        "or answers `NOT_IMPLEMENTED`.",
+        "or answers `NOT_IMPLEMENTED`; each `NOT_IMPLEMENTED` message is listed with the",
+        "reason `scripts/coverage_reasons.toml` gives for it.",
         "",
     ]
     for release, version in releases:
@@ -109,6 +144,20 @@ def render() -> str:
             for cname in listed:
                 out.append(f"- **{cname}**: " + ", ".join(f"`{n}`" for n in sorted(missing[cname])))
             out.append("")
+        if missing:
+            grouped: dict[str, list[str]] = {}
+            for cname in sorted(missing, key=str.lower):
+                for n in sorted(missing[cname]):
+                    grouped.setdefault(reason_for(reasons, f"{cname}.{n}"), []).append(
+                        f"{cname}.{n}"
+                    )
+            order = [t for t, _ in reasons if t in grouped] + (
+                [NO_REASON] if NO_REASON in grouped else []
+            )
+            out += ["Why each NOT_IMPLEMENTED message is not implemented:", ""]
+            for text in order:
+                out.append(f"- {text}: " + ", ".join(f"`{n}`" for n in grouped[text]))
+            out.append("")
     return "\n".join(out)
 
 
@@ -122,6 +171,13 @@ def main(argv=None) -> int:
     if args.check:
         if not path.exists() or path.read_text() != text:
             print(f"{path} is stale: run python3 scripts/coverage.py", file=sys.stderr)
+            return 1
+        lacking = unexplained()
+        if lacking:
+            print(
+                f"no reason in {REASONS.name} for: {', '.join(lacking)}",
+                file=sys.stderr,
+            )
             return 1
         return 0
     path.write_text(text)

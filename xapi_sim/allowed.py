@@ -25,16 +25,10 @@ class OperationPolicy:
       waits for the others to finish before that error is returned. xapi retries under
       ``Helpers.Policy.standard``: up to 2 hours (``max_total_wait = 3600 * 2``), waking
       every 1-20 s; the simulator wakes on every database change instead.
-    * ``assume_guest_tools``: the simulator runs no guest OS, so a VM whose
-      ``guest_metrics`` names no row is judged as if its guest ran XenServer 7.0 PV tools
-      (drivers reported): HVM guests can then be shut down cleanly, suspended and migrated,
-      as in a lab where tools are installed. False applies Dundee's rules to a guest
-      without drivers (``VM_LACKS_FEATURE_*``, ``VM_MISSING_PV_DRIVERS``).
     """
 
     def __init__(self, world):
         self.max_wait = 7200.0
-        self.assume_guest_tools = True
         # (db, class, ref, key) of the operations this process has marked and not yet
         # ended, never taken for stale ones (guarded by that database's lock)
         self.live: set = set()
@@ -42,22 +36,6 @@ class OperationPolicy:
     @classmethod
     def of(cls, world) -> OperationPolicy:
         return world.service(cls)
-
-
-# What a XenServer 7.0 guest agent reports (used only when assume_guest_tools holds).
-SIMULATED_GUEST_TOOLS = {
-    "PV_drivers_version": {"major": "7", "minor": "0", "micro": "0", "build": "125"},
-    "other": {
-        "feature-shutdown": "1",
-        "feature-poweroff": "1",
-        "feature-reboot": "1",
-        "feature-suspend": "1",
-        "feature-vcpu-hotplug": "1",
-        "feature-static-ip-setting": "1",
-    },
-    "can_use_hotplug_vbd": "unspecified",
-    "can_use_hotplug_vif": "unspecified",
-}
 
 
 def _pool_row(db):
@@ -84,8 +62,6 @@ def vm_facts(world, db, row) -> dict:
         if "VM_guest_metrics" in db.tables
         else None
     )
-    if gm is None and OperationPolicy.of(world).assume_guest_tools:
-        gm = SIMULATED_GUEST_TOOLS
     _, prow = _pool_row(db)
     oc = prow["other_config"] if prow is not None else {}
     resets = []
@@ -178,8 +154,6 @@ def vbd_facts(world, db, ref, row) -> dict:
     """What ``Xapi_vbd_helpers.valid_operations`` reads beyond the VBD row."""
     vm_row = db.get("VM", row["VM"])
     gm = db.tables["VM_guest_metrics"].get(vm_row["guest_metrics"])
-    if gm is None and OperationPolicy.of(world).assume_guest_tools:
-        gm = SIMULATED_GUEST_TOOLS
     vdi_row = None if row["empty"] else db.tables["VDI"].get(row["VDI"])
     others = []
     if vdi_row is not None:

@@ -1,6 +1,6 @@
 """``xapi-sim`` command line. ``xapi-sim serve`` is a contract harnesses rely on: keep it stable.
 
-xapi-sim serve [--scenario FILE] [--xapi-db FILE ...] [--bind ADDR] [--port N]
+xapi-sim serve [--scenario FILE | --release NAME] [--xapi-db FILE ...] [--bind ADDR] [--port N]
                [--user NAME] [--password PW] [--seed N] [--ready-file PATH]
                [--tls-cert FILE --tls-key FILE] [--auth-delay SECONDS]
                [--state-dir DIR] [--log-level LEVEL] [--log-file FILE]
@@ -21,7 +21,9 @@ import sys
 import threading
 from collections.abc import Iterable
 
-from . import persist, playback, playback_dump
+import attrs
+
+from . import persist, playback, playback_dump, products
 from . import scenario as scn_mod
 from .bench import main as bench_main
 from .errors import Failure
@@ -49,6 +51,13 @@ def _serve_parser(sub):
         "--scenario",
         metavar="FILE",
         help="scenario file (TOML, or JSON of the same shape); default: built-in",
+    )
+    p.add_argument(
+        "--release",
+        metavar="NAME",
+        help="the release every host of the built-in world runs: "
+        + ", ".join(f"{n} ({p.title})" for n, p in products.PROFILES.items())
+        + f" (or its product version); default {products.DEFAULT_RELEASE} (docs/releases.md)",
     )
     p.add_argument(
         "--xapi-db",
@@ -249,6 +258,14 @@ def repair(args) -> int:
     return 0
 
 
+def with_release(scn, name: str):
+    """The scenario with every host running the release ``name`` (a profile name or product
+    version, products.lookup); ValueError for an unknown one."""
+    version = products.lookup(name).version
+    hosts = tuple(attrs.evolve(h, version=version) for h in scn.hosts)
+    return attrs.evolve(scn, hosts=hosts, source=f"{scn.source} as {name}")
+
+
 def serve(args) -> int:
 
     try:
@@ -257,6 +274,13 @@ def serve(args) -> int:
         print(f"xapi-sim: cannot open the log file {args.log_file}: {e.strerror}", file=sys.stderr)
         return 2
 
+    if args.release is not None and (args.scenario or args.xapi_db):
+        print(
+            "xapi-sim: --release picks the release of the built-in world; a scenario or a "
+            "database names its hosts' releases itself (host key version)",
+            file=sys.stderr,
+        )
+        return 2
     try:
         scn = (
             scn_mod.load(args.scenario)
@@ -268,6 +292,12 @@ def serve(args) -> int:
     except scn_mod.ScenarioError as e:
         print(f"xapi-sim: {e}", file=sys.stderr)
         return 2
+    if args.release is not None:
+        try:
+            scn = with_release(scn, args.release)
+        except ValueError as e:
+            print(f"xapi-sim: --release: {e}", file=sys.stderr)
+            return 2
     source = ", ".join(([scn.source] if scn is not None else []) + args.xapi_db)
     if bool(args.tls_cert) != bool(args.tls_key):
         print("xapi-sim: --tls-cert and --tls-key go together", file=sys.stderr)
@@ -299,6 +329,8 @@ def serve(args) -> int:
         print(f"xapi-sim: {e}", file=sys.stderr)
         return 2
     world.allow_remote_migration = args.allow_remote_migration
+    if args.state_dir:
+        world.vdi_dir = os.path.join(args.state_dir, "vdis")  # disk contents (vdi_store.py)
     _raise_fd_limit()
     cert_dir = os.path.join(args.state_dir, "certs") if args.state_dir else None
     try:
@@ -344,6 +376,8 @@ def serve(args) -> int:
             f"{h['name_label']:<12} {h['pool'] or '-':<12} "
             f"{'master' if h['master'] else 'member':<8} {h['http_url']}  {h['https_url']}"
         )
+    if desc["hosts"]:  # the page of the world (xapi_sim/web), served by every endpoint
+        print(f"{'PAGE':<34} {desc['hosts'][0]['http_url']}sim/  (any host's URL + sim/)")
     loaded = playback_dump.address_table(world)
     if loaded:
         print(f"{'RECORDED ADDRESS':<18} {'HOST':<12} {'POOL':<12} URL")

@@ -101,6 +101,15 @@ class NotADatabase(ValueError):
     """The input is not an xapi XML database (one line, naming the file)."""
 
 
+def schema_version_of(release: str) -> tuple[int, int]:
+    """The schema version a database of ``release`` carries: the newest release of
+    :data:`SCHEMA_VERSIONS` not after it."""
+    idx = RELEASE_INDEX.get(release, RELEASE_INDEX["dundee"])
+    known = [r for r in SCHEMA_VERSIONS if RELEASE_INDEX.get(r, -1) <= idx]
+    best = max(known, key=lambda r: RELEASE_INDEX[r], default="dundee")
+    return SCHEMA_VERSIONS[best]
+
+
 def release_for_schema(major: int, minor: int) -> str | None:
     """The latest release whose schema version is at most ``(major, minor)``."""
     best = None

@@ -393,7 +393,9 @@ def _load(world: World, path: str) -> LoadReport:
         master_sv = dict(dbvalues.unmarshal_map(sv_text)) if sv_text else {}
     except dbvalues.DbValueError:
         master_sv = {}
-    release = emulated_release(file_release, master_sv.get("product_version", ""))
+    release = emulated_release(
+        file_release, master_sv.get("product_version", ""), master_sv.get("product_brand", "")
+    )
     schema = Schema.for_release(release)
     report = LoadReport(path, file_release, vsn, release)
     report.notes.extend(dbf.notes)

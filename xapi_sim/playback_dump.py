@@ -74,8 +74,18 @@ def dump(pool: PoolRuntime) -> Iterator[str]:
             c = created.get(ref, 0)
             out.append((ref, c, changed.get(ref, c), cols))
         tables.append(dbxml.TableOut(name, out))
-    vsn = dbxml.SCHEMA_VERSIONS.get(schema.release, dbxml.SCHEMA_VERSIONS["dundee"])
-    yield from dbxml.write(vsn, gen, tables)
+    yield from dbxml.write(schema_version(pool), gen, tables)
+
+
+def schema_version(pool: PoolRuntime) -> tuple[int, int]:
+    """The manifest's schema version: the ``db_schema`` the master's release reports in its
+    ``software_version`` (from 7.1 on), else the schema of the newest release known not
+    after the pool's datamodel release (``dbxml.SCHEMA_VERSIONS``)."""
+    text = dict(pool.master.product.software_version).get("db_schema", "")
+    major, _, minor = text.partition(".")
+    if major.isdigit() and minor.isdigit():
+        return int(major), int(minor)
+    return dbxml.schema_version_of(pool.db.schema.release)
 
 
 def dump_bytes(pool: PoolRuntime) -> bytes:

@@ -12,28 +12,17 @@ from .levelling import cpus
 from .levelling import featureset as fs
 from .runtime import MAX_PCPUS_PER_HOST, GiB, Hardware
 
-MODELLED = {"cream": "6.5.0", "dundee": "7.0.0"}  # release -> products.PRODUCTS key
-CPU_INFO_KEYS = {"cream": cpus.CREAM_KEYS, "dundee": cpus.DUNDEE_KEYS}
-ALL_CPU_INFO_KEYS = tuple(dict.fromkeys(cpus.DUNDEE_KEYS + cpus.CREAM_KEYS))
+# The profiles playback can run a recorded host as, oldest first (docs/releases.md).
+PROFILES = sorted(products.PROFILES.values(), key=lambda p: RELEASE_INDEX[p.release])
+MODELLED = {p.release: p.version for p in PROFILES}  # datamodel release -> product version
+# A host's cpu_info keys per datamodel release, as its levelling profile reports them.
+CPU_INFO_KEYS = {
+    p.release: tuple(cpus.host_cpu_info("Haswell", release=p.levelling)) for p in PROFILES
+}
+ALL_CPU_INFO_KEYS = tuple(dict.fromkeys(k for keys in CPU_INFO_KEYS.values() for k in keys))
 DEFAULT_MEMORY = 64 * GiB
 
 # -- release choice -------------------------------------------------------------------------
-
-
-def emulated_release(file_release: str | None, product_version: str) -> str:
-    """The modelled release a file runs as: up to cream, cream; from dundee on, dundee; in
-    between (indigo), the one of the hosts' product line."""
-    if file_release is not None:
-        idx = RELEASE_INDEX.get(file_release)
-        if idx is not None:
-            if idx <= RELEASE_INDEX["cream"]:
-                return "cream"
-            if idx >= RELEASE_INDEX["dundee"]:
-                return "dundee"
-    major = product_version.split(".")[0]
-    if major.isdigit():
-        return "cream" if int(major) < 7 else "dundee"
-    return "dundee"
 
 
 def _version_tuple(version: str) -> tuple:
@@ -44,19 +33,52 @@ def _version_tuple(version: str) -> tuple:
     return tuple(out)
 
 
+def profile_for_line(product_version: str, brand: str = "") -> products.Product:
+    """The profile a host of ``product_version`` (and ``product_brand``) runs as: the newest
+    of its major version not newer than it (XenServer 7.6 -> 7.1), else the oldest of its
+    major version (Citrix Hypervisor 8.0 -> 8.2 CU1), else the newest not newer (9.x ->
+    XenServer 8), else the oldest (5.x -> 6.5 SP1). XCP-ng builds run as the XCP-ng
+    profile of their version when there is one, else as the XenServer line's."""
+    line = _version_tuple(product_version) if product_version else (0, 0)
+    if brand.lower().startswith("xcp-ng"):
+        for p in PROFILES:
+            if p.title.startswith("XCP-ng") and _version_tuple(p.version) == line:
+                return p
+    ordered = sorted(
+        (p for p in PROFILES if not p.title.startswith("XCP-ng")),
+        key=lambda p: _version_tuple(p.version),
+    )
+    same = [p for p in ordered if _version_tuple(p.version)[0] == line[0]]
+    older = [p for p in (same or ordered) if _version_tuple(p.version) <= line]
+    if older:
+        return older[-1]
+    return (same or ordered)[0]
+
+
+def emulated_release(file_release: str | None, product_version: str, brand: str = "") -> str:
+    """The datamodel release a recorded pool runs as: that of its master's product line
+    (:func:`profile_for_line`); without a recorded ``product_version``, the newest profile
+    whose release is not after the file's schema (else the oldest)."""
+    if product_version:
+        return profile_for_line(product_version, brand).release
+    if file_release is not None and file_release in RELEASE_INDEX:
+        idx = RELEASE_INDEX[file_release]
+        older = [p for p in PROFILES if RELEASE_INDEX[p.release] <= idx]
+        if older:
+            return older[-1].release
+    return PROFILES[0].release if file_release is not None else products.DEFAULT_RELEASE
+
+
 def product_for(sv: dict, cap: str, exact: bool = False) -> tuple:
-    """(Product, note or None) a host with recorded ``software_version`` runs: the modelled
-    product of its product line (up to 6.5: 6.5 SP1; from 7.0: 7.0), never newer than
-    ``cap`` (its pool's release; ``exact``: the pool's master runs ``cap``). The recorded
-    ``software_version`` is kept verbatim when
-    the line is the modelled one (any 7.0 or 6.5 build)."""
+    """(Product, note or None) a host with recorded ``software_version`` runs: the profile
+    of its product line (:func:`profile_for_line`), never newer than ``cap`` (its pool's
+    release; ``exact``: the pool's master runs ``cap``). The recorded ``software_version`` is
+    kept verbatim when its line (major.minor) is the profile's."""
     pv = sv.get("product_version", "")
-    line = _version_tuple(pv) if pv else None
-    release = "cream" if line is not None and line < (7, 0) else "dundee"
-    if exact or RELEASE_INDEX[release] > RELEASE_INDEX[cap]:
-        release = cap
-    p = products.PRODUCTS[MODELLED[release]]
-    if line is not None and line == _version_tuple(p.version):
+    p = profile_for_line(pv, sv.get("product_brand", "")) if pv else None
+    if p is None or exact or RELEASE_INDEX[p.release] > RELEASE_INDEX[cap]:
+        p = products.PRODUCTS[MODELLED[cap]]
+    if pv and _version_tuple(pv) == _version_tuple(p.version):
         return attrs.evolve(
             p,
             software_version=tuple(sv.items()),
@@ -64,7 +86,7 @@ def product_for(sv: dict, cap: str, exact: bool = False) -> tuple:
         ), None
     return p, (
         f"recorded product_version {pv or '(none)'} runs as {p.version} "
-        f"({release}): the nearest release the simulator models"
+        f"({p.profile}): the nearest release the simulator models"
     )
 
 

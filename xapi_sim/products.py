@@ -1,117 +1,111 @@
 """The product releases a simulated host can run, with what each reports about itself.
 
-``software_version`` keys and order follow xen-api ``Create_misc.make_software_version``
-(Dundee); API versions follow ``Xapi_globs.api_version_major/minor`` (7.0 = 2.5, 6.5 SP1 = 2.4).
-Values the source does not pin (build numbers, Xen/Linux versions, build host and date) are
-plausible fixed values, documented as such in ``docs/scenarios.md``.
+Loaded from the committed ``data/releases.json`` (``scripts/derive_releases.py``): per
+profile (``cream`` = XenServer 6.5 SP1, ``dundee`` = 7.0, ``ely`` = 7.1, ``stockholm`` =
+Citrix Hypervisor 8.2 CU1, ``nile`` = XenServer 8, ``xcp-ng-8.3``) the API version
+(``api_version_major/minor`` of xen-api ``ocaml/idl/datamodel_common.ml`` at the profile's
+revision), the ``software_version`` map in XAPI's key order (``Xapi_globs.software_version``
++ ``Create_misc.make_software_version``), the datamodel release whose lifecycles give the
+API surface, the template and SM catalogue releases, the levelling rules and the TLS
+defaults. ``docs/releases.md`` has the table. A host's ``version`` (scenario key,
+``sim.host_install``) is a profile name or its ``product_version``.
 """
 
 from __future__ import annotations
+
+import json
+from importlib import resources
 
 import attrs
 
 
 @attrs.frozen
 class Product:
-    version: str  # scenario key, = software_version["product_version"]
-    release: str  # datamodel release code name
+    version: str  # = software_version["product_version"]
+    release: str  # datamodel release whose lifecycles give the API (Schema.for_release)
     api_major: int
     api_minor: int
     platform_version: str
     software_version: tuple  # ((key, value), ...) in XAPI's order
+    name: str = ""  # profile name (docs/releases.md)
+    title: str = ""
+    templates_release: str = ""
+    sm_release: str = ""
+    levelling: str = ""  # levelling.rules profile
+    tls_verification: bool = False  # a fresh pool's pool.tls_verification_enabled
 
     def software_version_map(self, hostname: str) -> dict:
         return dict(self.software_version)
 
+    @property
+    def profile(self) -> str:
+        return self.name or self.release
 
-def _sv(product_version, text, brand, build, platform_version, date, xen, linux, xc, dbv, pack):
-    return (
-        ("product_version", product_version),
-        ("product_version_text", text),
-        ("product_version_text_short", text),
-        ("platform_name", "XCP"),
-        ("platform_version", platform_version),
-        ("product_brand", brand),
-        ("build_number", build),
-        ("git_id", "0"),
-        ("hostname", "xenbuild"),
-        ("date", date),
-        ("dbv", dbv),
-        ("xapi", "1.9"),
-        ("xen", xen),
-        ("linux", linux),
-        ("xencenter_min", xc),
-        ("xencenter_max", xc),
-        ("network_backend", "openvswitch"),
-        ("xs:main", pack),
+
+def _load() -> list:
+    with resources.files("xapi_sim").joinpath("data/releases.json").open("rb") as fh:
+        return json.load(fh)["releases"]
+
+
+def _product(r: dict) -> Product:
+    sv = tuple((k, v) for k, v in r["software_version"])
+    return Product(
+        version=r["version"],
+        release=r["datamodel_release"],
+        api_major=r["api_major"],
+        api_minor=r["api_minor"],
+        platform_version=dict(sv)["platform_version"],
+        software_version=sv,
+        name=r["name"],
+        title=r["title"],
+        templates_release=r["templates_release"],
+        sm_release=r["sm_release"],
+        levelling=r["levelling"],
+        tls_verification=r["tls"]["tls_verification"],
     )
 
 
-PRODUCTS = {
-    "7.0.0": Product(
-        "7.0.0",
-        "dundee",
-        2,
-        5,
-        "2.1.0",
-        _sv(
-            "7.0.0",
-            "7.0",
-            "XenServer",
-            "125380c",
-            "2.1.0",
-            "2016-05-13",
-            "4.6.1-xs125300",
-            "3.10.0+10",
-            "2.5",
-            "2016.0520",
-            "Base Pack, version 7.0.0-125380c",
-        ),
-    ),
-    "6.5.0": Product(
-        "6.5.0",
-        "cream",
-        2,
-        4,
-        "1.9.0",
-        _sv(
-            "6.5.0",
-            "6.5",
-            "XenServer",
-            "90233c",
-            "1.9.0",
-            "2015-01-06",
-            "4.4.1-xs90192",
-            "3.10.0+2",
-            "2.4",
-            "2014.1217",
-            "Base Pack, version 6.5.0-90233c",
-        ),
-    ),
-}
+PROFILES: dict[str, Product] = {r["name"]: _product(r) for r in _load()}
+PRODUCTS: dict[str, Product] = {p.version: p for p in PROFILES.values()}
 DEFAULT_VERSION = "7.0.0"
+DEFAULT_RELEASE = "dundee"
+
+
+def lookup(version: str) -> Product:
+    """The profile named ``version``: a profile name (``stockholm``) or a product version
+    (``8.2.1``); ValueError if neither."""
+    p = PRODUCTS.get(version) or PROFILES.get(version)
+    if p is None:
+        known = ", ".join(f"{n} ({p.version})" for n, p in PROFILES.items())
+        raise ValueError(f"unknown product version {version!r} (known: {known})")
+    return p
 
 
 def product(version: str, build_number: str | None = None) -> Product:
     """The release a host runs; ``build_number`` overrides the build it reports (a host
     with a hotfix or a different build: pool.join's software check compares it)."""
-    try:
-        p = PRODUCTS[version]
-    except KeyError:
-        raise ValueError(
-            f"unknown product version {version!r} (known: {', '.join(sorted(PRODUCTS))})"
-        ) from None
-    if build_number is None or build_number == dict(p.software_version)["build_number"]:
+    p = lookup(version)
+    old = dict(p.software_version)["build_number"]
+    if build_number is None or build_number == old:
         return p
     sv = tuple(
         (
             k,
             build_number
             if k == "build_number"
-            else v.replace(dict(p.software_version)["build_number"], build_number)
-            if k == "xs:main"
+            else v.replace(old, build_number)
+            if k.startswith("xs:")
             else v,
         )
         for k, v in p.software_version
     )
     return attrs.evolve(p, software_version=sv)
+
+
+def profile_of_release(release: str) -> Product | None:
+    """The profile whose datamodel release is ``release`` (None for a release no profile
+    emulates, e.g. a played-back database's)."""
+    for p in PROFILES.values():
+        if p.release == release:
+            return p
+    return None

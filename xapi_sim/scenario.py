@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 
-from . import products
+from . import products, scenario_objects
+from .allowed import refresh_allowed
+from .classes import guest_agent
 from .datamodel import NULL_REF
 from .levelling import cpus
 from .runtime import MAX_VMS_PER_HOST
@@ -71,6 +73,8 @@ def build(scn: Scenario, seed=None, user="root", password="xenroot", **world_kw)
     for pool in world.pools:
         for h in [pool.master] + [h for h in pool.hosts() if h is not pool.master]:
             world.xapi_start(h)
+    scenario_objects.build_srs(world, scn, runtime)
+    scenario_objects.build_networks(world, scn, runtime)
     domids: dict[str, int] = {}
     host_load: dict[str, list[int]] = {}
     for i, v in enumerate(scn.vms):
@@ -167,7 +171,8 @@ def _place_vm(world, scn, i, v: VmSpec, runtime, domids, host_load):
         install_time=ts,
         last_updated=ts,
     )
-    world.new_row(
+    gm = guest_agent.scenario_metrics(world, db, v.power_state) if v.pv_drivers else NULL_REF
+    ref = world.new_row(
         db,
         "VM",
         uuid=v.uuid,
@@ -192,11 +197,16 @@ def _place_vm(world, scn, i, v: VmSpec, runtime, domids, host_load):
         actions_after_reboot="restart",
         actions_after_crash="restart",
         metrics=metrics,
+        guest_metrics=gm,
         last_boot_CPU_flags=flags,
         other_config={"mac_seed": world.ids.uuid()},
         domain_type=v.domain_type,
         allowed_operations=allowed_operations(v.power_state),
     )
+    if is_hvm and not v.pv_drivers:
+        refresh_allowed(world, db, "VM", ref)  # Dundee's rules for a guest without drivers
+    if v.disks or v.vifs:
+        scenario_objects.build_vm_devices(world, scn, i, v, host, ref)
     if resident != NULL_REF:
         host_load[host.ref][0] += 1
         host_load[host.ref][1] -= v.memory
@@ -246,13 +256,15 @@ def export_toml(world: World) -> str:
         name = p.db.get("pool", p.ref)["name_label"]
         if not members and not name:
             continue
+        out += ["[[pool]]"] + ([f"name_label = {_toml_str(name)}"] if name else [])
         out += [
-            "[[pool]]",
-            f"name_label = {_toml_str(name)}",
             f"master = {_toml_str(p.master.name_label)}",
             "members = [" + ", ".join(_toml_str(h.name_label) for h in members) + "]",
             "",
         ]
+    for p in world.pools:
+        out += scenario_objects.export_srs(world, p)
+        out += scenario_objects.export_networks(p)
     for p in world.pools:
         for _ref, row in p.db.rows("VM"):
             if row["is_a_template"] or row["is_control_domain"] or row["is_a_snapshot"]:
@@ -270,6 +282,9 @@ def export_toml(world: World) -> str:
                 f"vcpus = {row['VCPUs_max']}",
                 f"memory = {_size(row['memory_static_max'])}",
                 f"uuid = {_toml_str(row['uuid'])}",
-                "",
             ]
+            if not guest_agent.has_drivers(p.db, row):
+                out.append("pv_drivers = false")
+            out += scenario_objects.export_vm_devices(p.db, row)
+            out.append("")
     return "\n".join(out)

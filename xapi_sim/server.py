@@ -30,6 +30,7 @@ from .classes.cross_pool_dest import import_metadata
 from .dispatch import Dispatcher
 from .persist import DurableDispatcher
 from .tasks import Tasks
+from .vdi_store import VdiStore
 from .wire import front as front_mod
 from .wire import http, tls
 from .xe_server.handler import handle_cli
@@ -151,6 +152,9 @@ class Simulator:
             self.servers.clear()
         self.front.stop()  # closes every listener and connection
         self.certs.cleanup()  # a temporary certificate directory goes
+        contents = self.world.existing_service(VdiStore)
+        if contents is not None:
+            contents.cleanup()  # a temporary disk directory goes
 
     # -- description ---------------------------------------------------------------------
     def describe(self) -> dict:

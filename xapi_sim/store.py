@@ -330,6 +330,9 @@ class Database:
             if "name_label" in changes and old.get("name_label") != row["name_label"]:
                 self._index(cls, ref, {"name_label": old["name_label"]}, False)
                 self._index(cls, ref, {"name_label": row["name_label"]}, True)
+            if "uuid" in changes and old.get("uuid") != row["uuid"]:  # Db.*.set_uuid
+                self._index(cls, ref, {"uuid": old["uuid"]}, False)
+                self._index(cls, ref, {"uuid": row["uuid"]}, True)
             st.touches.append((cls, ref, "mod"))
             for name in changes:
                 rel = self._rel_many.get((cls, name))

@@ -159,6 +159,8 @@ class World(XapiLifecycle):
             allowed_operations=[],
             restrictions=_RESTRICTIONS,
         )
+        if "tls_verification_enabled" in db.schema.classes["pool"].fields:
+            db.set("pool", ref, "tls_verification_enabled", master.product.tls_verification)
         master.pool = pool
         self.add_pool(pool)
         self._create_templates(pool)

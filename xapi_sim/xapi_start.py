@@ -14,6 +14,7 @@ from collections.abc import Callable
 from . import allowed, install_network, install_storage
 from .datamodel import NULL_REF, Schema
 from .levelling import cpus, policy
+from .levelling import rules as lrules
 from .rows import RowBuilders
 from .runtime import HOST_OVERHEAD, HostRuntime, PoolRuntime
 
@@ -39,7 +40,7 @@ class XapiLifecycle(RowBuilders):
                 h.hw.hidden_features,
                 sockets=h.hw.sockets,
                 cpus_per_socket=h.hw.cpus_per_socket,
-                release=release,
+                release=h.product.levelling,
                 **({"mask": h.hw.mask} if release == "cream" else {}),
             )
             if h.hw.overrides:
@@ -66,7 +67,7 @@ class XapiLifecycle(RowBuilders):
             assert pool is not None
             rpu = self.rolling_upgrade_in_progress(pool)
             if release != "cream" and not rpu and not self.building:
-                alert = policy.host_alert(old, info)
+                alert = policy.host_alert(old, info, rules=lrules.rules(h.product.levelling))
                 if alert:
                     self.add_message(db, *alert, "Host", h.uuid)
             for r in list(db.get("host", h.ref)["host_CPUs"]):
@@ -79,7 +80,7 @@ class XapiLifecycle(RowBuilders):
             h.started_once = True
             h.xapi_epoch += 1
             self.update_host_memory(h)
-            self.recompute_pool_cpu_info(pool)
+            self.recompute_pool_cpu_info(pool, h.product.levelling)
             self.update_host_allowed_operations(h)
             # the master's periodic DB GC pass; run at every start so the flag follows at once
             self.detect_rolling_upgrade(pool)
@@ -88,19 +89,28 @@ class XapiLifecycle(RowBuilders):
                 # allowed_operations is recomputed by the checks
                 allowed.refresh_all_allowed(self, db)
 
-    def recompute_pool_cpu_info(self, pool: PoolRuntime):
-        """``create_pool_cpuinfo`` (Dundee §4): intersection over every host record, alert."""
+    def recompute_pool_cpu_info(self, pool: PoolRuntime, levelling: str | None = None):
+        """``create_pool_cpuinfo`` (Dundee §4): intersection over every host record, alert.
+        ``levelling``: the rules of the xapi that runs it (the starting host's; by default
+        the master's) -- levelling/rules.py."""
         db = pool.db
         if "cpu_info" not in db.schema.classes["pool"].fields:
             return  # pre-Dundee pools have no pool.cpu_info
         with db.lock:
-            infos = [row["cpu_info"] for _, row in db.rows("host")]
-            new = policy.pool_cpu_info(infos)
+            r = lrules.rules(levelling or pool.master.product.levelling)
+            rows = [row for _, row in db.rows("host")]
+            infos = [row["cpu_info"] for row in rows]
+            hvm = [any("hvm" in c for c in row["capabilities"]) for row in rows]
+            new = policy.pool_cpu_info(infos, r, hvm)
             prow = db.get("pool", pool.ref)
             old = prow["cpu_info"]
             db.update("pool", pool.ref, cpu_info=new)
             alert = policy.pool_alert(
-                old, new, n_hosts=len(infos), rpu_in_progress=self.rolling_upgrade_in_progress(pool)
+                old,
+                new,
+                n_hosts=len(infos),
+                rpu_in_progress=self.rolling_upgrade_in_progress(pool),
+                rules=r,
             )
             if alert and not self.building:
                 self.add_message(db, *alert, "Pool", prow["uuid"])
@@ -141,9 +151,9 @@ class XapiLifecycle(RowBuilders):
                 # (Dundee's check_host_liveness)
                 db.set("host", h.ref, "enabled", False)
             h.state = state
-        sim = getattr(self, "simulator", None)
-        if sim is not None:  # socket work waits for the commit: no I/O under a pool lock
-            h.db.txm.on_commit(lambda: sim.unlisten(h) if h.state != "up" else None)
+            sim = getattr(self, "simulator", None)
+            if sim is not None:  # socket work waits for the commit: no I/O under a pool lock
+                db.txm.on_commit(lambda: sim.unlisten(h) if h.state != "up" else None)
 
     def host_boot(self, h: HostRuntime):
         """Power on: the endpoint answers again and a full xapi start runs (system boot).
@@ -153,15 +163,14 @@ class XapiLifecycle(RowBuilders):
         committed, at its old address (no I/O under a pool lock); a host that never
         listened binds first, outside the locks, because its start records the address."""
         sim = getattr(self, "simulator", None)
-        if sim is not None:
-            if h.port and h.address:
-                h.db.txm.on_commit(lambda: sim.listen(h) if h.state == "up" else None)
-            else:
-                h.db.txm.checkpoint()
-                sim.listen(h)
+        if sim is not None and not (h.port and h.address):
+            h.db.txm.checkpoint()
+            sim.listen(h)
         db = h.db
         with db.lock:
             h.state = "up"
+            if sim is not None:
+                db.txm.on_commit(lambda: sim.listen(h) if h.state == "up" else None)
             h.disabled_until_reboot = False
             for vm, row in self.resident_vms(h):
                 db.update(
@@ -272,7 +281,8 @@ def boot_flags(world, host, is_hvm) -> dict:
     before Dundee the message forwarder recorded the host's own ``{vendor, features}``."""
     db = host.db
     if "cpu_info" in db.schema.classes["pool"].fields:
-        return policy.vm_boot_flags(db.get("pool", host.pool.ref)["cpu_info"], is_hvm)
+        r = lrules.rules(host.pool.master.product.levelling)
+        return policy.vm_boot_flags(db.get("pool", host.pool.ref)["cpu_info"], is_hvm, r)
     info = db.get("host", host.ref)["cpu_info"]
     return {"vendor": info["vendor"], "features": info["features"]}
 

@@ -55,6 +55,8 @@ class Settings:
         self.ssl = True
         self.debug = False
         self.debugonfail = False
+        self.tls = False  # whether the CLI session runs over TLS (relative HTTP paths do too)
+        self.exit_code = None  # set by a client-side failure of an HTTP transfer
 
     def port_for(self, use_ssl: bool) -> int:
         if self.port is not None:
@@ -284,6 +286,7 @@ def open_session(st: Settings, args: list):
     last = ConnectFailure()  # what every attempt closed without a greeting raises
     for use_ssl in attempts:
         sock = _connect(st, use_ssl)
+        st.tls = use_ssl
         ch = Channel(sock)
         try:
             ch.write(_request(args, st))
@@ -349,12 +352,119 @@ def main_loop(st: Settings, ch: Channel, version) -> int:
             err(f"Error parameters: {', '.join(m.params)}\n")
         elif isinstance(m, cliproto.Exit):
             sys.stdout.flush()
-            return m.code
-        elif isinstance(m, (cliproto.HttpGet, cliproto.HttpPut, cliproto.HttpConnect)):
+            return st.exit_code if st.exit_code is not None else m.code
+        elif isinstance(m, (cliproto.HttpGet, cliproto.HttpPut)):
+            put = isinstance(m, cliproto.HttpPut)
+            if _http_transfer(st, ch, m.filename, m.path, put) is not None:
+                st.exit_code = 1
+        elif isinstance(m, cliproto.HttpConnect):
             # Not used by any command this simulator serves; tell the server we cannot.
             ch.send(cliproto.FAILED)
         else:
             raise UnexpectedMessage(m)
+
+
+class ClientSideError(Exception):
+    pass
+
+
+def _parse_url(st: Settings, url: str):
+    """``newcli.ml`` ``parse_url``: (tls, host, port, path); a bare path goes to the CLI's
+    own server."""
+    for scheme, tls, default in (("https://", True, 443), ("http://", False, 80)):
+        if url.startswith(scheme):
+            rest = url[len(scheme) :]
+            hostport, slash, path = rest.partition("/")
+            host, colon, port = hostport.rpartition(":")
+            if not colon or not port.isdigit():
+                host, port = hostport, str(default)
+            return tls, host.strip("[]"), int(port), slash + path
+    return st.tls, st.server, st.port_for(st.tls), url
+
+
+def _open_http(st: Settings, url: str):
+    tls, host, port, path = _parse_url(st, url)
+    sock = socket.create_connection((host, port))
+    if tls:
+        import ssl  # lazy, as in _connect
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        sock = ctx.wrap_socket(sock, server_hostname=host)
+    return sock, path
+
+
+def _read_head(rf) -> tuple[int, dict]:
+    line = rf.readline()
+    parts = line.split()
+    if len(parts) < 2 or not parts[1].isdigit():
+        raise OSError(f"not an HTTP response: {line!r}")
+    headers = {}
+    while True:
+        h = rf.readline()
+        if h in (b"\r\n", b"\n", b""):
+            break
+        k, _, v = h.decode("latin-1").partition(":")
+        headers[k.strip().lower()] = v.strip()
+    return int(parts[1]), headers
+
+
+def _http_transfer(st: Settings, ch: Channel, filename: str, url: str, put: bool):
+    """``newcli.ml`` ``HttpPut`` / ``HttpGet``: copy the file to the URL (a Content-length
+    when it is a regular file; the server's status is read before the body is sent) or
+    the URL's body to the file (created exclusively, mode 0600; "" is stdout), following
+    302s; then OK, or Failed (and, for an error on this side, exit status 1)."""
+    try:
+        for _ in range(10):
+            if put and not os.path.exists(filename):
+                raise ClientSideError(f"file '{filename}' does not exist")
+            sock, path = _open_http(st, url)
+            try:
+                rf = sock.makefile("rb")
+                if put:
+                    length = ""
+                    if os.path.isfile(filename):
+                        length = f"\r\nContent-length: {os.path.getsize(filename)}"
+                    sock.sendall(f"PUT {path} HTTP/1.0{length}\r\n\r\n".encode())
+                else:
+                    sock.sendall(f"GET {path} HTTP/1.0\r\n\r\n".encode())
+                status, headers = _read_head(rf)
+                if status == 302 and "location" in headers:
+                    url = headers["location"]
+                    continue
+                if status != 200:
+                    raise OSError(f"Unhandled response code {status}")
+                if put:
+                    with open(filename, "rb") as fh:
+                        while data := fh.read(1 << 20):
+                            sock.sendall(data)
+                else:
+                    try:
+                        if filename == "":
+                            out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+                        else:
+                            fd = os.open(filename, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                            out = os.fdopen(fd, "wb")
+                    except OSError as e:
+                        raise ClientSideError(str(e)) from None
+                    with out:
+                        while data := rf.read(1 << 20):
+                            out.write(data)
+                ch.send(cliproto.OK)
+                return None
+            finally:
+                sock.close()
+        raise OSError("too many redirects")
+    except ClientSideError as e:
+        ch.send(cliproto.FAILED)
+        err(f"Operation failed. Error: {e}\n")
+        return 1
+    except OSError as e:
+        if st.debug:
+            err(f"Http{'Put' if put else 'Get'} failure: {e}\n")
+        ch.send(cliproto.FAILED)  # the server finds out what went wrong and says so
+        return None
 
 
 class ProtocolMismatch(Exception):

@@ -11,7 +11,6 @@ import threading
 import pytest
 import XenAPI
 
-from xapi_sim.allowed import OperationPolicy
 from xapi_sim.testing import running_world
 
 WORLD = """
@@ -263,8 +262,8 @@ def test_hvm_without_drivers_cannot_hotplug(lab):
     vm = vms["hvm"]
     vif = x.VIF.create(_vif(vm, net))
     x.VM.start(vm, False, False)
-    x.VIF.unplug(vif)  # assumed tools: hotplug works
-    OperationPolicy.of(w.world).assume_guest_tools = False
+    x.VIF.unplug(vif)  # the scenario's guest has drivers: hotplug works
+    x.sim.vm_set_pv_drivers(vm, False)
     assert _err(x.VIF.plug, vif) == ["VM_MISSING_PV_DRIVERS", vm]
 
 
@@ -299,7 +298,7 @@ def test_configure_ipv4_and_ipv6(lab):
         "192.168.1.10/24",
     ]
     x.VIF.configure_ipv4(vif, "Static", "192.168.1.20/24", "")
-    OperationPolicy.of(w.world).assume_guest_tools = False
+    x.sim.vm_set_pv_drivers(vm, False)
     assert _err(x.VIF.configure_ipv4, vif, "Static", "192.168.1.20/24", "") == [
         "VM_LACKS_FEATURE_STATIC_IP_SETTING",
         vm,
@@ -347,9 +346,9 @@ def test_allowed_vif_devices_per_release():
             if not r["is_control_domain"] and not r["is_a_template"]
         }
         assert x.VM.get_allowed_VIF_devices(vms["pv"]) == [str(i) for i in range(7)]
-        # with simulated tools the HVM guest has PV drivers: the PV range
+        # the scenario's HVM guest has PV drivers: the PV range
         assert x.VM.get_allowed_VIF_devices(vms["hvm"]) == [str(i) for i in range(7)]
-        OperationPolicy.of(w.world).assume_guest_tools = False
+        x.sim.vm_set_pv_drivers(vms["hvm"], False)
         assert x.VM.get_allowed_VIF_devices(vms["hvm"]) == ["0", "1", "2", "3"]
         vif = x.VIF.create(_vif(vms["pv"], x.network.get_all()[0], "0", "00:11:22:33:44:55"))
         with pytest.raises(XenAPI.Failure) as e:

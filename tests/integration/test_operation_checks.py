@@ -230,9 +230,9 @@ def test_an_ejected_host_starts_a_pool_that_allows_ha_enable(lab, login):
 
 def test_guests_without_tools_follow_dundees_feature_rules(lab):
     w, x, vms = lab
-    OperationPolicy.of(w.world).assume_guest_tools = False
     web1, db1 = vms["web1"], vms["db1"]  # HVM and PV, both running
-    x.VM.update_allowed_operations(web1)
+    for vm in (web1, db1):
+        x.sim.vm_set_pv_drivers(vm, False)
     allowed = x.VM.get_allowed_operations(web1)
     for op in (
         "clean_shutdown",

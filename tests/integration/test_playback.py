@@ -27,7 +27,7 @@ import XenAPI
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xapi_sim import datamodel, dbvalues, dbxml, playback, playback_dump
+from xapi_sim import datamodel, dbvalues, dbxml, playback, playback_dump, playback_hw
 from xapi_sim.datamodel import RELEASE_INDEX, Schema
 from xapi_sim.levelling import cpus
 from xapi_sim.server import Simulator
@@ -93,7 +93,8 @@ def test_each_sample_loads_with_the_files_objects(name):
     ]
     assert all(h.state == "up" for h in world.hosts.values())
     assert db.check_relations() == []
-    assert report.release == ("dundee" if name.startswith(("dundee", "stockholm")) else "cream")
+    want = {"dundee": "dundee", "stockholm": "stockholm_psr"}
+    assert report.release == want.get(name.split("-")[0], "cream")
 
 
 def expected_unmapped(name):
@@ -101,7 +102,7 @@ def expected_unmapped(name):
     {(table, field): reason} for every column the emulated release lacks."""
     f = raw(name)
     file_release = dbxml.release_for_schema(*f.schema_version())
-    release = "cream" if RELEASE_INDEX[file_release] <= RELEASE_INDEX["cream"] else "dundee"
+    release = {"dundee": "dundee", "stockholm": "stockholm_psr"}.get(file_release, "cream")
     schema = Schema.for_release(release)
     out = {}
     for table, rows in f.tables.items():
@@ -156,15 +157,9 @@ def test_report_names_exactly_what_was_not_mapped(name):
 def test_report_spot_checks():
     _, (r,) = load("stockholm-1host.xml")
     lines = r.unmapped_lines()
-    assert "VM.domain_type: added in jura, after dundee: kept aside, not served (3 rows)" in lines
-    assert (
-        "Certificate.*: class added in stockholm, after dundee: kept aside, not served "
-        "(1 row)" in lines
-    )
-    assert (
-        "host.certificates: added in stockholm, after dundee: kept aside, not served "
-        "(1 row)" in lines
-    )
+    # an 8.2 database runs as 8.2 CU1: its Certificate class and VM.domain_type are served
+    served = ("VM.domain_type", "Certificate.", "host.certificates")
+    assert not any(x.startswith(served) for x in lines)
     _, (r,) = load("tampa-2hosts.xml")
     assert (
         "host.boot_free_mem: not in the API datamodel (internal to xapi): kept aside, "
@@ -196,7 +191,7 @@ def test_truncated_value_reported_and_defaulted(tmp_path):
     assert db.get("VM", "OpaqueRef:8a9b0c1d-2e3f-4a5b-8c7d-9e0f1a2b3c11")["tags"] == []
 
 
-KEYS = {"cream": playback.CPU_INFO_KEYS["cream"], "dundee": playback.CPU_INFO_KEYS["dundee"]}
+KEYS = playback.CPU_INFO_KEYS
 
 
 @pytest.mark.parametrize("name", FILES)
@@ -279,7 +274,8 @@ def test_vms_keep_power_state_residence_and_flags(name):
             assert got["resident_on"] == r.columns["resident_on"]
             assert got["last_boot_CPU_flags"] == recorded_map(r.columns["last_boot_CPU_flags"])
             assert got["uuid"] == r.columns["uuid"]
-            assert "domain_type" not in got  # kept aside: not a Dundee field
+            # kept aside by a Dundee pool, served by an 8.2 CU1 one
+            assert ("domain_type" in got) == name.startswith("stockholm")
 
 
 def test_messages_secrets_and_sessions():
@@ -364,12 +360,19 @@ def test_dump_is_what_xapi_writes():
     assert f.generation() >= max(r.mtime for rows in f.tables.values() for r in rows)
 
 
-def test_later_release_runs_as_dundee():
+def test_a_later_release_runs_as_its_profile():
+    """An 8.2 database runs as the 8.2 CU1 profile (docs/releases.md): its fields are
+    served, its host keeps its recorded software_version (same 8.2 line), and the dump
+    carries the schema that host reports."""
     world, (r,) = load("stockholm-1host.xml")
-    assert r.file_release == "stockholm" and r.release == "dundee"
+    assert r.file_release == "stockholm" and r.release == "stockholm_psr"
     text = "".join(playback_dump.dump(world.pools[0]))
-    assert "domain_type" not in text and "Certificate" not in text
-    assert 'schema_minor_vsn" value="93"' in text
+    assert "domain_type" in text and '<table name="Certificate"><row' in text
+    assert 'schema_minor_vsn" value="601"' in text
+    h = next(iter(world.hosts.values()))
+    sv = h.db.get("host", h.ref)["software_version"]
+    assert sv["product_version"] == "8.2.0" and sv["db_schema"] == "5.601"
+    assert h.product.profile == "stockholm"
     h = next(iter(world.hosts.values()))
     assert h.db.get("host", h.ref)["name_description"] == "Default install"
     assert h.recorded_address == "192.168.40.21"
@@ -406,13 +409,13 @@ def test_every_catalogue_cpu_is_its_own_nearest(model, release):
             )
         )
     ),
-    release=st.sampled_from(["dundee", "cream"]),
+    release=st.sampled_from(sorted(playback.CPU_INFO_KEYS)),
     memory=st.integers(-1, 1 << 42),
 )
 def test_hardware_for(count, sockets, keys, release, memory):
-    base = cpus.host_cpu_info("Haswell", release="dundee") | cpus.host_cpu_info(
-        "Haswell", release="cream"
-    )
+    base = {}
+    for profile in ("cream", "dundee", "xcp-ng-8.3"):
+        base |= cpus.host_cpu_info("Haswell", release=profile)
     info = {k: base.get(k, "x") for k in keys}
     info["cpu_count"], info["socket_count"] = str(count), str(sockets)
     hw, notes = playback.hardware_for(info, [], memory, release)
@@ -429,16 +432,42 @@ def test_hardware_for(count, sockets, keys, release, memory):
     version=st.from_regex(r"[0-9]{1,2}\.[0-9]{1,2}\.[0-9]", fullmatch=True) | st.just(""),
 )
 def test_emulated_release(file_release, version):
-    """Up to cream: cream; from dundee on: dundee; between, or without a manifest, by the
-    product line."""
+    """With a recorded product version, the profile of its product line; without one, the
+    newest profile not after the file's schema (the oldest if none), dundee without
+    either."""
     got = playback.emulated_release(file_release, version)
-    if file_release is not None and RELEASE_INDEX[file_release] <= RELEASE_INDEX["cream"]:
-        assert got == "cream"
-    elif file_release is not None and RELEASE_INDEX[file_release] >= RELEASE_INDEX["dundee"]:
+    if version:
+        assert got == playback_hw.profile_for_line(version).release
+        major = int(version.split(".")[0])
+        want_major = {6: "cream", 7: None, 8: None}.get(major)
+        if major < 6:
+            assert got == "cream"
+        elif want_major:
+            assert got == want_major
+        elif major > 8:
+            assert got == "23.30.0"  # XenServer 8, the newest XenServer profile
+    elif file_release is None:
         assert got == "dundee"
     else:
-        major = int(version.split(".")[0]) if version else 99
-        assert got == ("cream" if major < 7 else "dundee")
+        assert RELEASE_INDEX[got] <= max(RELEASE_INDEX[file_release], RELEASE_INDEX["cream"])
+
+
+@pytest.mark.parametrize(
+    "pv,brand,want",
+    [
+        ("5.6.0", "", "cream"),
+        ("6.2.0", "", "cream"),
+        ("7.0.0", "", "dundee"),
+        ("7.6.0", "", "ely"),
+        ("8.0.0", "Citrix Hypervisor", "stockholm"),
+        ("8.2.1", "Citrix Hypervisor", "stockholm"),
+        ("8.2.1", "XCP-ng", "stockholm"),
+        ("8.3.0", "XCP-ng", "xcp-ng-8.3"),
+        ("8.4.0", "XenServer", "nile"),
+    ],
+)
+def test_profile_for_line(pv, brand, want):
+    assert playback_hw.profile_for_line(pv, brand).name == want
 
 
 @pytest.mark.parametrize(

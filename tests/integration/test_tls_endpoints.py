@@ -33,9 +33,9 @@ from xapi_sim.wire import connection
 from xapi_sim.wire import tls as tls_mod
 
 XE = shutil.which("xe", path=os.path.dirname(sys.executable)) or shutil.which("xe")
-SUPPORTER = (
-    "You cannot make regular API calls directly on a supporter. Please pass API "
-    "calls via the coordinator host.\nMaster IP address: 127.0.0.1\n"
+SUPPORTER = (  # Dundee's words (the default world emulates 7.0; docs/releases.md)
+    "You cannot make regular API calls directly on a slave. Please pass API "
+    "calls via the master host.\nMaster IP address: 127.0.0.1\n"
 )
 
 

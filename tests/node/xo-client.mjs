@@ -106,7 +106,8 @@ try {
   const start = await xapi.callAsync('VM.start', web1.$ref, false, false)
   await xapi.barrier()
   const stateAfterStart = xapi.getObjectByRef(web1.$ref).power_state
-  const template = byLabel(xapi, 'VM', 'CentOS 7')
+  // a template of the release's catalogue (XO_TEMPLATE; CentOS 7 is in every 7.x release)
+  const template = byLabel(xapi, 'VM', process.env.XO_TEMPLATE ?? 'CentOS 7')
   const cloneRef = await xapi.callAsync('VM.clone', template.$ref, 'cloned-by-xo')
   const clone = await xapi.barrier(cloneRef)
   let failure

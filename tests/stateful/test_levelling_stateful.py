@@ -1,10 +1,12 @@
-"""Hypothesis stateful test of Dundee levelling across random pool histories.
+"""Hypothesis stateful test of levelling across random pool histories, once per release
+profile with pool levelling (dundee, ely, stockholm, nile, xcp-ng-8.3; levelling/rules.py).
 
 Random joins, ejects, hardware changes, reboots, toolstack restarts, VM starts, shutdowns,
 suspends, resumes and migrations are driven through the real dispatcher (the same code path
 as the wire, minus sockets). After every step:
 
-* each pool's ``cpu_info`` equals the spec's computation over its hosts (§4);
+* each pool's ``cpu_info`` equals the spec's computation over its hosts (§4; from 8.2 CU1 the
+  ``features_*_host`` keys only);
 * a non-halted VM's flags changed only as the spec allows (start: the pool level; migrate or
   resume: resized to the landing host and re-vendored, §11; otherwise untouched);
 * every migration that succeeded without force passed the CPU check at that moment (§9);
@@ -25,6 +27,7 @@ from xapi_sim.dispatch import Dispatcher
 from xapi_sim.errors import Failure
 from xapi_sim.levelling import featureset as fs
 from xapi_sim.levelling import policy
+from xapi_sim.levelling import rules as lrules
 
 SCENARIO = """
 [[host]]
@@ -79,14 +82,17 @@ CPUS = ["Haswell", "Broadwell", "SandyBridge", "IvyBridge", "Skylake-Server", "N
 HIDDEN = [[], ["hle", "rtm"], ["avx2"], ["aesni"]]
 
 
-def _valid(info):
-    return all(k in info for k in policy.POOL_REQUIRED_KEYS)
+def _scenario(version):
+    return SCENARIO.replace('memory = "64GiB"', f'memory = "64GiB"\nversion = "{version}"')
 
 
 class Levelling(RuleBasedStateMachine):
+    RELEASE = "dundee"
+
     def __init__(self):
         super().__init__()
-        self.world = scenario.build(scenario.loads(SCENARIO), seed=7)
+        self.rules = lrules.rules(self.RELEASE)
+        self.world = scenario.build(scenario.loads(_scenario(self.RELEASE)), seed=7)
         self.d = Dispatcher(self.world)
         self.sessions = {}
         self.expected = {}  # vm name -> flags we expect while non-halted
@@ -139,7 +145,7 @@ class Levelling(RuleBasedStateMachine):
             return
         p, row = self._vm(vm)
         pool_info = p.db.get("pool", p.ref)["cpu_info"]
-        key = "features_hvm" if row["HVM_boot_policy"] else "features_pv"
+        key = self.rules.boot_keys[1] if row["HVM_boot_policy"] else self.rules.boot_keys[0]
         assert row["last_boot_CPU_flags"] == {
             "vendor": pool_info["vendor"],
             "features": pool_info[key],
@@ -176,8 +182,10 @@ class Levelling(RuleBasedStateMachine):
         info = p.db.get("host", dest.ref)["cpu_info"]
         hvm = bool(row["HVM_boot_policy"])
         if not forced:
-            assert policy.check_vm_compatible("Running", before, hvm, info) is None
-        new = policy.updated_vm_flags(before, hvm, info)
+            assert (
+                policy.check_vm_compatible("Running", before, hvm, info, rules=self.rules) is None
+            )
+        new = policy.updated_vm_flags(before, hvm, info, rules=self.rules)
         assert row["last_boot_CPU_flags"] == (before if new is None else new)
         self.expected[vm] = dict(row["last_boot_CPU_flags"])
 
@@ -269,16 +277,20 @@ class Levelling(RuleBasedStateMachine):
     # -- invariants ----------------------------------------------------------------------
     @invariant()
     def pool_level_is_intersection(self):
+        pv_key, hvm_key = self.rules.pool_keys
+        required = ("vendor", "cpu_count", "socket_count", pv_key, hvm_key)
         for p in self.world.pools:
             infos = [row["cpu_info"] for _, row in p.db.rows("host")]
-            valid = [i for i in infos if _valid(i)]
+            valid = [i for i in infos if all(k in i for k in required)]
             pv, hvm = (), ()
             for i in valid:
-                pv = fs.intersect(pv, fs.parse(i["features_pv"]))
-                hvm = fs.intersect(hvm, fs.parse(i["features_hvm"]))
+                pv = fs.intersect(pv, fs.parse(i[pv_key]))
+                hvm = fs.intersect(hvm, fs.parse(i[hvm_key]))
             got = p.db.get("pool", p.ref)["cpu_info"]
-            assert got["features_pv"] == fs.format(pv)
-            assert got["features_hvm"] == fs.format(hvm)
+            assert got[pv_key] == fs.format(pv)
+            assert got[hvm_key] == fs.format(hvm)
+            if self.rules.cpu_keys == "host":
+                assert set(got) == {"vendor", "socket_count", "cpu_count", pv_key, hvm_key}
             assert int(got["cpu_count"]) == sum(int(i["cpu_count"]) for i in valid)
             if valid:
                 assert got["vendor"] == valid[-1]["vendor"]
@@ -309,3 +321,22 @@ TestLevelling.settings = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
+
+
+def _per_release(release):
+    machine = type(f"Levelling_{release.replace('-', '_').replace('.', '')}", (Levelling,), {})
+    machine.RELEASE = release
+    case = machine.TestCase
+    case.settings = settings(
+        max_examples=20,
+        stateful_step_count=25,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    return case
+
+
+TestLevellingEly = _per_release("ely")
+TestLevellingStockholm = _per_release("stockholm")
+TestLevellingNile = _per_release("nile")
+TestLevellingXcpNg83 = _per_release("xcp-ng-8.3")

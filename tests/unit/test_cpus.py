@@ -56,7 +56,7 @@ def test_unknown_era_and_release_raise():
     with pytest.raises(ValueError):
         cpus.host_featuresets("Haswell", era="xen-4.6")
     with pytest.raises(ValueError):
-        cpus.host_cpu_info("Haswell", release="ely")
+        cpus.host_cpu_info("Haswell", release="quebec")
     with pytest.raises(ValueError):
         cpus.host_featuresets("Haswell", era="latest", word9_backport=False)
 

@@ -4,7 +4,9 @@ Importing this package registers every handler with ``dispatch.api``.
 """
 
 from . import (  # noqa: F401
+    data_sources,
     event,
+    guest_agent,
     host,
     host_lifecycle,
     message,
@@ -15,11 +17,13 @@ from . import (  # noqa: F401
     pool_join,
     session,
     sim,
+    sim_world,
     storage_sr,
     storage_vbd,
     storage_vdi,
     storage_vm,
     task,
+    vdi_migrate,
     vm,
     vm_config,
     vm_lifecycle,

@@ -19,7 +19,6 @@ from collections.abc import Iterable, Iterator
 
 from .. import install_storage
 from ..allowed import (  # noqa: F401 -- used by classes
-    SIMULATED_GUEST_TOOLS,
     OperationPolicy,
     allowed_operations,
     drop_stale_operations,
@@ -39,6 +38,7 @@ from ..datamodel import NULL_REF
 from ..dispatch import Call
 from ..errors import Failure, internal
 from ..levelling import featureset, policy
+from ..levelling import rules as lrules
 from ..runtime import MAX_VCPUS_PER_VM, MAX_VM_MEMORY, MAX_VMS_PER_HOST, HostRuntime
 from ..store import Row
 from ..tasks import Tasks
@@ -95,6 +95,11 @@ def assert_highest_version(call: Call, host_ref: str) -> None:
         raise Failure("NOT_SUPPORTED_DURING_UPGRADE")
 
 
+def pool_rules(call: Call) -> lrules.Rules:
+    """The levelling rules of the pool's master (levelling/rules.py)."""
+    return lrules.rules(call.pool.master.product.levelling)
+
+
 def check_cpu(call: Call, vm_ref: str, vm_row: Row, host_ref: str) -> None:
     """``Cpuid_helpers.assert_vm_is_compatible`` against the destination host (§9)."""
     try:
@@ -103,6 +108,7 @@ def check_cpu(call: Call, vm_ref: str, vm_row: Row, host_ref: str) -> None:
             vm_row["last_boot_CPU_flags"],
             is_hvm(vm_row),
             call.db.get("host", host_ref)["cpu_info"],
+            rules=pool_rules(call),
         )
     except featureset.InvalidFeatureString as e:
         raise internal(f'Cpuid_helpers.InvalidFeatureString("{e}")') from None
@@ -115,7 +121,10 @@ def update_cpu_flags(call: Call, vm_ref: str, host_ref: str) -> None:
     row = call.db.get("VM", vm_ref)
     try:
         new = policy.updated_vm_flags(
-            row["last_boot_CPU_flags"], is_hvm(row), call.db.get("host", host_ref)["cpu_info"]
+            row["last_boot_CPU_flags"],
+            is_hvm(row),
+            call.db.get("host", host_ref)["cpu_info"],
+            rules=pool_rules(call),
         )
     except featureset.InvalidFeatureString as e:
         raise internal(f'Cpuid_helpers.InvalidFeatureString("{e}")') from None
@@ -140,15 +149,18 @@ def assert_can_boot_here(
     host_ref: str,
     cpu_check: bool = False,
     memory: bool = True,
+    sr_check: bool = True,
 ) -> None:
-    """``Xapi_vm_helpers.assert_can_boot_here`` (Dundee: no CPU check unless asked)."""
+    """``Xapi_vm_helpers.assert_can_boot_here`` (Dundee: no CPU check unless asked;
+    ``sr_check`` false is its ``do_sr_check:false``, as storage motion uses it)."""
     h = runtime_host(call, host_ref)
     hrow = call.db.get("host", host_ref)
     if h.state != "up" or not call.world.is_live(h):
         raise Failure("HOST_OFFLINE", host_ref)
     if not hrow["enabled"]:
         raise Failure("HOST_DISABLED", host_ref)
-    install_storage.assert_can_see_srs(call.db, vm_ref, vm_row, host_ref)
+    if sr_check:
+        install_storage.assert_can_see_srs(call.db, vm_ref, vm_row, host_ref)
     if cpu_check:
         check_cpu(call, vm_ref, vm_row, host_ref)
     ncpu = int(hrow["cpu_info"].get("cpu_count", "0") or 0)

@@ -16,6 +16,7 @@ from ..levelling import featureset, policy
 from ..rowcodec import dec
 from ..xapi_start import next_domid
 from . import common as c
+from . import guest_agent
 
 log = logging.getLogger(__name__)
 IMPORTS_KEEP = 10_000  # migration IDs a destination remembers (landed, aborted)
@@ -40,7 +41,7 @@ def _refresh(world, db, vm):
         c.refresh_vm_allowed(world, db, vm)
 
 
-def land(dest_h, vm, row, metrics):
+def land(dest_h, vm, row, metrics, guest_metrics=None):
     """The destination half (``pool_migrate_complete``): create the VM on ``dest_h``, run
     the post-move flag update against it, account its memory. Returns the VM's ref there.
     A VM whose ref or uuid the destination already has is refused."""
@@ -51,6 +52,16 @@ def land(dest_h, vm, row, metrics):
         mref = row.get("metrics", NULL_REF)
         if metrics and mref != NULL_REF and not db.exists("VM_metrics", mref):
             db.carry("VM_metrics", mref, metrics)
+        gref = row.get("guest_metrics", NULL_REF)
+        agent = False
+        if guest_metrics and gref != NULL_REF and not db.exists("VM_guest_metrics", gref):
+            db.carry("VM_guest_metrics", gref, guest_metrics)  # import.ml: they travel too
+        elif not db.exists("VM_guest_metrics", gref):
+            gref = NULL_REF
+            # the guest's agent reports to its new host (xapi_guest_agent.ml makes a fresh
+            # row for a VM whose guest_metrics names none); a guest never seen with drivers
+            # (no guest metrics at the source) has none to report
+            agent = row.get("guest_metrics", NULL_REF) != NULL_REF
         running = row["power_state"] in ("Running", "Paused")
         db.carry(
             "VM",
@@ -64,8 +75,11 @@ def land(dest_h, vm, row, metrics):
             snapshot_of=NULL_REF,
             parent=NULL_REF,
             attached_PCIs=[],
+            guest_metrics=gref,
         )
         new = db.get("VM", vm)
+        if gref == NULL_REF and agent and new["power_state"] == "Running":
+            guest_agent.report(world, db, vm)
         info = db.get("host", dest_h.ref)["cpu_info"]
         if new["power_state"] != "Halted":
             try:
@@ -102,7 +116,7 @@ class Imports:
             d.popitem(last=False)
 
 
-def _import(dest_h, vm, row, metrics, migration):
+def _import(dest_h, vm, row, metrics, migration, guest_metrics=None):
     """Land ``vm`` for ``migration`` in one transaction of the destination pool."""
     world, db = dest_h.world, dest_h.db
     imports = Imports.of(world)
@@ -112,7 +126,7 @@ def _import(dest_h, vm, row, metrics, migration):
                 prior = imports.landed.get(migration)
             if prior is not None and prior[0] is db and db.exists("VM", prior[1]):
                 return prior[1]  # the same request again: answered, not repeated
-        ref = land(dest_h, vm, row, metrics)
+        ref = land(dest_h, vm, row, metrics, guest_metrics)
         if migration:
             with imports.lock:
                 if migration in imports.aborted:  # the source gave up on it: roll back
@@ -152,8 +166,9 @@ def _abort_import(world, migration):
         row = db.tables["VM"].get(ref)
         if row is None:
             return False
-        if db.exists("VM_metrics", row["metrics"]):
-            db.remove("VM_metrics", row["metrics"])
+        for cls, field in (("VM_metrics", "metrics"), ("VM_guest_metrics", "guest_metrics")):
+            if db.exists(cls, row[field]):
+                db.remove(cls, row[field])
         db.remove("VM", ref)
         _update_memory(world, db, row["resident_on"])
     log.info("migration %s aborted by its source: destroyed the VM %s it landed", migration, ref)
@@ -193,12 +208,13 @@ def import_metadata(host, query, body):
     try:
         doc = json.loads(body)
         row, metrics, ref = dec(doc["VM"]), dec(doc.get("VM_metrics") or {}), doc["ref"]
+        gm = dec(doc.get("VM_guest_metrics") or {})
         if not isinstance(row, dict) or not isinstance(ref, str):
             raise ValueError("bad document")
     except (ValueError, KeyError, TypeError) as e:
         return fail(b"400 Bad Request", "INTERNAL_ERROR", f"import_metadata: {e}")
     try:
-        vm = _import(dest_h, ref, row, metrics, migration)
+        vm = _import(dest_h, ref, row, metrics, migration, gm)
     except Failure as f:
         return fail(b"409 Conflict", *f.description)
     return b"200 OK", b"application/json", json.dumps({"vm": vm}).encode()

@@ -29,6 +29,7 @@ from ..dispatch import api
 from ..errors import Failure, internal
 from ..wire.values import convert
 from . import common as c
+from . import guest_agent
 from .network_pif import on_host, xha_protected
 
 MAX_GENERATED_DEVICE = 65535
@@ -175,6 +176,7 @@ def _vif_op(call, vif, op, attached):
                         call.world, db, db.get("VIF", v)["network"], vm["resident_on"]
                     )
             db.set("VIF", vif, "currently_attached", attached)
+            guest_agent.refresh_networks(call, db, row["VM"])
 
 
 @api("VIF.plug")
@@ -236,6 +238,7 @@ def _configure(call, vif, kind, mode, address, gateway):
                 f"{kind}_gateway": gateway,
             },
         )
+        guest_agent.refresh_networks(call, db, row["VM"])
 
 
 @api("VIF.configure_ipv4")

@@ -1,4 +1,6 @@
-"""pool.join / pool.join_force / pool.eject, Dundee semantics (spec §5, review §2 and §11).
+"""pool.join / pool.join_force / pool.eject (spec §5, review §2 and §11); the pre-join
+checks follow the joining host's release (xen-api ``Xapi_pool.pre_join_checks`` at each
+profile's revision, docs/releases.md).
 
 ``join`` runs on the joining host and is given the master's address. It logs in to that
 address (``HOST_IS_SLAVE`` from a member propagates; nothing listening there is
@@ -24,20 +26,110 @@ from ..errors import Failure
 from ..sessions import authenticate, destroy_session
 from . import common as c
 
+# -- the pre-join checks of each release (xen-api ``Xapi_pool.pre_join_checks``) ------------
+#
+# Dundee (review §2) and cream run checks 4-9 and 11 below. From 7.1 (branch 1.14-lcm) the
+# API version and then the database schema must match the master's (CA-247399); 7.1 compares
+# the build number in the software check, 8.2 CU1 (1.249-lcm) no longer does (CA-249786);
+# XenServer 8 (v23.30.0) and XCP-ng 8.3 (v24.19.2) compare the ``xapi`` version instead of
+# the platform version and add, last: TLS verification, CA certificate names, updates in
+# progress here and in the pool. Every release ends its Dundee-era checks with the
+# management interfaces' primary address type. Checks on objects the simulator does not
+# model (HA, clustering, shared SRs, external auth, licences, vswitch, updates, network
+# purpose) always pass.
 
-def _software_tuple(sv: dict):
-    return (
-        sv.get("platform_version"),
-        sv.get("platform_name"),
-        sv.get("build_number"),
-        sv.get("git_id"),
-        "installed" if "xs:linux" in sv else "not present",
-    )
+_SOFTWARE_KEYS = {
+    "dundee": ("platform_version", "name", "build_number", "git_id", "linux"),
+    "ely": ("platform_version", "name", "build_number", "git_id", "linux"),
+    "stockholm": ("platform_version", "name", "git_id", "linux"),
+    "nile": ("xapi", "name", "git_id", "linux"),
+}
+_SOFTWARE_DIFFERS = {"dundee": "software version differs"}  # later: "Software version differs"
+_LATER_CHECKS = {
+    "dundee": ("address_type",),
+    "ely": ("api_version", "db_schema", "address_type"),
+    "stockholm": ("api_version", "db_schema", "address_type"),
+    "nile": (
+        "api_version",
+        "db_schema",
+        "address_type",
+        "tls_verification",
+        "ca_certificates",
+        "not_updating_on_me",
+        "no_hosts_updating",
+    ),
+}
+# profile -> the code line whose checks it runs
+_LINE = {
+    "cream": "dundee",
+    "dundee": "dundee",
+    "ely": "ely",
+    "stockholm": "stockholm",
+    "nile": "nile",
+    "xcp-ng-8.3": "nile",
+}
+
+
+def _software_tuple(sv: dict, line: str):
+    def value(key):
+        if key == "name":
+            return sv.get("product_brand") or sv.get("platform_name")
+        if key == "linux":
+            return "installed" if "xs:linux" in sv else "not present"
+        return sv.get(key, "")
+
+    return tuple(value(k) for k in _SOFTWARE_KEYS[line])
+
+
+def _later_check(name, jdb, mdb, jrow, mrow, joiner, master):
+    jsv, msv = jrow["software_version"], mrow["software_version"]
+    if name == "api_version":
+        mine = f"{jrow['API_version_major']}.{jrow['API_version_minor']}"
+        theirs = f"{mrow['API_version_major']}.{mrow['API_version_minor']}"
+        if mine != theirs:
+            raise Failure("POOL_JOINING_HOST_MUST_HAVE_SAME_API_VERSION", mine, theirs)
+    elif name == "db_schema":
+        mine, theirs = jsv.get("db_schema", ""), msv.get("db_schema", "")
+        if not mine or not theirs or mine != theirs:
+            raise Failure("POOL_JOINING_HOST_MUST_HAVE_SAME_DB_SCHEMA", mine, theirs)
+    elif name == "address_type":
+        # assert_homogeneous_primary_address_type: the management PIFs' address types
+        def address_type(db, h):
+            pif = install_network.management_pif(db, h.ref)
+            return None if pif is None else db.get("PIF", pif).get("primary_address_type")
+
+        if address_type(jdb, joiner) != address_type(mdb, master):
+            raise Failure("OPERATION_NOT_ALLOWED", "Primary address type differs")
+    elif name == "tls_verification":
+        mine = jdb.get("pool", joiner.pool.ref).get("tls_verification_enabled", False)
+        theirs = mdb.get("pool", master.pool.ref).get("tls_verification_enabled", False)
+        if mine != theirs:
+            raise Failure("POOL_JOINING_HOST_TLS_VERIFICATION_MISMATCH")
+    elif name == "ca_certificates":
+        # same name, different fingerprint; neither side has CA certificates in the simulator
+        def cas(db):
+            if "Certificate" not in db.schema.classes:
+                return {}
+            return {
+                r.get("name", ""): r["fingerprint"]
+                for _, r in db.rows("Certificate")
+                if r.get("type") == "ca"
+            }
+
+        mine_c, theirs_c = cas(jdb), cas(mdb)
+        if any(theirs_c.get(n, fp) != fp for n, fp in mine_c.items()):
+            raise Failure("POOL_JOINING_HOST_CA_CERTIFICATES_CONFLICT")
+    elif name in ("not_updating_on_me", "no_hosts_updating"):
+        db, pool = (jdb, joiner.pool) if name == "not_updating_on_me" else (mdb, master.pool)
+        ops = db.get("pool", pool.ref)["current_operations"].values()
+        if "apply_updates" in ops:
+            raise Failure("NOT_SUPPORTED_DURING_UPGRADE")
 
 
 def _pre_join_checks(call, master, force):
-    """``Xapi_pool.pre_join_checks`` in Dundee's order (review §2)."""
+    """``Xapi_pool.pre_join_checks`` in the joining host's release's order (review §2)."""
     joiner = call.host
+    line = _LINE.get(joiner.product.profile, "dundee")
     jdb, mdb = joiner.db, master.db
     # 4. not joining itself
     if master.pool is joiner.pool:
@@ -58,7 +150,7 @@ def _pre_join_checks(call, master, force):
     jrow = jdb.get("host", joiner.ref)
     mrow = mdb.get("host", master.ref)
     jsv, msv = jrow["software_version"], mrow["software_version"]
-    # 8. assert_hosts_compatible
+    # 8. assert_hosts_compatible: platform version and product brand (or platform name)
     if (jsv.get("platform_version"), jsv.get("product_brand") or jsv.get("platform_name")) != (
         msv.get("platform_version"),
         msv.get("product_brand") or msv.get("platform_name"),
@@ -66,8 +158,10 @@ def _pre_join_checks(call, master, force):
         raise Failure("HOSTS_NOT_COMPATIBLE")
     # 9. assert_hosts_homogeneous, only when not forced
     if not force:
-        if _software_tuple(jsv) != _software_tuple(msv):
-            raise Failure("HOSTS_NOT_HOMOGENEOUS", "software version differs")
+        if _software_tuple(jsv, line) != _software_tuple(msv, line):
+            raise Failure(
+                "HOSTS_NOT_HOMOGENEOUS", _SOFTWARE_DIFFERS.get(line, "Software version differs")
+            )
         prow = mdb.get("pool", master.pool.ref)
         if "cpu_info" in prow:
             if jrow["cpu_info"].get("vendor") != prow["cpu_info"].get("vendor"):
@@ -76,10 +170,11 @@ def _pre_join_checks(call, master, force):
             ji, mi = jrow["cpu_info"], mrow["cpu_info"]
             if (ji.get("vendor"), ji.get("features")) != (mi.get("vendor"), mi.get("features")):
                 raise Failure("HOSTS_NOT_HOMOGENEOUS", "CPUs differ")
-    # 10-16 (shared SRs, PIFs, external auth, licences, network backend, patches, address
-    # type) concern objects this simulator does not model: they always pass.
     # 11. only physical PIFs (no bonds, VLANs or tunnels)
     install_network.assert_only_physical_pifs(jdb)
+    # 12-15 pass; 16 (the address type) and the checks later releases added, in order
+    for name in _LATER_CHECKS[line]:
+        _later_check(name, jdb, mdb, jrow, mrow, joiner, master)
 
 
 def _find_master(call, address):

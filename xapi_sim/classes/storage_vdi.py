@@ -21,6 +21,7 @@ from ..checks.operations import power_to_string
 from ..datamodel import NULL_REF
 from ..dispatch import api
 from ..errors import Failure
+from ..vdi_store import VdiStore
 from . import common as c
 from .storage_sr import assert_pbd_is_plugged, choose_pbd, ctor_fields, sm_features
 
@@ -54,6 +55,63 @@ def refresh_vdi(call, vdi) -> None:
     c.refresh_allowed(call.world, db, "VDI", vdi)
     for vbd in row["VBDs"]:
         c.refresh_allowed(call.world, db, "VBD", vbd)
+
+
+# -- contents (vdi_store.py) ----------------------------------------------------------------
+
+
+def after_commit(call, fn) -> None:
+    """Run ``fn`` once the call's transaction has ended (no file I/O under a database
+    lock); ``fn`` checks the database itself, as it also runs after a rollback."""
+    txn = call.world.txm.current()
+    if txn is None:
+        fn()
+    else:
+        txn.after.append(fn)
+
+
+def content_utilisation(world, sr_type: str, vdi: str, virtual_size: int, current: int) -> int:
+    """The space a VDI takes given what was written to it: a thick (LVHD) VDI keeps its
+    LV; a file VHD is its metadata plus each 2 MiB block that holds data with its sector
+    bitmap (``vhdutil``); other backends take what the data takes."""
+    if store.is_thick(sr_type):
+        return current
+    contents = VdiStore.of(world)
+    if sr_type in store.VHD_TYPES:
+        blocks = contents.data_blocks(vdi, store.VHD_BLOCK_SIZE)
+        return store.vhd_overhead_empty(virtual_size) + blocks * (store.VHD_BLOCK_SIZE + 512)
+    return contents.allocated(vdi)
+
+
+def refresh_utilisation(world, db, vdi: str) -> None:
+    """``physical_utilisation`` of ``vdi`` (and its SR's) from its contents (a short
+    transaction of its own: call with no lock held, after the data is written)."""
+    row = db.tables["VDI"].get(vdi)
+    if row is None:
+        return
+    srow = db.tables["SR"].get(row["SR"])
+    if srow is None:
+        return
+    util = content_utilisation(
+        world, srow["type"], vdi, row["virtual_size"], row["physical_utilisation"]
+    )
+    with db.lock:
+        row = db.tables["VDI"].get(vdi)
+        if row is not None and row["physical_utilisation"] != util:
+            db.update("VDI", vdi, physical_utilisation=util)
+            store.recompute_sr(db, row["SR"])
+
+
+def _copy_contents(call, src: str, dst: str, refresh: bool) -> None:
+    db, world = call.db, call.world
+
+    def copy():
+        if db.exists("VDI", dst) and db.exists("VDI", src):
+            VdiStore.of(world).copy(src, dst, db.tables["VDI"][dst]["virtual_size"])
+            if refresh:
+                refresh_utilisation(world, db, dst)
+
+    after_commit(call, copy)
 
 
 def assert_managed(db, vdi) -> None:
@@ -163,6 +221,12 @@ def remove_vdi(call, vdi) -> None:
     store.recompute_sr(db, row["SR"])
     c.refresh_allowed(call.world, db, "SR", row["SR"])
 
+    def free():  # its contents go once the removal is committed
+        if not db.exists("VDI", vdi):
+            VdiStore.of(call.world).remove(vdi)
+
+    after_commit(call, free)
+
 
 def destroy_vdi(call, vdi) -> None:
     db = call.db
@@ -235,6 +299,7 @@ def snapshot_vdi(call, vdi, *, is_snapshot, driver_params=None) -> str:
         )
         store.recompute_sr(db, sr)
         refresh_vdi(call, ref)
+        _copy_contents(call, vdi, ref, refresh=False)
         return ref
 
 
@@ -283,6 +348,7 @@ def copy_vdi(call, vdi, sr, into_vdi=NULL_REF) -> str:
         if drow["virtual_size"] < src["virtual_size"]:
             raise Failure("VDI_TOO_SMALL", dst, src["virtual_size"])
         refresh_vdi(call, dst)
+        _copy_contents(call, vdi, dst, refresh=True)
         return dst
 
 
@@ -314,6 +380,13 @@ def _resize(call, vdi, size, op):
         )
         store.recompute_sr(db, sr)
         refresh_vdi(call, vdi)
+
+    def grow():  # the data is kept
+        row = db.tables["VDI"].get(vdi)
+        if row is not None:
+            VdiStore.of(call.world).resize(vdi, row["virtual_size"])
+
+    after_commit(call, grow)
 
 
 @api("VDI.resize")

@@ -26,7 +26,7 @@ from __future__ import annotations
 from .. import install_storage as store
 from ..datamodel import NULL_REF
 from ..errors import Failure
-from .storage_vbd import new_vbd, refresh_vbd
+from .storage_vbd import _hvm_booted, new_vbd, of_string, refresh_vbd, to_linux_device
 from .storage_vdi import copy_vdi, create_vdi, refresh_vdi, remove_vdi, snapshot_vdi
 
 LIVE = ("Running", "Paused")
@@ -36,10 +36,16 @@ def on_power_change(call, vm, power_state) -> None:
     """VBDs follow the VM: attached while it runs, detached otherwise."""
     db = call.db
     attached = power_state in LIVE
-    for vbd in list(db.get("VM", vm)["VBDs"]):
+    vm_row = db.get("VM", vm)
+    for vbd in list(vm_row["VBDs"]):
         row = db.tables["VBD"].get(vbd)
         if row is not None and row["currently_attached"] != attached:
-            db.set("VBD", vbd, "currently_attached", attached)
+            changes: dict[str, object] = {"currently_attached": attached}
+            if attached:  # xenopsd reports the device the domain got (kept after a halt)
+                dev = of_string(_hvm_booted(vm_row), row["userdevice"])
+                if dev is not None:
+                    changes["device"] = to_linux_device(dev)
+            db.update("VBD", vbd, **changes)
             refresh_vbd(call, vbd)
 
 

@@ -32,7 +32,7 @@ from ..dispatch import api
 from ..errors import Failure
 from ..xapi_start import boot_flags, next_domid
 from . import common as c
-from . import storage_vm
+from . import guest_agent, storage_motion, storage_vm
 from .cross_pool import assert_can_migrate_cross_pool, migrate_send_cross_pool
 from .network_vif import copy_vif, network_on_power_change
 from .task import timed
@@ -45,7 +45,7 @@ def refresh_allowed(call, vm_ref, world=None, db=None, pool=None):
     c.refresh_vm_allowed(world or call.world, db or call.db, vm_ref)
 
 
-def _set_power(call, vm_ref, power_state, host_ref=NULL_REF, **extra):
+def _set_power(call, vm_ref, power_state, host_ref=NULL_REF, new_domain=False, **extra):
     db, world = call.db, call.world
     row = db.get("VM", vm_ref)
     old_host = row["resident_on"]
@@ -73,8 +73,9 @@ def _set_power(call, vm_ref, power_state, host_ref=NULL_REF, **extra):
         if "start_time" in extra.get("_metrics", {}):
             pass
         db.update("VM_metrics", m, **mchanges)
-    refresh_allowed(call, vm_ref)
     network_on_power_change(call, vm_ref)
+    guest_agent.on_power_change(call, vm_ref, new_domain)
+    refresh_allowed(call, vm_ref)
     for h in {old_host, changes["resident_on"]} - {NULL_REF}:
         if db.exists("host", h):
             world.update_host_memory(world.host(h))
@@ -89,6 +90,7 @@ def _boot(call, vm_ref, host_ref, paused):
         vm_ref,
         "Paused" if paused else "Running",
         host_ref,
+        new_domain=True,
         domid=next_domid(call.world, host_ref),
         last_boot_CPU_flags=flags,
     )
@@ -177,7 +179,7 @@ def shutdown(call, vm):
 def _reboot(call, vm):
     row = _get(call, vm)
     host = row["resident_on"]
-    _set_power(call, vm, "Running", host, domid=next_domid(call.world, host))
+    _set_power(call, vm, "Running", host, new_domain=True, domid=next_domid(call.world, host))
 
 
 @api("VM.clean_reboot")
@@ -329,13 +331,15 @@ def _intra_pool_dest(call, dest):
     return None
 
 
-def _migrate_checks(call, vm, row, host, options):
+def _migrate_checks(call, vm, row, host, options, vif_map=None):
     source = row["resident_on"] if row["resident_on"] != NULL_REF else call.pool.master.ref
     if c.version_cmp(call, host, source) < 0:
         raise Failure("NOT_SUPPORTED_DURING_UPGRADE")
     if not _force(options):
         c.check_cpu(call, vm, row, host)
-    c.assert_can_boot_here(call, vm, row, host)
+    # do_sr_check:false -- the disks may move (storage_motion.py)
+    c.assert_can_boot_here(call, vm, row, host, sr_check=False)
+    storage_motion.assert_intra_pool(vif_map)
 
 
 @api("VM.assert_can_migrate")
@@ -349,7 +353,7 @@ def assert_can_migrate(
         host = _intra_pool_dest(call, dest)
         if host is None:
             return assert_can_migrate_cross_pool(call, vm, row, dest, options)
-        _migrate_checks(call, vm, row, host, options)
+        _migrate_checks(call, vm, row, host, options, vif_map)
 
 
 @api("VM.migrate_send")
@@ -366,10 +370,12 @@ def migrate_send(
             if host is None:
                 # (checks and the hand-over happen together there: not marked)
                 return migrate_send_cross_pool(call, vm, row, dest, live, options)
-            _migrate_checks(call, vm, row, host, options)
+            _migrate_checks(call, vm, row, host, options, vif_map)
+            moves = storage_motion.plan(call, vm, row, host, vdi_map, options)
             if row["power_state"] in ("Running", "Paused"):
                 c.assert_resident_host_live(call, row)
             op.mark()
+            storage_motion.apply(call, moves)
             if row["power_state"] in ("Running", "Paused"):
                 _move(call, vm, host)
             else:

@@ -17,7 +17,8 @@ Mirrors xen-api ``dundee-lcm`` (6.5 SP1 from ``v1.9.60`` where it differs):
   that is not Halted is hard-shut-down. ``copy`` to an SR that does not exist copies each
   disk to its own SR; an ISO SR is ``OPERATION_NOT_ALLOWED ["Cannot copy a VM's disks to
   an ISO SR"]``.
-* ``xapi_vm.ml`` ``provision`` with ``xapi_templates.ml``: ``is_a_template`` cleared; the
+* ``xapi_vm.ml`` ``provision`` with ``xapi_templates.ml``: ``is_a_template`` cleared (and,
+  as ``set_is_a_template false`` does, ``VM_metrics.install_time`` stamped); the
   ``other_config:disks`` spec read (``disks_of_xml``: ``<provision>`` of ``<disk device
   size sr bootable [type]>``, a missing or unknown type is ``system``; anything else is
   ``Xapi_templates.Parse_failure``); each disk's ``sr`` must be an SR *uuid*
@@ -262,6 +263,8 @@ def provision(call, vm):
             raise Failure("INTERNAL_ERROR", "Xapi_templates.Parse_failure") from None
         op.mark()
         db.set("VM", vm, "is_a_template", False)
+        if db.exists("VM_metrics", row["metrics"]):  # set_is_a_template false: "install time"
+            db.set("VM_metrics", row["metrics"], "install_time", call.world.clock.now_ts())
         script = other.get("postinstall")
         if not disks and script is None:
             refresh_allowed(call, vm)

@@ -28,6 +28,7 @@ from typing import Any, NotRequired, TypedDict
 import attrs
 
 from . import featureset as fs
+from . import rules as _rules
 
 _DATA_PATH = Path(__file__).resolve().parent.parent / "data" / "cpus.json"
 with open(_DATA_PATH, encoding="utf-8") as _fh:
@@ -44,7 +45,7 @@ NUM_WORDS: int = len(DATA["featureset_words"])
 DEPENDENCIES: dict[str, list[str]] = DATA["dependencies"]
 ERAS: dict[str, Era] = {era["id"]: era for era in DATA["eras"]}
 OBSERVED_OUTPUTS: tuple[Any, ...] = tuple(DATA["observed_outputs"])
-RELEASES = ("dundee", "cream")
+RELEASES = tuple(_rules.RULES)  # levelling profiles (rules.py)
 DUNDEE_KEYS = (
     "cpu_count",
     "socket_count",
@@ -467,7 +468,7 @@ def host_cpu_info(
     release: str = "dundee",
     *,
     microcode: bool | None = None,
-    word9_backport: bool = False,
+    word9_backport: bool | None = None,
     mask: Sequence[int] | str | None = None,
     hvm_capable: bool = True,
 ) -> CpuInfo:
@@ -477,6 +478,9 @@ def host_cpu_info(
     ``release="dundee"`` (XS 7.0): the 12 keys of ``Create_misc.create_host_cpu``.
     ``release="cream"`` (XS 6.5 SP1): the v1 keys; ``mask`` models ``set_cpu_features``
     masking (``features = physical AND mask``), validated by ``check_mask``.
+    Any other levelling profile of ``rules.RULES``: its key family and era (``ely``: Dundee's
+    keys with the 2018 word 9; ``stockholm``/``nile``/``xcp-ng-8.3``: the max and default
+    policies, ``threads_per_core`` on 8.3).
     """
     if release not in RELEASES:
         raise ValueError(f"unknown release {release!r}; use one of {RELEASES}")
@@ -499,14 +503,36 @@ def host_cpu_info(
         "model": str(m.model),
         "stepping": str(m.stepping),
     }
+    r = _rules.rules(release)
+    if word9_backport is None:
+        word9_backport = r.word9_backport
     physical = physical_features(model_name, hidden, bool(microcode))
-    if release == "dundee":
+    if r.cpu_keys == "host":
+        if mask is not None:
+            raise ValueError("CPU masking does not exist after XenServer 6.5")
+        sets = host_featuresets(
+            model_name, hidden, r.era, microcode=microcode, hvm_capable=hvm_capable
+        )
+        if r.threads_per_core:
+            info = {
+                "cpu_count": info["cpu_count"],
+                "socket_count": info["socket_count"],
+                "threads_per_core": str(threads_per_core),
+                **{k: v for k, v in info.items() if k not in ("cpu_count", "socket_count")},
+            }
+        info["flags"] = cpuinfo_flags(model_name, hidden, microcode=microcode)
+        info["features_pv"] = sets["features_pv"]
+        info["features_hvm"] = sets["features_hvm"]
+        info["features_hvm_host"] = sets["features_hvm_host"]
+        info["features_pv_host"] = sets["features_pv_host"]
+        return info
+    if r.cpu_keys == "dundee":
         if mask is not None:
             raise ValueError("CPU masking does not exist in Dundee (set_cpu_features removed)")
         sets = host_featuresets(
             model_name,
             hidden,
-            "xen-4.7",
+            r.era,
             microcode=microcode,
             word9_backport=word9_backport,
             hvm_capable=hvm_capable,

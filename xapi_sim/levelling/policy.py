@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from . import featureset as fs
+from .rules import DUNDEE, Rules
 
 # ``(lost, gained)`` of a featureset change; an alert ``(message name, priority, body)``;
 # a message kind ``(name, priority)``.
@@ -37,15 +38,20 @@ LOST_SUFFIX = " Some features have gone away."
 GAINED_SUFFIX = " Some features were added."
 
 
-def features_key(is_hvm: bool) -> str:
-    """``features_hvm`` for a VM that will boot HVM (HVM_boot_policy ≠ ""), else PV (§6, §9)."""
-    return "features_hvm" if is_hvm else "features_pv"
+def features_key(is_hvm: bool, keys: tuple[str, str] = DUNDEE.check_keys) -> str:
+    """``features_hvm`` for a VM that will boot HVM (HVM_boot_policy ≠ ""), else PV (§6, §9);
+    ``keys`` is a rules pair (``features_*_host`` from 8.x for boot and pool)."""
+    return keys[1] if is_hvm else keys[0]
 
 
 # --- pool level (§4) ----------------------------------------------------------------------
 
 
-def pool_cpu_info(host_cpu_infos: Iterable[Mapping[str, str]]) -> dict[str, str]:
+def pool_cpu_info(
+    host_cpu_infos: Iterable[Mapping[str, str]],
+    rules: Rules = DUNDEE,
+    hvm_capable: Iterable[bool] | None = None,
+) -> dict[str, str]:
     """``pool.cpu_info`` from every host record in DB order, as Dundee computes it (§4).
 
     Hosts lacking any of vendor/cpu_count/socket_count/features_pv/features_hvm are skipped
@@ -54,7 +60,14 @@ def pool_cpu_info(host_cpu_infos: Iterable[Mapping[str, str]]) -> dict[str, str]
     ``features_hvm, features_pv, socket_count, cpu_count, vendor`` (§17); with no valid host
     it is the initial map ``vendor="", socket_count="0", cpu_count="0", features_pv="",
     features_hvm=""``.  Malformed values raise (ValueError / InvalidFeatureString).
+
+    With 8.x ``rules`` (``cpu_keys == "host"``) only the ``features_*_host`` keys are
+    combined, the HVM one over the hosts ``hvm_capable`` marks (``Helpers.host_supports_hvm``;
+    all when None), and the map is ``vendor, socket_count, cpu_count, features_pv_host,
+    features_hvm_host`` (1.249-lcm ``create_pool_cpuinfo``).
     """
+    if rules.cpu_keys == "host":
+        return _pool_cpu_info_host(list(host_cpu_infos), rules, hvm_capable)
     vendor, sockets, cpus = "", 0, 0
     pv: fs.Featureset = ()
     hvm: fs.Featureset = ()
@@ -83,6 +96,28 @@ def pool_cpu_info(host_cpu_infos: Iterable[Mapping[str, str]]) -> dict[str, str]
         "cpu_count": str(cpus),
         "vendor": vendor,
     }
+
+
+def _pool_cpu_info_host(
+    infos: list[Mapping[str, str]], rules: Rules, hvm_capable: Iterable[bool] | None
+) -> dict[str, str]:
+    pv_key, hvm_key = rules.pool_keys
+    capable = [True] * len(infos) if hvm_capable is None else list(hvm_capable)
+    out = {"vendor": "", "socket_count": "0", "cpu_count": "0", pv_key: "", hvm_key: ""}
+    pv: fs.Featureset = ()
+    hvm: fs.Featureset = ()
+    for info, hvm_ok in zip(infos, capable, strict=True):
+        if any(k not in info for k in ("vendor", "cpu_count", "socket_count", pv_key, hvm_key)):
+            continue  # "Host %s is missing required `features_*_host` keys"
+        out["vendor"] = info["vendor"]
+        out["cpu_count"] = str(int(out["cpu_count"]) + int(info["cpu_count"]))
+        out["socket_count"] = str(int(out["socket_count"]) + int(info["socket_count"]))
+        pv = fs.intersect(fs.parse(info[pv_key]), pv)
+        out[pv_key] = fs.format(pv)
+        if hvm_ok:
+            hvm = fs.intersect(fs.parse(info[hvm_key]), hvm)
+            out[hvm_key] = fs.format(hvm)
+    return out
 
 
 # --- alerts (§3, §4, §18) -----------------------------------------------------------------
@@ -124,11 +159,14 @@ def host_alert(
     old_cpu_info: Mapping[str, str] | None,
     new_cpu_info: Mapping[str, str],
     rpu_in_progress: bool = False,
-    semantics: str = "dundee",
+    semantics: str | None = None,
+    rules: Rules = DUNDEE,
 ) -> Alert | None:
-    """``(name, priority, body)`` of the Host message for a ``features_hvm`` change (§3, §18)."""
-    if rpu_in_progress:
+    """``(name, priority, body)`` of the Host message for a ``features_hvm`` change (§3, §18);
+    never under rules without host alerts (8.x: logged only)."""
+    if rpu_in_progress or not rules.host_alerts:
         return None
+    semantics = semantics or rules.semantics
     change = features_change(
         (old_cpu_info or {}).get("features_hvm"), new_cpu_info.get("features_hvm"), semantics
     )
@@ -140,11 +178,14 @@ def pool_alert(
     new: Mapping[str, str],
     n_hosts: int,
     rpu_in_progress: bool,
-    semantics: str = "dundee",
+    semantics: str | None = None,
+    rules: Rules = DUNDEE,
 ) -> Alert | None:
-    """``(name, priority, body)`` of the Pool message, only with >1 host records, no RPU (§4)."""
-    if rpu_in_progress or n_hosts <= 1:
+    """``(name, priority, body)`` of the Pool message, only with >1 host records, no RPU (§4),
+    and never under rules without pool alerts (8.x)."""
+    if rpu_in_progress or n_hosts <= 1 or not rules.pool_alerts:
         return None
+    semantics = semantics or rules.semantics
     change = features_change(
         (old_pool_cpu_info or {}).get("features_hvm"), new.get("features_hvm"), semantics
     )
@@ -154,22 +195,25 @@ def pool_alert(
 # --- VM flags (§6, §9, §11) ---------------------------------------------------------------
 
 
-def vm_boot_flags(pool_cpu_info: Mapping[str, str], is_hvm: bool) -> dict[str, str]:
+def vm_boot_flags(
+    pool_cpu_info: Mapping[str, str], is_hvm: bool, rules: Rules = DUNDEE
+) -> dict[str, str]:
     """``last_boot_CPU_flags`` set by VM.start: pool vendor + pool PV/HVM level (§6).
 
     A pool map lacking a key raises KeyError (xapi's Not_found → INTERNAL_ERROR).
     """
     return {
         VENDOR_KEY: pool_cpu_info[VENDOR_KEY],
-        FEATURES_KEY: pool_cpu_info[features_key(is_hvm)],
+        FEATURES_KEY: pool_cpu_info[features_key(is_hvm, rules.boot_keys)],
     }
 
 
 def _host_view(
     host_cpu_info: Mapping[str, str],
     is_hvm: bool,
+    rules: Rules = DUNDEE,
 ) -> tuple[str, fs.Featureset] | None:
-    key = features_key(is_hvm)
+    key = features_key(is_hvm, rules.check_keys)
     if VENDOR_KEY not in host_cpu_info or key not in host_cpu_info:
         return None
     return host_cpu_info[VENDOR_KEY], fs.parse(host_cpu_info[key])
@@ -181,6 +225,7 @@ def check_vm_compatible(
     is_hvm: bool,
     host_cpu_info: Mapping[str, str],
     mode: str = "reorder",
+    rules: Rules = DUNDEE,
 ) -> str | None:
     """None if the VM may run on the host, else the VM_INCOMPATIBLE_WITH_THIS_HOST reason (§9).
 
@@ -191,7 +236,7 @@ def check_vm_compatible(
     """
     if vm_power_state == "Halted":
         return None
-    view = _host_view(host_cpu_info, is_hvm)
+    view = _host_view(host_cpu_info, is_hvm, rules)
     if view is None:
         return None
     host_vendor, host_set = view
@@ -199,7 +244,7 @@ def check_vm_compatible(
         return REASON_VENDOR
     if FEATURES_KEY in vm_flags:
         vm_set = fs.upgrade_vm_features(fs.parse(vm_flags[FEATURES_KEY]), host_set, is_hvm, mode)
-        if not fs.is_subset(vm_set, host_set):
+        if not fs.is_subset(vm_set, host_set, rules.semantics):
             return REASON_FEATURES
     return None
 
@@ -209,6 +254,7 @@ def updated_vm_flags(
     is_hvm: bool,
     host_cpu_info: Mapping[str, str],
     mode: str = "reorder",
+    rules: Rules = DUNDEE,
 ) -> dict[str, str] | None:
     """The VM's new ``last_boot_CPU_flags`` after a migrate/resume, None if unchanged (§11).
 
@@ -216,7 +262,7 @@ def updated_vm_flags(
     map replaced by ``{vendor: host vendor, features: new}``.  A host without the new keys
     changes nothing.
     """
-    view = _host_view(host_cpu_info, is_hvm)
+    view = _host_view(host_cpu_info, is_hvm, rules)
     if view is None:
         return None
     host_vendor, host_set = view

@@ -4,8 +4,10 @@ A connection starts in ``SNIFF``: its first byte tells TLS (0x16, a handshake re
 plain HTTP. TLS waits for the host's context if it is not made yet (``TLS_WAIT``, see
 ``Front.await_tls``) and then shakes hands without blocking (``HANDSHAKE``). In ``HEAD`` it
 reads until the request head is complete, parses it (``httpparse.parse_head``) and reads
-the body (``BODY``: Content-Length or chunked, ``100 Continue`` sent when asked for). A
-complete request leaves the loop (``BUSY``: unregistered, handed with its handler to a
+the body (``BODY``: Content-Length or chunked, ``100 Continue`` sent when asked for) --
+unless the request goes to a streaming handler (``routes.py``), which leaves the loop as
+soon as its head is in and reads its body itself on the worker. A complete request leaves
+the loop (``BUSY``: unregistered, handed with its handler to a
 worker, see ``serving.py``); the reply comes back through ``replied``, and what the worker
 could not send the loop writes as the peer reads (``WRITE``). Then the next request, which
 may already be buffered, or a lingering close (``LINGERING``): the write side is shut down
@@ -25,7 +27,7 @@ import ssl
 import time
 
 from . import http as _http
-from . import serving
+from . import routes, serving
 from .httpparse import HEAD_END, ChunkedDecoder, HttpError, parse_head, skip_empty_lines
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,17 @@ SNIFF, TLS_WAIT, HANDSHAKE, HEAD, BODY, BUSY, WRITE, LINGERING, CLOSED = range(9
 
 def _noop():
     pass
+
+
+def _streamed(listener, head) -> bool:
+    """Whether ``head`` goes to a streaming handler (``routes.py``): it is handed to a
+    worker as soon as it is in, its body left to the handler. The listener's own exact
+    handlers (``http_handlers``) take buffered bodies."""
+    path = head.target.partition("?")[0]
+    if path in getattr(listener, "http_handlers", {}):
+        return False
+    route = routes.find(head.method, path)
+    return route is not None and route.stream
 
 
 def deadline_current(conn, when) -> bool:
@@ -315,6 +328,10 @@ class Conn:
                     raise HttpError(501, f"method {head.method} is not served")
                 if head.method in ("POST", "PUT") and head.length is None and not head.chunked:
                     raise HttpError(411, "content-length required")
+                if _streamed(self.listener, head):
+                    # a streaming handler reads the body itself, incrementally (routes.py)
+                    self.head = None
+                    return self._dispatch(head, None)
                 if head.length is not None and head.length > H.MAX_BODY:
                     raise HttpError(
                         413, f"body of {head.length} bytes exceeds the limit of {H.MAX_BODY}"

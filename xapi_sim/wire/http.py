@@ -6,10 +6,15 @@ work), JSON-RPC on ``/jsonrpc``, the thin-CLI protocol on ``/cli``, ``PUT /impor
 (cross-pool migration, ``HostServer.http_handlers``); HTTP 200 for every API result, HTTP
 500 with ``connection: close`` for unparseable bodies; lower-case headers; keep-alive unless
 the client asks to close (HTTP/1.0: unless it asks to keep alive); ``OPTIONS`` answers the
-CORS preflight; ``GET /pool/xmldbdump`` dumps the pool database (see ``_xmldbdump``), any
-other ``GET`` is 404; other methods 501. Bodies above ``MAX_BODY`` are refused
-with 413 without being read; heads above ``MAX_HEAD`` with 431. The request parsing rules
-(RFC 9112: framing, smuggling, obsolete folding) are in ``httpparse.py``.
+CORS preflight; a tar on ``/import_metadata`` is xapi's XVA metadata (``handlers/xva.py``),
+not the migration hand-over. ``GET /sim/`` serves the simulator's own page (``xapi_sim/web``,
+not part of XAPI). Every other ``GET`` and ``PUT`` goes to the handler registry
+(``routes.py``: ``/export``, ``/import``, ``/export_raw_vdi``, ``/pool/xmldbdump``,
+``/rrd_updates``, ...; the handlers are in ``handlers/``), 404 if none matches; other
+methods 501. Bodies above ``MAX_BODY`` are refused with 413 without being read -- except
+for a streaming handler, which reads its body itself --; heads above ``MAX_HEAD`` with 431.
+The request parsing rules (RFC 9112: framing, smuggling, obsolete folding) are in
+``httpparse.py``.
 
 Every endpoint speaks plain HTTP and HTTPS on the same port, told apart by the first byte
 of the connection, as every XenServer host serves HTTPS (``HostServer.tls``: the host's
@@ -30,18 +35,15 @@ queue.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import socket
 import urllib.parse
 from collections.abc import Callable
 
-from .. import playback_dump, sessions
+from .. import handlers, web  # noqa: F401 -- handlers registers the HTTP handlers
 from ..dispatch import Bare, Deferred
 from ..errors import Failure, internal
-from ..tasks import Tasks
-from . import jsonrpc, xmlrpc
+from . import jsonrpc, routes, xmlrpc
 from .httpparse import METHODS, REASONS, HttpError, decode_codings  # noqa: F401
 
 log = logging.getLogger(__name__)
@@ -158,7 +160,7 @@ class Handler:
 
     def handle(self, respond):
         self._respond = respond
-        if self.head.codings:
+        if self.head.codings and self.body is not None:
             try:
                 self.body = decode_codings(self.body, self.head.codings, MAX_BODY)
             except HttpError as e:
@@ -199,18 +201,32 @@ class Handler:
         self._send(b"200 OK", b"text/plain", b"")
 
     def do_GET(self):
-        path, _, query = self.path.partition("?")
-        if path.startswith(POOL_XML_DB_SYNC):  # Http_svr: longest registered prefix
-            return self._xmldbdump(query)
-        self._error(404, "not found")
+        path = self.path.partition("?")[0]
+        if web.handles(path):  # the page of the world (xapi_sim/web), not part of XAPI
+            close = self.close_connection
+            return self._respond(web.reply(path, self.headers.get("if-none-match"), close), close)
+        self._route()
+
+    def _route(self):
+        """A handler of the registry (``routes.py``: ``/export``, ``/import``, ...), the
+        longest registered prefix of the path, as ``Http_svr`` matches; else 404."""
+        route = routes.find(self.command, self.path.partition("?")[0])
+        if route is None:
+            return self._error(404, "not found")
+        if self.server.host.state != "up" or self.server.host.pool is None:
+            return self._drop()
+        if route.stream and self.body is None and self.head.codings:
+            return self._error(501, "transfer codings other than chunked are not served here")
+        routes.serve(self, route, self._respond)
 
     def do_PUT(self):
-        """Non-RPC HTTP handlers the server registers (``PUT /import_metadata``, used by a
-        source pool to hand a migrating VM over, as XAPI's pools do)."""
+        """Non-RPC HTTP handlers: this server's own (``PUT /import_metadata``, used by a
+        source pool to hand a migrating VM over, as XAPI's pools do), then the registry."""
         path, _, query = self.path.partition("?")
         handler = self.server.http_handlers.get(path)
-        if handler is None:
-            return self._error(404, "not found")
+        if handler is None or (self.body is not None and self.body[257:262] == b"ustar"):
+            # a tar on /import_metadata is xapi's XVA metadata, not the migration hand-over
+            return self._route()
         try:
             status, ctype, out = handler(self.server.host, urllib.parse.parse_qs(query), self.body)
         except Exception as e:  # noqa: BLE001 -- never drop the connection without a reply
@@ -295,206 +311,6 @@ class Handler:
             pass  # the client went away or stalled past the idle timeout
         finally:
             self._drop()
-
-    # -- GET /pool/xmldbdump -------------------------------------------------------------
-    def _xmldbdump(self, query):
-        """``Pool_db_backup.pull_database_backup_handler`` (Dundee), registered as
-        ``get_pool_xml_db_sync``: ``Xapi_http.assert_credentials_ok`` first (401 without
-        valid credentials), then ``with_context`` and ``write_database``: headers
-        ``200 OK`` with ``Connection: close`` and no length, then the database as
-        ``Db_xml.To.fd`` writes it (``playback_dump.xmldbdump_body``). A member holds no database
-        in memory (``Db_ref.Remote``): after its 200 headers, ``Database_not_in_memory``
-        makes ``Http_svr`` append a 500 page -- except during a rolling upgrade, when the
-        minimal Miami database is written before the database is looked at."""
-        host = self.server.host
-        if host.state != "up" or host.pool is None:
-            return self._drop()
-        try:
-            ok = _http_credentials_ok(host, self.headers, query)
-        except _UnknownAuth as e:
-            return self._raw(_xapi_500(_escape(f'Failure("Unknown authorization header: {e}")')))
-        if not ok:
-            return self._raw(_xapi_401(XMLDBDUMP_REALM))
-        head = b"HTTP/1.1 200 OK\r\nconnection: close\r\ncache-control: no-cache, no-store\r\n\r\n"
-        pool = host.pool
-        with _HandlerTask(host, query, self.headers, "Dumping database as XML") as task:
-            if host.is_master or _rpu_in_progress(pool):
-                try:
-                    body = playback_dump.xmldbdump_body(pool)
-                except Exception as e:  # noqa: BLE001 -- a bug: xapi's 500 page, logged
-                    log.exception("GET /pool/xmldbdump failed")
-                    task.fail(internal(f"{type(e).__name__}: {e}"))
-                    return self._raw(_xapi_500(_escape(f"{type(e).__name__}: {e}")))
-                return self._raw(head + body)
-            task.fail(internal("Db_ref.Database_not_in_memory"))
-            return self._raw(head + _xapi_500("Db_ref.Database_not_in_memory"))
-
-    def _raw(self, data: bytes):
-        """Send prepared reply bytes and close (xapi's HTTP handlers close after one)."""
-        self.close_connection = True
-        self._respond(data, True)
-
-
-# -- HTTP handler authentication (xapi_http.ml) -----------------------------------------------
-
-POOL_XML_DB_SYNC = "/pool/xmldbdump"  # Constants.pool_xml_db_sync
-XMLDBDUMP_REALM = "get_pool_xml_db_sync"  # its name in Datamodel.http_actions
-
-
-class _HandlerTask:
-    """The task of ``Xapi_http.with_context``: the client's ``task_id`` (cookie or query)
-    is completed -- ``success`` and progress 1, or ``failure`` with the error -- as
-    ``exec_with_forwarded_task`` does; without one, a task named ``label`` exists for the
-    length of the request (``exec_with_new_task``) and is destroyed after it."""
-
-    def __init__(self, host, query, headers, label):
-        self.world, self.db, self.pool = host.world, host.db, host.pool
-        self.label = label
-        params = _http_params(headers, query)
-        self.ref = next((v for k, v in params if k == "task_id"), None)
-        self.own = self.ref is None
-        self.failure = None
-
-    def fail(self, failure: Failure):
-        self.failure = failure
-
-    def __enter__(self):
-        if self.own:
-            self.ref = Tasks.of(self.world).create(self, self.label)
-        return self
-
-    def __exit__(self, et, ev, tb):
-        failure = self.failure
-        if et is not None and failure is None:
-            failure = ev if isinstance(ev, Failure) else internal(f"{et.__name__}: {ev}")
-        db = self.db
-        try:
-            with db.lock:
-                row = db.tables["task"].get(self.ref)
-                if row is not None and failure is None and row["status"] == "pending":
-                    db.update(
-                        "task",
-                        self.ref,
-                        allowed_operations=[],
-                        progress=1.0,
-                        finished=self.world.clock.now_ts(),
-                        status="success",
-                    )
-                elif row is not None:
-                    Tasks.of(self.world).complete(db, self.ref, failure=failure)
-                if self.own and db.exists("task", self.ref):
-                    db.remove("task", self.ref)
-        except Exception:  # noqa: BLE001 -- the reply is more important than the task
-            log.exception("could not end the task of an HTTP handler")
-        return False
-
-
-class _UnknownAuth(Exception):
-    """``Http.UnknownAuth``: an Authorization header that is not ``Basic user:password``."""
-
-
-def _http_params(headers, query: str) -> list[tuple[str, str]]:
-    """``req.cookie @ req.query``: cookie pairs first, so a cookie's ``session_id`` wins."""
-    out = []
-    for value in headers.all("cookie"):
-        for part in value.split(";"):
-            k, eq, v = part.strip().partition("=")
-            if eq:
-                out.append((k, v))
-    out.extend(urllib.parse.parse_qsl(query, keep_blank_values=True))
-    return out
-
-
-def _http_credentials_ok(host, headers, query: str) -> bool:
-    """``Xapi_http.assert_credentials_ok``: a ``session_id`` (cookie or query) that exists
-    in the pool's database (its ``last_active`` refreshed, as ``with_context`` does); else
-    a ``pool_secret`` (none is ever valid here); else ``Authorization: Basic``, checked by
-    a login on the master (a failure waits like ``login_with_password``). Only root logs
-    in to the simulator, so the RBAC check always passes."""
-    world, db = host.world, host.db
-    params = _http_params(headers, query)
-    keys = [k for k, _ in params]
-    if "session_id" in keys:
-        ref = next(v for k, v in params if k == "session_id")
-        row = db.tables["session"].get(ref)
-        if row is None:
-            return False
-        sessions.touch(world, db, ref, row)
-        return True
-    if "pool_secret" in keys:
-        return False
-    auth = headers.get("authorization")
-    if auth is None:
-        return False
-    user, pwd = _basic(auth)
-    try:
-        sessions.authenticate(world, host.pool.master, user, pwd)
-    except Failure:
-        return False
-    return True
-
-
-def _basic(value: str) -> tuple[str, str]:
-    """``Http.authorization_of_string``: ``Basic`` and base64 of exactly one ``:``."""
-    if not value.startswith("Basic "):
-        raise _UnknownAuth(value)
-    try:
-        text = base64.b64decode(value[len("Basic ") :], validate=False).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        raise _UnknownAuth(value) from None
-    parts = text.split(":")
-    if len(parts) != 2:
-        raise _UnknownAuth(value)
-    return parts[0], parts[1]
-
-
-def _rpu_in_progress(pool) -> bool:
-    """``Helpers.rolling_upgrade_in_progress`` from the pool row."""
-    row = pool.db.tables["pool"].get(pool.ref)
-    return row is not None and "rolling_upgrade_in_progress" in row["other_config"]
-
-
-_ESCAPES = {"<": "&lt;", ">": "&gt;", "'": "&apos;", '"': "&quot;", "&": "&amp;"}
-
-
-def _escape(text: str) -> str:
-    """``Http_svr.escape``."""
-    return "".join(_ESCAPES.get(c, c) for c in text)
-
-
-def _xapi_page(status: bytes, body: str, extra: bytes = b"") -> bytes:
-    """``Http_svr.response_error_html``: an HTML page that closes the connection."""
-    data = body.encode()
-    return (
-        b"HTTP/1.1 " + status + b"\r\ncontent-type: text/html\r\nconnection: close\r\n"
-        b"cache-control: no-cache, no-store\r\n"
-        + extra
-        + b"content-length: "
-        + str(len(data)).encode()
-        + b"\r\n\r\n"
-        + data
-    )
-
-
-def _xapi_401(realm: str) -> bytes:
-    """``Http_svr.response_unauthorised``."""
-    return _xapi_page(
-        b"401 Unauthorised",
-        "<html><body><h1>HTTP 401 unauthorised</h1>Please check your "
-        "credentials and retry.</body></html>",
-        f'www-authenticate: Basic realm="{realm}"\r\n'.encode(),
-    )
-
-
-def _xapi_500(extra: str) -> bytes:
-    """``Http_svr.response_internal_error`` with its "Additional information"."""
-    return _xapi_page(
-        b"500 Internal Error",
-        "<html><body><h1>HTTP 500 internal server error</h1>An unexpected "
-        "error occurred; please wait a while and try again. If the problem "
-        "persists, please contact your support representative.<h1> Additional "
-        f"information </h1>{extra}</body></html>",
-    )
 
 
 def bind_server(address: str, port: int, host, dispatcher, tls=None) -> HostServer:

@@ -8,7 +8,9 @@ so before ``handle`` returns, so a long-poll (``event.from`` with a timeout) kee
 thread while it waits; a handler that parks such a call and responds from whatever wakes it
 needs no change here. A handler may instead take the connection over for an interactive
 exchange (``Conn.takeover``: blocking file objects, as the thin-CLI protocol needs) and
-respond ``(None, True)`` when done.
+respond ``(None, True)`` when done. The registered HTTP handlers (``routes.py``) take the
+connection over the same way to stream a body in or a reply out, and give it back
+non-blocking with ``(b"", False)`` to keep it alive or ``(None, True)`` to close it.
 
 The worker owns the connection from the hand-over until it posts it back, so nothing here
 locks the connection; the loop does not touch it meanwhile.

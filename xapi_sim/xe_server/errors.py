@@ -34,6 +34,14 @@ class CliFailure(CliError):
     """``Cli_util.Cli_failure`` and ``Record_util.Record_failure``: ``Error: <text>``."""
 
 
+class ExitWithError(CliError):
+    """``Cli_util.ExitWithError n``: what to say was said already; exit with status ``n``."""
+
+    def __init__(self, code: int = 1):
+        super().__init__(code)
+        self.exit_code = code
+
+
 class MissingParameter(CliError):
     """``Records.CLI_failed_to_find_param``: ``Missing parameter [name]`` (client-rendered)."""
 
@@ -97,19 +105,22 @@ def string_of_exn(exn) -> str:
     return f"{code}: [ {'; '.join(params)} ]"
 
 
-def error_text(exn, lookup) -> str:
-    """What ``do_multiple`` records for one object whose operation failed."""
+def error_text(exn, lookup, table: dict = ERRORS) -> str:
+    """What ``do_multiple`` records for one object whose operation failed (``table``: the
+    serving host's release's error texts, errors.errors_for)."""
     if isinstance(exn, Failure):
-        lines = R.server_error_lines(exn.code, exn.params, ERRORS, lookup)
+        lines = R.server_error_lines(exn.code, exn.params, table, lookup)
         if lines is not None:
             return lines[0] + "\n" + "\n".join(lines[1:])
     return string_of_exn(exn)
 
 
-def error_commands(e, lookup) -> list:
+def error_commands(e, lookup, table: dict = ERRORS) -> list:
     """``exception_handler``: the protocol commands XAPI sends for an exception raised by a
     CLI command (``lookup`` names the references in an API error's parameters)."""
     e = as_ocaml(e)
+    if isinstance(e, ExitWithError):
+        return []
     if isinstance(e, UnknownCommand):
         return R.param_error("Unknown command", e.args[0])
     if isinstance(e, ParseError):
@@ -136,4 +147,4 @@ def error_commands(e, lookup) -> list:
         code, params = "INTERNAL_ERROR", [f"Unix_error: {e.args[0]}"]
     else:
         code, params = "INTERNAL_ERROR", [string_of_exn(e)]
-    return R.server_error_commands(code, params, ERRORS, lookup)
+    return R.server_error_commands(code, params, table, lookup)

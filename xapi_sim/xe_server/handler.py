@@ -21,6 +21,7 @@ import logging
 import threading
 
 from ..dispatch import Dispatcher
+from ..errors import errors_for
 from ..wire import cliproto
 from ..wire.ocaml import bool_of_string
 from . import render as R
@@ -110,7 +111,7 @@ def handle_cli(host, body, rfile, wfile):
     except Exception as e:  # noqa: BLE001 -- every error becomes CLI output
         if not is_modelled(e):
             log.error("xe command %r on %s failed", args[:1], host.name_label, exc_info=e)
-        for cmd in error_commands(e, ctx.lookup):
+        for cmd in error_commands(e, ctx.lookup, errors_for(host.product.profile)):
             conn.send(cmd)
         if ctx.has("trace"):
             try:
@@ -121,7 +122,7 @@ def handle_cli(host, body, rfile, wfile):
                 conn.send(cliproto.PrintStderr(f"Raised {printexc(e)}\n"))
                 conn.send(cliproto.PrintStderr("Backtrace:\n"))
                 conn.send(cliproto.PrintStderr("\n"))
-        conn.send(cliproto.Exit(1))
+        conn.send(cliproto.Exit(getattr(e, "exit_code", 1)))
 
 
 def exec_command(ctx, name):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from ..errors import Failure
+from ..errors import Failure, errors_for
 from .errors import CliFailure, MissingParameter, MultipleFailure, OcamlFailure, error_text
 from .selectors import select_hosts, select_vms
 
@@ -22,7 +22,13 @@ def do_multiple(ctx, op, records):
         try:
             results.append(op(rec))
         except Exception as e:  # noqa: BLE001
-            fails.insert(0, (rec.field("uuid").value(), error_text(e, ctx.lookup)))
+            fails.insert(
+                0,
+                (
+                    rec.field("uuid").value(),
+                    error_text(e, ctx.lookup, errors_for(ctx.host.product.profile)),
+                ),
+            )
     if fails:
         raise MultipleFailure(fails)
     return results

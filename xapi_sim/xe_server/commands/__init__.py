@@ -1,14 +1,15 @@
 """The ``xe`` command table: every command's spec and implementation.
 
-The hand-written commands live with their class (``vm.py``, ``host.py``, ``pool.py``,
-``event.py``), each module listing its specs in ``COMMANDS``; ``generic.py`` generates the
-``<class>-list`` / ``-param-*`` commands of every class that has a CLI record. Mirrors
-xen-api Dundee ``cli_frontend.ml`` (``cmdtable_data``) and ``cli_operations.ml``.
+The hand-written commands live with their class (``vm.py``, ``vm_devices.py``, ``host.py``,
+``pool.py``, ``storage.py``, ``network.py``, ``event.py``), each module listing its specs in
+``COMMANDS``; ``generic.py`` generates the ``<class>-list`` / ``-param-*`` commands of every
+class that has a CLI record. Mirrors xen-api Dundee ``cli_frontend.ml`` (``cmdtable_data``)
+and ``cli_operations.ml``.
 """
 
 from __future__ import annotations
 
-from . import event, host, pool, vm
+from . import event, host, network, pool, storage, transfer, vm, vm_devices
 from .generic import ClassCommands
 from .spec import Cmd
 
@@ -32,11 +33,48 @@ GENERATED = [
     ClassCommands("host", "host", [], ["uuid", "name-label", "name-description"]),
     ClassCommands("host-cpu", "host_cpu", [], ["uuid", "number", "vendor", "speed", "utilisation"]),
     ClassCommands("message", "message", [], []),
+    ClassCommands(
+        "pif", "PIF", [], ["uuid", "device", "VLAN", "mac", "network-uuid", "currently-attached"]
+    ),
+    ClassCommands("vif", "VIF", [], ["uuid", "device", "vm-uuid", "network-uuid"]),
+    ClassCommands("network", "network", [], ["uuid", "name-label", "name-description", "bridge"]),
+    ClassCommands(
+        "vdi",
+        "VDI",
+        [],
+        [
+            "uuid",
+            "name-label",
+            "name-description",
+            "virtual-size",
+            "read-only",
+            "sharable",
+            "sr-uuid",
+        ],
+    ),
+    ClassCommands(
+        "vbd", "VBD", [], ["uuid", "vm-uuid", "vm-name-label", "vdi-uuid", "device", "empty"]
+    ),
+    ClassCommands(
+        "sr", "SR", [], ["uuid", "name-label", "name-description", "host", "type", "content-type"]
+    ),
+    ClassCommands(
+        "pbd", "PBD", [], ["uuid", "host-uuid", "sr-uuid", "device-config", "currently-attached"]
+    ),
 ]
 
 
 def _build_table() -> dict:
-    t = {**pool.COMMANDS, **host.COMMANDS, **vm.COMMANDS, **event.COMMANDS}
+    t = {
+        **pool.COMMANDS,
+        **host.COMMANDS,
+        **vm.COMMANDS,
+        **vm_devices.COMMANDS,
+        **storage.COMMANDS,
+        **network.COMMANDS,
+        **event.COMMANDS,
+        **transfer.COMMANDS,
+    }
     for g in GENERATED:
         t.update(g.commands())
     return t
