@@ -36,6 +36,7 @@ def test_xml_chunked_equals_one_piece(v):
     finally:
         xr.CHUNK_PARTS = old
     assert xr.encode_success(v) == one_piece
+    assert b"".join(xr.encode_success_parts(v)) == one_piece
 
 
 @SETTINGS
@@ -46,7 +47,15 @@ def test_json_chunked_equals_one_piece(v, version, rid):
         if version == 2
         else {"result": v, "error": None, "id": rid}
     )
-    assert jsonrpc.encode_success(version, rid, v) == jsonrpc._dumps(env)
+    want = jsonrpc._dumps(env)
+    old = jsonrpc._BIG
+    try:
+        jsonrpc._BIG = 3  # split the nested levels too
+        assert jsonrpc.encode_success(version, rid, v) == want
+        assert b"".join(jsonrpc.encode_success_parts(version, rid, v)) == want
+    finally:
+        jsonrpc._BIG = old
+    assert jsonrpc.encode_success(version, rid, v) == want
 
 
 def test_json_non_string_keys_and_non_finite_floats():
@@ -57,3 +66,14 @@ def test_json_non_string_keys_and_non_finite_floats():
     w = {str(i): [float("inf")] * 70 for i in range(70)}
     got = json.loads(jsonrpc.encode_success(1, "x", w))
     assert got["result"]["3"][0] == "Infinity"
+
+
+def test_shared_parts_are_the_cached_bytes():
+    from xapi_sim.wire.values import Shared
+
+    v = Shared(events=[{"id": str(i)} for i in range(100)], token="t")
+    [body] = xr.encode_success_parts(v)
+    assert xr.encode_success_parts(v)[0] is body
+    a = jsonrpc.encode_success_parts(2, 1, v)
+    b = jsonrpc.encode_success_parts(2, "other", v)
+    assert a[1] is b[1]  # the result's bytes, shared; only the envelope differs

@@ -89,6 +89,7 @@ class Conn:
         "tls",
         "kill",
         "pending_out",
+        "out_more",
         "__weakref__",
     )
 
@@ -109,6 +110,7 @@ class Conn:
         self.scan = 0
         self.eof = False
         self.out = None  # memoryview being written by the loop
+        self.out_more: list = []  # the reply's later pieces, written after ``out``
         self.out_then = None  # what to do once ``out`` is written: "close" | "next"
         self.tls = False
         self.kill = False  # the listener went away: close after the current reply
@@ -410,6 +412,10 @@ class Conn:
                 self.sock.setblocking(False)
             except OSError:
                 return self.close()
+        if isinstance(rest, list):  # a reply in pieces (serving.send_reply): first, then more
+            rest = [r for r in rest if len(r)]
+            self.out_more = [memoryview(r) for r in rest[1:]]
+            rest = rest[0] if rest else b""
         if rest:
             self.out = rest if isinstance(rest, memoryview) else memoryview(rest)
             self.out_then = "close" if close else "next"
@@ -430,6 +436,10 @@ class Conn:
             self.out = view[pos:]
             if pos:
                 self.set_deadline(time.monotonic() + self.idle)
+            return
+        if self.out_more:  # the next piece of the reply, at the next readiness
+            self.out = self.out_more.pop(0)
+            self.set_deadline(time.monotonic() + self.idle)
             return
         self.out = None
         then, self.out_then = self.out_then, None

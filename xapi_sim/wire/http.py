@@ -62,20 +62,26 @@ _COMMON = (
 )
 
 
-def reply_bytes(status: bytes, ctype: bytes, body: bytes, close: bool) -> bytes:
+def reply_head(status: bytes, ctype: bytes, length: int, close: bool) -> bytes:
     return (
         b"HTTP/1.1 "
         + status
         + b"\r\ncontent-type: "
         + ctype
         + b"\r\ncontent-length: "
-        + str(len(body)).encode()
+        + str(length).encode()
         + b"\r\n"
         + (b"connection: close\r\n" if close else b"connection: keep-alive\r\n")
         + _COMMON
         + b"\r\n"
-        + body
     )
+
+
+def reply_bytes(status: bytes, ctype: bytes, body: bytes, close: bool) -> bytes:
+    return reply_head(status, ctype, len(body), close) + body
+
+
+BIG_REPLY = 64 * 1024  # bodies this large go out as pieces after the head, never copied
 
 
 def error_reply(code: int, text: str) -> bytes:
@@ -89,7 +95,7 @@ def _html(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _not_bound(data: bytes | None, close: bool) -> None:
+def _not_bound(data: bytes | list | None, close: bool) -> None:
     raise RuntimeError("a handler replied before the front bound its connection")
 
 
@@ -156,7 +162,8 @@ class Handler:
         self.request_version = f"HTTP/{head.version[0]}.{head.version[1]}"
         self.client_address = conn.client_address
         self.close_connection = not head.keep_alive
-        self._respond: Callable[[bytes | None, bool], None] = _not_bound
+        # respond(reply bytes, a list of pieces, or None; close)
+        self._respond: Callable[[bytes | list | None, bool], None] = _not_bound
 
     def handle(self, respond):
         self._respond = respond
@@ -169,12 +176,19 @@ class Handler:
         method()
 
     # -- plumbing ------------------------------------------------------------------------
-    def _send(self, status: bytes, ctype: bytes, body: bytes, close=False):
+    def _send(self, status: bytes, ctype: bytes, body, close=False):
+        """Reply with ``body``: bytes, or a list of pieces (a bulk reply as its encoder
+        made it: sent in turn after the head, not joined -- and the bytes of one event
+        batch shared by many waiters are never copied per connection)."""
         if close:
             self.close_connection = True
-        self._respond(
-            reply_bytes(status, ctype, body, self.close_connection), self.close_connection
-        )
+        close = self.close_connection
+        if isinstance(body, list):
+            head = reply_head(status, ctype, sum(len(p) for p in body), close)
+            return self._respond([head, *body], close)
+        if len(body) >= BIG_REPLY:
+            return self._respond([reply_head(status, ctype, len(body), close), body], close)
+        self._respond(reply_bytes(status, ctype, body, close), close)
 
     def _error(self, code: int, text: str):
         self.close_connection = True
@@ -258,11 +272,12 @@ class Handler:
         self._xmlrpc_reply(method, ok, value)
 
     def _xmlrpc_reply(self, method, ok, value):
+        out: bytes | list[bytes]
         try:
             if ok and isinstance(value, Bare):
                 out = xmlrpc.encode_bare(value.value)
             elif ok:
-                out = xmlrpc.encode_success(value)
+                out = xmlrpc.encode_success_parts(value)
             else:
                 out = xmlrpc.encode_failure(value)
         except Exception as e:  # noqa: BLE001 -- a value we cannot encode is our bug
@@ -281,9 +296,10 @@ class Handler:
         self._jsonrpc_reply(method, version, rid, ok, value)
 
     def _jsonrpc_reply(self, method, version, rid, ok, value):
+        out: bytes | list[bytes]
         try:
             if ok:
-                out = jsonrpc.encode_success(
+                out = jsonrpc.encode_success_parts(
                     version, rid, value.value if isinstance(value, Bare) else value
                 )
             else:

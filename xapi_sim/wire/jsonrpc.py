@@ -120,12 +120,17 @@ def _dumps(obj: Value) -> bytes:
 # encoder never holds the whole reply as one str beside its bytes. The bytes are those of
 # one json.dumps of the whole (separators, key order and escapes are the same).
 _CHUNK_DEPTH = 2
-_BIG = 64
+_BIG = 512  # below the top level, containers this large are split (a record is not)
 
 
 def _pieces(v: Value, out: list[bytes], depth: int) -> None:
     t = type(v)
-    if depth >= _CHUNK_DEPTH or (t is not dict and t is not list) or len(v) < _BIG:
+    if (
+        depth >= _CHUNK_DEPTH
+        or (t is not dict and t is not list)
+        or (depth > 0 and len(v) < _BIG)
+        or not v
+    ):
         out.append(_dumps(v))
     elif t is dict:
         if not all(type(k) is str for k in v):
@@ -153,6 +158,12 @@ def _result_bytes(value: Value) -> list[bytes]:
 
 
 def encode_success(version: int, rid: int | str, value: Value) -> bytes:
+    return b"".join(encode_success_parts(version, rid, value))
+
+
+def encode_success_parts(version: int, rid: int | str, value: Value) -> list[bytes]:
+    """``encode_success`` as pieces (sent in turn, never joined): a shared result's bytes
+    are one piece between this request's own envelope pieces."""
     value = "" if value is None else value
     if type(value) is Shared:
         # one event batch for many waiters: the result encoded once, the envelope (whose id
@@ -162,8 +173,8 @@ def encode_success(version: int, rid: int | str, value: Value) -> bytes:
         result = _result_bytes(value)
     tail = b',"id":' + _dumps(rid) + b"}"
     if version == 2:
-        return b"".join([b'{"jsonrpc":"2.0","result":', *result, tail])
-    return b"".join([b'{"result":', *result, b',"error":null', tail])
+        return [b'{"jsonrpc":"2.0","result":', *result, tail]
+    return [b'{"result":', *result, b',"error":null', tail]
 
 
 def encode_failure(version: int, rid: int | str, description: Sequence[object]) -> bytes:

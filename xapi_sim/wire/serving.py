@@ -100,17 +100,23 @@ def send_reply(conn, data, close, hold=False):
     """Write what the socket takes now; then either serve the connection's next request
     on this thread (``hold``: it arrived complete within ``WORKER_HOLD``; returns its
     handler) or give the connection back to the loop (returns None)."""
-    if conn.pending_out and data:
-        data = conn.pending_out + data
+    # ``data``: the reply's bytes, or a list of pieces sent in turn without joining them (a
+    # big reply shared by many waiters is not copied per connection)
+    pieces = data if isinstance(data, list) else [data] if data else []
+    if conn.pending_out and pieces:
+        pieces = [conn.pending_out, *pieces]
     conn.pending_out = b""
-    rest: bytes | memoryview = b""
-    if data:
-        view = memoryview(data)
+    rest: bytes | memoryview | list = b""
+    for i, piece in enumerate(pieces):
+        view = memoryview(piece)
         try:
             pos = conn.send_some(view)
         except (OSError, ValueError):
-            close, pos = True, len(view)
-        rest = view[pos:] if pos < len(view) else b""
+            close, rest = True, b""
+            break
+        if pos < len(view):
+            rest = [view[pos:], *pieces[i + 1 :]]
+            break
     front = conn.front
     if (
         hold

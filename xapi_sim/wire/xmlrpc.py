@@ -234,7 +234,18 @@ _TAIL = "</param></params></methodResponse>"
 def encode_success(v: Value) -> bytes:
     if type(v) is Shared:  # one event batch for many waiters: the same bytes for each
         return v.encoded("xml", _encode_success)
-    return _encode_success(v)
+    return b"".join(_encode_success_parts(v))
+
+
+def encode_success_parts(v: Value) -> list[bytes]:
+    """``encode_success`` as the pieces it was made in (sent in turn, never joined)."""
+    if type(v) is Shared:
+        return [v.encoded("xml", _encode_success)]
+    return _encode_success_parts(v)
+
+
+def _encode_success(v: Value) -> bytes:
+    return b"".join(_encode_success_parts(v))
 
 
 # A bulk reply (``get_all_records``, an initial event batch) is turned into bytes every
@@ -284,7 +295,7 @@ def _enc_chunked(v: Value, out: list[str], chunks: list[bytes], depth: int) -> N
         out.append("</data></array></value>")
 
 
-def _encode_success(v: Value) -> bytes:
+def _encode_success_parts(v: Value) -> list[bytes]:
     out = [
         _HEAD,
         "<value><struct><member><name>Status</name><value>Success</value></member>"
@@ -294,11 +305,8 @@ def _encode_success(v: Value) -> bytes:
     _enc_chunked("" if v is None else v, out, chunks, 0)
     out.append("</member></struct></value>")
     out.append(_TAIL)
-    last = "".join(out).encode("utf-8", "replace")
-    if not chunks:
-        return last
-    chunks.append(last)
-    return b"".join(chunks)
+    chunks.append("".join(out).encode("utf-8", "replace"))
+    return chunks
 
 
 def encode_failure(description: Sequence[object]) -> bytes:
