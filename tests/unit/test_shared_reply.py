@@ -80,3 +80,21 @@ def test_simultaneous_initial_event_from_share_one_reply():
     d.dispatch(m, "VM.set_name_description", [s, r["events"][0]["ref"], "x"])
     again = d.dispatch(m, "event.from", [s, ["VM"], "", 0.0])
     assert again is not r and again["token"] != r["token"]
+
+
+def test_a_change_nobody_subscribed_to_keeps_the_batch():
+    world = scenario.build(scenario.default(), seed=1)
+    d = Dispatcher(world)
+    m = world.pools[0].master
+    s = d.dispatch(m, "session.login_with_password", ["root", "xenroot"])
+    first = d.dispatch(m, "event.from", [s, ["VM"], "", 0.0])
+    pool = d.dispatch(m, "pool.get_all", [s])[0]
+    d.dispatch(m, "pool.add_to_other_config", [s, pool, "k", "v"])  # not a VM change
+    again = d.dispatch(m, "event.from", [s, ["VM"], "", 0.0])
+    assert again is first  # same batch, same token (a point before the pool change)
+    later = d.dispatch(m, "event.from", [s, ["VM", "pool"], again["token"], 0.0])
+    assert [e["class"] for e in later["events"]] == ["pool"]  # the pool change still comes
+    vm = first["events"][0]["ref"]
+    d.dispatch(m, "VM.set_name_description", [s, vm, "changed"])
+    fresh = d.dispatch(m, "event.from", [s, ["VM"], "", 0.0])
+    assert fresh is not first
