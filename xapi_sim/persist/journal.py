@@ -418,9 +418,9 @@ class DurableDispatcher:
         self.journal = journal
         self.world = dispatcher.world
 
-    def dispatch(self, host, method, params):
+    def dispatch(self, host, method, params, **kw):
         try:
-            return self.inner.dispatch(host, method, params)
+            return self.inner.dispatch(host, method, params, **kw)
         finally:
             if self.journal.layout_pending():
                 self.journal.sync_layout()
