@@ -48,6 +48,7 @@ class _XmlHandler(SimpleXMLRPCRequestHandler):
 
 class _XmlServer(ThreadingMixIn, SimpleXMLRPCServer):
     daemon_threads = True
+    request_queue_size = 128  # socketserver's 5 makes 32 connects wait for SYN retries
 
 
 def xml_server() -> SimpleXMLRPCServer:
@@ -89,6 +90,7 @@ class _JsonHandler(BaseHTTPRequestHandler):
 
 class _JsonServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128
 
     def server_bind(self):
         # HTTPServer.server_bind looks the name up (getfqdn), slow on some resolvers
