@@ -170,6 +170,8 @@ class RowBuilders:
                 fields["is_default_template"] = t.get(
                     "is_default_template", other.get("default_template") == "true"
                 )
+            # Xapi_vm.create makes the VM's VM_metrics first, as for every VM
+            fields["metrics"] = self.new_row(db, "VM_metrics", memory_actual=0, VCPUs_number=0)
             fields.update(power_state="Halted", domid=-1, is_a_template=True)
             self.new_row(db, "VM", **fields)
 

@@ -243,6 +243,7 @@ def test_serve_release_runs_the_default_world_on_that_release(tmp_path):
     [
         (["--release", "quebec"], "unknown product version 'quebec'"),
         (["--release", "nile", "--scenario", "x.toml"], "--release picks the release"),
+        (["--release", "cream"], "the built-in world cannot run as cream: pool with host"),
     ],
 )
 def test_serve_release_refusals(tmp_path, args, message):
