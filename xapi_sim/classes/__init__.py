@@ -4,6 +4,7 @@ Importing this package registers every handler with ``dispatch.api``.
 """
 
 from . import (  # noqa: F401
+    certificates,
     data_sources,
     event,
     host,
