@@ -25,6 +25,7 @@ from . import (  # noqa: F401
     task,
     vm,
     vm_config,
+    vm_firmware,
     vm_lifecycle,
     vm_provision,
 )

@@ -32,7 +32,7 @@ from ..dispatch import api
 from ..errors import Failure
 from ..xapi_start import boot_flags, next_domid
 from . import common as c
-from . import storage_vm
+from . import storage_vm, vm_firmware
 from .cross_pool import assert_can_migrate_cross_pool, migrate_send_cross_pool
 from .network_vif import copy_vif, network_on_power_change
 from .task import timed
@@ -74,6 +74,7 @@ def _set_power(call, vm_ref, power_state, host_ref=NULL_REF, **extra):
             pass
         db.update("VM_metrics", m, **mchanges)
     refresh_allowed(call, vm_ref)
+    vm_firmware.refresh_vtpms(call, vm_ref)
     network_on_power_change(call, vm_ref)
     for h in {old_host, changes["resident_on"]} - {NULL_REF}:
         if db.exists("host", h):
@@ -82,6 +83,7 @@ def _set_power(call, vm_ref, power_state, host_ref=NULL_REF, **extra):
 
 def _boot(call, vm_ref, host_ref, paused):
     """What ``Xapi_vm.start`` does on the chosen host: reset flags, build the domain."""
+    vm_firmware.at_boot(call, vm_ref)  # firmware, Secure Boot, NVRAM (8.2 on)
     row = call.db.get("VM", vm_ref)
     flags = boot_flags(call.world, call.world.host(host_ref), c.is_hvm(row))
     _set_power(
@@ -531,9 +533,3 @@ def update_allowed_operations(call, self):
     with call.db.lock:
         _get(call, self)
         refresh_allowed(call, self)
-
-
-@api("VM.set_HVM_boot_policy")
-def set_hvm_boot_policy(call, self, value):
-    call.db.get("VM", self)
-    call.db.set("VM", self, "HVM_boot_policy", value)
