@@ -23,6 +23,7 @@ from . import (  # noqa: F401
     storage_vdi,
     storage_vm,
     task,
+    updates,
     vm,
     vm_config,
     vm_firmware,
