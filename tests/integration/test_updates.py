@@ -154,3 +154,60 @@ def test_repositories_sync_apply_guidances(world):
     s.xenapi.pool.set_repositories(pool, [])
     s.xenapi.Repository.forget(repo)
     assert s.xenapi.Repository.get_all() == []
+
+
+PATCH_UUID = "5a1e2b3c-0000-4f70-8a91-0123456789ab"
+PATCH_INFO = (
+    f'<info uuid="{PATCH_UUID.upper()}" name-label="XS70E001" name-description="Hotfix 1" '
+    'version="1.0" after-apply-guidance="restartHost restartXAPI"/>'
+).encode()
+
+
+def upload_patch(w, s, body: bytes):
+    """PUT /pool_patch_upload with a task of the client's: (status, task record)."""
+    task = s.xenapi.task.create("upload", "")
+    m = w.world.pools[0].master
+    status, _, _ = request(
+        m, "PUT", f"/pool_patch_upload?session_id={s._session}&task_id={task}", body
+    )
+    return status, s.xenapi.task.get_record(task)
+
+
+def test_pool_patch_upload_apply_dundee():
+    with running_world(pool_of("dundee")) as w:
+        s = XenAPI.Session(w.master_url())
+        s.xenapi.login_with_password("root", "xenroot")
+        status, task = upload_patch(w, s, b"<not-info/>")
+        assert status == 200 and task["status"] == "failure"
+        assert task["error_info"][0] == "INVALID_PATCH"
+        status, task = upload_patch(w, s, PATCH_INFO)
+        assert task["status"] == "success"
+        patch = task["result"]
+        rec = s.xenapi.pool_patch.get_record(patch)
+        assert rec["uuid"] == PATCH_UUID and rec["name_label"] == "XS70E001"
+        assert rec["after_apply_guidance"] == ["restartHost", "restartXAPI"]
+        _, again = upload_patch(w, s, PATCH_INFO)
+        assert again["error_info"] == ["PATCH_ALREADY_EXISTS", PATCH_UUID]
+        h1 = s.xenapi.host.get_by_name_label("h1")[0]
+        assert s.xenapi.pool_patch.precheck(patch, h1) == ""
+        s.xenapi.pool_patch.apply(patch, h1)
+        assert failure(s.xenapi.pool_patch.apply, patch, h1) == ["PATCH_ALREADY_APPLIED", patch]
+        assert failure(s.xenapi.pool_patch.destroy, patch) == ["PATCH_IS_APPLIED"]
+        s.xenapi.pool_patch.pool_apply(patch)
+        assert s.xenapi.pool_patch.get_pool_applied(patch) is True
+        hps = s.xenapi.pool_patch.get_host_patches(patch)
+        assert len(hps) == 2 and all(s.xenapi.host_patch.get_applied(h) for h in hps)
+        assert [p for p in s.xenapi.host.get_patches(h1) if p in hps]
+        s.xenapi.pool_patch.pool_clean(patch)
+        assert failure(s.xenapi.pool_patch.precheck, patch, h1) == ["CANNOT_FIND_PATCH"]
+        _, back = upload_patch(w, s, PATCH_INFO)  # a cleaned patch takes the new file
+        assert back["status"] == "success" and back["result"] == patch
+
+
+def test_pool_patch_upload_absent_from_7_1():
+    with running_world(pool_of("ely")) as w:
+        s = XenAPI.Session(w.master_url())
+        s.xenapi.login_with_password("root", "xenroot")
+        m = w.world.pools[0].master
+        q = f"/pool_patch_upload?session_id={s._session}"
+        assert request(m, "PUT", q, PATCH_INFO)[0] == 404

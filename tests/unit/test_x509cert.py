@@ -60,3 +60,30 @@ def test_server_certs_many_threads():
     for t in threads:
         t.join()
     assert sorted(svc._by_host) == ["h0", "h1", "h2", "h3"]
+
+
+def test_ca_library_and_cleaned_patches_many_threads():
+    from xapi_sim.classes.certificates import CaLibrary
+    from xapi_sim.classes.patches import CleanedPatches
+
+    lib, cleaned = CaLibrary(None), CleanedPatches(None)
+
+    def work(i):
+        for j in range(200):
+            name = f"c{i}-{j}.pem"
+            lib.add("pool", name, "pem")
+            assert name in lib.names("pool")
+            cleaned.mark(name, True)
+            assert name in cleaned
+            if j % 2:
+                lib.remove("pool", name)
+                cleaned.mark(name, False)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    names = lib.names("pool")
+    assert len(names) == 16 * 100 and all(int(n.split("-")[1][:-4]) % 2 == 0 for n in names)
+    assert all((n in cleaned) for n in names)

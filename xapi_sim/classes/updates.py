@@ -23,7 +23,8 @@ Each handler exists where the emulated release's datamodel has the message.
 - ``pool_clean``: the VDI is destroyed and ``vdi`` set to NULL. ``destroy``:
   UPDATE_IS_APPLIED while a host has it, else the update and its twin go.
 - ``pool_patch.precheck/apply/pool_apply/pool_clean/destroy`` of a twin forward to its
-  update (``xapi_pool_patch.ml`` ``forward``; precheck and apply answer "").
+  update (``xapi_pool_patch.ml`` ``forward``; precheck and apply answer ""); before 7.1
+  a pool_patch is a patch of its own (``patches.py``).
 
 **Repositories** (v23.30.0 ``repository.ml``, ``xapi_pool.ml``, ``xapi_host.ml``):
 ``Repository.introduce`` (INVALID_BASE_URL [url] unless http(s) with a host,
@@ -54,7 +55,7 @@ from ..datamodel import NULL_REF
 from ..dispatch import api
 from ..errors import Failure
 from ..vdi_store import VdiStore
-from . import storage_vdi
+from . import patches, storage_vdi
 
 log = logging.getLogger(__name__)
 
@@ -274,14 +275,25 @@ def _update_of_patch(call, patch: str) -> str:
     return call.db.get("pool_patch", patch).get("pool_update", NULL_REF)
 
 
+def _twins(call) -> bool:
+    """From 7.1 a pool_patch is the twin of a pool_update; before, a patch of its own."""
+    return "pool_update" in call.db.schema.classes["pool_patch"].fields
+
+
 @api("pool_patch.precheck")
 def patch_precheck(call, self, host):
+    if not _twins(call):
+        with call.db.lock:
+            return patches.precheck(call, self, host)
     update_precheck(call, _update_of_patch(call, self), host)
     return ""
 
 
 @api("pool_patch.apply")
 def patch_apply(call, self, host):
+    if not _twins(call):
+        with call.db.lock:
+            return patches.apply(call, self, host)
     update_apply(call, _update_of_patch(call, self), host)
     return ""
 
@@ -289,6 +301,8 @@ def patch_apply(call, self, host):
 @api("pool_patch.pool_apply")
 def patch_pool_apply(call, self):
     with call.db.lock:
+        if not _twins(call):
+            return patches.pool_apply(call, self)
         update = _update_of_patch(call, self)
         for h, _ in list(call.db.rows("host")):
             if h not in call.db.get("pool_update", update)["hosts"]:
@@ -298,16 +312,34 @@ def patch_pool_apply(call, self):
 
 @api("pool_patch.pool_clean")
 def patch_pool_clean(call, self):
+    if not _twins(call):
+        with call.db.lock:
+            return patches.clean(call, self)
     update_pool_clean(call, _update_of_patch(call, self))
 
 
-@api("pool_patch.clean", "pool_patch.clean_on_host")
-def patch_clean(call, self, host=None):
-    call.db.get("pool_patch", self)
+@api("pool_patch.clean")
+def patch_clean(call, self):
+    with call.db.lock:
+        if not _twins(call):
+            return patches.clean(call, self)
+        call.db.get("pool_patch", self)  # 7.1 on: a no-op (xapi_pool_patch.ml clean)
+
+
+@api("pool_patch.clean_on_host")
+def patch_clean_on_host(call, self, host):
+    with call.db.lock:
+        call.db.get("host", host)
+        if not _twins(call):
+            return patches.clean(call, self)
+        call.db.get("pool_patch", self)
 
 
 @api("pool_patch.destroy")
 def patch_destroy(call, self):
+    if not _twins(call):
+        with call.db.lock:
+            return patches.destroy(call, self)
     update_destroy(call, _update_of_patch(call, self))
 
 
