@@ -83,6 +83,19 @@ def install_host_certificate(world, db, h: HostRuntime) -> None:
     world.service(ServerCerts).put(h.uuid, ref, fields["fingerprint"], pem)
 
 
+def sync_at_start(world, db, h: HostRuntime) -> None:
+    """xapi's start (``certificates_sync.ml`` ``update``): a host of a release with the
+    class that has no server certificate row -- it joined a pool, or was upgraded from a
+    release without the class -- gets one; its listener presents it after the commit."""
+    if "Certificate" not in db.schema.classes or host_certificates(db, h.ref):
+        return
+    install_host_certificate(world, db, h)
+    sim = world.simulator
+    if sim is not None and h.port:
+        src = sim.tls_for(h, h.address_for_url)
+        world.txm.on_commit(src.invalidate)
+
+
 def host_certificates(db, host_ref: str) -> list[tuple[str, dict]]:
     """The host's server certificate rows (``type`` host where the release has it)."""
     if "Certificate" not in db.schema.classes:

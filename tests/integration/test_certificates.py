@@ -255,3 +255,22 @@ def test_concurrent_installs_leave_one_certificate_served():
         assert not errors
         (row,) = host_certs(s, href)
         assert served_fingerprint(w, "h1") == row["fingerprint"]
+
+
+def test_upgraded_host_gets_its_certificate_at_start():
+    """A 7.1 host installed with 8.2 CU1 (sim.host_install) has a Certificate row after its
+    xapi start, and serves that certificate."""
+    with running_world(pool_of("ely")) as w:
+        s = XenAPI.Session(w.master_url())
+        s.xenapi.login_with_password("root", "xenroot")
+        before = served_fingerprint(w, "h1")
+        h1 = s.xenapi.host.get_by_name_label("h1")[0]
+        h2 = s.xenapi.host.get_by_name_label("h2")[0]
+        for h in (h1, h2):  # the master first, as a rolling pool upgrade does
+            s.xenapi.host.disable(h)
+            s.xenapi_request("sim.host_install", (h, "stockholm"))
+            s = XenAPI.Session(w.master_url())
+            s.xenapi.login_with_password("root", "xenroot")
+        (row,) = host_certs(s, h1)
+        assert row["fingerprint"] == served_fingerprint(w, "h1") != before
+        assert len(host_certs(s, h2)) == 1
