@@ -147,6 +147,15 @@ def test_repositories_sync_apply_guidances(world):
     if rel == "xcp-ng-8.3":  # 24.x records the recommended guidances apart
         assert rec["pending_guidances_recommended"] == ["reboot_host"]
     assert s.xenapi.host.apply_updates(h1, digest) == []  # up to date
+    # the guidance followed: a reboot clears it (consider_enabling_host)
+    h2 = s.xenapi.host.get_by_name_label("h2")[0]
+    s.xenapi.host.apply_updates(h2, digest)
+    assert s.xenapi.host.get_pending_guidances(h2) == ["reboot_host"]
+    s.xenapi.host.disable(h2)
+    s.xenapi.host.reboot(h2)  # synchronous in the simulator
+    assert s.xenapi.host.get_pending_guidances(h2) == []
+    if rel == "xcp-ng-8.3":
+        assert s.xenapi.host.get_pending_guidances_recommended(h2) == []
     s.xenapi.pool.remove_repository(pool, repo)
     assert s.xenapi.pool.get_repositories(pool) == []
     s.xenapi.pool.add_repository(pool, repo)

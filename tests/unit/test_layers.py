@@ -59,6 +59,7 @@ LAYERS = [
             "install_storage",
             "install_network",
             "install_certs",
+            "host_guidances",
             "scenario_spec",
             "vdi_store",
         ],

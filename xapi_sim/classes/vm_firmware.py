@@ -15,7 +15,8 @@ Each handler exists where the emulated release's datamodel has the message. Mirr
   ``platform:secureboot=auto`` becomes "true" when ``pool.uefi_certificates`` is set, else
   "false" (``update_platform_secureboot``); a UEFI guest's varstored writes its variable
   store on first boot (``VM.set_NVRAM_EFI_variables``, internal: ``NVRAM:EFI-variables``,
-  here a fixed simulated blob).
+  here a fixed simulated blob); ``restart_device_model`` leaves the VM's pending
+  guidances (``set_resident_on``).
 - ``VTPM.create`` / ``VTPM.destroy`` (the 22.26.0 redesign, ``ocaml/xapi/xapi_vtpm.ml`` at
   v23.30.0): the VM must be Halted (VM_BAD_POWER_STATE [vm, "halted", actual]), may have
   one vTPM only (VTPM_MAX_AMOUNT_REACHED [count]), and the pool must not restrict
@@ -99,6 +100,10 @@ def at_boot(call, vm: str) -> None:
         changes["platform"] = {**platform, "secureboot": "true" if certs else "false"}
     if firmware == "uefi" and "EFI-variables" not in row["NVRAM"]:
         changes["NVRAM"] = {**row["NVRAM"], "EFI-variables": EFI_VARIABLES}
+    # the new domain runs the new device model (xapi_xenops.ml set_resident_on)
+    for f in ("pending_guidances", "recommended_guidances"):
+        if f in fields and "restart_device_model" in row[f]:
+            changes[f] = [g for g in row[f] if g != "restart_device_model"]
     if changes:
         db.update("VM", vm, **changes)
 
