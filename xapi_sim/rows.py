@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 
-from . import catalogue, datamodel, install_network, install_storage
+from . import catalogue, datamodel, install_certs, install_network, install_storage
 from .clock import Clock
 from .errors import Failure
 from .ids import Ids
@@ -131,6 +131,7 @@ class RowBuilders:
             allowed_operations=[],
         )
         install_storage.install_host(self, pool, h)
+        install_certs.install_host_certificate(self, db, h)
 
     def pool_network(self, db) -> str:
         """The pool's management network (``xenbr0``)."""
