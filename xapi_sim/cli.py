@@ -263,7 +263,15 @@ def with_release(scn, name: str):
     version, products.lookup); ValueError for an unknown one."""
     version = products.lookup(name).version
     hosts = tuple(attrs.evolve(h, version=version) for h in scn.hosts)
-    return attrs.evolve(scn, hosts=hosts, source=f"{scn.source} as {name}")
+    out = attrs.evolve(scn, hosts=hosts, source=f"{scn.source} as {name}")
+    try:
+        scn_mod.check_pools(out)
+    except scn_mod.ScenarioError as e:
+        raise ValueError(
+            f"the built-in world cannot run as {name}: {e}; start a scenario written for it "
+            "instead (xapi-sim serve --scenario examples/rpu-from-6.5.toml for 6.5 SP1)"
+        ) from None
+    return out
 
 
 def serve(args) -> int:

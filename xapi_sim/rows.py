@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 
-from . import catalogue, datamodel, install_network, install_storage
+from . import catalogue, datamodel, install_certs, install_network, install_storage
 from .clock import Clock
 from .errors import Failure
 from .ids import Ids
@@ -131,6 +131,7 @@ class RowBuilders:
             allowed_operations=[],
         )
         install_storage.install_host(self, pool, h)
+        install_certs.install_host_certificate(self, db, h)
 
     def pool_network(self, db) -> str:
         """The pool's management network (``xenbr0``)."""
@@ -170,6 +171,8 @@ class RowBuilders:
                 fields["is_default_template"] = t.get(
                     "is_default_template", other.get("default_template") == "true"
                 )
+            # Xapi_vm.create makes the VM's VM_metrics first, as for every VM
+            fields["metrics"] = self.new_row(db, "VM_metrics", memory_actual=0, VCPUs_number=0)
             fields.update(power_state="Halted", domid=-1, is_a_template=True)
             self.new_row(db, "VM", **fields)
 

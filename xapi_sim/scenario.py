@@ -85,6 +85,14 @@ def build(scn: Scenario, seed=None, user="root", password="xenroot", **world_kw)
     return world
 
 
+def check_pools(scn: Scenario) -> None:
+    """Refuse (ScenarioError) a scenario whose pools cannot exist, before building it: a
+    6.5 SP1 pool of CPUs that cannot be masked down to one level."""
+    byname = {h.name_label: h for h in scn.hosts}
+    for p in scn.pools:
+        _pre_dundee_masks([byname[n] for n in (p.master, *p.members)])
+
+
 def _pre_dundee_masks(members) -> dict:
     """A 6.5 SP1 pool of mixed CPUs was built by masking every host down to the common
     old-style features with ``host.set_cpu_features`` (spec §5.2, §16)."""

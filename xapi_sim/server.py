@@ -25,7 +25,10 @@ import os
 import tempfile
 import threading
 
-from . import classes  # noqa: F401  -- registers every handler
+from . import (
+    classes,  # noqa: F401  -- registers every handler
+    install_certs,
+)
 from .classes.cross_pool_dest import import_metadata
 from .dispatch import Dispatcher
 from .persist import DurableDispatcher
@@ -83,12 +86,16 @@ class Simulator:
         return ip.version == 4 and ip.is_loopback
 
     def tls_for(self, h, address):
-        """The TLS source of host ``h`` listening at ``address`` (an IP or a name)."""
+        """The TLS source of host ``h`` listening at ``address`` (an IP or a name): from 8.2
+        CU1 it serves the certificate the API says (``install_certs.served``)."""
         if self.fixed_tls is not None:
             return self.fixed_tls
         src = self._tls_sources.get(h.uuid)
         if src is None or src.address != address:
-            src = self._tls_sources[h.uuid] = tls.TlsSource(self.certs, h.uuid, address)
+            world = self.world
+            src = self._tls_sources[h.uuid] = tls.TlsSource(
+                self.certs, h.uuid, address, provider=lambda: install_certs.served(world, h)
+            )
         return src
 
     def _new_server(self, h, addr, port):

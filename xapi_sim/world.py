@@ -161,6 +161,8 @@ class World(XapiLifecycle):
         )
         if "tls_verification_enabled" in db.schema.classes["pool"].fields:
             db.set("pool", ref, "tls_verification_enabled", master.product.tls_verification)
+        if "VTPM" in db.schema.classes:  # licensed: vTPMs allowed (xapi_vtpm.ml)
+            db.set("pool", ref, "restrictions", {**_RESTRICTIONS, "restrict_vtpm": "false"})
         master.pool = pool
         self.add_pool(pool)
         self._create_templates(pool)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import allowed, install_network, install_storage
+from . import allowed, host_guidances, install_certs, install_network, install_storage
 from .datamodel import NULL_REF, Schema
 from .levelling import cpus, policy
 from .levelling import rules as lrules
@@ -76,6 +76,8 @@ class XapiLifecycle(RowBuilders):
                 self.new_row(db, "host_cpu", host=h.ref, **cpu_row)
             db.update("host_metrics", row["metrics"], live=True, last_updated=self.clock.now_ts())
             install_network.start_of_day(self, db, h, system_boot)
+            install_certs.sync_at_start(self, db, h)  # Certificates_sync.update
+            host_guidances.at_start(db, h, enable, system_boot)
             h.state = "up"
             h.started_once = True
             h.xapi_epoch += 1

@@ -306,3 +306,57 @@ def test_drivers_installed_or_removed_survive_a_restart(tmp_path):
     )
     text = export_toml(again)
     assert text.count("pv_drivers = false") == 3  # tools, pvbare, off
+
+
+TWO_POOLS = """
+[[host]]
+name_label = "a1"
+cpu = "Haswell"
+[[host]]
+name_label = "b1"
+cpu = "Haswell"
+[[pool]]
+name_label = "A"
+master = "a1"
+[[pool]]
+name_label = "B"
+master = "b1"
+[[vm]]
+name_label = "mover"
+power_state = "Running"
+host = "a1"
+"""
+
+
+def _migrate_keeps_guest_metrics(src_url, dst_url):
+    s, t = XenAPI.Session(src_url), XenAPI.Session(dst_url)
+    s.xenapi.login_with_password("root", "xenroot")
+    t.xenapi.login_with_password("root", "xenroot")
+    vm = s.xenapi.VM.get_by_name_label("mover")[0]
+    before = s.xenapi.VM_guest_metrics.get_record(s.xenapi.VM.get_guest_metrics(vm))
+    b1 = t.xenapi.host.get_all()[0]
+    dest = t.xenapi.host.migrate_receive(b1, t.xenapi.network.get_all()[0], {})
+    new = s.xenapi.VM.migrate_send(vm, dest, True, {}, {}, {})
+    gm = t.xenapi.VM.get_guest_metrics(new)
+    after = t.xenapi.VM_guest_metrics.get_record(gm)
+    assert after["uuid"] == before["uuid"]  # the same row travelled (import.ml)
+    assert after["os_version"] == before["os_version"]
+    assert after["PV_drivers_version"] == before["PV_drivers_version"]
+    assert before["uuid"] not in [
+        r["uuid"] for r in s.xenapi.VM_guest_metrics.get_all_records().values()
+    ]
+
+
+def test_guest_metrics_travel_with_a_cross_pool_migration_in_one_world():
+    with running_world(TWO_POOLS) as w:
+        _migrate_keeps_guest_metrics(w.url("a1"), w.url("b1"))
+
+
+def test_guest_metrics_travel_with_a_cross_pool_migration_to_another_process():
+    src = '[[host]]\nname_label = "a1"\ncpu = "Haswell"\n[[vm]]' + TWO_POOLS.split("[[vm]]")[1]
+    dst = '[[host]]\nname_label = "b1"\ncpu = "Haswell"\n'
+    with (
+        running_world(src, seed=1, bind="127.0.8.1") as a,
+        running_world(dst, seed=2, bind="127.0.9.1") as b,
+    ):
+        _migrate_keeps_guest_metrics(a.url("a1"), b.url("b1"))

@@ -298,15 +298,20 @@ class Networking(RuleBasedStateMachine):
             for _ref, row in t["tunnel"].items():
                 assert row["access_PIF"] in t["PIF"] and row["transport_PIF"] in t["PIF"]
             for hrow in t["host"].values():
-                # one PIF per network per host -- except a tunnel's access PIF: tunnel.create
-                # checks the network is free when it is made, but PIF.scan re-introducing a
-                # forgotten NIC onto its pool-wide network does not look (introduce_internal)
+                # one PIF per network per host -- except a tunnel's access PIF or a bond
+                # master: tunnel.create and Bond.create check the network is free when they
+                # are made, but PIF.scan re-introducing a forgotten NIC onto its pool-wide
+                # network does not look (introduce_internal, find_or_create_network)
                 nets = [
                     t["PIF"][p]["network"]
                     for p in hrow["PIFs"]
                     if not t["PIF"][p]["tunnel_access_PIF_of"]
                 ]
-                assert len(nets) == len(set(nets))
+                for net in {n for n in nets if nets.count(n) > 1}:
+                    on = [t["PIF"][p] for p in hrow["PIFs"] if t["PIF"][p]["network"] == net]
+                    physical = [r for r in on if r["physical"]]
+                    assert len(physical) == 1, net  # the re-introduced NIC
+                    assert all(r["bond_master_of"] for r in on if not r["physical"]), net
                 assert sum(t["PIF"][p]["management"] for p in hrow["PIFs"]) <= 1
             for ref, row in t["VIF"].items():
                 assert row["VM"] in t["VM"] and row["network"] in t["network"]

@@ -4,6 +4,7 @@ Importing this package registers every handler with ``dispatch.api``.
 """
 
 from . import (  # noqa: F401
+    certificates,
     data_sources,
     event,
     guest_agent,
@@ -23,9 +24,11 @@ from . import (  # noqa: F401
     storage_vdi,
     storage_vm,
     task,
+    updates,
     vdi_migrate,
     vm,
     vm_config,
+    vm_firmware,
     vm_lifecycle,
     vm_provision,
 )

@@ -173,9 +173,14 @@ def _assert_live(world, db, vm):
         raise Failure("HANDLE_INVALID", "VM", vm)
 
 
-def _metrics(db, row):
-    m = row["metrics"]
-    return db.get("VM_metrics", m) if db.exists("VM_metrics", m) else None
+def _metrics(db, row, cls="VM_metrics", field="metrics"):
+    m = row[field]
+    return db.get(cls, m) if db.exists(cls, m) else None
+
+
+def _guest_metrics(db, row):
+    """The guest metrics travel with the VM (``import.ml``); a halted VM keeps them."""
+    return _metrics(db, row, "VM_guest_metrics", "guest_metrics")
 
 
 def _migrate_local(call, vm, dest, options):
@@ -194,7 +199,7 @@ def _migrate_local(call, vm, dest, options):
     row = src_db.get("VM", vm)
     _assert_can_start(call, vm)
     _checks(call, vm, row, d, options)
-    new_ref = land(d.h, vm, row, _metrics(src_db, row))
+    new_ref = land(d.h, vm, row, _metrics(src_db, row), _guest_metrics(src_db, row))
     _release_source(world, src_db, vm)
     return new_ref
 
@@ -213,7 +218,7 @@ def _migrate_remote(call, vm, dest, options):
         row = src_db.get("VM", vm)
         _assert_can_start(call, vm)
         _checks(call, vm, row, d, options)
-        mrow = _metrics(src_db, row)
+        mrow, grow = _metrics(src_db, row), _guest_metrics(src_db, row)
         src_db.set("VM", vm, "current_operations", {key: "migrate_send"})
         # a live reservation (its task may be gone while the reconciler works): never
         # taken for a stale entry by the operation checks
@@ -225,7 +230,7 @@ def _migrate_remote(call, vm, dest, options):
     migration = str(uuid.uuid4())
     src_host = row["resident_on"]
     try:  # phase 2: the destination imports
-        new_ref = d.land(vm, row, mrow, migration)
+        new_ref = d.land(vm, row, mrow, migration, grow)
     except Failure:  # a refusal: the destination imported nothing
         _unreserve(world, src_db, vm, key)
         raise

@@ -152,12 +152,17 @@ class _RemoteDest:
             raise _Unknown(f"HTTP {resp.status}: {data[:200]!r}")
         return resp.status, answer
 
-    def land(self, vm, row, metrics, migration):
+    def land(self, vm, row, metrics, migration, guest_metrics=None):
         """Phase 2: the destination imports the VM. Returns its ref there; a
         :class:`Failure` is a refusal (nothing imported), :class:`_Unknown` an unknown
         outcome."""
         body = json.dumps(
-            {"VM": enc(dict(row)), "VM_metrics": enc(dict(metrics or {})), "ref": vm}
+            {
+                "VM": enc(dict(row)),
+                "VM_metrics": enc(dict(metrics or {})),
+                "VM_guest_metrics": enc(dict(guest_metrics or {})),
+                "ref": vm,
+            }
         ).encode()
         try:
             status, answer = self._put({"migration": migration}, body)

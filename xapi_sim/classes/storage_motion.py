@@ -32,7 +32,7 @@ from .. import install_storage as store
 from ..datamodel import NULL_REF
 from ..errors import Failure
 from . import common as c
-from .storage_vdi import create_vdi, remove_vdi
+from .storage_vdi import create_vdi_like, remove_vdi
 
 COPY_REFUSED = (
     "Copy mode is disallowed on intra pool storage migration, try efficient alternatives "
@@ -118,26 +118,8 @@ def apply(call, moves) -> dict:
     out = {}
     for vbd, vdi, sr in moves:
         src = db.get("VDI", vdi)
-        new = create_vdi(
-            call,
-            sr,
-            name_label=src["name_label"],
-            name_description=src["name_description"],
-            virtual_size=src["virtual_size"],
-            type=src["type"],
-            sharable=src["sharable"],
-            read_only=src["read_only"],
-            other_config=dict(src["other_config"]),
-            xenstore_data=dict(src["xenstore_data"]),
-            tags=list(src["tags"]),
-        )
-        db.update(
-            "VDI",
-            new,
-            on_boot=src["on_boot"],
-            allow_caching=src["allow_caching"],
-            sm_config=dict(src["sm_config"]),
-        )
+        new = create_vdi_like(call, sr, src)
+        db.update("VDI", new, sm_config=dict(src["sm_config"]))
         if vbd is None:  # a suspended VM's image
             for vm, vrow in db.rows("VM"):
                 if vrow.get("suspend_VDI") == vdi:

@@ -181,6 +181,31 @@ def make_vdi(
     return ref
 
 
+def create_vdi_like(call, sr, src: dict, **changes) -> str:
+    """A new VDI on ``sr`` with the user-visible settings of ``src`` (``VDI.copy`` and
+    storage motion's ``vdi_copy``: name, size, type, flags, other_config, xenstore_data,
+    tags, then on_boot and allow_caching), ``changes`` overriding them."""
+    fields = {
+        k: src[k]
+        for k in (
+            "name_label",
+            "name_description",
+            "virtual_size",
+            "type",
+            "sharable",
+            "read_only",
+            "other_config",
+            "xenstore_data",
+            "tags",
+        )
+    }
+    later = {k: changes.pop(k, src[k]) for k in ("on_boot", "allow_caching")}
+    fields.update(changes)
+    ref = create_vdi(call, sr, **fields)
+    call.db.update("VDI", ref, **later)
+    return ref
+
+
 def create_vdi(call, sr, **fields) -> str:
     """``VDI.create`` as a call makes it: the SR's ``vdi_create`` check, a plugged PBD."""
     with sr_andor_vdi(call, sr=(sr, "vdi_create")) as mark:
@@ -328,20 +353,7 @@ def copy_vdi(call, vdi, sr, into_vdi=NULL_REF) -> str:
         if db.exists("VDI", into_vdi):
             dst = into_vdi
         else:
-            dst = create_vdi(
-                call,
-                sr,
-                name_label=src["name_label"],
-                name_description=src["name_description"],
-                virtual_size=src["virtual_size"],
-                type=src["type"],
-                sharable=src["sharable"],
-                read_only=False,
-                other_config=src["other_config"],
-                xenstore_data=src["xenstore_data"],
-                tags=src["tags"],
-            )
-            db.update("VDI", dst, on_boot=src["on_boot"], allow_caching=src["allow_caching"])
+            dst = create_vdi_like(call, sr, src, read_only=False)
         drow = db.get("VDI", dst)
         if drow["read_only"]:
             raise Failure("VDI_READONLY", dst)

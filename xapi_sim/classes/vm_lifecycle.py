@@ -32,7 +32,7 @@ from ..dispatch import api
 from ..errors import Failure
 from ..xapi_start import boot_flags, next_domid
 from . import common as c
-from . import guest_agent, storage_motion, storage_vm
+from . import guest_agent, storage_motion, storage_vm, vm_firmware
 from .cross_pool import assert_can_migrate_cross_pool, migrate_send_cross_pool
 from .network_vif import copy_vif, network_on_power_change
 from .task import timed
@@ -76,6 +76,7 @@ def _set_power(call, vm_ref, power_state, host_ref=NULL_REF, new_domain=False, *
     network_on_power_change(call, vm_ref)
     guest_agent.on_power_change(call, vm_ref, new_domain)
     refresh_allowed(call, vm_ref)
+    vm_firmware.refresh_vtpms(call, vm_ref)
     for h in {old_host, changes["resident_on"]} - {NULL_REF}:
         if db.exists("host", h):
             world.update_host_memory(world.host(h))
@@ -83,6 +84,7 @@ def _set_power(call, vm_ref, power_state, host_ref=NULL_REF, new_domain=False, *
 
 def _boot(call, vm_ref, host_ref, paused):
     """What ``Xapi_vm.start`` does on the chosen host: reset flags, build the domain."""
+    vm_firmware.at_boot(call, vm_ref)  # firmware, Secure Boot, NVRAM (8.2 on)
     row = call.db.get("VM", vm_ref)
     flags = boot_flags(call.world, call.world.host(host_ref), c.is_hvm(row))
     _set_power(
@@ -537,9 +539,3 @@ def update_allowed_operations(call, self):
     with call.db.lock:
         _get(call, self)
         refresh_allowed(call, self)
-
-
-@api("VM.set_HVM_boot_policy")
-def set_hvm_boot_policy(call, self, value):
-    call.db.get("VM", self)
-    call.db.set("VM", self, "HVM_boot_policy", value)

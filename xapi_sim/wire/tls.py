@@ -17,6 +17,13 @@ Nothing is made before a host's first TLS client: ``TlsSource.ready`` is None un
 host's certificate. So a server that only ever sees plain HTTP does not even import the
 ``cryptography`` package. ``FixedTls`` is one context for every host
 (``--tls-cert``/``--tls-key``).
+
+From 8.2 CU1 on the API says which certificate a host presents (its ``Certificate`` row,
+``install_certs.py``): a ``TlsSource`` given a ``provider`` asks it for the current
+certificate's fingerprint and PEM, keeps that PEM as ``<host uuid>.<fingerprint>.pem`` (so a
+restart with ``--state-dir`` finds an installed certificate again) and serves it;
+``invalidate()`` (after ``host.install_server_certificate`` / ``reset_server_certificate``
+commit) makes the next TLS client load the new one. Connections already open keep theirs.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import shutil
 import ssl
 import tempfile
 import threading
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +90,24 @@ def _label(host_uuid: str, address: str) -> bytes:
     return f"xapi-sim certificate of host {host_uuid} for {address}\n".encode()
 
 
+def _write_atomic(path: str, data: bytes) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".cert-")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass  # the temporary file never existed; the original error is re-raised
+        raise
+
+
 class CertStore:
     """Per-host certificate files in ``directory`` (a temporary one when None)."""
 
@@ -111,23 +137,23 @@ class CertStore:
                     return path
         except OSError:
             pass  # no usable kept certificate: a new one is made below
-        pem = label + make_pem(address)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".cert-")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(pem)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass  # the temporary file never existed; the original error is re-raised
-            raise
+        _write_atomic(path, label + make_pem(address))
         return path
+
+    def fingerprint_path(self, host_uuid: str, fingerprint: str) -> str:
+        return os.path.join(
+            self.directory, f"{host_uuid}.{fingerprint.replace(':', '').lower()}.pem"
+        )
+
+    def keep(self, host_uuid: str, fingerprint: str, pem: bytes) -> str:
+        """Write ``pem`` as the host's certificate of ``fingerprint`` (atomically, 0600)."""
+        path = self.fingerprint_path(host_uuid, fingerprint)
+        _write_atomic(path, pem)
+        return path
+
+    def kept(self, host_uuid: str, fingerprint: str) -> str | None:
+        path = self.fingerprint_path(host_uuid, fingerprint)
+        return path if os.path.exists(path) else None
 
     def cleanup(self):
         """Remove the directory if it is a temporary one of ours."""
@@ -137,27 +163,59 @@ class CertStore:
             shutil.rmtree(d, ignore_errors=True)
 
 
-class TlsSource:
-    """One host's server context, made on first ``context()`` (thread-safe, once)."""
+Provider = Callable[[], "tuple[str, bytes | None] | None"]
 
-    def __init__(self, store: CertStore, host_uuid: str, address: str):
+
+class TlsSource:
+    """One host's server context, made on first ``context()`` (thread-safe, once) and again
+    after ``invalidate()``."""
+
+    def __init__(
+        self, store: CertStore, host_uuid: str, address: str, provider: Provider | None = None
+    ):
         self.store = store
         self.host_uuid = host_uuid
         self.address = address
+        self.provider = provider
         self.ready: ssl.SSLContext | None = None
+        self.fingerprint: str | None = None  # of the certificate served (provider's)
+        self._path: str | None = None
         self._lock = threading.Lock()
 
     @property
     def path(self) -> str:
-        return self.store.path(self.host_uuid)
+        return self._path or self.store.path(self.host_uuid)
+
+    def invalidate(self) -> None:
+        """The API changed the host's certificate: the next TLS client loads it."""
+        with self._lock:
+            self.ready = None
+
+    def _choose(self) -> str:
+        rec = self.provider() if self.provider is not None else None
+        if rec is not None:
+            fp, pem = rec
+            path = self.store.keep(self.host_uuid, fp, pem) if pem else None
+            path = path or self.store.kept(self.host_uuid, fp)
+            if path is not None:
+                self.fingerprint = fp
+                return path
+            log.warning(
+                "host %s: certificate %s is not kept; serving a self-signed one",
+                self.host_uuid,
+                fp,
+            )
+        self.fingerprint = None
+        return self.store.ensure(self.host_uuid, self.address)
 
     def context(self) -> ssl.SSLContext:
-        if self.ready is not None:
-            return self.ready
+        ready = self.ready
+        if ready is not None:
+            return ready
         with self._lock:
             if self.ready is None:
-                path = self.store.ensure(self.host_uuid, self.address)
-                self.ready = server_context(path)
+                self._path = self._choose()
+                self.ready = server_context(self._path)
             return self.ready
 
 
@@ -167,6 +225,9 @@ class FixedTls:
     def __init__(self, context: ssl.SSLContext, path: str | None = None):
         self.ready = context
         self.path = path
+
+    def invalidate(self) -> None:
+        """One certificate for every host, whatever the API installs."""
 
     def context(self) -> ssl.SSLContext:
         return self.ready
