@@ -231,37 +231,55 @@ def install_host_network(world, db, h) -> None:
             db, "PIF_metrics", last_updated=ts, other_config={}, **nic_metrics(i)
         )
         mgmt = i == 0
-        world.new_row(
+        new_pif(
+            world,
             db,
-            "PIF",
             device=device,
             network=net,
             host=h.ref,
             MAC=nic_mac(h.uuid, i),
             MTU=1500,
-            VLAN=-1,
             metrics=metrics,
             physical=True,
             currently_attached=True,
             ip_configuration_mode="Static" if mgmt else "None",
             IP=h.address_for_url if mgmt else "",
             netmask="255.0.0.0" if mgmt else "",
-            gateway="",
-            DNS="",
-            bond_slave_of=NULL_REF,
-            VLAN_master_of=NULL_REF,
             management=mgmt,
-            other_config={},
-            disallow_unplug=False,
-            ipv6_configuration_mode="None",
             IPv6=[],
-            ipv6_gateway="",
-            primary_address_type="IPv4",
-            managed=True,
             properties=dict(DEFAULT_PROPERTIES),
-            capabilities=[],
         )
     ensure_himn(world, db)
+
+
+def new_pif(world, db, **fields) -> str:
+    """A PIF row with what ``Db.PIF.create`` gets for a PIF nobody has configured yet (no
+    address, not management, not bonded or a VLAN master, managed, no VLAN tag, not
+    physical, not attached), then ``fields``: the one place the installer, ``PIF.introduce``,
+    ``VLAN.create``, ``Bond.create`` and ``tunnel.create`` build PIFs from."""
+    row = dict(
+        VLAN=-1,
+        physical=False,
+        currently_attached=False,
+        ip_configuration_mode="None",
+        IP="",
+        netmask="",
+        gateway="",
+        DNS="",
+        bond_slave_of=NULL_REF,
+        VLAN_master_of=NULL_REF,
+        management=False,
+        other_config={},
+        disallow_unplug=False,
+        ipv6_configuration_mode="None",
+        ipv6_gateway="",
+        primary_address_type="IPv4",
+        managed=True,
+        properties={},
+        capabilities=[],
+    )
+    row.update(fields)
+    return world.new_row(db, "PIF", **row)
 
 
 # -- the management address -----------------------------------------------------------------

@@ -44,9 +44,9 @@ def _vlan_internal(call, host, tagged, tag, network, device):
     world, db = call.world, call.db
     base = db.get("PIF", tagged)
     vlan_ref, untagged = world.ids.ref(), world.ids.ref()
-    world.new_row(
+    inet.new_pif(
+        world,
         db,
-        "PIF",
         ref=untagged,
         device=device,
         network=network,
@@ -55,25 +55,8 @@ def _vlan_internal(call, host, tagged, tag, network, device):
         MTU=base["MTU"],
         VLAN=tag,
         metrics=base["metrics"],
-        physical=False,
-        currently_attached=False,
-        ip_configuration_mode="None",
-        IP="",
-        netmask="",
-        gateway="",
-        DNS="",
-        bond_slave_of=NULL_REF,
         VLAN_master_of=vlan_ref,
-        management=False,
-        other_config={},
-        disallow_unplug=False,
-        ipv6_configuration_mode="None",
         IPv6=[""],
-        ipv6_gateway="",
-        primary_address_type="IPv4",
-        managed=True,
-        properties={},
-        capabilities=[],
     )
     world.new_row(
         db, "VLAN", ref=vlan_ref, tagged_PIF=tagged, untagged_PIF=untagged, tag=tag, other_config={}
@@ -353,36 +336,18 @@ def bond_create(call, network, members, MAC, mode, properties):
         device = next(f"bond{n}" for n in range(len(used) + 1) if f"bond{n}" not in used)
         master, bond = world.ids.ref(), world.ids.ref()
         metrics = world.new_row(db, "PIF_metrics", last_updated=world.clock.now_ts(), carrier=True)
-        world.new_row(
+        inet.new_pif(
+            world,
             db,
-            "PIF",
             ref=master,
             device=device,
             network=network,
             host=host,
             MAC=mac,
             MTU=-1,
-            VLAN=-1,
             metrics=metrics,
-            physical=False,
-            currently_attached=False,
-            ip_configuration_mode="None",
-            IP="",
-            netmask="",
-            gateway="",
-            DNS="",
-            bond_slave_of=NULL_REF,
-            VLAN_master_of=NULL_REF,
-            management=False,
-            other_config={},
-            disallow_unplug=False,
-            ipv6_configuration_mode="None",
             IPv6=[""],
-            ipv6_gateway="",
-            primary_address_type="IPv4",
-            managed=True,
             properties=dict(props[0]),
-            capabilities=[],
         )
         world.new_row(
             db,
@@ -499,36 +464,17 @@ def _tunnel_internal(call, transport, network, host):
     }
     device = next(f"tunnel{n}" for n in range(len(used) + 1) if f"tunnel{n}" not in used)
     access, tunnel = world.ids.ref(), world.ids.ref()
-    world.new_row(
+    inet.new_pif(
+        world,
         db,
-        "PIF",
         ref=access,
         device=device,
         network=network,
         host=host,
         MAC=netlogic.gen_mac(0, world.ids.uuid()),
         MTU=-1,
-        VLAN=-1,
         metrics=db.get("PIF", transport)["metrics"],
-        physical=False,
-        currently_attached=False,
-        ip_configuration_mode="None",
-        IP="",
-        netmask="",
-        gateway="",
-        DNS="",
-        bond_slave_of=NULL_REF,
-        VLAN_master_of=NULL_REF,
-        management=False,
-        other_config={},
-        disallow_unplug=False,
-        ipv6_configuration_mode="None",
         IPv6=[""],
-        ipv6_gateway="",
-        primary_address_type="IPv4",
-        managed=True,
-        properties={},
-        capabilities=[],
     )
     world.new_row(
         db,

@@ -373,35 +373,20 @@ def _introduce_internal(call, host_ref, mac, device, managed, disallow_unplug=Fa
     metrics = world.new_row(
         db, "PIF_metrics", last_updated=world.clock.now_ts(), **inet.nic_metrics(index)
     )
-    pif = world.new_row(
+    pif = inet.new_pif(
+        world,
         db,
-        "PIF",
         device=device,
         network=net,
         host=host_ref,
         MAC=mac,
         MTU=1500,
-        VLAN=-1,
         metrics=metrics,
         physical=True,
-        currently_attached=False,
-        ip_configuration_mode="None",
-        IP="",
-        netmask="",
-        gateway="",
-        DNS="",
-        bond_slave_of=NULL_REF,
-        VLAN_master_of=NULL_REF,
-        management=False,
-        other_config={},
         disallow_unplug=disallow_unplug,
-        ipv6_configuration_mode="None",
         IPv6=[],
-        ipv6_gateway="",
-        primary_address_type="IPv4",
         managed=managed,
         properties=dict(inet.DEFAULT_PROPERTIES),
-        capabilities=[],
     )
     if bridge and db.get("network", net)["bridge"] == bridge:
         db.update("PIF", pif, management=True, currently_attached=True)
