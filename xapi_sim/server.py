@@ -60,6 +60,7 @@ class Simulator:
         self.shared_port = None
         self._next_octet = None
         self.lock = threading.Lock()
+        self._sync_lock = threading.Lock()  # one listener reconciliation at a time
         world.on_host_added.append(self.listen)
         world.simulator = self
 
@@ -142,6 +143,17 @@ class Simulator:
             self.servers[h.ref] = srv
         self.front.add_listener(srv)
         self.world.set_host_address(h, h.address)
+
+    def sync_listener(self, h):
+        """Make ``h``'s endpoint match its power state: listening when up, closed
+        otherwise. Runs after the commit of each power change (``txm.on_commit``); the
+        check and the act are one step, so whichever sync runs last sees the last state
+        and concurrent crashes and power-ons cannot leave an up host unreachable."""
+        with self._sync_lock:
+            if h.state == "up":
+                self.listen(h)
+            else:
+                self.unlisten(h)
 
     def unlisten(self, h):
         with self.lock:

@@ -155,7 +155,7 @@ class XapiLifecycle(RowBuilders):
             h.state = state
             sim = getattr(self, "simulator", None)
             if sim is not None:  # socket work waits for the commit: no I/O under a pool lock
-                db.txm.on_commit(lambda: sim.unlisten(h) if h.state != "up" else None)
+                db.txm.on_commit(lambda: sim.sync_listener(h))
 
     def host_boot(self, h: HostRuntime):
         """Power on: the endpoint answers again and a full xapi start runs (system boot).
@@ -172,7 +172,7 @@ class XapiLifecycle(RowBuilders):
         with db.lock:
             h.state = "up"
             if sim is not None:
-                db.txm.on_commit(lambda: sim.listen(h) if h.state == "up" else None)
+                db.txm.on_commit(lambda: sim.sync_listener(h))
             h.disabled_until_reboot = False
             for vm, row in self.resident_vms(h):
                 db.update(
