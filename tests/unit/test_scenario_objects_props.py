@@ -38,7 +38,9 @@ def scenarios(draw):
         shared = t in ("nfs", "lvmoiscsi")
         hosts = ["h1", "h2"] if shared else [draw(st.sampled_from(["h1", "h2"]))]
         hl = ", ".join(f'"{h}"' for h in hosts)
-        size = draw(st.integers(8, 64))
+        # room for every disk the VMs below may put there (3 x 3 x 4 GiB) and LVM metadata:
+        # the property is about the round trip, not about running out of space
+        size = draw(st.integers(40, 64))
         out.append(
             f'[[sr]]\nname_label = "sr{i}"\ntype = "{t}"\nhosts = [{hl}]\nsize = "{size}GiB"\n'
         )
