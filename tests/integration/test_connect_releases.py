@@ -5,7 +5,10 @@
   for its platform version once the cache is populated), and runs
   actions as Async calls; against XCP-ng 8.3 it completes too, and its cache-populated checks
   refuse exactly as that XenCenter would: the product brand, and ``xencenter_min`` 2.21 newer
-  than the 2.20 it knows.
+  than the 2.20 it knows. XCP-ng Center 20.04.01 (xcp-ng/xenadmin ac81e0a4), the last public
+  XCP-ng Center, accepts 7.1 and 8.2 CU1 and refuses XenServer 8 and XCP-ng 8.3 as out of date
+  (``xencenter_min`` newer than the API 2.16 it knows) -- no public XenCenter build accepts
+  XCP-ng 8.3, and xapi-sim reports what a real 8.3 host reports.
 * Xen Orchestra's ``xen-api`` npm client runs all its phases against every release.
 * The ``XenAPI`` package over JSON-RPC only (what current SDKs speak) works on every release.
 """
@@ -66,6 +69,37 @@ def test_xencenter_connects_and_acts(xc_world):
             r for r, v in c.cache["vm"].items() if v["is_a_template"] and not v["is_control_domain"]
         )
         clone, record = c.run_async("VM.clone", tmpl, f"cloned-on-{name}")
+        assert clone.startswith("OpaqueRef:") and record["status"] == "success"
+        assert c.run_async("VM.destroy", clone)[0] == ""
+    finally:
+        c.disconnect()
+
+
+# What XCP-ng Center 20.04.01 (xcp-ng/xenadmin ac81e0a4, SDK up to API 2.16) decides: any brand,
+# pool members Dundee or later, xencenter_min not newer than the 2.16 it knows.
+XCPNG_CENTER_DECISION = {
+    "ely": ("JSON-RPC v1", []),
+    "stockholm": ("JSON-RPC v2", []),
+    "nile": ("JSON-RPC v2", ["XenCenter out of date for this server"]),
+    "xcp-ng-8.3": ("JSON-RPC v2", ["XenCenter out of date for this server"]),
+}
+
+
+def test_xcp_ng_center_connects_and_acts(xc_world):
+    name, w = xc_world
+    c = xc.XenCenterLike(
+        w.master_url(), "root", "xenroot", task_poll_interval=0.05, build=xc.XCPNG_CENTER
+    )
+    try:
+        c.connect()
+        transport, refusals = XCPNG_CENTER_DECISION[name]
+        assert dict(c.steps)["transport"] == transport
+        assert ("version check", "ok") in c.steps
+        assert c.refusals == refusals
+        tmpl = next(
+            r for r, v in c.cache["vm"].items() if v["is_a_template"] and not v["is_control_domain"]
+        )
+        clone, record = c.run_async("VM.clone", tmpl, f"xcp-ng-center-on-{name}")
         assert clone.startswith("OpaqueRef:") and record["status"] == "success"
         assert c.run_async("VM.destroy", clone)[0] == ""
     finally:

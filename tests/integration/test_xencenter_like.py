@@ -287,3 +287,29 @@ def test_concurrent_connections_do_not_interfere(xworld):
     for t in ts:
         t.join(30)
     assert len(results) == 2 and results[0] == results[1] > 0
+
+
+# -- XCP-ng Center 20.04.01 (xcp-ng/xenadmin ac81e0a4) ------------------------------------------
+
+
+def test_xcp_ng_center_accepts_the_7_0_pool_over_xml_rpc(client, xworld):
+    """The last public XCP-ng Center supports API 2.5 and any brand: the default (Dundee)
+    pool connects without bypass, over XML-RPC throughout (SwitchToJsonRpcBackend keeps it
+    for API 2.5), and runs an action."""
+    c = client(build=xc.XCPNG_CENTER, task_poll_interval=0.05).connect()
+    assert isinstance(c.main, xc.XmlRpcClient) and isinstance(c.events_client, xc.XmlRpcClient)
+    steps = dict(c.steps)
+    assert steps["login"] == 4 and steps["transport"] == "XML-RPC"
+    assert steps["version check"] == "ok"
+    assert c.refusals == []  # members are Dundee (2.1.0 >= 2.0.0), xencenter_min 2.5 <= 2.16
+    assert c.server_time_is_utc is True and abs(c.server_time_offset) < 5
+    assert c.coordinator_address == xworld.host("xs1").address
+    tmpl = next(
+        r for r, v in c.cache["vm"].items() if v["is_a_template"] and not v["is_control_domain"]
+    )
+    clone, record = c.run_async("VM.clone", tmpl, "cloned-by-xcp-ng-center")
+    assert clone.startswith("OpaqueRef:") and record["status"] == "success"
+    assert c.run_async("VM.destroy", clone)[0] == ""
+    c.start_steady_state()
+    time.sleep(0.3)
+    assert c.dropped is None

@@ -31,6 +31,15 @@ the wire, so that xapi-sim can be tested against it without Windows. Sources, by
   over, the task is destroyed afterwards.
 
 Intervals are parameters so tests can run them fast; the defaults are XenCenter's.
+
+Two builds are modelled (``Build``), each from its own public source: XenCenter ``b210cd2c``
+(xenserver/xenadmin, the default) and XCP-ng Center 20.04.01 (xcp-ng/xenadmin ``ac81e0a4``,
+December 2020, the last public XCP-ng Center): its SDK knows API 2.16 at most, refuses only
+servers older than API 2.5 (``XenConnection.ConnectWorkerThread``), accepts any product brand
+(``MainWindow.SameProductBrand`` returns true), requires pool members to be Dundee or later
+(``Helpers.DundeeOrGreater``: ``platform_version`` >= 2.0.0) and logs in over XML-RPC,
+switching to JSON-RPC once it knows the API version (``Session.SwitchToJsonRpcBackend``: v1
+for API 2.6, v2 from 2.8, XML-RPC otherwise).
 """
 
 from __future__ import annotations
@@ -43,6 +52,8 @@ import threading
 import time
 import urllib.parse
 import xml.etree.ElementTree as ET
+import xmlrpc.client
+from dataclasses import dataclass
 
 EVENT_FROM_TIMEOUT = 30.0  # XenObjectDownloader.EVENT_FROM_TIMEOUT
 EVENT_HTTP_TIMEOUT = 120.0  # the event session's HTTP timeout (XenConnection.cs)
@@ -91,16 +102,67 @@ BRAND = "XenServer"  # the XenCenter build's product brand (XenServer 8 era)
 LEGACY_BRAND = "Citrix Hypervisor"  # Branding.resx legacy brand
 
 
+@dataclass(frozen=True)
+class Build:
+    """What differs between the XenCenter builds modelled here (each from its source)."""
+
+    name: str
+    api_order: tuple  # ApiVersion.cs: the API_Version enum, 1-based; the last is LATEST
+    oldest_api: str  # ConnectWorkerThread: an older server is ServerNotSupported
+    brands: tuple | None  # SameProductBrand; None: any brand
+    platform_min: str  # every host's platform_version (b210cd2c: NaplesOrGreater)
+    members_only: bool  # the platform check covers pool members only (DundeeOrGreater(slave))
+    transport: str  # "json2": JSON-RPC v2 throughout; "switch": SwitchToJsonRpcBackend
+    user_agent: str
+
+    def api_version(self, major, minor) -> int:
+        """``Helper.GetAPIVersion(major, minor)``."""
+        key = f"{major}.{minor}"
+        return self.api_order.index(key) + 1 if key in self.api_order else API_UNKNOWN
+
+    @property
+    def latest(self) -> int:
+        return len(self.api_order)
+
+    def version_name(self, v) -> str:
+        return self.api_order[v - 1] if 0 < v <= len(self.api_order) else "unknown"
+
+
+XENCENTER = Build(
+    name="XenCenter (xenserver/xenadmin b210cd2c)",
+    api_order=tuple(_API_ORDER),
+    oldest_api="2.6",
+    brands=(BRAND, LEGACY_BRAND),
+    platform_min=NAPLES_PLATFORM_VERSION,
+    members_only=False,
+    transport="json2",
+    user_agent="XenCenter 8.4.0",
+)
+# xcp-ng/xenadmin ac81e0a4 (XCP-ng Center 20.04.01): ApiVersion.cs ... API_2_15 = 26,
+# API_2_16 = 27 = LATEST; XenConnection.cs: APIVersion < API_2_5 -> ServerNotSupported;
+# Program.cs: Session.UserAgent = "XenCenter/<ClientVersion>".
+XCPNG_CENTER = Build(
+    name="XCP-ng Center 20.04.01 (xcp-ng/xenadmin ac81e0a4)",
+    api_order=(*_API_ORDER[:-1], "2.16"),
+    oldest_api="2.5",
+    brands=None,
+    platform_min="2.0.0",
+    members_only=True,
+    transport="switch",
+    user_agent="XenCenter/20.04.01.33",
+)
+
+
 def api_version(major, minor) -> int:
-    """``Helper.GetAPIVersion(major, minor)``."""
-    return API_VERSION.get(f"{major}.{minor}", API_UNKNOWN)
+    """``Helper.GetAPIVersion(major, minor)`` of XenCenter b210cd2c."""
+    return XENCENTER.api_version(major, minor)
 
 
-def api_version_of_string(text) -> int:
+def api_version_of_string(text, build=XENCENTER) -> int:
     """``Helper.GetAPIVersion(string)``: "a.b" only."""
     parts = str(text).split(".") if text is not None else []
     if len(parts) == 2 and all(p.lstrip("-").isdigit() for p in parts):
-        return api_version(int(parts[0]), int(parts[1]))
+        return build.api_version(int(parts[0]), int(parts[1]))
     return API_UNKNOWN
 
 
@@ -161,9 +223,15 @@ class CoordinatorMissing(Exception):
 
 
 class JsonRpcClient:
-    """One connection group: a keep-alive HTTP connection speaking JSON-RPC v2."""
+    """One connection group: a keep-alive HTTP connection speaking JSON-RPC v2 (or v1,
+    ``JsonRpcVersion.v1``: no ``jsonrpc`` member, ``error`` null on success)."""
 
-    def __init__(self, url, user_agent, timeout, group=""):
+    version = 2
+    path = "/jsonrpc"
+    content_type = "application/json"
+
+    def __init__(self, url, user_agent, timeout, group="", version=2):
+        self.version = version
         u = urllib.parse.urlsplit(url)
         self.url = url
         self.host, self.port = u.hostname, u.port or (443 if u.scheme == "https" else 80)
@@ -194,16 +262,23 @@ class JsonRpcClient:
             self.conn.close()
             self.conn = None
 
+    def encode(self, method, params, rid) -> bytes:
+        req = {"id": rid, "method": method, "params": list(params)}
+        if self.version == 2:
+            req["jsonrpc"] = "2.0"
+        return json.dumps(req).encode()
+
+    def decode(self, data, rid):
+        return parse_response(data, rid) if self.version == 2 else parse_response_v1(data, rid)
+
     def call(self, method, *params):
         with self.lock:
             self.next_id += 1
             rid = self.next_id
-            body = json.dumps(
-                {"id": rid, "method": method, "params": list(params), "jsonrpc": "2.0"}
-            ).encode()
+            body = self.encode(method, params, rid)
             headers = {
-                "Content-Type": "application/json",
-                "Accept": "application/json",
+                "Content-Type": self.content_type,
+                "Accept": self.content_type,
                 "User-Agent": self.user_agent,
                 "Connection": "keep-alive",
             }
@@ -211,7 +286,7 @@ class JsonRpcClient:
                 if self.conn is None:
                     self._connect()
                 try:
-                    self.conn.request("POST", "/jsonrpc", body=body, headers=headers)
+                    self.conn.request("POST", self.path, body=body, headers=headers)
                     r = self.conn.getresponse()
                     data = r.read()
                     break
@@ -225,7 +300,57 @@ class JsonRpcClient:
                 raise ProtocolError(f"HTTP {r.status} for {method}")
             if r.getheader("connection", "").lower() == "close":
                 self.close()
-        return parse_response(data, rid)
+        return self.decode(data, rid)
+
+
+class XmlRpcClient(JsonRpcClient):
+    """The same connection group speaking XML-RPC (CookComputing's ``XmlRpcProxy``, as
+    XCP-ng Center before it switches): XAPI's ``Status``/``Value``/``ErrorDescription``."""
+
+    path = "/"
+    content_type = "text/xml"
+
+    def encode(self, method, params, rid) -> bytes:
+        return xmlrpc.client.dumps(tuple(params), method, allow_none=False).encode()
+
+    def decode(self, data, rid):
+        try:
+            ((res,), _) = xmlrpc.client.loads(data)
+        except Exception as e:  # noqa: BLE001 -- any parse failure is the client's exception
+            raise ProtocolError(f"not XML-RPC: {e}") from None
+        if not isinstance(res, dict) or res.get("Status") not in ("Success", "Failure"):
+            raise ProtocolError(f"not a XAPI reply: {res!r}")
+        if res["Status"] == "Failure":
+            raise Failure(res.get("ErrorDescription") or [])
+        return _plain(res.get("Value"))
+
+
+def _plain(v):
+    """XML-RPC ``dateTime.iso8601`` values as their text, as CookComputing hands them to
+    XenCenter's date converter."""
+    if isinstance(v, xmlrpc.client.DateTime):
+        return v.value
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    return v
+
+
+def parse_response_v1(data: bytes, rid):
+    """``JsonResponseV1``: ``result``, ``error`` (null on success) and ``id``."""
+    try:
+        res = json.loads(data)
+    except ValueError as e:
+        raise ProtocolError(f"not JSON: {e}") from None
+    if not isinstance(res, dict) or res.get("id") != rid:
+        raise ProtocolError(f"reply {res!r} for request {rid!r}")
+    err = res.get("error")
+    if err is not None:
+        if isinstance(err, dict):
+            raise Failure([err.get("message"), *(err.get("data") or [])])
+        raise Failure(list(err) if isinstance(err, list) else [str(err)])
+    return res.get("result")
 
 
 def parse_response(data: bytes, rid):
@@ -279,9 +404,11 @@ class XenCenterLike:
         heartbeat_interval=HEARTBEAT_INTERVAL,
         task_poll_interval=TASK_POLL_INTERVAL,
         event_from_timeout=EVENT_FROM_TIMEOUT,
-        user_agent="XenCenter 8.4.0",
-        api_version_string="2.20",
+        user_agent=None,
+        api_version_string=None,
+        build=XENCENTER,
     ):
+        self.build = build
         self.url = url
         self.username = username
         self.password = password
@@ -289,9 +416,11 @@ class XenCenterLike:
         self.heartbeat_interval = heartbeat_interval
         self.task_poll_interval = task_poll_interval
         self.event_from_timeout = event_from_timeout
-        self.user_agent = user_agent
-        self.api_version_string = api_version_string  # Helper.APIVersionString(LATEST)
-        self.main = JsonRpcClient(url, user_agent, 24 * 3600, "main")
+        self.user_agent = user_agent or build.user_agent
+        # Helper.APIVersionString(LATEST)
+        self.api_version_string = api_version_string or build.api_order[-1]
+        self.rpc = (XmlRpcClient, {}) if build.transport == "switch" else (JsonRpcClient, {})
+        self.main = self._client("main", 24 * 3600)
         self.events_client = None
         self.heartbeat_client = None
         self.session = None
@@ -310,6 +439,25 @@ class XenCenterLike:
         self._threads = []
 
     # -- wire helpers ----------------------------------------------------------------------
+    def _client(self, group, timeout):
+        cls, kw = self.rpc
+        return cls(self.url, self.user_agent, timeout, group, **kw)
+
+    def switch_transport(self):
+        """``Session.SwitchToJsonRpcBackend`` (XCP-ng Center): once the API version is
+        known, JSON-RPC v1 for API 2.6, v2 from 2.8, XML-RPC otherwise."""
+        if self.build.transport != "switch":
+            return
+        v = self.api_version
+        if v == self.build.api_version(2, 6) or v >= self.build.api_version(2, 8):
+            version = 1 if v == self.build.api_version(2, 6) else 2
+            self.rpc = (JsonRpcClient, {"version": version})
+            self.main.close()
+            self.main = self._client("main", 24 * 3600)
+            self._step("transport", f"JSON-RPC v{version}")
+        else:
+            self._step("transport", "XML-RPC")
+
     def _step(self, name, detail=None):
         self.steps.append((name, detail))
 
@@ -343,7 +491,10 @@ class XenCenterLike:
             pool = next(iter(pools.values()))
             host = self.main.call("host.get_record", self.session, pool["master"])
             self._step("host.get_record", pool["master"])
-            self.api_version = api_version(host["API_version_major"], host["API_version_minor"])
+            self.api_version = self.build.api_version(
+                host["API_version_major"], host["API_version_minor"]
+            )
+            self.switch_transport()
         superuser = self.main.call("session.get_is_local_superuser", self.session, self.session)
         self._step("session.get_is_local_superuser", superuser)
         if not superuser:
@@ -363,14 +514,21 @@ class XenCenterLike:
         self.login()
         self.setup_session_details()
         # 5. the API version check
-        if self.api_version < API_2_6:
-            self._step("version check", f"API {self.api_version} < 2.6: server not supported")
+        oldest = self.build.api_order.index(self.build.oldest_api) + 1
+        if self.api_version < oldest:
+            self._step(
+                "version check",
+                f"API {self.api_version} < {self.build.oldest_api}: server not supported",
+            )
             if not self.bypass_version_check:
-                raise ServerNotSupported(f"API version {_name(self.api_version)} is older than 2.6")
+                raise ServerNotSupported(
+                    f"API version {self.build.version_name(self.api_version)} is older than "
+                    f"{self.build.oldest_api}"
+                )
         else:
             self._step("version check", "ok")
         # 6. a duplicate session on its own connection group for event.from
-        self.events_client = JsonRpcClient(self.url, self.user_agent, EVENT_HTTP_TIMEOUT, "events")
+        self.events_client = self._client("events", EVENT_HTTP_TIMEOUT)
         self._step("duplicate session", "events connection group")
         # 7. cache fill: roles, then everything from event.from on the main session
         roles = self.main.call("role.get_all_records", self.session)
@@ -406,20 +564,24 @@ class XenCenterLike:
         out = []
         hosts = self.cache.get("host", {})
         coordinator = hosts[self.coordinator_ref]
+        build = self.build
         brand = coordinator["software_version"].get("product_brand")
-        if brand not in (BRAND, LEGACY_BRAND):
-            out.append(f"product brand {brand!r} is not {BRAND!r}")
-        for h in hosts.values():
+        if build.brands is not None and brand not in build.brands:
+            out.append(f"product brand {brand!r} is not {build.brands[0]!r}")
+        for ref, h in hosts.items():
+            if build.members_only and ref == self.coordinator_ref:
+                continue
             pv = h["software_version"].get("platform_version")
-            if pv is None or version_compare(pv, NAPLES_PLATFORM_VERSION) < 0:
+            if pv is None or version_compare(pv, build.platform_min) < 0:
+                what = "Dundee" if build.members_only else "Citrix Hypervisor 8.0"
                 out.append(
                     f"host {h['name_label']}: platform_version {pv} < "
-                    f"{NAPLES_PLATFORM_VERSION} (older than Citrix Hypervisor 8.0)"
+                    f"{build.platform_min} (older than {what})"
                 )
         sv = coordinator["software_version"]
-        xc_min = api_version_of_string(sv.get("xencenter_min"))
-        xc_max = api_version_of_string(sv.get("xencenter_max"))
-        if 0 < xc_min <= API_UNKNOWN and 0 < xc_max <= API_UNKNOWN and xc_min > API_LATEST:
+        xc_min = api_version_of_string(sv.get("xencenter_min"), build)
+        xc_max = api_version_of_string(sv.get("xencenter_max"), build)
+        if 0 < xc_min <= API_UNKNOWN and 0 < xc_max <= API_UNKNOWN and xc_min > build.latest:
             out.append("XenCenter out of date for this server")
         return out
 
@@ -444,9 +606,7 @@ class XenCenterLike:
 
     def start_steady_state(self):
         """The event loop on the events connection and the heartbeat on its own."""
-        self.heartbeat_client = JsonRpcClient(
-            self.url, self.user_agent, max(5.0, 2 * self.heartbeat_interval), "heartbeat"
-        )
+        self.heartbeat_client = self._client("heartbeat", max(5.0, 2 * self.heartbeat_interval))
 
         def event_loop():
             while not self._stop.is_set():
@@ -540,10 +700,3 @@ def task_result(text):
     if node is None:
         return text
     return "".join(node.itertext())
-
-
-def _name(v):
-    for k, i in API_VERSION.items():
-        if i == v:
-            return k
-    return "unknown"
