@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from . import where
 from .datamodel import NO_ASYNC, NO_ASYNC_CLASSES, Message, Schema
-from .errors import Failure, internal
+from .errors import Failure, NotQuick, internal
 from .faults import Faults, wrap
 from .sessions import local_session_valid, touch
 from .tasks import Tasks, run_transaction
@@ -178,9 +178,10 @@ class Plan:
         "convs",
         "async_ok",
         "sync_task",
+        "quick",
     )
 
-    def __init__(self, msg: Message):
+    def __init__(self, msg: Message, fields=()):
         self.msg = msg
         self.wire = msg.wire_name
         self.nparams = len(msg.params)
@@ -190,6 +191,16 @@ class Plan:
         self.convs = [_converter(p.type) for p in msg.params]
         self.async_ok = async_capable(msg)
         self.sync_task = self.async_ok and not msg.implicit
+        # a generic read of one row (a field, the record, the ref of a UUID): lock-free and
+        # bounded, so the front may run it on its loop thread (``dispatch(inline=True)``)
+        name = msg.name
+        self.quick = bool(
+            msg.implicit
+            and not msg.removed
+            and (
+                name in ("get_record", "get_by_uuid") or (name[:4] == "get_" and name[4:] in fields)
+            )
+        )
 
 
 def async_capable(m: Message) -> bool:
@@ -215,14 +226,18 @@ class Dispatcher:
             msg = schema.message(name)
             if msg is None:
                 return None
-            plan = self._plans[key] = Plan(msg)
+            cls = schema.classes.get(msg.cls)
+            plan = self._plans[key] = Plan(msg, cls.fields if cls is not None else ())
         return plan
 
     # -- entry point ---------------------------------------------------------------------
-    def dispatch(self, host, method: str, params: list, defer_ok: bool = False):
+    def dispatch(self, host, method: str, params: list, defer_ok: bool = False, inline=False):
         """Run one call arriving at ``host``'s endpoint; returns the value or raises Failure.
         ``defer_ok``: the caller can take a ``Deferred`` (a long-poll parked without a
-        thread); other callers always get the value itself."""
+        thread); other callers always get the value itself. ``inline``: the caller is the
+        HTTP front's loop thread, which must never block -- anything but a quick read
+        (``Plan.quick``, no injected fault, no journal, no session write due) raises
+        ``NotQuick`` before it has done anything, and a worker runs the call instead."""
         _check_utf8(params)
         is_async = method.startswith("Async.")
         name = method[6:] if is_async else method
@@ -233,9 +248,13 @@ class Dispatcher:
         if name.startswith("system.isAlive:"):
             return is_alive(params)  # no session; a bounded echo
         if name in CONTROL:
+            if inline:
+                raise NotQuick
             return self._control(host, name, params)
         schema: Schema = host.pool.schema
         plan = self.plan(schema, name)
+        if inline and (plan is None or not plan.quick or is_async):
+            raise NotQuick
         if plan is None:
             if params:
                 self.check_session(host, params[0])
@@ -248,17 +267,28 @@ class Dispatcher:
         if n > nparams:
             params = params[:nparams]
         args = [conv(v) for conv, v in zip(plan.convs, params, strict=False)]
+        faults = self.world.existing_service(Faults)
+        if inline and (
+            (faults is not None and faults.rules) or wire in REGISTRY or self.world.txm.always_hook
+        ):
+            raise NotQuick
         call = Call(self.world, host, wire, msg)
         call.can_defer = defer_ok
         if plan.takes_session:
-            call.session = self.check_session(host, args[0])
+            call.session = self.check_session(host, args[0], inline)
             args = args[1:]
         if is_async and not plan.async_ok:
             raise Failure("Fault", f"No async mode for this operation (rpc: {wire})")
         if msg.removed:
             raise Failure("MESSAGE_REMOVED")
-        handler = REGISTRY.get(wire) or self.generic(msg)
-        faults = self.world.existing_service(Faults)
+        handler = REGISTRY.get(wire)
+        if handler is None:
+            handler = self.generic(msg)
+            if plan.quick and not (faults is not None and faults.rules) and not is_async:
+                if not self.world.txm.always_hook:
+                    # a read of one committed row: no lock, no write, nothing to publish,
+                    # so no transaction (the journal's hook still sees every other call)
+                    return handler(call, *args)
         if faults is not None and faults.rules:
             # injected faults (sim.fault_add): after every check, before the operation;
             # for Async calls inside the task
@@ -273,8 +303,9 @@ class Dispatcher:
         return Tasks.of(self.world)
 
     # -- sessions ------------------------------------------------------------------------
-    def check_session(self, host, ref):
-        """``Session_check.check``: SESSION_INVALID, then HOST_IS_SLAVE on a pool member."""
+    def check_session(self, host, ref, nowait=False):
+        """``Session_check.check``: SESSION_INVALID, then HOST_IS_SLAVE on a pool member.
+        ``nowait``: raise ``NotQuick`` rather than write the session's ``last_active``."""
         if not isinstance(ref, str):
             ref = str(ref)
         db = host.pool.db
@@ -286,7 +317,7 @@ class Dispatcher:
         if not host.is_master and not row["pool"]:
             raise Failure("HOST_IS_SLAVE", host.pool.master.address)
         if host.is_master:
-            touch(self.world, db, ref, row)
+            touch(self.world, db, ref, row, nowait)
         return ref
 
     # -- control API ---------------------------------------------------------------------

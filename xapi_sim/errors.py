@@ -29,6 +29,12 @@ def errors_for(profile: str | None) -> dict:
     return {**ERRORS, **_BY_RELEASE[profile]}
 
 
+class NotQuick(Exception):
+    """Raised by a call attempted on the HTTP front's loop thread (``dispatch(inline=True)``)
+    before it has done anything, when it is not a quick, non-blocking read: the front then
+    hands the request to a worker thread, which runs it from the start."""
+
+
 class Failure(Exception):
     """An API failure: the wire's ``ErrorDescription = [code, *params]``."""
 

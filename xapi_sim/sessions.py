@@ -75,7 +75,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .datamodel import NULL_REF
-from .errors import Failure
+from .errors import Failure, NotQuick
 from .store import Row
 
 if TYPE_CHECKING:  # annotations only
@@ -321,7 +321,7 @@ def gc_sessions(world, now=None) -> list:
     return gone
 
 
-def touch(world, db, ref, row):
+def touch(world, db, ref, row, nowait=False):
     """The session check's refresh of ``last_active``: XAPI's master sets it on every call;
     its resolution is one second, so a call within the second of the last write changes
     nothing and costs no store write, no lock and no clock formatting -- only the use order
@@ -329,13 +329,16 @@ def touch(world, db, ref, row):
     row as before, so ``last_active`` reads exactly as XAPI's does (and a value set behind
     our back, ``row["last_active"]`` no longer the one written, is refreshed again)."""
     st = _state(world)
-    st["use"][ref] = next(_use_seq)
     sec = int(world.clock.time())
     touched = st["touched"]
     memo = touched.get(ref)
     if memo is not None and memo[0] == sec and row["last_active"] is memo[1]:
+        st["use"][ref] = next(_use_seq)
         return
     ts = world.clock.ts_of(sec)
+    if nowait and row["last_active"] != ts:
+        raise NotQuick  # the write takes the database lock: not on the front's loop
+    st["use"][ref] = next(_use_seq)
     if row["last_active"] != ts:
         with db.lock:
             if ref not in db.tables["session"]:

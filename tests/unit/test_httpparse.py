@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from xapi_sim.wire import httpparse as hp
 from xapi_sim.wire.httpparse import (
     HEAD_END,
     ChunkedDecoder,
@@ -177,3 +178,64 @@ def test_head_end_and_tokens():
     assert HEAD_END.search(b"a\r\n\r\n").end() == 5
     assert HEAD_END.search(b"a\n\nb").end() == 3
     assert is_token(b"Content-Length") and not is_token(b"a b") and not is_token(b"")
+
+
+# -- the one-match fast path agrees with the line-by-line parser ---------------------------------
+
+_HEAD_BYTES = st.lists(
+    st.one_of(
+        st.sampled_from(
+            [
+                b"Host: h",
+                b"Content-Length: 12",
+                b"content-length: 12, 12",
+                b"Content-Length: 1x",
+                b"Transfer-Encoding: chunked",
+                b"Connection: close",
+                b"Expect: 100-continue",
+                b" folded",
+                b"Bad Name: v",
+                b"X: a\rb",
+                b"X: \x01",
+                b"X:\t v \t",
+                b"X: caf\xe9",
+                b"NoColon",
+                b"",
+            ]
+        ),
+        st.binary(max_size=12),
+    ),
+    max_size=8,
+)
+
+
+@given(
+    st.sampled_from(
+        [b"POST / HTTP/1.1", b"GET /x?y HTTP/1.0", b"PUT  / HTTP/1.1", b"P\xff / HTTP/1.1"]
+    ),
+    _HEAD_BYTES,
+    st.sampled_from([b"\r\n", b"\n"]),
+)
+def test_fast_path_agrees_with_the_line_parser(request_line, fields, eol):
+    data = request_line + eol + b"".join(f + eol for f in fields) + eol
+    if hp.HEAD_END.search(data).end() != len(data):
+        return  # not one head (an empty field line ended it early): not what the front passes
+    outcomes = []
+    for parse in (hp.parse_head, hp._parse_lines):
+        try:
+            h = parse(data)
+            outcomes.append(
+                (
+                    h.method,
+                    h.target,
+                    h.version,
+                    sorted(h.headers.items()),
+                    h.keep_alive,
+                    h.length,
+                    h.chunked,
+                    h.expect_continue,
+                )
+            )
+        except hp.HttpError as e:
+            outcomes.append((e.status, e.text))
+    assert outcomes[0] == outcomes[1]

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 LINGER = 2.0  # seconds of lingering close after a closing reply
 RECV_SIZE = 256 * 1024
 TLS_SEND_CHUNK = 64 * 1024
+INLINE_DEPTH = 8  # pipelined quick reads answered on the loop, one after another, at most
 
 R, W = selectors.EVENT_READ, selectors.EVENT_WRITE
 WANT = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
@@ -51,7 +52,9 @@ def _streamed(listener, head) -> bool:
     """Whether ``head`` goes to a streaming handler (``routes.py``): it is handed to a
     worker as soon as it is in, its body left to the handler. The listener's own exact
     handlers (``http_handlers``) take buffered bodies."""
-    path = head.target.partition("?")[0]
+    path = head.path
+    if head.method == "POST" and (path == "/" or path == "/jsonrpc"):
+        return False  # the API itself (the common case, decided without a route search)
     if path in getattr(listener, "http_handlers", {}):
         return False
     route = routes.find(head.method, path)
@@ -152,6 +155,11 @@ class Conn:
             buf += data
             got = True
             if len(buf) > limit:
+                return got
+            if len(data) < RECV_SIZE and not self.tls:
+                # the kernel had no more for now: another recv would only fail with
+                # EAGAIN (the selector is level-triggered, so more data or an EOF that
+                # arrives meanwhile is reported at the next pass)
                 return got
 
     def send_some(self, view) -> int:
@@ -393,10 +401,21 @@ class Conn:
         self.state = BUSY
         self.req_deadline = None
         self.head = self.decoder = None
-        self.watch(0)
         self.deadline = None
+        handler = self.handler_for(head, body)
+        front = self.front
+        # a quick read is answered here, on the loop (serving.serve_inline); pipelined
+        # requests answered that way recurse through _after_reply, hence the bound
+        if body is not None and head.method == "POST" and front.inline_depth < INLINE_DEPTH:
+            front.inline_depth += 1
+            try:
+                if serving.serve_inline(self, handler):
+                    return
+            finally:
+                front.inline_depth -= 1
+        self.watch(0)
         try:
-            self.front.workers.submit(serving.serve, self, self.handler_for(head, body))
+            front.workers.submit(serving.serve, self, handler)
         except RuntimeError:
             self.close()
 

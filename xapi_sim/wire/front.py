@@ -60,6 +60,7 @@ class Front:
         self._running = False
         self.stopped = False
         self.sleep_until = 0.0
+        self.inline_depth = 0  # quick reads being answered on the loop (Conn._dispatch)
 
     # -- control (any thread) ------------------------------------------------------------
     def start(self):

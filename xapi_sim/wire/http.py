@@ -42,7 +42,7 @@ from collections.abc import Callable
 
 from .. import handlers, web  # noqa: F401 -- handlers registers the HTTP handlers
 from ..dispatch import Bare, Deferred
-from ..errors import Failure, internal
+from ..errors import Failure, NotQuick, internal
 from . import jsonrpc, routes, xmlrpc
 from .httpparse import METHODS, REASONS, HttpError, decode_codings  # noqa: F401
 
@@ -162,11 +162,19 @@ class Handler:
         self.request_version = f"HTTP/{head.version[0]}.{head.version[1]}"
         self.client_address = conn.client_address
         self.close_connection = not head.keep_alive
+        # on the front's loop thread (``serving.serve_inline``): only a quick read may run,
+        # anything else raises NotQuick before it has done anything
+        self.inline = False
+        self._decoded = None  # the call as decoded by an inline attempt, for the worker
         # respond(reply bytes, a list of pieces, or None; close)
         self._respond: Callable[[bytes | list | None, bool], None] = _not_bound
 
     def handle(self, respond):
         self._respond = respond
+        if self.inline and (
+            self.command != "POST" or self.path.startswith("/cli") or self.head.codings
+        ):
+            raise NotQuick
         if self.head.codings and self.body is not None:
             try:
                 self.body = decode_codings(self.body, self.head.codings, MAX_BODY)
@@ -184,8 +192,10 @@ class Handler:
             self.close_connection = True
         close = self.close_connection
         if isinstance(body, list):
-            head = reply_head(status, ctype, sum(len(p) for p in body), close)
-            return self._respond([head, *body], close)
+            size = sum(len(p) for p in body)
+            if size >= BIG_REPLY:
+                return self._respond([reply_head(status, ctype, size, close), *body], close)
+            body = b"".join(body)  # small: one send (and one segment) for head and body
         if len(body) >= BIG_REPLY:
             return self._respond([reply_head(status, ctype, len(body), close), body], close)
         self._respond(reply_bytes(status, ctype, body, close), close)
@@ -253,19 +263,24 @@ class Handler:
         a ``Deferred`` (a parked long-poll), whose answer comes later, from any thread."""
         try:
             return True, self.server.dispatcher.dispatch(
-                self.server.host, method, params, defer_ok=True
+                self.server.host, method, params, defer_ok=True, inline=self.inline
             )
         except Failure as f:
             return False, f.description
+        except NotQuick:
+            raise
         except Exception as e:  # noqa: BLE001 -- a bug must still be an API error
             log.exception("%s raised", method)
             return False, internal(f"{type(e).__name__}: {e}").description
 
     def _xmlrpc(self, body):
-        try:
-            method, params = xmlrpc.decode_call(body)
-        except xmlrpc.XmlRpcParseError as e:
-            return self._error(500, f"Xmlrpc.Parse_error({e})")
+        if self._decoded is not None:
+            method, params = self._decoded
+        else:
+            try:
+                method, params = self._decoded = xmlrpc.decode_call(body)
+            except xmlrpc.XmlRpcParseError as e:
+                return self._error(500, f"Xmlrpc.Parse_error({e})")
         ok, value = self._call(method, params)
         if ok and isinstance(value, Deferred):
             return value.start(lambda ok, v: self._xmlrpc_reply(method, ok, v))
@@ -286,10 +301,13 @@ class Handler:
         self._send(b"200 OK", b"text/xml", out)
 
     def _jsonrpc(self, body):
-        try:
-            version, rid, method, params = jsonrpc.decode_call(body)
-        except jsonrpc.JsonRpcParseError as e:
-            return self._error(500, f"Jsonrpc.Malformed_method_request({e})")
+        if self._decoded is not None:
+            version, rid, method, params = self._decoded
+        else:
+            try:
+                version, rid, method, params = self._decoded = jsonrpc.decode_call(body)
+            except jsonrpc.JsonRpcParseError as e:
+                return self._error(500, f"Jsonrpc.Malformed_method_request({e})")
         ok, value = self._call(method, params)
         if ok and isinstance(value, Deferred):
             return value.start(lambda ok, v: self._jsonrpc_reply(method, version, rid, ok, v))

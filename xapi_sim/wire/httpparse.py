@@ -47,6 +47,15 @@ KNOWN_CODINGS = ("chunked", "gzip", "x-gzip", "deflate")
 
 # RFC 9110 §5.6.2 token characters
 _TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+# a well-formed field line in one match (the common case; anything else takes the checks
+# below, one by one, for its precise refusal): name, then the value without its OWS
+_FIELD = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*((?:[^\x00-\x1f\x7f]|\t)*?)[ \t]*\Z")
+# the fields of a head (after its request line) that are all well formed, in one match, and
+# each of them, in one findall: the common case; anything else takes the line-by-line path
+_TC = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_FIELDS_OK = re.compile(r"(?:" + _TC + r":[^\x00-\x08\x0a-\x1f\x7f]*\r?\n)*\r?\n\Z")
+_FIELD_EACH = re.compile(r"(" + _TC + r"):[ \t]*([^\r\n]*?)[ \t]*\r?\n")
 _VERSION = re.compile(rb"HTTP/([0-9])\.([0-9])\Z")
 # field-value: VCHAR, obs-text, SP, HTAB; everything else (CR, LF, NUL, other CTLs, DEL) bad
 _BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
@@ -80,7 +89,7 @@ class HttpError(Exception):
 
 
 def is_token(b: bytes) -> bool:
-    return bool(b) and all(c in _TCHAR for c in b)
+    return _TOKEN.match(b) is not None
 
 
 class Headers:
@@ -173,6 +182,26 @@ def skip_empty_lines(buf: bytes | bytearray) -> int:
 
 def parse_head(data: bytes) -> Head:
     """Parse a complete head (request line, fields, the empty line). Raises HttpError."""
+    nl = data.find(b"\n")
+    fields = data[nl + 1 :].decode("latin-1")
+    if nl > 0 and _FIELDS_OK.match(fields) and fields.count("\n") <= MAX_HEADERS + 1:
+        h = Head()
+        _request_line(h, data[: nl - 1] if data[nl - 1] == 13 else data[:nl])
+        known = h.headers._fields
+        for name, value in _FIELD_EACH.findall(fields):
+            name = name.lower()
+            vals = known.get(name)
+            if vals is None:
+                known[name] = [value]
+            else:
+                vals.append(value)
+        _framing(h)
+        return h
+    return _parse_lines(data)
+
+
+def _parse_lines(data: bytes) -> Head:
+    """``parse_head`` line by line, refusing the first fault with its own status."""
     lines = data.split(b"\n")
     # the head ends with an empty line: drop it (and the split's trailing empty string)
     while lines and lines[-1] in (b"", b"\r"):
@@ -184,7 +213,12 @@ def parse_head(data: bytes) -> Head:
     _request_line(h, lines[0])
     if len(lines) - 1 > MAX_HEADERS:
         raise HttpError(431, f"more than {MAX_HEADERS} header fields")
+    add = h.headers.add
     for line in lines[1:]:
+        m = _FIELD.match(line)
+        if m is not None:
+            add(m.group(1).decode("ascii").lower(), m.group(2).decode("latin-1"))
+            continue
         if line[:1] in (b" ", b"\t"):
             raise HttpError(400, "obsolete line folding is not accepted")
         name, colon, value = line.partition(b":")
@@ -238,18 +272,26 @@ def _request_line(h: Head, line: bytes) -> None:
 
 def _framing(h: Head) -> None:
     hd = h.headers
-    if len(hd.all("host")) > 1:
+    fields = hd._fields
+    if len(fields.get("host", ())) > 1:
         raise HttpError(400, "more than one Host field")
-    conn = hd.tokens("connection")
+    conn = hd.tokens("connection") if "connection" in fields else ()
     if h.version == (1, 0):
         h.keep_alive = "keep-alive" in conn and "close" not in conn
     else:
         h.keep_alive = "close" not in conn
     h.expect_continue = (
-        h.version == (1, 1) and hd.get("expect", "").strip(" \t").lower() == "100-continue"
+        "expect" in fields
+        and h.version == (1, 1)
+        and hd.get("expect", "").strip(" \t").lower() == "100-continue"
     )
-    te = hd.all("transfer-encoding")
-    cl = hd.all("content-length")
+    te = fields.get("transfer-encoding")
+    cl = fields.get("content-length")
+    if cl and not te and len(cl) == 1:
+        v = cl[0]
+        if v.isdigit() and v.isascii() and len(v) <= MAX_CONTENT_LENGTH_DIGITS:
+            h.length = int(v)  # the common case: one plain length
+            return
     if te:
         if cl:
             raise HttpError(400, "both Transfer-Encoding and Content-Length")

@@ -80,7 +80,12 @@ def decode_call(body: bytes) -> tuple[int, int | str, str, list[Value]]:
         params = [params]
     elif not isinstance(params, list):
         raise JsonRpcParseError("params must be an array or an object")
-    if not _depth_ok(params):
+    nested = False
+    for p in params:
+        if type(p) is dict or type(p) is list:
+            nested = True
+            break
+    if nested and not _depth_ok(params):
         raise JsonRpcParseError("params nested too deeply")
     return version, rid, method, params
 
@@ -171,7 +176,7 @@ def encode_success_parts(version: int, rid: int | str, value: Value) -> list[byt
         result = [value.encoded("json", lambda v: b"".join(_result_bytes(v)))]
     else:
         result = _result_bytes(value)
-    tail = b',"id":' + _dumps(rid) + b"}"
+    tail = b',"id":' + (str(rid).encode() if type(rid) is int else _dumps(rid)) + b"}"
     if version == 2:
         return [b'{"jsonrpc":"2.0","result":', *result, tail]
     return [b'{"result":', *result, b',"error":null', tail]

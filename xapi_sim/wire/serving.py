@@ -23,6 +23,7 @@ import select
 import threading
 import time
 
+from ..errors import NotQuick
 from . import http as _http
 from .httpparse import HEAD_END, HttpError, parse_head
 
@@ -96,12 +97,46 @@ def serve(conn, handler):
         handler = send_reply(conn, answer[0], answer[1], hold=True)
 
 
-def send_reply(conn, data, close, hold=False):
-    """Write what the socket takes now; then either serve the connection's next request
-    on this thread (``hold``: it arrived complete within ``WORKER_HOLD``; returns its
-    handler) or give the connection back to the loop (returns None)."""
-    # ``data``: the reply's bytes, or a list of pieces sent in turn without joining them (a
-    # big reply shared by many waiters is not copied per connection)
+def serve_inline(conn, handler) -> bool:
+    """On the loop thread: run ``handler`` there if its request is a quick read (a field, a
+    record: no lock to wait for, nothing to write) and send its reply -- no hand-over to a
+    worker and back, which for such calls costs more than the call. False, with nothing
+    done, when the request is anything else (``NotQuick``): the loop gives it to a worker.
+    """
+    handler.inline = True
+    box: list = []
+
+    def respond(data, close):
+        if box:
+            log.error("front %s: a handler responded twice", conn.front.name)
+            return
+        box.append((data, close))
+
+    try:
+        handler.handle(respond)
+    except NotQuick:
+        if box:  # cannot happen: NotQuick comes before anything is done
+            log.error("front %s: a quick call answered, then refused", conn.front.name)
+        else:
+            handler.inline = False
+            return False
+    except Exception:  # noqa: BLE001 -- never leave a connection without an answer
+        log.exception("front %s: request handler failed", conn.front.name)
+        if not box:
+            box.append((_http.error_reply(500, "internal error"), True))
+    if not box:  # a quick call never parks: a bug -- do not leave the client waiting
+        log.error("front %s: a quick call did not answer", conn.front.name)
+        box.append((_http.error_reply(500, "internal error"), True))
+    data, close = box[0]
+    rest, close = write_now(conn, data, close)
+    conn.replied(rest, close)
+    return True
+
+
+def write_now(conn, data, close):
+    """Write what the socket takes now of ``data`` -- the reply's bytes, or a list of
+    pieces sent in turn without joining them (a big reply shared by many waiters is not
+    copied per connection); (what is left, close)."""
     pieces = data if isinstance(data, list) else [data] if data else []
     if conn.pending_out and pieces:
         pieces = [conn.pending_out, *pieces]
@@ -117,6 +152,14 @@ def send_reply(conn, data, close, hold=False):
         if pos < len(view):
             rest = [view[pos:], *pieces[i + 1 :]]
             break
+    return rest, close
+
+
+def send_reply(conn, data, close, hold=False):
+    """Write what the socket takes now; then either serve the connection's next request
+    on this thread (``hold``: it arrived complete within ``WORKER_HOLD``; returns its
+    handler) or give the connection back to the loop (returns None)."""
+    rest, close = write_now(conn, data, close)
     front = conn.front
     if (
         hold
