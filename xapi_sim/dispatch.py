@@ -179,6 +179,7 @@ class Plan:
         "async_ok",
         "sync_task",
         "quick",
+        "quick_write",
     )
 
     def __init__(self, msg: Message, fields=()):
@@ -199,6 +200,16 @@ class Plan:
             and not msg.removed
             and (
                 name in ("get_record", "get_by_uuid") or (name[:4] == "get_" and name[4:] in fields)
+            )
+        )
+        # a generic write of one field (set_, add_to_, remove_from_, add_, remove_): one
+        # row under one database lock -- quick when that lock is free (``Txn.nowait``)
+        self.quick_write = bool(
+            msg.implicit
+            and not msg.removed
+            and any(
+                name.startswith(p) and name[len(p) :] in fields
+                for p in ("set_", "add_to_", "remove_from_", "add_", "remove_")
             )
         )
 
@@ -253,7 +264,7 @@ class Dispatcher:
             return self._control(host, name, params)
         schema: Schema = host.pool.schema
         plan = self.plan(schema, name)
-        if inline and (plan is None or not plan.quick or is_async):
+        if inline and (plan is None or not (plan.quick or plan.quick_write) or is_async):
             raise NotQuick
         if plan is None:
             if params:
@@ -297,7 +308,7 @@ class Dispatcher:
             return self.world_tasks().run_async(call, handler, args, "Async." + wire)
         if plan.sync_task:
             return self.world_tasks().run_sync(call, handler, args, wire)
-        return run_transaction(self.world, handler, call, args)
+        return run_transaction(self.world, handler, call, args, nowait=inline)
 
     def world_tasks(self):
         return Tasks.of(self.world)

@@ -23,7 +23,7 @@ import itertools
 import json
 import logging
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from importlib import resources
 from typing import Any
@@ -113,6 +113,10 @@ class Database:
         # long-polls wait on this; a commit sets it and puts a fresh one in place, so waking
         # waiters do not queue on the database lock (event.from)
         self.changed_event = threading.Event()
+        # called with the database by the thread that committed a change to it, after the
+        # commit, locks released: parked long-polls are answered there, with no thread
+        # woken for them (classes/event.py ``Pump``)
+        self.after_publish: list[Callable[[], None]] = []
 
     def __hash__(self) -> int:
         return self.order

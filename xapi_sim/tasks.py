@@ -59,7 +59,7 @@ def _epoch(ts: str) -> float:
         return 0.0
 
 
-def run_transaction(world, fn, call, args):
+def run_transaction(world, fn, call, args, nowait=False):
     """Run one call's behaviour as one transaction over every pool database it touches:
     its writes are published (journaled, turned into events) when it returns, and rolled
     back entirely if it raises. A lock-order conflict (store.py) rolls back and runs the
@@ -71,6 +71,7 @@ def run_transaction(world, fn, call, args):
         try:
             with txm.transaction() as txn:
                 txn.prelock = prelock
+                txn.nowait = nowait
                 return fn(call, *args)
         except LockOrderConflict as e:
             if txn is not None and txn.checkpoints:

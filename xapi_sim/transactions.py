@@ -27,6 +27,8 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from .errors import NotQuick
+
 if TYPE_CHECKING:  # annotations only: store.py imports this module
     from .store import Database
 
@@ -68,6 +70,9 @@ class Txn:
         self.depth = 0
         self.checkpoints = 0
         self.prelock: set[Database] = set()
+        # on the HTTP front's loop thread: a lock that is taken is not waited for -- the
+        # transaction ends with NotQuick (rolled back) and a worker runs the call again
+        self.nowait = False
         self.on_rollback: list[Callable[[], None]] = []
         self.on_commit: list[Callable[[], None]] = []
         self.after: list[Callable[[], None]] = []
@@ -76,6 +81,11 @@ class Txn:
     def acquire(self, db: Database) -> _DbTxn:
         st = self.states.get(db)
         if st is not None:
+            return st
+        if self.nowait:
+            if not db._mutex.acquire(blocking=False):
+                raise NotQuick
+            st = self.states[db] = _DbTxn()
             return st
         if self.prelock and not self.states:
             for d in sorted(self.prelock | {db}, key=lambda d: d.order):
@@ -112,12 +122,14 @@ class Txn:
         except BaseException:
             self.rollback()
             raise
-        for db, st in self.states.items():
-            if st.touches:
-                db._publish(st)
+        published = [db for db, st in self.states.items() if st.touches]
+        for db in published:
+            db._publish(self.states[db])
         self.on_rollback.clear()
         self._release()
         done, self.on_commit = self.on_commit, []
+        for db in published:
+            done += db.after_publish
         for fn in done:
             try:
                 fn()

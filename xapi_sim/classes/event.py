@@ -280,17 +280,36 @@ class Parked(Deferred):
 
 
 class Pump:
-    """The parked ``event.from`` waiters of one database, answered by one thread: a change
-    wakes this thread only -- not one thread per waiter -- and it answers every waiter the
-    change concerns in turn (they share one batch and one encoding per subscription:
-    ``_collect``, ``_reply``), then waits for the next change or the nearest deadline.
-    The thread exists while waiters do (it ends ``PUMP_IDLE`` seconds after the last)."""
+    """The parked ``event.from`` waiters of one database. The thread that commits a change
+    answers every waiter the change concerns, right after its commit (``kick``, called by
+    ``Txn.commit`` through ``Database.after_publish``): no thread is woken for them, and
+    they share one batch and one encoding per subscription (``_collect``, ``_reply``). A
+    thread of the pump's own answers deadlines (a timeout, an empty batch) and looks again
+    every ``PUMP_POLL`` seconds; it exists while waiters do (it ends ``PUMP_IDLE`` seconds
+    after the last)."""
 
     def __init__(self, db):
         self.db = db
         self.lock = threading.Lock()
         self.waiters: list[Parked] = []
         self.running = False
+        db.after_publish.append(self.kick)
+
+    def kick(self) -> None:
+        """A change was committed: answer the waiters it concerns, on this thread."""
+        if self.waiters:
+            self._pass()
+
+    def _pass(self) -> None:
+        with self.lock:
+            waiters = list(self.waiters)
+        due = []
+        for w in waiters:
+            got = w.answer()
+            if got is not None:
+                due.append((w, got))
+        if due:
+            self._finish(due)
 
     @staticmethod
     def of(world, db) -> Pump:
@@ -329,17 +348,9 @@ class Pump:
 
     def _run(self):
         idle_since = None
+        wake = threading.Event()  # never set: the pump's thread only waits for time
         while True:
-            changed = self.db.changed_event  # taken before the pass: no lost wake-up
-            with self.lock:
-                waiters = list(self.waiters)
-            due = []
-            for w in waiters:
-                got = w.answer()
-                if got is not None:
-                    due.append((w, got))
-            if due:
-                self._finish(due)
+            self._pass()
             with self.lock:
                 deadlines = [w.deadline for w in self.waiters]
                 if not deadlines:
@@ -353,7 +364,7 @@ class Pump:
             timeout = PUMP_POLL
             if deadlines:
                 timeout = min(timeout, max(0.0, min(deadlines) - time.monotonic()))
-            changed.wait(timeout)
+            wake.wait(timeout)
 
 
 class Pumps:

@@ -45,6 +45,7 @@ from ..dispatch import Bare, Deferred
 from ..errors import Failure, NotQuick, internal
 from . import jsonrpc, routes, xmlrpc
 from .httpparse import METHODS, REASONS, HttpError, decode_codings  # noqa: F401
+from .values import Shared
 
 log = logging.getLogger(__name__)
 
@@ -283,11 +284,22 @@ class Handler:
                 return self._error(500, f"Xmlrpc.Parse_error({e})")
         ok, value = self._call(method, params)
         if ok and isinstance(value, Deferred):
-            return value.start(lambda ok, v: self._xmlrpc_reply(method, ok, v))
+            return value.start(self._in_loop(lambda ok, v: self._xmlrpc_reply(method, ok, v)))
         self._xmlrpc_reply(method, ok, value)
 
     def _xmlrpc_reply(self, method, ok, value):
         out: bytes | list[bytes]
+        if ok and type(value) is Shared:
+            # one event batch for many waiters: the whole reply, head and all, is the same
+            # bytes for every waiter of that keep-alive state (XML-RPC carries no call id)
+            close = self.close_connection
+            body = xmlrpc.encode_success(value)
+            if len(body) < BIG_REPLY:
+                whole = value.encoded(
+                    "xml-http-close" if close else "xml-http",
+                    lambda _v: reply_bytes(b"200 OK", b"text/xml", body, close),
+                )
+                return self._respond(whole, close)
         try:
             if ok and isinstance(value, Bare):
                 out = xmlrpc.encode_bare(value.value)
@@ -300,6 +312,18 @@ class Handler:
             out = xmlrpc.encode_failure(internal(f"{type(e).__name__}: {e}").description)
         self._send(b"200 OK", b"text/xml", out)
 
+    def _in_loop(self, reply):
+        """A parked call's ``finish``: its reply is written by the front's loop thread. Many
+        waiters answered by one change are posted in a row by the thread that committed it
+        and written in one pass of the loop, which wakes once for all of them."""
+        front = self.conn.front
+
+        def finish(ok, value):
+            if front.in_loop() or not front.post(lambda: reply(ok, value)):
+                reply(ok, value)
+
+        return finish
+
     def _jsonrpc(self, body):
         if self._decoded is not None:
             version, rid, method, params = self._decoded
@@ -310,7 +334,9 @@ class Handler:
                 return self._error(500, f"Jsonrpc.Malformed_method_request({e})")
         ok, value = self._call(method, params)
         if ok and isinstance(value, Deferred):
-            return value.start(lambda ok, v: self._jsonrpc_reply(method, version, rid, ok, v))
+            return value.start(
+                self._in_loop(lambda ok, v: self._jsonrpc_reply(method, version, rid, ok, v))
+            )
         self._jsonrpc_reply(method, version, rid, ok, value)
 
     def _jsonrpc_reply(self, method, version, rid, ok, value):

@@ -170,7 +170,9 @@ def send_reply(conn, data, close, hold=False):
         nxt = next_request(conn)
         if nxt is not None:
             return nxt
-    if not front.post(lambda: conn.replied(rest, close)):
+    if front.in_loop():  # a parked call answered by the loop: no post to itself
+        conn.replied(rest, close)
+    elif not front.post(lambda: conn.replied(rest, close)):
         try:
             conn.sock.close()
         except OSError:
