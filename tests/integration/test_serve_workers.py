@@ -295,3 +295,36 @@ def test_refusals(tmp_path, extra, words):
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
     assert p.returncode == 2
     assert words in p.stderr
+
+
+def test_concurrent_control_calls_across_children(world):
+    """Many threads adding fault rules and reading the world at endpoints of both
+    children at once: every id distinct, every rule listed by either child, once."""
+    import threading
+
+    ids, errors = [], []
+    lock = threading.Lock()
+
+    def work(name):
+        try:
+            s = login(world.hosts[name]["url"])
+            for _ in range(5):
+                rid = _sim(s, "sim.fault_add", {"method": "VM.clone", "delay": 0.001})
+                assert len(_sim(s, "sim.world")["pools"]) == 4
+                with lock:
+                    ids.append(rid)
+        except Exception as e:  # noqa: BLE001 -- reported by the assertion below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in ("a1", "d1", "c1", "b1") * 2]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert len(ids) == 40 == len(set(ids))
+    a, b = login(world.hosts["a1"]["url"]), login(world.hosts["c1"]["url"])
+    assert sorted(r["id"] for r in _sim(a, "sim.fault_list")) == sorted(ids)
+    assert sorted(r["id"] for r in _sim(b, "sim.fault_list")) == sorted(ids)
+    _sim(b, "sim.fault_clear", "")
+    assert _sim(a, "sim.fault_list") == []
