@@ -328,6 +328,9 @@ def serve(args) -> int:
             print(f"xapi-sim: --release: {e}", file=sys.stderr)
             return 2
     source = ", ".join(([scn.source] if scn is not None else []) + args.xapi_db)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        print("xapi-sim: --tls-cert and --tls-key go together", file=sys.stderr)
+        return 2
     worker = multiproc.worker_spec()
     if worker is not None and scn is not None:  # a child of serve --workers: its share
         scn = multiproc.sub_scenario(scn, worker["hosts"])
@@ -339,13 +342,7 @@ def serve(args) -> int:
                 file=sys.stderr,
             )
             return 2
-        if bool(args.tls_cert) != bool(args.tls_key):
-            print("xapi-sim: --tls-cert and --tls-key go together", file=sys.stderr)
-            return 2
         return multiproc.run_parent(args, scn, source)
-    if bool(args.tls_cert) != bool(args.tls_key):
-        print("xapi-sim: --tls-cert and --tls-key go together", file=sys.stderr)
-        return 2
     journal = None
     try:
         if args.state_dir:

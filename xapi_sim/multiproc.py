@@ -266,6 +266,15 @@ def run_parent(args, scn: Scenario, source: str) -> int:
             print_host_table(desc)
             for i, p in enumerate(kids.procs):
                 print(f"worker {i}: pid {p.pid}, hosts {', '.join(shares[i])}")
+            print(
+                "TLS: "
+                + (
+                    f"{args.tls_cert} on every host"
+                    if args.tls_cert
+                    else "a self-signed certificate per host (made at its first TLS client), "
+                    "in a temporary directory of its worker"
+                )
+            )
             print(f"login: {args.user} / {args.password}    (Ctrl-C to stop)", flush=True)
             if args.ready_file:
                 write_json(args.ready_file, desc)
