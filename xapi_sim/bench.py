@@ -20,7 +20,9 @@ asserted anywhere). Figures (docs/performance.md explains each):
 * bulk read, in process: dispatch and encoding of ``VM.get_all_records`` against
   ``xmlrpc.client.dumps``/``json.dumps`` of the same records;
 * start-up and growth: time to ready and peak RSS of ``xapi-sim serve`` at 1,000, 10,000,
-  50,000 and 100,000 VMs.
+  50,000 and 100,000 VMs;
+* workers: the aggregate call rate of 8 pools under load from 8 connections, one per pool
+  master, served by ``serve --workers 2`` against one process.
 """
 
 from __future__ import annotations
@@ -139,7 +141,8 @@ class Server:
             time.sleep(0.01)
         self.ready_s = time.perf_counter() - self.t0
         with open(ready) as fh:
-            master = next(h for h in json.load(fh)["hosts"] if h["master"])
+            self.desc = json.load(fh)
+        master = next(h for h in self.desc["hosts"] if h["master"])
         self.host, _, port = master["http_url"][len("http://") :].rstrip("/").partition(":")
         self.port = int(port)
 
@@ -157,12 +160,13 @@ class Server:
 
 
 @contextlib.contextmanager
-def sim_server(scenario_text=None):
-    """``xapi-sim serve`` in its own process (the default world, or ``scenario_text``)."""
+def sim_server(scenario_text=None, extra=()):
+    """``xapi-sim serve`` in its own process (the default world, or ``scenario_text``;
+    ``extra``: more options)."""
     with tempfile.TemporaryDirectory() as d:
         ready = os.path.join(d, "ready.json")
         cmd = [sys.executable, "-m", "xapi_sim", "serve", "--port", "0", "--ready-file", ready]
-        cmd += ["--seed", "1"]
+        cmd += ["--seed", "1", *extra]
         if scenario_text is not None:
             path = os.path.join(d, "world.toml")
             with open(path, "w") as fh:
@@ -238,6 +242,101 @@ def bench_call_rate(quick):
                 "ratio": spread(ratios),
             }
     return out
+
+
+WORKER_POOLS = 8
+
+
+def pools_toml(pools=WORKER_POOLS, hosts=2, vms=4):
+    """``pools`` pools of ``hosts`` hosts and ``vms`` VMs each; pool i's VMs are
+    ``p<i>-vm<j>``, the first running on its master."""
+    out = []
+    for p in range(pools):
+        names = [f"p{p}h{h}" for h in range(hosts)]
+        out += [f'[[host]]\nname_label = "{n}"\n' for n in names]
+        members = ", ".join(f'"{n}"' for n in names[1:])
+        out.append(
+            f'[[pool]]\nname_label = "pool{p}"\nmaster = "{names[0]}"\nmembers = [{members}]\n'
+        )
+        for v in range(vms):
+            state = "Running" if v == 0 else "Halted"
+            out.append(
+                f'[[vm]]\nname_label = "p{p}-vm{v}"\npower_state = "{state}"\n'
+                f'host = "{names[v % hosts]}"\nmemory = "1GiB"\n'
+            )
+    return "\n".join(out)
+
+
+def _masters(srv) -> list[dict]:
+    """One load target per pool master of a served ``pools_toml`` world."""
+    out = []
+    for h in srv.desc["hosts"]:
+        if h["master"]:
+            host, _, port = h["http_url"][len("http://") :].rstrip("/").partition(":")
+            out.append(
+                {"host": host, "port": int(port), "vm": f"{h['pool'].replace('pool', 'p')}-vm0"}
+            )
+    return out
+
+
+def _cpu_s(pid) -> float:
+    """CPU seconds (user + system) a process and its children have used so far; 0 without
+    /proc."""
+    total = 0.0
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            f = fh.read().rpartition(")")[2].split()
+        total = (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+        with open(f"/proc/{pid}/task/{pid}/children") as fh:
+            kids = [int(k) for k in fh.read().split()]
+    except (OSError, ValueError, IndexError):
+        return total
+    return total + sum(_cpu_s(k) for k in kids)
+
+
+def bench_workers(quick, workers=2):
+    """Aggregate call rate of a world of 8 pools under load from 8 connections, one per
+    pool master (XML-RPC ``VM.get_power_state``), served by one process and by ``serve
+    --workers N``; both servers run throughout, and which goes first alternates. Also the
+    servers' CPU (all their processes) per call and in cores: on a machine shared with the
+    load client (and other work) the cores the servers can get bound the ratio."""
+    reps = 2 if quick else 5
+    seconds, warmup = (0.3, 0.1) if quick else (1.0, 0.2)
+    text = pools_toml()
+    raw: dict[str, list[float]] = {"one": [], "workers": []}
+    cores: dict[str, list[float]] = {"one": [], "workers": []}
+    per_call: dict[str, list[float]] = {"one": [], "workers": []}
+    with sim_server(text) as one, sim_server(text, ["--workers", str(workers)]) as many:
+        for rep in range(reps):
+            order = [("one", one), ("workers", many)]
+            for who, srv in order if rep % 2 == 0 else order[::-1]:
+                c0 = _cpu_s(srv.pid)
+                r = load(
+                    None,
+                    mode="rate",
+                    targets=_masters(srv),
+                    proto="xml",
+                    clients=WORKER_POOLS,
+                    seconds=seconds,
+                    warmup=warmup,
+                )
+                cpu = _cpu_s(srv.pid) - c0  # the whole run, warm-up included
+                raw[who].append(r["calls_per_s"])
+                cores[who].append(cpu / r["total_s"])
+                per_call[who].append(cpu / max(1, r["total_calls"]) * 1e6)
+    ratios = [b / a for a, b in zip(raw["one"], raw["workers"], strict=True)]
+    return {
+        "pools": WORKER_POOLS,
+        "clients": WORKER_POOLS,
+        "workers": workers,
+        "one_process_calls_per_s": spread(raw["one"], 0),
+        "workers_calls_per_s": spread(raw["workers"], 0),
+        "ratio": spread(ratios),
+        "one_process_server_cores": spread(cores["one"], 2),
+        "workers_server_cores": spread(cores["workers"], 2),
+        "one_process_server_us_per_call": spread(per_call["one"], 0),
+        "workers_server_us_per_call": spread(per_call["workers"], 0),
+    }
 
 
 def bench_events(quick):
@@ -408,7 +507,7 @@ def main(argv=None):
     ap.add_argument(
         "--only",
         metavar="NAMES",
-        help="comma-separated subset: call_rate, events, big_world, bulk_read, startup",
+        help="comma-separated subset: call_rate, events, big_world, bulk_read, startup, workers",
     )
     args = ap.parse_args(argv)
     q = args.quick
@@ -427,6 +526,7 @@ def main(argv=None):
         ("call_rate", bench_call_rate),
         ("events", bench_events),
         ("big_world", bench_big_world),
+        ("workers", bench_workers),
     ):
         if want(name):
             t = time.perf_counter()
@@ -476,6 +576,19 @@ def _print_table(res):
         print(
             f"  call rate {k:<16} sim {_sp(v['sim_calls_per_s'], '/s')}  floor "
             f"{_sp(v['floor_calls_per_s'], '/s')}  ratio {_sp(v['ratio'])}"
+        )
+    wk = res.get("workers")
+    if wk:
+        print(
+            f"  {wk['pools']} pools, {wk['clients']} clients on their masters: one process "
+            f"{_sp(wk['one_process_calls_per_s'], '/s')}  --workers {wk['workers']} "
+            f"{_sp(wk['workers_calls_per_s'], '/s')}  ratio {_sp(wk['ratio'])}"
+        )
+        print(
+            f"    server cores {_sp(wk['one_process_server_cores'])} / "
+            f"{_sp(wk['workers_server_cores'])}, CPU per call "
+            f"{_sp(wk['one_process_server_us_per_call'], ' us')} / "
+            f"{_sp(wk['workers_server_us_per_call'], ' us')}"
         )
     ev = res.get("events")
     if ev:

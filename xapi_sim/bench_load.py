@@ -9,7 +9,8 @@ process. Modes:
 
 * ``rate`` (``rates``: several in turn): ``clients`` keep-alive connections each calling
   ``VM.get_power_state`` in a loop (a new request as soon as the previous reply is whole)
-  for ``seconds`` after a warm-up; answers calls per second.
+  for ``seconds`` after a warm-up; answers calls per second. With ``targets`` the
+  connections are spread over several endpoints (pool masters), each with its own session.
 * ``events``: ``waiters`` connections each blocked in ``event.from(["pool"], token, 30)``;
   one ``pool.add_to_other_config`` on another connection; the time from sending that change
   to each waiter's whole reply (stamped when the selector reported the bytes, so the
@@ -74,7 +75,17 @@ def decode(proto: str, data: bytes) -> Any:
 class Conn:
     """One non-blocking keep-alive connection with at most one call in flight."""
 
-    __slots__ = ("sock", "out", "buf", "need", "head_end", "sent_at", "on_reply", "seen_at")
+    __slots__ = (
+        "sock",
+        "out",
+        "buf",
+        "need",
+        "head_end",
+        "sent_at",
+        "on_reply",
+        "seen_at",
+        "req",
+    )
 
     def __init__(self, host: str, port: int):
         self.sock = socket.create_connection((host, port))
@@ -87,6 +98,7 @@ class Conn:
         self.sent_at = 0.0
         self.on_reply: Any = None
         self.seen_at = 0.0  # when select last reported it readable
+        self.req = b""  # the request it repeats (rate)
 
     def send(self, data: bytes) -> None:
         self.sent_at = time.perf_counter()
@@ -162,26 +174,42 @@ def rates(spec: dict) -> dict:
 
 
 def rate(spec: dict) -> dict:
-    proto, host, port = spec["proto"], spec["host"], spec["port"]
-    sess = call(proto, host, port, "session.login_with_password", ["root", "xenroot"])
-    vm = call(proto, host, port, "VM.get_by_name_label", [sess, spec.get("vm", "web1")])[0]
-    req = request(proto, host, port, encode(proto, "VM.get_power_state", [sess, vm]))
+    """``targets`` (a list of {host, port, vm}; default the spec's own host, port and vm):
+    connection i calls on target i modulo their number, each with a session of its own
+    pool -- several pools' masters, or one server, under one load."""
+    proto = spec["proto"]
+    targets = spec.get("targets") or [
+        {"host": spec["host"], "port": spec["port"], "vm": spec.get("vm", "web1")}
+    ]
+    reqs = []
+    for t in targets:
+        host, port = t["host"], t["port"]
+        sess = call(proto, host, port, "session.login_with_password", ["root", "xenroot"])
+        vm = call(proto, host, port, "VM.get_by_name_label", [sess, t.get("vm", "web1")])[0]
+        body = encode(proto, "VM.get_power_state", [sess, vm])
+        reqs.append((host, port, request(proto, host, port, body)))
     sel = selectors.DefaultSelector()
-    conns = [Conn(host, port) for _ in range(spec["clients"])]
-    state = {"count": 0, "bad": 0, "measuring": False}
+    conns = []
+    for i in range(spec["clients"]):
+        host, port, req = reqs[i % len(reqs)]
+        conns.append(Conn(host, port))
+        conns[-1].req = req
+    state = {"count": 0, "bad": 0, "measuring": False, "all": 0}
 
     def on_reply(c: Conn, body: bytes) -> None:
         if not _ok(proto, body):
             state["bad"] += 1
         if state["measuring"]:
             state["count"] += 1
-        c.send(req)
+        state["all"] += 1
+        c.send(c.req)
 
     for c in conns:
         c.on_reply = on_reply
         sel.register(c.sock, selectors.EVENT_READ, c)
-        c.send(req)
-    warm = time.perf_counter() + spec.get("warmup", 0.2)
+        c.send(c.req)
+    start = time.perf_counter()
+    warm = start + spec.get("warmup", 0.2)
     _loop(sel, lambda: time.perf_counter() >= warm, warm + 60)
     state["measuring"] = True
     t0 = time.perf_counter()
@@ -192,7 +220,13 @@ def rate(spec: dict) -> dict:
         c.sock.close()
     if state["bad"]:
         raise RuntimeError(f"{state['bad']} calls failed")
-    return {"calls": state["count"], "seconds": wall, "calls_per_s": state["count"] / wall}
+    return {
+        "calls": state["count"],
+        "seconds": wall,
+        "calls_per_s": state["count"] / wall,
+        "total_calls": state["all"],  # warm-up included, over total_s
+        "total_s": time.perf_counter() - start,
+    }
 
 
 def events(spec: dict) -> dict:

@@ -4,7 +4,7 @@ xapi-sim serve [--scenario FILE | --release NAME] [--xapi-db FILE ...] [--bind A
                [--user NAME] [--password PW] [--seed N] [--ready-file PATH]
                [--tls-cert FILE --tls-key FILE] [--auth-delay SECONDS]
                [--state-dir DIR] [--log-level LEVEL] [--log-file FILE]
-               [--allow-remote-migration]
+               [--allow-remote-migration] [--workers N]
 xapi-sim export (--state-dir DIR | --scenario FILE | --xapi-db FILE)
                 [--format scenario|xmldbdump] [--pool NAME] [-o FILE]
 xapi-sim repair --state-dir DIR
@@ -23,7 +23,7 @@ from collections.abc import Iterable
 
 import attrs
 
-from . import persist, playback, playback_dump, products
+from . import multiproc, multiproc_forward, persist, playback, playback_dump, products
 from . import scenario as scn_mod
 from .bench import main as bench_main
 from .errors import Failure
@@ -139,7 +139,28 @@ def _serve_parser(sub):
     p.add_argument(
         "--log-file", metavar="FILE", help="append the log here instead of standard error"
     )
+    p.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        metavar="N",
+        help="serve the world's pools in N processes (each pool whole in one; a standalone "
+        "host is a pool of one); one ready file and one control API for the world; "
+        "default 1 (docs/performance.md)",
+    )
     return p
+
+
+def _workers(text):
+    try:
+        v = int(text, 10)
+    except ValueError:
+        v = 0
+    if not 1 <= v <= 64:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of processes from 1 to 64, got {text!r}"
+        )
+    return v
 
 
 def _log_level(text):
@@ -310,6 +331,18 @@ def serve(args) -> int:
     if bool(args.tls_cert) != bool(args.tls_key):
         print("xapi-sim: --tls-cert and --tls-key go together", file=sys.stderr)
         return 2
+    worker = multiproc.worker_spec()
+    if worker is not None and scn is not None:  # a child of serve --workers: its share
+        scn = multiproc.sub_scenario(scn, worker["hosts"])
+    elif args.workers > 1:
+        if args.state_dir or args.xapi_db or scn is None:
+            print(
+                f"xapi-sim: --workers: {'--state-dir' if args.state_dir else '--xapi-db'} is "
+                "served by one process only; drop --workers (docs/performance.md)",
+                file=sys.stderr,
+            )
+            return 2
+        return multiproc.run_parent(args, scn, source)
     journal = None
     try:
         if args.state_dir:
@@ -353,6 +386,7 @@ def serve(args) -> int:
     except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
         print(f"xapi-sim: cannot load --tls-cert/--tls-key: {e}", file=sys.stderr)
         return 2
+    control_port = multiproc_forward.install(sim, worker) if worker is not None else None
     try:
         if journal is not None:
             sim.make_durable(journal)
@@ -378,14 +412,7 @@ def serve(args) -> int:
     for line in playback_dump.describe_reports(world):
         print(line)
     print(f"xapi-sim: {len(desc['hosts'])} hosts from {source}")
-    print(f"{'HOST':<12} {'POOL':<12} {'ROLE':<8} URLS (HTTP and HTTPS on one port)")
-    for h in desc["hosts"]:
-        print(
-            f"{h['name_label']:<12} {h['pool'] or '-':<12} "
-            f"{'master' if h['master'] else 'member':<8} {h['http_url']}  {h['https_url']}"
-        )
-    if desc["hosts"]:  # the page of the world (xapi_sim/web), served by every endpoint
-        print(f"{'PAGE':<34} {desc['hosts'][0]['http_url']}sim/  (any host's URL + sim/)")
+    multiproc.print_host_table(desc)
     loaded = playback_dump.address_table(world)
     if loaded:
         print(f"{'RECORDED ADDRESS':<18} {'HOST':<12} {'POOL':<12} URL")
@@ -414,7 +441,10 @@ def serve(args) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     while not stop.wait(0.5):
-        pass
+        if worker is not None and os.getppid() != worker["parent"]:
+            break  # the parent of serve --workers is gone: so are its children
+    if control_port is not None:
+        control_port.stop()
     sim.stop()
     if journal is not None:
         journal.sync()

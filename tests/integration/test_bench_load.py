@@ -45,3 +45,14 @@ def test_load_client_reports_failures():
             timeout=60,
         )
         assert p.returncode != 0
+
+
+def test_rate_spreads_connections_over_several_targets():
+    """``targets``: connections spread over several pools' masters, a session each (the
+    ``workers`` figure drives the 8 masters of ``bench.pools_toml`` this way)."""
+    with running_world(scenario=bench.pools_toml(pools=2, hosts=1, vms=1), seed=1) as w:
+        targets = []
+        for i, p in enumerate(w.world.pools):
+            targets.append({**_spec(w.master_url(i)), "vm": f"{p.master.name_label[:2]}-vm0"})
+        r = bench_load.rate({"targets": targets, "proto": "xml", "clients": 4, "seconds": 0.05})
+        assert r["calls"] > 0 and r["total_calls"] >= r["calls"]

@@ -94,6 +94,8 @@ LAYERS = [
             "server",
             "xe_server",
             "xe",
+            "multiproc_forward",
+            "multiproc",
             "cli",
             "bench",
             "bench_load",
