@@ -186,7 +186,7 @@ def rate(spec: dict) -> dict:
         host, port = t["host"], t["port"]
         sess = call(proto, host, port, "session.login_with_password", ["root", "xenroot"])
         vm = call(proto, host, port, "VM.get_by_name_label", [sess, t.get("vm", "web1")])[0]
-        body = encode(proto, "VM.get_power_state", [sess, vm])
+        body = encode(proto, spec.get("method", "VM.get_power_state"), [sess, vm])
         reqs.append((host, port, request(proto, host, port, body)))
     sel = selectors.DefaultSelector()
     conns = []

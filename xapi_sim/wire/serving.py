@@ -170,9 +170,9 @@ def send_reply(conn, data, close, hold=False):
         nxt = next_request(conn)
         if nxt is not None:
             return nxt
-    if front.in_loop():  # a parked call answered by the loop: no post to itself
-        conn.replied(rest, close)
-    elif not front.post(lambda: conn.replied(rest, close)):
+    # (on the loop itself -- parked calls answered by a change -- the post runs once the
+    # pass is over: every waiter's reply is sent first, the connections' bookkeeping after)
+    if not front.post(lambda: conn.replied(rest, close)):
         try:
             conn.sock.close()
         except OSError:
