@@ -429,9 +429,14 @@ def bench_big_world(quick):
             out["xe_vm_list"][str(vms)] = {"seconds": spread(times), "vms_listed": sorted(counts)}
     text = _world_toml(500, hosts=4, pcpus=8) if quick else _world_toml(10_000)
     out["memory"] = {"vms": 500 if quick else 10_000}
-    for case, clients in (("bulk_read", 1), ("event_from_initial", 10 if quick else 50)):
+    many = 10 if quick else 50
+    for key, case, clients in (
+        ("bulk_read", "bulk_read", 1),
+        (f"bulk_read_{many}_at_once", "bulk_read", many),
+        ("event_from_initial", "event_from_initial", many),
+    ):
         for proto in ("xml", "json"):
-            out["memory"][f"{case}_{proto}"] = _memory(text, case, proto, clients)
+            out["memory"][f"{key}_{proto}"] = _memory(text, case, proto, clients)
     return out
 
 

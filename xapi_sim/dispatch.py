@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
+import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -25,7 +26,7 @@ from .errors import Failure, NotQuick, internal
 from .faults import Faults, wrap
 from .sessions import local_session_valid, touch
 from .tasks import Tasks, run_transaction
-from .wire.values import convert, is_alive, rpc_to_string
+from .wire.values import Shared, convert, is_alive, rpc_to_string
 
 log = logging.getLogger(__name__)
 
@@ -366,6 +367,23 @@ class Dispatcher:
         return fn
 
 
+def shared_records(db, cls):
+    """``<class>.get_all_records``: every row of ``cls``, as one ``Shared`` result for as long
+    as the class does not change -- clients asking at once (or again) get the same object,
+    which each codec encodes once: however many ask, the reply is made and held once. The
+    snapshot is taken under the database lock, so it holds committed rows only."""
+    with db.reading():
+        gen = db.class_gen.get(cls, 0)
+        kept = db.snapshots.get(cls)
+        if kept is not None and kept[0] == gen:
+            got = kept[1]()
+            if got is not None:
+                return got
+        got = Shared(db.rows(cls))
+        db.snapshots[cls] = (gen, weakref.ref(got))
+        return got
+
+
 def _make_generic(msg: Message):
     cls, name = msg.cls, msg.name
 
@@ -378,7 +396,7 @@ def _make_generic(msg: Message):
     if name == "get_all":
         return lambda call: call.db.refs(cls)
     if name == "get_all_records":
-        return lambda call: dict(call.db.rows(cls))
+        return lambda call: shared_records(call.db, cls)
     if name in ("get_all_records_where", "get_all_where"):
         records = name == "get_all_records_where"
 

@@ -117,6 +117,10 @@ class Database:
         # commit, locks released: parked long-polls are answered there, with no thread
         # woken for them (classes/event.py ``Pump``)
         self.after_publish: list[Callable[[], None]] = []
+        # class -> generation of its last published change: a snapshot of a class's rows
+        # taken under the lock is the same for as long as this is (shared bulk reads)
+        self.class_gen: dict[str, int] = {}
+        self.snapshots: dict[str, tuple[int, Any]] = {}  # class -> (class_gen, weakref)
 
     def __hash__(self) -> int:
         return self.order
@@ -397,8 +401,10 @@ class Database:
 
     # -- commit and rollback (called by Txn with the lock held) --------------------------
     def _publish(self, st: _DbTxn) -> None:
+        class_gen = self.class_gen
         for cls, ref, op in st.touches:
             self.gen += 1
+            class_gen[cls] = self.gen
             ch = self.changed[cls]
             ch.pop(ref, None)
             if op == "del":

@@ -293,11 +293,11 @@ class Handler:
             # one event batch for many waiters: the whole reply, head and all, is the same
             # bytes for every waiter of that keep-alive state (XML-RPC carries no call id)
             close = self.close_connection
-            body = xmlrpc.encode_success(value)
-            if len(body) < BIG_REPLY:
+            parts = xmlrpc.encode_success_parts(value)
+            if sum(len(p) for p in parts) < BIG_REPLY:
                 whole = value.encoded(
                     "xml-http-close" if close else "xml-http",
-                    lambda _v: reply_bytes(b"200 OK", b"text/xml", body, close),
+                    lambda _v: reply_bytes(b"200 OK", b"text/xml", b"".join(parts), close),
                 )
                 return self._respond(whole, close)
         try:

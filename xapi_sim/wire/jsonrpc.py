@@ -173,7 +173,7 @@ def encode_success_parts(version: int, rid: int | str, value: Value) -> list[byt
     if type(value) is Shared:
         # one event batch for many waiters: the result encoded once, the envelope (whose id
         # is each request's own) around it
-        result = [value.encoded("json", lambda v: b"".join(_result_bytes(v)))]
+        result = value.encoded_parts("json", _result_bytes)
     else:
         result = _result_bytes(value)
     tail = b',"id":' + (str(rid).encode() if type(rid) is int else _dumps(rid)) + b"}"

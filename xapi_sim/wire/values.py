@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from ..datamodel import ENUMS, ENUMS_LOWER, Timestamp, Type
 from ..errors import Failure, internal, ocaml_failure
+
+_T = TypeVar("_T")
 
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 
@@ -37,14 +39,14 @@ class Shared(dict):  # type: ignore[type-arg]
     and then serves to every caller as the same bytes (``encoded``). Nothing may mutate it
     once returned."""
 
-    __slots__ = ("_encoded", "_lock")
+    __slots__ = ("_encoded", "_lock", "__weakref__")
 
     def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)
-        self._encoded: dict[str, bytes] = {}
+        self._encoded: dict[str, Any] = {}
         self._lock = threading.Lock()
 
-    def encoded(self, codec: str, encode: Callable[[dict[str, Any]], bytes]) -> bytes:
+    def encoded(self, codec: str, encode: Callable[[dict[str, Any]], _T]) -> _T:
         """``encode(plain dict)`` made once per codec; concurrent callers wait for the first
         (pure CPU work under the lock, no I/O)."""
         got = self._encoded.get(codec)
@@ -54,6 +56,13 @@ class Shared(dict):  # type: ignore[type-arg]
                 if got is None:
                     got = self._encoded[codec] = encode(dict(self))
         return got
+
+    def encoded_parts(
+        self, codec: str, encode: Callable[[dict[str, Any]], list[bytes]]
+    ) -> list[bytes]:
+        """``encode(plain dict)`` as the pieces it makes, once per codec: a bulk result
+        asked by many clients at once is held once, as pieces never joined."""
+        return self.encoded(codec + "/parts", encode)
 
 
 def rpc_to_string(v: Value) -> str:

@@ -240,7 +240,7 @@ def encode_success(v: Value) -> bytes:
 def encode_success_parts(v: Value) -> list[bytes]:
     """``encode_success`` as the pieces it was made in (sent in turn, never joined)."""
     if type(v) is Shared:
-        return [v.encoded("xml", _encode_success)]
+        return v.encoded_parts("xml", _encode_success_parts)
     return _encode_success_parts(v)
 
 
