@@ -19,10 +19,7 @@ The URLs handed to clients (``host.url``, the ready file's ``url``, ``Host.migra
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
-import os
-import tempfile
 import threading
 
 from . import (
@@ -31,6 +28,7 @@ from . import (
 )
 from .classes.cross_pool_dest import import_metadata
 from .dispatch import Dispatcher
+from .multiproc import write_json
 from .persist import DurableDispatcher
 from .tasks import Tasks
 from .vdi_store import VdiStore
@@ -201,11 +199,4 @@ class Simulator:
 
     def write_ready_file(self, path):
         """Atomically write the ready file (tmp + rename in the same directory)."""
-        data = json.dumps(self.describe(), indent=2) + "\n"
-        d = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(dir=d, prefix=".ready-")
-        with os.fdopen(fd, "w") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        write_json(path, self.describe())

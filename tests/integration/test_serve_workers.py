@@ -16,18 +16,7 @@ import xmlrpc.client
 
 import pytest
 import XenAPI
-
-KEYS = {
-    "name_label",
-    "uuid",
-    "address",
-    "url",
-    "pool",
-    "pool_uuid",
-    "master",
-    "http_url",
-    "https_url",
-}
+from test_serve_cli import KEYS  # the ready file's host keys: the same as one process
 
 # four pools: pa (2 hosts, 2 VMs) in one child; pb, c1 and d1 in the other (multiproc.split)
 SCENARIO = """
