@@ -9,6 +9,7 @@ table.
 from __future__ import annotations
 
 import threading
+import time
 
 import XenAPI
 
@@ -142,3 +143,40 @@ def test_many_readers_and_writers_get_whole_correct_tables():
             assert final[vm]["name_description"] == s0.xenapi.VM.get_name_description(vm)
             assert final[vm]["name_description"].endswith("-29")
         s0.xenapi.session.logout()
+
+
+def test_simultaneous_first_event_from_calls_make_one_reply(monkeypatch):
+    """50 clients' first ``event.from`` at once on a big world: the batch and its reply are
+    made once and shared (they were once made by every caller that arrived while the first
+    was still making it -- 35x one reply's memory in a bench run)."""
+    from xapi_sim.classes import event
+
+    made = []
+    real = event.valid_ref_counts
+
+    def slow_counts(db):
+        made.append(threading.current_thread().name)
+        time.sleep(0.2)  # a big world's counts take a while: the others arrive meanwhile
+        return real(db)
+
+    monkeypatch.setattr(event, "valid_ref_counts", slow_counts)
+    with running_world() as w:
+        url = w.master_url()
+        results, errors = [], []
+
+        def first_call():
+            try:
+                s = _login(url)
+                results.append(s.xenapi.event_from(["VM"], "", 0.0))
+                s.xenapi.session.logout()
+            except Exception as e:  # noqa: BLE001 -- reported below
+                errors.append(repr(e))
+
+        threads = [threading.Thread(target=first_call) for _ in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert errors == [] and len(results) == 20
+        assert len(made) == 1, f"the reply was made {len(made)} times"
+        assert all(r == results[0] for r in results)

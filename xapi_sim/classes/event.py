@@ -131,6 +131,9 @@ def _event(db, gen, cls, ref, op, legacy=False):
     return ev
 
 
+_REPLY_LOCK = threading.Lock()  # held to make a reply (pure CPU, no I/O; never waits inside)
+
+
 def _batch_key(since, names, objs):
     return (since, frozenset(names), frozenset((c, frozenset(r)) for c, r in objs.items()))
 
@@ -188,8 +191,14 @@ def _reply(db, since, names, objs, events, gen, key=None):
     memo = getattr(db, "_reply_memo", None)
     if memo is not None and memo[0] == key and memo[1]["events"] is events:
         return memo[1]
-    reply = Shared(events=events, valid_ref_counts=valid_ref_counts(db), token=token_of(gen))
-    db._reply_memo = (key, reply)
+    with _REPLY_LOCK:
+        # made once: callers arriving together (50 first event.from calls on a big world)
+        # wait for the first instead of each making -- and encoding -- a reply of its own
+        memo = getattr(db, "_reply_memo", None)
+        if memo is not None and memo[0] == key and memo[1]["events"] is events:
+            return memo[1]
+        reply = Shared(events=events, valid_ref_counts=valid_ref_counts(db), token=token_of(gen))
+        db._reply_memo = (key, reply)
     return reply
 
 

@@ -264,7 +264,9 @@ def _enc_chunked(v: Value, out: list[str], chunks: list[bytes], depth: int) -> N
     if t is not dict and t is not list and t is not tuple:
         _enc(v, out)
         return
-    if depth >= _CHUNK_DEPTH or len(v) < _BIG:
+    if depth >= _CHUNK_DEPTH or (len(v) < _BIG and depth > 0):
+        # (the reply's own level is always walked: a small envelope -- an event batch's
+        # events, valid_ref_counts and token -- may hold the big array)
         _enc(v, out)
         return
     if t is dict:
