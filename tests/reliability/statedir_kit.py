@@ -51,25 +51,66 @@ def login(url, password="xenroot"):
     return s
 
 
+# A Python that has imported the command line (most of a start-up's time) and waits for its
+# arguments: then it is ``python -m xapi_sim ARGS`` (see ``Server(warm=True)``). End of input
+# without arguments: it exits.
+_WARM = (
+    "import json, sys\n"
+    "from xapi_sim.cli import main\n"
+    "line = sys.stdin.readline()\n"
+    "sys.exit(main(json.loads(line)) if line else 0)\n"
+)
+
+
 class Server:
     """``xapi-sim serve --state-dir`` in a child process (``launcher``: another script run
-    with the same arguments, e.g. the fault launcher)."""
+    with the same arguments, e.g. the fault launcher).
 
-    def __init__(self, state_dir, workdir, *extra, launcher=None, env=None):
+    ``warm``: for tests that restart the server many times (kill -9 loops): the next
+    process is started ahead, imports the command line while the current one serves, and
+    is handed its arguments at ``start`` -- a restart then costs loading the state, not
+    a Python start-up. Each served process is still a fresh process of its own."""
+
+    def __init__(self, state_dir, workdir, *extra, launcher=None, env=None, warm=False):
         self.state_dir, self.workdir, self.extra = str(state_dir), str(workdir), extra
         self.launcher, self.env = launcher, env
+        self.warm = warm and launcher is None
+        self.spare = None
         self.proc = None
         self.hosts = {}
         self.out = b""
+
+    def _spawn(self, cmd):
+        env = dict(os.environ, **(self.env or {}))
+        return subprocess.Popen(
+            cmd,
+            stdin=subprocess.PIPE if self.warm else None,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+
+    def _launch(self, args):
+        if not self.warm:
+            head = [sys.executable, self.launcher or "-m"]
+            return self._spawn(head + ([] if self.launcher else ["xapi_sim"]) + args)
+        proc, self.spare = self.spare or self._spawn([sys.executable, "-c", _WARM]), None
+        proc.stdin.write(json.dumps(args).encode() + b"\n")
+        proc.stdin.close()
+        return proc
+
+    def close_spare(self):
+        if self.spare is not None:
+            self.spare.stdin.close()  # it exits without serving
+            self.spare.wait(30)
+            self.spare.stdout.close()
+            self.spare = None
 
     def start(self, timeout=30):
         ready = os.path.join(self.workdir, f"ready-{os.getpid()}-{id(self)}.json")
         if os.path.exists(ready):
             os.unlink(ready)
-        head = (
-            [sys.executable, self.launcher] if self.launcher else [sys.executable, "-m", "xapi_sim"]
-        )
-        cmd = head + [
+        args = [
             "serve",
             "--port",
             "0",
@@ -81,8 +122,7 @@ class Server:
             ready,
             *self.extra,
         ]
-        env = dict(os.environ, **(self.env or {}))
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+        self.proc = self._launch(args)
         deadline = time.monotonic() + timeout
         while not os.path.exists(ready):
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -93,6 +133,8 @@ class Server:
         with open(ready) as fh:
             self.hosts = {h["name_label"]: h for h in json.load(fh)["hosts"]}
         os.unlink(ready)
+        if self.warm:  # the next one gets ready while this one serves
+            self.spare = self._spawn([sys.executable, "-c", _WARM])
         return self
 
     def url(self, name="xs1"):
@@ -104,6 +146,7 @@ class Server:
         self.out += self.proc.stdout.read()
 
     def stop(self):
+        self.close_spare()
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
