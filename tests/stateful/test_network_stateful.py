@@ -18,7 +18,6 @@ from __future__ import annotations
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
-from small_worlds import few_templates  # noqa: F401 -- autouse: pools with 3 templates
 
 from xapi_sim import (
     allowed,

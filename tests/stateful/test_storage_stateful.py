@@ -10,7 +10,6 @@ import XenAPI
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
-from small_worlds import few_templates  # noqa: F401 -- autouse: pools with 3 templates
 
 from xapi_sim import install_storage
 from xapi_sim.install_storage import GiB, MiB
