@@ -32,7 +32,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from tests.small_worlds import few_templates
 from xapi_sim.dispatch import _BAD_CHARS
+from xapi_sim.testing import running_world
 from xapi_sim.wire.values import MAX_RPC_SIZE
 
 NODE_DIR = pathlib.Path(__file__).resolve().parents[1] / "node"
@@ -119,6 +121,15 @@ class NodeClient:
                 self.proc.kill()
                 self.proc.wait()
         assert self.proc.returncode == 0, self.stderr()
+
+
+@pytest.fixture(scope="module")
+def world():
+    """The default world with 3 templates a pool (``tests/small_worlds.py``): the examples
+    read every VM's record back (``get_all_records``) hundreds of times, and what they
+    check is the records of the scenario's VMs."""
+    with few_templates(), running_world() as w:
+        yield w
 
 
 @pytest.fixture(scope="module")

@@ -44,7 +44,13 @@ def _node():
 
 
 def run_xo(world, on_phase):
-    """Run the script; ``on_phase(msg)`` may return a dict to send on its stdin."""
+    """Run the script; ``on_phase(msg)`` may return a dict to send on its stdin.
+
+    The script waits for an answer to every phase line but the last (``done``, or ``error``)
+    before it starts the next phase, so what ``on_phase`` records about the server when it
+    sees a line (the call log's length, say) is exactly where that phase ended there, however
+    late this thread gets to read the line. An ``on_phase`` that returns nothing is answered
+    with a bare acknowledgement."""
     # HOST_IS_SLAVE carries a bare address only where hosts share one port (loopback aliases)
     member = world.url("xs2") if ":" not in world.host("xs1").address else "-"
     proc = subprocess.Popen(
@@ -63,8 +69,9 @@ def run_xo(world, on_phase):
             msg = json.loads(line)
             phases[msg["phase"]] = msg
             reply = on_phase(msg)
-            if reply is not None:
-                proc.stdin.write(json.dumps(reply) + "\n")
+            if msg["phase"] not in ("done", "error"):
+                proc.stdin.write(json.dumps({"ack": msg["phase"]} if reply is None else reply))
+                proc.stdin.write("\n")
                 proc.stdin.flush()
         proc.wait(TIMEOUT)
         stderr = proc.stderr.read()
@@ -178,8 +185,8 @@ def test_connect_uses_json_rpc_and_builds_the_whole_cache(xo_run):
     fetched = {m.split(".")[0] for m in methods if m.endswith(".get_all_records")}
     assert fetched == exp["types"]
     assert {"VM", "host", "pool", "task", "SR", "network", "message", "role"} <= fetched
-    # (calls are recorded when they return: the first event.from returned with the change
-    # another client made once the cache was built)
+    # (a call is recorded when its dispatch returns -- a parked event.from when it parks --
+    # and always before its reply leaves; the event.from loop runs once the cache is built)
     to_live = xo_run["calls"][xo_run["marks"]["start"] : xo_run["marks"]["live"]]
     assert ("json", "event.from", None) in {(t, m, e) for _, t, _, m, e in to_live}
 

@@ -4,8 +4,12 @@
 //   node tests/node/xo-client.mjs <master-url> <member-url>
 //
 // Each phase prints one JSON line on stdout ({"phase": ...}); the Python test
-// (tests/integration/test_xo_client.py) reads them, answers on stdin where a phase needs
-// another client to act, and checks the results. Exit code 0 = every phase ran.
+// (tests/integration/test_xo_client.py) reads them and checks the results. It answers every
+// phase line but the last on stdin (with what another client did where the next phase needs
+// that, else a bare acknowledgement), and the next phase starts only once that answer came:
+// the test marks where each phase ends in the server's call log before it answers, so that no
+// call of the next phase can be logged ahead of the mark, however slowly the test reads.
+// Exit code 0 = every phase ran.
 //
 // Phases:
 //   cached      connect with the default transport (JSON-RPC first), build the object cache
@@ -37,6 +41,12 @@ const watchdog = setTimeout(() => fail('watchdog', new Error('took more than 50 
 
 const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]()
 const readMessage = async () => JSON.parse((await lines.next()).value)
+
+// a phase's result line, then the test's answer (sent once it has marked the phase's end)
+const phaseDone = async obj => {
+  emit(obj)
+  return readMessage()
+}
 
 const sleep = ms => new Promise(resolve => setTimeout(resolve, ms))
 // wait for a condition on the local cache only (no API call): what events brought in
@@ -75,7 +85,7 @@ try {
   // -- cached ------------------------------------------------------------------------------
   const xapi = await connect(masterUrl)
   const master = xapi.getObjectByRef(xapi.pool.master)
-  emit({
+  const change = await phaseDone({
     phase,
     ...summary(xapi),
     master_api: [master.API_version_major, master.API_version_minor],
@@ -85,17 +95,16 @@ try {
 
   // -- live: the Python test renames a VM with another client --------------------------------
   phase = 'live'
-  const change = await readMessage()
   const t0 = Date.now()
   await until('the rename by another client', () => xapi.getObjectByRef(change.ref, undefined)?.name_label === change.name_label)
-  emit({ phase, ref: change.ref, name_label: xapi.getObjectByRef(change.ref).name_label, ms: Date.now() - t0 })
+  await phaseDone({ phase, ref: change.ref, name_label: xapi.getObjectByRef(change.ref).name_label, ms: Date.now() - t0 })
 
   // -- own: a change of ours, seen through events ----------------------------------------
   phase = 'own'
   const web2 = byLabel(xapi, 'VM', 'web2')
   await xapi.call('VM.set_name_label', web2.$ref, 'web2-renamed-by-xo')
   const seenByBarrier = await xapi.barrier(web2.$ref)
-  emit({ phase, name_label: seenByBarrier.name_label })
+  await phaseDone({ phase, name_label: seenByBarrier.name_label })
 
   // -- async -------------------------------------------------------------------------------
   phase = 'async'
@@ -134,7 +143,7 @@ try {
   await sleep(300)
   await xapi.barrier()
   const ourTasks = ofType(xapi, 'task').filter(t => t.name_label.startsWith('Async.'))
-  emit({
+  await phaseDone({
     phase,
     shutdown,
     state_after_shutdown: stateAfterShutdown,
@@ -157,7 +166,7 @@ try {
   const cloneLabel = await xml.call('VM.get_name_label', cloneRef)
   const xmlClone = await xml.callAsync('VM.clone', template.$ref, 'cloned-over-xml-rpc')
   await xapi.barrier()
-  emit({
+  await phaseDone({
     phase,
     ...summary(xml),
     name_label: xmlWeb2.name_label,
@@ -175,7 +184,7 @@ try {
   if (memberUrl !== '-') {
     const viaMember = await connect(memberUrl)
     clients.push(viaMember)
-    emit({ phase, hostname: viaMember._url.hostname, pool: viaMember.pool.$ref, hosts: ofType(viaMember, 'host').length })
+    await phaseDone({ phase, hostname: viaMember._url.hostname, pool: viaMember.pool.$ref, hosts: ofType(viaMember, 'host').length })
   }
 
   // -- done ------------------------------------------------------------------------------

@@ -7,9 +7,12 @@ import contextlib
 import hashlib
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import zlib
 
@@ -51,25 +54,66 @@ def login(url, password="xenroot"):
     return s
 
 
+# A Python that has imported the command line (most of a start-up's time) and waits for its
+# arguments: then it is ``python -m xapi_sim ARGS`` (see ``Server(warm=True)``). End of input
+# without arguments: it exits.
+_WARM = (
+    "import json, sys\n"
+    "from xapi_sim.cli import main\n"
+    "line = sys.stdin.readline()\n"
+    "sys.exit(main(json.loads(line)) if line else 0)\n"
+)
+
+
 class Server:
     """``xapi-sim serve --state-dir`` in a child process (``launcher``: another script run
-    with the same arguments, e.g. the fault launcher)."""
+    with the same arguments, e.g. the fault launcher).
 
-    def __init__(self, state_dir, workdir, *extra, launcher=None, env=None):
+    ``warm``: for tests that restart the server many times (kill -9 loops): the next
+    process is started ahead, imports the command line while the current one serves, and
+    is handed its arguments at ``start`` -- a restart then costs loading the state, not
+    a Python start-up. Each served process is still a fresh process of its own."""
+
+    def __init__(self, state_dir, workdir, *extra, launcher=None, env=None, warm=False):
         self.state_dir, self.workdir, self.extra = str(state_dir), str(workdir), extra
         self.launcher, self.env = launcher, env
+        self.warm = warm and launcher is None
+        self.spare = None
         self.proc = None
         self.hosts = {}
         self.out = b""
+
+    def _spawn(self, cmd):
+        env = dict(os.environ, **(self.env or {}))
+        return subprocess.Popen(
+            cmd,
+            stdin=subprocess.PIPE if self.warm else None,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+
+    def _launch(self, args):
+        if not self.warm:
+            head = [sys.executable, self.launcher or "-m"]
+            return self._spawn(head + ([] if self.launcher else ["xapi_sim"]) + args)
+        proc, self.spare = self.spare or self._spawn([sys.executable, "-c", _WARM]), None
+        proc.stdin.write(json.dumps(args).encode() + b"\n")
+        proc.stdin.close()
+        return proc
+
+    def close_spare(self):
+        if self.spare is not None:
+            self.spare.stdin.close()  # it exits without serving
+            self.spare.wait(30)
+            self.spare.stdout.close()
+            self.spare = None
 
     def start(self, timeout=30):
         ready = os.path.join(self.workdir, f"ready-{os.getpid()}-{id(self)}.json")
         if os.path.exists(ready):
             os.unlink(ready)
-        head = (
-            [sys.executable, self.launcher] if self.launcher else [sys.executable, "-m", "xapi_sim"]
-        )
-        cmd = head + [
+        args = [
             "serve",
             "--port",
             "0",
@@ -81,8 +125,7 @@ class Server:
             ready,
             *self.extra,
         ]
-        env = dict(os.environ, **(self.env or {}))
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+        self.proc = self._launch(args)
         deadline = time.monotonic() + timeout
         while not os.path.exists(ready):
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -93,6 +136,8 @@ class Server:
         with open(ready) as fh:
             self.hosts = {h["name_label"]: h for h in json.load(fh)["hosts"]}
         os.unlink(ready)
+        if self.warm:  # the next one gets ready while this one serves
+            self.spare = self._spawn([sys.executable, "-c", _WARM])
         return self
 
     def url(self, name="xs1"):
@@ -104,6 +149,7 @@ class Server:
         self.out += self.proc.stdout.read()
 
     def stop(self):
+        self.close_spare()
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -116,8 +162,100 @@ class Server:
         return self.proc.returncode if self.proc is not None else None
 
 
+# A Python that has imported the command line once and forks a child per request: the
+# child takes the request's cwd, environment and argv, its stdout/stderr go to the given
+# files, and it exits with what ``python -m xapi_sim ARGV`` exits with (``sys.exit(main())``,
+# SystemExit and uncaught exceptions as the interpreter treats them). The parent answers
+# {"pid"} at the fork and {"rc"} once the child has ended.
+_FORKER = r"""
+import json, os, sys, traceback
+from xapi_sim.cli import main
+
+
+def child(req):
+    os.chdir(req["cwd"])
+    os.environ.clear()
+    os.environ.update(req["env"])
+    for fd, path in ((0, os.devnull), (1, req["out"]), (2, req["err"])):
+        f = os.open(path, os.O_RDONLY if fd == 0 else os.O_WRONLY | os.O_TRUNC)
+        os.dup2(f, fd)
+        os.close(f)
+    sys.argv = ["xapi-sim", *req["argv"]]
+    try:
+        code = main(req["argv"])
+    except SystemExit as e:
+        code = e.code
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    if code is not None and not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit((code or 0) & 0xFF)
+
+
+for line in sys.stdin:
+    req = json.loads(line)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            child(req)
+        finally:
+            os._exit(70)
+    print(json.dumps({"pid": pid}), flush=True)
+    print(json.dumps({"rc": os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])}), flush=True)
+"""
+_forker: list = []
+_forker_lock = threading.Lock()
+
+
+def _forked(args, timeout):
+    """(exit status, stdout, stderr) of ``xapi-sim ARGS`` run by the forker: a process of
+    its own, without a Python start-up (the state-dir tests run the command ~80 times)."""
+    with _forker_lock, tempfile.TemporaryDirectory() as tmp:
+        if not _forker or _forker[0].poll() is not None:
+            _forker[:] = [
+                subprocess.Popen(  # unbuffered: select() sees every reply line
+                    [sys.executable, "-c", _FORKER],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    bufsize=0,
+                )
+            ]
+        proc = _forker[0]
+        out, err = os.path.join(tmp, "out"), os.path.join(tmp, "err")
+        for path in (out, err):
+            open(path, "wb").close()
+        req = {"argv": list(args), "cwd": os.getcwd(), "env": dict(os.environ)}
+        proc.stdin.write(json.dumps({**req, "out": out, "err": err}).encode() + b"\n")
+        proc.stdin.flush()
+        deadline = time.monotonic() + timeout
+        pid = None
+        while True:
+            ready, _, _ = select.select([proc.stdout], [], [], deadline - time.monotonic())
+            if not ready:
+                if pid is not None:
+                    os.kill(pid, signal.SIGKILL)
+                raise subprocess.TimeoutExpired(["xapi-sim", *args], timeout)
+            line = proc.stdout.readline()
+            assert line, "the forker of xapi-sim commands died"
+            reply = json.loads(line)
+            if "pid" in reply:
+                pid = reply["pid"]
+                continue
+            with open(out, encoding="utf-8") as fo, open(err, encoding="utf-8") as fe:
+                return reply["rc"], fo.read(), fe.read()
+
+
 def run_cli(*args, timeout=60, preexec_fn=None):
-    """``xapi-sim ARGS`` to completion: (exit status, stdout, stderr lines)."""
+    """``xapi-sim ARGS`` to completion: (exit status, stdout, stderr lines). (A new
+    process each time; without ``preexec_fn``, forked from one that imported the command
+    line already.)"""
+    if preexec_fn is None:
+        rc, out, err = _forked(args, timeout)
+        return rc, out, err.splitlines()
     r = subprocess.run(
         [sys.executable, "-m", "xapi_sim", *args],
         capture_output=True,

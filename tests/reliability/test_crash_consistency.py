@@ -167,7 +167,7 @@ def observe_wire(srv) -> tuple[Model, list]:
 class Lane:
     def __init__(self, workdir, seed):
         self.rng = random.Random(seed)
-        self.srv = Server(workdir / "state", workdir, "--seed", str(seed))
+        self.srv = Server(workdir / "state", workdir, "--seed", str(seed), warm=True)
         self.kills = 0
         self.ops = {"acked": 0, "failed": 0, "in flight": 0}
         self.kinds: dict = {}
@@ -254,6 +254,7 @@ class Lane:
             assert self.srv.stop() == 0
         except Exception as e:  # noqa: BLE001 -- reported by the test
             self.problems.append(f"{type(e).__name__}: {e}")
+            self.srv.close_spare()
             if self.srv.proc is not None and self.srv.proc.poll() is None:
                 self.srv.kill9()
 

@@ -4,57 +4,22 @@ exactly one pool, whole, and every relation holds.
 A ``xapi-sim serve --state-dir`` process serves two pools; a client migrates VMs back and
 forth between them (``host.migrate_receive`` + ``VM.migrate_send``, one transaction over
 both pools); the test kills the process with SIGKILL at a random moment, restarts it from
-the state dir, and checks. 50 kills in all.
+the state dir (a fresh process each time, started ahead: ``Server(warm=True)``), and checks.
+50 kills in all.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import random
-import signal
-import subprocess
-import sys
 import threading
 import time
 
 import XenAPI
 
+from tests.reliability.statedir_kit import Server
 from tests.reliability.test_deadlocks import two_pools
 
 KILLS = 50
-
-
-def serve(state_dir, scenario_file, ready):
-    if ready.exists():
-        ready.unlink()
-    p = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "xapi_sim",
-            "serve",
-            "--port",
-            "0",
-            "--auth-delay",
-            "0",
-            "--state-dir",
-            str(state_dir),
-            "--scenario",
-            str(scenario_file),
-            "--ready-file",
-            str(ready),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.time() + 30
-    while not ready.exists():
-        assert p.poll() is None, p.stderr.read().decode()
-        assert time.time() < deadline, "serve did not become ready"
-        time.sleep(0.02)
-    hosts = {h["name_label"]: h for h in json.loads(ready.read_text())["hosts"]}
-    return p, hosts
 
 
 def login(url):
@@ -107,11 +72,10 @@ def check(urls, uuids):
 
 
 def test_kill_9_during_cross_pool_migrations(tmp_path):
-    state, ready = tmp_path / "state", tmp_path / "ready.json"
     scn = tmp_path / "two.toml"
     scn.write_text(two_pools(3))
-    p, hosts = serve(state, scn, ready)
-    urls = [hosts["a1"]["url"], hosts["b1"]["url"]]
+    srv = Server(tmp_path / "state", tmp_path, "--scenario", str(scn), warm=True).start()
+    urls = [srv.url("a1"), srv.url("b1")]
     uuids = [
         r["uuid"]
         for u in urls
@@ -126,15 +90,14 @@ def test_kill_9_during_cross_pool_migrations(tmp_path):
             t = threading.Thread(target=migrate_forever, args=(urls, stop, migrated), daemon=True)
             t.start()
             time.sleep(rng.uniform(0.05, 0.4))
-            os.kill(p.pid, signal.SIGKILL)
-            p.wait(10)
+            srv.kill9()
             stop.set()
             t.join(10)
-            p, hosts = serve(state, scn, ready)
-            urls = [hosts["a1"]["url"], hosts["b1"]["url"]]
+            srv.start()
+            urls = [srv.url("a1"), srv.url("b1")]
             check(urls, uuids)
     finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait(10)
+        srv.close_spare()
+        if srv.proc.poll() is None:
+            srv.kill9()
     assert migrated[0] > KILLS  # the kills did land in the middle of migrations
