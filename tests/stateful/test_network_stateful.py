@@ -298,10 +298,11 @@ class Networking(RuleBasedStateMachine):
             for _ref, row in t["tunnel"].items():
                 assert row["access_PIF"] in t["PIF"] and row["transport_PIF"] in t["PIF"]
             for hrow in t["host"].values():
-                # one PIF per network per host -- except a tunnel's access PIF or a bond
-                # master: tunnel.create and Bond.create check the network is free when they
-                # are made, but PIF.scan re-introducing a forgotten NIC onto its pool-wide
-                # network does not look (introduce_internal, find_or_create_network)
+                # one PIF per network per host -- except a tunnel's access PIF, or a bond
+                # master or VLAN made while a NIC was forgotten: tunnel.create, Bond.create
+                # and VLAN.create check the network is free when they are made, but
+                # PIF.scan re-introducing the forgotten NIC onto its pool-wide network does
+                # not look (introduce_internal, find_or_create_network)
                 nets = [
                     t["PIF"][p]["network"]
                     for p in hrow["PIFs"]
@@ -311,8 +312,18 @@ class Networking(RuleBasedStateMachine):
                     on = [t["PIF"][p] for p in hrow["PIFs"] if t["PIF"][p]["network"] == net]
                     physical = [r for r in on if r["physical"]]
                     assert len(physical) == 1, net  # the re-introduced NIC
-                    assert all(r["bond_master_of"] for r in on if not r["physical"]), net
-                assert sum(t["PIF"][p]["management"] for p in hrow["PIFs"]) <= 1
+                    assert all(
+                        r["bond_master_of"] or r["VLAN_master_of"] != NULL_REF
+                        for r in on
+                        if not r["physical"]
+                    ), net
+                # one management network per host; after the re-introduction above, every
+                # PIF of the host on that network is flagged (update_management_flags marks
+                # the PIFs on the inventory bridge's network)
+                assert (
+                    len({t["PIF"][p]["network"] for p in hrow["PIFs"] if t["PIF"][p]["management"]})
+                    <= 1
+                )
             for ref, row in t["VIF"].items():
                 assert row["VM"] in t["VM"] and row["network"] in t["network"]
                 assert netlogic.is_valid_mac(row["MAC"])
