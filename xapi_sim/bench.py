@@ -471,15 +471,19 @@ def bench_bulk_read(quick, world=None, vms=10_000):
     # strings XAPI puts on the wire (conversion not timed), so the floor does less work.
     env = {"Status": "Success", "Value": _stringify_ints(records)}
     rep = 1 if quick else 3
-    server_xml = _best(
-        lambda: xcodec.encode_success(d.dispatch(master, "VM.get_all_records", [sess])), rep
-    )
+    db = world.pools[0].db
+
+    def cold():
+        # a fresh snapshot each time: what the first of N simultaneous callers pays (the
+        # others share it, dispatch.shared_records)
+        db.snapshots.clear()
+        return d.dispatch(master, "VM.get_all_records", [sess])
+
+    server_xml = _best(lambda: xcodec.encode_success(cold()), rep)
     floor_xml = _best(
         lambda: xmlrpc.client.dumps((env,), methodresponse=True, allow_none=True), rep
     )
-    server_json = _best(
-        lambda: jcodec.encode_success(2, 1, d.dispatch(master, "VM.get_all_records", [sess])), rep
-    )
+    server_json = _best(lambda: jcodec.encode_success(2, 1, cold()), rep)
     floor_json = _best(lambda: json.dumps({"jsonrpc": "2.0", "result": records, "id": 1}), rep)
     return {
         "vms": len(records),
