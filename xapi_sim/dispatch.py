@@ -281,8 +281,13 @@ class Dispatcher:
         args = [conv(v) for conv, v in zip(plan.convs, params, strict=False)]
         faults = self.world.existing_service(Faults)
         if inline and (
-            (faults is not None and faults.rules) or wire in REGISTRY or self.world.txm.always_hook
+            (faults is not None and faults.rules)
+            or wire in REGISTRY
+            or self.world.txm.always_hook
+            or (plan.quick_write and host.pool.db.parked)
         ):
+            # (a write with long-polls parked on its database answers them at its commit:
+            # a worker does that, and sends their replies while the loop goes on)
             raise NotQuick
         call = Call(self.world, host, wire, msg)
         call.can_defer = defer_ok

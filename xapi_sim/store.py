@@ -117,6 +117,7 @@ class Database:
         # commit, locks released: parked long-polls are answered there, with no thread
         # woken for them (classes/event.py ``Pump``)
         self.after_publish: list[Callable[[], None]] = []
+        self.parked = 0  # long-polls waiting on this database (classes/event.py Pump)
         # class -> generation of its last published change: a snapshot of a class's rows
         # taken under the lock is the same for as long as this is (shared bulk reads)
         self.class_gen: dict[str, int] = {}

@@ -332,6 +332,7 @@ class Pump:
     def add(self, w: Parked) -> None:
         with self.lock:
             self.waiters.append(w)
+            self.db.parked = len(self.waiters)
             start = not self.running
             self.running = True
         if start:
@@ -349,6 +350,7 @@ class Pump:
             due = [(w, got) for w, got in due if id(w) in parked]
             taken = {id(w) for w, _ in due}
             self.waiters = [w for w in self.waiters if id(w) not in taken]
+            self.db.parked = len(self.waiters)
         for w, (ok, value) in due:
             try:
                 w.finish(ok, value)

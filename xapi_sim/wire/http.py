@@ -284,7 +284,7 @@ class Handler:
                 return self._error(500, f"Xmlrpc.Parse_error({e})")
         ok, value = self._call(method, params)
         if ok and isinstance(value, Deferred):
-            return value.start(self._in_loop(lambda ok, v: self._xmlrpc_reply(method, ok, v)))
+            return value.start(lambda ok, v: self._xmlrpc_reply(method, ok, v))
         self._xmlrpc_reply(method, ok, value)
 
     def _xmlrpc_reply(self, method, ok, value):
@@ -312,18 +312,6 @@ class Handler:
             out = xmlrpc.encode_failure(internal(f"{type(e).__name__}: {e}").description)
         self._send(b"200 OK", b"text/xml", out)
 
-    def _in_loop(self, reply):
-        """A parked call's ``finish``: its reply is written by the front's loop thread. Many
-        waiters answered by one change are posted in a row by the thread that committed it
-        and written in one pass of the loop, which wakes once for all of them."""
-        front = self.conn.front
-
-        def finish(ok, value):
-            if front.in_loop() or not front.post(lambda: reply(ok, value)):
-                reply(ok, value)
-
-        return finish
-
     def _jsonrpc(self, body):
         if self._decoded is not None:
             version, rid, method, params = self._decoded
@@ -334,9 +322,7 @@ class Handler:
                 return self._error(500, f"Jsonrpc.Malformed_method_request({e})")
         ok, value = self._call(method, params)
         if ok and isinstance(value, Deferred):
-            return value.start(
-                self._in_loop(lambda ok, v: self._jsonrpc_reply(method, version, rid, ok, v))
-            )
+            return value.start(lambda ok, v: self._jsonrpc_reply(method, version, rid, ok, v))
         self._jsonrpc_reply(method, version, rid, ok, value)
 
     def _jsonrpc_reply(self, method, version, rid, ok, value):
