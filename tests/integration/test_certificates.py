@@ -15,6 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
+from session_kit import failure, logged_in
 
 from xapi_sim import x509cert
 from xapi_sim.testing import running_world
@@ -30,11 +31,8 @@ def pool_of(version: str) -> str:
 
 @pytest.fixture(scope="module", params=["stockholm", "nile", "xcp-ng-8.3"])
 def world(request):
-    with running_world(pool_of(request.param)) as w:
-        s = XenAPI.Session(w.master_url())
-        s.xenapi.login_with_password("root", "xenroot")
+    with logged_in(pool_of(request.param)) as (w, s):
         yield request.param, w, s
-        s.xenapi.session.logout()
 
 
 def served_fingerprint(w, name: str) -> str:
@@ -70,12 +68,6 @@ def make_cert(key=None, days=(-1, 30), algo=None, cn="h1.example"):
 
 def host_certs(s, href):
     return [r for r in s.xenapi.Certificate.get_all_records().values() if r["host"] == href]
-
-
-def failure(fn, *args):
-    with pytest.raises(XenAPI.Failure) as e:
-        fn(*args)
-    return e.value.details
 
 
 def test_install_time_rows_match_served_certificate(world):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import xmlrpc.client
 
 import pytest
-import XenAPI
+from session_kit import failure
 
 from xapi_sim.datamodel import ENUMS, NULL_REF, Schema
 from xapi_sim.testing import running_world
@@ -53,12 +53,6 @@ def sample(records, cls):
     """A representative object: the first of its class in ref order."""
     ref = sorted(records[cls])[0]
     return ref, records[cls][ref]
-
-
-def failure(fn, *args):
-    with pytest.raises(XenAPI.Failure) as e:
-        fn(*args)
-    return e.value.details
 
 
 # -- get_all / get_all_records / get_record -------------------------------------------------

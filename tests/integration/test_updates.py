@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import XenAPI
+from session_kit import failure, logged_in
 
 from tests.integration.disk_kit import new_vdi, request
 from xapi_sim.classes.updates import CATALOGUE_HASH
@@ -29,17 +30,8 @@ def pool_of(version: str) -> str:
 
 @pytest.fixture(scope="module", params=["dundee", "ely", "stockholm", "nile", "xcp-ng-8.3"])
 def world(request):
-    with running_world(pool_of(request.param)) as w:
-        s = XenAPI.Session(w.master_url())
-        s.xenapi.login_with_password("root", "xenroot")
+    with logged_in(pool_of(request.param)) as (w, s):
         yield request.param, w, s
-        s.xenapi.session.logout()
-
-
-def failure(fn, *args):
-    with pytest.raises(XenAPI.Failure) as e:
-        fn(*args)
-    return e.value.details
 
 
 def uploaded(w, s, data: bytes):

@@ -6,9 +6,7 @@ a vTPM."""
 from __future__ import annotations
 
 import pytest
-import XenAPI
-
-from xapi_sim.testing import running_world
+from session_kit import failure, logged_in
 
 
 def host_of(version: str) -> str:
@@ -17,17 +15,8 @@ def host_of(version: str) -> str:
 
 @pytest.fixture(scope="module", params=["dundee", "stockholm", "nile", "xcp-ng-8.3"])
 def world(request):
-    with running_world(host_of(request.param)) as w:
-        s = XenAPI.Session(w.master_url())
-        s.xenapi.login_with_password("root", "xenroot")
+    with logged_in(host_of(request.param)) as (w, s):
         yield request.param, w, s
-        s.xenapi.session.logout()
-
-
-def failure(fn, *args):
-    with pytest.raises(XenAPI.Failure) as e:
-        fn(*args)
-    return e.value.details
 
 
 def new_vm(s, template="Windows 11", name="vm"):

@@ -8,17 +8,13 @@ import subprocess
 import sys
 
 import pytest
-import XenAPI
 from disk_kit import disk_contents, local_sr, vm_with_two_disks
-
-from xapi_sim.testing import running_world
+from session_kit import logged_in
 
 
 @pytest.fixture(scope="module")
 def env():
-    with running_world() as rw:
-        s = XenAPI.Session(rw.master_url())
-        s.xenapi.login_with_password("root", "xenroot", "2.5", "pytest")
+    with logged_in() as (rw, s):
         yield rw, s
 
 

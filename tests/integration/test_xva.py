@@ -13,18 +13,16 @@ import tarfile
 import pytest
 import XenAPI
 from disk_kit import disk_contents, local_sr, new_vdi, request, vm_with_two_disks
+from session_kit import logged_in
 
 from xapi_sim import xva
-from xapi_sim.testing import running_world
 
 MiB = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
 def env():
-    with running_world() as rw:
-        s = XenAPI.Session(rw.master_url())
-        s.xenapi.login_with_password("root", "xenroot", "2.5", "pytest")
+    with logged_in() as (rw, s):
         yield rw, s
 
 

@@ -122,8 +122,16 @@ def apply(call, patch: str, host: str) -> str:
     if _applied(db, patch, host):
         raise Failure("PATCH_ALREADY_APPLIED", patch)
     out = precheck(call, patch, host)
-    call.world.new_row(
-        db,
+    record_applied(call, patch, host)
+    return out
+
+
+def record_applied(call, patch: str, host: str) -> str:
+    """The ``host_patch`` row saying ``patch`` is applied on ``host`` now (``host.patches``
+    follows: the store keeps the relation); also made when an update applies whose twin
+    pool_patch exists (``Xapi_pool_update``)."""
+    return call.world.new_row(
+        call.db,
         "host_patch",
         host=host,
         pool_patch=patch,
@@ -131,7 +139,6 @@ def apply(call, patch: str, host: str) -> str:
         timestamp_applied=call.world.clock.now_ts(),
         other_config={},
     )
-    return out
 
 
 def pool_apply(call, patch: str) -> None:

@@ -206,15 +206,7 @@ def _apply(call, update: str, host: str) -> None:
     db.update("host", host, **changes)
     patch = _twin(db, update)
     if patch is not None:
-        call.world.new_row(  # host.patches follows (the store keeps the relation)
-            db,
-            "host_patch",
-            host=host,
-            pool_patch=patch,
-            applied=True,
-            timestamp_applied=call.world.clock.now_ts(),
-            other_config={},
-        )
+        patches.record_applied(call, patch, host)
 
 
 @api("pool_update.apply")

@@ -50,6 +50,20 @@ def vdi_of_req(req: routes.Request) -> str:
     return ref
 
 
+def local_vdi(req: routes.Request, permission: str) -> str | None:
+    """The prologue of both raw-disk handlers: the caller may ``permission``; the VDI of
+    the request; None once the client is redirected to a host that sees its SR
+    (``Importexport``'s ``check_sr_availability`` and redirect)."""
+    req.authenticate(permission)
+    vdi = vdi_of_req(req)
+    db = req.host.db
+    sr = db.get("VDI", vdi)["SR"]
+    if not sees_sr(db, req.host.ref, sr):
+        req.redirect(host_for_sr(req, sr))
+        return None
+    return vdi
+
+
 def sees_sr(db, host_ref: str, sr: str) -> bool:
     """``check_sr_availability_host``: the host has a plugged PBD for the SR."""
     hrow = db.tables["host"].get(host_ref)
@@ -87,12 +101,10 @@ def format_of(req: routes.Request, task) -> str | None:
 
 @routes.put("/import_raw_vdi", stream=True)
 def import_raw_vdi(req: routes.Request) -> None:
-    req.authenticate("VDI.import")
-    vdi = vdi_of_req(req)
+    vdi = local_vdi(req, "VDI.import")
+    if vdi is None:
+        return
     db = req.host.db
-    sr = db.get("VDI", vdi)["SR"]
-    if not sees_sr(db, req.host.ref, sr):
-        return req.redirect(host_for_sr(req, sr))
     with req.context("Importing raw VDI") as task:
         fmt = format_of(req, task)
         if fmt is None:
@@ -143,12 +155,10 @@ def receive_vhd(req: routes.Request, task, vdi: str, size: int, length: int) -> 
 
 @routes.get("/export_raw_vdi", stream=True)
 def export_raw_vdi(req: routes.Request) -> None:
-    req.authenticate("VDI.export_raw")
-    vdi = vdi_of_req(req)
+    vdi = local_vdi(req, "VDI.export_raw")
+    if vdi is None:
+        return
     db = req.host.db
-    sr = db.get("VDI", vdi)["SR"]
-    if not sees_sr(db, req.host.ref, sr):
-        return req.redirect(host_for_sr(req, sr))
     with req.context("Exporting raw VDI") as task:
         fmt = format_of(req, task)
         if fmt is None:

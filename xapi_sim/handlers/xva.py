@@ -58,21 +58,27 @@ log = logging.getLogger(__name__)
 CONTENT_TYPE = "application/octet-stream"
 
 
+def ref_or_uuid(db, cls: str, ref: str | None, uuid: str | None) -> str | None:
+    """The object a handler names by ``ref`` (``HANDLE_INVALID``) or else by ``uuid``
+    (``UUID_INVALID``); None when it names neither."""
+    if ref is not None:
+        if not db.exists(cls, ref):
+            raise Failure("HANDLE_INVALID", cls, ref)
+        return ref
+    if uuid is None:
+        return None
+    found = db.uuids[cls].get(uuid)
+    if found is None:
+        raise Failure("UUID_INVALID", cls, uuid)
+    return found
+
+
 def vm_from_request(req: routes.Request) -> str:
     """``Export.vm_from_request``: ``ref``, else ``uuid`` (``UUID_INVALID``)."""
-    db = req.host.db
-    ref = req.q("ref")
-    if ref is not None:
-        if not db.exists("VM", ref):
-            raise Failure("HANDLE_INVALID", "VM", ref)
-        return ref
-    uuid = req.q("uuid")
-    if uuid is None:
+    vm = ref_or_uuid(req.host.db, "VM", req.q("ref"), req.q("uuid"))
+    if vm is None:
         raise internal("Not_found")
-    found = db.uuids["VM"].get(uuid)
-    if found is None:
-        raise Failure("UUID_INVALID", "VM", uuid)
-    return found
+    return vm
 
 
 def _host_ok(req: routes.Request, vm: str, host) -> bool:
@@ -251,17 +257,9 @@ class _Inflate:
 
 def _import_sr(req: routes.Request) -> str:
     db = req.host.db
-    sr = req.param("sr_id")
+    sr = ref_or_uuid(db, "SR", req.param("sr_id"), req.param("sr_uuid"))
     if sr is not None:
-        if not db.exists("SR", sr):
-            raise Failure("HANDLE_INVALID", "SR", sr)
         return sr
-    uuid = req.param("sr_uuid")
-    if uuid is not None:
-        ref = db.uuids["SR"].get(uuid)
-        if ref is None:
-            raise Failure("UUID_INVALID", "SR", uuid)
-        return ref
     sr = db.get("pool", req.host.pool.ref)["default_SR"]
     if not db.exists("SR", sr):
         raise Failure("DEFAULT_SR_NOT_FOUND", sr)

@@ -259,7 +259,14 @@ class HandlerTask:
         self._last = 0.0
 
     def fail(self, failure: Failure) -> None:
+        """``TaskHelper.failed``: the task fails now, before the handler answers -- a client
+        reading the task as soon as it has the answer sees the failure."""
         self.failure = failure
+        db = self.db
+        with db.lock:
+            row = db.tables["task"].get(self.ref)
+            if row is not None and row["status"] == "pending":
+                Tasks.of(self.world).complete(db, self.ref, failure=failure)
 
     def _update(self, **fields) -> None:
         db = self.db
