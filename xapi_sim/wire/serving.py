@@ -170,8 +170,8 @@ def send_reply(conn, data, close, hold=False):
         nxt = next_request(conn)
         if nxt is not None:
             return nxt
-    # (on the loop itself -- parked calls answered by a change -- the post runs once the
-    # pass is over: every waiter's reply is sent first, the connections' bookkeeping after)
+    # (on the loop itself -- parked calls answered by a change committed there -- the post
+    # runs once that pass is over: every waiter's reply is sent first, the bookkeeping after)
     if not front.post(lambda: conn.replied(rest, close)):
         try:
             conn.sock.close()
