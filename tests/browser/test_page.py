@@ -56,6 +56,9 @@ def test_wrong_password_is_refused_then_login_from_a_member(page, rw, login):
         "Standalone host xs4",
         "Standalone host xs5",
     ]
+    # the row is drawn from sim.world first; its state and CPU cells once the pool's first
+    # event batch has arrived
+    page.wait_for_selector("tr[data-host=xs3]:has-text('Ivy Bridge')", timeout=WAIT)
     xs3 = page.inner_text("tr[data-host=xs3]")
     assert "Ivy Bridge" in xs3 and "GenuineIntel" in xs3 and "2 × 6 = 12" in xs3
 
