@@ -98,3 +98,37 @@ def test_a_change_nobody_subscribed_to_keeps_the_batch():
     d.dispatch(m, "VM.set_name_description", [s, vm, "changed"])
     fresh = d.dispatch(m, "event.from", [s, ["VM"], "", 0.0])
     assert fresh is not first
+
+
+@SETTINGS
+@given(st.dictionaries(st.text(max_size=8), values, max_size=4), st.text(max_size=6))
+def test_a_shared_part_inside_a_reply_encodes_as_plain(inner, key):
+    """A ``Shared`` nested in a result (an event batch's valid_ref_counts) is encoded once
+    and spliced in: the same bytes as the plain dict in its place."""
+    part = Shared(inner)
+    outer = {"events": [], key: part, "token": "1,0"}
+    plain = {"events": [], key: dict(inner), "token": "1,0"}
+    assert xmlrpc.encode_success(outer) == xmlrpc.encode_success(plain)
+    assert xmlrpc.encode_success(Shared(outer)) == xmlrpc.encode_success(plain)
+    assert jsonrpc.encode_success(2, 1, Shared(outer)) == jsonrpc.encode_success(2, 1, plain)
+
+
+def test_valid_ref_counts_are_one_object_until_a_table_grows_or_shrinks():
+    world = scenario.build(scenario.default(), seed=1)
+    d = Dispatcher(world)
+    m = world.pools[0].master
+    s = d.dispatch(m, "session.login_with_password", ["root", "xenroot"])
+    counts = d.dispatch(m, "event.from", [s, ["pool"], "", 0.0])["valid_ref_counts"]
+    pool = d.dispatch(m, "pool.get_all", [s])[0]
+    d.dispatch(m, "pool.add_to_other_config", [s, pool, "k", "v"])  # a modification
+    again = d.dispatch(m, "event.from", [s, ["pool"], "", 0.0])["valid_ref_counts"]
+    assert again is counts
+    sessions = counts["session"]
+    d.dispatch(m, "session.login_with_password", ["root", "xenroot"])  # a row more
+    d.dispatch(m, "pool.add_to_other_config", [s, pool, "k2", "v"])  # (a new pool batch)
+    grown = d.dispatch(m, "event.from", [s, ["pool"], "", 0.0])["valid_ref_counts"]
+    assert grown is not counts and grown["session"] == sessions + 1
+    assert {k: v for k, v in grown.items() if k != "session"} == {
+        k: v for k, v in counts.items() if k != "session"
+    }
+    assert xmlrpc.encode_success(grown) == xmlrpc.encode_success(dict(grown))

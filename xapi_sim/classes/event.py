@@ -54,17 +54,23 @@ EMPTY_IN_XAPI = {"role"}
 
 
 def valid_ref_counts(db) -> dict:
-    """``valid_ref_counts`` of an event.from reply: lower-case table -> live rows (``<i4>``)."""
+    """``valid_ref_counts`` of an event.from reply: lower-case table -> live rows (``<i4>``).
+    One ``Shared`` for as long as no table grows or shrinks: most changes modify rows, and
+    each codec then encodes the counts once for every batch that carries them."""
     memo = getattr(db, "_counts_memo", None)
     if memo is not None and memo[0] == db.gen:
         return memo[1]  # shared by every waiter woken at this generation (no lock)
     with db.lock:
-        counts = {
-            c.lower(): I4(0 if c in EMPTY_IN_XAPI else len(t))
+        sizes = [
+            (c.lower(), 0 if c in EMPTY_IN_XAPI else len(t))
             for c, t in db.tables.items()
             if c not in NOT_IN_DB
-        }
-        db._counts_memo = (db.gen, counts)
+        ]
+        if memo is not None and memo[2] == sizes:
+            counts = memo[1]
+        else:
+            counts = Shared((c, I4(n)) for c, n in sizes)
+        db._counts_memo = (db.gen, counts, sizes)
         return counts
 
 
@@ -247,6 +253,7 @@ class Parked(Deferred):
         "names",
         "objs",
         "key",
+        "classes",
         "deadline",
         "gen",
         "finish",
@@ -258,6 +265,7 @@ class Parked(Deferred):
         self.session = call.session
         self.since, self.names, self.objs = since, names, objs
         self.key = _batch_key(since, names, objs)
+        self.classes = tuple(names | set(objs))
         self.deadline = deadline
         self.gen = gen  # the generation its last (empty) batch was read at
         self.finish = None
@@ -267,25 +275,50 @@ class Parked(Deferred):
         self.finish = finish
         self.pump.add(self)
 
-    def answer(self):
-        """(ok, value) if this waiter is due now, else None. Never raises."""
+    def answer(self, memo=None):
+        """(ok, value) if this waiter is due now, else None. Never raises. ``memo``: one
+        pass's answers by subscription key -- waiters with the same token and subscription
+        get the same answer, made once."""
         db = self.db
         try:
             if self.session not in db.tables["session"]:
                 return False, ["SESSION_INVALID", self.session]
             now_due = time.monotonic() >= self.deadline
-            if db.gen == self.gen and not now_due:
-                return None
+            if not now_due:
+                if db.gen == self.gen:
+                    return None
+                if memo is not None:
+                    got = memo.get(self.key, _UNSET)
+                    if got is _UNSET:
+                        got = memo[self.key] = self._changed()
+                    return got
+                return self._changed()
             events, gen = _collect(db, self.since, self.names, self.objs, self.key)
             self.gen = gen
-            if events or now_due:
-                return True, _reply(db, self.since, self.names, self.objs, events, gen, self.key)
-            return None
+            return True, _reply(db, self.since, self.names, self.objs, events, gen, self.key)
         except Failure as f:
             return False, f.description
         except Exception as e:  # noqa: BLE001 -- a bug must still answer the client
             log.exception("event.from: a parked waiter failed")
             return False, ["INTERNAL_ERROR", f"{type(e).__name__}: {e}"]
+
+    def _changed(self):
+        """The answer after a change, if it brings events: (True, reply) or None. A change
+        to no subscribed class (``Database.class_gen``, read without the lock: a commit
+        being published kicks the pump again once it is) needs no batch."""
+        db = self.db
+        seen = self.gen
+        class_gen = db.class_gen
+        if all(class_gen.get(c, 0) <= seen for c in self.classes):
+            return None
+        events, gen = _collect(db, self.since, self.names, self.objs, self.key)
+        self.gen = gen
+        if events:
+            return True, _reply(db, self.since, self.names, self.objs, events, gen, self.key)
+        return None
+
+
+_UNSET = object()
 
 
 class Pump:
@@ -313,8 +346,9 @@ class Pump:
         with self.lock:
             waiters = list(self.waiters)
         due = []
+        memo: dict = {}
         for w in waiters:
-            got = w.answer()
+            got = w.answer(memo)
             if got is not None:
                 due.append((w, got))
         if due:

@@ -293,6 +293,9 @@ class Handler:
             # one event batch for many waiters: the whole reply, head and all, is the same
             # bytes for every waiter of that keep-alive state (XML-RPC carries no call id)
             close = self.close_connection
+            whole = value.cached("xml-http-close" if close else "xml-http")
+            if whole is not None:
+                return self._respond(whole, close)
             parts = xmlrpc.encode_success_parts(value)
             if sum(len(p) for p in parts) < BIG_REPLY:
                 whole = value.encoded(

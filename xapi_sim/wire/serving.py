@@ -137,6 +137,13 @@ def write_now(conn, data, close):
     """Write what the socket takes now of ``data`` -- the reply's bytes, or a list of
     pieces sent in turn without joining them (a big reply shared by many waiters is not
     copied per connection); (what is left, close)."""
+    if type(data) is bytes and data and not conn.pending_out:  # the usual: one piece
+        view = memoryview(data)
+        try:
+            pos = conn.send_some(view)
+        except (OSError, ValueError):
+            return b"", True
+        return (view[pos:] if pos < len(view) else b""), close
     pieces = data if isinstance(data, list) else [data] if data else []
     if conn.pending_out and pieces:
         pieces = [conn.pending_out, *pieces]

@@ -57,6 +57,11 @@ class Shared(dict):  # type: ignore[type-arg]
                     got = self._encoded[codec] = encode(dict(self))
         return got
 
+    def cached(self, codec: str) -> Any:
+        """What ``encoded`` made for ``codec``, or None (no lock: a waiter of a batch
+        whose reply is made already goes straight to sending it)."""
+        return self._encoded.get(codec)
+
     def encoded_parts(
         self, codec: str, encode: Callable[[dict[str, Any]], list[bytes]]
     ) -> list[bytes]:

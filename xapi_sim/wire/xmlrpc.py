@@ -187,6 +187,8 @@ def _enc(v: Value, out: list[str]) -> None:
         for x in v:
             _enc(x, out)
         out.append("</data></array></value>")
+    elif t is Shared:  # a part many replies carry (an event batch's valid_ref_counts)
+        out.append(v.encoded("xml-value", encode_value))
     elif t is bool:
         out.append(
             "<value><boolean>1</boolean></value>" if v else "<value><boolean>0</boolean></value>"
