@@ -13,8 +13,12 @@ process. Modes:
   connections are spread over several endpoints (pool masters), each with its own session.
 * ``events``: ``waiters`` connections each blocked in ``event.from(["pool"], token, 30)``;
   one ``pool.add_to_other_config`` on another connection; the time from sending that change
-  to each waiter's whole reply (stamped when the selector reported the bytes, so the
-  client's own parsing of earlier replies is not counted), over ``rounds`` rounds.
+  to each waiter's whole reply, over ``rounds`` rounds. Where the system can (Linux's
+  ``SO_TIMESTAMPNS``), a reply is stamped when the kernel received its last bytes, so this
+  client's own work on the other replies of a round is not counted (``latencies_s``); the
+  time the selector reported it (the client's view: a reply that arrived while earlier ones
+  were being read waits for the next ``select``) is ``seen_latencies_s``. Without kernel
+  stamps both are the selector's.
 * ``burst``: ``clients`` connections send the same call at once (``method``/``params``,
   the session prepended); answers each reply's size and the time until all are read.
 """
@@ -26,6 +30,7 @@ import json
 import os
 import selectors
 import socket
+import struct
 import sys
 import time
 import xmlrpc.client
@@ -85,12 +90,16 @@ class Conn:
         "on_reply",
         "seen_at",
         "req",
+        "kernel_at",
     )
 
     def __init__(self, host: str, port: int):
         self.sock = socket.create_connection((host, port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock.setblocking(False)
+        self.kernel_at = 0.0  # wall-clock time the kernel received the last bytes read
+        if KERNEL_STAMPS:
+            self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         self.out = b""
         self.buf = bytearray()
         self.need = -1  # bytes of the whole reply once its head is read
@@ -116,12 +125,22 @@ class Conn:
                 self.sock.sendall(self.out[n:])
             finally:
                 self.sock.setblocking(False)
+        self.kernel_at = 0.0  # wall-clock time the kernel received the last bytes read
+        if KERNEL_STAMPS:
+            self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         self.out = b""
 
     def readable(self) -> bytes | None:
         """Read what is there; the reply body once whole (then ready for the next)."""
         try:
-            chunk = self.sock.recv(1 << 20)
+            if KERNEL_STAMPS:
+                chunk, anc, _flags, _addr = self.sock.recvmsg(1 << 20, 64)
+                for level, kind, data in anc:
+                    if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                        sec, nsec = struct.unpack("qq", data[:16])
+                        self.kernel_at = sec + nsec * 1e-9
+            else:
+                chunk = self.sock.recv(1 << 20)
         except BlockingIOError:
             return None
         if not chunk:
@@ -146,6 +165,12 @@ class Conn:
         del self.buf[: self.need]
         self.need = -1
         return body
+
+
+# Linux: SO_TIMESTAMPNS (= SCM_TIMESTAMPNS) gives each read the kernel's receive time
+# (CLOCK_REALTIME, struct timespec); the socket module does not name it.
+SO_TIMESTAMPNS = 35
+KERNEL_STAMPS = sys.platform == "linux"
 
 
 def _ok(proto: str, body: bytes) -> bool:
@@ -237,14 +262,15 @@ def events(spec: dict) -> dict:
     waiters = [Conn(host, port) for _ in range(spec["waiters"])]
     trigger = Conn(host, port)
     lat: list[float] = []
+    seen: list[float] = []
     for r in range(spec["rounds"]):
         token = call(proto, host, port, "event.from", [sess, ["pool"], "", 0.0])["token"]
         req = request(proto, host, port, encode(proto, "event.from", [sess, ["pool"], token, 30.0]))
-        done: list[float] = []
+        done: list[tuple[float, float]] = []  # (seen by select, received by the kernel)
         state = {"changed": 0.0, "trigger_back": False}
 
-        def on_reply(c: Conn, body: bytes, done: list[float] = done) -> None:
-            done.append(c.seen_at)
+        def on_reply(c: Conn, body: bytes, done: list = done) -> None:
+            done.append((c.seen_at, c.kernel_at))
             if not _ok(proto, body):
                 raise RuntimeError(f"event.from failed: {body[:300]!r}")
 
@@ -262,6 +288,7 @@ def events(spec: dict) -> dict:
         change = encode(proto, "pool.add_to_other_config", [sess, pool, key, "v"])
         trigger.on_reply = on_trigger
         sel.register(trigger.sock, selectors.EVENT_READ, trigger)
+        wall0 = time.time()  # the kernel's clock, for its stamps
         t0 = time.perf_counter()
         trigger.send(request(proto, host, port, change))
         _loop(
@@ -271,11 +298,13 @@ def events(spec: dict) -> dict:
         )
         for c in [*waiters, trigger]:
             sel.unregister(c.sock)
-        lat += [t - t0 for t in done]
+        seen += [t - t0 for t, _k in done]
+        lat += [k - wall0 if KERNEL_STAMPS else t - t0 for t, k in done]
     for c in [*waiters, trigger]:
         c.sock.close()
     lat.sort()
-    return {"latencies_s": lat}
+    seen.sort()
+    return {"latencies_s": lat, "seen_latencies_s": seen, "kernel_stamps": KERNEL_STAMPS}
 
 
 def burst(spec: dict) -> dict:
