@@ -24,6 +24,7 @@ import logging
 import selectors
 import socket
 import ssl
+import threading
 import time
 
 from . import http as _http
@@ -39,6 +40,19 @@ INLINE_DEPTH = 8  # pipelined quick reads answered on the loop, one after anothe
 
 R, W = selectors.EVENT_READ, selectors.EVENT_WRITE
 WANT = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+
+_local = threading.local()
+
+
+def _scratch() -> memoryview:
+    """This thread's receive buffer: ``recv(RECV_SIZE)`` would allocate a bytes object of
+    that size per read -- above glibc's mmap threshold until the process has freed a chunk
+    as big, so in a fresh process each read costs an mmap and an munmap."""
+    view = getattr(_local, "scratch", None)
+    if view is None:
+        view = _local.scratch = memoryview(bytearray(RECV_SIZE))
+    return view
+
 
 # connection states
 SNIFF, TLS_WAIT, HANDSHAKE, HEAD, BODY, BUSY, WRITE, LINGERING, CLOSED = range(9)
@@ -140,23 +154,24 @@ class Conn:
         buf = self.buf
         lingering = self.state == LINGERING
         got = False
+        scratch = _scratch()
         while True:
             try:
-                data = self.sock.recv(RECV_SIZE)
+                n = self.sock.recv_into(scratch)
             except WANT:
                 return got
-            if not data:
+            if not n:
                 self.eof = True
                 return got
             if lingering:
                 continue
             if not buf and self.state == HEAD and self.req_deadline is None:
                 self.req_deadline = time.monotonic() + self.request_timeout
-            buf += data
+            buf += scratch[:n]
             got = True
             if len(buf) > limit:
                 return got
-            if len(data) < RECV_SIZE and not self.tls:
+            if n < RECV_SIZE and not self.tls:
                 # the kernel had no more for now: another recv would only fail with
                 # EAGAIN (the selector is level-triggered, so more data or an EOF that
                 # arrives meanwhile is reported at the next pass)
