@@ -23,7 +23,7 @@ import threading
 import time
 
 from ..datamodel import NO_EVENTS
-from ..dispatch import Deferred, api
+from ..dispatch import Deferred, answering_batch, api
 from ..errors import Failure
 from ..sessions import SESSION_DELETED_HOOKS
 from ..wire.values import I4, Shared
@@ -385,11 +385,12 @@ class Pump:
             taken = {id(w) for w, _ in due}
             self.waiters = [w for w in self.waiters if id(w) not in taken]
             self.db.parked = len(self.waiters)
-        for w, (ok, value) in due:
-            try:
-                w.finish(ok, value)
-            except Exception:  # noqa: BLE001 -- one client's reply must not stop the pump
-                log.exception("event.from: answering a parked waiter failed")
+        with answering_batch():  # the replies go out together once all are made
+            for w, (ok, value) in due:
+                try:
+                    w.finish(ok, value)
+                except Exception:  # noqa: BLE001 -- one client's reply must not stop the pump
+                    log.exception("event.from: answering a parked waiter failed")
 
     def _run(self):
         idle_since = None

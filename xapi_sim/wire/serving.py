@@ -23,6 +23,7 @@ import select
 import threading
 import time
 
+from ..dispatch import queue_reply
 from ..errors import NotQuick
 from . import http as _http
 from .httpparse import HEAD_END, HttpError, parse_head
@@ -162,10 +163,29 @@ def write_now(conn, data, close):
     return rest, close
 
 
+class _Queued:
+    """A reply of an answering batch (``dispatch.answering_batch``): written with the
+    others in one pass, then its connection given back."""
+
+    __slots__ = ("conn", "data", "close", "rest")
+
+    def __init__(self, conn, data, close):
+        self.conn, self.data, self.close, self.rest = conn, data, close, b""
+
+    def write(self):
+        self.rest, self.close = write_now(self.conn, self.data, self.close)
+
+    def done(self):
+        give_back(self.conn, self.rest, self.close)
+
+
 def send_reply(conn, data, close, hold=False):
     """Write what the socket takes now; then either serve the connection's next request
     on this thread (``hold``: it arrived complete within ``WORKER_HOLD``; returns its
-    handler) or give the connection back to the loop (returns None)."""
+    handler) or give the connection back to the loop (returns None). A parked call's reply
+    answered in a batch is queued there instead (``dispatch.answering_batch``)."""
+    if not hold and queue_reply(_Queued(conn, data, close)):
+        return None
     rest, close = write_now(conn, data, close)
     front = conn.front
     if (
@@ -177,14 +197,18 @@ def send_reply(conn, data, close, hold=False):
         nxt = next_request(conn)
         if nxt is not None:
             return nxt
-    # (on the loop itself -- parked calls answered by a change committed there -- the post
-    # runs once that pass is over: every waiter's reply is sent first, the bookkeeping after)
-    if not front.post(lambda: conn.replied(rest, close)):
+    give_back(conn, rest, close)
+    return None
+
+
+def give_back(conn, rest, close) -> None:
+    """Post the connection back to its loop (``Conn.replied``: ``rest`` is what the loop
+    still has to write), or close it if the loop has stopped."""
+    if not conn.front.post(lambda: conn.replied(rest, close)):
         try:
             conn.sock.close()
         except OSError:
             pass  # the loop has stopped and the peer is gone: closed either way
-    return None
 
 
 def next_request(conn):
