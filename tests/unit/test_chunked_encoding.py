@@ -64,13 +64,15 @@ def test_json_chunked_equals_one_piece(v, version, rid):
         else {"result": v, "error": None, "id": rid}
     )
     want = jsonrpc._dumps(env)
-    old = jsonrpc._BIG
+    old, old_piece = jsonrpc._BIG, jsonrpc.PIECE
     try:
         jsonrpc._BIG = 3  # split the nested levels too
-        assert jsonrpc.encode_success(version, rid, v) == want
-        assert b"".join(jsonrpc.encode_success_parts(version, rid, v)) == want
+        for piece in (old_piece, 7):  # (and join the pieces in small groups)
+            jsonrpc.PIECE = piece
+            assert jsonrpc.encode_success(version, rid, v) == want
+            assert b"".join(jsonrpc.encode_success_parts(version, rid, v)) == want
     finally:
-        jsonrpc._BIG = old
+        jsonrpc._BIG, jsonrpc.PIECE = old, old_piece
     assert jsonrpc.encode_success(version, rid, v) == want
 
 
@@ -93,3 +95,14 @@ def test_shared_parts_are_the_cached_bytes():
     a = jsonrpc.encode_success_parts(2, 1, v)
     b = jsonrpc.encode_success_parts(2, "other", v)
     assert a[1] is b[1]  # the result's bytes, shared; only the envelope differs
+
+
+def test_a_bulk_json_result_goes_in_few_pieces():
+    """A record per piece cost each connection sending a shared result a reference and a
+    memoryview per record: the pieces are joined up to ``PIECE`` bytes."""
+    records = {f"OpaqueRef:{i}": {"uuid": str(i), "name_label": "x" * 200} for i in range(10_000)}
+    parts = jsonrpc.encode_success_parts(2, 1, records)
+    size = sum(len(p) for p in parts)
+    assert len(parts) <= size // jsonrpc.PIECE + 4
+    assert max(len(p) for p in parts) < jsonrpc.PIECE + 1000
+    assert json.loads(b"".join(parts))["result"] == records
