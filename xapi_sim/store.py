@@ -112,7 +112,7 @@ class Database:
         self._owned: dict[tuple[str, str, str], tuple[list[str], set[str]]] = {}
         # long-polls wait on this; a commit sets it and puts a fresh one in place, so waking
         # waiters do not queue on the database lock (event.from)
-        self.changed_event = threading.Event()
+        self._changed: threading.Event | None = None  # see changed_event
         # called with the database by the thread that committed a change to it, after the
         # commit, locks released: parked long-polls are answered there, with no thread
         # woken for them (classes/event.py ``Pump``)
@@ -151,6 +151,20 @@ class Database:
     def transaction(self) -> _DbLock:
         """``with db.transaction():`` -- the same as ``with db.lock:``."""
         return self.lock
+
+    @property
+    def changed_event(self) -> threading.Event:
+        """Set by the next commit that changes this database: a waiter takes it *before*
+        looking at the generation, so a change in between is never missed. Made on first
+        demand -- most commits have nobody waiting, and a building world commits hundreds
+        of thousands of times -- and taken by the commit that sets it (both single dict
+        operations: a waiter gets either the event the next commit sets or a fresh one after
+        a commit it will see in the generation)."""
+        ev: threading.Event | None = self.__dict__.get("_changed")
+        if ev is None:
+            ev = self.__dict__.setdefault("_changed", threading.Event())
+        assert ev is not None
+        return ev
 
     @contextmanager
     def reading(self) -> Iterator[None]:
@@ -416,8 +430,9 @@ class Database:
                 ch[ref] = self.gen
                 if op == "add":
                     self.created[cls][ref] = self.gen
-        ev, self.changed_event = self.changed_event, threading.Event()
-        ev.set()
+        ev = self.__dict__.pop("_changed", None)
+        if ev is not None:
+            ev.set()
 
     def _undo(self, st: _DbTxn) -> None:
         for cls, ref, sfield, member, pos in reversed(st.links):
