@@ -134,6 +134,21 @@ def test_many_threads_park_and_change_at_once():
         assert all(ok for _, ok in answers)
 
 
+def _dispatcher(w):
+    """(dispatcher, master, session, the pool, a VM) of a running world."""
+    d = Dispatcher(w.world)
+    m = w.world.pools[0].master
+    s = d.dispatch(m, "session.login_with_password", ["root", "xenroot"])
+    pool = d.dispatch(m, "pool.get_all", [s])[0]
+    return d, m, s, pool, d.dispatch(m, "VM.get_all", [s])[0]
+
+
+def _wait_for(answers, n, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while len(answers) < n and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 def _park(d, m, s, classes, token, answers, lock, key):
     got = d.dispatch(m, "event.from", [s, classes, token, 30.0], defer_ok=True)
     if isinstance(got, ev.Parked):
@@ -152,11 +167,7 @@ def test_a_change_answers_only_the_subscriptions_it_concerns():
     """The pump skips waiters whose classes a change did not touch (``Database.class_gen``),
     and waiters of one subscription share one answer, made once."""
     with running_world(seed=1) as w:
-        d = Dispatcher(w.world)
-        m = w.world.pools[0].master
-        s = d.dispatch(m, "session.login_with_password", ["root", "xenroot"])
-        pool = d.dispatch(m, "pool.get_all", [s])[0]
-        vm = d.dispatch(m, "VM.get_all", [s])[0]
+        d, m, s, pool, vm = _dispatcher(w)
         tok = d.dispatch(m, "event.from", [s, ["*"], "", 0.0])["token"]
         answers: dict = {}
         lock = threading.Lock()
@@ -167,9 +178,7 @@ def test_a_change_answers_only_the_subscriptions_it_concerns():
         time.sleep(0.2)
         assert answers == {}
         d.dispatch(m, "VM.set_name_description", [s, vm, "touched"])
-        deadline = time.monotonic() + 10
-        while len(answers) < 9 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        _wait_for(answers, 9)
         time.sleep(0.1)
         assert sorted({k[0] for k in answers}) == ["all", "one-vm", "vm"]
         for name in ("vm", "one-vm"):
@@ -179,9 +188,7 @@ def test_a_change_answers_only_the_subscriptions_it_concerns():
             [event] = replies[0][0][1]["events"]
             assert (event["class"], event["ref"], event["operation"]) == ("vm", vm, "mod")
         d.dispatch(m, "pool.add_to_other_config", [s, pool, "k", "v"])
-        deadline = time.monotonic() + 10
-        while len(answers) < 12 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        _wait_for(answers, 12)
         assert all(len(answers[("pool", i)]) == 1 for i in range(3))
         [event] = answers[("pool", 0)][0][1]["events"]
         assert event["class"] == "pool" and event["snapshot"]["other_config"]["k"] == "v"
@@ -192,11 +199,7 @@ def test_waiters_of_many_classes_lose_no_change_under_concurrent_writes():
     unrelated ones (sessions, tasks): once each class has had a change after every waiter
     parked, every waiter has been answered exactly once, with events of its classes only."""
     with running_world(seed=1) as w:
-        d = Dispatcher(w.world)
-        m = w.world.pools[0].master
-        s = d.dispatch(m, "session.login_with_password", ["root", "xenroot"])
-        pool = d.dispatch(m, "pool.get_all", [s])[0]
-        vm = d.dispatch(m, "VM.get_all", [s])[0]
+        d, m, s, pool, vm = _dispatcher(w)
         net = d.dispatch(m, "network.get_all", [s])[0]
         answers: dict = {}
         lock = threading.Lock()
@@ -227,9 +230,7 @@ def test_waiters_of_many_classes_lose_no_change_under_concurrent_writes():
             t.join()
         for i in range(3):  # a change of each subscribed class after everyone parked
             write(i + 100)
-        deadline = time.monotonic() + 10
-        while len(answers) < 48 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        _wait_for(answers, 48)
         time.sleep(0.1)
         assert sorted(answers) == list(range(48))
         for i, got in answers.items():
