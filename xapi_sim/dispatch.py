@@ -128,12 +128,16 @@ def answering_batch() -> Iterator[None]:
         yield
     finally:
         _batch.items = None
-        for step in ("write", "done"):
-            for item in items:
-                try:
-                    getattr(item, step)()
-                except Exception:  # noqa: BLE001 -- the other replies must still go out
-                    log.exception("answering a batch: a reply's %s failed", step)
+        for item in items:
+            try:
+                item.write()
+            except Exception:  # noqa: BLE001 -- the other replies must still go out
+                log.exception("answering a batch: writing a reply failed")
+        for item in items:
+            try:
+                item.done()
+            except Exception:  # noqa: BLE001
+                log.exception("answering a batch: handing a connection back failed")
 
 
 def queue_reply(item) -> bool:

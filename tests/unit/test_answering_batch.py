@@ -75,3 +75,51 @@ def test_the_batch_is_the_threads_own():
         queue_reply(Item("a", log))
     assert other == [False]  # no batch on that thread: it writes its own reply itself
     assert log == [("write", "a"), ("done", "a")]
+
+
+class _Front:
+    def __init__(self):
+        self.posted = []
+
+    def post(self, fn):
+        self.posted.append(fn)
+        return True
+
+
+class _Conn:
+    """What ``serving._Queued`` uses of a front connection, on a real socket."""
+
+    def __init__(self, sock):
+        self.sock, self.tls, self.pending_out, self.front = sock, False, b"", _Front()
+        self.replied_with = None
+
+    def replied(self, rest, close):
+        self.replied_with = (bytes(rest), close)
+
+
+def test_a_queued_reply_the_socket_cannot_take_whole_leaves_the_rest_to_the_loop():
+    import socket
+
+    from xapi_sim.wire import serving
+
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    conn = _Conn(a)
+    data = bytes(range(256)) * 4096  # 1 MiB: more than the socket takes at once
+    with answering_batch():
+        serving.send_reply(conn, data, False)
+        assert conn.front.posted == []  # queued, not written yet
+    [post] = conn.front.posted
+    post()
+    rest, close = conn.replied_with
+    assert not close and 0 < len(rest) < len(data)
+    assert data.endswith(rest)  # what was sent is the head of the reply, the rest follows
+    # a peer gone: the reply is dropped and the connection closed
+    b.close()
+    gone = _Conn(a)
+    with answering_batch():
+        serving.send_reply(gone, b"x" * 10, False)
+    gone.front.posted[0]()
+    a.close()
+    assert gone.replied_with is not None and gone.replied_with[1] is True

@@ -170,10 +170,25 @@ class _Queued:
     __slots__ = ("conn", "data", "close", "rest")
 
     def __init__(self, conn, data, close):
-        self.conn, self.data, self.close, self.rest = conn, data, close, b""
+        self.conn, self.data, self.close = conn, data, close
+        self.rest: bytes | memoryview | list = b""  # what the loop still has to write
 
     def write(self):
-        self.rest, self.close = write_now(self.conn, self.data, self.close)
+        conn, data = self.conn, self.data
+        if type(data) is bytes and not conn.tls and not conn.pending_out:
+            # the usual: a small plain reply in one send, nothing between the writes of a
+            # burst but this
+            try:
+                n = conn.sock.send(data)
+            except (BlockingIOError, InterruptedError):  # (a plain socket's would-block)
+                n = 0
+            except (OSError, ValueError):
+                self.close = True
+                return
+            if n < len(data):
+                self.rest = memoryview(data)[n:]
+            return
+        self.rest, self.close = write_now(conn, data, self.close)
 
     def done(self):
         give_back(self.conn, self.rest, self.close)
