@@ -65,14 +65,20 @@ def test_xencenter_connects_and_acts(xc_world):
             ]
         else:
             assert c.refusals == []
-        tmpl = next(
-            r for r, v in c.cache["vm"].items() if v["is_a_template"] and not v["is_control_domain"]
-        )
-        clone, record = c.run_async("VM.clone", tmpl, f"cloned-on-{name}")
-        assert clone.startswith("OpaqueRef:") and record["status"] == "success"
-        assert c.run_async("VM.destroy", clone)[0] == ""
+        _clone_a_template_and_destroy_it(c, f"cloned-on-{name}")
     finally:
         c.disconnect()
+
+
+def _clone_a_template_and_destroy_it(c, label):
+    """Async actions with task polling, as the XenCenter builds run them: clone a template
+    from the connection's cache, then destroy the clone."""
+    tmpl = next(
+        r for r, v in c.cache["vm"].items() if v["is_a_template"] and not v["is_control_domain"]
+    )
+    clone, record = c.run_async("VM.clone", tmpl, label)
+    assert clone.startswith("OpaqueRef:") and record["status"] == "success"
+    assert c.run_async("VM.destroy", clone)[0] == ""
 
 
 # What XCP-ng Center 20.04.01 (xcp-ng/xenadmin ac81e0a4, SDK up to API 2.16) decides: any brand,
@@ -96,12 +102,7 @@ def test_xcp_ng_center_connects_and_acts(xc_world):
         assert dict(c.steps)["transport"] == transport
         assert ("version check", "ok") in c.steps
         assert c.refusals == refusals
-        tmpl = next(
-            r for r, v in c.cache["vm"].items() if v["is_a_template"] and not v["is_control_domain"]
-        )
-        clone, record = c.run_async("VM.clone", tmpl, f"xcp-ng-center-on-{name}")
-        assert clone.startswith("OpaqueRef:") and record["status"] == "success"
-        assert c.run_async("VM.destroy", clone)[0] == ""
+        _clone_a_template_and_destroy_it(c, f"xcp-ng-center-on-{name}")
     finally:
         c.disconnect()
 

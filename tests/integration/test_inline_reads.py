@@ -14,8 +14,7 @@ import time
 import xmlrpc.client
 
 import XenAPI
-
-from xapi_sim.testing import running_world
+from session_kit import logged_in
 
 
 def _raw_call(method, *params) -> bytes:
@@ -50,57 +49,57 @@ def _read_replies(sock, n):
     return out
 
 
+def _session(url):
+    s = XenAPI.Session(url)
+    s.xenapi.login_with_password("root", "xenroot", "2.5", "test")
+    return s
+
+
+def _guest_vm_refs(s):
+    return [
+        r
+        for r, v in s.xenapi.VM.get_all_records().items()
+        if not v["is_a_template"] and not v["is_control_domain"]
+    ]
+
+
 def test_pipelined_reads_are_answered_in_order():
-    with running_world() as w:
-        s = XenAPI.Session(w.master_url())
-        s.xenapi.login_with_password("root", "xenroot", "2.5", "test")
+    with logged_in() as (w, s):
+        vms = s.xenapi.VM.get_all_records()
+        refs = sorted(vms)
+        url = w.master_url()[len("http://") :].rstrip("/")
+        host, port = url.split(":")
+        sock = socket.create_connection((host, int(port)))
         try:
-            vms = s.xenapi.VM.get_all_records()
-            refs = sorted(vms)
-            url = w.master_url()[len("http://") :].rstrip("/")
-            host, port = url.split(":")
-            sock = socket.create_connection((host, int(port)))
-            try:
-                # 60 requests in one write: more than the loop answers in one go
-                # (INLINE_DEPTH), with a non-quick call (get_all) in the middle
-                calls = [("VM.get_name_label", r) for r in refs[:30]]
-                calls.insert(15, ("VM.get_all", None))
-                calls += [("VM.get_power_state", r) for r in refs[:29]]
-                sock.sendall(
-                    b"".join(_raw_call(m, s._session, *([r] if r else [])) for m, r in calls)
-                )
-                replies = _read_replies(sock, len(calls))
-            finally:
-                sock.close()
-            for (m, r), body in zip(calls, replies, strict=True):
-                ((res,), _) = xmlrpc.client.loads(body)
-                assert res["Status"] == "Success", res
-                if m == "VM.get_name_label":
-                    assert res["Value"] == vms[r]["name_label"]
-                elif m == "VM.get_power_state":
-                    assert res["Value"] == vms[r]["power_state"]
-                else:
-                    assert sorted(res["Value"]) == refs
+            # 60 requests in one write: more than the loop answers in one go
+            # (INLINE_DEPTH), with a non-quick call (get_all) in the middle
+            calls = [("VM.get_name_label", r) for r in refs[:30]]
+            calls.insert(15, ("VM.get_all", None))
+            calls += [("VM.get_power_state", r) for r in refs[:29]]
+            sock.sendall(b"".join(_raw_call(m, s._session, *([r] if r else [])) for m, r in calls))
+            replies = _read_replies(sock, len(calls))
         finally:
-            s.xenapi.session.logout()
+            sock.close()
+        for (m, r), body in zip(calls, replies, strict=True):
+            ((res,), _) = xmlrpc.client.loads(body)
+            assert res["Status"] == "Success", res
+            if m == "VM.get_name_label":
+                assert res["Value"] == vms[r]["name_label"]
+            elif m == "VM.get_power_state":
+                assert res["Value"] == vms[r]["power_state"]
+            else:
+                assert sorted(res["Value"]) == refs
 
 
 def test_a_write_is_seen_by_the_next_read_from_many_threads():
-    with running_world() as w:
+    with logged_in() as (w, s0):
         url = w.master_url()
-        s0 = XenAPI.Session(url)
-        s0.xenapi.login_with_password("root", "xenroot", "2.5", "test")
-        vms = [
-            r
-            for r, v in s0.xenapi.VM.get_all_records().items()
-            if not v["is_a_template"] and not v["is_control_domain"]
-        ]
+        vms = _guest_vm_refs(s0)
         errors = []
 
         def worker(i):
             try:
-                s = XenAPI.Session(url)
-                s.xenapi.login_with_password("root", "xenroot", "2.5", "test")
+                s = _session(url)
                 vm = vms[i % len(vms)]
                 for k in range(40):
                     key = f"t{i}"
@@ -122,19 +121,12 @@ def test_a_write_is_seen_by_the_next_read_from_many_threads():
         for t in threads:
             t.join(120)
         assert errors == []
-        s0.xenapi.session.logout()
 
 
 def test_a_slow_call_does_not_hold_up_other_connections_reads():
-    with running_world() as w:
+    with logged_in() as (w, admin):
         url = w.master_url()
-        admin = XenAPI.Session(url)
-        admin.xenapi.login_with_password("root", "xenroot", "2.5", "test")
-        vm = next(
-            r
-            for r, v in admin.xenapi.VM.get_all_records().items()
-            if not v["is_a_template"] and not v["is_control_domain"]
-        )
+        vm = _guest_vm_refs(admin)[0]
         # a fault rule makes every call go to a worker; this one delays one getter by 1.5 s
         rule = admin.xenapi_request(
             "sim.fault_add", ({"method": "VM.get_name_description", "delay": 1.5},)
@@ -142,8 +134,7 @@ def test_a_slow_call_does_not_hold_up_other_connections_reads():
         slow_done = []
 
         def slow():
-            s = XenAPI.Session(url)
-            s.xenapi.login_with_password("root", "xenroot", "2.5", "test")
+            s = _session(url)
             s.xenapi.VM.get_name_description(vm)
             slow_done.append(time.monotonic())
 
@@ -161,4 +152,3 @@ def test_a_slow_call_does_not_hold_up_other_connections_reads():
         # with the rule gone, reads are answered as quick again, and still right
         admin.xenapi_request("sim.fault_clear", (rule,))
         assert admin.xenapi.VM.get_power_state(vm) == admin.xenapi.VM.get_record(vm)["power_state"]
-        admin.xenapi.session.logout()
