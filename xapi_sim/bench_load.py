@@ -28,7 +28,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import re
 import selectors
 import socket
 import struct
@@ -148,13 +147,6 @@ class Conn:
         chunk = bytes(_SCRATCH[:n])
         if not chunk:
             raise ConnectionError("the server closed the connection")
-        if self.need < 0 and not self.buf:  # the usual: a whole small reply in one read
-            m = _HEAD.match(chunk)
-            if m is not None:
-                start = m.end()
-                end = start + int(m.group(1))
-                if len(chunk) == end:
-                    return chunk[start:]
         self.buf += chunk
         if self.need < 0:
             end = self.buf.find(b"\r\n\r\n")
@@ -179,12 +171,6 @@ class Conn:
 
 RECV_SIZE = 256 * 1024
 _SCRATCH = memoryview(bytearray(RECV_SIZE))  # one thread reads every connection
-# a reply head whose only framing is its content-length (what xapi-sim and the floors send)
-_HEAD = re.compile(
-    rb"HTTP/1\.[01] [^\r\n]*\r\n(?:(?!content-length:)[^\r\n]*\r\n)*"
-    rb"content-length: *(\d+)\r\n(?:[^\r\n]+\r\n)*\r\n",
-    re.IGNORECASE,
-)
 # Linux: SO_TIMESTAMPNS (= SCM_TIMESTAMPNS) gives each read the kernel's receive time
 # (CLOCK_REALTIME, struct timespec); the socket module does not name it.
 SO_TIMESTAMPNS = 35

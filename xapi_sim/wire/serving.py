@@ -138,13 +138,16 @@ def write_now(conn, data, close):
     """Write what the socket takes now of ``data`` -- the reply's bytes, or a list of
     pieces sent in turn without joining them (a big reply shared by many waiters is not
     copied per connection); (what is left, close)."""
-    if type(data) is bytes and data and not conn.pending_out:  # the usual: one piece
-        view = memoryview(data)
+    if type(data) is bytes and data and not conn.pending_out and not conn.tls:
+        # the usual: a plain reply in one piece, one send (nothing else between the writes
+        # of an answering batch's burst)
         try:
-            pos = conn.send_some(view)
+            n = conn.sock.send(data)
+        except (BlockingIOError, InterruptedError):  # a plain socket's would-block
+            n = 0
         except (OSError, ValueError):
             return b"", True
-        return (view[pos:] if pos < len(view) else b""), close
+        return (memoryview(data)[n:] if n < len(data) else b""), close
     pieces = data if isinstance(data, list) else [data] if data else []
     if conn.pending_out and pieces:
         pieces = [conn.pending_out, *pieces]
@@ -174,21 +177,7 @@ class _Queued:
         self.rest: bytes | memoryview | list = b""  # what the loop still has to write
 
     def write(self):
-        conn, data = self.conn, self.data
-        if type(data) is bytes and not conn.tls and not conn.pending_out:
-            # the usual: a small plain reply in one send, nothing between the writes of a
-            # burst but this
-            try:
-                n = conn.sock.send(data)
-            except (BlockingIOError, InterruptedError):  # (a plain socket's would-block)
-                n = 0
-            except (OSError, ValueError):
-                self.close = True
-                return
-            if n < len(data):
-                self.rest = memoryview(data)[n:]
-            return
-        self.rest, self.close = write_now(conn, data, self.close)
+        self.rest, self.close = write_now(self.conn, self.data, self.close)
 
     def done(self):
         give_back(self.conn, self.rest, self.close)
