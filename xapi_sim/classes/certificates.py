@@ -23,6 +23,9 @@ dispatcher answers ``MESSAGE_METHOD_UNKNOWN`` elsewhere). Mirrors xen-api:
   Certificate rows the library is those rows; before, it is kept per pool in memory.
 - ``pool.enable_tls_verification`` (v23.30.0 ``message_forwarding.ml``): every host's
   ``tls_verification_enabled``, then the pool's.
+- ``host.get_server_certificate`` (every release; ``certificates.ml``
+  ``get_server_certificate``, forwarded to the host by ``message_forwarding.ml``
+  ``do_op_on``): the certificate the host's listener presents, as PEM.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from .. import install_certs, x509cert
 from ..datamodel import NULL_REF
 from ..dispatch import api
 from ..errors import Failure
+from .network_pif import on_host
 
 log = logging.getLogger(__name__)
 
@@ -216,3 +220,46 @@ def enable_tls_verification(call):
     for h, _ in list(db.rows("host")):
         db.set("host", h, "tls_verification_enabled", True)
     db.set("pool", call.pool.ref, "tls_verification_enabled", True)
+
+
+_BEGIN, _END = "-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----"
+
+
+def trim_cert(text: str) -> str:
+    """The first certificate block of a PEM file, its lines joined by ``\\n`` with no
+    newline after the footer (xen-api 1.9 ``certificates.ml`` ``trim_cert``; 8.x
+    ``Gencertlib.Pem``'s ``host_cert`` is the same text); "" when there is none."""
+    lines = text.split("\n")
+    begin = next((i for i, line in enumerate(lines) if line == _BEGIN), None)
+    if begin is None:
+        return ""
+    end = next((i for i in range(begin, len(lines)) if lines[i] == _END), None)
+    return "" if end is None else "\n".join(lines[begin : end + 1])
+
+
+@api("host.get_server_certificate")
+def get_server_certificate(call, host):
+    """The certificate ``host`` presents to TLS clients (XenCenter's upgrade precheck
+    ``CertificateKeyLengthCheck`` reads its key size). Forwarded to the host: HOST_OFFLINE
+    when it is not live. A file that cannot be read or holds no certificate is
+    CERTIFICATE_LIBRARY_CORRUPT (``raise_library_corrupt``)."""
+    h = on_host(call, host)
+    world = call.world
+    sim = world.simulator
+    if sim is None or not h.port:  # no listener (a world without a server): the row's own
+        rec = install_certs.served(world, h)
+        if rec is None or rec[1] is None:
+            raise Failure("CERTIFICATE_LIBRARY_CORRUPT")
+        return trim_cert(rec[1].decode("ascii"))
+    src = sim.tls_for(h, h.address_for_url)
+    world.txm.checkpoint()  # the file is read with no database lock held
+    try:
+        src.context()  # a host's certificate is made when its first TLS client comes
+        with open(src.path, encoding="ascii") as f:
+            pem = trim_cert(f.read())
+    except (OSError, ValueError, TypeError) as e:
+        log.warning("host.get_server_certificate: cannot read %s: %s", src.path, e)
+        raise Failure("CERTIFICATE_LIBRARY_CORRUPT") from None
+    if not pem:
+        raise Failure("CERTIFICATE_LIBRARY_CORRUPT")
+    return pem

@@ -1,7 +1,8 @@
 """The hand-written host commands: enable/disable, shutdown/reboot, evacuation, CPU info.
 
 Mirrors xen-api Dundee ``cli_operations.ml`` (``host_disable``, ``host_evacuate``,
-``host_get_vms_which_prevent_evacuation``, ``host_cpu_info``...) and ``cli_frontend.ml``.
+``host_get_vms_which_prevent_evacuation``, ``host_cpu_info``,
+``host_get_server_certificate``...) and ``cli_frontend.ml``.
 """
 
 from __future__ import annotations
@@ -81,6 +82,17 @@ def host_get_cpu_features(ctx):
     ctx.printer.msg(info["features"])
 
 
+def host_get_server_certificate(ctx):
+    """``host_get_server_certificate``: one host (a selector matching several is an
+    error), its certificate printed as one message."""
+    do_host_op(
+        ctx,
+        lambda n, h: ctx.printer.msg(ctx.call("host.get_server_certificate", h.ref)),
+        [],
+        multiple=False,
+    )
+
+
 _SEL = ["Host_selectors"]
 
 COMMANDS = {
@@ -96,6 +108,9 @@ COMMANDS = {
         ["uuid"],
         "Prints a hexadecimal representation of the host's physical-CPU features.",
         host_get_cpu_features,
+    ),
+    "host-get-server-certificate": Cmd(
+        [], [], "Get the installed server SSL certificate.", host_get_server_certificate, _SEL
     ),
     "host-evacuate": Cmd(
         [], ["network-uuid", "batch-size"], "Migrate all VMs off a host.", host_evacuate, _SEL
