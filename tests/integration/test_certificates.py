@@ -5,28 +5,19 @@ verification -- over the XenAPI package."""
 
 from __future__ import annotations
 
-import datetime
 import socket
 import ssl
 
 import pytest
 import XenAPI
+from cert_kit import make_cert, pool_of
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
 from session_kit import failure, logged_in
 
 from xapi_sim import x509cert
 from xapi_sim.testing import running_world
-
-
-def pool_of(version: str) -> str:
-    return (
-        f'[[host]]\nname_label = "h1"\ncpu = "Haswell"\nversion = "{version}"\n'
-        f'[[host]]\nname_label = "h2"\ncpu = "Haswell"\nversion = "{version}"\n'
-        '[[pool]]\nname_label = "p"\nmaster = "h1"\nmembers = ["h2"]\n'
-    )
 
 
 @pytest.fixture(scope="module", params=["stockholm", "nile", "xcp-ng-8.3"])
@@ -44,26 +35,6 @@ def served_fingerprint(w, name: str) -> str:
         with ctx.wrap_socket(raw) as tls:
             der = tls.getpeercert(binary_form=True)
     return x509cert.pp_hash(x509.load_der_x509_certificate(der).fingerprint(hashes.SHA256()))
-
-
-def make_cert(key=None, days=(-1, 30), algo=None, cn="h1.example"):
-    key = key or rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now + datetime.timedelta(days=days[0]))
-        .not_valid_after(now + datetime.timedelta(days=days[1]))
-        .sign(key, algo or hashes.SHA256())
-    )
-    kpem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    return cert.public_bytes(serialization.Encoding.PEM).decode(), kpem, cert
 
 
 def host_certs(s, href):

@@ -15,6 +15,7 @@ import subprocess
 import sys
 
 import XenAPI
+from cert_kit import make_cert, pool_of
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from hypothesis import given
@@ -28,12 +29,6 @@ from xapi_sim.errors import Failure
 from xapi_sim.testing import running_world
 
 XE = shutil.which("xe", path=os.path.dirname(sys.executable)) or shutil.which("xe")
-
-POOL = (
-    '[[host]]\nname_label = "h1"\ncpu = "Haswell"\nversion = "{v}"\n'
-    '[[host]]\nname_label = "h2"\ncpu = "Haswell"\nversion = "{v}"\n'
-    '[[pool]]\nname_label = "p"\nmaster = "h1"\nmembers = ["h2"]\n'
-)
 
 
 def presented_der(h) -> bytes:
@@ -83,9 +78,7 @@ def test_each_host_of_the_default_world_returns_the_certificate_it_presents():
 
 def test_a_certificate_installed_by_the_api_is_the_one_returned():
     # 8.2 CU1: the host's Certificate row drives what the listener presents
-    from test_certificates import make_cert
-
-    with logged_in(POOL.format(v="stockholm")) as (w, s):
+    with logged_in(pool_of("stockholm")) as (w, s):
         href = s.xenapi.host.get_by_name_label("h2")[0]
         cpem, kpem, cert = make_cert()
         s.xenapi.host.install_server_certificate(href, cpem, kpem, "")
@@ -96,7 +89,7 @@ def test_a_certificate_installed_by_the_api_is_the_one_returned():
 
 
 def test_offline_host_and_bad_ref():
-    with logged_in(POOL.format(v="dundee")) as (w, s):
+    with logged_in(pool_of("dundee")) as (w, s):
         h2 = s.xenapi.host.get_by_name_label("h2")[0]
         assert failure(s.xenapi.host.get_server_certificate, "OpaqueRef:nope") == [
             "HANDLE_INVALID",
@@ -114,7 +107,7 @@ def test_a_world_without_listeners_answers_from_the_certificate_row():
     """No server (an in-process world): a release with the Certificate class answers with
     the row's certificate; one without has no certificate to give."""
     for version, ok in (("stockholm", True), ("dundee", False)):
-        world = scenario.build(scenario_spec.loads(POOL.format(v=version)), seed=4)
+        world = scenario.build(scenario_spec.loads(pool_of(version)), seed=4)
         d = Dispatcher(world)
         m = world.host_by_name("h1")
         s = d.dispatch(m, "session.login_with_password", ["root", "xenroot"])
