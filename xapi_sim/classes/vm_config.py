@@ -11,6 +11,7 @@ The setters message forwarding wraps in ``with_vm_operation`` run the VM's opera
 * ``set_memory_dynamic_range`` and ``set_memory_dynamic_min``/``_max`` --
   ``changing_dynamic_range`` (Halted or Running);
 * ``set_VCPUs_max`` -- ``changing_VCPUs`` (Halted);
+* ``set_VCPUs_number_live`` -- ``changing_VCPUs_live`` (Running), then the VM's host;
 * ``set_HVM_shadow_multiplier`` -- ``changing_shadow_memory`` (Halted);
 * ``set_is_a_template true`` -- ``make_into_template`` (Halted).
 
@@ -30,6 +31,7 @@ MEMORY_ORDER = (
     "Memory limits must satisfy: static_min \u2264 dynamic_min \u2264 dynamic_max \u2264 static_max"
 )
 VCPU_ORDER = "VCPU values must satisfy: 0 < VCPUs_at_startup \u2264 VCPUs_max"
+VCPU_LIVE_ORDER = "VCPU values must satisfy: 0 < VCPUs \u2264 VCPUs_max"
 
 
 def _memory(call, vm, op, **changes):
@@ -105,6 +107,27 @@ def set_vcpus_max(call, self, value):
             raise Failure("INVALID_VALUE", VCPU_ORDER, str(value))
         token.mark()
         call.db.set("VM", self, "VCPUs_max", value)
+
+
+@api("VM.set_VCPUs_number_live")
+def set_vcpus_number_live(call, self, nvcpu):
+    """vCPU hot-plug of a running VM (``message_forwarding.ml``: ``with_vm_operation
+    changing_VCPUs_live`` -- Running; a running HVM guest without PV drivers needs
+    ``feature-vcpu-hotplug`` -- then ``forward_vm_op``: HOST_OFFLINE when the VM's host is
+    not live). xenopsd's ``VM_set_vcpus`` refuses ``n <= 0 || n > vcpu_max`` with
+    ``Invalid_vcpus vcpu_max``, which ``xapi_xenops.ml`` ``set_vcpus`` turns into INVALID_VALUE
+    carrying VCPUs_max, not the count asked (xenopsd v0.12.3 ``xenops_server.ml``); HVM
+    domains hot-plug since xenopsd 0.10 (CP-9366). Then ``VCPUs_at_startup`` and
+    ``VM_metrics.VCPUs_number`` are the new count."""
+    with call.db.lock, c.with_operation(call, "VM", self, "changing_VCPUs_live") as token:
+        row = call.db.get("VM", self)
+        c.assert_resident_host_live(call, row)
+        if nvcpu <= 0 or nvcpu > row["VCPUs_max"]:
+            raise Failure("INVALID_VALUE", VCPU_LIVE_ORDER, str(row["VCPUs_max"]))
+        token.mark()
+        call.db.set("VM", self, "VCPUs_at_startup", nvcpu)
+        if call.db.exists("VM_metrics", row["metrics"]):
+            call.db.set("VM_metrics", row["metrics"], "VCPUs_number", nvcpu)
 
 
 @api("VM.set_VCPUs_at_startup")

@@ -14,7 +14,7 @@ from ..context import Context
 from ..errors import CliFailure, UnixError, printexc
 from ..ops import do_vm_op, waiter
 from ..selectors import get_host_by_name_or_id, select_vms
-from ..values import cli_bool
+from ..values import cli_bool, safe_i64
 from .spec import Cmd
 
 # the simple texts of print_assert_exception
@@ -240,6 +240,13 @@ def _vm_migrate_sxm(ctx, options):
 
 _VM_OP = ["Standard", "Vm_selectors"]
 
+
+def vm_vcpu_hotplug(ctx):
+    """``vm_vcpu_hotplug``: ``new-vcpus`` parsed first (before any VM is selected)."""
+    nvcpu = safe_i64("new-vcpus", ctx.get("new-vcpus"))
+    do_vm_op(ctx, lambda rec: ctx.call("VM.set_VCPUs_number_live", rec.ref, nvcpu), ["new-vcpus"])
+
+
 COMMANDS = {
     "vm-start": Cmd(
         [],
@@ -262,6 +269,13 @@ COMMANDS = {
         _VM_OP,
     ),
     "vm-reboot": Cmd([], ["force"], "Reboot the selected VM(s).", vm_reboot, _VM_OP),
+    "vm-vcpu-hotplug": Cmd(
+        ["new-vcpus"],
+        [],
+        "Dynamically adjust the number of VCPUs available to running VM.",
+        vm_vcpu_hotplug,
+        ["Vm_selectors"],
+    ),
     "vm-migrate": Cmd(
         [],
         [
