@@ -5,7 +5,7 @@ The setters message forwarding wraps in ``with_vm_operation`` run the VM's opera
 (``xapi_sim/checks/vm.py``) first, so the power state they need comes from
 ``allowed_power_states``:
 
-* ``set_memory_limits`` -- ``changing_memory_limits`` (Halted);
+* ``set_memory_limits`` and (7.1 on) ``set_memory`` -- ``changing_memory_limits`` (Halted);
 * ``set_memory_static_range`` and ``set_memory_static_min``/``_max`` --
   ``changing_static_range`` (Halted);
 * ``set_memory_dynamic_range`` and ``set_memory_dynamic_min``/``_max`` --
@@ -70,6 +70,20 @@ def set_memory_limits(call, self, static_min, static_max, dynamic_min, dynamic_m
         memory_static_max=static_max,
         memory_dynamic_min=dynamic_min,
         memory_dynamic_max=dynamic_max,
+    )
+
+
+@api("VM.set_memory")
+def set_memory(call, self, value):
+    """7.1 on (``xapi_vm.ml`` ``set_memory``): ``set_memory_limits`` with static_min kept and
+    static_max, dynamic_min and dynamic_max all ``value``."""
+    _memory(
+        call,
+        self,
+        "changing_memory_limits",
+        memory_static_max=value,
+        memory_dynamic_min=value,
+        memory_dynamic_max=value,
     )
 
 
