@@ -144,6 +144,20 @@ def set_vcpus_number_live(call, self, nvcpu):
             call.db.set("VM_metrics", row["metrics"], "VCPUs_number", nvcpu)
 
 
+@api("VM.copy_bios_strings")
+def copy_bios_strings(call, vm, host):
+    """``Xapi_vm_helpers.copy_bios_strings`` (run by the master, no operation check): a VM
+    whose ``bios_strings`` are still empty takes the host's and gets the host as its
+    ``affinity``; otherwise VM_BIOS_STRINGS_ALREADY_SET. The VM's strings are read before
+    the host is (so a bad VM ref is reported first)."""
+    with call.db.lock:
+        row = call.db.get("VM", vm)
+        if row["bios_strings"]:
+            raise Failure("VM_BIOS_STRINGS_ALREADY_SET")
+        strings = call.db.get("host", host)["bios_strings"]
+        call.db.update("VM", vm, bios_strings=dict(strings), affinity=host)
+
+
 @api("VM.set_VCPUs_at_startup")
 def set_vcpus_at_startup(call, self, value):
     with call.db.lock:
