@@ -38,7 +38,7 @@ from .. import install_certs, x509cert
 from ..datamodel import NULL_REF
 from ..dispatch import api
 from ..errors import Failure
-from .network_pif import on_host
+from .common import on_host
 
 log = logging.getLogger(__name__)
 

@@ -202,14 +202,22 @@ def choose_host(call: Call, vm_ref: str, vm_row: Row, cpu_check: bool) -> str:
     raise Failure("NO_HOSTS_AVAILABLE")
 
 
+def on_host(call: Call, host_ref: str) -> HostRuntime:
+    """``do_op_on``'s ``check_live``: the call is forwarded to ``host_ref``; HOST_OFFLINE if
+    that host is not live (the local host always is). Returns its HostRuntime."""
+    call.db.get("host", host_ref)
+    h = call.world.host(host_ref)
+    if h is not call.host and (h.state != "up" or not call.world.is_live(h)):
+        raise Failure("HOST_OFFLINE", host_ref)
+    return h
+
+
 def assert_resident_host_live(call: Call, vm_row: Row) -> None:
     """Operations on a running VM are forwarded to its host: a dead one gives
     HOST_OFFLINE [host] (message_forwarding.ml ``do_op_on`` / ``check_live``)."""
     host = vm_row["resident_on"]
     if host != NULL_REF and call.db.exists("host", host):
-        h = call.world.host(host)
-        if h.state != "up" or not call.world.is_live(h):
-            raise Failure("HOST_OFFLINE", host)
+        on_host(call, host)
 
 
 # -- operations on objects: facts, checks, allowed_operations, current_operations ---------

@@ -18,12 +18,12 @@ from ..datamodel import NULL_REF
 from ..dispatch import api
 from ..errors import Failure
 from . import common as c
+from .common import on_host
 from .network_pif import (
     assert_no_protection,
     assert_not_in_bond,
     assert_not_slave_management_pif,
     move_management,
-    on_host,
     pif_plug,
     pif_unplug,
 )

@@ -19,18 +19,9 @@ from ..checks import network as network_checks
 from ..datamodel import NULL_REF
 from ..dispatch import api
 from ..errors import Failure
+from .common import on_host
 
 # -- shared with VLAN, Bond and tunnel (network_misc.py) -------------------------------------
-
-
-def on_host(call, host_ref: str):
-    """``do_op_on``'s ``check_live``: the call is forwarded to ``host_ref``; HOST_OFFLINE if
-    that host is not live (the local host always is). Returns its HostRuntime."""
-    call.db.get("host", host_ref)
-    h = call.world.host(host_ref)
-    if h is not call.host and (h.state != "up" or not call.world.is_live(h)):
-        raise Failure("HOST_OFFLINE", host_ref)
-    return h
 
 
 def raise_err(err):

@@ -30,7 +30,8 @@ from ..errors import Failure, internal
 from ..wire.values import convert
 from . import common as c
 from . import guest_agent
-from .network_pif import on_host, xha_protected
+from .common import on_host
+from .network_pif import xha_protected
 
 MAX_GENERATED_DEVICE = 65535
 
