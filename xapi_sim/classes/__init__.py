@@ -28,6 +28,7 @@ from . import (  # noqa: F401
     vdi_migrate,
     vm,
     vm_config,
+    vm_domain,
     vm_firmware,
     vm_lifecycle,
     vm_provision,

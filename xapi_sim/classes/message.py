@@ -49,6 +49,16 @@ def destroy(call, ref):
     call.db.remove("message", ref)
 
 
+@api("message.destroy_many")
+def destroy_many(call, messages):
+    """``Xapi_message.destroy_many`` (22.19 on): ``destroy`` of each in turn, so the first
+    bad ref fails the call with HANDLE_INVALID ["message", ref]. xapi has deleted the
+    messages before it by then; here the call's transaction rolls them back with it."""
+    with call.db.lock:
+        for ref in messages:
+            destroy(call, ref)
+
+
 @api("message.get")
 def get(call, cls, obj_uuid, since):
     db = call.db

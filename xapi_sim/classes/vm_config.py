@@ -158,6 +158,63 @@ def copy_bios_strings(call, vm, host):
         call.db.update("VM", vm, bios_strings=dict(strings), affinity=host)
 
 
+# Constants.settable_vm_bios_string_keys, bios_string_limit_size and generic_bios_strings
+# (standard_type11_strings appended), xen-api v24.16.0 ocaml/xapi-consts/constants.ml
+SETTABLE_BIOS_KEYS = (
+    "bios-vendor",
+    "bios-version",
+    "system-manufacturer",
+    "system-product-name",
+    "system-version",
+    "system-serial-number",
+    "baseboard-manufacturer",
+    "baseboard-product-name",
+    "baseboard-version",
+    "baseboard-serial-number",
+    "baseboard-asset-tag",
+    "baseboard-location-in-chassis",
+    "enclosure-asset-tag",
+)
+BIOS_STRING_LIMIT = 512
+GENERIC_BIOS_STRINGS = {
+    **dict.fromkeys(SETTABLE_BIOS_KEYS, ""),
+    "bios-vendor": "Xen",
+    "system-manufacturer": "Xen",
+    "system-product-name": "HVM domU",
+    "hp-rombios": "",
+    "oem-1": "Xen",
+    "oem-2": "MS_VM_CERT/SHA1/bdbeb6e0a816d43fa6d3fe8aaef04c2bad9d3e3d",
+}
+
+
+def assert_valid_bios_strings(value: dict) -> None:
+    """``Xapi_vm_helpers.assert_valid_bios_strings``: each key settable, each value 1 to 512
+    printable ASCII characters (INVALID_VALUE [key, why]), checked pair by pair."""
+    for k, v in value.items():
+        if k not in SETTABLE_BIOS_KEYS:
+            raise Failure("INVALID_VALUE", k, "Unknown key")
+        if not v:
+            raise Failure("INVALID_VALUE", k, "Value provided is empty")
+        if len(v.encode()) > BIOS_STRING_LIMIT:
+            raise Failure(
+                "INVALID_VALUE", k, f"{v} has length more than {BIOS_STRING_LIMIT} characters"
+            )
+        if any(not 32 <= b < 127 for b in v.encode()):
+            raise Failure("INVALID_VALUE", k, f"{v} has non-printable ASCII characters")
+
+
+@api("VM.set_bios_strings")
+def set_bios_strings(call, self, value):
+    """``Xapi_vm.set_bios_strings`` (8.0 on; run by the master, no operation check): only a
+    VM without BIOS strings (VM_BIOS_STRINGS_ALREADY_SET), the pairs checked, then the
+    generic strings with the given values in place of theirs."""
+    with call.db.lock:
+        if call.db.get("VM", self)["bios_strings"]:
+            raise Failure("VM_BIOS_STRINGS_ALREADY_SET")
+        assert_valid_bios_strings(value)
+        call.db.set("VM", self, "bios_strings", {**GENERIC_BIOS_STRINGS, **value})
+
+
 @api("VM.set_VCPUs_at_startup")
 def set_vcpus_at_startup(call, self, value):
     with call.db.lock:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from ...errors import Failure
 from .. import render as R
 from ..context import Context
-from ..errors import CliFailure, UnixError, printexc
+from ..errors import CliFailure, OcamlFailure, UnixError, printexc
 from ..ops import do_vm_op, waiter
 from ..selectors import get_host_by_name_or_id, select_vms
 from ..values import cli_bool, safe_i64
@@ -247,6 +247,17 @@ def vm_vcpu_hotplug(ctx):
     do_vm_op(ctx, lambda rec: ctx.call("VM.set_VCPUs_number_live", rec.ref, nvcpu), ["new-vcpus"])
 
 
+def vm_reset_powerstate(ctx):
+    """``vm_reset_powerstate``: refused unless ``force`` is given (Dundee asks only that the
+    key be there, whatever its value), then ``VM.power_state_reset`` on each selected VM."""
+    if not ctx.has("force"):
+        raise OcamlFailure(
+            "This operation is extremely dangerous and may cause data loss. This operation "
+            "must be forced (use --force)."
+        )
+    do_vm_op(ctx, lambda rec: ctx.call("VM.power_state_reset", rec.ref), [])
+
+
 COMMANDS = {
     "vm-start": Cmd(
         [],
@@ -269,6 +280,17 @@ COMMANDS = {
         _VM_OP,
     ),
     "vm-reboot": Cmd([], ["force"], "Reboot the selected VM(s).", vm_reboot, _VM_OP),
+    "vm-reset-powerstate": Cmd(
+        [],
+        ["force"],
+        "Force the VM powerstate to halted in the management toolstack database only. "
+        "This command is used to recover a VM that is marked as 'running', but is known to "
+        "be on a dead slave host that will not recover. This is a potentially dangerous "
+        "operation: you must ensure that the VM you are forcing to 'halted' is definitely "
+        "not running anywhere.",
+        vm_reset_powerstate,
+        _VM_OP,
+    ),
     "vm-vcpu-hotplug": Cmd(
         ["new-vcpus"],
         [],
