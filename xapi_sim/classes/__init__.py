@@ -10,6 +10,7 @@ from . import (  # noqa: F401
     guest_agent,
     host,
     host_lifecycle,
+    host_plugins,
     message,
     network_misc,
     network_pif,

@@ -77,6 +77,12 @@ def _on_selected(ctx, selected, op, multiple, what, matches, one):
     )
 
 
+def read_map_params(ctx, name) -> dict:
+    """``read_map_params``: ``name:k=v`` parameters as a map."""
+    n = len(name) + 1
+    return {k[n:]: v for k, v in ctx.params if k.startswith(name) and len(k) > n}
+
+
 def do_vm_op(ctx, op, ignore, include_control=False, include_template=False, multiple=True):
     try:
         vms = select_vms(ctx, ignore, include_control, include_template)

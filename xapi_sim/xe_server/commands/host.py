@@ -10,7 +10,7 @@ from __future__ import annotations
 from ...datamodel import NULL_REF
 from ...wire.ocaml import int64_of_string
 from ..errors import InternalExn
-from ..ops import do_host_op
+from ..ops import do_host_op, read_map_params
 from ..records import Field, vm_record
 from ..selectors import select_fields
 from .spec import Cmd
@@ -93,6 +93,15 @@ def host_get_server_certificate(ctx):
     )
 
 
+def host_call_plugin(ctx):
+    """``host_call_plugin``: the host by ``host-uuid``, ``args:k=v`` as the map; the result
+    printed as a one-line list."""
+    host = ctx.call("host.get_by_uuid", ctx.get("host-uuid"))
+    args = read_map_params(ctx, "args")
+    result = ctx.call("host.call_plugin", host, ctx.get("plugin"), ctx.get("fn"), args)
+    ctx.printer.lines([result])
+
+
 _SEL = ["Host_selectors"]
 
 COMMANDS = {
@@ -108,6 +117,12 @@ COMMANDS = {
         ["uuid"],
         "Prints a hexadecimal representation of the host's physical-CPU features.",
         host_get_cpu_features,
+    ),
+    "host-call-plugin": Cmd(
+        ["host-uuid", "plugin", "fn"],
+        ["args:"],
+        "Calls the function within the plugin on the given host with optional arguments.",
+        host_call_plugin,
     ),
     "host-get-server-certificate": Cmd(
         [], [], "Get the installed server SSL certificate.", host_get_server_certificate, _SEL

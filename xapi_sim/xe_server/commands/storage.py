@@ -18,18 +18,13 @@ from ...datamodel import NULL_REF
 from ...errors import Failure
 from ...wire import cliproto
 from ..errors import CliFailure
+from ..ops import read_map_params
 from ..values import bytes_of_string
 from .spec import Cmd
 
 
 def _by_uuid(ctx, cls, key="uuid"):
     return ctx.call(f"{cls}.get_by_uuid", ctx.get(key))
-
-
-def read_map_params(ctx, name) -> dict:
-    """``read_map_params``: ``name:k=v`` parameters as a map."""
-    n = len(name) + 1
-    return {k[n:]: v for k, v in ctx.params if k.startswith(name) and len(k) > n}
 
 
 def parse_host_uuid(ctx, default_master=True):
