@@ -222,3 +222,24 @@ def test_message_destroy_many_is_all_or_nothing():
         left = set(x.message.get_all())
         assert refs[2] in left and not {refs[0], refs[1]} & left
         x.message.destroy_many([])
+
+
+def test_what_xapi_itself_has_not_implemented_names_itself_so():
+    """Not the simulator's generic NOT_IMPLEMENTED [<class.message>]: xapi's own, after its
+    forward or operation check (``list_method``, sic)."""
+    with logged_in(WORLD.format(v="dundee")) as (w, s):
+        x = s.xenapi
+        h1, h2 = x.host.get_by_name_label("h1")[0], x.host.get_by_name_label("h2")[0]
+        assert failure(x.host.get_log, h2) == ["NOT_IMPLEMENTED", "get_log"]
+        assert failure(x.host.dmesg_clear, h1) == ["NOT_IMPLEMENTED", "dmesg_clear"]
+        assert failure(x.host.list_methods) == ["NOT_IMPLEMENTED", "list_method"]
+        home, off = _vm(x, "home"), _vm(x, "off")
+        assert failure(x.VM.add_to_VCPUs_params_live, home, "weight", "512") == [
+            "NOT_IMPLEMENTED",
+            "add_to_VCPUs_params_live",
+        ]
+        assert failure(x.VM.add_to_VCPUs_params_live, off, "weight", "512")[0] == (
+            "VM_BAD_POWER_STATE"
+        )
+        x.sim.host_crash(h2)
+        assert failure(x.host.get_log, h2) == ["HOST_OFFLINE", h2]

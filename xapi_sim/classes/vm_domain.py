@@ -12,8 +12,9 @@ Dundee, and v24.16.0, 8.3, except ``get_boot_record``):
   the simulator is always at its target, so the wait ends at once.
 * ``send_sysrq`` / ``send_trigger`` -- their operation (Running), forwarded, then
   NOT_IMPLEMENTED [``send_sysrq``] / [``send_trigger``]: xapi has not implemented them since
-  xenopsd took over domains. ``query_services`` -- its operation (system domains only), then
-  NOT_IMPLEMENTED [``query_services``].
+  xenopsd took over domains; so ``add_to_VCPUs_params_live`` (``changing_VCPUs_live``),
+  NOT_IMPLEMENTED [``add_to_VCPUs_params_live``]. ``query_services`` -- its operation
+  (system domains only), then NOT_IMPLEMENTED [``query_services``].
 * ``get_boot_record`` -- ``with_vm_operation get_boot_record`` (Running, Paused or
   Suspended); the VM's record. Before 1.100 (6.5 to 7.1) it was
   ``Helpers.get_boot_record``: the last booted record -- never written here, so the current
@@ -73,6 +74,11 @@ def send_sysrq(call, vm, key):
 @api("VM.send_trigger")
 def send_trigger(call, vm, trigger):
     _live_op(call, vm, "send_trigger", _not_implemented("send_trigger"))
+
+
+@api("VM.add_to_VCPUs_params_live")
+def add_to_vcpus_params_live(call, self, key, value):
+    _live_op(call, self, "changing_VCPUs_live", _not_implemented("add_to_VCPUs_params_live"))
 
 
 @api("VM.query_services")
