@@ -1,7 +1,8 @@
 """The calls about a VM's domain that xapi answers without xenopsd (``classes/vm_domain.py``):
 live memory targets, sysrq/triggers/services, boot records, the deprecated cooperativeness
-calls, ``VM.power_state_reset`` (and ``xe vm-reset-powerstate``), ``VM.set_bios_strings`` and
-``message.destroy_many`` -- over the XenAPI package and the xe CLI."""
+calls, ``VM.power_state_reset`` (and ``xe vm-reset-powerstate``), ``VM.set_bios_strings``,
+``message.destroy_many``, ``pool.sync_database`` and the messages xapi itself answers
+NOT_IMPLEMENTED -- over the XenAPI package and the xe CLI."""
 
 from __future__ import annotations
 
@@ -243,3 +244,12 @@ def test_what_xapi_itself_has_not_implemented_names_itself_so():
         )
         x.sim.host_crash(h2)
         assert failure(x.host.get_log, h2) == ["HOST_OFFLINE", h2]
+
+
+def test_pool_sync_database_reaches_every_host():
+    with logged_in(WORLD.format(v="dundee")) as (w, s):
+        x = s.xenapi
+        assert x.pool.sync_database() == ""
+        h2 = x.host.get_by_name_label("h2")[0]
+        x.sim.host_crash(h2)
+        assert failure(x.pool.sync_database) == ["HOST_OFFLINE", h2]
