@@ -156,3 +156,110 @@ def test_xen_orchestra_tells_a_missing_plugin_by_its_code():
     # through a task (callAsync): the task's error_info carries the same code
     assert got["raid"] == {"code": "XENAPI_MISSING_PLUGIN", "params": ["raid.py"]}
     assert int(got["diskSpace"]["value"]) > 4 << 30
+
+
+def _down(x, name):
+    h = x.host.get_by_name_label(name)[0]
+    x.sim.host_crash(h)
+    return h
+
+
+def _live(x, h):
+    return x.host_metrics.get_live(x.host.get_metrics(h))
+
+
+def test_power_on_by_mode_dundee():
+    with logged_in(WORLD.format(v="dundee")) as (w, s):
+        x = s.xenapi
+        h1 = x.host.get_by_name_label("h1")[0]
+        h2 = _down(x, "h2")
+        assert "power_on" not in x.host.get_allowed_operations(h2)
+        assert failure(x.host.power_on, h2) == ["HOST_POWER_ON_MODE_DISABLED"]
+        x.host.set_power_on_mode(h1, "wake-on-lan", {})
+        assert failure(x.host.power_on, h1) == ["HOST_IS_LIVE", h1]  # the first error wins
+        x.host.set_power_on_mode(h2, "wake-on-lan", {})
+        assert "power_on" in x.host.get_allowed_operations(h2)
+        x.host.power_on(h2)
+        assert _live(x, h2)
+        assert x.host.get_current_operations(h2) == {}
+        # DRAC: the config's keys in the script's order, then the secret
+        _down(x, "h2")
+        x.host.set_power_on_mode(h2, "DRAC", {"power_on_ip": "10.0.0.9"})
+        assert failure(x.host.power_on, h2) == [
+            "XENAPI_PLUGIN_FAILURE",
+            "main",
+            "KeyError",
+            "'power_on_user'",
+        ]
+        missing = "00000000-0000-0000-0000-000000000000"
+        config = {
+            "power_on_ip": "10.0.0.9",
+            "power_on_user": "root",
+            "power_on_password_secret": missing,
+        }
+        x.host.set_power_on_mode(h2, "DRAC", config)
+        assert failure(x.host.power_on, h2) == ["UUID_INVALID", "secret", missing]
+        assert not _live(x, h2)
+        secret = x.secret.create({"value": "calvin"})
+        config["power_on_password_secret"] = x.secret.get_uuid(secret)
+        x.host.set_power_on_mode(h2, "DRAC", config)
+        x.host.power_on(h2)
+        assert _live(x, h2)
+        # the old config's password secret is destroyed, even if the new one names it again
+        x.host.set_power_on_mode(h2, "DRAC", config)
+        assert secret not in x.secret.get_all()
+        # 7.0 still ships iLO.py; a custom mode needs a script dom0 does not have
+        _down(x, "h2")
+        x.host.set_power_on_mode(h2, "iLO", {**config, "power_on_password_secret": missing})
+        assert failure(x.host.power_on, h2) == ["UUID_INVALID", "secret", missing]
+        x.host.set_power_on_mode(h2, "myscript", {})
+        assert failure(x.host.power_on, h2) == [
+            "XENAPI_PLUGIN_FAILURE",
+            "main",
+            "ImportError",
+            "No module named myscript",
+        ]
+        # the plugin itself, called directly
+        x.host.set_power_on_mode(h2, "", {})
+        uuid = x.host.get_uuid(h2)
+        assert failure(
+            x.host.call_plugin, h1, "power-on-host", "main", {"remote_host_uuid": uuid}
+        ) == ["XENAPI_PLUGIN_FAILURE", "main", "HOST_POWER_ON_NOT_CONFIGURED", ""]
+
+
+def test_custom_power_on_scripts_by_release():
+    for version, want in (
+        ("stockholm", ["NameError", "global name 'ModuleNotFoundError' is not defined"]),
+        ("xcp-ng-8.3", ["ModuleNotFoundError", "No module named 'iLO'"]),
+    ):
+        with logged_in(WORLD.format(v=version)) as (w, s):
+            x = s.xenapi
+            h2 = _down(x, "h2")
+            x.host.set_power_on_mode(h2, "iLO", {})  # iLO.py is gone (CP-33061)
+            assert failure(x.host.power_on, h2) == ["XENAPI_PLUGIN_FAILURE", "main", *want]
+
+
+def test_xe_host_power_on(tmp_path):
+    with logged_in(WORLD.format(v="dundee")) as (w, s):
+        x = s.xenapi
+        h2 = _down(x, "h2")
+        m = w.host("h1")
+        env = {k: v for k, v in os.environ.items() if k != "XE_EXTRA_ARGS"}
+        env["HOME"] = str(tmp_path)
+
+        def xe(*args):
+            argv = [XE, "-s", m.address_for_url, "-p", str(m.port), "-u", "root"]
+            argv += ["-pw", "xenroot", *args]
+            return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+
+        r = xe(
+            "host-set-power-on-mode",
+            "host=h2",
+            "power-on-mode=wake-on-lan",
+            "power-on-config:note=x",
+        )
+        assert (r.returncode, r.stderr) == (0, "")
+        assert x.host.get_power_on_config(h2) == {"note": "x"}
+        r = xe("host-power-on", "host=h2")
+        assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
+        assert _live(x, h2)

@@ -93,6 +93,18 @@ def host_get_server_certificate(ctx):
     )
 
 
+def host_set_power_on_mode(ctx):
+    """``host_set_power_on_mode``: ``power-on-config:k=v`` as the map, both parameters left
+    out of the host selection."""
+    mode = ctx.get("power-on-mode")
+    config = read_map_params(ctx, "power-on-config")
+    do_host_op(
+        ctx,
+        lambda n, h: ctx.call("host.set_power_on_mode", h.ref, mode, config),
+        ["power-on-mode", "power-on-config"],
+    )
+
+
 def host_call_plugin(ctx):
     """``host_call_plugin``: the host by ``host-uuid``, ``args:k=v`` as the map; the result
     printed as a one-line list."""
@@ -117,6 +129,14 @@ COMMANDS = {
         ["uuid"],
         "Prints a hexadecimal representation of the host's physical-CPU features.",
         host_get_cpu_features,
+    ),
+    "host-power-on": Cmd([], [], "Power on the XE host.", _host_call("power_on"), _SEL),
+    "host-set-power-on-mode": Cmd(
+        ["power-on-mode"],
+        ["power-on-config"],
+        "Sets the power-on mode for the XE host",
+        host_set_power_on_mode,
+        _SEL,
     ),
     "host-call-plugin": Cmd(
         ["host-uuid", "plugin", "fn"],
