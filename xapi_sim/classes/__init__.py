@@ -28,6 +28,7 @@ from . import (  # noqa: F401
     updates,
     vdi_migrate,
     vm,
+    vm_agility,
     vm_config,
     vm_domain,
     vm_firmware,
