@@ -27,6 +27,7 @@ from . import (  # noqa: F401
     updates,
     vdi_migrate,
     vm,
+    vm_appliance,
     vm_config,
     vm_firmware,
     vm_lifecycle,
