@@ -288,7 +288,8 @@ def refresh_pool_allowed(world, db):
 
 def refresh_all_allowed(world, db):
     """What xapi's start does (``Cancel_tasks``): drop operations of tasks that no longer
-    exist, then ``update_all_allowed_operations`` for VMs, hosts and the pool."""
+    exist, then ``update_all_allowed_operations`` for VMs (and so their appliances), hosts
+    and the pool."""
     with db.lock:
         for cls in ("VM", "host", "pool"):
             for ref in list(db.tables[cls]):
@@ -296,6 +297,10 @@ def refresh_all_allowed(world, db):
         for cls in ("VM", "host"):
             for ref in list(db.tables[cls]):
                 refresh_allowed(world, db, cls, ref)
+        # each VM's refresh refreshes its appliance (current_operations are not cancelled)
+        for ref, row in list(db.tables.get("VM_appliance", {}).items()):
+            if any(v in db.tables["VM"] for v in row["VMs"]):
+                refresh_allowed(world, db, "VM_appliance", ref)
         refresh_pool_allowed(world, db)
         refresh_storage_allowed(world, db)
         refresh_network_allowed(world, db)

@@ -265,3 +265,42 @@ def test_xe_appliance_commands(tmp_path):
         assert xe("appliance-start", f"uuid={uuid}", "paused=maybe")[0] == 1
         assert xe("appliance-destroy", f"uuid={uuid}")[:2] == (0, "")
         assert x.VM_appliance.get_all() == []
+
+
+def test_a_vms_power_change_refreshes_its_appliance():
+    """``Xapi_vm_lifecycle.update_allowed_operations`` refreshes the VM's appliance too; a
+    toolstack restart (``Cancel_tasks``, which recomputes it) keeps the same list."""
+    with logged_in(WORLD) as (w, s):
+        x = s.xenapi
+        ref, vms = _vapp(x, ["db"])
+        x.VM.start(vms["db"], False, False)
+        assert x.VM_appliance.get_allowed_operations(ref) == [
+            "clean_shutdown",
+            "hard_shutdown",
+            "shutdown",
+        ]
+        x.VM.pause(vms["db"])
+        assert x.VM_appliance.get_allowed_operations(ref) == ["hard_shutdown", "shutdown"]
+        x.VM_appliance.set_name_label(ref, "renamed")  # a generic write: no refresh
+        h1 = x.host.get_by_name_label("h1")[0]
+        x.host.restart_agent(h1)
+        _wait(lambda: _reconnects(w))
+        s2 = XenAPI.Session(w.master_url())
+        s2.xenapi.login_with_password("root", "xenroot", "2.5", "pytest")
+        try:
+            assert s2.xenapi.VM_appliance.get_allowed_operations(ref) == [
+                "hard_shutdown",
+                "shutdown",
+            ]
+        finally:
+            s2.xenapi.session.logout()
+
+
+def _reconnects(w) -> bool:
+    try:
+        s = XenAPI.Session(w.master_url())
+        s.xenapi.login_with_password("root", "xenroot", "2.5", "pytest")
+        s.xenapi.session.logout()
+        return True
+    except Exception:  # noqa: BLE001 -- still restarting
+        return False
