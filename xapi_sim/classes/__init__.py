@@ -29,6 +29,7 @@ from . import (  # noqa: F401
     vdi_migrate,
     vm,
     vm_agility,
+    vm_appliance,
     vm_config,
     vm_domain,
     vm_firmware,

@@ -10,6 +10,10 @@ RPU rules, the order of checks in ``pool_migrate``) and ``xapi_vm_migrate.ml``:
   ``pool_migrate``) come first, as there.
 * ``start``/``start_on`` overwrite ``last_boot_CPU_flags`` with the pool level (pool vendor,
   ``features_hvm`` if ``HVM_boot_policy <> ""`` else ``features_pv``); no CPU check.
+* ``start`` waits the VM's ``start_delay``, ``clean_shutdown``/``shutdown`` (and
+  ``hard_shutdown`` of a live VM) its ``shutdown_delay``, after the power change and before
+  the operation ends (``Xapi_vm_helpers.start_delay``/``shutdown_delay`` in ``xapi_vm.ml``),
+  on the world's clock.
 * reboots keep the flags (a hard_reboot that finds the VM Halted does a full start).
 * ``resume`` places with the CPU filter (``force`` ignored); ``resume_on`` checks the host
   unless forced; both run the post-move update (§11).
@@ -25,6 +29,8 @@ RPU rules, the order of checks in ``pool_migrate``) and ``xapi_vm_migrate.ml``:
 """
 
 from __future__ import annotations
+
+import time
 
 from ..checks import vm as vm_checks
 from ..datamodel import NULL_REF
@@ -101,6 +107,21 @@ def _boot(call, vm_ref, host_ref, paused):
         call.db.set("VM_metrics", m, "start_time", call.world.clock.now_ts())
 
 
+def _vm_delay(call, vm_ref, field):
+    """``Xapi_vm_helpers.start_delay`` / ``shutdown_delay``: after the power change, with the
+    operation still in ``current_operations``, wait the VM's ``start_delay`` /
+    ``shutdown_delay`` seconds. Measured on the world's clock (``clock.advance`` ends it at
+    once), after a checkpoint: never under a lock."""
+    secs = call.db.get("VM", vm_ref).get(field, 0)
+    if secs <= 0:
+        return
+    clock = call.world.clock
+    end = clock.time() + secs
+    call.world.txm.checkpoint()
+    while (left := end - clock.time()) > 0:
+        time.sleep(min(left, 0.05))
+
+
 def _get(call, vm_ref):
     return call.db.get("VM", vm_ref)
 
@@ -120,6 +141,7 @@ def start(call, vm, start_paused=False, force=False):
         c.assert_can_boot_here(call, vm, row, host)  # the host-side memory check
         op.mark()
         _boot(call, vm, host, start_paused)
+        _vm_delay(call, vm, "start_delay")
 
 
 def _assert_not_evacuating(call, host):
@@ -152,6 +174,7 @@ def clean_shutdown(call, vm):
         c.assert_resident_host_live(call, _get(call, vm))
         op.mark()
         _set_power(call, vm, "Halted")
+        _vm_delay(call, vm, "shutdown_delay")
 
 
 @api("VM.hard_shutdown")
@@ -162,8 +185,11 @@ def hard_shutdown(call, vm):
     with call.db.lock, _op(call, vm, "hard_shutdown") as op:
         c.assert_resident_host_live(call, _get(call, vm))
         op.mark()
+        was_live = _get(call, vm)["power_state"] in ("Running", "Paused")
         storage_vm.drop_suspend_image(call, vm)
         _set_power(call, vm, "Halted", suspend_VDI=NULL_REF)
+        if was_live:  # a Suspended (or Halted) VM has no domain to shut down: no delay
+            _vm_delay(call, vm, "shutdown_delay")
 
 
 @api("VM.shutdown")
@@ -174,8 +200,11 @@ def shutdown(call, vm):
     with call.db.lock, _op(call, vm, "shutdown") as op:
         c.assert_resident_host_live(call, _get(call, vm))
         op.mark()
+        was_live = _get(call, vm)["power_state"] in ("Running", "Paused")
         storage_vm.drop_suspend_image(call, vm)
         _set_power(call, vm, "Halted", suspend_VDI=NULL_REF)
+        if was_live:  # the clean path (clean_shutdown_with_timeout) ends with the delay
+            _vm_delay(call, vm, "shutdown_delay")
 
 
 def _reboot(call, vm):

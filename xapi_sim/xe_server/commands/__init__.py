@@ -1,15 +1,15 @@
 """The ``xe`` command table: every command's spec and implementation.
 
 The hand-written commands live with their class (``vm.py``, ``vm_devices.py``, ``host.py``,
-``pool.py``, ``storage.py``, ``network.py``, ``event.py``), each module listing its specs in
-``COMMANDS``; ``generic.py`` generates the ``<class>-list`` / ``-param-*`` commands of every
-class that has a CLI record. Mirrors xen-api Dundee ``cli_frontend.ml`` (``cmdtable_data``)
-and ``cli_operations.ml``.
+``pool.py``, ``storage.py``, ``network.py``, ``event.py``, ``appliance.py``), each module
+listing its specs in ``COMMANDS``; ``generic.py`` generates the ``<class>-list`` /
+``-param-*`` commands of every class that has a CLI record. Mirrors xen-api Dundee
+``cli_frontend.ml`` (``cmdtable_data``) and ``cli_operations.ml``.
 """
 
 from __future__ import annotations
 
-from . import event, host, network, pool, storage, transfer, vm, vm_devices
+from . import appliance, event, host, network, pool, storage, transfer, vm, vm_devices
 from .generic import ClassCommands
 from .spec import Cmd
 
@@ -61,6 +61,7 @@ GENERATED = [
     ClassCommands(
         "pbd", "PBD", [], ["uuid", "host-uuid", "sr-uuid", "device-config", "currently-attached"]
     ),
+    ClassCommands("appliance", "VM_appliance", [], []),
 ]
 
 
@@ -74,6 +75,7 @@ def _build_table() -> dict:
         **network.COMMANDS,
         **event.COMMANDS,
         **transfer.COMMANDS,
+        **appliance.COMMANDS,
     }
     for g in GENERATED:
         t.update(g.commands())
