@@ -1,8 +1,13 @@
-"""host: clocks and simple queries (lifecycle and levelling live in ``host_lifecycle.py``)."""
+"""host: clocks, simple queries and the live hostname (lifecycle and levelling live in
+``host_lifecycle.py``)."""
 
 from __future__ import annotations
 
+import string
+
 from ..dispatch import api
+from ..errors import Failure
+from .common import on_host
 
 
 @api("host.get_servertime")
@@ -28,3 +33,50 @@ def compute_free_memory(call, host):
 @api("host.compute_memory_overhead")
 def compute_memory_overhead(call, host):
     return call.db.get("host", host)["memory_overhead"]
+
+
+HOSTNAME_CHARS = frozenset(string.ascii_letters + string.digits + "-.")
+DOM0_STEM = "Control domain on host: "
+
+
+def hostname_error(hostname: str) -> str | None:
+    """``Xapi_host.set_hostname_live``'s checks, in order: the ``HOST_NAME_INVALID`` reason
+    for ``hostname``, or None. Letters, digits, ``-`` and ``.`` only, no ``-`` first or last,
+    1 to 255 bytes (OCaml strings: the length is in bytes)."""
+    size = len(hostname.encode("utf-8"))
+    if size == 0:
+        return "hostname empty"
+    if size > 255:
+        return "hostname is too long"
+    if hostname[0] == "-" or hostname[-1] == "-" or not set(hostname) <= HOSTNAME_CHARS:
+        return "hostname contains invalid characters"
+    return None
+
+
+@api("host.set_hostname_live")
+def set_hostname_live(call, host, hostname):
+    """xen-api ``xapi_host.ml`` ``set_hostname_live`` (the same from ``dundee-lcm`` to
+    ``v24.16.0``) behind ``message_forwarding.ml``'s ``do_op_on`` (``HOST_OFFLINE`` for a host
+    that is not live): an AD-joined host refuses (``AUTH_ALREADY_ENABLED [type, service]``),
+    then the name is checked (``HOST_NAME_INVALID [reason]``); ``hostname`` is set and
+    ``Helpers.update_domain_zero_name`` renames the host's control domain if it still has
+    its default name (``Control domain on host: ...``). ``name_label`` is left alone."""
+    db = call.db
+    with db.lock:
+        on_host(call, host)
+        row = db.get("host", host)
+        if row["external_auth_type"] == "AD":
+            raise Failure(
+                "AUTH_ALREADY_ENABLED", row["external_auth_type"], row["external_auth_service_name"]
+            )
+        reason = hostname_error(hostname)
+        if reason is not None:
+            raise Failure("HOST_NAME_INVALID", reason)
+        db.set("host", host, "hostname", hostname)
+        for vm in row["resident_VMs"]:
+            dom0 = db.tables["VM"].get(vm)
+            if dom0 is None or not dom0["is_control_domain"]:
+                continue
+            name = dom0["name_label"]
+            if name.startswith(DOM0_STEM) and name != DOM0_STEM + hostname:
+                db.set("VM", vm, "name_label", DOM0_STEM + hostname)
