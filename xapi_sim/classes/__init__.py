@@ -14,6 +14,7 @@ from . import (  # noqa: F401
     message,
     network_misc,
     network_pif,
+    network_purpose,
     network_vif,
     pool,
     pool_join,

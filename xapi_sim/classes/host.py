@@ -1,4 +1,5 @@
-"""host: clocks and simple queries (lifecycle and levelling live in ``host_lifecycle.py``).
+"""host: clocks, simple queries and the live hostname (lifecycle and levelling live in
+``host_lifecycle.py``).
 
 ``get_log`` and ``dmesg_clear`` are forwarded to the host (``do_op_on``: HOST_OFFLINE), where
 xapi answers NOT_IMPLEMENTED ["get_log"] / ["dmesg_clear"]; ``list_methods`` answers
@@ -6,6 +7,8 @@ NOT_IMPLEMENTED ["list_method"], sic (``xapi_host.ml``, 1.9.0 to v24.16.0).
 """
 
 from __future__ import annotations
+
+import string
 
 from ..dispatch import api
 from ..errors import Failure
@@ -52,3 +55,50 @@ api("host.dmesg_clear")(_forwarded_not_implemented("dmesg_clear"))
 @api("host.list_methods")
 def list_methods(call):
     raise Failure("NOT_IMPLEMENTED", "list_method")
+
+
+HOSTNAME_CHARS = frozenset(string.ascii_letters + string.digits + "-.")
+DOM0_STEM = "Control domain on host: "
+
+
+def hostname_error(hostname: str) -> str | None:
+    """``Xapi_host.set_hostname_live``'s checks, in order: the ``HOST_NAME_INVALID`` reason
+    for ``hostname``, or None. Letters, digits, ``-`` and ``.`` only, no ``-`` first or last,
+    1 to 255 bytes (OCaml strings: the length is in bytes)."""
+    size = len(hostname.encode("utf-8"))
+    if size == 0:
+        return "hostname empty"
+    if size > 255:
+        return "hostname is too long"
+    if hostname[0] == "-" or hostname[-1] == "-" or not set(hostname) <= HOSTNAME_CHARS:
+        return "hostname contains invalid characters"
+    return None
+
+
+@api("host.set_hostname_live")
+def set_hostname_live(call, host, hostname):
+    """xen-api ``xapi_host.ml`` ``set_hostname_live`` (the same from ``dundee-lcm`` to
+    ``v24.16.0``) behind ``message_forwarding.ml``'s ``do_op_on`` (``HOST_OFFLINE`` for a host
+    that is not live): an AD-joined host refuses (``AUTH_ALREADY_ENABLED [type, service]``),
+    then the name is checked (``HOST_NAME_INVALID [reason]``); ``hostname`` is set and
+    ``Helpers.update_domain_zero_name`` renames the host's control domain if it still has
+    its default name (``Control domain on host: ...``). ``name_label`` is left alone."""
+    db = call.db
+    with db.lock:
+        on_host(call, host)
+        row = db.get("host", host)
+        if row["external_auth_type"] == "AD":
+            raise Failure(
+                "AUTH_ALREADY_ENABLED", row["external_auth_type"], row["external_auth_service_name"]
+            )
+        reason = hostname_error(hostname)
+        if reason is not None:
+            raise Failure("HOST_NAME_INVALID", reason)
+        db.set("host", host, "hostname", hostname)
+        for vm in row["resident_VMs"]:
+            dom0 = db.tables["VM"].get(vm)
+            if dom0 is None or not dom0["is_control_domain"]:
+                continue
+            name = dom0["name_label"]
+            if name.startswith(DOM0_STEM) and name != DOM0_STEM + hostname:
+                db.set("VM", vm, "name_label", DOM0_STEM + hostname)
