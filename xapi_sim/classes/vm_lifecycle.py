@@ -36,6 +36,7 @@ from ..checks import vm as vm_checks
 from ..datamodel import NULL_REF
 from ..dispatch import api
 from ..errors import Failure
+from ..host_guidances import remove_vm_guidance
 from ..xapi_start import boot_flags, next_domid
 from . import common as c
 from . import guest_agent, storage_motion, storage_vm, vm_firmware
@@ -79,6 +80,13 @@ def _set_power(call, vm_ref, power_state, host_ref=NULL_REF, new_domain=False, *
         if "start_time" in extra.get("_metrics", {}):
             pass
         db.update("VM_metrics", m, **mchanges)
+    # guidances the new state settles (XenServer 8 on): a new running domain (xapi_xenops.ml,
+    # on its new start time) and a halt (force_state_reset) end both, a suspend the device
+    # model's
+    if power_state == "Halted" or (new_domain and power_state == "Running"):
+        remove_vm_guidance(db, vm_ref, "restart_device_model", "restart_vm")
+    elif power_state == "Suspended":
+        remove_vm_guidance(db, vm_ref, "restart_device_model")
     network_on_power_change(call, vm_ref)
     guest_agent.on_power_change(call, vm_ref, new_domain)
     refresh_allowed(call, vm_ref)
@@ -329,9 +337,12 @@ def _force(options) -> bool:
 
 
 def _move(call, vm, dest):
+    """The move of an intra-pool migration, then ``pool_migrate_complete``: the domain runs
+    a new device model there (``restart_device_model`` guidance ends)."""
     row = _get(call, vm)
     _set_power(call, vm, row["power_state"], dest, domid=next_domid(call.world, dest))
     c.update_cpu_flags(call, vm, dest)
+    remove_vm_guidance(call.db, vm, "restart_device_model")
 
 
 @api("VM.pool_migrate")
