@@ -12,6 +12,7 @@ from . import (  # noqa: F401
     host_lifecycle,
     host_plugins,
     message,
+    network_management,
     network_misc,
     network_pif,
     network_purpose,
