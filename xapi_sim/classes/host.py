@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import string
 
-from ..dispatch import api
+from ..allowed import rpu_in_progress
+from ..dispatch import after_write, api
 from ..errors import Failure
 from .common import on_host
 
@@ -102,3 +103,54 @@ def set_hostname_live(call, host, hostname):
             name = dom0["name_label"]
             if name.startswith(DOM0_STEM) and name != DOM0_STEM + hostname:
                 db.set("VM", vm, "name_label", DOM0_STEM + hostname)
+
+
+def _set_with_other_config(db, host, field, value, text) -> None:
+    """The field, then ``other_config:<field>`` as its text: removed first and added back,
+    as xapi keeps the legacy key in step."""
+    oc = {k: v for k, v in db.get("host", host)["other_config"].items() if k != field}
+    db.update("host", host, **{field: value, "other_config": {**oc, field: text}})
+
+
+@api("host.set_iscsi_iqn")
+def set_iscsi_iqn(call, host, value):
+    """``Xapi_host.set_iscsi_iqn`` (8.0 on), forwarded (HOST_OFFLINE): an empty IQN is
+    INVALID_VALUE ["value", ""]."""
+    with call.db.lock:
+        on_host(call, host)
+        if value == "":
+            raise Failure("INVALID_VALUE", "value", value)
+        _set_with_other_config(call.db, host, "iscsi_iqn", value, value)
+
+
+@api("host.set_multipathing")
+def set_multipathing(call, host, value):
+    """``Xapi_host.set_multipathing`` (8.0 on), forwarded (HOST_OFFLINE); the legacy key is
+    ``string_of_bool``."""
+    with call.db.lock:
+        on_host(call, host)
+        _set_with_other_config(call.db, host, "multipathing", value, "true" if value else "false")
+
+
+@after_write("host", "other_config")
+def other_config_watcher(call, host):
+    """``Xapi_host_helpers.Configuration.watch_other_configs`` (8.0 on): on a host's change,
+    outside a rolling upgrade, a non-empty ``other_config:iscsi_iqn`` that differs from
+    ``iscsi_iqn`` is applied with ``host.set_iscsi_iqn``, and an ``other_config:multipathing``
+    of "true"/"false" (``bool_of_string``) that differs from ``multipathing`` with
+    ``host.set_multipathing``. Those calls go to the host: a dead one is left as it is (the
+    watcher logs the failure). xapi's watcher follows events; here it runs with the edit."""
+    db = call.db
+    row = db.get("host", host)
+    if "iscsi_iqn" not in row or rpu_in_progress(db):
+        return
+    h = call.world.host(host)
+    if h.state != "up" or not call.world.is_live(h):
+        return
+    oc = row["other_config"]
+    iqn = oc.get("iscsi_iqn", "")
+    if iqn and iqn != row["iscsi_iqn"]:
+        _set_with_other_config(db, host, "iscsi_iqn", iqn, iqn)
+    mp = oc.get("multipathing")
+    if mp in ("true", "false") and (mp == "true") != row["multipathing"]:
+        _set_with_other_config(db, host, "multipathing", mp == "true", mp)
