@@ -127,7 +127,14 @@ def sr_facts(db, row) -> dict:
         features=_sm_features(db, row["type"]),
         attached_pbds=any(p["currently_attached"] for p in pbds),
         managed_vdis=any(v["managed"] and v["type"] != "rrd" for v in vdis),
+        cbt_ops=has_cbt(db),
+        rpu=rpu_in_progress(db),
     )
+
+
+def has_cbt(db) -> bool:
+    """The release has changed block tracking (``VDI.enable_cbt`` and the operations)."""
+    return "enable_cbt" in db.schema.classes["VDI"].messages
 
 
 def vdi_facts(db, row) -> dict:
@@ -148,6 +155,10 @@ def vdi_facts(db, row) -> dict:
         features=_sm_features(db, sr["type"]) if sr else {},
         ha_enable_in_progress="ha_enable" in ha_ops,
         ha_disable_in_progress="ha_disable" in ha_ops,
+        rpu=rpu_in_progress(db),
+        snapshot_vms=[
+            v["VM"] for v in vbds if db.tables["VM"].get(v["VM"], {}).get("is_a_snapshot")
+        ],
     )
 
 

@@ -22,6 +22,7 @@ from . import (  # noqa: F401
     session,
     sim,
     sim_world,
+    storage_cbt,
     storage_sr,
     storage_vbd,
     storage_vdi,

@@ -9,7 +9,18 @@ listing its specs in ``COMMANDS``; ``generic.py`` generates the ``<class>-list``
 
 from __future__ import annotations
 
-from . import appliance, event, host, network, pool, storage, transfer, vm, vm_devices
+from . import (
+    appliance,
+    event,
+    host,
+    network,
+    pool,
+    storage,
+    storage_cbt,
+    transfer,
+    vm,
+    vm_devices,
+)
 from .generic import ClassCommands
 from .spec import Cmd
 
@@ -72,6 +83,7 @@ def _build_table() -> dict:
         **vm.COMMANDS,
         **vm_devices.COMMANDS,
         **storage.COMMANDS,
+        **storage_cbt.COMMANDS,
         **network.COMMANDS,
         **event.COMMANDS,
         **transfer.COMMANDS,
