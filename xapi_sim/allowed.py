@@ -16,7 +16,7 @@ from .checks import storage as storage_checks
 from .checks import vm as vm_checks
 from .checks import vm_appliance as appliance_checks
 from .checks.operations import setify
-from .datamodel import NULL_REF
+from .datamodel import NULL_REF, RELEASE_INDEX
 
 
 class OperationPolicy:
@@ -119,8 +119,19 @@ def _sr_row(row) -> dict:
     return row
 
 
+def since(db, release: str) -> bool:
+    """The world's datamodel release is ``release`` or a later one. For the operation rules
+    that changed in xapi's code rather than in the datamodel, ``release`` is the first
+    release whose source has the change (``checks/storage.py`` cites the commits); the
+    simulator's profiles are 6.5 SP1, 7.0, 7.1, 8.2, XenServer 8 and XCP-ng 8.3."""
+    return RELEASE_INDEX[db.schema.release] >= RELEASE_INDEX[release]
+
+
 def sr_facts(db, row) -> dict:
-    """What ``Xapi_sr_operations.valid_operations`` reads beyond the SR row."""
+    """What ``Xapi_sr_operations.valid_operations`` reads beyond the SR row, and which of
+    the releases' tables and rules apply: ``vdi_mirror`` from 7.0, the rolling-upgrade rule
+    from 7.1, the CBT operations and ``vdi_set_on_boot`` with CBT, ``plug`` beside other
+    plugs from Kolkata (CA-271491), the enum's order from v24.14.0."""
     pbds = [db.tables["PBD"][p] for p in row["PBDs"] if p in db.tables["PBD"]]
     vdis = [db.tables["VDI"][v] for v in row["VDIs"] if v in db.tables["VDI"]]
     return dict(
@@ -128,6 +139,10 @@ def sr_facts(db, row) -> dict:
         attached_pbds=any(p["currently_attached"] for p in pbds),
         managed_vdis=any(v["managed"] and v["type"] != "rrd" for v in vdis),
         cbt_ops=has_cbt(db),
+        mirror_op=since(db, "dundee"),
+        enum_order=since(db, "24.14.0"),
+        rpu_check=since(db, "ely"),
+        plug_parallel=since(db, "kolkata"),
         rpu=rpu_in_progress(db),
     )
 
@@ -138,7 +153,10 @@ def has_cbt(db) -> bool:
 
 
 def vdi_facts(db, row) -> dict:
-    """What ``Xapi_vdi.check_operation_error`` reads beyond the VDI row."""
+    """What ``Xapi_vdi.check_operation_error`` reads beyond the VDI row (the later rules
+    come with the row's ``cbt_enabled``), and: ``copy`` refused with ``on_boot=reset`` from
+    7.1 (CA-348700, in 1.14-lcm), ``force_unlock`` hidden from ``allowed_operations`` from
+    Lima (CA-281176)."""
     _, prow = _pool_row(db)
     sr = db.tables["SR"].get(row["SR"])
     pbds = [db.tables["PBD"][p] for p in (sr["PBDs"] if sr else ()) if p in db.tables["PBD"]]
@@ -159,6 +177,8 @@ def vdi_facts(db, row) -> dict:
         snapshot_vms=[
             v["VM"] for v in vbds if db.tables["VM"].get(v["VM"], {}).get("is_a_snapshot")
         ],
+        copy_reset_refused=since(db, "ely"),
+        hide_force_unlock=since(db, "lima"),
     )
 
 
@@ -176,7 +196,21 @@ def vbd_facts(world, db, ref, row) -> dict:
             owner = db.tables["VM"].get(other["VM"])
             if owner is not None:
                 others.append((other, owner))
-    return dict(vm_row=vm_row, guest_metrics=gm, vdi_row=vdi_row, other_vbds=others)
+    facts = dict(
+        vm_row=vm_row,
+        guest_metrics=gm,
+        vdi_row=vdi_row,
+        other_vbds=others,
+        detected_suffices=since(db, "ely"),
+        mirror_ignored=has_cbt(db),
+    )
+    # Jura on: Helpers.domain_type, the running domain's VM_metrics.current_domain_type
+    # (when known; otherwise the boot record's, as before)
+    metrics = db.tables["VM_metrics"].get(vm_row.get("metrics", NULL_REF))
+    current = metrics.get("current_domain_type", "unspecified") if metrics else "unspecified"
+    if since(db, "jura") and current != "unspecified":
+        facts["hvm"] = current == "hvm"
+    return facts
 
 
 def vif_facts(world, db, row) -> dict:

@@ -24,7 +24,8 @@ TOOLS = {"PV_drivers_version": {"major": "7", "minor": "0"}, "other": {}}
 
 
 def test_enums_are_dundees_and_within_heads():
-    assert set(storage.SR_OPERATIONS) == set(storage.SR_ALL_OPERATIONS)
+    assert set(storage.SR_OPERATIONS) == set(storage.sr_all_operations(mirror_op=True))
+    assert set(storage.SR_OPERATIONS) - set(storage.SR_ALL_OPERATIONS) == {"vdi_mirror"}
     assert set(storage.SR_OPERATIONS) <= set(ENUMS["storage_operations"])
     assert set(storage.VBD_OPERATIONS) == set(ENUMS["vbd_operations"])
     assert set(network.VIF_OPERATIONS) == set(ENUMS["vif_operations"])
@@ -88,7 +89,15 @@ def test_sr_cluster_stack_error_is_for_plug_only():
 
 
 def test_sr_unknown_operation():
-    assert storage.sr_check_operation_error(SR, sr(), "vdi_mirror")[0] == "INTERNAL_ERROR"
+    # 6.5 SP1's table has no vdi_mirror (Dundee's has)
+    assert storage.sr_check_operation_error(SR, sr(), "vdi_mirror") == (
+        "INTERNAL_ERROR",
+        ["xapi_sr.assert_operation_valid unknown operation: VDI.mirror"],
+    )
+    assert storage.sr_check_operation_error(SR, sr(), "vdi_mirror", mirror_op=True) == (
+        "SR_OPERATION_NOT_SUPPORTED",
+        [SR],
+    )
 
 
 # -- VDI --------------------------------------------------------------------------------------
