@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from xapi_sim.checks import network, storage
+from xapi_sim.checks.operations import hashtbl_fold_order
 from xapi_sim.datamodel import ENUMS, NULL_REF
 
 SR, VDI, VBD, VIF, VMREF, PIF = (
@@ -196,6 +197,245 @@ def test_vdi_allowed_operations_order():
     )
 
 
+# -- later releases: SR and VDI ---------------------------------------------------------------
+# The facts allowed.py gives each profile (sr_facts / vdi_facts / vbd_facts)
+DUNDEE_SR = dict(mirror_op=True)
+ELY_SR = dict(mirror_op=True, rpu_check=True)
+STOCKHOLM_SR = dict(mirror_op=True, rpu_check=True, cbt_ops=True, plug_parallel=True)
+XCP83_SR = dict(STOCKHOLM_SR, enum_order=True)
+LATER_VDI = dict(copy_reset_refused=True, hide_force_unlock=True)
+
+
+def test_sr_tables_per_release():
+    # 1.249-lcm (and v23.30.0) xapi_sr_operations.ml all_ops, lines 38-59
+    assert storage.sr_all_operations(**{k: STOCKHOLM_SR[k] for k in ("cbt_ops", "mirror_op")}) == (
+        "scan",
+        "destroy",
+        "forget",
+        "plug",
+        "unplug",
+        "vdi_create",
+        "vdi_destroy",
+        "vdi_resize",
+        "vdi_clone",
+        "vdi_snapshot",
+        "vdi_mirror",
+        "vdi_enable_cbt",
+        "vdi_disable_cbt",
+        "vdi_data_destroy",
+        "vdi_list_changed_blocks",
+        "vdi_set_on_boot",
+        "vdi_introduce",
+        "update",
+        "pbd_create",
+        "pbd_destroy",
+    )
+    # Dundee/1.14-lcm line 39: vdi_mirror after vdi_snapshot; 6.5 SP1 without it
+    dundee = storage.sr_all_operations(mirror_op=True)
+    assert dundee[9:12] == ("vdi_snapshot", "vdi_mirror", "vdi_introduce")
+    assert storage.sr_all_operations() == storage.SR_ALL_OPERATIONS
+    # v24.19.2 line 29: all_ops = API.storage_operations__all (the enum, HEAD's here)
+    assert storage.sr_all_operations(enum_order=True) == tuple(ENUMS["storage_operations"])
+
+
+def test_sr_later_capabilities():
+    facts = dict(STOCKHOLM_SR, features=["VDI_CREATE", "VDI_CONFIG_CBT"])
+    t = storage.sr_valid_operations(SR, sr(), **facts)
+    assert t["vdi_mirror"] == ("SR_OPERATION_NOT_SUPPORTED", [SR])  # VDI_MIRROR
+    assert t["vdi_set_on_boot"] == ("SR_OPERATION_NOT_SUPPORTED", [SR])  # VDI_RESET_ON_BOOT
+    assert t["vdi_enable_cbt"] is None and t["vdi_create"] is None
+    both = ["VDI_MIRROR", "VDI_RESET_ON_BOOT"]
+    t = storage.sr_valid_operations(SR, sr(), **dict(STOCKHOLM_SR, features=both))
+    assert t["vdi_mirror"] is None and t["vdi_set_on_boot"] is None
+    # Dundee knew VDI_MIRROR (smint.ml line 70) but had no vdi_set_on_boot
+    t = storage.sr_valid_operations(SR, sr(), features=both, **DUNDEE_SR)
+    assert t["vdi_mirror"] is None and "vdi_set_on_boot" not in t
+
+
+def test_sr_plug_beside_plugs_from_kolkata():
+    plugging = sr(current={"t": "plug"})
+    busy = ("OTHER_OPERATION_IN_PROGRESS", ["SR", SR, "plug"])
+    t = storage.sr_valid_operations(SR, plugging, features=ALL_FEATURES, **ELY_SR)
+    assert all(e == busy for e in t.values())
+    for facts in (STOCKHOLM_SR, XCP83_SR):
+        t = storage.sr_valid_operations(SR, plugging, features=ALL_FEATURES, **facts)
+        assert t["plug"] is None
+        assert {op for op, e in t.items() if e != busy} == {"plug"}
+        assert storage.sr_allowed_operations(SR, plugging, features=ALL_FEATURES, **facts) == [
+            "plug"
+        ]
+    # anything else in progress stops plug too (the first of the setified list is named)
+    mixed = sr(current={"t": "plug", "u": "scan"})
+    t = storage.sr_valid_operations(SR, mixed, features=ALL_FEATURES, **STOCKHOLM_SR)
+    assert t["plug"] == ("OTHER_OPERATION_IN_PROGRESS", ["SR", SR, "plug"])
+
+
+def test_sr_rolling_upgrade_per_release():
+    up = "NOT_SUPPORTED_DURING_UPGRADE"
+    t = storage.sr_valid_operations(SR, sr(), features=ALL_FEATURES, rpu=True, **DUNDEE_SR)
+    assert all(e is None for op, e in t.items() if op not in ("destroy",))
+    t = storage.sr_valid_operations(SR, sr(), features=ALL_FEATURES, rpu=True, **ELY_SR)
+    assert {op for op, e in t.items() if e and e[0] == up} == {"vdi_mirror"}
+    for facts in (STOCKHOLM_SR, XCP83_SR):
+        t = storage.sr_valid_operations(SR, sr(), features=ALL_FEATURES, rpu=True, **facts)
+        assert {op for op, e in t.items() if e and e[0] == up} == {
+            "vdi_mirror",
+            "vdi_set_on_boot",
+            *storage.SR_CBT_OPERATIONS,
+        }
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    current=st.dictionaries(
+        st.sampled_from("abc"), st.sampled_from(storage.SR_ENUM_OPERATIONS), max_size=2
+    ),
+    features=st.lists(st.sampled_from(storage.CAPABILITIES), max_size=10),
+    attached=st.booleans(),
+    rpu=st.booleans(),
+)
+def test_sr_enum_order_changes_the_order_only(current, features, attached, rpu):
+    r = sr(current=current)
+    facts = dict(features=features, attached_pbds=attached, rpu=rpu)
+    old = storage.sr_allowed_operations(SR, r, **facts, **STOCKHOLM_SR)
+    new = storage.sr_allowed_operations(SR, r, **facts, **XCP83_SR)
+    assert sorted(old) == sorted(new)
+    assert new == [op for op in hashtbl_fold_order(storage.SR_ENUM_OPERATIONS) if op in new]
+    for op in storage.SR_ENUM_OPERATIONS:
+        err = storage.sr_check_operation_error(SR, r, op, **facts, **XCP83_SR)
+        assert (op in new) is (err is None)
+
+
+def later_vdi(**kw):
+    """A VDI row of a release with changed block tracking (it has ``cbt_enabled``)."""
+    r = vdi(cbt_enabled=False, is_a_snapshot=False)
+    r.update(kw)
+    return r
+
+
+def test_vdi_copy_with_on_boot_reset():
+    reset = "VDI_ON_BOOT_MODE_INCOMPATIBLE_WITH_OPERATION"
+    assert verr(vdi(on_boot="reset"), "copy") is None  # Dundee
+    assert verr(vdi(on_boot="reset"), "copy", copy_reset_refused=True) == (reset, [])  # 1.14-lcm
+    assert verr(later_vdi(on_boot="reset"), "copy", **LATER_VDI) == (reset, [])
+    # HA statefiles: the on_boot rule comes first
+    ha = later_vdi(on_boot="reset", type="ha_statefile")
+    assert verr(ha, "copy", **LATER_VDI) == (reset, [])
+    # sharable before on_boot for snapshot, as before
+    shared = later_vdi(on_boot="reset", sharable=True)
+    assert verr(shared, "snapshot", **LATER_VDI) == ("VDI_IS_SHARABLE", [VDI])
+    ops = storage.vdi_allowed_operations(VDI, later_vdi(on_boot="reset"), features=ALL_FEATURES)
+    assert "copy" not in ops and "snapshot" not in ops and "clone" in ops
+
+
+def test_vdi_later_capabilities_come_first():
+    no_snap = [f for f in ALL_FEATURES if f != "VDI_SNAPSHOT"]
+    assert verr(vdi(), "snapshot", features=no_snap) is None  # Dundee: no capability rule
+    assert verr(later_vdi(), "snapshot", features=no_snap, **LATER_VDI) == (
+        "SR_OPERATION_NOT_SUPPORTED",
+        [SR],
+    )
+    # a physical device without VDI_DELETE: Dundee names the device, later the SM
+    no_delete = [f for f in ALL_FEATURES if f != "VDI_DELETE"]
+    assert verr(vdi(), "destroy", features=no_delete, sr_type="udev") == (
+        "VDI_IS_A_PHYSICAL_DEVICE",
+        [VDI],
+    )
+    assert verr(later_vdi(), "destroy", features=no_delete, sr_type="udev") == (
+        "SR_OPERATION_NOT_SUPPORTED",
+        [SR],
+    )
+    assert verr(later_vdi(), "destroy", sr_type="udev") == ("VDI_IS_A_PHYSICAL_DEVICE", [VDI])
+    # the capability before the CBT type rules
+    meta = later_vdi(type="cbt_metadata")
+    assert verr(meta, "clone", features=["VDI_SNAPSHOT"]) == ("SR_OPERATION_NOT_SUPPORTED", [SR])
+    assert verr(meta, "clone") == ("VDI_INCOMPATIBLE_TYPE", [VDI, "CBT metadata"])
+    # set_on_boot and mirror: VDI_RESET_ON_BOOT, VDI_MIRROR, not with CBT on
+    assert verr(later_vdi(), "set_on_boot", features=["VDI_MIRROR"]) == (
+        "SR_OPERATION_NOT_SUPPORTED",
+        [SR],
+    )
+    assert verr(later_vdi(), "set_on_boot") is None
+    assert verr(later_vdi(cbt_enabled=True), "mirror") == ("VDI_CBT_ENABLED", [VDI])
+    # Dundee's mirror: live, VDI_MIRROR
+    assert verr(vdi(), "mirror", features=["VDI_CLONE"]) == ("SR_OPERATION_NOT_SUPPORTED", [SR])
+    attached = [vbd_of(currently_attached=True)]
+    assert verr(vdi(), "mirror", vbds=attached) is None
+
+
+def test_vdi_destroy_during_a_mirror():
+    mirroring = vdi(current_operations={"t": "mirror"})
+    assert verr(mirroring, "destroy") is None
+    assert verr(mirroring, "clone") == ("OTHER_OPERATION_IN_PROGRESS", ["VDI", VDI])
+
+
+def test_vdi_later_rolling_upgrade():
+    up = ("NOT_SUPPORTED_DURING_UPGRADE", [])
+    for op in ("mirror", "set_on_boot", *storage.CBT_VDI_OPERATIONS):
+        assert verr(later_vdi(), op, rpu=True) == up
+    busy = later_vdi(current_operations={"t": "snapshot"})
+    assert verr(busy, "set_on_boot", rpu=True) == up  # before anything else
+    for op in storage.PRE_ELY_VDI_OPERATIONS:
+        assert verr(later_vdi(), op, rpu=True) != up
+    assert verr(vdi(), "mirror", rpu=True) is None  # no such rule in Dundee
+
+
+def test_vdi_later_allowed_operations_order():
+    # 1.249-lcm update_allowed_operations_internal: pre_ely_vdi_operations without blocked
+    # and force_unlock, each passing op prepended
+    assert storage.vdi_allowed_operations(VDI, later_vdi(), features=ALL_FEATURES, **LATER_VDI) == [
+        "generate_config",
+        "update",
+        "forget",
+        "destroy",
+        "snapshot",
+        "resize_online",
+        "resize",
+        "copy",
+        "clone",
+    ]
+    # Inverness to Kolkata: force_unlock still listed (CA-281176 came in Lima)
+    ops = storage.vdi_allowed_operations(VDI, later_vdi(), features=ALL_FEATURES)
+    assert ops[:3] == ["generate_config", "force_unlock", "update"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    current=st.dictionaries(
+        st.sampled_from("ab"), st.sampled_from(ENUMS["vdi_operations"]), max_size=2
+    ),
+    vtype=st.sampled_from(["user", "rrd", "ha_statefile", "redo_log", "cbt_metadata"]),
+    on_boot=st.sampled_from(["persist", "reset"]),
+    cbt=st.booleans(),
+    snapshot=st.booleans(),
+    features=st.lists(st.sampled_from(storage.CAPABILITIES), max_size=10),
+    attached=st.booleans(),
+    rpu=st.booleans(),
+)
+def test_later_vdi_allowed_iff_check_passes(
+    current, vtype, on_boot, cbt, snapshot, features, attached, rpu
+):
+    r = later_vdi(
+        current_operations=current,
+        type=vtype,
+        on_boot=on_boot,
+        cbt_enabled=cbt,
+        is_a_snapshot=snapshot,
+    )
+    facts = dict(
+        features=features,
+        vbds=[vbd_of(currently_attached=attached, VM=VMREF)],
+        rpu=rpu,
+        **LATER_VDI,
+    )
+    allowed = storage.vdi_allowed_operations(VDI, r, **facts)
+    listed = storage.vdi_update_order(True, True)
+    assert allowed == [op for op in reversed(listed) if op in allowed]
+    for op in ENUMS["vdi_operations"]:
+        ok = storage.vdi_check_operation_error(VDI, r, op, **facts) is None
+        assert (op in allowed) is (ok and op in listed)
+
+
 # -- VBD --------------------------------------------------------------------------------------
 
 
@@ -311,6 +551,28 @@ def test_vbd_vdi_rules():
 
 
 # -- VIF --------------------------------------------------------------------------------------
+
+
+def test_vbd_later_rules():
+    hvm = vm_row("Running", hvm=True)
+    detected = {"can_use_hotplug_vbd": "unspecified", "PV_drivers_detected": True}
+    assert bt(vbd(), hvm, guest_metrics=detected)["plug"] == ("VM_MISSING_PV_DRIVERS", [VMREF])
+    # 1.14-lcm on (CA-224331): drivers detected are enough
+    assert bt(vbd(), hvm, guest_metrics=detected, detected_suffices=True)["plug"] is None
+    undetected = dict(detected, PV_drivers_detected=False)
+    assert bt(vbd(), hvm, guest_metrics=undetected, detected_suffices=True)["plug"] == (
+        "VM_MISSING_PV_DRIVERS",
+        [VMREF],
+    )
+    # Inverness on (CA-253933): a VDI mirror in progress is no reason to refuse
+    mirroring = vdi_row(current_operations={"t": "mirror"})
+    assert bt(vbd(), vdi_row=mirroring)["attach"] == (
+        "OTHER_OPERATION_IN_PROGRESS",
+        ["VDI", VDI, "mirror"],
+    )
+    assert bt(vbd(), vdi_row=mirroring, mirror_ignored=True)["attach"] is None
+    # the domain type (Jura on) is the caller's hvm fact
+    assert bt(vbd(), hvm, hvm=False)["plug"] is None
 
 
 def vif(**kw):
