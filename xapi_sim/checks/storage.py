@@ -290,6 +290,7 @@ VDI_OPERATIONS = (
     "resize",
     "resize_online",
     "snapshot",
+    "mirror",
     "destroy",
     "forget",
     "update",
