@@ -8,6 +8,10 @@ import bz2
 import hashlib
 import http.client
 import io
+import os
+import shutil
+import subprocess
+import sys
 import tarfile
 import threading
 import zipfile
@@ -203,3 +207,36 @@ def test_many_concurrent_downloads(env):
     for t in threads:
         t.join(60)
     assert results == [200] * 8
+
+
+def test_xe_system_status(tmp_path):
+    xe_bin = shutil.which("xe", path=os.path.dirname(sys.executable)) or shutil.which("xe")
+    with logged_in() as (w, s):
+        m = w.host("xs1")
+        env = {k: v for k, v in os.environ.items() if k != "XE_EXTRA_ARGS"}
+        env["HOME"] = str(tmp_path)
+
+        def xe(*args):
+            argv = [xe_bin, "-s", m.address_for_url, "-p", str(m.port), "-u", "root"]
+            argv += ["-pw", "xenroot", *args]
+            return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+
+        r = xe("host-get-system-status-capabilities", "host=xs2")
+        assert r.returncode == 0, r.stderr
+        assert "<system-status-capabilities>" in r.stdout
+        out = tmp_path / "report.tar"
+        r = xe(
+            "host-get-system-status",
+            "host=xs2",
+            f"filename={out}",
+            "entries=xenserver-databases",
+            "output=tar",
+        )
+        assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
+        with tarfile.open(out) as t:
+            names = t.getnames()
+        assert any(n.endswith("/xapi-db.xml") for n in names)
+        assert any(n.endswith("/inventory.xml") for n in names)
+        r = xe("host-get-system-status", "host=xs2", f"filename={out}2", "output=rar")
+        assert r.returncode == 1
+        assert "Invalid output format. Must be 'tar', 'zip' or 'tar.bz2'" in r.stderr + r.stdout

@@ -17,6 +17,7 @@ from . import (
     pool,
     storage,
     storage_cbt,
+    system_status,
     transfer,
     vm,
     vm_devices,
@@ -87,6 +88,7 @@ def _build_table() -> dict:
         **network.COMMANDS,
         **event.COMMANDS,
         **transfer.COMMANDS,
+        **system_status.COMMANDS,
         **appliance.COMMANDS,
     }
     for g in GENERATED:
