@@ -78,3 +78,15 @@ def test_sched_gran_as_a_default_host_answers():
         )  # no such enum value
         x.sim.host_crash(h2)
         assert failure(x.host.get_sched_gran, h2) == ["HOST_OFFLINE", h2]
+
+
+def test_syslog_reconfigure_as_xen_orchestra_calls_it():
+    """xo-server sets ``logging:syslog_destination`` then calls ``syslog_reconfigure``."""
+    with logged_in(WORLD.format(v="stockholm")) as (w, s):
+        x = s.xenapi
+        h1, h2 = x.host.get_by_name_label("h1")[0], x.host.get_by_name_label("h2")[0]
+        x.host.set_logging(h1, {"syslog_destination": "10.0.0.5"})
+        assert x.host.syslog_reconfigure(h1) == ""
+        assert x.host.get_logging(h1) == {"syslog_destination": "10.0.0.5"}
+        x.sim.host_crash(h2)
+        assert failure(x.host.syslog_reconfigure, h2) == ["HOST_OFFLINE", h2]

@@ -171,3 +171,12 @@ def set_sched_gran(call, self, value):
     host refuses with OPERATION_NOT_ALLOWED ["Disabled by xapi.conf"]."""
     on_host(call, self)
     raise Failure("OPERATION_NOT_ALLOWED", "Disabled by xapi.conf")
+
+
+@api("host.syslog_reconfigure")
+def syslog_reconfigure(call, host):
+    """``Xapi_host.syslog_reconfigure``, forwarded (HOST_OFFLINE): the host re-runs its
+    syslog configuration script with ``logging:syslog_destination`` (``--remote=<dest>``, or
+    ``--noremote`` when empty) and answers nothing. dom0's syslog daemon is not simulated:
+    what a client can see is the ``logging`` map it set with ``host.set_logging``."""
+    on_host(call, host)
