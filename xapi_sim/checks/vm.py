@@ -35,6 +35,16 @@ intersection is the only rolling-upgrade rule: calls are not refused for being o
 Not in Dundee (later xen-api): ``VM_HVM_REQUIRED``, ``check_drivers``/
 ``VM_MISSING_PV_DRIVERS`` in this function, the RPU refusal, the 4-parameter
 ``OTHER_OPERATION_IN_PROGRESS``.
+
+Later releases: every function takes the release's ``rules`` (:mod:`.vm_releases`, the one
+release table; Dundee's by default, which cream, dundee and ely worlds use). For xen-api
+1.249-lcm (stockholm), v23.30.0 (nile) and v24.19.2 (xcp-ng-8.3) the check is
+:func:`later_check_operation_error` (their ``xapi_vm_lifecycle.ml``): the enum, power
+states, concurrency, template list, strings, ``update_allowed_operations`` list and RPU list
+of that source, and its rules (immobility, nested virt, dom0, ``VM_LACKS_FEATURE``, SR-IOV
+and NVIDIA vGPUs, VUSBs, snapshot schedules, the RPU refusal, VTPMs). None of these sources
+has ``VM_HVM_REQUIRED``, ``VM_MISSING_PV_DRIVERS`` or ``VM_HAS_SRIOV_VIF`` in this check, and
+all keep the 2-parameter ``OTHER_OPERATION_IN_PROGRESS``.
 """
 
 from __future__ import annotations
