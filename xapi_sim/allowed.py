@@ -80,8 +80,9 @@ def vm_facts(world, db, row) -> dict:
         protection_policy_valid=_valid(db, "VMPP", row.get("protection_policy", NULL_REF)),
     )
     rules = vm_checks.rules_for(db.schema.release)
+    facts["rules"] = rules
     if rules.later:
-        facts.update(_later_vm_facts(db, row), rules=rules)
+        facts.update(_later_vm_facts(db, row))
     return facts
 
 

@@ -153,6 +153,11 @@ def test_dom0_after_the_power_state():
     assert err(dom0, "destroy") == ("VM_BAD_POWER_STATE", [REF, "halted, suspended", "running"])
     assert err(dom0, "clean_shutdown") == (
         "OPERATION_NOT_ALLOWED",
+        ["Operations on control domain are not allowed"],
+    )
+    # 6.5's source had its own words for it
+    assert err(dom0, "clean_shutdown", rules=vr.rules_for("cream")) == (
+        "OPERATION_NOT_ALLOWED",
         ["Operations on domain 0 are not allowed"],
     )
     for op in (
@@ -536,7 +541,7 @@ def lerr(rules, r, op, **facts):
 
 def test_each_release_profile_gets_its_sources_rules():
     # data/releases.json datamodel_release of each profile -> the source it names
-    assert vm.rules_for("cream") is vr.DUNDEE
+    assert vm.rules_for("cream") is vr.CREAM  # Dundee's, with 6.5's control-domain words
     assert vm.rules_for("dundee") is vr.DUNDEE
     assert vm.rules_for("ely") is vr.DUNDEE  # kept as the Dundee transcription
     assert vm.rules_for("stockholm_psr").source == "1.249-lcm"

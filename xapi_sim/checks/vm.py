@@ -13,7 +13,8 @@ error, in xapi's fixed order, of
 5. snapshots (``check_snapshot``) -> ``VM_IS_SNAPSHOT [vm, op]``
 6. ``provision`` of a non-template -> ``PROVISION_ONLY_ALLOWED_ON_TEMPLATE []``
 7. ``revert`` of a non-snapshot -> ``REVERT_ONLY_ALLOWED_ON_SNAPSHOT []``
-8. the control domain -> ``OPERATION_NOT_ALLOWED ["Operations on domain 0 are not allowed"]``
+8. the control domain -> ``OPERATION_NOT_ALLOWED ["Operations on control domain are not
+   allowed"]`` (6.5's source: "Operations on domain 0 are not allowed")
 9. guest features of a running HVM guest without PV drivers (``check_op_for_feature``) ->
    ``VM_LACKS_FEATURE_SHUTDOWN`` / ``_VCPU_HOTPLUG`` / ``_SUSPEND [vm]``
 10. ``snapshot_with_quiesce`` without ``feature-quiesce``/``feature-snapshot`` ->
@@ -148,7 +149,7 @@ _NOT_IN_TABLE = {
 
 def operation_to_string(op: str, rules: VmRules = DUNDEE) -> str:
     """``Record_util.vm_operation_to_string`` (the source's table)."""
-    if op in (_NOT_IN_TABLE if rules is DUNDEE else rules.unknown_strings):
+    if op in (_NOT_IN_TABLE if not rules.later else rules.unknown_strings):
         return "(unknown operation)"
     return _OP_STRINGS.get(op, op)
 
@@ -191,7 +192,6 @@ UPDATE_ORDER = DUNDEE.update_ops
 MIAMI = DUNDEE.rpu_ops
 
 DEFAULT_TEMPLATE_KEY = "default_template"  # Xapi_globs.default_template_key
-DOM0_MESSAGE = "Operations on domain 0 are not allowed"
 
 
 def bool_of_assoc(key: str, mapping: Mapping[str, str]) -> bool:
@@ -432,7 +432,7 @@ def check_operation_error(
     if op == "revert" and not is_snapshot:
         return ("REVERT_ONLY_ALLOWED_ON_SNAPSHOT", [])
     if row["is_control_domain"] and op not in CONTROL_DOMAIN_OPERATIONS:
-        return ("OPERATION_NOT_ALLOWED", [DOM0_MESSAGE])
+        return ("OPERATION_NOT_ALLOWED", [rules.control_domain_message])
     err = check_op_for_feature(
         vm_ref, row, guest_metrics, op, strict, booted_hvm(row) if hvm is None else hvm
     )

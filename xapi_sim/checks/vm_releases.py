@@ -27,7 +27,8 @@ names the source and holds what differs as data:
   ``create_vtpm``.
 
 :func:`rules_for` maps a datamodel release to its rules: before ``stockholm`` Dundee's
-(cream, dundee and ely keep the Dundee transcription), then 1.249-lcm's, from ``23.9.0``
+(cream, dundee and ely keep the Dundee transcription; cream's control-domain message is
+its own), then 1.249-lcm's, from ``23.9.0``
 v23.30.0's, from ``24.14.0`` v24.19.2's. Releases between two sources (databases played
 back from real pools) take the earlier source's rules.
 """
@@ -158,6 +159,9 @@ class VmRules:
     later: bool
     start_during_migrate_send: bool
     pvh_is_pv: bool
+    # the refusal of an operation on a control domain (before 1.249-lcm's dom0 split): 6.5's
+    # source says "domain 0", Dundee's "control domain" (xapi_vm_lifecycle.ml line 331)
+    control_domain_message: str = "Operations on control domain are not allowed"
 
     @property
     def vtpm(self) -> bool:
@@ -167,6 +171,9 @@ class VmRules:
 
 DUNDEE = VmRules(
     "203781a993^", DUNDEE_OPERATIONS, DUNDEE_UPDATE, MIAMI, DUNDEE_UNKNOWN, False, True, False
+)
+CREAM = attrs.evolve(
+    DUNDEE, source="79e9af82c7^", control_domain_message="Operations on domain 0 are not allowed"
 )
 STOCKHOLM = VmRules(
     "1.249-lcm",
@@ -210,7 +217,7 @@ RELEASE_RULES = (
 def rules_for(release: str) -> VmRules:
     """The VM rules of a datamodel release (``Schema.release``)."""
     idx = RELEASE_INDEX[release]
-    rules = DUNDEE
+    rules = CREAM if idx < RELEASE_INDEX["dundee"] else DUNDEE
     for first, r in RELEASE_RULES:
         if idx >= RELEASE_INDEX[first]:
             rules = r
