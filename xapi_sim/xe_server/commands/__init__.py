@@ -1,15 +1,16 @@
 """The ``xe`` command table: every command's spec and implementation.
 
-The hand-written commands live with their class (``vm.py``, ``vm_devices.py``, ``host.py``,
-``pool.py``, ``storage.py``, ``network.py``, ``event.py``), each module listing its specs in
-``COMMANDS``; ``generic.py`` generates the ``<class>-list`` / ``-param-*`` commands of every
-class that has a CLI record. Mirrors xen-api Dundee ``cli_frontend.ml`` (``cmdtable_data``)
-and ``cli_operations.ml``.
+The hand-written commands live with their class (``vm.py``, ``vm_devices.py``,
+``lifecycle.py`` -- clones, snapshots, uninstall --, ``host.py``, ``pool.py``,
+``storage.py``, ``network.py``, ``event.py``, ``simple.py`` -- one call on one object --),
+each module listing its specs in ``COMMANDS``; ``generic.py`` generates the
+``<class>-list`` / ``-param-*`` commands of every class that has a CLI record. Mirrors
+xen-api Dundee ``cli_frontend.ml`` (``cmdtable_data``) and ``cli_operations.ml``.
 """
 
 from __future__ import annotations
 
-from . import event, host, network, pool, storage, transfer, vm, vm_devices
+from . import event, host, lifecycle, network, pool, simple, storage, transfer, vm, vm_devices
 from .generic import ClassCommands
 from .spec import Cmd
 
@@ -70,10 +71,12 @@ def _build_table() -> dict:
         **host.COMMANDS,
         **vm.COMMANDS,
         **vm_devices.COMMANDS,
+        **lifecycle.COMMANDS,
         **storage.COMMANDS,
         **network.COMMANDS,
         **event.COMMANDS,
         **transfer.COMMANDS,
+        **simple.COMMANDS,
     }
     for g in GENERATED:
         t.update(g.commands())
