@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pathlib
 import shutil
 import subprocess
 import sys
@@ -20,6 +21,15 @@ from session_kit import logged_in
 from xapi_sim.tasks import Tasks
 
 XE = shutil.which("xe", path=os.path.dirname(sys.executable)) or shutil.which("xe")
+GOLDEN = pathlib.Path(__file__).resolve().parent.parent / "golden" / "xe"
+UPDATE = os.environ.get("XE_GOLDEN_UPDATE") == "1"
+
+NEW_COMMANDS = (
+    "vm-snapshot vm-checkpoint vm-clone vm-copy vm-destroy vm-uninstall vm-pause vm-unpause "
+    "snapshot-revert snapshot-clone snapshot-copy snapshot-destroy snapshot-uninstall "
+    "snapshot-reset-powerstate template-uninstall vif-plug vif-unplug task-cancel "
+    "pool-sync-database vm-disk-add vm-disk-remove vm-cd-add vm-cd-remove"
+).split()
 
 WORLD = """
 [[host]]
@@ -88,6 +98,19 @@ def _vdis(x, vm):
 def _one_uuid(out) -> str:
     assert out.endswith("\n") and out.count("\n") == 1, out
     return out.strip()
+
+
+def test_help_of_the_new_commands_golden(tmp_path):
+    """Their specs and help texts, Dundee's cli_frontend.ml verbatim
+    (tests/golden/xe/help-lifecycle.txt; ``XE_GOLDEN_UPDATE=1`` rewrites it)."""
+    with xe_world(tmp_path) as (w, x, xe):
+        rc, out, err = xe("help", *NEW_COMMANDS)
+    assert (rc, err) == (0, "")
+    text = f"$ xe help {' '.join(NEW_COMMANDS)}\n{out}--- exit {rc} ---\n"
+    path = GOLDEN / "help-lifecycle.txt"
+    if UPDATE:
+        path.write_text(text, encoding="utf-8")
+    assert text == path.read_text(encoding="utf-8")
 
 
 def test_snapshot_checkpoint_clone_copy(tmp_path):
