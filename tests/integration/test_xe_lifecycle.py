@@ -14,7 +14,7 @@ import pathlib
 import shutil
 import subprocess
 import sys
-import threading
+import time
 
 from session_kit import logged_in
 
@@ -93,6 +93,14 @@ def _vm(x, name):
 
 def _vdis(x, vm):
     return [x.VBD.get_VDI(b) for b in x.VM.get_VBDs(vm) if not x.VBD.get_empty(b)]
+
+
+def _until(cond, timeout=20.0):
+    """Poll ``cond`` until it holds (failing after ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.01)
 
 
 def _one_uuid(out) -> str:
@@ -468,12 +476,9 @@ def test_vif_plug_unplug_task_cancel_sync_database(tmp_path):
         Tasks.of(w.world).operation_seconds = 3.0
         off = _vm(x, "off")
         task = x.Async.VM.start(off, False, False)
-        started = threading.Event()
-        while "cancel" not in x.task.get_allowed_operations(task):
-            started.wait(0.01)
+        _until(lambda: "cancel" in x.task.get_allowed_operations(task))
         assert xe("task-cancel", f"uuid={x.task.get_uuid(task)}") == (0, "", "")
-        while x.task.get_status(task) == "pending":
-            started.wait(0.01)
+        _until(lambda: x.task.get_status(task) != "pending")
         assert x.task.get_status(task) == "cancelled"
         assert x.VM.get_power_state(off) == "Halted"
         assert xe("task-cancel", "uuid=nope") == (
