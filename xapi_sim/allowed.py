@@ -14,6 +14,7 @@ from .checks import network as network_checks
 from .checks import pool as pool_checks
 from .checks import storage as storage_checks
 from .checks import vm as vm_checks
+from .checks import vm_appliance as appliance_checks
 from .checks.operations import setify
 from .datamodel import NULL_REF
 
@@ -126,7 +127,14 @@ def sr_facts(db, row) -> dict:
         features=_sm_features(db, row["type"]),
         attached_pbds=any(p["currently_attached"] for p in pbds),
         managed_vdis=any(v["managed"] and v["type"] != "rrd" for v in vdis),
+        cbt_ops=has_cbt(db),
+        rpu=rpu_in_progress(db),
     )
+
+
+def has_cbt(db) -> bool:
+    """The release has changed block tracking (``VDI.enable_cbt`` and the operations)."""
+    return "enable_cbt" in db.schema.classes["VDI"].messages
 
 
 def vdi_facts(db, row) -> dict:
@@ -147,6 +155,10 @@ def vdi_facts(db, row) -> dict:
         features=_sm_features(db, sr["type"]) if sr else {},
         ha_enable_in_progress="ha_enable" in ha_ops,
         ha_disable_in_progress="ha_disable" in ha_ops,
+        rpu=rpu_in_progress(db),
+        snapshot_vms=[
+            v["VM"] for v in vbds if db.tables["VM"].get(v["VM"], {}).get("is_a_snapshot")
+        ],
     )
 
 
@@ -180,6 +192,12 @@ def vif_facts(world, db, row) -> dict:
     return dict(vm_row=vm_row, guest_metrics=gm)
 
 
+def appliance_power_states(db, row) -> list:
+    """The power states of an appliance's VMs (``Db.VM_appliance.get_VMs``)."""
+    vms = db.tables["VM"]
+    return [vms[v]["power_state"] for v in row["VMs"] if v in vms]
+
+
 def operation_error(world, db, cls, ref, op, strict=True):
     """The class's ``check_operation_error`` for the row in ``db`` (HANDLE_INVALID if none)."""
     row = db.get(cls, ref)
@@ -201,6 +219,8 @@ def operation_error(world, db, cls, ref, op, strict=True):
         return pool_checks.check_operation_error(ref, row, op)
     if cls == "VIF":
         return network_checks.vif_check_operation_error(ref, row, op, **vif_facts(world, db, row))
+    if cls == "VM_appliance":
+        return appliance_checks.check_operation_error(ref, row, op, appliance_power_states(db, row))
     raise ValueError(f"no operation checks wired for {cls}")
 
 
@@ -227,6 +247,8 @@ def allowed_operations(world, db, cls, ref) -> list:
         if row["VM"] not in db.tables["VM"]:
             return []
         return network_checks.vif_allowed_operations(ref, row, **vif_facts(world, db, row))
+    if cls == "VM_appliance":
+        return appliance_checks.allowed_operations(ref, row, appliance_power_states(db, row))
     raise ValueError(f"no operation checks wired for {cls}")
 
 
@@ -243,11 +265,15 @@ def refresh_allowed(world, db, cls, ref):
 
 def refresh_vm_allowed(world, db, vm_ref):
     """``Xapi_vm.update_allowed_operations``: the VM's, then its VBDs' (their rules read
-    the VM's power state and operations)."""
+    the VM's power state and operations), then its appliance's if that is a valid ref
+    (``Xapi_vm_lifecycle.update_allowed_operations``)."""
     refresh_allowed(world, db, "VM", vm_ref)
     row = db.tables["VM"].get(vm_ref)
     for vbd in row["VBDs"] if row is not None else ():
         refresh_allowed(world, db, "VBD", vbd)
+    appliance = row.get("appliance", NULL_REF) if row is not None else NULL_REF
+    if appliance != NULL_REF and _valid(db, "VM_appliance", appliance):
+        refresh_allowed(world, db, "VM_appliance", appliance)
 
 
 def refresh_storage_allowed(world, db, classes=("SR", "VDI", "VBD")):
@@ -273,7 +299,8 @@ def refresh_pool_allowed(world, db):
 
 def refresh_all_allowed(world, db):
     """What xapi's start does (``Cancel_tasks``): drop operations of tasks that no longer
-    exist, then ``update_all_allowed_operations`` for VMs, hosts and the pool."""
+    exist, then ``update_all_allowed_operations`` for VMs (and so their appliances), hosts
+    and the pool."""
     with db.lock:
         for cls in ("VM", "host", "pool"):
             for ref in list(db.tables[cls]):
@@ -281,6 +308,10 @@ def refresh_all_allowed(world, db):
         for cls in ("VM", "host"):
             for ref in list(db.tables[cls]):
                 refresh_allowed(world, db, cls, ref)
+        # each VM's refresh refreshes its appliance (current_operations are not cancelled)
+        for ref, row in list(db.tables.get("VM_appliance", {}).items()):
+            if any(v in db.tables["VM"] for v in row["VMs"]):
+                refresh_allowed(world, db, "VM_appliance", ref)
         refresh_pool_allowed(world, db)
         refresh_storage_allowed(world, db)
         refresh_network_allowed(world, db)

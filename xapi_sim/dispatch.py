@@ -416,6 +416,28 @@ class Dispatcher:
         return fn
 
 
+_Hook = Callable[[Any, str], None]
+_FIELD_HOOKS: dict[tuple[str, str], list[_Hook]] = {}
+
+
+def after_write(cls: str, field: str) -> Callable[[_Hook], _Hook]:
+    """Register ``fn(call, ref)`` to run after a datamodel setter or map/set edit of
+    ``cls.field`` (``set_``, ``add_to_``, ``remove_from_``, ``add_``, ``remove_``), in the
+    same transaction: what xapi does in reaction to the field changing, e.g. a watcher
+    thread that follows the record's events."""
+
+    def deco(fn: _Hook) -> _Hook:
+        _FIELD_HOOKS.setdefault((cls, field), []).append(fn)
+        return fn
+
+    return deco
+
+
+def _written(call, cls: str, field: str, ref: str) -> None:
+    for fn in _FIELD_HOOKS.get((cls, field), ()):
+        fn(call, ref)
+
+
 def shared_records(db, cls):
     """``<class>.get_all_records``: every row of ``cls``, as one ``Shared`` result for as long
     as the class does not change -- clients asking at once (or again) get the same object,
@@ -495,6 +517,7 @@ def _make_generic(msg: Message):
         def setter(call, ref, value):
             call.db.get(cls, ref)
             call.db.set(cls, ref, f, value)
+            _written(call, cls, f, ref)
 
         return setter
     if name.startswith("add_to_"):
@@ -510,6 +533,7 @@ def _make_generic(msg: Message):
                     # that), the field is the DB column (``HVM__boot_params``).
                     raise Failure("MAP_DUPLICATE_KEY", cls, where.db_name(cls, f), ref, key)
                 call.db.set(cls, ref, f, {**row[f], key: value})
+                _written(call, cls, f, ref)
 
         return add_to
     if name.startswith("remove_from_"):
@@ -522,6 +546,7 @@ def _make_generic(msg: Message):
                     m = dict(row[f])
                     del m[key]
                     call.db.set(cls, ref, f, m)
+                    _written(call, cls, f, ref)
 
         return remove_from
     if name.startswith("add_"):
@@ -532,6 +557,7 @@ def _make_generic(msg: Message):
                 row = call.db.get(cls, ref)
                 if value not in row[f]:
                     call.db.set(cls, ref, f, row[f] + [value])
+                    _written(call, cls, f, ref)
 
         return add
     if name.startswith("remove_"):
@@ -542,6 +568,7 @@ def _make_generic(msg: Message):
                 row = call.db.get(cls, ref)
                 if value in row[f]:
                     call.db.set(cls, ref, f, [v for v in row[f] if v != value])
+                    _written(call, cls, f, ref)
 
         return remove
     return not_implemented

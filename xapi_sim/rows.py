@@ -89,6 +89,8 @@ class RowBuilders:
                 "boot_time": "0.",
                 "iscsi_iqn": f"iqn.2016-05.com.example:{h.uuid[:8]}",
             },
+            # where the field exists xapi's other-config watcher has copied the key into it
+            iscsi_iqn=f"iqn.2016-05.com.example:{h.uuid[:8]}",
             bios_strings={"bios-vendor": "Xen", "system-manufacturer": "xapi-sim"},
             allowed_operations=[],
             current_operations={},

@@ -163,6 +163,9 @@ class World(XapiLifecycle):
             db.set("pool", ref, "tls_verification_enabled", master.product.tls_verification)
         if "VTPM" in db.schema.classes:  # licensed: vTPMs allowed (xapi_vtpm.ml)
             db.set("pool", ref, "restrictions", {**_RESTRICTIONS, "restrict_vtpm": "false"})
+        if "enable_cbt" in db.schema.classes["VDI"].messages:  # licensed: CBT (features.ml)
+            restrictions = db.tables["pool"][ref]["restrictions"]
+            db.set("pool", ref, "restrictions", {**restrictions, "restrict_cbt": "false"})
         master.pool = pool
         self.add_pool(pool)
         self._create_templates(pool)

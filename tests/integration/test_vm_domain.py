@@ -253,3 +253,53 @@ def test_pool_sync_database_reaches_every_host():
         h2 = x.host.get_by_name_label("h2")[0]
         x.sim.host_crash(h2)
         assert failure(x.pool.sync_database) == ["HOST_OFFLINE", h2]
+
+
+def _guide(w, vm, *guidances):
+    """Pending guidances as host.apply_updates leaves them (its catalogue has none for VMs)."""
+    db = w.world.pools[0].db
+    with db.lock:
+        db.update(
+            "VM",
+            vm,
+            pending_guidances=list(guidances),
+            pending_guidances_recommended=list(guidances),
+            pending_guidances_full=list(guidances),
+        )
+
+
+def test_restart_device_models_is_a_localhost_migration():
+    with logged_in(WORLD.format(v="xcp-ng-8.3")) as (w, s):
+        x = s.xenapi
+        home, off = _vm(x, "home"), _vm(x, "off")
+        h1 = x.host.get_by_name_label("h1")[0]
+        assert failure(x.VM.restart_device_models, off) == [
+            "VM_BAD_POWER_STATE",
+            off,
+            "Running",
+            "Halted",
+        ]
+        _guide(w, home, "restart_device_model", "restart_vm")
+        domid = x.VM.get_domid(home)
+        x.VM.restart_device_models(home)
+        rec = x.VM.get_record(home)
+        assert (rec["power_state"], rec["resident_on"]) == ("Running", h1)
+        assert rec["domid"] != domid and rec["current_operations"] == {}
+        for f in ("pending_guidances", "pending_guidances_recommended", "pending_guidances_full"):
+            assert rec[f] == ["restart_vm"]
+        # a reboot (a new domain) ends both; so does a halt
+        x.VM.clean_reboot(home)
+        assert x.VM.get_pending_guidances(home) == []
+        _guide(w, home, "restart_device_model", "restart_vm")
+        x.VM.suspend(home)
+        assert x.VM.get_pending_guidances(home) == ["restart_vm"]
+        _guide(w, off, "restart_vm")
+        x.VM.start(off, False, False)
+        assert x.VM.get_pending_guidances_full(off) == []
+        # pool_migrate ends the device model's
+        _guide(w, off, "restart_device_model", "restart_vm")
+        h2 = x.host.get_by_name_label("h2")[0]
+        x.VM.pool_migrate(off, h2, {"live": "true"})
+        assert x.VM.get_pending_guidances(off) == ["restart_vm"]
+        x.VM.hard_shutdown(off)
+        assert x.VM.get_pending_guidances(off) == []

@@ -62,6 +62,7 @@ LAYERS = [
             "host_guidances",
             "scenario_spec",
             "vdi_store",
+            "cbt_log",
         ],
     ),
     ("dispatch", ["faults", "sessions", "tasks", "dispatch"]),

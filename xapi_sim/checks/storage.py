@@ -52,6 +52,8 @@ CAPABILITIES = (
     "VDI_ATTACH_OFFLINE",
     "VDI_RESET_ON_BOOT",
     "SR_STATS",
+    # Smint (Ely on): Vdi_configure_cbt
+    "VDI_CONFIG_CBT",
 )
 
 
@@ -107,6 +109,31 @@ SR_CAPABILITY = {
     "vdi_snapshot": "VDI_SNAPSHOT",
 }
 SR_SAFE_TO_PARALLELISE: tuple[str, ...] = ()
+# the CBT operations of later releases' storage_operations (xen-api 1.249-lcm
+# xapi_sr_operations.ml all_ops, after vdi_snapshot/vdi_mirror): SM capability
+# VDI_CONFIG_CBT (sm_cap_table), refused during a rolling upgrade (disallowed_during_rpu)
+SR_CBT_OPERATIONS = (
+    "vdi_enable_cbt",
+    "vdi_disable_cbt",
+    "vdi_data_destroy",
+    "vdi_list_changed_blocks",
+)
+_SR_STRINGS = {
+    **SR_OPERATION_STRINGS,
+    "vdi_enable_cbt": "VDI.enable_cbt",
+    "vdi_disable_cbt": "VDI.disable_cbt",
+    "vdi_data_destroy": "VDI.data_destroy",
+    "vdi_list_changed_blocks": "VDI.list_changed_blocks",
+}
+
+
+def sr_all_operations(cbt_ops: bool = False) -> tuple[str, ...]:
+    """The table's operations: Dundee's, with the CBT ones after ``vdi_snapshot`` when the
+    release has them."""
+    if not cbt_ops:
+        return SR_ALL_OPERATIONS
+    i = SR_ALL_OPERATIONS.index("vdi_snapshot") + 1
+    return SR_ALL_OPERATIONS[:i] + SR_CBT_OPERATIONS + SR_ALL_OPERATIONS[i:]
 
 
 def sr_valid_operations(
@@ -117,6 +144,8 @@ def sr_valid_operations(
     attached_pbds: bool = False,
     managed_vdis: bool = False,
     cluster_stack_error: OpError | None = None,
+    cbt_ops: bool = False,
+    rpu: bool = False,
 ) -> Table:
     """``Xapi_sr_operations.valid_operations``, rules in xapi's order:
 
@@ -131,15 +160,23 @@ def sr_valid_operations(
 
     Facts: ``features`` (SM capability names), ``attached_pbds`` (a PBD of the SR is
     currently attached), ``managed_vdis`` (a VDI with ``managed`` and type not ``rrd``),
-    ``cluster_stack_error`` (``Cluster_stack_constraints``' error or None)."""
-    t = ErrorTable(SR_ALL_OPERATIONS)
+    ``cluster_stack_error`` (``Cluster_stack_constraints``' error or None).
+
+    ``cbt_ops``: the release has the CBT operations (:data:`SR_CBT_OPERATIONS`); they need
+    the SM's ``VDI_CONFIG_CBT`` and, first of all, are ``NOT_SUPPORTED_DURING_UPGRADE []``
+    while ``rpu`` (a rolling upgrade) is on (xen-api 1.249-lcm ``valid_operations``)."""
+    all_ops = sr_all_operations(cbt_ops)
+    t = ErrorTable(all_ops)
+    if cbt_ops and rpu:
+        t.set_errors("NOT_SUPPORTED_DURING_UPGRADE", [], SR_CBT_OPERATIONS)
     caps = sm_features(features)
     if row.get("is_tools_sr"):
         caps -= {"VDI_CREATE", "VDI_DELETE"}
+    cap_table = {**SR_CAPABILITY, **{op: "VDI_CONFIG_CBT" for op in SR_CBT_OPERATIONS}}
     t.set_errors(
         "SR_OPERATION_NOT_SUPPORTED",
         [sr_ref],
-        [op for op in SR_ALL_OPERATIONS if op in SR_CAPABILITY and SR_CAPABILITY[op] not in caps],
+        [op for op in all_ops if op in cap_table and cap_table[op] not in caps],
     )
     if attached_pbds:
         t.set_errors("SR_HAS_PBD", [sr_ref], ["destroy", "forget"])
@@ -151,13 +188,13 @@ def sr_valid_operations(
     if current:
         t.set_errors(
             OTHER_OPERATION_IN_PROGRESS,
-            ["SR", sr_ref, SR_OPERATION_STRINGS[current[0]]],
-            set_difference(SR_ALL_OPERATIONS, SR_SAFE_TO_PARALLELISE),
+            ["SR", sr_ref, _SR_STRINGS[current[0]]],
+            set_difference(all_ops, SR_SAFE_TO_PARALLELISE),
         )
         if not all(op in SR_SAFE_TO_PARALLELISE for op in current):
             t.set_errors(
                 OTHER_OPERATION_IN_PROGRESS,
-                ["SR", sr_ref, SR_OPERATION_STRINGS[current[0]]],
+                ["SR", sr_ref, _SR_STRINGS[current[0]]],
                 SR_SAFE_TO_PARALLELISE,
             )
     if cluster_stack_error is not None:
@@ -167,13 +204,13 @@ def sr_valid_operations(
 
 
 def sr_check_operation_error(sr_ref: str, row: Row, op: str, **facts: Any) -> OpError | None:
-    return table_error(
-        sr_valid_operations(sr_ref, row, **facts), op, "xapi_sr", SR_OPERATION_STRINGS
-    )
+    return table_error(sr_valid_operations(sr_ref, row, **facts), op, "xapi_sr", _SR_STRINGS)
 
 
 def sr_allowed_operations(sr_ref: str, row: Row, **facts: Any) -> list[str]:
-    return allowed_in(sr_valid_operations(sr_ref, row, **facts), SR_ALL_OPERATIONS)
+    return allowed_in(
+        sr_valid_operations(sr_ref, row, **facts), sr_all_operations(facts.get("cbt_ops", False))
+    )
 
 
 # -- VDI --------------------------------------------------------------------------------------
@@ -221,6 +258,8 @@ def vdi_check_operation_error(
     features: Iterable[str] = (),
     ha_enable_in_progress: bool = False,
     ha_disable_in_progress: bool = False,
+    rpu: bool = False,
+    snapshot_vms: Iterable[str] = (),
 ) -> OpError | None:
     """``Xapi_vdi.check_operation_error`` (Dundee), in its order:
 
@@ -236,8 +275,19 @@ def vdi_check_operation_error(
     Facts: ``ha_enabled`` (pool), the SR's ``type``/``is_tools_sr``/whether a PBD of it
     is plugged, ``vbds`` (the VBD rows whose ``VDI`` is this one, with ``reserved`` if
     known), ``features`` (the SM's capability names), the pool's HA operations in progress.
+
+    A release with changed block tracking (the row has ``cbt_enabled``) adds xen-api
+    1.249-lcm's rules (:func:`_cbt_error`): the CBT operations are refused during a rolling
+    upgrade; ``enable_cbt``/``disable_cbt``/``data_destroy`` run "live" (an attached VBD
+    does not block them) and ``data_destroy`` ignores VBD operations; ``list_changed_blocks``
+    is blocked by an active VBD unless every active VBD is a snapshot VM's
+    (``snapshot_vms``); then the SM's ``VDI_CONFIG_CBT``, the ``cbt_metadata`` type, the
+    ``cbt_enabled`` flag and the per-operation rules.
     """
     sr = row["SR"]
+    cbt = "cbt_enabled" in row
+    if cbt and rpu and op in CBT_VDI_OPERATIONS:
+        return ("NOT_SUPPORTED_DURING_UPGRADE", [])
     current = list(row["current_operations"].items())
     if any(o != "copy" for _, o in current):
         return (OTHER_OPERATION_IN_PROGRESS, ["VDI", vdi_ref])
@@ -247,15 +297,25 @@ def vdi_check_operation_error(
     active = [v for v in vbds if v["currently_attached"] or v.get("reserved", False)]
     active_rw = [v for v in active if v["mode"] == "RW"]
     busy_vbds = [v for v in vbds if v["current_operations"]]
-    live_op = op in ("snapshot", "resize_online", "blocked", "clone")
+    live_op = op in ("snapshot", "resize_online", "blocked", "clone") or (
+        cbt and op in ("enable_cbt", "disable_cbt", "data_destroy")
+    )
     ro_op = live_op or op == "copy"
-    if not live_op and (active_rw if ro_op else active):
+    blocked = not live_op and bool(active_rw if ro_op else active)
+    if blocked and cbt and op == "list_changed_blocks":
+        snaps = set(snapshot_vms)
+        blocked = not all(v["VM"] in snaps for v in active)
+    if blocked:
         return ("VDI_IN_USE", [vdi_ref, VDI_OPERATION_STRINGS.get(op, op)])
-    if busy_vbds:
+    if busy_vbds and not (cbt and op == "data_destroy"):
         return (OTHER_OPERATION_IN_PROGRESS, ["VDI", vdi_ref])
     caps = sm_features(features)
     vtype = row["type"]
     ha_protected = ha_enabled and vtype in _HA_TYPES
+    if cbt:
+        err = _cbt_error(vdi_ref, row, op, caps)
+        if err is not None or op in CBT_VDI_OPERATIONS and op != "data_destroy":
+            return err
 
     def needs(cap: str) -> OpError | None:
         return None if cap in caps else ("SR_OPERATION_NOT_SUPPORTED", [sr])
@@ -266,7 +326,8 @@ def vdi_check_operation_error(
         if vtype == "rrd":
             return ("VDI_HAS_RRDS", [vdi_ref])
         return None
-    if op == "destroy":
+
+    def check_destroy() -> OpError | None:
         if sr_type == "udev":
             return ("VDI_IS_A_PHYSICAL_DEVICE", [vdi_ref])
         if sr_is_tools_sr:
@@ -279,7 +340,16 @@ def vdi_check_operation_error(
             return ("HA_ENABLE_IN_PROGRESS", [])
         if vtype in ("ha_statefile", "metadata") and ha_disable_in_progress:
             return ("HA_DISABLE_IN_PROGRESS", [])
-        return needs("VDI_DELETE")
+        return None
+
+    if op == "data_destroy":
+        if not row["is_a_snapshot"]:
+            return ("OPERATION_NOT_ALLOWED", ["VDI is not a snapshot: " + vdi_ref])
+        if not row["cbt_enabled"]:
+            return ("VDI_NO_CBT_METADATA", [vdi_ref])
+        return check_destroy()
+    if op == "destroy":
+        return check_destroy() or needs("VDI_DELETE")
     if op == "resize":
         return ("HA_IS_ENABLED", []) if ha_protected else needs("VDI_RESIZE")
     if op == "update":
@@ -308,6 +378,67 @@ def vdi_check_operation_error(
         return None
     if op == "clone":
         return needs("VDI_CLONE")
+    return None
+
+
+# the VDI operations of changed block tracking (vdi_operations, Ely on)
+CBT_VDI_OPERATIONS = ("enable_cbt", "disable_cbt", "data_destroy", "list_changed_blocks")
+# 1.249-lcm check_operation_error: allowed_for_cbt_metadata_vdi is false for these (of the
+# operations this simulator knows), allowed_when_cbt_enabled false for none of them
+_NOT_FOR_CBT_METADATA = (
+    "clone",
+    "copy",
+    "disable_cbt",
+    "enable_cbt",
+    "mirror",
+    "resize",
+    "resize_online",
+    "snapshot",
+    "set_on_boot",
+)
+_NOT_WHEN_CBT_ENABLED = ("mirror", "set_on_boot")
+# Record_util.vdi_type_to_string
+VDI_TYPE_STRINGS = {
+    "system": "System",
+    "user": "User",
+    "ephemeral": "Ephemeral",
+    "suspend": "Suspend",
+    "crashdump": "Crashdump",
+    "ha_statefile": "HA statefile",
+    "metadata": "Metadata",
+    "redo_log": "Redo log",
+    "rrd": "rrd",
+    "pvs_cache": "PVS cache",
+    "cbt_metadata": "CBT metadata",
+}
+
+
+def _cbt_error(vdi_ref: str, row: Row, op: str, caps: set[str]) -> OpError | None:
+    """The CBT part of xen-api 1.249-lcm ``check_operation_error``, after the VBD rules:
+    ``check_sm_feature_error`` for the CBT operations (``VDI_CONFIG_CBT`` ->
+    ``SR_OPERATION_NOT_SUPPORTED [sr]``), a ``cbt_metadata`` VDI ->
+    ``VDI_INCOMPATIBLE_TYPE [vdi, "CBT metadata"]``, a CBT-enabled one ->
+    ``VDI_CBT_ENABLED [vdi]``; then ``enable_cbt``/``disable_cbt``: not on a snapshot
+    (``OPERATION_NOT_ALLOWED ["VDI is a snapshot: <vdi>"]``), only ``user``/``system``
+    VDIs (``VDI_INCOMPATIBLE_TYPE [vdi, <type>]``), not ``on_boot=reset``
+    (``VDI_ON_BOOT_MODE_INCOMPATIBLE_WITH_OPERATION``). ``list_changed_blocks`` has no
+    rule of its own; ``data_destroy``'s are the caller's (they end in ``check_destroy``)."""
+    if op in CBT_VDI_OPERATIONS and "VDI_CONFIG_CBT" not in caps:
+        return ("SR_OPERATION_NOT_SUPPORTED", [row["SR"]])
+    if op in _NOT_FOR_CBT_METADATA and row["type"] == "cbt_metadata":
+        return ("VDI_INCOMPATIBLE_TYPE", [vdi_ref, VDI_TYPE_STRINGS["cbt_metadata"]])
+    if op in _NOT_WHEN_CBT_ENABLED and row["cbt_enabled"]:
+        return ("VDI_CBT_ENABLED", [vdi_ref])
+    if op in ("enable_cbt", "disable_cbt"):
+        if row["is_a_snapshot"]:
+            return ("OPERATION_NOT_ALLOWED", ["VDI is a snapshot: " + vdi_ref])
+        if row["type"] not in ("user", "system"):
+            return (
+                "VDI_INCOMPATIBLE_TYPE",
+                [vdi_ref, VDI_TYPE_STRINGS.get(str(row["type"]), str(row["type"]))],
+            )
+        if row["on_boot"] == "reset":
+            return ("VDI_ON_BOOT_MODE_INCOMPATIBLE_WITH_OPERATION", [])
     return None
 
 

@@ -1,6 +1,4 @@
-"""PIFs and the management interface: xen-api ``dundee-lcm`` ``xapi_pif.ml``,
-``xapi_host.ml`` (``management_reconfigure``, ``management_disable``,
-``get_management_interface``, ``local_management_reconfigure``), ``nm.ml``,
+"""PIFs: xen-api ``dundee-lcm`` ``xapi_pif.ml``, ``xapi_host.ml``, ``nm.ml``,
 ``xapi_network_attach_helpers.ml`` and ``message_forwarding.ml`` (``PIF``: every call runs
 on the PIF's host, ``HOST_OFFLINE`` if it is not live); 6.5 SP1 from xen-api ``v1.9.60``.
 
@@ -510,63 +508,3 @@ def db_forget(call, self):
         m = row["metrics"]
         if db.exists("PIF_metrics", m) and not any(r["metrics"] == m for _, r in db.rows("PIF")):
             db.remove("PIF_metrics", m)
-
-
-# -- the management interface ---------------------------------------------------------------
-
-
-@api("host.management_reconfigure")
-def management_reconfigure(call, pif):
-    """Dundee's checks (the incompatible-address-type check is swallowed by its own
-    ``try ... with _``, so it never fires); a PIF that already is the management interface
-    is left alone."""
-    db = call.db
-    with db.lock:
-        row = db.get("PIF", pif)
-        on_host(call, row["host"])
-        if inet.pool_row(db).get("ha_enabled"):
-            raise Failure("HA_IS_ENABLED")
-        if row["bond_slave_of"] != NULL_REF:
-            raise Failure("CANNOT_PLUG_BOND_SLAVE", pif)
-        if row["managed"]:
-            if row["primary_address_type"] == "IPv4" and row["ip_configuration_mode"] == "None":
-                raise Failure("PIF_HAS_NO_NETWORK_CONFIGURATION")
-            if row["primary_address_type"] == "IPv6" and row["ipv6_configuration_mode"] == "None":
-                raise Failure("PIF_HAS_NO_V6_NETWORK_CONFIGURATION")
-        if row["management"]:
-            return
-        for local in inet.local_pifs(db, row["network"], row["host"]):
-            lrow = db.get("PIF", local)
-            if lrow["managed"] and lrow["bond_slave_of"] != NULL_REF:
-                raise Failure("CANNOT_PLUG_BOND_SLAVE", local)
-        move_management(call, pif)
-
-
-@api("host.management_disable")
-def management_disable(call):
-    """On the host the call reaches: no PIF is the management interface any more. The
-    simulated endpoint keeps answering (a real host would stop serving its management IP)."""
-    db = call.db
-    with db.lock:
-        if inet.pool_row(db).get("ha_enabled"):
-            raise Failure("HA_IS_ENABLED")
-        if not call.host.is_master:
-            raise Failure("SLAVE_REQUIRES_MANAGEMENT_INTERFACE")
-        update_management_flags(db, call.host.ref, "")
-
-
-@api("host.get_management_interface")
-def get_management_interface(call, host):
-    pif = inet.management_pif(call.db, host)
-    if pif is None:
-        raise Failure("INTERNAL_ERROR", "Not_found")
-    return pif
-
-
-@api("host.local_management_reconfigure")
-def local_management_reconfigure(call, interface):
-    """Emergency mode only (a member whose master is gone). There the member cannot write
-    the pool database, so the simulator changes nothing it could show."""
-    master = call.host.pool.master
-    if call.host.is_master or (master.state == "up" and call.world.is_live(master)):
-        raise Failure("NOT_IN_EMERGENCY_MODE")

@@ -17,6 +17,11 @@
   then the VM's host must be live; ``currently_attached`` follows.
 * ``currently_attached`` follows the VM's power state (``network_on_power_change``).
 * ``configure_ipv4``/``configure_ipv6`` (7.0 only), locking mode and allowed addresses.
+* ``move`` (7.1 on; xen-api ``v24.16.0`` / ``1.249-lcm`` ``Xapi_vif.move``,
+  ``Xapi_network_attach_helpers.assert_can_see_named_networks``, ``Xapi_xenops.vif_move``):
+  forwarded to the VM's host (``forward_vif_op``, no operation marked); an active VIF
+  (attached, VM not suspended) is moved live, its new network attached on the host, and
+  stays plugged; otherwise only ``network`` changes.
 """
 
 from __future__ import annotations
@@ -240,6 +245,49 @@ def _configure(call, vif, kind, mode, address, gateway):
             },
         )
         guest_agent.refresh_networks(call, db, row["VM"])
+
+
+def network_seen_by(db, network: str, host: str) -> bool:
+    """``assert_can_see_named_networks``' ``is_network_available_on``: a network with PIFs is
+    seen by the hosts of those PIFs; one without, if ``other_config:assume_network_is_shared``
+    is ``true``, if it is not ``managed`` (later releases), or if no running VM with a VIF on
+    it sits on another host."""
+    net = db.get("network", network)
+    if net["PIFs"]:
+        return any(db.tables["PIF"][p]["host"] == host for p in net["PIFs"])
+    if net["other_config"].get("assume_network_is_shared") == "true":
+        return True
+    if "managed" in net and not net["managed"]:
+        return True
+    hosts = []
+    for v in net["VIFs"]:
+        vm = db.tables["VM"].get(db.tables["VIF"][v]["VM"])
+        if vm is not None and vm["power_state"] == "Running":
+            hosts.append(vm["resident_on"])
+    return not hosts or host in hosts
+
+
+@api("VIF.move")
+def move(call, self, network):
+    """``Xapi_vif.move`` behind ``forward_vif_op``: the VIF, then its VM's host must be live
+    (``HOST_OFFLINE``); an active VIF's host must see the network
+    (``VM_REQUIRES_NET`` becomes ``HOST_CANNOT_ATTACH_NETWORK [host, network]``); the VIF's
+    ``network`` is set, and an active one is re-plugged there by xenopsd (its network
+    attached on the host, ``currently_attached`` stays true). xapi would store a dangling
+    network ref for an inactive VIF; the simulator answers ``HANDLE_INVALID`` as in
+    ``VIF.create``."""
+    db = call.db
+    with db.lock:
+        row, vm = _forwarded(call, self)
+        db.get("network", network)
+        active = row["currently_attached"] and vm["power_state"] != "Suspended"
+        host = vm["resident_on"]
+        if active and not network_seen_by(db, network, host):
+            raise Failure("HOST_CANNOT_ATTACH_NETWORK", host, network)
+        db.set("VIF", self, "network", network)
+        if active:
+            inet.attach_network_on_host(call.world, db, network, host)
+            guest_agent.refresh_networks(call, db, row["VM"])
 
 
 @api("VIF.configure_ipv4")

@@ -17,6 +17,7 @@ import contextlib
 import uuid as uuid_mod
 
 from .. import install_storage as store
+from ..cbt_log import CbtLogs
 from ..checks.operations import power_to_string
 from ..datamodel import NULL_REF
 from ..dispatch import api
@@ -246,9 +247,10 @@ def remove_vdi(call, vdi) -> None:
     store.recompute_sr(db, row["SR"])
     c.refresh_allowed(call.world, db, "SR", row["SR"])
 
-    def free():  # its contents go once the removal is committed
+    def free():  # its contents (and CBT log, relinking its chain) go once committed
         if not db.exists("VDI", vdi):
             VdiStore.of(call.world).remove(vdi)
+            CbtLogs.of(call.world).remove(vdi)
 
     after_commit(call, free)
 
@@ -305,6 +307,12 @@ def snapshot_vdi(call, vdi, *, is_snapshot, driver_params=None) -> str:
             extra = dict(
                 is_a_snapshot=True, snapshot_of=vdi, snapshot_time=call.world.clock.now_ts()
             )
+        # the SM's snapshot of a CBT-enabled VDI is CBT-enabled too and takes over its log
+        # (sm FileSR/LVHDSR ``_snapshot`` with ``cbtlog``); a clone is not (``clone`` passes
+        # no log)
+        cbt = is_snapshot and bool(src.get("cbt_enabled"))
+        if cbt:
+            extra["cbt_enabled"] = True
         ref = store.new_row(
             call.world,
             db,
@@ -325,6 +333,14 @@ def snapshot_vdi(call, vdi, *, is_snapshot, driver_params=None) -> str:
         store.recompute_sr(db, sr)
         refresh_vdi(call, ref)
         _copy_contents(call, vdi, ref, refresh=False)
+        if cbt:
+            size = src["virtual_size"]
+
+            def log():
+                if db.exists("VDI", ref):
+                    CbtLogs.of(call.world).snapshot(vdi, ref, size)
+
+            after_commit(call, log)
         return ref
 
 

@@ -19,6 +19,10 @@ Dundee, and v24.16.0, 8.3, except ``get_boot_record``):
   Suspended); the VM's record. Before 1.100 (6.5 to 7.1) it was
   ``Helpers.get_boot_record``: the last booted record -- never written here, so the current
   record -- with ``memory_target`` 0 and the live dynamic range.
+* ``restart_device_models`` (XenServer 8 on) -- Running only (VM_BAD_POWER_STATE [vm,
+  "Running", state], capitalised), then ``VM.pool_migrate`` to the VM's own host with
+  ``live=true``: a localhost migration, with its checks; the new device model ends the
+  ``restart_device_model`` guidance (``pool_migrate_complete``).
 * ``get_cooperative`` (true) and ``host.get_uncooperative_resident_VMs`` (empty): "dummy
   implementations for a deprecated API method", which read nothing -- not even the ref.
 * ``power_state_reset`` -- not forwarded ("the whole point is that this can be performed when
@@ -34,7 +38,7 @@ from ..datamodel import NULL_REF
 from ..dispatch import api
 from ..errors import Failure
 from . import common as c
-from .vm_lifecycle import _set_power
+from .vm_lifecycle import _set_power, pool_migrate
 
 
 def _live_op(call, vm, op, then=None):
@@ -100,6 +104,16 @@ def get_boot_record(call, self):
         if call.db.schema.release in _BOOT_RECORD_OF_LAST_BOOT:
             return dict(row, memory_target=0)
         return row
+
+
+@api("VM.restart_device_models")
+def restart_device_models(call, self):
+    with call.db.lock:
+        row = call.db.get("VM", self)
+        if row["power_state"] != "Running":
+            # Record_util.power_state_to_string: capitalised, unlike the operation checks'
+            raise Failure("VM_BAD_POWER_STATE", self, "Running", row["power_state"])
+        pool_migrate(call, self, row["resident_on"], {"live": "true"})
 
 
 @api("VM.get_cooperative")

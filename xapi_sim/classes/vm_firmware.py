@@ -100,10 +100,6 @@ def at_boot(call, vm: str) -> None:
         changes["platform"] = {**platform, "secureboot": "true" if certs else "false"}
     if firmware == "uefi" and "EFI-variables" not in row["NVRAM"]:
         changes["NVRAM"] = {**row["NVRAM"], "EFI-variables": EFI_VARIABLES}
-    # the new domain runs the new device model (xapi_xenops.ml set_resident_on)
-    for f in ("pending_guidances", "recommended_guidances"):
-        if f in fields and "restart_device_model" in row[f]:
-            changes[f] = [g for g in row[f] if g != "restart_device_model"]
     if changes:
         db.update("VM", vm, **changes)
 

@@ -10,6 +10,10 @@ RPU rules, the order of checks in ``pool_migrate``) and ``xapi_vm_migrate.ml``:
   ``pool_migrate``) come first, as there.
 * ``start``/``start_on`` overwrite ``last_boot_CPU_flags`` with the pool level (pool vendor,
   ``features_hvm`` if ``HVM_boot_policy <> ""`` else ``features_pv``); no CPU check.
+* ``start`` waits the VM's ``start_delay``, ``clean_shutdown``/``shutdown`` (and
+  ``hard_shutdown`` of a live VM) its ``shutdown_delay``, after the power change and before
+  the operation ends (``Xapi_vm_helpers.start_delay``/``shutdown_delay`` in ``xapi_vm.ml``),
+  on the world's clock.
 * reboots keep the flags (a hard_reboot that finds the VM Halted does a full start).
 * ``resume`` places with the CPU filter (``force`` ignored); ``resume_on`` checks the host
   unless forced; both run the post-move update (§11).
@@ -26,10 +30,13 @@ RPU rules, the order of checks in ``pool_migrate``) and ``xapi_vm_migrate.ml``:
 
 from __future__ import annotations
 
+import time
+
 from ..checks import vm as vm_checks
 from ..datamodel import NULL_REF
 from ..dispatch import api
 from ..errors import Failure
+from ..host_guidances import remove_vm_guidance
 from ..xapi_start import boot_flags, next_domid
 from . import common as c
 from . import guest_agent, storage_motion, storage_vm, vm_firmware
@@ -73,6 +80,13 @@ def _set_power(call, vm_ref, power_state, host_ref=NULL_REF, new_domain=False, *
         if "start_time" in extra.get("_metrics", {}):
             pass
         db.update("VM_metrics", m, **mchanges)
+    # guidances the new state settles (XenServer 8 on): a new running domain (xapi_xenops.ml,
+    # on its new start time) and a halt (force_state_reset) end both, a suspend the device
+    # model's
+    if power_state == "Halted" or (new_domain and power_state == "Running"):
+        remove_vm_guidance(db, vm_ref, "restart_device_model", "restart_vm")
+    elif power_state == "Suspended":
+        remove_vm_guidance(db, vm_ref, "restart_device_model")
     network_on_power_change(call, vm_ref)
     guest_agent.on_power_change(call, vm_ref, new_domain)
     refresh_allowed(call, vm_ref)
@@ -101,6 +115,21 @@ def _boot(call, vm_ref, host_ref, paused):
         call.db.set("VM_metrics", m, "start_time", call.world.clock.now_ts())
 
 
+def _vm_delay(call, vm_ref, field):
+    """``Xapi_vm_helpers.start_delay`` / ``shutdown_delay``: after the power change, with the
+    operation still in ``current_operations``, wait the VM's ``start_delay`` /
+    ``shutdown_delay`` seconds. Measured on the world's clock (``clock.advance`` ends it at
+    once), after a checkpoint: never under a lock."""
+    secs = call.db.get("VM", vm_ref).get(field, 0)
+    if secs <= 0:
+        return
+    clock = call.world.clock
+    end = clock.time() + secs
+    call.world.txm.checkpoint()
+    while (left := end - clock.time()) > 0:
+        time.sleep(min(left, 0.05))
+
+
 def _get(call, vm_ref):
     return call.db.get("VM", vm_ref)
 
@@ -120,6 +149,7 @@ def start(call, vm, start_paused=False, force=False):
         c.assert_can_boot_here(call, vm, row, host)  # the host-side memory check
         op.mark()
         _boot(call, vm, host, start_paused)
+        _vm_delay(call, vm, "start_delay")
 
 
 def _assert_not_evacuating(call, host):
@@ -152,6 +182,7 @@ def clean_shutdown(call, vm):
         c.assert_resident_host_live(call, _get(call, vm))
         op.mark()
         _set_power(call, vm, "Halted")
+        _vm_delay(call, vm, "shutdown_delay")
 
 
 @api("VM.hard_shutdown")
@@ -162,8 +193,11 @@ def hard_shutdown(call, vm):
     with call.db.lock, _op(call, vm, "hard_shutdown") as op:
         c.assert_resident_host_live(call, _get(call, vm))
         op.mark()
+        was_live = _get(call, vm)["power_state"] in ("Running", "Paused")
         storage_vm.drop_suspend_image(call, vm)
         _set_power(call, vm, "Halted", suspend_VDI=NULL_REF)
+        if was_live:  # a Suspended (or Halted) VM has no domain to shut down: no delay
+            _vm_delay(call, vm, "shutdown_delay")
 
 
 @api("VM.shutdown")
@@ -174,8 +208,11 @@ def shutdown(call, vm):
     with call.db.lock, _op(call, vm, "shutdown") as op:
         c.assert_resident_host_live(call, _get(call, vm))
         op.mark()
+        was_live = _get(call, vm)["power_state"] in ("Running", "Paused")
         storage_vm.drop_suspend_image(call, vm)
         _set_power(call, vm, "Halted", suspend_VDI=NULL_REF)
+        if was_live:  # the clean path (clean_shutdown_with_timeout) ends with the delay
+            _vm_delay(call, vm, "shutdown_delay")
 
 
 def _reboot(call, vm):
@@ -300,9 +337,12 @@ def _force(options) -> bool:
 
 
 def _move(call, vm, dest):
+    """The move of an intra-pool migration, then ``pool_migrate_complete``: the domain runs
+    a new device model there (``restart_device_model`` guidance ends)."""
     row = _get(call, vm)
     _set_power(call, vm, row["power_state"], dest, domid=next_domid(call.world, dest))
     c.update_cpu_flags(call, vm, dest)
+    remove_vm_guidance(call.db, vm, "restart_device_model")
 
 
 @api("VM.pool_migrate")

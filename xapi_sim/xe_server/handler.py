@@ -130,12 +130,12 @@ def exec_command(ctx, name):
     minimal = bool_of_string(ctx.get("minimal")) if ctx.has("minimal") else False
     ctx.printer = R.Printer(ctx.send, minimal)
     if name == "help":
-        help_command(ctx.printer, ctx.params)
+        help_command(ctx.printer, ctx.params, host=ctx.host)
         ctx.printer.flush()
         ctx.send(cliproto.Exit(0))
         return
     spec = table().get(name)
-    if spec is None:
+    if spec is None or not spec.available(ctx.host):
         raise UnknownCommand(name)
     for p in spec.reqd:
         if not ctx.has(p):

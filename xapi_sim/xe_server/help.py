@@ -58,8 +58,9 @@ def _command_help(printer, name, spec):
     )
 
 
-def help_command(printer, params, argv0="xe"):
-    cmds = table()
+def help_command(printer, params, argv0="xe", host=None):
+    """``host``: the host asked, whose release decides which commands exist."""
+    cmds = {n: c for n, c in table().items() if c.available(host)}
     asked = [k for k, _ in params if k not in HELP_EXCLUDE]
     if asked:
         for name in asked:

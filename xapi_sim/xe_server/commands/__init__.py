@@ -2,15 +2,28 @@
 
 The hand-written commands live with their class (``vm.py``, ``vm_devices.py``,
 ``lifecycle.py`` -- clones, snapshots, uninstall --, ``host.py``, ``pool.py``,
-``storage.py``, ``network.py``, ``event.py``, ``simple.py`` -- one call on one object --),
-each module listing its specs in ``COMMANDS``; ``generic.py`` generates the
+``storage.py``, ``network.py``, ``event.py``, ``appliance.py``, ``simple.py`` -- one call on
+one object --), each module listing its specs in ``COMMANDS``; ``generic.py`` generates the
 ``<class>-list`` / ``-param-*`` commands of every class that has a CLI record. Mirrors
 xen-api Dundee ``cli_frontend.ml`` (``cmdtable_data``) and ``cli_operations.ml``.
 """
 
 from __future__ import annotations
 
-from . import event, host, lifecycle, network, pool, simple, storage, transfer, vm, vm_devices
+from . import (
+    appliance,
+    event,
+    host,
+    lifecycle,
+    network,
+    pool,
+    simple,
+    storage,
+    storage_cbt,
+    transfer,
+    vm,
+    vm_devices,
+)
 from .generic import ClassCommands
 from .spec import Cmd
 
@@ -62,6 +75,7 @@ GENERATED = [
     ClassCommands(
         "pbd", "PBD", [], ["uuid", "host-uuid", "sr-uuid", "device-config", "currently-attached"]
     ),
+    ClassCommands("appliance", "VM_appliance", [], []),
 ]
 
 
@@ -73,9 +87,11 @@ def _build_table() -> dict:
         **vm_devices.COMMANDS,
         **lifecycle.COMMANDS,
         **storage.COMMANDS,
+        **storage_cbt.COMMANDS,
         **network.COMMANDS,
         **event.COMMANDS,
         **transfer.COMMANDS,
+        **appliance.COMMANDS,
         **simple.COMMANDS,
     }
     for g in GENERATED:

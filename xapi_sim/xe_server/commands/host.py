@@ -33,6 +33,12 @@ def host_enable(ctx):
     do_host_op(ctx, op, [])
 
 
+def host_set_hostname_live(ctx):
+    """``Cli_operations.host_set_hostname_live``: the host by ``host-uuid``."""
+    host = ctx.call("host.get_by_uuid", ctx.get("host-uuid"))
+    ctx.call("host.set_hostname_live", host, ctx.get("host-name"))
+
+
 def host_evacuate(ctx):
     network = NULL_REF
     if ctx.has("network-uuid"):
@@ -149,6 +155,14 @@ COMMANDS = {
     ),
     "host-evacuate": Cmd(
         [], ["network-uuid", "batch-size"], "Migrate all VMs off a host.", host_evacuate, _SEL
+    ),
+    "host-set-hostname-live": Cmd(
+        ["host-uuid", "host-name"],
+        [],
+        "Sets the host name to the specified string.  Both the API and lower-level system "
+        "hostname are changed.",
+        host_set_hostname_live,
+        _SEL,
     ),
     "host-get-vms-which-prevent-evacuation": Cmd(
         ["uuid"],

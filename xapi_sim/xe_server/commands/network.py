@@ -1,8 +1,10 @@
-"""The hand-written network commands: ``vif-create``, ``vif-destroy``, ``network-create``,
-``network-destroy``, ``pif-plug``, ``pif-unplug``.
+"""The hand-written network commands: ``vif-create``, ``vif-destroy``, ``vif-move``,
+``network-create``, ``network-destroy``, ``pif-plug``, ``pif-unplug``.
 
 Mirrors xen-api Dundee ``cli_operations.ml`` (``vif_create``, ``vif_destroy``,
-``net_create``, ``net_destroy``) and ``cli_frontend.ml`` (their specs and help texts).
+``net_create``, ``net_destroy``) and ``cli_frontend.ml`` (their specs and help texts);
+``vif-move`` as xen-api ``v24.16.0`` (7.1 on: a release without ``VIF.move`` has no such
+command).
 """
 
 from __future__ import annotations
@@ -48,6 +50,13 @@ def vif_destroy(ctx):
     ctx.call("VIF.destroy", ctx.call("VIF.get_by_uuid", ctx.get("uuid")))
 
 
+def vif_move(ctx):
+    """``Cli_operations.vif_move`` (xen-api ``v24.16.0``)."""
+    vif = ctx.call("VIF.get_by_uuid", ctx.get("uuid"))
+    network = ctx.call("network.get_by_uuid", ctx.get("network-uuid"))
+    ctx.call("VIF.move", vif, network)
+
+
 def net_create(ctx):
     mtu = int64_of_string(ctx.get("MTU")) if ctx.has("MTU") else 1500  # Int64.of_string
     record = {
@@ -86,6 +95,13 @@ COMMANDS = {
         vif_create,
     ),
     "vif-destroy": Cmd(["uuid"], [], "Destroy a VIF.", vif_destroy),
+    "vif-move": Cmd(
+        ["uuid", "network-uuid"],
+        [],
+        "Move the VIF to another network.",
+        vif_move,
+        needs="VIF.move",
+    ),
     "network-create": Cmd(
         ["name-label"], ["name-description", "MTU"], "Create a new network.", net_create
     ),

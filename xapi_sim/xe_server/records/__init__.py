@@ -1,10 +1,12 @@
 """CLI records per class (xen-api ``records.ml``): ``record.py`` is what a record and a
 field are; ``vm.py``, ``host.py`` (host and host_cpu), ``pool.py``, ``message.py``,
-``storage.py`` (SR, PBD, VDI, VBD) and ``network.py`` (PIF, VIF, network) are the layouts.
+``storage.py`` (SR, PBD, VDI, VBD), ``network.py`` (PIF, VIF, network) and ``appliance.py``
+(VM_appliance) are the layouts.
 ``make_record`` builds the record of any class that has one."""
 
 from __future__ import annotations
 
+from .appliance import appliance_record
 from .host import host_cpu_record, host_record
 from .message import message_record
 from .network import network_record, pif_record, vif_record
@@ -26,6 +28,7 @@ RECORDS = {
     "PIF": pif_record,
     "VIF": vif_record,
     "network": network_record,
+    "VM_appliance": appliance_record,
 }
 
 
@@ -37,6 +40,7 @@ def make_record(ctx, cls, ref, row=None, only=None) -> Record:
 
 __all__ = [
     "RECORDS",
+    "appliance_record",
     "Builder",
     "Field",
     "Record",

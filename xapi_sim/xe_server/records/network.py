@@ -2,7 +2,8 @@
 and ``-param-*``).
 
 Mirrors xen-api Dundee ``ocaml/client_records/records.ml`` ``pif_record``, ``vif_record``,
-``net_record`` (field names, order, rendering, setters) and ``record_util.ml``.
+``net_record`` (field names, order, rendering, setters) and ``record_util.ml``; a network's
+``purpose`` (7.3 on) as xen-api ``v24.16.0`` ``ocaml/xapi-cli-server/records.ml``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,13 @@ def _net_locking(v):
     if v in ("unlocked", "disabled"):
         return v
     raise CliFailure("Expected 'unlocked' or 'disabled', got " + v)
+
+
+def _net_purpose(v):
+    """``Record_util.string_to_network_purpose``."""
+    if v in ("nbd", "insecure_nbd"):
+        return v
+    raise CliFailure("Expected a network purpose string; got " + v)
 
 
 def pif_record(ctx, ref, row=None, only=None) -> Record:
@@ -170,4 +178,13 @@ def network_record(ctx, ref, row=None, only=None) -> Record:
         B.s("default_locking_mode"),
         set=B.setter("set_default_locking_mode", _net_locking),
     )
+    # 7.3 on; the help's prototype record (no context) is Dundee's
+    pool = ctx.host.pool if ctx is not None else None
+    if pool is not None and "purpose" in pool.schema.classes["network"].fields:
+        B.add_set(
+            "purpose",
+            B.listed("purpose"),
+            add_to_set=lambda v: ctx.call("network.add_purpose", ref, _net_purpose(v)),
+            remove_from_set=lambda v: ctx.call("network.remove_purpose", ref, _net_purpose(v)),
+        )
     return rec
