@@ -72,13 +72,76 @@ def vm_facts(world, db, row) -> dict:
         if vdi is not None:
             smc = vdi["sm_config"]
             resets.append((smc.get("on_boot") == "reset", vm_checks.bool_of_assoc("caching", smc)))
-    return dict(
+    facts = dict(
         guest_metrics=gm,
         clone_suspended_vm_enabled=oc.get("allow_clone_suspended_vm") == "true",
         vdis_reset_and_caching=resets,
         appliance_valid=_valid(db, "VM_appliance", row.get("appliance", NULL_REF)),
         protection_policy_valid=_valid(db, "VMPP", row.get("protection_policy", NULL_REF)),
     )
+    rules = vm_checks.rules_for(db.schema.release)
+    facts["rules"] = rules
+    if rules.later:
+        facts.update(_later_vm_facts(db, row))
+    return facts
+
+
+_LIVE = ("Running", "Paused")
+
+
+def _later_vm_facts(db, row) -> dict:
+    """What the check of 1.249-lcm and later reads beyond the row (``checks/vm.py``
+    ``later_check_operation_error``). ``VM_metrics.nomigrate``/``nested_virt``/
+    ``current_domain_type`` are what xenopsd reported at start: the simulator does not
+    write them, so for a running or paused VM they are the ``platform`` flags and
+    ``domain_type`` it runs with (a recorded database's true values are kept)."""
+    metrics = db.tables["VM_metrics"].get(row["metrics"]) if "VM_metrics" in db.tables else None
+    live = row["power_state"] in _LIVE
+    platform = row.get("platform") or {}
+    facts: dict = dict(
+        rpu=rpu_in_progress(db),
+        snapshot_schedule_valid=_valid(db, "VMSS", row.get("snapshot_schedule", NULL_REF)),
+    )
+    if metrics is not None:
+        for field, key in (("nomigrate", "nomigrate"), ("nested_virt", "nested-virt")):
+            facts[field] = bool(metrics.get(field)) or (
+                live and vm_checks.platform_is_true(platform, key)
+            )
+        cdt = metrics.get("current_domain_type", "unspecified")
+        if cdt == "unspecified" and row["power_state"] != "Halted":
+            cdt = row.get("domain_type", "unspecified")
+            if cdt == "unspecified":
+                cdt = "hvm" if row["HVM_boot_policy"] else "pv"
+        facts["current_domain_type"] = cdt
+    # Helpers.is_domain_zero: the control domain its resident host names (a host without
+    # control_domain set counts its resident control domain)
+    host = db.tables["host"].get(row["resident_on"])
+    if row["is_control_domain"] and host is not None:
+        dom0 = host.get("control_domain", NULL_REF)
+        facts["is_domain_zero"] = dom0 == NULL_REF or (
+            db.tables["VM"].get(dom0, {}).get("uuid") == row["uuid"]
+        )
+    else:
+        facts["is_domain_zero"] = False
+    sriov, suspendable = [], True
+    for vgpu in row.get("VGPUs") or ():
+        v = db.tables["VGPU"].get(vgpu) if "VGPU" in db.tables else None
+        if v is None:
+            suspendable = False
+            continue
+        vt = db.tables["VGPU_type"].get(v["type"])
+        impl = vt.get("implementation") if vt is not None else None
+        if impl == "nvidia_sriov" and _valid(db, "PCI", v.get("PCI", NULL_REF)):
+            sriov.append(v["PCI"])
+        pgpu = db.tables["PGPU"].get(v["resident_on"])
+        if not (
+            impl in ("nvidia", "nvidia_sriov")
+            and pgpu is not None
+            and "nvidia" in (pgpu.get("compatibility_metadata") or {})  # Xapi_gpumon.Nvidia.key
+        ):
+            suspendable = False
+    facts.update(sriov_pcis=sriov, vgpus_suspendable=suspendable, vgpus_migratable=True)
+    return facts
 
 
 def host_facts(db, row) -> dict:
@@ -268,9 +331,9 @@ def allowed_operations(world, db, cls, ref) -> list:
     if cls == "VBD":
         return storage_checks.vbd_allowed_operations(ref, row, **vbd_facts(world, db, ref, row))
     if cls == "VM":
-        return vm_checks.allowed_operations(
-            ref, row, rpu=rpu_in_progress(db), **vm_facts(world, db, row)
-        )
+        facts = vm_facts(world, db, row)
+        facts["rpu"] = rpu_in_progress(db)
+        return vm_checks.allowed_operations(ref, row, **facts)
     if cls == "host":
         return host_checks.allowed_operations(
             ref, row, rpu=rpu_in_progress(db), **host_facts(db, row)

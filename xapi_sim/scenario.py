@@ -17,6 +17,7 @@ import json
 
 from . import products, scenario_objects
 from .allowed import refresh_allowed
+from .checks.vm_releases import rules_for as vm_rules_for
 from .classes import guest_agent
 from .datamodel import NULL_REF
 from .levelling import cpus
@@ -211,8 +212,9 @@ def _place_vm(world, scn, i, v: VmSpec, runtime, domids, host_load):
         domain_type=v.domain_type,
         allowed_operations=allowed_operations(v.power_state),
     )
-    if is_hvm and not v.pv_drivers:
-        refresh_allowed(world, db, "VM", ref)  # Dundee's rules for a guest without drivers
+    if (is_hvm and not v.pv_drivers) or vm_rules_for(db.schema.release).later:
+        # Dundee's rules for a guest without drivers; a later release's own rules
+        refresh_allowed(world, db, "VM", ref)
     if v.disks or v.vifs:
         scenario_objects.build_vm_devices(world, scn, i, v, host, ref)
     if resident != NULL_REF:

@@ -375,7 +375,9 @@ class Database:
             del self.tables[cls][ref]
             for one, sfield in self._rel_one:
                 if one == cls:
-                    self._owned.pop((cls, ref, sfield), None)
+                    owned = self._owned.pop((cls, ref, sfield), None)
+                    if owned is not None:
+                        st.dropped.append(((cls, ref, sfield), owned))
             self._index(cls, ref, row, False)
             st.touches.append((cls, ref, "del"))
             for (many, rfield), (one, sfield) in self._rel_many.items():
@@ -435,6 +437,11 @@ class Database:
             ev.set()
 
     def _undo(self, st: _DbTxn) -> None:
+        # a row removed in the transaction gave up its set lists: take them back first, so
+        # that the links made before its removal are undone in the lists its restored row
+        # (remembered before them) shares
+        for key, owned in st.dropped:
+            self._owned.setdefault(key, owned)
         for cls, ref, sfield, member, pos in reversed(st.links):
             owned = self._owned.get((cls, ref, sfield))
             if owned is None:

@@ -52,13 +52,16 @@ class LockOrderConflict(Exception):
 class _DbTxn:
     """What one transaction did to one database: undo data and the changes to publish."""
 
-    __slots__ = ("before", "links", "touches")
+    __slots__ = ("before", "links", "touches", "dropped")
 
     def __init__(self) -> None:
         self.before: dict[tuple[str, str], Row | None] = {}
         # (class, ref, set field, member, position it was removed from, or -1 if appended)
         self.links: list[tuple[str, str, str, str, int]] = []
         self.touches: list[Change] = []
+        # the in-place set lists a removed row owned ((class, ref, set field), (list, set)):
+        # the remembered row shares them, so a rollback must undo its links through them
+        self.dropped: list[tuple[tuple[str, str, str], Any]] = []
 
 
 class Txn:

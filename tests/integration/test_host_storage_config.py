@@ -62,3 +62,31 @@ def test_dundee_has_neither_field():
         assert "iscsi_iqn" not in x.host.get_record(h1)
         x.host.add_to_other_config(h1, "multipathing", "true")
         assert failure(x.host.set_multipathing, h1, True)[0] == "MESSAGE_METHOD_UNKNOWN"
+
+
+def test_sched_gran_as_a_default_host_answers():
+    with logged_in(WORLD.format(v="xcp-ng-8.3")) as (w, s):
+        x = s.xenapi
+        h1, h2 = x.host.get_by_name_label("h1")[0], x.host.get_by_name_label("h2")[0]
+        assert x.host.get_sched_gran(h1) == "cpu"
+        assert failure(x.host.set_sched_gran, h1, "core") == [
+            "OPERATION_NOT_ALLOWED",
+            "Disabled by xapi.conf",
+        ]
+        assert (
+            failure(x.host.set_sched_gran, h1, "thread")[0] == "INTERNAL_ERROR"
+        )  # no such enum value
+        x.sim.host_crash(h2)
+        assert failure(x.host.get_sched_gran, h2) == ["HOST_OFFLINE", h2]
+
+
+def test_syslog_reconfigure_as_xen_orchestra_calls_it():
+    """xo-server sets ``logging:syslog_destination`` then calls ``syslog_reconfigure``."""
+    with logged_in(WORLD.format(v="stockholm")) as (w, s):
+        x = s.xenapi
+        h1, h2 = x.host.get_by_name_label("h1")[0], x.host.get_by_name_label("h2")[0]
+        x.host.set_logging(h1, {"syslog_destination": "10.0.0.5"})
+        assert x.host.syslog_reconfigure(h1) == ""
+        assert x.host.get_logging(h1) == {"syslog_destination": "10.0.0.5"}
+        x.sim.host_crash(h2)
+        assert failure(x.host.syslog_reconfigure, h2) == ["HOST_OFFLINE", h2]

@@ -686,6 +686,27 @@ def test_a_rollback_restores_the_order_of_a_relation_set():
     assert db.get("host", h.ref)["host_CPUs"] == cpus
 
 
+def test_a_rollback_of_a_link_then_the_owners_removal_restores_the_set():
+    """A VBD made for a VM, then the VM removed, in a transaction that fails: the VM comes
+    back with its VBDs as they were. The VM's row remembered at the link shares the list the
+    store grows in place, and the removal gave that list up, so the link must still be undone
+    in it (hypothesis found this in the store's state machine)."""
+    world = scenario.build(scenario.loads(WORLD, "<atomicity>"), seed=11)
+    db = world.host_by_name("a2").db
+    vm = next(r for r, row in db.tables["VM"].items() if not row["is_control_domain"])
+    with world.txm.transaction():  # the VM owns its VBDs list from a first link
+        first = world.new_row(db, "VBD", VM=vm, VDI="OpaqueRef:NULL", empty=True)
+    vbds = list(db.get("VM", vm)["VBDs"])
+    assert first in vbds
+    with pytest.raises(InjectedFault):
+        with world.txm.transaction():
+            world.new_row(db, "VBD", VM=vm, VDI="OpaqueRef:NULL", empty=True)
+            db.remove("VM", vm)
+            raise InjectedFault("after the removal")
+    assert db.get("VM", vm)["VBDs"] == vbds
+    assert db.check_relations() == []
+
+
 def _move_back(pair):
     """Bring the VM home (destination -> source) over the wire."""
     x, y = pair.t.xenapi, pair.s.xenapi

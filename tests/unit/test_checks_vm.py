@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from xapi_sim.checks import vm
+from xapi_sim.checks import vm_releases as vr
 from xapi_sim.datamodel import ENUMS, NULL_REF
 
 REF = "OpaqueRef:vm"
@@ -151,6 +152,11 @@ def test_dom0_after_the_power_state():
     dom0 = row("Running", is_control_domain=True)
     assert err(dom0, "destroy") == ("VM_BAD_POWER_STATE", [REF, "halted, suspended", "running"])
     assert err(dom0, "clean_shutdown") == (
+        "OPERATION_NOT_ALLOWED",
+        ["Operations on control domain are not allowed"],
+    )
+    # 6.5's source had its own words for it
+    assert err(dom0, "clean_shutdown", rules=vr.rules_for("cream")) == (
         "OPERATION_NOT_ALLOWED",
         ["Operations on domain 0 are not allowed"],
     )
@@ -520,3 +526,383 @@ def test_the_check_is_total_and_well_formed(r, facts, op):
     # a non-strict check never refuses what the strict one allows
     if err(r, op, strict=True, **facts) is None:
         assert err(r, op, strict=False, **facts) is None
+
+
+# == the later sources: 1.249-lcm (stockholm), v23.30.0 (nile), v24.19.2 (xcp-ng-8.3) ======
+
+
+LATER = [vr.STOCKHOLM, vr.NILE, vr.XCP_NG_83]
+LATER_IDS = ["1.249-lcm", "v23.30.0", "v24.19.2"]
+
+
+def lerr(rules, r, op, **facts):
+    return vm.check_operation_error(REF, r, op, rules=rules, **facts)
+
+
+def test_each_release_profile_gets_its_sources_rules():
+    # data/releases.json datamodel_release of each profile -> the source it names
+    assert vm.rules_for("cream") is vr.CREAM  # Dundee's, with 6.5's control-domain words
+    assert vm.rules_for("dundee") is vr.DUNDEE
+    assert vm.rules_for("ely") is vr.DUNDEE  # kept as the Dundee transcription
+    assert vm.rules_for("stockholm_psr").source == "1.249-lcm"
+    assert vm.rules_for("23.30.0").source == "v23.30.0"
+    assert vm.rules_for("24.16.0").source == "v24.19.2"
+
+
+def test_the_enum_of_each_source():
+    # 1.249-lcm datamodel_vm.ml: Dundee's 47, changing_NVRAM after changing_VCPUs_live
+    i = vm.OPERATIONS.index("changing_VCPUs_live") + 1
+    assert vr.STOCKHOLM.operations == (*vm.OPERATIONS[:i], "changing_NVRAM", *vm.OPERATIONS[i:])
+    # v23.30.0 / v24.19.2 datamodel_vm.ml lines 1558-1619: and create_vtpm at the end
+    assert vr.NILE.operations == (*vr.STOCKHOLM.operations, "create_vtpm")
+    assert vr.XCP_NG_83.operations == tuple(ENUMS["vm_operations"])
+    for rules in LATER:
+        assert set(rules.update_ops) <= set(rules.operations)
+        assert set(rules.rpu_ops) <= set(rules.operations)
+        for op in rules.operations:  # every value has power states
+            vm.allowed_power_states(row(), op, rules=rules)
+    assert "create_vtpm" not in vr.STOCKHOLM.operations and not vr.STOCKHOLM.vtpm
+    with pytest.raises(ValueError):
+        lerr(vr.STOCKHOLM, row(), "create_vtpm")
+
+
+def test_v24_update_list_is_the_enum_without_the_ignored_ops():
+    # v24.19.2 xapi_vm_lifecycle.ml lines 752-776 (allowable_ops), in the enum's order
+    assert vr.XCP_NG_83.update_ops == (
+        "snapshot",
+        "clone",
+        "copy",
+        "revert",
+        "checkpoint",
+        "snapshot_with_quiesce",
+        "provision",
+        "start",
+        "start_on",
+        "pause",
+        "unpause",
+        "clean_shutdown",
+        "clean_reboot",
+        "hard_shutdown",
+        "hard_reboot",
+        "suspend",
+        "resume",
+        "resume_on",
+        "pool_migrate",
+        "migrate_send",
+        "changing_dynamic_range",
+        "changing_static_range",
+        "changing_shadow_memory",
+        "changing_VCPUs_live",
+        "changing_NVRAM",
+        "make_into_template",
+        "export",
+        "metadata_export",
+        "destroy",
+        "create_vtpm",
+    )
+    assert vr.NILE.update_ops[-2:] == ("changing_NVRAM", "create_vtpm")
+    assert vr.STOCKHOLM.update_ops == (*vm.UPDATE_ORDER, "changing_NVRAM")
+
+
+@pytest.mark.parametrize("rules", LATER, ids=LATER_IDS)
+def test_later_power_states(rules):
+    assert vm.expected_states(row(), "changing_NVRAM", rules=rules) == "halted"
+    dom0 = row("Running", is_control_domain=True)
+    for op in ("changing_VCPUs", "changing_static_range", "changing_memory_limits"):
+        assert vm.allowed_power_states(dom0, op, rules=rules) == ("Halted", "Running")
+        assert vm.allowed_power_states(row(), op, rules=rules) == ("Halted",)
+    e = lerr(rules, row("Running"), "changing_NVRAM", guest_metrics=TOOLS)
+    assert e == ("VM_BAD_POWER_STATE", [REF, "halted", "running"])
+
+
+def test_start_during_migrate_send_until_ca_322708():
+    cur = ["migrate_send"]
+    assert vm.is_allowed_concurrently("start", cur, vr.STOCKHOLM)
+    assert not vm.is_allowed_concurrently("start_on", cur, vr.NILE)
+    assert vm.is_allowed_concurrently("clean_shutdown", cur, vr.XCP_NG_83)
+    busy = row("Halted", current_operations={"t": "migrate_send"})
+    assert lerr(vr.NILE, busy, "start") == (
+        "OTHER_OPERATION_IN_PROGRESS",
+        ["VM.migrate_send", REF],
+    )
+
+
+def test_operation_strings_of_each_source():
+    # Record_util.vm_operation_table: shutdown is in 1.249-lcm's and v24.19.2's, not v23.30.0's
+    assert vm.operation_to_string("shutdown") == "(unknown operation)"
+    assert vm.operation_to_string("shutdown", vr.STOCKHOLM) == "shutdown"
+    assert vm.operation_to_string("shutdown", vr.NILE) == "(unknown operation)"
+    assert vm.operation_to_string("shutdown", vr.XCP_NG_83) == "shutdown"
+    assert vm.operation_to_string("changing_VCPUs", vr.XCP_NG_83) == "(unknown operation)"
+    assert vm.operation_to_string("create_vtpm", vr.NILE) == "create_vtpm"
+    snap = row("Halted", is_a_template=True, is_a_snapshot=True)
+    assert lerr(vr.STOCKHOLM, snap, "shutdown") == (
+        "VM_BAD_POWER_STATE",
+        [REF, "paused, suspended, running", "halted"],
+    )
+    running_snap = row("Running", is_a_template=True, is_a_snapshot=True)
+    assert lerr(vr.NILE, running_snap, "shutdown") == (
+        "VM_IS_SNAPSHOT",
+        [REF, "(unknown operation)"],
+    )
+
+
+@pytest.mark.parametrize("rules", LATER, ids=LATER_IDS)
+def test_later_rules_in_order(rules):
+    running = row("Running", HVM_boot_policy="BIOS order")
+    # immobile (nomigrate / nested-virt: metrics, or the platform without metrics)
+    for op in ("suspend", "checkpoint", "pool_migrate", "migrate_send"):
+        assert lerr(rules, running, op, guest_metrics=TOOLS, nomigrate=True) == (
+            "VM_IS_IMMOBILE",
+            [REF],
+        )
+        assert lerr(rules, running, op, guest_metrics=TOOLS, nomigrate=True, strict=False) is None
+    nested = row("Running", platform={"nested-virt": "TRUE"})
+    assert lerr(rules, nested, "pool_migrate", guest_metrics=TOOLS) == ("VM_IS_IMMOBILE", [REF])
+    assert lerr(rules, nested, "changing_dynamic_range", guest_metrics=TOOLS) == (
+        "VM_IS_USING_NESTED_VIRT",
+        [REF],
+    )
+    assert lerr(rules, nested, "changing_dynamic_range", nested_virt=False) is None
+    # dom0 and other control domains
+    dom0 = row("Halted", is_control_domain=True)
+    assert lerr(rules, dom0, "destroy", is_domain_zero=True) == (
+        "OPERATION_NOT_ALLOWED",
+        ["This operation is not allowed on dom0"],
+    )
+    assert lerr(rules, dom0, "destroy", is_domain_zero=False) is None  # a driver domain
+    assert lerr(rules, dom0, "export", is_domain_zero=False) == (
+        "OPERATION_NOT_ALLOWED",
+        ["This operation is not allowed on a control domain"],
+    )
+    # guest features: one code; a VM that booted PV is exempt, without metrics it is not
+    assert lerr(rules, running, "clean_shutdown") == ("VM_LACKS_FEATURE", [REF])
+    assert lerr(rules, running, "changing_VCPUs_live", strict=False) == (
+        "VM_LACKS_FEATURE",
+        [REF],
+    )
+    assert lerr(rules, running, "clean_shutdown", current_domain_type="pv") is None
+    pvh = lerr(rules, running, "suspend", current_domain_type="pvh")
+    assert pvh == (None if rules.pvh_is_pv else ("VM_LACKS_FEATURE", [REF]))
+    assert lerr(rules, row("Running"), "clean_shutdown", current_domain_type="hvm") == (
+        "VM_LACKS_FEATURE",
+        [REF],
+    )
+    # VSS removed: quiesced snapshots are always refused
+    quiesce = {"other": {"feature-quiesce": "1"}, **TOOLS}
+    assert lerr(rules, running, "snapshot_with_quiesce", guest_metrics=quiesce) == (
+        "VM_SNAPSHOT_WITH_QUIESCE_NOT_SUPPORTED",
+        [REF],
+    )
+    # PCI passthrough, except the PCIs of NVIDIA SR-IOV vGPUs
+    pci = row("Running", attached_PCIs=["OpaqueRef:p"])
+    assert lerr(rules, pci, "suspend", guest_metrics=TOOLS) == ("VM_HAS_PCI_ATTACHED", [REF])
+    assert lerr(rules, pci, "suspend", guest_metrics=TOOLS, sriov_pcis=["OpaqueRef:p"]) is None
+    # vGPUs
+    gpu = row("Running", VGPUs=["OpaqueRef:g"])
+    assert lerr(rules, gpu, "suspend", guest_metrics=TOOLS) == ("VM_HAS_VGPU", [REF])
+    assert lerr(rules, gpu, "suspend", guest_metrics=TOOLS, vgpus_suspendable=True) is None
+    assert lerr(rules, gpu, "pool_migrate", guest_metrics=TOOLS, vgpus_suspendable=True) is None
+    assert lerr(
+        rules,
+        gpu,
+        "pool_migrate",
+        guest_metrics=TOOLS,
+        vgpus_suspendable=True,
+        vgpus_migratable=False,
+    ) == ("VM_HAS_VGPU", [REF])
+    assert lerr(rules, row("Halted", VGPUs=["OpaqueRef:g"]), "migrate_send") is None
+    assert lerr(rules, row("Suspended", VGPUs=["OpaqueRef:g"]), "checkpoint") is None
+    # VUSBs
+    usb = row("Running", VUSBs=["OpaqueRef:u"])
+    assert lerr(rules, usb, "snapshot", guest_metrics=TOOLS) == ("VM_HAS_VUSBS", [REF])
+    # make_into_template: appliance, protection policy, snapshot schedule
+    vmss = row("Halted", snapshot_schedule="OpaqueRef:s")
+    assert lerr(rules, vmss, "make_into_template") == (
+        "VM_ASSIGNED_TO_SNAPSHOT_SCHEDULE",
+        [REF, "OpaqueRef:s"],
+    )
+    assert lerr(rules, vmss, "make_into_template", snapshot_schedule_valid=False) is None
+    both = row("Halted", snapshot_schedule="OpaqueRef:s", appliance="OpaqueRef:a")
+    assert lerr(rules, both, "make_into_template")[0] == "VM_IS_PART_OF_AN_APPLIANCE"
+    # the RPU refusal, after everything else
+    assert lerr(rules, row("Halted"), "snapshot", rpu=True) == ("NOT_SUPPORTED_DURING_UPGRADE", [])
+    assert lerr(rules, row("Halted"), "start", rpu=True) is None
+    ms = lerr(rules, row("Halted"), "migrate_send", rpu=True)
+    assert ms == (None if "migrate_send" in rules.rpu_ops else ("NOT_SUPPORTED_DURING_UPGRADE", []))
+    assert lerr(rules, row("Running"), "snapshot", rpu=True, nomigrate=True) == (
+        "NOT_SUPPORTED_DURING_UPGRADE",
+        [],
+    )
+
+
+@pytest.mark.parametrize("rules", [vr.NILE, vr.XCP_NG_83], ids=LATER_IDS[1:])
+def test_a_second_vtpm_is_refused(rules):
+    assert lerr(rules, row("Halted"), "create_vtpm") is None
+    assert lerr(rules, row("Halted", VTPMs=["OpaqueRef:t"]), "create_vtpm") == (
+        "VTPM_MAX_AMOUNT_REACHED",
+        ["1"],
+    )
+    assert lerr(rules, row("Running"), "create_vtpm")[0] == "VM_BAD_POWER_STATE"
+    assert lerr(rules, row("Halted", is_a_template=True), "create_vtpm")[0] == "VM_IS_TEMPLATE"
+
+
+def test_later_templates_allow_nvram_and_know_is_default_template():
+    t = row("Halted", is_a_template=True, is_default_template=True)
+    for rules in LATER:
+        assert lerr(rules, t, "changing_NVRAM") is None
+        assert lerr(rules, t, "destroy") == ("VM_IS_TEMPLATE", [REF, "destroy"])
+        assert lerr(rules, row("Halted", is_a_template=True), "destroy") is None
+    assert err(t, "destroy") is None  # Dundee reads other_config only
+
+
+RUNNING_DUNDEE_ORDER = [
+    "changing_dynamic_range",
+    "migrate_send",
+    "pool_migrate",
+    "changing_VCPUs_live",
+    "suspend",
+    "hard_reboot",
+    "hard_shutdown",
+    "clean_reboot",
+    "clean_shutdown",
+    "pause",
+    "checkpoint",
+    "snapshot",
+]
+
+
+def test_later_allowed_operations_of_each_kind_of_vm():
+    up = row("Running")
+    for rules in (vr.STOCKHOLM, vr.NILE):
+        assert vm.allowed_operations(REF, up, rules=rules, guest_metrics=TOOLS) == (
+            RUNNING_DUNDEE_ORDER
+        )
+    # v24.19.2: the enum's order reversed, metadata_export included
+    assert vm.allowed_operations(REF, up, rules=vr.XCP_NG_83, guest_metrics=TOOLS) == [
+        "metadata_export",
+        "changing_VCPUs_live",
+        "changing_dynamic_range",
+        "migrate_send",
+        "pool_migrate",
+        "suspend",
+        "hard_reboot",
+        "hard_shutdown",
+        "clean_reboot",
+        "clean_shutdown",
+        "pause",
+        "checkpoint",
+        "snapshot",
+    ]
+    halted = vm.allowed_operations(REF, row("Halted"), rules=vr.NILE)
+    assert halted[:2] == ["create_vtpm", "changing_NVRAM"]
+    assert vm.allowed_operations(REF, row("Halted"), rules=vr.STOCKHOLM)[0] == "changing_NVRAM"
+    dom0 = row("Running", is_control_domain=True)
+    assert vm.allowed_operations(REF, dom0, rules=vr.STOCKHOLM, is_domain_zero=True) == [
+        "changing_dynamic_range",
+        "changing_static_range",
+    ]
+    # during an RPU: the check refuses off-list operations, and the list is cut
+    cut = vm.allowed_operations(REF, up, rules=vr.XCP_NG_83, guest_metrics=TOOLS, rpu=True)
+    assert cut == [
+        "changing_VCPUs_live",
+        "migrate_send",
+        "pool_migrate",
+        "suspend",
+        "hard_reboot",
+        "hard_shutdown",
+        "clean_reboot",
+        "clean_shutdown",
+        "pause",
+    ]
+
+
+LATER_FACTS = st.fixed_dictionaries(
+    {
+        "guest_metrics": st.sampled_from([None, TOOLS, {"other": {"feature-suspend": "1"}}]),
+        "clone_suspended_vm_enabled": st.booleans(),
+        "vdis_reset_and_caching": st.lists(st.tuples(st.booleans(), st.booleans()), max_size=2),
+        "nomigrate": st.sampled_from([None, False, True]),
+        "nested_virt": st.sampled_from([None, False, True]),
+        "current_domain_type": st.sampled_from([None, "hvm", "pv", "pvh", "unspecified"]),
+        "is_domain_zero": st.sampled_from([None, False, True]),
+        "sriov_pcis": st.sampled_from([[], ["OpaqueRef:p"]]),
+        "vgpus_suspendable": st.booleans(),
+        "vgpus_migratable": st.booleans(),
+        "snapshot_schedule_valid": st.sampled_from([None, False, True]),
+    }
+)
+
+
+@st.composite
+def later_rows(draw, rules):
+    r = draw(vm_rows())
+    ops = st.sampled_from(rules.operations)
+    r["current_operations"] = draw(st.dictionaries(st.sampled_from(["t1", "t2"]), ops, max_size=2))
+    r["blocked_operations"] = draw(st.dictionaries(ops, st.just("why"), max_size=1))
+    r["platform"] = draw(st.sampled_from([{}, {"nomigrate": "1"}, {"nested-virt": "true"}]))
+    r["VUSBs"] = draw(st.sampled_from([[], ["OpaqueRef:u"]]))
+    r["VTPMs"] = draw(st.sampled_from([[], ["OpaqueRef:t"]]))
+    r["is_default_template"] = draw(st.booleans())
+    return r
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data(), facts=LATER_FACTS, rpu=st.booleans())
+@pytest.mark.parametrize("rules", LATER, ids=LATER_IDS)
+def test_later_allowed_iff_the_strict_check_passes(rules, data, facts, rpu):
+    r = data.draw(later_rows(rules))
+    allowed = vm.allowed_operations(REF, r, rules=rules, rpu=rpu, **facts)
+    assert len(allowed) == len(set(allowed))
+    for op in rules.update_ops:
+        ok = lerr(rules, r, op, strict=True, rpu=rpu, **facts) is None
+        assert (op in allowed) is ok, op
+    assert allowed == [op for op in reversed(rules.update_ops) if op in allowed]
+    if rpu:
+        assert set(allowed) <= set(rules.rpu_ops)
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data(), facts=LATER_FACTS, rpu=st.booleans())
+@pytest.mark.parametrize("rules", LATER, ids=LATER_IDS)
+def test_later_check_is_total_and_strictness_only_relaxes(rules, data, facts, rpu):
+    r = data.draw(later_rows(rules))
+    op = data.draw(st.sampled_from(rules.operations))
+    e = lerr(rules, r, op, rpu=rpu, **facts)
+    assert e is None or (isinstance(e[0], str) and all(isinstance(p, str) for p in e[1]))
+    if lerr(rules, r, op, strict=True, rpu=rpu, **facts) is None:
+        assert lerr(rules, r, op, strict=False, rpu=rpu, **facts) is None
+    # nothing of Dundee's per-feature codes or domain-0 message survives
+    assert e is None or e[0] not in ("VM_LACKS_FEATURE_SHUTDOWN", "VM_LACKS_FEATURE_SUSPEND")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    nomigrate=st.sampled_from([None, False, True]),
+    nested=st.sampled_from([None, False, True]),
+    platform=st.dictionaries(
+        st.sampled_from(["nomigrate", "nested-virt"]),
+        st.sampled_from(["1", "true", "TRUE", "0", "false", "yes", ""]),
+    ),
+    strict=st.booleans(),
+)
+def test_immobility_is_the_metrics_or_the_platform(nomigrate, nested, platform, strict):
+    """``is_mobile``: refused iff strict and (nomigrate or nested_virt), each the metrics
+    value or, without one, ``Vm_platform.is_true`` of the platform key."""
+    r = row("Running", platform=platform)
+    e = lerr(
+        vr.STOCKHOLM,
+        r,
+        "pool_migrate",
+        guest_metrics=TOOLS,
+        strict=strict,
+        nomigrate=nomigrate,
+        nested_virt=nested,
+    )
+
+    def flag(v, key):
+        return platform.get(key, "").lower() in ("1", "true") if v is None else v
+
+    immobile = strict and (flag(nomigrate, "nomigrate") or flag(nested, "nested-virt"))
+    assert (e == ("VM_IS_IMMOBILE", [REF])) is immobile
+    assert e is None or immobile

@@ -27,6 +27,7 @@ from . import (  # noqa: F401
     storage_vbd,
     storage_vdi,
     storage_vm,
+    system_status,
     task,
     updates,
     vdi_migrate,

@@ -154,3 +154,29 @@ def other_config_watcher(call, host):
     mp = oc.get("multipathing")
     if mp in ("true", "false") and (mp == "true") != row["multipathing"]:
         _set_with_other_config(db, host, "multipathing", mp == "true", mp)
+
+
+@api("host.get_sched_gran")
+def get_sched_gran(call, self):
+    """``Xapi_host.get_sched_gran`` (1.271 on), forwarded (HOST_OFFLINE): ``xen-cmdline
+    --get-xen sched-gran`` of a host booted with Xen's default has no entry: ``cpu``."""
+    on_host(call, self)
+    return "cpu"
+
+
+@api("host.set_sched_gran")
+def set_sched_gran(call, self, value):
+    """``Xapi_host.set_sched_gran``, forwarded: xapi.conf's
+    ``allow-host-sched-gran-modification`` is false unless an administrator sets it, so a
+    host refuses with OPERATION_NOT_ALLOWED ["Disabled by xapi.conf"]."""
+    on_host(call, self)
+    raise Failure("OPERATION_NOT_ALLOWED", "Disabled by xapi.conf")
+
+
+@api("host.syslog_reconfigure")
+def syslog_reconfigure(call, host):
+    """``Xapi_host.syslog_reconfigure``, forwarded (HOST_OFFLINE): the host re-runs its
+    syslog configuration script with ``logging:syslog_destination`` (``--remote=<dest>``, or
+    ``--noremote`` when empty) and answers nothing. dom0's syslog daemon is not simulated:
+    what a client can see is the ``logging`` map it set with ``host.set_logging``."""
+    on_host(call, host)

@@ -562,12 +562,13 @@ def revert(call, snapshot):
 def assert_operation_valid(call, self, op):
     """``Xapi_vm.assert_operation_valid``: the strict check, at once (no waiting). Values
     of the enum added after Dundee fail to unmarshal there, as xapi's rpc layer says."""
-    if op not in vm_checks.OPERATIONS:
+    enum = vm_checks.rules_for(call.db.schema.release).operations  # the release's enum
+    if op not in enum:
         raise Failure(
             "INTERNAL_ERROR",
             'Rpc.Runtime_error("Unhandled pattern when '
             f"unmarshalling variant type: found '{op}', expected "
-            f'{"|".join(vm_checks.OPERATIONS)}", S({op}))',
+            f'{"|".join(enum)}", S({op}))',
         )
     with call.db.lock:
         c.assert_operation_valid(call, "VM", self, op, strict=True)

@@ -2,7 +2,7 @@
 
 Mirrors xen-api Dundee ``cli_operations.ml`` (``do_vm_op``, ``do_host_op``,
 ``do_multiple``, ``wrap_op`` -- the VM's new messages on stderr --, ``waiter``) and
-``cli_util.ml`` (``track``, ``result_from_task``).
+``cli_util.ml`` (``track``, ``result_from_task``, ``user_says_yes``).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 from ..errors import Failure, errors_for
+from ..wire import cliproto
 from .errors import CliFailure, MissingParameter, MultipleFailure, OcamlFailure, error_text
 from .selectors import select_hosts, select_vms
 
@@ -158,3 +159,24 @@ def waiter(ctx, task):
             ctx.call("task.destroy", task)
         except Failure:
             pass  # the task was already destroyed (or its GC took it): nothing to clean
+
+
+# -- confirmation ----------------------------------------------------------------------------
+
+
+def user_says_yes(ctx) -> bool:
+    """``Cli_util.user_says_yes``: prompt on the client and read one line back; anything but
+    ``yes`` (any case, surrounding blanks ignored) prints ``Aborted (you typed: '...')``."""
+    ctx.send(cliproto.Print("Type 'yes' to continue"))
+    ctx.send(cliproto.Prompt())
+    m = ctx.receive()
+    if not isinstance(m, cliproto.Chunk):
+        raise OcamlFailure("Protocol error")
+    data = ctx.conn.read_raw(m.length)
+    if not isinstance(ctx.receive(), cliproto.End):
+        raise OcamlFailure("Protocol error")
+    response = data.decode(cliproto.ENCODING, cliproto.ERRORS)
+    ok = response.strip(" \t\n\r").lower() == "yes"
+    if not ok:
+        ctx.send(cliproto.Print(f"Aborted (you typed: '{response}')"))
+    return ok

@@ -1,10 +1,11 @@
 """The ``xe`` command table: every command's spec and implementation.
 
-The hand-written commands live with their class (``vm.py``, ``vm_devices.py``, ``host.py``,
-``pool.py``, ``storage.py``, ``network.py``, ``event.py``, ``appliance.py``), each module
-listing its specs in ``COMMANDS``; ``generic.py`` generates the ``<class>-list`` /
-``-param-*`` commands of every class that has a CLI record. Mirrors xen-api Dundee
-``cli_frontend.ml`` (``cmdtable_data``) and ``cli_operations.ml``.
+The hand-written commands live with their class (``vm.py``, ``vm_devices.py``,
+``lifecycle.py`` -- clones, snapshots, uninstall --, ``host.py``, ``pool.py``,
+``storage.py``, ``network.py``, ``event.py``, ``appliance.py``, ``simple.py`` -- one call on
+one object --), each module listing its specs in ``COMMANDS``; ``generic.py`` generates the
+``<class>-list`` / ``-param-*`` commands of every class that has a CLI record. Mirrors
+xen-api Dundee ``cli_frontend.ml`` (``cmdtable_data``) and ``cli_operations.ml``.
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ from . import (
     appliance,
     event,
     host,
+    lifecycle,
     network,
     pool,
+    simple,
     storage,
     storage_cbt,
+    system_status,
     transfer,
     vm,
     vm_devices,
@@ -82,12 +86,15 @@ def _build_table() -> dict:
         **host.COMMANDS,
         **vm.COMMANDS,
         **vm_devices.COMMANDS,
+        **lifecycle.COMMANDS,
         **storage.COMMANDS,
         **storage_cbt.COMMANDS,
         **network.COMMANDS,
         **event.COMMANDS,
         **transfer.COMMANDS,
+        **system_status.COMMANDS,
         **appliance.COMMANDS,
+        **simple.COMMANDS,
     }
     for g in GENERATED:
         t.update(g.commands())

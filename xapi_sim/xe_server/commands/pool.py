@@ -1,7 +1,7 @@
 """The hand-written pool commands: ``pool-join`` and ``pool-eject`` (with its confirmation).
 
-Mirrors xen-api Dundee ``cli_operations.ml`` (``pool_join``, ``pool_eject``,
-``user_says_yes``) and ``cli_frontend.ml``.
+Mirrors xen-api Dundee ``cli_operations.ml`` (``pool_join``, ``pool_eject``) and
+``cli_frontend.ml``.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from ...errors import Failure
 from ...wire import cliproto
 from .. import render as R
-from ..errors import OcamlFailure
+from ..ops import user_says_yes
 from .spec import Cmd
 
 FUSE_TIME = 10.0  # Xapi_globs.fuse_time: the delay printed by pool-join / pool-eject
@@ -37,23 +37,6 @@ def pool_join(ctx):
                 "Check destination host has services running and accessible from this host.",
             ]
         )
-
-
-def _user_says_yes(ctx) -> bool:
-    """``user_says_yes``: prompt on the client and read one line back."""
-    ctx.send(cliproto.Print("Type 'yes' to continue"))
-    ctx.send(cliproto.Prompt())
-    m = ctx.receive()
-    if not isinstance(m, cliproto.Chunk):
-        raise OcamlFailure("Protocol error")
-    data = ctx.conn.read_raw(m.length)
-    if not isinstance(ctx.receive(), cliproto.End):
-        raise OcamlFailure("Protocol error")
-    response = data.decode(cliproto.ENCODING, cliproto.ERRORS)
-    ok = response.strip(" \t\n\r").lower() == "yes"
-    if not ok:
-        ctx.send(cliproto.Print(f"Aborted (you typed: '{response}')"))
-    return ok
 
 
 def _vdis_lost(ctx, host) -> list:
@@ -114,7 +97,7 @@ def pool_eject(ctx):
         ctx.send(cliproto.Print("The following VDI objects will be destroyed:"))
         for w in warnings:
             ctx.send(cliproto.Print(w))
-    if _user_says_yes(ctx):
+    if user_says_yes(ctx):
         go()
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from ...errors import Failure
 from .. import render as R
 from ..context import Context
-from ..errors import CliFailure, OcamlFailure, UnixError, printexc
+from ..errors import CliFailure, UnixError, printexc
 from ..ops import do_vm_op, waiter
 from ..selectors import get_host_by_name_or_id, select_vms
 from ..values import cli_bool, safe_i64
@@ -240,6 +240,13 @@ def _vm_migrate_sxm(ctx, options):
 
 _VM_OP = ["Standard", "Vm_selectors"]
 
+# vm_reset_powerstate's (and snapshot_reset_powerstate's) ``failwith``: a Cli_failure, as
+# cli_operations.ml redefines ``failwith``
+FORCE_NEEDED = (
+    "This operation is extremely dangerous and may cause data loss. This operation must be "
+    "forced (use --force)."
+)
+
 
 def vm_vcpu_hotplug(ctx):
     """``vm_vcpu_hotplug``: ``new-vcpus`` parsed first (before any VM is selected)."""
@@ -251,10 +258,7 @@ def vm_reset_powerstate(ctx):
     """``vm_reset_powerstate``: refused unless ``force`` is given (Dundee asks only that the
     key be there, whatever its value), then ``VM.power_state_reset`` on each selected VM."""
     if not ctx.has("force"):
-        raise OcamlFailure(
-            "This operation is extremely dangerous and may cause data loss. This operation "
-            "must be forced (use --force)."
-        )
+        raise CliFailure(FORCE_NEEDED)
     do_vm_op(ctx, lambda rec: ctx.call("VM.power_state_reset", rec.ref), [])
 
 

@@ -1,9 +1,11 @@
 """VM commands about a VM's devices and installation: ``vm-install``, ``vm-disk-list``,
-``vm-cd-list``, ``vm-vif-list``, ``vm-cd-insert``, ``vm-cd-eject``.
+``vm-cd-list``, ``vm-vif-list``, ``vm-cd-insert``, ``vm-cd-eject``, ``vm-disk-add``,
+``vm-disk-remove``, ``vm-cd-add``, ``vm-cd-remove``.
 
 Mirrors xen-api Dundee ``cli_operations.ml`` (``vm_install``, ``vm_install_real``,
 ``is_recommended``, ``vm_disk_list_aux``, ``vm_vif_list``, ``vm_cd_insert``,
-``vm_cd_eject``), ``cli_util.ml`` (``rewrite_provisioning_xml``, ``get_default_sr_uuid``)
+``vm_cd_eject``, ``vm_disk_add``, ``vm_disk_remove``, ``vm_cd_add``, ``vm_cd_remove``,
+``create_vbd_and_plug``), ``cli_util.ml`` (``rewrite_provisioning_xml``, ``get_default_sr_uuid``)
 and ``cli_frontend.ml`` (specs and help texts). ``vm-install`` is ``VM.clone`` (or
 ``VM.copy`` to the SR given) of the template, the provisioning spec rewritten to that SR (or
 the pool's default SR), then ``VM.provision``; a failure destroys the new VM.
@@ -11,6 +13,7 @@ the pool's default SR), then ``VM.provision``; a failure destroys the new VM.
 
 from __future__ import annotations
 
+import logging
 from xml.sax.saxutils import quoteattr
 
 from defusedxml import ElementTree
@@ -22,7 +25,10 @@ from ..errors import CliFailure
 from ..ops import do_vm_op
 from ..records import make_record
 from ..selectors import all_records, filter_by, select_fields
+from ..values import bytes_of_string
 from .spec import Cmd
+
+log = logging.getLogger(__name__)
 
 _VM_OP = ["Standard", "Vm_selectors"]
 
@@ -298,6 +304,126 @@ def vm_cd_eject(ctx):
     do_vm_op(ctx, op, [])
 
 
+# -- adding and removing disks and CDs -------------------------------------------------------
+
+OWNER_KEY = "owner"  # Xapi_globs.owner_key
+SM_VM_HINT = "vmhint"  # Xapi_globs._sm_vm_hint
+CREATED_BY_XE = "Created by xe"
+
+
+def create_vbd_and_plug(ctx, vm, vdi, device, mode, vtype, other_config) -> None:
+    """``create_vbd_and_plug_with_other_config``: ``VBD.create`` (not bootable, unpluggable,
+    no QoS), then ``VBD.plug``, whose API error is only logged (the VBD stays, unplugged:
+    e.g. a halted VM's)."""
+    record = {
+        "VM": vm,
+        "VDI": vdi,
+        "userdevice": device,
+        "bootable": False,
+        "mode": mode,
+        "type": vtype,
+        "unpluggable": True,
+        "empty": False,
+        "other_config": other_config,
+        "qos_algorithm_type": "",
+        "qos_algorithm_params": {},
+    }
+    vbd = ctx.call("VBD.create", record)
+    try:
+        ctx.call("VBD.plug", vbd)
+    except Failure as e:
+        log.debug("VBD created but not hotplugged: %s %s", e.code, e.params)
+
+
+def vm_disk_add(ctx):
+    size = bytes_of_string("disk-size", ctx.get("disk-size"))
+    device = ctx.get("device")
+    if ctx.has("sr-uuid"):
+        sr = ctx.call("SR.get_by_uuid", ctx.get("sr-uuid"))
+    else:
+        default = _default_sr_uuid(ctx)
+        if default is None:
+            raise CliFailure("No default Pool SR set; you must specify an SR on the commandline")
+        sr = ctx.call("SR.get_by_uuid", default)
+
+    def op(rec):
+        vm_uuid = ctx.call("VM.get_uuid", rec.ref)
+        vdi = ctx.call(
+            "VDI.create",
+            {
+                "name_label": CREATED_BY_XE,
+                "name_description": CREATED_BY_XE,
+                "SR": sr,
+                "virtual_size": str(size),
+                "type": "user",
+                "sharable": False,
+                "read_only": False,
+                "other_config": {},
+                "xenstore_data": {},
+                "sm_config": {SM_VM_HINT: vm_uuid},
+                "tags": [],
+            },
+        )
+        try:
+            create_vbd_and_plug(ctx, rec.ref, vdi, device, "RW", "Disk", {OWNER_KEY: ""})
+        except BaseException:
+            ctx.call("VDI.destroy", vdi)
+            raise
+
+    do_vm_op(ctx, op, ["sr-uuid", "device", "disk-size"])
+
+
+def vm_disk_remove(ctx):
+    device = ctx.get("device")
+
+    def op(rec):
+        vbds = ctx.call("VM.get_record", rec.ref)["VBDs"]
+        found = [b for b in vbds if ctx.call("VBD.get_userdevice", b) == device]
+        if not found:
+            raise CliFailure("Disk not found")
+        vdi = ctx.call("VBD.get_VDI", found[0])
+        ctx.call("VBD.destroy", found[0])
+        ctx.call("VDI.destroy", vdi)
+
+    do_vm_op(ctx, op, ["device"])
+
+
+def _is_iso(ctx, vdi) -> bool:
+    return ctx.call("SR.get_content_type", ctx.call("VDI.get_SR", vdi)) == "iso"
+
+
+def vm_cd_remove(ctx):
+    name = ctx.get("cd-name")
+
+    def named(vbd) -> bool:
+        try:
+            vdi = ctx.call("VBD.get_VDI", vbd)
+            return _is_iso(ctx, vdi) and ctx.call("VDI.get_name_label", vdi) == name
+        except Failure:  # the VDI handle is invalid: an empty drive
+            return name == "<EMPTY>"
+
+    def op(rec):
+        found = [b for b in rec.row()["VBDs"] if named(b)]
+        if not found:
+            raise CliFailure("Disk not found")
+        ctx.call("VBD.destroy", found[0])
+
+    do_vm_op(ctx, op, ["cd-name"])
+
+
+def vm_cd_add(ctx):
+    name = ctx.get("cd-name")
+    vdis = [v for v in ctx.call("VDI.get_by_name_label", name) if _is_iso(ctx, v)]
+    if not vdis:
+        raise CliFailure(f"CD {name} not found!")
+    device = ctx.get("device")
+    do_vm_op(
+        ctx,
+        lambda rec: create_vbd_and_plug(ctx, rec.ref, vdis[0], device, "RO", "CD", {}),
+        ["cd-name", "device", "cd-location"],
+    )
+
+
 COMMANDS = {
     "vm-install": Cmd(
         ["new-name-label"],
@@ -340,5 +466,31 @@ COMMANDS = {
         "command 'vbd-eject' and specify the uuid of the VBD.",
         vm_cd_eject,
         _VM_OP,
+    ),
+    "vm-disk-add": Cmd(
+        ["disk-size", "device"],
+        ["sr-uuid"],
+        "Add a new disk to the selected VM(s). The device field should be selected from the "
+        "field 'allowed-VBD-devices' of the VM.",
+        vm_disk_add,
+        _VM_OP,
+    ),
+    "vm-disk-remove": Cmd(
+        ["device"],
+        [],
+        "Remove a disk from the selected VM and destroy it.",
+        vm_disk_remove,
+        _VM_OP,
+    ),
+    "vm-cd-add": Cmd(
+        ["cd-name", "device"],
+        [],
+        "Add a CD to the VM(s). The device field should be selected from the parameter "
+        "'allowed-VBD-devices' of the VM.",
+        vm_cd_add,
+        _VM_OP,
+    ),
+    "vm-cd-remove": Cmd(
+        ["cd-name"], [], "Remove the selected CDs from the VM(s).", vm_cd_remove, _VM_OP
     ),
 }

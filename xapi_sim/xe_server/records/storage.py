@@ -8,6 +8,7 @@ Mirrors xen-api Dundee ``ocaml/client_records/records.ml`` ``sr_record``, ``pbd_
 
 from __future__ import annotations
 
+from ...checks.storage import VDI_TYPE_STRINGS
 from ...datamodel import NULL_REF
 from ...wire.ocaml import bool_of_string
 from .. import render as R
@@ -15,17 +16,6 @@ from ..errors import CliFailure, printexc
 from ..values import safe_bool
 from .record import Builder, Record
 
-_VDI_TYPES = {
-    "system": "System",
-    "user": "User",
-    "ephemeral": "Ephemeral",
-    "suspend": "Suspend",
-    "crashdump": "Crashdump",
-    "ha_statefile": "HA statefile",
-    "metadata": "Metadata",
-    "redo_log": "Redo log",
-    "rrd": "rrd",
-}
 _SR_OPS = {
     "vdi_create": "VDI.create",
     "vdi_introduce": "VDI.introduce",
@@ -137,7 +127,7 @@ def vdi_record(ctx, ref, row=None, only=None) -> Record:
     add("virtual-size", B.i("virtual_size"))
     add("physical-utilisation", B.i("physical_utilisation"))
     add("location", B.s("location"))
-    add("type", lambda: _VDI_TYPES.get(x().get("type", ""), x().get("type", "")))
+    add("type", lambda: VDI_TYPE_STRINGS.get(x().get("type", ""), x().get("type", "")))
     add("sharable", B.b("sharable"))
     add("read-only", B.b("read_only"))
     add("storage-lock", B.b("storage_lock"))
