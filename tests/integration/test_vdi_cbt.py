@@ -255,3 +255,18 @@ def test_xe_commands(tmp_path):
         assert r.rc == 1 and "VDI is a snapshot" in r.err + r.out
         assert xe(w, tmp_path, f"vdi-disable-cbt uuid={uuid}", host=host).rc == 0
         assert x.VDI.get_cbt_enabled(vdi) is False
+
+
+def test_set_on_boot_runs_the_operation_checks_from_8_2():
+    """1.249-lcm ``message_forwarding.ml`` ``VDI.set_on_boot``: ``with_sr_andor_vdi`` of
+    ``vdi_set_on_boot`` / ``set_on_boot`` -- a CBT-enabled VDI is refused (``VDI_CBT_ENABLED``)."""
+    with logged_in(WORLD.format(v="stockholm")) as (w, s):
+        x = s.xenapi
+        vdi = new_vdi(s, _sr(s), SIZE)
+        x.VDI.set_on_boot(vdi, "reset")
+        assert x.VDI.get_on_boot(vdi) == "reset"
+        x.VDI.set_on_boot(vdi, "persist")
+        x.VDI.enable_cbt(vdi)
+        assert failure(x.VDI.set_on_boot, vdi, "reset") == ["VDI_CBT_ENABLED", vdi]
+        assert x.VDI.get_on_boot(vdi) == "persist"
+        assert x.VDI.get_current_operations(vdi) == {}

@@ -17,6 +17,7 @@ import contextlib
 import uuid as uuid_mod
 
 from .. import install_storage as store
+from ..allowed import since
 from ..cbt_log import CbtLogs
 from ..checks.operations import power_to_string
 from ..datamodel import NULL_REF
@@ -553,16 +554,25 @@ def ensure_not_on_running_vm(call, vdi) -> None:
 
 @api("VDI.set_on_boot")
 def vdi_set_on_boot(call, self, value):
-    """Not on a running VM; forwarded (``SR_NO_PBDS``); the SM must offer
-    ``VDI_RESET_ON_BOOT`` (``SR_OPERATION_NOT_SUPPORTED [sr]``)."""
+    """Not on a running VM; then up to 7.1 forwarded (``SR_NO_PBDS``) with the SM's
+    ``VDI_RESET_ON_BOOT`` (``SR_OPERATION_NOT_SUPPORTED [sr]``); from 8.2
+    ``with_sr_andor_vdi`` of the SR's ``vdi_set_on_boot`` and the VDI's ``set_on_boot``
+    (the capability, and no CBT on the VDI: 1.249-lcm ``message_forwarding.ml``), then
+    forwarded."""
     db = call.db
     with db.lock:
         ensure_not_on_running_vm(call, self)
         sr = db.get("VDI", self)["SR"]
-        choose_pbd(call, sr)
-        if "VDI_RESET_ON_BOOT" not in sm_features(db, db.get("SR", sr)["type"]):
-            raise Failure("SR_OPERATION_NOT_SUPPORTED", sr)
-        db.set("VDI", self, "on_boot", value)
+        if since(db, "stockholm"):
+            with sr_andor_vdi(call, (sr, "vdi_set_on_boot"), (self, "set_on_boot")) as mark:
+                choose_pbd(call, sr)
+                mark()
+                db.set("VDI", self, "on_boot", value)
+        else:
+            choose_pbd(call, sr)
+            if "VDI_RESET_ON_BOOT" not in sm_features(db, db.get("SR", sr)["type"]):
+                raise Failure("SR_OPERATION_NOT_SUPPORTED", sr)
+            db.set("VDI", self, "on_boot", value)
         refresh_vdi(call, self)
 
 
