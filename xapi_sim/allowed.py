@@ -286,7 +286,7 @@ def vif_facts(world, db, row) -> dict:
         vm_row = {**vm_row, "current_operations": {}}
         if gm is not None:
             gm = {k: v for k, v in gm.items() if k != "can_use_hotplug_vif"}
-    return dict(vm_row=vm_row, guest_metrics=gm)
+    return dict(vm_row=vm_row, guest_metrics=gm, detected_suffices=since(db, "ely"))
 
 
 def appliance_power_states(db, row) -> list:

@@ -595,6 +595,14 @@ def test_vif_rules():
         VIF, vif(), vm_row=vm_row(hvm=True), guest_metrics={"can_use_hotplug_vif": "no"}
     )
     assert t["plug"] == ("OPERATION_NOT_ALLOWED", ["VM states it does not support VIF hotplug."])
+    # 1.14-lcm on: an unspecified claim with drivers detected is enough, as for VBDs
+    detected = {"can_use_hotplug_vif": "unspecified", "PV_drivers_detected": True}
+    t = network.vif_valid_operations(VIF, vif(), vm_row=vm_row(hvm=True), guest_metrics=detected)
+    assert t["plug"] == ("VM_MISSING_PV_DRIVERS", [VMREF])
+    t = network.vif_valid_operations(
+        VIF, vif(), vm_row=vm_row(hvm=True), guest_metrics=detected, detected_suffices=True
+    )
+    assert t["plug"] is None
 
 
 # -- PIF --------------------------------------------------------------------------------------

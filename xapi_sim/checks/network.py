@@ -39,6 +39,7 @@ def vif_valid_operations(
     vm_row: Row,
     guest_metrics: Row | None = None,
     hvm: bool | None = None,
+    detected_suffices: bool = False,
 ) -> Table:
     """``Xapi_vif_helpers.valid_operations`` (Dundee), in order:
 
@@ -48,7 +49,9 @@ def vif_valid_operations(
        running VM, else ``VM_BAD_POWER_STATE [vm, "running", actual]`` for plug, unplug;
     3. the VM shutting down, suspending or pausing -> ``OPERATION_NOT_ALLOWED``;
     4. a running HVM guest needs drivers for hotplug (``can_use_hotplug_vif``,
-       ``VM_MISSING_PV_DRIVERS``).
+       ``VM_MISSING_PV_DRIVERS``); from 7.1 (``detected_suffices``, 1.14-lcm
+       ``xapi_vif_helpers.ml``) an ``unspecified`` claim with ``PV_drivers_detected`` is
+       enough, as for VBDs.
 
     ``row`` may carry ``reserved`` (internal to xapi)."""
     vm_ref = row["VM"]
@@ -76,7 +79,15 @@ def vif_valid_operations(
     _vm_current_op_errors(t, vm_ref, vm_row, ["plug", "unplug"])
     hvm = vm_checks.booted_hvm(vm_row) if hvm is None else hvm
     _hotplug_errors(
-        t, vm_ref, vm_row, guest_metrics, hvm, "can_use_hotplug_vif", "VIF", ["plug", "unplug"]
+        t,
+        vm_ref,
+        vm_row,
+        guest_metrics,
+        hvm,
+        "can_use_hotplug_vif",
+        "VIF",
+        ["plug", "unplug"],
+        detected_suffices,
     )
     return t.table
 
