@@ -83,36 +83,32 @@ def vm_facts(world, db, row) -> dict:
     facts["rules"] = rules
     if rules.later:
         facts.update(_later_vm_facts(db, row))
+    elif rules.immobility or rules.dom0_split:  # 1.14-lcm (ely)
+        facts.update(_mobility_and_dom0_facts(db, row))
     return facts
 
 
 _LIVE = ("Running", "Paused")
 
 
-def _later_vm_facts(db, row) -> dict:
-    """What the check of 1.249-lcm and later reads beyond the row (``checks/vm.py``
-    ``later_check_operation_error``). ``VM_metrics.nomigrate``/``nested_virt``/
-    ``current_domain_type`` are what xenopsd reported at start: the simulator does not
-    write them, so for a running or paused VM they are the ``platform`` flags and
-    ``domain_type`` it runs with (a recorded database's true values are kept)."""
-    metrics = db.tables["VM_metrics"].get(row["metrics"]) if "VM_metrics" in db.tables else None
+def _metrics(db, row):
+    return db.tables["VM_metrics"].get(row["metrics"]) if "VM_metrics" in db.tables else None
+
+
+def _mobility_and_dom0_facts(db, row) -> dict:
+    """What ``is_mobile``/``nested_virt`` and the dom0 rule read (1.14-lcm on; ``checks/vm.py``
+    ``immobility_error``, ``control_domain_error``): ``VM_metrics.nomigrate``/
+    ``nested_virt`` (with valid metrics; else the check reads ``platform``), and
+    ``Helpers.is_domain_zero``."""
+    metrics = _metrics(db, row)
     live = row["power_state"] in _LIVE
     platform = row.get("platform") or {}
-    facts: dict = dict(
-        rpu=rpu_in_progress(db),
-        snapshot_schedule_valid=_valid(db, "VMSS", row.get("snapshot_schedule", NULL_REF)),
-    )
+    facts: dict = {}
     if metrics is not None:
         for field, key in (("nomigrate", "nomigrate"), ("nested_virt", "nested-virt")):
             facts[field] = bool(metrics.get(field)) or (
                 live and vm_checks.platform_is_true(platform, key)
             )
-        cdt = metrics.get("current_domain_type", "unspecified")
-        if cdt == "unspecified" and row["power_state"] != "Halted":
-            cdt = row.get("domain_type", "unspecified")
-            if cdt == "unspecified":
-                cdt = "hvm" if row["HVM_boot_policy"] else "pv"
-        facts["current_domain_type"] = cdt
     # Helpers.is_domain_zero: the control domain its resident host names (a host without
     # control_domain set counts its resident control domain)
     host = db.tables["host"].get(row["resident_on"])
@@ -123,6 +119,28 @@ def _later_vm_facts(db, row) -> dict:
         )
     else:
         facts["is_domain_zero"] = False
+    return facts
+
+
+def _later_vm_facts(db, row) -> dict:
+    """What the check of 1.249-lcm and later reads beyond the row (``checks/vm.py``
+    ``later_check_operation_error``). ``VM_metrics.nomigrate``/``nested_virt``/
+    ``current_domain_type`` are what xenopsd reported at start: the simulator does not
+    write them, so for a running or paused VM they are the ``platform`` flags and
+    ``domain_type`` it runs with (a recorded database's true values are kept)."""
+    metrics = _metrics(db, row)
+    facts: dict = dict(
+        rpu=rpu_in_progress(db),
+        snapshot_schedule_valid=_valid(db, "VMSS", row.get("snapshot_schedule", NULL_REF)),
+    )
+    facts.update(_mobility_and_dom0_facts(db, row))
+    if metrics is not None:
+        cdt = metrics.get("current_domain_type", "unspecified")
+        if cdt == "unspecified" and row["power_state"] != "Halted":
+            cdt = row.get("domain_type", "unspecified")
+            if cdt == "unspecified":
+                cdt = "hvm" if row["HVM_boot_policy"] else "pv"
+        facts["current_domain_type"] = cdt
     sriov, suspendable = [], True
     for vgpu in row.get("VGPUs") or ():
         v = db.tables["VGPU"].get(vgpu) if "VGPU" in db.tables else None

@@ -1,5 +1,12 @@
-"""``VM.allowed_operations`` on the later release profiles, read over the ``XenAPI`` package,
-against the lists xapi of each profile's source computes (``data/releases.json`` ``source``):
+"""``VM.allowed_operations`` on the ely and later release profiles, read over the ``XenAPI``
+package, against the lists xapi of each profile's source computes (``data/releases.json``
+``source``):
+
+* ely (7.1) -- xen-api ``1.14-lcm`` ``ocaml/xapi/xapi_vm_lifecycle.ml``: Dundee's list
+  (lines 503-507, no ``changing_NVRAM``), folded prepending; Dundee's check with
+  ``VM_IS_IMMOBILE``/``VM_IS_USING_NESTED_VIRT`` (lines 360-380), the dom0 /
+  control-domain split (lines 386-405; ``changing_static_range`` of a running control
+  domain, line 42) and ``VM_LACKS_FEATURE`` (lines 165-178).
 
 * stockholm (8.2) -- xen-api ``1.249-lcm`` ``ocaml/xapi/xapi_vm_lifecycle.ml``:
   ``update_allowed_operations`` folds the hand-written list of lines 742-773 (Dundee's and
@@ -172,7 +179,10 @@ XCP_NG_83 = {
     ],
 }
 
-EXPECTED = {"stockholm": STOCKHOLM, "xcp-ng-8.3": XCP_NG_83}
+# 1.14-lcm: 1.249-lcm's lists without changing_NVRAM (not in its enum)
+ELY = {kind: [op for op in ops if op != "changing_NVRAM"] for kind, ops in STOCKHOLM.items()}
+
+EXPECTED = {"ely": ELY, "stockholm": STOCKHOLM, "xcp-ng-8.3": XCP_NG_83}
 
 
 @pytest.fixture(scope="module", params=sorted(EXPECTED))
@@ -195,7 +205,12 @@ def _kinds(x):
     for ref, r in recs.items():
         if r["is_control_domain"]:
             first.setdefault("control domain", ref)
-        elif r["is_a_template"] and not r["is_a_snapshot"] and r["is_default_template"]:
+        elif (
+            r["is_a_template"]
+            and not r["is_a_snapshot"]
+            # VM.is_default_template from falcon; before it the other_config key
+            and (r.get("is_default_template") or r["other_config"].get("default_template"))
+        ):
             first.setdefault("default template", ref)
     paused = _by_name(x, "web2")
     x.VM.pause(paused)
@@ -250,3 +265,48 @@ def test_refusals_name_the_later_codes(release_lab):
     with pytest.raises(XenAPI.Failure) as e:
         x.VM.assert_operation_valid(_by_name(x, "web1"), "snapshot_with_quiesce")
     assert e.value.details == ["VM_SNAPSHOT_WITH_QUIESCE_NOT_SUPPORTED", _by_name(x, "web1")]
+
+
+def test_dom0_keeps_its_vcpus(release_lab):
+    # 1.14-lcm lines 388-391 (1.249-lcm the same): changing_VCPUs of dom0 is refused after
+    # the power state, which a control domain may be Running in (line 42)
+    name, x = release_lab
+    dom0 = next(r for r, rec in x.VM.get_all_records().items() if rec["is_control_domain"])
+    with pytest.raises(XenAPI.Failure) as e:
+        x.VM.assert_operation_valid(dom0, "changing_VCPUs")
+    assert e.value.details == ["OPERATION_NOT_ALLOWED", "This operation is not allowed on dom0"]
+    x.VM.assert_operation_valid(dom0, "changing_static_range")
+
+
+BARE = """
+[[host]]
+name_label = "h1"
+[[vm]]
+name_label = "bare"
+power_state = "Running"
+host = "h1"
+pv_drivers = false
+"""
+
+
+def test_ely_guest_features_have_one_code():
+    """1.14-lcm lines 152-178: an HVM guest without drivers lacks features with one code,
+    ``VM_LACKS_FEATURE`` (Dundee's named codes are gone), for the calls and the list."""
+    with running_world(with_release(scn_mod.loads(BARE), "ely")) as w:
+        s = XenAPI.Session(w.master_url())
+        s.xenapi.login_with_password("root", "xenroot", "2.6", "pytest")
+        x = s.xenapi
+        try:
+            bare = _by_name(x, "bare")
+            allowed = x.VM.get_allowed_operations(bare)
+            for op in ("clean_shutdown", "clean_reboot", "suspend", "pool_migrate", "checkpoint"):
+                assert op not in allowed, op
+                with pytest.raises(XenAPI.Failure) as e:
+                    x.VM.assert_operation_valid(bare, op)
+                assert e.value.details == ["VM_LACKS_FEATURE", bare]
+            with pytest.raises(XenAPI.Failure) as e:
+                x.VM.clean_shutdown(bare)
+            assert e.value.details == ["VM_LACKS_FEATURE", bare]
+            assert "hard_shutdown" in allowed
+        finally:
+            s.xenapi.session.logout()

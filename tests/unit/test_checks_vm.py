@@ -543,7 +543,8 @@ def test_each_release_profile_gets_its_sources_rules():
     # data/releases.json datamodel_release of each profile -> the source it names
     assert vm.rules_for("cream") is vr.CREAM  # Dundee's, with 6.5's control-domain words
     assert vm.rules_for("dundee") is vr.DUNDEE
-    assert vm.rules_for("ely") is vr.DUNDEE  # kept as the Dundee transcription
+    assert vm.rules_for("ely") is vr.ELY  # 1.14-lcm: Dundee's and three rules
+    assert vm.rules_for("quebec") is vr.ELY  # between two sources: the earlier one
     assert vm.rules_for("stockholm_psr").source == "1.249-lcm"
     assert vm.rules_for("23.30.0").source == "v23.30.0"
     assert vm.rules_for("24.16.0").source == "v24.19.2"
@@ -906,3 +907,193 @@ def test_immobility_is_the_metrics_or_the_platform(nomigrate, nested, platform, 
     immobile = strict and (flag(nomigrate, "nomigrate") or flag(nested, "nested-virt"))
     assert (e == ("VM_IS_IMMOBILE", [REF])) is immobile
     assert e is None or immobile
+
+
+# == ely: xen-api 1.14-lcm (XenServer 7.1) =====================================================
+# 1.14-lcm ocaml/xapi/xapi_vm_lifecycle.ml is Dundee's check with VM_IS_IMMOBILE /
+# VM_IS_USING_NESTED_VIRT (lines 360-380), the dom0 / control-domain split (lines 386-405,
+# with a control domain's memory-limit / static-range / vCPU changes allowed Running, line
+# 42) and VM_LACKS_FEATURE (lines 165-178). Line numbers below are 1.14-lcm's.
+
+ELY = vr.ELY
+HVM_UP = row("Running", **HVM)
+
+
+def test_ely_keeps_dundees_tables():
+    # datamodel.ml vm_operations, update_allowed_operations' list (lines 503-507),
+    # Xapi_globs.vm_operations_miami, Record_util.vm_operation_table: Dundee's
+    assert ELY.operations == vr.DUNDEE.operations
+    assert ELY.update_ops == vr.DUNDEE.update_ops
+    assert ELY.rpu_ops == vr.DUNDEE.rpu_ops
+    assert not ELY.later and not ELY.vtpm and ELY.start_during_migrate_send
+    assert ELY.immobility and ELY.dom0_split and ELY.lacks_feature
+    assert not (vr.DUNDEE.immobility or vr.DUNDEE.dom0_split or vr.DUNDEE.lacks_feature)
+    assert all(r.immobility and r.dom0_split and r.lacks_feature for r in LATER)
+    assert vm.operation_to_string("shutdown", ELY) == "(unknown operation)"
+    with pytest.raises(ValueError):
+        lerr(ELY, row(), "changing_NVRAM")
+
+
+def test_ely_control_domain_power_states():
+    # line 42: Halted, and Running for a control domain
+    dom0 = row("Paused", is_control_domain=True)
+    for op in ("changing_VCPUs", "changing_static_range", "changing_memory_limits"):
+        assert vm.allowed_power_states(dom0, op, rules=ELY) == ("Halted", "Running")
+        assert vm.allowed_power_states(row(), op, rules=ELY) == ("Halted",)
+        assert lerr(ELY, dom0, op) == ("VM_BAD_POWER_STATE", [REF, "halted, running", "paused"])
+    assert err(dom0, "changing_static_range")[1][1] == "halted"  # Dundee unchanged
+
+
+def test_ely_immobility_and_nested_virt():
+    # lines 360-370: the moves of an immobile VM, strict only
+    for op in ("suspend", "checkpoint", "pool_migrate", "migrate_send"):
+        assert lerr(ELY, HVM_UP, op, guest_metrics=TOOLS, nomigrate=True) == (
+            "VM_IS_IMMOBILE",
+            [REF],
+        )
+        assert lerr(ELY, HVM_UP, op, guest_metrics=TOOLS, nomigrate=True, strict=False) is None
+        assert err(HVM_UP, op, guest_metrics=TOOLS, nomigrate=True) is None  # not in Dundee
+    # no metrics: the platform keys (lines 281-295)
+    nested = row("Running", platform={"nested-virt": "TRUE"})
+    assert lerr(ELY, nested, "pool_migrate", guest_metrics=TOOLS) == ("VM_IS_IMMOBILE", [REF])
+    assert lerr(ELY, nested, "pool_migrate", guest_metrics=TOOLS, nested_virt=False) is None
+    # lines 372-380
+    assert lerr(ELY, nested, "changing_dynamic_range") == ("VM_IS_USING_NESTED_VIRT", [REF])
+    assert lerr(ELY, nested, "changing_dynamic_range", strict=False) is None
+    # after the template rule, before the control domain and the guest features
+    tmpl = row("Halted", is_a_template=True, other_config={"default_template": "true"})
+    assert lerr(ELY, tmpl, "migrate_send", nomigrate=True)[0] == "VM_IS_TEMPLATE"
+    dom0 = row("Running", is_control_domain=True)
+    assert lerr(ELY, dom0, "pool_migrate", nomigrate=True) == ("VM_IS_IMMOBILE", [REF])
+    assert lerr(ELY, HVM_UP, "suspend", nomigrate=True) == ("VM_IS_IMMOBILE", [REF])
+
+
+def test_ely_dom0_and_control_domains():
+    dom0 = row("Running", is_control_domain=True)
+    # lines 388-391: changing_VCPUs / destroy of dom0
+    assert lerr(ELY, dom0, "changing_VCPUs", is_domain_zero=True) == (
+        "OPERATION_NOT_ALLOWED",
+        ["This operation is not allowed on dom0"],
+    )
+    assert lerr(ELY, dom0, "changing_VCPUs", is_domain_zero=False) is None  # a driver domain
+    assert lerr(ELY, row("Halted", is_control_domain=True), "destroy", is_domain_zero=False) is None
+    # lines 392-404: what any control domain may not do
+    assert lerr(ELY, dom0, "pause") == (
+        "OPERATION_NOT_ALLOWED",
+        ["This operation is not allowed on a control domain"],
+    )
+    for op in ("changing_static_range", "changing_memory_limits", "changing_dynamic_range"):
+        assert lerr(ELY, dom0, op, is_domain_zero=True) is None
+    halted = row("Halted", is_control_domain=True)
+    assert lerr(ELY, halted, "start_on", is_domain_zero=False) is None
+    assert err(halted, "start_on")[1] == ["Operations on control domain are not allowed"]
+
+
+def test_ely_guest_features_have_one_code():
+    # lines 152-178: Dundee's condition (booted HVM, no drivers), the code VM_LACKS_FEATURE
+    for op in ("clean_shutdown", "clean_reboot", "changing_VCPUs_live", "suspend", "migrate_send"):
+        assert lerr(ELY, HVM_UP, op) == ("VM_LACKS_FEATURE", [REF])
+        assert lerr(ELY, HVM_UP, op, guest_metrics=TOOLS) is None
+        assert lerr(ELY, row("Running"), op) is None  # booted PV: HVM_boot_policy empty
+    gm = {"PV_drivers_version": {}, "other": {"feature-poweroff": "1"}}
+    assert lerr(ELY, HVM_UP, "clean_shutdown", guest_metrics=gm) is None
+    assert lerr(ELY, HVM_UP, "clean_reboot", guest_metrics=gm) == ("VM_LACKS_FEATURE", [REF])
+    # no has_definitely_booted_pv yet: VM_metrics.current_domain_type is not read
+    assert lerr(ELY, HVM_UP, "suspend", current_domain_type="pv") == ("VM_LACKS_FEATURE", [REF])
+    assert lerr(vr.STOCKHOLM, HVM_UP, "suspend", current_domain_type="pv") is None
+
+
+def test_ely_keeps_dundees_later_rules():
+    up = row("Running")
+    # lines 413-420: quiesce needs feature-quiesce/-snapshot (1.249-lcm refuses it outright)
+    quiesce = {"PV_drivers_version": {}, "other": {"feature-quiesce": "1"}}
+    assert lerr(ELY, up, "snapshot_with_quiesce", guest_metrics=quiesce) is None
+    assert lerr(ELY, up, "snapshot_with_quiesce", guest_metrics=TOOLS) == (
+        "VM_SNAPSHOT_WITH_QUIESCE_NOT_SUPPORTED",
+        [REF],
+    )
+    # lines 423-428: quiesce counts among the on_boot=reset refusals
+    assert lerr(
+        ELY, up, "snapshot_with_quiesce", guest_metrics=quiesce, vdis_reset_and_caching=[(True, 0)]
+    ) == ("VDI_ON_BOOT_MODE_INCOMPATIBLE_WITH_OPERATION", [])
+    # lines 227-250: any PCI, Dundee's vGPU rule (no SR-IOV, suspendable or halted exceptions)
+    pci = row("Running", attached_PCIs=["OpaqueRef:p"])
+    assert lerr(ELY, pci, "suspend", guest_metrics=TOOLS, sriov_pcis=["OpaqueRef:p"]) == (
+        "VM_HAS_PCI_ATTACHED",
+        [REF],
+    )
+    vgpu = row("Running", VGPUs=["OpaqueRef:g"])
+    assert lerr(ELY, vgpu, "suspend", guest_metrics=TOOLS, vgpus_suspendable=True) == (
+        "VM_HAS_VGPU",
+        [REF],
+    )
+    assert lerr(ELY, row("Halted", VGPUs=["OpaqueRef:g"]), "migrate_send") == (
+        "VM_HAS_VGPU",
+        [REF],
+    )
+    # no VUSB, snapshot-schedule or RPU rules; templates read other_config only (184-203)
+    assert lerr(ELY, row("Running", VUSBs=["OpaqueRef:u"]), "snapshot") is None
+    vmss = row(snapshot_schedule="OpaqueRef:s")
+    assert lerr(ELY, vmss, "make_into_template", snapshot_schedule_valid=True) is None
+    assert lerr(ELY, up, "snapshot", rpu=True) is None
+    tmpl = row("Halted", is_a_template=True, is_default_template=True)
+    assert lerr(ELY, tmpl, "destroy") is None
+
+
+def test_ely_allowed_operations():
+    # lines 494-513: Dundee's list folded; the same lists as Dundee but for control domains
+    up = row("Running", **HVM)
+    assert vm.allowed_operations(REF, up, rules=ELY, guest_metrics=TOOLS) == RUNNING_DUNDEE_ORDER
+    for r in (row("Halted"), row("Suspended"), row("Paused"), row("Halted", is_a_template=True)):
+        assert vm.allowed_operations(REF, r, rules=ELY) == vm.allowed_operations(REF, r)
+    dom0 = row("Running", is_control_domain=True)
+    assert vm.allowed_operations(REF, dom0, rules=ELY, is_domain_zero=True) == [
+        "changing_dynamic_range",
+        "changing_static_range",
+    ]
+    cut = vm.allowed_operations(REF, up, rules=ELY, guest_metrics=TOOLS, rpu=True)
+    assert cut == vm.allowed_operations(REF, up, guest_metrics=TOOLS, rpu=True)
+    assert vm.allowed_operations(REF, up, rules=ELY, guest_metrics=TOOLS, nested_virt=True) == [
+        "changing_VCPUs_live",
+        "hard_reboot",
+        "hard_shutdown",
+        "clean_reboot",
+        "clean_shutdown",
+        "pause",
+        "snapshot",
+    ]
+
+
+ELY_FACTS = st.fixed_dictionaries(
+    {
+        "guest_metrics": st.sampled_from([None, TOOLS, {"other": {"feature-suspend": "1"}}]),
+        "clone_suspended_vm_enabled": st.booleans(),
+        "vdis_reset_and_caching": st.lists(st.tuples(st.booleans(), st.booleans()), max_size=2),
+        "nomigrate": st.sampled_from([None, False, True]),
+        "nested_virt": st.sampled_from([None, False, True]),
+        "is_domain_zero": st.sampled_from([None, False, True]),
+    }
+)
+_NAMED = ("VM_LACKS_FEATURE_SHUTDOWN", "VM_LACKS_FEATURE_SUSPEND", "VM_LACKS_FEATURE_VCPU_HOTPLUG")
+
+
+@settings(max_examples=300, deadline=None)
+@given(r=vm_rows(), facts=ELY_FACTS, rpu=st.booleans(), op=st.sampled_from(vm.OPERATIONS))
+def test_ely_is_dundee_but_for_its_three_rules(r, facts, rpu, op):
+    """The check and the list are total and consistent, and on a mobile guest that is no
+    control domain ely answers as Dundee, but for the one feature code."""
+    allowed = vm.allowed_operations(REF, r, rules=ELY, rpu=rpu, **facts)
+    for o in ELY.update_ops:
+        ok = lerr(ELY, r, o, strict=True, **facts) is None and (not rpu or o in ELY.rpu_ops)
+        assert (o in allowed) is ok, o
+    e = lerr(ELY, r, op, **facts)
+    assert e is None or (isinstance(e[0], str) and all(isinstance(p, str) for p in e[1]))
+    assert e is None or e[0] not in _NAMED
+    if lerr(ELY, r, op, strict=True, **facts) is None:
+        assert lerr(ELY, r, op, strict=False, **facts) is None
+    if not r["is_control_domain"]:
+        facts.update(nomigrate=False, nested_virt=False)
+        d = err(r, op, **facts)
+        if d is not None and d[0] in _NAMED:
+            d = ("VM_LACKS_FEATURE", d[1])
+        assert lerr(ELY, r, op, **facts) == d

@@ -38,7 +38,13 @@ Not in Dundee (later xen-api): ``VM_HVM_REQUIRED``, ``check_drivers``/
 ``OTHER_OPERATION_IN_PROGRESS``.
 
 Later releases: every function takes the release's ``rules`` (:mod:`.vm_releases`, the one
-release table; Dundee's by default, which cream, dundee and ely worlds use). For xen-api
+release table; Dundee's by default, which cream and dundee worlds use). Ely's source,
+xen-api 1.14-lcm, is this check with three additions its rules switch on:
+``VM_IS_IMMOBILE``/``VM_IS_USING_NESTED_VIRT`` after step 7 (``rules.immobility``), the
+dom0 / control-domain split of 1.249-lcm in place of step 8, with a control domain's
+``changing_VCPUs``/``changing_static_range``/``changing_memory_limits`` allowed Running
+(``rules.dom0_split``), and step 9 answering ``VM_LACKS_FEATURE`` (``rules.lacks_feature``).
+For xen-api
 1.249-lcm (stockholm), v23.30.0 (nile) and v24.19.2 (xcp-ng-8.3) the check is
 :func:`later_check_operation_error` (their ``xapi_vm_lifecycle.ml``): the enum, power
 states, concurrency, template list, strings, ``update_allowed_operations`` list and RPU list
@@ -200,8 +206,8 @@ def bool_of_assoc(key: str, mapping: Mapping[str, str]) -> bool:
     return v is not None and (v == "1" or v.lower() == "true")
 
 
-# 1.249-lcm allowed_power_states (lines 38-46): these three add Running for a control
-# domain; changing_NVRAM (and v23.30.0's create_vtpm, line 99) start Halted
+# 1.249-lcm allowed_power_states (lines 38-46; 1.14-lcm line 42): these three add Running
+# for a control domain; changing_NVRAM (and v23.30.0's create_vtpm, line 99) start Halted
 _LATER_DOM0_RUNNING = ("changing_VCPUs", "changing_static_range", "changing_memory_limits")
 _LATER_HALTED = ("changing_NVRAM", "create_vtpm")
 
@@ -213,11 +219,10 @@ def _power_states(
         if row["is_a_snapshot"] or clone_suspended_vm_enabled:
             return (H, S)
         return (H,)
-    if rules.later:
-        if op in _LATER_DOM0_RUNNING and row.get("is_control_domain"):
-            return (H, R)
-        if op in _LATER_HALTED:
-            return (H,)
+    if rules.dom0_split and op in _LATER_DOM0_RUNNING and row.get("is_control_domain"):
+        return (H, R)
+    if rules.later and op in _LATER_HALTED:
+        return (H,)
     return ALLOWED_POWER_STATES[op]
 
 
@@ -325,6 +330,23 @@ def booted_hvm(row: Row) -> bool:
 
 
 def check_op_for_feature(
+    vm_ref: str,
+    row: Row,
+    guest_metrics: Row | None,
+    op: str,
+    strict: bool,
+    hvm: bool,
+    rules: VmRules = DUNDEE,
+) -> OpError | None:
+    """``check_op_for_feature``: Dundee's codes name the feature; 1.14-lcm's (lines
+    165-178, ``rules.lacks_feature``) are all ``VM_LACKS_FEATURE``."""
+    err = _op_for_feature(vm_ref, row, guest_metrics, op, strict, hvm)
+    if err and rules.lacks_feature:
+        return ("VM_LACKS_FEATURE", err[1])
+    return err
+
+
+def _op_for_feature(
     vm_ref: str, row: Row, guest_metrics: Row | None, op: str, strict: bool, hvm: bool
 ) -> OpError | None:
     if row["power_state"] != R or not hvm or has_pv_drivers(guest_metrics):
@@ -371,6 +393,9 @@ def check_operation_error(
     all_vgpus_nvidia: bool = False,
     allow_nvidia_vgpu_migration: bool = False,
     rules: VmRules = DUNDEE,
+    nomigrate: bool | None = None,
+    nested_virt: bool | None = None,
+    is_domain_zero: bool | None = None,
     **later: Any,
 ) -> OpError | None:
     """``Xapi_vm_lifecycle.check_operation_error``: None, or the first ``(code, params)``.
@@ -387,6 +412,8 @@ def check_operation_error(
     * ``appliance_valid``/``protection_policy_valid`` -- those refs name live objects
       (default: not NULL);
     * ``all_vgpus_nvidia``/``allow_nvidia_vgpu_migration`` -- for ``check_vgpu``;
+    * ``nomigrate``/``nested_virt``/``is_domain_zero`` -- for ``rules.immobility`` and
+      ``rules.dom0_split`` (1.14-lcm), as :func:`later_check_operation_error` takes them;
     * ``rules`` -- the release's (:mod:`.vm_releases`); for a later source the check is
       :func:`later_check_operation_error`, which takes the ``later`` facts.
     """
@@ -402,6 +429,9 @@ def check_operation_error(
             vdis_reset_and_caching=vdis_reset_and_caching,
             appliance_valid=appliance_valid,
             protection_policy_valid=protection_policy_valid,
+            nomigrate=nomigrate,
+            nested_virt=nested_virt,
+            is_domain_zero=is_domain_zero,
             **later,
         )
     if op not in ALLOWED_POWER_STATES:
@@ -414,10 +444,14 @@ def check_operation_error(
     blocked = row.get("blocked_operations") or {}
     if op in blocked:
         return ("OPERATION_BLOCKED", [vm_ref, blocked[op]])
-    if power not in _power_states(row, op, clone_suspended_vm_enabled):
+    if power not in _power_states(row, op, clone_suspended_vm_enabled, rules):
         return (
             "VM_BAD_POWER_STATE",
-            [vm_ref, expected_states(row, op, clone_suspended_vm_enabled), power_to_string(power)],
+            [
+                vm_ref,
+                expected_states(row, op, clone_suspended_vm_enabled, rules),
+                power_to_string(power),
+            ],
         )
     if current and not is_allowed_concurrently(op, [o for _, o in current]):
         return concurrent_operations_error(vm_ref, current)
@@ -431,10 +465,18 @@ def check_operation_error(
         return ("PROVISION_ONLY_ALLOWED_ON_TEMPLATE", [])
     if op == "revert" and not is_snapshot:
         return ("REVERT_ONLY_ALLOWED_ON_SNAPSHOT", [])
-    if row["is_control_domain"] and op not in CONTROL_DOMAIN_OPERATIONS:
+    if rules.immobility:  # 1.14-lcm lines 360-380
+        err = immobility_error(vm_ref, row, op, strict, nomigrate, nested_virt)
+        if err:
+            return err
+    if rules.dom0_split:  # 1.14-lcm lines 386-405
+        err = control_domain_error(row, op, is_domain_zero)
+        if err:
+            return err
+    elif row["is_control_domain"] and op not in CONTROL_DOMAIN_OPERATIONS:
         return ("OPERATION_NOT_ALLOWED", [rules.control_domain_message])
     err = check_op_for_feature(
-        vm_ref, row, guest_metrics, op, strict, booted_hvm(row) if hvm is None else hvm
+        vm_ref, row, guest_metrics, op, strict, booted_hvm(row) if hvm is None else hvm, rules
     )
     if err:
         return err
@@ -525,6 +567,40 @@ def definitely_booted_pv(current_domain_type: str | None, rules: VmRules) -> boo
     (and pvh from v23.9.0); no metrics, hvm or unspecified is not."""
     pv = ("pv", "pv_in_pvh", "pvh") if rules.pvh_is_pv else ("pv", "pv_in_pvh")
     return current_domain_type in pv
+
+
+def immobility_error(
+    vm_ref: str,
+    row: Row,
+    op: str,
+    strict: bool,
+    nomigrate: bool | None,
+    nested_virt: bool | None,
+) -> OpError | None:
+    """``is_mobile`` and ``nested_virt`` (1.14-lcm lines 266-301, 360-380; 1.249-lcm the
+    same): ``VM_IS_IMMOBILE`` for the moves, ``VM_IS_USING_NESTED_VIRT`` for
+    ``changing_dynamic_range``, strict only. None: the ``platform`` keys (xapi's fallback
+    without metrics)."""
+    platform = row.get("platform") or {}
+    nomigrate = platform_is_true(platform, "nomigrate") if nomigrate is None else nomigrate
+    nested = platform_is_true(platform, "nested-virt") if nested_virt is None else nested_virt
+    if op in _MOVES and strict and (nomigrate or nested):
+        return ("VM_IS_IMMOBILE", [vm_ref])
+    if op == "changing_dynamic_range" and nested and strict:
+        return ("VM_IS_USING_NESTED_VIRT", [vm_ref])
+    return None
+
+
+def control_domain_error(row: Row, op: str, is_domain_zero: bool | None) -> OpError | None:
+    """The dom0 / control-domain split (1.14-lcm lines 386-405; 1.249-lcm the same):
+    ``changing_VCPUs``/``destroy`` of dom0 (``Helpers.is_domain_zero``; None:
+    ``is_control_domain``), then what a control domain may not do."""
+    dom0 = row["is_control_domain"] if is_domain_zero is None else is_domain_zero
+    if op in ("changing_VCPUs", "destroy") and dom0:
+        return ("OPERATION_NOT_ALLOWED", [DOM0_ONLY_MESSAGE])
+    if row["is_control_domain"] and op not in LATER_CONTROL_DOMAIN_OPERATIONS:
+        return ("OPERATION_NOT_ALLOWED", [CONTROL_DOMAIN_MESSAGE])
+    return None
 
 
 def later_op_for_feature(
@@ -628,9 +704,6 @@ def later_check_operation_error(
     current = list(row["current_operations"].items())
     is_template = row["is_a_template"]
     is_snapshot = row["is_a_snapshot"]
-    platform = row.get("platform") or {}
-    nomigrate = platform_is_true(platform, "nomigrate") if nomigrate is None else nomigrate
-    nested = platform_is_true(platform, "nested-virt") if nested_virt is None else nested_virt
 
     blocked = row.get("blocked_operations") or {}
     if op in blocked:
@@ -655,15 +728,10 @@ def later_check_operation_error(
         return ("PROVISION_ONLY_ALLOWED_ON_TEMPLATE", [])
     if op == "revert" and not is_snapshot:
         return ("REVERT_ONLY_ALLOWED_ON_SNAPSHOT", [])
-    if op in _MOVES and strict and (nomigrate or nested):  # is_mobile
-        return ("VM_IS_IMMOBILE", [vm_ref])
-    if op == "changing_dynamic_range" and nested and strict:
-        return ("VM_IS_USING_NESTED_VIRT", [vm_ref])
-    dom0 = row["is_control_domain"] if is_domain_zero is None else is_domain_zero
-    if op in ("changing_VCPUs", "destroy") and dom0:
-        return ("OPERATION_NOT_ALLOWED", [DOM0_ONLY_MESSAGE])
-    if row["is_control_domain"] and op not in LATER_CONTROL_DOMAIN_OPERATIONS:
-        return ("OPERATION_NOT_ALLOWED", [CONTROL_DOMAIN_MESSAGE])
+    err = immobility_error(vm_ref, row, op, strict, nomigrate, nested_virt)
+    err = err or control_domain_error(row, op, is_domain_zero)
+    if err:
+        return err
     err = later_op_for_feature(vm_ref, row, guest_metrics, op, strict, current_domain_type, rules)
     if err:
         return err

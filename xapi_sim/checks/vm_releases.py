@@ -18,17 +18,26 @@ names the source and holds what differs as data:
   v23.30.0).
 * ``unknown_strings`` -- the operations ``Record_util.vm_operation_table`` lacks, which
   print as "(unknown operation)".
-* ``later`` -- the check of 1.249-lcm on (``VM_IS_IMMOBILE``, ``VM_IS_USING_NESTED_VIRT``,
-  ``VM_LACKS_FEATURE``, the dom0 / control-domain split, NVIDIA vGPU and SR-IOV rules,
-  ``VM_HAS_VUSBS``, snapshot schedules, the RPU refusal); ``start_during_migrate_send``
+* ``later`` -- the check of 1.249-lcm on (NVIDIA vGPU and SR-IOV rules, ``VM_HAS_VUSBS``,
+  snapshot schedules, the RPU refusal, quiesce refused outright, ``has_definitely_booted_pv``,
+  ``changing_NVRAM``, besides the three rules below); ``start_during_migrate_send``
   (``([`migrate_send], `start)``/``start_on`` in ``is_allowed_concurrently``, dropped by
   CA-322708 27239518a7, v1.268.0); ``pvh_is_pv`` (``has_definitely_booted_pv`` knows
   ``pvh``, CP-30367 1f1bf9d010, v23.9.0). The VTPM rule follows enum membership of
   ``create_vtpm``.
+* ``immobility``, ``dom0_split``, ``lacks_feature`` -- what xen-api 1.14-lcm (ely, XenServer
+  7.1) adds to Dundee's check, which it otherwise keeps (its ``xapi_vm_lifecycle.ml``;
+  enum, ``update_allowed_operations`` list, ``vm_operations_miami``, concurrency, template
+  and snapshot lists, ``Record_util`` table all Dundee's): ``VM_IS_IMMOBILE`` and
+  ``VM_IS_USING_NESTED_VIRT`` (``is_mobile``/``nested_virt``, lines 266-301 and 360-380);
+  the dom0 / control-domain split (lines 386-405) with a control domain's
+  ``changing_VCPUs``/``changing_static_range``/``changing_memory_limits`` allowed Running
+  (line 42); ``check_op_for_feature`` answering one code, ``VM_LACKS_FEATURE`` (lines
+  165-178). Later sources keep all three.
 
 :func:`rules_for` maps a datamodel release to its rules: before ``stockholm`` Dundee's
-(cream, dundee and ely keep the Dundee transcription; cream's control-domain message is
-its own), then 1.249-lcm's, from ``23.9.0``
+(cream's control-domain message is its own), from ``ely`` 1.14-lcm's (Dundee's with the
+three flags), from ``stockholm`` 1.249-lcm's, from ``23.9.0``
 v23.30.0's, from ``24.14.0`` v24.19.2's. Releases between two sources (databases played
 back from real pools) take the earlier source's rules.
 """
@@ -162,6 +171,10 @@ class VmRules:
     # the refusal of an operation on a control domain (before 1.249-lcm's dom0 split): 6.5's
     # source says "domain 0", Dundee's "control domain" (xapi_vm_lifecycle.ml line 331)
     control_domain_message: str = "Operations on control domain are not allowed"
+    # 1.14-lcm's additions to Dundee's check (all later sources have them)
+    immobility: bool = False
+    dom0_split: bool = False
+    lacks_feature: bool = False
 
     @property
     def vtpm(self) -> bool:
@@ -175,6 +188,9 @@ DUNDEE = VmRules(
 CREAM = attrs.evolve(
     DUNDEE, source="79e9af82c7^", control_domain_message="Operations on domain 0 are not allowed"
 )
+# 1.14-lcm: Dundee's enum, list, miami list and Record_util table (unchanged there), with
+# the three rules it adds
+ELY = attrs.evolve(DUNDEE, source="1.14-lcm", immobility=True, dom0_split=True, lacks_feature=True)
 STOCKHOLM = VmRules(
     "1.249-lcm",
     STOCKHOLM_OPERATIONS,
@@ -184,6 +200,9 @@ STOCKHOLM = VmRules(
     True,
     True,
     False,
+    immobility=True,
+    dom0_split=True,
+    lacks_feature=True,
 )
 NILE = VmRules(
     "v23.30.0",
@@ -194,6 +213,9 @@ NILE = VmRules(
     True,
     False,
     True,
+    immobility=True,
+    dom0_split=True,
+    lacks_feature=True,
 )
 XCP_NG_83 = VmRules(
     "v24.19.2",
@@ -204,10 +226,14 @@ XCP_NG_83 = VmRules(
     True,
     False,
     True,
+    immobility=True,
+    dom0_split=True,
+    lacks_feature=True,
 )
 
 # The one release switch: (first datamodel release, rules), oldest first.
 RELEASE_RULES = (
+    ("ely", ELY),
     ("stockholm", STOCKHOLM),
     ("23.9.0", NILE),
     ("24.14.0", XCP_NG_83),
