@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ..datamodel import ENUMS
 from .operations import (
     OTHER_OPERATION_IN_PROGRESS,
     SR_OPERATION_STRINGS,
@@ -76,7 +77,20 @@ def sm_features(features: Iterable[str]) -> set[str]:
 
 # -- SR ---------------------------------------------------------------------------------------
 
-# storage_operations in Dundee's datamodel.ml (enum order)
+# storage_operations in Dundee's datamodel.ml (enum order): the later enum without what
+# came after (CBT, 1.249's set_on_boot)
+SR_OPERATIONS = tuple(
+    op
+    for op in ENUMS["storage_operations"]
+    if op
+    not in (
+        "vdi_enable_cbt",
+        "vdi_disable_cbt",
+        "vdi_data_destroy",
+        "vdi_list_changed_blocks",
+        "vdi_set_on_boot",
+    )
+)
 SR_OPERATIONS = (
     "scan",
     "destroy",
@@ -145,29 +159,8 @@ SR_CBT_OPERATIONS = (
 # disallowed_during_rpu is the rest of all_ops
 SR_RPU_OPERATIONS = SR_ALL_OPERATIONS
 # storage_operations in v24.19.2's datamodel.ml: from xen-api 723a4983ab (v24.14.0)
-# all_ops is the generated API.storage_operations__all, in this order
-SR_ENUM_OPERATIONS = (
-    "scan",
-    "destroy",
-    "forget",
-    "plug",
-    "unplug",
-    "update",
-    "vdi_create",
-    "vdi_introduce",
-    "vdi_destroy",
-    "vdi_resize",
-    "vdi_clone",
-    "vdi_snapshot",
-    "vdi_mirror",
-    "vdi_enable_cbt",
-    "vdi_disable_cbt",
-    "vdi_data_destroy",
-    "vdi_list_changed_blocks",
-    "vdi_set_on_boot",
-    "pbd_create",
-    "pbd_destroy",
-)
+# all_ops is the generated API.storage_operations__all, in this order: the datamodel's enum
+SR_ENUM_OPERATIONS = tuple(ENUMS["storage_operations"])
 _SR_STRINGS = {
     **SR_OPERATION_STRINGS,
     "vdi_mirror": "VDI.mirror",
