@@ -118,7 +118,7 @@ class CbtLogs:
         try:
             os.unlink(self._path(key))
         except FileNotFoundError:
-            pass
+            pass  # already gone (a VDI never written, or removed before): nothing to undo
 
     def _set(self, key: str, **fields) -> None:
         log = self.read(key) if key else None

@@ -7,18 +7,15 @@ UNKNOWN_XENAPI_PLUGIN_FUNCTION, XENAPI_PLUGIN_FAILURE) and the forward to a dead
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import shutil
 import subprocess
-import sys
 
 import XenAPI
 from session_kit import failure, logged_in
+from xe_kit import xe_runner
 
 from xapi_sim.testing import running_world
-
-XE = shutil.which("xe", path=os.path.dirname(sys.executable)) or shutil.which("xe")
 
 WORLD = """
 [[host]]
@@ -106,14 +103,7 @@ def test_xe_host_call_plugin(tmp_path):
     with logged_in(WORLD.format(v="dundee")) as (w, s):
         x = s.xenapi
         uuid = x.host.get_uuid(x.host.get_by_name_label("h2")[0])
-        m = w.host("h1")
-        env = {k: v for k, v in os.environ.items() if k != "XE_EXTRA_ARGS"}
-        env["HOME"] = str(tmp_path)
-
-        def xe(*args):
-            argv = [XE, "-s", m.address_for_url, "-p", str(m.port), "-u", "root"]
-            argv += ["-pw", "xenroot", *args]
-            return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+        xe = xe_runner(w.host("h1"), tmp_path)
 
         r = xe("host-call-plugin", f"host-uuid={uuid}", "plugin=disk-space")
         r2 = xe(
@@ -243,14 +233,7 @@ def test_xe_host_power_on(tmp_path):
     with logged_in(WORLD.format(v="dundee")) as (w, s):
         x = s.xenapi
         h2 = _down(x, "h2")
-        m = w.host("h1")
-        env = {k: v for k, v in os.environ.items() if k != "XE_EXTRA_ARGS"}
-        env["HOME"] = str(tmp_path)
-
-        def xe(*args):
-            argv = [XE, "-s", m.address_for_url, "-p", str(m.port), "-u", "root"]
-            argv += ["-pw", "xenroot", *args]
-            return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+        xe = xe_runner(w.host("h1"), tmp_path)
 
         r = xe(
             "host-set-power-on-mode",

@@ -6,13 +6,12 @@ on 7.0 and 8.2; the pure check as a hypothesis property; ``xe host-set-hostname-
 from __future__ import annotations
 
 import string
-import subprocess
 
 import pytest
 import XenAPI
 from hypothesis import given
 from hypothesis import strategies as st
-from test_xe import XE, xe_env
+from xe_kit import xe_runner
 
 from xapi_sim.classes.host import hostname_error
 from xapi_sim.testing import running_world
@@ -138,17 +137,12 @@ def test_hostname_rule_property(name):
         assert reason == "hostname is too long"
 
 
-@pytest.mark.skipif(XE is None, reason="the xe console script is not installed")
 def test_xe_host_set_hostname_live(lab, tmp_path):
     w, x = lab
     h = w.host("h1")
     h2 = w.host("h2")
 
-    def xe(*argv):
-        cmd = [XE, "-s", h.address, "-p", str(h.port), "-u", w.user, "-pw", w.password]
-        return subprocess.run(
-            cmd + list(argv), capture_output=True, env=xe_env(tmp_path), timeout=30, text=True
-        )
+    xe = xe_runner(h, tmp_path, w.user, w.password)
 
     r = xe("host-set-hostname-live", f"host-uuid={h2.uuid}", "host-name=renamed")
     assert (r.returncode, r.stdout, r.stderr) == (0, "", "")

@@ -5,14 +5,13 @@ networks, events, a many-thread race for incompatible purposes, older releases, 
 
 from __future__ import annotations
 
-import subprocess
 import threading
 
 import pytest
 import XenAPI
 from hypothesis import given
 from hypothesis import strategies as st
-from test_xe import XE, xe_env
+from xe_kit import xe_runner
 
 from xapi_sim.classes.network_purpose import INCOMPATIBLE, conflicting_purpose
 from xapi_sim.testing import running_world
@@ -179,18 +178,13 @@ def test_releases_without_purpose():
         assert x.network.get_purpose(net) == ["insecure_nbd"]
 
 
-@pytest.mark.skipif(XE is None, reason="the xe console script is not installed")
 def test_xe_purpose(lab, tmp_path):
     w, x, nets = lab
     h = w.host("h1")
     a, b = nets["a"], nets["b"]
     ua, ub = x.network.get_uuid(a), x.network.get_uuid(b)
 
-    def xe(*argv):
-        cmd = [XE, "-s", h.address, "-p", str(h.port), "-u", w.user, "-pw", w.password]
-        return subprocess.run(
-            cmd + list(argv), capture_output=True, env=xe_env(tmp_path), timeout=30, text=True
-        )
+    xe = xe_runner(h, tmp_path, w.user, w.password)
 
     r = xe("network-param-add", f"uuid={ua}", "param-name=purpose", "param-key=nbd")
     assert (r.returncode, r.stdout, r.stderr) == (0, "", "")

@@ -8,10 +8,6 @@ import bz2
 import hashlib
 import http.client
 import io
-import os
-import shutil
-import subprocess
-import sys
 import tarfile
 import threading
 import zipfile
@@ -19,6 +15,7 @@ from xml.dom import minidom
 
 import pytest
 from session_kit import failure, logged_in
+from xe_kit import xe_runner
 
 from xapi_sim.classes import system_status as ss
 
@@ -210,16 +207,8 @@ def test_many_concurrent_downloads(env):
 
 
 def test_xe_system_status(tmp_path):
-    xe_bin = shutil.which("xe", path=os.path.dirname(sys.executable)) or shutil.which("xe")
     with logged_in() as (w, s):
-        m = w.host("xs1")
-        env = {k: v for k, v in os.environ.items() if k != "XE_EXTRA_ARGS"}
-        env["HOME"] = str(tmp_path)
-
-        def xe(*args):
-            argv = [xe_bin, "-s", m.address_for_url, "-p", str(m.port), "-u", "root"]
-            argv += ["-pw", "xenroot", *args]
-            return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+        xe = xe_runner(w.host("xs1"), tmp_path)
 
         r = xe("host-get-system-status-capabilities", "host=xs2")
         assert r.returncode == 0, r.stderr

@@ -5,14 +5,8 @@ VCPUs_max (``Invalid_vcpus vcpu_max``) -- over the XenAPI package and the xe CLI
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-
 from session_kit import failure, logged_in
-
-XE = shutil.which("xe", path=os.path.dirname(sys.executable)) or shutil.which("xe")
+from xe_kit import xe_runner
 
 WORLD = """
 [[host]]
@@ -104,14 +98,7 @@ def test_xe_vm_vcpu_hotplug(tmp_path):
         h1 = x.host.get_by_name_label("h1")[0]
         vm = _started_with_one_of_four(x, h1)
         uuid = x.VM.get_uuid(vm)
-        m = w.host("h1")
-        env = {k: v for k, v in os.environ.items() if k != "XE_EXTRA_ARGS"}
-        env["HOME"] = str(tmp_path)
-
-        def xe(*args):
-            argv = [XE, "-s", m.address_for_url, "-p", str(m.port), "-u", "root"]
-            argv += ["-pw", "xenroot", *args]
-            return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+        xe = xe_runner(w.host("h1"), tmp_path)
 
         r = xe("vm-vcpu-hotplug", f"uuid={uuid}", "new-vcpus=2")
         assert (r.returncode, r.stdout, r.stderr) == (0, "", "")

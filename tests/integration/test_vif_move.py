@@ -5,11 +5,9 @@ cannot see the network refuses (``HOST_CANNOT_ATTACH_NETWORK``), an offline host
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 import XenAPI
-from test_xe import XE, xe_env
+from xe_kit import xe_runner
 
 from xapi_sim.testing import running_world
 
@@ -165,20 +163,16 @@ def test_not_before_7_1(tmp_path):
         vif = x.VIF.get_all()[0]
         net = x.network.get_all()[0]
         assert _err(x.VIF.move, vif, net) == ["MESSAGE_METHOD_UNKNOWN", "VIF.move"]
-        if XE is not None:  # 7.0's CLI has no vif-move either
-            h = w.host("h1")
-            cmd = [XE, "-s", h.address, "-p", str(h.port), "-u", w.user, "-pw", w.password]
-            args = [
-                "vif-move",
-                f"uuid={x.VIF.get_uuid(vif)}",
-                f"network-uuid={x.network.get_uuid(net)}",
-            ]
-            r = subprocess.run(cmd + args, capture_output=True, env=xe_env(tmp_path), text=True)
-            assert r.returncode == 1 and r.stderr.startswith("Unknown command: vif-move\n")
-            r = subprocess.run(
-                cmd + ["help", "vif-move"], capture_output=True, env=xe_env(tmp_path), text=True
-            )
-            assert r.stdout == "Unknown command 'vif-move'\n"
+        # 7.0's CLI has no vif-move either
+        xe = xe_runner(w.host("h1"), tmp_path, w.user, w.password)
+        r = xe(
+            "vif-move",
+            f"uuid={x.VIF.get_uuid(vif)}",
+            f"network-uuid={x.network.get_uuid(net)}",
+        )
+        assert r.returncode == 1 and r.stderr.startswith("Unknown command: vif-move\n")
+        r = xe("help", "vif-move")
+        assert r.stdout == "Unknown command 'vif-move'\n"
     with running_world(WORLD.format(version="7.1.0")) as w:
         x = _session(w.master_url()).xenapi
         vm = [r for r, v in x.VM.get_all_records().items() if v["name_label"] == "off"][0]
@@ -186,27 +180,17 @@ def test_not_before_7_1(tmp_path):
         net = [r for r, n in x.network.get_all_records().items() if n["name_label"] == "inner"]
         x.VIF.move(vif, net[0])
         assert x.VIF.get_network(vif) == net[0]
-        if XE is not None:
-            h = w.host("h1")
-            cmd = [XE, "-s", h.address, "-p", str(h.port), "-u", w.user, "-pw", w.password]
-            r = subprocess.run(
-                [*cmd, "help", "--all"], capture_output=True, env=xe_env(tmp_path), text=True
-            )
-            assert "vif-move" in r.stdout
+        r = xe_runner(w.host("h1"), tmp_path, w.user, w.password)("help", "--all")
+        assert "vif-move" in r.stdout
 
 
-@pytest.mark.skipif(XE is None, reason="the xe console script is not installed")
 def test_xe_vif_move(lab, tmp_path):
     w, x, vms, nets = lab
     vif = x.VM.get_VIFs(vms["run"])[0]
     eth2 = _net(nets, 2)
     h = w.host("h1")
 
-    def xe(*argv):
-        cmd = [XE, "-s", h.address, "-p", str(h.port), "-u", w.user, "-pw", w.password]
-        return subprocess.run(
-            cmd + list(argv), capture_output=True, env=xe_env(tmp_path), timeout=30, text=True
-        )
+    xe = xe_runner(h, tmp_path, w.user, w.password)
 
     vif_uuid, net_uuid = x.VIF.get_uuid(vif), x.network.get_uuid(eth2)
     r = xe("vif-move", f"uuid={vif_uuid}", f"network-uuid={net_uuid}")

@@ -5,17 +5,12 @@ world's clock, which the tests move forward instead of sleeping."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 import threading
 import time
 
 import XenAPI
 from session_kit import failure, logged_in
-
-XE = shutil.which("xe") or os.path.join(os.path.dirname(sys.executable), "xe")
+from xe_kit import xe_runner
 
 WORLD = """
 [[host]]
@@ -228,14 +223,10 @@ def test_one_appliance_operation_at_a_time():
 def test_xe_appliance_commands(tmp_path):
     with logged_in(WORLD) as (w, s):
         x = s.xenapi
-        m = w.host("h1")
-        env = {k: v for k, v in os.environ.items() if k != "XE_EXTRA_ARGS"}
-        env["HOME"] = str(tmp_path)
+        run = xe_runner(w.host("h1"), tmp_path)
 
         def xe(*args):
-            argv = [XE, "-s", m.address_for_url, "-p", str(m.port), "-u", "root"]
-            argv += ["-pw", "xenroot", *args]
-            r = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+            r = run(*args)
             return r.returncode, r.stdout, r.stderr
 
         rc, out, err = xe("appliance-create", "name-label=shop", "name-description=a vApp")

@@ -6,14 +6,8 @@ NOT_IMPLEMENTED -- over the XenAPI package and the xe CLI."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-
 from session_kit import failure, logged_in
-
-XE = shutil.which("xe", path=os.path.dirname(sys.executable)) or shutil.which("xe")
+from xe_kit import xe_runner
 
 WORLD = """
 [[host]]
@@ -143,14 +137,7 @@ def test_xe_vm_reset_powerstate(tmp_path):
         away = _vm(x, "away")
         uuid = x.VM.get_uuid(away)
         x.sim.host_crash(x.host.get_by_name_label("h2")[0])
-        m = w.host("h1")
-        env = {k: v for k, v in os.environ.items() if k != "XE_EXTRA_ARGS"}
-        env["HOME"] = str(tmp_path)
-
-        def xe(*args):
-            argv = [XE, "-s", m.address_for_url, "-p", str(m.port), "-u", "root"]
-            argv += ["-pw", "xenroot", *args]
-            return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+        xe = xe_runner(w.host("h1"), tmp_path)
 
         r = xe("vm-reset-powerstate", f"uuid={uuid}")
         assert r.returncode == 1

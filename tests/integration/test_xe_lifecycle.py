@@ -11,16 +11,13 @@ from __future__ import annotations
 import contextlib
 import os
 import pathlib
-import shutil
-import subprocess
-import sys
 import time
 
 from session_kit import logged_in
+from xe_kit import xe_runner
 
 from xapi_sim.tasks import Tasks
 
-XE = shutil.which("xe", path=os.path.dirname(sys.executable)) or shutil.which("xe")
 GOLDEN = pathlib.Path(__file__).resolve().parent.parent / "golden" / "xe"
 UPDATE = os.environ.get("XE_GOLDEN_UPDATE") == "1"
 
@@ -72,16 +69,10 @@ def xe_world(tmp_path):
     """The served world, a XenAPI session on it, and ``xe(*args, input=None)`` returning
     (exit status, stdout, stderr)."""
     with logged_in(WORLD) as (w, s):
-        m = w.host("h1")
-        env = {k: v for k, v in os.environ.items() if k != "XE_EXTRA_ARGS"}
-        env["HOME"] = str(tmp_path)
+        run = xe_runner(w.host("h1"), tmp_path)
 
         def xe(*args, input=None):
-            argv = [XE, "-s", m.address_for_url, "-p", str(m.port), "-u", "root"]
-            argv += ["-pw", "xenroot", *args]
-            r = subprocess.run(
-                argv, capture_output=True, text=True, env=env, timeout=60, input=input
-            )
+            r = run(*args, input=input)
             return r.returncode, r.stdout, r.stderr
 
         yield w, s.xenapi, xe

@@ -157,4 +157,4 @@ def exec_command(ctx, name):
             try:
                 ctx.dispatcher.dispatch(ctx.host, "session.logout", [ctx.session])
             except Exception:  # noqa: BLE001 -- the host may have left the pool meanwhile
-                pass
+                log.debug("xe: logout of the command's session failed", exc_info=True)

@@ -89,8 +89,10 @@ def filter_records(records, k, v):
         try:
             if _member(f, None if kind == "set" else sub, v):
                 out.append(r)
-        except Exception:  # noqa: BLE001 -- "with _ -> false"
-            pass
+        except Exception:  # noqa: BLE001
+            # records.ml's filter is "with _ -> false": a record whose field cannot be read
+            # or compared is simply not selected, which is the answer, not a fault
+            continue
     return out
 
 
