@@ -285,17 +285,24 @@ def _cancel_and_wait(call: Call, vm_ref: str, key: str, ops: Iterable[str]) -> N
         if db.exists("task", t):  # Client.Task.cancel
             db.set("task", t, "current_operations", {call.world.ids.ref(): "cancel"})
         tasks.request_cancel(t)
-    deadline = time.monotonic() + OperationPolicy.of(call.world).max_wait
-    while True:  # wait_for_tasks: until none is pending
-        pending = [
-            t
-            for t in victims
-            if t in db.tables["task"] and db.tables["task"][t]["status"] == "pending"
-        ]
-        left = deadline - time.monotonic()
-        if not pending or left <= 0:
-            return
-        db.cond.wait(min(left, 1.0))
+    wait_for_tasks(call, victims, OperationPolicy.of(call.world).max_wait)
+
+
+def wait_for_tasks(call: Call, tasks: Iterable[str], timeout: float | None = None) -> list[str]:
+    """``Helpers.wait_for_tasks`` / ``Tasks.wait_for_all``: until none of ``tasks`` is
+    pending, or ``timeout`` seconds have passed (the database lock released while waiting);
+    the tasks still pending."""
+    db = call.db
+    tasks = list(tasks)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    with db.lock:
+        while True:
+            table = db.tables["task"]
+            pending = [t for t in tasks if t in table and table[t]["status"] == "pending"]
+            left = 1.0 if deadline is None else deadline - time.monotonic()
+            if not pending or left <= 0:
+                return pending
+            db.cond.wait(min(left, 1.0))
 
 
 class Operation:

@@ -89,17 +89,6 @@ def _launch(call, message: str, vm: str, args: list) -> str | None:
     return task
 
 
-def _wait_for_all(call, tasks: list[str]) -> None:
-    """``Tasks.wait_for_all``: until none of ``tasks`` is pending (waiting unlocked)."""
-    db = call.db
-    while True:
-        with db.lock:
-            table = db.tables["task"]
-            if not any(t in table and table[t]["status"] == "pending" for t in tasks):
-                return
-            db.cond.wait(1.0)
-
-
 def _perform(call, self, op, extra_args, required_state):
     """``perform_operation`` inside ``with_vm_appliance_operation``."""
     message, ascending = _VM_MESSAGES[op]
@@ -121,7 +110,7 @@ def _perform(call, self, op, extra_args, required_state):
                 tasks = [t for vm in group if (t := _launch(call, message, vm, extra_args))]
             # the tasks' threads wait for this transaction's lock: publish and release it
             call.world.txm.checkpoint()
-            _wait_for_all(call, tasks)
+            c.wait_for_tasks(call, tasks)
         with db.lock:
             vms = db.tables["VM"]
             failed = [v for v in targets if v not in vms or vms[v]["power_state"] != required_state]
