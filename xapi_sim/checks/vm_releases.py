@@ -204,31 +204,18 @@ STOCKHOLM = VmRules(
     dom0_split=True,
     lacks_feature=True,
 )
-NILE = VmRules(
-    "v23.30.0",
-    NILE_OPERATIONS,
-    NILE_UPDATE,
-    RPU_WITH_MIGRATE_SEND,
-    NILE_UNKNOWN,
-    True,
-    False,
-    True,
-    immobility=True,
-    dom0_split=True,
-    lacks_feature=True,
+NILE = attrs.evolve(
+    STOCKHOLM,
+    source="v23.30.0",
+    operations=NILE_OPERATIONS,
+    update_ops=NILE_UPDATE,
+    rpu_ops=RPU_WITH_MIGRATE_SEND,
+    unknown_strings=NILE_UNKNOWN,
+    start_during_migrate_send=False,
+    pvh_is_pv=True,
 )
-XCP_NG_83 = VmRules(
-    "v24.19.2",
-    NILE_OPERATIONS,
-    XCP_NG_83_UPDATE,
-    RPU_WITH_MIGRATE_SEND,
-    XCP_NG_83_UNKNOWN,
-    True,
-    False,
-    True,
-    immobility=True,
-    dom0_split=True,
-    lacks_feature=True,
+XCP_NG_83 = attrs.evolve(
+    NILE, source="v24.19.2", update_ops=XCP_NG_83_UPDATE, unknown_strings=XCP_NG_83_UNKNOWN
 )
 
 # The one release switch: (first datamodel release, rules), oldest first.
