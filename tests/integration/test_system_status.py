@@ -229,3 +229,4 @@ def test_xe_system_status(tmp_path):
         r = xe("host-get-system-status", "host=xs2", f"filename={out}2", "output=rar")
         assert r.returncode == 1
         assert "Invalid output format. Must be 'tar', 'zip' or 'tar.bz2'" in r.stderr + r.stdout
+        assert "Error: Invalid output format" in r.stderr  # a Cli_failure, not INTERNAL_ERROR

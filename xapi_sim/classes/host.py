@@ -3,7 +3,8 @@
 
 ``get_log`` and ``dmesg_clear`` are forwarded to the host (``do_op_on``: HOST_OFFLINE), where
 xapi answers NOT_IMPLEMENTED ["get_log"] / ["dmesg_clear"]; ``list_methods`` answers
-NOT_IMPLEMENTED ["list_method"], sic (``xapi_host.ml``, 1.9.0 to v24.16.0).
+NOT_IMPLEMENTED ["list_method"], sic (``xapi_host.ml``, from 6.5's source ``79e9af82c7^``
+to 8.3's ``v24.19.2``).
 """
 
 from __future__ import annotations

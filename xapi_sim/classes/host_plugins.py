@@ -1,7 +1,7 @@
 """``host.call_plugin``: the dom0 plugins clients call, as a simulated host ships them; and
 ``host.power_on`` / ``host.set_power_on_mode``, which drive the ``power-on-host`` plugin.
 
-xapi (``xapi_plugins.ml``, the same at 1.9.0 and v24.16.0) runs
+xapi (``xapi_plugins.ml``, the same in every release's source, ``79e9af82c7^`` to ``v24.19.2``) runs
 ``/etc/xapi.d/plugins/<plugin>`` with the call as an XML-RPC ``methodCall`` (the session and
 the string map ``args``) and reads its ``methodResponse``; message forwarding sends the call
 to the host named (``do_op_on``: HOST_OFFLINE when it is dead). Plugins answer through

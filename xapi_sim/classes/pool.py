@@ -1,6 +1,6 @@
 """pool: generic messages come from the datamodel; join/eject live in ``pool_join.py``.
 
-``sync_database`` (``xapi_pool.ml``, 1.9.0 to v24.16.0; no HA here, so no metadata VDI):
+``sync_database`` (``xapi_pool.ml``, every release's source; no HA here, so no metadata VDI):
 the master pushes its database to every host (``Host.request_backup`` on each, in parallel,
 forwarded with ``do_op_on``), and the first failure is the call's -- HOST_OFFLINE [host] for
 a dead member. The simulated hosts share their pool's database, and with ``--state-dir``

@@ -2,8 +2,8 @@
 live memory targets, sysrq and triggers, services, boot records, cooperativeness, and the
 power-state reset of a VM left behind on a dead host.
 
-Mirrors xen-api ``ocaml/xapi/xapi_vm.ml`` and ``message_forwarding.ml`` (the same at 1.9.0,
-Dundee, and v24.16.0, 8.3, except ``get_boot_record``):
+Mirrors xen-api ``ocaml/xapi/xapi_vm.ml`` and ``message_forwarding.ml`` (the same in every
+release's source, 6.5's ``79e9af82c7^`` to 8.3's ``v24.19.2``, except ``get_boot_record``):
 
 * ``set_memory_target_live`` -- ``with_vm_operation changing_memory_live`` (Running), then
   ``forward_vm_op`` (HOST_OFFLINE when the VM's host is dead); the call itself does nothing

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ...errors import Failure
 from ...wire import cliproto
-from ..errors import OcamlFailure
+from ..errors import CliFailure
 from ..ops import do_host_op
 from .spec import Cmd
 from .transfer import _set_progress, _transfer
@@ -30,7 +30,7 @@ def host_get_system_status(ctx):
     entries = ctx.get("entries", "")
     output = ctx.get("output", "tar.bz2")
     if output not in _OUTPUTS:
-        raise OcamlFailure("Invalid output format. Must be 'tar', 'zip' or 'tar.bz2'")
+        raise CliFailure("Invalid output format. Must be 'tar', 'zip' or 'tar.bz2'")
 
     def op(n, h):
         target = ctx.host.world.host(h.ref)
