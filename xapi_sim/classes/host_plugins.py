@@ -52,6 +52,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
+from ..allowed import since
 from ..dispatch import api
 from ..errors import Failure
 from ..runtime import GiB
@@ -59,13 +60,11 @@ from . import common as c
 
 # dom0's root filesystem: 4 GiB on 6.5 to 7.1, 18 GiB from 8.0 on; the installed system
 # and logs take about 2.3 GiB of it
-_DOM0_ROOT = {"cream": 4 * GiB, "dundee": 4 * GiB, "ely": 4 * GiB}
-_DOM0_ROOT_LATER = 18 * GiB
+_DOM0_ROOT, _DOM0_ROOT_LATER = 4 * GiB, 18 * GiB
 _DOM0_USED = 2400 * 1024 * 1024
-# dom0's plugins ran under Python 2 until XenServer 8; iLO.py was there until 8.2
-# (CP-33061), whose power-on.py then caught ModuleNotFoundError -- a name Python 2 lacks
-_WITH_ILO = ("cream", "dundee", "ely")
-_PYTHON2 = (*_WITH_ILO, "stockholm_psr", "stockholm")
+# dom0's plugins ran under Python 2 until XenServer 8 (23.30.0); iLO.py was there until 8.2
+# (CP-33061), whose power-on.py then caught ModuleNotFoundError -- a name Python 2 lacks.
+# A release between two profiles' sources (a played-back database) behaves as the earlier.
 POWER_ON_PLUGIN = "power-on-host"  # Constants.power_on_plugin / power_on_fn
 POWER_ON_FN = "main"
 
@@ -76,21 +75,24 @@ class _Plugin:
     def __init__(self, call, host_ref):
         row = call.db.get("host", host_ref)
         self.call = call
-        self.release = call.db.schema.release
+        db = call.db
+        self.with_ilo = not since(db, "stockholm")
+        self.python2 = not since(db, "23.30.0")
+        self.dom0_root = _DOM0_ROOT_LATER if since(db, "stockholm") else _DOM0_ROOT
         self.cpu_info = row["cpu_info"]
         self.brand = row["software_version"].get("product_brand", "")
 
     @property
     def free_root_bytes(self) -> int:
-        return _DOM0_ROOT.get(self.release, _DOM0_ROOT_LATER) - _DOM0_USED
+        return self.dom0_root - _DOM0_USED
 
     def no_custom_script(self, name):
         """What ``power-on.py`` raises for a mode whose script dom0 lacks: the ImportError
         of ``__import__`` (6.5 to 7.1); on 8.2 the NameError of its ``except
         ModuleNotFoundError`` under Python 2; from XenServer 8 the ModuleNotFoundError."""
-        if self.release in _WITH_ILO:
+        if self.with_ilo:
             return ImportError(f"No module named {name}")
-        if self.release in _PYTHON2:
+        if self.python2:
             return NameError("global name 'ModuleNotFoundError' is not defined")
         return ModuleNotFoundError(f"No module named '{name}'")
 
@@ -122,7 +124,7 @@ def _power_on_main(p: _Plugin, args) -> str:
             raise Exception(  # noqa: TRY002 -- wlan.py's own
                 f"Failed to find a management interface (PIF) for host uuid {row['uuid']}"
             )
-    elif mode == "DRAC" or (mode == "iLO" and p.release in _WITH_ILO):
+    elif mode == "DRAC" or (mode == "iLO" and p.with_ilo):
         for key in ("power_on_ip", "power_on_user", "power_on_password_secret"):
             if key not in config:
                 raise KeyError(key)

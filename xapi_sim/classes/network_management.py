@@ -7,13 +7,12 @@ itself is ``network_pif.move_management``."""
 from __future__ import annotations
 
 from .. import install_network as inet
+from ..allowed import since
 from ..datamodel import NULL_REF
 from ..dispatch import api
 from ..errors import Failure
 from .common import on_host
 from .network_pif import move_management, update_management_flags
-
-_DUNDEE_MANAGEMENT_CHECKS = ("cream", "dundee", "ely")
 
 
 def assert_usable_for_management(db, pif, row) -> None:
@@ -40,7 +39,7 @@ def management_reconfigure(call, pif):
         on_host(call, row["host"])
         if inet.pool_row(db).get("ha_enabled"):
             raise Failure("HA_IS_ENABLED")
-        if db.schema.release not in _DUNDEE_MANAGEMENT_CHECKS:
+        if since(db, "stockholm"):
             if row["managed"]:
                 assert_usable_for_management(db, pif, row)
         else:

@@ -19,10 +19,9 @@ or network once.
 
 from __future__ import annotations
 
+from ..allowed import since
 from ..dispatch import api
 from ..errors import Failure
-
-_BEFORE_SRIOV = ("cream", "dundee", "ely")
 
 
 def _enabled_hosts(db) -> set:
@@ -82,6 +81,6 @@ def assert_agile(call, self):
             if net not in ok:
                 if not network_properly_shared(db, net):
                     raise Failure("HA_CONSTRAINT_VIOLATION_NETWORK_NOT_SHARED", net)
-                if db.schema.release not in _BEFORE_SRIOV and _sriov_network(db, net):
+                if since(db, "stockholm") and _sriov_network(db, net):
                     raise Failure("VM_HAS_SRIOV_VIF", self)
                 ok.add(net)

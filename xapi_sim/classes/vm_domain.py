@@ -34,6 +34,7 @@ release's source, 6.5's ``79e9af82c7^`` to 8.3's ``v24.19.2``, except ``get_boot
 
 from __future__ import annotations
 
+from ..allowed import since
 from ..datamodel import NULL_REF
 from ..dispatch import api
 from ..errors import Failure
@@ -92,16 +93,12 @@ def query_services(call, self):
         raise Failure("NOT_IMPLEMENTED", "query_services")
 
 
-# releases whose get_boot_record is Helpers.get_boot_record (xen-api before 1.100)
-_BOOT_RECORD_OF_LAST_BOOT = ("cream", "dundee", "ely")
-
-
 @api("VM.get_boot_record")
 def get_boot_record(call, self):
     with call.db.lock, c.with_operation(call, "VM", self, "get_boot_record") as token:
         row = call.db.get("VM", self)
         token.mark()
-        if call.db.schema.release in _BOOT_RECORD_OF_LAST_BOOT:
+        if not since(call.db, "stockholm"):  # Helpers.get_boot_record (before xen-api 1.100)
             return dict(row, memory_target=0)
         return row
 
